@@ -1,0 +1,179 @@
+//! Starting and stopping the server: open the database, build the shared
+//! state, listen (port 0 allowed), start the reaper; and on shutdown stop
+//! accepting, finish what is in flight, stop the reaper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::auth::throttle::{Limits, Throttle};
+use crate::config::{Config, ConfigError};
+use crate::db::{self, DbError};
+use crate::password::Hasher;
+use crate::session::{Engine, Reaper, Signer, SqliteStore, Store};
+use crate::users::Users;
+use crate::web;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Configuration (secrets included) was unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Db(#[from] DbError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// How many bcrypt hashes run at once: one per core, so logins cannot take
+/// more CPU than the machine has while other requests wait.
+fn bcrypt_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Opens the data directory and database with the config's settings.
+///
+/// # Errors
+///
+/// When the directory cannot be created or the database opened.
+pub fn open_database(config: &Config) -> Result<db::Pool, AppError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let max = u32::try_from(config.threads + 2).unwrap_or(u32::MAX);
+    Ok(db::open(&config.database_path(), max)?)
+}
+
+/// The user table with the config's bcrypt settings.
+pub fn users(config: &Config, pool: db::Pool) -> Users {
+    // Logins beyond what the workers can take plus a queue of half the
+    // request threads are refused at once, so at least half the threads
+    // stay free for everything else during a login storm.
+    let queue = (config.threads / 2).max(1);
+    Users::new(
+        pool,
+        Arc::new(Hasher::new(config.bcrypt_cost, bcrypt_workers(), queue)),
+    )
+}
+
+/// A running server.
+pub struct Running {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    server: JoinHandle<()>,
+    reaper: Reaper,
+    state: Arc<web::State>,
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &web::State {
+        &self.state
+    }
+
+    /// Stops accepting, waits for in-flight requests, stops the reaper.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if self.server.join().is_err() {
+            crate::logging::line("server thread panicked during shutdown");
+        }
+        self.reaper.stop();
+    }
+}
+
+/// Starts gatehouse with `config`.
+///
+/// # Errors
+///
+/// Any [`AppError`].
+pub fn start(config: &Config) -> Result<Running, AppError> {
+    start_with_logging(config, true)
+}
+
+/// Like [`start`], with per-request logging switched on or off.
+///
+/// # Errors
+///
+/// Any [`AppError`].
+pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running, AppError> {
+    let pool = open_database(config)?;
+    let signer = Signer::new(config.signing_secrets()?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::new(pool.clone()));
+    let users = users(config, pool.clone());
+    users.hasher().warm_up();
+    let state = Arc::new(web::State {
+        engine: Engine::new(Arc::clone(&store), signer, config.session_options()),
+        users,
+        throttle: Throttle::new(Limits {
+            max_failures: config.login.max_failures,
+            window: config.login.window,
+            lockout: config.login.lockout,
+            max_lockout: config.login.max_lockout,
+        }),
+        trusted_proxies: config.trusted_proxies.clone(),
+        pool,
+        log_requests,
+    });
+
+    let handler_state = Arc::clone(&state);
+    let server = rouille::Server::new(config.listen, move |request| {
+        web::handle(&handler_state, request)
+    })
+    .map_err(|e| AppError::Listen {
+        addr: config.listen,
+        reason: e.to_string(),
+    })?
+    .pool_size(config.threads);
+    let addr = server.server_addr();
+
+    let reaper = Reaper::start(store, config.reap_interval, |n| {
+        crate::logging::line(&format!("reaper deleted={n}"));
+    })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let server = std::thread::Builder::new()
+        .name("gatehouse-accept".into())
+        .spawn(move || {
+            while !stop_flag.load(Ordering::SeqCst) {
+                server.poll_timeout(Duration::from_millis(50));
+            }
+            // No new requests are taken from here on; let the ones already
+            // handed to the pool finish and answer before the listener goes.
+            server.join();
+        })?;
+    Ok(Running {
+        addr,
+        stop,
+        server,
+        reaper,
+        state,
+    })
+}

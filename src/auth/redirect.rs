@@ -1,0 +1,110 @@
+//! Where a login may send the browser next.
+//!
+//! Only a path on this server is followed. Anything that a browser could
+//! read as another host (`//evil`, `/\evil`, `https://evil`, their encoded
+//! forms, or a path with control characters that some browsers strip) falls
+//! back to `/`, so the login page cannot be used as an open redirect.
+
+/// The longest `next` followed.
+const MAX_LEN: usize = 2048;
+
+/// `next` if it is a safe local path, else `None`.
+pub fn local_path(next: &str) -> Option<&str> {
+    if next.is_empty() || next.len() > MAX_LEN || !next.starts_with('/') {
+        return None;
+    }
+    if next
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+    {
+        return None;
+    }
+    if next.starts_with("//") {
+        return None;
+    }
+    // A percent-encoded slash or backslash right after the first `/` may be
+    // decoded by a proxy or framework before the browser sees it.
+    let lower = next.to_ascii_lowercase();
+    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
+        return None;
+    }
+    // Encoded control characters and backslashes anywhere are refused too.
+    if lower.contains("%5c")
+        || (0..0x20).any(|b| lower.contains(&format!("%{b:02x}")))
+        || lower.contains("%7f")
+    {
+        return None;
+    }
+    Some(next)
+}
+
+/// `next` if safe, otherwise `/`.
+pub fn or_root(next: Option<&str>) -> &str {
+    next.and_then(local_path).unwrap_or("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn local_paths_are_followed() {
+        for ok in [
+            "/",
+            "/apps/wiki/",
+            "/a?b=c&d=https://x",
+            "/x#frag",
+            "/%20space",
+        ] {
+            assert_eq!(local_path(ok), Some(ok), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn anything_that_could_leave_the_host_is_refused() {
+        for bad in [
+            "",
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "/%2fevil.example",
+            "/%2Fevil.example",
+            "/%5cevil.example",
+            "/\t/evil",
+            "/\n/evil",
+            "/%09/evil",
+            "/%0a/evil",
+            "http:/evil",
+            "javascript:alert(1)",
+            " /x",
+            "/a\\b",
+            "evil.example",
+            "/x%5c",
+            "/x%7f",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+            assert_eq!(or_root(Some(bad)), "/");
+        }
+        assert_eq!(or_root(None), "/");
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_is_followed_starts_with_one_slash_and_no_control_chars(s in any::<String>()) {
+            if let Some(p) = local_path(&s) {
+                prop_assert!(p.starts_with('/'));
+                prop_assert!(!p.starts_with("//"));
+                prop_assert!(!p.contains('\\'));
+                prop_assert!(!p.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn prefixing_with_two_slashes_is_always_refused(s in "[ -~]{0,40}") {
+            let candidate = format!("//{s}");
+            prop_assert_eq!(local_path(&candidate), None);
+        }
+    }
+}

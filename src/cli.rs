@@ -1,0 +1,367 @@
+//! The command line: `serve`, `user ...`, `session ...`, with output for
+//! people. Every flag has a `GATEHOUSE_*` environment twin.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, AppError};
+use crate::clock;
+use crate::config::{Config, ConfigError};
+use crate::logging::rfc3339;
+use crate::session::{SqliteStore, Store, StoreError};
+use crate::users::{User, UserError, Username, Users};
+
+/// gatehouse: a login for small intranet apps.
+#[derive(Parser, Debug)]
+#[command(name = "gatehouse", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Directory for the database, the generated secret and gatehouse.toml.
+    #[arg(
+        long = "data",
+        env = "GATEHOUSE_DATA",
+        default_value = "./gatehouse-data",
+        global = true,
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    /// Config file (default: DIR/gatehouse.toml if it exists).
+    #[arg(long, env = "GATEHOUSE_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List and revoke sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
+    #[arg(long, env = "GATEHOUSE_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Number of request threads, or `auto`.
+    #[arg(long, env = "GATEHOUSE_THREADS", value_name = "N")]
+    threads: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user (prompts for the password twice).
+    Add {
+        /// Username: letters, digits, '.', '_', '-', '@'.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Set a user's password; ends all their sessions.
+    Passwd {
+        /// Username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user; ends all their sessions.
+    Disable {
+        /// Username.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user and all their sessions.
+    Delete {
+        /// Username.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCommand {
+    /// List live sessions.
+    List {
+        /// Only this user's sessions.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// End all sessions of a user.
+    Revoke {
+        /// Whose sessions to end.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+    },
+}
+
+/// A command failed; the message is for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not start.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// A user operation failed.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading input or writing output failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The user asked for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Parses the command line and runs it.
+///
+/// # Errors
+///
+/// Any failure, for `main` to print.
+pub fn run() -> Result<(), CliError> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(&cli.global, &ServeArgs::default()),
+        Some(Command::Serve(args)) => serve(&cli.global, &args),
+        Some(Command::User(cmd)) => user(&cli.global, cmd),
+        Some(Command::Session(cmd)) => session(&cli.global, cmd),
+    }
+}
+
+fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, CliError> {
+    Ok(Config::load(
+        &global.data,
+        global.config.as_deref(),
+        std::env::vars(),
+        flags,
+    )?)
+}
+
+fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    let config = config(
+        global,
+        &[
+            ("listen", args.listen.clone()),
+            ("threads", args.threads.clone()),
+        ],
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let running = app::start(&config)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gatehouse {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        running.addr()
+    )?;
+    writeln!(out, "data directory: {}", config.data_dir.display())?;
+    if running.state().users.count()? == 0 {
+        writeln!(
+            out,
+            "no users yet: create the first one with `gatehouse user add NAME --admin --data {}`",
+            config.data_dir.display()
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::logging::line("shutting down: finishing requests in flight");
+    running.shutdown();
+    crate::logging::line("stopped");
+    Ok(())
+}
+
+fn stores(global: &Global) -> Result<(Users, SqliteStore), CliError> {
+    let config = config(global, &[])?;
+    let pool = app::open_database(&config)?;
+    Ok((app::users(&config, pool.clone()), SqliteStore::new(pool)))
+}
+
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        crate::password::validate(&password).map_err(|e| CliError::Usage(e.to_string()))?;
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+                .into(),
+        ));
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    crate::password::validate(&first).map_err(|e| CliError::Usage(e.to_string()))?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        return Err(CliError::Usage("the passwords do not match".into()));
+    }
+    Ok(first)
+}
+
+fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let name = Username::parse(&name)?;
+            let (users, _) = stores(global)?;
+            if users.find_by_name(name.as_str())?.is_some() {
+                return Err(UserError::Taken.into());
+            }
+            let password = read_password(password_stdin)?;
+            let user = users.create(&name, &password, admin)?;
+            let role = if user.is_admin {
+                "administrator"
+            } else {
+                "user"
+            };
+            writeln!(out, "created {role} {}", user.username)?;
+        }
+        UserCommand::List => {
+            let (users, store) = stores(global)?;
+            let sessions = store.list(None, clock::now())?;
+            writeln!(
+                out,
+                "{:<24} {:<6} {:<9} {:<8} CREATED",
+                "NAME", "ADMIN", "DISABLED", "SESSIONS"
+            )?;
+            for u in users.list()? {
+                let n = sessions.iter().filter(|s| s.user_id == Some(u.id)).count();
+                writeln!(
+                    out,
+                    "{:<24} {:<6} {:<9} {:<8} {}",
+                    u.username,
+                    yes_no(u.is_admin),
+                    yes_no(u.disabled),
+                    n,
+                    rfc3339(u.created_at)
+                )?;
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let password = read_password(password_stdin)?;
+            users.set_password(user.id, &password)?;
+            let ended = store.delete_by_user(user.id, None)?;
+            writeln!(
+                out,
+                "password changed for {}; ended {ended} session(s)",
+                user.username
+            )?;
+        }
+        UserCommand::Disable { name } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            users.set_disabled(user.id, true)?;
+            let ended = store.delete_by_user(user.id, None)?;
+            writeln!(out, "disabled {}; ended {ended} session(s)", user.username)?;
+        }
+        UserCommand::Enable { name } => {
+            let (users, _) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            users.set_disabled(user.id, false)?;
+            writeln!(out, "enabled {}", user.username)?;
+        }
+        UserCommand::Delete { name } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = store.delete_by_user(user.id, None)?;
+            users.delete(user.id)?;
+            writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;
+        }
+    }
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliError> {
+    let (users, store) = stores(global)?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        SessionCommand::List { user } => {
+            let filter = match user {
+                Some(name) => Some(users.get_by_name(&name)?),
+                None => None,
+            };
+            let all: Vec<User> = users.list()?;
+            let name_of = |id: Option<i64>| {
+                id.and_then(|id| all.iter().find(|u| u.id == id))
+                    .map_or("(anonymous)", |u| u.username.as_str())
+            };
+            let sessions = store.list(filter.map(|u| u.id), clock::now())?;
+            writeln!(
+                out,
+                "{:<32} {:<20} {:<24} {:<24} {:<24} {:<16} AGENT",
+                "HANDLE", "USER", "CREATED", "LAST SEEN", "EXPIRES", "IP"
+            )?;
+            for s in &sessions {
+                writeln!(
+                    out,
+                    "{:<32} {:<20} {:<24} {:<24} {:<24} {:<16} {}",
+                    s.key.handle(),
+                    name_of(s.user_id),
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_seen_at),
+                    rfc3339(s.expires_at),
+                    s.ip.as_deref().unwrap_or("-"),
+                    s.user_agent.as_deref().unwrap_or("-"),
+                )?;
+            }
+            writeln!(out, "{} session(s)", sessions.len())?;
+        }
+        SessionCommand::Revoke { user } => {
+            let user = users.get_by_name(&user)?;
+            let ended = store.delete_by_user(user.id, None)?;
+            writeln!(out, "ended {ended} session(s) of {}", user.username)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,890 @@
+//! One validated [`Config`], layered: defaults < file (`gatehouse.toml`) <
+//! environment (`GATEHOUSE_*`) < command-line flags.
+//!
+//! Every setting has one name, used as is in the file (`idle_timeout = "2h"`,
+//! `[cookie] domain = "lan"`) and upper-cased with a `GATEHOUSE_` prefix in
+//! the environment (`GATEHOUSE_IDLE_TIMEOUT`, `GATEHOUSE_COOKIE_DOMAIN`). A
+//! bad value stops start-up with a message naming the setting and where the
+//! value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::proxy::IpNet;
+use crate::session::{CookieOptions, SameSite, SessionOptions};
+
+/// A setting's name, default and one-line meaning.
+pub struct Setting {
+    /// Name in the file; env twin is `GATEHOUSE_` + upper case, `.` -> `_`.
+    pub name: &'static str,
+    /// Default value, as it would be written.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every setting, in the order the README documents them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "listen",
+        default: "127.0.0.1:8080",
+        help: "address and port to listen on (port 0 picks a free one)",
+    },
+    Setting {
+        name: "threads",
+        default: "auto",
+        help: "request threads; auto = 8 per CPU core, at least 8",
+    },
+    Setting {
+        name: "bcrypt_cost",
+        default: "12",
+        help: "bcrypt work factor for new password hashes (4-31)",
+    },
+    Setting {
+        name: "idle_timeout",
+        default: "2h",
+        help: "a session unused this long ends",
+    },
+    Setting {
+        name: "absolute_timeout",
+        default: "12h",
+        help: "a session ends this long after sign-in",
+    },
+    Setting {
+        name: "remember_idle_timeout",
+        default: "7d",
+        help: "idle timeout with \"remember me\"",
+    },
+    Setting {
+        name: "remember_absolute_timeout",
+        default: "30d",
+        help: "absolute lifetime with \"remember me\"",
+    },
+    Setting {
+        name: "touch_interval",
+        default: "60s",
+        help: "read-only requests record activity at most this often",
+    },
+    Setting {
+        name: "reap_interval",
+        default: "60s",
+        help: "how often expired sessions are deleted",
+    },
+    Setting {
+        name: "cookie.name",
+        default: "gatehouse_session",
+        help: "session cookie name",
+    },
+    Setting {
+        name: "cookie.domain",
+        default: "",
+        help: "cookie Domain, e.g. `lan` to share one login across `*.lan`; empty = this host only",
+    },
+    Setting {
+        name: "cookie.path",
+        default: "/",
+        help: "cookie Path",
+    },
+    Setting {
+        name: "cookie.secure",
+        default: "auto",
+        help: "`auto`: Secure on HTTPS requests; `always`: always Secure",
+    },
+    Setting {
+        name: "cookie.same_site",
+        default: "lax",
+        help: "`lax`, `strict` or `none`",
+    },
+    Setting {
+        name: "secrets",
+        default: "",
+        help: "cookie signing secrets (32+ bytes each), newest first; empty = generated into `<data>/secret`",
+    },
+    Setting {
+        name: "trusted_proxies",
+        default: "",
+        help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
+    },
+    Setting {
+        name: "login_max_failures",
+        default: "5",
+        help: "failed logins per user or IP before a lockout",
+    },
+    Setting {
+        name: "login_window",
+        default: "10m",
+        help: "window in which failures are counted",
+    },
+    Setting {
+        name: "login_lockout",
+        default: "1m",
+        help: "first lockout; each further one doubles",
+    },
+    Setting {
+        name: "login_max_lockout",
+        default: "15m",
+        help: "longest lockout",
+    },
+];
+
+/// The environment variable for a setting.
+pub fn env_name(setting: &str) -> String {
+    format!(
+        "GATEHOUSE_{}",
+        setting.replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+/// A signing secret. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Whether the session cookie is always `Secure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecureMode {
+    /// Only on requests that arrived over HTTPS.
+    Auto,
+    /// On every response.
+    Always,
+}
+
+/// Login throttling limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures within `window` before a lockout.
+    pub max_failures: u32,
+    /// How long failures are remembered.
+    pub window: Duration,
+    /// First lockout.
+    pub lockout: Duration,
+    /// Cap on the doubling lockout.
+    pub max_lockout: Duration,
+}
+
+/// Cookie settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// Name.
+    pub name: String,
+    /// Domain, if any.
+    pub domain: Option<String>,
+    /// Path.
+    pub path: String,
+    /// Secure mode.
+    pub secure: SecureMode,
+    /// SameSite.
+    pub same_site: SameSite,
+}
+
+/// Everything gatehouse runs with, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the database and generated secret live.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Request threads.
+    pub threads: usize,
+    /// bcrypt cost for new hashes.
+    pub bcrypt_cost: u32,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime.
+    pub absolute_timeout: Duration,
+    /// Remember-me idle timeout.
+    pub remember_idle_timeout: Duration,
+    /// Remember-me absolute lifetime.
+    pub remember_absolute_timeout: Duration,
+    /// Touch interval.
+    pub touch_interval: Duration,
+    /// Reap interval.
+    pub reap_interval: Duration,
+    /// Cookie settings.
+    pub cookie: CookieConfig,
+    /// Configured secrets; empty means use `<data>/secret`.
+    pub secrets: Vec<Secret>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Login throttling.
+    pub login: LoginLimits,
+}
+
+/// A configuration problem, naming the setting and the value's source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or is out of range.
+    #[error("invalid {setting} (from {origin}): {reason}")]
+    Invalid {
+        /// The setting's name.
+        setting: String,
+        /// Where the value came from.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The config file could not be read or parsed.
+    #[error("cannot read config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The secret file could not be read or written.
+    #[error("cannot use secret file {path}: {reason}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Raw {
+    One(String),
+    List(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+struct Value {
+    raw: Raw,
+    source: String,
+}
+
+/// Collects raw values from each layer, later layers winning.
+#[derive(Default)]
+pub struct Layers {
+    values: BTreeMap<&'static str, Value>,
+}
+
+fn known(name: &str) -> Option<&'static str> {
+    SETTINGS.iter().find(|s| s.name == name).map(|s| s.name)
+}
+
+impl Layers {
+    /// Starts from nothing (defaults apply to what no layer sets).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a TOML file's settings.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable file, bad TOML, an unknown setting or a value of the
+    /// wrong type.
+    pub fn file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let file_err = |reason: String| ConfigError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        let source = path.display().to_string();
+        let mut entries = Vec::new();
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(sub) => {
+                    for (k, v) in sub {
+                        entries.push((format!("{key}.{k}"), v));
+                    }
+                }
+                v => entries.push((key, v)),
+            }
+        }
+        for (key, value) in entries {
+            let name = known(&key).ok_or_else(|| file_err(format!("unknown setting `{key}`")))?;
+            let raw = match value {
+                toml::Value::String(s) => Raw::One(s),
+                toml::Value::Integer(i) => Raw::One(i.to_string()),
+                toml::Value::Boolean(b) => Raw::One(b.to_string()),
+                toml::Value::Array(items) => Raw::List(
+                    items
+                        .into_iter()
+                        .map(|i| match i {
+                            toml::Value::String(s) => Ok(s),
+                            other => Err(file_err(format!(
+                                "`{key}` must be a list of strings, found {other}"
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                other => {
+                    return Err(file_err(format!(
+                        "`{key}` has an unsupported value {other}"
+                    )));
+                }
+            };
+            self.values.insert(
+                name,
+                Value {
+                    raw,
+                    source: source.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds settings from environment variables (`GATEHOUSE_*`); list
+    /// settings are comma-separated there.
+    pub fn env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        for setting in SETTINGS {
+            let var = env_name(setting.name);
+            if let Some(v) = vars.get(&var) {
+                self.values.insert(
+                    setting.name,
+                    Value {
+                        raw: Raw::One(v.clone()),
+                        source: format!("${var}"),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Adds a command-line flag's value.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a setting: flags are fixed at compile time.
+    pub fn flag(&mut self, name: &str, value: String) {
+        let name = known(name).expect("flags name real settings");
+        self.values.insert(
+            name,
+            Value {
+                raw: Raw::One(value),
+                source: format!("--{}", name.replace('_', "-")),
+            },
+        );
+    }
+
+    fn get(&self, name: &'static str) -> (Raw, String) {
+        match self.values.get(name) {
+            Some(v) => (v.raw.clone(), v.source.clone()),
+            None => {
+                let default = SETTINGS
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map_or("", |s| s.default);
+                (Raw::One(default.to_owned()), "the default".to_owned())
+            }
+        }
+    }
+
+    fn parse<T>(
+        &self,
+        name: &'static str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let (raw, source) = self.get(name);
+        let text = match raw {
+            Raw::One(s) => s,
+            Raw::List(l) => l.join(","),
+        };
+        f(text.trim()).map_err(|reason| ConfigError::Invalid {
+            setting: name.to_owned(),
+            origin: source,
+            reason,
+        })
+    }
+
+    fn list<T>(
+        &self,
+        name: &'static str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let (raw, source) = self.get(name);
+        let items: Vec<String> = match raw {
+            Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+            Raw::List(l) => l,
+        };
+        items
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                f(s).map_err(|reason| ConfigError::Invalid {
+                    setting: name.to_owned(),
+                    origin: source.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// Validates everything into a [`Config`].
+    ///
+    /// # Errors
+    ///
+    /// The first setting that is invalid.
+    pub fn build(&self, data_dir: PathBuf) -> Result<Config, ConfigError> {
+        let duration = |s: &str| parse_duration(s);
+        let config = Config {
+            data_dir,
+            listen: self.parse("listen", |s| {
+                s.parse()
+                    .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:8080"))
+            })?,
+            threads: self.parse("threads", |s| {
+                if s == "auto" {
+                    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                    Ok((cores * 8).max(8))
+                } else {
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| format!("{s:?} is not `auto` or a number from 1 to 1024"))
+                }
+            })?,
+            bcrypt_cost: self.parse("bcrypt_cost", |s| {
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|n| (4..=31).contains(n))
+                    .ok_or_else(|| format!("{s:?} is not a number from 4 to 31"))
+            })?,
+            idle_timeout: self.parse("idle_timeout", duration)?,
+            absolute_timeout: self.parse("absolute_timeout", duration)?,
+            remember_idle_timeout: self.parse("remember_idle_timeout", duration)?,
+            remember_absolute_timeout: self.parse("remember_absolute_timeout", duration)?,
+            touch_interval: self.parse("touch_interval", duration)?,
+            reap_interval: self.parse("reap_interval", duration)?,
+            cookie: CookieConfig {
+                name: self.parse("cookie.name", |s| {
+                    let ok = !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                    if ok {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("{s:?} is not a valid cookie name"))
+                    }
+                })?,
+                domain: self.parse("cookie.domain", |s| {
+                    let s = s.trim_start_matches('.');
+                    if s.is_empty() {
+                        Ok(None)
+                    } else if s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                    {
+                        Ok(Some(s.to_ascii_lowercase()))
+                    } else {
+                        Err(format!("{s:?} is not a domain name"))
+                    }
+                })?,
+                path: self.parse("cookie.path", |s| {
+                    if s.starts_with('/') && !s.bytes().any(|b| b.is_ascii_control() || b == b';') {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("{s:?} must start with / and contain no ';'"))
+                    }
+                })?,
+                secure: self.parse("cookie.secure", |s| match s.to_ascii_lowercase().as_str() {
+                    "auto" | "false" => Ok(SecureMode::Auto),
+                    "always" | "true" => Ok(SecureMode::Always),
+                    _ => Err(format!("{s:?} is not `auto` or `always`")),
+                })?,
+                same_site: self.parse("cookie.same_site", |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "lax" => Ok(SameSite::Lax),
+                        "strict" => Ok(SameSite::Strict),
+                        "none" => Ok(SameSite::None),
+                        _ => Err(format!("{s:?} is not `lax`, `strict` or `none`")),
+                    }
+                })?,
+            },
+            secrets: self.list("secrets", |s| {
+                if s.len() >= 32 {
+                    Ok(Secret(s.as_bytes().to_vec()))
+                } else {
+                    Err("each secret must be at least 32 bytes long".to_owned())
+                }
+            })?,
+            trusted_proxies: self.list("trusted_proxies", |s| s.parse())?,
+            login: LoginLimits {
+                max_failures: self.parse("login_max_failures", |s| {
+                    s.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
+                })?,
+                window: self.parse("login_window", duration)?,
+                lockout: self.parse("login_lockout", duration)?,
+                max_lockout: self.parse("login_max_lockout", duration)?,
+            },
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &str, reason: &str| ConfigError::Invalid {
+            setting: setting.to_owned(),
+            origin: "the combined settings".to_owned(),
+            reason: reason.to_owned(),
+        };
+        for (name, d) in [
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_timeout", self.absolute_timeout),
+            ("remember_idle_timeout", self.remember_idle_timeout),
+            ("remember_absolute_timeout", self.remember_absolute_timeout),
+            ("reap_interval", self.reap_interval),
+            ("login_window", self.login.window),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(name, "must be longer than 0"));
+            }
+        }
+        if self.absolute_timeout < self.idle_timeout {
+            return Err(invalid(
+                "absolute_timeout",
+                "must not be shorter than idle_timeout",
+            ));
+        }
+        if self.remember_absolute_timeout < self.remember_idle_timeout {
+            return Err(invalid(
+                "remember_absolute_timeout",
+                "must not be shorter than remember_idle_timeout",
+            ));
+        }
+        if self.login.max_lockout < self.login.lockout {
+            return Err(invalid(
+                "login_max_lockout",
+                "must not be shorter than login_lockout",
+            ));
+        }
+        if self.cookie.same_site == SameSite::None && self.cookie.secure != SecureMode::Always {
+            return Err(invalid(
+                "cookie.same_site",
+                "`none` needs cookie.secure = \"always\" (browsers drop such cookies otherwise)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads the layers for `data_dir`: the config file (`config_file`, or
+    /// `<data>/gatehouse.toml` if it exists), then the environment. Flags are
+    /// added by the caller through `flags`.
+    ///
+    /// # Errors
+    ///
+    /// Any invalid setting or unreadable file.
+    pub fn load(
+        data_dir: &Path,
+        config_file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, Option<String>)],
+    ) -> Result<Self, ConfigError> {
+        let mut layers = Layers::new();
+        let default_file = data_dir.join("gatehouse.toml");
+        match config_file {
+            Some(path) => layers.file(path)?,
+            None if default_file.exists() => layers.file(&default_file)?,
+            None => {}
+        }
+        layers.env(env);
+        for (name, value) in flags {
+            if let Some(v) = value {
+                layers.flag(name, v.clone());
+            }
+        }
+        layers.build(data_dir.to_owned())
+    }
+
+    /// The session settings these values describe.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            cookie: CookieOptions {
+                name: self.cookie.name.clone(),
+                domain: self.cookie.domain.clone(),
+                path: self.cookie.path.clone(),
+                force_secure: self.cookie.secure == SecureMode::Always,
+                same_site: self.cookie.same_site,
+            },
+            idle_timeout: self.idle_timeout,
+            absolute_timeout: self.absolute_timeout,
+            remember_idle_timeout: self.remember_idle_timeout,
+            remember_absolute_timeout: self.remember_absolute_timeout,
+            touch_interval: self.touch_interval,
+        }
+    }
+
+    /// Path of the database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+
+    /// The secrets to sign with: the configured ones, or else the contents
+    /// of `<data>/secret`, generated (64 random bytes, mode 0600) on first use
+    /// so that a restart logs nobody out.
+    ///
+    /// # Errors
+    ///
+    /// When the secret file cannot be read or created.
+    pub fn signing_secrets(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        if !self.secrets.is_empty() {
+            return Ok(self.secrets.iter().map(|s| s.expose().to_vec()).collect());
+        }
+        let path = self.data_dir.join("secret");
+        let err = |e: std::io::Error| ConfigError::SecretFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() >= 32 => return Ok(vec![bytes]),
+            Ok(_) => {
+                return Err(ConfigError::SecretFile {
+                    path,
+                    reason: "shorter than 32 bytes; delete it to have a new one made".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let secret = crate::session::random_bytes::<64>();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(mut file) => {
+                file.write_all(&secret)
+                    .and_then(|()| file.sync_all())
+                    .map_err(err)?;
+                Ok(vec![secret.to_vec()])
+            }
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(vec![std::fs::read(&path).map_err(err)?])
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// Parses `500ms`, `90s`, `10m`, `2h`, `30d`.
+///
+/// # Errors
+///
+/// A message saying what a duration looks like.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 90s, 10m, 2h or 30d");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms_per = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms_per)
+        .filter(|ms| *ms <= 3_650 * 86_400_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is longer than ten years"))
+}
+
+/// Writes a duration the way the config reads it, in the largest exact unit.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= per && ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in [
+            "",
+            "h",
+            "2",
+            "2 hours",
+            "-1s",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Layers::new().build("d".into()).expect("defaults are valid");
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(c.idle_timeout, Duration::from_secs(2 * 3600));
+        assert_eq!(c.absolute_timeout, Duration::from_secs(12 * 3600));
+        assert_eq!(c.remember_idle_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            c.remember_absolute_timeout,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(c.touch_interval, Duration::from_secs(60));
+        assert_eq!(c.cookie.name, "gatehouse_session");
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert_eq!(c.login.max_failures, 5);
+        assert!(c.secrets.is_empty());
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "idle_timeout = \"3h\"\nbcrypt_cost = 10\nlisten = \"0.0.0.0:1\"\n[cookie]\ndomain = \"lan\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            dir.path(),
+            Some(&file),
+            env(&[
+                ("GATEHOUSE_BCRYPT_COST", "11"),
+                ("GATEHOUSE_LISTEN", "0.0.0.0:2"),
+            ]),
+            &[("listen", Some("127.0.0.1:3".into()))],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.idle_timeout,
+            Duration::from_secs(3 * 3600),
+            "file beats default"
+        );
+        assert_eq!(c.bcrypt_cost, 11, "env beats file");
+        assert_eq!(c.listen.port(), 3, "flag beats env");
+        assert_eq!(c.cookie.domain.as_deref(), Some("lan"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting_and_its_source() {
+        let err = Config::load(
+            Path::new("."),
+            None,
+            env(&[("GATEHOUSE_IDLE_TIMEOUT", "soon")]),
+            &[],
+        )
+        .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(msg.contains("idle_timeout"), "{msg}");
+        assert!(msg.contains("GATEHOUSE_IDLE_TIMEOUT"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "idle_timeot = \"3h\"\n").expect("write");
+        let err = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect_err("typo");
+        assert!(err.to_string().contains("idle_timeot"));
+    }
+
+    #[test]
+    fn secrets_are_lists_and_never_printed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("g.toml");
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        std::fs::write(&file, format!("secrets = [\"{a}\", \"{b}\"]\n")).expect("write");
+        let c = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect("valid");
+        assert_eq!(c.secrets.len(), 2);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(&a) && !debug.contains(&b), "{debug}");
+        let short = Config::load(
+            dir.path(),
+            None,
+            env(&[("GATEHOUSE_SECRETS", "short")]),
+            &[],
+        );
+        assert!(short.expect_err("short").to_string().contains("32 bytes"));
+    }
+
+    #[test]
+    fn inconsistent_values_are_refused() {
+        let err = Config::load(
+            Path::new("."),
+            None,
+            env(&[("GATEHOUSE_IDLE_TIMEOUT", "13h")]),
+            &[],
+        )
+        .expect_err("idle > absolute");
+        assert!(err.to_string().contains("absolute_timeout"));
+        let err = Config::load(
+            Path::new("."),
+            None,
+            env(&[("GATEHOUSE_COOKIE_SAME_SITE", "none")]),
+            &[],
+        )
+        .expect_err("none without secure");
+        assert!(err.to_string().contains("cookie.same_site"));
+    }
+
+    #[test]
+    fn a_generated_secret_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = Layers::new().build(dir.path().to_owned()).expect("valid");
+        let first = c.signing_secrets().expect("made");
+        assert_eq!(first[0].len(), 64);
+        assert_eq!(c.signing_secrets().expect("read"), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secret"))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Schema migrations, one step per version, tracked in `PRAGMA user_version`.
+//!
+//! A step is applied in its own transaction together with the version bump,
+//! so a crash mid-migration leaves the file at the previous version. A file
+//! whose version is newer than [`SCHEMA_VERSION`] is refused, never touched.
+
+use rusqlite::Connection;
+
+use super::DbError;
+
+/// The steps, in order: `STEPS[n]` takes a file from version `n` to `n + 1`.
+const STEPS: &[&str] = &[
+    // 1: users and sessions.
+    "CREATE TABLE users (
+         id INTEGER PRIMARY KEY,
+         username TEXT NOT NULL COLLATE NOCASE UNIQUE,
+         password_hash TEXT NOT NULL,
+         is_admin INTEGER NOT NULL DEFAULT 0,
+         disabled INTEGER NOT NULL DEFAULT 0,
+         created_at INTEGER NOT NULL,
+         password_changed_at INTEGER NOT NULL
+     );
+     CREATE TABLE sessions (
+         key BLOB PRIMARY KEY NOT NULL,
+         user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+         data TEXT NOT NULL DEFAULT '{}',
+         created_at INTEGER NOT NULL,
+         last_seen_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         absolute_expires_at INTEGER NOT NULL,
+         persistent INTEGER NOT NULL DEFAULT 0,
+         user_agent TEXT,
+         ip TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+     CREATE INDEX sessions_by_user ON sessions(user_id);",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+///
+/// # Errors
+///
+/// [`DbError::TooNew`] for a file made by a newer gatehouse; SQLite errors
+/// from a failed step (the file then stays at the last good version).
+pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(DbError::TooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, step) in STEPS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_reaches_the_current_version() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        migrate(&mut conn).expect("migrating twice is a no-op");
+    }
+
+    #[test]
+    fn a_file_from_a_newer_gatehouse_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("set version");
+        let err = migrate(&mut conn).expect_err("must refuse");
+        assert!(matches!(err, DbError::TooNew { .. }));
+        assert!(err.to_string().contains("newer"));
+    }
+}

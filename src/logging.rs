@@ -1,0 +1,85 @@
+//! Log lines: one per request and one per login event, on standard error.
+//!
+//! Lines are `<UTC time> <event> key=value ...`, one event per line, values
+//! quoted when they could contain spaces, and never a password, session id
+//! or cookie. The login lines are a stable format meant for fail2ban:
+//!
+//! ```text
+//! 2026-11-26T12:00:00.000Z login ok user="alice" ip=192.0.2.7
+//! 2026-11-26T12:00:00.000Z login failed user="alice" ip=192.0.2.7 reason=wrong_password
+//! 2026-11-26T12:00:00.000Z login locked user="alice" ip=192.0.2.7 by=ip seconds=60
+//! 2026-11-26T12:00:00.000Z login throttled user="alice" ip=192.0.2.7 retry_after=42
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use crate::clock;
+
+/// Formats Unix milliseconds as RFC 3339 UTC, e.g. `2026-11-26T12:00:00.000Z`.
+pub fn rfc3339(ms: clock::Millis) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// A value made safe for one log line: quoted, with quotes, backslashes and
+/// control characters escaped, and cut to 128 characters.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().take(128) {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes one line: the time, then `message`.
+pub fn line(message: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{} {message}", rfc3339(clock::now()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_694_400_123), "2026-11-26T12:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn quoting_keeps_a_value_on_one_line() {
+        assert_eq!(quote("alice"), "\"alice\"");
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(quote("evil\nlogin ok"), "\"evil\\u{a}login ok\"");
+        assert_eq!(quote(&"x".repeat(500)).len(), 130);
+    }
+}

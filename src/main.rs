@@ -1,0 +1,15 @@
+//! The `gatehouse` executable: run the command line, print the error chain,
+//! pick the exit code.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match gatehouse::cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

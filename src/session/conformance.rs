@@ -1,0 +1,371 @@
+//! The conformance suite every [`Store`] must pass.
+//!
+//! It is public so that a library user writing their own store can run the
+//! same checks: call [`run`] from a test. Sessions are made for user ids 1
+//! and 2; a store that checks user ids must know both. Each check panics
+//! with a message naming the broken rule.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::id::{SessionId, SessionKey};
+use super::store::{Change, Patch, Record, Store, Touch};
+use crate::clock::{self, Millis};
+
+const HOUR: Millis = 3_600_000;
+
+/// A live, anonymous record under `key`, made at `now`, expiring in an hour.
+pub fn record(key: SessionKey, now: Millis) -> Record {
+    Record {
+        key,
+        user_id: None,
+        data: Map::new(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + HOUR,
+        absolute_expires_at: now + 2 * HOUR,
+        persistent: false,
+        user_agent: Some("conformance".into()),
+        ip: Some("127.0.0.1".into()),
+    }
+}
+
+fn fresh() -> SessionKey {
+    SessionId::generate().key()
+}
+
+fn touch(now: Millis) -> Touch {
+    Touch {
+        last_seen_at: now,
+        expires_at: now + HOUR,
+    }
+}
+
+fn patch(changes: &[(&str, Change)]) -> Patch {
+    Patch(
+        changes
+            .iter()
+            .map(|(k, c)| ((*k).to_owned(), c.clone()))
+            .collect(),
+    )
+}
+
+/// Runs every check against `store`.
+///
+/// # Panics
+///
+/// On the first rule the store breaks.
+pub fn run<S: Store>(store: &S) {
+    create_then_load_round_trips(store);
+    load_of_an_unknown_key_is_none(store);
+    an_expired_session_is_not_loaded(store);
+    save_applies_only_the_patch(store);
+    save_never_resurrects(store);
+    save_never_revives_an_expired_session(store);
+    increment_counts_from_zero_and_returns_the_value(store);
+    increment_on_a_missing_session_is_none(store);
+    regenerate_replaces_the_old_key(store);
+    delete_reports_whether_it_existed(store);
+    delete_expired_is_batched_and_spares_live_sessions(store);
+    list_and_delete_by_user(store);
+    odd_keys_round_trip(store);
+}
+
+/// Runs the concurrency checks, which need a store shared across threads.
+///
+/// # Panics
+///
+/// When concurrent increments or patches lose an update.
+pub fn run_concurrent(store: Arc<dyn Store>) {
+    let now = clock::now();
+    let key = fresh();
+    store.create(&record(key, now)).expect("create");
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    store
+                        .increment(&key, "n", 1, touch(clock::now()), clock::now())
+                        .expect("increment")
+                        .expect("live");
+                }
+                let p = patch(&[(&format!("k{i}"), Change::Set(json!(i)))]);
+                assert!(
+                    store
+                        .save(&key, &p, touch(clock::now()), clock::now())
+                        .expect("save")
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let rec = store.load(&key, clock::now()).expect("load").expect("live");
+    assert_eq!(rec.data["n"], json!(320), "an increment was lost");
+    for i in 0..16 {
+        assert_eq!(rec.data[&format!("k{i}")], json!(i), "patch k{i} was lost");
+    }
+}
+
+fn create_then_load_round_trips<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = record(fresh(), now);
+    rec.user_id = Some(1);
+    rec.persistent = true;
+    rec.data.insert("cart".into(), json!({"items": [1, 2]}));
+    store.create(&rec).expect("create");
+    let loaded = store.load(&rec.key, now).expect("load");
+    assert_eq!(
+        loaded,
+        Some(rec.clone()),
+        "load must return what create stored"
+    );
+    assert!(
+        store.create(&rec).is_err(),
+        "create must refuse an existing key"
+    );
+}
+
+fn load_of_an_unknown_key_is_none<S: Store>(store: &S) {
+    assert_eq!(store.load(&fresh(), clock::now()).expect("load"), None);
+}
+
+fn an_expired_session_is_not_loaded<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = record(fresh(), now - 2 * HOUR);
+    rec.expires_at = now;
+    store.create(&rec).expect("create");
+    assert_eq!(
+        store.load(&rec.key, now).expect("load"),
+        None,
+        "expires_at == now is expired"
+    );
+    assert!(store.load(&rec.key, now - 1).expect("load").is_some());
+}
+
+fn save_applies_only_the_patch<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = record(fresh(), now);
+    rec.data.insert("keep".into(), json!("me"));
+    rec.data.insert("drop".into(), json!(1));
+    store.create(&rec).expect("create");
+    let p = patch(&[
+        ("drop", Change::Remove),
+        ("new", Change::Set(json!({"nested": [true, null]}))),
+        ("null", Change::Set(Value::Null)),
+    ]);
+    let later = Touch {
+        last_seen_at: now + 10,
+        expires_at: now + HOUR + 10,
+    };
+    assert!(store.save(&rec.key, &p, later, now).expect("save"));
+    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    assert_eq!(
+        Value::Object(loaded.data),
+        json!({"keep": "me", "new": {"nested": [true, null]}, "null": null})
+    );
+    assert_eq!(loaded.last_seen_at, now + 10);
+    assert_eq!(loaded.expires_at, now + HOUR + 10);
+    assert_eq!(loaded.created_at, now, "save must not move created_at");
+
+    // A second writer's patch must not undo the first's keys.
+    let other = patch(&[("second", Change::Set(json!(2)))]);
+    assert!(store.save(&rec.key, &other, later, now).expect("save"));
+    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    assert_eq!(loaded.data["new"], json!({"nested": [true, null]}));
+    assert_eq!(loaded.data["second"], json!(2));
+}
+
+fn save_never_resurrects<S: Store>(store: &S) {
+    let now = clock::now();
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    assert!(store.delete(&rec.key).expect("delete"));
+    let p = patch(&[("x", Change::Set(json!(1)))]);
+    assert!(
+        !store.save(&rec.key, &p, touch(now), now).expect("save"),
+        "save of a deleted session must report false"
+    );
+    assert_eq!(
+        store.load(&rec.key, now).expect("load"),
+        None,
+        "a deleted session came back"
+    );
+}
+
+fn save_never_revives_an_expired_session<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = record(fresh(), now - HOUR);
+    rec.expires_at = now - 1;
+    store.create(&rec).expect("create");
+    assert!(
+        !store
+            .save(&rec.key, &Patch::default(), touch(now), now)
+            .expect("save")
+    );
+    assert_eq!(
+        store.load(&rec.key, now).expect("load"),
+        None,
+        "an expired session came back"
+    );
+}
+
+fn increment_counts_from_zero_and_returns_the_value<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = record(fresh(), now);
+    rec.data.insert("text".into(), json!("not a number"));
+    store.create(&rec).expect("create");
+    assert_eq!(
+        store
+            .increment(&rec.key, "visits", 1, touch(now), now)
+            .expect("inc"),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .increment(&rec.key, "visits", 5, touch(now), now)
+            .expect("inc"),
+        Some(6)
+    );
+    assert_eq!(
+        store
+            .increment(&rec.key, "visits", -2, touch(now), now)
+            .expect("inc"),
+        Some(4)
+    );
+    assert_eq!(
+        store
+            .increment(&rec.key, "text", 1, touch(now), now)
+            .expect("inc"),
+        Some(1)
+    );
+    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    assert_eq!(loaded.data["visits"], json!(4));
+}
+
+fn increment_on_a_missing_session_is_none<S: Store>(store: &S) {
+    let now = clock::now();
+    assert_eq!(
+        store
+            .increment(&fresh(), "visits", 1, touch(now), now)
+            .expect("inc"),
+        None
+    );
+}
+
+fn regenerate_replaces_the_old_key<S: Store>(store: &S) {
+    let now = clock::now();
+    let old = record(fresh(), now);
+    store.create(&old).expect("create");
+    let mut new = record(fresh(), now);
+    new.user_id = Some(2);
+    new.data.insert("carried".into(), json!(true));
+    store.regenerate(&old.key, &new).expect("regenerate");
+    assert_eq!(
+        store.load(&old.key, now).expect("load"),
+        None,
+        "old key must be gone"
+    );
+    assert_eq!(store.load(&new.key, now).expect("load"), Some(new.clone()));
+    // Regenerating from a session that is already gone still creates the new one.
+    let newer = record(fresh(), now);
+    store
+        .regenerate(&fresh(), &newer)
+        .expect("regenerate from nothing");
+    assert!(store.load(&newer.key, now).expect("load").is_some());
+}
+
+fn delete_reports_whether_it_existed<S: Store>(store: &S) {
+    let now = clock::now();
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    assert!(store.delete(&rec.key).expect("delete"));
+    assert!(!store.delete(&rec.key).expect("delete twice"));
+}
+
+fn delete_expired_is_batched_and_spares_live_sessions<S: Store>(store: &S) {
+    let now = clock::now();
+    // Clear what earlier checks left expired.
+    while store.delete_expired(now, 1000).expect("reap") > 0 {}
+    let live = record(fresh(), now);
+    store.create(&live).expect("create");
+    for _ in 0..5 {
+        let mut dead = record(fresh(), now - 2 * HOUR);
+        dead.expires_at = now - 1;
+        store.create(&dead).expect("create");
+    }
+    assert_eq!(store.delete_expired(now, 3).expect("reap"), 3);
+    assert_eq!(store.delete_expired(now, 3).expect("reap"), 2);
+    assert_eq!(store.delete_expired(now, 3).expect("reap"), 0);
+    assert!(
+        store.load(&live.key, now).expect("load").is_some(),
+        "a live session was reaped"
+    );
+}
+
+fn list_and_delete_by_user<S: Store>(store: &S) {
+    let now = clock::now();
+    for k in store.list(None, now).expect("list") {
+        store.delete(&k.key).expect("delete");
+    }
+    let mut a1 = record(fresh(), now);
+    a1.user_id = Some(1);
+    a1.last_seen_at = now - 10;
+    let mut a2 = record(fresh(), now);
+    a2.user_id = Some(1);
+    let mut b = record(fresh(), now);
+    b.user_id = Some(2);
+    let anon = record(fresh(), now);
+    for r in [&a1, &a2, &b, &anon] {
+        store.create(r).expect("create");
+    }
+    let mine = store.list(Some(1), now).expect("list");
+    assert_eq!(
+        mine.iter().map(|r| r.key).collect::<Vec<_>>(),
+        vec![a2.key, a1.key],
+        "one user's sessions, most recently seen first"
+    );
+    assert_eq!(store.list(None, now).expect("list").len(), 4);
+    assert_eq!(store.delete_by_user(1, Some(&a2.key)).expect("delete"), 1);
+    assert_eq!(store.load(&a1.key, now).expect("load"), None);
+    assert!(
+        store.load(&a2.key, now).expect("load").is_some(),
+        "the kept session was deleted"
+    );
+    assert!(
+        store.load(&b.key, now).expect("load").is_some(),
+        "another user's session was deleted"
+    );
+    assert_eq!(store.delete_by_user(1, None).expect("delete"), 1);
+    assert!(store.list(Some(1), now).expect("list").is_empty());
+}
+
+fn odd_keys_round_trip<S: Store>(store: &S) {
+    let now = clock::now();
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    let keys = ["a.b", "[0]", "$", "with space", "'quote'", "x:y/z"];
+    let p = Patch(
+        keys.iter()
+            .map(|k| ((*k).to_owned(), Change::Set(json!(k))))
+            .collect(),
+    );
+    assert!(store.save(&rec.key, &p, touch(now), now).expect("save"));
+    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    for k in keys {
+        assert_eq!(
+            loaded.data.get(k),
+            Some(&json!(k)),
+            "key {k:?} did not round-trip"
+        );
+    }
+    assert_eq!(
+        loaded.data.len(),
+        keys.len(),
+        "a key landed somewhere else: {:?}",
+        loaded.data
+    );
+}

@@ -1,0 +1,282 @@
+//! Signed cookie values and `Set-Cookie` headers.
+//!
+//! A value is `<payload>.<base64url HMAC-SHA256(secret, context | payload)>`.
+//! Signing uses the first secret and verification accepts any, so secrets
+//! can be rotated without logging everyone out. The context string keeps a
+//! signature made for one purpose (a session cookie) from being accepted for
+//! another (a CSRF cookie).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of an encoded signature (32 bytes, unpadded base64url).
+const SIG_LEN: usize = 43;
+
+/// Signs and verifies cookie values with a list of secrets.
+#[derive(Clone)]
+pub struct Signer {
+    secrets: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({} secrets: ***)", self.secrets.len())
+    }
+}
+
+impl Signer {
+    /// A signer that signs with the first secret and accepts all of them.
+    ///
+    /// # Panics
+    ///
+    /// With no secrets: nothing could be signed.
+    pub fn new(secrets: Vec<Vec<u8>>) -> Self {
+        assert!(!secrets.is_empty(), "a signer needs at least one secret");
+        Self { secrets }
+    }
+
+    fn mac(secret: &[u8], context: &str, payload: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        mac.update(context.as_bytes());
+        mac.update(b"|");
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// The raw tag for `payload` under the signing secret.
+    pub fn tag(&self, context: &str, payload: &str) -> [u8; 32] {
+        Self::mac(&self.secrets[0], context, payload)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// `payload.signature`, ready for a cookie.
+    pub fn sign(&self, context: &str, payload: &str) -> String {
+        let sig = URL_SAFE_NO_PAD.encode(self.tag(context, payload));
+        format!("{payload}.{sig}")
+    }
+
+    /// The payload of a signed value if any secret's signature matches.
+    ///
+    /// The comparison is constant-time (`Mac::verify_slice`), so a forger
+    /// learns nothing from how long a rejection takes.
+    pub fn verify<'a>(&self, context: &str, value: &'a str) -> Option<&'a str> {
+        let (payload, sig) = value.rsplit_once('.')?;
+        if sig.len() != SIG_LEN {
+            return None;
+        }
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        self.secrets
+            .iter()
+            .any(|secret| {
+                Self::mac(secret, context, payload)
+                    .verify_slice(&sig)
+                    .is_ok()
+            })
+            .then_some(payload)
+    }
+}
+
+/// The values of every cookie called `name` in a `Cookie` header, in order.
+///
+/// Malformed pairs are skipped. Browsers can send the same name twice (for
+/// example one cookie for `/` and one for a sub-path), so callers try each.
+pub fn find<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The `SameSite` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent on same-site requests and top-level navigations (the default).
+    Lax,
+    /// Sent on same-site requests only.
+    Strict,
+    /// Sent everywhere; browsers require `Secure` with it.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::Strict => "Strict",
+            Self::None => "None",
+        }
+    }
+}
+
+/// Where and how a cookie is set.
+#[derive(Clone, Debug)]
+pub struct CookieOptions {
+    /// Cookie name.
+    pub name: String,
+    /// `Domain` attribute; `None` makes a host-only cookie.
+    pub domain: Option<String>,
+    /// `Path` attribute.
+    pub path: String,
+    /// Always mark the cookie `Secure`, even on plain-HTTP requests.
+    ///
+    /// **Warning**: when `false`, the cookie is `Secure` only on requests
+    /// known to be HTTPS; behind a TLS-terminating proxy that is not trusted,
+    /// it then travels without `Secure`.
+    pub force_secure: bool,
+    /// `SameSite` attribute.
+    pub same_site: SameSite,
+}
+
+impl Default for CookieOptions {
+    fn default() -> Self {
+        Self {
+            name: "gatehouse_session".to_owned(),
+            domain: None,
+            path: "/".to_owned(),
+            force_secure: false,
+            same_site: SameSite::Lax,
+        }
+    }
+}
+
+impl CookieOptions {
+    /// A `Set-Cookie` value. `max_age` in seconds makes a persistent cookie;
+    /// `None` a browser-session cookie.
+    pub fn set_cookie(&self, value: &str, max_age: Option<i64>, https: bool) -> String {
+        let mut out = format!("{}={}; Path={}", self.name, value, self.path);
+        if let Some(domain) = &self.domain {
+            out.push_str("; Domain=");
+            out.push_str(domain);
+        }
+        if let Some(age) = max_age {
+            out.push_str(&format!("; Max-Age={}", age.max(0)));
+        }
+        out.push_str("; HttpOnly");
+        if self.force_secure || https || self.same_site == SameSite::None {
+            out.push_str("; Secure");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.same_site.as_str());
+        out
+    }
+
+    /// A `Set-Cookie` value that removes the cookie.
+    pub fn clear_cookie(&self, https: bool) -> String {
+        self.set_cookie("", Some(0), https)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new(vec![b"first secret, long enough to be real".to_vec()])
+    }
+
+    #[test]
+    fn a_signed_value_verifies() {
+        let s = signer();
+        let v = s.sign("session", "payload");
+        assert_eq!(s.verify("session", &v), Some("payload"));
+    }
+
+    #[test]
+    fn a_tampered_signature_is_refused() {
+        let s = signer();
+        let mut v = s.sign("session", "payload").into_bytes();
+        let last = v.len() - 1;
+        v[last] = if v[last] == b'A' { b'B' } else { b'A' };
+        let v = String::from_utf8(v).expect("ascii");
+        assert_eq!(s.verify("session", &v), None);
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let s = signer();
+        let v = s
+            .sign("session", "payload")
+            .replacen("payload", "payloae", 1);
+        assert_eq!(s.verify("session", &v), None);
+    }
+
+    #[test]
+    fn a_signature_for_another_context_is_refused() {
+        let s = signer();
+        let v = s.sign("csrf", "payload");
+        assert_eq!(s.verify("session", &v), None);
+    }
+
+    #[test]
+    fn an_old_secret_still_verifies_after_rotation() {
+        let old = signer();
+        let v = old.sign("session", "payload");
+        let rotated = Signer::new(vec![
+            b"the new secret, also long enough".to_vec(),
+            b"first secret, long enough to be real".to_vec(),
+        ]);
+        assert_eq!(rotated.verify("session", &v), Some("payload"));
+        assert_ne!(
+            rotated.sign("session", "payload"),
+            v,
+            "signs with the new one"
+        );
+        let dropped = Signer::new(vec![b"the new secret, also long enough".to_vec()]);
+        assert_eq!(dropped.verify("session", &v), None);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let s = signer();
+        for v in [
+            "",
+            ".",
+            "abc",
+            "abc.",
+            ".abc",
+            "a.b.c",
+            "x.%%%",
+            &"a".repeat(500),
+        ] {
+            assert_eq!(s.verify("session", v), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn find_returns_every_cookie_of_that_name() {
+        let h = "a=1; gatehouse_session=x; b=2;gatehouse_session=\"y\"; junk";
+        let found: Vec<_> = find(h, "gatehouse_session").collect();
+        assert_eq!(found, ["x", "y"]);
+    }
+
+    #[test]
+    fn a_browser_session_cookie_has_every_attribute_but_max_age() {
+        let c = CookieOptions::default().set_cookie("v", None, false);
+        assert_eq!(c, "gatehouse_session=v; Path=/; HttpOnly; SameSite=Lax");
+    }
+
+    #[test]
+    fn https_and_persistence_add_secure_and_max_age() {
+        let opts = CookieOptions {
+            domain: Some("example.lan".into()),
+            ..CookieOptions::default()
+        };
+        assert_eq!(
+            opts.set_cookie("v", Some(60), true),
+            "gatehouse_session=v; Path=/; Domain=example.lan; Max-Age=60; HttpOnly; Secure; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn a_cleared_cookie_expires_now() {
+        let c = CookieOptions::default().clear_cookie(false);
+        assert!(c.starts_with("gatehouse_session=; "));
+        assert!(c.contains("Max-Age=0"));
+    }
+}

@@ -1,0 +1,529 @@
+//! The engine: turns a request's cookie into a [`Session`] and a finished
+//! session back into store writes and a `Set-Cookie` header.
+//!
+//! It holds the rules of DESIGN.md's "Sessions" section: lazy creation, idle
+//! and absolute expiry, the touch interval, saving only what changed,
+//! regenerate and destroy. It knows nothing of any HTTP library; the web
+//! layer hands it the `Cookie` header and gets back a header value.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Map;
+
+use super::cookie::{self, CookieOptions, Signer};
+use super::id::{SessionId, SessionKey};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId, valid_key};
+use crate::clock::{self, Millis, millis};
+
+/// The context string session cookies are signed under.
+const COOKIE_CONTEXT: &str = "session";
+
+/// Expiry and cookie settings for an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// How the cookie is named and scoped.
+    pub cookie: CookieOptions,
+    /// A session unused for this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, however active.
+    pub absolute_timeout: Duration,
+    /// Idle timeout of a remember-me session.
+    pub remember_idle_timeout: Duration,
+    /// Absolute lifetime of a remember-me session.
+    pub remember_absolute_timeout: Duration,
+    /// A read-only request records activity at most this often.
+    ///
+    /// The effective interval is also capped at half the idle timeout, so
+    /// that an active user never expires between two touches.
+    pub touch_interval: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            cookie: CookieOptions::default(),
+            idle_timeout: Duration::from_secs(2 * 3600),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            remember_idle_timeout: Duration::from_secs(7 * 86_400),
+            remember_absolute_timeout: Duration::from_secs(30 * 86_400),
+            touch_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionOptions {
+    fn limits(&self, persistent: bool) -> (Millis, Millis) {
+        if persistent {
+            (
+                millis(self.remember_idle_timeout),
+                millis(self.remember_absolute_timeout),
+            )
+        } else {
+            (millis(self.idle_timeout), millis(self.absolute_timeout))
+        }
+    }
+
+    fn touch_interval_for(&self, persistent: bool) -> Millis {
+        let (idle, _) = self.limits(persistent);
+        millis(self.touch_interval).min(idle / 2)
+    }
+}
+
+/// What the engine needs from a request.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo<'a> {
+    /// The raw `Cookie` header.
+    pub cookie_header: Option<&'a str>,
+    /// Whether the request reached us over HTTPS (directly or via a trusted proxy).
+    pub https: bool,
+    /// The `User-Agent` header, kept with new sessions.
+    pub user_agent: Option<&'a str>,
+    /// The client's address, kept with new sessions.
+    pub ip: Option<String>,
+}
+
+/// Errors from session operations.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key cannot name a session value (see [`valid_key`]).
+    #[error("invalid session key {0:?}")]
+    InvalidKey(String),
+    /// The value could not be converted to JSON.
+    #[error("session value does not serialize: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The session was destroyed (here or by a concurrent request).
+    #[error("the session no longer exists")]
+    Gone,
+}
+
+/// Loads and saves sessions through a [`Store`].
+pub struct Engine {
+    store: Arc<dyn Store>,
+    signer: Signer,
+    options: SessionOptions,
+}
+
+impl Engine {
+    /// An engine on `store`, signing cookies with `signer`.
+    pub fn new(store: Arc<dyn Store>, signer: Signer, options: SessionOptions) -> Self {
+        Self {
+            store,
+            signer,
+            options,
+        }
+    }
+
+    /// The store sessions live in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The settings in force.
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
+    /// The signer (also used for CSRF tokens).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The verified session id in a `Cookie` header, if any.
+    ///
+    /// A cookie with a bad signature is dropped here, before any store read.
+    pub fn session_id(&self, cookie_header: &str) -> Option<SessionId> {
+        cookie::find(cookie_header, &self.options.cookie.name)
+            .take(4)
+            .filter_map(|v| self.signer.verify(COOKIE_CONTEXT, v))
+            .find_map(SessionId::parse)
+    }
+
+    /// The session a request belongs to; a new, empty one when its cookie
+    /// is missing, forged, unknown or expired.
+    ///
+    /// # Errors
+    ///
+    /// Only store failures: a bad cookie is "no session", not an error.
+    pub fn start(&self, request: RequestInfo<'_>) -> Result<Session<'_>, StoreError> {
+        let now = clock::now();
+        let mut loaded = None;
+        if let Some(header) = request.cookie_header {
+            for id in cookie::find(header, &self.options.cookie.name)
+                .take(4)
+                .filter_map(|v| self.signer.verify(COOKIE_CONTEXT, v))
+                .filter_map(SessionId::parse)
+            {
+                if let Some(record) = self.store.load(&id.key(), now)? {
+                    loaded = Some(record);
+                    break;
+                }
+            }
+        }
+        let state = match loaded {
+            Some(record) => Inner {
+                status: Status::Live,
+                record,
+                patch: Patch::default(),
+                new_id: None,
+                now,
+                https: request.https,
+            },
+            None => Inner {
+                status: Status::New,
+                record: self.blank(now, &request),
+                patch: Patch::default(),
+                new_id: None,
+                now,
+                https: request.https,
+            },
+        };
+        Ok(Session {
+            engine: self,
+            inner: Mutex::new(state),
+        })
+    }
+
+    /// Writes what the request changed and returns the `Set-Cookie` value
+    /// the response must carry, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store failures; the response must then not claim success.
+    pub fn finish(&self, session: Session<'_>) -> Result<Option<String>, StoreError> {
+        let inner = session
+            .inner
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = clock::now();
+        match inner.status {
+            Status::Destroyed => Ok(Some(self.options.cookie.clear_cookie(inner.https))),
+            Status::Gone => Ok(None),
+            Status::New => {
+                if inner.patch.is_empty() && inner.record.user_id.is_none() {
+                    return Ok(None); // lazy: nothing worth keeping, no row, no cookie
+                }
+                let mut record = inner.record;
+                inner.patch.apply(&mut record.data);
+                let id = inner.new_id.unwrap_or_else(SessionId::generate);
+                record.key = id.key();
+                self.store.create(&record)?;
+                Ok(Some(self.cookie_for(&id, &record, now, inner.https)))
+            }
+            Status::Live => {
+                let record = &inner.record;
+                let due =
+                    now - record.last_seen_at >= self.options.touch_interval_for(record.persistent);
+                if !inner.patch.is_empty() || due {
+                    // `false` means a concurrent request destroyed it: leave it gone.
+                    self.store
+                        .save(&record.key, &inner.patch, self.touch(record, now), now)?;
+                }
+                Ok(inner
+                    .new_id
+                    .map(|id| self.cookie_for(&id, record, now, inner.https)))
+            }
+        }
+    }
+
+    fn blank(&self, now: Millis, request: &RequestInfo<'_>) -> Record {
+        let (idle, absolute) = self.options.limits(false);
+        Record {
+            key: SessionKey([0; 32]),
+            user_id: None,
+            data: Map::new(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + idle.min(absolute),
+            absolute_expires_at: now + absolute,
+            persistent: false,
+            user_agent: request.user_agent.map(|ua| ua.chars().take(256).collect()),
+            ip: request.ip.clone(),
+        }
+    }
+
+    fn touch(&self, record: &Record, now: Millis) -> Touch {
+        let (idle, _) = self.options.limits(record.persistent);
+        Touch {
+            last_seen_at: now,
+            expires_at: (now + idle).min(record.absolute_expires_at),
+        }
+    }
+
+    fn cookie_for(&self, id: &SessionId, record: &Record, now: Millis, https: bool) -> String {
+        let value = self.signer.sign(COOKIE_CONTEXT, id.as_str());
+        let max_age = record
+            .persistent
+            .then(|| (record.absolute_expires_at - now) / 1000);
+        self.options.cookie.set_cookie(&value, max_age, https)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// No stored row yet; one is made at finish if anything was set.
+    New,
+    /// Loaded from (or already written to) the store.
+    Live,
+    /// Destroyed by this request.
+    Destroyed,
+    /// Found missing mid-request (destroyed by another request).
+    Gone,
+}
+
+struct Inner {
+    status: Status,
+    record: Record,
+    patch: Patch,
+    /// An id issued during this request, to be sent in a cookie.
+    new_id: Option<SessionId>,
+    now: Millis,
+    https: bool,
+}
+
+/// One request's view of its session.
+///
+/// Reads see the data as loaded plus this request's own changes. Changes
+/// made with [`insert`](Self::insert) and [`remove`](Self::remove) are
+/// written when the engine finishes the request, and only if there are any;
+/// [`increment`](Self::increment), [`login`](Self::login),
+/// [`regenerate`](Self::regenerate) and [`destroy`](Self::destroy) act on
+/// the store at once.
+pub struct Session<'e> {
+    engine: &'e Engine,
+    inner: Mutex<Inner>,
+}
+
+impl Session<'_> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the session existed before this request.
+    pub fn is_new(&self) -> bool {
+        self.lock().status == Status::New
+    }
+
+    /// Whether the session is live (loaded, or created by this request).
+    pub fn exists(&self) -> bool {
+        let inner = self.lock();
+        inner.status == Status::Live || inner.status == Status::New && inner.new_id.is_some()
+    }
+
+    /// The signed-in user, if any.
+    pub fn user_id(&self) -> Option<UserId> {
+        let inner = self.lock();
+        match inner.status {
+            Status::Live | Status::New => inner.record.user_id,
+            Status::Destroyed | Status::Gone => None,
+        }
+    }
+
+    /// The stored key, for binding tokens to this session; `None` until the
+    /// session has been stored.
+    pub fn key(&self) -> Option<SessionKey> {
+        let inner = self.lock();
+        (inner.status == Status::Live).then_some(inner.record.key)
+    }
+
+    /// A copy of the record as this request sees it.
+    pub fn record(&self) -> Record {
+        let inner = self.lock();
+        let mut record = inner.record.clone();
+        inner.patch.apply(&mut record.data);
+        record
+    }
+
+    /// The value at `key`, if present and of type `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let inner = self.lock();
+        let value = match inner.patch.0.get(key) {
+            Some(Change::Set(v)) => v.clone(),
+            Some(Change::Remove) => return None,
+            None => inner.record.data.get(key)?.clone(),
+        };
+        serde_json::from_value(value).ok()
+    }
+
+    /// Sets `key` to `value`; written when the request finishes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key, or a value that does not serialize to JSON.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        check_key(key)?;
+        let value = serde_json::to_value(value)?;
+        self.lock()
+            .patch
+            .0
+            .insert(key.to_owned(), Change::Set(value));
+        Ok(())
+    }
+
+    /// Removes `key`; written when the request finishes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key.
+    pub fn remove(&self, key: &str) -> Result<(), SessionError> {
+        check_key(key)?;
+        self.lock().patch.0.insert(key.to_owned(), Change::Remove);
+        Ok(())
+    }
+
+    /// Atomically adds `by` to the integer at `key` and returns the new
+    /// value. Concurrent increments on one session never lose a count.
+    /// A session that does not exist yet is created.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key, a store failure, or [`SessionError::Gone`] when the
+    /// session was destroyed meanwhile.
+    pub fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
+        check_key(key)?;
+        let mut inner = self.lock();
+        match inner.status {
+            Status::Destroyed | Status::Gone => Err(SessionError::Gone),
+            Status::New => {
+                // Create the row now, with this value, so later increments
+                // by concurrent requests have something to add to.
+                let base = match inner.patch.0.get(key) {
+                    Some(Change::Set(v)) => v.as_i64().unwrap_or(0),
+                    _ => 0,
+                };
+                let value = base.saturating_add(by);
+                inner
+                    .patch
+                    .0
+                    .insert(key.to_owned(), Change::Set(value.into()));
+                self.create_now(&mut inner)?;
+                Ok(value)
+            }
+            Status::Live => {
+                let now = clock::now();
+                let touch = self.engine.touch(&inner.record, now);
+                match self
+                    .engine
+                    .store
+                    .increment(&inner.record.key, key, by, touch, now)?
+                {
+                    Some(value) => {
+                        inner.record.data.insert(key.to_owned(), value.into());
+                        inner.record.last_seen_at = touch.last_seen_at;
+                        inner.record.expires_at = touch.expires_at;
+                        if let Some(Change::Set(_)) = inner.patch.0.get(key) {
+                            inner.patch.0.remove(key);
+                        }
+                        Ok(value)
+                    }
+                    None => {
+                        inner.status = Status::Gone;
+                        Err(SessionError::Gone)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Signs `user_id` in: a new id (the old one stops working at once),
+    /// fresh lifetimes, and the data carried over. `persistent` selects
+    /// remember-me.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn login(&self, user_id: UserId, persistent: bool) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        let now = clock::now();
+        let (idle, absolute) = self.engine.options.limits(persistent);
+        inner.record.user_id = Some(user_id);
+        inner.record.persistent = persistent;
+        inner.record.created_at = now;
+        inner.record.last_seen_at = now;
+        inner.record.absolute_expires_at = now + absolute;
+        inner.record.expires_at = now + idle.min(absolute);
+        self.regenerate_locked(&mut inner)
+    }
+
+    /// Gives the session a new id, deleting the old one in the same step.
+    /// Call it on any change of privilege (session-fixation defence).
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn regenerate(&self) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        self.regenerate_locked(&mut inner)
+    }
+
+    fn regenerate_locked(&self, inner: &mut Inner) -> Result<(), SessionError> {
+        match inner.status {
+            Status::Live => {
+                let old = inner.record.key;
+                let id = SessionId::generate();
+                let mut record = inner.record.clone();
+                inner.patch.apply(&mut record.data);
+                record.key = id.key();
+                self.engine.store.regenerate(&old, &record)?;
+                inner.record = record;
+                inner.patch = Patch::default();
+                inner.new_id = Some(id);
+                Ok(())
+            }
+            Status::New | Status::Gone | Status::Destroyed => {
+                inner.status = Status::New;
+                self.create_now(inner)
+            }
+        }
+    }
+
+    fn create_now(&self, inner: &mut Inner) -> Result<(), SessionError> {
+        let id = SessionId::generate();
+        let mut record = inner.record.clone();
+        inner.patch.apply(&mut record.data);
+        record.key = id.key();
+        self.engine.store.create(&record)?;
+        inner.record = record;
+        inner.patch = Patch::default();
+        inner.new_id = Some(id);
+        inner.status = Status::Live;
+        Ok(())
+    }
+
+    /// Ends the session: the row is deleted now and the response clears
+    /// the cookie.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn destroy(&self) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        if inner.status == Status::Live {
+            self.engine.store.delete(&inner.record.key)?;
+        }
+        inner.status = Status::Destroyed;
+        inner.patch = Patch::default();
+        inner.new_id = None;
+        Ok(())
+    }
+
+    /// When this request started, as the engine saw it.
+    pub fn started_at(&self) -> Millis {
+        self.lock().now
+    }
+}
+
+fn check_key(key: &str) -> Result<(), SessionError> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidKey(key.chars().take(64).collect()))
+    }
+}

@@ -1,0 +1,21 @@
+//! Sessions: ids, signed cookies, the [`Store`] trait and its SQLite and
+//! memory stores, the [`Engine`] that loads and saves them, and the reaper.
+//!
+//! Nothing here sees an HTTP library's types; see `web` for the glue.
+
+pub mod conformance;
+pub mod cookie;
+mod engine;
+mod id;
+mod memory;
+mod reaper;
+mod sqlite;
+mod store;
+
+pub use cookie::{CookieOptions, SameSite, Signer};
+pub use engine::{Engine, RequestInfo, Session, SessionError, SessionOptions};
+pub use id::{SessionId, SessionKey, random_bytes};
+pub use memory::MemoryStore;
+pub use reaper::Reaper;
+pub use sqlite::SqliteStore;
+pub use store::{Change, Patch, Record, Store, StoreError, Touch, UserId, valid_key};

@@ -1,0 +1,297 @@
+//! The SQLite store: sessions in the `sessions` table of gatehouse's file.
+//!
+//! Every verb is one statement or one short transaction on a pooled
+//! connection. Saves are `UPDATE`s guarded by `expires_at > now`, so a
+//! session deleted by a concurrent logout is never written back, and a patch
+//! is applied inside SQLite with `json_set`/`json_remove` so only the keys a
+//! request changed are written.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as SqlValue};
+use serde_json::{Map, Value};
+
+use super::id::SessionKey;
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
+use crate::clock::Millis;
+use crate::db::{self, DbError, Pool};
+
+/// Sessions in SQLite.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Pool,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at, \
+                       absolute_expires_at, persistent, user_agent, ip";
+
+/// The JSON path of a top-level key. Keys were checked by `valid_key`, so
+/// they hold no `"` that could end the quoted label early.
+fn path(key: &str) -> String {
+    format!("$.\"{key}\"")
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let key: Vec<u8> = row.get(0)?;
+    let data: String = row.get(2)?;
+    let key: [u8; 32] = key.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "key length".into(),
+        )
+    })?;
+    let data: Map<String, Value> = serde_json::from_str(&data).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+    })?;
+    Ok(Record {
+        key: SessionKey(key),
+        user_id: row.get(1)?,
+        data,
+        created_at: row.get(3)?,
+        last_seen_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        absolute_expires_at: row.get(6)?,
+        persistent: row.get(7)?,
+        user_agent: row.get(8)?,
+        ip: row.get(9)?,
+    })
+}
+
+fn data_text(data: &Map<String, Value>) -> String {
+    serde_json::to_string(data).expect("a JSON map always serializes")
+}
+
+impl SqliteStore {
+    /// A store on an existing pool (gatehouse's own database).
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Opens or creates a database file holding only what sessions need.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or migrated.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        Ok(Self::new(db::open(path, 16)?))
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn insert(conn: &rusqlite::Connection, r: &Record) -> rusqlite::Result<()> {
+        conn.prepare_cached(&format!(
+            "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?
+        .execute(params![
+            &r.key.0[..],
+            r.user_id,
+            data_text(&r.data),
+            r.created_at,
+            r.last_seen_at,
+            r.expires_at,
+            r.absolute_expires_at,
+            r.persistent,
+            r.user_agent,
+            r.ip,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn create(&self, record: &Record) -> Result<(), StoreError> {
+        Self::insert(&*self.pool.get()?, record)?;
+        Ok(())
+    }
+
+    fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE key = ?1 AND expires_at > ?2"
+        ))?;
+        stmt.query_row(params![&key.0[..], now], record)
+            .optional()
+            .map_err(|e| match e {
+                rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+                e => e.into(),
+            })
+    }
+
+    fn save(
+        &self,
+        key: &SessionKey,
+        patch: &Patch,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        // Build `json_set(json_remove(data, ?), ?, json(?))...` so the whole
+        // patch lands in one UPDATE against the row as it is now, not as it
+        // was when this request read it.
+        let mut expr = String::from("data");
+        let mut args: Vec<SqlValue> = vec![
+            SqlValue::Integer(touch.last_seen_at),
+            SqlValue::Integer(touch.expires_at),
+            SqlValue::Blob(key.0.to_vec()),
+            SqlValue::Integer(now),
+        ];
+        for (k, change) in &patch.0 {
+            args.push(SqlValue::Text(path(k)));
+            let n = args.len();
+            expr = match change {
+                Change::Set(v) => {
+                    args.push(SqlValue::Text(v.to_string()));
+                    format!("json_set({expr}, ?{n}, json(?{}))", n + 1)
+                }
+                Change::Remove => format!("json_remove({expr}, ?{n})"),
+            };
+        }
+        let sql = format!(
+            "UPDATE sessions SET data = {expr}, last_seen_at = ?1, expires_at = ?2 \
+             WHERE key = ?3 AND expires_at > ?4"
+        );
+        let conn = self.pool.get()?;
+        let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+        Ok(changed == 1)
+    }
+
+    fn increment(
+        &self,
+        key: &SessionKey,
+        field: &str,
+        by: i64,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "UPDATE sessions \
+             SET data = json_set(data, ?1, CAST(coalesce(json_extract(data, ?1), 0) AS INTEGER) + ?2), \
+                 last_seen_at = ?3, expires_at = ?4 \
+             WHERE key = ?5 AND expires_at > ?6 \
+             RETURNING json_extract(data, ?1)",
+        )?;
+        let value = stmt
+            .query_row(
+                params![
+                    path(field),
+                    by,
+                    touch.last_seen_at,
+                    touch.expires_at,
+                    &key.0[..],
+                    now
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        Ok(value)
+    }
+
+    fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached("DELETE FROM sessions WHERE key = ?1")?
+            .execute([&old.0[..]])?;
+        Self::insert(&tx, new)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let conn = self.pool.get()?;
+        let n = conn
+            .prepare_cached("DELETE FROM sessions WHERE key = ?1")?
+            .execute([&key.0[..]])?;
+        Ok(n == 1)
+    }
+
+    fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        let conn = self.pool.get()?;
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM sessions WHERE key IN \
+                 (SELECT key FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        Ok(n)
+    }
+
+    fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sessions \
+             WHERE expires_at > ?1 AND (?2 IS NULL OR user_id = ?2) \
+             ORDER BY last_seen_at DESC, key"
+        ))?;
+        let rows = stmt.query_map(params![now, user_id], record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_by_user(
+        &self,
+        user_id: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let conn = self.pool.get()?;
+        let keep = keep.map(|k| k.0.to_vec());
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR key != ?2)",
+            )?
+            .execute(params![user_id, keep])?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
+        // The suite uses users 1 and 2; sessions reference the users table.
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch(
+                "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+                 VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
+            )
+            .expect("users");
+        crate::session::conformance::run(&store);
+        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+    }
+
+    #[test]
+    fn only_the_hash_of_the_id_is_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
+        let id = crate::session::SessionId::generate();
+        let rec = crate::session::conformance::record(id.key(), crate::clock::now());
+        store.create(&rec).expect("create");
+        let conn = store.pool().get().expect("conn");
+        let stored: Vec<u8> = conn
+            .query_row("SELECT key FROM sessions", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(stored, id.key().0.to_vec());
+        assert_ne!(stored, id.as_str().as_bytes());
+    }
+}

@@ -1,0 +1,237 @@
+//! The `Store` trait: what a session backend must do, in terms of records.
+//!
+//! A store never sees HTTP. Its verbs follow tower-sessions' vocabulary
+//! (`create`, `load`, `save`, `delete`, `delete_expired`) plus the few that
+//! gatehouse's guarantees need: `increment` (atomic counters), `regenerate`
+//! (new id and old row gone in one step) and the per-user listing and
+//! revocation behind the account pages. Every store passes the one suite in
+//! [`super::conformance`].
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::id::SessionKey;
+use crate::clock::Millis;
+
+/// The id of a user, as the users table numbers them.
+pub type UserId = i64;
+
+/// One stored session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// SHA-256 of the session id.
+    pub key: SessionKey,
+    /// The signed-in user, if any.
+    pub user_id: Option<UserId>,
+    /// The session's data: a JSON object.
+    pub data: Map<String, Value>,
+    /// When the session was made (or last regenerated at login).
+    pub created_at: Millis,
+    /// When it was last touched.
+    pub last_seen_at: Millis,
+    /// When it ends unless touched: the sooner of idle and absolute expiry.
+    pub expires_at: Millis,
+    /// When it ends whatever happens.
+    pub absolute_expires_at: Millis,
+    /// Remember-me: a persistent cookie and the longer limits.
+    pub persistent: bool,
+    /// The browser's `User-Agent` when the session was made.
+    pub user_agent: Option<String>,
+    /// The client's address when the session was made.
+    pub ip: Option<String>,
+}
+
+/// One change to one key of a session's data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Set the key to this value.
+    Set(Value),
+    /// Remove the key.
+    Remove,
+}
+
+/// The keys one request changed, applied by a store in one step.
+///
+/// Writing only what changed, rather than the whole object read at the
+/// start of the request, is what keeps two concurrent requests that change
+/// different keys from overwriting each other.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Patch(pub BTreeMap<String, Change>);
+
+impl Patch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Applies the patch to a data object in memory.
+    pub fn apply(&self, data: &mut Map<String, Value>) {
+        for (key, change) in &self.0 {
+            match change {
+                Change::Set(v) => {
+                    data.insert(key.clone(), v.clone());
+                }
+                Change::Remove => {
+                    data.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// New activity times written with a save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touch {
+    /// The new `last_seen_at`.
+    pub last_seen_at: Millis,
+    /// The new `expires_at`.
+    pub expires_at: Millis,
+}
+
+/// A store failed; the request that needed it cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused or failed an operation.
+    #[error("session store backend failed: {0}")]
+    Backend(String),
+    /// Stored data could not be read back.
+    #[error("stored session is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A session backend.
+///
+/// `now` is passed in rather than read inside so that every store agrees on
+/// what "expired" means within one request. A session whose `expires_at` is
+/// at or before `now` is treated by every verb as if it did not exist.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new session.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures, including a key that already exists.
+    fn create(&self, record: &Record) -> Result<(), StoreError>;
+
+    /// The live session stored under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures or unreadable data.
+    fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError>;
+
+    /// Applies `patch` and `touch` to a live session. Returns `false`, and
+    /// writes nothing, when the session no longer exists: a save never
+    /// resurrects a destroyed session.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn save(
+        &self,
+        key: &SessionKey,
+        patch: &Patch,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Atomically adds `by` to the integer at `field` (a missing or
+    /// non-integer value counts as 0) and applies `touch`. Returns the new
+    /// value, or `None` when the session no longer exists.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn increment(
+        &self,
+        key: &SessionKey,
+        field: &str,
+        by: i64,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Inserts `new` and deletes the session under `old` in one step, so
+    /// there is never a moment when both or neither exist.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures; nothing changes then.
+    fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError>;
+
+    /// Deletes a session. Returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Deletes at most `limit` expired sessions; returns how many it deleted.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError>;
+
+    /// Live sessions, newest activity first: all of them, or one user's.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError>;
+
+    /// Deletes every session of `user_id` except `keep`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn delete_by_user(
+        &self,
+        user_id: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError>;
+}
+
+/// The longest key a session's data may use.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Whether `key` may name a value in a session's data.
+///
+/// Keys are 1 to 128 printable ASCII characters without `"` or `\`, so that
+/// a store can address them in a JSON path without escaping.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printable_ascii_without_quotes() {
+        assert!(valid_key("visits"));
+        assert!(valid_key("cart.items:1 [x]"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("a\"b"));
+        assert!(!valid_key("a\\b"));
+        assert!(!valid_key("tab\there"));
+        assert!(!valid_key("é"));
+        assert!(!valid_key(&"k".repeat(MAX_KEY_LEN + 1)));
+    }
+
+    #[test]
+    fn a_patch_sets_and_removes_in_memory() {
+        let mut data = Map::new();
+        data.insert("a".into(), Value::from(1));
+        data.insert("b".into(), Value::from(2));
+        let mut patch = Patch::default();
+        patch.0.insert("a".into(), Change::Remove);
+        patch.0.insert("c".into(), Change::Set(Value::from("x")));
+        patch.apply(&mut data);
+        assert_eq!(Value::Object(data), serde_json::json!({"b": 2, "c": "x"}));
+    }
+}

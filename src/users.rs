@@ -1,0 +1,430 @@
+//! Users and their bcrypt hashes, in the `users` table.
+//!
+//! Usernames are ASCII so that SQLite's `NOCASE` collation makes them
+//! unique without regard to case, exactly; the name is kept as first typed.
+
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::clock::{self, Millis};
+use crate::db::{DbError, Pool};
+use crate::password::{Hasher, PasswordError};
+
+/// The longest username accepted.
+pub const MAX_USERNAME: usize = 64;
+
+/// A user's row id.
+pub type UserId = i64;
+
+/// A validated username.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Accepts 1 to 64 ASCII letters, digits, `.`, `_`, `-` and `@`,
+    /// starting with a letter or digit.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::InvalidName`] saying what is wrong.
+    pub fn parse(s: &str) -> Result<Self, UserError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(UserError::InvalidName("the username is empty"));
+        }
+        if s.len() > MAX_USERNAME {
+            return Err(UserError::InvalidName(
+                "the username is longer than 64 characters",
+            ));
+        }
+        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(UserError::InvalidName(
+                "the username must start with a letter or digit",
+            ));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        {
+            return Err(UserError::InvalidName(
+                "the username may contain only letters, digits, '.', '_', '-' and '@'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user as stored, without the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Row id.
+    pub id: UserId,
+    /// Name as first typed.
+    pub username: String,
+    /// May administer gatehouse.
+    pub is_admin: bool,
+    /// May not sign in.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_at: Millis,
+    /// When the password last changed.
+    pub password_changed_at: Millis,
+}
+
+/// Errors from user operations.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The username breaks the rules.
+    #[error("{0}")]
+    InvalidName(&'static str),
+    /// Another user has that name (in any case).
+    #[error("a user with that name already exists")]
+    Taken,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The password breaks the rules or could not be hashed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for UserError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(DbError::Sqlite(e))
+    }
+}
+
+impl From<r2d2::Error> for UserError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Db(DbError::Pool(e))
+    }
+}
+
+const COLUMNS: &str = "id, username, is_admin, disabled, created_at, password_changed_at";
+
+fn user(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        is_admin: row.get(2)?,
+        disabled: row.get(3)?,
+        created_at: row.get(4)?,
+        password_changed_at: row.get(5)?,
+    })
+}
+
+/// The outcome of a sign-in attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login {
+    /// The password matched an enabled user.
+    Ok(User),
+    /// No such user (a dummy hash was verified to spend the same time).
+    UnknownUser,
+    /// The user exists but the password is wrong.
+    WrongPassword,
+    /// The password matched but the user is disabled.
+    Disabled,
+}
+
+/// The users table and the hasher that guards it.
+#[derive(Clone)]
+pub struct Users {
+    pool: Pool,
+    hasher: Arc<Hasher>,
+}
+
+impl Users {
+    /// Users in `pool`, hashing with `hasher`.
+    pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
+        Self { pool, hasher }
+    }
+
+    /// The hasher in use.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    ///
+    /// A bad password, a taken name, or a database failure.
+    pub fn create(
+        &self,
+        name: &Username,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<User, UserError> {
+        let hash = self.hasher.hash(password)?;
+        let now = clock::now();
+        let conn = self.pool.get()?;
+        let result = conn.query_row(
+            &format!(
+                "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+            ),
+            params![name.as_str(), hash, is_admin, now],
+            user,
+        );
+        match result {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(UserError::Taken)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
+        let conn = self.pool.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], user).optional()?)
+    }
+
+    /// The user with this name, in any case.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError> {
+        let conn = self.pool.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?;
+        Ok(stmt.query_row([name], user).optional()?)
+    }
+
+    /// Like [`find_by_name`](Self::find_by_name), but a missing user is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::NotFound`] or database failures.
+    pub fn get_by_name(&self, name: &str) -> Result<User, UserError> {
+        self.find_by_name(name)?.ok_or(UserError::NotFound)
+    }
+
+    /// Every user, by name.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn list(&self) -> Result<Vec<User>, UserError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM users ORDER BY username COLLATE NOCASE"
+        ))?;
+        let rows = stmt.query_map([], user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many users exist.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn count(&self) -> Result<i64, UserError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+    }
+
+    /// Checks a sign-in. Every outcome costs one bcrypt verify, so the time
+    /// taken does not tell an unknown user from a wrong password.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<Login, UserError> {
+        let found = if name.len() <= MAX_USERNAME {
+            let conn = self.pool.get()?;
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"
+            ))?
+            .query_row([name], |r| Ok((user(r)?, r.get::<_, String>(6)?)))
+            .optional()?
+        } else {
+            None
+        };
+        let Some((user, hash)) = found else {
+            self.hasher.dummy_verify(password)?;
+            return Ok(Login::UnknownUser);
+        };
+        if !self.hasher.verify(password, &hash)? {
+            return Ok(Login::WrongPassword);
+        }
+        if user.disabled {
+            return Ok(Login::Disabled);
+        }
+        Ok(Login::Ok(user))
+    }
+
+    /// Sets a new password.
+    ///
+    /// # Errors
+    ///
+    /// A bad password, no such user, or database failures.
+    pub fn set_password(&self, id: UserId, password: &str) -> Result<(), UserError> {
+        let hash = self.hasher.hash(password)?;
+        self.update(
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
+            params![id, hash, clock::now()],
+        )
+    }
+
+    /// Disables or enables a user.
+    ///
+    /// # Errors
+    ///
+    /// No such user, or database failures.
+    pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<(), UserError> {
+        self.update(
+            "UPDATE users SET disabled = ?2 WHERE id = ?1",
+            params![id, disabled],
+        )
+    }
+
+    /// Grants or revokes admin rights.
+    ///
+    /// # Errors
+    ///
+    /// No such user, or database failures.
+    pub fn set_admin(&self, id: UserId, is_admin: bool) -> Result<(), UserError> {
+        self.update(
+            "UPDATE users SET is_admin = ?2 WHERE id = ?1",
+            params![id, is_admin],
+        )
+    }
+
+    /// Deletes a user; their sessions go with them (foreign-key cascade).
+    ///
+    /// # Errors
+    ///
+    /// No such user, or database failures.
+    pub fn delete(&self, id: UserId) -> Result<(), UserError> {
+        self.update("DELETE FROM users WHERE id = ?1", params![id])
+    }
+
+    fn update(&self, sql: &str, args: impl rusqlite::Params) -> Result<(), UserError> {
+        let conn = self.pool.get()?;
+        match conn.execute(sql, args)? {
+            0 => Err(UserError::NotFound),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> (tempfile::TempDir, Users) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
+        (dir, Users::new(pool, Arc::new(Hasher::new(4, 2, 8))))
+    }
+
+    fn name(s: &str) -> Username {
+        Username::parse(s).expect("valid name")
+    }
+
+    #[test]
+    fn usernames_are_checked() {
+        assert!(Username::parse("alice").is_ok());
+        assert!(Username::parse("a.b-c_d@lan").is_ok());
+        assert_eq!(Username::parse("  bob ").expect("trimmed").as_str(), "bob");
+        for bad in ["", "-x", "has space", "é", "a/b", &"a".repeat(65)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_unique_whatever_the_case() {
+        let (_d, u) = users();
+        u.create(&name("Alice"), "password1", false)
+            .expect("create");
+        assert!(matches!(
+            u.create(&name("alice"), "password1", false),
+            Err(UserError::Taken)
+        ));
+        let found = u.find_by_name("ALICE").expect("find").expect("exists");
+        assert_eq!(found.username, "Alice");
+    }
+
+    #[test]
+    fn authenticate_tells_the_outcomes_apart_for_the_log() {
+        let (_d, u) = users();
+        let alice = u.create(&name("alice"), "password1", true).expect("create");
+        assert!(alice.is_admin);
+        assert_eq!(
+            u.authenticate("alice", "password1").expect("auth"),
+            Login::Ok(alice.clone())
+        );
+        assert_eq!(
+            u.authenticate("ALICE", "password1").expect("auth"),
+            Login::Ok(alice.clone())
+        );
+        assert_eq!(
+            u.authenticate("alice", "password2").expect("auth"),
+            Login::WrongPassword
+        );
+        assert_eq!(
+            u.authenticate("nobody", "password1").expect("auth"),
+            Login::UnknownUser
+        );
+        assert_eq!(
+            u.authenticate(&"x".repeat(500), "pw").expect("auth"),
+            Login::UnknownUser
+        );
+        u.set_disabled(alice.id, true).expect("disable");
+        assert_eq!(
+            u.authenticate("alice", "password1").expect("auth"),
+            Login::Disabled
+        );
+    }
+
+    #[test]
+    fn a_new_password_replaces_the_old() {
+        let (_d, u) = users();
+        let bob = u.create(&name("bob"), "password1", false).expect("create");
+        assert!(matches!(
+            u.set_password(bob.id, "short"),
+            Err(UserError::Password(PasswordError::TooShort))
+        ));
+        u.set_password(bob.id, "password2").expect("set");
+        assert_eq!(
+            u.authenticate("bob", "password1").expect("auth"),
+            Login::WrongPassword
+        );
+        assert!(matches!(
+            u.authenticate("bob", "password2").expect("auth"),
+            Login::Ok(_)
+        ));
+    }
+
+    #[test]
+    fn changes_to_a_missing_user_are_not_found() {
+        let (_d, u) = users();
+        assert!(matches!(u.set_admin(99, true), Err(UserError::NotFound)));
+        assert!(matches!(u.delete(99), Err(UserError::NotFound)));
+    }
+}

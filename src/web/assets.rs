@@ -1,0 +1,17 @@
+//! Static assets, compiled into the binary.
+
+use rouille::Response;
+
+const STYLE: &[u8] = include_bytes!("../../assets/style.css");
+
+/// The asset at `name`, if there is one.
+pub fn get(name: &str) -> Option<Response> {
+    let (body, mime) = match name {
+        "style.css" => (STYLE, "text/css; charset=utf-8"),
+        _ => return None,
+    };
+    Some(
+        Response::from_data(mime, body)
+            .with_additional_header("Cache-Control", "public, max-age=3600"),
+    )
+}

@@ -1,0 +1,128 @@
+//! The HTTP surface: the router, handlers, security headers and the glue
+//! between rouille and the session engine. The only code that builds
+//! `Response`s.
+
+mod assets;
+pub mod error;
+pub mod form;
+mod handlers;
+pub mod views;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use rouille::{Request, Response};
+
+pub use error::WebError;
+
+use crate::auth::proxy::{self, Client, IpNet};
+use crate::auth::throttle::Throttle;
+use crate::db::Pool;
+use crate::logging;
+use crate::session::{Engine, RequestInfo, Session};
+use crate::users::Users;
+
+/// Everything a handler may use; shared by all request threads.
+pub struct State {
+    /// Sessions.
+    pub engine: Engine,
+    /// Users.
+    pub users: Users,
+    /// Login throttling.
+    pub throttle: Throttle,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The database, for the health check.
+    pub pool: Pool,
+    /// Whether to log one line per request.
+    pub log_requests: bool,
+}
+
+const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// Answers one request: route, map errors, add security headers, log.
+pub fn handle(state: &State, request: &Request) -> Response {
+    let started = Instant::now();
+    let client = client(state, request);
+    let response = match handlers::route(state, request, &client) {
+        Ok(r) => r,
+        Err(e) => {
+            if let WebError::Internal(detail) = &e {
+                logging::line(&format!(
+                    "error path={} detail={}",
+                    logging::quote(path_of(request)),
+                    logging::quote(detail)
+                ));
+            }
+            e.into_response()
+        }
+    };
+    let response = with_security_headers(response);
+    if state.log_requests {
+        logging::line(&format!(
+            "request method={} path={} status={} ms={:.1} ip={}",
+            logging::quote(request.method()),
+            logging::quote(path_of(request)),
+            response.status_code,
+            started.elapsed().as_secs_f64() * 1000.0,
+            client.ip
+        ));
+    }
+    response
+}
+
+/// The request path without the query string (which may carry tokens).
+fn path_of(request: &Request) -> &str {
+    let raw = request.raw_url();
+    raw.split_once('?').map_or(raw, |(p, _)| p)
+}
+
+fn client(state: &State, request: &Request) -> Client {
+    let peer: IpAddr = request.remote_addr().ip();
+    proxy::client(
+        peer,
+        request.is_secure(),
+        request.header("X-Forwarded-For"),
+        request.header("X-Forwarded-Proto"),
+        &state.trusted_proxies,
+    )
+}
+
+fn with_security_headers(mut response: Response) -> Response {
+    let has =
+        |r: &Response, name: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if !has(&response, "Cache-Control") {
+        response = response.with_additional_header("Cache-Control", "no-store");
+    }
+    response
+        .with_additional_header("Content-Security-Policy", CSP)
+        .with_additional_header("X-Content-Type-Options", "nosniff")
+        .with_additional_header("Referrer-Policy", "same-origin")
+        .with_additional_header("X-Frame-Options", "DENY")
+}
+
+/// Runs `f` with the request's session, then saves what changed and adds
+/// the `Set-Cookie` header. When `f` fails, its buffered changes are dropped.
+///
+/// # Errors
+///
+/// `f`'s error, or a store failure while loading or saving.
+pub fn with_session(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    f: impl FnOnce(&Session<'_>) -> Result<Response, WebError>,
+) -> Result<Response, WebError> {
+    let ip = client.ip.to_string();
+    let session = state.engine.start(RequestInfo {
+        cookie_header: request.header("Cookie"),
+        https: client.https,
+        user_agent: request.header("User-Agent"),
+        ip: Some(ip),
+    })?;
+    let response = f(&session)?;
+    Ok(match state.engine.finish(session)? {
+        Some(cookie) => response.with_additional_header("Set-Cookie", cookie),
+        None => response,
+    })
+}
