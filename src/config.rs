@@ -719,7 +719,7 @@ pub fn format_duration(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= per && ms % per == 0 {
+        if ms >= per && ms.is_multiple_of(per) {
             return format!("{}{unit}", ms / per);
         }
     }
@@ -885,6 +885,20 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    #[test]
+    fn the_readme_documents_every_setting_and_its_env_twin() {
+        let readme = include_str!("../README.md");
+        for s in SETTINGS {
+            let row = format!("| `{}` | `{}` |", s.name, env_name(s.name));
+            assert!(readme.contains(&row), "README lacks a row for {}", s.name);
         }
     }
 }

@@ -12,7 +12,6 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use crate::clock;
 
@@ -60,8 +59,8 @@ pub fn quote(value: &str) -> String {
 
 /// Writes one line: the time, then `message`.
 pub fn line(message: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{} {message}", rfc3339(clock::now()));
+    // `eprintln!` rather than a raw handle, so test harnesses capture it.
+    eprintln!("{} {message}", rfc3339(clock::now()));
 }
 
 #[cfg(test)]

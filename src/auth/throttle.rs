@@ -163,7 +163,7 @@ impl Throttle {
             // Locked records are never dropped: that would unlock them.
             let mut by_age: Vec<(Instant, Subject)> = entries
                 .iter()
-                .filter(|(_, e)| !e.locked_until.is_some_and(|u| u > now))
+                .filter(|(_, e)| e.locked_until.is_none_or(|u| u <= now))
                 .map(|(s, e)| (e.last_activity, s.clone()))
                 .collect();
             by_age.sort_by_key(|(t, _)| *t);

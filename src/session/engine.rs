@@ -134,14 +134,16 @@ impl Engine {
         &self.signer
     }
 
-    /// The verified session id in a `Cookie` header, if any.
+    /// The verified session ids in a `Cookie` header, in order.
     ///
     /// A cookie with a bad signature is dropped here, before any store read.
-    pub fn session_id(&self, cookie_header: &str) -> Option<SessionId> {
+    /// At most four same-named cookies are tried, so a header stuffed with
+    /// copies cannot make one request cost many signature checks.
+    fn session_ids<'h>(&'h self, cookie_header: &'h str) -> impl Iterator<Item = SessionId> + 'h {
         cookie::find(cookie_header, &self.options.cookie.name)
             .take(4)
             .filter_map(|v| self.signer.verify(COOKIE_CONTEXT, v))
-            .find_map(SessionId::parse)
+            .filter_map(SessionId::parse)
     }
 
     /// The session a request belongs to; a new, empty one when its cookie
@@ -154,11 +156,7 @@ impl Engine {
         let now = clock::now();
         let mut loaded = None;
         if let Some(header) = request.cookie_header {
-            for id in cookie::find(header, &self.options.cookie.name)
-                .take(4)
-                .filter_map(|v| self.signer.verify(COOKIE_CONTEXT, v))
-                .filter_map(SessionId::parse)
-            {
+            for id in self.session_ids(header) {
                 if let Some(record) = self.store.load(&id.key(), now)? {
                     loaded = Some(record);
                     break;
@@ -309,12 +307,6 @@ impl Session<'_> {
     /// Whether the session existed before this request.
     pub fn is_new(&self) -> bool {
         self.lock().status == Status::New
-    }
-
-    /// Whether the session is live (loaded, or created by this request).
-    pub fn exists(&self) -> bool {
-        let inner = self.lock();
-        inner.status == Status::Live || inner.status == Status::New && inner.new_id.is_some()
     }
 
     /// The signed-in user, if any.
@@ -525,5 +517,203 @@ fn check_key(key: &str) -> Result<(), SessionError> {
         Ok(())
     } else {
         Err(SessionError::InvalidKey(key.chars().take(64).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::MemoryStore;
+
+    fn engine(store: Arc<MemoryStore>) -> Engine {
+        Engine::new(
+            store,
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            SessionOptions::default(),
+        )
+    }
+
+    fn request(cookie: Option<&str>) -> RequestInfo<'_> {
+        RequestInfo {
+            cookie_header: cookie,
+            ..RequestInfo::default()
+        }
+    }
+
+    /// `name=value` from a `Set-Cookie` value, as a browser would send it back.
+    fn cookie_pair(set_cookie: &str) -> String {
+        set_cookie.split(';').next().expect("pair").to_owned()
+    }
+
+    #[test]
+    fn a_visitor_who_sets_nothing_gets_no_row_and_no_cookie() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        assert_eq!(s.get::<i64>("x"), None);
+        assert_eq!(e.finish(s).expect("finish"), None);
+        assert!(store.list(None, clock::now()).expect("list").is_empty());
+    }
+
+    #[test]
+    fn setting_a_value_creates_the_session_and_the_cookie() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        s.insert("theme", "dark").expect("insert");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("a cookie"));
+        let s = e.start(request(Some(&cookie))).expect("start");
+        assert!(!s.is_new());
+        assert_eq!(s.get::<String>("theme").as_deref(), Some("dark"));
+    }
+
+    #[test]
+    fn a_save_after_a_concurrent_destroy_does_not_resurrect() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        s.login(1, false).expect("login");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+
+        let in_flight = e.start(request(Some(&cookie))).expect("start");
+        let logout = e.start(request(Some(&cookie))).expect("start");
+        logout.destroy().expect("destroy");
+        assert!(
+            e.finish(logout)
+                .expect("finish")
+                .expect("clear")
+                .contains("Max-Age=0")
+        );
+
+        in_flight.insert("late", true).expect("insert");
+        assert_eq!(
+            e.finish(in_flight).expect("finish"),
+            None,
+            "no cookie for a dead session"
+        );
+        assert!(
+            store.list(None, clock::now()).expect("list").is_empty(),
+            "resurrected"
+        );
+    }
+
+    #[test]
+    fn concurrent_requests_changing_different_keys_both_survive() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        s.insert("a", 0).expect("insert");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+
+        let first = e.start(request(Some(&cookie))).expect("start");
+        let second = e.start(request(Some(&cookie))).expect("start");
+        first.insert("a", 1).expect("insert");
+        second.insert("b", 2).expect("insert");
+        e.finish(first).expect("finish");
+        e.finish(second).expect("finish");
+        let s = e.start(request(Some(&cookie))).expect("start");
+        assert_eq!(s.get::<i64>("a"), Some(1));
+        assert_eq!(s.get::<i64>("b"), Some(2));
+    }
+
+    #[test]
+    fn reads_within_the_touch_interval_write_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        s.login(1, false).expect("login");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+        let before = store.list(None, clock::now()).expect("list");
+        std::thread::sleep(Duration::from_millis(5));
+        let s = e.start(request(Some(&cookie))).expect("start");
+        assert_eq!(s.user_id(), Some(1));
+        assert_eq!(e.finish(s).expect("finish"), None);
+        assert_eq!(
+            store.list(None, clock::now()).expect("list"),
+            before,
+            "a read wrote"
+        );
+    }
+
+    #[test]
+    fn login_regenerates_and_carries_the_data() {
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone());
+        let s = e.start(request(None)).expect("start");
+        s.insert("cart", [1, 2]).expect("insert");
+        let before = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+        let s = e.start(request(Some(&before))).expect("start");
+        s.login(7, true).expect("login");
+        let after = e.finish(s).expect("finish").expect("new cookie");
+        assert!(after.contains("Max-Age="), "remember-me cookie persists");
+        let after = cookie_pair(&after);
+        assert_ne!(before, after);
+        assert!(
+            e.start(request(Some(&before))).expect("start").is_new(),
+            "old id still works"
+        );
+        let s = e.start(request(Some(&after))).expect("start");
+        assert_eq!(s.user_id(), Some(7));
+        assert_eq!(s.get::<Vec<i64>>("cart"), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_forged_cookie_never_reaches_the_store() {
+        struct Panicking;
+        impl Store for Panicking {
+            fn create(&self, _: &Record) -> Result<(), StoreError> {
+                unreachable!()
+            }
+            fn load(&self, _: &SessionKey, _: Millis) -> Result<Option<Record>, StoreError> {
+                panic!("a bad signature caused a store read")
+            }
+            fn save(
+                &self,
+                _: &SessionKey,
+                _: &Patch,
+                _: Touch,
+                _: Millis,
+            ) -> Result<bool, StoreError> {
+                unreachable!()
+            }
+            fn increment(
+                &self,
+                _: &SessionKey,
+                _: &str,
+                _: i64,
+                _: Touch,
+                _: Millis,
+            ) -> Result<Option<i64>, StoreError> {
+                unreachable!()
+            }
+            fn regenerate(&self, _: &SessionKey, _: &Record) -> Result<(), StoreError> {
+                unreachable!()
+            }
+            fn delete(&self, _: &SessionKey) -> Result<bool, StoreError> {
+                unreachable!()
+            }
+            fn delete_expired(&self, _: Millis, _: usize) -> Result<usize, StoreError> {
+                unreachable!()
+            }
+            fn list(&self, _: Option<UserId>, _: Millis) -> Result<Vec<Record>, StoreError> {
+                unreachable!()
+            }
+            fn delete_by_user(
+                &self,
+                _: UserId,
+                _: Option<&SessionKey>,
+            ) -> Result<usize, StoreError> {
+                unreachable!()
+            }
+        }
+        let e = Engine::new(
+            Arc::new(Panicking),
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            SessionOptions::default(),
+        );
+        let id = SessionId::generate();
+        let forged = format!("gatehouse_session={}.{}", id.as_str(), "A".repeat(43));
+        let s = e.start(request(Some(&forged))).expect("start");
+        assert!(s.is_new());
     }
 }

@@ -1,0 +1,274 @@
+//! The real binary: user and session commands, and serve's start and stop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{Browser, TestApp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn gatehouse(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("GATEHOUSE_DATA", dir)
+        .env("GATEHOUSE_BCRYPT_COST", "4")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gatehouse");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn help_is_there_on_every_level() {
+    let dir = tempfile::tempdir().expect("dir");
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["user", "--help"],
+        &["user", "add", "--help"],
+        &["session", "--help"],
+        &["session", "revoke", "--help"],
+    ] {
+        let out = ok(&gatehouse(dir.path(), args, None));
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+    assert!(ok(&gatehouse(dir.path(), &["--version"], None)).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn user_commands_manage_users() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    assert!(
+        ok(&gatehouse(
+            d,
+            &["user", "add", "alice", "--admin", "--password-stdin"],
+            Some("correct horse\n")
+        ))
+        .contains("administrator alice")
+    );
+    ok(&gatehouse(
+        d,
+        &["user", "add", "bob", "--password-stdin"],
+        Some("battery staple\n"),
+    ));
+    assert!(
+        fails(&gatehouse(
+            d,
+            &["user", "add", "ALICE", "--password-stdin"],
+            Some("correct horse\n")
+        ))
+        .contains("already exists")
+    );
+    assert!(
+        fails(&gatehouse(
+            d,
+            &["user", "add", "carol", "--password-stdin"],
+            Some("short\n")
+        ))
+        .contains("at least 8")
+    );
+    assert!(
+        fails(&gatehouse(
+            d,
+            &["user", "add", "carol", "--password-stdin"],
+            Some(&format!("{}\n", "x".repeat(73)))
+        ))
+        .contains("72 bytes")
+    );
+    assert!(
+        fails(&gatehouse(
+            d,
+            &["user", "add", "bad name", "--password-stdin"],
+            Some("correct horse\n")
+        ))
+        .contains("username")
+    );
+    assert!(
+        fails(&gatehouse(d, &["user", "add", "carol"], None)).contains("--password-stdin"),
+        "no terminal, no prompt"
+    );
+
+    let list = ok(&gatehouse(d, &["user", "list"], None));
+    let alice = list
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .expect("alice listed");
+    assert!(alice.split_whitespace().nth(1) == Some("yes"), "{alice}");
+    assert!(list.lines().any(|l| l.starts_with("bob")));
+
+    ok(&gatehouse(d, &["user", "disable", "bob"], None));
+    let bob = ok(&gatehouse(d, &["user", "list"], None));
+    let bob = bob.lines().find(|l| l.starts_with("bob")).expect("bob");
+    assert_eq!(bob.split_whitespace().nth(2), Some("yes"), "{bob}");
+    ok(&gatehouse(d, &["user", "enable", "bob"], None));
+    ok(&gatehouse(
+        d,
+        &["user", "passwd", "bob", "--password-stdin"],
+        Some("new password\n"),
+    ));
+    ok(&gatehouse(d, &["user", "delete", "bob"], None));
+    assert!(!ok(&gatehouse(d, &["user", "list"], None)).contains("bob"));
+    assert!(fails(&gatehouse(d, &["user", "delete", "bob"], None)).contains("no such user"));
+}
+
+/// Starts `gatehouse serve` on port 0 and returns it with its URL.
+fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_DATA", dir)
+        .env("GATEHOUSE_BCRYPT_COST", "4")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let url = first.split_whitespace().last().expect("url").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("serve did not stop within 5 s of SIGTERM");
+}
+
+#[test]
+fn serve_prints_its_url_serves_logins_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    ok(&gatehouse(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        Some("correct horse\n"),
+    ));
+    let (mut child, url) = serve(dir.path());
+    let b = Browser::new(&url);
+    assert_eq!(b.get("/healthz").status, 200);
+    b.login("alice", "correct horse");
+    assert_eq!(b.get("/auth/verify").status, 200);
+
+    // Session commands see the live session and can end it.
+    let list = ok(&gatehouse(
+        dir.path(),
+        &["session", "list", "--user", "alice"],
+        None,
+    ));
+    assert!(list.contains("1 session(s)"), "{list}");
+    assert!(
+        !list.contains(&b.cookie("gatehouse_session").expect("cookie")[..20]),
+        "ids never printed"
+    );
+    ok(&gatehouse(
+        dir.path(),
+        &["session", "revoke", "--user", "alice"],
+        None,
+    ));
+    assert_eq!(
+        b.get("/auth/verify").status,
+        401,
+        "revoked session still valid"
+    );
+
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn disabling_or_changing_a_password_ends_sessions() {
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    let d = app.dir.path();
+    ok(&gatehouse(
+        d,
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("new password\n"),
+    ));
+    assert_eq!(
+        b.get("/auth/verify").status,
+        401,
+        "passwd must end sessions"
+    );
+    b.login("alice", "new password");
+    assert_eq!(b.get("/auth/verify").status, 200);
+    ok(&gatehouse(d, &["user", "disable", "alice"], None));
+    assert_eq!(
+        b.get("/auth/verify").status,
+        401,
+        "disable must end sessions"
+    );
+    assert_eq!(b.login("alice", "new password").status, 401);
+    ok(&gatehouse(d, &["user", "enable", "alice"], None));
+    b.login("alice", "new password");
+    ok(&gatehouse(d, &["user", "delete", "alice"], None));
+    assert_eq!(
+        b.get("/auth/verify").status,
+        401,
+        "delete must end sessions"
+    );
+    assert_eq!(app.session_rows(), 0);
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_its_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(BIN)
+        .args(["serve"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_IDLE_TIMEOUT", "forever")
+        .output()
+        .expect("run");
+    let err = fails(&out);
+    assert!(
+        err.contains("idle_timeout") && err.contains("GATEHOUSE_IDLE_TIMEOUT"),
+        "{err}"
+    );
+}

@@ -1,0 +1,355 @@
+//! The test harness: a real gatehouse on 127.0.0.1:0 with a fresh data
+//! directory, and a tiny browser (ureq with a cookie jar, redirects off).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gatehouse::app::{self, Running};
+use gatehouse::config::{Config, Layers};
+use gatehouse::users::{User, Username};
+
+/// A running server with its own temporary data directory.
+pub struct TestApp {
+    pub running: Option<Running>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub settings: Vec<(String, String)>,
+}
+
+/// Settings every test app gets: fast bcrypt, quiet logs, a free port.
+const BASE: &[(&str, &str)] = &[
+    ("listen", "127.0.0.1:0"),
+    ("bcrypt_cost", "4"),
+    ("threads", "16"),
+];
+
+pub fn config(dir: &Path, settings: &[(String, String)]) -> Config {
+    let mut env: Vec<(String, String)> = BASE
+        .iter()
+        .map(|(k, v)| (gatehouse::config::env_name(k), (*v).to_owned()))
+        .collect();
+    env.extend(
+        settings
+            .iter()
+            .map(|(k, v)| (gatehouse::config::env_name(k), v.clone())),
+    );
+    let mut layers = Layers::new();
+    layers.env(env);
+    layers.build(dir.to_owned()).expect("test config is valid")
+}
+
+impl TestApp {
+    pub fn spawn() -> Self {
+        Self::spawn_with(&[])
+    }
+
+    pub fn spawn_with(settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::spawn_in(dir, settings)
+    }
+
+    pub fn spawn_in(dir: tempfile::TempDir, settings: Vec<(String, String)>) -> Self {
+        let running =
+            app::start_with_logging(&config(dir.path(), &settings), false).expect("server starts");
+        let base = format!("http://{}", running.addr());
+        Self {
+            running: Some(running),
+            base,
+            dir,
+            settings,
+        }
+    }
+
+    /// Stops this server and starts a new one on the same data directory.
+    pub fn restart(mut self) -> Self {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Self::spawn_in(dir, self.settings.clone())
+    }
+
+    pub fn state(&self) -> &gatehouse::web::State {
+        self.running.as_ref().expect("running").state()
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, admin: bool) -> User {
+        self.state()
+            .users
+            .create(&Username::parse(name).expect("name"), password, admin)
+            .expect("user created")
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("gatehouse.db")
+    }
+
+    /// A direct connection to the database file, for checking what is stored.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).expect("open db")
+    }
+
+    pub fn session_rows(&self) -> i64 {
+        self.db()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .expect("count")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The `Set-Cookie` for `name`, if any.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// The value of `<... id="ID" ...>`'s text, crudely: what follows the tag up to `<`.
+    pub fn text_of(&self, id: &str) -> Option<String> {
+        let at = self.body.find(&format!("id=\"{id}\""))?;
+        let rest = &self.body[at..];
+        let start = rest.find('>')? + 1;
+        let end = rest[start..].find('<')?;
+        Some(rest[start..start + end].to_owned())
+    }
+
+    /// The value of the hidden `csrf` field.
+    pub fn csrf(&self) -> Option<String> {
+        let at = self.body.find("name=\"csrf\" value=\"")?;
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+}
+
+/// Asserts a `303 See Other` to `location`.
+#[track_caller]
+pub fn assert_redirects_to(resp: &Resp, location: &str) {
+    assert_eq!(resp.status, 303, "expected a redirect, got {resp:?}");
+    assert_eq!(resp.header("location"), Some(location));
+}
+
+/// A minimal browser: keeps cookies, never follows redirects.
+pub struct Browser {
+    agent: ureq::Agent,
+    pub base: String,
+    pub jar: Mutex<BTreeMap<String, String>>,
+    pub headers: Vec<(String, String)>,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        Self {
+            agent: agent(),
+            base: base.to_owned(),
+            jar: Mutex::new(BTreeMap::new()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A second browser holding the same cookies (another tab, or a thief).
+    pub fn clone_cookies(&self) -> Self {
+        let b = Self::new(&self.base);
+        *b.jar.lock().expect("jar") = self.jar.lock().expect("jar").clone();
+        b
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().expect("jar").get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar
+            .lock()
+            .expect("jar")
+            .insert(name.to_owned(), value.to_owned());
+    }
+
+    fn cookie_header(&self) -> Option<String> {
+        let jar = self.jar.lock().expect("jar");
+        (!jar.is_empty()).then(|| {
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn absorb(&self, resp: &Resp) {
+        let mut jar = self.jar.lock().expect("jar");
+        for c in resp.set_cookies() {
+            let pair = c.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                let expired = c.contains("Max-Age=0");
+                if expired || v.is_empty() {
+                    jar.remove(k);
+                } else {
+                    jar.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+    }
+
+    fn finish(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+        let response = result.expect("request completes");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = response.into_body().read_to_string().unwrap_or_default();
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
+        self.absorb(&resp);
+        resp
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = match method {
+            "POST" => self.agent.post(&url),
+            "PUT" => self.agent.put(&url),
+            "PATCH" => self.agent.patch(&url),
+            other => panic!("unsupported method with body {other}"),
+        };
+        if let Some(c) = self.cookie_header() {
+            req = req.header("Cookie", c);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.agent.get(format!("{}{}", self.base, path));
+        if let Some(c) = self.cookie_header() {
+            req = req.header("Cookie", c);
+        }
+        for (k, v) in self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(headers.iter().copied())
+        {
+            req = req.header(k, v);
+        }
+        self.finish(req.call())
+    }
+
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        self.post_form_with(path, fields, &[])
+    }
+
+    pub fn post_form_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .request("POST", path)
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.send(body))
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Resp {
+        let req = self
+            .request("POST", path)
+            .header("Content-Type", content_type);
+        self.finish(req.send(&body[..]))
+    }
+
+    /// Loads the login form and submits it.
+    pub fn login_with(&self, username: &str, password: &str, extra: &[(&str, &str)]) -> Resp {
+        let form = self.get("/login");
+        let csrf = form.csrf().expect("login form has a CSRF token");
+        let mut fields = vec![
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ];
+        fields.extend_from_slice(extra);
+        self.post_form("/login", &fields)
+    }
+
+    pub fn login(&self, username: &str, password: &str) -> Resp {
+        self.login_with(username, password, &[])
+    }
+
+    /// Logs out through the confirm page.
+    pub fn logout(&self) -> Resp {
+        let page = self.get("/logout");
+        let csrf = page.csrf().expect("logout page has a CSRF token");
+        self.post_form("/logout", &[("csrf", &csrf)])
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on 127.0.0.1:0, driven over HTTP.
+
+mod helpers;
+
+mod cli;
+mod hostile;
+mod login;
+mod sessions;
