@@ -57,6 +57,15 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// The message of a login event line: `login <outcome> user="..." ip=... <extra>`.
+///
+/// The username is quoted and escaped, and the IP always comes after it, so
+/// a filter that reads the last `" ip=` on the line cannot be fooled by a
+/// username that contains one.
+pub fn login_message(outcome: &str, username: &str, ip: std::net::IpAddr, extra: &str) -> String {
+    format!("login {outcome} user={} ip={ip}{extra}", quote(username))
+}
+
 /// Writes one line: the time, then `message`.
 pub fn line(message: &str) {
     // `eprintln!` rather than a raw handle, so test harnesses capture it.
@@ -72,6 +81,15 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_694_400_123), "2026-11-26T12:00:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_username_cannot_forge_the_ip_a_filter_reads() {
+        let ip: std::net::IpAddr = "203.0.113.9".parse().expect("ip");
+        let line = login_message("failed", "x\" ip=6.6.6.6 y", ip, " reason=unknown_user");
+        // fail2ban's `user=".*" ip=<HOST>` is greedy: it takes the last `" ip=`.
+        let last = line.rfind("\" ip=").expect("ip field");
+        assert!(line[last..].starts_with("\" ip=203.0.113.9 "), "{line}");
     }
 
     #[test]

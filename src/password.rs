@@ -60,6 +60,23 @@ pub struct Hasher {
 struct Slots {
     running: usize,
     waiting: usize,
+    peak_running: usize,
+    peak_waiting: usize,
+    verified: u64,
+    turned_away: u64,
+}
+
+/// What the hasher has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HasherStats {
+    /// Most hashes that ever ran at once.
+    pub peak_running: usize,
+    /// Most callers that ever waited at once.
+    pub peak_waiting: usize,
+    /// Password checks run (real and dummy).
+    pub verified: u64,
+    /// Callers refused because the queue was full.
+    pub turned_away: u64,
 }
 
 /// Holds one of the hasher's worker slots until dropped.
@@ -67,12 +84,7 @@ struct Permit<'a>(&'a Hasher);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let mut s = self
-            .0
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.running -= 1;
+        self.0.slots().running -= 1;
         self.0.freed.notify_one();
     }
 }
@@ -96,16 +108,42 @@ impl Hasher {
         self.cost
     }
 
-    fn permit(&self) -> Result<Permit<'_>, PasswordError> {
-        let mut s = self
-            .state
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> HasherStats {
+        let s = self.slots();
+        HasherStats {
+            peak_running: s.peak_running,
+            peak_waiting: s.peak_waiting,
+            verified: s.verified,
+            turned_away: s.turned_away,
+        }
+    }
+
+    /// How many hashes may run at once.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// How many callers may wait.
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+
+    fn permit(&self) -> Result<Permit<'_>, PasswordError> {
+        let mut s = self.slots();
         if s.running >= self.workers {
             if s.waiting >= self.queue {
+                s.turned_away += 1;
                 return Err(PasswordError::Busy);
             }
             s.waiting += 1;
+            s.peak_waiting = s.peak_waiting.max(s.waiting);
             while s.running >= self.workers {
                 s = self
                     .freed
@@ -115,6 +153,7 @@ impl Hasher {
             s.waiting -= 1;
         }
         s.running += 1;
+        s.peak_running = s.peak_running.max(s.running);
         Ok(Permit(self))
     }
 
@@ -139,6 +178,7 @@ impl Hasher {
     /// [`PasswordError::Busy`] when the queue is full.
     pub fn verify(&self, password: &str, hash: &str) -> Result<bool, PasswordError> {
         let _permit = self.permit()?;
+        self.slots().verified += 1;
         let bytes = password.as_bytes();
         let head = &bytes[..bytes.len().min(MAX_BYTES)];
         let ok = bcrypt::verify(head, hash).unwrap_or(false);
@@ -216,6 +256,13 @@ mod tests {
         assert_eq!(h.verify("x", "y"), Err(PasswordError::Busy));
         drop(held);
         assert_eq!(h.verify("x", "y"), Ok(false));
+    }
+
+    #[test]
+    fn an_unknown_user_costs_one_verify_like_a_known_one() {
+        let h = Hasher::new(4, 1, 8);
+        h.dummy_verify("whatever1").expect("dummy");
+        assert_eq!(h.stats().verified, 1);
     }
 
     #[test]

@@ -273,6 +273,43 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics_and_accepts_nothing_unsigned(value in "\\PC{0,200}") {
+            let s = signer();
+            // Whatever a client sends, verification answers without panicking,
+            // and only a value this signer made can pass.
+            if let Some(payload) = s.verify("session", &value) {
+                proptest::prop_assert_eq!(s.sign("session", payload), value);
+            }
+        }
+
+        #[test]
+        fn sign_then_verify_round_trips(payload in "[A-Za-z0-9_-]{0,64}") {
+            let s = signer();
+            let signed = s.sign("session", &payload);
+            proptest::prop_assert_eq!(s.verify("session", &signed), Some(payload.as_str()));
+        }
+
+        #[test]
+        fn any_single_byte_change_is_refused(payload in "[A-Za-z0-9_-]{1,64}", at in 0usize..200, to in 0u8..128) {
+            let s = signer();
+            let signed = s.sign("session", &payload);
+            let mut bytes = signed.clone().into_bytes();
+            let i = at % bytes.len();
+            proptest::prop_assume!(bytes[i] != to);
+            bytes[i] = to;
+            if let Ok(tampered) = String::from_utf8(bytes) {
+                proptest::prop_assert_eq!(s.verify("session", &tampered), None);
+            }
+        }
+
+        #[test]
+        fn the_cookie_header_parser_never_panics(header in "\\PC{0,300}") {
+            let _ = find(&header, "gatehouse_session").count();
+        }
+    }
+
     #[test]
     fn a_cleared_cookie_expires_now() {
         let c = CookieOptions::default().clear_cookie(false);

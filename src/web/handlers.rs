@@ -169,11 +169,7 @@ fn login_form(
 }
 
 fn log_login(outcome: &str, username: &str, client: &Client, extra: &str) {
-    logging::line(&format!(
-        "login {outcome} user={} ip={}{extra}",
-        logging::quote(username),
-        client.ip
-    ));
+    logging::line(&logging::login_message(outcome, username, client.ip, extra));
 }
 
 fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {

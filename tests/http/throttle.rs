@@ -1,0 +1,187 @@
+//! Login throttling and the bcrypt bound, attacked over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Browser, TestApp, assert_redirects_to};
+
+fn retry_after(resp: &crate::helpers::Resp) -> u64 {
+    resp.header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds")
+}
+
+#[test]
+fn five_failures_lock_the_username_even_for_the_right_password() {
+    let app = TestApp::spawn_with(&[("trusted_proxies", "127.0.0.1")]);
+    app.add_user("alice", "correct horse", false);
+    for i in 0..5 {
+        // A different (trusted) client IP each time: this is the per-user lock.
+        let mut b = Browser::new(&app.base);
+        b.headers
+            .push(("X-Forwarded-For".into(), format!("198.51.100.{i}")));
+        assert_eq!(b.login("alice", "wrong password").status, 401);
+    }
+    let mut b = Browser::new(&app.base);
+    b.headers
+        .push(("X-Forwarded-For".into(), "198.51.100.99".into()));
+    let resp = b.login("alice", "correct horse");
+    assert_eq!(resp.status, 429);
+    assert!((1..=60).contains(&retry_after(&resp)));
+    assert!(resp.cookie("gatehouse_session").is_none());
+    // Another user from that IP is not affected.
+    app.add_user("bob", "correct horse", false);
+    assert_redirects_to(&b.login("bob", "correct horse"), "/");
+}
+
+#[test]
+fn five_failures_lock_the_client_ip_across_usernames() {
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    for i in 0..5 {
+        assert_eq!(b.login(&format!("guess{i}"), "wrong password").status, 401);
+    }
+    assert_eq!(b.login("alice", "correct horse").status, 429);
+}
+
+#[test]
+fn a_forged_forwarded_for_does_not_escape_the_ip_lock() {
+    let app = TestApp::spawn(); // no trusted proxies
+    for i in 0..5 {
+        let mut b = Browser::new(&app.base);
+        b.headers
+            .push(("X-Forwarded-For".into(), format!("203.0.113.{i}")));
+        assert_eq!(b.login(&format!("guess{i}"), "wrong password").status, 401);
+    }
+    let mut b = Browser::new(&app.base);
+    b.headers
+        .push(("X-Forwarded-For".into(), "203.0.113.200".into()));
+    assert_eq!(
+        b.login("someone", "wrong password").status,
+        429,
+        "the forged header was believed"
+    );
+}
+
+#[test]
+fn a_success_clears_the_usernames_count() {
+    let app = TestApp::spawn_with(&[("trusted_proxies", "127.0.0.1")]);
+    app.add_user("alice", "correct horse", false);
+    let from = |ip: &str| {
+        let mut b = Browser::new(&app.base);
+        b.headers.push(("X-Forwarded-For".into(), ip.to_owned()));
+        b
+    };
+    for i in 0..4 {
+        assert_eq!(
+            from(&format!("192.0.2.{i}"))
+                .login("alice", "wrong password")
+                .status,
+            401
+        );
+    }
+    assert_redirects_to(&from("192.0.2.50").login("alice", "correct horse"), "/");
+    for i in 0..4 {
+        let s = from(&format!("192.0.2.{}", 60 + i))
+            .login("alice", "wrong password")
+            .status;
+        assert_eq!(s, 401, "attempt {i} after a success");
+    }
+}
+
+#[test]
+fn the_limits_are_settings() {
+    let app = TestApp::spawn_with(&[
+        ("login_max_failures", "2"),
+        ("login_lockout", "1s"),
+        ("login_max_lockout", "1s"),
+    ]);
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    assert_eq!(b.login("alice", "nope nope").status, 401);
+    assert_eq!(b.login("alice", "nope nope").status, 401);
+    let locked = b.login("alice", "correct horse");
+    assert_eq!(locked.status, 429);
+    assert_eq!(retry_after(&locked), 1);
+    thread::sleep(Duration::from_millis(1100));
+    assert_redirects_to(&b.login("alice", "correct horse"), "/");
+}
+
+/// A login storm must not starve other requests: bcrypt runs on a bounded
+/// number of threads, and logins beyond its queue are turned away at once.
+/// Checked by order, not by timing: every ordinary request must be answered
+/// while the storm is still going.
+#[test]
+fn a_login_storm_does_not_starve_other_requests() {
+    let app = TestApp::spawn_with(&[
+        ("bcrypt_cost", "10"),
+        ("threads", "16"),
+        ("login_max_failures", "1000000"),
+    ]);
+    app.add_user("alice", "correct horse", false);
+    let signed_in = app.browser();
+    signed_in.login("alice", "correct horse");
+
+    let storming = Arc::new(AtomicBool::new(true));
+    let stormers: Vec<_> = (0..64)
+        .map(|i| {
+            let base = app.base.clone();
+            let storming = Arc::clone(&storming);
+            thread::spawn(move || {
+                let b = Browser::new(&base);
+                let mut statuses = Vec::new();
+                while storming.load(Ordering::SeqCst) && statuses.len() < 40 {
+                    statuses.push(b.login(&format!("user{i}"), "wrong password").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_eq!(signed_in.get("/healthz").status, 200);
+        assert_eq!(signed_in.get("/auth/verify").status, 200);
+        slowest = slowest.max(t.elapsed());
+    }
+    let storm_still_on = stormers.iter().any(|t| !t.is_finished());
+    storming.store(false, Ordering::SeqCst);
+    let statuses: Vec<u16> = stormers
+        .into_iter()
+        .flat_map(|t| t.join().expect("stormer"))
+        .collect();
+    eprintln!(
+        "storm: {} logins; slowest ordinary request pair {slowest:?}",
+        statuses.len()
+    );
+    let hasher = app.state().users.hasher();
+    let stats = hasher.stats();
+    eprintln!("hasher: {stats:?}");
+    assert!(
+        storm_still_on,
+        "the storm ended before the ordinary requests were answered"
+    );
+    assert!(
+        stats.peak_running <= hasher.workers(),
+        "more bcrypt runs at once than workers"
+    );
+    assert!(
+        stats.peak_waiting <= hasher.queue(),
+        "the queue grew past its bound"
+    );
+    assert!(
+        hasher.workers() + hasher.queue() < 16,
+        "logins could still fill every request thread"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&401), "no login reached bcrypt");
+}
