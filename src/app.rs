@@ -41,6 +41,9 @@ pub enum AppError {
         /// Why.
         reason: String,
     },
+    /// The first-run check failed.
+    #[error("cannot check for users: {0}")]
+    Setup(String),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -98,6 +101,26 @@ impl Running {
         &self.state
     }
 
+    /// The one-time first-run URL, while no user exists.
+    pub fn setup_url(&self) -> Option<String> {
+        let token = self
+            .state
+            .setup_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        Some(format!("{}/setup?token={token}", self.url()))
+    }
+
+    /// The base URL to open in a browser (`localhost` for a wildcard address).
+    pub fn url(&self) -> String {
+        if self.addr.ip().is_unspecified() {
+            format!("http://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
     /// Stops accepting, waits for in-flight requests, stops the reaper.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -140,7 +163,24 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         trusted_proxies: config.trusted_proxies.clone(),
         pool,
         log_requests,
+        allow_registration: config.allow_registration,
+        setup_token: std::sync::Mutex::new(None),
     });
+    if state
+        .users
+        .count()
+        .map_err(|e| AppError::Setup(e.to_string()))?
+        == 0
+    {
+        let token = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            crate::session::random_bytes::<24>(),
+        );
+        *state
+            .setup_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+    }
 
     let handler_state = Arc::clone(&state);
     let server = rouille::Server::new(config.listen, move |request| {

@@ -184,15 +184,17 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "gatehouse {} listening on http://{}",
+        "gatehouse {} listening on {}",
         env!("CARGO_PKG_VERSION"),
-        running.addr()
+        running.url()
     )?;
     writeln!(out, "data directory: {}", config.data_dir.display())?;
-    if running.state().users.count()? == 0 {
+    if let Some(url) = running.setup_url() {
+        writeln!(out, "no users yet: create the first administrator at")?;
+        writeln!(out, "    {url}")?;
         writeln!(
             out,
-            "no users yet: create the first one with `gatehouse user add NAME --admin --data {}`",
+            "(this link works once), or with `gatehouse user add NAME --admin --data {}`",
             config.data_dir.display()
         )?;
     }

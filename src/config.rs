@@ -105,6 +105,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "cookie signing secrets (32+ bytes each), newest first; empty = generated into `<data>/secret`",
     },
     Setting {
+        name: "allow_registration",
+        default: "false",
+        help: "let visitors create their own accounts at /register",
+    },
+    Setting {
         name: "trusted_proxies",
         default: "",
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
@@ -222,6 +227,8 @@ pub struct Config {
     pub secrets: Vec<Secret>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Whether visitors may sign up at `/register`.
+    pub allow_registration: bool,
     /// Login throttling.
     pub login: LoginLimits,
 }
@@ -523,6 +530,7 @@ impl Layers {
                 }
             })?,
             trusted_proxies: self.list("trusted_proxies", |s| s.parse())?,
+            allow_registration: self.parse("allow_registration", parse_bool)?,
             login: LoginLimits {
                 max_failures: self.parse("login_max_failures", |s| {
                     s.parse::<u32>()
@@ -683,6 +691,19 @@ impl Config {
             }
             Err(e) => Err(err(e)),
         }
+    }
+}
+
+/// Parses `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+///
+/// # Errors
+///
+/// A message naming the accepted words.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" | "" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
     }
 }
 

@@ -248,6 +248,20 @@ impl Users {
         Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
     }
 
+    /// How many enabled administrators exist.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn count_active_admins(&self) -> Result<i64, UserError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row(
+            "SELECT count(*) FROM users WHERE is_admin AND NOT disabled",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Checks a sign-in. Every outcome costs one bcrypt verify, so the time
     /// taken does not tell an unknown user from a wrong password.
     ///

@@ -3,11 +3,13 @@
 use rouille::Response;
 
 const STYLE: &[u8] = include_bytes!("../../assets/style.css");
+const ICON: &[u8] = include_bytes!("../../assets/icon.svg");
 
 /// The asset at `name`, if there is one.
 pub fn get(name: &str) -> Option<Response> {
     let (body, mime) = match name {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
+        "icon.svg" => (ICON, "image/svg+xml"),
         _ => return None,
     };
     Some(

@@ -1,20 +1,21 @@
-//! Route table and handlers. Handlers are thin: they read the request,
-//! call `users`, `auth` and the session, and pick a view.
+//! Route table, the helpers handlers share, and the sign-in pages.
+//! Handlers are thin: they read the request, call `users`, `auth` and the
+//! session, and pick a view.
 
 use std::time::Instant;
 
 use rouille::{Request, Response};
 
 use super::form::Form;
-use super::views::{self, DashboardView, LoginView};
-use super::{State, WebError, assets, with_session};
+use super::views::{self, DashboardView, LoginView, Viewer};
+use super::{State, WebError, account, admin, assets, setup, with_session};
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::logging;
-use crate::session::{CookieOptions, SameSite, Session, SessionError, cookie};
+use crate::session::{CookieOptions, SameSite, Session, SessionError, SessionKey, cookie};
 use crate::users::{Login, MAX_USERNAME, User};
 
-type Result<T> = std::result::Result<T, WebError>;
+pub(super) type Result<T> = std::result::Result<T, WebError>;
 
 /// The generic message for every failed sign-in: it must not tell an
 /// unknown user from a wrong password or a disabled account.
@@ -29,16 +30,50 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
     let path = request.url();
     let method = request.method();
     let get = method == "GET" || method == "HEAD";
+    let post = method == "POST";
     match path.as_str() {
         "/healthz" if get => Ok(healthz(state)),
         "/" if get => get_dashboard(state, request, client),
         "/login" if get => get_login(state, request, client),
-        "/login" if method == "POST" => post_login(state, request, client),
+        "/login" if post => post_login(state, request, client),
         "/logout" if get => get_logout(state, request, client),
-        "/logout" if method == "POST" => post_logout(state, request, client),
+        "/logout" if post => post_logout(state, request, client),
         "/auth/verify" if get => get_verify(state, request, client),
-        "/" | "/healthz" | "/auth/verify" => Err(WebError::MethodNotAllowed("GET, HEAD")),
-        "/login" | "/logout" => Err(WebError::MethodNotAllowed("GET, HEAD, POST")),
+        "/setup" if get => setup::get_setup(state, request, client),
+        "/setup" if post => setup::post_setup(state, request, client),
+        "/register" if get => setup::get_register(state, request, client),
+        "/register" if post => setup::post_register(state, request, client),
+        "/account" if get => account::get_account(state, request, client),
+        "/account/sessions/end" if post => account::post_end_session(state, request, client),
+        "/account/sessions/end-others" if post => account::post_end_others(state, request, client),
+        "/account/password" if post => account::post_password(state, request, client),
+        "/admin" if get => admin::get_admin(state, request, client),
+        "/admin/users/delete" if get => admin::get_delete_user(state, request, client),
+        "/admin/users"
+        | "/admin/users/password"
+        | "/admin/users/disable"
+        | "/admin/users/enable"
+        | "/admin/users/grant-admin"
+        | "/admin/users/revoke-admin"
+        | "/admin/users/delete"
+        | "/admin/sessions/end"
+            if post =>
+        {
+            admin::post_action(state, request, client, &path)
+        }
+        "/" | "/healthz" | "/auth/verify" | "/account" | "/admin" => {
+            Err(WebError::MethodNotAllowed("GET, HEAD"))
+        }
+        "/login" | "/logout" | "/setup" | "/register" | "/admin/users/delete" => {
+            Err(WebError::MethodNotAllowed("GET, HEAD, POST"))
+        }
+        p if p.starts_with("/account/") || p.starts_with("/admin/") => {
+            if post {
+                Err(WebError::NotFound)
+            } else {
+                Err(WebError::MethodNotAllowed("POST"))
+            }
+        }
         p => match p.strip_prefix("/assets/") {
             Some(name) if get => assets::get(name).ok_or(WebError::NotFound),
             Some(_) => Err(WebError::MethodNotAllowed("GET, HEAD")),
@@ -47,21 +82,85 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
     }
 }
 
-fn html(markup: maud::Markup) -> Response {
+pub(super) fn html(markup: maud::Markup) -> Response {
     Response::html(markup.into_string())
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     Response::redirect_303(location.to_owned())
+}
+
+pub(super) fn viewer(user: &User) -> Viewer<'_> {
+    Viewer {
+        username: &user.username,
+        is_admin: user.is_admin,
+    }
 }
 
 /// The signed-in, enabled user of this session, if any. Read on every
 /// request, so a change of rights applies at once.
-fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
+pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
     let Some(id) = session.user_id() else {
         return Ok(None);
     };
     Ok(state.users.find_by_id(id)?.filter(|u| !u.disabled))
+}
+
+/// A signed-in visitor: the user and the stored session key.
+pub(super) struct SignedIn {
+    pub user: User,
+    pub key: SessionKey,
+}
+
+/// The signed-in visitor, or the redirect to send an anonymous one to.
+pub(super) fn signed_in(
+    state: &State,
+    session: &Session<'_>,
+    request: &Request,
+) -> Result<std::result::Result<SignedIn, Response>> {
+    match (current_user(state, session)?, session.key()) {
+        (Some(user), Some(key)) => Ok(Ok(SignedIn { user, key })),
+        _ => {
+            let next = redirect::or_root(Some(request.raw_url()));
+            Ok(Err(see_other(&format!("/login?next={}", encode(next)))))
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub(super) fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Refuses a signed-in form whose token is not this session's.
+pub(super) fn check_session_csrf(state: &State, key: &SessionKey, form: &Form) -> Result<()> {
+    if csrf::check_session(state.engine.signer(), key, form.get(csrf::FIELD)) {
+        Ok(())
+    } else {
+        Err(WebError::Csrf)
+    }
+}
+
+/// The fixed message for a `?done=` code after a redirect (post/redirect/get).
+/// Only known codes show anything, so a link cannot put words on our pages.
+pub(super) fn notice(request: &Request) -> Option<&'static str> {
+    Some(match request.get_param("done")?.as_str() {
+        "welcome" => "Your administrator account is ready. Welcome!",
+        "registered" => "Your account is ready. Welcome!",
+        "session-ended" => "The session has been ended.",
+        "others-ended" => "You have been signed out everywhere else.",
+        "password-changed" => {
+            "Your password has been changed, and your other sessions were signed out."
+        }
+        "user-created" => "The user has been created.",
+        "password-reset" => "The password has been set, and the user's sessions were ended.",
+        "user-disabled" => "The user has been disabled and signed out everywhere.",
+        "user-enabled" => "The user has been enabled.",
+        "admin-granted" => "The user is now an administrator.",
+        "admin-revoked" => "The user is no longer an administrator.",
+        "user-deleted" => "The user has been deleted.",
+        _ => return None,
+    })
 }
 
 fn healthz(state: &State) -> Response {
@@ -89,8 +188,10 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
             Err(e) => return Err(e.into()),
         };
         Ok(html(views::dashboard_page(&DashboardView {
-            username: &user.username,
+            viewer: viewer(&user),
             visits,
+            apps: Vec::new(),
+            notice: notice(request),
         })))
     })
 }
@@ -118,12 +219,45 @@ fn csrf_cookie_options(state: &State) -> CookieOptions {
     }
 }
 
-/// The valid anonymous CSRF token the browser already holds, if any.
-fn existing_csrf_token(state: &State, request: &Request) -> Option<String> {
-    let header = request.header("Cookie")?;
-    cookie::find(header, csrf::COOKIE)
-        .find_map(|v| csrf::anonymous_token(state.engine.signer(), v))
-        .map(str::to_owned)
+/// The anonymous CSRF token for a form: the one in the browser's valid
+/// cookie, or a new one with the `Set-Cookie` value to send.
+pub(super) fn anonymous_csrf(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> (String, Option<String>) {
+    let existing = request.header("Cookie").and_then(|header| {
+        cookie::find(header, csrf::COOKIE)
+            .find_map(|v| csrf::anonymous_token(state.engine.signer(), v))
+            .map(str::to_owned)
+    });
+    match existing {
+        Some(t) => (t, None),
+        None => {
+            let (t, value) = csrf::new_anonymous(state.engine.signer());
+            (
+                t,
+                Some(csrf_cookie_options(state).set_cookie(&value, None, client.https)),
+            )
+        }
+    }
+}
+
+/// Adds the CSRF cookie to a response when one was made.
+pub(super) fn with_csrf_cookie(response: Response, cookie: Option<String>) -> Response {
+    match cookie {
+        Some(c) => response.with_additional_header("Set-Cookie", c),
+        None => response,
+    }
+}
+
+/// Refuses an anonymous form whose token does not match its signed cookie.
+pub(super) fn check_anonymous_csrf(state: &State, request: &Request, form: &Form) -> Result<()> {
+    let valid = request.header("Cookie").is_some_and(|h| {
+        cookie::find(h, csrf::COOKIE)
+            .any(|v| csrf::check_anonymous(state.engine.signer(), Some(v), form.get(csrf::FIELD)))
+    });
+    if valid { Ok(()) } else { Err(WebError::Csrf) }
 }
 
 fn get_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
@@ -146,41 +280,38 @@ fn login_form(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let (token, new_cookie) = match existing_csrf_token(state, request) {
-        Some(t) => (t, None),
-        None => {
-            let (t, c) = csrf::new_anonymous(state.engine.signer());
-            (t, Some(c))
-        }
-    };
-    let response = html(views::login_page(&LoginView {
+    let (token, cookie) = anonymous_csrf(state, request, client);
+    let page = html(views::login_page(&LoginView {
         next,
         csrf: &token,
         username,
         error,
+        registration: state.allow_registration,
     }));
-    match new_cookie {
-        Some(value) => response.with_additional_header(
-            "Set-Cookie",
-            csrf_cookie_options(state).set_cookie(&value, None, client.https),
-        ),
-        None => response,
-    }
+    with_csrf_cookie(page, cookie)
 }
 
-fn log_login(outcome: &str, username: &str, client: &Client, extra: &str) {
+pub(super) fn log_login(outcome: &str, username: &str, client: &Client, extra: &str) {
     logging::line(&logging::login_message(outcome, username, client.ip, extra));
+}
+
+/// `Retry-After` seconds and a sentence for a throttled attempt.
+pub(super) fn throttled(wait: std::time::Duration) -> (u64, String) {
+    let secs = wait.as_secs().max(1);
+    let human = match secs {
+        0..=59 => format!("{secs} seconds"),
+        60..=119 => "a minute".to_owned(),
+        s => format!("{} minutes", s.div_ceil(60)),
+    };
+    (
+        secs,
+        format!("Too many failed attempts. Try again in {human}."),
+    )
 }
 
 fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     let form = Form::from_request(request)?;
-    let valid = request.header("Cookie").is_some_and(|h| {
-        cookie::find(h, csrf::COOKIE)
-            .any(|v| csrf::check_anonymous(state.engine.signer(), Some(v), form.get(csrf::FIELD)))
-    });
-    if !valid {
-        return Err(WebError::Csrf);
-    }
+    check_anonymous_csrf(state, request, &form)?;
     let username = form.get("username").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
@@ -191,16 +322,12 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
 
     let now = Instant::now();
     if let Some(wait) = state.throttle.retry_after(username, client.ip, now) {
-        let secs = wait.as_secs().max(1);
+        let (secs, message) = throttled(wait);
         log_login(
             "throttled",
             username,
             client,
             &format!(" retry_after={secs}"),
-        );
-        let message = format!(
-            "Too many failed attempts. Try again in {}.",
-            human_wait(secs)
         );
         return Ok(
             login_form(state, request, client, &next, username, Some(&message))
@@ -222,26 +349,23 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
         Login::WrongPassword => "wrong_password",
         Login::Disabled => "disabled",
     };
-    log_login("failed", username, client, &format!(" reason={reason}"));
-    for lock in state.throttle.failure(username, client.ip, now) {
-        log_login(
-            "locked",
-            username,
-            client,
-            &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
-        );
-    }
+    record_failure(state, username, client, reason);
     Ok(
         login_form(state, request, client, &next, username, Some(LOGIN_FAILED))
             .with_status_code(401),
     )
 }
 
-fn human_wait(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs} seconds"),
-        60..=119 => "a minute".to_owned(),
-        s => format!("{} minutes", s.div_ceil(60)),
+/// Logs a failed password check and counts it towards a lockout.
+pub(super) fn record_failure(state: &State, username: &str, client: &Client, reason: &str) {
+    log_login("failed", username, client, &format!(" reason={reason}"));
+    for lock in state.throttle.failure(username, client.ip, Instant::now()) {
+        log_login(
+            "locked",
+            username,
+            client,
+            &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
+        );
     }
 }
 
@@ -251,7 +375,7 @@ fn get_logout(state: &State, request: &Request, client: &Client) -> Result<Respo
             return Ok(see_other("/login"));
         };
         let token = csrf::session_token(state.engine.signer(), &key);
-        Ok(html(views::logout_page(&user.username, &token)))
+        Ok(html(views::logout_page(&viewer(&user), &token)))
     })
 }
 
@@ -261,11 +385,14 @@ fn post_logout(state: &State, request: &Request, client: &Client) -> Result<Resp
         let Some(key) = session.key() else {
             return Ok(see_other("/login"));
         };
-        if !csrf::check_session(state.engine.signer(), &key, form.get(csrf::FIELD)) {
-            return Err(WebError::Csrf);
-        }
+        check_session_csrf(state, &key, &form)?;
         session.destroy()?;
-        Ok(see_other("/login")
-            .with_additional_header("Clear-Site-Data", "\"cookies\", \"storage\""))
+        Ok(logged_out())
     })
+}
+
+/// The answer after this browser's session ended: back to the sign-in page,
+/// with the browser told to drop what it kept for this site.
+pub(super) fn logged_out() -> Response {
+    see_other("/login").with_additional_header("Clear-Site-Data", "\"cookies\", \"storage\"")
 }

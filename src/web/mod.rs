@@ -2,10 +2,13 @@
 //! between rouille and the session engine. The only code that builds
 //! `Response`s.
 
+mod account;
+mod admin;
 mod assets;
 pub mod error;
 pub mod form;
 mod handlers;
+mod setup;
 pub mod views;
 
 use std::net::IpAddr;
@@ -36,6 +39,10 @@ pub struct State {
     pub pool: Pool,
     /// Whether to log one line per request.
     pub log_requests: bool,
+    /// Whether visitors may sign up.
+    pub allow_registration: bool,
+    /// The one-time first-run token, while no user exists.
+    pub setup_token: std::sync::Mutex<Option<String>>,
 }
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";

@@ -1,14 +1,20 @@
 //! HTML views: pure functions from plain data to maud `Markup`.
 //!
 //! No inline scripts or styles: the Content-Security-Policy forbids them,
-//! and every page reads fine without the stylesheet.
+//! and every page reads fine without the stylesheet. Elements that tests
+//! and scripts look for carry stable `id`s.
 
 use maud::{DOCTYPE, Markup, html};
+
+use crate::clock::Millis;
+use crate::logging::rfc3339;
 
 /// The signed-in user as pages show them.
 pub struct Viewer<'a> {
     /// Name to show.
     pub username: &'a str,
+    /// Whether to offer the admin page.
+    pub is_admin: bool,
 }
 
 /// The shared layout.
@@ -19,16 +25,23 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
                 title { (title) " · gatehouse" }
                 link rel="stylesheet" href="/assets/style.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
             }
             body {
                 header.top {
                     a.brand href="/" { "gatehouse" }
-                    nav {
+                    nav aria-label="Main" {
                         @if let Some(v) = viewer {
-                            span.muted id="signed-in-as" { (v.username) }
+                            a href="/" { "Home" }
+                            a href="/account" id="nav-account" { "Account" }
+                            @if v.is_admin {
+                                a href="/admin" id="nav-admin" { "Admin" }
+                            }
                             a href="/logout" id="nav-logout" { "Sign out" }
+                            span.muted id="signed-in-as" { (v.username) }
                         } @else {
                             a href="/login" { "Sign in" }
                         }
@@ -38,6 +51,47 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
             }
         }
     }
+}
+
+/// A time as "5 minutes ago" (or "in 2 hours"), exact on hover.
+pub fn when(at: Millis, now: Millis) -> Markup {
+    html! {
+        time datetime=(rfc3339(at)) title=(rfc3339(at)) { (relative(at, now)) }
+    }
+}
+
+/// "just now", "5 minutes ago", "in 2 hours", "3 days ago".
+pub fn relative(at: Millis, now: Millis) -> String {
+    let diff = now - at;
+    let secs = diff.abs() / 1000;
+    let (n, unit) = match secs {
+        0..=44 => return "just now".to_owned(),
+        45..=3_599 => ((secs + 30) / 60, "minute"),
+        3_600..=86_399 => ((secs + 1_800) / 3_600, "hour"),
+        _ => ((secs + 43_200) / 86_400, "day"),
+    };
+    let n = n.max(1);
+    let plural = if n == 1 { "" } else { "s" };
+    if diff >= 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
+fn messages(notice: Option<&str>, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(n) = notice {
+            p.notice id="notice" role="status" { (n) }
+        }
+        @if let Some(e) = error {
+            p.error id="error" role="alert" { (e) }
+        }
+    }
+}
+
+fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
 }
 
 /// What the login page shows.
@@ -50,6 +104,8 @@ pub struct LoginView<'a> {
     pub username: &'a str,
     /// An error to show.
     pub error: Option<&'a str>,
+    /// Whether to link to the sign-up page.
+    pub registration: bool,
 }
 
 /// `GET /login`.
@@ -64,7 +120,7 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
                     p.error id="login-error" role="alert" { (e) }
                 }
                 form id="login-form" method="post" action="/login" {
-                    input type="hidden" name="csrf" value=(v.csrf);
+                    (csrf_field(v.csrf))
                     input type="hidden" name="next" value=(v.next);
                     label for="username" { "Username" }
                     input type="text" id="username" name="username" value=(v.username)
@@ -79,30 +135,43 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
                     }
                     button type="submit" id="login-submit" { "Sign in" }
                 }
+                @if v.registration {
+                    p.muted { "No account yet? " a href="/register" id="register-link" { "Sign up" } }
+                }
             }
         },
     )
 }
 
+/// A link on the dashboard.
+pub struct AppLink<'a> {
+    /// Shown name.
+    pub name: &'a str,
+    /// Where it goes.
+    pub href: &'a str,
+}
+
 /// What the dashboard shows.
 pub struct DashboardView<'a> {
     /// Who is signed in.
-    pub username: &'a str,
+    pub viewer: Viewer<'a>,
     /// This session's visit count.
     pub visits: i64,
+    /// Apps the user may open.
+    pub apps: Vec<AppLink<'a>>,
+    /// A message after an action.
+    pub notice: Option<&'a str>,
 }
 
 /// `GET /`.
 pub fn dashboard_page(v: &DashboardView<'_>) -> Markup {
-    let viewer = Viewer {
-        username: v.username,
-    };
     layout(
         "Home",
-        Some(&viewer),
+        Some(&v.viewer),
         html! {
+            (messages(v.notice, None))
             section.card {
-                h1 id="welcome" { "Welcome, " (v.username) }
+                h1 id="welcome" { "Welcome, " (v.viewer.username) }
                 p {
                     "You have opened this page "
                     strong id="visits" { (v.visits) }
@@ -110,24 +179,372 @@ pub fn dashboard_page(v: &DashboardView<'_>) -> Markup {
                     " in this session."
                 }
             }
+            section.card {
+                h2 { "Your apps" }
+                @if v.apps.is_empty() {
+                    p.muted id="no-apps" { "No apps are set up for you yet." }
+                } @else {
+                    ul id="apps" {
+                        @for app in &v.apps {
+                            li { a href=(app.href) { (app.name) } }
+                        }
+                    }
+                }
+            }
         },
     )
 }
 
 /// `GET /logout`: one button, so a link or image cannot sign anyone out.
-pub fn logout_page(username: &str, csrf: &str) -> Markup {
-    let viewer = Viewer { username };
+pub fn logout_page(viewer: &Viewer<'_>, csrf: &str) -> Markup {
     layout(
         "Sign out",
-        Some(&viewer),
+        Some(viewer),
         html! {
             section.card.narrow {
                 h1 { "Sign out?" }
-                p { "You are signed in as " strong { (username) } "." }
+                p { "You are signed in as " strong { (viewer.username) } "." }
                 form id="logout-form" method="post" action="/logout" {
-                    input type="hidden" name="csrf" value=(csrf);
+                    (csrf_field(csrf))
                     button type="submit" id="logout-submit" { "Sign out" }
                 }
+            }
+        },
+    )
+}
+
+/// The fields of a "new user" form (setup and sign-up).
+pub struct NewUserView<'a> {
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Refill.
+    pub username: &'a str,
+    /// Error to show.
+    pub error: Option<&'a str>,
+    /// The one-time setup token (setup only).
+    pub setup_token: Option<&'a str>,
+}
+
+fn new_user_fields(v: &NewUserView<'_>) -> Markup {
+    html! {
+        (csrf_field(v.csrf))
+        @if let Some(t) = v.setup_token {
+            input type="hidden" name="token" value=(t);
+        }
+        label for="username" { "Username" }
+        input type="text" id="username" name="username" value=(v.username)
+            autocomplete="username" autocapitalize="none" spellcheck="false" maxlength="64" required;
+        label for="password" { "Password" }
+        input type="password" id="password" name="password" autocomplete="new-password"
+            minlength="8" required aria-describedby="password-rules";
+        label for="password2" { "Password again" }
+        input type="password" id="password2" name="password2" autocomplete="new-password"
+            minlength="8" required;
+        p.muted id="password-rules" { "8 characters or more, at most 72 bytes." }
+    }
+}
+
+/// `GET /setup`: create the first administrator.
+pub fn setup_page(v: &NewUserView<'_>) -> Markup {
+    layout(
+        "Set up",
+        None,
+        html! {
+            section.card.narrow {
+                h1 { "Welcome to gatehouse" }
+                p { "Create the first administrator. This page works once, with the link printed when the server started." }
+                (messages(None, v.error))
+                form id="setup-form" method="post" action="/setup" {
+                    (new_user_fields(v))
+                    button type="submit" id="setup-submit" { "Create administrator" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /register`: self-service sign-up.
+pub fn register_page(v: &NewUserView<'_>) -> Markup {
+    layout(
+        "Sign up",
+        None,
+        html! {
+            section.card.narrow {
+                h1 { "Sign up" }
+                (messages(None, v.error))
+                form id="register-form" method="post" action="/register" {
+                    (new_user_fields(v))
+                    button type="submit" id="register-submit" { "Create account" }
+                }
+                p.muted { "Already have an account? " a href="/login" { "Sign in" } }
+            }
+        },
+    )
+}
+
+/// One session in a list.
+pub struct SessionRow {
+    /// Opaque handle (never the id).
+    pub handle: String,
+    /// Whose (admin list only).
+    pub username: Option<String>,
+    /// "Firefox on Linux".
+    pub device: String,
+    /// Client IP when it was made.
+    pub ip: String,
+    /// Signed in.
+    pub created_at: Millis,
+    /// Last activity.
+    pub last_seen_at: Millis,
+    /// Whether it is the viewer's own current session.
+    pub current: bool,
+    /// Remember-me.
+    pub persistent: bool,
+}
+
+fn sessions_table(
+    rows: &[SessionRow],
+    csrf: &str,
+    action: &str,
+    now: Millis,
+    show_user: bool,
+) -> Markup {
+    html! {
+        div.table {
+            table id="sessions" {
+                thead {
+                    tr {
+                        @if show_user { th scope="col" { "User" } }
+                        th scope="col" { "Device" }
+                        th scope="col" { "IP" }
+                        th scope="col" { "Signed in" }
+                        th scope="col" { "Last seen" }
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    }
+                }
+                tbody {
+                    @for s in rows {
+                        tr id={ "session-" (s.handle) } class=[s.current.then_some("current")] {
+                            @if show_user { td { (s.username.as_deref().unwrap_or("(anonymous)")) } }
+                            td {
+                                (s.device)
+                                @if s.current { " " strong.badge id="this-session" { "this session" } }
+                                @if s.persistent { " " span.badge.muted { "remembered" } }
+                            }
+                            td { (s.ip) }
+                            td { (when(s.created_at, now)) }
+                            td { (when(s.last_seen_at, now)) }
+                            td {
+                                form.inline method="post" action=(action) {
+                                    (csrf_field(csrf))
+                                    input type="hidden" name="handle" value=(s.handle);
+                                    button.small type="submit" id={ "end-" (s.handle) }
+                                        aria-label={ "End session on " (s.device) } { "End" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the account page shows.
+pub struct AccountView<'a> {
+    /// Who.
+    pub viewer: Viewer<'a>,
+    /// Their sessions, this one included.
+    pub sessions: Vec<SessionRow>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// After an action.
+    pub notice: Option<&'a str>,
+    /// After a failed action.
+    pub error: Option<&'a str>,
+    /// Now, for relative times.
+    pub now: Millis,
+}
+
+/// `GET /account`.
+pub fn account_page(v: &AccountView<'_>) -> Markup {
+    let others = v.sessions.iter().filter(|s| !s.current).count();
+    layout(
+        "Account",
+        Some(&v.viewer),
+        html! {
+            (messages(v.notice, v.error))
+            section.card {
+                h1 { "Where you are signed in" }
+                (sessions_table(&v.sessions, v.csrf, "/account/sessions/end", v.now, false))
+                @if others > 0 {
+                    form method="post" action="/account/sessions/end-others" {
+                        (csrf_field(v.csrf))
+                        button type="submit" id="end-others" { "Sign out everywhere else (" (others) ")" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Change password" }
+                form id="password-form" method="post" action="/account/password" {
+                    (csrf_field(v.csrf))
+                    input type="text" name="username" value=(v.viewer.username) autocomplete="username" hidden;
+                    label for="current" { "Current password" }
+                    input type="password" id="current" name="current" autocomplete="current-password" required;
+                    label for="password" { "New password" }
+                    input type="password" id="password" name="password" autocomplete="new-password" minlength="8" required;
+                    label for="password2" { "New password again" }
+                    input type="password" id="password2" name="password2" autocomplete="new-password" minlength="8" required;
+                    p.muted { "Changing it signs you out everywhere else." }
+                    button type="submit" id="password-submit" { "Change password" }
+                }
+            }
+        },
+    )
+}
+
+/// One user in the admin list.
+pub struct UserRow {
+    /// Name.
+    pub username: String,
+    /// Admin flag.
+    pub is_admin: bool,
+    /// Disabled flag.
+    pub disabled: bool,
+    /// Created.
+    pub created_at: Millis,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Whether this row is the viewer.
+    pub is_viewer: bool,
+}
+
+/// What the admin page shows.
+pub struct AdminView<'a> {
+    /// Who.
+    pub viewer: Viewer<'a>,
+    /// Every user.
+    pub users: Vec<UserRow>,
+    /// Every session.
+    pub sessions: Vec<SessionRow>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// After an action.
+    pub notice: Option<&'a str>,
+    /// After a failed action.
+    pub error: Option<&'a str>,
+    /// Now.
+    pub now: Millis,
+}
+
+fn user_action(csrf: &str, username: &str, action: &str, label: &str, id: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(format!("/admin/users/{action}")) {
+            (csrf_field(csrf))
+            input type="hidden" name="username" value=(username);
+            button.small type="submit" id=(id) { (label) }
+        }
+    }
+}
+
+/// `GET /admin`.
+pub fn admin_page(v: &AdminView<'_>) -> Markup {
+    layout(
+        "Admin",
+        Some(&v.viewer),
+        html! {
+            (messages(v.notice, v.error))
+            section.card {
+                h1 { "Users" }
+                div.table {
+                    table id="users" {
+                        thead {
+                            tr {
+                                th scope="col" { "Name" }
+                                th scope="col" { "Role" }
+                                th scope="col" { "Created" }
+                                th scope="col" { "Sessions" }
+                                th scope="col" { "Actions" }
+                            }
+                        }
+                        tbody {
+                            @for u in &v.users {
+                                tr id={ "user-" (u.username) } {
+                                    td { (u.username) @if u.is_viewer { " " span.badge.muted { "you" } } }
+                                    td {
+                                        @if u.is_admin { span.badge { "admin" } } @else { "user" }
+                                        @if u.disabled { " " span.badge.danger { "disabled" } }
+                                    }
+                                    td { (when(u.created_at, v.now)) }
+                                    td { (u.sessions) }
+                                    td.actions {
+                                        @if u.is_admin {
+                                            (user_action(v.csrf, &u.username, "revoke-admin", "Remove admin", &format!("revoke-admin-{}", u.username)))
+                                        } @else {
+                                            (user_action(v.csrf, &u.username, "grant-admin", "Make admin", &format!("grant-admin-{}", u.username)))
+                                        }
+                                        @if u.disabled {
+                                            (user_action(v.csrf, &u.username, "enable", "Enable", &format!("enable-{}", u.username)))
+                                        } @else {
+                                            (user_action(v.csrf, &u.username, "disable", "Disable", &format!("disable-{}", u.username)))
+                                        }
+                                        a.button.small href={ "/admin/users/delete?username=" (u.username) } id={ "delete-" (u.username) } { "Delete…" }
+                                        details {
+                                            summary { "Reset password" }
+                                            form method="post" action="/admin/users/password" {
+                                                (csrf_field(v.csrf))
+                                                input type="hidden" name="username" value=(u.username);
+                                                label for={ "reset-" (u.username) } { "New password for " (u.username) }
+                                                input type="password" id={ "reset-" (u.username) } name="password" autocomplete="new-password" minlength="8" required;
+                                                button.small type="submit" { "Set password" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Create a user" }
+                form id="create-user-form" method="post" action="/admin/users" {
+                    (csrf_field(v.csrf))
+                    label for="new-username" { "Username" }
+                    input type="text" id="new-username" name="username" autocomplete="off" autocapitalize="none" maxlength="64" required;
+                    label for="new-password" { "Password" }
+                    input type="password" id="new-password" name="password" autocomplete="new-password" minlength="8" required;
+                    label.check for="new-admin" {
+                        input type="checkbox" id="new-admin" name="admin" value="1";
+                        "Administrator"
+                    }
+                    button type="submit" id="create-user-submit" { "Create user" }
+                }
+            }
+            section.card {
+                h2 { "All sessions" }
+                (sessions_table(&v.sessions, v.csrf, "/admin/sessions/end", v.now, true))
+            }
+        },
+    )
+}
+
+/// `GET /admin/users/delete`: the confirm step.
+pub fn delete_user_page(viewer: &Viewer<'_>, username: &str, csrf: &str) -> Markup {
+    layout(
+        "Delete user",
+        Some(viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Delete " (username) "?" }
+                p { "The user and all their sessions are removed. This cannot be undone." }
+                form id="delete-form" method="post" action="/admin/users/delete" {
+                    (csrf_field(csrf))
+                    input type="hidden" name="username" value=(username);
+                    input type="hidden" name="confirm" value="yes";
+                    button.danger type="submit" id="delete-submit" { "Delete " (username) }
+                }
+                p { a href="/admin" { "Cancel" } }
             }
         },
     )
@@ -152,6 +569,13 @@ pub fn error_page(status: u16, message: &str) -> Markup {
 mod tests {
     use super::*;
 
+    fn viewer() -> Viewer<'static> {
+        Viewer {
+            username: "a",
+            is_admin: true,
+        }
+    }
+
     #[test]
     fn user_input_is_escaped() {
         let page = login_page(&LoginView {
@@ -159,6 +583,7 @@ mod tests {
             csrf: "t",
             username: "<b>bob</b>",
             error: Some("bad"),
+            registration: false,
         })
         .into_string();
         assert!(!page.contains("<script>x"));
@@ -167,19 +592,84 @@ mod tests {
     }
 
     #[test]
+    fn relative_times_read_naturally() {
+        let now = 10_000_000_000;
+        assert_eq!(relative(now - 5_000, now), "just now");
+        assert_eq!(relative(now - 60_000, now), "1 minute ago");
+        assert_eq!(relative(now - 5 * 60_000, now), "5 minutes ago");
+        assert_eq!(relative(now - 2 * 3_600_000, now), "2 hours ago");
+        assert_eq!(relative(now - 3 * 86_400_000, now), "3 days ago");
+        assert_eq!(relative(now + 2 * 3_600_000, now), "in 2 hours");
+        let markup = when(now - 60_000, now).into_string();
+        assert!(markup.contains("title=\""), "exact time on hover: {markup}");
+    }
+
+    #[test]
     fn pages_carry_no_inline_script_or_style() {
+        let rows = || {
+            vec![SessionRow {
+                handle: "h".into(),
+                username: Some("a".into()),
+                device: "Firefox on Linux".into(),
+                ip: "::1".into(),
+                created_at: 0,
+                last_seen_at: 0,
+                current: true,
+                persistent: false,
+            }]
+        };
         let pages = [
             login_page(&LoginView {
                 next: "/",
                 csrf: "t",
                 username: "",
                 error: None,
+                registration: true,
             }),
             dashboard_page(&DashboardView {
-                username: "a",
+                viewer: viewer(),
                 visits: 2,
+                apps: vec![],
+                notice: None,
             }),
-            logout_page("a", "t"),
+            logout_page(&viewer(), "t"),
+            setup_page(&NewUserView {
+                csrf: "t",
+                username: "",
+                error: None,
+                setup_token: Some("x"),
+            }),
+            register_page(&NewUserView {
+                csrf: "t",
+                username: "",
+                error: Some("e"),
+                setup_token: None,
+            }),
+            account_page(&AccountView {
+                viewer: viewer(),
+                sessions: rows(),
+                csrf: "t",
+                notice: Some("n"),
+                error: None,
+                now: 0,
+            }),
+            admin_page(&AdminView {
+                viewer: viewer(),
+                users: vec![UserRow {
+                    username: "a".into(),
+                    is_admin: true,
+                    disabled: false,
+                    created_at: 0,
+                    sessions: 1,
+                    is_viewer: true,
+                }],
+                sessions: rows(),
+                csrf: "t",
+                notice: None,
+                error: None,
+                now: 0,
+            }),
+            delete_user_page(&viewer(), "b", "t"),
             error_page(404, "x"),
         ];
         for p in pages {
@@ -187,6 +677,10 @@ mod tests {
             assert!(!s.contains("<script"), "{s}");
             assert!(!s.contains("<style"), "{s}");
             assert!(!s.contains(" style="), "{s}");
+            assert!(
+                !s.contains("http://") && !s.contains("https://"),
+                "no external requests: {s}"
+            );
         }
     }
 }

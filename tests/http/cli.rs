@@ -144,7 +144,10 @@ fn user_commands_manage_users() {
 }
 
 /// Starts `gatehouse serve` on port 0 and returns it with its URL.
-fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
+fn serve(
+    dir: &std::path::Path,
+    expect_setup: bool,
+) -> (std::process::Child, String, Option<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("GATEHOUSE_DATA", dir)
@@ -157,8 +160,14 @@ fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
     let first = lines.next().expect("a line").expect("utf-8");
     let url = first.split_whitespace().last().expect("url").to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    let mut next_line = || lines.next().expect("a line").expect("utf-8");
+    assert!(next_line().starts_with("data directory"));
+    let setup = expect_setup.then(|| {
+        assert!(next_line().starts_with("no users yet"));
+        next_line().trim().to_owned()
+    });
     std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    (child, url, setup)
 }
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -188,7 +197,7 @@ fn serve_prints_its_url_serves_logins_and_stops_cleanly_on_sigterm() {
         &["user", "add", "alice", "--password-stdin"],
         Some("correct horse\n"),
     ));
-    let (mut child, url) = serve(dir.path());
+    let (mut child, url, _) = serve(dir.path(), false);
     let b = Browser::new(&url);
     assert_eq!(b.get("/healthz").status, 200);
     b.login("alice", "correct horse");
@@ -218,6 +227,19 @@ fn serve_prints_its_url_serves_logins_and_stops_cleanly_on_sigterm() {
 
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn a_first_start_prints_a_one_time_setup_link() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut child, url, setup) = serve(dir.path(), true);
+    let setup = setup.expect("a setup link is printed when no user exists");
+    assert!(setup.starts_with(&format!("{url}/setup?token=")), "{setup}");
+    let b = Browser::new(&url);
+    let page = b.get(setup.trim_start_matches(&url));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"setup-form\""));
+    assert!(terminate(&mut child).success());
 }
 
 #[test]

@@ -1,0 +1,303 @@
+//! `/admin`: users (create, reset password, disable/enable, delete with a
+//! confirm step, grant/revoke admin) and every session. Admins only; the
+//! last enabled administrator cannot be removed.
+
+use rouille::{Request, Response};
+
+use super::account::session_rows;
+use super::form::Form;
+use super::handlers::{
+    Result, SignedIn, check_session_csrf, html, logged_out, notice, see_other, signed_in, viewer,
+};
+use super::setup::capitalise;
+use super::views::{self, AdminView, UserRow};
+use super::{State, WebError, with_session};
+use crate::auth::csrf;
+use crate::auth::proxy::Client;
+use crate::clock;
+use crate::password::PasswordError;
+use crate::session::Session;
+use crate::users::{User, UserError, Username};
+
+/// The signed-in administrator, a redirect for anonymous visitors, or 403.
+fn admin(
+    state: &State,
+    session: &Session<'_>,
+    request: &Request,
+) -> Result<std::result::Result<SignedIn, Response>> {
+    match signed_in(state, session, request)? {
+        Ok(s) if s.user.is_admin => Ok(Ok(s)),
+        Ok(_) => Err(WebError::Forbidden),
+        Err(redirect) => Ok(Err(redirect)),
+    }
+}
+
+fn render(
+    state: &State,
+    s: &SignedIn,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response> {
+    let now = clock::now();
+    let users = state.users.list()?;
+    let records = state.engine.store().list(None, now)?;
+    let rows = users
+        .iter()
+        .map(|u| UserRow {
+            username: u.username.clone(),
+            is_admin: u.is_admin,
+            disabled: u.disabled,
+            created_at: u.created_at,
+            sessions: records.iter().filter(|r| r.user_id == Some(u.id)).count(),
+            is_viewer: u.id == s.user.id,
+        })
+        .collect();
+    let name_of = |id: Option<i64>| {
+        id.and_then(|id| users.iter().find(|u| u.id == id))
+            .map(|u| u.username.clone())
+    };
+    let token = csrf::session_token(state.engine.signer(), &s.key);
+    Ok(html(views::admin_page(&AdminView {
+        viewer: viewer(&s.user),
+        users: rows,
+        sessions: session_rows(&records, &s.key, name_of),
+        csrf: &token,
+        notice,
+        error,
+        now,
+    })))
+}
+
+pub(super) fn get_admin(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        match admin(state, session, request)? {
+            Ok(s) => render(state, &s, notice(request), None),
+            Err(redirect) => Ok(redirect),
+        }
+    })
+}
+
+pub(super) fn get_delete_user(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        let s = match admin(state, session, request)? {
+            Ok(s) => s,
+            Err(redirect) => return Ok(redirect),
+        };
+        let name = request.get_param("username").unwrap_or_default();
+        let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
+        let token = csrf::session_token(state.engine.signer(), &s.key);
+        Ok(html(views::delete_user_page(
+            &viewer(&s.user),
+            &target.username,
+            &token,
+        )))
+    })
+}
+
+/// What an action did, or why it was refused (status and message).
+enum Outcome {
+    Done(&'static str),
+    Refused(u16, String),
+    /// The admin ended their own session.
+    SignedOut,
+}
+
+fn refused(status: u16, message: &str) -> Outcome {
+    Outcome::Refused(status, message.to_owned())
+}
+
+/// Whether removing `target`'s admin rights (or the user) would leave no
+/// enabled administrator.
+fn is_last_admin(state: &State, target: &User) -> Result<bool> {
+    Ok(target.is_admin && !target.disabled && state.users.count_active_admins()? <= 1)
+}
+
+pub(super) fn post_action(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    path: &str,
+) -> Result<Response> {
+    let form = Form::from_request(request)?;
+    with_session(state, request, client, |session| {
+        let s = match admin(state, session, request)? {
+            Ok(s) => s,
+            Err(redirect) => return Ok(redirect),
+        };
+        check_session_csrf(state, &s.key, &form)?;
+        let outcome = match path {
+            "/admin/users" => create_user(state, &form)?,
+            "/admin/sessions/end" => end_session(state, session, &s, &form)?,
+            _ => {
+                let target = state
+                    .users
+                    .find_by_name(form.get("username").unwrap_or(""))?
+                    .ok_or(WebError::NotFound)?;
+                user_action(state, session, &s, &target, path, &form)?
+            }
+        };
+        match outcome {
+            Outcome::Done(code) => Ok(see_other(&format!("/admin?done={code}"))),
+            Outcome::SignedOut => Ok(logged_out()),
+            Outcome::Refused(status, message) => {
+                // Re-read: the action may have changed the admin themselves.
+                match admin(state, session, request) {
+                    Ok(Ok(s)) => {
+                        Ok(render(state, &s, None, Some(&message))?.with_status_code(status))
+                    }
+                    _ => Err(WebError::Forbidden),
+                }
+            }
+        }
+    })
+}
+
+fn password_message(e: &UserError) -> Option<String> {
+    match e {
+        UserError::Password(p) if *p != PasswordError::Busy => Some(capitalise(&p.to_string())),
+        UserError::InvalidName(m) => Some(capitalise(m)),
+        UserError::Taken => Some("That username is taken.".to_owned()),
+        _ => None,
+    }
+}
+
+fn create_user(state: &State, form: &Form) -> Result<Outcome> {
+    let name = match Username::parse(form.get("username").unwrap_or("")) {
+        Ok(n) => n,
+        Err(e) => {
+            return Ok(Outcome::Refused(
+                400,
+                password_message(&e).unwrap_or_default(),
+            ));
+        }
+    };
+    let is_admin = form.get("admin").is_some_and(|v| !v.is_empty());
+    match state
+        .users
+        .create(&name, form.get("password").unwrap_or(""), is_admin)
+    {
+        Ok(_) => Ok(Outcome::Done("user-created")),
+        Err(e) => match password_message(&e) {
+            Some(m) => Ok(Outcome::Refused(
+                if matches!(e, UserError::Taken) {
+                    409
+                } else {
+                    400
+                },
+                m,
+            )),
+            None => Err(e.into()),
+        },
+    }
+}
+
+fn end_session(state: &State, session: &Session<'_>, s: &SignedIn, form: &Form) -> Result<Outcome> {
+    let handle = form.get("handle").unwrap_or("");
+    let all = state.engine.store().list(None, clock::now())?;
+    let target = all
+        .iter()
+        .find(|r| r.key.handle() == handle)
+        .ok_or(WebError::NotFound)?;
+    if target.key == s.key {
+        session.destroy()?;
+        return Ok(Outcome::SignedOut);
+    }
+    state.engine.store().delete(&target.key)?;
+    Ok(Outcome::Done("session-ended"))
+}
+
+fn user_action(
+    state: &State,
+    session: &Session<'_>,
+    s: &SignedIn,
+    target: &User,
+    path: &str,
+    form: &Form,
+) -> Result<Outcome> {
+    let store = state.engine.store();
+    let is_self = target.id == s.user.id;
+    Ok(match path {
+        "/admin/users/password" => match state
+            .users
+            .set_password(target.id, form.get("password").unwrap_or(""))
+        {
+            Ok(()) => {
+                let keep = is_self.then_some(&s.key);
+                store.delete_by_user(target.id, keep)?;
+                if is_self {
+                    session.regenerate()?;
+                }
+                Outcome::Done("password-reset")
+            }
+            Err(e) => match password_message(&e) {
+                Some(m) => Outcome::Refused(400, m),
+                None => return Err(e.into()),
+            },
+        },
+        "/admin/users/disable" => {
+            if is_self {
+                refused(
+                    409,
+                    "You cannot disable yourself; ask another administrator.",
+                )
+            } else if is_last_admin(state, target)? {
+                refused(
+                    409,
+                    "This is the last administrator; make someone else an administrator first.",
+                )
+            } else {
+                state.users.set_disabled(target.id, true)?;
+                store.delete_by_user(target.id, None)?;
+                Outcome::Done("user-disabled")
+            }
+        }
+        "/admin/users/enable" => {
+            state.users.set_disabled(target.id, false)?;
+            Outcome::Done("user-enabled")
+        }
+        "/admin/users/grant-admin" => {
+            state.users.set_admin(target.id, true)?;
+            Outcome::Done("admin-granted")
+        }
+        "/admin/users/revoke-admin" => {
+            if is_last_admin(state, target)? {
+                refused(
+                    409,
+                    "This is the last administrator; make someone else an administrator first.",
+                )
+            } else {
+                state.users.set_admin(target.id, false)?;
+                if is_self {
+                    // A change of privilege: new session id.
+                    session.regenerate()?;
+                    return Ok(Outcome::Done("admin-revoked"));
+                }
+                Outcome::Done("admin-revoked")
+            }
+        }
+        "/admin/users/delete" => {
+            if form.get("confirm") != Some("yes") {
+                refused(400, "Deleting a user needs the confirm step.")
+            } else if is_self {
+                refused(
+                    409,
+                    "You cannot delete yourself; ask another administrator.",
+                )
+            } else if is_last_admin(state, target)? {
+                refused(
+                    409,
+                    "This is the last administrator; make someone else an administrator first.",
+                )
+            } else {
+                store.delete_by_user(target.id, None)?;
+                state.users.delete(target.id)?;
+                Outcome::Done("user-deleted")
+            }
+        }
+        _ => return Err(WebError::NotFound),
+    })
+}
