@@ -164,6 +164,9 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         pool,
         log_requests,
         allow_registration: config.allow_registration,
+        apps: config.apps.clone(),
+        public_url: config.public_url.clone(),
+        proxy: web::gate::client(config.proxy_timeout),
         setup_token: std::sync::Mutex::new(None),
     });
     if state

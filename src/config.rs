@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::apps::{Access, AppSpec, Apps};
 use crate::auth::proxy::IpNet;
 use crate::session::{CookieOptions, SameSite, SessionOptions};
 
@@ -108,6 +109,21 @@ pub const SETTINGS: &[Setting] = &[
         name: "allow_registration",
         default: "false",
         help: "let visitors create their own accounts at /register",
+    },
+    Setting {
+        name: "default_policy",
+        default: "signed_in",
+        help: "who may pass /auth/verify for a request that matches no app: `signed_in`, `admins` or `deny`",
+    },
+    Setting {
+        name: "public_url",
+        default: "",
+        help: "gatehouse's address as browsers reach it, e.g. `https://auth.lan`; used to send them to the sign-in page from other hosts",
+    },
+    Setting {
+        name: "proxy_timeout",
+        default: "60s",
+        help: "how long the built-in proxy waits for an upstream to start answering",
     },
     Setting {
         name: "trusted_proxies",
@@ -229,6 +245,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Whether visitors may sign up at `/register`.
     pub allow_registration: bool,
+    /// The guarded apps and the default policy.
+    pub apps: Apps,
+    /// gatehouse's external address, if set (no trailing slash).
+    pub public_url: Option<String>,
+    /// How long the built-in proxy waits for an upstream's answer to start.
+    pub proxy_timeout: Duration,
     /// Login throttling.
     pub login: LoginLimits,
 }
@@ -252,6 +274,16 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// One app's settings are wrong.
+    #[error("app {app:?}: invalid {field}: {reason}")]
+    App {
+        /// The app.
+        app: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
         reason: String,
     },
     /// The secret file could not be read or written.
@@ -280,6 +312,7 @@ struct Value {
 #[derive(Default)]
 pub struct Layers {
     values: BTreeMap<&'static str, Value>,
+    apps: Vec<AppSpec>,
 }
 
 fn known(name: &str) -> Option<&'static str> {
@@ -311,6 +344,14 @@ impl Layers {
         let mut entries = Vec::new();
         for (key, value) in table {
             match value {
+                toml::Value::Array(items) if key == "apps" => {
+                    for item in items {
+                        let spec: AppSpec = item
+                            .try_into()
+                            .map_err(|e: toml::de::Error| file_err(format!("in [[apps]]: {e}")))?;
+                        self.apps.push(spec);
+                    }
+                }
                 toml::Value::Table(sub) => {
                     for (k, v) in sub {
                         entries.push((format!("{key}.{k}"), v));
@@ -441,6 +482,26 @@ impl Layers {
             .collect()
     }
 
+    fn apps(&self) -> Result<Apps, ConfigError> {
+        let to_config = |e: crate::auth::apps::AppError| ConfigError::App {
+            app: e.app,
+            field: e.field,
+            reason: e.reason,
+        };
+        let default = self.parse("default_policy", |s| match s {
+            "signed_in" => Ok(Access::SignedIn),
+            "admins" => Ok(Access::Admins),
+            "deny" => Ok(Access::Nobody),
+            _ => Err(format!("{s:?} is not `signed_in`, `admins` or `deny`")),
+        })?;
+        let apps = self
+            .apps
+            .iter()
+            .map(|spec| spec.build().map_err(to_config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Apps::new(apps, default).map_err(to_config)
+    }
+
     /// Validates everything into a [`Config`].
     ///
     /// # Errors
@@ -531,6 +592,22 @@ impl Layers {
             })?,
             trusted_proxies: self.list("trusted_proxies", |s| s.parse())?,
             allow_registration: self.parse("allow_registration", parse_bool)?,
+            apps: self.apps()?,
+            public_url: self.parse("public_url", |s| {
+                let s = s.trim_end_matches('/');
+                if s.is_empty() {
+                    Ok(None)
+                } else if (s.starts_with("http://") || s.starts_with("https://"))
+                    && !s
+                        .bytes()
+                        .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+                {
+                    Ok(Some(s.to_owned()))
+                } else {
+                    Err(format!("{s:?} is not a URL like https://auth.lan"))
+                }
+            })?,
+            proxy_timeout: self.parse("proxy_timeout", duration)?,
             login: LoginLimits {
                 max_failures: self.parse("login_max_failures", |s| {
                     s.parse::<u32>()

@@ -38,6 +38,48 @@ pub fn local_path(next: &str) -> Option<&str> {
     Some(next)
 }
 
+/// `next` if it is a safe local path, or an `http(s)` URL whose host (with
+/// or without port) `allowed_host` accepts; otherwise `/`.
+///
+/// Absolute URLs are accepted only in their plain form: a scheme, `//`, a
+/// host of letters, digits, `-`, `.` and an optional port, then a path.
+/// User-info (`user@host`), backslashes and control characters are refused.
+pub fn target(next: Option<&str>, allowed_host: impl Fn(&str) -> bool) -> &str {
+    let Some(next) = next else { return "/" };
+    if let Some(p) = local_path(next) {
+        return p;
+    }
+    let Some(rest) = next
+        .strip_prefix("https://")
+        .or_else(|| next.strip_prefix("http://"))
+    else {
+        return "/";
+    };
+    if next.len() > MAX_LEN
+        || next
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+    {
+        return "/";
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let plain = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    if !plain {
+        return "/";
+    }
+    let host = authority.to_ascii_lowercase();
+    let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    if allowed_host(&host) || allowed_host(bare) {
+        next
+    } else {
+        "/"
+    }
+}
+
 /// `next` if safe, otherwise `/`.
 pub fn or_root(next: Option<&str>) -> &str {
     next.and_then(local_path).unwrap_or("/")
@@ -88,6 +130,33 @@ mod tests {
             assert_eq!(or_root(Some(bad)), "/");
         }
         assert_eq!(or_root(None), "/");
+    }
+
+    #[test]
+    fn absolute_urls_are_followed_only_to_allowed_hosts() {
+        let allowed = |h: &str| h == "wiki.lan";
+        assert_eq!(
+            target(Some("https://wiki.lan/page?x=1"), allowed),
+            "https://wiki.lan/page?x=1"
+        );
+        assert_eq!(
+            target(Some("http://wiki.lan:8080/"), allowed),
+            "http://wiki.lan:8080/"
+        );
+        assert_eq!(target(Some("/local"), allowed), "/local");
+        for bad in [
+            "https://evil.example/",
+            "https://wiki.lan@evil.example/",
+            "https://evil.example\\@wiki.lan/",
+            "https://wiki.lan.evil.example/",
+            "javascript://wiki.lan/",
+            "//wiki.lan/",
+            "https://wiki.lan\t/",
+            "ftp://wiki.lan/",
+        ] {
+            assert_eq!(target(Some(bad), allowed), "/", "{bad:?}");
+        }
+        assert_eq!(target(None, allowed), "/");
     }
 
     proptest! {

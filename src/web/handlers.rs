@@ -8,7 +8,7 @@ use rouille::{Request, Response};
 
 use super::form::Form;
 use super::views::{self, DashboardView, LoginView, Viewer};
-use super::{State, WebError, account, admin, assets, setup, with_session};
+use super::{State, WebError, account, admin, assets, gate, setup, with_session};
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::logging;
@@ -38,7 +38,8 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         "/login" if post => post_login(state, request, client),
         "/logout" if get => get_logout(state, request, client),
         "/logout" if post => post_logout(state, request, client),
-        "/auth/verify" if get => get_verify(state, request, client),
+        "/auth/verify" if get => gate::get_verify(state, request, client),
+        "/auth/forward" if get => gate::get_forward(state, request, client),
         "/setup" if get => setup::get_setup(state, request, client),
         "/setup" if post => setup::post_setup(state, request, client),
         "/register" if get => setup::get_register(state, request, client),
@@ -61,7 +62,7 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         {
             admin::post_action(state, request, client, &path)
         }
-        "/" | "/healthz" | "/auth/verify" | "/account" | "/admin" => {
+        "/" | "/healthz" | "/auth/verify" | "/auth/forward" | "/account" | "/admin" => {
             Err(WebError::MethodNotAllowed("GET, HEAD"))
         }
         "/login" | "/logout" | "/setup" | "/register" | "/admin/users/delete" => {
@@ -187,24 +188,22 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
             Err(SessionError::Gone) => return Ok(see_other("/login?next=/")),
             Err(e) => return Err(e.into()),
         };
+        let links: Vec<(String, String)> = state
+            .apps
+            .all()
+            .iter()
+            .filter(|a| a.access.allows(&user.username, user.is_admin))
+            .map(|a| (a.name.clone(), a.link()))
+            .collect();
         Ok(html(views::dashboard_page(&DashboardView {
             viewer: viewer(&user),
             visits,
-            apps: Vec::new(),
+            apps: links
+                .iter()
+                .map(|(name, href)| views::AppLink { name, href })
+                .collect(),
             notice: notice(request),
         })))
-    })
-}
-
-fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        Ok(match current_user(state, session)? {
-            Some(user) => Response::text("ok")
-                .with_additional_header("Remote-User", user.username.clone())
-                .with_additional_header("Remote-Name", user.username.clone())
-                .with_additional_header("Remote-Groups", if user.is_admin { "admins" } else { "" }),
-            None => Response::text("not signed in").with_status_code(401),
-        })
     })
 }
 
@@ -260,9 +259,23 @@ pub(super) fn check_anonymous_csrf(state: &State, request: &Request, form: &Form
     if valid { Ok(()) } else { Err(WebError::Csrf) }
 }
 
+/// Where to go after signing in: a local path, or a URL on a configured
+/// app's host (or gatehouse's public URL); anything else is `/`.
+fn safe_next(state: &State, next: Option<&str>) -> String {
+    let public_host = state
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .map(|h| h.split('/').next().unwrap_or(h).to_ascii_lowercase());
+    redirect::target(next, |host| {
+        state.apps.is_app_host(host) || public_host.as_deref() == Some(host)
+    })
+    .to_owned()
+}
+
 fn get_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     let next = request.get_param("next");
-    let next = redirect::or_root(next.as_deref()).to_owned();
+    let next = safe_next(state, next.as_deref());
     with_session(state, request, client, |session| {
         if current_user(state, session)?.is_some() {
             return Ok(see_other(&next));
@@ -315,7 +328,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
     let username = form.get("username").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
-    let next = redirect::or_root(form.get("next")).to_owned();
+    let next = safe_next(state, form.get("next"));
     if username.len() > MAX_USERNAME {
         return Err(WebError::BadRequest("The username is too long."));
     }

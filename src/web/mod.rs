@@ -7,6 +7,7 @@ mod admin;
 mod assets;
 pub mod error;
 pub mod form;
+pub mod gate;
 mod handlers;
 mod setup;
 pub mod views;
@@ -43,6 +44,12 @@ pub struct State {
     pub allow_registration: bool,
     /// The one-time first-run token, while no user exists.
     pub setup_token: std::sync::Mutex<Option<String>>,
+    /// The guarded apps.
+    pub apps: crate::auth::apps::Apps,
+    /// gatehouse's external address, if configured.
+    pub public_url: Option<String>,
+    /// The built-in proxy's HTTP client.
+    pub proxy: ureq::Agent,
 }
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -51,7 +58,13 @@ const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
     let client = client(state, request);
-    let response = match handlers::route(state, request, &client) {
+    // Proxied answers are the upstream's: its headers are left as they are.
+    let proxied = gate::proxied_app(state, request);
+    let result = match proxied {
+        Some(app) => gate::proxy(state, request, &client, app),
+        None => handlers::route(state, request, &client),
+    };
+    let response = match result {
         Ok(r) => r,
         Err(e) => {
             if let WebError::Internal(detail) = &e {
@@ -64,7 +77,11 @@ pub fn handle(state: &State, request: &Request) -> Response {
             e.into_response()
         }
     };
-    let response = with_security_headers(response);
+    let response = if proxied.is_some() {
+        response
+    } else {
+        with_security_headers(response)
+    };
     if state.log_requests {
         logging::line(&format!(
             "request method={} path={} status={} ms={:.1} ip={}",

@@ -36,6 +36,10 @@ pub fn config(dir: &Path, settings: &[(String, String)]) -> Config {
             .map(|(k, v)| (gatehouse::config::env_name(k), v.clone())),
     );
     let mut layers = Layers::new();
+    let file = dir.join("gatehouse.toml");
+    if file.exists() {
+        layers.file(&file).expect("test config file is valid");
+    }
     layers.env(env);
     layers.build(dir.to_owned()).expect("test config is valid")
 }
@@ -47,6 +51,17 @@ impl TestApp {
 
     pub fn spawn_with(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::spawn_in(dir, settings)
+    }
+
+    /// A server whose data directory holds `toml` as its gatehouse.toml.
+    pub fn spawn_with_file(toml: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("gatehouse.toml"), toml).expect("write config");
         let settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -4,6 +4,7 @@ mod helpers;
 
 mod accounts;
 mod cli;
+mod gate;
 mod hostile;
 mod login;
 mod sessions;

@@ -1,0 +1,453 @@
+//! The guarded apps: how each is reached (a path prefix under gatehouse
+//! and/or its own host name), where the built-in proxy sends it, and who may
+//! use it. Plus the default policy for requests that match no app.
+
+use serde::Deserialize;
+
+/// Who may use an app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in user (the default).
+    SignedIn,
+    /// Administrators only.
+    Admins,
+    /// These users only (names compared without regard to case).
+    Users(Vec<String>),
+    /// Nobody (the `deny` default policy).
+    Nobody,
+}
+
+impl Access {
+    /// Whether a user with this name and admin flag may pass.
+    pub fn allows(&self, username: &str, is_admin: bool) -> bool {
+        match self {
+            Self::SignedIn => true,
+            Self::Admins => is_admin,
+            Self::Users(names) => names.iter().any(|n| n.eq_ignore_ascii_case(username)),
+            Self::Nobody => false,
+        }
+    }
+}
+
+/// Where the built-in proxy sends an app's requests: `http://host:port/base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`.
+    pub authority: String,
+    /// Path prepended to forwarded paths, without a trailing `/` (may be empty).
+    pub base: String,
+}
+
+impl Upstream {
+    /// Parses `http://host[:port][/base]`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s.strip_prefix("http://").ok_or_else(|| {
+            format!("{s:?} must start with http:// (HTTPS upstreams are not supported)")
+        })?;
+        let (authority, base) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty()
+            || authority.contains('@')
+            || !authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
+            return Err(format!("{s:?} has no valid host"));
+        }
+        if base.contains(['?', '#']) {
+            return Err(format!("{s:?} must not have a query or fragment"));
+        }
+        let authority = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Self {
+            authority,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// One guarded app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    /// Short name, shown on the dashboard.
+    pub name: String,
+    /// Path prefix under gatehouse, like `/apps/wiki/`.
+    pub prefix: Option<String>,
+    /// Its own host name, like `wiki.lan` (lower case, may carry a port).
+    pub host: Option<String>,
+    /// Where the built-in proxy sends it.
+    pub upstream: Option<Upstream>,
+    /// Who may use it.
+    pub access: Access,
+    /// Key for the signed identity header, if the upstream checks one.
+    pub identity_key: Option<Vec<u8>>,
+}
+
+impl App {
+    /// Where the dashboard links to.
+    pub fn link(&self) -> String {
+        match (&self.prefix, &self.host) {
+            (Some(p), _) => p.clone(),
+            (None, Some(h)) => format!("//{h}/"),
+            (None, None) => "/".to_owned(),
+        }
+    }
+}
+
+/// An app as written in `gatehouse.toml`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    name: String,
+    prefix: Option<String>,
+    host: Option<String>,
+    upstream: Option<String>,
+    allow: Option<String>,
+    users: Option<Vec<String>>,
+    identity_key: Option<String>,
+}
+
+/// Paths gatehouse serves itself; an app prefix may not shadow them.
+const RESERVED: &[&str] = &[
+    "/login",
+    "/logout",
+    "/account",
+    "/admin",
+    "/assets",
+    "/auth",
+    "/api",
+    "/setup",
+    "/register",
+    "/healthz",
+    "/metrics",
+];
+
+/// A problem with one app's settings: which app, which field, what.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AppError {
+    /// The app's name (or its position when it has none).
+    pub app: String,
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl AppSpec {
+    /// Validates into an [`App`].
+    ///
+    /// # Errors
+    ///
+    /// The first bad field.
+    pub fn build(&self) -> Result<App, AppError> {
+        let err = |field: &'static str, reason: String| AppError {
+            app: self.name.clone(),
+            field,
+            reason,
+        };
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_. ".contains(&b))
+        {
+            return Err(err(
+                "name",
+                "must be 1-64 letters, digits, spaces, '-', '_' or '.'".into(),
+            ));
+        }
+        let prefix = match &self.prefix {
+            None => None,
+            Some(p) => {
+                if !p.starts_with('/') || !p.ends_with('/') || p.len() < 3 || p.contains("//") {
+                    return Err(err(
+                        "prefix",
+                        format!("{p:?} must look like /apps/wiki/ (leading and trailing slash)"),
+                    ));
+                }
+                if p.bytes()
+                    .any(|b| b.is_ascii_control() || b == b'?' || b == b'#' || b == b'\\')
+                {
+                    return Err(err(
+                        "prefix",
+                        format!("{p:?} contains characters not allowed in a path"),
+                    ));
+                }
+                if let Some(r) = RESERVED.iter().find(|r| p.starts_with(&format!("{r}/"))) {
+                    return Err(err(
+                        "prefix",
+                        format!("{p:?} is inside gatehouse's own {r}/"),
+                    ));
+                }
+                Some(p.clone())
+            }
+        };
+        let host = match &self.host {
+            None => None,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
+                {
+                    return Err(err("host", format!("{h:?} is not a host name")));
+                }
+                Some(h)
+            }
+        };
+        if prefix.is_none() && host.is_none() {
+            return Err(err(
+                "prefix",
+                "an app needs a prefix, a host, or both".into(),
+            ));
+        }
+        let upstream = match &self.upstream {
+            None if prefix.is_some() => {
+                return Err(err(
+                    "upstream",
+                    "an app with a prefix is served by the built-in proxy and needs an upstream"
+                        .into(),
+                ));
+            }
+            None => None,
+            Some(u) => Some(Upstream::parse(u).map_err(|e| err("upstream", e))?),
+        };
+        let access = match (self.allow.as_deref(), &self.users) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "users",
+                    "give either `allow` or `users`, not both".into(),
+                ));
+            }
+            (None, Some(users)) if users.is_empty() => {
+                return Err(err("users", "the list is empty".into()));
+            }
+            (None, Some(users)) => Access::Users(users.clone()),
+            (None | Some("signed_in"), None) => Access::SignedIn,
+            (Some("admins"), None) => Access::Admins,
+            (Some(other), None) => {
+                return Err(err(
+                    "allow",
+                    format!("{other:?} is not `signed_in` or `admins` (list names in `users`)"),
+                ));
+            }
+        };
+        let identity_key = match &self.identity_key {
+            None => None,
+            Some(k) if k.len() >= 32 => Some(k.as_bytes().to_vec()),
+            Some(_) => return Err(err("identity_key", "must be at least 32 bytes long".into())),
+        };
+        Ok(App {
+            name: self.name.clone(),
+            prefix,
+            host,
+            upstream,
+            access,
+            identity_key,
+        })
+    }
+}
+
+/// All apps and the default policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Apps {
+    apps: Vec<App>,
+    /// For requests that match no app.
+    pub default: Option<Access>,
+}
+
+impl Apps {
+    /// Checks the set as a whole (unique names, prefixes and hosts).
+    ///
+    /// # Errors
+    ///
+    /// The first clash.
+    pub fn new(apps: Vec<App>, default: Access) -> Result<Self, AppError> {
+        for (i, a) in apps.iter().enumerate() {
+            for b in &apps[..i] {
+                let clash = |field: &'static str, what: &str| AppError {
+                    app: a.name.clone(),
+                    field,
+                    reason: format!("{what} is also used by app {:?}", b.name),
+                };
+                if a.name.eq_ignore_ascii_case(&b.name) {
+                    return Err(clash("name", "the name"));
+                }
+                if a.prefix.is_some() && a.prefix == b.prefix {
+                    return Err(clash("prefix", "the prefix"));
+                }
+                if a.host.is_some() && a.host == b.host {
+                    return Err(clash("host", "the host"));
+                }
+            }
+        }
+        Ok(Self {
+            apps,
+            default: Some(default),
+        })
+    }
+
+    /// Every app.
+    pub fn all(&self) -> &[App] {
+        &self.apps
+    }
+
+    /// The app whose host is `host` (`Host` header; compared in lower case,
+    /// with or without the port).
+    pub fn by_host(&self, host: &str) -> Option<&App> {
+        let host = host.trim().to_ascii_lowercase();
+        let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        self.apps
+            .iter()
+            .find(|a| a.host.as_deref().is_some_and(|h| h == host || h == bare))
+    }
+
+    /// The app whose prefix `path` is under (the longest match). The prefix
+    /// without its trailing slash also matches, so `/apps/wiki` finds wiki.
+    pub fn by_path(&self, path: &str) -> Option<&App> {
+        self.apps
+            .iter()
+            .filter(|a| {
+                a.prefix
+                    .as_deref()
+                    .is_some_and(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
+            })
+            .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len))
+    }
+
+    /// The app a forwarded request is for: by host first, then by path.
+    pub fn for_request(&self, host: Option<&str>, path: &str) -> Option<&App> {
+        host.and_then(|h| self.by_host(h))
+            .or_else(|| self.by_path(path))
+    }
+
+    /// Whether a user may use `app` (or, for `None`, what matches no app).
+    pub fn allows(&self, app: Option<&App>, username: &str, is_admin: bool) -> bool {
+        match app {
+            Some(a) => a.access.allows(username, is_admin),
+            None => self
+                .default
+                .as_ref()
+                .unwrap_or(&Access::SignedIn)
+                .allows(username, is_admin),
+        }
+    }
+
+    /// Whether `host` belongs to a configured app (for cross-host return URLs).
+    pub fn is_app_host(&self, host: &str) -> bool {
+        self.by_host(host).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(toml: &str) -> AppSpec {
+        toml::from_str(toml).expect("spec")
+    }
+
+    #[test]
+    fn an_app_is_validated_field_by_field() {
+        let app = spec("name = \"wiki\"\nprefix = \"/apps/wiki/\"\nupstream = \"http://127.0.0.1:3000/base/\"\nusers = [\"alice\"]")
+            .build()
+            .expect("valid");
+        assert_eq!(
+            app.upstream,
+            Some(Upstream {
+                authority: "127.0.0.1:3000".into(),
+                base: "/base".into()
+            })
+        );
+        assert_eq!(app.access, Access::Users(vec!["alice".into()]));
+
+        let cases = [
+            ("name = \"wiki\"", "prefix"),
+            (
+                "name = \"wiki\"\nprefix = \"apps/wiki\"\nupstream = \"http://x\"",
+                "prefix",
+            ),
+            (
+                "name = \"wiki\"\nprefix = \"/login/x/\"\nupstream = \"http://x\"",
+                "prefix",
+            ),
+            ("name = \"wiki\"\nprefix = \"/apps/wiki/\"", "upstream"),
+            (
+                "name = \"wiki\"\nprefix = \"/apps/wiki/\"\nupstream = \"https://x\"",
+                "upstream",
+            ),
+            (
+                "name = \"wiki\"\nhost = \"wiki.lan\"\nallow = \"everyone\"",
+                "allow",
+            ),
+            (
+                "name = \"wiki\"\nhost = \"wiki.lan\"\nallow = \"admins\"\nusers = [\"a\"]",
+                "users",
+            ),
+            ("name = \"wiki\"\nhost = \"wiki lan\"", "host"),
+            (
+                "name = \"wiki\"\nhost = \"wiki.lan\"\nidentity_key = \"short\"",
+                "identity_key",
+            ),
+            ("name = \"\"\nhost = \"wiki.lan\"", "name"),
+        ];
+        for (toml, field) in cases {
+            let e = spec(toml).build().expect_err(toml);
+            assert_eq!(e.field, field, "{toml}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        assert!(toml::from_str::<AppSpec>("name = \"x\"\nupstrem = \"http://x\"").is_err());
+    }
+
+    #[test]
+    fn requests_find_their_app_by_host_then_longest_prefix() {
+        let wiki = spec("name = \"wiki\"\nprefix = \"/apps/wiki/\"\nhost = \"wiki.lan\"\nupstream = \"http://127.0.0.1:1\"").build().expect("wiki");
+        let docs = spec("name = \"docs\"\nprefix = \"/apps/wiki/docs/\"\nupstream = \"http://127.0.0.1:2\"\nallow = \"admins\"").build().expect("docs");
+        let apps = Apps::new(vec![wiki, docs], Access::Nobody).expect("apps");
+        assert_eq!(
+            apps.by_host("Wiki.LAN:443").map(|a| a.name.as_str()),
+            Some("wiki")
+        );
+        assert_eq!(
+            apps.by_path("/apps/wiki/page").map(|a| a.name.as_str()),
+            Some("wiki")
+        );
+        assert_eq!(
+            apps.by_path("/apps/wiki").map(|a| a.name.as_str()),
+            Some("wiki")
+        );
+        assert_eq!(
+            apps.by_path("/apps/wiki/docs/x").map(|a| a.name.as_str()),
+            Some("docs")
+        );
+        assert_eq!(apps.by_path("/apps/wikipedia"), None);
+        assert_eq!(apps.for_request(Some("other.lan"), "/x"), None);
+        assert!(!apps.allows(None, "alice", true), "deny by default");
+        assert!(!apps.allows(apps.by_path("/apps/wiki/docs/"), "alice", false));
+        assert!(apps.allows(apps.by_path("/apps/wiki/docs/"), "root", true));
+        assert!(apps.is_app_host("wiki.lan"));
+        assert!(!apps.is_app_host("evil.example"));
+    }
+
+    #[test]
+    fn clashing_apps_are_refused() {
+        let a = spec("name = \"a\"\nhost = \"x.lan\"").build().expect("a");
+        let b = spec("name = \"b\"\nhost = \"x.lan\"").build().expect("b");
+        let e = Apps::new(vec![a, b], Access::SignedIn).expect_err("clash");
+        assert_eq!((e.app.as_str(), e.field), ("b", "host"));
+    }
+}
