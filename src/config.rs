@@ -992,6 +992,16 @@ mod readme {
     use super::*;
 
     #[test]
+    fn the_built_in_proxy_recipe_is_a_valid_config() {
+        let dir = tempfile::tempdir().expect("dir");
+        let recipe =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/recipes/gatehouse.toml");
+        let c = Config::load(dir.path(), Some(&recipe), Vec::new(), &[]).expect("the recipe loads");
+        assert_eq!(c.apps.all().len(), 3);
+        assert_eq!(c.cookie.domain.as_deref(), Some("lan"));
+    }
+
+    #[test]
     fn the_readme_documents_every_setting_and_its_env_twin() {
         let readme = include_str!("../README.md");
         for s in SETTINGS {

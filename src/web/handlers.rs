@@ -128,9 +128,16 @@ pub(super) fn signed_in(
     }
 }
 
+/// Everything but RFC 3986's unreserved characters is encoded.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a query value.
 pub(super) fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// Refuses a signed-in form whose token is not this session's.
@@ -273,8 +280,23 @@ fn safe_next(state: &State, next: Option<&str>) -> String {
     .to_owned()
 }
 
+/// The `next` query parameter. nginx cannot percent-encode the URL it
+/// sends along (`?next=$scheme://$host$request_uri`), so a `next` that is
+/// the last parameter and holds a raw `http(s)://` URL is taken whole,
+/// `&` and all.
+fn next_param(request: &Request) -> Option<String> {
+    let query = request.raw_query_string();
+    let raw = query
+        .strip_prefix("next=")
+        .or_else(|| query.find("&next=").map(|i| &query[i + "&next=".len()..]))?;
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        return Some(raw.to_owned());
+    }
+    request.get_param("next")
+}
+
 fn get_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    let next = request.get_param("next");
+    let next = next_param(request);
     let next = safe_next(state, next.as_deref());
     with_session(state, request, client, |session| {
         if current_user(state, session)?.is_some() {

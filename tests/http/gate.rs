@@ -177,7 +177,7 @@ fn forward_auth_sends_browsers_to_sign_in_and_back() {
     assert_eq!(resp.status, 302);
     let location = resp.header("location").expect("location");
     assert!(
-        location.ends_with("/login?next=https%3A%2F%2Fwiki%2Elan%2Fpage%3Fx%3D1"),
+        location.ends_with("/login?next=https%3A%2F%2Fwiki.lan%2Fpage%3Fx%3D1"),
         "{location}"
     );
     let next = "https://wiki.lan/page?x=1";
@@ -262,7 +262,7 @@ fn the_proxy_serves_an_app_on_its_own_host() {
     assert!(
         anon.header("location")
             .expect("location")
-            .contains("/login?next=http%3A%2F%2Fwiki%2Elan%2Fx")
+            .contains("/login?next=http%3A%2F%2Fwiki.lan%2Fx")
     );
 }
 
