@@ -8,7 +8,7 @@ use rouille::{Request, Response};
 
 use super::form::Form;
 use super::views::{self, DashboardView, LoginView, Viewer};
-use super::{State, WebError, account, admin, assets, gate, setup, with_session};
+use super::{State, WebError, account, admin, api, assets, gate, setup, with_session};
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::logging;
@@ -48,6 +48,14 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         "/account/sessions/end" if post => account::post_end_session(state, request, client),
         "/account/sessions/end-others" if post => account::post_end_others(state, request, client),
         "/account/password" if post => account::post_password(state, request, client),
+        "/api/login" if post => api::post_login(state, request, client),
+        "/api/logout" if post => api::post_logout(state, request, client),
+        "/api/session" if get => api::get_session(state, request, client),
+        "/api/session/data" if method == "PATCH" => api::patch_data(state, request, client),
+        "/api/openapi.yaml" if get => Ok(api::openapi()),
+        "/api/login" | "/api/logout" => Err(WebError::MethodNotAllowed("POST")),
+        "/api/session" | "/api/openapi.yaml" => Err(WebError::MethodNotAllowed("GET, HEAD")),
+        "/api/session/data" => Err(WebError::MethodNotAllowed("PATCH")),
         "/admin" if get => admin::get_admin(state, request, client),
         "/admin/users/delete" if get => admin::get_delete_user(state, request, client),
         "/admin/users"

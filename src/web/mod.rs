@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+pub mod api;
 mod assets;
 pub mod error;
 pub mod form;
@@ -74,7 +75,11 @@ pub fn handle(state: &State, request: &Request) -> Response {
                     logging::quote(detail)
                 ));
             }
-            e.into_response()
+            if path_of(request).starts_with("/api/") {
+                api::error_response(&e)
+            } else {
+                e.into_response()
+            }
         }
     };
     let response = if proxied.is_some() {

@@ -333,6 +333,17 @@ impl Browser {
         self.finish(req.send(body))
     }
 
+    /// Sends `body` with `Content-Type: application/json` (and `extra` headers).
+    pub fn send_json(&self, method: &str, path: &str, body: &str, extra: &[(&str, &str)]) -> Resp {
+        let mut req = self
+            .request(method, path)
+            .header("Content-Type", "application/json");
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.send(body))
+    }
+
     pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Resp {
         let req = self
             .request("POST", path)

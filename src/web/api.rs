@@ -1,0 +1,231 @@
+//! The JSON API: the same flows as the pages, for front-end code.
+//!
+//! Every endpoint takes and returns `application/json`; errors are
+//! `{"error": "..."}`. Cross-site requests are refused by `Origin`, and a
+//! body must be declared JSON, which a cross-site HTML form cannot do:
+//! together they stand in for the pages' CSRF tokens.
+
+use std::time::Instant;
+
+use rouille::{Request, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::form::read_body;
+use super::handlers::{Result, current_user, log_login, record_failure};
+use super::{State, WebError, with_session};
+use crate::auth::proxy::Client;
+use crate::logging::rfc3339;
+use crate::session::{Record, valid_key};
+use crate::users::{Login, MAX_USERNAME, User};
+
+/// The largest session data object `PATCH /api/session/data` may leave.
+pub const MAX_DATA: usize = 16 * 1024;
+
+/// The OpenAPI document, served at `/api/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
+fn json_response(status: u16, value: &Value) -> Response {
+    Response::from_data("application/json", value.to_string()).with_status_code(status)
+}
+
+/// The JSON form of an error.
+pub fn error_response(e: &WebError) -> Response {
+    let message = match e {
+        WebError::Csrf => "cross-site request refused",
+        WebError::UnsupportedMediaType => "the body must be application/json",
+        other => other.public_message(),
+    };
+    let mut r = json_response(e.status(), &json!({ "error": message }));
+    if let WebError::MethodNotAllowed(allow) = e {
+        r = r.with_additional_header("Allow", *allow);
+    }
+    if let WebError::Busy = e {
+        r = r.with_additional_header("Retry-After", "1");
+    }
+    r
+}
+
+/// Refuses a request whose `Origin` is another site.
+///
+/// Browsers send `Origin` on cross-site requests; a page elsewhere that
+/// calls this API with the user's cookie is stopped here.
+fn same_origin(state: &State, request: &Request) -> Result<()> {
+    let Some(origin) = request.header("Origin") else {
+        return Ok(()); // not a browser cross-origin call (curl, same-origin GET)
+    };
+    let host = origin.split("://").nth(1).unwrap_or("");
+    let own = request
+        .header("Host")
+        .is_some_and(|h| h.eq_ignore_ascii_case(host));
+    let public = state
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.eq_ignore_ascii_case(origin.trim_end_matches('/')));
+    if own || public {
+        Ok(())
+    } else {
+        Err(WebError::Csrf)
+    }
+}
+
+/// Reads a JSON body of type `T`.
+fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T> {
+    let ct = request.header("Content-Type").unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(WebError::UnsupportedMediaType);
+    }
+    let body = read_body(request)?;
+    serde_json::from_slice(&body).map_err(|_| WebError::BadRequest("malformed JSON"))
+}
+
+fn user_json(user: &User) -> Value {
+    json!({ "name": user.username, "admin": user.is_admin })
+}
+
+fn session_json(user: &User, record: &Record) -> Value {
+    json!({
+        "user": user_json(user),
+        "created_at": rfc3339(record.created_at),
+        "expires_at": rfc3339(record.expires_at),
+        "remember": record.persistent,
+        "data": Value::Object(record.data.clone()),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    remember: bool,
+}
+
+/// `POST /api/login`.
+pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    same_origin(state, request)?;
+    let body: LoginBody = json_body(request)?;
+    let username = body.username.trim();
+    if username.len() > MAX_USERNAME {
+        return Err(WebError::BadRequest("the username is too long"));
+    }
+    if let Some(wait) = state
+        .throttle
+        .retry_after(username, client.ip, Instant::now())
+    {
+        let secs = wait.as_secs().max(1);
+        log_login(
+            "throttled",
+            username,
+            client,
+            &format!(" retry_after={secs}"),
+        );
+        return Ok(json_response(
+            429,
+            &json!({ "error": "too many failed attempts", "retry_after": secs }),
+        )
+        .with_additional_header("Retry-After", secs.to_string()));
+    }
+    let reason = match state.users.authenticate(username, &body.password)? {
+        Login::Ok(user) => {
+            state.throttle.success(username);
+            log_login("ok", &user.username, client, " via=api");
+            return with_session(state, request, client, |session| {
+                session.login(user.id, body.remember)?;
+                let record = session.record();
+                Ok(json_response(
+                    200,
+                    &json!({ "user": user_json(&user), "expires_at": rfc3339(record.expires_at) }),
+                ))
+            });
+        }
+        Login::UnknownUser => "unknown_user",
+        Login::WrongPassword => "wrong_password",
+        Login::Disabled => "disabled",
+    };
+    record_failure(state, username, client, reason);
+    Ok(json_response(
+        401,
+        &json!({ "error": "wrong username or password" }),
+    ))
+}
+
+/// `GET /api/session`.
+pub(super) fn get_session(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    same_origin(state, request)?;
+    with_session(state, request, client, |session| {
+        Ok(match current_user(state, session)? {
+            Some(user) => json_response(200, &session_json(&user, &session.record())),
+            None => json_response(401, &json!({ "error": "not signed in" })),
+        })
+    })
+}
+
+/// `PATCH /api/session/data`: merge an object into the session's data;
+/// `null` removes a key.
+pub(super) fn patch_data(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    same_origin(state, request)?;
+    let patch: Map<String, Value> = json_body::<Value>(request)?
+        .as_object()
+        .cloned()
+        .ok_or(WebError::BadRequest("the body must be a JSON object"))?;
+    if patch.keys().any(|k| !valid_key(k)) {
+        return Err(WebError::BadRequest(
+            "keys must be 1-128 printable ASCII characters without quotes or backslashes",
+        ));
+    }
+    with_session(state, request, client, |session| {
+        let Some(user) = current_user(state, session)? else {
+            return Ok(json_response(401, &json!({ "error": "not signed in" })));
+        };
+        let mut merged = session.record().data;
+        for (k, v) in &patch {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        if Value::Object(merged.clone()).to_string().len() > MAX_DATA {
+            return Ok(json_response(
+                413,
+                &json!({ "error": format!("session data may not exceed {MAX_DATA} bytes") }),
+            ));
+        }
+        for (k, v) in patch {
+            if v.is_null() {
+                session.remove(&k)?;
+            } else {
+                session.insert(&k, v)?;
+            }
+        }
+        Ok(json_response(200, &session_json(&user, &session.record())))
+    })
+}
+
+/// `POST /api/logout`.
+pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    same_origin(state, request)?;
+    let ct = request.header("Content-Type").unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(WebError::UnsupportedMediaType);
+    }
+    with_session(state, request, client, |session| {
+        let was_signed_in = session.user_id().is_some();
+        session.destroy()?;
+        Ok(json_response(200, &json!({ "signed_out": was_signed_in })))
+    })
+}
+
+/// `GET /api/openapi.yaml`.
+pub(super) fn openapi() -> Response {
+    Response::from_data("application/yaml; charset=utf-8", OPENAPI)
+        .with_additional_header("Cache-Control", "public, max-age=3600")
+}
