@@ -167,6 +167,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         apps: config.apps.clone(),
         public_url: config.public_url.clone(),
         proxy: web::gate::client(config.proxy_timeout),
+        metrics: web::metrics::Metrics::new(),
+        metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),
     });
     if state
@@ -196,7 +198,9 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     .pool_size(config.threads);
     let addr = server.server_addr();
 
-    let reaper = Reaper::start(store, config.reap_interval, |n| {
+    let reaper_state = Arc::clone(&state);
+    let reaper = Reaper::start(store, config.reap_interval, move |n| {
+        reaper_state.metrics.reaped(n);
         crate::logging::line(&format!("reaper deleted={n}"));
     })?;
 

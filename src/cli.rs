@@ -53,6 +53,8 @@ enum Command {
     /// List and revoke sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Check the configuration and print the effective settings (secrets masked).
+    CheckConfig(ServeArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -156,6 +158,7 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::Serve(args)) => serve(&cli.global, &args),
         Some(Command::User(cmd)) => user(&cli.global, cmd),
         Some(Command::Session(cmd)) => session(&cli.global, cmd),
+        Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
     }
 }
 
@@ -206,6 +209,37 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     crate::logging::line("shutting down: finishing requests in flight");
     running.shutdown();
     crate::logging::line("stopped");
+    Ok(())
+}
+
+fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    let config = config(
+        global,
+        &[
+            ("listen", args.listen.clone()),
+            ("threads", args.threads.clone()),
+        ],
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "configuration is valid")?;
+    writeln!(out, "data directory: {}", config.data_dir.display())?;
+    for (name, value) in config.effective() {
+        writeln!(out, "{name:<26} {value}")?;
+    }
+    for app in config.apps.all() {
+        writeln!(
+            out,
+            "app {:?}: prefix {}, host {}, upstream {}, access {:?}",
+            app.name,
+            app.prefix.as_deref().unwrap_or("-"),
+            app.host.as_deref().unwrap_or("-"),
+            app.upstream.as_ref().map_or("-".to_owned(), |u| format!(
+                "http://{}{}",
+                u.authority, u.base
+            )),
+            app.access
+        )?;
+    }
     Ok(())
 }
 

@@ -126,6 +126,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long the built-in proxy waits for an upstream to start answering",
     },
     Setting {
+        name: "metrics",
+        default: "false",
+        help: "serve Prometheus metrics at /metrics",
+    },
+    Setting {
+        name: "metrics_token",
+        default: "",
+        help: "if set, /metrics wants `Authorization: Bearer <token>`",
+    },
+    Setting {
         name: "trusted_proxies",
         default: "",
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
@@ -247,6 +257,10 @@ pub struct Config {
     pub allow_registration: bool,
     /// The guarded apps and the default policy.
     pub apps: Apps,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+    /// The bearer token `/metrics` wants, if any.
+    pub metrics_token: Option<Secret>,
     /// gatehouse's external address, if set (no trailing slash).
     pub public_url: Option<String>,
     /// How long the built-in proxy waits for an upstream's answer to start.
@@ -593,6 +607,10 @@ impl Layers {
             trusted_proxies: self.list("trusted_proxies", |s| s.parse())?,
             allow_registration: self.parse("allow_registration", parse_bool)?,
             apps: self.apps()?,
+            metrics: self.parse("metrics", parse_bool)?,
+            metrics_token: self.parse("metrics_token", |s| {
+                Ok((!s.is_empty()).then(|| Secret(s.as_bytes().to_vec())))
+            })?,
             public_url: self.parse("public_url", |s| {
                 let s = s.trim_end_matches('/');
                 if s.is_empty() {
@@ -698,6 +716,96 @@ impl Config {
             }
         }
         layers.build(data_dir.to_owned())
+    }
+
+    /// Every setting's effective value, as it would be written, with
+    /// secrets masked.
+    pub fn effective(&self) -> Vec<(&'static str, String)> {
+        let d = format_duration;
+        let masked = |n: usize| {
+            if n == 0 {
+                "(none)".to_owned()
+            } else {
+                format!("*** ({n} configured)")
+            }
+        };
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        vec![
+            ("listen", self.listen.to_string()),
+            ("threads", self.threads.to_string()),
+            ("bcrypt_cost", self.bcrypt_cost.to_string()),
+            ("idle_timeout", d(self.idle_timeout)),
+            ("absolute_timeout", d(self.absolute_timeout)),
+            ("remember_idle_timeout", d(self.remember_idle_timeout)),
+            (
+                "remember_absolute_timeout",
+                d(self.remember_absolute_timeout),
+            ),
+            ("touch_interval", d(self.touch_interval)),
+            ("reap_interval", d(self.reap_interval)),
+            ("cookie.name", self.cookie.name.clone()),
+            (
+                "cookie.domain",
+                self.cookie
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| "(this host only)".into()),
+            ),
+            ("cookie.path", self.cookie.path.clone()),
+            (
+                "cookie.secure",
+                format!("{:?}", self.cookie.secure).to_ascii_lowercase(),
+            ),
+            (
+                "cookie.same_site",
+                format!("{:?}", self.cookie.same_site).to_ascii_lowercase(),
+            ),
+            (
+                "secrets",
+                if self.secrets.is_empty() {
+                    format!("(generated in {})", self.data_dir.join("secret").display())
+                } else {
+                    masked(self.secrets.len())
+                },
+            ),
+            ("allow_registration", self.allow_registration.to_string()),
+            (
+                "default_policy",
+                format!(
+                    "{:?}",
+                    self.apps.default.clone().unwrap_or(Access::SignedIn)
+                ),
+            ),
+            (
+                "public_url",
+                self.public_url.clone().unwrap_or_else(|| "(none)".into()),
+            ),
+            ("proxy_timeout", d(self.proxy_timeout)),
+            ("metrics", self.metrics.to_string()),
+            (
+                "metrics_token",
+                masked(usize::from(self.metrics_token.is_some())),
+            ),
+            (
+                "trusted_proxies",
+                list(
+                    self.trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+            ),
+            ("login_max_failures", self.login.max_failures.to_string()),
+            ("login_window", d(self.login.window)),
+            ("login_lockout", d(self.login.lockout)),
+            ("login_max_lockout", d(self.login.max_lockout)),
+        ]
     }
 
     /// The session settings these values describe.
@@ -990,6 +1098,33 @@ mod tests {
 #[cfg(test)]
 mod readme {
     use super::*;
+
+    #[test]
+    fn effective_settings_cover_every_setting_and_mask_secrets() {
+        let mut layers = Layers::new();
+        let secret = "s".repeat(40);
+        layers.env(vec![
+            ("GATEHOUSE_SECRETS".to_owned(), secret.clone()),
+            (
+                "GATEHOUSE_METRICS_TOKEN".to_owned(),
+                "token-value".to_owned(),
+            ),
+        ]);
+        let c = layers.build("d".into()).expect("valid");
+        let effective = c.effective();
+        for s in SETTINGS {
+            assert!(
+                effective.iter().any(|(n, _)| *n == s.name),
+                "{} missing",
+                s.name
+            );
+        }
+        let text = format!("{effective:?}");
+        assert!(
+            !text.contains(&secret) && !text.contains("token-value"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_built_in_proxy_recipe_is_a_valid_config() {

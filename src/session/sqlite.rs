@@ -242,6 +242,14 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn count(&self, now: Millis) -> Result<usize, StoreError> {
+        let conn = self.pool.get()?;
+        let n: i64 = conn
+            .prepare_cached("SELECT count(*) FROM sessions WHERE expires_at > ?1")?
+            .query_row([now], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     fn delete_by_user(
         &self,
         user_id: UserId,

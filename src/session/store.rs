@@ -180,6 +180,15 @@ pub trait Store: Send + Sync + 'static {
     /// Backend failures.
     fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError>;
 
+    /// How many live sessions there are.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn count(&self, now: Millis) -> Result<usize, StoreError> {
+        Ok(self.list(None, now)?.len())
+    }
+
     /// Deletes every session of `user_id` except `keep`; returns how many.
     ///
     /// # Errors

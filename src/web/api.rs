@@ -116,6 +116,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     {
         let secs = wait.as_secs().max(1);
         log_login(
+            state,
             "throttled",
             username,
             client,
@@ -130,7 +131,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     let reason = match state.users.authenticate(username, &body.password)? {
         Login::Ok(user) => {
             state.throttle.success(username);
-            log_login("ok", &user.username, client, " via=api");
+            log_login(state, "ok", &user.username, client, " via=api");
             return with_session(state, request, client, |session| {
                 session.login(user.id, body.remember)?;
                 let record = session.record();

@@ -33,6 +33,7 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
     let post = method == "POST";
     match path.as_str() {
         "/healthz" if get => Ok(healthz(state)),
+        "/metrics" if get => metrics(state, request),
         "/" if get => get_dashboard(state, request, client),
         "/login" if get => get_login(state, request, client),
         "/login" if post => post_login(state, request, client),
@@ -180,17 +181,48 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
 }
 
 fn healthz(state: &State) -> Response {
-    let ok = state
-        .pool
-        .get()
+    let ok = state.pool.get().ok().and_then(|c| {
+        // Both tables answer: the file is there, readable and migrated.
+        c.query_row(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)) \
+                      + (SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)) >= 0",
+            [],
+            |r| r.get::<_, bool>(0),
+        )
         .ok()
-        .and_then(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).ok())
-        == Some(1);
+    }) == Some(true);
     if ok {
         Response::text("ok")
     } else {
         Response::text("database unavailable").with_status_code(503)
     }
+}
+
+/// `GET /metrics`: 404 unless enabled; 401 without the configured token.
+fn metrics(state: &State, request: &Request) -> Result<Response> {
+    let Some(token) = &state.metrics_access else {
+        return Err(WebError::NotFound);
+    };
+    if let Some(token) = token {
+        let given = request
+            .header("Authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose()).into();
+        if !ok {
+            return Ok(Response::text("a bearer token is required")
+                .with_status_code(401)
+                .with_additional_header("WWW-Authenticate", "Bearer"));
+        }
+    }
+    let active = state.engine.store().count(crate::clock::now())?;
+    let text = state
+        .metrics
+        .render(i64::try_from(active).unwrap_or(i64::MAX));
+    Ok(Response::from_data(
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    ))
 }
 
 fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Response> {
@@ -334,7 +366,18 @@ fn login_form(
     with_csrf_cookie(page, cookie)
 }
 
-pub(super) fn log_login(outcome: &str, username: &str, client: &Client, extra: &str) {
+pub(super) fn log_login(
+    state: &State,
+    outcome: &str,
+    username: &str,
+    client: &Client,
+    extra: &str,
+) {
+    match outcome {
+        "throttled" => state.metrics.throttled(),
+        "ok" => state.metrics.login("ok"),
+        _ => {}
+    }
     logging::line(&logging::login_message(outcome, username, client.ip, extra));
 }
 
@@ -367,6 +410,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
     if let Some(wait) = state.throttle.retry_after(username, client.ip, now) {
         let (secs, message) = throttled(wait);
         log_login(
+            state,
             "throttled",
             username,
             client,
@@ -382,7 +426,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
     let reason = match state.users.authenticate(username, password)? {
         Login::Ok(user) => {
             state.throttle.success(username);
-            log_login("ok", &user.username, client, "");
+            log_login(state, "ok", &user.username, client, "");
             return with_session(state, request, client, |session| {
                 session.login(user.id, remember)?;
                 Ok(see_other(&next))
@@ -401,9 +445,17 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
 
 /// Logs a failed password check and counts it towards a lockout.
 pub(super) fn record_failure(state: &State, username: &str, client: &Client, reason: &str) {
-    log_login("failed", username, client, &format!(" reason={reason}"));
+    state.metrics.login(reason);
+    log_login(
+        state,
+        "failed",
+        username,
+        client,
+        &format!(" reason={reason}"),
+    );
     for lock in state.throttle.failure(username, client.ip, Instant::now()) {
         log_login(
+            state,
             "locked",
             username,
             client,

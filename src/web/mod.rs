@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod gate;
 mod handlers;
+pub mod metrics;
 mod setup;
 pub mod views;
 
@@ -51,6 +52,10 @@ pub struct State {
     pub public_url: Option<String>,
     /// The built-in proxy's HTTP client.
     pub proxy: ureq::Agent,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Whether `/metrics` is served, and the bearer token it wants.
+    pub metrics_access: Option<Option<crate::config::Secret>>,
 }
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -69,6 +74,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             if let WebError::Internal(detail) = &e {
+                state.metrics.db_error();
                 logging::line(&format!(
                     "error path={} detail={}",
                     logging::quote(path_of(request)),
@@ -87,6 +93,9 @@ pub fn handle(state: &State, request: &Request) -> Response {
     } else {
         with_security_headers(response)
     };
+    state
+        .metrics
+        .request(response.status_code, started.elapsed());
     if state.log_requests {
         logging::line(&format!(
             "request method={} path={} status={} ms={:.1} ip={}",

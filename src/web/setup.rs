@@ -125,6 +125,7 @@ fn create_and_sign_in(
         Err(e) => return Err(e.into()),
     };
     log_login(
+        state,
         "created",
         &user.username,
         client,

@@ -8,5 +8,6 @@ mod cli;
 mod gate;
 mod hostile;
 mod login;
+mod ops;
 mod sessions;
 mod throttle;

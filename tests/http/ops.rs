@@ -1,0 +1,90 @@
+//! Operations: health, metrics, check-config.
+
+use std::process::Command;
+
+use crate::helpers::TestApp;
+
+#[test]
+fn healthz_reports_a_broken_database_as_503_and_recovers() {
+    let app = TestApp::spawn();
+    assert_eq!(app.browser().get("/healthz").status, 200);
+    app.db()
+        .execute_batch("ALTER TABLE sessions RENAME TO sessions_away")
+        .expect("rename");
+    let broken = app.browser().get("/healthz");
+    assert_eq!(broken.status, 503);
+    app.db()
+        .execute_batch("ALTER TABLE sessions_away RENAME TO sessions")
+        .expect("rename back");
+    assert_eq!(app.browser().get("/healthz").status, 200);
+}
+
+#[test]
+fn metrics_are_off_by_default() {
+    let app = TestApp::spawn();
+    assert_eq!(app.browser().get("/metrics").status, 404);
+}
+
+#[test]
+fn metrics_count_what_happens_behind_a_token() {
+    let app = TestApp::spawn_with(&[("metrics", "true"), ("metrics_token", "scrape-me")]);
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    app.browser().login("alice", "wrong password");
+    b.login("alice", "correct horse");
+    b.get("/nope");
+    assert_eq!(b.get("/metrics").status, 401);
+    assert_eq!(
+        b.get_with("/metrics", &[("Authorization", "Bearer wrong")])
+            .status,
+        401
+    );
+    let m = b.get_with("/metrics", &[("Authorization", "Bearer scrape-me")]);
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    for line in [
+        "gatehouse_logins_total{outcome=\"ok\"} 1",
+        "gatehouse_logins_total{outcome=\"wrong_password\"} 1",
+        "gatehouse_active_sessions 1",
+        "gatehouse_requests_total{class=\"4xx\"}",
+        "gatehouse_request_duration_seconds_bucket",
+        "gatehouse_reaper_deleted_sessions_total 0",
+        "gatehouse_database_errors_total 0",
+        "gatehouse_login_throttled_total 0",
+    ] {
+        assert!(m.body.contains(line), "missing {line:?} in\n{}", m.body);
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = "a-configured-secret-of-more-than-32-bytes";
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check-config"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_SECRETS", secret)
+        .env("GATEHOUSE_IDLE_TIMEOUT", "90m")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("configuration is valid"));
+    assert!(
+        text.contains("idle_timeout") && text.contains("90m"),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "a secret was printed");
+    assert!(text.contains("*** (1 configured)"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check-config"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_COOKIE_SAME_SITE", "sometimes")
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cookie.same_site"));
+}
