@@ -823,6 +823,7 @@ impl Config {
             remember_idle_timeout: self.remember_idle_timeout,
             remember_absolute_timeout: self.remember_absolute_timeout,
             touch_interval: self.touch_interval,
+            rolling: false,
         }
     }
 

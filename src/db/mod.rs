@@ -1,7 +1,7 @@
 //! The SQLite connection pool: per-connection pragmas and schema migrations.
 //!
 //! Nothing here knows about users or sessions; the tables are created by
-//! [`migrations`] and read by the modules that own them.
+//! `migrations` and read by the modules that own them.
 
 mod migrations;
 

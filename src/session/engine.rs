@@ -15,6 +15,7 @@ use serde_json::Map;
 
 use super::cookie::{self, CookieOptions, Signer};
 use super::id::{SessionId, SessionKey};
+use super::sealed::{MAX_SEALED, Sealer};
 use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId, valid_key};
 use crate::clock::{self, Millis, millis};
 
@@ -39,6 +40,10 @@ pub struct SessionOptions {
     /// The effective interval is also capped at half the idle timeout, so
     /// that an active user never expires between two touches.
     pub touch_interval: Duration,
+    /// Send the cookie again on every response (express-session's
+    /// `rolling`), refreshing a remember-me cookie's `Max-Age`. The stored
+    /// idle expiry slides with activity either way.
+    pub rolling: bool,
 }
 
 impl Default for SessionOptions {
@@ -50,6 +55,7 @@ impl Default for SessionOptions {
             remember_idle_timeout: Duration::from_secs(7 * 86_400),
             remember_absolute_timeout: Duration::from_secs(30 * 86_400),
             touch_interval: Duration::from_secs(60),
+            rolling: false,
         }
     }
 }
@@ -102,11 +108,12 @@ pub enum SessionError {
     Gone,
 }
 
-/// Loads and saves sessions through a [`Store`].
+/// Loads and saves sessions through a [`Store`], or in sealed cookies.
 pub struct Engine {
     store: Arc<dyn Store>,
     signer: Signer,
     options: SessionOptions,
+    sealer: Option<Sealer>,
 }
 
 impl Engine {
@@ -116,6 +123,19 @@ impl Engine {
             store,
             signer,
             options,
+            sealer: None,
+        }
+    }
+
+    /// An engine that keeps each session in its own cookie, encrypted (see
+    /// [`Sealer`] for the size limit and the weaker revocation). Its
+    /// [`store`](Self::store) is an unused empty memory store.
+    pub fn cookie_store(secrets: &[Vec<u8>], options: SessionOptions) -> Self {
+        Self {
+            store: Arc::new(super::MemoryStore::new()),
+            signer: Signer::new(secrets.to_vec()),
+            options,
+            sealer: Some(Sealer::new(secrets)),
         }
     }
 
@@ -156,30 +176,34 @@ impl Engine {
         let now = clock::now();
         let mut loaded = None;
         if let Some(header) = request.cookie_header {
-            for id in self.session_ids(header) {
-                if let Some(record) = self.store.load(&id.key(), now)? {
-                    loaded = Some(record);
-                    break;
+            if let Some(sealer) = &self.sealer {
+                let name = &self.options.cookie.name;
+                loaded = cookie::find(header, name)
+                    .take(4)
+                    .find_map(|v| sealer.open(v, name, now))
+                    .map(|r| (r, None));
+            } else {
+                for id in self.session_ids(header) {
+                    if let Some(record) = self.store.load(&id.key(), now)? {
+                        loaded = Some((record, Some(id)));
+                        break;
+                    }
                 }
             }
         }
-        let state = match loaded {
-            Some(record) => Inner {
-                status: Status::Live,
-                record,
-                patch: Patch::default(),
-                new_id: None,
-                now,
-                https: request.https,
-            },
-            None => Inner {
-                status: Status::New,
-                record: self.blank(now, &request),
-                patch: Patch::default(),
-                new_id: None,
-                now,
-                https: request.https,
-            },
+        let (status, record, id) = match loaded {
+            Some((record, id)) => (Status::Live, record, id),
+            None => (Status::New, self.blank(now, &request), None),
+        };
+        let state = Inner {
+            status,
+            record,
+            patch: Patch::default(),
+            id,
+            new_id: None,
+            dirty: false,
+            now,
+            https: request.https,
         };
         Ok(Session {
             engine: self,
@@ -199,6 +223,9 @@ impl Engine {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = clock::now();
+        if let Some(sealer) = &self.sealer {
+            return self.finish_sealed(sealer, inner, now);
+        }
         match inner.status {
             Status::Destroyed => Ok(Some(self.options.cookie.clear_cookie(inner.https))),
             Status::Gone => Ok(None),
@@ -222,11 +249,57 @@ impl Engine {
                     self.store
                         .save(&record.key, &inner.patch, self.touch(record, now), now)?;
                 }
-                Ok(inner
-                    .new_id
-                    .map(|id| self.cookie_for(&id, record, now, inner.https)))
+                let resend = match (&inner.new_id, self.options.rolling) {
+                    (Some(id), _) => Some(id),
+                    (None, true) => inner.id.as_ref(),
+                    (None, false) => None,
+                };
+                Ok(resend.map(|id| self.cookie_for(id, record, now, inner.https)))
             }
         }
+    }
+
+    /// `finish` for the cookie store: the session is sealed into the cookie
+    /// whenever it changed, is new, is due a touch, or `rolling` is on.
+    fn finish_sealed(
+        &self,
+        sealer: &Sealer,
+        inner: Inner,
+        now: Millis,
+    ) -> Result<Option<String>, StoreError> {
+        let mut record = inner.record;
+        inner.patch.apply(&mut record.data);
+        let changed = !inner.patch.is_empty() || inner.dirty || inner.new_id.is_some();
+        let send = match inner.status {
+            Status::Destroyed => return Ok(Some(self.options.cookie.clear_cookie(inner.https))),
+            Status::Gone => return Ok(None),
+            Status::New => changed || record.user_id.is_some(),
+            Status::Live => {
+                let due =
+                    now - record.last_seen_at >= self.options.touch_interval_for(record.persistent);
+                changed || due || self.options.rolling
+            }
+        };
+        if !send {
+            return Ok(None);
+        }
+        let touch = self.touch(&record, now);
+        record.last_seen_at = touch.last_seen_at;
+        record.expires_at = touch.expires_at;
+        let name = &self.options.cookie.name;
+        let value = sealer.seal(&record, name).map_err(|len| {
+            StoreError::Backend(format!(
+                "the session is {len} bytes sealed, over the cookie store's limit of {MAX_SEALED}"
+            ))
+        })?;
+        let max_age = record
+            .persistent
+            .then(|| (record.absolute_expires_at - now) / 1000);
+        Ok(Some(self.options.cookie.set_cookie(
+            &value,
+            max_age,
+            inner.https,
+        )))
     }
 
     fn blank(&self, now: Millis, request: &RequestInfo<'_>) -> Record {
@@ -278,6 +351,10 @@ struct Inner {
     status: Status,
     record: Record,
     patch: Patch,
+    /// The verified id the session was loaded with (server mode).
+    id: Option<SessionId>,
+    /// Changed outside the patch (cookie store).
+    dirty: bool,
     /// An id issued during this request, to be sent in a cookie.
     new_id: Option<SessionId>,
     now: Millis,
@@ -319,10 +396,11 @@ impl Session<'_> {
     }
 
     /// The stored key, for binding tokens to this session; `None` until the
-    /// session has been stored.
+    /// session has been stored, and always with the cookie store (which
+    /// stores nothing to bind to).
     pub fn key(&self) -> Option<SessionKey> {
         let inner = self.lock();
-        (inner.status == Status::Live).then_some(inner.record.key)
+        (inner.status == Status::Live && self.engine.sealer.is_none()).then_some(inner.record.key)
     }
 
     /// A copy of the record as this request sees it.
@@ -381,6 +459,24 @@ impl Session<'_> {
     pub fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
         check_key(key)?;
         let mut inner = self.lock();
+        if self.engine.sealer.is_some() && inner.status != Status::Destroyed {
+            // One cookie per session: nothing shared to add to atomically.
+            let current = match inner.patch.0.get(key) {
+                Some(Change::Set(v)) => v.as_i64(),
+                Some(Change::Remove) => None,
+                None => inner
+                    .record
+                    .data
+                    .get(key)
+                    .and_then(serde_json::Value::as_i64),
+            };
+            let value = current.unwrap_or(0).saturating_add(by);
+            inner
+                .patch
+                .0
+                .insert(key.to_owned(), Change::Set(value.into()));
+            return Ok(value);
+        }
         match inner.status {
             Status::Destroyed | Status::Gone => Err(SessionError::Gone),
             Status::New => {
@@ -456,6 +552,14 @@ impl Session<'_> {
     }
 
     fn regenerate_locked(&self, inner: &mut Inner) -> Result<(), SessionError> {
+        if self.engine.sealer.is_some() {
+            // A fresh nonce seals a new cookie; the old one cannot be
+            // revoked (see `Sealer`), but it no longer carries the login.
+            inner.status = Status::Live;
+            inner.new_id = Some(SessionId::generate());
+            inner.dirty = true;
+            return Ok(());
+        }
         match inner.status {
             Status::Live => {
                 let old = inner.record.key;
@@ -497,7 +601,7 @@ impl Session<'_> {
     /// Store failures.
     pub fn destroy(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
-        if inner.status == Status::Live {
+        if inner.status == Status::Live && self.engine.sealer.is_none() {
             self.engine.store.delete(&inner.record.key)?;
         }
         inner.status = Status::Destroyed;
@@ -655,6 +759,77 @@ mod tests {
         let s = e.start(request(Some(&after))).expect("start");
         assert_eq!(s.user_id(), Some(7));
         assert_eq!(s.get::<Vec<i64>>("cart"), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn rolling_resends_the_cookie_on_every_response() {
+        let store = Arc::new(MemoryStore::new());
+        let options = SessionOptions {
+            rolling: true,
+            ..SessionOptions::default()
+        };
+        let e = Engine::new(
+            store,
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            options,
+        );
+        let s = e.start(request(None)).expect("start");
+        s.login(1, true).expect("login");
+        let first = e.finish(s).expect("finish").expect("cookie");
+        let pair = cookie_pair(&first);
+        let s = e.start(request(Some(&pair))).expect("start");
+        let again = e
+            .finish(s)
+            .expect("finish")
+            .expect("rolling sends it again");
+        assert_eq!(cookie_pair(&again), pair, "same id");
+        assert!(again.contains("Max-Age="));
+        // Without rolling, a read sends nothing (checked in reads_within_...).
+    }
+
+    #[test]
+    fn the_cookie_store_keeps_the_session_in_the_cookie() {
+        let secrets = vec![b"cookie store secret, 32 bytes long!".to_vec()];
+        let e = Engine::cookie_store(&secrets, SessionOptions::default());
+        let s = e.start(request(None)).expect("start");
+        assert_eq!(s.increment("visits", 1).expect("inc"), 1);
+        s.insert("cart", vec![1, 2]).expect("insert");
+        let set = e.finish(s).expect("finish").expect("cookie");
+        assert!(!set.contains("cart"), "the data is encrypted");
+        let pair = cookie_pair(&set);
+        let s = e.start(request(Some(&pair))).expect("start");
+        assert_eq!(s.increment("visits", 1).expect("inc"), 2);
+        assert_eq!(s.get::<Vec<i64>>("cart"), Some(vec![1, 2]));
+        assert!(s.key().is_none(), "nothing stored to bind tokens to");
+        let pair2 = cookie_pair(&e.finish(s).expect("finish").expect("changed: new cookie"));
+        let s = e.start(request(Some(&pair2))).expect("start");
+        s.destroy().expect("destroy");
+        assert!(
+            e.finish(s)
+                .expect("finish")
+                .expect("clear")
+                .contains("Max-Age=0")
+        );
+        // A tampered cookie is no session.
+        let mut bad = pair2.clone();
+        bad.pop();
+        bad.push(if pair2.ends_with('A') { 'B' } else { 'A' });
+        assert!(e.start(request(Some(&bad))).expect("start").is_new());
+        // Reading without changes inside the touch interval sends nothing.
+        let s = e.start(request(Some(&pair2))).expect("start");
+        assert_eq!(s.get::<i64>("visits"), Some(2));
+        assert_eq!(e.finish(s).expect("finish"), None);
+    }
+
+    #[test]
+    fn the_cookie_store_refuses_data_too_big_for_a_cookie() {
+        let e = Engine::cookie_store(
+            &[b"cookie store secret, 32 bytes long!".to_vec()],
+            SessionOptions::default(),
+        );
+        let s = e.start(request(None)).expect("start");
+        s.insert("big", "x".repeat(5000)).expect("insert");
+        assert!(e.finish(s).is_err());
     }
 
     #[test]

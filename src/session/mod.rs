@@ -9,6 +9,7 @@ mod engine;
 mod id;
 mod memory;
 mod reaper;
+mod sealed;
 mod sqlite;
 mod store;
 
@@ -17,5 +18,6 @@ pub use engine::{Engine, RequestInfo, Session, SessionError, SessionOptions};
 pub use id::{SessionId, SessionKey, random_bytes};
 pub use memory::MemoryStore;
 pub use reaper::Reaper;
+pub use sealed::{MAX_SEALED, Sealer};
 pub use sqlite::SqliteStore;
 pub use store::{Change, Patch, Record, Store, StoreError, Touch, UserId, valid_key};

@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod gate;
 mod handlers;
+pub mod layer;
 pub mod metrics;
 mod setup;
 pub mod views;

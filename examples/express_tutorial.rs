@@ -1,0 +1,79 @@
+//! The express-session tutorial, rebuilt on gatehouse's session layer:
+//! a login form, a visit counter, and logout.
+//!
+//! `cargo run --example express_tutorial`, then open http://127.0.0.1:3000
+//! and sign in as alice / wonderland. `SESSION_STORE=sqlite|memory|cookie`
+//! picks where sessions live (default sqlite, in ./tutorial-sessions.db);
+//! `PORT` the port (0 picks a free one).
+
+use gatehouse::web::form::Form;
+use gatehouse::{MemoryStore, SessionLayer, SessionOptions, SqliteStore};
+use rouille::{Response, router};
+
+fn page(body: &str) -> Response {
+    Response::html(format!(
+        "<!doctype html><title>Tutorial</title><main>{body}</main>"
+    ))
+}
+
+const LOGIN_FORM: &str = r#"<form method="post" action="/login">
+  <label>Username <input name="username"></label>
+  <label>Password <input name="password" type="password"></label>
+  <button>Sign in</button></form>"#;
+
+fn main() {
+    // In a real app, read the secret from the environment or a file.
+    let secret = b"tutorial secret: replace me with 32+ random bytes".to_vec();
+    let sessions = match std::env::var("SESSION_STORE").as_deref() {
+        Ok("memory") => SessionLayer::new(MemoryStore::new(), secret),
+        Ok("cookie") => SessionLayer::cookie_store(vec![secret], SessionOptions::default()),
+        _ => {
+            let store =
+                SqliteStore::open("tutorial-sessions.db".as_ref()).expect("open the database");
+            SessionLayer::new(store, secret)
+        }
+    };
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let server = rouille::Server::new(format!("127.0.0.1:{port}"), move |request| {
+        sessions.handle(request, |session| {
+            router!(request,
+                (GET) ["/"] => {
+                    match session.get::<String>("user") {
+                        Some(user) => {
+                            let visits = session.increment("visits", 1).unwrap_or(0);
+                            page(&format!(
+                                "<h1>Welcome, {user}</h1><p id=visits>You have visited {visits} times.</p>\
+                                 <form method=post action=/logout><button>Log out</button></form>"
+                            ))
+                        }
+                        None => page(LOGIN_FORM),
+                    }
+                },
+                (POST) ["/login"] => {
+                    // Form reads at most 64 KiB and refuses malformed bodies.
+                    let Ok(form) = Form::from_request(request) else {
+                        return Response::text("malformed form").with_status_code(400);
+                    };
+                    let user = form.get("username").unwrap_or("");
+                    if user != "alice" || form.get("password") != Some("wonderland") {
+                        return page(&format!("<p>Wrong username or password.</p>{LOGIN_FORM}"))
+                            .with_status_code(401);
+                    }
+                    // A new id at login stops session fixation.
+                    if session.regenerate().is_err() || session.insert("user", user).is_err() {
+                        return Response::text("session store failed").with_status_code(500);
+                    }
+                    Response::redirect_303("/")
+                },
+                (POST) ["/logout"] => {
+                    let _ = session.destroy();
+                    Response::redirect_303("/")
+                },
+                _ => Response::empty_404()
+            )
+        })
+    })
+    .expect("listen");
+    println!("listening on http://{}", server.server_addr());
+    server.run();
+}

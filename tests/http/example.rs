@@ -1,0 +1,99 @@
+//! The express-session tutorial example, driven over HTTP with each store.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::helpers::{Browser, assert_redirects_to};
+
+/// `target/<profile>/examples/express_tutorial`, built by `cargo test`.
+fn example_binary() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"));
+    bin.parent()
+        .expect("target dir")
+        .join("examples")
+        .join("express_tutorial")
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(store: &str, dir: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(example_binary())
+        .env("PORT", "0")
+        .env("SESSION_STORE", store)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the example runs (cargo test builds it)");
+    let line = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("utf-8");
+    let url = line.trim_start_matches("listening on ").to_owned();
+    (Running(child), url)
+}
+
+#[test]
+fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
+    for store in ["sqlite", "memory", "cookie"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_running, url) = start(store, dir.path());
+        let b = Browser::new(&url);
+        let form = b.get("/");
+        assert!(
+            form.body.contains("action=\"/login\""),
+            "{store}: {}",
+            form.body
+        );
+        assert!(
+            form.cookie("gatehouse_session").is_none(),
+            "{store}: lazy sessions"
+        );
+        assert_eq!(
+            b.post_form("/login", &[("username", "alice"), ("password", "nope")])
+                .status,
+            401
+        );
+        let ok = b.post_form(
+            "/login",
+            &[("username", "alice"), ("password", "wonderland")],
+        );
+        assert_redirects_to(&ok, "/");
+        for n in 1..=3 {
+            let page = b.get("/");
+            assert!(
+                page.body.contains("Welcome, alice"),
+                "{store}: {}",
+                page.body
+            );
+            assert!(
+                page.body.contains(&format!("visited {n} times")),
+                "{store}: {}",
+                page.body
+            );
+        }
+        let thief = b.clone_cookies();
+        assert_redirects_to(&b.post_form("/logout", &[]), "/");
+        assert!(
+            b.get("/").body.contains("action=\"/login\""),
+            "{store}: still signed in"
+        );
+        if store != "cookie" {
+            // Server-side stores revoke at once; the cookie store cannot (documented).
+            assert!(
+                thief.get("/").body.contains("action=\"/login\""),
+                "{store}: a replayed cookie still works"
+            );
+        }
+    }
+    assert!(example_binary().exists());
+}
