@@ -152,7 +152,11 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     let users = users(config, pool.clone());
     users.hasher().warm_up();
     let state = Arc::new(web::State {
-        engine: Engine::new(Arc::clone(&store), signer, config.session_options()),
+        sessions: web::layer::SessionLayer::from_engine(Engine::new(
+            Arc::clone(&store),
+            signer,
+            config.session_options(),
+        )),
         users,
         throttle: Throttle::new(Limits {
             max_failures: config.login.max_failures,

@@ -95,8 +95,8 @@ fn render(
     error: Option<&str>,
 ) -> Result<Response> {
     let now = clock::now();
-    let records = state.engine.store().list(Some(user.id), now)?;
-    let token = csrf::session_token(state.engine.signer(), key);
+    let records = state.engine().store().list(Some(user.id), now)?;
+    let token = csrf::session_token(state.engine().signer(), key);
     Ok(html(views::account_page(&AccountView {
         viewer: viewer(user),
         sessions: session_rows(&records, key, |_| None),
@@ -131,7 +131,7 @@ pub(super) fn post_end_session(
         let handle = form.get("handle").unwrap_or("");
         // Only the user's own sessions are searched: a guessed handle of
         // someone else's session is simply not found.
-        let mine = state.engine.store().list(Some(s.user.id), clock::now())?;
+        let mine = state.engine().store().list(Some(s.user.id), clock::now())?;
         let Some(target) = mine.iter().find(|r| r.key.handle() == handle) else {
             return Err(WebError::NotFound);
         };
@@ -139,7 +139,7 @@ pub(super) fn post_end_session(
             session.destroy()?;
             return Ok(logged_out());
         }
-        state.engine.store().delete(&target.key)?;
+        state.engine().store().delete(&target.key)?;
         Ok(see_other("/account?done=session-ended"))
     })
 }
@@ -157,7 +157,7 @@ pub(super) fn post_end_others(
         };
         check_session_csrf(state, &s.key, &form)?;
         state
-            .engine
+            .engine()
             .store()
             .delete_by_user(s.user.id, Some(&s.key))?;
         Ok(see_other("/account?done=others-ended"))
@@ -204,7 +204,7 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
             Err(e) => return Err(e.into()),
         }
         state
-            .engine
+            .engine()
             .store()
             .delete_by_user(s.user.id, Some(&s.key))?;
         // A change of credentials is a change of privilege: new id.

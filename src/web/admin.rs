@@ -40,7 +40,7 @@ fn render(
 ) -> Result<Response> {
     let now = clock::now();
     let users = state.users.list()?;
-    let records = state.engine.store().list(None, now)?;
+    let records = state.engine().store().list(None, now)?;
     let rows = users
         .iter()
         .map(|u| UserRow {
@@ -56,7 +56,7 @@ fn render(
         id.and_then(|id| users.iter().find(|u| u.id == id))
             .map(|u| u.username.clone())
     };
-    let token = csrf::session_token(state.engine.signer(), &s.key);
+    let token = csrf::session_token(state.engine().signer(), &s.key);
     Ok(html(views::admin_page(&AdminView {
         viewer: viewer(&s.user),
         users: rows,
@@ -89,7 +89,7 @@ pub(super) fn get_delete_user(
         };
         let name = request.get_param("username").unwrap_or_default();
         let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
-        let token = csrf::session_token(state.engine.signer(), &s.key);
+        let token = csrf::session_token(state.engine().signer(), &s.key);
         Ok(html(views::delete_user_page(
             &viewer(&s.user),
             &target.username,
@@ -197,7 +197,7 @@ fn create_user(state: &State, form: &Form) -> Result<Outcome> {
 
 fn end_session(state: &State, session: &Session<'_>, s: &SignedIn, form: &Form) -> Result<Outcome> {
     let handle = form.get("handle").unwrap_or("");
-    let all = state.engine.store().list(None, clock::now())?;
+    let all = state.engine().store().list(None, clock::now())?;
     let target = all
         .iter()
         .find(|r| r.key.handle() == handle)
@@ -206,7 +206,7 @@ fn end_session(state: &State, session: &Session<'_>, s: &SignedIn, form: &Form) 
         session.destroy()?;
         return Ok(Outcome::SignedOut);
     }
-    state.engine.store().delete(&target.key)?;
+    state.engine().store().delete(&target.key)?;
     Ok(Outcome::Done("session-ended"))
 }
 
@@ -218,7 +218,7 @@ fn user_action(
     path: &str,
     form: &Form,
 ) -> Result<Outcome> {
-    let store = state.engine.store();
+    let store = state.engine().store();
     let is_self = target.id == s.user.id;
     Ok(match path {
         "/admin/users/password" => match state

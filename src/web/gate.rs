@@ -270,7 +270,7 @@ fn forward(
     let mut builder = ureq::http::Request::builder()
         .method(request.method())
         .uri(&url);
-    let own_cookies = [state.engine.options().cookie.name.as_str(), csrf::COOKIE];
+    let own_cookies = [state.engine().options().cookie.name.as_str(), csrf::COOKIE];
     for (name, value) in request.headers() {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str()) || is_identity_header(name) {

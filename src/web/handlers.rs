@@ -151,7 +151,7 @@ pub(super) fn encode(s: &str) -> String {
 
 /// Refuses a signed-in form whose token is not this session's.
 pub(super) fn check_session_csrf(state: &State, key: &SessionKey, form: &Form) -> Result<()> {
-    if csrf::check_session(state.engine.signer(), key, form.get(csrf::FIELD)) {
+    if csrf::check_session(state.engine().signer(), key, form.get(csrf::FIELD)) {
         Ok(())
     } else {
         Err(WebError::Csrf)
@@ -215,7 +215,7 @@ fn metrics(state: &State, request: &Request) -> Result<Response> {
                 .with_additional_header("WWW-Authenticate", "Bearer"));
         }
     }
-    let active = state.engine.store().count(crate::clock::now())?;
+    let active = state.engine().store().count(crate::clock::now())?;
     let text = state
         .metrics
         .render(i64::try_from(active).unwrap_or(i64::MAX));
@@ -260,7 +260,7 @@ fn csrf_cookie_options(state: &State) -> CookieOptions {
         name: csrf::COOKIE.to_owned(),
         domain: None,
         path: "/".to_owned(),
-        force_secure: state.engine.options().cookie.force_secure,
+        force_secure: state.engine().options().cookie.force_secure,
         same_site: SameSite::Strict,
     }
 }
@@ -274,13 +274,13 @@ pub(super) fn anonymous_csrf(
 ) -> (String, Option<String>) {
     let existing = request.header("Cookie").and_then(|header| {
         cookie::find(header, csrf::COOKIE)
-            .find_map(|v| csrf::anonymous_token(state.engine.signer(), v))
+            .find_map(|v| csrf::anonymous_token(state.engine().signer(), v))
             .map(str::to_owned)
     });
     match existing {
         Some(t) => (t, None),
         None => {
-            let (t, value) = csrf::new_anonymous(state.engine.signer());
+            let (t, value) = csrf::new_anonymous(state.engine().signer());
             (
                 t,
                 Some(csrf_cookie_options(state).set_cookie(&value, None, client.https)),
@@ -301,7 +301,7 @@ pub(super) fn with_csrf_cookie(response: Response, cookie: Option<String>) -> Re
 pub(super) fn check_anonymous_csrf(state: &State, request: &Request, form: &Form) -> Result<()> {
     let valid = request.header("Cookie").is_some_and(|h| {
         cookie::find(h, csrf::COOKIE)
-            .any(|v| csrf::check_anonymous(state.engine.signer(), Some(v), form.get(csrf::FIELD)))
+            .any(|v| csrf::check_anonymous(state.engine().signer(), Some(v), form.get(csrf::FIELD)))
     });
     if valid { Ok(()) } else { Err(WebError::Csrf) }
 }
@@ -469,7 +469,7 @@ fn get_logout(state: &State, request: &Request, client: &Client) -> Result<Respo
         let (Some(user), Some(key)) = (current_user(state, session)?, session.key()) else {
             return Ok(see_other("/login"));
         };
-        let token = csrf::session_token(state.engine.signer(), &key);
+        let token = csrf::session_token(state.engine().signer(), &key);
         Ok(html(views::logout_page(&viewer(&user), &token)))
     })
 }

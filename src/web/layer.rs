@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use rouille::{Request, Response};
 
-use crate::session::{Engine, Reaper, RequestInfo, Session, SessionOptions, Signer, Store};
+use crate::session::{
+    Engine, Reaper, RequestInfo, Session, SessionOptions, Signer, Store, StoreError,
+};
 
 /// Sessions for a rouille app: load before the handler, save and set the
 /// cookie after it.
@@ -88,6 +90,14 @@ impl SessionLayer {
         Ok(self)
     }
 
+    /// A layer on an existing engine (gatehouse's server builds its own).
+    pub fn from_engine(engine: Engine) -> Self {
+        Self {
+            engine,
+            reaper: None,
+        }
+    }
+
     /// The engine underneath.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -106,16 +116,29 @@ impl SessionLayer {
             user_agent: request.header("User-Agent"),
             ip: Some(request.remote_addr().ip().to_string()),
         };
-        let session = match self.engine.start(info) {
-            Ok(s) => s,
-            Err(e) => return failed(&e),
-        };
-        let response = handler(&session);
-        match self.engine.finish(session) {
-            Ok(Some(cookie)) => response.with_additional_header("Set-Cookie", cookie),
-            Ok(None) => response,
-            Err(e) => failed(&e),
-        }
+        self.handle_with(info, |session| Ok::<_, StoreError>(handler(session)))
+            .unwrap_or_else(|e| failed(&e))
+    }
+
+    /// Like [`handle`](Self::handle), with the request facts supplied by the
+    /// caller (a server behind a proxy knows the real client address and
+    /// scheme) and a fallible handler. When the handler fails, the changes
+    /// it buffered are dropped and its error returned.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, or a store failure converted into `E`.
+    pub fn handle_with<E: From<StoreError>>(
+        &self,
+        info: RequestInfo<'_>,
+        handler: impl FnOnce(&Session<'_>) -> Result<Response, E>,
+    ) -> Result<Response, E> {
+        let session = self.engine.start(info)?;
+        let response = handler(&session)?;
+        Ok(match self.engine.finish(session)? {
+            Some(cookie) => response.with_additional_header("Set-Cookie", cookie),
+            None => response,
+        })
     }
 }
 

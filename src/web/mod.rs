@@ -31,8 +31,8 @@ use crate::users::Users;
 
 /// Everything a handler may use; shared by all request threads.
 pub struct State {
-    /// Sessions.
-    pub engine: Engine,
+    /// Sessions: the same layer the library offers rouille apps.
+    pub sessions: layer::SessionLayer,
     /// Users.
     pub users: Users,
     /// Login throttling.
@@ -57,6 +57,13 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Whether `/metrics` is served, and the bearer token it wants.
     pub metrics_access: Option<Option<crate::config::Secret>>,
+}
+
+impl State {
+    /// The session engine.
+    pub fn engine(&self) -> &Engine {
+        self.sessions.engine()
+    }
 }
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -152,16 +159,11 @@ pub fn with_session(
     client: &Client,
     f: impl FnOnce(&Session<'_>) -> Result<Response, WebError>,
 ) -> Result<Response, WebError> {
-    let ip = client.ip.to_string();
-    let session = state.engine.start(RequestInfo {
+    let info = RequestInfo {
         cookie_header: request.header("Cookie"),
         https: client.https,
         user_agent: request.header("User-Agent"),
-        ip: Some(ip),
-    })?;
-    let response = f(&session)?;
-    Ok(match state.engine.finish(session)? {
-        Some(cookie) => response.with_additional_header("Set-Cookie", cookie),
-        None => response,
-    })
+        ip: Some(client.ip.to_string()),
+    };
+    state.sessions.handle_with(info, f)
 }
