@@ -55,6 +55,19 @@ enum Command {
     Session(SessionCommand),
     /// Check the configuration and print the effective settings (secrets masked).
     CheckConfig(ServeArgs),
+    /// Copy the database to FILE, safely while the server runs.
+    Backup {
+        /// Where to write the copy (must not exist yet).
+        file: PathBuf,
+    },
+    /// Replace the database with the backup in FILE (stop the server first).
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+        /// Confirm that the current users and sessions are to be replaced.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -159,6 +172,8 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::User(cmd)) => user(&cli.global, cmd),
         Some(Command::Session(cmd)) => session(&cli.global, cmd),
         Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
+        Some(Command::Backup { file }) => backup(&cli.global, &file),
+        Some(Command::Restore { file, yes }) => restore(&cli.global, &file, yes),
     }
 }
 
@@ -209,6 +224,45 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     crate::logging::line("shutting down: finishing requests in flight");
     running.shutdown();
     crate::logging::line("stopped");
+    Ok(())
+}
+
+fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    let source = config.database_path();
+    if !source.exists() {
+        return Err(CliError::Usage(format!(
+            "there is no database at {}",
+            source.display()
+        )));
+    }
+    crate::db::backup(&source, file).map_err(AppError::Db)?;
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    writeln!(
+        std::io::stdout(),
+        "backed up {} to {} ({size} bytes)",
+        source.display(),
+        file.display()
+    )?;
+    Ok(())
+}
+
+fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    if !yes {
+        return Err(CliError::Usage(format!(
+            "this replaces every user and session in {} with the backup; stop the server, then run again with --yes",
+            config.database_path().display()
+        )));
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    crate::db::restore(file, &config.database_path()).map_err(AppError::Db)?;
+    writeln!(
+        std::io::stdout(),
+        "restored {} into {}",
+        file.display(),
+        config.database_path().display()
+    )?;
     Ok(())
 }
 

@@ -34,6 +34,9 @@ const STEPS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE INDEX sessions_by_expiry ON sessions(expires_at);
      CREATE INDEX sessions_by_user ON sessions(user_id);",
+    // 2: a user's sessions are listed newest activity first; index that order.
+    "DROP INDEX sessions_by_user;
+     CREATE INDEX sessions_by_user ON sessions(user_id, last_seen_at);",
 ];
 
 /// The schema version this binary writes.
@@ -79,6 +82,38 @@ mod tests {
             .expect("version");
         assert_eq!(v, SCHEMA_VERSION);
         migrate(&mut conn).expect("migrating twice is a no-op");
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_with_its_data() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(STEPS[0]).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1).expect("v1");
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) VALUES (1, 'old', 'h', 0, 0);
+             INSERT INTO sessions (key, user_id, data, created_at, last_seen_at, expires_at, absolute_expires_at)
+             VALUES (x'00', 1, '{}', 0, 0, 1, 1);",
+        )
+        .expect("v1 data");
+        migrate(&mut conn).expect("migrate");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM sessions WHERE user_id = 1", [], |r| {
+                r.get(0)
+            })
+            .expect("rows");
+        assert_eq!(n, 1);
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'sessions_by_user'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert!(sql.contains("last_seen_at"), "{sql}");
     }
 
     #[test]

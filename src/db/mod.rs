@@ -30,6 +30,9 @@ pub enum DbError {
     /// No connection could be had from the pool in time.
     #[error("no database connection available")]
     Pool(#[from] r2d2::Error),
+    /// A backup or restore could not be done; the message says why.
+    #[error("{0}")]
+    Backup(String),
     /// The file was written by a newer gatehouse.
     #[error(
         "the database has schema version {found}, newer than this gatehouse knows ({known}); \
@@ -59,6 +62,114 @@ pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
     Ok(pool)
+}
+
+/// Copies the live database at `source` into a new file `dest` with
+/// SQLite's online backup API, while the server keeps serving.
+///
+/// The copy is made in one step inside one read transaction: in WAL mode
+/// that is a consistent snapshot that writers do not wait for, and that a
+/// concurrent write cannot restart. It is written to a temporary file next
+/// to `dest`, checked, and renamed into place, so `dest` is either absent or
+/// complete.
+///
+/// # Errors
+///
+/// When `dest` exists, the source cannot be read, or the copy fails its
+/// integrity check.
+pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
+    if dest.exists() {
+        return Err(DbError::Backup(format!(
+            "{} already exists; choose a new file name",
+            dest.display()
+        )));
+    }
+    let src =
+        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    src.busy_timeout(BUSY_TIMEOUT)?;
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mut out = rusqlite::Connection::open(&tmp)?;
+        let copy = rusqlite::backup::Backup::new(&src, &mut out)?;
+        copy.step(-1)?;
+    }
+    let found = check(&tmp)?;
+    if found > SCHEMA_VERSION {
+        return Err(DbError::TooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    std::fs::rename(&tmp, dest)
+        .map_err(|e| DbError::Backup(format!("cannot move the copy into place: {e}")))?;
+    Ok(())
+}
+
+/// Replaces the database at `dest` with the backup at `source`. Stop the
+/// server first: sessions and users it holds in memory would not match.
+///
+/// # Errors
+///
+/// When the backup fails its integrity check, was made by a newer
+/// gatehouse, or cannot be copied.
+pub fn restore(source: &Path, dest: &Path) -> Result<(), DbError> {
+    let found = check(source)?;
+    if found > SCHEMA_VERSION {
+        return Err(DbError::TooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let src =
+        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut out = rusqlite::Connection::open(dest)?;
+    out.busy_timeout(BUSY_TIMEOUT)?;
+    {
+        let copy = rusqlite::backup::Backup::new(&src, &mut out)?;
+        copy.step(-1)?;
+    }
+    // An older backup is brought up to this version's schema.
+    migrate(&mut out)?;
+    Ok(())
+}
+
+/// Checks a database file: `PRAGMA integrity_check` and gatehouse's tables.
+/// Returns its schema version.
+///
+/// # Errors
+///
+/// When the file is not a sound gatehouse database.
+pub fn check(path: &Path) -> Result<i64, DbError> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| DbError::Backup(format!("cannot open {}: {e}", path.display())))?;
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| {
+            DbError::Backup(format!(
+                "{} is not a readable SQLite database: {e}",
+                path.display()
+            ))
+        })?;
+    if integrity != "ok" {
+        return Err(DbError::Backup(format!(
+            "{} fails its integrity check: {integrity}",
+            path.display()
+        )));
+    }
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('users', 'sessions')",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables != 2 {
+        return Err(DbError::Backup(format!(
+            "{} is not a gatehouse database",
+            path.display()
+        )));
+    }
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 
 /// Applies the pragmas every connection needs.

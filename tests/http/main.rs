@@ -4,6 +4,7 @@ mod helpers;
 
 mod accounts;
 mod api;
+mod backup;
 mod cli;
 mod example;
 mod gate;
