@@ -65,7 +65,9 @@ pub fn open_database(config: &Config) -> Result<db::Pool, AppError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let max = u32::try_from(config.threads + 2).unwrap_or(u32::MAX);
+    // Requests beyond 16 at once wait briefly for a connection; each
+    // connection has its own page cache, so this bounds memory on small boards.
+    let max = u32::try_from(config.threads.min(16) + 2).unwrap_or(18);
     Ok(db::open(&config.database_path(), max)?)
 }
 

@@ -1,7 +1,6 @@
 //! Backups while serving, restores, and upgrades of older databases.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use crate::helpers::TestApp;
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn gatehouse(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    crate::helpers::command(BIN)
         .args(args)
         .env("GATEHOUSE_DATA", dir)
         .output()
@@ -108,7 +107,7 @@ fn a_restore_brings_a_backup_back() {
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
     let add = |name: &str| {
-        let mut child = Command::new(BIN)
+        let mut child = crate::helpers::command(BIN)
             .args(["user", "add", name, "--password-stdin"])
             .env("GATEHOUSE_DATA", d)
             .env("GATEHOUSE_BCRYPT_COST", "4")

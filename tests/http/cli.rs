@@ -9,7 +9,7 @@ use crate::helpers::{Browser, TestApp};
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn gatehouse(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = crate::helpers::command(BIN)
         .args(args)
         .env("GATEHOUSE_DATA", dir)
         .env("GATEHOUSE_BCRYPT_COST", "4")
@@ -148,7 +148,7 @@ fn serve(
     dir: &std::path::Path,
     expect_setup: bool,
 ) -> (std::process::Child, String, Option<String>) {
-    let mut child = Command::new(BIN)
+    let mut child = crate::helpers::command(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("GATEHOUSE_DATA", dir)
         .env("GATEHOUSE_BCRYPT_COST", "4")
@@ -282,7 +282,7 @@ fn disabling_or_changing_a_password_ends_sessions() {
 #[test]
 fn a_bad_setting_stops_start_up_with_its_name() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = Command::new(BIN)
+    let out = crate::helpers::command(BIN)
         .args(["serve"])
         .env("GATEHOUSE_DATA", dir.path())
         .env("GATEHOUSE_IDLE_TIMEOUT", "forever")

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use crate::helpers::{Browser, assert_redirects_to};
 
@@ -25,7 +25,7 @@ impl Drop for Running {
 }
 
 fn start(store: &str, dir: &std::path::Path) -> (Running, String) {
-    let mut child = Command::new(example_binary())
+    let mut child = crate::helpers::command(example_binary())
         .env("PORT", "0")
         .env("SESSION_STORE", store)
         .current_dir(dir)

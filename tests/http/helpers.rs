@@ -10,6 +10,20 @@ use gatehouse::app::{self, Running};
 use gatehouse::config::{Config, Layers};
 use gatehouse::users::{User, Username};
 
+/// A command for one of the project's own binaries. When the tests run
+/// for another architecture under an emulator (`GATEHOUSE_TEST_RUNNER`, e.g.
+/// `qemu-aarch64-static`, set by `.ci/run`), binaries are started through it.
+pub fn command(binary: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match std::env::var_os("GATEHOUSE_TEST_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(binary);
+            c
+        }
+        None => std::process::Command::new(binary),
+    }
+}
+
 /// A running server with its own temporary data directory.
 pub struct TestApp {
     pub running: Option<Running>,

@@ -1,7 +1,5 @@
 //! Operations: health, metrics, check-config.
 
-use std::process::Command;
-
 use crate::helpers::TestApp;
 
 #[test]
@@ -63,7 +61,7 @@ fn metrics_count_what_happens_behind_a_token() {
 fn check_config_prints_the_effective_settings_with_secrets_masked() {
     let dir = tempfile::tempdir().expect("dir");
     let secret = "a-configured-secret-of-more-than-32-bytes";
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let out = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["check-config"])
         .env("GATEHOUSE_DATA", dir.path())
         .env("GATEHOUSE_SECRETS", secret)
@@ -79,7 +77,7 @@ fn check_config_prints_the_effective_settings_with_secrets_masked() {
     );
     assert!(!text.contains(secret), "a secret was printed");
     assert!(text.contains("*** (1 configured)"));
-    let bad = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let bad = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["check-config"])
         .env("GATEHOUSE_DATA", dir.path())
         .env("GATEHOUSE_COOKIE_SAME_SITE", "sometimes")
