@@ -1,14 +1,11 @@
 //! `/account`: the signed-in user's sessions (end one, end all others) and
 //! changing their password.
 
-use std::time::Instant;
-
 use rouille::{Request, Response};
 
-use super::form::Form;
 use super::handlers::{
-    Result, check_session_csrf, html, logged_out, notice, record_failure, see_other, signed_in,
-    throttled, viewer,
+    Result, html, logged_out, notice, record_failure, see_other, signed_in, signed_in_form,
+    throttle_wait, throttled, viewer,
 };
 use super::setup::capitalise;
 use super::views::{self, AccountView, SessionRow};
@@ -121,13 +118,7 @@ pub(super) fn post_end_session(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    let form = Form::from_request(request)?;
-    with_session(state, request, client, |session| {
-        let s = match signed_in(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
-        check_session_csrf(state, &s.key, &form)?;
+    signed_in_form(state, request, client, |session, s, form| {
         let handle = form.get("handle").unwrap_or("");
         // Only the user's own sessions are searched: a guessed handle of
         // someone else's session is simply not found.
@@ -149,13 +140,7 @@ pub(super) fn post_end_others(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    let form = Form::from_request(request)?;
-    with_session(state, request, client, |session| {
-        let s = match signed_in(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
-        check_session_csrf(state, &s.key, &form)?;
+    signed_in_form(state, request, client, |_, s, _| {
         state
             .engine()
             .store()
@@ -165,22 +150,13 @@ pub(super) fn post_end_others(
 }
 
 pub(super) fn post_password(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    let form = Form::from_request(request)?;
-    with_session(state, request, client, |session| {
-        let s = match signed_in(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
-        check_session_csrf(state, &s.key, &form)?;
+    signed_in_form(state, request, client, |session, s, form| {
         let fail = |status: u16, message: &str| -> Result<Response> {
             Ok(render(state, &s.user, &s.key, None, Some(message))?.with_status_code(status))
         };
         // The current password is a password check like a sign-in: it is
         // throttled the same way, so a stolen session cannot guess it.
-        if let Some(wait) = state
-            .throttle
-            .retry_after(&s.user.username, client.ip, Instant::now())
-        {
+        if let Some(wait) = throttle_wait(state, &s.user.username, client) {
             let (secs, message) = throttled(wait);
             return Ok(fail(429, &message)?.with_additional_header("Retry-After", secs.to_string()));
         }

@@ -5,14 +5,12 @@
 //! body must be declared JSON, which a cross-site HTML form cannot do:
 //! together they stand in for the pages' CSRF tokens.
 
-use std::time::Instant;
-
 use rouille::{Request, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::form::read_body;
-use super::handlers::{Result, current_user, log_login, record_failure};
+use super::handlers::{Result, current_user, log_login, record_failure, throttle_wait};
 use super::{State, WebError, with_session};
 use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
@@ -110,18 +108,8 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     if username.len() > MAX_USERNAME {
         return Err(WebError::BadRequest("the username is too long"));
     }
-    if let Some(wait) = state
-        .throttle
-        .retry_after(username, client.ip, Instant::now())
-    {
+    if let Some(wait) = throttle_wait(state, username, client) {
         let secs = wait.as_secs().max(1);
-        log_login(
-            state,
-            "throttled",
-            username,
-            client,
-            &format!(" retry_after={secs}"),
-        );
         return Ok(json_response(
             429,
             &json!({ "error": "too many failed attempts", "retry_after": secs }),

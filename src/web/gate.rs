@@ -106,18 +106,28 @@ fn identity(response: Response, user: &User) -> Response {
         .with_additional_header("Remote-Groups", groups(user))
 }
 
-/// `GET /auth/verify`: nginx `auth_request`. `200` with the identity
-/// headers, `401` when not signed in, `403` when not allowed. Read-only.
-pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
+/// Runs `f` with the forwarded target and the verdict on it.
+fn forward_auth(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    f: impl FnOnce(&Forwarded, Verdict) -> Response,
+) -> Result<Response> {
     let target = forwarded(request, client);
     with_session(state, request, client, |session| {
         let path = target.uri.split('?').next().unwrap_or("/");
         let app = state.apps.for_request(target.host.as_deref(), path);
-        Ok(match judge(state, current_user(state, session)?, app) {
-            Verdict::Allowed(user) => identity(Response::text("ok"), &user),
-            Verdict::NotSignedIn => Response::text("not signed in").with_status_code(401),
-            Verdict::Forbidden => Response::text("not allowed").with_status_code(403),
-        })
+        Ok(f(&target, judge(state, current_user(state, session)?, app)))
+    })
+}
+
+/// `GET /auth/verify`: nginx `auth_request`. `200` with the identity
+/// headers, `401` when not signed in, `403` when not allowed. Read-only.
+pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    forward_auth(state, request, client, |_, verdict| match verdict {
+        Verdict::Allowed(user) => identity(Response::text("ok"), &user),
+        Verdict::NotSignedIn => Response::text("not signed in").with_status_code(401),
+        Verdict::Forbidden => Response::text("not allowed").with_status_code(403),
     })
 }
 
@@ -134,21 +144,16 @@ fn login_url(state: &State, request: &Request, client: &Client, next: &str) -> S
 /// Like `/auth/verify`, but a browser that is not signed in is redirected
 /// to the sign-in page, which sends it back to the original URL afterwards.
 pub(super) fn get_forward(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    let target = forwarded(request, client);
-    with_session(state, request, client, |session| {
-        let path = target.uri.split('?').next().unwrap_or("/");
-        let app = state.apps.for_request(target.host.as_deref(), path);
-        Ok(match judge(state, current_user(state, session)?, app) {
-            Verdict::Allowed(user) => identity(Response::text("ok"), &user),
-            Verdict::NotSignedIn => {
-                let original = match &target.host {
-                    Some(h) => format!("{}://{h}{}", target.proto, target.uri),
-                    None => target.uri.clone(),
-                };
-                Response::redirect_302(login_url(state, request, client, &original))
-            }
-            Verdict::Forbidden => forbidden_page(),
-        })
+    forward_auth(state, request, client, |target, verdict| match verdict {
+        Verdict::Allowed(user) => identity(Response::text("ok"), &user),
+        Verdict::NotSignedIn => {
+            let original = match &target.host {
+                Some(h) => format!("{}://{h}{}", target.proto, target.uri),
+                None => target.uri.clone(),
+            };
+            Response::redirect_302(login_url(state, request, client, &original))
+        }
+        Verdict::Forbidden => forbidden_page(),
     })
 }
 

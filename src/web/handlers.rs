@@ -144,6 +144,49 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'_')
     .remove(b'~');
 
+/// Runs a signed-in form POST: reads the form, sends anonymous visitors to
+/// sign in, refuses a missing or wrong CSRF token, then calls `f`.
+///
+/// # Errors
+///
+/// Form, CSRF and store errors, or `f`'s.
+pub(super) fn signed_in_form(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    f: impl FnOnce(&Session<'_>, SignedIn, &Form) -> Result<Response>,
+) -> Result<Response> {
+    let form = Form::from_request(request)?;
+    with_session(state, request, client, |session| {
+        let s = match signed_in(state, session, request)? {
+            Ok(s) => s,
+            Err(redirect) => return Ok(redirect),
+        };
+        check_session_csrf(state, &s.key, &form)?;
+        f(session, s, &form)
+    })
+}
+
+/// How long this username or IP must wait, if throttled; logs the refusal.
+pub(super) fn throttle_wait(
+    state: &State,
+    username: &str,
+    client: &Client,
+) -> Option<std::time::Duration> {
+    let wait = state
+        .throttle
+        .retry_after(username, client.ip, Instant::now())?;
+    let secs = wait.as_secs().max(1);
+    log_login(
+        state,
+        "throttled",
+        username,
+        client,
+        &format!(" retry_after={secs}"),
+    );
+    Some(wait)
+}
+
 /// Percent-encodes a query value.
 pub(super) fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
@@ -406,16 +449,8 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
         return Err(WebError::BadRequest("The username is too long."));
     }
 
-    let now = Instant::now();
-    if let Some(wait) = state.throttle.retry_after(username, client.ip, now) {
+    if let Some(wait) = throttle_wait(state, username, client) {
         let (secs, message) = throttled(wait);
-        log_login(
-            state,
-            "throttled",
-            username,
-            client,
-            &format!(" retry_after={secs}"),
-        );
         return Ok(
             login_form(state, request, client, &next, username, Some(&message))
                 .with_status_code(429)
