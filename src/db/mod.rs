@@ -58,6 +58,9 @@ pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
     let pool = r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
+        // A SQLite connection to a local file does not go stale; checking
+        // each one on checkout would cost a statement per request.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(10))
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
