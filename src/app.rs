@@ -139,7 +139,7 @@ impl Running {
 ///
 /// Any [`AppError`].
 pub fn start(config: &Config) -> Result<Running, AppError> {
-    start_with_logging(config, true)
+    start_with_logging(config, config.log_requests)
 }
 
 /// Like [`start`], with per-request logging switched on or off.

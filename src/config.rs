@@ -145,6 +145,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "if set, /metrics wants `Authorization: Bearer <token>`",
     },
     Setting {
+        name: "log_requests",
+        default: "true",
+        help: "log one line per request (sign-in events are always logged)",
+    },
+    Setting {
         name: "trusted_proxies",
         default: "",
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
@@ -266,6 +271,8 @@ pub struct Config {
     pub allow_registration: bool,
     /// The guarded apps and the default policy.
     pub apps: Apps,
+    /// Whether each request is logged.
+    pub log_requests: bool,
     /// Whether `/metrics` is served.
     pub metrics: bool,
     /// The bearer token `/metrics` wants, if any.
@@ -616,6 +623,7 @@ impl Layers {
             trusted_proxies: self.list("trusted_proxies", |s| s.parse())?,
             allow_registration: self.parse("allow_registration", parse_bool)?,
             apps: self.apps()?,
+            log_requests: self.parse("log_requests", parse_bool)?,
             metrics: self.parse("metrics", parse_bool)?,
             metrics_token: self.parse("metrics_token", |s| {
                 Ok((!s.is_empty()).then(|| Secret(s.as_bytes().to_vec())))
@@ -796,6 +804,7 @@ impl Config {
                 self.public_url.clone().unwrap_or_else(|| "(none)".into()),
             ),
             ("proxy_timeout", d(self.proxy_timeout)),
+            ("log_requests", self.log_requests.to_string()),
             ("metrics", self.metrics.to_string()),
             (
                 "metrics_token",

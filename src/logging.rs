@@ -68,8 +68,10 @@ pub fn login_message(outcome: &str, username: &str, ip: std::net::IpAddr, extra:
 
 /// Writes one line: the time, then `message`.
 pub fn line(message: &str) {
-    // `eprintln!` rather than a raw handle, so test harnesses capture it.
-    eprintln!("{} {message}", rfc3339(clock::now()));
+    // Formatted first, so the line goes out in one write; `eprint!` rather
+    // than a raw handle, so test harnesses capture it.
+    let line = format!("{} {message}\n", rfc3339(clock::now()));
+    eprint!("{line}");
 }
 
 #[cfg(test)]

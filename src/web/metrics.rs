@@ -18,7 +18,7 @@ struct Outcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Class {
-    class: String,
+    class: &'static str,
 }
 
 /// Everything gatehouse counts.
@@ -110,7 +110,13 @@ impl Metrics {
 
     /// Counts a request and its latency.
     pub fn request(&self, status: u16, took: Duration) {
-        let class = format!("{}xx", status / 100);
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
         self.requests.get_or_create(&Class { class }).inc();
         self.latency.observe(took.as_secs_f64());
     }
