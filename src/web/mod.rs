@@ -140,11 +140,21 @@ fn with_security_headers(mut response: Response) -> Response {
     if !has(&response, "Cache-Control") {
         response = response.with_additional_header("Cache-Control", "no-store");
     }
+    response = response.with_additional_header("X-Content-Type-Options", "nosniff");
+    // The page policies matter only where a browser renders a page; leaving
+    // them off plain-text and JSON answers keeps the hot `/auth/verify`
+    // answer small.
+    let html = response
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Content-Type") && v.starts_with("text/html"));
+    if html {
+        response = response
+            .with_additional_header("Content-Security-Policy", CSP)
+            .with_additional_header("Referrer-Policy", "same-origin")
+            .with_additional_header("X-Frame-Options", "DENY");
+    }
     response
-        .with_additional_header("Content-Security-Policy", CSP)
-        .with_additional_header("X-Content-Type-Options", "nosniff")
-        .with_additional_header("Referrer-Policy", "same-origin")
-        .with_additional_header("X-Frame-Options", "DENY")
 }
 
 /// Runs `f` with the request's session, then saves what changed and adds
