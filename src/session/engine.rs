@@ -491,7 +491,7 @@ impl Session<'_> {
                     .patch
                     .0
                     .insert(key.to_owned(), Change::Set(value.into()));
-                self.create_now(&mut inner)?;
+                self.store_under_new_id(&mut inner, None)?;
                 Ok(value)
             }
             Status::Live => {
@@ -563,29 +563,28 @@ impl Session<'_> {
         match inner.status {
             Status::Live => {
                 let old = inner.record.key;
-                let id = SessionId::generate();
-                let mut record = inner.record.clone();
-                inner.patch.apply(&mut record.data);
-                record.key = id.key();
-                self.engine.store.regenerate(&old, &record)?;
-                inner.record = record;
-                inner.patch = Patch::default();
-                inner.new_id = Some(id);
-                Ok(())
+                self.store_under_new_id(inner, Some(old))
             }
-            Status::New | Status::Gone | Status::Destroyed => {
-                inner.status = Status::New;
-                self.create_now(inner)
-            }
+            Status::New | Status::Gone | Status::Destroyed => self.store_under_new_id(inner, None),
         }
     }
 
-    fn create_now(&self, inner: &mut Inner) -> Result<(), SessionError> {
+    /// Stores the session as this request sees it (data plus patch) under a
+    /// fresh id: replacing the row under `replacing` in one step, or as a
+    /// new row.
+    fn store_under_new_id(
+        &self,
+        inner: &mut Inner,
+        replacing: Option<SessionKey>,
+    ) -> Result<(), SessionError> {
         let id = SessionId::generate();
         let mut record = inner.record.clone();
         inner.patch.apply(&mut record.data);
         record.key = id.key();
-        self.engine.store.create(&record)?;
+        match replacing {
+            Some(old) => self.engine.store.regenerate(&old, &record)?,
+            None => self.engine.store.create(&record)?,
+        }
         inner.record = record;
         inner.patch = Patch::default();
         inner.new_id = Some(id);
