@@ -1,9 +1,11 @@
-//! The SQLite connection pool: per-connection pragmas and schema migrations.
+//! The connection pools: SQLite (the default) with its per-connection pragmas
+//! and migrations, and PostgreSQL (in `postgres`) for shared deployments.
 //!
 //! Nothing here knows about users or sessions; the tables are created by
 //! `migrations` and read by the modules that own them.
 
 mod migrations;
+pub mod postgres;
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +32,12 @@ pub enum DbError {
     /// No connection could be had from the pool in time.
     #[error("no database connection available")]
     Pool(#[from] r2d2::Error),
+    /// PostgreSQL refused a statement or could not be reached.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The database setting could not be used; the message says why.
+    #[error("{0}")]
+    Invalid(String),
     /// A backup or restore could not be done; the message says why.
     #[error("{0}")]
     Backup(String),

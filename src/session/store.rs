@@ -95,6 +95,9 @@ pub enum StoreError {
     /// The backend refused or failed an operation.
     #[error("session store backend failed: {0}")]
     Backend(String),
+    /// The backend could not be reached; the request may succeed later.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
     /// Stored data could not be read back.
     #[error("stored session is corrupt: {0}")]
     Corrupt(String),

@@ -1,0 +1,350 @@
+//! The PostgreSQL store: sessions in the `sessions` table of a shared
+//! database, for several gatehouse instances serving one login.
+//!
+//! The guarantees are the SQLite store's, kept by the same means: every
+//! write is one statement guarded by `expires_at > now` (no resurrection);
+//! a patch is applied inside the database (`data - removed || set`), and a
+//! counter is incremented inside one `UPDATE`, whose row lock makes
+//! concurrent requests, on any instance, queue rather than overwrite.
+//! Statements are sent with their parameter types (`query_typed`), so each
+//! costs one round trip and no server-side prepared statement.
+
+use postgres::types::{ToSql, Type};
+use serde_json::{Map, Value};
+
+use super::id::SessionKey;
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
+use crate::clock::Millis;
+use crate::db::postgres::{PgPool, is_connection_error};
+
+/// Sessions in PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        if is_connection_error(&e) {
+            Self::Unavailable(format!("PostgreSQL: {e}"))
+        } else {
+            Self::Backend(format!("PostgreSQL: {e}"))
+        }
+    }
+}
+
+const COLUMNS: &str = "key, user_id, data::text, created_at, last_seen_at, expires_at, \
+                       absolute_expires_at, persistent, user_agent, ip";
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn record(row: &postgres::Row) -> Result<Record, StoreError> {
+    let key: Vec<u8> = row.try_get(0)?;
+    let data: String = row.try_get(2)?;
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("key length".into()))?;
+    let data: Map<String, Value> =
+        serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Record {
+        key: SessionKey(key),
+        user_id: row.try_get(1)?,
+        data,
+        created_at: row.try_get(3)?,
+        last_seen_at: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        absolute_expires_at: row.try_get(6)?,
+        persistent: row.try_get(7)?,
+        user_agent: row.try_get(8)?,
+        ip: row.try_get(9)?,
+    })
+}
+
+fn data_text(data: &Map<String, Value>) -> String {
+    serde_json::to_string(data).expect("a JSON map always serializes")
+}
+
+fn insert(client: &mut impl Execute, r: &Record) -> Result<(), postgres::Error> {
+    let key = &r.key.0[..];
+    let data = data_text(&r.data);
+    client.execute_typed(
+        &format!(
+            "INSERT INTO sessions ({}) VALUES ($1, $2, ($3::text)::jsonb, $4, $5, $6, $7, $8, $9, $10)",
+            COLUMNS.replace("::text", "")
+        ),
+        &[
+            (&key, Type::BYTEA),
+            (&r.user_id, Type::INT8),
+            (&data, Type::TEXT),
+            (&r.created_at, Type::INT8),
+            (&r.last_seen_at, Type::INT8),
+            (&r.expires_at, Type::INT8),
+            (&r.absolute_expires_at, Type::INT8),
+            (&r.persistent, Type::BOOL),
+            (&r.user_agent, Type::TEXT),
+            (&r.ip, Type::TEXT),
+        ],
+    )?;
+    Ok(())
+}
+
+/// What a client and a transaction share, for statements sent either way.
+trait Execute {
+    fn execute_typed(&mut self, query: &str, params: &[Param<'_>]) -> Result<u64, postgres::Error>;
+}
+
+impl Execute for postgres::Client {
+    fn execute_typed(&mut self, query: &str, params: &[Param<'_>]) -> Result<u64, postgres::Error> {
+        postgres::Client::execute_typed(self, query, params)
+    }
+}
+
+impl Execute for postgres::Transaction<'_> {
+    fn execute_typed(&mut self, query: &str, params: &[Param<'_>]) -> Result<u64, postgres::Error> {
+        postgres::Transaction::execute_typed(self, query, params)
+    }
+}
+
+impl PostgresStore {
+    /// A store on an open pool (see [`crate::db::postgres::open`]).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn client(&self) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+    }
+}
+
+type PgManager = r2d2_postgres::PostgresConnectionManager<postgres::NoTls>;
+
+impl Store for PostgresStore {
+    fn create(&self, record: &Record) -> Result<(), StoreError> {
+        insert(&mut *self.client()?, record)?;
+        Ok(())
+    }
+
+    fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
+        let key = &key.0[..];
+        self.client()?
+            .query_typed_opt(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE key = $1 AND expires_at > $2"),
+                &[(&key, Type::BYTEA), (&now, Type::INT8)],
+            )?
+            .as_ref()
+            .map(record)
+            .transpose()
+    }
+
+    fn save(
+        &self,
+        key: &SessionKey,
+        patch: &Patch,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut removed = Vec::new();
+        let mut set = Map::new();
+        for (k, change) in &patch.0 {
+            match change {
+                Change::Set(v) => {
+                    set.insert(k.clone(), v.clone());
+                }
+                Change::Remove => removed.push(k.clone()),
+            }
+        }
+        let set = data_text(&set);
+        let key = &key.0[..];
+        let n = self.client()?.execute_typed(
+            "UPDATE sessions SET data = (data - $1::text[]) || ($2::text)::jsonb, \
+                 last_seen_at = $3, expires_at = $4 \
+             WHERE key = $5 AND expires_at > $6",
+            &[
+                (&removed, Type::TEXT_ARRAY),
+                (&set, Type::TEXT),
+                (&touch.last_seen_at, Type::INT8),
+                (&touch.expires_at, Type::INT8),
+                (&key, Type::BYTEA),
+                (&now, Type::INT8),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn increment(
+        &self,
+        key: &SessionKey,
+        field: &str,
+        by: i64,
+        touch: Touch,
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = &key.0[..];
+        // A number counts as its integer part, anything else as 0, as in
+        // SQLite's `CAST(... AS INTEGER)`.
+        let row = self.client()?.query_typed_opt(
+            "UPDATE sessions SET data = jsonb_set(data, ARRAY[$1::text], to_jsonb( \
+                 CASE WHEN jsonb_typeof(data -> $1::text) = 'number' \
+                      THEN trunc((data ->> $1::text)::numeric)::bigint ELSE 0 END + $2::bigint)), \
+                 last_seen_at = $3, expires_at = $4 \
+             WHERE key = $5 AND expires_at > $6 \
+             RETURNING (data ->> $1::text)::bigint",
+            &[
+                (&field, Type::TEXT),
+                (&by, Type::INT8),
+                (&touch.last_seen_at, Type::INT8),
+                (&touch.expires_at, Type::INT8),
+                (&key, Type::BYTEA),
+                (&now, Type::INT8),
+            ],
+        )?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let old = &old.0[..];
+        tx.execute_typed(
+            "DELETE FROM sessions WHERE key = $1",
+            &[(&old, Type::BYTEA)],
+        )?;
+        insert(&mut tx, new)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let key = &key.0[..];
+        let n = self.client()?.execute_typed(
+            "DELETE FROM sessions WHERE key = $1",
+            &[(&key, Type::BYTEA)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        // SKIP LOCKED: instances reaping at once take different rows rather
+        // than queueing on the same ones.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut client = self.client()?;
+        let n = client.execute_typed(
+            "DELETE FROM sessions WHERE key IN \
+             (SELECT key FROM sessions WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[(&now, Type::INT8), (&limit, Type::INT8)],
+        )?;
+        // Throttling records that have run out go in the same sweep.
+        client.execute_typed(
+            "DELETE FROM throttle WHERE subject IN \
+             (SELECT subject FROM throttle WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[(&now, Type::INT8), (&limit, Type::INT8)],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError> {
+        self.client()?
+            .query_typed(
+                &format!(
+                    "SELECT {COLUMNS} FROM sessions \
+                     WHERE expires_at > $1 AND ($2::bigint IS NULL OR user_id = $2) \
+                     ORDER BY last_seen_at DESC, key"
+                ),
+                &[(&now, Type::INT8), (&user_id, Type::INT8)],
+            )?
+            .iter()
+            .map(record)
+            .collect()
+    }
+
+    fn count(&self, now: Millis) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .client()?
+            .query_typed_one(
+                "SELECT count(*) FROM sessions WHERE expires_at > $1",
+                &[(&now, Type::INT8)],
+            )?
+            .try_get(0)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    fn delete_by_user(
+        &self,
+        user_id: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let keep = keep.map(|k| k.0.to_vec());
+        let n = self.client()?.execute_typed(
+            "DELETE FROM sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR key <> $2)",
+            &[(&user_id, Type::INT8), (&keep, Type::BYTEA)],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::postgres;
+
+    /// A store on a fresh schema, with the users the suite refers to.
+    pub(crate) fn scratch() -> Option<PostgresStore> {
+        let url = postgres::scratch_schema(&postgres::test_url()?).expect("scratch schema");
+        let pool = postgres::open(&url, 20).expect("open");
+        pool.get()
+            .expect("conn")
+            .batch_execute(
+                "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+                 VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
+            )
+            .expect("users");
+        Some(PostgresStore::new(pool))
+    }
+
+    #[test]
+    fn the_postgres_store_passes_the_conformance_suite() {
+        let Some(store) = scratch() else { return };
+        crate::session::conformance::run(&store);
+        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+    }
+
+    #[test]
+    fn only_the_hash_of_the_id_is_stored() {
+        let Some(store) = scratch() else { return };
+        let id = crate::session::SessionId::generate();
+        let rec = crate::session::conformance::record(id.key(), crate::clock::now());
+        store.create(&rec).expect("create");
+        let stored: Vec<u8> = store
+            .pool()
+            .get()
+            .expect("conn")
+            .query_one("SELECT key FROM sessions", &[])
+            .expect("row")
+            .get(0);
+        assert_eq!(stored, id.key().0.to_vec());
+    }
+
+    #[test]
+    fn instances_migrating_at_once_run_each_step_once() {
+        let Some(url) = postgres::test_url() else {
+            return;
+        };
+        let url = postgres::scratch_schema(&url).expect("scratch schema");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || postgres::open(&url, 1).map(|_| ()))
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("thread").expect("migrated");
+        }
+    }
+}
