@@ -1,11 +1,15 @@
-//! Users and their bcrypt hashes, in the `users` table.
+//! Users and their bcrypt hashes, in the `users` table of SQLite (the
+//! default) or of a shared PostgreSQL database (`postgres`).
 //!
-//! Usernames are ASCII so that SQLite's `NOCASE` collation makes them
-//! unique without regard to case, exactly; the name is kept as first typed.
+//! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
+//! PostgreSQL) makes them unique without regard to case, exactly; the name
+//! is kept as first typed.
 
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, Row, params};
+
+mod postgres;
 
 use crate::clock::{self, Millis};
 use crate::db::{DbError, Pool};
@@ -101,6 +105,9 @@ pub enum UserError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The database could not be reached; the request may succeed later.
+    #[error("user database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for UserError {
@@ -112,6 +119,58 @@ impl From<rusqlite::Error> for UserError {
 impl From<r2d2::Error> for UserError {
     fn from(e: r2d2::Error) -> Self {
         Self::Db(DbError::Pool(e))
+    }
+}
+
+/// The outcome of a sign-in attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login {
+    /// The password matched an enabled user.
+    Ok(User),
+    /// No such user (a dummy hash was verified to spend the same time).
+    UnknownUser,
+    /// The user exists but the password is wrong.
+    WrongPassword,
+    /// The password matched but the user is disabled.
+    Disabled,
+}
+
+/// Where users are kept: the statements each database runs.
+///
+/// Each method is one statement; the rules (hashing, validation, the
+/// dummy verify) live in [`Users`], so both databases behave alike.
+trait Backend: Send + Sync {
+    fn insert(
+        &self,
+        name: &str,
+        hash: &str,
+        is_admin: bool,
+        now: Millis,
+    ) -> Result<User, UserError>;
+    fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError>;
+    fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError>;
+    fn find_with_hash(&self, name: &str) -> Result<Option<(User, String)>, UserError>;
+    fn list(&self) -> Result<Vec<User>, UserError>;
+    fn count(&self, only_active_admins: bool) -> Result<i64, UserError>;
+    fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError>;
+    fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError>;
+    fn delete(&self, id: UserId) -> Result<(), UserError>;
+    fn import(&self, user: &User, hash: &str) -> Result<(), UserError>;
+}
+
+/// A yes/no column of a user.
+#[derive(Clone, Copy, Debug)]
+enum Flag {
+    Disabled,
+    Admin,
+}
+
+impl Flag {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Admin => "is_admin",
+        }
     }
 }
 
@@ -128,30 +187,144 @@ fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-/// The outcome of a sign-in attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Login {
-    /// The password matched an enabled user.
-    Ok(User),
-    /// No such user (a dummy hash was verified to spend the same time).
-    UnknownUser,
-    /// The user exists but the password is wrong.
-    WrongPassword,
-    /// The password matched but the user is disabled.
-    Disabled,
+/// Users in gatehouse's SQLite file.
+struct Sqlite(Pool);
+
+impl Sqlite {
+    fn update(&self, sql: &str, args: impl rusqlite::Params) -> Result<(), UserError> {
+        match self.0.get()?.execute(sql, args)? {
+            0 => Err(UserError::NotFound),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Backend for Sqlite {
+    fn insert(
+        &self,
+        name: &str,
+        hash: &str,
+        is_admin: bool,
+        now: Millis,
+    ) -> Result<User, UserError> {
+        let result = self.0.get()?.query_row(
+            &format!(
+                "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+            ),
+            params![name, hash, is_admin, now],
+            user,
+        );
+        match result {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(UserError::Taken)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], user).optional()?)
+    }
+
+    fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?;
+        Ok(stmt.query_row([name], user).optional()?)
+    }
+
+    fn find_with_hash(&self, name: &str) -> Result<Option<(User, String)>, UserError> {
+        let conn = self.0.get()?;
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"
+            ))?
+            .query_row([name], |r| Ok((user(r)?, r.get::<_, String>(6)?)))
+            .optional()?)
+    }
+
+    fn list(&self) -> Result<Vec<User>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM users ORDER BY username COLLATE NOCASE"
+        ))?;
+        let rows = stmt.query_map([], user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count(&self, only_active_admins: bool) -> Result<i64, UserError> {
+        let sql = if only_active_admins {
+            "SELECT count(*) FROM users WHERE is_admin AND NOT disabled"
+        } else {
+            "SELECT count(*) FROM users"
+        };
+        Ok(self.0.get()?.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError> {
+        self.update(
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
+            params![id, hash, now],
+        )
+    }
+
+    fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {
+        self.update(
+            &format!("UPDATE users SET {} = ?2 WHERE id = ?1", flag.column()),
+            params![id, value],
+        )
+    }
+
+    fn delete(&self, id: UserId) -> Result<(), UserError> {
+        self.update("DELETE FROM users WHERE id = ?1", params![id])
+    }
+
+    fn import(&self, u: &User, hash: &str) -> Result<(), UserError> {
+        self.0.get()?.execute(
+            "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at, \
+             password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                u.id,
+                u.username,
+                hash,
+                u.is_admin,
+                u.disabled,
+                u.created_at,
+                u.password_changed_at
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 /// The users table and the hasher that guards it.
 #[derive(Clone)]
 pub struct Users {
-    pool: Pool,
+    db: Arc<dyn Backend>,
     hasher: Arc<Hasher>,
 }
 
 impl Users {
-    /// Users in `pool`, hashing with `hasher`.
+    /// Users in the SQLite `pool`, hashing with `hasher`.
     pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
-        Self { pool, hasher }
+        Self {
+            db: Arc::new(Sqlite(pool)),
+            hasher,
+        }
+    }
+
+    /// Users in a PostgreSQL database, hashing with `hasher`.
+    pub fn postgres(pool: crate::db::postgres::PgPool, hasher: Arc<Hasher>) -> Self {
+        Self {
+            db: Arc::new(postgres::Postgres(pool)),
+            hasher,
+        }
     }
 
     /// The hasher in use.
@@ -171,24 +344,32 @@ impl Users {
         is_admin: bool,
     ) -> Result<User, UserError> {
         let hash = self.hasher.hash(password)?;
-        let now = clock::now();
-        let conn = self.pool.get()?;
-        let result = conn.query_row(
-            &format!(
-                "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
-            ),
-            params![name.as_str(), hash, is_admin, now],
-            user,
-        );
-        match result {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(UserError::Taken)
-            }
-            other => Ok(other?),
-        }
+        self.db.insert(name.as_str(), &hash, is_admin, clock::now())
+    }
+
+    /// Copies a user as stored elsewhere (id, hash and times kept), for
+    /// moving to another database.
+    ///
+    /// # Errors
+    ///
+    /// A taken name or id, or a database failure.
+    pub fn import(&self, user: &User, hash: &str) -> Result<(), UserError> {
+        self.db.import(user, hash)
+    }
+
+    /// Every user with their hash, for moving to another database.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn export(&self) -> Result<Vec<(User, String)>, UserError> {
+        self.list()?
+            .into_iter()
+            .filter_map(|u| match self.db.find_with_hash(&u.username) {
+                Ok(found) => found.map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
     }
 
     /// The user with this id.
@@ -197,10 +378,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
-        let conn = self.pool.get()?;
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?;
-        Ok(stmt.query_row([id], user).optional()?)
+        self.db.find_by_id(id)
     }
 
     /// The user with this name, in any case.
@@ -209,10 +387,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError> {
-        let conn = self.pool.get()?;
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?;
-        Ok(stmt.query_row([name], user).optional()?)
+        self.db.find_by_name(name)
     }
 
     /// Like [`find_by_name`](Self::find_by_name), but a missing user is an error.
@@ -230,12 +405,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn list(&self) -> Result<Vec<User>, UserError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM users ORDER BY username COLLATE NOCASE"
-        ))?;
-        let rows = stmt.query_map([], user)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.list()
     }
 
     /// How many users exist.
@@ -244,8 +414,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn count(&self) -> Result<i64, UserError> {
-        let conn = self.pool.get()?;
-        Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+        self.db.count(false)
     }
 
     /// How many enabled administrators exist.
@@ -254,12 +423,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn count_active_admins(&self) -> Result<i64, UserError> {
-        let conn = self.pool.get()?;
-        Ok(conn.query_row(
-            "SELECT count(*) FROM users WHERE is_admin AND NOT disabled",
-            [],
-            |r| r.get(0),
-        )?)
+        self.db.count(true)
     }
 
     /// Checks a sign-in. Every outcome costs one bcrypt verify, so the time
@@ -270,12 +434,7 @@ impl Users {
     /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Login, UserError> {
         let found = if name.len() <= MAX_USERNAME {
-            let conn = self.pool.get()?;
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"
-            ))?
-            .query_row([name], |r| Ok((user(r)?, r.get::<_, String>(6)?)))
-            .optional()?
+            self.db.find_with_hash(name)?
         } else {
             None
         };
@@ -299,10 +458,7 @@ impl Users {
     /// A bad password, no such user, or database failures.
     pub fn set_password(&self, id: UserId, password: &str) -> Result<(), UserError> {
         let hash = self.hasher.hash(password)?;
-        self.update(
-            "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
-            params![id, hash, clock::now()],
-        )
+        self.db.set_password_hash(id, &hash, clock::now())
     }
 
     /// Disables or enables a user.
@@ -311,10 +467,7 @@ impl Users {
     ///
     /// No such user, or database failures.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<(), UserError> {
-        self.update(
-            "UPDATE users SET disabled = ?2 WHERE id = ?1",
-            params![id, disabled],
-        )
+        self.db.set_flag(id, Flag::Disabled, disabled)
     }
 
     /// Grants or revokes admin rights.
@@ -323,27 +476,17 @@ impl Users {
     ///
     /// No such user, or database failures.
     pub fn set_admin(&self, id: UserId, is_admin: bool) -> Result<(), UserError> {
-        self.update(
-            "UPDATE users SET is_admin = ?2 WHERE id = ?1",
-            params![id, is_admin],
-        )
+        self.db.set_flag(id, Flag::Admin, is_admin)
     }
 
-    /// Deletes a user; their sessions go with them (foreign-key cascade).
+    /// Deletes a user. Sessions in the same SQL database go with them
+    /// (foreign-key cascade); callers end sessions kept elsewhere first.
     ///
     /// # Errors
     ///
     /// No such user, or database failures.
     pub fn delete(&self, id: UserId) -> Result<(), UserError> {
-        self.update("DELETE FROM users WHERE id = ?1", params![id])
-    }
-
-    fn update(&self, sql: &str, args: impl rusqlite::Params) -> Result<(), UserError> {
-        let conn = self.pool.get()?;
-        match conn.execute(sql, args)? {
-            0 => Err(UserError::NotFound),
-            _ => Ok(()),
-        }
+        self.db.delete(id)
     }
 }
 
@@ -351,10 +494,18 @@ impl Users {
 mod tests {
     use super::*;
 
-    fn users() -> (tempfile::TempDir, Users) {
+    /// Runs `check` on users in SQLite and, when a server is configured
+    /// for tests, in PostgreSQL.
+    fn each(check: impl Fn(&Users)) {
+        let hasher = Arc::new(Hasher::new(4, 2, 8));
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
-        (dir, Users::new(pool, Arc::new(Hasher::new(4, 2, 8))))
+        check(&Users::new(pool, Arc::clone(&hasher)));
+        if let Some(url) = crate::db::postgres::test_url() {
+            let url = crate::db::postgres::scratch_schema(&url).expect("schema");
+            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            check(&Users::postgres(pool, hasher));
+        }
     }
 
     fn name(s: &str) -> Username {
@@ -373,72 +524,76 @@ mod tests {
 
     #[test]
     fn names_are_unique_whatever_the_case() {
-        let (_d, u) = users();
-        u.create(&name("Alice"), "password1", false)
-            .expect("create");
-        assert!(matches!(
-            u.create(&name("alice"), "password1", false),
-            Err(UserError::Taken)
-        ));
-        let found = u.find_by_name("ALICE").expect("find").expect("exists");
-        assert_eq!(found.username, "Alice");
+        each(|u| {
+            u.create(&name("Alice"), "password1", false)
+                .expect("create");
+            assert!(matches!(
+                u.create(&name("alice"), "password1", false),
+                Err(UserError::Taken)
+            ));
+            let found = u.find_by_name("ALICE").expect("find").expect("exists");
+            assert_eq!(found.username, "Alice");
+        });
     }
 
     #[test]
     fn authenticate_tells_the_outcomes_apart_for_the_log() {
-        let (_d, u) = users();
-        let alice = u.create(&name("alice"), "password1", true).expect("create");
-        assert!(alice.is_admin);
-        assert_eq!(
-            u.authenticate("alice", "password1").expect("auth"),
-            Login::Ok(alice.clone())
-        );
-        assert_eq!(
-            u.authenticate("ALICE", "password1").expect("auth"),
-            Login::Ok(alice.clone())
-        );
-        assert_eq!(
-            u.authenticate("alice", "password2").expect("auth"),
-            Login::WrongPassword
-        );
-        assert_eq!(
-            u.authenticate("nobody", "password1").expect("auth"),
-            Login::UnknownUser
-        );
-        assert_eq!(
-            u.authenticate(&"x".repeat(500), "pw").expect("auth"),
-            Login::UnknownUser
-        );
-        u.set_disabled(alice.id, true).expect("disable");
-        assert_eq!(
-            u.authenticate("alice", "password1").expect("auth"),
-            Login::Disabled
-        );
+        each(|u| {
+            let alice = u.create(&name("alice"), "password1", true).expect("create");
+            assert!(alice.is_admin);
+            assert_eq!(
+                u.authenticate("alice", "password1").expect("auth"),
+                Login::Ok(alice.clone())
+            );
+            assert_eq!(
+                u.authenticate("ALICE", "password1").expect("auth"),
+                Login::Ok(alice.clone())
+            );
+            assert_eq!(
+                u.authenticate("alice", "password2").expect("auth"),
+                Login::WrongPassword
+            );
+            assert_eq!(
+                u.authenticate("nobody", "password1").expect("auth"),
+                Login::UnknownUser
+            );
+            assert_eq!(
+                u.authenticate(&"x".repeat(500), "pw").expect("auth"),
+                Login::UnknownUser
+            );
+            u.set_disabled(alice.id, true).expect("disable");
+            assert_eq!(
+                u.authenticate("alice", "password1").expect("auth"),
+                Login::Disabled
+            );
+        });
     }
 
     #[test]
     fn a_new_password_replaces_the_old() {
-        let (_d, u) = users();
-        let bob = u.create(&name("bob"), "password1", false).expect("create");
-        assert!(matches!(
-            u.set_password(bob.id, "short"),
-            Err(UserError::Password(PasswordError::TooShort))
-        ));
-        u.set_password(bob.id, "password2").expect("set");
-        assert_eq!(
-            u.authenticate("bob", "password1").expect("auth"),
-            Login::WrongPassword
-        );
-        assert!(matches!(
-            u.authenticate("bob", "password2").expect("auth"),
-            Login::Ok(_)
-        ));
+        each(|u| {
+            let bob = u.create(&name("bob"), "password1", false).expect("create");
+            assert!(matches!(
+                u.set_password(bob.id, "short"),
+                Err(UserError::Password(PasswordError::TooShort))
+            ));
+            u.set_password(bob.id, "password2").expect("set");
+            assert_eq!(
+                u.authenticate("bob", "password1").expect("auth"),
+                Login::WrongPassword
+            );
+            assert!(matches!(
+                u.authenticate("bob", "password2").expect("auth"),
+                Login::Ok(_)
+            ));
+        });
     }
 
     #[test]
     fn changes_to_a_missing_user_are_not_found() {
-        let (_d, u) = users();
-        assert!(matches!(u.set_admin(99, true), Err(UserError::NotFound)));
-        assert!(matches!(u.delete(99), Err(UserError::NotFound)));
+        each(|u| {
+            assert!(matches!(u.set_admin(99, true), Err(UserError::NotFound)));
+            assert!(matches!(u.delete(99), Err(UserError::NotFound)));
+        });
     }
 }
