@@ -8,13 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::auth::throttle::{Limits, Throttle};
-use crate::config::{Config, ConfigError};
+use crate::auth::throttle::{
+    Limits, MemoryRecords, PostgresRecords, Records, RedisRecords, Throttle,
+};
+use crate::config::{Config, ConfigError, Database, SessionStore};
 use crate::db::{self, DbError};
 use crate::password::Hasher;
-use crate::session::{Engine, Reaper, Signer, SqliteStore, Store};
+use crate::session::{
+    Engine, PostgresStore, Reaper, RedisStore, Signer, SqliteStore, Store, StoreError,
+};
 use crate::users::Users;
-use crate::web;
+use crate::web::{self, Health};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,9 @@ pub enum AppError {
     /// The database could not be opened.
     #[error("cannot open the database: {0}")]
     Db(#[from] DbError),
+    /// The session store could not be opened.
+    #[error("cannot open the session store: {0}")]
+    Store(#[from] StoreError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -55,32 +62,120 @@ fn bcrypt_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Opens the data directory and database with the config's settings.
+/// Everything the configured backends provide.
+pub struct Backends {
+    /// The users.
+    pub users: Users,
+    /// The sessions.
+    pub store: Arc<dyn Store>,
+    /// Where throttling records go: memory for SQLite, else the shared store.
+    pub records: Box<dyn Records>,
+    /// The health check behind `/healthz`.
+    pub health: Health,
+}
+
+/// Connections each pool may hold: requests beyond 16 at once wait briefly
+/// for one; each SQLite connection has its own page cache, so this also
+/// bounds memory on small boards.
+fn pool_size(config: &Config) -> u32 {
+    u32::try_from(config.threads.min(16) + 2).unwrap_or(18)
+}
+
+/// Opens the configured database and session store.
 ///
 /// # Errors
 ///
-/// When the directory cannot be created or the database opened.
-pub fn open_database(config: &Config) -> Result<db::Pool, AppError> {
+/// When the data directory cannot be created, or a backend cannot be
+/// reached or migrated.
+pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
-    // Requests beyond 16 at once wait briefly for a connection; each
-    // connection has its own page cache, so this bounds memory on small boards.
-    let max = u32::try_from(config.threads.min(16) + 2).unwrap_or(18);
-    Ok(db::open(&config.database_path(), max)?)
+    let max = pool_size(config);
+    let hasher = hasher(config);
+    let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
+        match &config.database {
+            Database::Sqlite(path) => {
+                let pool = db::open(path, max)?;
+                let health = pool.clone();
+                (
+                    Users::new(pool.clone(), hasher),
+                    Arc::new(SqliteStore::new(pool)),
+                    Box::new(MemoryRecords::default()),
+                    Box::new(move || sqlite_health(&health)),
+                )
+            }
+            Database::Postgres(url) => {
+                let pool = db::postgres::open(url.expose_str(), max)?;
+                let health = pool.clone();
+                (
+                    Users::postgres(pool.clone(), hasher),
+                    Arc::new(PostgresStore::new(pool.clone())),
+                    Box::new(PostgresRecords(pool)),
+                    Box::new(move || postgres_health(&health)),
+                )
+            }
+        };
+    Ok(match &config.session_store {
+        SessionStore::Database => Backends {
+            users,
+            store,
+            records,
+            health: db_health,
+        },
+        SessionStore::Redis(url) => {
+            let pool = crate::session::redis::open_pool(url.expose_str(), max)?;
+            let health = pool.clone();
+            Backends {
+                users,
+                store: Arc::new(RedisStore::new(pool.clone(), &config.store_prefix)),
+                records: Box::new(RedisRecords::new(pool, &config.store_prefix)),
+                health: Box::new(move || {
+                    db_health()?;
+                    redis_health(&health)
+                }),
+            }
+        }
+    })
 }
 
-/// The user table with the config's bcrypt settings.
-pub fn users(config: &Config, pool: db::Pool) -> Users {
+fn sqlite_health(pool: &db::Pool) -> Result<(), String> {
+    let conn = pool.get().map_err(|e| e.to_string())?;
+    // Both tables answer: the file is there, readable and migrated.
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)) \
+                  + (SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)) >= 0",
+        [],
+        |r| r.get::<_, bool>(0),
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
+fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), String> {
+    let mut client = pool.get().map_err(|e| format!("PostgreSQL: {e}"))?;
+    client
+        .simple_query("SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1")
+        .map(drop)
+        .map_err(|e| format!("PostgreSQL: {e}"))
+}
+
+fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), String> {
+    let mut conn = pool.get().map_err(|e| format!("Redis: {e}"))?;
+    redis::cmd("PING")
+        .query::<String>(&mut *conn)
+        .map(drop)
+        .map_err(|e| format!("Redis: {e}"))
+}
+
+/// The password hasher with the config's bcrypt settings.
+fn hasher(config: &Config) -> Arc<Hasher> {
     // Logins beyond what the workers can take plus a queue of half the
     // request threads are refused at once, so at least half the threads
     // stay free for everything else during a login storm.
     let queue = (config.threads / 2).max(1);
-    Users::new(
-        pool,
-        Arc::new(Hasher::new(config.bcrypt_cost, bcrypt_workers(), queue)),
-    )
+    Arc::new(Hasher::new(config.bcrypt_cost, bcrypt_workers(), queue))
 }
 
 /// A running server.
@@ -148,10 +243,24 @@ pub fn start(config: &Config) -> Result<Running, AppError> {
 ///
 /// Any [`AppError`].
 pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running, AppError> {
-    let pool = open_database(config)?;
+    let shared = matches!(config.database, Database::Postgres(_))
+        || matches!(config.session_store, SessionStore::Redis(_));
+    if shared && config.secrets.is_empty() {
+        // Each instance would sign with its own generated secret and refuse
+        // the others' cookies, unless they all have a copy of the file.
+        crate::logging::line(&format!(
+            "warning: shared database or session store but no `secrets` configured; \
+             signing with {} (every instance needs the same secrets)",
+            config.data_dir.join("secret").display()
+        ));
+    }
+    let Backends {
+        users,
+        store,
+        records,
+        health,
+    } = open_backends(config)?;
     let signer = Signer::new(config.signing_secrets()?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::new(pool.clone()));
-    let users = users(config, pool.clone());
     users.hasher().warm_up();
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
@@ -160,14 +269,17 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             config.session_options(),
         )),
         users,
-        throttle: Throttle::new(Limits {
-            max_failures: config.login.max_failures,
-            window: config.login.window,
-            lockout: config.login.lockout,
-            max_lockout: config.login.max_lockout,
-        }),
+        throttle: Throttle::with_records(
+            Limits {
+                max_failures: config.login.max_failures,
+                window: config.login.window,
+                lockout: config.login.lockout,
+                max_lockout: config.login.max_lockout,
+            },
+            records,
+        ),
         trusted_proxies: config.trusted_proxies.clone(),
-        pool,
+        health,
         log_requests,
         allow_registration: config.allow_registration,
         apps: config.apps.clone(),

@@ -2,7 +2,7 @@
 //! people. Every flag has a `GATEHOUSE_*` environment twin.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, AppError};
 use crate::clock;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Database, SessionStore};
 use crate::logging::rfc3339;
-use crate::session::{SqliteStore, Store, StoreError};
+use crate::session::{Store, StoreError};
 use crate::users::{User, UserError, Username, Users};
 
 /// gatehouse: a login for small intranet apps.
@@ -41,6 +41,10 @@ struct Global {
     /// Config file (default: DIR/gatehouse.toml if it exists).
     #[arg(long, env = "GATEHOUSE_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Users and sessions: a SQLite file, or postgres://user:password@host/db
+    /// (the `database` setting).
+    #[arg(long, global = true, value_name = "URL_OR_FILE")]
+    database: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +63,17 @@ enum Command {
     Backup {
         /// Where to write the copy (must not exist yet).
         file: PathBuf,
+    },
+    /// Copy users (and with --sessions, live sessions) from a SQLite file
+    /// into the configured PostgreSQL database and/or Redis session store.
+    MigrateStore {
+        /// The SQLite file to copy from (e.g. ./gatehouse-data/gatehouse.db).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Copy live sessions too, so nobody has to sign in again (needs the
+        /// same `secrets`, or the same secret file, as before).
+        #[arg(long)]
+        sessions: bool,
     },
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
@@ -174,15 +189,20 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
         Some(Command::Backup { file }) => backup(&cli.global, &file),
         Some(Command::Restore { file, yes }) => restore(&cli.global, &file, yes),
+        Some(Command::MigrateStore { from, sessions }) => {
+            migrate_store(&cli.global, &from, sessions)
+        }
     }
 }
 
 fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, CliError> {
+    let mut flags = flags.to_vec();
+    flags.push(("database", global.database.clone()));
     Ok(Config::load(
         &global.data,
         global.config.as_deref(),
         std::env::vars(),
-        flags,
+        &flags,
     )?)
 }
 
@@ -229,7 +249,7 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
 
 fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
     let config = config(global, &[])?;
-    let source = config.database_path();
+    let source = sqlite_file(&config, "backup")?;
     if !source.exists() {
         return Err(CliError::Usage(format!(
             "there is no database at {}",
@@ -249,20 +269,83 @@ fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
 
 fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), CliError> {
     let config = config(global, &[])?;
+    let dest = sqlite_file(&config, "restore")?;
     if !yes {
         return Err(CliError::Usage(format!(
             "this replaces every user and session in {} with the backup; stop the server, then run again with --yes",
-            config.database_path().display()
+            dest.display()
         )));
     }
     std::fs::create_dir_all(&config.data_dir)?;
-    crate::db::restore(file, &config.database_path()).map_err(AppError::Db)?;
+    crate::db::restore(file, &dest).map_err(AppError::Db)?;
     writeln!(
         std::io::stdout(),
         "restored {} into {}",
         file.display(),
-        config.database_path().display()
+        dest.display()
     )?;
+    Ok(())
+}
+
+fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    let users_move = matches!(config.database, Database::Postgres(_));
+    let sessions_move = users_move || matches!(config.session_store, SessionStore::Redis(_));
+    if !sessions_move {
+        return Err(CliError::Usage(
+            "the configured database and session store are SQLite; set `database` to a \
+             postgres:// URL and/or `session_store` to a redis:// URL first"
+                .into(),
+        ));
+    }
+    if !from.is_file() {
+        return Err(CliError::Usage(format!(
+            "there is no SQLite file at {}",
+            from.display()
+        )));
+    }
+    let source = crate::db::open(from, 2).map_err(AppError::Db)?;
+    let source_users = Users::new(
+        source.clone(),
+        Arc::new(crate::password::Hasher::new(4, 1, 1)),
+    );
+    let source_store = crate::session::SqliteStore::new(source);
+    let dest = app::open_backends(&config)?;
+    let mut out = std::io::stdout().lock();
+    if users_move {
+        let existing = dest.users.count()?;
+        if existing > 0 {
+            return Err(CliError::Usage(format!(
+                "the PostgreSQL database already has {existing} users; migrate-store copies \
+                 into an empty one, so nothing was copied"
+            )));
+        }
+        let all = source_users.export()?;
+        for (user, hash) in &all {
+            dest.users.import(user, hash)?;
+        }
+        writeln!(out, "copied {} users", all.len())?;
+    }
+    if sessions {
+        let live = source_store.list(None, clock::now())?;
+        let mut copied = 0;
+        for record in &live {
+            match dest.store.create(record) {
+                Ok(()) => copied += 1,
+                // Already there from an earlier run: leave it.
+                Err(StoreError::Backend(m)) if m.contains("exists") || m.contains("duplicate") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        writeln!(out, "copied {copied} live sessions")?;
+        if config.secrets.is_empty() {
+            writeln!(
+                out,
+                "sessions stay valid on instances that sign with {} (copy it, or set `secrets`)",
+                config.data_dir.join("secret").display()
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -297,10 +380,22 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn stores(global: &Global) -> Result<(Users, SqliteStore), CliError> {
+fn stores(global: &Global) -> Result<(Users, Arc<dyn Store>), CliError> {
     let config = config(global, &[])?;
-    let pool = app::open_database(&config)?;
-    Ok((app::users(&config, pool.clone()), SqliteStore::new(pool)))
+    let backends = app::open_backends(&config)?;
+    Ok((backends.users, backends.store))
+}
+
+/// The SQLite file `command` works on; PostgreSQL has its own tools.
+fn sqlite_file(config: &Config, command: &str) -> Result<PathBuf, CliError> {
+    config
+        .database_path()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "`{command}` works on a SQLite file; for PostgreSQL use pg_dump and pg_restore"
+            ))
+        })
 }
 
 fn read_password(from_stdin: bool) -> Result<String, CliError> {

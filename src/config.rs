@@ -40,6 +40,21 @@ pub const DEFAULT_BCRYPT_COST: &str = "10";
 /// Every setting, in the order the README documents them.
 pub const SETTINGS: &[Setting] = &[
     Setting {
+        name: "database",
+        default: "",
+        help: "users and sessions: empty = `<data>/gatehouse.db`; a file path (SQLite); or `postgres://user:password@host/db` for several instances",
+    },
+    Setting {
+        name: "session_store",
+        default: "database",
+        help: "sessions: `database` (wherever users are) or `redis://host:6379/0` (Redis or Valkey; login throttling moves there too)",
+    },
+    Setting {
+        name: "store_prefix",
+        default: "gatehouse:",
+        help: "prefix of every Redis key gatehouse writes, so several deployments can share one Redis",
+    },
+    Setting {
         name: "listen",
         default: "127.0.0.1:8080",
         help: "address and port to listen on (port 0 picks a free one)",
@@ -201,6 +216,47 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A URL with any password replaced by `***`, fit to print.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Where users (and, by default, sessions) are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server; the URL may hold a password, so it is masked.
+    Postgres(Secret),
+}
+
+/// Where sessions are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStore {
+    /// In the database, beside the users.
+    Database,
+    /// In Redis (or Valkey); the URL may hold a password.
+    Redis(Secret),
+}
+
+impl Secret {
+    /// The secret as text (settings are read as UTF-8, so it is).
+    pub fn expose_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
 /// Whether the session cookie is always `Secure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecureMode {
@@ -243,6 +299,12 @@ pub struct CookieConfig {
 pub struct Config {
     /// Where the database and generated secret live.
     pub data_dir: PathBuf,
+    /// Where users are kept.
+    pub database: Database,
+    /// Where sessions are kept.
+    pub session_store: SessionStore,
+    /// The prefix of Redis keys.
+    pub store_prefix: String,
     /// Listen address.
     pub listen: SocketAddr,
     /// Request threads.
@@ -540,6 +602,38 @@ impl Layers {
     pub fn build(&self, data_dir: PathBuf) -> Result<Config, ConfigError> {
         let duration = |s: &str| parse_duration(s);
         let config = Config {
+            database: self.parse("database", |s| {
+                if s.is_empty() {
+                    Ok(Database::Sqlite(data_dir.join("gatehouse.db")))
+                } else if crate::db::postgres::is_url(s) {
+                    s.parse::<postgres::Config>()
+                        .map(|_| Database::Postgres(Secret(s.as_bytes().to_vec())))
+                        .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {e}"))
+                } else if s.contains("://") {
+                    Err(format!(
+                        "{:?} is neither a file path nor a postgres:// URL",
+                        s.split("://").next().unwrap_or("")
+                    ))
+                } else {
+                    Ok(Database::Sqlite(data_dir.join(s)))
+                }
+            })?,
+            session_store: self.parse("session_store", |s| {
+                if s == "database" || s.is_empty() {
+                    Ok(SessionStore::Database)
+                } else if crate::session::redis::is_url(s) {
+                    Ok(SessionStore::Redis(Secret(s.as_bytes().to_vec())))
+                } else {
+                    Err("must be `database` or a redis:// URL".to_owned())
+                }
+            })?,
+            store_prefix: self.parse("store_prefix", |s| {
+                if s.is_empty() || s.len() > 64 || s.bytes().any(|b| !b.is_ascii_graphic()) {
+                    Err("must be 1 to 64 printable ASCII characters without spaces".to_owned())
+                } else {
+                    Ok(s.to_owned())
+                }
+            })?,
             data_dir,
             listen: self.parse("listen", |s| {
                 s.parse()
@@ -753,7 +847,23 @@ impl Config {
                 v.join(", ")
             }
         };
+        let url = |secret: &Secret| mask_password(secret.expose_str());
         vec![
+            (
+                "database",
+                match &self.database {
+                    Database::Sqlite(path) => path.display().to_string(),
+                    Database::Postgres(u) => url(u),
+                },
+            ),
+            (
+                "session_store",
+                match &self.session_store {
+                    SessionStore::Database => "database".to_owned(),
+                    SessionStore::Redis(u) => url(u),
+                },
+            ),
+            ("store_prefix", self.store_prefix.clone()),
             ("listen", self.listen.to_string()),
             ("threads", self.threads.to_string()),
             ("bcrypt_cost", self.bcrypt_cost.to_string()),
@@ -845,9 +955,12 @@ impl Config {
         }
     }
 
-    /// Path of the database file.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("gatehouse.db")
+    /// Path of the database file, when the database is SQLite.
+    pub fn database_path(&self) -> Option<&Path> {
+        match &self.database {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
     }
 
     /// The secrets to sign with: the configured ones, or else the contents

@@ -156,15 +156,15 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
         };
         // The current password is a password check like a sign-in: it is
         // throttled the same way, so a stolen session cannot guess it.
-        if let Some(wait) = throttle_wait(state, &s.user.username, client) {
+        if let Some(wait) = throttle_wait(state, &s.user.username, client)? {
             let (secs, message) = throttled(wait);
             return Ok(fail(429, &message)?.with_additional_header("Retry-After", secs.to_string()));
         }
         let current = form.get("current").unwrap_or("");
         match state.users.authenticate(&s.user.username, current)? {
-            Login::Ok(_) => state.throttle.success(&s.user.username),
+            Login::Ok(_) => state.throttle.success(&s.user.username)?,
             _ => {
-                record_failure(state, &s.user.username, client, "wrong_current_password");
+                record_failure(state, &s.user.username, client, "wrong_current_password")?;
                 return fail(403, "Your current password is not right.");
             }
         }

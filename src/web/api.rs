@@ -38,7 +38,7 @@ pub fn error_response(e: &WebError) -> Response {
     if let WebError::MethodNotAllowed(allow) = e {
         r = r.with_additional_header("Allow", *allow);
     }
-    if let WebError::Busy = e {
+    if let WebError::Busy | WebError::Unavailable(_) = e {
         r = r.with_additional_header("Retry-After", "1");
     }
     r
@@ -108,7 +108,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     if username.len() > MAX_USERNAME {
         return Err(WebError::BadRequest("the username is too long"));
     }
-    if let Some(wait) = throttle_wait(state, username, client) {
+    if let Some(wait) = throttle_wait(state, username, client)? {
         let secs = wait.as_secs().max(1);
         return Ok(json_response(
             429,
@@ -118,7 +118,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     }
     let reason = match state.users.authenticate(username, &body.password)? {
         Login::Ok(user) => {
-            state.throttle.success(username);
+            state.throttle.success(username)?;
             log_login(state, "ok", &user.username, client, " via=api");
             return with_session(state, request, client, |session| {
                 session.login(user.id, body.remember)?;
@@ -133,7 +133,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
         Login::WrongPassword => "wrong_password",
         Login::Disabled => "disabled",
     };
-    record_failure(state, username, client, reason);
+    record_failure(state, username, client, reason)?;
     Ok(json_response(
         401,
         &json!({ "error": "wrong username or password" }),

@@ -34,6 +34,9 @@ pub enum WebError {
     /// Too many password checks queued (503).
     #[error("password checks are saturated")]
     Busy,
+    /// A backend (PostgreSQL, Redis) could not be reached (503); logged.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
     /// Something on our side failed (500); logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,13 +44,19 @@ pub enum WebError {
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<SessionError> for WebError {
     fn from(e: SessionError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            SessionError::Store(e) => e.into(),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }
 
@@ -55,6 +64,7 @@ impl From<UserError> for WebError {
     fn from(e: UserError) -> Self {
         match e {
             UserError::Password(PasswordError::Busy) => Self::Busy,
+            UserError::Unavailable(m) => Self::Unavailable(m),
             e => Self::Internal(format!("{e}: {:?}", std::error::Error::source(&e))),
         }
     }
@@ -70,7 +80,7 @@ impl WebError {
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::Busy => 503,
+            Self::Busy | Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -88,6 +98,9 @@ impl WebError {
             Self::TooLarge => "The request is too large.",
             Self::UnsupportedMediaType => "That content type is not accepted here.",
             Self::Busy => "Too many sign-ins at once. Try again in a moment.",
+            Self::Unavailable(_) => {
+                "The login service cannot reach its database just now. Try again in a moment."
+            }
             Self::Internal(_) => "Something went wrong on our side. It has been logged.",
         }
     }
@@ -102,7 +115,7 @@ impl WebError {
             Self::MethodNotAllowed(allow) => {
                 response = response.with_additional_header("Allow", allow);
             }
-            Self::Busy => {
+            Self::Busy | Self::Unavailable(_) => {
                 response = response.with_additional_header("Retry-After", "1");
             }
             Self::TooLarge => {

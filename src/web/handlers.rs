@@ -2,8 +2,6 @@
 //! Handlers are thin: they read the request, call `users`, `auth` and the
 //! session, and pick a view.
 
-use std::time::Instant;
-
 use rouille::{Request, Response};
 
 use super::form::Form;
@@ -172,10 +170,13 @@ pub(super) fn throttle_wait(
     state: &State,
     username: &str,
     client: &Client,
-) -> Option<std::time::Duration> {
-    let wait = state
+) -> Result<Option<std::time::Duration>> {
+    let Some(wait) = state
         .throttle
-        .retry_after(username, client.ip, Instant::now())?;
+        .retry_after(username, client.ip, crate::clock::now())?
+    else {
+        return Ok(None);
+    };
     let secs = wait.as_secs().max(1);
     log_login(
         state,
@@ -184,7 +185,7 @@ pub(super) fn throttle_wait(
         client,
         &format!(" retry_after={secs}"),
     );
-    Some(wait)
+    Ok(Some(wait))
 }
 
 /// Percent-encodes a query value.
@@ -224,20 +225,15 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
 }
 
 fn healthz(state: &State) -> Response {
-    let ok = state.pool.get().ok().and_then(|c| {
-        // Both tables answer: the file is there, readable and migrated.
-        c.query_row(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)) \
-                      + (SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)) >= 0",
-            [],
-            |r| r.get::<_, bool>(0),
-        )
-        .ok()
-    }) == Some(true);
-    if ok {
-        Response::text("ok")
-    } else {
-        Response::text("database unavailable").with_status_code(503)
+    match (state.health)() {
+        Ok(()) => Response::text("ok"),
+        Err(detail) => {
+            logging::line(&format!(
+                "healthz failed detail={}",
+                logging::quote(&detail)
+            ));
+            Response::text("database unavailable").with_status_code(503)
+        }
     }
 }
 
@@ -449,7 +445,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
         return Err(WebError::BadRequest("The username is too long."));
     }
 
-    if let Some(wait) = throttle_wait(state, username, client) {
+    if let Some(wait) = throttle_wait(state, username, client)? {
         let (secs, message) = throttled(wait);
         return Ok(
             login_form(state, request, client, &next, username, Some(&message))
@@ -460,7 +456,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
 
     let reason = match state.users.authenticate(username, password)? {
         Login::Ok(user) => {
-            state.throttle.success(username);
+            state.throttle.success(username)?;
             log_login(state, "ok", &user.username, client, "");
             return with_session(state, request, client, |session| {
                 session.login(user.id, remember)?;
@@ -471,7 +467,7 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
         Login::WrongPassword => "wrong_password",
         Login::Disabled => "disabled",
     };
-    record_failure(state, username, client, reason);
+    record_failure(state, username, client, reason)?;
     Ok(
         login_form(state, request, client, &next, username, Some(LOGIN_FAILED))
             .with_status_code(401),
@@ -479,7 +475,16 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
 }
 
 /// Logs a failed password check and counts it towards a lockout.
-pub(super) fn record_failure(state: &State, username: &str, client: &Client, reason: &str) {
+///
+/// # Errors
+///
+/// The throttle's store failed (the failure is logged either way).
+pub(super) fn record_failure(
+    state: &State,
+    username: &str,
+    client: &Client,
+    reason: &str,
+) -> Result<()> {
     state.metrics.login(reason);
     log_login(
         state,
@@ -488,7 +493,10 @@ pub(super) fn record_failure(state: &State, username: &str, client: &Client, rea
         client,
         &format!(" reason={reason}"),
     );
-    for lock in state.throttle.failure(username, client.ip, Instant::now()) {
+    for lock in state
+        .throttle
+        .failure(username, client.ip, crate::clock::now())?
+    {
         log_login(
             state,
             "locked",
@@ -497,6 +505,7 @@ pub(super) fn record_failure(state: &State, username: &str, client: &Client, rea
             &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
         );
     }
+    Ok(())
 }
 
 fn get_logout(state: &State, request: &Request, client: &Client) -> Result<Response> {

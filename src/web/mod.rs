@@ -24,7 +24,6 @@ pub use error::WebError;
 
 use crate::auth::proxy::{self, Client, IpNet};
 use crate::auth::throttle::Throttle;
-use crate::db::Pool;
 use crate::logging;
 use crate::session::{Engine, RequestInfo, Session};
 use crate::users::Users;
@@ -40,7 +39,7 @@ pub struct State {
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// The database, for the health check.
-    pub pool: Pool,
+    pub health: Health,
     /// Whether to log one line per request.
     pub log_requests: bool,
     /// Whether visitors may sign up.
@@ -68,6 +67,9 @@ impl State {
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
+/// Checks that the backends answer, for `/healthz`; `Err` says what failed.
+pub type Health = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
@@ -81,13 +83,24 @@ pub fn handle(state: &State, request: &Request) -> Response {
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            if let WebError::Internal(detail) = &e {
-                state.metrics.db_error();
-                logging::line(&format!(
-                    "error path={} detail={}",
-                    logging::quote(path_of(request)),
-                    logging::quote(detail)
-                ));
+            match &e {
+                WebError::Internal(detail) => {
+                    state.metrics.db_error();
+                    logging::line(&format!(
+                        "error path={} detail={}",
+                        logging::quote(path_of(request)),
+                        logging::quote(detail)
+                    ));
+                }
+                WebError::Unavailable(detail) => {
+                    state.metrics.db_error();
+                    logging::line(&format!(
+                        "backend unavailable path={} detail={}",
+                        logging::quote(path_of(request)),
+                        logging::quote(detail)
+                    ));
+                }
+                _ => {}
             }
             if path_of(request).starts_with("/api/") {
                 api::error_response(&e)
