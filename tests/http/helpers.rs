@@ -24,6 +24,74 @@ pub fn command(binary: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     }
 }
 
+/// The backend the suite runs on, from `GATEHOUSE_TEST_BACKEND`:
+/// `sqlite` (the default), `postgres` (users and sessions in PostgreSQL,
+/// at `GATEHOUSE_TEST_POSTGRES`) or `redis` (users in PostgreSQL, sessions
+/// and throttling in Redis at `GATEHOUSE_TEST_REDIS`).
+pub fn backend() -> &'static str {
+    static BACKEND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    BACKEND.get_or_init(
+        || match std::env::var("GATEHOUSE_TEST_BACKEND").as_deref() {
+            Ok("postgres") => "postgres",
+            Ok("redis") => "redis",
+            Ok("sqlite" | "") | Err(_) => "sqlite",
+            Ok(other) => panic!("GATEHOUSE_TEST_BACKEND={other}: use sqlite, postgres or redis"),
+        },
+    )
+}
+
+/// Whether the suite runs on SQLite; otherwise says that the calling test,
+/// which looks inside the SQLite file, is skipped.
+pub fn on_sqlite(test: &str) -> bool {
+    let sqlite = backend() == "sqlite";
+    if !sqlite {
+        eprintln!("{test}: skipped on {}: it checks the SQLite file itself", backend());
+    }
+    sqlite
+}
+
+fn required(var: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("GATEHOUSE_TEST_BACKEND={} needs {var}", backend()))
+}
+
+/// The settings that put the data directory `dir` on the suite's backend:
+/// none for SQLite; a fresh PostgreSQL schema and Redis prefix per
+/// directory otherwise, the same ones every time for the same directory (so
+/// a restart, or the CLI on that directory, finds the same data).
+pub fn backend_settings(dir: &Path) -> Vec<(String, String)> {
+    static MADE: Mutex<BTreeMap<PathBuf, Vec<(String, String)>>> = Mutex::new(BTreeMap::new());
+    if backend() == "sqlite" {
+        return Vec::new();
+    }
+    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    made.entry(dir.to_owned())
+        .or_insert_with(|| {
+            let postgres = required("GATEHOUSE_TEST_POSTGRES");
+            let url = gatehouse::db::postgres::scratch_schema(&postgres).expect("scratch schema");
+            let mut settings = vec![("database".to_owned(), url)];
+            if backend() == "redis" {
+                settings.push(("session_store".to_owned(), required("GATEHOUSE_TEST_REDIS")));
+                settings.push((
+                    "store_prefix".to_owned(),
+                    gatehouse::session::redis::scratch_prefix(),
+                ));
+            }
+            settings
+        })
+        .clone()
+}
+
+/// The same settings as environment variables, for the real binary.
+pub fn backend_env(dir: &Path) -> Vec<(String, String)> {
+    backend_settings(dir)
+        .into_iter()
+        .map(|(k, v)| (gatehouse::config::env_name(&k), v))
+        .collect()
+}
+
 /// A running server with its own temporary data directory.
 pub struct TestApp {
     pub running: Option<Running>,
@@ -44,6 +112,7 @@ pub fn config(dir: &Path, settings: &[(String, String)]) -> Config {
         .iter()
         .map(|(k, v)| (gatehouse::config::env_name(k), (*v).to_owned()))
         .collect();
+    env.extend(backend_env(dir));
     env.extend(
         settings
             .iter()
@@ -128,10 +197,17 @@ impl TestApp {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
 
-    pub fn session_rows(&self) -> i64 {
-        self.db()
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-            .expect("count")
+    /// Every stored session, expired or not, whatever the backend.
+    pub fn stored_sessions(&self) -> Vec<gatehouse::session::Record> {
+        self.state()
+            .engine()
+            .store()
+            .list(None, 0)
+            .expect("list sessions")
+    }
+
+    pub fn session_rows(&self) -> usize {
+        self.stored_sessions().len()
     }
 }
 

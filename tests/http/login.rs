@@ -221,11 +221,9 @@ fn remember_me_makes_a_persistent_cookie() {
         (30 * 86_400 - 5..=30 * 86_400).contains(&max_age),
         "{max_age}"
     );
-    let persistent: bool = app
-        .db()
-        .query_row("SELECT persistent FROM sessions", [], |r| r.get(0))
-        .expect("row");
-    assert!(persistent);
+    let stored = app.stored_sessions();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].persistent);
 }
 
 #[test]
