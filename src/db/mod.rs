@@ -4,6 +4,7 @@
 //! Nothing here knows about users or sessions; the tables are created by
 //! `migrations` and read by the modules that own them.
 
+pub mod checked;
 mod migrations;
 pub mod postgres;
 

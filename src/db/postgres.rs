@@ -13,9 +13,16 @@ use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::DbError;
+use super::checked::Checked;
+
+/// How connections are made and checked.
+pub type PgManager = Checked<PostgresConnectionManager<NoTls>>;
 
 /// A pool of PostgreSQL connections.
-pub type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type PgPool = r2d2::Pool<PgManager>;
+
+/// A connection checked out of a [`PgPool`].
+pub type PgConn = r2d2::PooledConnection<PgManager>;
 
 /// The advisory lock migrations hold ("gh" in ASCII, then a version of the lock).
 const MIGRATION_LOCK: i64 = 0x6768_0001;
@@ -87,17 +94,15 @@ fn open_config(mut config: postgres::Config, max_size: u32) -> Result<PgPool, Db
     if config.get_application_name().is_none() {
         config.application_name("gatehouse");
     }
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let manager = Checked(PostgresConnectionManager::new(config, NoTls));
     let pool = r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
-        // A connection the server closed is noticed by `has_broken` when it
-        // comes back to the pool; a query per checkout would double the
-        // round trips of every request.
-        .test_on_check_out(false)
+        // Only connections that sat idle are pinged (see `checked`).
+        .test_on_check_out(true)
         .connection_timeout(CONNECT_TIMEOUT)
         .build(manager)?;
-    migrate(&mut *pool.get()?)?;
+    migrate(&mut **pool.get()?)?;
     Ok(pool)
 }
 

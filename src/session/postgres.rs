@@ -116,18 +116,16 @@ impl PostgresStore {
         &self.pool
     }
 
-    fn client(&self) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
+    fn client(&self) -> Result<crate::db::postgres::PgConn, StoreError> {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
     }
 }
 
-type PgManager = r2d2_postgres::PostgresConnectionManager<postgres::NoTls>;
-
 impl Store for PostgresStore {
     fn create(&self, record: &Record) -> Result<(), StoreError> {
-        insert(&mut *self.client()?, record)?;
+        insert(&mut **self.client()?, record)?;
         Ok(())
     }
 

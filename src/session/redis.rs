@@ -33,13 +33,17 @@ use serde_json::{Map, Value};
 use super::id::SessionKey;
 use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
 use crate::clock::Millis;
+use crate::db::checked::{Checked, Conn};
 
 /// How long connecting, or waiting for Redis to answer, may take before the
 /// request that needed it is answered `503`.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pool of Redis connections.
-pub type RedisPool = r2d2::Pool<redis::Client>;
+pub type RedisPool = r2d2::Pool<Checked<redis::Client>>;
+
+/// A connection checked out of a [`RedisPool`].
+pub type RedisConn = r2d2::PooledConnection<Checked<redis::Client>>;
 
 /// Sessions in Redis.
 #[derive(Clone)]
@@ -67,8 +71,8 @@ impl From<redis::RedisError> for StoreError {
 #[derive(Debug)]
 struct Timeouts;
 
-impl r2d2::CustomizeConnection<redis::Connection, redis::RedisError> for Timeouts {
-    fn on_acquire(&self, conn: &mut redis::Connection) -> Result<(), redis::RedisError> {
+impl r2d2::CustomizeConnection<Conn<redis::Connection>, redis::RedisError> for Timeouts {
+    fn on_acquire(&self, conn: &mut Conn<redis::Connection>) -> Result<(), redis::RedisError> {
         conn.set_read_timeout(Some(TIMEOUT))?;
         conn.set_write_timeout(Some(TIMEOUT))
     }
@@ -100,12 +104,13 @@ pub fn open_pool(url: &str, max_size: u32) -> Result<RedisPool, StoreError> {
     let pool = r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
-        .test_on_check_out(false)
+        // Only connections that sat idle are pinged (see `db::checked`).
+        .test_on_check_out(true)
         .connection_timeout(TIMEOUT)
         .connection_customizer(Box::new(Timeouts))
-        .build(client)
+        .build(Checked(client))
         .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))?;
-    let pong: String = redis::cmd("PING").query(&mut *get(&pool)?)?;
+    let pong: String = redis::cmd("PING").query(&mut **get(&pool)?)?;
     if pong != "PONG" {
         return Err(StoreError::Backend(format!(
             "Redis answered PING with {pong}"
@@ -114,7 +119,7 @@ pub fn open_pool(url: &str, max_size: u32) -> Result<RedisPool, StoreError> {
     Ok(pool)
 }
 
-fn get(pool: &RedisPool) -> Result<r2d2::PooledConnection<redis::Client>, StoreError> {
+fn get(pool: &RedisPool) -> Result<RedisConn, StoreError> {
     pool.get()
         .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))
 }
@@ -366,7 +371,7 @@ impl RedisStore {
         &self.pool
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, StoreError> {
+    fn conn(&self) -> Result<RedisConn, StoreError> {
         get(&self.pool)
     }
 
@@ -380,7 +385,7 @@ impl RedisStore {
         for (f, v) in fields(new) {
             call.arg(f).arg(v);
         }
-        call.invoke::<i64>(&mut *self.conn()?)?;
+        call.invoke::<i64>(&mut **self.conn()?)?;
         Ok(())
     }
 
@@ -393,7 +398,7 @@ impl RedisStore {
         for h in hexes {
             pipe.hgetall(format!("{}s:{h}", self.prefix));
         }
-        let hashes: Vec<HashMap<String, String>> = pipe.query(&mut *self.conn()?)?;
+        let hashes: Vec<HashMap<String, String>> = pipe.query(&mut **self.conn()?)?;
         let mut out = Vec::new();
         for (h, hash) in hexes.iter().zip(hashes) {
             if let Some(key) = unhex(h)
@@ -419,7 +424,7 @@ impl Store for RedisStore {
     fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
         let hash: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(format!("{}s:{}", self.prefix, hex(key)))
-            .query(&mut *self.conn()?)?;
+            .query(&mut **self.conn()?)?;
         record(*key, hash, now)
     }
 
@@ -453,7 +458,7 @@ impl Store for RedisStore {
                 call.arg(data_field(k));
             }
         }
-        Ok(call.invoke::<i64>(&mut *self.conn()?)? == 1)
+        Ok(call.invoke::<i64>(&mut **self.conn()?)? == 1)
     }
 
     fn increment(
@@ -473,7 +478,7 @@ impl Store for RedisStore {
             .arg(touch.expires_at)
             .arg(data_field(field))
             .arg(by)
-            .invoke(&mut *self.conn()?)?)
+            .invoke(&mut **self.conn()?)?)
     }
 
     fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
@@ -485,7 +490,7 @@ impl Store for RedisStore {
             .prepare_invoke()
             .arg(&self.prefix)
             .arg(hex(key))
-            .invoke(&mut *self.conn()?)?;
+            .invoke(&mut **self.conn()?)?;
         Ok(n == 1)
     }
 
@@ -496,7 +501,7 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(now)
             .arg(limit)
-            .invoke(&mut *self.conn()?)?;
+            .invoke(&mut **self.conn()?)?;
         Ok(n)
     }
 
@@ -509,7 +514,7 @@ impl Store for RedisStore {
             .arg(index)
             .arg(format!("({now}"))
             .arg("+inf")
-            .query(&mut *self.conn()?)?;
+            .query(&mut **self.conn()?)?;
         let hexes: Vec<String> = members
             .into_iter()
             .map(|m| match (strip, m.split_once(':')) {
@@ -525,7 +530,7 @@ impl Store for RedisStore {
             .arg(format!("{}all", self.prefix))
             .arg(format!("({now}"))
             .arg("+inf")
-            .query(&mut *self.conn()?)?)
+            .query(&mut **self.conn()?)?)
     }
 
     fn delete_by_user(
@@ -538,7 +543,7 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(user_id)
             .arg(keep.map(hex).unwrap_or_default())
-            .invoke(&mut *self.conn()?)?)
+            .invoke(&mut **self.conn()?)?)
     }
 }
 

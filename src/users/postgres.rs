@@ -38,12 +38,7 @@ fn user(row: &postgres::Row) -> Result<User, UserError> {
 }
 
 impl Postgres {
-    fn client(
-        &self,
-    ) -> Result<
-        r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
-        UserError,
-    > {
+    fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
         self.0
             .get()
             .map_err(|e| UserError::Unavailable(format!("PostgreSQL: {e}")))

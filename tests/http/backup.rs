@@ -35,7 +35,9 @@ fn users_and_sessions(conn: &rusqlite::Connection) -> (BTreeSet<String>, BTreeSe
 
 #[test]
 fn a_backup_taken_under_load_holds_everything_that_existed_when_it_began() {
-    if !crate::helpers::on_sqlite("a_backup_taken_under_load_holds_everything_that_existed_when_it_began") {
+    if !crate::helpers::on_sqlite(
+        "a_backup_taken_under_load_holds_everything_that_existed_when_it_began",
+    ) {
         return;
     }
     let app = TestApp::spawn_with(&[("threads", "16")]);
@@ -165,7 +167,9 @@ const V1: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT 
 
 #[test]
 fn a_newer_binary_migrates_an_older_file_and_an_older_binary_refuses_a_newer_one() {
-    if !crate::helpers::on_sqlite("a_newer_binary_migrates_an_older_file_and_an_older_binary_refuses_a_newer_one") {
+    if !crate::helpers::on_sqlite(
+        "a_newer_binary_migrates_an_older_file_and_an_older_binary_refuses_a_newer_one",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -45,7 +45,10 @@ pub fn backend() -> &'static str {
 pub fn on_sqlite(test: &str) -> bool {
     let sqlite = backend() == "sqlite";
     if !sqlite {
-        eprintln!("{test}: skipped on {}: it checks the SQLite file itself", backend());
+        eprintln!(
+            "{test}: skipped on {}: it checks the SQLite file itself",
+            backend()
+        );
     }
     sqlite
 }
@@ -66,7 +69,9 @@ pub fn backend_settings(dir: &Path) -> Vec<(String, String)> {
     if backend() == "sqlite" {
         return Vec::new();
     }
-    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     made.entry(dir.to_owned())
         .or_insert_with(|| {
             let postgres = required("GATEHOUSE_TEST_POSTGRES");

@@ -9,6 +9,7 @@ mod cli;
 mod example;
 mod gate;
 mod hostile;
+mod instances;
 mod login;
 mod ops;
 mod sessions;

@@ -30,12 +30,7 @@ fn text(entry: &Entry) -> String {
 pub struct PostgresRecords(pub PgPool);
 
 impl PostgresRecords {
-    fn client(
-        &self,
-    ) -> Result<
-        r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
-        StoreError,
-    > {
+    fn client(&self) -> Result<crate::db::postgres::PgConn, StoreError> {
         self.0
             .get()
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
@@ -118,7 +113,7 @@ impl RedisRecords {
         format!("{}t:{subject}", self.prefix)
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, StoreError> {
+    fn conn(&self) -> Result<crate::session::redis::RedisConn, StoreError> {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))
@@ -129,7 +124,7 @@ impl Records for RedisRecords {
     fn get(&self, subject: &str) -> Result<Option<Entry>, StoreError> {
         let value: Option<String> = redis::cmd("GET")
             .arg(self.key(subject))
-            .query(&mut *self.conn()?)?;
+            .query(&mut **self.conn()?)?;
         parse(value)
     }
 

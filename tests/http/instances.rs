@@ -1,0 +1,148 @@
+//! Two gatehouse instances on one shared backend (PostgreSQL, or PostgreSQL
+//! and Redis), as behind a load balancer: one login, and every revocation
+//! on one takes effect on the other at once. Secrets are shared through
+//! config. On SQLite (one instance per file) these are skipped.
+
+use crate::helpers::{Browser, Resp, TestApp, backend, backend_settings};
+
+const SECRET: &str = "one-secret-for-both-instances-32-bytes-or-more";
+
+/// Instances `a` and `b` on the same database (and Redis), with the same
+/// secrets, or `None` on SQLite.
+fn pair(test: &str) -> Option<(TestApp, TestApp)> {
+    if backend() == "sqlite" {
+        eprintln!("{test}: skipped on sqlite: one file serves one instance");
+        return None;
+    }
+    let a = TestApp::spawn_with(&[("secrets", SECRET)]);
+    let mut shared = backend_settings(a.dir.path());
+    shared.push(("secrets".into(), SECRET.into()));
+    let b = TestApp::spawn_in(tempfile::tempdir().expect("temp dir"), shared);
+    Some((a, b))
+}
+
+/// The same browser (same cookies), talking to another instance.
+fn on(browser: &Browser, app: &TestApp) -> Browser {
+    let mut moved = browser.clone_cookies();
+    moved.base.clone_from(&app.base);
+    moved
+}
+
+fn form_post(b: &Browser, page: &str, action: &str, fields: &[(&str, &str)]) -> Resp {
+    let csrf = b.get(page).csrf().expect("csrf");
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post_form(action, &all)
+}
+
+#[test]
+fn a_login_on_one_instance_is_valid_on_the_other_and_counts_once() {
+    let Some((a, b)) = pair("a_login_on_one_instance_is_valid_on_the_other_and_counts_once") else {
+        return;
+    };
+    a.add_user("alice", "correct horse", false);
+    let on_a = a.browser();
+    assert_eq!(on_a.login("alice", "correct horse").status, 303);
+    let on_b = on(&on_a, &b);
+    let verify = on_b.get("/auth/verify");
+    assert_eq!(verify.status, 200);
+    assert_eq!(verify.header("Remote-User"), Some("alice"));
+    // Visits alternate between instances and none is lost.
+    let mut last = 0;
+    for i in 0..6 {
+        let page = if i % 2 == 0 {
+            on_a.get("/")
+        } else {
+            on_b.get("/")
+        };
+        let n: i64 = page.text_of("visits").expect("visits").parse().expect("n");
+        assert!(n > last, "visit {i}: {n} after {last}");
+        last = n;
+    }
+}
+
+#[test]
+fn logout_and_revocation_on_one_instance_apply_on_the_other_at_once() {
+    let Some((a, b)) = pair("logout_and_revocation_on_one_instance_apply_on_the_other_at_once")
+    else {
+        return;
+    };
+    a.add_user("root", "root password", true);
+    a.add_user("alice", "correct horse", false);
+
+    // Logout on a; the cookie is dead on b.
+    let first = a.browser();
+    first.login("alice", "correct horse");
+    assert_eq!(on(&first, &b).get("/auth/verify").status, 200);
+    assert_eq!(first.logout().status, 303);
+    assert_eq!(on(&first, &b).get("/auth/verify").status, 401);
+
+    // A password change on b ends alice's other sessions on a.
+    let laptop = a.browser();
+    laptop.login("alice", "correct horse");
+    let phone = b.browser();
+    phone.login("alice", "correct horse");
+    let changed = form_post(
+        &phone,
+        "/account",
+        "/account/password",
+        &[
+            ("current", "correct horse"),
+            ("password", "battery staple"),
+            ("password2", "battery staple"),
+        ],
+    );
+    assert_eq!(changed.status, 303);
+    assert_eq!(laptop.get("/auth/verify").status, 401, "old session on a");
+    assert_eq!(on(&phone, &a).get("/auth/verify").status, 200);
+
+    // An admin on a disables alice; her session on b ends at once.
+    let admin = a.browser();
+    admin.login("root", "root password");
+    let disabled = form_post(
+        &admin,
+        "/admin",
+        "/admin/users/disable",
+        &[("username", "alice")],
+    );
+    assert_eq!(disabled.status, 303);
+    assert_eq!(phone.get("/auth/verify").status, 401, "disabled on b");
+    assert_eq!(phone.login("alice", "battery staple").status, 401);
+
+    // Rights are read on every request: revoking admin on b applies on a.
+    a.add_user("bob", "bob password", true);
+    let bob = a.browser();
+    bob.login("bob", "bob password");
+    assert_eq!(bob.get("/admin").status, 200);
+    let admin_on_b = on(&admin, &b);
+    let revoked = form_post(
+        &admin_on_b,
+        "/admin",
+        "/admin/users/revoke-admin",
+        &[("username", "bob")],
+    );
+    assert_eq!(revoked.status, 303);
+    assert_eq!(bob.get("/admin").status, 403);
+}
+
+#[test]
+fn guesses_spread_over_instances_are_throttled_together() {
+    let Some((a, b)) = pair("guesses_spread_over_instances_are_throttled_together") else {
+        return;
+    };
+    a.add_user("alice", "correct horse", false);
+    let (on_a, on_b) = (a.browser(), b.browser());
+    for i in 0..5 {
+        let browser = if i % 2 == 0 { &on_a } else { &on_b };
+        assert_eq!(
+            browser.login("alice", "wrong guess").status,
+            401,
+            "guess {i}"
+        );
+    }
+    for browser in [&on_a, &on_b] {
+        let refused = browser.login("alice", "correct horse");
+        assert_eq!(refused.status, 429);
+        assert!(refused.header("Retry-After").is_some());
+    }
+}
