@@ -151,10 +151,17 @@ fn migrate_locked(client: &mut postgres::Client) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Whether an error means the server could not be reached (as opposed to a
-/// statement it refused).
+/// Whether an error means the server could not be reached or is going away
+/// (as opposed to a statement it refused): a closed connection, no answer,
+/// or an SQLSTATE of class 08 (connection exception), 53 (insufficient
+/// resources) or 57 (operator intervention, e.g. shutting down).
 pub fn is_connection_error(e: &postgres::Error) -> bool {
-    e.is_closed() || e.as_db_error().is_none()
+    match e.as_db_error() {
+        None => true,
+        Some(db) => ["08", "53", "57"]
+            .iter()
+            .any(|class| db.code().code().starts_with(class)),
+    }
 }
 
 /// The server tests run against: `GATEHOUSE_TEST_POSTGRES`, a URL. Unset,

@@ -12,5 +12,6 @@ mod hostile;
 mod instances;
 mod login;
 mod ops;
+mod outage;
 mod sessions;
 mod throttle;
