@@ -9,11 +9,21 @@ use crate::helpers::{Browser, TestApp};
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn gatehouse(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    run(dir, &crate::helpers::backend_env(dir), args, stdin)
+}
+
+/// Runs the binary on `dir` with `env` (settings as environment variables).
+fn run(
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut child = crate::helpers::command(BIN)
         .args(args)
         .env("GATEHOUSE_DATA", dir)
         .env("GATEHOUSE_BCRYPT_COST", "4")
-        .envs(crate::helpers::backend_env(dir))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,11 +159,19 @@ fn serve(
     dir: &std::path::Path,
     expect_setup: bool,
 ) -> (std::process::Child, String, Option<String>) {
+    serve_with(dir, &crate::helpers::backend_env(dir), expect_setup)
+}
+
+fn serve_with(
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    expect_setup: bool,
+) -> (std::process::Child, String, Option<String>) {
     let mut child = crate::helpers::command(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("GATEHOUSE_DATA", dir)
         .env("GATEHOUSE_BCRYPT_COST", "4")
-        .envs(crate::helpers::backend_env(dir))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -295,4 +313,104 @@ fn a_bad_setting_stops_start_up_with_its_name() {
         err.contains("idle_timeout") && err.contains("GATEHOUSE_IDLE_TIMEOUT"),
         "{err}"
     );
+}
+
+#[test]
+fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
+    let Some(postgres) = gatehouse::db::postgres::test_url() else {
+        return;
+    };
+    let redis = gatehouse::session::redis::test_url();
+    let mut targets = vec![false];
+    if redis.is_some() {
+        targets.push(true);
+    }
+    for to_redis in targets {
+        let dir = tempfile::tempdir().expect("dir");
+        let secret = ("GATEHOUSE_SECRETS".to_owned(), "s".repeat(40));
+        let sqlite = vec![secret.clone()];
+        ok(&run(
+            dir.path(),
+            &sqlite,
+            &["user", "add", "alice", "--password-stdin"],
+            Some("correct horse\n"),
+        ));
+        let (mut child, url, _) = serve_with(dir.path(), &sqlite, false);
+        let mut b = Browser::new(&url);
+        assert_eq!(b.login("alice", "correct horse").status, 303);
+        b.get("/");
+        assert_eq!(b.get("/").text_of("visits").as_deref(), Some("2"));
+        assert!(terminate(&mut child).success());
+
+        let schema = gatehouse::db::postgres::scratch_schema(&postgres).expect("schema");
+        let mut shared = vec![secret, ("GATEHOUSE_DATABASE".to_owned(), schema)];
+        if to_redis {
+            shared.push((
+                "GATEHOUSE_SESSION_STORE".to_owned(),
+                redis.clone().expect("redis"),
+            ));
+            shared.push((
+                "GATEHOUSE_STORE_PREFIX".to_owned(),
+                gatehouse::session::redis::scratch_prefix(),
+            ));
+        }
+        let file = dir.path().join("gatehouse.db");
+        let file = file.to_str().expect("utf-8 path");
+        let moved = ok(&run(
+            dir.path(),
+            &shared,
+            &["migrate-store", "--from", file, "--sessions"],
+            None,
+        ));
+        assert!(moved.contains("copied 1 users"), "{moved}");
+        assert!(moved.contains("copied 1 live sessions"), "{moved}");
+        let again = fails(&run(
+            dir.path(),
+            &shared,
+            &["migrate-store", "--from", file],
+            None,
+        ));
+        assert!(again.contains("already has 1 users"), "{again}");
+
+        // The same cookie, the same data, on the new backend.
+        let (mut child, url, _) = serve_with(dir.path(), &shared, false);
+        b.base = url;
+        let verify = b.get("/auth/verify");
+        assert_eq!(verify.status, 200, "to_redis={to_redis}");
+        assert_eq!(verify.header("Remote-User"), Some("alice"));
+        assert_eq!(b.get("/").text_of("visits").as_deref(), Some("3"));
+        assert_eq!(
+            Browser::new(&b.base).login("alice", "correct horse").status,
+            303
+        );
+        // New users do not collide with the ids copied over.
+        ok(&run(
+            dir.path(),
+            &shared,
+            &["user", "add", "bob", "--password-stdin"],
+            Some("bob password\n"),
+        ));
+        assert!(terminate(&mut child).success());
+    }
+}
+
+#[test]
+fn backup_and_restore_point_postgres_users_to_its_own_tools() {
+    let Some(postgres) = gatehouse::db::postgres::test_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let env = vec![(
+        "GATEHOUSE_DATABASE".to_owned(),
+        gatehouse::db::postgres::scratch_schema(&postgres).expect("schema"),
+    )];
+    let out = fails(&run(dir.path(), &env, &["backup", "x.db"], None));
+    assert!(out.contains("pg_dump"), "{out}");
+    let out = fails(&run(
+        dir.path(),
+        &env,
+        &["migrate-store", "--from", "nope.db"],
+        None,
+    ));
+    assert!(out.contains("no SQLite file"), "{out}");
 }

@@ -86,7 +86,14 @@ impl Redis {
     fn up(&mut self) {
         let child = Command::new(&self.binary)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -207,7 +214,14 @@ impl Postgres {
     fn down(&self) {
         self.run(
             "pg_ctl",
-            &["-w", "-m", "fast", "-D", &self.data().to_string_lossy(), "stop"],
+            &[
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                &self.data().to_string_lossy(),
+                "stop",
+            ],
             None,
         );
     }
@@ -242,7 +256,10 @@ impl Server {
         let mut c = crate::helpers::command(BIN);
         c.env("GATEHOUSE_DATA", dir)
             .env("GATEHOUSE_BCRYPT_COST", "4")
-            .env("GATEHOUSE_SECRETS", "outage-test-secret-of-at-least-32-bytes")
+            .env(
+                "GATEHOUSE_SECRETS",
+                "outage-test-secret-of-at-least-32-bytes",
+            )
             .envs(env.iter().map(|(k, v)| (*k, v)));
         c
     }
@@ -261,7 +278,11 @@ impl Server {
             .write_all(b"correct horse\n")
             .expect("password");
         let out = add.wait_with_output().expect("user add");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let mut child = Self::command(dir, env)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -342,7 +363,11 @@ fn survive_an_outage(server: &Server, name: &str, down: &mut dyn FnMut(), up: &m
         assert!(Instant::now() < deadline, "did not recover from the outage");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(visits(&alice), 3, "a visit acknowledged before the outage was lost");
+    assert_eq!(
+        visits(&alice),
+        3,
+        "a visit acknowledged before the outage was lost"
+    );
     assert_eq!(stranger.get("/healthz").status, 200);
     assert_eq!(stranger.login("alice", "correct horse").status, 303);
 }
