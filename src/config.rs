@@ -1209,6 +1209,60 @@ mod tests {
     }
 
     #[test]
+    fn database_and_session_store_settings_pick_the_backends() {
+        let build = |vars: &[(&str, &str)]| Config::load(Path::new("d"), None, env(vars), &[]);
+        let c = build(&[]).expect("defaults");
+        assert_eq!(
+            c.database,
+            Database::Sqlite(Path::new("d/gatehouse.db").into())
+        );
+        assert_eq!(c.session_store, SessionStore::Database);
+        let c = build(&[
+            ("GATEHOUSE_DATABASE", "postgres://gh:hunter2@db.lan:5433/gh"),
+            ("GATEHOUSE_SESSION_STORE", "redis://:pw@cache.lan:6379/2"),
+        ])
+        .expect("shared");
+        assert!(matches!(c.database, Database::Postgres(_)));
+        assert!(matches!(c.session_store, SessionStore::Redis(_)));
+        let shown = format!("{:?} {:?}", c.effective(), c);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://gh:***@db.lan:5433/gh"),
+            "{shown}"
+        );
+        let c = build(&[("GATEHOUSE_DATABASE", "/srv/users.db")]).expect("a file");
+        assert_eq!(c.database, Database::Sqlite("/srv/users.db".into()));
+        for (name, value) in [
+            ("GATEHOUSE_DATABASE", "mysql://db/x"),
+            ("GATEHOUSE_SESSION_STORE", "memcached://x"),
+            ("GATEHOUSE_STORE_PREFIX", "has space"),
+        ] {
+            let err = build(&[(name, value)]).expect_err(value).to_string();
+            assert!(
+                err.contains(&name["GATEHOUSE_".len()..].to_ascii_lowercase()),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_password("postgres://u:p@h/db?x=1"),
+            "postgres://u:***@h/db?x=1"
+        );
+        assert_eq!(
+            mask_password("redis://:p@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(mask_password("redis://h:6379"), "redis://h:6379");
+        assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
     fn a_generated_secret_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().expect("dir");
         let c = Layers::new().build(dir.path().to_owned()).expect("valid");
