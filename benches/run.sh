@@ -8,12 +8,18 @@
 #
 # Needs: wrk, curl, node + npm, a C compiler (better-sqlite3 builds from
 # source here). Installs wrk with apt-get if missing.
+#
+# With GATEHOUSE_BENCH_POSTGRES (a URL of a role that may create schemas;
+# psql must be installed) gatehouse also runs on PostgreSQL, and with
+# GATEHOUSE_BENCH_REDIS as well on PostgreSQL + Redis sessions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 sweeps=${1:-2}
 DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
+PG=${GATEHOUSE_BENCH_POSTGRES:-}
+REDIS=${GATEHOUSE_BENCH_REDIS:-}
 out=$root/benches/results
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
@@ -127,6 +133,22 @@ run_peer() {
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# run_gatehouse NAME DIR [VAR=value...]: gatehouse with these settings.
+run_gatehouse() {
+    local name=$1 dir=$2; shift 2
+    local settings=(GATEHOUSE_BCRYPT_COST=10 GATEHOUSE_LOGIN_MAX_FAILURES=1000000
+        GATEHOUSE_SECRETS=benchmark-secret-of-at-least-32-bytes "$@")
+    mkdir -p "$dir"
+    printf 'correct horse\n' | env "${settings[@]}" target/release/gatehouse user add alice --password-stdin --data "$dir" >/dev/null
+    start "$name" "$dir" env "${settings[@]}" "$root/target/release/gatehouse" serve --data "$dir" --listen 127.0.0.1:0
+    url=${url%/}
+    csrf_cookie=$(curl -s -c - "$url/login" -o "$dir/login.html" | awk '$6 == "gatehouse_csrf" {print $6 "=" $7}')
+    token=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$dir/login.html" | head -n 1)
+    body="csrf=$token&username=alice&password=correct+horse"
+    cookie=$(session_cookie "$url" "$body" "$csrf_cookie")
+    run_peer "$name" /auth/verify "$url" "$cookie" "$body" "$csrf_cookie"
+}
+
 {
 echo "# Benchmark run $stamp"
 echo
@@ -144,16 +166,20 @@ for sweep in $(seq "$sweeps"); do
     echo "| peer | route | req/s | p50 | p99 | server CPU µs/req | errors (≥400) |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
 
-    dir=$work/gatehouse-$sweep
-    mkdir -p "$dir"
-    printf 'correct horse\n' | GATEHOUSE_BCRYPT_COST=10 target/release/gatehouse user add alice --password-stdin --data "$dir" >/dev/null
-    start gatehouse "$dir" env GATEHOUSE_BCRYPT_COST=10 GATEHOUSE_LOGIN_MAX_FAILURES=1000000 "$root/target/release/gatehouse" serve --data "$dir" --listen 127.0.0.1:0
-    url=${url%/}
-    csrf_cookie=$(curl -s -c - "$url/login" -o "$dir/login.html" | awk '$6 == "gatehouse_csrf" {print $6 "=" $7}')
-    token=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$dir/login.html" | head -n 1)
-    body="csrf=$token&username=alice&password=correct+horse"
-    cookie=$(session_cookie "$url" "$body" "$csrf_cookie")
-    run_peer gatehouse /auth/verify "$url" "$cookie" "$body" "$csrf_cookie"
+    run_gatehouse gatehouse "$work/gatehouse-$sweep"
+    if [ -n "$PG" ]; then
+        schema=gatehouse_bench_$sweep
+        psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+        pg_url="$PG$(case $PG in *\?*) echo '&';; *) echo '?';; esac)options=-csearch_path%3D$schema"
+        run_gatehouse "gatehouse (postgres)" "$work/gatehouse-pg-$sweep" \
+            GATEHOUSE_DATABASE="$pg_url"
+        if [ -n "$REDIS" ]; then
+            psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+            run_gatehouse "gatehouse (postgres + redis)" "$work/gatehouse-redis-$sweep" \
+                GATEHOUSE_DATABASE="$pg_url" GATEHOUSE_SESSION_STORE="$REDIS" \
+                GATEHOUSE_STORE_PREFIX="gatehouse-bench-$stamp-$sweep:"
+        fi
+    fi
 
     for store in sqlite memory; do
         dir=$work/express-$store-$sweep
