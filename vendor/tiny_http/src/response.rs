@@ -72,8 +72,28 @@ impl FromStr for TransferEncoding {
 
 /// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+    // gatehouse patch: format the date once per second per thread.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, Header)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((s, header)) if *s == second => header.clone(),
+            _ => {
+                let d = HttpDate::from(now);
+                let header =
+                    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
+                *last = Some((second, header.clone()));
+                header
+            }
+        }
+    })
 }
 
 fn write_message_header<W>(
@@ -85,28 +105,31 @@ fn write_message_header<W>(
 where
     W: Write,
 {
-    // writing status line
-    write!(
-        &mut writer,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    )?;
+    // gatehouse patch: assemble the status line and headers in memory and
+    // write them at once (upstream wrote each piece through the writer's
+    // mutex, four times per header).
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/");
+    out.extend_from_slice(http_version.0.to_string().as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(http_version.1.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status_code.0.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status_code.default_reason_phrase().as_bytes());
+    out.extend_from_slice(b"\r\n");
 
     // writing headers
     for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+        out.extend_from_slice(header.field.as_str().as_ref());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(header.value.as_str().as_ref());
+        out.extend_from_slice(b"\r\n");
     }
 
     // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+    out.extend_from_slice(b"\r\n");
+    writer.write_all(&out)
 }
 
 fn choose_transfer_encoding(
