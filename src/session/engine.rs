@@ -16,7 +16,7 @@ use serde_json::Map;
 use super::cookie::{self, CookieOptions, Signer};
 use super::id::{SessionId, SessionKey};
 use super::sealed::{MAX_SEALED, Sealer};
-use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId, valid_key};
+use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
 use crate::clock::{self, Millis, millis};
 
 /// The context string session cookies are signed under.
@@ -181,19 +181,19 @@ impl Engine {
                 loaded = cookie::find(header, name)
                     .take(4)
                     .find_map(|v| sealer.open(v, name, now))
-                    .map(|r| (r, None));
+                    .map(|r| (r, None, None));
             } else {
                 for id in self.session_ids(header) {
-                    if let Some(record) = self.store.load(&id.key(), now)? {
-                        loaded = Some((record, Some(id)));
+                    if let Some((record, user)) = self.store.load_with_user(&id.key(), now)? {
+                        loaded = Some((record, Some(id), user));
                         break;
                     }
                 }
             }
         }
-        let (status, record, id) = match loaded {
-            Some((record, id)) => (Status::Live, record, id),
-            None => (Status::New, self.blank(now, &request), None),
+        let (status, record, id, principal) = match loaded {
+            Some((record, id, user)) => (Status::Live, record, id, user),
+            None => (Status::New, self.blank(now, &request), None, None),
         };
         let state = Inner {
             status,
@@ -202,6 +202,7 @@ impl Engine {
             id,
             new_id: None,
             dirty: false,
+            principal,
             now,
             https: request.https,
         };
@@ -357,6 +358,8 @@ struct Inner {
     dirty: bool,
     /// An id issued during this request, to be sent in a cookie.
     new_id: Option<SessionId>,
+    /// The user as read with the session, if the store joined it.
+    principal: Option<Principal>,
     now: Millis,
     https: bool,
 }
@@ -392,6 +395,17 @@ impl Session<'_> {
         match inner.status {
             Status::Live | Status::New => inner.record.user_id,
             Status::Destroyed | Status::Gone => None,
+        }
+    }
+
+    /// The signed-in user's row as read with the session at the start of
+    /// this request, when the store read it (see [`Store::load_with_user`])
+    /// and the session still belongs to that user.
+    pub fn principal(&self) -> Option<Principal> {
+        let inner = self.lock();
+        match (&inner.principal, inner.status, inner.record.user_id) {
+            (Some(p), Status::Live, Some(id)) if p.id == id => Some(p.clone()),
+            _ => None,
         }
     }
 

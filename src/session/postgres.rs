@@ -13,7 +13,7 @@ use postgres::types::{ToSql, Type};
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::{PgPool, is_connection_error};
 
@@ -139,6 +139,38 @@ impl Store for PostgresStore {
             .as_ref()
             .map(record)
             .transpose()
+    }
+
+    fn load_with_user(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+        let key = &key.0[..];
+        let Some(row) = self.client()?.query_typed_opt(
+            "SELECT s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, s.expires_at, \
+                    s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
+                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.key = $1 AND s.expires_at > $2",
+            &[(&key, Type::BYTEA), (&now, Type::INT8)],
+        )?
+        else {
+            return Ok(None);
+        };
+        let r = record(&row)?;
+        let user = match (r.user_id, row.try_get::<_, Option<String>>(10)?) {
+            (Some(id), Some(username)) => Some(Principal {
+                id,
+                username,
+                is_admin: row.try_get(11)?,
+                disabled: row.try_get(12)?,
+                created_at: row.try_get(13)?,
+                password_changed_at: row.try_get(14)?,
+            }),
+            _ => None,
+        };
+        Ok(Some((r, user)))
     }
 
     fn save(

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
 use crate::clock::Millis;
 use crate::db::{self, DbError, Pool};
 
@@ -146,6 +146,41 @@ impl Store for SqliteStore {
                 rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
                 e => e.into(),
             })
+    }
+
+    fn load_with_user(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
+                    s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
+                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.key = ?1 AND s.expires_at > ?2",
+        )?;
+        stmt.query_row(params![&key.0[..], now], |row| {
+            let r = record(row)?;
+            let user = match (r.user_id, row.get::<_, Option<String>>(10)?) {
+                (Some(id), Some(username)) => Some(Principal {
+                    id,
+                    username,
+                    is_admin: row.get(11)?,
+                    disabled: row.get(12)?,
+                    created_at: row.get(13)?,
+                    password_changed_at: row.get(14)?,
+                }),
+                _ => None,
+            };
+            Ok((r, user))
+        })
+        .optional()
+        .map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+            e => e.into(),
+        })
     }
 
     fn save(
@@ -307,6 +342,49 @@ mod tests {
             .expect("users");
         crate::session::conformance::run(&store);
         crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+    }
+
+    #[test]
+    fn a_session_and_its_user_are_read_in_one_step() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch(
+                "INSERT INTO users (id, username, password_hash, is_admin, created_at, \
+                 password_changed_at) VALUES (7, 'Alice', 'x', 1, 5, 6);",
+            )
+            .expect("user");
+        let now = crate::clock::now();
+        let mut rec =
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
+        let anonymous = rec.clone();
+        rec.key = crate::session::SessionId::generate().key();
+        rec.user_id = Some(7);
+        store.create(&rec).expect("create");
+        store.create(&anonymous).expect("create");
+        let (loaded, user) = store
+            .load_with_user(&rec.key, now)
+            .expect("load")
+            .expect("live");
+        assert_eq!(loaded, rec);
+        let user = user.expect("joined");
+        assert_eq!(
+            (
+                user.id,
+                user.username.as_str(),
+                user.is_admin,
+                user.disabled
+            ),
+            (7, "Alice", true, false)
+        );
+        let (_, none) = store
+            .load_with_user(&anonymous.key, now)
+            .expect("load")
+            .expect("live");
+        assert_eq!(none, None);
     }
 
     #[test]

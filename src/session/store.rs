@@ -42,6 +42,25 @@ pub struct Record {
     pub ip: Option<String>,
 }
 
+/// The signed-in user's row, read together with the session where the
+/// store can join the users table (so an authenticated request is one
+/// indexed read). Fields mirror the users table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The user's id.
+    pub id: UserId,
+    /// Name as first typed.
+    pub username: String,
+    /// May administer gatehouse.
+    pub is_admin: bool,
+    /// May not sign in.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_at: Millis,
+    /// When the password last changed.
+    pub password_changed_at: Millis,
+}
+
 /// One change to one key of a session's data.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -122,6 +141,22 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Backend failures or unreadable data.
     fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError>;
+
+    /// Like [`load`](Self::load), with the session's user as stored now,
+    /// read in the same step where the store can (the SQL stores join the
+    /// users table). `None` for the user means "not read here": the caller
+    /// reads it itself.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures or unreadable data.
+    fn load_with_user(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+        Ok(self.load(key, now)?.map(|r| (r, None)))
+    }
 
     /// Applies `patch` and `touch` to a live session. Returns `false`, and
     /// writes nothing, when the session no longer exists: a save never

@@ -107,11 +107,25 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
 
 /// The signed-in, enabled user of this session, if any. Read on every
 /// request, so a change of rights applies at once.
+///
+/// Rights are read on every request: from the row the store read together
+/// with the session when it can (one read), else from the users table.
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
     let Some(id) = session.user_id() else {
         return Ok(None);
     };
-    Ok(state.users.find_by_id(id)?.filter(|u| !u.disabled))
+    let user = match session.principal() {
+        Some(p) => Some(User {
+            id: p.id,
+            username: p.username,
+            is_admin: p.is_admin,
+            disabled: p.disabled,
+            created_at: p.created_at,
+            password_changed_at: p.password_changed_at,
+        }),
+        None => state.users.find_by_id(id)?,
+    };
+    Ok(user.filter(|u| !u.disabled))
 }
 
 /// A signed-in visitor: the user and the stored session key.
