@@ -17,6 +17,14 @@ use crate::clock;
 
 /// Formats Unix milliseconds as RFC 3339 UTC, e.g. `2026-11-26T12:00:00.000Z`.
 pub fn rfc3339(ms: clock::Millis) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, ms);
+    out
+}
+
+/// Appends `ms` as RFC 3339 UTC to `out`, without `format!` (this runs for
+/// every request's log line).
+fn push_rfc3339(out: &mut String, ms: clock::Millis) {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's days-to-civil algorithm.
@@ -29,13 +37,28 @@ pub fn rfc3339(ms: clock::Millis) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    push_digits(out, year, 4);
+    out.push('-');
+    push_digits(out, month, 2);
+    out.push('-');
+    push_digits(out, day, 2);
+    out.push('T');
+    push_digits(out, rem / 3600, 2);
+    out.push(':');
+    push_digits(out, rem / 60 % 60, 2);
+    out.push(':');
+    push_digits(out, rem % 60, 2);
+    out.push('.');
+    push_digits(out, ms.rem_euclid(1000), 3);
+    out.push('Z');
+}
+
+/// Appends the last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: i64, width: u32) {
+    for place in (0..width).rev() {
+        let d = n.div_euclid(10_i64.pow(place)).rem_euclid(10);
+        out.push(char::from(b'0' + u8::try_from(d).unwrap_or(0)));
+    }
 }
 
 /// A value made safe for one log line: quoted, with quotes, backslashes and
@@ -68,9 +91,13 @@ pub fn login_message(outcome: &str, username: &str, ip: std::net::IpAddr, extra:
 
 /// Writes one line: the time, then `message`.
 pub fn line(message: &str) {
-    // Formatted first, so the line goes out in one write; `eprint!` rather
+    // Assembled first, so the line goes out in one write; `eprint!` rather
     // than a raw handle, so test harnesses capture it.
-    let line = format!("{} {message}\n", rfc3339(clock::now()));
+    let mut line = String::with_capacity(message.len() + 26);
+    push_rfc3339(&mut line, clock::now());
+    line.push(' ');
+    line.push_str(message);
+    line.push('\n');
     eprint!("{line}");
 }
 
