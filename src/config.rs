@@ -216,6 +216,11 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Why a TLS connection to a backend is refused: the binary links no TLS
+/// library (nothing but libc).
+const NO_TLS: &str = "asks for TLS, which this build does not include (it links nothing but libc); \
+                      reach the server over loopback, a private network or a tunnel (WireGuard, stunnel)";
+
 /// A URL with any password replaced by `***`, fit to print.
 pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -606,9 +611,13 @@ impl Layers {
                 if s.is_empty() {
                     Ok(Database::Sqlite(data_dir.join("gatehouse.db")))
                 } else if crate::db::postgres::is_url(s) {
-                    s.parse::<postgres::Config>()
-                        .map(|_| Database::Postgres(Secret(s.as_bytes().to_vec())))
-                        .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {e}"))
+                    let parsed = s
+                        .parse::<postgres::Config>()
+                        .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {e}"))?;
+                    if parsed.get_ssl_mode() == postgres::config::SslMode::Require {
+                        return Err(NO_TLS.to_owned());
+                    }
+                    Ok(Database::Postgres(Secret(s.as_bytes().to_vec())))
                 } else if s.contains("://") {
                     Err(format!(
                         "{:?} is neither a file path nor a postgres:// URL",
@@ -621,6 +630,8 @@ impl Layers {
             session_store: self.parse("session_store", |s| {
                 if s == "database" || s.is_empty() {
                     Ok(SessionStore::Database)
+                } else if s.starts_with("rediss://") {
+                    Err(NO_TLS.to_owned())
                 } else if crate::session::redis::is_url(s) {
                     Ok(SessionStore::Redis(Secret(s.as_bytes().to_vec())))
                 } else {
@@ -1239,6 +1250,8 @@ mod tests {
             ("GATEHOUSE_DATABASE", "mysql://db/x"),
             ("GATEHOUSE_SESSION_STORE", "memcached://x"),
             ("GATEHOUSE_STORE_PREFIX", "has space"),
+            ("GATEHOUSE_SESSION_STORE", "rediss://cache.lan"),
+            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=require"),
         ] {
             let err = build(&[(name, value)]).expect_err(value).to_string();
             assert!(

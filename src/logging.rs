@@ -65,6 +65,12 @@ fn push_digits(out: &mut String, n: i64, width: u32) {
 /// control characters escaped, and cut to 128 characters.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
+    push_quoted(&mut out, value);
+    out
+}
+
+/// Appends `value` to `out` as [`quote`] would write it.
+pub fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars().take(128) {
         match c {
@@ -77,7 +83,6 @@ pub fn quote(value: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// The message of a login event line: `login <outcome> user="..." ip=... <extra>`.

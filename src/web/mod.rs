@@ -118,14 +118,20 @@ pub fn handle(state: &State, request: &Request) -> Response {
         .metrics
         .request(response.status_code, started.elapsed());
     if state.log_requests {
-        logging::line(&format!(
-            "request method={} path={} status={} ms={:.1} ip={}",
-            logging::quote(request.method()),
-            logging::quote(path_of(request)),
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(96);
+        line.push_str("request method=");
+        logging::push_quoted(&mut line, request.method());
+        line.push_str(" path=");
+        logging::push_quoted(&mut line, path_of(request));
+        let _ = write!(
+            line,
+            " status={} ms={:.1} ip={}",
             response.status_code,
             started.elapsed().as_secs_f64() * 1000.0,
             client.ip
-        ));
+        );
+        logging::line(&line);
     }
     response
 }
