@@ -3,11 +3,11 @@
 //!
 //! `cargo run --example express_tutorial`, then open http://127.0.0.1:3000
 //! and sign in as alice / wonderland. `SESSION_STORE=sqlite|memory|cookie`
-//! picks where sessions live (default sqlite, in ./tutorial-sessions.db);
-//! `PORT` the port (0 picks a free one).
+//! or `redis://host:6379/0` picks where sessions live (default sqlite, in
+//! ./tutorial-sessions.db); `PORT` the port (0 picks a free one).
 
 use gatehouse::web::form::Form;
-use gatehouse::{MemoryStore, SessionLayer, SessionOptions, SqliteStore};
+use gatehouse::{MemoryStore, RedisStore, SessionLayer, SessionOptions, SqliteStore};
 use rouille::{Response, router};
 
 fn page(body: &str) -> Response {
@@ -27,6 +27,11 @@ fn main() {
     let sessions = match std::env::var("SESSION_STORE").as_deref() {
         Ok("memory") => SessionLayer::new(MemoryStore::new(), secret),
         Ok("cookie") => SessionLayer::cookie_store(vec![secret], SessionOptions::default()),
+        // As with connect-redis: several processes share the sessions.
+        Ok(url) if url.starts_with("redis://") => {
+            let store = RedisStore::open(url, "tutorial:").expect("connect to Redis");
+            SessionLayer::new(store, secret)
+        }
         _ => {
             let store =
                 SqliteStore::open("tutorial-sessions.db".as_ref()).expect("open the database");

@@ -1,5 +1,6 @@
 //! gatehouse gives small intranet apps a real login: users and server-side
-//! sessions in one SQLite file, its own pages, and a gate for other apps.
+//! sessions in one SQLite file (or, for several instances, PostgreSQL and
+//! Redis), its own pages, and a gate for other apps.
 //!
 //! As a library it is to a [rouille] app what express-session is to an
 //! Express app: [`SessionLayer`] loads the request's session before your
@@ -14,8 +15,10 @@
 //!   writing only the keys that changed so concurrent requests lose nothing;
 //! - atomic counters ([`Session::increment`]), [`Session::regenerate`] and
 //!   [`Session::destroy`];
-//! - three stores: [`SqliteStore`] (a file), [`MemoryStore`] (a restart
-//!   forgets), or your own [`Store`]; or no store at all with
+//! - stores: [`SqliteStore`] (a file), [`RedisStore`] (Redis or Valkey,
+//!   shared by several processes, with server-side expiry),
+//!   [`MemoryStore`] (a restart forgets), or your own [`Store`] (gatehouse's
+//!   own server also uses a PostgreSQL store); or no store at all with
 //!   [`SessionLayer::cookie_store`], which keeps the session encrypted in
 //!   the cookie.
 //!
@@ -74,7 +77,7 @@ pub mod users;
 pub mod web;
 
 pub use session::{
-    CookieOptions, Engine, MemoryStore, SameSite, Session, SessionError, SessionOptions,
-    SqliteStore, Store,
+    CookieOptions, Engine, MemoryStore, PostgresStore, RedisStore, SameSite, Session, SessionError,
+    SessionOptions, SqliteStore, Store,
 };
 pub use web::layer::SessionLayer;

@@ -358,6 +358,16 @@ fn record(
 }
 
 impl RedisStore {
+    /// Connects to the Redis (or Valkey) server at `url` (`redis://host:6379/0`)
+    /// with a pool of up to 16 connections; every key goes under `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// A malformed URL or an unreachable server.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Ok(Self::new(open_pool(url, 16)?, prefix))
+    }
+
     /// A store on `pool`, with every key under `prefix`.
     pub fn new(pool: RedisPool, prefix: &str) -> Self {
         Self {
@@ -579,8 +589,7 @@ mod tests {
     use super::*;
 
     fn scratch() -> Option<RedisStore> {
-        let pool = open_pool(&test_url()?, 20).expect("redis");
-        Some(RedisStore::new(pool, &scratch_prefix()))
+        Some(RedisStore::open(&test_url()?, &scratch_prefix()).expect("redis"))
     }
 
     #[test]

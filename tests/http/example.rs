@@ -44,9 +44,12 @@ fn start(store: &str, dir: &std::path::Path) -> (Running, String) {
 
 #[test]
 fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
-    for store in ["sqlite", "memory", "cookie"] {
+    let mut stores = vec!["sqlite".to_owned(), "memory".into(), "cookie".into()];
+    stores.extend(gatehouse::session::redis::test_url());
+    for store in &stores {
         let dir = tempfile::tempdir().expect("dir");
         let (_running, url) = start(store, dir.path());
+        let store = gatehouse::config::mask_password(store);
         let b = Browser::new(&url);
         let form = b.get("/");
         assert!(
