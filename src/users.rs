@@ -70,22 +70,9 @@ impl std::fmt::Display for Username {
     }
 }
 
-/// A user as stored, without the hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    /// Row id.
-    pub id: UserId,
-    /// Name as first typed.
-    pub username: String,
-    /// May administer gatehouse.
-    pub is_admin: bool,
-    /// May not sign in.
-    pub disabled: bool,
-    /// When the user was created.
-    pub created_at: Millis,
-    /// When the password last changed.
-    pub password_changed_at: Millis,
-}
+/// A user as stored, without the hash. The same row the session stores
+/// read along with a session (see [`crate::session::Principal`]).
+pub use crate::session::Principal as User;
 
 /// Errors from user operations.
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,24 @@ pub enum DbError {
     },
 }
 
+/// For tests: the URL of a shared server in the environment variable `var`.
+/// Unset, the tests that need it are skipped (with a line saying so),
+/// except under CI, where a missing server is a failure.
+#[doc(hidden)]
+pub fn test_server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {var} is not"
+            );
+            eprintln!("skipped: set {var} to run the tests that need that server");
+            None
+        }
+    }
+}
+
 /// Opens (creating if needed) the database file at `path`, migrates it to the
 /// current schema and returns a pool of at most `max_size` connections.
 ///

@@ -168,17 +168,7 @@ pub fn is_connection_error(e: &postgres::Error) -> bool {
 /// PostgreSQL tests are skipped, except under CI, where that is a failure.
 #[doc(hidden)]
 pub fn test_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but GATEHOUSE_TEST_POSTGRES is not"
-            );
-            eprintln!("skipped: set GATEHOUSE_TEST_POSTGRES to run PostgreSQL tests");
-            None
-        }
-    }
+    super::test_server("GATEHOUSE_TEST_POSTGRES")
 }
 
 /// For tests: a new, empty schema on the server at `url`, and a URL whose

@@ -561,17 +561,7 @@ impl Store for RedisStore {
 /// Redis tests are skipped, except under CI, where that is a failure.
 #[doc(hidden)]
 pub fn test_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_REDIS") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but GATEHOUSE_TEST_REDIS is not"
-            );
-            eprintln!("skipped: set GATEHOUSE_TEST_REDIS to run Redis tests");
-            None
-        }
-    }
+    crate::db::test_server("GATEHOUSE_TEST_REDIS")
 }
 
 /// For tests: a prefix no other test uses.

@@ -42,9 +42,9 @@ pub struct Record {
     pub ip: Option<String>,
 }
 
-/// The signed-in user's row, read together with the session where the
-/// store can join the users table (so an authenticated request is one
-/// indexed read). Fields mirror the users table.
+/// A user's row (without the password hash): what the SQL stores read
+/// together with a session by joining the users table, so an authenticated
+/// request is one indexed read. `crate::users` calls it `User`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     /// The user's id.

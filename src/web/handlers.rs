@@ -115,14 +115,7 @@ pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Optio
         return Ok(None);
     };
     let user = match session.principal() {
-        Some(p) => Some(User {
-            id: p.id,
-            username: p.username,
-            is_admin: p.is_admin,
-            disabled: p.disabled,
-            created_at: p.created_at,
-            password_changed_at: p.password_changed_at,
-        }),
+        Some(user) => Some(user),
         None => state.users.find_by_id(id)?,
     };
     Ok(user.filter(|u| !u.disabled))
