@@ -70,6 +70,7 @@ pub fn run<S: Store>(store: &S) {
     delete_expired_is_batched_and_spares_live_sessions(store);
     list_and_delete_by_user(store);
     odd_keys_round_trip(store);
+    many_keys_survive_create_and_regenerate(store);
 }
 
 /// Runs the concurrency checks, which need a store shared across threads.
@@ -341,6 +342,23 @@ fn list_and_delete_by_user<S: Store>(store: &S) {
     );
     assert_eq!(store.delete_by_user(1, None).expect("delete"), 1);
     assert!(store.list(Some(1), now).expect("list").is_empty());
+}
+
+fn many_keys_survive_create_and_regenerate<S: Store>(store: &S) {
+    // As many keys as a 64 KiB API body can carry: no store may trip over
+    // an argument or stack limit.
+    let now = clock::now();
+    let mut rec = record(fresh(), now);
+    for i in 0..9000 {
+        rec.data.insert(format!("k{i}"), json!(i));
+    }
+    store.create(&rec).expect("create");
+    let mut next = rec.clone();
+    next.key = fresh();
+    store.regenerate(&rec.key, &next).expect("regenerate");
+    let loaded = store.load(&next.key, now).expect("load").expect("live");
+    assert_eq!(loaded.data.len(), 9000);
+    assert_eq!(loaded.data["k8999"], json!(8999));
 }
 
 fn odd_keys_round_trip<S: Store>(store: &S) {

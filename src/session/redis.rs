@@ -165,7 +165,13 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
 if ARGV[2] ~= '' then drop(ARGV[2]) end
 local k = skey(ARGV[3])
 if redis.call('EXISTS', k) == 1 then return redis.error_reply('ERR session key exists') end
-redis.call('HSET', k, unpack(ARGV, 6))
+-- In chunks: unpack() of thousands of arguments overflows Lua's stack.
+local i = 6
+while i <= #ARGV do
+  local last = math.min(i + 199, #ARGV)
+  redis.call('HSET', k, unpack(ARGV, i, last))
+  i = last + 1
+end
 expire(k, ARGV[4])
 local u = nil
 if ARGV[5] ~= '' then u = ARGV[5] end
