@@ -285,6 +285,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         apps: config.apps.clone(),
         public_url: config.public_url.clone(),
         proxy: web::gate::client(config.proxy_timeout),
+        proxy_timeout: config.proxy_timeout,
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),

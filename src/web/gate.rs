@@ -244,8 +244,21 @@ pub(super) fn proxy(
             }
             Verdict::Forbidden => return Ok(forbidden_page()),
         };
-        if request.header("Upgrade").is_some() {
-            return Ok(html(views::error_page(501, "This app needs a WebSocket connection, which the built-in proxy does not pass through yet. Put nginx or Caddy in front (see the README).")).with_status_code(501));
+        if let Some(protocol) = upgrade_protocol(request) {
+            let headers = upstream_headers(state, request, client, app, &user, prefix);
+            return Ok(
+                match super::tunnel::open(
+                    app,
+                    request.method(),
+                    &rest,
+                    protocol,
+                    &headers,
+                    state.proxy_timeout,
+                ) {
+                    Ok(response) => response,
+                    Err(e) => tunnel_failed(app, &e),
+                },
+            );
         }
         forward(state, request, client, app, &user, prefix, &rest)
     })
@@ -261,20 +274,18 @@ pub fn identity_header(key: &[u8], user: &str, groups: &str, unix_secs: u64) -> 
     format!("{payload};sig={sig}")
 }
 
-fn forward(
+/// The headers an upstream gets: the client's, less hop-by-hop headers,
+/// forged identity headers and gatehouse's own cookies, plus the identity
+/// and forwarding headers gatehouse vouches for.
+fn upstream_headers(
     state: &State,
     request: &Request,
     client: &Client,
     app: &App,
     user: &User,
     prefix: Option<&str>,
-    rest: &str,
-) -> Result<Response> {
-    let upstream = app.upstream.as_ref().ok_or(WebError::NotFound)?;
-    let url = format!("http://{}{}{}", upstream.authority, upstream.base, rest);
-    let mut builder = ureq::http::Request::builder()
-        .method(request.method())
-        .uri(&url);
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let own_cookies = [state.engine().options().cookie.name.as_str(), csrf::COOKIE];
     for (name, value) in request.headers() {
         let lower = name.to_ascii_lowercase();
@@ -293,34 +304,70 @@ fn forward(
                 })
                 .collect();
             if !kept.is_empty() {
-                builder = builder.header("Cookie", kept.join("; "));
+                out.push(("Cookie".to_owned(), kept.join("; ")));
             }
             continue;
         }
-        builder = builder.header(name, value);
+        out.push((name.to_owned(), value.to_owned()));
     }
     let host = request.header("Host").unwrap_or("");
-    builder = builder
-        .header("Remote-User", &user.username)
-        .header("Remote-Name", &user.username)
-        .header("Remote-Groups", groups(user))
-        .header("X-Forwarded-For", client.ip.to_string())
-        .header(
+    for (name, value) in [
+        ("Remote-User", user.username.clone()),
+        ("Remote-Name", user.username.clone()),
+        ("Remote-Groups", groups(user).to_owned()),
+        ("X-Forwarded-For", client.ip.to_string()),
+        (
             "X-Forwarded-Proto",
-            if client.https { "https" } else { "http" },
-        )
-        .header("X-Forwarded-Host", host);
+            if client.https { "https" } else { "http" }.to_owned(),
+        ),
+        ("X-Forwarded-Host", host.to_owned()),
+    ] {
+        out.push((name.to_owned(), value));
+    }
     if let Some(p) = prefix {
-        builder = builder.header("X-Forwarded-Prefix", p.trim_end_matches('/'));
+        out.push((
+            "X-Forwarded-Prefix".to_owned(),
+            p.trim_end_matches('/').to_owned(),
+        ));
     }
     if let Some(key) = &app.identity_key {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        builder = builder.header(
-            "X-Gatehouse-Identity",
+        out.push((
+            "X-Gatehouse-Identity".to_owned(),
             identity_header(key, &user.username, groups(user), now),
-        );
+        ));
+    }
+    out
+}
+
+/// Whether the client asks to switch protocols (WebSocket): `Connection:
+/// upgrade` with an `Upgrade` protocol; returns the protocol.
+fn upgrade_protocol(request: &Request) -> Option<&str> {
+    let asks = request.header("Connection").is_some_and(|c| {
+        c.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    });
+    request.header("Upgrade").filter(|_| asks)
+}
+
+fn forward(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    app: &App,
+    user: &User,
+    prefix: Option<&str>,
+    rest: &str,
+) -> Result<Response> {
+    let upstream = app.upstream.as_ref().ok_or(WebError::NotFound)?;
+    let url = format!("http://{}{}{}", upstream.authority, upstream.base, rest);
+    let mut builder = ureq::http::Request::builder()
+        .method(request.method())
+        .uri(&url);
+    for (name, value) in upstream_headers(state, request, client, app, user, prefix) {
+        builder = builder.header(name, value);
     }
     let length = request
         .header("Content-Length")
@@ -379,11 +426,27 @@ fn forward(
 }
 
 fn upstream_failed(app: &App, error: &ureq::Error) -> Response {
-    let timed_out = matches!(error, ureq::Error::Timeout(_));
+    failed(
+        app,
+        &error.to_string(),
+        matches!(error, ureq::Error::Timeout(_)),
+    )
+}
+
+fn tunnel_failed(app: &App, error: &std::io::Error) -> Response {
+    let timed_out = matches!(
+        error.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    );
+    failed(app, &error.to_string(), timed_out)
+}
+
+/// The 502 or 504 page for an upstream that failed, and its log line.
+fn failed(app: &App, error: &str, timed_out: bool) -> Response {
     crate::logging::line(&format!(
         "proxy error app={} error={}",
         crate::logging::quote(&app.name),
-        crate::logging::quote(&error.to_string())
+        crate::logging::quote(error)
     ));
     let (status, message) = if timed_out {
         (

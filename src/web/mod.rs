@@ -13,6 +13,7 @@ mod handlers;
 pub mod layer;
 pub mod metrics;
 mod setup;
+mod tunnel;
 pub mod views;
 
 use std::net::IpAddr;
@@ -52,6 +53,8 @@ pub struct State {
     pub public_url: Option<String>,
     /// The built-in proxy's HTTP client.
     pub proxy: ureq::Agent,
+    /// How long the built-in proxy waits for an upstream.
+    pub proxy_timeout: std::time::Duration,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
     /// Whether `/metrics` is served, and the bearer token it wants.

@@ -1,7 +1,8 @@
 //! The gate: forward auth and the built-in proxy, with a real upstream that
 //! echoes what it receives.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,6 +21,24 @@ impl Upstream {
     fn start() -> Self {
         let server = rouille::Server::new("127.0.0.1:0", |request| {
             let url = request.raw_url().to_owned();
+            if request.header("Upgrade").is_some() {
+                // A WebSocket-like echo: a greeting saying what arrived,
+                // then every byte back.
+                let greeting = format!(
+                    "url={url} user={} cookie={}\n",
+                    request.header("Remote-User").unwrap_or("-"),
+                    request.header("Cookie").unwrap_or("-"),
+                );
+                return rouille::Response {
+                    status_code: 101,
+                    headers: vec![
+                        ("Upgrade".into(), "websocket".into()),
+                        ("Sec-WebSocket-Accept".into(), "from-upstream".into()),
+                    ],
+                    data: rouille::ResponseBody::empty(),
+                    upgrade: Some(Box::new(Echo(greeting))),
+                };
+            }
             if url.starts_with("/big") {
                 // 8 MiB, chunked (no length): streamed, never buffered whole.
                 let reader = std::io::repeat(b'x').take(8 * 1024 * 1024);
@@ -62,6 +81,24 @@ impl Upstream {
             }
         });
         Self { addr, stop }
+    }
+}
+
+struct Echo(String);
+
+impl rouille::Upgrade for Echo {
+    fn build(&mut self, socket: Box<dyn rouille::ReadWrite + Send>) {
+        let greeting = std::mem::take(&mut self.0);
+        std::thread::spawn(move || {
+            let (mut from, mut to) = socket.split().expect("an upgraded connection splits");
+            let _ = to.write_all(greeting.as_bytes()).and_then(|()| to.flush());
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                    break;
+                }
+            }
+        });
     }
 }
 
@@ -361,19 +398,109 @@ fn a_down_or_slow_upstream_gets_a_clear_502_or_504() {
     assert_eq!(b.get("/healthz").status, 200);
 }
 
+/// Sends a WebSocket handshake for `path` with `cookie`; returns the
+/// connection and the response head.
+fn handshake(app: &TestApp, path: &str, cookie: &str) -> (TcpStream, String) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Cookie: {cookie}\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    (conn, String::from_utf8(head).expect("utf-8"))
+}
+
+fn read_exactly(conn: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    conn.read_exact(&mut buf).expect("relayed bytes");
+    buf
+}
+
 #[test]
-fn websocket_upgrades_are_refused_plainly() {
+fn websocket_upgrades_pass_through_with_identity() {
     let (app, _up) = app_with_upstream();
     let b = signed_in(&app, "alice");
-    let resp = b.get_with(
-        "/apps/wiki/socket",
-        &[
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ],
+    let session = b.cookie("gatehouse_session").expect("signed in");
+    let cookie = format!("gatehouse_session={session}; theme=dark");
+
+    let (_, refused) = handshake(&app, "/apps/wiki/socket", "theme=dark");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+
+    let (mut conn, head) = handshake(&app, "/apps/wiki/socket?room=1", &cookie);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("upgrade: websocket"), "{head}");
+    assert!(
+        lower.contains("sec-websocket-accept: from-upstream"),
+        "{head}"
     );
-    assert_eq!(resp.status, 501);
+
+    let greeting = "url=/socket?room=1 user=alice cookie=theme=dark\n";
+    assert_eq!(
+        String::from_utf8(read_exactly(&mut conn, greeting.len())).expect("utf-8"),
+        greeting,
+        "the upstream saw the identity, not gatehouse's cookie"
+    );
+    conn.write_all(b"ping").expect("write");
+    assert_eq!(read_exactly(&mut conn, 4), b"ping");
+    // A larger message, in both directions at once.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let mut conn = conn.try_clone().expect("clone");
+        let big = big.clone();
+        std::thread::spawn(move || conn.write_all(&big).expect("write big"))
+    };
+    assert_eq!(read_exactly(&mut conn, big.len()), big);
+    writer.join().expect("writer");
+    drop(conn);
+
+    // Other users of the app and the server are unaffected.
+    assert_eq!(b.get("/apps/wiki/page").status, 200);
+    let bob = signed_in(&app, "bob");
+    let (_, forbidden) = handshake(
+        &app,
+        "/apps/books/socket",
+        &format!(
+            "gatehouse_session={}",
+            bob.cookie("gatehouse_session").expect("bob")
+        ),
+    );
+    assert!(
+        forbidden.starts_with("HTTP/1.1 101"),
+        "bob may use books: {forbidden}"
+    );
+    let (_, not_his) = handshake(
+        &app,
+        "/apps/books/socket",
+        &format!("gatehouse_session={session}"),
+    );
+    assert!(not_his.starts_with("HTTP/1.1 403"), "{not_his}");
+}
+
+#[test]
+fn a_websocket_to_a_down_upstream_gets_502() {
+    let (app, up) = app_with_upstream();
+    let b = signed_in(&app, "alice");
+    drop(up);
+    std::thread::sleep(Duration::from_millis(100));
+    let session = b.cookie("gatehouse_session").expect("signed in");
+    let (_, head) = handshake(
+        &app,
+        "/apps/wiki/socket",
+        &format!("gatehouse_session={session}"),
+    );
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
 }
 
 #[test]

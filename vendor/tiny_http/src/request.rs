@@ -77,26 +77,33 @@ pub struct Request {
 }
 
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
+    sender: Option<Sender<()>>,
+    inner: Option<R>,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection was split")
 }
 
 impl<R: Read> Read for NotifyOnDrop<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        self.inner.as_mut().ok_or_else(gone)?.read(buf)
     }
 }
 impl<R: Write> Write for NotifyOnDrop<R> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner.as_mut().ok_or_else(gone)?.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.as_mut().ok_or_else(gone)?.flush()
     }
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        if let Some(sender) = self.sender.take() {
+            // The connection's thread may be gone already; nothing to tell.
+            let _ = sender.send(());
+        }
     }
 }
 
@@ -324,8 +331,8 @@ impl Request {
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
             let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
+                sender: Some(sender),
+                inner: Some(stream),
             };
             Box::new(stream) as Box<dyn ReadWrite + Send>
         } else {
@@ -391,8 +398,8 @@ impl Request {
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
+                sender: Some(sender),
+                inner: Some(writer),
             };
             Box::new(writer) as Box<dyn Write + Send + 'static>
         } else {
@@ -497,11 +504,37 @@ impl Drop for Request {
     }
 }
 
-/// Dummy trait that regroups the `Read` and `Write` traits.
+/// Trait that regroups the `Read` and `Write` traits.
 ///
-/// Automatically implemented on all types that implement both `Read` and `Write`.
-pub trait ReadWrite: Read + Write {}
-impl<T> ReadWrite for T where T: Read + Write {}
+/// gatehouse patch: implemented by the connections `upgrade` returns (no
+/// longer by every `Read + Write` type), with `split`, so that one thread
+/// can read an upgraded connection while another writes to it.
+pub trait ReadWrite: Read + Write {
+    /// The reading and the writing half of the connection, if it has them.
+    fn split(self: Box<Self>) -> Option<(Box<dyn Read + Send>, Box<dyn Write + Send>)>;
+}
+
+type Halves = (Box<dyn Read + Send + 'static>, Box<dyn Write + Send + 'static>);
+
+impl ReadWrite for crate::util::CustomStream<Box<dyn Read + Send + 'static>, Box<dyn Write + Send + 'static>> {
+    fn split(self: Box<Self>) -> Option<Halves> {
+        Some(self.into_parts())
+    }
+}
+
+impl ReadWrite for NotifyOnDrop<crate::util::CustomStream<Box<dyn Read + Send + 'static>, Box<dyn Write + Send + 'static>>> {
+    fn split(mut self: Box<Self>) -> Option<Halves> {
+        // The connection counts as answered when the writing half goes.
+        let sender = self.sender.take();
+        let inner = self.inner.take()?;
+        let (reader, writer) = inner.into_parts();
+        let writer = NotifyOnDrop {
+            sender,
+            inner: Some(writer),
+        };
+        Some((reader, Box::new(writer)))
+    }
+}
 
 #[cfg(test)]
 mod tests {

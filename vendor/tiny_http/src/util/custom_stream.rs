@@ -14,6 +14,11 @@ where
     pub fn new(reader: R, writer: W) -> CustomStream<R, W> {
         CustomStream { reader, writer }
     }
+
+    /// gatehouse patch: the reader and the writer, apart.
+    pub fn into_parts(self) -> (R, W) {
+        (self.reader, self.writer)
+    }
 }
 
 impl<R, W> Read for CustomStream<R, W>
