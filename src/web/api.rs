@@ -47,8 +47,9 @@ pub fn error_response(e: &WebError) -> Response {
 /// Refuses a request whose `Origin` is another site.
 ///
 /// Browsers send `Origin` on cross-site requests; a page elsewhere that
-/// calls this API with the user's cookie is stopped here.
-fn same_origin(state: &State, request: &Request) -> Result<()> {
+/// calls this API (or opens a WebSocket through the proxy) with the user's
+/// cookie is stopped here.
+pub(super) fn same_origin(state: &State, request: &Request) -> Result<()> {
     let Some(origin) = request.header("Origin") else {
         return Ok(()); // not a browser cross-origin call (curl, same-origin GET)
     };

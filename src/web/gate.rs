@@ -245,6 +245,9 @@ pub(super) fn proxy(
             Verdict::Forbidden => return Ok(forbidden_page()),
         };
         if let Some(protocol) = upgrade_protocol(request) {
+            // Cross-site WebSocket hijacking: a page elsewhere must not
+            // open the app's socket with the user's cookie.
+            super::api::same_origin(state, request)?;
             let headers = upstream_headers(state, request, client, app, &user, prefix);
             return Ok(
                 match super::tunnel::open(

@@ -401,6 +401,15 @@ fn a_down_or_slow_upstream_gets_a_clear_502_or_504() {
 /// Sends a WebSocket handshake for `path` with `cookie`; returns the
 /// connection and the response head.
 fn handshake(app: &TestApp, path: &str, cookie: &str) -> (TcpStream, String) {
+    handshake_from(app, path, cookie, None)
+}
+
+fn handshake_from(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    origin: Option<&str>,
+) -> (TcpStream, String) {
     let addr = app.base.trim_start_matches("http://");
     let mut conn = TcpStream::connect(addr).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(5)))
@@ -409,7 +418,10 @@ fn handshake(app: &TestApp, path: &str, cookie: &str) -> (TcpStream, String) {
         conn,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Cookie: {cookie}\r\n\r\n"
+         Cookie: {cookie}\r\n{}\r\n",
+        origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default()
     )
     .expect("send");
     let mut head = Vec::new();
@@ -486,6 +498,14 @@ fn websocket_upgrades_pass_through_with_identity() {
         &format!("gatehouse_session={session}"),
     );
     assert!(not_his.starts_with("HTTP/1.1 403"), "{not_his}");
+
+    // A page on another site cannot open the socket with alice's cookie;
+    // the app's own pages can.
+    let own = format!("gatehouse_session={session}");
+    let (_, evil) = handshake_from(&app, "/apps/wiki/socket", &own, Some("http://evil.example"));
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+    let (_, same) = handshake_from(&app, "/apps/wiki/socket", &own, Some(&app.base));
+    assert!(same.starts_with("HTTP/1.1 101"), "{same}");
 }
 
 #[test]
