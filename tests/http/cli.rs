@@ -30,12 +30,16 @@ fn run(
         .spawn()
         .expect("run gatehouse");
     if let Some(input) = stdin {
-        child
+        let written = child
             .stdin
             .take()
             .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
+            .write_all(input.as_bytes());
+        // A command that fails before it reads (a taken name, say) may be
+        // gone already; its exit status and output tell the test the rest.
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write: {e}");
+        }
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("wait")
