@@ -512,8 +512,17 @@ fn websocket_upgrades_pass_through_with_identity() {
 fn a_websocket_to_a_down_upstream_gets_502() {
     let (app, up) = app_with_upstream();
     let b = signed_in(&app, "alice");
+    let addr = up.addr;
     drop(up);
-    std::thread::sleep(Duration::from_millis(100));
+    // The upstream's thread notices the stop flag within a poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let session = b.cookie("gatehouse_session").expect("signed in");
     let (_, head) = handshake(
         &app,
