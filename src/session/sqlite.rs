@@ -326,37 +326,36 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_sqlite_store_passes_the_conformance_suite() {
+    /// A store in a fresh file, with the users `insert` adds.
+    fn store_with(insert: &str) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
-        // The suite uses users 1 and 2; sessions reference the users table.
         store
             .pool()
             .get()
             .expect("conn")
-            .execute_batch(
-                "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-                 VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
-            )
+            .execute_batch(insert)
             .expect("users");
+        (dir, store)
+    }
+
+    #[test]
+    fn the_sqlite_store_passes_the_conformance_suite() {
+        // The suite uses users 1 and 2; sessions reference the users table.
+        let (_dir, store) = store_with(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+             VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
+        );
         crate::session::conformance::run(&store);
         crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
     }
 
     #[test]
     fn a_session_and_its_user_are_read_in_one_step() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
-        store
-            .pool()
-            .get()
-            .expect("conn")
-            .execute_batch(
-                "INSERT INTO users (id, username, password_hash, is_admin, created_at, \
-                 password_changed_at) VALUES (7, 'Alice', 'x', 1, 5, 6);",
-            )
-            .expect("user");
+        let (_dir, store) = store_with(
+            "INSERT INTO users (id, username, password_hash, is_admin, created_at, \
+             password_changed_at) VALUES (7, 'Alice', 'x', 1, 5, 6);",
+        );
         let now = crate::clock::now();
         let mut rec =
             crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
