@@ -179,13 +179,9 @@ pub fn test_url() -> Option<String> {
 /// When the server cannot be reached.
 #[doc(hidden)]
 pub fn scratch_schema(url: &str) -> Result<String, DbError> {
-    let schema = format!("t_{}", hex(&crate::session::random_bytes::<8>()));
+    let schema = format!("t_{:016x}", rand::random::<u64>());
     let mut client = parse(url)?.connect(NoTls)?;
     client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
     let separator = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -63,8 +63,35 @@ impl SessionKey {
     /// It names a session without being able to act as one: the key is a
     /// one-way hash of the id, and this is only part of the key.
     pub fn handle(&self) -> String {
-        self.0[..16].iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0[..16])
     }
+
+    /// The whole key in lower-case hex (64 characters), as Redis names it.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A key from [`to_hex`](Self::to_hex)'s form, if `s` is one.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(key))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `N` bytes from the operating system's random source.
@@ -83,6 +110,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_round_trips_through_hex_and_its_handle_is_a_prefix() {
+        let key = SessionId::generate().key();
+        assert_eq!(key.to_hex().len(), 64);
+        assert!(key.to_hex().starts_with(&key.handle()));
+        assert_eq!(SessionKey::from_hex(&key.to_hex()), Some(key));
+        assert_eq!(SessionKey::from_hex("zz"), None);
+        assert_eq!(SessionKey::from_hex(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn a_generated_id_is_43_url_safe_chars_and_parses_back() {
