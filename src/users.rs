@@ -143,6 +143,7 @@ trait Backend: Send + Sync {
     fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError>;
     fn delete(&self, id: UserId) -> Result<(), UserError>;
     fn import(&self, user: &User, hash: &str) -> Result<(), UserError>;
+    fn export(&self) -> Result<Vec<(User, String)>, UserError>;
 }
 
 /// A yes/no column of a user.
@@ -242,6 +243,15 @@ impl Backend for Sqlite {
             "SELECT {COLUMNS} FROM users ORDER BY username COLLATE NOCASE"
         ))?;
         let rows = stmt.query_map([], user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn export(&self) -> Result<Vec<(User, String)>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS}, password_hash FROM users ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((user(r)?, r.get::<_, String>(6)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -350,13 +360,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn export(&self) -> Result<Vec<(User, String)>, UserError> {
-        self.list()?
-            .into_iter()
-            .filter_map(|u| match self.db.find_with_hash(&u.username) {
-                Ok(found) => found.map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-            .collect()
+        self.db.export()
     }
 
     /// The user with this id.

@@ -130,6 +130,17 @@ impl Backend for Postgres {
             .collect()
     }
 
+    fn export(&self) -> Result<Vec<(User, String)>, UserError> {
+        self.client()?
+            .query_typed(
+                &format!("SELECT {COLUMNS}, password_hash FROM users ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((user(r)?, r.try_get(6)?)))
+            .collect()
+    }
+
     fn count(&self, only_active_admins: bool) -> Result<i64, UserError> {
         let sql = if only_active_admins {
             "SELECT count(*) FROM users WHERE is_admin AND NOT disabled"
