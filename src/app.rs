@@ -81,6 +81,11 @@ fn pool_size(config: &Config) -> u32 {
     u32::try_from(config.threads.min(16) + 2).unwrap_or(18)
 }
 
+/// What the HTTP layer (the vendored tiny_http) is configured with.
+fn server_options(_config: &Config) -> tiny_http::Options {
+    tiny_http::Options::default()
+}
+
 /// Opens the configured database and session store.
 ///
 /// # Errors
@@ -307,8 +312,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let server = rouille::Server::new(config.listen, move |request| {
-        web::handle(&handler_state, request)
+    let server = tiny_http::with_options(server_options(config), || {
+        rouille::Server::new(config.listen, move |request| {
+            web::handle(&handler_state, request)
+        })
     })
     .map_err(|e| AppError::Listen {
         addr: config.listen,

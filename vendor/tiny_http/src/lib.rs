@@ -116,9 +116,12 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+// gatehouse patch: settings rouille has no way to pass (see options.rs).
+pub use options::{with_options, Options};
 
 mod client;
 mod common;
+mod options;
 mod connection;
 mod request;
 mod response;
@@ -245,6 +248,9 @@ impl Server {
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        // gatehouse patch: the options of the `with_options` call around
+        // this one (rouille builds the server and offers no way to pass them).
+        let options = options::current();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 

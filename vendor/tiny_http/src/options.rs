@@ -1,0 +1,38 @@
+//! gatehouse patch: settings for a server that rouille cannot pass on.
+//!
+//! rouille's `Server::new` builds the tiny_http server itself and takes only
+//! an address, so gatehouse hands the rest over by calling it inside
+//! [`with_options`]: the server built on that thread during the call takes
+//! these options. A thread-local, not a global, so servers started at once
+//! on other threads (the integration tests start many) never see each
+//! other's options.
+
+use std::cell::RefCell;
+
+/// What a server built inside [`with_options`] is configured with.
+#[derive(Clone, Debug, Default)]
+pub struct Options {}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Options>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (which builds a server, e.g. `rouille::Server::new`) so that a
+/// server built on this thread during the call takes `options`.
+pub fn with_options<R>(options: Options, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<Options>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let previous = CURRENT.with(|c| c.borrow_mut().replace(options));
+    let _reset = Reset(previous);
+    f()
+}
+
+/// The options in force on this thread (the defaults outside `with_options`).
+pub(crate) fn current() -> Options {
+    CURRENT.with(|c| c.borrow().clone()).unwrap_or_default()
+}
