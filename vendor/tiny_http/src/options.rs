@@ -8,10 +8,33 @@
 //! other's options.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 /// What a server built inside [`with_options`] is configured with.
-#[derive(Clone, Debug, Default)]
-pub struct Options {}
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The request line and headers (and a TLS handshake) must arrive
+    /// within this, counted from the first byte awaited.
+    pub header_timeout: Duration,
+    /// No read of a request body may stall longer than this, nor any write
+    /// of an answer.
+    pub body_timeout: Duration,
+    /// An idle kept-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// At most this many client connections are open at once (0: no cap).
+    pub max_connections: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(30),
+            max_connections: 0,
+        }
+    }
+}
 
 thread_local! {
     static CURRENT: RefCell<Option<Options>> = const { RefCell::new(None) };
