@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod csrf;
+pub mod fetch;
 pub mod proxy;
 pub mod redirect;
 pub mod throttle;

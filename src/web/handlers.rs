@@ -7,6 +7,7 @@ use rouille::{Request, Response};
 use super::form::Form;
 use super::views::{self, DashboardView, LoginView, Viewer};
 use super::{State, WebError, account, admin, api, assets, gate, setup, with_session};
+use crate::auth::fetch::FetchMetadata;
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::logging;
@@ -29,6 +30,7 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
     let method = request.method();
     let get = method == "GET" || method == "HEAD";
     let post = method == "POST";
+    check_fetch_metadata(request, &path, post)?;
     match path.as_str() {
         "/healthz" if get => Ok(healthz(state)),
         "/metrics" if get => metrics(state, request),
@@ -88,6 +90,47 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
             None => Err(WebError::NotFound),
         },
     }
+}
+
+/// Pages that carry the session's CSRF token: a script must not read them.
+const TOKEN_PAGES: &[&str] = &["/account", "/admin", "/admin/users/delete", "/logout"];
+
+/// Refuses what the browser says is not a top-level navigation: a form
+/// POST to one of gatehouse's own pages sent by `fetch`/XHR, from a frame
+/// or from another origin, and a script's read of a page that carries the
+/// session's CSRF token. The threat is a script served by a prefix-mode app
+/// (same origin as gatehouse) driving `/admin`; see `auth::fetch`. The JSON
+/// API is meant for scripts and is left to its own checks.
+fn check_fetch_metadata(request: &Request, path: &str, post: bool) -> Result<()> {
+    let meta = FetchMetadata {
+        site: request.header("Sec-Fetch-Site"),
+        mode: request.header("Sec-Fetch-Mode"),
+        dest: request.header("Sec-Fetch-Dest"),
+    };
+    let verdict = if path.starts_with("/api/") {
+        Ok(())
+    } else if post {
+        meta.check_form_post()
+    } else if request.method() == "GET" || request.method() == "HEAD" {
+        if TOKEN_PAGES.contains(&path) {
+            meta.check_page()
+        } else {
+            Ok(())
+        }
+    } else {
+        Ok(())
+    };
+    verdict.map_err(|why| {
+        logging::line(&format!(
+            "refused request method={} path={} reason={why:?} sec_fetch_site={} sec_fetch_mode={} sec_fetch_dest={}",
+            logging::quote(request.method()),
+            logging::quote(path),
+            logging::quote(meta.site.unwrap_or("-")),
+            logging::quote(meta.mode.unwrap_or("-")),
+            logging::quote(meta.dest.unwrap_or("-")),
+        ));
+        WebError::Forbidden
+    })
 }
 
 pub(super) fn html(markup: maud::Markup) -> Response {

@@ -11,6 +11,7 @@ mod gate;
 mod hostile;
 mod instances;
 mod login;
+mod navigation;
 mod ops;
 mod outage;
 mod sessions;
