@@ -294,6 +294,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),
+        admin_reauth: config.admin_reauth,
     });
     if state
         .users

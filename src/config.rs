@@ -189,6 +189,16 @@ pub const SETTINGS: &[Setting] = &[
         default: "15m",
         help: "longest lockout",
     },
+    Setting {
+        name: "admin_reauth",
+        default: "5m",
+        help: "an administrator action needs the password entered within this long (a sign-in counts); 0s = every action asks",
+    },
+    Setting {
+        name: "max_sessions_per_user",
+        default: "100",
+        help: "sessions one user may have at once; a new sign-in ends that user's oldest beyond it",
+    },
 ];
 
 /// The environment variable for a setting.
@@ -350,6 +360,10 @@ pub struct Config {
     pub proxy_timeout: Duration,
     /// Login throttling.
     pub login: LoginLimits,
+    /// How long a password confirmation lets an administrator act.
+    pub admin_reauth: Duration,
+    /// Sessions one user may have at once.
+    pub max_sessions_per_user: usize,
 }
 
 /// A configuration problem, naming the setting and the value's source.
@@ -759,6 +773,13 @@ impl Layers {
                 lockout: self.parse("login_lockout", duration)?,
                 max_lockout: self.parse("login_max_lockout", duration)?,
             },
+            admin_reauth: self.parse("admin_reauth", duration)?,
+            max_sessions_per_user: self.parse("max_sessions_per_user", |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| format!("{s:?} is not a number from 1 to 100000"))
+            })?,
         };
         config.check()?;
         Ok(config)
@@ -944,6 +965,11 @@ impl Config {
             ("login_window", d(self.login.window)),
             ("login_lockout", d(self.login.lockout)),
             ("login_max_lockout", d(self.login.max_lockout)),
+            ("admin_reauth", d(self.admin_reauth)),
+            (
+                "max_sessions_per_user",
+                self.max_sessions_per_user.to_string(),
+            ),
         ]
     }
 
@@ -963,6 +989,7 @@ impl Config {
             remember_absolute_timeout: self.remember_absolute_timeout,
             touch_interval: self.touch_interval,
             rolling: false,
+            max_sessions_per_user: Some(self.max_sessions_per_user),
         }
     }
 

@@ -69,6 +69,7 @@ pub fn run<S: Store>(store: &S) {
     delete_reports_whether_it_existed(store);
     delete_expired_is_batched_and_spares_live_sessions(store);
     list_and_delete_by_user(store);
+    end_oldest_caps_one_users_sessions(store);
     odd_keys_round_trip(store);
     many_keys_survive_create_and_regenerate(store);
 }
@@ -109,6 +110,46 @@ pub fn run_concurrent(store: Arc<dyn Store>) {
     for i in 0..16 {
         assert_eq!(rec.data[&format!("k{i}")], json!(i), "patch k{i} was lost");
     }
+    concurrent_sign_ins_stay_under_the_cap(&store);
+}
+
+/// Four clients signing one user in over and over, each capping after its
+/// own sign-in as the engine does: the user never keeps more than the cap
+/// (plus the sign-ins in flight) and ends at or under it.
+fn concurrent_sign_ins_stay_under_the_cap(store: &Arc<dyn Store>) {
+    const MAX: usize = 5;
+    const USER: i64 = 2;
+    store.delete_by_user(USER, None).expect("clear");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                let mut most = 0;
+                for _ in 0..40 {
+                    let now = clock::now();
+                    let mut r = record(fresh(), now);
+                    r.user_id = Some(USER);
+                    store.create(&r).expect("create");
+                    store.end_oldest(USER, &r.key, MAX, now).expect("cap");
+                    most = most.max(store.list(Some(USER), now).expect("list").len());
+                }
+                most
+            })
+        })
+        .collect();
+    for t in threads {
+        let most = t.join().expect("thread");
+        assert!(
+            most <= MAX + 4,
+            "{most} sessions seen at once: more than the cap plus the sign-ins in flight"
+        );
+    }
+    let left = store.list(Some(USER), clock::now()).expect("list").len();
+    assert!(
+        (1..=MAX).contains(&left),
+        "{left} sessions left for a cap of {MAX}"
+    );
+    store.delete_by_user(USER, None).expect("clear");
 }
 
 fn create_then_load_round_trips<S: Store>(store: &S) {
@@ -342,6 +383,59 @@ fn list_and_delete_by_user<S: Store>(store: &S) {
     );
     assert_eq!(store.delete_by_user(1, None).expect("delete"), 1);
     assert!(store.list(Some(1), now).expect("list").is_empty());
+}
+
+fn end_oldest_caps_one_users_sessions<S: Store>(store: &S) {
+    let now = clock::now();
+    store.delete_by_user(1, None).expect("clear");
+    store.delete_by_user(2, None).expect("clear");
+    // The session just made is kept even when its clock says it is the
+    // oldest (a sign-in that raced a clock step).
+    let mut keep = record(fresh(), now);
+    keep.user_id = Some(1);
+    keep.created_at = now - 1_000;
+    let mut made = Vec::new();
+    for age in [50, 40, 30, 20, 10] {
+        let mut r = record(fresh(), now);
+        r.user_id = Some(1);
+        r.created_at = now - age;
+        made.push(r);
+    }
+    let mut expired = record(fresh(), now);
+    expired.user_id = Some(1);
+    expired.expires_at = now - 1;
+    let mut theirs = record(fresh(), now);
+    theirs.user_id = Some(2);
+    theirs.created_at = now - 5_000;
+    let anon = record(fresh(), now);
+    for r in made.iter().chain([&keep, &expired, &theirs, &anon]) {
+        store.create(r).expect("create");
+    }
+    assert!(store.end_oldest(1, &keep.key, 3, now).expect("cap") >= 3);
+    let mut left: Vec<SessionKey> = store
+        .list(Some(1), now)
+        .expect("list")
+        .iter()
+        .map(|r| r.key)
+        .collect();
+    left.sort();
+    let mut wanted = vec![keep.key, made[3].key, made[4].key];
+    wanted.sort();
+    assert_eq!(left, wanted, "the kept one and the two newest remain");
+    assert!(
+        store.load(&theirs.key, now).expect("load").is_some(),
+        "another user's session was ended"
+    );
+    assert!(
+        store.load(&anon.key, now).expect("load").is_some(),
+        "an anonymous session was ended"
+    );
+    // Under the cap: nothing to do.
+    assert_eq!(store.end_oldest(1, &keep.key, 3, now).expect("cap"), 0);
+    assert_eq!(store.end_oldest(2, &theirs.key, 1, now).expect("cap"), 0);
+    store.delete_by_user(1, None).expect("clear");
+    store.delete_by_user(2, None).expect("clear");
+    store.delete(&anon.key).expect("delete");
 }
 
 fn many_keys_survive_create_and_regenerate<S: Store>(store: &S) {

@@ -44,6 +44,11 @@ pub struct SessionOptions {
     /// `rolling`), refreshing a remember-me cookie's `Max-Age`. The stored
     /// idle expiry slides with activity either way.
     pub rolling: bool,
+    /// The most sessions one user may have; signing in (or regenerating
+    /// into a user) ends that user's oldest sessions beyond it, so a client
+    /// that signs in over and over cannot fill the store or the account
+    /// pages. `None`: no cap.
+    pub max_sessions_per_user: Option<usize>,
 }
 
 impl Default for SessionOptions {
@@ -56,6 +61,7 @@ impl Default for SessionOptions {
             remember_absolute_timeout: Duration::from_secs(30 * 86_400),
             touch_interval: Duration::from_secs(60),
             rolling: false,
+            max_sessions_per_user: Some(100),
         }
     }
 }
@@ -598,6 +604,22 @@ impl Session<'_> {
         match replacing {
             Some(old) => self.engine.store.regenerate(&old, &record)?,
             None => self.engine.store.create(&record)?,
+        }
+        if let (Some(user_id), Some(max)) =
+            (record.user_id, self.engine.options.max_sessions_per_user)
+        {
+            // Housekeeping after the new session is stored: a failure here
+            // is logged, and the next sign-in trims again.
+            if let Err(e) = self
+                .engine
+                .store
+                .end_oldest(user_id, &record.key, max, clock::now())
+            {
+                crate::logging::line(&format!(
+                    "session cap not applied user_id={user_id} detail={}",
+                    crate::logging::quote(&e.to_string())
+                ));
+            }
         }
         inner.record = record;
         inner.patch = Patch::default();

@@ -142,6 +142,32 @@ impl Store for MemoryStore {
         map.retain(|k, r| r.user_id != Some(user_id) || Some(k) == keep);
         Ok(before - map.len())
     }
+
+    fn end_oldest(
+        &self,
+        user_id: UserId,
+        keep: &SessionKey,
+        max: usize,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        // Under the one lock: exact, whatever runs at the same time.
+        let mut map = self.lock();
+        let mut others: Vec<(Millis, SessionKey)> = map
+            .values()
+            .filter(|r| r.user_id == Some(user_id) && &r.key != keep && r.expires_at > now)
+            .map(|r| (r.created_at, r.key))
+            .collect();
+        others.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let doomed: Vec<SessionKey> = others
+            .into_iter()
+            .skip(max.saturating_sub(1))
+            .map(|(_, k)| k)
+            .collect();
+        for k in &doomed {
+            map.remove(k);
+        }
+        Ok(doomed.len())
+    }
 }
 
 #[cfg(test)]

@@ -317,6 +317,32 @@ impl Store for PostgresStore {
         )?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
+
+    fn end_oldest(
+        &self,
+        user_id: UserId,
+        keep: &SessionKey,
+        max: usize,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        // One statement. Instances signing the same user in at once each
+        // see their own snapshot, so the count may pass `max` by the
+        // sign-ins in flight until the next one trims it.
+        let keep = &keep.0[..];
+        let others = i64::try_from(max.saturating_sub(1)).unwrap_or(i64::MAX);
+        let n = self.client()?.execute_typed(
+            "DELETE FROM sessions WHERE user_id = $1 AND key <> $2 AND key NOT IN \
+             (SELECT key FROM sessions WHERE user_id = $1 AND key <> $2 AND expires_at > $3 \
+              ORDER BY created_at DESC, key LIMIT $4)",
+            &[
+                (&user_id, Type::INT8),
+                (&keep, Type::BYTEA),
+                (&now, Type::INT8),
+                (&others, Type::INT8),
+            ],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
 }
 
 #[cfg(test)]

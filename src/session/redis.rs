@@ -272,6 +272,42 @@ return n
     )
 });
 
+/// ARGV: prefix, user, hex to keep, how many others may stay, now. Ends
+/// the user's oldest live sessions (by creation) beyond that, and drops
+/// index entries of sessions already gone; one script, so exact.
+static END_OLDEST: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local u = ARGV[2]
+local others = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local live_ones = {}
+for _, h in ipairs(redis.call('ZRANGE', ukey(u), 0, -1)) do
+  if h ~= ARGV[3] then
+    local k = skey(h)
+    local c = redis.call('HGET', k, 'c')
+    local e = redis.call('HGET', k, 'e')
+    if c and e and tonumber(e) > now then
+      table.insert(live_ones, {h, tonumber(c)})
+    elseif not c then
+      redis.call('ZREM', ukey(u), h)
+      redis.call('ZREM', ALL, h .. ':' .. u)
+    end
+  end
+end
+table.sort(live_ones, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] < b[1]
+end)
+local n = 0
+for i = others + 1, #live_ones do
+  n = n + drop(live_ones[i][1])
+end
+return n
+",
+    )
+});
+
 /// The data field that holds one top-level key of a session's data.
 fn data_field(key: &str) -> String {
     format!("d:{key}")
@@ -540,6 +576,23 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(user_id)
             .arg(keep.map(SessionKey::to_hex).unwrap_or_default())
+            .invoke(&mut **self.conn()?)?)
+    }
+
+    fn end_oldest(
+        &self,
+        user_id: UserId,
+        keep: &SessionKey,
+        max: usize,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        Ok(END_OLDEST
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(user_id)
+            .arg(keep.to_hex())
+            .arg(max.saturating_sub(1))
+            .arg(now)
             .invoke(&mut **self.conn()?)?)
     }
 }

@@ -320,6 +320,28 @@ impl Store for SqliteStore {
             .execute(params![user_id, keep])?;
         Ok(n)
     }
+
+    fn end_oldest(
+        &self,
+        user_id: UserId,
+        keep: &SessionKey,
+        max: usize,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        // One statement under this process's write turn: exact. It also
+        // clears the user's expired rows, which the reaper would take anyway.
+        let _turn = self.write_turn();
+        let conn = self.pool.get()?;
+        let others = i64::try_from(max.saturating_sub(1)).unwrap_or(i64::MAX);
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM sessions WHERE user_id = ?1 AND key != ?2 AND key NOT IN \
+                 (SELECT key FROM sessions WHERE user_id = ?1 AND key != ?2 AND expires_at > ?3 \
+                  ORDER BY created_at DESC, key LIMIT ?4)",
+            )?
+            .execute(params![user_id, &keep.0[..], now, others])?;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -237,6 +237,40 @@ pub trait Store: Send + Sync + 'static {
         user_id: UserId,
         keep: Option<&SessionKey>,
     ) -> Result<usize, StoreError>;
+
+    /// Ends `user_id`'s oldest sessions (by `created_at`) until at most
+    /// `max` live ones remain, never `keep` (the one just made); returns
+    /// how many it ended. Concurrent calls may each see a few sessions the
+    /// others are adding, so the count can briefly exceed `max` by the
+    /// number of sign-ins in flight, never more: the last call trims it.
+    ///
+    /// This default lists and deletes; the bundled stores do it in one
+    /// statement or script.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn end_oldest(
+        &self,
+        user_id: UserId,
+        keep: &SessionKey,
+        max: usize,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let mut others: Vec<Record> = self
+            .list(Some(user_id), now)?
+            .into_iter()
+            .filter(|r| &r.key != keep)
+            .collect();
+        others.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let mut ended = 0;
+        for r in others.iter().skip(max.saturating_sub(1)) {
+            if self.delete(&r.key)? {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
 }
 
 /// The longest key a session's data may use.

@@ -7,17 +7,18 @@ use rouille::{Request, Response};
 use super::account::session_rows;
 use super::form::Form;
 use super::handlers::{
-    Result, SignedIn, check_session_csrf, html, logged_out, notice, see_other, signed_in, viewer,
+    Result, SignedIn, check_session_csrf, html, log_login, logged_out, notice, record_failure,
+    see_other, signed_in, throttle_wait, throttled, viewer,
 };
 use super::setup::capitalise;
-use super::views::{self, AdminView, UserRow};
+use super::views::{self, AdminView, ConfirmView, UserRow};
 use super::{State, WebError, with_session};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
-use crate::clock;
+use crate::clock::{self, Millis};
 use crate::password::PasswordError;
 use crate::session::Session;
-use crate::users::{User, UserError, Username};
+use crate::users::{Login, User, UserError, Username};
 
 /// The signed-in administrator, a redirect for anonymous visitors, or 403.
 fn admin(
@@ -129,6 +130,9 @@ pub(super) fn post_action(
             Err(redirect) => return Ok(redirect),
         };
         check_session_csrf(state, &s.key, &form)?;
+        if let Some(page) = confirm_password(state, session, &s, &form, client, path)? {
+            return Ok(page);
+        }
         let outcome = match path {
             "/admin/users" => create_user(state, &form)?,
             "/admin/sessions/end" => end_session(state, session, &s, &form)?,
@@ -154,6 +158,86 @@ pub(super) fn post_action(
             }
         }
     })
+}
+
+/// The session data key holding when this administrator last confirmed
+/// their password (milliseconds). Under the reserved `gatehouse:` prefix,
+/// which `PATCH /api/session/data` refuses: a script must not be able to
+/// write itself a fresh confirmation.
+pub(super) const REAUTH_AT: &str = "gatehouse:reauth_at";
+
+/// The fields an admin form may carry through the confirmation page.
+const CARRIED: &[&str] = &["username", "password", "admin", "handle", "confirm"];
+
+/// The confirmation page's password field.
+const REAUTH_FIELD: &str = "reauth_password";
+
+/// "Sudo mode": an admin action goes ahead only if this administrator
+/// entered their password (at sign-in or on the confirmation page) within
+/// `admin_reauth`. Otherwise it answers the confirmation page, or checks
+/// the password the page sent back, throttled like a sign-in.
+///
+/// The threat is a script that can act with the admin's session (an app
+/// proxied in prefix mode is the same origin as gatehouse): with this it
+/// also needs the password, which it does not have.
+///
+/// `Ok(None)` means go ahead.
+fn confirm_password(
+    state: &State,
+    session: &Session<'_>,
+    s: &SignedIn,
+    form: &Form,
+    client: &Client,
+    path: &str,
+) -> Result<Option<Response>> {
+    let now = clock::now();
+    let confirmed_at = session
+        .get::<Millis>(REAUTH_AT)
+        .unwrap_or(0)
+        .max(session.record().created_at);
+    // A confirmation "in the future" (the wall clock stepped back) is
+    // stale: a clock step must not stretch the window.
+    let age = now - confirmed_at;
+    if age >= 0 && age < clock::millis(state.admin_reauth) {
+        return Ok(None);
+    }
+    let page = |status: u16, error: Option<&str>| {
+        let token = csrf::session_token(state.engine().signer(), &s.key);
+        let fields = CARRIED
+            .iter()
+            .filter_map(|name| form.get(name).map(|v| (*name, v)))
+            .collect();
+        html(views::confirm_password_page(&ConfirmView {
+            viewer: viewer(&s.user),
+            action: path,
+            fields,
+            csrf: &token,
+            error,
+        }))
+        .with_status_code(status)
+    };
+    let Some(password) = form.get(REAUTH_FIELD) else {
+        return Ok(Some(page(200, None)));
+    };
+    let username = &s.user.username;
+    if let Some(wait) = throttle_wait(state, username, client)? {
+        let (secs, message) = throttled(wait);
+        return Ok(Some(
+            page(429, Some(&message)).with_additional_header("Retry-After", secs.to_string()),
+        ));
+    }
+    match state.users.authenticate(username, password)? {
+        Login::Ok(user) if user.id == s.user.id => {
+            state.throttle.success(username)?;
+            log_login(state, "reauth", username, client, "");
+            session.insert(REAUTH_AT, now)?;
+            Ok(None)
+        }
+        _ => {
+            record_failure(state, username, client, "wrong_confirm_password")?;
+            Ok(Some(page(403, Some("That password is not right."))))
+        }
+    }
 }
 
 fn password_message(e: &UserError) -> Option<String> {

@@ -17,6 +17,9 @@ use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
 use crate::users::{Login, MAX_USERNAME, User};
 
+/// Session data keys under this prefix are gatehouse's; the API refuses them.
+pub const RESERVED_PREFIX: &str = "gatehouse:";
+
 /// The largest session data object `PATCH /api/session/data` may leave.
 pub const MAX_DATA: usize = 16 * 1024;
 
@@ -163,6 +166,13 @@ pub(super) fn patch_data(state: &State, request: &Request, client: &Client) -> R
     if patch.keys().any(|k| !valid_key(k)) {
         return Err(WebError::BadRequest(
             "keys must be 1-128 printable ASCII characters without quotes or backslashes",
+        ));
+    }
+    // gatehouse keeps its own facts under this prefix (when the admin last
+    // confirmed their password): a script must not write them.
+    if patch.keys().any(|k| k.starts_with(RESERVED_PREFIX)) {
+        return Err(WebError::BadRequest(
+            "keys starting with \"gatehouse:\" are gatehouse's own",
         ));
     }
     with_session(state, request, client, |session| {

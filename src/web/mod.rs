@@ -59,6 +59,8 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Whether `/metrics` is served, and the bearer token it wants.
     pub metrics_access: Option<Option<crate::config::Secret>>,
+    /// How long a password confirmation lets an administrator act.
+    pub admin_reauth: std::time::Duration,
 }
 
 impl State {

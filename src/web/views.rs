@@ -529,6 +529,48 @@ pub fn admin_page(v: &AdminView<'_>) -> Markup {
     )
 }
 
+/// What the password confirmation before an admin action shows.
+pub struct ConfirmView<'a> {
+    /// Who.
+    pub viewer: Viewer<'a>,
+    /// The action the form goes on to (its own path).
+    pub action: &'a str,
+    /// The action's own fields, carried through unchanged.
+    pub fields: Vec<(&'a str, &'a str)>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// After a wrong password or while throttled.
+    pub error: Option<&'a str>,
+}
+
+/// The password confirmation an admin action asks for when the last one
+/// (or the sign-in) is older than `admin_reauth` ("sudo mode"). Submitting
+/// it sends the action again, with the password.
+pub fn confirm_password_page(v: &ConfirmView<'_>) -> Markup {
+    layout(
+        "Confirm your password",
+        Some(&v.viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Confirm your password" }
+                p { "Administrator actions need your password again after a few minutes." }
+                (messages(None, v.error))
+                form id="reauth-form" method="post" action=(v.action) {
+                    (csrf_field(v.csrf))
+                    @for (name, value) in &v.fields {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    input type="text" name="reauth_username" value=(v.viewer.username) autocomplete="username" hidden;
+                    label for="reauth-password" { "Password for " (v.viewer.username) }
+                    input type="password" id="reauth-password" name="reauth_password" autocomplete="current-password" required autofocus;
+                    button type="submit" id="reauth-submit" { "Confirm" }
+                }
+                p { a href="/admin" { "Cancel" } }
+            }
+        },
+    )
+}
+
 /// `GET /admin/users/delete`: the confirm step.
 pub fn delete_user_page(viewer: &Viewer<'_>, username: &str, csrf: &str) -> Markup {
     layout(

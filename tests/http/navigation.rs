@@ -197,3 +197,190 @@ fn a_fetch_cannot_sign_out_or_change_a_password() {
     let other = crate::helpers::Browser::new(&admin.base);
     assert_eq!(other.login("root", "correct horse").status, 303);
 }
+
+/// The hidden fields of the confirmation form, as a browser would resend them.
+fn confirm_fields(page: &Resp) -> Vec<(String, String)> {
+    let form_at = page
+        .body
+        .find("id=\"reauth-form\"")
+        .expect("the confirm form");
+    let form = &page.body[form_at..];
+    let form = &form[..form.find("</form>").expect("form end")];
+    form.match_indices("<input type=\"hidden\" name=\"")
+        .map(|(i, m)| {
+            let rest = &form[i + m.len()..];
+            let name = &rest[..rest.find('"').expect("name end")];
+            let rest = &rest[rest.find("value=\"").expect("value") + "value=\"".len()..];
+            let value = &rest[..rest.find('"').expect("value end")];
+            (
+                name.to_owned(),
+                value.replace("&amp;", "&").replace("&quot;", "\""),
+            )
+        })
+        .collect()
+}
+
+fn resend(b: &crate::helpers::Browser, action: &str, page: &Resp, password: &str) -> Resp {
+    let mut fields = confirm_fields(page);
+    fields.push(("reauth_password".to_owned(), password.to_owned()));
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    b.post_form_with(action, &borrowed, NAVIGATION)
+}
+
+fn grant(b: &crate::helpers::Browser, action: &str, user: &str) -> Resp {
+    let csrf = b.get("/admin").csrf().expect("token");
+    b.post_form_with(action, &[("csrf", &csrf), ("username", user)], NAVIGATION)
+}
+
+#[test]
+fn admin_actions_ask_for_the_password_again_after_admin_reauth() {
+    let app = TestApp::spawn_with(&[("admin_reauth", "2s")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "bobs password", false);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+    // The sign-in itself is a confirmation.
+    assert_redirects_to(
+        &grant(&admin, "/admin/users/grant-admin", "bob"),
+        "/admin?done=admin-granted",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+
+    let page = grant(&admin, "/admin/users/revoke-admin", "bob");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("id=\"reauth-form\""), "{}", page.body);
+    assert!(page.body.contains("id=\"reauth-password\""));
+    assert!(is_admin(&app, "bob"), "the action ran without the password");
+    let fields = confirm_fields(&page);
+    assert!(fields.contains(&("username".to_owned(), "bob".to_owned())));
+
+    // Back with the password: the same action goes through.
+    assert_redirects_to(
+        &resend(&admin, "/admin/users/revoke-admin", &page, "correct horse"),
+        "/admin?done=admin-revoked",
+    );
+    assert!(!is_admin(&app, "bob"));
+    // And the confirmation holds for the next one.
+    assert_redirects_to(
+        &grant(&admin, "/admin/users/grant-admin", "bob"),
+        "/admin?done=admin-granted",
+    );
+}
+
+#[test]
+fn every_admin_action_asks_when_admin_reauth_is_zero_and_carries_its_fields() {
+    let app = TestApp::spawn_with(&[("admin_reauth", "0s")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "bobs password", false);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+    let csrf = admin.get("/admin").csrf().expect("token");
+    // A password reset: the new password rides through the confirmation.
+    let page = admin.post_form(
+        "/admin/users/password",
+        &[
+            ("csrf", &csrf),
+            ("username", "bob"),
+            ("password", "bobs new pass"),
+        ],
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"reauth-form\""));
+    assert_redirects_to(
+        &resend(&admin, "/admin/users/password", &page, "correct horse"),
+        "/admin?done=password-reset",
+    );
+    let bob = app.browser();
+    assert_eq!(bob.login("bob", "bobs new pass").status, 303);
+    // Ending bob's session from the admin page asks too.
+    let handle = app
+        .stored_sessions()
+        .into_iter()
+        .find(|r| r.user_id != Some(app.state().users.find_by_name("root").unwrap().unwrap().id))
+        .expect("bob's session")
+        .key
+        .handle();
+    let page = admin.post_form(
+        "/admin/sessions/end",
+        &[("csrf", &csrf), ("handle", &handle)],
+    );
+    assert!(page.body.contains("id=\"reauth-form\""));
+    assert_eq!(
+        bob.get("/auth/verify").status,
+        200,
+        "ended without the password"
+    );
+    assert_redirects_to(
+        &resend(&admin, "/admin/sessions/end", &page, "correct horse"),
+        "/admin?done=session-ended",
+    );
+    assert_eq!(bob.get("/auth/verify").status, 401);
+    // Creating a user asks again: zero means every time.
+    let page = admin.post_form(
+        "/admin/users",
+        &[
+            ("csrf", &csrf),
+            ("username", "carol"),
+            ("password", "carols pass"),
+        ],
+    );
+    assert!(page.body.contains("id=\"reauth-form\""));
+    assert!(app.state().users.find_by_name("carol").unwrap().is_none());
+}
+
+#[test]
+fn a_wrong_password_on_the_confirm_page_is_refused_and_throttled() {
+    let app = TestApp::spawn_with(&[("admin_reauth", "0s"), ("login_max_failures", "3")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "bobs password", false);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+    let page = grant(&admin, "/admin/users/grant-admin", "bob");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let resp = resend(&admin, "/admin/users/grant-admin", &page, "wrong guess");
+        statuses.push(resp.status);
+        assert!(resp.body.contains("id=\"reauth-form\""));
+        if resp.status == 429 {
+            assert!(resp.header("retry-after").is_some());
+        }
+    }
+    assert_eq!(&statuses[..3], &[403, 403, 403], "{statuses:?}");
+    assert_eq!(statuses[3], 429, "{statuses:?}");
+    // Locked out: even the right password waits.
+    let resp = resend(&admin, "/admin/users/grant-admin", &page, "correct horse");
+    assert_eq!(resp.status, 429);
+    assert!(!is_admin(&app, "bob"));
+    // A wrong guess never ends the admin's session.
+    assert_eq!(admin.get("/auth/verify").status, 200);
+}
+
+#[test]
+fn a_script_cannot_write_itself_a_confirmation_through_the_api() {
+    let app = TestApp::spawn_with(&[("admin_reauth", "0s")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "bobs password", false);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+    let far = "{\"gatehouse:reauth_at\": 99999999999999}";
+    let resp = admin.send_json("PATCH", "/api/session/data", far, &[]);
+    assert_eq!(resp.status, 400, "{resp:?}");
+    // Nor one from a moment ago.
+    let now = gatehouse::clock::now();
+    let resp = admin.send_json(
+        "PATCH",
+        "/api/session/data",
+        &format!("{{\"gatehouse:reauth_at\": {now}}}"),
+        &[],
+    );
+    assert_eq!(resp.status, 400);
+    let page = grant(&admin, "/admin/users/grant-admin", "bob");
+    assert!(page.body.contains("id=\"reauth-form\""));
+    assert!(!is_admin(&app, "bob"));
+    // Other keys are still the app's to use.
+    let resp = admin.send_json("PATCH", "/api/session/data", "{\"theme\": \"dark\"}", &[]);
+    assert_eq!(resp.status, 200);
+}
