@@ -10,6 +10,7 @@ mod example;
 mod gate;
 mod hostile;
 mod instances;
+mod lists;
 mod login;
 mod navigation;
 mod ops;
