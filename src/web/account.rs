@@ -4,8 +4,8 @@
 use rouille::{Request, Response};
 
 use super::handlers::{
-    Result, html, logged_out, notice, record_failure, see_other, signed_in, signed_in_form,
-    throttle_wait, throttled, viewer,
+    Result, html, logged_out, notice, page_param, paged, record_failure, see_other, signed_in,
+    signed_in_form, throttle_wait, throttled, viewer,
 };
 use super::setup::capitalise;
 use super::views::{self, AccountView, SessionRow};
@@ -88,15 +88,18 @@ fn render(
     state: &State,
     user: &User,
     key: &SessionKey,
+    page: usize,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response> {
     let now = clock::now();
     let records = state.engine().store().list(Some(user.id), now)?;
+    let (records, sessions_pager) = paged(records, page);
     let token = csrf::session_token(state.engine().signer(), key);
     Ok(html(views::account_page(&AccountView {
         viewer: viewer(user),
         sessions: session_rows(&records, key, |_| None),
+        sessions_pager,
         csrf: &token,
         notice,
         error,
@@ -107,7 +110,14 @@ fn render(
 pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> Result<Response> {
     with_session(state, request, client, |session| {
         match signed_in(state, session, request)? {
-            Ok(s) => render(state, &s.user, &s.key, notice(request), None),
+            Ok(s) => render(
+                state,
+                &s.user,
+                &s.key,
+                page_param(request, "page")?,
+                notice(request),
+                None,
+            ),
             Err(redirect) => Ok(redirect),
         }
     })
@@ -152,7 +162,7 @@ pub(super) fn post_end_others(
 pub(super) fn post_password(state: &State, request: &Request, client: &Client) -> Result<Response> {
     signed_in_form(state, request, client, |session, s, form| {
         let fail = |status: u16, message: &str| -> Result<Response> {
-            Ok(render(state, &s.user, &s.key, None, Some(message))?.with_status_code(status))
+            Ok(render(state, &s.user, &s.key, 1, None, Some(message))?.with_status_code(status))
         };
         // The current password is a password check like a sign-in: it is
         // throttled the same way, so a stolen session cannot guess it.

@@ -7,8 +7,8 @@ use rouille::{Request, Response};
 use super::account::session_rows;
 use super::form::Form;
 use super::handlers::{
-    Result, SignedIn, check_session_csrf, html, log_login, logged_out, notice, record_failure,
-    see_other, signed_in, throttle_wait, throttled, viewer,
+    Result, SignedIn, check_session_csrf, html, log_login, logged_out, notice, page_param, paged,
+    record_failure, see_other, signed_in, throttle_wait, throttled, viewer,
 };
 use super::setup::capitalise;
 use super::views::{self, AdminView, ConfirmView, UserRow};
@@ -33,23 +33,53 @@ fn admin(
     }
 }
 
+/// Which page of each admin list to show.
+#[derive(Clone, Copy)]
+struct Pages {
+    users: usize,
+    sessions: usize,
+}
+
+impl Pages {
+    const FIRST: Self = Self {
+        users: 1,
+        sessions: 1,
+    };
+
+    fn of(request: &Request) -> Result<Self> {
+        Ok(Self {
+            users: page_param(request, "users_page")?,
+            sessions: page_param(request, "sessions_page")?,
+        })
+    }
+}
+
 fn render(
     state: &State,
     s: &SignedIn,
+    pages: Pages,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response> {
     let now = clock::now();
     let users = state.users.list()?;
     let records = state.engine().store().list(None, now)?;
-    let rows = users
-        .iter()
+    let mut per_user = std::collections::HashMap::new();
+    for r in &records {
+        if let Some(id) = r.user_id {
+            *per_user.entry(id).or_insert(0usize) += 1;
+        }
+    }
+    let (page_users, users_pager) = paged(users.iter().collect(), pages.users);
+    let (page_records, sessions_pager) = paged(records, pages.sessions);
+    let rows = page_users
+        .into_iter()
         .map(|u| UserRow {
             username: u.username.clone(),
             is_admin: u.is_admin,
             disabled: u.disabled,
             created_at: u.created_at,
-            sessions: records.iter().filter(|r| r.user_id == Some(u.id)).count(),
+            sessions: per_user.get(&u.id).copied().unwrap_or(0),
             is_viewer: u.id == s.user.id,
         })
         .collect();
@@ -61,7 +91,9 @@ fn render(
     Ok(html(views::admin_page(&AdminView {
         viewer: viewer(&s.user),
         users: rows,
-        sessions: session_rows(&records, &s.key, name_of),
+        users_pager,
+        sessions: session_rows(&page_records, &s.key, name_of),
+        sessions_pager,
         csrf: &token,
         notice,
         error,
@@ -72,7 +104,7 @@ fn render(
 pub(super) fn get_admin(state: &State, request: &Request, client: &Client) -> Result<Response> {
     with_session(state, request, client, |session| {
         match admin(state, session, request)? {
-            Ok(s) => render(state, &s, notice(request), None),
+            Ok(s) => render(state, &s, Pages::of(request)?, notice(request), None),
             Err(redirect) => Ok(redirect),
         }
     })
@@ -150,9 +182,8 @@ pub(super) fn post_action(
             Outcome::Refused(status, message) => {
                 // Re-read: the action may have changed the admin themselves.
                 match admin(state, session, request) {
-                    Ok(Ok(s)) => {
-                        Ok(render(state, &s, None, Some(&message))?.with_status_code(status))
-                    }
+                    Ok(Ok(s)) => Ok(render(state, &s, Pages::FIRST, None, Some(&message))?
+                        .with_status_code(status)),
                     _ => Err(WebError::Forbidden),
                 }
             }

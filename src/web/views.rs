@@ -282,6 +282,37 @@ pub fn register_page(v: &NewUserView<'_>) -> Markup {
     )
 }
 
+/// Where one page of a list is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pager {
+    /// This page, from 1.
+    pub page: usize,
+    /// How many pages there are (at least 1).
+    pub pages: usize,
+    /// How many rows in all.
+    pub total: usize,
+}
+
+/// "Page 2 of 3" with previous/next links; `href(n)` is page n's address.
+/// Ids start with `id`: `{id}-pager`, `{id}-page`, `{id}-prev`, `{id}-next`.
+fn pager(p: Pager, id: &str, href: impl Fn(usize) -> String) -> Markup {
+    html! {
+        @if p.pages > 1 {
+            nav.pager id={ (id) "-pager" } aria-label="Pages" {
+                @if p.page > 1 {
+                    a.button.small id={ (id) "-prev" } href=(href(p.page - 1)) rel="prev" { "Previous" }
+                    " "
+                }
+                span id={ (id) "-page" } { "Page " (p.page) " of " (p.pages) }
+                @if p.page < p.pages {
+                    " "
+                    a.button.small id={ (id) "-next" } href=(href(p.page + 1)) rel="next" { "Next" }
+                }
+            }
+        }
+    }
+}
+
 /// One session in a list.
 pub struct SessionRow {
     /// Opaque handle (never the id).
@@ -354,8 +385,10 @@ fn sessions_table(
 pub struct AccountView<'a> {
     /// Who.
     pub viewer: Viewer<'a>,
-    /// Their sessions, this one included.
+    /// This page of their sessions, this one included.
     pub sessions: Vec<SessionRow>,
+    /// Where this page is.
+    pub sessions_pager: Pager,
     /// CSRF token.
     pub csrf: &'a str,
     /// After an action.
@@ -368,7 +401,8 @@ pub struct AccountView<'a> {
 
 /// `GET /account`.
 pub fn account_page(v: &AccountView<'_>) -> Markup {
-    let others = v.sessions.iter().filter(|s| !s.current).count();
+    // All of them, not just this page's: the current one is always among them.
+    let others = v.sessions_pager.total.saturating_sub(1);
     layout(
         "Account",
         Some(&v.viewer),
@@ -377,6 +411,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
             section.card {
                 h1 { "Where you are signed in" }
                 (sessions_table(&v.sessions, v.csrf, "/account/sessions/end", v.now, false))
+                (pager(v.sessions_pager, "sessions", |n| format!("/account?page={n}")))
                 @if others > 0 {
                     form method="post" action="/account/sessions/end-others" {
                         (csrf_field(v.csrf))
@@ -423,10 +458,14 @@ pub struct UserRow {
 pub struct AdminView<'a> {
     /// Who.
     pub viewer: Viewer<'a>,
-    /// Every user.
+    /// This page of the users.
     pub users: Vec<UserRow>,
-    /// Every session.
+    /// Where that page is.
+    pub users_pager: Pager,
+    /// This page of all sessions.
     pub sessions: Vec<SessionRow>,
+    /// Where that page is.
+    pub sessions_pager: Pager,
     /// CSRF token.
     pub csrf: &'a str,
     /// After an action.
@@ -505,6 +544,7 @@ pub fn admin_page(v: &AdminView<'_>) -> Markup {
                         }
                     }
                 }
+                (pager(v.users_pager, "users", |n| format!("/admin?users_page={n}&sessions_page={}", v.sessions_pager.page)))
             }
             section.card {
                 h2 { "Create a user" }
@@ -524,6 +564,7 @@ pub fn admin_page(v: &AdminView<'_>) -> Markup {
             section.card {
                 h2 { "All sessions" }
                 (sessions_table(&v.sessions, v.csrf, "/admin/sessions/end", v.now, true))
+                (pager(v.sessions_pager, "sessions", |n| format!("/admin?users_page={}&sessions_page={n}", v.users_pager.page)))
             }
         },
     )
@@ -690,6 +731,11 @@ mod tests {
             account_page(&AccountView {
                 viewer: viewer(),
                 sessions: rows(),
+                sessions_pager: Pager {
+                    page: 2,
+                    pages: 3,
+                    total: 120,
+                },
                 csrf: "t",
                 notice: Some("n"),
                 error: None,
@@ -705,13 +751,30 @@ mod tests {
                     sessions: 1,
                     is_viewer: true,
                 }],
+                users_pager: Pager {
+                    page: 1,
+                    pages: 2,
+                    total: 60,
+                },
                 sessions: rows(),
+                sessions_pager: Pager {
+                    page: 1,
+                    pages: 1,
+                    total: 1,
+                },
                 csrf: "t",
                 notice: None,
                 error: None,
                 now: 0,
             }),
             delete_user_page(&viewer(), "b", "t"),
+            confirm_password_page(&ConfirmView {
+                viewer: viewer(),
+                action: "/admin/users/grant-admin",
+                fields: vec![("username", "b\"><x")],
+                csrf: "t",
+                error: Some("e"),
+            }),
             error_page(404, "x"),
         ];
         for p in pages {

@@ -101,3 +101,139 @@ fn four_clients_signing_in_over_and_over_stay_at_or_under_the_cap() {
     assert_eq!(last.get("/auth/verify").status, 200);
     assert!(sessions_of(&app, "alice") <= CAP);
 }
+
+fn count(page: &crate::helpers::Resp, marker: &str) -> usize {
+    page.body.matches(marker).count()
+}
+
+fn handles(page: &crate::helpers::Resp) -> Vec<String> {
+    page.body
+        .match_indices("<tr id=\"session-")
+        .map(|(i, m)| {
+            let rest = &page.body[i + m.len()..];
+            rest[..rest.find('"').expect("end")].to_owned()
+        })
+        .collect()
+}
+
+fn sign_in_many(app: &TestApp, name: &str, password: &str, n: usize) {
+    for _ in 0..n {
+        let resp = app.browser().send_json(
+            "POST",
+            "/api/login",
+            &format!("{{\"username\": \"{name}\", \"password\": \"{password}\"}}"),
+            &[],
+        );
+        assert_eq!(resp.status, 200);
+    }
+}
+
+#[test]
+fn the_account_session_list_is_paged() {
+    let app = TestApp::spawn_with(&[("max_sessions_per_user", "1000")]);
+    app.add_user("alice", "alices password", false);
+    sign_in_many(&app, "alice", "alices password", 119);
+    let me = app.browser();
+    me.login("alice", "alices password");
+    assert_eq!(sessions_of(&app, "alice"), 120);
+
+    let first = me.get("/account");
+    assert_eq!(first.status, 200);
+    assert_eq!(handles(&first).len(), 50);
+    assert_eq!(
+        first.text_of("sessions-page").as_deref(),
+        Some("Page 1 of 3")
+    );
+    assert!(
+        first
+            .body
+            .contains("id=\"sessions-next\" href=\"/account?page=2\"")
+    );
+    assert!(!first.body.contains("id=\"sessions-prev\""));
+    assert!(
+        first
+            .text_of("end-others")
+            .expect("end others")
+            .contains("(119)"),
+        "the count covers every page"
+    );
+    let second = me.get("/account?page=2");
+    assert_eq!(handles(&second).len(), 50);
+    let third = me.get("/account?page=3");
+    assert_eq!(handles(&third).len(), 20);
+    assert!(
+        third
+            .body
+            .contains("id=\"sessions-prev\" href=\"/account?page=2\"")
+    );
+    assert!(!third.body.contains("id=\"sessions-next\""));
+    let mut all: Vec<String> = [first, second, third].iter().flat_map(handles).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 120, "pages overlap or miss sessions");
+    // Past the end shows the last page; nonsense is a clear 400.
+    assert_eq!(handles(&me.get("/account?page=99")).len(), 20);
+    for bad in ["0", "-1", "abc", "99999999999999999999999"] {
+        assert_eq!(me.get(&format!("/account?page={bad}")).status, 400, "{bad}");
+    }
+    // One session: no pager at all.
+    let app2 = TestApp::spawn();
+    app2.add_user("bob", "bobs password", false);
+    let bob = app2.browser();
+    bob.login("bob", "bobs password");
+    assert!(!bob.get("/account").body.contains("id=\"sessions-pager\""));
+}
+
+#[test]
+fn the_admin_user_and_session_lists_are_paged() {
+    let app = TestApp::spawn_with(&[("max_sessions_per_user", "1000")]);
+    app.add_user("root", "correct horse", true);
+    for i in 0..59 {
+        app.add_user(&format!("user{i:02}"), "a long password", false);
+    }
+    sign_in_many(&app, "user00", "a long password", 100);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+
+    let first = admin.get("/admin");
+    assert_eq!(first.status, 200);
+    assert_eq!(count(&first, "<tr id=\"user-"), 50);
+    assert_eq!(first.text_of("users-page").as_deref(), Some("Page 1 of 2"));
+    assert!(
+        first
+            .body
+            .contains("id=\"users-next\" href=\"/admin?users_page=2&amp;sessions_page=1\"")
+    );
+    assert_eq!(handles(&first).len(), 50);
+    assert_eq!(
+        first.text_of("sessions-page").as_deref(),
+        Some("Page 1 of 3")
+    );
+
+    let users2 = admin.get("/admin?users_page=2&sessions_page=3");
+    assert_eq!(count(&users2, "<tr id=\"user-"), 10);
+    assert_eq!(
+        handles(&users2).len(),
+        1,
+        "101 sessions: one on the third page"
+    );
+    assert!(
+        users2
+            .body
+            .contains("id=\"users-prev\" href=\"/admin?users_page=1&amp;sessions_page=3\"")
+    );
+    // The session count of a user on page 1 covers all their sessions.
+    let row_at = first
+        .body
+        .find("<tr id=\"user-user00\"")
+        .expect("user00 on page 1");
+    assert!(
+        first.body[row_at..]
+            .split("</tr>")
+            .next()
+            .unwrap_or("")
+            .contains("<td>100</td>")
+    );
+    assert_eq!(admin.get("/admin?users_page=x").status, 400);
+    assert_eq!(admin.get("/admin?sessions_page=0").status, 400);
+}
