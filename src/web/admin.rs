@@ -162,7 +162,8 @@ pub(super) fn post_action(
             Err(redirect) => return Ok(redirect),
         };
         check_session_csrf(state, &s.key, &form)?;
-        if let Some(page) = confirm_password(state, session, &s, &form, client, path)? {
+        let clicked = person_clicked(request);
+        if let Some(page) = confirm_password(state, session, &s, &form, client, path, clicked)? {
             return Ok(page);
         }
         let outcome = match path {
@@ -200,6 +201,24 @@ pub(super) const REAUTH_AT: &str = "gatehouse:reauth_at";
 /// The fields an admin form may carry through the confirmation page.
 const CARRIED: &[&str] = &["username", "password", "admin", "handle", "confirm"];
 
+/// Whether a person's click (or key press) may have started this request.
+///
+/// A browser that sends fetch metadata marks a navigation a person started
+/// with `Sec-Fetch-User: ?1` and leaves it off when a script started it. A
+/// same-origin script (a prefix-mode app) can open `/admin` in a window and
+/// call `click()` on its buttons: that is a top-level navigation like any
+/// other, but without `?1`. Such a request gets the password page however
+/// recent the last confirmation, and the script does not have the password.
+/// Safari sends fetch metadata but never `Sec-Fetch-User`, so Safari users
+/// confirm every admin action: slower, never locked out. Clients without
+/// fetch metadata (curl, old browsers) rely on the time window alone.
+fn person_clicked(request: &Request) -> bool {
+    request.header("Sec-Fetch-Mode").is_none()
+        || request
+            .header("Sec-Fetch-User")
+            .is_some_and(|v| v.trim() == "?1")
+}
+
 /// The confirmation page's password field.
 const REAUTH_FIELD: &str = "reauth_password";
 
@@ -212,6 +231,10 @@ const REAUTH_FIELD: &str = "reauth_password";
 /// proxied in prefix mode is the same origin as gatehouse): with this it
 /// also needs the password, which it does not have.
 ///
+/// `clicked` is false when the browser says no person's click started this
+/// request: then even a recent confirmation does not count (see
+/// [`person_clicked`]).
+///
 /// `Ok(None)` means go ahead.
 fn confirm_password(
     state: &State,
@@ -220,6 +243,7 @@ fn confirm_password(
     form: &Form,
     client: &Client,
     path: &str,
+    clicked: bool,
 ) -> Result<Option<Response>> {
     let now = clock::now();
     let confirmed_at = session
@@ -229,7 +253,7 @@ fn confirm_password(
     // A confirmation "in the future" (the wall clock stepped back) is
     // stale: a clock step must not stretch the window.
     let age = now - confirmed_at;
-    if age >= 0 && age < clock::millis(state.admin_reauth) {
+    if clicked && age >= 0 && age < clock::millis(state.admin_reauth) {
         return Ok(None);
     }
     let page = |status: u16, error: Option<&str>| {

@@ -11,6 +11,7 @@
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod same_origin;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -123,5 +124,21 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
         b.text("#visits"),
         "1",
         "a new session starts counting afresh"
+    );
+}
+
+#[test]
+fn a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator_in_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test: install chromium and chromium-driver"
+        );
+        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+        return;
+    }
+    same_origin::a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator(
+        CHROMEDRIVER,
+        CHROMIUM,
     );
 }

@@ -86,6 +86,7 @@ fn a_navigation_shaped_admin_post_still_works_and_so_does_one_without_metadata()
             ("Sec-Fetch-Site", "none"),
             ("Sec-Fetch-Mode", "navigate"),
             ("Sec-Fetch-Dest", "document"),
+            ("Sec-Fetch-User", "?1"),
         ],
     );
     assert_redirects_to(&resp, "/admin?done=admin-revoked");
@@ -383,4 +384,47 @@ fn a_script_cannot_write_itself_a_confirmation_through_the_api() {
     // Other keys are still the app's to use.
     let resp = admin.send_json("PATCH", "/api/session/data", "{\"theme\": \"dark\"}", &[]);
     assert_eq!(resp.status, 200);
+}
+
+/// What Chromium sends when a script calls `click()` on a button of a
+/// gatehouse page it opened with `window.open`: a navigation, but no person.
+const SCRIPTED_CLICK: &[(&str, &str)] = &[
+    ("Sec-Fetch-Site", "same-origin"),
+    ("Sec-Fetch-Mode", "navigate"),
+    ("Sec-Fetch-Dest", "document"),
+];
+
+#[test]
+fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {
+    let (app, admin) = admin_and_bob();
+    let csrf = admin.get_with("/admin", NAVIGATION).csrf().expect("token");
+    let page = admin.post_form_with(
+        "/admin/users/grant-admin",
+        &[("csrf", &csrf), ("username", "bob")],
+        SCRIPTED_CLICK,
+    );
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("id=\"reauth-form\""));
+    assert!(!is_admin(&app, "bob"), "a script's click made bob an admin");
+    // Safari sends no Sec-Fetch-User at all: its person confirms and goes on.
+    let mut fields = confirm_fields(&page);
+    fields.push(("reauth_password".to_owned(), "correct horse".to_owned()));
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_redirects_to(
+        &admin.post_form_with("/admin/users/grant-admin", &borrowed, SCRIPTED_CLICK),
+        "/admin?done=admin-granted",
+    );
+    assert!(is_admin(&app, "bob"));
+    // A person's click right after goes straight through.
+    assert_redirects_to(
+        &admin.post_form_with(
+            "/admin/users/revoke-admin",
+            &[("csrf", &csrf), ("username", "bob")],
+            NAVIGATION,
+        ),
+        "/admin?done=admin-revoked",
+    );
 }
