@@ -1136,6 +1136,30 @@ mod tests {
     }
 
     #[test]
+    fn admin_reauth_and_the_session_cap_are_checked() {
+        let build = |k: &str, v: &str| {
+            let mut layers = Layers::new();
+            layers.env(vec![(env_name(k), v.to_owned())]);
+            layers.build("d".into())
+        };
+        let c = build("admin_reauth", "0s").expect("zero asks every time");
+        assert_eq!(c.admin_reauth, Duration::ZERO);
+        assert!(build("admin_reauth", "soon").is_err());
+        assert_eq!(
+            build("max_sessions_per_user", "3")
+                .expect("valid")
+                .max_sessions_per_user,
+            3
+        );
+        for bad in ["0", "-1", "lots", "100001"] {
+            let e = build("max_sessions_per_user", bad)
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("max_sessions_per_user"), "{e}");
+        }
+    }
+
+    #[test]
     fn defaults_match_the_design() {
         let c = Layers::new().build("d".into()).expect("defaults are valid");
         assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("addr"));
@@ -1148,6 +1172,9 @@ mod tests {
             Duration::from_secs(30 * 86_400)
         );
         assert_eq!(c.touch_interval, Duration::from_secs(60));
+        assert_eq!(c.admin_reauth, Duration::from_secs(300));
+        assert_eq!(c.max_sessions_per_user, 100);
+        assert_eq!(c.session_options().max_sessions_per_user, Some(100));
         assert_eq!(c.cookie.name, "gatehouse_session");
         assert_eq!(c.cookie.same_site, SameSite::Lax);
         assert_eq!(c.login.max_failures, 5);

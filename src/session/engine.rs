@@ -797,6 +797,55 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_past_the_cap_ends_the_users_oldest_session() {
+        let store = Arc::new(MemoryStore::new());
+        let options = SessionOptions {
+            max_sessions_per_user: Some(2),
+            ..SessionOptions::default()
+        };
+        let e = Engine::new(
+            store.clone(),
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            options,
+        );
+        let sign_in = |user| {
+            let s = e.start(request(None)).expect("start");
+            s.login(user, false).expect("login");
+            cookie_pair(&e.finish(s).expect("finish").expect("cookie"))
+        };
+        let first = sign_in(1);
+        let other_user = sign_in(2);
+        std::thread::sleep(Duration::from_millis(2));
+        let second = sign_in(1);
+        std::thread::sleep(Duration::from_millis(2));
+        let third = sign_in(1);
+        let now = clock::now();
+        assert_eq!(store.list(Some(1), now).expect("list").len(), 2);
+        assert!(
+            e.start(request(Some(&first))).expect("start").is_new(),
+            "the oldest lives"
+        );
+        for kept in [&second, &third, &other_user] {
+            assert!(!e.start(request(Some(kept))).expect("start").is_new());
+        }
+        // Without a cap nothing is ended.
+        let e = Engine::new(
+            store.clone(),
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            SessionOptions {
+                max_sessions_per_user: None,
+                ..SessionOptions::default()
+            },
+        );
+        for _ in 0..3 {
+            let s = e.start(request(None)).expect("start");
+            s.login(1, false).expect("login");
+            e.finish(s).expect("finish");
+        }
+        assert_eq!(store.list(Some(1), clock::now()).expect("list").len(), 5);
+    }
+
+    #[test]
     fn rolling_resends_the_cookie_on_every_response() {
         let store = Arc::new(MemoryStore::new());
         let options = SessionOptions {
