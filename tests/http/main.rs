@@ -15,3 +15,4 @@ mod ops;
 mod outage;
 mod sessions;
 mod throttle;
+mod tls;
