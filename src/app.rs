@@ -86,10 +86,7 @@ fn pool_size(config: &Config) -> u32 {
 
 /// What the HTTP layer (the vendored tiny_http) is configured with;
 /// `tls`, when set, makes the listener speak HTTPS only.
-fn server_options(
-    _config: &Config,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> tiny_http::Options {
+fn server_options(_config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> tiny_http::Options {
     tiny_http::Options {
         tls,
         ..tiny_http::Options::default()

@@ -877,7 +877,10 @@ impl Config {
                 "needs HTTPS (tls_cert and tls_key, or `gatehouse tls self-signed`)",
             ));
         }
-        if self.redirect_http.is_some_and(|r| r == self.listen && r.port() != 0) {
+        if self
+            .redirect_http
+            .is_some_and(|r| r == self.listen && r.port() != 0)
+        {
             return Err(invalid("redirect_http", "must differ from listen"));
         }
         if self.cookie.same_site == SameSite::None && self.cookie.secure != SecureMode::Always {

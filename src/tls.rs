@@ -183,10 +183,7 @@ impl Certificates {
     pub fn reload(&self) -> Result<String, TlsError> {
         let new = load(&self.files)?;
         let print = fingerprint(new.end_entity_cert().map_or(&[][..], |c| c.as_ref()));
-        *self
-            .current
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = new;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = new;
         Ok(print)
     }
 
@@ -413,7 +410,10 @@ mod tests {
             cert: files(a.path()).cert,
             key: files(b.path()).key,
         };
-        assert!(matches!(load(&mixed), Err(TlsError::Key { .. })), "mismatch");
+        assert!(
+            matches!(load(&mixed), Err(TlsError::Key { .. })),
+            "mismatch"
+        );
     }
 
     #[test]

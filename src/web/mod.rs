@@ -202,8 +202,10 @@ pub fn redirect_to_https(request: &Request, public_url: Option<&str>, https_port
         Some(url) if url.starts_with("https://") => url.trim_end_matches('/').to_owned(),
         _ => {
             let Some(host) = request.header("Host").and_then(host_without_port) else {
-                return Response::text("HTTPS only: this address answers with redirects, and needs a Host header.\n")
-                    .with_status_code(400);
+                return Response::text(
+                    "HTTPS only: this address answers with redirects, and needs a Host header.\n",
+                )
+                .with_status_code(400);
             };
             if https_port == 443 {
                 format!("https://{host}")

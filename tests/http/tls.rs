@@ -42,8 +42,9 @@ fn pki() -> TestPki {
     ];
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
     let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("params");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
     let leaf = params.signed_by(&key, &ca).expect("leaf");
     TestPki {
         ca_der: ca.der().clone(),
@@ -162,9 +163,19 @@ fn presented_fingerprint(addr: SocketAddr) -> String {
             .with_custom_certificate_verifier(capture.clone())
             .with_no_client_auth(),
     );
-    let resp = exchange(addr, &config, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n").expect("https");
+    let resp = exchange(
+        addr,
+        &config,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+    )
+    .expect("https");
     assert_eq!(resp.status, 200, "{resp:?}");
-    let der = capture.seen.lock().expect("lock").clone().expect("a certificate");
+    let der = capture
+        .seen
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("a certificate");
     sha256(&der)
 }
 
@@ -236,8 +247,8 @@ fn exchange_body(
     // Generous: only a hang trips it.
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     let name = ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::clone(config), name)
-        .map_err(std::io::Error::other)?;
+    let conn =
+        rustls::ClientConnection::new(Arc::clone(config), name).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let request = if body.is_empty() {
         format!("{head}Connection: close\r\n\r\n")
@@ -262,13 +273,40 @@ fn exchange_body(
 
 /// A test app serving HTTPS with `pki`, plus `settings`.
 fn https_app(pki: &TestPki, settings: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
+    https_app_with_file(pki, "", settings)
+}
+
+/// The same, with `toml` as its gatehouse.toml.
+fn https_app_with_file(
+    pki: &TestPki,
+    toml: &str,
+    settings: &[(&str, &str)],
+) -> (TestApp, tempfile::TempDir) {
     let files = tempfile::tempdir().expect("dir");
     let (cert, key) = write_pki(files.path(), pki);
     let cert = cert.display().to_string();
     let key = key.display().to_string();
     let mut all = vec![("tls_cert", cert.as_str()), ("tls_key", key.as_str())];
     all.extend_from_slice(settings);
-    (TestApp::spawn_with(&all), files)
+    (TestApp::spawn_with_file(toml, &all), files)
+}
+
+/// Signs `name` in through the login form over HTTPS; the session cookie's
+/// `name=value`.
+fn sign_in(at: SocketAddr, client: &Arc<ClientConfig>, name: &str) -> String {
+    let form = exchange(at, client, "GET /login HTTP/1.1\r\nHost: localhost\r\n").expect("https");
+    let csrf_cookie = form.cookie_pair("gatehouse_csrf").expect("a CSRF cookie");
+    let body = format!(
+        "csrf={}&username={name}&password=correct+horse",
+        csrf_of(&form.body)
+    );
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nCookie: {csrf_cookie}\r\n"
+    );
+    let resp = exchange_body(at, client, &head, &body).expect("https");
+    assert_eq!(resp.status, 303, "{resp:?}");
+    resp.cookie_pair("gatehouse_session").expect("signed in")
 }
 
 fn addr(app: &TestApp) -> SocketAddr {
@@ -288,7 +326,13 @@ fn sign_in_over_https_sets_secure_cookies_and_hsts() {
     app.add_user("alice", "correct horse", false);
     let client = verifying_client(&pki.ca_der);
     let at = addr(&app);
-    assert!(app.running.as_ref().expect("running").url().starts_with("https://"));
+    assert!(
+        app.running
+            .as_ref()
+            .expect("running")
+            .url()
+            .starts_with("https://")
+    );
 
     let form = exchange(at, &client, "GET /login HTTP/1.1\r\nHost: localhost\r\n").expect("https");
     assert_eq!(form.status, 200);
@@ -299,7 +343,10 @@ fn sign_in_over_https_sets_secure_cookies_and_hsts() {
     );
     let csrf_cookie = form.cookie_pair("gatehouse_csrf").expect("a CSRF cookie");
     let csrf_set = form.set_cookies().join("\n");
-    assert!(csrf_set.contains("; Secure"), "CSRF cookie not Secure: {csrf_set}");
+    assert!(
+        csrf_set.contains("; Secure"),
+        "CSRF cookie not Secure: {csrf_set}"
+    );
 
     // A trusted proxy claiming plain HTTP does not take `Secure` off a
     // cookie set over TLS.
@@ -344,16 +391,24 @@ fn hsts_follows_its_settings_and_plain_http_servers_send_none() {
         &[("hsts_max_age", "1d"), ("hsts_include_subdomains", "true")],
     );
     let client = verifying_client(&pki.ca_der);
-    let resp = exchange(addr(&app), &client, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
-        .expect("https");
+    let resp = exchange(
+        addr(&app),
+        &client,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+    )
+    .expect("https");
     assert_eq!(
         resp.header("Strict-Transport-Security"),
         Some("max-age=86400; includeSubDomains")
     );
 
     let (off, _files) = https_app(&pki, &[("hsts_max_age", "0s")]);
-    let resp = exchange(addr(&off), &client, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
-        .expect("https");
+    let resp = exchange(
+        addr(&off),
+        &client,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+    )
+    .expect("https");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("Strict-Transport-Security"), None);
 
@@ -397,7 +452,8 @@ fn plain_http_or_garbage_on_the_https_port_is_refused_and_serving_goes_on() {
     let at = addr(&app);
 
     let mut s = TcpStream::connect(at).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     s.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
     let mut answer = Vec::new();
@@ -408,9 +464,13 @@ fn plain_http_or_garbage_on_the_https_port_is_refused_and_serving_goes_on() {
 
     // Bytes that are neither HTTP nor a TLS record, and a record that lies
     // about its length: closed, no crash.
-    for junk in [&b"\x00\x01\x02garbage\r\n\r\n"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3]] {
+    for junk in [
+        &b"\x00\x01\x02garbage\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3],
+    ] {
         let mut s = TcpStream::connect(at).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         s.write_all(junk).expect("write");
         let _ = s.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
@@ -419,7 +479,8 @@ fn plain_http_or_garbage_on_the_https_port_is_refused_and_serving_goes_on() {
     }
 
     let client = verifying_client(&pki.ca_der);
-    let resp = exchange(at, &client, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n").expect("https");
+    let resp =
+        exchange(at, &client, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n").expect("https");
     assert_eq!(resp.status, 200);
 }
 
@@ -428,7 +489,8 @@ fn a_kept_alive_https_connection_serves_several_requests() {
     let pki = pki();
     let (app, _files) = https_app(&pki, &[]);
     let sock = TcpStream::connect(addr(&app)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let conn = rustls::ClientConnection::new(
         verifying_client(&pki.ca_der),
         ServerName::try_from("localhost").expect("name"),
@@ -448,6 +510,89 @@ fn a_kept_alive_https_connection_serves_several_requests() {
     assert!(out.contains("gatehouse"), "the stylesheet came through");
 }
 
+/// An upstream that answers any request `101` and then echoes every byte.
+fn echo_upstream() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                               Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+                if conn.write_all(answer).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_websocket_through_the_proxy_flows_both_ways_over_https() {
+    // Upstream's TLS stream held one lock while a reader waited on the
+    // socket, so the tunnel's writer could never answer: this hung.
+    let pki = pki();
+    let upstream = echo_upstream();
+    let toml = format!(
+        "[[apps]]\nname = \"echo\"\nprefix = \"/apps/echo/\"\nupstream = \"http://{upstream}\"\n"
+    );
+    let (app, _files) = https_app_with_file(&pki, &toml, &[]);
+    app.add_user("alice", "correct horse", false);
+    let client = verifying_client(&pki.ca_der);
+    let at = addr(&app);
+    let session = sign_in(at, &client, "alice");
+
+    let sock = TcpStream::connect(at).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let conn = rustls::ClientConnection::new(
+        Arc::clone(&client),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    write!(
+        tls,
+        "GET /apps/echo/socket HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {session}\r\n\r\n"
+    )
+    .expect("send");
+    tls.flush().expect("flush");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for round in 0..4u8 {
+        let message = vec![round; 64 * 1024];
+        tls.write_all(&message).expect("write");
+        tls.flush().expect("flush");
+        let mut echoed = vec![0u8; message.len()];
+        tls.read_exact(&mut echoed).expect("echoed");
+        assert!(echoed == message, "round {round} came back changed");
+    }
+}
+
 #[test]
 fn a_wrong_key_or_a_missing_file_stops_start_up_with_its_name() {
     let a = pki();
@@ -457,8 +602,16 @@ fn a_wrong_key_or_a_missing_file_stops_start_up_with_its_name() {
     let other_key = dir.path().join("other.pem");
     std::fs::write(&other_key, &b.key_pem).expect("write");
     for (cert, key, want) in [
-        (cert.clone(), other_key.clone(), "cannot serve the certificate"),
-        (dir.path().join("missing.pem"), other_key.clone(), "missing.pem"),
+        (
+            cert.clone(),
+            other_key.clone(),
+            "cannot serve the certificate",
+        ),
+        (
+            dir.path().join("missing.pem"),
+            other_key.clone(),
+            "missing.pem",
+        ),
         (other_key.clone(), other_key.clone(), "no certificate"),
     ] {
         let data = tempfile::tempdir().expect("dir");
@@ -587,7 +740,11 @@ fn sighup_serves_a_renewed_certificate_and_a_bad_one_keeps_the_old() {
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -600,7 +757,14 @@ fn self_signed_writes_private_files_that_serve_picks_up() {
             .output()
             .expect("run")
     };
-    let out = run(&["tls", "self-signed", "--host", "localhost", "--host", "127.0.0.1"]);
+    let out = run(&[
+        "tls",
+        "self-signed",
+        "--host",
+        "localhost",
+        "--host",
+        "127.0.0.1",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let tls_dir = data.path().join("tls");
@@ -621,8 +785,15 @@ fn self_signed_writes_private_files_that_serve_picks_up() {
         stdout.contains(&format!("SHA-256 fingerprint: {print}")),
         "{stdout}"
     );
-    assert!(stdout.contains("tls_cert = "), "prints the settings: {stdout}");
-    assert!(std::fs::read_to_string(&key).expect("key").contains("PRIVATE KEY"));
+    assert!(
+        stdout.contains("tls_cert = "),
+        "prints the settings: {stdout}"
+    );
+    assert!(
+        std::fs::read_to_string(&key)
+            .expect("key")
+            .contains("PRIVATE KEY")
+    );
 
     // Not replaced by accident, and host names are checked.
     let again = run(&["tls", "self-signed", "--host", "localhost"]);
@@ -644,7 +815,8 @@ fn self_signed_writes_private_files_that_serve_picks_up() {
 /// One plain HTTP request to `at` and its answer.
 fn plain(at: SocketAddr, request: &str) -> Resp {
     let mut s = TcpStream::connect(at).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     s.write_all(request.as_bytes()).expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -685,7 +857,8 @@ fn the_redirect_listener_answers_301_to_https_and_serves_nothing_else() {
         assert_eq!(resp.status, 301, "{request}: {resp:?}");
         assert!(resp.set_cookies().is_empty(), "{request}: no cookie ever");
         assert!(
-            resp.header("Location").is_some_and(|l| l.starts_with("https://auth.lan:")),
+            resp.header("Location")
+                .is_some_and(|l| l.starts_with("https://auth.lan:")),
             "{resp:?}"
         );
     }
