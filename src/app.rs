@@ -296,10 +296,10 @@ impl Running {
         if self.server.join().is_err() {
             crate::logging::line("server thread panicked during shutdown");
         }
-        if let Some((_, redirect)) = self.redirect {
-            if redirect.join().is_err() {
-                crate::logging::line("redirect thread panicked during shutdown");
-            }
+        if let Some((_, redirect)) = self.redirect
+            && redirect.join().is_err()
+        {
+            crate::logging::line("redirect thread panicked during shutdown");
         }
         self.reaper.stop();
     }
