@@ -276,6 +276,7 @@ impl Server {
                     .into(),
             );
         }
+        #[cfg(feature = "ssl-rustls")]
         let header_timeout = options.header_timeout;
 
         // creating a task where server.accept() is continuously called
