@@ -922,3 +922,81 @@ fn the_redirect_goes_to_public_url_when_set_and_needs_https() {
         .to_string();
     assert!(err.contains("redirect_http"), "{err}");
 }
+
+/// A tiny_http server speaking TLS with `header_timeout` (not yet a
+/// gatehouse setting, so the server is built directly).
+fn tls_server_with_header_timeout(
+    pki: &TestPki,
+    dir: &Path,
+    timeout: Duration,
+) -> tiny_http::Server {
+    let (cert, key) = write_pki(dir, pki);
+    let certs =
+        gatehouse::tls::Certificates::open(gatehouse::tls::TlsFiles { cert, key }).expect("certs");
+    let options = tiny_http::Options {
+        header_timeout: timeout,
+        tls: Some(gatehouse::tls::server_config(certs).expect("config")),
+        ..tiny_http::Options::default()
+    };
+    tiny_http::with_options(options, || tiny_http::Server::http("127.0.0.1:0")).expect("server")
+}
+
+/// Whether the server has closed `conn` (end of file or a reset), waiting
+/// up to a generous bound.
+fn closed_by_server(conn: &mut TcpStream) -> bool {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            // An alert, say: keep reading until the close.
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_handshake_must_finish_within_the_header_timeout_as_a_whole() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let server = tls_server_with_header_timeout(&pki, dir.path(), Duration::from_millis(500));
+    let at = server.server_addr().to_ip().expect("ip");
+
+    // Silent: closed once the deadline passes.
+    let mut silent = TcpStream::connect(at).expect("connect");
+    assert!(closed_by_server(&mut silent), "a silent client is closed");
+
+    // A real ClientHello, one byte every 100 ms: each read comes well
+    // within 500 ms, but the handshake as a whole does not.
+    let mut hello = Vec::new();
+    let mut client = rustls::ClientConnection::new(
+        verifying_client(&pki.ca_der),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    while client.wants_write() {
+        client.write_tls(&mut hello).expect("hello");
+    }
+    assert!(hello.len() > 100, "{} bytes", hello.len());
+    let mut drip = TcpStream::connect(at).expect("connect");
+    drip.set_nonblocking(false).expect("blocking");
+    let mut sent = 0;
+    for byte in &hello {
+        if drip.write_all(&[*byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        sent < hello.len(),
+        "the server took the whole ClientHello at one byte per 100 ms ({sent} bytes)"
+    );
+}
