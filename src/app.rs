@@ -416,7 +416,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     let reaper = Reaper::start(store, config.reap_interval, move |n| {
         reaper_state.metrics.reaped(n);
         crate::logging::line(&format!("reaper deleted={n}"));
-    })?;
+    })
+    .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()

@@ -271,6 +271,11 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
             certs.fingerprint()
         ));
     }
+    if let Some(at) = running.redirect_addr() {
+        crate::logging::line(&format!(
+            "redirect_http listening on http://{at}: every request gets 301 to HTTPS"
+        ));
+    }
     while !stop.load(Ordering::SeqCst) {
         if reload.swap(false, Ordering::SeqCst) {
             // reload_tls logs the outcome; a refused file keeps the old one.
