@@ -54,6 +54,9 @@ pub enum AppError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The certificate or key could not be used.
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How many bcrypt hashes run at once: one per core, so logins cannot take
@@ -81,9 +84,25 @@ fn pool_size(config: &Config) -> u32 {
     u32::try_from(config.threads.min(16) + 2).unwrap_or(18)
 }
 
-/// What the HTTP layer (the vendored tiny_http) is configured with.
-fn server_options(_config: &Config) -> tiny_http::Options {
-    tiny_http::Options::default()
+/// What the HTTP layer (the vendored tiny_http) is configured with;
+/// `tls`, when set, makes the listener speak HTTPS only.
+fn server_options(_config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> tiny_http::Options {
+    tiny_http::Options {
+        tls,
+        ..tiny_http::Options::default()
+    }
+}
+
+/// The `Strict-Transport-Security` value over HTTPS, if any.
+fn hsts(config: &Config) -> Option<String> {
+    if config.tls.is_none() || config.hsts_max_age.is_zero() {
+        return None;
+    }
+    let mut value = format!("max-age={}", config.hsts_max_age.as_secs());
+    if config.hsts_include_subdomains {
+        value.push_str("; includeSubDomains");
+    }
+    Some(value)
 }
 
 /// Opens the configured database and session store.
@@ -188,6 +207,8 @@ pub struct Running {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     server: JoinHandle<()>,
+    certificates: Option<Arc<crate::tls::Certificates>>,
+    redirect: Option<(SocketAddr, JoinHandle<()>)>,
     reaper: Reaper,
     state: Arc<web::State>,
 }
@@ -216,10 +237,56 @@ impl Running {
 
     /// The base URL to open in a browser (`localhost` for a wildcard address).
     pub fn url(&self) -> String {
-        if self.addr.ip().is_unspecified() {
-            format!("http://localhost:{}", self.addr.port())
+        let scheme = if self.certificates.is_some() {
+            "https"
         } else {
-            format!("http://{}", self.addr)
+            "http"
+        };
+        if self.addr.ip().is_unspecified() {
+            format!("{scheme}://localhost:{}", self.addr.port())
+        } else {
+            format!("{scheme}://{}", self.addr)
+        }
+    }
+
+    /// The certificate served, when the listener speaks HTTPS.
+    pub fn certificates(&self) -> Option<&crate::tls::Certificates> {
+        self.certificates.as_deref()
+    }
+
+    /// The address of the plain listener that redirects to HTTPS, if any.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// Reads the certificate and key again (on `SIGHUP`) and serves them
+    /// to new connections, logging the outcome; `Ok(None)` without HTTPS.
+    /// A bad new file keeps the old certificate.
+    ///
+    /// # Errors
+    ///
+    /// Why the new files were refused.
+    pub fn reload_tls(&self) -> Result<Option<String>, crate::tls::TlsError> {
+        let Some(certs) = &self.certificates else {
+            crate::logging::line("reload: no certificate to reload (plain HTTP)");
+            return Ok(None);
+        };
+        match certs.reload() {
+            Ok(print) => {
+                crate::logging::line(&format!(
+                    "tls reloaded cert={} sha256={print}",
+                    crate::logging::quote(&certs.files().cert.display().to_string())
+                ));
+                Ok(Some(print))
+            }
+            Err(e) => {
+                crate::logging::line(&format!(
+                    "tls reload refused, keeping the old certificate sha256={}: {}",
+                    certs.fingerprint(),
+                    crate::logging::quote(&e.to_string())
+                ));
+                Err(e)
+            }
         }
     }
 
@@ -228,6 +295,11 @@ impl Running {
         self.stop.store(true, Ordering::SeqCst);
         if self.server.join().is_err() {
             crate::logging::line("server thread panicked during shutdown");
+        }
+        if let Some((_, redirect)) = self.redirect
+            && redirect.join().is_err()
+        {
+            crate::logging::line("redirect thread panicked during shutdown");
         }
         self.reaper.stop();
     }
@@ -265,6 +337,15 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         records,
         health,
     } = open_backends(config)?;
+    // Read before anything listens: a bad certificate stops start-up.
+    let certificates = match &config.tls {
+        Some(files) => Some(crate::tls::Certificates::open(files.clone())?),
+        None => None,
+    };
+    let tls = match &certificates {
+        Some(certs) => Some(crate::tls::server_config(Arc::clone(certs))?),
+        None => None,
+    };
     let signer = Signer::new(config.signing_secrets()?);
     users.hasher().warm_up();
     let state = Arc::new(web::State {
@@ -295,6 +376,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),
         admin_reauth: config.admin_reauth,
+        https: config.tls.is_some(),
+        hsts: hsts(config),
     });
     if state
         .users
@@ -313,7 +396,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let server = tiny_http::with_options(server_options(config), || {
+    let server = tiny_http::with_options(server_options(config, tls), || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)
         })
@@ -324,14 +407,19 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     })?
     .pool_size(config.threads);
     let addr = server.server_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let redirect = match config.redirect_http {
+        Some(at) => Some(start_redirect(config, at, addr.port(), Arc::clone(&stop))?),
+        None => None,
+    };
 
     let reaper_state = Arc::clone(&state);
     let reaper = Reaper::start(store, config.reap_interval, move |n| {
         reaper_state.metrics.reaped(n);
         crate::logging::line(&format!("reaper deleted={n}"));
-    })?;
+    })
+    .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()
         .name("gatehouse-accept".into())
@@ -347,7 +435,41 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         addr,
         stop,
         server,
+        certificates,
+        redirect,
         reaper,
         state,
     })
+}
+
+/// Starts the plain listener of `redirect_http`: every request is answered
+/// `301` to the same path over HTTPS and nothing else is served, so it is
+/// no second way in (no pages, no session, no proxy).
+fn start_redirect(
+    config: &Config,
+    at: SocketAddr,
+    https_port: u16,
+    stop: Arc<AtomicBool>,
+) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
+    let public_url = config.public_url.clone();
+    let server = tiny_http::with_options(server_options(config, None), || {
+        rouille::Server::new(at, move |request| {
+            web::redirect_to_https(request, public_url.as_deref(), https_port)
+        })
+    })
+    .map_err(|e| AppError::Listen {
+        addr: at,
+        reason: e.to_string(),
+    })?
+    .pool_size(2);
+    let addr = server.server_addr();
+    let thread = std::thread::Builder::new()
+        .name("gatehouse-redirect".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                server.poll_timeout(Duration::from_millis(50));
+            }
+            server.join();
+        })?;
+    Ok((addr, thread))
 }

@@ -75,6 +75,9 @@ enum Command {
         #[arg(long)]
         sessions: bool,
     },
+    /// HTTPS certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
         /// The backup to restore.
@@ -151,6 +154,20 @@ enum SessionCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TlsCommand {
+    /// Make a key and a self-signed certificate for HOSTs in DIR/tls/, which
+    /// `serve` then uses (HTTPS only) when tls_cert and tls_key are not set.
+    SelfSigned {
+        /// A name (or IP address) browsers use to reach gatehouse; repeat for more.
+        #[arg(long = "host", value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+        /// Replace a key and certificate already there.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// A command failed; the message is for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -172,6 +189,9 @@ pub enum CliError {
     /// The user asked for something that cannot be done.
     #[error("{0}")]
     Usage(String),
+    /// A certificate could not be made.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Parses the command line and runs it.
@@ -189,6 +209,9 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
         Some(Command::Backup { file }) => backup(&cli.global, &file),
         Some(Command::Restore { file, yes }) => restore(&cli.global, &file, yes),
+        Some(Command::Tls(TlsCommand::SelfSigned { hosts, force })) => {
+            self_signed(&cli.global, &hosts, force)
+        }
         Some(Command::MigrateStore { from, sessions }) => {
             migrate_store(&cli.global, &from, sessions)
         }
@@ -218,6 +241,9 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
+    // SIGHUP reads the certificate again (renewals apply without a restart).
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
     let running = app::start(&config)?;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -238,12 +264,73 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     }
     out.flush()?;
     drop(out);
+    if let Some(certs) = running.certificates() {
+        crate::logging::line(&format!(
+            "tls cert={} sha256={}",
+            crate::logging::quote(&certs.files().cert.display().to_string()),
+            certs.fingerprint()
+        ));
+    }
+    if let Some(at) = running.redirect_addr() {
+        crate::logging::line(&format!(
+            "redirect_http listening on http://{at}: every request gets 301 to HTTPS"
+        ));
+    }
     while !stop.load(Ordering::SeqCst) {
+        if reload.swap(false, Ordering::SeqCst) {
+            // reload_tls logs the outcome; a refused file keeps the old one.
+            let _ = running.reload_tls();
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     crate::logging::line("shutting down: finishing requests in flight");
     running.shutdown();
     crate::logging::line("stopped");
+    Ok(())
+}
+
+fn self_signed(global: &Global, hosts: &[String], force: bool) -> Result<(), CliError> {
+    let files = crate::tls::TlsFiles::in_data_dir(&global.data);
+    let made = crate::tls::self_signed(&files, hosts, force)?;
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote the private key {} (mode 0600)",
+        made.files.key.display()
+    )?;
+    writeln!(
+        out,
+        "wrote the certificate {} for {} (valid until {})",
+        made.files.cert.display(),
+        hosts.join(", "),
+        made.valid_until
+    )?;
+    writeln!(out, "SHA-256 fingerprint: {}", made.fingerprint)?;
+    writeln!(
+        out,
+        "`gatehouse serve` with this data directory now speaks HTTPS only, with these files \
+         (restart it; a running one that already serves them picks up new ones on SIGHUP)."
+    )?;
+    writeln!(
+        out,
+        "Unless tls_cert and tls_key name other files; to name these ones explicitly:"
+    )?;
+    writeln!(
+        out,
+        "    tls_cert = \"{}\"",
+        absolute(&made.files.cert).display()
+    )?;
+    writeln!(
+        out,
+        "    tls_key = \"{}\"",
+        absolute(&made.files.key).display()
+    )?;
+    writeln!(
+        out,
+        "Browsers warn about a self-signed certificate: accept it once after checking that \
+         the fingerprint they show is the one above."
+    )?;
     Ok(())
 }
 

@@ -170,6 +170,31 @@ pub const SETTINGS: &[Setting] = &[
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
     },
     Setting {
+        name: "tls_cert",
+        default: "",
+        help: "PEM certificate chain (own certificate first); with `tls_key` the listener speaks HTTPS only; empty = `<data>/tls/cert.pem` when `gatehouse tls self-signed` made one, else plain HTTP",
+    },
+    Setting {
+        name: "tls_key",
+        default: "",
+        help: "PEM private key of `tls_cert`; both are read again on SIGHUP",
+    },
+    Setting {
+        name: "hsts_max_age",
+        default: "180d",
+        help: "over HTTPS, `Strict-Transport-Security: max-age` (`0s` = not sent)",
+    },
+    Setting {
+        name: "hsts_include_subdomains",
+        default: "false",
+        help: "add `includeSubDomains` to Strict-Transport-Security (every subdomain must then speak HTTPS)",
+    },
+    Setting {
+        name: "redirect_http",
+        default: "",
+        help: "with HTTPS: a second, plain-HTTP listener (e.g. `0.0.0.0:80`) that only answers 301 to the HTTPS address",
+    },
+    Setting {
         name: "login_max_failures",
         default: "5",
         help: "failed logins per user or IP before a lockout",
@@ -364,6 +389,14 @@ pub struct Config {
     pub admin_reauth: Duration,
     /// Sessions one user may have at once.
     pub max_sessions_per_user: usize,
+    /// The certificate and key to serve HTTPS with, if any.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// `Strict-Transport-Security` max-age over HTTPS (zero: not sent).
+    pub hsts_max_age: Duration,
+    /// Whether that header covers subdomains.
+    pub hsts_include_subdomains: bool,
+    /// The plain listener that redirects to HTTPS, if any.
+    pub redirect_http: Option<SocketAddr>,
 }
 
 /// A configuration problem, naming the setting and the value's source.
@@ -613,6 +646,29 @@ impl Layers {
         Apps::new(apps, default).map_err(to_config)
     }
 
+    /// The certificate files: `tls_cert` and `tls_key` (relative paths are
+    /// in the data directory), both or neither; with neither, the pair
+    /// `gatehouse tls self-signed` writes, when it is there.
+    fn tls_files(&self, data_dir: &Path) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        let path = |s: &str| Ok((!s.is_empty()).then(|| data_dir.join(s)));
+        let cert = self.parse("tls_cert", path)?;
+        let key = self.parse("tls_key", path)?;
+        let missing = |setting: &str, other: &str| ConfigError::Invalid {
+            setting: setting.to_owned(),
+            origin: "the combined settings".to_owned(),
+            reason: format!("is needed with {other}"),
+        };
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { cert, key })),
+            (Some(_), None) => Err(missing("tls_key", "tls_cert")),
+            (None, Some(_)) => Err(missing("tls_cert", "tls_key")),
+            (None, None) => {
+                let made = crate::tls::TlsFiles::in_data_dir(data_dir);
+                Ok((made.cert.exists() || made.key.exists()).then_some(made))
+            }
+        }
+    }
+
     /// Validates everything into a [`Config`].
     ///
     /// # Errors
@@ -620,6 +676,7 @@ impl Layers {
     /// The first setting that is invalid.
     pub fn build(&self, data_dir: PathBuf) -> Result<Config, ConfigError> {
         let duration = |s: &str| parse_duration(s);
+        let data_dir_for_tls = data_dir.clone();
         let config = Config {
             database: self.parse("database", |s| {
                 if s.is_empty() {
@@ -780,6 +837,18 @@ impl Layers {
                     .filter(|n| (1..=100_000).contains(n))
                     .ok_or_else(|| format!("{s:?} is not a number from 1 to 100000"))
             })?,
+            tls: self.tls_files(&data_dir_for_tls)?,
+            hsts_max_age: self.parse("hsts_max_age", duration)?,
+            hsts_include_subdomains: self.parse("hsts_include_subdomains", parse_bool)?,
+            redirect_http: self.parse("redirect_http", |s| {
+                if s.is_empty() {
+                    Ok(None)
+                } else {
+                    s.parse()
+                        .map(Some)
+                        .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:80"))
+                }
+            })?,
         };
         config.check()?;
         Ok(config)
@@ -822,6 +891,18 @@ impl Config {
                 "login_max_lockout",
                 "must not be shorter than login_lockout",
             ));
+        }
+        if self.redirect_http.is_some() && self.tls.is_none() {
+            return Err(invalid(
+                "redirect_http",
+                "needs HTTPS (tls_cert and tls_key, or `gatehouse tls self-signed`)",
+            ));
+        }
+        if self
+            .redirect_http
+            .is_some_and(|r| r == self.listen && r.port() != 0)
+        {
+            return Err(invalid("redirect_http", "must differ from listen"));
         }
         if self.cookie.same_site == SameSite::None && self.cookie.secure != SecureMode::Always {
             return Err(invalid(
@@ -969,6 +1050,30 @@ impl Config {
             (
                 "max_sessions_per_user",
                 self.max_sessions_per_user.to_string(),
+            ),
+            (
+                "tls_cert",
+                self.tls.as_ref().map_or_else(
+                    || "(none: plain HTTP)".to_owned(),
+                    |t| t.cert.display().to_string(),
+                ),
+            ),
+            (
+                "tls_key",
+                self.tls.as_ref().map_or_else(
+                    || "(none: plain HTTP)".to_owned(),
+                    |t| t.key.display().to_string(),
+                ),
+            ),
+            ("hsts_max_age", d(self.hsts_max_age)),
+            (
+                "hsts_include_subdomains",
+                self.hsts_include_subdomains.to_string(),
+            ),
+            (
+                "redirect_http",
+                self.redirect_http
+                    .map_or_else(|| "(none)".to_owned(), |a| a.to_string()),
             ),
         ]
     }

@@ -73,6 +73,7 @@ pub mod db;
 pub mod logging;
 pub mod password;
 pub mod session;
+pub mod tls;
 pub mod users;
 pub mod web;
 

@@ -61,6 +61,11 @@ pub struct State {
     pub metrics_access: Option<Option<crate::config::Secret>>,
     /// How long a password confirmation lets an administrator act.
     pub admin_reauth: std::time::Duration,
+    /// Whether the listener speaks HTTPS (every request then came over
+    /// TLS: rouille's `Request::is_secure` is always false, see `client`).
+    pub https: bool,
+    /// The `Strict-Transport-Security` value sent over HTTPS, if any.
+    pub hsts: Option<String>,
 }
 
 impl State {
@@ -119,6 +124,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
     } else {
         with_security_headers(response)
     };
+    let response = with_hsts(state, response);
     state
         .metrics
         .request(response.status_code, started.elapsed());
@@ -149,13 +155,100 @@ fn path_of(request: &Request) -> &str {
 
 fn client(state: &State, request: &Request) -> Client {
     let peer: IpAddr = request.remote_addr().ip();
-    proxy::client(
+    // rouille 3.6 builds every `Request` with `https: false`, even over
+    // TLS, so the listener's own kind decides. When it speaks HTTPS the
+    // request came over TLS whatever a proxy's header says, and cookies
+    // set on it are always `Secure`.
+    let direct_https = state.https || request.is_secure();
+    let mut client = proxy::client(
         peer,
-        request.is_secure(),
+        direct_https,
         request.header("X-Forwarded-For"),
         request.header("X-Forwarded-Proto"),
         &state.trusted_proxies,
-    )
+    );
+    client.https |= state.https;
+    client
+}
+
+/// Adds `Strict-Transport-Security` when gatehouse itself serves HTTPS
+/// (behind a proxy that terminates TLS, the proxy sends its own). A
+/// proxied app's own header is left as it is.
+fn with_hsts(state: &State, response: Response) -> Response {
+    let Some(value) = &state.hsts else {
+        return response;
+    };
+    let has = response
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("Strict-Transport-Security"));
+    if has {
+        response
+    } else {
+        response.with_additional_header("Strict-Transport-Security", value.clone())
+    }
+}
+
+/// The whole of the `redirect_http` listener: `301` to the same path and
+/// query over HTTPS, at `public_url` when set, else at the request's host
+/// on the HTTPS port. Nothing else is ever served there.
+pub fn redirect_to_https(request: &Request, public_url: Option<&str>, https_port: u16) -> Response {
+    let raw = request.raw_url();
+    // Origin-form only ("/path?query"); anything else goes to the root.
+    let path = if raw.starts_with('/') && !raw.starts_with("//") {
+        raw
+    } else {
+        "/"
+    };
+    let base = match public_url {
+        Some(url) if url.starts_with("https://") => url.trim_end_matches('/').to_owned(),
+        _ => {
+            let Some(host) = request.header("Host").and_then(host_without_port) else {
+                return Response::text(
+                    "HTTPS only: this address answers with redirects, and needs a Host header.\n",
+                )
+                .with_status_code(400);
+            };
+            if https_port == 443 {
+                format!("https://{host}")
+            } else {
+                format!("https://{host}:{https_port}")
+            }
+        }
+    };
+    Response::text("")
+        .with_status_code(301)
+        .with_unique_header("Location", format!("{base}{path}"))
+        .with_additional_header("Cache-Control", "no-store")
+}
+
+/// The host part of a `Host` header when it is a plain name, an IPv4
+/// address or a bracketed IPv6 address (a redirect must not carry anything
+/// a client could use to break out of the URL).
+fn host_without_port(header: &str) -> Option<&str> {
+    let header = header.trim();
+    let host = if header.starts_with('[') {
+        let end = header.find(']')?;
+        let rest = &header[end + 1..];
+        if !(rest.is_empty() || rest.starts_with(':')) {
+            return None;
+        }
+        let inner = &header[1..end];
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
+        &header[..=end]
+    } else {
+        let host = header.split(':').next()?;
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            return None;
+        }
+        host
+    };
+    Some(host)
 }
 
 fn with_security_headers(mut response: Response) -> Response {

@@ -17,3 +17,4 @@ mod ops;
 mod outage;
 mod sessions;
 mod throttle;
+mod tls;

@@ -92,9 +92,6 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
@@ -206,7 +203,7 @@ impl Server {
     }
 
     /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     #[inline]
     pub fn https<A>(
         addr: A,
@@ -261,30 +258,26 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
+        // gatehouse patch: TLS through rustls 0.23, configured by
+        // `Options::tls` or (for `Server::https`) from PEM.
+        #[cfg(feature = "ssl-rustls")]
+        let tls: Option<Arc<rustls::ServerConfig>> = match (options.tls.clone(), ssl_config) {
+            (Some(config), _) => Some(config),
+            (None, Some(config)) => Some(crate::ssl::rustls::config_from_pem(
+                &config.certificate,
+                &config.private_key,
+            )?),
+            (None, None) => None,
         };
+        #[cfg(not(feature = "ssl-rustls"))]
+        if ssl_config.is_some() {
+            return Err(
+                "Building a server with SSL requires enabling the `ssl-rustls` feature in tiny-http"
+                    .into(),
+            );
+        }
+        #[cfg(feature = "ssl-rustls")]
+        let header_timeout = options.header_timeout;
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
@@ -298,49 +291,44 @@ impl Server {
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
+                match server.accept() {
                     Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        #[cfg(feature = "ssl-rustls")]
+                        let tls = tls.clone();
+                        let mut sock = Some(sock);
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
+                            use util::RefinedTcpStream;
+                            let Some(sock) = sock.take() else { return };
+                            // gatehouse patch: the TLS handshake runs here, in
+                            // the connection's task and under the header
+                            // deadline, not on the accept thread, where one
+                            // client that never sent a ClientHello stalled
+                            // every other.
+                            #[cfg(feature = "ssl-rustls")]
+                            let (read_closable, write_closable) = match &tls {
+                                None => RefinedTcpStream::new(sock),
+                                Some(tls) => match crate::ssl::rustls::handshake(
+                                    Arc::clone(tls),
+                                    sock,
+                                    header_timeout,
+                                ) {
+                                    Ok(stream) => RefinedTcpStream::new(stream),
+                                    Err(e) => {
+                                        log::debug!("TLS handshake failed: {}", e);
+                                        return;
                                     }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
+                                },
+                            };
+                            #[cfg(not(feature = "ssl-rustls"))]
+                            let (read_closable, write_closable) = RefinedTcpStream::new(sock);
+                            let client = ClientConnection::new(write_closable, read_closable);
+                            // gatehouse patch: HTTPS connections no longer wait
+                            // for each answer before reading the next request
+                            // (upstream's TLS stream deadlocked otherwise;
+                            // ssl/rustls.rs reads without holding a lock).
+                            for rq in client {
+                                messages.push(rq.into());
                             }
                         }));
                     }

@@ -8,6 +8,8 @@
 //! other's options.
 
 use std::cell::RefCell;
+#[cfg(feature = "ssl-rustls")]
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a server built inside [`with_options`] is configured with.
@@ -23,6 +25,10 @@ pub struct Options {
     pub keepalive_timeout: Duration,
     /// At most this many client connections are open at once (0: no cap).
     pub max_connections: usize,
+    /// When set, the listener speaks HTTPS only, with this configuration
+    /// (its certificate resolver may swap certificates while it runs).
+    #[cfg(feature = "ssl-rustls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -32,6 +38,8 @@ impl Default for Options {
             body_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(30),
             max_connections: 0,
+            #[cfg(feature = "ssl-rustls")]
+            tls: None,
         }
     }
 }

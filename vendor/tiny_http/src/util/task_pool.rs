@@ -69,7 +69,13 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // gatehouse patch: a new thread unless an idle one is left for this
+        // task. Upstream checked only for "no idle thread", so tasks spawned
+        // in a burst queued behind one waiter that had been woken already
+        // (its count drops only once it runs): a connection that then
+        // stalled (a TLS handshake never started) held up the ones queued
+        // behind it.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
