@@ -189,6 +189,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "15m",
         help: "longest lockout",
     },
+    Setting {
+        name: "login_throttle_records",
+        default: "10000",
+        help: "most throttling records kept in memory (SQLite deployments)",
+    },
 ];
 
 /// The environment variable for a setting.
@@ -282,6 +287,9 @@ pub struct LoginLimits {
     pub lockout: Duration,
     /// Cap on the doubling lockout.
     pub max_lockout: Duration,
+    /// Most records kept in memory (with SQLite); active ones are never
+    /// evicted, so past this an overflow budget counts for the rest.
+    pub records: usize,
 }
 
 /// Cookie settings.
@@ -758,6 +766,12 @@ impl Layers {
                 window: self.parse("login_window", duration)?,
                 lockout: self.parse("login_lockout", duration)?,
                 max_lockout: self.parse("login_max_lockout", duration)?,
+                records: self.parse("login_throttle_records", |s| {
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
+                })?,
             },
         };
         config.check()?;
@@ -944,6 +958,7 @@ impl Config {
             ("login_window", d(self.login.window)),
             ("login_lockout", d(self.login.lockout)),
             ("login_max_lockout", d(self.login.max_lockout)),
+            ("login_throttle_records", self.login.records.to_string()),
         ]
     }
 
