@@ -823,18 +823,6 @@ mod tests {
     }
 
     #[test]
-    fn failures_from_before_a_step_back_leave_the_window_in_time() {
-        each(|t, clock| {
-            for _ in 0..4 {
-                failure(t, "alice", ip(1));
-            }
-            clock.step_wall(-DAY);
-            clock.advance(Duration::from_secs(601));
-            assert!(failure(t, "alice", ip(2)).is_empty());
-        });
-    }
-
-    #[test]
     fn in_memory_lockouts_ignore_wall_clock_steps_entirely() {
         let clock = Arc::new(ManualClock::at(DAY * 20_000));
         let t = throttle(Box::new(MemoryRecords::default()), &clock);
