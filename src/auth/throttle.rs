@@ -187,7 +187,8 @@ fn ip_subject(ip: IpAddr) -> String {
 impl Throttle {
     /// A throttle keeping its records in this process.
     pub fn new(limits: Limits) -> Self {
-        Self::with_records(limits, Box::new(MemoryRecords::default()))
+        let records = MemoryRecords::new(MAX_ENTRIES, limits.window);
+        Self::with_records(limits, Box::new(records))
     }
 
     /// A throttle keeping its records in `records`.
