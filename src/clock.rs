@@ -39,25 +39,36 @@ struct Anchor {
     wall: Millis,
 }
 
-/// One reading of the step-resistant clock: the time to use and the anchor
-/// to keep. Pure, so the rule is tested without touching the real clock.
-fn steady(anchor: Option<Anchor>, system: Millis, mono: Millis) -> (Millis, Anchor) {
+/// One reading of the step-resistant clock: the time to use, the anchor
+/// to keep, and whether the system clock is behind by a step. Pure, so the
+/// rule is tested without touching the real clock.
+fn steady(anchor: Option<Anchor>, system: Millis, mono: Millis) -> (Millis, Anchor, bool) {
     let fresh = Anchor { mono, wall: system };
     let Some(a) = anchor else {
-        return (system, fresh);
+        return (system, fresh, false);
     };
     let carried = a.wall.saturating_add(mono.saturating_sub(a.mono));
     if system.saturating_add(STEP_BACK) >= carried {
-        (system, fresh)
+        (system, fresh, false)
     } else {
         // Stepped back: keep the old anchor, so the carried time keeps
         // moving at the monotonic clock's pace.
-        (carried, a)
+        (carried, a, true)
     }
 }
 
+/// The anchor, and whether a step back is being ridden out (so it is
+/// reported once, not on every reading).
+struct State {
+    anchor: Option<Anchor>,
+    stepped: bool,
+}
+
 static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
-static ANCHOR: Mutex<Option<Anchor>> = Mutex::new(None);
+static STATE: Mutex<State> = Mutex::new(State {
+    anchor: None,
+    stepped: false,
+});
 
 /// Milliseconds on the monotonic clock since this process first asked.
 fn monotonic_now() -> Millis {
@@ -65,13 +76,27 @@ fn monotonic_now() -> Millis {
 }
 
 /// The current time in Unix milliseconds; never more than [`STEP_BACK`]
-/// earlier than an earlier reading in this process.
+/// earlier than an earlier reading in this process. A step back is logged
+/// once, when it is first seen.
 pub fn now() -> Millis {
     let mono = monotonic_now();
     let system = system_now();
-    let mut anchor = ANCHOR.lock().unwrap_or_else(PoisonError::into_inner);
-    let (t, next) = steady(*anchor, system, mono);
-    *anchor = Some(next);
+    let (t, newly_stepped) = {
+        let mut state = STATE.lock().unwrap_or_else(PoisonError::into_inner);
+        let (t, next, stepped) = steady(state.anchor, system, mono);
+        state.anchor = Some(next);
+        let newly = stepped && !state.stepped;
+        state.stepped = stepped;
+        (t, newly)
+    };
+    // Outside the lock: the log line reads the clock too.
+    if newly_stepped {
+        crate::logging::line(&format!(
+            "warning: the system clock stepped back by {} s; gatehouse keeps its own time \
+             until the system clock catches up (restart it to follow the step)",
+            (t - system) / 1000
+        ));
+    }
     t
 }
 
@@ -160,37 +185,47 @@ mod tests {
 
     #[test]
     fn the_first_reading_is_the_system_clock() {
-        assert_eq!(steady(None, 5_000, 7).0, 5_000);
+        assert_eq!(
+            steady(None, 5_000, 7),
+            (
+                5_000,
+                Anchor {
+                    mono: 7,
+                    wall: 5_000
+                },
+                false
+            )
+        );
     }
 
     #[test]
     fn a_step_back_is_ignored_and_time_keeps_moving() {
         let t0 = 1_800_000_000_000;
-        let (_, a) = steady(None, t0, 0);
+        let (_, a, _) = steady(None, t0, 0);
         // A second later the clock is set back a day.
-        let (t, a) = steady(Some(a), t0 + 1_000 - DAY, 1_000);
-        assert_eq!(t, t0 + 1_000);
+        let (t, a, stepped) = steady(Some(a), t0 + 1_000 - DAY, 1_000);
+        assert_eq!((t, stepped), (t0 + 1_000, true));
         // An hour on, still stepped back: an hour on from before the step.
-        let (t, a) = steady(Some(a), t0 + 3_601_000 - DAY, 3_601_000);
+        let (t, a, _) = steady(Some(a), t0 + 3_601_000 - DAY, 3_601_000);
         assert_eq!(t, t0 + 3_601_000);
         // Put right again: followed, and no jump.
-        let (t, _) = steady(Some(a), t0 + 3_602_000, 3_602_000);
-        assert_eq!(t, t0 + 3_602_000);
+        let (t, _, stepped) = steady(Some(a), t0 + 3_602_000, 3_602_000);
+        assert_eq!((t, stepped), (t0 + 3_602_000, false));
     }
 
     #[test]
     fn a_step_forward_is_followed() {
-        let (_, a) = steady(None, 1_000, 0);
-        let (t, a) = steady(Some(a), 1_000 + DAY, 10);
+        let (_, a, _) = steady(None, 1_000, 0);
+        let (t, a, _) = steady(Some(a), 1_000 + DAY, 10);
         assert_eq!(t, 1_000 + DAY);
         assert_eq!(steady(Some(a), 1_000 + DAY + 5, 15).0, 1_000 + DAY + 5);
     }
 
     #[test]
     fn a_small_correction_back_is_followed() {
-        let (_, a) = steady(None, 10_000, 0);
-        let (t, _) = steady(Some(a), 10_000 + 500 - STEP_BACK, 500);
-        assert_eq!(t, 10_000 + 500 - STEP_BACK);
+        let (_, a, _) = steady(None, 10_000, 0);
+        let (t, _, stepped) = steady(Some(a), 10_000 + 500 - STEP_BACK, 500);
+        assert_eq!((t, stepped), (10_000 + 500 - STEP_BACK, false));
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn libfaketime() -> Option<PathBuf> {
 struct Server {
     child: Child,
     url: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -49,7 +50,7 @@ impl Server {
             .env("FAKETIME_NO_CACHE", "1")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("serve");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -57,7 +58,20 @@ impl Server {
         let url = first.split_whitespace().last().expect("url").to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "{first}");
         std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let sink = std::sync::Arc::clone(&log);
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        Self { child, url, log }
+    }
+
+    fn logged(&self, needle: &str) -> usize {
+        let log = self.log.lock().expect("log");
+        log.iter().filter(|l| l.contains(needle)).count()
     }
 }
 
@@ -186,4 +200,6 @@ fn a_clock_stepped_back_a_day_neither_lengthens_a_lockout_nor_signs_anyone_out()
     assert!((server_date(&alice) - before).abs() < 120);
     assert_eq!(alice.get("/").status, 200, "signed out after the step");
     assert_eq!(alice.get("/auth/verify").status, 200);
+    // The step was reported, once.
+    assert_eq!(server.logged("system clock stepped back by 86"), 1);
 }
