@@ -126,7 +126,10 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
                 (
                     Users::new(pool.clone(), hasher),
                     Arc::new(SqliteStore::new(pool)),
-                    Box::new(MemoryRecords::default()),
+                    Box::new(MemoryRecords::new(
+                        config.login.records,
+                        config.login.window,
+                    )),
                     Box::new(move || sqlite_health(&health)),
                 )
             }

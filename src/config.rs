@@ -224,6 +224,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "100",
         help: "sessions one user may have at once; a new sign-in ends that user's oldest beyond it",
     },
+    Setting {
+        name: "login_throttle_records",
+        default: "10000",
+        help: "most throttling records kept in memory (SQLite deployments)",
+    },
 ];
 
 /// The environment variable for a setting.
@@ -317,6 +322,9 @@ pub struct LoginLimits {
     pub lockout: Duration,
     /// Cap on the doubling lockout.
     pub max_lockout: Duration,
+    /// Most records kept in memory (with SQLite); active ones are never
+    /// evicted, so past this an overflow budget counts for the rest.
+    pub records: usize,
 }
 
 /// Cookie settings.
@@ -829,6 +837,12 @@ impl Layers {
                 window: self.parse("login_window", duration)?,
                 lockout: self.parse("login_lockout", duration)?,
                 max_lockout: self.parse("login_max_lockout", duration)?,
+                records: self.parse("login_throttle_records", |s| {
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
+                })?,
             },
             admin_reauth: self.parse("admin_reauth", duration)?,
             max_sessions_per_user: self.parse("max_sessions_per_user", |s| {
@@ -1075,6 +1089,7 @@ impl Config {
                 self.redirect_http
                     .map_or_else(|| "(none)".to_owned(), |a| a.to_string()),
             ),
+            ("login_throttle_records", self.login.records.to_string()),
         ]
     }
 

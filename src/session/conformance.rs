@@ -63,6 +63,7 @@ pub fn run<S: Store>(store: &S) {
     save_applies_only_the_patch(store);
     save_never_resurrects(store);
     save_never_revives_an_expired_session(store);
+    a_touch_never_moves_expiry_back(store);
     increment_counts_from_zero_and_returns_the_value(store);
     increment_on_a_missing_session_is_none(store);
     regenerate_replaces_the_old_key(store);
@@ -252,6 +253,55 @@ fn save_never_revives_an_expired_session<S: Store>(store: &S) {
         store.load(&rec.key, now).expect("load"),
         None,
         "an expired session came back"
+    );
+}
+
+/// A touch computed from a wall clock stepped back (or another instance's
+/// clock running behind) must not shorten a session: once the clock is put
+/// right, its user would be signed out.
+fn a_touch_never_moves_expiry_back<S: Store>(store: &S) {
+    let now = clock::now();
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    let behind = now - 24 * HOUR;
+    let p = patch(&[("x", Change::Set(json!(1)))]);
+    assert!(store.save(&rec.key, &p, touch(behind), now).expect("save"));
+    assert_eq!(
+        store
+            .load(&rec.key, now)
+            .expect("load")
+            .expect("live")
+            .expires_at,
+        rec.expires_at,
+        "save moved expiry back"
+    );
+    let n = store
+        .increment(&rec.key, "n", 1, touch(behind), now)
+        .expect("increment");
+    assert_eq!(n, Some(1));
+    assert_eq!(
+        store
+            .load(&rec.key, now)
+            .expect("load")
+            .expect("live")
+            .expires_at,
+        rec.expires_at,
+        "increment moved expiry back"
+    );
+    // A later expiry still slides it forward.
+    let ahead = touch(now + HOUR);
+    assert!(
+        store
+            .save(&rec.key, &Patch::default(), ahead, now)
+            .expect("save")
+    );
+    assert_eq!(
+        store
+            .load(&rec.key, now)
+            .expect("load")
+            .expect("live")
+            .expires_at,
+        ahead.expires_at
     );
 }
 

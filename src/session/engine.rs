@@ -329,7 +329,12 @@ impl Engine {
         let (idle, _) = self.options.limits(record.persistent);
         Touch {
             last_seen_at: now,
-            expires_at: (now + idle).min(record.absolute_expires_at),
+            // Never earlier than the expiry the record already has: a
+            // touch computed from a clock stepped back must not shorten
+            // the session (the stores keep the later of the two as well).
+            expires_at: (now + idle)
+                .min(record.absolute_expires_at)
+                .max(record.expires_at),
         }
     }
 
@@ -682,6 +687,19 @@ mod tests {
     /// `name=value` from a `Set-Cookie` value, as a browser would send it back.
     fn cookie_pair(set_cookie: &str) -> String {
         set_cookie.split(';').next().expect("pair").to_owned()
+    }
+
+    #[test]
+    fn a_touch_from_a_clock_stepped_back_keeps_the_expiry() {
+        let e = engine(Arc::new(MemoryStore::new()));
+        let now = clock::now();
+        let record = e.blank(now, &request(None));
+        let day = 86_400_000;
+        let t = e.touch(&record, now - day);
+        assert_eq!(t.expires_at, record.expires_at);
+        // Time really passing still slides it (up to the absolute expiry).
+        let later = e.touch(&record, now + 1_000);
+        assert_eq!(later.expires_at, record.expires_at + 1_000);
     }
 
     #[test]

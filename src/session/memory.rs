@@ -69,7 +69,7 @@ impl Store for MemoryStore {
         };
         patch.apply(&mut record.data);
         record.last_seen_at = touch.last_seen_at;
-        record.expires_at = touch.expires_at;
+        record.expires_at = record.expires_at.max(touch.expires_at);
         Ok(true)
     }
 
@@ -89,7 +89,7 @@ impl Store for MemoryStore {
         let next = current.saturating_add(by);
         record.data.insert(field.to_owned(), Value::from(next));
         record.last_seen_at = touch.last_seen_at;
-        record.expires_at = touch.expires_at;
+        record.expires_at = record.expires_at.max(touch.expires_at);
         Ok(Some(next))
     }
 

@@ -194,7 +194,7 @@ impl Store for PostgresStore {
         let key = &key.0[..];
         let n = self.client()?.execute_typed(
             "UPDATE sessions SET data = (data - $1::text[]) || ($2::text)::jsonb, \
-                 last_seen_at = $3, expires_at = $4 \
+                 last_seen_at = $3, expires_at = GREATEST(expires_at, $4) \
              WHERE key = $5 AND expires_at > $6",
             &[
                 (&removed, Type::TEXT_ARRAY),
@@ -223,7 +223,7 @@ impl Store for PostgresStore {
             "UPDATE sessions SET data = jsonb_set(data, ARRAY[$1::text], to_jsonb( \
                  CASE WHEN jsonb_typeof(data -> $1::text) = 'number' \
                       THEN trunc((data ->> $1::text)::numeric)::bigint ELSE 0 END + $2::bigint)), \
-                 last_seen_at = $3, expires_at = $4 \
+                 last_seen_at = $3, expires_at = GREATEST(expires_at, $4) \
              WHERE key = $5 AND expires_at > $6 \
              RETURNING (data ->> $1::text)::bigint",
             &[

@@ -143,6 +143,13 @@ local function live(k, now)
   local e = redis.call('HGET', k, 'e')
   return e and tonumber(e) > tonumber(now)
 end
+-- A touch never moves expiry back (a wall clock stepped back, or an
+-- instance whose clock is behind, must not shorten a session).
+local function later(k, e)
+  local old = redis.call('HGET', k, 'e')
+  if old and tonumber(old) > tonumber(e) then return old end
+  return e
+end
 local function expire(k, e)
   redis.call('PEXPIREAT', k, tonumber(e) + GRACE)
 end
@@ -188,7 +195,8 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local k = skey(ARGV[2])
 if not live(k, ARGV[3]) then return 0 end
-redis.call('HSET', k, 'l', ARGV[4], 'e', ARGV[5])
+local e = later(k, ARGV[5])
+redis.call('HSET', k, 'l', ARGV[4], 'e', e)
 local nset = tonumber(ARGV[6])
 local i = 7
 for _ = 1, nset do
@@ -199,8 +207,8 @@ while i <= #ARGV do
   redis.call('HDEL', k, ARGV[i])
   i = i + 1
 end
-expire(k, ARGV[5])
-index(ARGV[2], redis.call('HGET', k, 'u'), ARGV[5])
+expire(k, e)
+index(ARGV[2], redis.call('HGET', k, 'u'), e)
 return 1
 ",
     )
@@ -222,9 +230,10 @@ else
   redis.call('HSET', k, f, ARGV[7])
   n = tonumber(ARGV[7])
 end
-redis.call('HSET', k, 'l', ARGV[4], 'e', ARGV[5])
-expire(k, ARGV[5])
-index(ARGV[2], redis.call('HGET', k, 'u'), ARGV[5])
+local e = later(k, ARGV[5])
+redis.call('HSET', k, 'l', ARGV[4], 'e', e)
+expire(k, e)
+index(ARGV[2], redis.call('HGET', k, 'u'), e)
 return n
 ",
     )

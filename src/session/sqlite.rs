@@ -213,7 +213,7 @@ impl Store for SqliteStore {
             };
         }
         let sql = format!(
-            "UPDATE sessions SET data = {expr}, last_seen_at = ?1, expires_at = ?2 \
+            "UPDATE sessions SET data = {expr}, last_seen_at = ?1, expires_at = MAX(expires_at, ?2) \
              WHERE key = ?3 AND expires_at > ?4"
         );
         let conn = self.pool.get()?;
@@ -234,7 +234,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "UPDATE sessions \
              SET data = json_set(data, ?1, CAST(coalesce(json_extract(data, ?1), 0) AS INTEGER) + ?2), \
-                 last_seen_at = ?3, expires_at = ?4 \
+                 last_seen_at = ?3, expires_at = MAX(expires_at, ?4) \
              WHERE key = ?5 AND expires_at > ?6 \
              RETURNING json_extract(data, ?1)",
         )?;

@@ -221,10 +221,7 @@ pub(super) fn throttle_wait(
     username: &str,
     client: &Client,
 ) -> Result<Option<std::time::Duration>> {
-    let Some(wait) = state
-        .throttle
-        .retry_after(username, client.ip, crate::clock::now())?
-    else {
+    let Some(wait) = state.throttle.retry_after(username, client.ip)? else {
         return Ok(None);
     };
     let secs = wait.as_secs().max(1);
@@ -578,10 +575,7 @@ pub(super) fn record_failure(
         client,
         &format!(" reason={reason}"),
     );
-    for lock in state
-        .throttle
-        .failure(username, client.ip, crate::clock::now())?
-    {
+    for lock in state.throttle.failure(username, client.ip)? {
         log_login(
             state,
             "locked",

@@ -189,3 +189,66 @@ fn a_login_storm_does_not_starve_other_requests() {
     );
     assert!(statuses.contains(&401), "no login reached bcrypt");
 }
+
+/// A JSON sign-in from `ip` (believed: 127.0.0.1 is a trusted proxy).
+fn api_login(app: &TestApp, ip: &str, username: &str, password: &str) -> u16 {
+    let b = Browser::new(&app.base);
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    b.send_json("POST", "/api/login", &body, &[("X-Forwarded-For", ip)])
+        .status
+}
+
+/// The reported wash-out, against a small capacity: 4 failures on alice,
+/// then a flood of unique usernames (4 per address, under the IP limit)
+/// from loopback addresses; the flood once evicted alice's record, so her
+/// next attempts were counted from zero.
+#[test]
+fn a_flood_of_unique_usernames_does_not_wash_out_a_lockout() {
+    let app = TestApp::spawn_with(&[
+        ("trusted_proxies", "127.0.0.1"),
+        ("login_throttle_records", "64"),
+    ]);
+    app.add_user("alice", "correct horse", false);
+    app.add_user("carol", "battery staple", false);
+    // P: an address with a record of its own, nowhere near its limit.
+    let p = "127.1.0.1";
+    assert_eq!(api_login(&app, p, "carol", "wrong"), 401);
+    for _ in 0..4 {
+        assert_eq!(api_login(&app, "127.1.0.2", "alice", "wrong"), 401);
+    }
+    for i in 0..256 {
+        let ip = format!("127.2.{}.{}", i / 4 / 250, i / 4 % 250 + 1);
+        let status = api_login(&app, &ip, &format!("spray{i}"), "Summer2026!");
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // Alice's fifth failure locks her...
+    assert_eq!(api_login(&app, p, "alice", "wrong"), 401);
+    assert_eq!(
+        api_login(&app, p, "alice", "correct horse"),
+        429,
+        "alice's earlier failures were washed out"
+    );
+    // ...and it is her lock, not P's: carol signs in from P.
+    assert_eq!(api_login(&app, p, "carol", "battery staple"), 200);
+}
+
+/// One host holds a whole /64: its addresses share one count.
+#[test]
+fn ipv6_clients_are_counted_per_64() {
+    let app = TestApp::spawn_with(&[("trusted_proxies", "127.0.0.1")]);
+    app.add_user("alice", "correct horse", false);
+    for i in 1..=5 {
+        let ip = format!("2001:db8:0:7::{i:x}");
+        assert_eq!(api_login(&app, &ip, &format!("guess{i}"), "wrong"), 401);
+    }
+    assert_eq!(
+        api_login(&app, "2001:db8:0:7:ffff:1:2:3", "alice", "correct horse"),
+        429,
+        "a fresh address in the same /64 started from zero"
+    );
+    assert_eq!(
+        api_login(&app, "2001:db8:0:8::1", "alice", "correct horse"),
+        200,
+        "another /64 is not affected"
+    );
+}

@@ -38,7 +38,7 @@ impl PostgresRecords {
 }
 
 impl Records for PostgresRecords {
-    fn get(&self, subject: &str) -> Result<Option<Entry>, StoreError> {
+    fn get(&self, subject: &str, _now: Millis) -> Result<Option<Entry>, StoreError> {
         let row = self.client()?.query_typed_opt(
             "SELECT entry FROM throttle WHERE subject = $1",
             &[(&subject, Type::TEXT)],
@@ -121,7 +121,7 @@ impl RedisRecords {
 }
 
 impl Records for RedisRecords {
-    fn get(&self, subject: &str) -> Result<Option<Entry>, StoreError> {
+    fn get(&self, subject: &str, _now: Millis) -> Result<Option<Entry>, StoreError> {
         let value: Option<String> = redis::cmd("GET")
             .arg(self.key(subject))
             .query(&mut **self.conn()?)?;
