@@ -81,9 +81,54 @@ fn pool_size(config: &Config) -> u32 {
     u32::try_from(config.threads.min(16) + 2).unwrap_or(18)
 }
 
-/// What the HTTP layer (the vendored tiny_http) is configured with.
-fn server_options(_config: &Config) -> tiny_http::Options {
-    tiny_http::Options::default()
+pub mod descriptors;
+
+/// What the HTTP layer (the vendored tiny_http) is configured with: the
+/// connection cap (`max_connections`, or derived from the descriptor limit
+/// in force) and the time limits. Writes to a client share `body_timeout`.
+fn server_options(config: &Config, limit: &descriptors::Limit) -> tiny_http::Options {
+    tiny_http::Options {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config))),
+        log: server_log,
+    }
+}
+
+/// The most database and Redis connections the pools may hold at once.
+fn pooled(config: &Config) -> u64 {
+    let pools = 1 + u64::from(matches!(config.session_store, SessionStore::Redis(_)));
+    pools * u64::from(pool_size(config))
+}
+
+/// The HTTP layer's own events (an accept that failed, a connection refused
+/// at the cap) as gatehouse log lines.
+fn server_log(line: &str) {
+    crate::logging::line(&format!("server {line}"));
+}
+
+/// Raises the descriptor limit and logs what is in force.
+fn raise_descriptor_limit(config: &Config) -> descriptors::Limit {
+    let limit = descriptors::raise();
+    let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let cap = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
+    let mut line = format!(
+        "descriptors limit={} max_connections={cap}",
+        show(limit.soft)
+    );
+    if limit.soft != limit.before {
+        line.push_str(&format!(" raised_from={}", show(limit.before)));
+    }
+    if let Some(e) = limit.error {
+        line.push_str(&format!(" not_raised=\"{e}\""));
+    }
+    crate::logging::line(&line);
+    limit
 }
 
 /// Opens the configured database and session store.
@@ -312,7 +357,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let server = tiny_http::with_options(server_options(config), || {
+    let limit = raise_descriptor_limit(config);
+    let server = tiny_http::with_options(server_options(config, &limit), || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)
         })

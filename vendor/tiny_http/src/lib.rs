@@ -122,6 +122,7 @@ pub use options::{with_options, Options};
 mod client;
 mod common;
 mod options;
+mod limits; // gatehouse patch
 mod connection;
 mod request;
 mod response;
@@ -292,68 +293,17 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                accept_loop(
+                    &server,
+                    ssl,
+                    &options,
+                    &inside_close_trigger,
+                    &inside_messages,
+                )
+            })?;
 
         // result
         Ok(Server {
@@ -416,6 +366,163 @@ impl Server {
     pub fn unblock(&self) {
         self.messages.unblock();
     }
+}
+
+/// gatehouse patch: the accept loop. Nothing a client or the OS does ends
+/// it: a failed `accept` (out of descriptors, a connection aborted before it
+/// was taken, ...) is logged (one line a second at most), followed by a
+/// short pause when the cause is a shortage, and the loop carries on. At the
+/// cap of open connections (and when out of descriptors) the connection idle
+/// the longest is closed to make room; when none is idle, the new one gets a
+/// `503` and is closed at once, without a thread and without reading it.
+/// Nothing here waits on a client.
+fn accept_loop<S>(
+    server: &connection::Listener,
+    ssl: Option<S>,
+    options: &Options,
+    close: &AtomicBool,
+    messages: &Arc<MessagesQueue<Message>>,
+) where
+    S: Send,
+{
+    use crate::limits::{ConnState, RateLimited, Timeouts, Tracker};
+    use util::RefinedTcpStream;
+
+    let tasks_pool = util::TaskPool::new();
+    let tracker = Tracker::new(options.max_connections);
+    let timeouts = Timeouts {
+        header: options.header_timeout,
+        body: options.body_timeout,
+        keepalive: options.keepalive_timeout,
+    };
+    let mut accept_failed = RateLimited::new(Duration::from_secs(1));
+    let mut refused = RateLimited::new(Duration::from_secs(1));
+    let mut spawn_failed = RateLimited::new(Duration::from_secs(1));
+
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let sock = match server.accept() {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                if close.load(Relaxed) {
+                    break;
+                }
+                match e.kind() {
+                    // This one connection went wrong; the next may be fine.
+                    IoErrorKind::ConnectionAborted
+                    | IoErrorKind::ConnectionReset
+                    | IoErrorKind::Interrupted
+                    | IoErrorKind::WouldBlock => {}
+                    // Out of descriptors, memory or buffers (EMFILE,
+                    // ENFILE, ENOBUFS, ENOMEM) or worse: make room if an
+                    // idle connection can go, and give the system a moment.
+                    _ => {
+                        let evicted = tracker.evict_idle();
+                        accept_failed.log(options.log, || {
+                            format!(
+                                "accept failed: {e}; open connections: {}; {}",
+                                tracker.open(),
+                                if evicted {
+                                    "closed the longest idle one"
+                                } else {
+                                    "none idle to close"
+                                }
+                            )
+                        });
+                        thread::sleep(Duration::from_millis(if evicted { 10 } else { 100 }));
+                    }
+                }
+                continue;
+            }
+        };
+
+        if tracker.is_full() && !tracker.evict_idle() {
+            refuse(sock);
+            refused.log(options.log, || {
+                format!(
+                    "connection refused with 503: {} open, the cap (max_connections)",
+                    tracker.open()
+                )
+            });
+            continue;
+        }
+
+        let stream = util::refined_tcp_stream::Stream::from(sock);
+        let _ = stream.set_write_timeout(timeouts.per_read());
+        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+        let stream = match ssl {
+            // trying to apply SSL over the connection
+            // if an error occurs, we just close the socket and resume listening
+            Some(ref ssl) => match stream {
+                util::refined_tcp_stream::Stream::Http(conn) => match Arc::try_unwrap(conn)
+                    .ok()
+                    .and_then(|conn| ssl.accept(conn).ok())
+                {
+                    Some(s) => util::refined_tcp_stream::Stream::from(s),
+                    None => continue,
+                },
+                other => other,
+            },
+            None => stream,
+        };
+        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+        let _ = &ssl;
+        let state = ConnState::new(tracker.slot(), stream.clone());
+        let (read_closable, write_closable) = RefinedTcpStream::new(stream, state);
+        let client = match ClientConnection::new(write_closable, read_closable, timeouts) {
+            Ok(client) => client,
+            // Gone before we could ask who it was.
+            Err(_) => continue,
+        };
+
+        let messages = messages.clone();
+        let mut client = Some(client);
+        let spawned = tasks_pool.spawn(Box::new(move || {
+            if let Some(client) = client.take() {
+                // Synchronization is needed for HTTPS requests to avoid a deadlock
+                if client.secure() {
+                    let (sender, receiver) = mpsc::channel();
+                    for rq in client {
+                        messages.push(rq.with_notify_sender(sender.clone()).into());
+                        if receiver.recv().is_err() {
+                            break;
+                        }
+                    }
+                } else {
+                    for rq in client {
+                        messages.push(rq.into());
+                    }
+                }
+            }
+        }));
+        if let Err(e) = spawned {
+            // The connection went with the task; the next may find a thread.
+            spawn_failed.log(options.log, || {
+                format!("cannot start a connection thread: {e}")
+            });
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    log::debug!("Terminating accept thread");
+}
+
+/// gatehouse patch: the answer to a connection over the cap, written without
+/// waiting (a fresh socket's send buffer has room for it) and without
+/// reading the request.
+fn refuse(sock: Connection) {
+    use std::io::{Read, Write};
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\n\
+too many connections, retry\n";
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = (&sock).write(BUSY);
+    let _ = sock.shutdown(Shutdown::Write);
+    // Whatever the client sent already is discarded, so that closing does
+    // not reset the connection (which could lose the answer on its way).
+    let mut sink = [0u8; 4096];
+    let _ = (&sock).read(&mut sink);
 }
 
 impl Iterator for IncomingRequests<'_> {

@@ -23,6 +23,14 @@ pub struct Options {
     pub keepalive_timeout: Duration,
     /// At most this many client connections are open at once (0: no cap).
     pub max_connections: usize,
+    /// Where the server's own events go (an accept that failed, a
+    /// connection refused at the cap), one line each, at most one a second
+    /// per kind.
+    pub log: fn(&str),
+}
+
+fn log_warning(line: &str) {
+    log::warn!("{line}");
 }
 
 impl Default for Options {
@@ -32,6 +40,7 @@ impl Default for Options {
             body_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(30),
             max_connections: 0,
+            log: log_warning,
         }
     }
 }
