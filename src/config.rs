@@ -152,7 +152,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "max_connections",
         default: "auto",
-        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, at least 16; at the cap the longest idle one is closed, or a new one gets `503`",
+        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the longest idle one is closed, or a new one gets `503`",
     },
     Setting {
         name: "header_timeout",

@@ -21,9 +21,9 @@ const RESERVE: u64 = 64;
 const PER_POOLED: u64 = 4;
 
 /// The most connections the automatic cap allows, whatever the limit: each
-/// connection is a thread (about 10 KiB resident when idle, see README), and
+/// connection is a thread (about 30 KiB resident when idle, see README), and
 /// an intranet's front door needs no more.
-const AUTO_MAX: u64 = 10_000;
+const AUTO_MAX: u64 = 4096;
 
 /// The fewest the automatic cap allows, even under a very low limit.
 const AUTO_MIN: u64 = 16;
@@ -69,7 +69,7 @@ pub fn raise() -> Limit {
 
 /// The default `max_connections` under a soft limit of `soft` descriptors
 /// (`None`: unlimited) with `pooled` database and Redis connections:
-/// `(soft - 64 - 4 × pooled) / 2`, at least 16 and at most 10,000.
+/// `(soft - 64 - 4 × pooled) / 2`, at least 16 and at most 4096.
 pub fn max_connections(soft: Option<u64>, pooled: u64) -> usize {
     let soft = soft.unwrap_or(u64::MAX);
     let free = soft.saturating_sub(RESERVE + PER_POOLED * pooled);
@@ -95,8 +95,8 @@ mod tests {
     fn the_default_cap_has_a_floor_and_a_ceiling() {
         assert_eq!(max_connections(Some(64), 18), 16);
         assert_eq!(max_connections(Some(0), 0), 16);
-        assert_eq!(max_connections(Some(1 << 20), 18), 10_000);
-        assert_eq!(max_connections(None, 18), 10_000);
+        assert_eq!(max_connections(Some(1 << 20), 18), 4096);
+        assert_eq!(max_connections(None, 18), 4096);
     }
 
     #[test]

@@ -541,8 +541,13 @@ impl Drop for Server {
             #[cfg(unix)]
             ListenAddr::Unix(addr) => {
                 // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+                // gatehouse patch: an unnamed socket has no path to reach.
+                match addr.as_pathname() {
+                    Some(path) => {
+                        std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+                    }
+                    None => Err(IoError::new(IoErrorKind::NotFound, "unnamed socket")),
+                }
             }
         };
         if let Ok(stream) = maybe_stream {
