@@ -127,6 +127,14 @@ fn raise_descriptor_limit(config: &Config) -> descriptors::Limit {
     if let Some(e) = limit.error {
         line.push_str(&format!(" not_raised=\"{e}\""));
     }
+    let room = descriptors::max_connections(limit.soft, pooled(config));
+    if cap > room {
+        // Still safe (accept errors are survived), but clients past the
+        // descriptors wait in the backlog instead of getting a quick 503.
+        line.push_str(&format!(
+            " warning=\"max_connections is above the {room} the descriptor limit leaves room for\""
+        ));
+    }
     crate::logging::line(&line);
     limit
 }

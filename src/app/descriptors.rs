@@ -45,9 +45,9 @@ pub fn raise() -> Limit {
     let found = getrlimit(Resource::Nofile);
     let before = found.current;
     let error = match (found.current, found.maximum) {
-        (Some(soft), hard) if hard.is_none_or(|h| h > soft) => {
-            // An unlimited hard limit cannot be the soft one on Linux
-            // (`fs.nr_open` bounds it, 1,048,576 by default).
+        // An unlimited hard limit cannot be the soft one on Linux
+        // (`fs.nr_open` bounds it, 1,048,576 by default).
+        (Some(soft), hard) if hard.unwrap_or(1 << 20) > soft => {
             let target = hard.unwrap_or(1 << 20);
             setrlimit(
                 Resource::Nofile,

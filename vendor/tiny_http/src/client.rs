@@ -94,10 +94,19 @@ impl ClientConnection {
     /// up to `keepalive_timeout` for a first byte, listed as idle (so that
     /// it can be closed to make room for a new connection). Its head must
     /// then be complete within `header_timeout` (of the first byte; of the
-    /// start for a connection's first request). False when the connection
-    /// is over: closed, idle too long, or closed to make room.
+    /// start for a connection's first request, or a deadline already set
+    /// when the connection was made, e.g. one that also covers a TLS
+    /// handshake). False when the connection is over: closed, idle too
+    /// long, or closed to make room.
     fn await_request(&mut self) -> bool {
-        if self.kept_alive {
+        if !self.kept_alive {
+            self.kept_alive = true;
+            if self.state.deadline().is_none() {
+                self.state.set_deadline(Instant::now() + self.timeouts.header);
+            }
+            return true;
+        }
+        {
             if self.next_header_source.wait_turn().is_err() {
                 return false;
             }
@@ -109,7 +118,6 @@ impl ClientConnection {
                 _ => return false,
             }
         }
-        self.kept_alive = true;
         self.state.set_deadline(Instant::now() + self.timeouts.header);
         true
     }
