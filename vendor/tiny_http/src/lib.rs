@@ -145,6 +145,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // gatehouse patch: the open client connections
+    tracker: Arc<limits::Tracker>,
 }
 
 enum Message {
@@ -293,6 +296,8 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let tracker = limits::Tracker::new(options.max_connections);
+        let inside_tracker = Arc::clone(&tracker);
         thread::Builder::new()
             .name("tiny-http-accept".into())
             .spawn(move || {
@@ -300,6 +305,7 @@ impl Server {
                     &server,
                     ssl,
                     &options,
+                    &inside_tracker,
                     &inside_close_trigger,
                     &inside_messages,
                 )
@@ -310,6 +316,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            tracker,
         })
     }
 
@@ -328,9 +335,10 @@ impl Server {
     }
 
     /// Returns the number of clients currently connected to the server.
+    ///
+    /// gatehouse patch: counted (upstream panicked with `unimplemented!`).
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.tracker.open()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -380,16 +388,16 @@ fn accept_loop<S>(
     server: &connection::Listener,
     ssl: Option<S>,
     options: &Options,
+    tracker: &Arc<limits::Tracker>,
     close: &AtomicBool,
     messages: &Arc<MessagesQueue<Message>>,
 ) where
     S: Send,
 {
-    use crate::limits::{ConnState, RateLimited, Timeouts, Tracker};
+    use crate::limits::{ConnState, RateLimited, Timeouts};
     use util::RefinedTcpStream;
 
     let tasks_pool = util::TaskPool::new();
-    let tracker = Tracker::new(options.max_connections);
     let timeouts = Timeouts {
         header: options.header_timeout,
         body: options.body_timeout,
