@@ -106,12 +106,12 @@ impl ClientConnection {
             }
             return true;
         }
+        if self.next_header_source.wait_turn().is_err() {
+            return false;
+        }
+        self.state
+            .set_deadline(Instant::now() + self.timeouts.keepalive);
         {
-            if self.next_header_source.wait_turn().is_err() {
-                return false;
-            }
-            self.state
-                .set_deadline(Instant::now() + self.timeouts.keepalive);
             let _idle = self.state.idle();
             match self.next_header_source.fill_buf() {
                 Ok(buf) if !buf.is_empty() => {}
