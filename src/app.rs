@@ -84,13 +84,68 @@ fn pool_size(config: &Config) -> u32 {
     u32::try_from(config.threads.min(16) + 2).unwrap_or(18)
 }
 
-/// What the HTTP layer (the vendored tiny_http) is configured with;
-/// `tls`, when set, makes the listener speak HTTPS only.
-fn server_options(_config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> tiny_http::Options {
+pub mod descriptors;
+
+/// What the HTTP layer (the vendored tiny_http) is configured with: the
+/// connection cap (`max_connections`, or derived from the descriptor limit
+/// in force), the time limits, and `tls`, which when set makes the listener
+/// speak HTTPS only. Writes to a client share `body_timeout`.
+fn server_options(
+    config: &Config,
+    limit: &descriptors::Limit,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> tiny_http::Options {
     tiny_http::Options {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config))),
         tls,
-        ..tiny_http::Options::default()
+        log: server_log,
     }
+}
+
+/// The most database and Redis connections the pools may hold at once.
+fn pooled(config: &Config) -> u64 {
+    let pools = 1 + u64::from(matches!(config.session_store, SessionStore::Redis(_)));
+    pools * u64::from(pool_size(config))
+}
+
+/// The HTTP layer's own events (an accept that failed, a connection refused
+/// at the cap) as gatehouse log lines.
+fn server_log(line: &str) {
+    crate::logging::line(&format!("server {line}"));
+}
+
+/// Raises the descriptor limit and logs what is in force.
+fn raise_descriptor_limit(config: &Config) -> descriptors::Limit {
+    let limit = descriptors::raise();
+    let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let cap = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
+    let mut line = format!(
+        "descriptors limit={} max_connections={cap}",
+        show(limit.soft)
+    );
+    if limit.soft != limit.before {
+        line.push_str(&format!(" raised_from={}", show(limit.before)));
+    }
+    if let Some(e) = limit.error {
+        line.push_str(&format!(" not_raised=\"{e}\""));
+    }
+    let room = descriptors::max_connections(limit.soft, pooled(config));
+    if cap > room {
+        // Still safe (accept errors are survived), but clients past the
+        // descriptors wait in the backlog instead of getting a quick 503.
+        line.push_str(&format!(
+            " warning=\"max_connections is above the {room} the descriptor limit leaves room for\""
+        ));
+    }
+    crate::logging::line(&line);
+    limit
 }
 
 /// The `Strict-Transport-Security` value over HTTPS, if any.
@@ -399,7 +454,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let server = tiny_http::with_options(server_options(config, tls), || {
+    let limit = raise_descriptor_limit(config);
+    let server = tiny_http::with_options(server_options(config, &limit, tls), || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)
         })
@@ -412,7 +468,13 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     let addr = server.server_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let redirect = match config.redirect_http {
-        Some(at) => Some(start_redirect(config, at, addr.port(), Arc::clone(&stop))?),
+        Some(at) => Some(start_redirect(
+            config,
+            &limit,
+            at,
+            addr.port(),
+            Arc::clone(&stop),
+        )?),
         None => None,
     };
 
@@ -450,12 +512,13 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
 /// no second way in (no pages, no session, no proxy).
 fn start_redirect(
     config: &Config,
+    limit: &descriptors::Limit,
     at: SocketAddr,
     https_port: u16,
     stop: Arc<AtomicBool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
     let public_url = config.public_url.clone();
-    let server = tiny_http::with_options(server_options(config, None), || {
+    let server = tiny_http::with_options(server_options(config, limit, None), || {
         rouille::Server::new(at, move |request| {
             web::redirect_to_https(request, public_url.as_deref(), https_port)
         })

@@ -150,6 +150,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long the built-in proxy waits for an upstream to start answering",
     },
     Setting {
+        name: "max_connections",
+        default: "auto",
+        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the longest idle one is closed, or a new one gets `503`",
+    },
+    Setting {
+        name: "header_timeout",
+        default: "10s",
+        help: "a request line and headers must arrive within this (in all, not per read); else the connection is closed",
+    },
+    Setting {
+        name: "body_timeout",
+        default: "30s",
+        help: "no read of a request body, and no write of an answer, may stall longer than this",
+    },
+    Setting {
+        name: "keepalive_timeout",
+        default: "30s",
+        help: "an idle kept-alive connection is closed after this",
+    },
+    Setting {
         name: "metrics",
         default: "false",
         help: "serve Prometheus metrics at /metrics",
@@ -391,6 +411,15 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long the built-in proxy waits for an upstream's answer to start.
     pub proxy_timeout: Duration,
+    /// The cap on open client connections (`None`: derived from the
+    /// descriptor limit at start, see [`Connections::max_connections`]).
+    pub max_connections: Option<usize>,
+    /// The deadline of a request's head.
+    pub header_timeout: Duration,
+    /// The longest a body read or an answer's write may stall.
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may wait idle.
+    pub keepalive_timeout: Duration,
     /// Login throttling.
     pub login: LoginLimits,
     /// How long a password confirmation lets an administrator act.
@@ -827,6 +856,20 @@ impl Layers {
                 }
             })?,
             proxy_timeout: self.parse("proxy_timeout", duration)?,
+            max_connections: self.parse("max_connections", |s| {
+                if s == "auto" {
+                    Ok(None)
+                } else {
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .map(Some)
+                        .ok_or_else(|| format!("{s:?} is not `auto` or a number from 1 to 1000000"))
+                }
+            })?,
+            header_timeout: self.parse("header_timeout", duration)?,
+            body_timeout: self.parse("body_timeout", duration)?,
+            keepalive_timeout: self.parse("keepalive_timeout", duration)?,
             login: LoginLimits {
                 max_failures: self.parse("login_max_failures", |s| {
                     s.parse::<u32>()
@@ -883,6 +926,9 @@ impl Config {
             ("remember_absolute_timeout", self.remember_absolute_timeout),
             ("reap_interval", self.reap_interval),
             ("login_window", self.login.window),
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
         ] {
             if d.is_zero() {
                 return Err(invalid(name, "must be longer than 0"));
@@ -1041,6 +1087,14 @@ impl Config {
                 self.public_url.clone().unwrap_or_else(|| "(none)".into()),
             ),
             ("proxy_timeout", d(self.proxy_timeout)),
+            (
+                "max_connections",
+                self.max_connections
+                    .map_or_else(|| "auto".to_owned(), |n| n.to_string()),
+            ),
+            ("header_timeout", d(self.header_timeout)),
+            ("body_timeout", d(self.body_timeout)),
+            ("keepalive_timeout", d(self.keepalive_timeout)),
             ("log_requests", self.log_requests.to_string()),
             ("metrics", self.metrics.to_string()),
             (

@@ -2,10 +2,20 @@
 //! handshake is forwarded to the upstream over a plain TCP connection, and
 //! once the upstream answers `101`, bytes flow both ways untouched, one
 //! thread per direction, until either side closes.
+//!
+//! A tunnel has no idle cap of its own while both ends are there: reads
+//! from the client give up every `body_timeout` (the socket's read timeout,
+//! set by the HTTP layer) and are simply tried again, so a quiet WebSocket
+//! stays open; only a tunnel with no byte either way for [`TUNNEL_IDLE`] is
+//! closed, so one whose client vanished without a word does not hold its
+//! descriptors and threads for ever. A client that stops reading is cut off
+//! by the write timeout (`body_timeout`) once the buffers are full.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rouille::{ReadWrite, Response, ResponseBody, Upgrade};
 
@@ -13,6 +23,9 @@ use crate::auth::apps::App;
 
 /// The longest response head accepted from an upstream.
 const MAX_HEAD: usize = 16 * 1024;
+
+/// A tunnel with no byte either way for this long is closed.
+pub const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
 
 /// Forwards an upgrade request for `path` on `app` with `headers` (already
 /// filtered and carrying the identity) and answers as the upstream does:
@@ -152,10 +165,12 @@ impl Upgrade for Relay {
         };
         let mut to_upstream = upstream;
         let leftover = std::mem::take(&mut self.leftover);
+        let activity = Arc::new(Activity::new());
+        let down_activity = Arc::clone(&activity);
         let up = std::thread::Builder::new()
             .name("gatehouse-tunnel-up".into())
             .spawn(move || {
-                let _ = pump(&mut from_client, &mut to_upstream);
+                let _ = pump(&mut from_client, &mut to_upstream, &activity, true);
                 // The client is gone: end the upstream connection, which
                 // also ends the other direction.
                 let _ = to_upstream.shutdown(Shutdown::Both);
@@ -169,7 +184,7 @@ impl Upgrade for Relay {
                 let _ = to_client
                     .write_all(&leftover)
                     .and_then(|()| to_client.flush());
-                let _ = pump(&mut from_upstream, &mut to_client);
+                let _ = pump(&mut from_upstream, &mut to_client, &down_activity, false);
                 let _ = from_upstream.shutdown(Shutdown::Both);
                 // Dropping the client's writing half closes it towards the
                 // client, whose reading half then ends too.
@@ -177,17 +192,62 @@ impl Upgrade for Relay {
     }
 }
 
+/// When a byte last went through a tunnel, either way.
+struct Activity {
+    start: Instant,
+    /// Milliseconds from `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
 /// Copies until end of stream or an error, flushing every chunk (the
-/// client's half is buffered).
-fn pump(from: &mut dyn Read, to: &mut dyn Write) -> io::Result<()> {
+/// client's half is buffered). With `patient`, a read that timed out is
+/// tried again unless the tunnel has been idle both ways for
+/// [`TUNNEL_IDLE`].
+fn pump(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    activity: &Activity,
+    patient: bool,
+) -> io::Result<()> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if patient
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    )
+                    && activity.idle() < TUNNEL_IDLE =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         };
+        activity.touch();
         to.write_all(&buf[..n])?;
         to.flush()?;
     }

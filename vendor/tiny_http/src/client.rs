@@ -6,8 +6,11 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::common::{HTTPVersion, Method};
+use crate::limits::{ConnState, Timeouts};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -19,7 +22,13 @@ const MAX_LINE: usize = 16 * 1024;
 
 pub struct ClientConnection {
     // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+    remote_addr: Option<SocketAddr>,
+
+    // gatehouse patch: the connection's slot and read deadline, its time
+    // limits, and whether a request was read from it already
+    state: Arc<ConnState>,
+    timeouts: Timeouts,
+    kept_alive: bool,
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
@@ -51,24 +60,66 @@ enum ReadError {
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    ///
+    /// gatehouse patch: fails (rather than panicking later) when the peer's
+    /// address cannot be had, e.g. a client that already hung up.
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
-    ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        timeouts: Timeouts,
+    ) -> IoResult<ClientConnection> {
+        let remote_addr = read_socket.peer_addr()?;
         let secure = read_socket.secure();
+        let state = Arc::clone(read_socket.state());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        let first_header = source.next().expect("the builder yields readers for ever");
 
-        ClientConnection {
+        Ok(ClientConnection {
             source,
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
+            state,
+            timeouts,
+            kept_alive: false,
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+        })
+    }
+
+    /// gatehouse patch: waits for the next request to start and sets the
+    /// deadline of its head. Between two requests the connection is idle:
+    /// it waits for the previous request to be done with the stream, then
+    /// up to `keepalive_timeout` for a first byte, listed as idle (so that
+    /// it can be closed to make room for a new connection). Its head must
+    /// then be complete within `header_timeout` (of the first byte; of the
+    /// start for a connection's first request, or a deadline already set
+    /// when the connection was made, e.g. one that also covers a TLS
+    /// handshake). False when the connection is over: closed, idle too
+    /// long, or closed to make room.
+    fn await_request(&mut self) -> bool {
+        if !self.kept_alive {
+            self.kept_alive = true;
+            if self.state.deadline().is_none() {
+                self.state.set_deadline(Instant::now() + self.timeouts.header);
+            }
+            return true;
         }
+        if self.next_header_source.wait_turn().is_err() {
+            return false;
+        }
+        self.state
+            .set_deadline(Instant::now() + self.timeouts.keepalive);
+        {
+            let _idle = self.state.idle();
+            match self.next_header_source.fill_buf() {
+                Ok(buf) if !buf.is_empty() => {}
+                _ => return false,
+            }
+        }
+        self.state.set_deadline(Instant::now() + self.timeouts.header);
+        true
     }
 
     /// true if the connection is HTTPS
@@ -135,11 +186,17 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        // gatehouse patch: the head is in; from here each read may stall up
+        // to `body_timeout` (a small body read with the head included).
+        self.state
+            .clear_deadline(self.timeouts.per_read())
+            .map_err(ReadError::ReadIoError)?;
+
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let writer = self.sink.next().expect("the builder yields writers for ever");
 
         // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
+        let mut data_source = self.source.next().expect("the builder yields readers for ever");
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
@@ -149,7 +206,7 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            self.remote_addr,
             data_source,
             writer,
         )
@@ -183,9 +240,14 @@ impl Iterator for ClientConnection {
         }
 
         loop {
+            // gatehouse patch: the head's deadline (`read` lifts it once
+            // the head is in).
+            if !self.await_request() {
+                return None;
+            }
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
+                    let writer = self.sink.next().expect("the builder yields writers for ever");
                     let response = Response::new_empty(StatusCode(400));
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
@@ -195,7 +257,7 @@ impl Iterator for ClientConnection {
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
+                    let writer = self.sink.next().expect("the builder yields writers for ever");
                     let response = Response::new_empty(StatusCode(400));
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
@@ -204,7 +266,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
-                    let writer = self.sink.next().unwrap();
+                    let writer = self.sink.next().expect("the builder yields writers for ever");
                     let response = Response::new_empty(StatusCode(408));
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
@@ -213,7 +275,7 @@ impl Iterator for ClientConnection {
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
+                    let writer = self.sink.next().expect("the builder yields writers for ever");
                     let response = Response::new_empty(StatusCode(417));
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
@@ -226,7 +288,7 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                let writer = self.sink.next().expect("the builder yields writers for ever");
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )

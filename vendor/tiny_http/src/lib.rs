@@ -119,6 +119,7 @@ pub use options::{with_options, Options};
 mod client;
 mod common;
 mod options;
+mod limits; // gatehouse patch
 mod connection;
 mod request;
 mod response;
@@ -141,6 +142,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // gatehouse patch: the open client connections
+    tracker: Arc<limits::Tracker>,
 }
 
 enum Message {
@@ -276,8 +280,6 @@ impl Server {
                     .into(),
             );
         }
-        #[cfg(feature = "ssl-rustls")]
-        let header_timeout = options.header_timeout;
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
@@ -285,69 +287,28 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                match server.accept() {
-                    Ok((sock, _)) => {
-                        let messages = inside_messages.clone();
-                        #[cfg(feature = "ssl-rustls")]
-                        let tls = tls.clone();
-                        let mut sock = Some(sock);
-                        tasks_pool.spawn(Box::new(move || {
-                            use util::RefinedTcpStream;
-                            let Some(sock) = sock.take() else { return };
-                            // gatehouse patch: the TLS handshake runs here, in
-                            // the connection's task and under the header
-                            // deadline, not on the accept thread, where one
-                            // client that never sent a ClientHello stalled
-                            // every other.
-                            #[cfg(feature = "ssl-rustls")]
-                            let (read_closable, write_closable) = match &tls {
-                                None => RefinedTcpStream::new(sock),
-                                Some(tls) => match crate::ssl::rustls::handshake(
-                                    Arc::clone(tls),
-                                    sock,
-                                    header_timeout,
-                                ) {
-                                    Ok(stream) => RefinedTcpStream::new(stream),
-                                    Err(e) => {
-                                        log::debug!("TLS handshake failed: {}", e);
-                                        return;
-                                    }
-                                },
-                            };
-                            #[cfg(not(feature = "ssl-rustls"))]
-                            let (read_closable, write_closable) = RefinedTcpStream::new(sock);
-                            let client = ClientConnection::new(write_closable, read_closable);
-                            // gatehouse patch: HTTPS connections no longer wait
-                            // for each answer before reading the next request
-                            // (upstream's TLS stream deadlocked otherwise;
-                            // ssl/rustls.rs reads without holding a lock).
-                            for rq in client {
-                                messages.push(rq.into());
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
+        let tracker = limits::Tracker::new(options.max_connections);
+        let inside_tracker = Arc::clone(&tracker);
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                accept_loop(
+                    &server,
+                    #[cfg(feature = "ssl-rustls")]
+                    tls,
+                    &options,
+                    &inside_tracker,
+                    &inside_close_trigger,
+                    &inside_messages,
+                )
+            })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            tracker,
         })
     }
 
@@ -366,9 +327,10 @@ impl Server {
     }
 
     /// Returns the number of clients currently connected to the server.
+    ///
+    /// gatehouse patch: counted (upstream panicked with `unimplemented!`).
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.tracker.open()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -406,6 +368,162 @@ impl Server {
     }
 }
 
+/// gatehouse patch: the accept loop. Nothing a client or the OS does ends
+/// it: a failed `accept` (out of descriptors, a connection aborted before it
+/// was taken, ...) is logged (one line a second at most), followed by a
+/// short pause when the cause is a shortage, and the loop carries on. At the
+/// cap of open connections (and when out of descriptors) the connection idle
+/// the longest is closed to make room; when none is idle, the new one gets a
+/// `503` and is closed at once, without a thread and without reading it.
+/// Nothing here waits on a client.
+fn accept_loop(
+    server: &connection::Listener,
+    #[cfg(feature = "ssl-rustls")] tls: Option<Arc<rustls::ServerConfig>>,
+    options: &Options,
+    tracker: &Arc<limits::Tracker>,
+    close: &AtomicBool,
+    messages: &Arc<MessagesQueue<Message>>,
+) {
+    use crate::limits::{ConnState, RateLimited, Timeouts};
+    use util::RefinedTcpStream;
+
+    let tasks_pool = util::TaskPool::new();
+    let timeouts = Timeouts {
+        header: options.header_timeout,
+        body: options.body_timeout,
+        keepalive: options.keepalive_timeout,
+    };
+    let mut accept_failed = RateLimited::new(Duration::from_secs(1));
+    let mut refused = RateLimited::new(Duration::from_secs(1));
+    let mut spawn_failed = RateLimited::new(Duration::from_secs(1));
+
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let sock = match server.accept() {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                if close.load(Relaxed) {
+                    break;
+                }
+                match e.kind() {
+                    // This one connection went wrong; the next may be fine.
+                    IoErrorKind::ConnectionAborted
+                    | IoErrorKind::ConnectionReset
+                    | IoErrorKind::Interrupted
+                    | IoErrorKind::WouldBlock => {}
+                    // Out of descriptors, memory or buffers (EMFILE,
+                    // ENFILE, ENOBUFS, ENOMEM) or worse: make room if an
+                    // idle connection can go, and give the system a moment.
+                    _ => {
+                        let evicted = tracker.evict_idle();
+                        accept_failed.log(options.log, || {
+                            format!(
+                                "accept failed: {e}; open connections: {}; {}",
+                                tracker.open(),
+                                if evicted {
+                                    "closed the longest idle one"
+                                } else {
+                                    "none idle to close"
+                                }
+                            )
+                        });
+                        thread::sleep(Duration::from_millis(if evicted { 10 } else { 100 }));
+                    }
+                }
+                continue;
+            }
+        };
+
+        if tracker.is_full() && !tracker.evict_idle() {
+            refuse(sock);
+            refused.log(options.log, || {
+                format!(
+                    "connection refused with 503: {} open, the cap (max_connections)",
+                    tracker.open()
+                )
+            });
+            continue;
+        }
+
+        // The slot is taken here, so the connection counts from now on;
+        // everything that may wait on the client (the TLS handshake, its
+        // head) happens in the connection's own task.
+        let slot = tracker.slot();
+        let accepted = std::time::Instant::now();
+        let messages = messages.clone();
+        #[cfg(feature = "ssl-rustls")]
+        let tls = tls.clone();
+        let mut conn = Some((sock, slot));
+        let spawned = tasks_pool.spawn(Box::new(move || {
+            let Some((sock, slot)) = conn.take() else {
+                return;
+            };
+            // gatehouse patch: the TLS handshake runs here, in the
+            // connection's task and under the header deadline, not on the
+            // accept thread, where one client that never sent a ClientHello
+            // stalled every other.
+            #[cfg(feature = "ssl-rustls")]
+            let stream = match &tls {
+                None => util::refined_tcp_stream::Stream::from(sock),
+                Some(tls) => {
+                    match crate::ssl::rustls::handshake(Arc::clone(tls), sock, timeouts.header) {
+                        Ok(stream) => util::refined_tcp_stream::Stream::from(stream),
+                        Err(e) => {
+                            log::debug!("TLS handshake failed: {}", e);
+                            return;
+                        }
+                    }
+                }
+            };
+            #[cfg(not(feature = "ssl-rustls"))]
+            let stream = util::refined_tcp_stream::Stream::from(sock);
+            let _ = stream.set_write_timeout(timeouts.per_read());
+            let state = ConnState::new(slot, stream.clone());
+            // One header_timeout covers the handshake and the first head.
+            state.set_deadline(accepted + timeouts.header);
+            let (read_closable, write_closable) = RefinedTcpStream::new(stream, state);
+            let Ok(client) = ClientConnection::new(write_closable, read_closable, timeouts) else {
+                // Gone before we could ask who it was.
+                return;
+            };
+            // gatehouse patch: HTTPS connections no longer wait for each
+            // answer before reading the next request (upstream's TLS stream
+            // deadlocked otherwise; ssl/rustls.rs reads without holding a
+            // lock).
+            for rq in client {
+                messages.push(rq.into());
+            }
+        }));
+        if let Err(e) = spawned {
+            // The connection went with the task; the next may find a thread.
+            spawn_failed.log(options.log, || {
+                format!("cannot start a connection thread: {e}")
+            });
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    log::debug!("Terminating accept thread");
+}
+
+/// gatehouse patch: the answer to a connection over the cap, written without
+/// waiting (a fresh socket's send buffer has room for it) and without
+/// reading the request.
+fn refuse(sock: Connection) {
+    use std::io::{Read, Write};
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\n\
+too many connections, retry\n";
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = (&sock).write(BUSY);
+    let _ = sock.shutdown(Shutdown::Write);
+    // Whatever the client sent already is discarded, so that closing does
+    // not reset the connection (which could lose the answer on its way).
+    let mut sink = [0u8; 4096];
+    let _ = (&sock).read(&mut sink);
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -422,8 +540,13 @@ impl Drop for Server {
             #[cfg(unix)]
             ListenAddr::Unix(addr) => {
                 // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+                // gatehouse patch: an unnamed socket has no path to reach.
+                match addr.as_pathname() {
+                    Some(path) => {
+                        std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+                    }
+                    None => Err(IoError::new(IoErrorKind::NotFound, "unnamed socket")),
+                }
             }
         };
         if let Ok(stream) = maybe_stream {

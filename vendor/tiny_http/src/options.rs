@@ -29,6 +29,14 @@ pub struct Options {
     /// (its certificate resolver may swap certificates while it runs).
     #[cfg(feature = "ssl-rustls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where the server's own events go (an accept that failed, a
+    /// connection refused at the cap), one line each, at most one a second
+    /// per kind.
+    pub log: fn(&str),
+}
+
+fn log_warning(line: &str) {
+    log::warn!("{line}");
 }
 
 impl Default for Options {
@@ -40,6 +48,7 @@ impl Default for Options {
             max_connections: 0,
             #[cfg(feature = "ssl-rustls")]
             tls: None,
+            log: log_warning,
         }
     }
 }

@@ -442,7 +442,8 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            // gatehouse patch: the connection's thread may be gone already.
+            let _ = sender.send(());
         }
         res
     }
@@ -498,7 +499,8 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                // gatehouse patch: never a panic in `drop`.
+                let _ = sender.send(());
             }
         }
     }

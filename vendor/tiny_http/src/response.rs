@@ -386,10 +386,12 @@ where
 
         // handling upgrade
         if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
+            // gatehouse patch: the protocol name can come from a peer (the
+            // built-in proxy passes on the upstream's); one that is no valid
+            // header value is left out rather than a panic.
+            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                self.headers.insert(0, header);
+            }
             self.headers.insert(
                 0,
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),

@@ -78,6 +78,16 @@ impl RustlsStream {
         }
     }
 
+    /// How long one read of the socket may wait.
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.shared.sock.set_read_timeout(t)
+    }
+
+    /// How long one write of the socket may wait.
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.shared.sock.set_write_timeout(t)
+    }
+
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             lock(&self.shared.tls).send_close_notify();

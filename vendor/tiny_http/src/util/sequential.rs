@@ -110,30 +110,44 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+/// gatehouse patch: the reader before this one went without handing the
+/// stream on (its thread panicked): the connection cannot go on.
+fn lost() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the connection was lost")
+}
+
+impl<R: Read + Send> SequentialReader<R> {
+    /// gatehouse patch: waits until the readers before this one are done
+    /// with the stream, without reading from it.
+    pub fn wait_turn(&mut self) -> IoResult<()> {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            let reader = recv.recv().map_err(|_| lost())?;
+            self.inner = SequentialReaderInner::MyTurn(reader);
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(_) => Ok(()),
+            _ => Err(lost()),
+        }
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let mut reader = match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
-        };
-
-        let result = reader.read(buf);
-        self.inner = SequentialReaderInner::MyTurn(reader);
-        result
+        self.wait_turn()?;
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => reader.read(buf),
+            _ => Err(lost()),
+        }
     }
 }
 
 // gatehouse patch: line-by-line header reading straight from the buffer.
 impl<R: BufRead + Send> BufRead for SequentialReader<R> {
     fn fill_buf(&mut self) -> IoResult<&[u8]> {
-        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
-            let reader = recv.recv().unwrap();
-            self.inner = SequentialReaderInner::MyTurn(reader);
-        }
+        self.wait_turn()?;
         match self.inner {
             SequentialReaderInner::MyTurn(ref mut reader) => reader.fill_buf(),
-            _ => unreachable!(),
+            _ => Err(lost()),
         }
     }
 
@@ -145,22 +159,28 @@ impl<R: BufRead + Send> BufRead for SequentialReader<R> {
 }
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
+    // gatehouse patch: no panics. The writer before this one always
+    // signals when it goes (its `Drop`), so a closed channel only means it is
+    // gone too, and this one's turn has come; a poisoned lock still holds a
+    // usable writer.
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+        if let Some(v) = self.trigger.take() {
+            let _ = v.recv();
         }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().write(buf)
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+        if let Some(v) = self.trigger.take() {
+            let _ = v.recv();
         }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().flush()
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
     }
 }
 
@@ -176,8 +196,11 @@ where
                 self.next.send(reader).ok();
             }
             SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                // gatehouse patch: a reader before this one that went
+                // without handing the stream on leaves nothing to pass.
+                if let Ok(reader) = recv.recv() {
+                    self.next.send(reader).ok();
+                }
             }
             SequentialReaderInner::Empty => (),
         }

@@ -1,6 +1,14 @@
+//! The threads that serve client connections, one per open connection.
+//!
+//! gatehouse patch: no panics. A thread that cannot be started is reported
+//! to the caller (the accept loop logs it and carries on); the queue's lock
+//! is taken even if a thread panicked while holding it (the queue stays
+//! valid).
+
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -58,7 +66,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // Threads are started on demand too; one missing now is no loss.
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -66,8 +75,12 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+    ///
+    /// # Errors
+    ///
+    /// No thread was idle and none could be started; `code` is dropped.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> io::Result<()> {
+        let mut queue = lock(&self.sharing.todo);
 
         // gatehouse patch: a new thread unless an idle one is left for this
         // task. Upstream checked only for "no idle thread", so tasks spawned
@@ -76,17 +89,19 @@ impl TaskPool {
         // stalled (a TLS handshake never started) held up the ones queued
         // behind it.
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
+            drop(queue);
+            self.add_thread(Some(code))
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        thread::Builder::new().name("tiny-http-conn".into()).spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -96,7 +111,7 @@ impl TaskPool {
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = lock(&sharing.todo);
 
                     let task;
                     loop {
@@ -108,13 +123,16 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -129,8 +147,13 @@ impl TaskPool {
 
                 task();
             }
-        });
+        })?;
+        Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for TaskPool {

@@ -1,0 +1,111 @@
+//! The file-descriptor limit: raised to the hard limit at start (as Go's
+//! runtime and nginx's `worker_rlimit_nofile` do), and the default cap on
+//! client connections derived from it.
+//!
+//! Every client connection takes one descriptor; one through the built-in
+//! proxy, or a WebSocket tunnel, takes a second for its upstream. The rest
+//! of the process needs a few more: the listener, standard streams, the
+//! data-directory files, and every pooled database connection (an SQLite
+//! connection can hold the database, its WAL and its shared-memory file
+//! open). So half of what is left after a reserve for those goes to client
+//! connections: running out of descriptors can then only happen when some
+//! other limit was set too tight.
+
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+/// Descriptors kept back for the listener, standard streams, data files
+/// and outbound lookups, beside the database pools.
+const RESERVE: u64 = 64;
+
+/// Descriptors kept back per pooled database or Redis connection.
+const PER_POOLED: u64 = 4;
+
+/// The most connections the automatic cap allows, whatever the limit: each
+/// connection is a thread (about 30 KiB resident when idle, see README), and
+/// an intranet's front door needs no more.
+const AUTO_MAX: u64 = 4096;
+
+/// The fewest the automatic cap allows, even under a very low limit.
+const AUTO_MIN: u64 = 16;
+
+/// The descriptor limit in force, and what it was before start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// The soft limit now (`None`: unlimited).
+    pub soft: Option<u64>,
+    /// The soft limit found at start.
+    pub before: Option<u64>,
+    /// Why it could not be raised, if it could not.
+    pub error: Option<rustix::io::Errno>,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, and says what is in
+/// force. Never fails: a limit that cannot be raised stays as it was.
+pub fn raise() -> Limit {
+    let found = getrlimit(Resource::Nofile);
+    let before = found.current;
+    let error = match (found.current, found.maximum) {
+        // An unlimited hard limit cannot be the soft one on Linux
+        // (`fs.nr_open` bounds it, 1,048,576 by default).
+        (Some(soft), hard) if hard.unwrap_or(1 << 20) > soft => {
+            let target = hard.unwrap_or(1 << 20);
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(target),
+                    maximum: found.maximum,
+                },
+            )
+            .err()
+        }
+        _ => None,
+    };
+    Limit {
+        soft: getrlimit(Resource::Nofile).current,
+        before,
+        error,
+    }
+}
+
+/// The default `max_connections` under a soft limit of `soft` descriptors
+/// (`None`: unlimited) with `pooled` database and Redis connections:
+/// `(soft - 64 - 4 × pooled) / 2`, at least 16 and at most 4096.
+pub fn max_connections(soft: Option<u64>, pooled: u64) -> usize {
+    let soft = soft.unwrap_or(u64::MAX);
+    let free = soft.saturating_sub(RESERVE + PER_POOLED * pooled);
+    let n = (free / 2).clamp(AUTO_MIN, AUTO_MAX);
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_room_for_upstreams_and_pools() {
+        // A shell's default limit, the default pool of 18 connections.
+        assert_eq!(max_connections(Some(1024), 18), (1024 - 64 - 72) / 2);
+        // A client and an upstream descriptor each, plus the reserve,
+        // stay under the limit.
+        let n = max_connections(Some(1024), 18) as u64;
+        assert!(2 * n + 64 + 4 * 18 <= 1024);
+    }
+
+    #[test]
+    fn the_default_cap_has_a_floor_and_a_ceiling() {
+        assert_eq!(max_connections(Some(64), 18), 16);
+        assert_eq!(max_connections(Some(0), 0), 16);
+        assert_eq!(max_connections(Some(1 << 20), 18), 4096);
+        assert_eq!(max_connections(None, 18), 4096);
+    }
+
+    #[test]
+    fn raising_leaves_the_soft_limit_at_the_hard_one() {
+        let limit = raise();
+        let hard = getrlimit(Resource::Nofile).maximum;
+        if limit.error.is_none() && hard.is_some() {
+            assert_eq!(limit.soft, hard);
+        }
+        assert!(limit.soft >= limit.before || limit.soft.is_none());
+    }
+}
