@@ -144,6 +144,20 @@ impl<R: BufRead + Send> BufRead for SequentialReader<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// gatehouse patch: waits until the previous reader (the body of the
+    /// request before) has been handed back, without reading anything, so
+    /// that the connection can look at how that request ended before it
+    /// parses the next one.
+    pub fn wait_turn(&mut self) {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            if let Ok(reader) = recv.recv() {
+                self.inner = SequentialReaderInner::MyTurn(reader);
+            }
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {
