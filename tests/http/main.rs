@@ -14,4 +14,5 @@ mod login;
 mod ops;
 mod outage;
 mod sessions;
+mod strict;
 mod throttle;
