@@ -721,7 +721,53 @@ impl ReadWrite for NotifyOnDrop<crate::util::CustomStream<Box<dyn Read + Send + 
 
 #[cfg(test)]
 mod tests {
-    use super::Request;
+    use super::{body_framing, Framing, Request};
+    use crate::{HTTPVersion, Header};
+
+    fn framing(version: (u8, u8), headers: &[(&str, &str)]) -> Result<Framing, u16> {
+        let headers: Vec<Header> = headers
+            .iter()
+            .map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap())
+            .collect();
+        body_framing(&HTTPVersion(version.0, version.1), &headers)
+    }
+
+    #[test]
+    fn a_body_is_framed_one_way_only() {
+        let v11 = (1, 1);
+        assert_eq!(framing(v11, &[]), Ok(Framing::None));
+        assert_eq!(framing(v11, &[("Content-Length", "12")]), Ok(Framing::Length(12)));
+        assert_eq!(
+            framing(v11, &[("content-length", "7"), ("Content-Length", "7")]),
+            Ok(Framing::Length(7))
+        );
+        assert_eq!(
+            framing(v11, &[("Transfer-Encoding", "Chunked")]),
+            Ok(Framing::Chunked)
+        );
+        for cl in ["", "+1", "-1", "1 2", "1,1", "0x1", "1.0", "99999999999999999999"] {
+            assert_eq!(framing(v11, &[("Content-Length", cl)]), Err(400), "{cl:?}");
+        }
+        assert_eq!(
+            framing(v11, &[("Content-Length", "1"), ("Content-Length", "2")]),
+            Err(400)
+        );
+        assert_eq!(
+            framing(v11, &[("Content-Length", "1"), ("Transfer-Encoding", "chunked")]),
+            Err(400)
+        );
+        assert_eq!(framing((1, 0), &[("Transfer-Encoding", "chunked")]), Err(400));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "gzip, chunked")]), Err(501));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "chunked, gzip")]), Err(400));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "")]), Err(400));
+        assert_eq!(
+            framing(
+                v11,
+                &[("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "chunked")]
+            ),
+            Err(501)
+        );
+    }
 
     #[test]
     fn must_be_send() {
