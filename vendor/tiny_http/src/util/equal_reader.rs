@@ -54,6 +54,13 @@ where
         };
 
         match self.reader.read(buf) {
+            // gatehouse patch: the connection ended before the declared
+            // length: an error, not the body's end (a truncated upload must
+            // not pass for a whole one, nor make a reader wait on EOF).
+            Ok(0) if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the body ended before its Content-Length",
+            )),
             Ok(len) => {
                 self.size -= len as u64;
                 Ok(len)
@@ -91,6 +98,16 @@ mod tests {
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
         assert_eq!(string, " world");
+    }
+
+    #[test]
+    fn a_body_cut_short_is_an_error() {
+        let mut source = &b"hel"[..];
+        let (mut r, _) = EqualReader::new(&mut source, 5);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"hel");
     }
 
     #[test]
