@@ -397,6 +397,13 @@ fn too_many_or_too_large_headers_get_431() {
     assert_eq!(refused(&app, big.as_bytes()).status, 431);
     let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
     assert_eq!(refused(&app, long.as_bytes()).status, 414);
+    // Headers that fill the budget exactly leave no room for the empty
+    // line that ends them: still a clear 431, not a silent close.
+    let exact = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(32 * 1024 - 9 - 5)
+    );
+    assert_eq!(refused(&app, exact.as_bytes()).status, 431);
     // A line with no end at all is cut off, not buffered.
     let endless = format!("GET /healthz HTTP/1.1\r\nX: {}", "a".repeat(200_000));
     assert_eq!(refused(&app, endless.as_bytes()).status, 431);

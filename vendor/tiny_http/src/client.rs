@@ -1,5 +1,3 @@
-use ascii::AsciiString;
-
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
@@ -16,9 +14,6 @@ use crate::Request;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
-/// The longest request or header line accepted (gatehouse patch).
-const MAX_LINE: usize = 16 * 1024;
-
 pub struct ClientConnection {
     // address of the client
     remote_addr: IoResult<Option<SocketAddr>>,
@@ -110,6 +105,9 @@ impl ClientConnection {
     /// included: past that, `too_long` is the status. Returns the line
     /// without its CRLF.
     fn read_next_line(&mut self, limit: usize, too_long: u16) -> Result<Vec<u8>, ReadError> {
+        if limit == 0 {
+            return Err(ReadError::Refuse(too_long));
+        }
         let mut buf = Vec::with_capacity(64);
         let n = (&mut self.next_header_source)
             .take(limit as u64)
