@@ -177,6 +177,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_entry_cap_refuses_big_bodies_declared_or_chunked() {
+        let declared = Request::fake_http(
+            "POST",
+            "/api/logout",
+            vec![("Content-Length".into(), (MAX_BODY + 1).to_string())],
+            Vec::new(),
+        );
+        assert!(matches!(cap_body(&declared), Err(WebError::TooLarge)));
+        let small = Request::fake_http(
+            "POST",
+            "/api/logout",
+            vec![("Content-Length".into(), "2".into())],
+            b"{}".to_vec(),
+        );
+        assert!(matches!(cap_body(&small), Ok(None)));
+        let te = || vec![("Transfer-Encoding".into(), "chunked".into())];
+        let chunked = Request::fake_http("POST", "/x", te(), vec![b'a'; MAX_BODY + 1]);
+        assert!(matches!(cap_body(&chunked), Err(WebError::TooLarge)));
+        let chunked = Request::fake_http("POST", "/x?q", te(), b"hello".to_vec());
+        let rebuilt = cap_body(&chunked).expect("under the cap").expect("rebuilt");
+        assert_eq!(rebuilt.raw_url(), "/x?q");
+        assert_eq!(rebuilt.header("Content-Length"), Some("5"));
+        assert_eq!(rebuilt.header("Transfer-Encoding"), None);
+        assert_eq!(read_body(&rebuilt).expect("body"), b"hello");
+    }
+
     proptest! {
         #[test]
         fn the_parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
