@@ -747,3 +747,20 @@ fn a_refused_request_is_answered_promptly_on_a_held_connection() {
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].status, 400);
 }
+
+#[test]
+fn a_body_awaiting_100_continue_is_not_waited_for_when_unread() {
+    // The client waits for `100 Continue` before it sends the body; a route
+    // that never reads it answers at once and ends the connection, instead
+    // of waiting for a body that will not come.
+    let app = TestApp::spawn();
+    let mut s = connect(&app);
+    s.write_all(
+        b"POST /api/logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    )
+    .expect("write");
+    let answers = parse_answers(&read_all(&mut s));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_ne!(answers[0].status, 100);
+    assert!(answers[0].closes(), "{answers:?}");
+}
