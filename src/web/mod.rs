@@ -88,7 +88,12 @@ pub fn handle(state: &State, request: &Request) -> Response {
     let proxied = gate::proxied_app(state, request);
     let result = match proxied {
         Some(app) => gate::proxy(state, request, &client, app),
-        None => handlers::route(state, request, &client),
+        // gatehouse's own routes: one body cap for all of them, at the entry.
+        None => match form::cap_body(request) {
+            Ok(None) => handlers::route(state, request, &client),
+            Ok(Some(buffered)) => handlers::route(state, &buffered, &client),
+            Err(e) => Err(e),
+        },
     };
     let response = match result {
         Ok(r) => r,

@@ -18,5 +18,6 @@ mod navigation;
 mod ops;
 mod outage;
 mod sessions;
+mod strict;
 mod throttle;
 mod tls;

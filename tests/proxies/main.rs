@@ -10,6 +10,7 @@
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod soak;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

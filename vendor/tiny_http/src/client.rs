@@ -1,15 +1,14 @@
-use ascii::AsciiString;
-
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{HTTPVersion, Header, Method, StatusCode};
 use crate::limits::{ConnState, Timeouts};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
@@ -17,9 +16,6 @@ use crate::Request;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
-/// The longest request or header line accepted (gatehouse patch).
-const MAX_LINE: usize = 16 * 1024;
-
 pub struct ClientConnection {
     // address of the client
     remote_addr: Option<SocketAddr>,
@@ -46,6 +42,10 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // gatehouse patch: raised by a request that leaves the connection unfit
+    // for another one (its body unread, or the connection upgraded).
+    closing: Arc<AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -56,7 +56,24 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// gatehouse patch: the request is refused with this status, in a
+    /// minimal answer, and the connection closed.
+    Refuse(u16),
+    /// gatehouse patch: the request before left the connection unfit for
+    /// another one; it is closed without reading further.
+    Closed,
 }
+
+/// gatehouse patch: the longest request line accepted (`414` past it).
+const MAX_REQUEST_LINE: usize = 16 * 1024;
+/// gatehouse patch: the most bytes all header lines together may take
+/// (`431` past it).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// gatehouse patch: the most header fields accepted (`431` past it).
+const MAX_HEADERS: usize = 100;
+/// gatehouse patch: empty lines ignored before a request line (RFC 9112
+/// section 2.2 asks servers to ignore at least one).
+const MAX_EMPTY_LINES: usize = 4;
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
@@ -85,6 +102,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            closing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -109,6 +127,10 @@ impl ClientConnection {
         if self.next_header_source.wait_turn().is_err() {
             return false;
         }
+        // The request before left its body unread: nothing more is read.
+        if self.closing.load(Ordering::SeqCst) {
+            return false;
+        }
         self.state
             .set_deadline(Instant::now() + self.timeouts.keepalive);
         {
@@ -129,59 +151,96 @@ impl ClientConnection {
 
     /// Reads the next line from self.next_header_source.
     ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        // gatehouse patch: read up to each '\n' from the buffer at once
-        // (upstream read one byte per call) and cap the line's length.
-        let mut buf = Vec::with_capacity(64);
-        loop {
-            let n = self.next_header_source.read_until(b'\n', &mut buf)?;
-            if n == 0 {
-                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
-            }
-            if buf.ends_with(b"\r\n") {
-                buf.truncate(buf.len() - 2); // removing the "\r\n"
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-            if buf.len() > MAX_LINE {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
-            }
+    /// gatehouse patch: strict (RFC 9112 section 2.2): a line ends in CRLF
+    /// and nothing else; a bare LF (which upstream took as a line end) or a
+    /// bare CR anywhere is refused with `400`, so a target or header can
+    /// never carry a line break into what gatehouse writes on (a `Location`,
+    /// a proxied request line). At most `limit` bytes are read, CRLF
+    /// included: past that, `too_long` is the status. Returns the line
+    /// without its CRLF.
+    fn read_next_line(&mut self, limit: usize, too_long: u16) -> Result<Vec<u8>, ReadError> {
+        if limit == 0 {
+            return Err(ReadError::Refuse(too_long));
         }
+        let mut buf = Vec::with_capacity(64);
+        let n = (&mut self.next_header_source)
+            .take(limit as u64)
+            .read_until(b'\n', &mut buf)
+            .map_err(ReadError::ReadIoError)?;
+        if n == 0 {
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "Unexpected EOF",
+            )));
+        }
+        if !buf.ends_with(b"\n") {
+            if buf.len() >= limit {
+                return Err(ReadError::Refuse(too_long));
+            }
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "Unexpected EOF",
+            )));
+        }
+        if !buf.ends_with(b"\r\n") {
+            return Err(ReadError::Refuse(400));
+        }
+        buf.truncate(buf.len() - 2);
+        if buf.contains(&b'\r') {
+            return Err(ReadError::Refuse(400));
+        }
+        Ok(buf)
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // gatehouse patch: wait for the request before to be done with the
+        // connection, and read nothing more if it left its body unread.
+        if self.next_header_source.wait_turn().is_err() {
+            return Err(ReadError::Closed);
+        }
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(ReadError::Closed);
+        }
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                let mut line = self.read_next_line(MAX_REQUEST_LINE, 414)?;
+                let mut empty = 0;
+                while line.is_empty() {
+                    empty += 1;
+                    if empty > MAX_EMPTY_LINES {
+                        return Err(ReadError::Refuse(400));
+                    }
+                    line = self.read_next_line(MAX_REQUEST_LINE, 414)?;
+                }
+                parse_request_line(&line).map_err(ReadError::Refuse)?
             };
 
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let mut budget = MAX_HEADER_BYTES;
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(budget, 431)?;
+                    budget = budget.saturating_sub(line.len() + 2);
 
                     if line.is_empty() {
                         break;
                     };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
+                    if headers.len() == MAX_HEADERS {
+                        return Err(ReadError::Refuse(431));
+                    }
+                    headers.push(parse_header_line(&line).map_err(ReadError::Refuse)?);
                 }
 
                 headers
             };
+
+            let path = resolve_target(&method, path, &version, &headers)
+                .map_err(ReadError::Refuse)?;
 
             (method, path, version, headers)
         };
@@ -217,11 +276,26 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::Refused(status) => ReadError::Refuse(status),
             }
         })?;
 
         // return the request
-        Ok(request)
+        Ok(request.with_close_flag(Arc::clone(&self.closing)))
+    }
+
+    /// gatehouse patch: a minimal answer to a request refused while it was
+    /// parsed, marked as the connection's last (where that request ends,
+    /// and so where the next would start, is unknown).
+    fn refuse(&mut self, status: u16) {
+        let reason = StatusCode(status).default_reason_phrase();
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        if let Some(mut writer) = self.sink.next() {
+            let _ = writer.write_all(answer.as_bytes());
+            let _ = writer.flush();
+        }
     }
 }
 
@@ -246,6 +320,14 @@ impl Iterator for ClientConnection {
                 return None;
             }
             let rq = match self.read() {
+                // gatehouse patch: strict parsing's refusals, and a
+                // connection left unfit by the request before.
+                Err(ReadError::Refuse(status)) => {
+                    self.refuse(status);
+                    return None;
+                }
+                Err(ReadError::Closed) => return None,
+
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().expect("the builder yields writers for ever");
                     let response = Response::new_empty(StatusCode(400));
@@ -326,45 +408,258 @@ impl Iterator for ClientConnection {
     }
 }
 
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
+/// gatehouse patch: whether `b` may appear in a token (RFC 9110 section
+/// 5.6.2): a method or a header name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
-    Ok(HTTPVersion(major, minor))
+/// Parses a "HTTP/1.1" string.
+///
+/// gatehouse patch: only HTTP/1.0 and HTTP/1.1 are served; another version
+/// of the right shape gets `505`, anything else `400`.
+fn parse_http_version(version: &[u8]) -> Result<HTTPVersion, u16> {
+    match version {
+        b"HTTP/1.0" => Ok(HTTPVersion(1, 0)),
+        b"HTTP/1.1" => Ok(HTTPVersion(1, 1)),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(505)
+        }
+        _ => Err(400),
+    }
 }
 
 /// Parses the request line of the request.
 /// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
+///
+/// gatehouse patch: strict (RFC 9112 section 3): exactly
+/// `method SP target SP version`, single spaces; the method a token; the
+/// target visible ASCII only (no control characters, spaces or bytes past
+/// ASCII). Returns the status to refuse it with otherwise.
+fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), u16> {
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(400);
+    };
+    if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
+        return Err(400);
+    }
+    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return Err(400);
+    }
+    let version = parse_http_version(version)?;
+    // Both are ASCII, checked above.
+    let method = std::str::from_utf8(method)
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .ok_or(400u16)?;
+    let target = String::from_utf8(target.to_vec()).map_err(|_| 400u16)?;
+    Ok((method, target, version))
+}
 
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
+/// gatehouse patch: parses one header line strictly (RFC 9112 section 5):
+/// the name a token directly followed by `:` (no space before it, `400`);
+/// the value visible ASCII, spaces and tabs, without other control
+/// characters (`400`; bytes past ASCII are refused too, as the value is
+/// kept as ASCII); a line that starts with a space or tab is an obsolete
+/// line folding (`400`).
+fn parse_header_line(line: &[u8]) -> Result<Header, u16> {
+    let colon = line.iter().position(|b| *b == b':').ok_or(400u16)?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+        return Err(400);
+    }
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    let value = &value[start..end];
+    if !value
+        .iter()
+        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+    {
+        return Err(400);
+    }
+    Header::from_bytes(name, value).map_err(|_| 400)
+}
 
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+/// gatehouse patch: whether `host` is a plausible `Host` value
+/// (`uri-host [ ":" port ]`): no userinfo, path, spaces or controls.
+fn is_host(host: &str) -> bool {
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+}
+
+/// gatehouse patch: checks the request target against its method and the
+/// `Host` header (RFC 9112 section 3.2) and returns the path to serve:
+///
+/// - HTTP/1.1 needs exactly one `Host`, HTTP/1.0 at most one, and it must
+///   look like a host (`400`);
+/// - origin-form (`/path?query`) is taken as it is;
+/// - `*` only for `OPTIONS`;
+/// - absolute-form (`http://host/path`) only when its authority is the
+///   `Host` header, and then served as the path it carries: otherwise a
+///   client could name one host to a front proxy and another to gatehouse;
+/// - anything else (authority-form, `@host:port/...`, a bare word) is
+///   refused with `400`: gatehouse is no forward proxy, and a target that
+///   is not a path must never be glued onto an upstream's address.
+fn resolve_target(
+    method: &Method,
+    target: String,
+    version: &HTTPVersion,
+    headers: &[Header],
+) -> Result<String, u16> {
+    let mut hosts = headers.iter().filter(|h| h.field.equiv("Host"));
+    let host = hosts.next().map(|h| h.value.as_str());
+    if hosts.next().is_some() || (host.is_none() && *version >= HTTPVersion(1, 1)) {
+        return Err(400);
+    }
+    if let Some(h) = host {
+        if !is_host(h) {
+            return Err(400);
+        }
+    }
+    if target.starts_with('/') {
+        return Ok(target);
+    }
+    if target == "*" {
+        return if *method == Method::Options {
+            Ok(target)
+        } else {
+            Err(400)
+        };
+    }
+    let lower = target.to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        return Err(400);
+    };
+    let split = rest.find(|c| c == '/' || c == '?').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    match host {
+        Some(h) if !authority.is_empty() && authority.eq_ignore_ascii_case(h) => {}
+        _ => return Err(400),
+    }
+    Ok(if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    })
 }
 
 #[cfg(test)]
 mod test {
+    use super::{parse_header_line, parse_request_line, resolve_target};
+    use crate::common::HTTPVersion;
+    use crate::{Header, Method};
+
     #[test]
     fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
+        let (method, path, ver) = parse_request_line(b"GET /hello HTTP/1.1").unwrap();
 
         assert!(method == crate::Method::Get);
         assert!(path == "/hello");
         assert!(ver == crate::common::HTTPVersion(1, 1));
 
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        assert!(parse_request_line(b"GET /hello").is_err());
+        assert!(parse_request_line(b"qsd qsd qsd").is_err());
+    }
+
+    #[test]
+    fn loose_request_lines_are_refused() {
+        for line in [
+            &b"GET  / HTTP/1.1"[..],
+            b"GET / HTTP/1.1 ",
+            b" GET / HTTP/1.1",
+            b"GET /a\tb HTTP/1.1",
+            b"GET /a\0b HTTP/1.1",
+            b"GET /a\x7fb HTTP/1.1",
+            b"GET /\xc3\xa9 HTTP/1.1",
+            b"G(T / HTTP/1.1",
+            b"GET / http/1.1",
+            b"GET / HTTP/1.1.1",
+            b"GET /",
+        ] {
+            assert_eq!(
+                parse_request_line(line).err(),
+                Some(400),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(parse_request_line(b"GET / HTTP/2.0").err(), Some(505));
+        assert_eq!(parse_request_line(b"GET / HTTP/0.9").err(), Some(505));
+        assert!(parse_request_line(b"GET / HTTP/1.0").is_ok());
+        assert!(parse_request_line(b"M-SEARCH * HTTP/1.1").is_ok());
+    }
+
+    #[test]
+    fn header_lines_are_strict() {
+        let h = parse_header_line(b"X-A:  v a\tl \t").unwrap();
+        assert!(h.field.equiv("x-a"));
+        assert_eq!(h.value.as_str(), "v a\tl");
+        assert_eq!(parse_header_line(b"X-A:").unwrap().value.as_str(), "");
+        for line in [
+            &b"X-A : v"[..],
+            b" X-A: v",
+            b"\tfolded",
+            b"X A: v",
+            b"X-A",
+            b": v",
+            b"X-A: a\0b",
+            b"X-A: a\x1bb",
+            b"X-A: a\x7fb",
+            b"X-A: caf\xc3\xa9",
+            b"X(A): v",
+        ] {
+            assert_eq!(
+                parse_header_line(line).err(),
+                Some(400),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    fn host(h: &str) -> Vec<Header> {
+        vec![Header::from_bytes(&b"Host"[..], h.as_bytes()).unwrap()]
+    }
+
+    #[test]
+    fn targets_are_paths_or_name_their_host() {
+        let v11 = HTTPVersion(1, 1);
+        let get = Method::Get;
+        let t = |m: &Method, target: &str, headers: &[Header]| {
+            resolve_target(m, target.to_owned(), &v11, headers)
+        };
+        assert_eq!(t(&get, "/a?b", &host("x")), Ok("/a?b".to_owned()));
+        assert_eq!(
+            t(&get, "http://X:8080/a?b", &host("x:8080")),
+            Ok("/a?b".to_owned())
+        );
+        assert_eq!(t(&get, "http://x", &host("x")), Ok("/".to_owned()));
+        assert_eq!(t(&get, "http://x?q", &host("x")), Ok("/?q".to_owned()));
+        assert_eq!(t(&get, "http://y/a", &host("x")), Err(400));
+        assert_eq!(t(&get, "http://u@x/a", &host("x")), Err(400));
+        assert_eq!(t(&get, "@127.0.0.1:3101/admin", &host("x")), Err(400));
+        assert_eq!(t(&get, "1/x", &host("x")), Err(400));
+        assert_eq!(t(&get, "x:80", &host("x")), Err(400));
+        assert_eq!(t(&get, "*", &host("x")), Err(400));
+        assert_eq!(t(&Method::Options, "*", &host("x")), Ok("*".to_owned()));
+        assert_eq!(t(&get, "/", &[]), Err(400), "HTTP/1.1 needs a Host");
+        let two = [host("x"), host("x")].concat();
+        assert_eq!(t(&get, "/", &two), Err(400));
+        assert_eq!(t(&get, "/", &host("a@b")), Err(400));
+        assert_eq!(t(&get, "/", &host("a/b")), Err(400));
+        assert_eq!(
+            resolve_target(&get, "/".to_owned(), &HTTPVersion(1, 0), &[]),
+            Ok("/".to_owned())
+        );
     }
 }

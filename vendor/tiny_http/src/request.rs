@@ -1,15 +1,18 @@
 use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
+use std::convert::TryFrom;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::util::{ChunkedDecoder, EqualReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -49,7 +52,7 @@ use chunked_transfer::Decoder;
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    data_reader: Option<Body>,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
@@ -74,6 +77,11 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // gatehouse patch: whether the body was read to its end, and the flag
+    // that tells the connection to take no further request.
+    body_left: BodyLeft,
+    closing: Option<Arc<AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -115,6 +123,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// gatehouse patch: the body's framing is refused with this status.
+    Refused(u16),
 }
 
 impl From<IoError> for RequestCreationError {
@@ -147,22 +158,12 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+    // gatehouse patch: the body's framing is decided once, strictly
+    // (RFC 9112 section 6): see `body_framing`.
+    let framing = body_framing(&version, &headers).map_err(RequestCreationError::Refused)?;
+    let content_length = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -194,43 +195,40 @@ where
     // content-length headers
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
+        Body::Stream(Box::new(source_data))
+    } else {
+        match framing {
+            Framing::None | Framing::Length(0) => Body::Empty,
+            Framing::Length(n) if n <= 1024 && !expects_continue => {
+                // if the content-length is small enough, we just read everything into a buffer
+                let content_length = n as usize;
+                let mut buffer = vec![0; content_length];
+                let mut offset = 0;
 
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
+                while offset != content_length {
+                    let read = source_data.read(&mut buffer[offset..])?;
+                    if read == 0 {
+                        // the socket returned EOF, but we were before the expected content-length
+                        // aborting
+                        let info = "Connection has been closed before we received enough data";
+                        let err = IoError::new(ErrorKind::ConnectionAborted, info);
+                        return Err(RequestCreationError::CreationIoError(err));
+                    }
 
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
+                    offset += read;
                 }
 
-                offset += read;
+                Body::Buffered(Cursor::new(buffer))
             }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            Framing::Length(n) => {
+                let source: Box<dyn Read + Send + 'static> = Box::new(source_data);
+                Body::Fixed(EqualReader::new(source, n).0)
+            }
+            Framing::Chunked => {
+                let source: Box<dyn Read + Send + 'static> = Box::new(source_data);
+                Body::Chunked(ChunkedDecoder::new(source))
+            }
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
 
     Ok(Request {
@@ -242,10 +240,115 @@ where
         path,
         http_version: version,
         headers,
-        body_length: content_length,
+        // Lengths past `usize` (32-bit targets) are reported unknown.
+        body_length: content_length.and_then(|n| usize::try_from(n).ok()),
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        body_left: BodyLeft::Unsettled,
+        closing: None,
     })
+}
+
+/// gatehouse patch: how a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// gatehouse patch: the framing of a request body per RFC 9112 section 6,
+/// or the status to refuse it with (the connection is then closed, as where
+/// the body ends is unknown):
+///
+/// - `Content-Length` must be plain decimal digits (no sign, no spaces, no
+///   list) that fit a `u64`, and when repeated, the same each time: `400`;
+/// - `Transfer-Encoding` together with `Content-Length` is the classic
+///   request-smuggling pair (a front proxy may pick the other one): `400`;
+///   so is `Transfer-Encoding` on HTTP/1.0, and any coding list whose last
+///   coding is not `chunked`;
+/// - a coding other than one single `chunked` is not implemented: `501`.
+pub(crate) fn body_framing(version: &HTTPVersion, headers: &[Header]) -> Result<Framing, u16> {
+    let mut length: Option<u64> = None;
+    let mut codings: Option<Vec<String>> = None;
+    for h in headers {
+        if h.field.equiv("Content-Length") {
+            let v = h.value.as_str();
+            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(400);
+            }
+            let n: u64 = v.parse().map_err(|_| 400u16)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(400);
+            }
+            length = Some(n);
+        } else if h.field.equiv("Transfer-Encoding") {
+            let list = codings.get_or_insert_with(Vec::new);
+            list.extend(
+                h.value
+                    .as_str()
+                    .split(',')
+                    .map(|c| c.trim_matches(|c| c == ' ' || c == '\t'))
+                    .filter(|c| !c.is_empty())
+                    .map(|c| c.to_ascii_lowercase()),
+            );
+        }
+    }
+    match codings {
+        None => Ok(length.map_or(Framing::None, Framing::Length)),
+        Some(_) if length.is_some() => Err(400),
+        Some(_) if *version < HTTPVersion(1, 1) => Err(400),
+        Some(list) => match list.as_slice() {
+            [only] if only == "chunked" => Ok(Framing::Chunked),
+            [.., last] if last == "chunked" => Err(501),
+            _ => Err(400),
+        },
+    }
+}
+
+/// gatehouse patch: the most of an unread body drained so that its
+/// connection can carry another request; past it, the connection is closed
+/// after the answer instead. Drained through a fixed buffer on the stack,
+/// never one sized from a length the client declared.
+pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
+/// The most reads spent on draining (a body of one-byte chunks costs many
+/// bytes of framing per byte of data).
+const DRAIN_READS: usize = 256;
+
+/// gatehouse patch: the body's reader, of a kind that knows what is left.
+enum Body {
+    Empty,
+    Buffered(Cursor<Vec<u8>>),
+    Fixed(EqualReader<Box<dyn Read + Send + 'static>>),
+    Chunked(ChunkedDecoder<Box<dyn Read + Send + 'static>>),
+    /// The rest of the connection (`Connection: upgrade`).
+    Stream(Box<dyn Read + Send + 'static>),
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Empty => Ok(0),
+            Body::Buffered(r) => r.read(buf),
+            Body::Fixed(r) => r.read(buf),
+            Body::Chunked(r) => r.read(buf),
+            Body::Stream(r) => r.read(buf),
+        }
+    }
+}
+
+/// gatehouse patch: whether the body has been read to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyLeft {
+    /// Not looked at yet.
+    Unsettled,
+    /// Read to its end: the connection can carry the next request.
+    Drained,
+    /// Left unread: the connection is closed after the answer.
+    Abandoned,
 }
 
 impl Request {
@@ -328,6 +431,10 @@ impl Request {
 
         self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
 
+        // gatehouse patch: an upgraded connection never carries another
+        // HTTP request.
+        self.body_left = BodyLeft::Abandoned;
+        self.close_connection();
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
             let stream = NotifyOnDrop {
@@ -431,7 +538,7 @@ impl Request {
 
         let mut reader = None;
         mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        Box::new(reader.unwrap())
     }
 
     /// Sends a response to this request.
@@ -452,6 +559,13 @@ impl Request {
     where
         R: Read,
     {
+        // gatehouse patch: the body is read to its end (within a bound)
+        // before answering, or the answer is the connection's last.
+        let response = if self.settle_body() {
+            response
+        } else {
+            response.with_connection_close()
+        };
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -481,6 +595,50 @@ impl Request {
         self.notify_when_responded = Some(sender);
         self
     }
+
+    /// gatehouse patch: `flag` is raised when this request leaves its
+    /// connection unfit for another request (its body left unread, or the
+    /// connection upgraded); the connection then reads no further request.
+    pub(crate) fn with_close_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.closing = Some(flag);
+        self
+    }
+
+    fn close_connection(&self) {
+        if let Some(flag) = &self.closing {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// gatehouse patch: reads what is left of the body, if that is at most
+    /// [`DRAIN_LIMIT`], so the connection can carry the next request (an
+    /// unread body would otherwise be parsed as that request: a desync).
+    /// Returns false, and raises the close flag, when the body is left
+    /// unread: it is too long, its framing is broken, the client waits for
+    /// `100 Continue` before sending it, or the connection was upgraded.
+    fn settle_body(&mut self) -> bool {
+        if self.body_left == BodyLeft::Unsettled {
+            let drained = !self.must_send_continue
+                && match self.data_reader.as_mut() {
+                    None => false,
+                    Some(Body::Empty) => true,
+                    Some(Body::Stream(_)) => false,
+                    Some(Body::Fixed(r)) if r.remaining() > DRAIN_LIMIT => false,
+                    Some(body) => drain(body),
+                };
+            self.body_left = if drained {
+                BodyLeft::Drained
+            } else {
+                BodyLeft::Abandoned
+            };
+        }
+        if self.body_left == BodyLeft::Drained {
+            true
+        } else {
+            self.close_connection();
+            false
+        }
+    }
 }
 
 impl fmt::Debug for Request {
@@ -502,8 +660,33 @@ impl Drop for Request {
                 // gatehouse patch: never a panic in `drop`.
                 let _ = sender.send(());
             }
+        } else {
+            // gatehouse patch: answered through `into_writer`: the body is
+            // still settled before the next request is read.
+            self.settle_body();
         }
     }
+}
+
+/// gatehouse patch: reads `body` to its end through a fixed buffer, giving
+/// up past [`DRAIN_LIMIT`] bytes or [`DRAIN_READS`] reads.
+fn drain(body: &mut Body) -> bool {
+    let mut buf = [0u8; 8 * 1024];
+    let mut total: u64 = 0;
+    for _ in 0..DRAIN_READS {
+        match body.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                total += n as u64;
+                if total > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Trait that regroups the `Read` and `Write` traits.
@@ -540,7 +723,53 @@ impl ReadWrite for NotifyOnDrop<crate::util::CustomStream<Box<dyn Read + Send + 
 
 #[cfg(test)]
 mod tests {
-    use super::Request;
+    use super::{body_framing, Framing, Request};
+    use crate::{HTTPVersion, Header};
+
+    fn framing(version: (u8, u8), headers: &[(&str, &str)]) -> Result<Framing, u16> {
+        let headers: Vec<Header> = headers
+            .iter()
+            .map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap())
+            .collect();
+        body_framing(&HTTPVersion(version.0, version.1), &headers)
+    }
+
+    #[test]
+    fn a_body_is_framed_one_way_only() {
+        let v11 = (1, 1);
+        assert_eq!(framing(v11, &[]), Ok(Framing::None));
+        assert_eq!(framing(v11, &[("Content-Length", "12")]), Ok(Framing::Length(12)));
+        assert_eq!(
+            framing(v11, &[("content-length", "7"), ("Content-Length", "7")]),
+            Ok(Framing::Length(7))
+        );
+        assert_eq!(
+            framing(v11, &[("Transfer-Encoding", "Chunked")]),
+            Ok(Framing::Chunked)
+        );
+        for cl in ["", "+1", "-1", "1 2", "1,1", "0x1", "1.0", "99999999999999999999"] {
+            assert_eq!(framing(v11, &[("Content-Length", cl)]), Err(400), "{cl:?}");
+        }
+        assert_eq!(
+            framing(v11, &[("Content-Length", "1"), ("Content-Length", "2")]),
+            Err(400)
+        );
+        assert_eq!(
+            framing(v11, &[("Content-Length", "1"), ("Transfer-Encoding", "chunked")]),
+            Err(400)
+        );
+        assert_eq!(framing((1, 0), &[("Transfer-Encoding", "chunked")]), Err(400));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "gzip, chunked")]), Err(501));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "chunked, gzip")]), Err(400));
+        assert_eq!(framing(v11, &[("Transfer-Encoding", "")]), Err(400));
+        assert_eq!(
+            framing(
+                v11,
+                &[("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "chunked")]
+            ),
+            Err(501)
+        );
+    }
 
     #[test]
     fn must_be_send() {

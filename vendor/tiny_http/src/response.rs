@@ -269,6 +269,17 @@ where
         self.chunked_threshold.unwrap_or(32768)
     }
 
+    /// gatehouse patch: marks the answer as the connection's last, for a
+    /// request whose body was left unread (`add_header` ignores
+    /// `Connection`, which is the library's to set).
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        self.headers.retain(|h| !h.field.equiv("Connection"));
+        if let Ok(h) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            self.headers.push(h);
+        }
+        self
+    }
+
     /// Adds a header to the list.
     /// Does all the checks.
     pub fn add_header<H>(&mut self, header: H)

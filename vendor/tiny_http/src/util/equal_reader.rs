@@ -5,15 +5,14 @@ use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
-/// If the limit is reached, it returns EOF. If the limit is not reached
-/// when the destructor is called, the remaining bytes will be read and
-/// thrown away.
+/// If the limit is reached, it returns EOF. What is left unread when it is
+/// dropped stays unread (gatehouse patch).
 pub struct EqualReader<R>
 where
     R: Read,
 {
     reader: R,
-    size: usize,
+    size: u64,
     last_read_signal: Sender<IoResult<()>>,
 }
 
@@ -21,7 +20,7 @@ impl<R> EqualReader<R>
 where
     R: Read,
 {
-    pub fn new(reader: R, size: usize) -> (EqualReader<R>, Receiver<IoResult<()>>) {
+    pub fn new(reader: R, size: u64) -> (EqualReader<R>, Receiver<IoResult<()>>) {
         let (tx, rx) = channel();
 
         let r = EqualReader {
@@ -31,6 +30,11 @@ where
         };
 
         (r, rx)
+    }
+
+    /// gatehouse patch: how many bytes are left to read.
+    pub fn remaining(&self) -> u64 {
+        self.size
     }
 }
 
@@ -43,15 +47,22 @@ where
             return Ok(0);
         }
 
-        let buf = if buf.len() < self.size {
+        let buf = if (buf.len() as u64) < self.size {
             buf
         } else {
-            &mut buf[..self.size]
+            &mut buf[..self.size as usize]
         };
 
         match self.reader.read(buf) {
+            // gatehouse patch: the connection ended before the declared
+            // length: an error, not the body's end (a truncated upload must
+            // not pass for a whole one, nor make a reader wait on EOF).
+            Ok(0) if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the body ended before its Content-Length",
+            )),
             Ok(len) => {
-                self.size -= len;
+                self.size -= len as u64;
                 Ok(len)
             }
             err @ Err(_) => err,
@@ -59,32 +70,11 @@ where
     }
 }
 
-impl<R> Drop for EqualReader<R>
-where
-    R: Read,
-{
-    fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
-        }
-    }
-}
+// gatehouse patch: no `Drop` that reads the rest of the body. Upstream
+// allocated `vec![0; remaining]` there, from a length the client declared
+// (`Content-Length: 100000000000` aborted the process), and read without
+// bound. The request now drains a bounded amount with a fixed buffer before
+// it answers, or has the connection closed (see `Request::settle_body`).
 
 #[cfg(test)]
 mod tests {
@@ -111,6 +101,16 @@ mod tests {
     }
 
     #[test]
+    fn a_body_cut_short_is_an_error() {
+        let mut source = &b"hel"[..];
+        let (mut r, _) = EqualReader::new(&mut source, 5);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"hel");
+    }
+
+    #[test]
     fn test_not_enough() {
         use std::io::Cursor;
 
@@ -126,6 +126,6 @@ mod tests {
 
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
-        assert_eq!(string, " world");
+        assert_eq!(string, "ello world");
     }
 }
