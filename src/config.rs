@@ -150,6 +150,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long the built-in proxy waits for an upstream to start answering",
     },
     Setting {
+        name: "proxy_underscore_headers",
+        default: "false",
+        help: "pass client headers with `_` in their name on to upstreams (dropped by default, as nginx does; CGI-style apps read `Remote_User` as `Remote-User`)",
+    },
+    Setting {
         name: "metrics",
         default: "false",
         help: "serve Prometheus metrics at /metrics",
@@ -348,6 +353,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long the built-in proxy waits for an upstream's answer to start.
     pub proxy_timeout: Duration,
+    /// Whether client headers with `_` in their name reach upstreams.
+    pub proxy_underscore_headers: bool,
     /// Login throttling.
     pub login: LoginLimits,
 }
@@ -748,6 +755,7 @@ impl Layers {
                 }
             })?,
             proxy_timeout: self.parse("proxy_timeout", duration)?,
+            proxy_underscore_headers: self.parse("proxy_underscore_headers", parse_bool)?,
             login: LoginLimits {
                 max_failures: self.parse("login_max_failures", |s| {
                     s.parse::<u32>()
@@ -925,6 +933,10 @@ impl Config {
                 self.public_url.clone().unwrap_or_else(|| "(none)".into()),
             ),
             ("proxy_timeout", d(self.proxy_timeout)),
+            (
+                "proxy_underscore_headers",
+                self.proxy_underscore_headers.to_string(),
+            ),
             ("log_requests", self.log_requests.to_string()),
             ("metrics", self.metrics.to_string()),
             (

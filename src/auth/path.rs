@@ -28,17 +28,27 @@ pub enum PathError {
     BadByte,
     /// `..` above the root.
     Climbs,
+    /// `..` above the prefix of the app the path is under.
+    LeavesApp,
 }
 
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl PathError {
+    /// What is wrong, for the `400` answer.
+    pub fn message(self) -> &'static str {
+        match self {
             Self::NotOriginForm => "the request target must be a path starting with /",
             Self::EncodedSlash => "the path contains an encoded slash or backslash",
             Self::BadEscape => "the request target contains a broken percent escape",
             Self::BadByte => "the request target contains a control character or backslash",
             Self::Climbs => "the path climbs above its root",
-        })
+            Self::LeavesApp => "the path climbs above its app",
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 
