@@ -172,7 +172,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "trusted_proxies",
         default: "",
-        help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
+        help: "addresses/CIDRs whose X-Forwarded-For/-Proto (and forward-auth X-Forwarded-Host/-Uri/-Method, X-Original-URI) are believed",
     },
     Setting {
         name: "login_max_failures",
