@@ -108,17 +108,15 @@ const FORWARD_AUTH_HEADERS: &[&str] = &[
 fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option<Forwarded>> {
     let peer = request.remote_addr().ip();
     let trusted = state.trusted_proxies.iter().any(|n| n.contains(peer));
-    if !trusted {
-        if let Some(h) = FORWARD_AUTH_HEADERS
-            .iter()
-            .find(|h| request.header(h).is_some())
-        {
-            crate::logging::line(&format!(
-                "forward auth refused peer={peer} reason={}",
-                crate::logging::quote(&format!("{h} from an address not in trusted_proxies"))
-            ));
-            return Ok(None);
-        }
+    let untrusted = FORWARD_AUTH_HEADERS
+        .iter()
+        .find(|h| !trusted && request.header(h).is_some());
+    if let Some(h) = untrusted {
+        crate::logging::line(&format!(
+            "forward auth refused peer={peer} reason={}",
+            crate::logging::quote(&format!("{h} from an address not in trusted_proxies"))
+        ));
+        return Ok(None);
     }
     let header = |name: &str| request.header(name).filter(|_| trusted);
     let host = header("X-Forwarded-Host")
