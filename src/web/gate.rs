@@ -2,10 +2,14 @@
 //! Traefik (`/auth/forward`), and the built-in reverse proxy that serves
 //! apps under a path prefix or on their own host name.
 //!
-//! The proxy streams bodies both ways, never forwards gatehouse's own
-//! cookies, strips every identity header a client sent (`Remote-*`,
-//! `X-Forwarded-*`, `X-Gatehouse-Identity`) and sets its own, optionally
-//! signed so an upstream can tell a forged identity from a real one.
+//! Every decision (which app, which nested prefix, who may pass) is made
+//! on the one normalised target of [`crate::auth::path`], and the proxy
+//! forwards exactly that target under the app's configured upstream. It
+//! streams bodies both ways, never forwards gatehouse's own cookies nor
+//! lets an upstream set them, strips every identity header a client sent
+//! (`Remote-*`, `X-Forwarded-*`, `X-Gatehouse-Identity`, in any case and
+//! with `_` for `-`) and sets its own, optionally signed for one app so an
+//! upstream can tell a forged identity from a real one.
 
 use std::time::Duration;
 

@@ -77,6 +77,11 @@ pub(super) fn open(
     let mut kept = Vec::new();
     let mut upgrade = None;
     for (name, value) in response_headers {
+        if !is_token(&name) || !is_field_value(&value) {
+            // Not a header line, or one that would split the head
+            // gatehouse writes to the client.
+            continue;
+        }
         match name.to_ascii_lowercase().as_str() {
             "upgrade" => upgrade = Some(value),
             "connection" | "content-length" | "transfer-encoding" | "keep-alive" => {}
