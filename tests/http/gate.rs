@@ -29,10 +29,16 @@ impl Upstream {
             if request.header("Upgrade").is_some() {
                 // A WebSocket-like echo: a greeting saying what arrived,
                 // then every byte back.
+                let underscored: Vec<&str> = request
+                    .headers()
+                    .map(|(k, _)| k)
+                    .filter(|k| k.contains('_'))
+                    .collect();
                 let greeting = format!(
-                    "url={url} user={} cookie={}\n",
+                    "url={url} user={} cookie={} underscored={}\n",
                     request.header("Remote-User").unwrap_or("-"),
                     request.header("Cookie").unwrap_or("-"),
+                    underscored.join(","),
                 );
                 return rouille::Response {
                     status_code: 101,
@@ -481,7 +487,7 @@ fn websocket_upgrades_pass_through_with_identity() {
         "{head}"
     );
 
-    let greeting = "url=/socket?room=1 user=alice cookie=theme=dark\n";
+    let greeting = "url=/socket?room=1 user=alice cookie=theme=dark underscored=\n";
     assert_eq!(
         String::from_utf8(read_exactly(&mut conn, greeting.len())).expect("utf-8"),
         greeting,
@@ -1028,4 +1034,44 @@ allow = "admins"
     assert_ne!(sig(&issued), sig(&ledger));
     let edited = issued.replacen("app=books", "app=ledger", 1);
     assert_ne!(edited, ledger);
+}
+
+#[test]
+fn a_websocket_handshake_gets_the_same_normalised_target_and_header_filter() {
+    let (app, _up) = app_with_upstream();
+    let cookie = session_cookie(&signed_in(&app, "alice"));
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        conn,
+        "GET /apps/wiki//x/../%73ocket?room=%41 HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nRemote_User: root\r\n\
+         Cookie: {cookie}\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("utf-8");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let greeting = "url=/socket?room=%41 user=alice cookie=- underscored=\n";
+    assert_eq!(
+        String::from_utf8(read_exactly(&mut conn, greeting.len())).expect("utf-8"),
+        greeting
+    );
+    // An encoded slash is refused before anything reaches the upstream.
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /apps/wiki/a%2f..%2f..%2fbooks/socket HTTP/1.1\r\nHost: {addr}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nCookie: {cookie}\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&answer), 400, "{answer}");
 }
