@@ -690,6 +690,20 @@ fn a_cut_off_upload_ends_its_request_and_shutdown_does_not_hang() {
     let (mut app, _up) = app_with_upstream();
     let cookie = session_cookie(&signed_in(&app, "alice"));
     let addr = app.base.trim_start_matches("http://").to_owned();
+    // The server is shut down by a helper thread when told to; if the test
+    // fails first, the server is left running rather than hanging the
+    // test in a shutdown that waits for a stuck thread.
+    let running = app.running.take().expect("running");
+    let (shut, told) = std::sync::mpsc::channel::<()>();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if told.recv().is_ok() {
+            running.shutdown();
+            let _ = done.send(());
+        } else {
+            std::mem::forget(running);
+        }
+    });
     let head = format!(
         "POST /apps/wiki/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: 2000\r\n\r\n"
@@ -718,12 +732,7 @@ fn a_cut_off_upload_ends_its_request_and_shutdown_does_not_hang() {
     }
     assert_eq!(signed_in(&app, "alice").get("/healthz").status, 200);
     // No thread is left stuck: shutdown finishes what is in flight and ends.
-    let running = app.running.take().expect("running");
-    let (done, ended) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        running.shutdown();
-        let _ = done.send(());
-    });
+    shut.send(()).expect("the shutdown thread waits");
     assert!(
         ended.recv_timeout(Duration::from_secs(60)).is_ok(),
         "shutdown hangs on a cut-off upload"
