@@ -430,6 +430,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         public_url: config.public_url.clone(),
         proxy: web::gate::client(config.proxy_timeout),
         proxy_timeout: config.proxy_timeout,
+        proxy_underscore_headers: config.proxy_underscore_headers,
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),

@@ -170,6 +170,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "an idle kept-alive connection is closed after this",
     },
     Setting {
+        name: "proxy_underscore_headers",
+        default: "false",
+        help: "pass client headers with `_` in their name on to upstreams (dropped by default, as nginx does; CGI-style apps read `Remote_User` as `Remote-User`)",
+    },
+    Setting {
         name: "metrics",
         default: "false",
         help: "serve Prometheus metrics at /metrics",
@@ -187,7 +192,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "trusted_proxies",
         default: "",
-        help: "addresses/CIDRs whose X-Forwarded-For/-Proto are believed",
+        help: "addresses/CIDRs whose X-Forwarded-For/-Proto (and forward-auth X-Forwarded-Host/-Uri/-Method, X-Original-URI) are believed",
     },
     Setting {
         name: "tls_cert",
@@ -420,6 +425,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// How long a kept-alive connection may wait idle.
     pub keepalive_timeout: Duration,
+    /// Whether client headers with `_` in their name reach upstreams.
+    pub proxy_underscore_headers: bool,
     /// Login throttling.
     pub login: LoginLimits,
     /// How long a password confirmation lets an administrator act.
@@ -870,6 +877,7 @@ impl Layers {
             header_timeout: self.parse("header_timeout", duration)?,
             body_timeout: self.parse("body_timeout", duration)?,
             keepalive_timeout: self.parse("keepalive_timeout", duration)?,
+            proxy_underscore_headers: self.parse("proxy_underscore_headers", parse_bool)?,
             login: LoginLimits {
                 max_failures: self.parse("login_max_failures", |s| {
                     s.parse::<u32>()
@@ -1095,6 +1103,10 @@ impl Config {
             ("header_timeout", d(self.header_timeout)),
             ("body_timeout", d(self.body_timeout)),
             ("keepalive_timeout", d(self.keepalive_timeout)),
+            (
+                "proxy_underscore_headers",
+                self.proxy_underscore_headers.to_string(),
+            ),
             ("log_requests", self.log_requests.to_string()),
             ("metrics", self.metrics.to_string()),
             (

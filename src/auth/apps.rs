@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use super::path::{PathError, Target};
+
 /// Who may use an app.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -326,10 +328,45 @@ impl Apps {
             .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len))
     }
 
-    /// The app a forwarded request is for: by host first, then by path.
-    pub fn for_request(&self, host: Option<&str>, path: &str) -> Option<&App> {
-        host.and_then(|h| self.by_host(h))
-            .or_else(|| self.by_path(path))
+    /// The app whose prefix a normalised target is under. `raw_path` is
+    /// the path as it came: a `..` that took the path above the prefix it
+    /// started under, or above the one it ends under, is refused rather
+    /// than guessed at (`/apps/site/x/../private/` is not let into a nested
+    /// `/apps/site/private/` app, `/apps/site/../../admin` not out of one).
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::LeavesApp`].
+    pub fn by_target(&self, target: &Target, raw_path: &str) -> Result<Option<&App>, PathError> {
+        let found = self.by_path(&target.path);
+        for app in [self.by_path(raw_path), found].into_iter().flatten() {
+            if app
+                .prefix
+                .as_deref()
+                .is_some_and(|p| target.climbs_above(p))
+            {
+                return Err(PathError::LeavesApp);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The app a forwarded request is for: by host first, then by its
+    /// normalised path (see [`Apps::by_target`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::LeavesApp`].
+    pub fn for_request(
+        &self,
+        host: Option<&str>,
+        target: &Target,
+        raw_path: &str,
+    ) -> Result<Option<&App>, PathError> {
+        match host.and_then(|h| self.by_host(h)) {
+            Some(app) => Ok(Some(app)),
+            None => self.by_target(target, raw_path),
+        }
     }
 
     /// Whether a user may use `app` (or, for `None`, what matches no app).
@@ -435,12 +472,39 @@ mod tests {
             Some("docs")
         );
         assert_eq!(apps.by_path("/apps/wikipedia"), None);
-        assert_eq!(apps.for_request(Some("other.lan"), "/x"), None);
+        let t = |p: &str| Target::parse(p).expect("valid");
+        assert_eq!(
+            apps.for_request(Some("other.lan"), &t("/x"), "/x"),
+            Ok(None)
+        );
         assert!(!apps.allows(None, "alice", true), "deny by default");
         assert!(!apps.allows(apps.by_path("/apps/wiki/docs/"), "alice", false));
         assert!(apps.allows(apps.by_path("/apps/wiki/docs/"), "root", true));
         assert!(apps.is_app_host("wiki.lan"));
         assert!(!apps.is_app_host("evil.example"));
+    }
+
+    #[test]
+    fn nested_prefixes_are_matched_on_the_normalised_path() {
+        let site =
+            spec("name = \"site\"\nprefix = \"/apps/site/\"\nupstream = \"http://127.0.0.1:1\"")
+                .build()
+                .expect("site");
+        let private = spec("name = \"private\"\nprefix = \"/apps/site/private/\"\nupstream = \"http://127.0.0.1:1/private\"\nallow = \"admins\"").build().expect("private");
+        let apps = Apps::new(vec![site, private], Access::Nobody).expect("apps");
+        let find = |raw: &str| {
+            let target = Target::parse(raw)?;
+            let path = raw.split('?').next().unwrap_or(raw);
+            apps.by_target(&target, path)
+                .map(|a| a.map(|a| a.name.clone()))
+        };
+        assert_eq!(find("/apps/site/%70rivate/s"), Ok(Some("private".into())));
+        assert_eq!(find("/apps/site//private/s"), Ok(Some("private".into())));
+        assert_eq!(find("/apps/site/x/../private/s"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/private%2fs"), Err(PathError::EncodedSlash));
+        assert_eq!(find("/apps/site/../../admin"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/a/../b"), Ok(Some("site".into())));
+        assert_eq!(find("/apps/site/private/../x"), Err(PathError::LeavesApp));
     }
 
     #[test]

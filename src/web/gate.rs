@@ -2,10 +2,14 @@
 //! Traefik (`/auth/forward`), and the built-in reverse proxy that serves
 //! apps under a path prefix or on their own host name.
 //!
-//! The proxy streams bodies both ways, never forwards gatehouse's own
-//! cookies, strips every identity header a client sent (`Remote-*`,
-//! `X-Forwarded-*`, `X-Gatehouse-Identity`) and sets its own, optionally
-//! signed so an upstream can tell a forged identity from a real one.
+//! Every decision (which app, which nested prefix, who may pass) is made
+//! on the one normalised target of [`crate::auth::path`], and the proxy
+//! forwards exactly that target under the app's configured upstream. It
+//! streams bodies both ways, never forwards gatehouse's own cookies nor
+//! lets an upstream set them, strips every identity header a client sent
+//! (`Remote-*`, `X-Forwarded-*`, `X-Gatehouse-Identity`, in any case and
+//! with `_` for `-`) and sets its own, optionally signed for one app so an
+//! upstream can tell a forged identity from a real one.
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use super::handlers::{Result, current_user, encode, html, see_other};
 use super::{State, WebError, views, with_session};
 use crate::auth::apps::App;
 use crate::auth::csrf;
+use crate::auth::path::Target;
 use crate::auth::proxy::Client;
 use crate::users::User;
 
@@ -37,14 +42,41 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// A header name in the one form every comparison uses: lower case, with
+/// `_` read as `-`. Many upstreams (CGI, WSGI, PHP, Rack) fold both into
+/// `HTTP_REMOTE_USER`, so `Remote_User` is `Remote-User` to them.
+fn canonical(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                char::from(b.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
 /// Identity headers only gatehouse may set: a client's copies are dropped.
+/// `name` is in [`canonical`] form.
 fn is_identity_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.starts_with("remote-")
-        || n.starts_with("x-forwarded-")
-        || n == "forwarded"
-        || n == "x-real-ip"
-        || n == "x-gatehouse-identity"
+    name.starts_with("remote-")
+        || name.starts_with("x-forwarded-")
+        || name == "forwarded"
+        || name == "x-real-ip"
+        || name == "x-gatehouse-identity"
+}
+
+/// Whether a client header may go on to an upstream: not hop-by-hop (also
+/// those the `Connection` header names), not an identity header in any
+/// spelling, and (unless `underscores` allows them) no `_` in its name, as
+/// nginx does by default.
+fn passes_on(name: &str, connection_tokens: &[String], underscores: bool) -> bool {
+    let c = canonical(name);
+    (underscores || !name.contains('_'))
+        && !HOP_BY_HOP.contains(&c.as_str())
+        && !connection_tokens.contains(&c)
+        && !is_identity_header(&c)
 }
 
 /// The groups header value for a user.
@@ -52,26 +84,54 @@ fn groups(user: &User) -> &'static str {
     if user.is_admin { "admins" } else { "" }
 }
 
-/// The URL the original request was for, as a forwarding proxy reports it.
+/// The request a forwarding proxy asks about.
 struct Forwarded {
     host: Option<String>,
-    uri: String,
+    target: Target,
+    /// The path as the proxy reported it, before normalising.
+    raw_path: String,
     proto: String,
 }
 
-fn forwarded(request: &Request, client: &Client) -> Forwarded {
-    let host = request
-        .header("X-Forwarded-Host")
+/// The headers a forwarding proxy describes the original request with.
+const FORWARD_AUTH_HEADERS: &[&str] = &[
+    "X-Forwarded-Host",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Method",
+    "X-Original-URI",
+];
+
+/// Reads what the proxy says about the original request. Those headers
+/// are believed only from `trusted_proxies`: nginx's `auth_request` passes
+/// the client's own headers on, so a client's `X-Forwarded-Uri:
+/// /apps/wiki/` would otherwise be judged instead of the page it asked for.
+/// A peer that is not trusted but sends them is refused outright (`None`),
+/// rather than judged on its own `Host`, so a proxy left out of
+/// `trusted_proxies` fails closed.
+fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option<Forwarded>> {
+    let peer = request.remote_addr().ip();
+    let trusted = state.trusted_proxies.iter().any(|n| n.contains(peer));
+    let untrusted = FORWARD_AUTH_HEADERS
+        .iter()
+        .find(|h| !trusted && request.header(h).is_some());
+    if let Some(h) = untrusted {
+        crate::logging::line(&format!(
+            "forward auth refused peer={peer} reason={}",
+            crate::logging::quote(&format!("{h} from an address not in trusted_proxies"))
+        ));
+        return Ok(None);
+    }
+    let header = |name: &str| request.header(name).filter(|_| trusted);
+    let host = header("X-Forwarded-Host")
         .or_else(|| request.header("Host"))
         .map(|h| h.split(',').next().unwrap_or("").trim().to_owned())
         .filter(|h| !h.is_empty());
-    let uri = request
-        .header("X-Forwarded-Uri")
-        .or_else(|| request.header("X-Original-URI"))
-        .unwrap_or("/")
-        .to_owned();
-    let proto = request
-        .header("X-Forwarded-Proto")
+    let uri = header("X-Forwarded-Uri")
+        .or_else(|| header("X-Original-URI"))
+        .unwrap_or("/");
+    let target = Target::parse(uri).map_err(|e| WebError::BadRequest(e.message()))?;
+    let proto = header("X-Forwarded-Proto")
         .map(|p| {
             p.split(',')
                 .next()
@@ -81,7 +141,12 @@ fn forwarded(request: &Request, client: &Client) -> Forwarded {
         })
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| if client.https { "https" } else { "http" }.to_owned());
-    Forwarded { host, uri, proto }
+    Ok(Some(Forwarded {
+        host,
+        target,
+        raw_path: uri.split('?').next().unwrap_or(uri).to_owned(),
+        proto,
+    }))
 }
 
 /// The verdict on a forwarded request: who, and whether they may pass.
@@ -113,10 +178,17 @@ fn forward_auth(
     client: &Client,
     f: impl FnOnce(&Forwarded, Verdict) -> Response,
 ) -> Result<Response> {
-    let target = forwarded(request, client);
+    let Some(target) = forwarded(state, request, client)? else {
+        return Ok(
+            Response::text("forwarding headers are believed only from trusted_proxies")
+                .with_status_code(403),
+        );
+    };
     with_session(state, request, client, |session| {
-        let path = target.uri.split('?').next().unwrap_or("/");
-        let app = state.apps.for_request(target.host.as_deref(), path);
+        let app = state
+            .apps
+            .for_request(target.host.as_deref(), &target.target, &target.raw_path)
+            .map_err(|e| WebError::BadRequest(e.message()))?;
         Ok(f(&target, judge(state, current_user(state, session)?, app)))
     })
 }
@@ -148,8 +220,8 @@ pub(super) fn get_forward(state: &State, request: &Request, client: &Client) -> 
         Verdict::Allowed(user) => identity(Response::text("ok"), &user),
         Verdict::NotSignedIn => {
             let original = match &target.host {
-                Some(h) => format!("{}://{h}{}", target.proto, target.uri),
-                None => target.uri.clone(),
+                Some(h) => format!("{}://{h}{}", target.proto, target.target.path_and_query()),
+                None => target.target.path_and_query(),
             };
             Response::redirect_302(login_url(state, request, client, &original))
         }
@@ -165,21 +237,54 @@ fn forbidden_page() -> Response {
     .with_status_code(403)
 }
 
+/// A request the built-in proxy serves: the app, the normalised target it
+/// was matched on, and the prefix it came under (`None`: the app's host).
+pub(super) struct Proxied<'s> {
+    app: &'s App,
+    target: Target,
+    prefix: Option<&'s str>,
+}
+
 /// The app the built-in proxy serves this request for, if any. gatehouse's
 /// own sign-in pages and assets stay reachable on an app's host.
-pub(super) fn proxied_app<'s>(state: &'s State, request: &Request) -> Option<&'s App> {
+///
+/// Every decision is made on the normalised target, which is also what is
+/// forwarded.
+///
+/// # Errors
+///
+/// `400` for a target with no normal form (`@host:port/x`, `%2f`, `..`
+/// above the app, control characters...): never forwarded, never guessed.
+pub(super) fn proxied_app<'s>(state: &'s State, request: &Request) -> Result<Option<Proxied<'s>>> {
     let raw = request.raw_url();
-    let path = raw.split('?').next().unwrap_or("/");
+    if raw == "*" {
+        // `OPTIONS *` asks about gatehouse itself.
+        return Ok(None);
+    }
+    let target = Target::parse(raw).map_err(|e| WebError::BadRequest(e.message()))?;
+    let path = target.path.as_str();
     if let Some(app) = request.header("Host").and_then(|h| state.apps.by_host(h)) {
         let own = ["/login", "/logout"].contains(&path) || path.starts_with("/assets/");
         if app.upstream.is_some() && !own {
-            return Some(app);
+            return Ok(Some(Proxied {
+                app,
+                target,
+                prefix: None,
+            }));
         }
     }
-    state
+    let raw_path = raw.split('?').next().unwrap_or(raw);
+    let app = state
         .apps
-        .by_path(path)
-        .filter(|a| a.upstream.is_some() && a.prefix.is_some())
+        .by_target(&target, raw_path)
+        .map_err(|e| WebError::BadRequest(e.message()))?;
+    Ok(app.filter(|a| a.upstream.is_some()).and_then(|app| {
+        app.prefix.as_deref().map(|prefix| Proxied {
+            app,
+            target,
+            prefix: Some(prefix),
+        })
+    }))
 }
 
 /// Serves a request through the built-in proxy.
@@ -187,35 +292,37 @@ pub(super) fn proxy(
     state: &State,
     request: &Request,
     client: &Client,
-    app: &App,
+    proxied: &Proxied<'_>,
 ) -> Result<Response> {
-    let raw = request.raw_url().to_owned();
-    let by_prefix = app
-        .prefix
-        .as_deref()
-        .filter(|p| raw.starts_with(*p) || raw.split('?').next() == Some(p.trim_end_matches('/')));
-    let on_host = request
-        .header("Host")
-        .and_then(|h| state.apps.by_host(h))
-        .is_some_and(|a| a.name == app.name);
-    let (prefix, rest) = match by_prefix {
-        Some(p) if !on_host => {
-            let Some(rest) = raw
+    let Proxied {
+        app,
+        target,
+        prefix,
+    } = proxied;
+    let app: &App = app;
+    let prefix = *prefix;
+    let query = target
+        .query
+        .as_ref()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    // What is forwarded is built from the normalised path alone: the part
+    // under the prefix, or all of it on the app's host.
+    let rest = match prefix {
+        Some(p) => {
+            let Some(rest) = target
+                .path
                 .strip_prefix(p.trim_end_matches('/'))
                 .filter(|r| r.starts_with('/'))
             else {
                 // `/apps/wiki` -> `/apps/wiki/`, so relative links resolve.
-                return Ok(Response::redirect_301(format!(
-                    "{p}{}",
-                    raw.split_once('?')
-                        .map(|(_, q)| format!("?{q}"))
-                        .unwrap_or_default()
-                )));
+                return Ok(Response::redirect_301(format!("{p}{query}")));
             };
-            (Some(p), rest.to_owned())
+            format!("{rest}{query}")
         }
-        _ => (None, raw.clone()),
+        None => target.path_and_query(),
     };
+    let on_host = prefix.is_none();
     with_session(state, request, client, |session| {
         let user = match judge(state, current_user(state, session)?, Some(app)) {
             Verdict::Allowed(user) => user,
@@ -226,14 +333,15 @@ pub(super) fn proxy(
                 if !wants_html {
                     return Ok(Response::text("not signed in").with_status_code(401));
                 }
+                let asked = target.path_and_query();
                 let next = if on_host {
                     let host = request.header("Host").unwrap_or("");
                     format!(
-                        "{}://{host}{raw}",
+                        "{}://{host}{asked}",
                         if client.https { "https" } else { "http" }
                     )
                 } else {
-                    raw.clone()
+                    asked
                 };
                 let target = if on_host {
                     login_url(state, request, client, &next)
@@ -244,33 +352,59 @@ pub(super) fn proxy(
             }
             Verdict::Forbidden => return Ok(forbidden_page()),
         };
-        if let Some(protocol) = upgrade_protocol(request) {
+        let response = if let Some(protocol) = upgrade_protocol(request) {
             // Cross-site WebSocket hijacking: a page elsewhere must not
             // open the app's socket with the user's cookie.
             super::api::same_origin(state, request)?;
             let headers = upstream_headers(state, request, client, app, &user, prefix);
-            return Ok(
-                match super::tunnel::open(
-                    app,
-                    request.method(),
-                    &rest,
-                    protocol,
-                    &headers,
-                    state.proxy_timeout,
-                ) {
-                    Ok(response) => response,
-                    Err(e) => tunnel_failed(app, &e),
-                },
-            );
-        }
-        forward(state, request, client, app, &user, prefix, &rest)
+            match super::tunnel::open(
+                app,
+                request.method(),
+                &rest,
+                protocol,
+                &headers,
+                state.proxy_timeout,
+            ) {
+                Ok(response) => response,
+                Err(e) => tunnel_failed(app, &e),
+            }
+        } else {
+            forward(state, request, client, app, &user, prefix, &rest)?
+        };
+        Ok(without_own_cookies(state, response))
     })
 }
 
-/// The signed identity header: `v1;user=..;groups=..;ts=..;sig=..`, the
-/// signature an HMAC-SHA256 with the app's key over everything before `;sig=`.
-pub fn identity_header(key: &[u8], user: &str, groups: &str, unix_secs: u64) -> String {
-    let payload = format!("v1;user={user};groups={groups};ts={unix_secs}");
+/// Drops `Set-Cookie` for gatehouse's own cookies (the session cookie,
+/// whatever it is called, and the CSRF cookie) from an upstream's answer,
+/// whatever its `Domain` or `Path`: an app must not sign a browser in or
+/// out of gatehouse, or plant a session it chose (fixation).
+fn without_own_cookies(state: &State, mut response: Response) -> Response {
+    let session = state.engine().options().cookie.name.as_str();
+    let own = |value: &str| {
+        let name = value.split(['=', ';']).next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case(session) || name.eq_ignore_ascii_case(csrf::COOKIE)
+    };
+    response.headers.retain(|(name, value)| {
+        if name.eq_ignore_ascii_case("Set-Cookie") && own(value) {
+            crate::logging::line(&format!(
+                "proxy dropped cookie cookie={}",
+                crate::logging::quote(value.split('=').next().unwrap_or("").trim())
+            ));
+            return false;
+        }
+        true
+    });
+    response
+}
+
+/// The signed identity header:
+/// `v2;app=..;user=..;groups=..;ts=..;sig=..`, the signature an HMAC-SHA256
+/// with the app's key over everything before `;sig=`. The app's name is in
+/// what is signed, so apps that share a key cannot replay one another's
+/// headers (a header issued for `wiki` is no good at `books`).
+pub fn identity_header(key: &[u8], app: &str, user: &str, groups: &str, unix_secs: u64) -> String {
+    let payload = format!("v2;app={app};user={user};groups={groups};ts={unix_secs}");
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(payload.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -278,8 +412,9 @@ pub fn identity_header(key: &[u8], user: &str, groups: &str, unix_secs: u64) -> 
 }
 
 /// The headers an upstream gets: the client's, less hop-by-hop headers,
-/// forged identity headers and gatehouse's own cookies, plus the identity
-/// and forwarding headers gatehouse vouches for.
+/// forged identity headers (in any spelling), names with `_` (unless
+/// allowed) and gatehouse's own cookies, plus the identity and forwarding
+/// headers gatehouse vouches for.
 fn upstream_headers(
     state: &State,
     request: &Request,
@@ -290,12 +425,18 @@ fn upstream_headers(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let own_cookies = [state.engine().options().cookie.name.as_str(), csrf::COOKIE];
+    let connection_tokens: Vec<String> = request
+        .headers()
+        .filter(|(n, _)| canonical(n) == "connection")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| canonical(t.trim()))
+        .filter(|t| !t.is_empty())
+        .collect();
     for (name, value) in request.headers() {
-        let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str()) || is_identity_header(name) {
+        if !passes_on(name, &connection_tokens, state.proxy_underscore_headers) {
             continue;
         }
-        if lower == "cookie" {
+        if canonical(name) == "cookie" {
             // gatehouse's cookies are its own business, not the upstream's.
             let kept: Vec<&str> = value
                 .split(';')
@@ -303,7 +444,7 @@ fn upstream_headers(
                 .filter(|c| {
                     !own_cookies
                         .iter()
-                        .any(|own| c.split('=').next() == Some(*own))
+                        .any(|own| c.split('=').next().map(str::trim) == Some(*own))
                 })
                 .collect();
             if !kept.is_empty() {
@@ -339,7 +480,7 @@ fn upstream_headers(
             .map_or(0, |d| d.as_secs());
         out.push((
             "X-Gatehouse-Identity".to_owned(),
-            identity_header(key, &user.username, groups(user), now),
+            identity_header(key, &app.name, &user.username, groups(user), now),
         ));
     }
     out
@@ -355,6 +496,8 @@ fn upgrade_protocol(request: &Request) -> Option<&str> {
     request.header("Upgrade").filter(|_| asks)
 }
 
+/// Forwards one request to `app`'s upstream: `path` (normalised, with its
+/// query) under the configured upstream, and nothing else.
 fn forward(
     state: &State,
     request: &Request,
@@ -362,10 +505,10 @@ fn forward(
     app: &App,
     user: &User,
     prefix: Option<&str>,
-    rest: &str,
+    path: &str,
 ) -> Result<Response> {
     let upstream = app.upstream.as_ref().ok_or(WebError::NotFound)?;
-    let url = format!("http://{}{}{}", upstream.authority, upstream.base, rest);
+    let url = format!("http://{}{}{}", upstream.authority, upstream.base, path);
     let mut builder = ureq::http::Request::builder()
         .method(request.method())
         .uri(&url);
@@ -382,13 +525,25 @@ fn forward(
         builder = builder.header("Content-Length", l.to_string());
     }
     let result = if length.unwrap_or(0) > 0 || chunked {
-        let Some(mut body) = request.data() else {
+        let Some(body) = request.data() else {
             return Err(WebError::BadRequest("the request body was already read"));
         };
+        let mut body = Upload::new(body, if chunked { None } else { length });
         let req = builder
             .body(ureq::SendBody::from_reader(&mut body))
             .map_err(|_| WebError::BadRequest("a request header cannot be forwarded"))?;
-        state.proxy.run(req)
+        let result = state.proxy.run(req);
+        if let Some(why) = body.broken {
+            // The client stopped sending: whatever the upstream made of the
+            // short body, the request ends here.
+            crate::logging::line(&format!(
+                "proxy upload cut off app={} error={}",
+                crate::logging::quote(&app.name),
+                crate::logging::quote(&why)
+            ));
+            return Ok(Response::text("the request body was cut off").with_status_code(400));
+        }
+        result
     } else {
         let req = builder
             .body(())
@@ -426,6 +581,63 @@ fn forward(
         data,
         upgrade: None,
     })
+}
+
+/// A client's upload on its way to the upstream. A body that ends before
+/// its `Content-Length`, or fails to read, is an error here (and is
+/// remembered), not a quiet end of stream: told "end" early, the HTTP
+/// client waited for bytes that never came, spinning its thread forever.
+struct Upload<R> {
+    inner: R,
+    /// Bytes still owed by `Content-Length`, if there is one.
+    owed: Option<u64>,
+    /// Why the body broke off, if it did.
+    broken: Option<String>,
+}
+
+impl<R: std::io::Read> Upload<R> {
+    fn new(inner: R, length: Option<u64>) -> Self {
+        Self {
+            inner,
+            owed: length,
+            broken: None,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Upload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(why) = &self.broken {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                why.clone(),
+            ));
+        }
+        if buf.is_empty() || self.owed == Some(0) {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            Ok(0) if self.owed.is_some() => {
+                let why = format!(
+                    "the client closed with {} bytes of its body unsent",
+                    self.owed.unwrap_or(0)
+                );
+                self.broken = Some(why.clone());
+                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why))
+            }
+            Ok(n) => {
+                if let Some(owed) = &mut self.owed {
+                    *owed = owed.saturating_sub(n as u64);
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
 }
 
 fn upstream_failed(app: &App, error: &ureq::Error) -> Response {
@@ -487,30 +699,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_identity_header_is_signed_over_its_fields() {
+    fn the_identity_header_is_signed_over_its_fields_and_names_its_app() {
         let key = b"an identity key that is long enough";
-        let h = identity_header(key, "alice", "admins", 1_800_000_000);
+        let h = identity_header(key, "wiki", "alice", "admins", 1_800_000_000);
         let (payload, sig) = h.split_once(";sig=").expect("sig");
-        assert_eq!(payload, "v1;user=alice;groups=admins;ts=1800000000");
+        assert_eq!(
+            payload,
+            "v2;app=wiki;user=alice;groups=admins;ts=1800000000"
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
         mac.update(payload.as_bytes());
         mac.verify_slice(&URL_SAFE_NO_PAD.decode(sig).expect("b64"))
             .expect("valid signature");
-        assert_ne!(identity_header(key, "mallory", "admins", 1_800_000_000), h);
+        assert_ne!(
+            identity_header(key, "wiki", "mallory", "admins", 1_800_000_000),
+            h
+        );
+        let other_app = identity_header(key, "books", "alice", "admins", 1_800_000_000);
+        assert_ne!(
+            other_app.split_once(";sig=").map(|(_, s)| s),
+            Some(sig),
+            "the same user at another app gets another signature"
+        );
     }
 
     #[test]
-    fn client_identity_headers_are_recognised() {
+    fn client_identity_headers_are_recognised_in_any_spelling() {
         for h in [
             "Remote-User",
             "remote-groups",
+            "Remote_User",
+            "REMOTE_GROUPS",
             "X-Forwarded-For",
+            "X_Forwarded_For",
+            "x-forwarded_host",
             "Forwarded",
             "X-Real-IP",
+            "X_Real_Ip",
             "X-Gatehouse-Identity",
+            "x_gatehouse_identity",
         ] {
-            assert!(is_identity_header(h), "{h}");
+            assert!(is_identity_header(&canonical(h)), "{h}");
+            assert!(!passes_on(h, &[], true), "{h}");
         }
-        assert!(!is_identity_header("Accept"));
+        assert!(!is_identity_header(&canonical("Accept")));
+    }
+
+    #[test]
+    fn underscores_and_connection_listed_headers_stay_behind() {
+        assert!(passes_on("Accept", &[], false));
+        assert!(!passes_on("My_Header", &[], false));
+        assert!(passes_on("My_Header", &[], true));
+        assert!(!passes_on("Transfer_Encoding", &[], true));
+        assert!(!passes_on("Content_Length", &[], true));
+        assert!(!passes_on("X-Secret", &["x-secret".to_owned()], false));
+    }
+
+    #[test]
+    fn a_short_upload_is_an_error_not_an_end() {
+        use std::io::Read as _;
+        let mut whole = Upload::new(&b"0123456789"[..], Some(10));
+        let mut buf = Vec::new();
+        whole.read_to_end(&mut buf).expect("complete");
+        assert_eq!(buf.len(), 10);
+        assert!(whole.broken.is_none());
+
+        let mut short = Upload::new(&b"0123"[..], Some(10));
+        let e = short.read_to_end(&mut Vec::new()).expect_err("cut off");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(short.broken.is_some());
+        assert!(short.read(&mut [0; 4]).is_err(), "and it stays broken");
     }
 }

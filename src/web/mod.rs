@@ -53,6 +53,8 @@ pub struct State {
     pub public_url: Option<String>,
     /// The built-in proxy's HTTP client.
     pub proxy: ureq::Agent,
+    /// Whether client headers with `_` in their name reach upstreams.
+    pub proxy_underscore_headers: bool,
     /// How long the built-in proxy waits for an upstream.
     pub proxy_timeout: std::time::Duration,
     /// Counters for `/metrics`.
@@ -85,15 +87,18 @@ pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
     let client = client(state, request);
     // Proxied answers are the upstream's: its headers are left as they are.
-    let proxied = gate::proxied_app(state, request);
-    let result = match proxied {
-        Some(app) => gate::proxy(state, request, &client, app),
+    let (result, proxied) = match gate::proxied_app(state, request) {
+        Ok(Some(p)) => (gate::proxy(state, request, &client, &p), true),
         // gatehouse's own routes: one body cap for all of them, at the entry.
-        None => match form::cap_body(request) {
-            Ok(None) => handlers::route(state, request, &client),
-            Ok(Some(buffered)) => handlers::route(state, &buffered, &client),
-            Err(e) => Err(e),
-        },
+        Ok(None) => (
+            match form::cap_body(request) {
+                Ok(None) => handlers::route(state, request, &client),
+                Ok(Some(buffered)) => handlers::route(state, &buffered, &client),
+                Err(e) => Err(e),
+            },
+            false,
+        ),
+        Err(e) => (Err(e), false),
     };
     let response = match result {
         Ok(r) => r,
@@ -124,7 +129,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
             }
         }
     };
-    let response = if proxied.is_some() {
+    let response = if proxied {
         response
     } else {
         with_security_headers(response)

@@ -47,6 +47,20 @@ pub(super) fn open(
         .upstream
         .as_ref()
         .ok_or_else(|| io::Error::other("the app has no upstream"))?;
+    // This head is written by hand, so nothing goes into it unchecked: a
+    // bare LF in the target once became `Remote-User` headers here. The
+    // caller hands over the normalised target and filtered headers; this
+    // is the last line of defence, and refuses rather than repairs.
+    let unfit = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    if !is_token(method) {
+        return Err(unfit("the method is not a token"));
+    }
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(unfit("the target is not a normalised path"));
+    }
+    if !is_field_value(protocol) {
+        return Err(unfit("the Upgrade header is not a field value"));
+    }
     let addr = upstream
         .authority
         .to_socket_addrs()?
@@ -62,7 +76,7 @@ pub(super) fn open(
         upstream.base, upstream.authority
     );
     for (name, value) in headers {
-        if !value.contains(['\r', '\n']) {
+        if is_token(name) && is_field_value(value) {
             head.push_str(name);
             head.push_str(": ");
             head.push_str(value);
@@ -76,6 +90,11 @@ pub(super) fn open(
     let mut kept = Vec::new();
     let mut upgrade = None;
     for (name, value) in response_headers {
+        if !is_token(&name) || !is_field_value(&value) {
+            // Not a header line, or one that would split the head
+            // gatehouse writes to the client.
+            continue;
+        }
         match name.to_ascii_lowercase().as_str() {
             "upgrade" => upgrade = Some(value),
             "connection" | "content-length" | "transfer-encoding" | "keep-alive" => {}
@@ -107,6 +126,18 @@ pub(super) fn open(
             leftover,
         })),
     })
+}
+
+/// RFC 9110 `token`: a method or a header name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 9110 `field-value`: no control character but HTAB.
+fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || !b.is_ascii_control())
 }
 
 /// A response head: the status and headers, and whatever bytes came after
@@ -250,5 +281,22 @@ fn pump(
         activity.touch();
         to.write_all(&buf[..n])?;
         to.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tokens_and_clean_values_go_into_the_head() {
+        assert!(is_token("Sec-WebSocket-Key"));
+        for bad in ["", "Remote User", "A:b", "x\ny", "caf\u{e9}"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+        assert!(is_field_value("a\tb c"));
+        for bad in ["a\nRemote-User: root", "a\rb", "a\0"] {
+            assert!(!is_field_value(bad), "{bad:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,19 +15,30 @@ use crate::helpers::{Browser, TestApp, assert_redirects_to};
 struct Upstream {
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Requests it received.
+    hits: Arc<AtomicUsize>,
 }
 
 impl Upstream {
     fn start() -> Self {
-        let server = rouille::Server::new("127.0.0.1:0", |request| {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        let server = rouille::Server::new("127.0.0.1:0", move |request| {
+            counter.fetch_add(1, Ordering::SeqCst);
             let url = request.raw_url().to_owned();
             if request.header("Upgrade").is_some() {
                 // A WebSocket-like echo: a greeting saying what arrived,
                 // then every byte back.
+                let underscored: Vec<&str> = request
+                    .headers()
+                    .map(|(k, _)| k)
+                    .filter(|k| k.contains('_'))
+                    .collect();
                 let greeting = format!(
-                    "url={url} user={} cookie={}\n",
+                    "url={url} user={} cookie={} underscored={}\n",
                     request.header("Remote-User").unwrap_or("-"),
                     request.header("Cookie").unwrap_or("-"),
+                    underscored.join(","),
                 );
                 return rouille::Response {
                     status_code: 101,
@@ -48,6 +59,23 @@ impl Upstream {
                     data: rouille::ResponseBody::from_reader(reader),
                     upgrade: None,
                 };
+            }
+            if url.starts_with("/set-cookies") {
+                // An app (or a script it was tricked into) trying to sign
+                // the browser in or out of gatehouse; `?also=NAME` plants
+                // one more.
+                let also = request
+                    .get_param("also")
+                    .unwrap_or_else(|| "upstream".into());
+                return rouille::Response::text("cookies")
+                    .with_additional_header("Set-Cookie", format!("{also}=planted; Domain=lan"))
+                    .with_additional_header(
+                        "Set-Cookie",
+                        "gatehouse_session=planted.sig; Domain=lan; Path=/; HttpOnly",
+                    )
+                    .with_additional_header("Set-Cookie", "GATEHOUSE_SESSION=x; Path=/apps/")
+                    .with_additional_header("Set-Cookie", "gatehouse_csrf=planted; Path=/")
+                    .with_additional_header("Set-Cookie", "upstream=1; Path=/");
             }
             if url.starts_with("/slow") {
                 std::thread::sleep(Duration::from_secs(3));
@@ -80,7 +108,7 @@ impl Upstream {
                 server.poll_timeout(Duration::from_millis(20));
             }
         });
-        Self { addr, stop }
+        Self { addr, stop, hits }
     }
 }
 
@@ -164,7 +192,7 @@ fn signed_in(app: &TestApp, name: &str) -> Browser {
 
 #[test]
 fn verify_answers_for_the_app_the_proxy_asks_about() {
-    let (app, _up) = app_with_upstream();
+    let (app, _up) = behind_proxy();
     let alice = signed_in(&app, "alice");
     let root = signed_in(&app, "root");
     let nginx = |b: &Browser, host: &str, uri: &str| {
@@ -202,7 +230,7 @@ fn verify_answers_for_the_app_the_proxy_asks_about() {
 
 #[test]
 fn forward_auth_sends_browsers_to_sign_in_and_back() {
-    let (app, _up) = app_with_upstream();
+    let (app, _up) = behind_proxy();
     let b = app.browser();
     let caddy = [
         ("X-Forwarded-Proto", "https"),
@@ -354,6 +382,7 @@ fn the_proxy_signs_the_identity_when_asked() {
     assert!(now.abs_diff(ts) < 60);
     let expected = gatehouse::web::gate::identity_header(
         b"a key the upstream shares, 32+ bytes",
+        "books",
         "bob",
         "",
         ts,
@@ -458,7 +487,7 @@ fn websocket_upgrades_pass_through_with_identity() {
         "{head}"
     );
 
-    let greeting = "url=/socket?room=1 user=alice cookie=theme=dark\n";
+    let greeting = "url=/socket?room=1 user=alice cookie=theme=dark underscored=\n";
     assert_eq!(
         String::from_utf8(read_exactly(&mut conn, greeting.len())).expect("utf-8"),
         greeting,
@@ -559,4 +588,499 @@ fn a_bad_app_in_the_config_names_the_app_and_field() {
         msg.contains("\"wiki\"") && msg.contains("upstream"),
         "{msg}"
     );
+}
+
+/// Sends `request` as raw bytes (for targets and headers a normal client
+/// cannot send) and returns everything the server answered until it
+/// closed or `Connection: close` took effect.
+fn raw(app: &TestApp, request: &str) -> String {
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn session_cookie(b: &Browser) -> String {
+    format!(
+        "gatehouse_session={}",
+        b.cookie("gatehouse_session").expect("signed in")
+    )
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_host_mode_target_cannot_name_another_host_or_port() {
+    let (app, up) = app_with_upstream();
+    // Another app's upstream, one alice may not use.
+    let other = Upstream::start();
+    let cookie = session_cookie(&signed_in(&app, "alice"));
+    for target in [
+        format!("@{}/admin/users", other.addr),
+        "1/x".to_owned(),
+        format!(":{}/x", other.addr.port()),
+        format!("http://{}/x", other.addr),
+    ] {
+        let answer = raw(
+            &app,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: wiki.lan\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(status_of(&answer), 400, "{target}: {answer}");
+    }
+    assert_eq!(
+        other.hits.load(Ordering::SeqCst),
+        0,
+        "a request reached another app's upstream"
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+    // The app itself still works.
+    let ok = signed_in(&app, "alice").get_with("/x?y=1", &[("Host", "wiki.lan")]);
+    let echo: Value = serde_json::from_str(&ok.body).expect("json");
+    assert_eq!(echo["url"], "/x?y=1");
+}
+
+#[test]
+fn a_bare_lf_in_the_target_forges_no_headers_anywhere() {
+    let (app, up) = app_with_upstream();
+    let cookie = session_cookie(&signed_in(&app, "alice"));
+    // A WebSocket handshake whose target carries header lines.
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /apps/wiki/socket\nRemote-User:\troot\nRemote-Groups:\tadmins HTTP/1.1\r\n\
+             Host: wiki.lan\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Cookie: {cookie}\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert!(!answer.contains("user=root"), "{answer}");
+    // The redirect to the prefix with a slash must not split either.
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /apps/wiki?\nSet-Cookie:\tgatehouse_session=planted HTTP/1.1\r\n\
+             Host: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        !answer
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie:\tgatehouse")),
+        "{answer}"
+    );
+    assert!(matches!(status_of(&answer), 400 | 0), "{answer}");
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_cut_off_upload_ends_its_request_and_shutdown_does_not_hang() {
+    let (mut app, _up) = app_with_upstream();
+    let cookie = session_cookie(&signed_in(&app, "alice"));
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // The server is shut down by a helper thread when told to; if the test
+    // fails first, the server is left running rather than hanging the
+    // test in a shutdown that waits for a stuck thread.
+    let running = app.running.take().expect("running");
+    let (shut, told) = std::sync::mpsc::channel::<()>();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if told.recv().is_ok() {
+            running.shutdown();
+            let _ = done.send(());
+        } else {
+            std::mem::forget(running);
+        }
+    });
+    let head = format!(
+        "POST /apps/wiki/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 2000\r\n\r\n"
+    );
+    // Half-closed: the client still listens, and hears how it ended.
+    let mut conn = TcpStream::connect(&addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    conn.write_all(head.as_bytes()).expect("head");
+    conn.write_all(&[b'x'; 100]).expect("some of the body");
+    conn.shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        matches!(status_of(&answer), 400 | 502),
+        "a cut-off upload got: {answer}"
+    );
+    // Closed outright, a few times over.
+    for _ in 0..3 {
+        let mut conn = TcpStream::connect(&addr).expect("connect");
+        conn.write_all(head.as_bytes()).expect("head");
+        conn.write_all(&[b'x'; 100]).expect("some of the body");
+        drop(conn);
+    }
+    assert_eq!(signed_in(&app, "alice").get("/healthz").status, 200);
+    // No thread is left stuck: shutdown finishes what is in flight and ends.
+    shut.send(()).expect("the shutdown thread waits");
+    assert!(
+        ended.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "shutdown hangs on a cut-off upload"
+    );
+}
+
+#[test]
+fn underscore_twins_of_identity_headers_never_reach_the_upstream() {
+    let (app, _up) = app_with_upstream();
+    let mut b = signed_in(&app, "alice");
+    for (k, v) in [
+        ("Remote_User", "root"),
+        ("Remote_Groups", "admins"),
+        ("REMOTE-user", "root"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Gatehouse_Identity", "forged"),
+        ("Some_Header", "x"),
+        ("Connection", "keep-alive, X-Dropped"),
+        ("X-Dropped", "hop"),
+    ] {
+        b.headers.push((k.into(), v.into()));
+    }
+    let resp = b.get("/apps/wiki/page");
+    assert_eq!(resp.status, 200);
+    let echo: Value = serde_json::from_str(&resp.body).expect("json");
+    let names: Vec<&str> = echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|h| h[0].as_str().expect("name"))
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains('_')),
+        "a header with _ reached the upstream: {names:?}"
+    );
+    assert_eq!(header(&echo, "remote-user"), ["alice"]);
+    assert_eq!(header(&echo, "remote-groups"), [""]);
+    assert_eq!(header(&echo, "x-forwarded-for"), ["127.0.0.1"]);
+    assert!(header(&echo, "x-dropped").is_empty(), "{names:?}");
+}
+
+#[test]
+fn underscore_headers_pass_when_allowed_but_identity_twins_never() {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn_with_file(
+        &config(&format!("http://{}", upstream.addr)),
+        &[("proxy_underscore_headers", "true")],
+    );
+    app.add_user("alice", "correct horse", false);
+    let mut b = signed_in(&app, "alice");
+    b.headers.push(("Remote_User".into(), "root".into()));
+    b.headers.push(("Some_Header".into(), "x".into()));
+    let echo: Value = serde_json::from_str(&b.get("/apps/wiki/page").body).expect("json");
+    assert_eq!(header(&echo, "some_header"), ["x"]);
+    assert!(header(&echo, "remote_user").is_empty());
+    assert_eq!(header(&echo, "remote-user"), ["alice"]);
+}
+
+/// `/apps/site/` open to all, `/apps/site/private/` for admins, one upstream.
+fn nested_app() -> (TestApp, Upstream) {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn_with_file(
+        &format!(
+            r#"
+default_policy = "deny"
+
+[[apps]]
+name = "site"
+prefix = "/apps/site/"
+upstream = "http://{0}"
+
+[[apps]]
+name = "private"
+prefix = "/apps/site/private/"
+upstream = "http://{0}/private"
+allow = "admins"
+"#,
+            upstream.addr
+        ),
+        &[],
+    );
+    app.add_user("alice", "correct horse", false);
+    app.add_user("root", "correct horse", true);
+    (app, upstream)
+}
+
+#[test]
+fn nested_prefixes_are_matched_on_the_normalised_path() {
+    let (app, up) = nested_app();
+    let alice = session_cookie(&signed_in(&app, "alice"));
+    let get = |target: &str, cookie: &str| {
+        raw(
+            &app,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    for (target, status) in [
+        ("/apps/site/private/secret.txt", 403),
+        ("/apps/site/x/../private/secret.txt", 400),
+        ("/apps/site/x/%2e%2e/private/secret.txt", 400),
+        ("/apps/site/%70rivate/secret.txt", 403),
+        ("/apps/site/%70RIVATE/secret.txt", 200),
+        ("/apps/site//private/secret.txt", 403),
+        ("/apps/site/.//private/secret.txt", 403),
+        ("/apps/site/private%2fsecret.txt", 400),
+        ("/apps/site/private%2Fsecret.txt", 400),
+        ("/apps/site/private%5csecret.txt", 400),
+        ("/apps/site/../../admin", 400),
+        ("/apps/site/x%zz", 400),
+    ] {
+        let answer = get(target, &alice);
+        assert_eq!(status_of(&answer), status, "{target}: {answer}");
+        assert!(
+            !answer.contains("/private/secret.txt"),
+            "{target} reached the admins-only file: {answer}"
+        );
+    }
+    let before = up.hits.load(Ordering::SeqCst);
+    assert_eq!(before, 1, "only the case-differing path was forwarded");
+    // What is forwarded is the normalised path.
+    let answer = get("/apps/site/a/./b//c/../d%7e?q=%2f", &alice);
+    assert!(answer.contains(r#""url":"/a/b/d~?q=%2F""#), "{answer}");
+    // An administrator gets the file through the nested app.
+    let root = session_cookie(&signed_in(&app, "root"));
+    let answer = get("/apps/site/%70rivate/secret.txt", &root);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(
+        answer.contains(r#""url":"/private/secret.txt""#),
+        "{answer}"
+    );
+}
+
+#[test]
+fn forward_auth_headers_count_only_from_trusted_proxies() {
+    let (app, _up) = app_with_upstream();
+    let alice = signed_in(&app, "alice");
+    // Not a trusted proxy: a client's own X-Forwarded-Uri for an app it
+    // may use, on a host that matches no app (default policy deny).
+    for headers in [
+        [
+            ("X-Forwarded-Host", "other.lan"),
+            ("X-Forwarded-Uri", "/apps/wiki/"),
+        ],
+        [("Host", "other.lan"), ("X-Original-URI", "/apps/wiki/")],
+        [
+            ("X-Forwarded-Host", "wiki.lan"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    ] {
+        let resp = alice.get_with("/auth/verify", &headers);
+        assert_eq!(resp.status, 403, "{headers:?}");
+        assert_eq!(resp.header("remote-user"), None);
+        let resp = alice.get_with("/auth/forward", &headers);
+        assert_eq!(resp.status, 403, "{headers:?}");
+    }
+    // Without forwarding headers a direct client is judged on its Host.
+    assert_eq!(
+        alice
+            .get_with("/auth/verify", &[("Host", "other.lan")])
+            .status,
+        403
+    );
+    assert_eq!(
+        alice
+            .get_with("/auth/verify", &[("Host", "wiki.lan")])
+            .status,
+        200
+    );
+}
+
+/// The apps behind a forwarding proxy on 127.0.0.1, which is trusted.
+fn behind_proxy() -> (TestApp, Upstream) {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn_with_file(
+        &config(&format!("http://{}", upstream.addr)),
+        &[("trusted_proxies", "127.0.0.1")],
+    );
+    app.add_user("alice", "correct horse", false);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "correct horse", false);
+    (app, upstream)
+}
+
+#[test]
+fn forward_auth_judges_the_normalised_forwarded_path() {
+    let (app, _up) = behind_proxy();
+    let alice = signed_in(&app, "alice");
+    let verify = |uri: &str| {
+        alice
+            .get_with(
+                "/auth/verify",
+                &[
+                    ("X-Forwarded-Host", "gatehouse.lan"),
+                    ("X-Forwarded-Uri", uri),
+                ],
+            )
+            .status
+    };
+    assert_eq!(verify("/apps/wiki/page"), 200);
+    assert_eq!(verify("/apps/books/x"), 403, "users list");
+    assert_eq!(verify("/apps/%62ooks/x"), 403, "encoded");
+    assert_eq!(verify("/apps//books/x"), 403, "repeated slash");
+    assert_eq!(verify("/apps/wiki/../books/x"), 400, "climbs out of wiki");
+    assert_eq!(verify("/apps/wiki/a%2f..%2f..%2fbooks/x"), 400);
+    assert_eq!(verify("/apps/wiki%2F../books/x"), 400);
+    assert_eq!(verify("/x"), 403, "default policy deny");
+}
+
+#[test]
+fn upstreams_cannot_set_gatehouses_cookies() {
+    let (app, _up) = app_with_upstream();
+    let b = signed_in(&app, "alice");
+    let before = b.cookie("gatehouse_session").expect("signed in");
+    let resp = b.get("/apps/wiki/set-cookies");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.set_cookies(),
+        ["upstream=planted; Domain=lan", "upstream=1; Path=/"]
+    );
+    let resp = b.get("/apps/wiki/set-cookies?also=gatehouse_session");
+    assert_eq!(resp.set_cookies(), ["upstream=1; Path=/"]);
+    let on_host = b.get_with("/set-cookies", &[("Host", "wiki.lan")]);
+    assert_eq!(
+        on_host.set_cookies(),
+        ["upstream=planted; Domain=lan", "upstream=1; Path=/"]
+    );
+    assert_eq!(b.cookie("gatehouse_session"), Some(before));
+    assert_eq!(b.get("/").status, 200, "still signed in");
+}
+
+#[test]
+fn upstreams_cannot_set_a_renamed_session_cookie() {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn_with_file(
+        &format!(
+            "{}\n[cookie]\nname = \"sid\"\n",
+            config(&format!("http://{}", upstream.addr))
+        ),
+        &[],
+    );
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    assert!(b.cookie("sid").is_some(), "signed in under the new name");
+    let resp = b.get("/apps/wiki/set-cookies?also=sid");
+    let cookies = resp.set_cookies();
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("sid=")),
+        "{cookies:?}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("gatehouse_csrf=")),
+        "{cookies:?}"
+    );
+    assert!(cookies.contains(&"upstream=1; Path=/"), "{cookies:?}");
+    let resp = b.get("/apps/wiki/set-cookies?also=theirs");
+    assert!(
+        resp.set_cookies().contains(&"theirs=planted; Domain=lan"),
+        "the app's own cookies pass"
+    );
+}
+
+#[test]
+fn an_identity_header_names_its_app_and_cannot_be_replayed_to_another() {
+    let upstream = Upstream::start();
+    let key = "one key two apps share, 32+ bytes long";
+    let app = TestApp::spawn_with_file(
+        &format!(
+            r#"
+[[apps]]
+name = "books"
+prefix = "/apps/books/"
+upstream = "http://{0}"
+identity_key = "{key}"
+
+[[apps]]
+name = "ledger"
+prefix = "/apps/ledger/"
+upstream = "http://{0}"
+identity_key = "{key}"
+allow = "admins"
+"#,
+            upstream.addr
+        ),
+        &[],
+    );
+    app.add_user("bob", "correct horse", false);
+    let bob = signed_in(&app, "bob");
+    assert_eq!(bob.get("/apps/ledger/").status, 403);
+    let echo: Value = serde_json::from_str(&bob.get("/apps/books/").body).expect("json");
+    let issued = header(&echo, "x-gatehouse-identity")[0].to_owned();
+    assert!(issued.starts_with("v2;app=books;user=bob;"), "{issued}");
+    let ts: u64 = issued
+        .split(";ts=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|t| t.parse().ok())
+        .expect("ts");
+    // books accepts it ...
+    let books = gatehouse::web::gate::identity_header(key.as_bytes(), "books", "bob", "", ts);
+    assert_eq!(issued, books);
+    // ... ledger, checking for its own name, does not: a replay fails even
+    // with the app name edited, as the signature covers it.
+    let ledger = gatehouse::web::gate::identity_header(key.as_bytes(), "ledger", "bob", "", ts);
+    let sig = |h: &str| h.split(";sig=").nth(1).map(str::to_owned);
+    assert_ne!(sig(&issued), sig(&ledger));
+    let edited = issued.replacen("app=books", "app=ledger", 1);
+    assert_ne!(edited, ledger);
+}
+
+#[test]
+fn a_websocket_handshake_gets_the_same_normalised_target_and_header_filter() {
+    let (app, _up) = app_with_upstream();
+    let cookie = session_cookie(&signed_in(&app, "alice"));
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        conn,
+        "GET /apps/wiki//x/../%73ocket?room=%41 HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nRemote_User: root\r\n\
+         Cookie: {cookie}\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("utf-8");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let greeting = "url=/socket?room=%41 user=alice cookie=- underscored=\n";
+    assert_eq!(
+        String::from_utf8(read_exactly(&mut conn, greeting.len())).expect("utf-8"),
+        greeting
+    );
+    // An encoded slash is refused before anything reaches the upstream.
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /apps/wiki/a%2f..%2f..%2fbooks/socket HTTP/1.1\r\nHost: {addr}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nCookie: {cookie}\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&answer), 400, "{answer}");
 }

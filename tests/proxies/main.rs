@@ -32,12 +32,19 @@ impl Upstream {
     fn start() -> Self {
         let server = rouille::Server::new("127.0.0.1:0", |request| {
             let h = |name: &str| request.header(name).unwrap_or("-").to_owned();
+            // Names a CGI-style app would read as identity headers too.
+            let underscored: Vec<String> = request
+                .headers()
+                .filter(|(k, _)| k.contains('_'))
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
             rouille::Response::text(format!(
-                "upstream saw {} user={} groups={} cookie={}",
+                "upstream saw {} user={} groups={} cookie={} underscored={}",
                 request.raw_url(),
                 h("Remote-User"),
                 h("Remote-Groups"),
-                h("Cookie")
+                h("Cookie"),
+                underscored.join(",")
             ))
         })
         .expect("upstream");
@@ -163,6 +170,8 @@ fn swap(text: &str, from: &str, to: &str) -> String {
 const GATEHOUSE_CONFIG: &str = r#"
 public_url = "http://auth.lan"
 default_policy = "deny"
+# The proxies reach gatehouse from here; their forwarding headers count.
+trusted_proxies = ["127.0.0.1"]
 
 [[apps]]
 name = "wiki"
@@ -172,6 +181,16 @@ host = "wiki.lan"
 name = "secret"
 host = "secret.lan"
 allow = "admins"
+
+[[apps]]
+name = "open"
+prefix = "/apps/open/"
+upstream = "http://127.0.0.1:9"
+
+[[apps]]
+name = "books"
+host = "books.lan"
+users = ["bob"]
 "#;
 
 fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
@@ -185,7 +204,7 @@ fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
     site = swap(
         &site,
         "server_name wiki.lan;",
-        "server_name wiki.lan secret.lan;",
+        "server_name wiki.lan secret.lan other.lan books.lan;",
     );
     site = swap(&site, "127.0.0.1:8080", gatehouse);
     site = swap(&site, "127.0.0.1:3000", upstream);
@@ -223,7 +242,7 @@ fn start_caddy(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
         &site,
         "http://wiki.lan {",
         &format!(
-            "http://wiki.lan, http://secret.lan {{\n\tbind unix/{}",
+            "http://wiki.lan, http://secret.lan, http://other.lan, http://books.lan {{\n\tbind unix/{}",
             socket.display()
         ),
     );
@@ -303,6 +322,8 @@ fn check(app: &TestApp, proxy: &Proxy, login_status: u16) {
             ("Cookie", &cookie),
             ("Remote-User", "root"),
             ("Remote-Groups", "admins"),
+            ("Remote_User", "root"),
+            ("Remote_Groups", "admins"),
         ],
     );
     assert_eq!(ok.status, 200, "{}\n{}", ok.head, ok.body);
@@ -317,10 +338,49 @@ fn check(app: &TestApp, proxy: &Proxy, login_status: u16) {
         ok.body
     );
 
+    assert!(
+        ok.body.ends_with("underscored="),
+        "an underscore twin of an identity header got through: {}",
+        ok.body
+    );
+
     // Signed in but not allowed.
     let no = get(proxy, "secret.lan", "/", &[("Cookie", &cookie)]);
     assert_eq!(no.status, 403, "{}", no.head);
     assert!(!no.body.contains("upstream saw"));
+
+    // Not allowed, whatever the client says the request was for: its own
+    // forwarding headers name an app it may use, or a host that is one.
+    for (host, forged) in [
+        (
+            "other.lan",
+            [
+                ("X-Forwarded-Uri", "/apps/open/"),
+                ("X-Original-URI", "/apps/open/"),
+            ],
+        ),
+        (
+            "other.lan",
+            [("X-Forwarded-Host", "wiki.lan"), ("X-Forwarded-Uri", "/")],
+        ),
+        (
+            "secret.lan",
+            [("X-Forwarded-Host", "wiki.lan"), ("X-Original-URI", "/")],
+        ),
+        (
+            "books.lan",
+            [
+                ("X-Forwarded-Host", "wiki.lan"),
+                ("X-Forwarded-Uri", "/apps/open/"),
+            ],
+        ),
+    ] {
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend(forged);
+        let no = get(proxy, host, "/x", &headers);
+        assert_eq!(no.status, 403, "{host} {forged:?}: {}", no.head);
+        assert!(!no.body.contains("upstream saw"), "{host} {forged:?}");
+    }
 
     // Signed out: the same cookie no longer opens the app.
     alice.logout();
