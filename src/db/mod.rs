@@ -73,6 +73,33 @@ pub fn test_server(var: &str) -> Option<String> {
     }
 }
 
+/// Runs a statement that writes and returns rows (`... RETURNING ...`):
+/// every row is read and the statement stepped until SQLite reports it
+/// done, and any error on the way is returned.
+///
+/// SQLite commits such a statement when it finishes or is reset; rusqlite's
+/// `query_row` reads one row and resets, dropping the reset's error, so a
+/// commit that failed (disk full, read-only file) would be reported as a
+/// success. Every `RETURNING` statement goes through here instead.
+///
+/// # Errors
+///
+/// Any error from stepping the statement, including the commit's.
+pub fn returning<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    // `next` returns `None` only once the statement stepped to SQLITE_DONE
+    // and its reset succeeded; a failed commit surfaces as an error here.
+    while let Some(r) = rows.next()? {
+        out.push(row(r)?);
+    }
+    Ok(out)
+}
+
 /// Opens (creating if needed) the database file at `path`, migrates it to the
 /// current schema and returns a pool of at most `max_size` connections.
 ///
@@ -221,6 +248,62 @@ fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection whose every insert into `t` fails at commit: a trigger
+    /// writes a row that breaks a deferred foreign key, which SQLite checks
+    /// only when the statement's implicit transaction commits.
+    fn failing_at_commit() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE t (x INTEGER);
+             CREATE TRIGGER t_fails AFTER INSERT ON t BEGIN INSERT INTO child VALUES (999); END;",
+        )
+        .expect("schema");
+        conn
+    }
+
+    #[test]
+    fn a_returning_statement_whose_commit_fails_is_an_error() {
+        let conn = failing_at_commit();
+        let mut stmt = conn
+            .prepare("INSERT INTO t VALUES (?1) RETURNING x")
+            .expect("prepare");
+        let result = returning(&mut stmt, [7], |r| r.get::<_, i64>(0));
+        assert!(result.is_err(), "{result:?}");
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(stored, 0, "the failed commit stored nothing");
+    }
+
+    #[test]
+    fn query_row_would_have_reported_the_failed_commit_as_a_row() {
+        // Why `returning` exists: this is what rusqlite's `query_row` does.
+        let conn = failing_at_commit();
+        let row = conn.query_row("INSERT INTO t VALUES (7) RETURNING x", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        assert_eq!(row.ok(), Some(7));
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(stored, 0);
+    }
+
+    #[test]
+    fn a_returning_statement_that_commits_returns_its_rows() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("schema");
+        let mut stmt = conn
+            .prepare("INSERT INTO t VALUES (1), (2) RETURNING x")
+            .expect("prepare");
+        let rows = returning(&mut stmt, [], |r| r.get::<_, i64>(0)).expect("rows");
+        assert_eq!(rows, vec![1, 2]);
+    }
 
     #[test]
     fn every_connection_gets_the_pragmas() {

@@ -238,20 +238,19 @@ impl Store for SqliteStore {
              WHERE key = ?5 AND expires_at > ?6 \
              RETURNING json_extract(data, ?1)",
         )?;
-        let value = stmt
-            .query_row(
-                params![
-                    path(field),
-                    by,
-                    touch.last_seen_at,
-                    touch.expires_at,
-                    &key.0[..],
-                    now
-                ],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?;
-        Ok(value)
+        let values = db::returning(
+            &mut stmt,
+            params![
+                path(field),
+                by,
+                touch.last_seen_at,
+                touch.expires_at,
+                &key.0[..],
+                now
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(values.into_iter().next())
     }
 
     fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
@@ -384,6 +383,38 @@ mod tests {
             .expect("load")
             .expect("live");
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn an_increment_whose_commit_fails_is_an_error_not_a_count() {
+        let (_dir, store) = store_with(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+             VALUES (1, 'one', 'x', 0, 0);",
+        );
+        let now = crate::clock::now();
+        let rec =
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
+        store.create(&rec).expect("create");
+        // From here on every update of a session fails at commit (a
+        // deferred foreign key broken by a trigger), as a full disk would.
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch(
+                "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
+                 CREATE TRIGGER fail_at_commit AFTER UPDATE ON sessions \
+                 BEGIN INSERT INTO broken VALUES (999); END;",
+            )
+            .expect("trigger");
+        let touch = Touch {
+            last_seen_at: now,
+            expires_at: rec.expires_at,
+        };
+        let result = store.increment(&rec.key, "visits", 1, touch, now);
+        assert!(result.is_err(), "{result:?}");
+        let stored = store.load(&rec.key, now).expect("load").expect("live");
+        assert_eq!(stored.data.get("visits"), None, "nothing was stored");
     }
 
     #[test]
