@@ -54,6 +54,64 @@ pub enum AppError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// Another gatehouse server holds the data directory.
+    #[error(
+        "another gatehouse server is running on the data directory {0} (it holds {0}/{LOCK_FILE}); \
+         stop it first, or give this one its own data directory"
+    )]
+    InUse(std::path::PathBuf),
+    /// The data directory's lock file could not be opened or locked.
+    #[error("cannot lock the data directory {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The file in the data directory a server holds locked while it runs.
+pub const LOCK_FILE: &str = "gatehouse.lock";
+
+/// The data directory, held by this process: an exclusive `flock` on
+/// [`LOCK_FILE`], released when this is dropped (or the process dies, so a
+/// crash never leaves a stale lock behind).
+///
+/// One server per data directory: two would keep separate throttles,
+/// separate first-run tokens and separate ideas of what the file holds.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory `dir` for this process (creating it if needed).
+///
+/// # Errors
+///
+/// [`AppError::InUse`] when another process holds it; [`AppError::Lock`]
+/// or [`AppError::DataDir`] when the directory or its lock file cannot be
+/// used.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, AppError> {
+    std::fs::create_dir_all(dir).map_err(|source| AppError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AppError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::InUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock { path, source }),
+    }
 }
 
 /// How many bcrypt hashes run at once: one per core, so logins cannot take
@@ -190,6 +248,8 @@ pub struct Running {
     server: JoinHandle<()>,
     reaper: Reaper,
     state: Arc<web::State>,
+    /// Held until the server is gone.
+    _lock: DataDirLock,
 }
 
 impl Running {
@@ -259,6 +319,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             config.data_dir.join("secret").display()
         ));
     }
+    let lock = lock_data_dir(&config.data_dir)?;
     let Backends {
         users,
         store,
@@ -348,5 +409,6 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         server,
         reaper,
         state,
+        _lock: lock,
     })
 }

@@ -276,7 +276,9 @@ fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), Cli
             dest.display()
         )));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Held for the restore: a server that starts meanwhile waits its turn
+    // by refusing to start, and one already serving makes this refuse.
+    let _lock = app::lock_data_dir(&config.data_dir)?;
     crate::db::restore(file, &dest).map_err(AppError::Db)?;
     writeln!(
         std::io::stdout(),

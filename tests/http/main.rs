@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod backup;
 mod cli;
+mod disk;
 mod example;
 mod gate;
 mod hostile;
