@@ -18,7 +18,7 @@ use crate::session::{
     Engine, PostgresStore, Reaper, RedisStore, Signer, SqliteStore, Store, StoreError,
 };
 use crate::users::Users;
-use crate::web::{self, Health};
+use crate::web::{self, Health, Unhealthy};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,18 @@ pub enum AppError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The database is missing from a data directory that had one.
+    #[error(
+        "there is no database at {path}, but this data directory has been used before \
+         ({secret} exists); put the database back (or restore a backup with \
+         `gatehouse restore`), or remove {secret} to start afresh with no users"
+    )]
+    MissingDatabase {
+        /// Where the database should be.
+        path: std::path::PathBuf,
+        /// The secret that shows the directory was used.
+        secret: std::path::PathBuf,
+    },
     /// Another gatehouse server holds the data directory.
     #[error(
         "another gatehouse server is running on the data directory {0} (it holds {0}/{LOCK_FILE}); \
@@ -160,13 +172,15 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
+                refuse_missing_database(config, path)?;
                 let pool = db::open(path, max)?;
                 let health = pool.clone();
+                let probe = WriteProbe::default();
                 (
                     Users::new(pool.clone(), hasher),
                     Arc::new(SqliteStore::new(pool)),
                     Box::new(MemoryRecords::default()),
-                    Box::new(move || sqlite_health(&health)),
+                    Box::new(move || sqlite_health(&health, &probe)),
                 )
             }
             Database::Postgres(url) => {
@@ -203,33 +217,96 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     })
 }
 
-fn sqlite_health(pool: &db::Pool) -> Result<(), String> {
-    let conn = pool.get().map_err(|e| e.to_string())?;
-    // Both tables answer: the file is there, readable and migrated.
+/// A fresh database is made only on a first start: a data directory that
+/// already holds its secret had a database, and one that is missing now was
+/// moved or deleted; making an empty one would sign everyone out and offer
+/// the first-run setup page to whoever comes first.
+fn refuse_missing_database(config: &Config, path: &std::path::Path) -> Result<(), AppError> {
+    let secret = config.data_dir.join("secret");
+    if !path.exists() && secret.exists() {
+        return Err(AppError::MissingDatabase {
+            path: path.to_path_buf(),
+            secret,
+        });
+    }
+    Ok(())
+}
+
+/// `/healthz` on SQLite: the file is the one the server opened, both tables
+/// answer, and a write commits (one row of `meta` rewritten, at most once a
+/// second however often the check is polled), so a full disk or a read-only
+/// file shows as `503` rather than `ok`.
+fn sqlite_health(pool: &db::Pool, probe: &WriteProbe) -> Result<(), Unhealthy> {
+    let unavailable = |detail: String| Unhealthy {
+        reason: "SQLite database unavailable",
+        detail,
+    };
+    let conn = pool.get().map_err(|e| match e {
+        DbError::Replaced(m) => Unhealthy {
+            reason: "SQLite database replaced or deleted",
+            detail: m,
+        },
+        e => unavailable(e.detail()),
+    })?;
     conn.query_row(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)) \
                   + (SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)) >= 0",
         [],
         |r| r.get::<_, bool>(0),
     )
-    .map(drop)
-    .map_err(|e| e.to_string())
+    .map_err(|e| unavailable(DbError::Sqlite(e).detail()))?;
+    probe.check(|| db::probe_write(&conn).map_err(|e| DbError::Sqlite(e).detail()))
 }
 
-fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), String> {
-    let mut client = pool.get().map_err(|e| format!("PostgreSQL: {e}"))?;
+/// The last write probe: when it ran and what it found.
+#[derive(Default)]
+struct WriteProbe(std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>);
+
+impl WriteProbe {
+    /// Runs `probe` unless it ran within the last second; the result then
+    /// is the last one.
+    fn check(&self, probe: impl FnOnce() -> Result<(), String>) -> Result<(), Unhealthy> {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = match &*last {
+            Some((at, result)) if at.elapsed() < Duration::from_secs(1) => result.clone(),
+            _ => {
+                let result = probe();
+                *last = Some((std::time::Instant::now(), result.clone()));
+                result
+            }
+        };
+        result.map_err(|detail| Unhealthy {
+            reason: "SQLite database cannot be written",
+            detail,
+        })
+    }
+}
+
+fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), Unhealthy> {
+    let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
+        reason: "PostgreSQL unavailable",
+        detail: format!("PostgreSQL: {e}"),
+    };
+    let mut client = pool.get().map_err(|e| unavailable(&e))?;
     client
         .simple_query("SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1")
         .map(drop)
-        .map_err(|e| format!("PostgreSQL: {e}"))
+        .map_err(|e| unavailable(&e))
 }
 
-fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), String> {
-    let mut conn = pool.get().map_err(|e| format!("Redis: {e}"))?;
+fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy> {
+    let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
+        reason: "Redis unavailable",
+        detail: format!("Redis: {e}"),
+    };
+    let mut conn = pool.get().map_err(|e| unavailable(&e))?;
     redis::cmd("PING")
         .query::<String>(&mut *conn)
         .map(drop)
-        .map_err(|e| format!("Redis: {e}"))
+        .map_err(|e| unavailable(&e))
 }
 
 /// The password hasher with the config's bcrypt settings.

@@ -37,6 +37,13 @@ const STEPS: &[&str] = &[
     // 2: a user's sessions are listed newest activity first; index that order.
     "DROP INDEX sessions_by_user;
      CREATE INDEX sessions_by_user ON sessions(user_id, last_seen_at);",
+    // 3: what this file is: a random id made once, when the file is created
+    // or first migrated, so a server notices when the file at its path is
+    // another database; and a row the health check rewrites to prove that
+    // writes still commit.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+     INSERT INTO meta (key, value) VALUES ('write_probe', '0');",
 ];
 
 /// The schema version this binary writes.

@@ -8,27 +8,25 @@ pub mod checked;
 mod migrations;
 pub mod postgres;
 
+mod identity;
+
 use std::path::Path;
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
-
+pub use identity::{Manager, Pool, probe_write};
 pub use migrations::{SCHEMA_VERSION, migrate};
 
-/// A pool of SQLite connections, each with gatehouse's pragmas applied.
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-
 /// A connection checked out of a [`Pool`].
-pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+pub type Conn = r2d2::PooledConnection<Manager>;
 
 /// How long a connection waits on a lock held by another before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors opening or using the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// SQLite refused a statement.
-    #[error("database error")]
+    #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// No connection could be had from the pool in time.
     #[error("no database connection available")]
@@ -42,6 +40,21 @@ pub enum DbError {
     /// A backup or restore could not be done; the message says why.
     #[error("{0}")]
     Backup(String),
+    /// The database file was replaced, moved or deleted behind the server's
+    /// back; the message says which and what to do.
+    #[error("{0}")]
+    Replaced(String),
+    /// The database file cannot be written.
+    #[error(
+        "cannot write the database {path}: {reason}; fix its permissions or the file system \
+         (the file, its -wal and -shm, and the directory must be writable)"
+    )]
+    ReadOnly {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
     /// The file was written by a newer gatehouse.
     #[error(
         "the database has schema version {found}, newer than this gatehouse knows ({known}); \
@@ -53,6 +66,50 @@ pub enum DbError {
         /// The newest version this binary can migrate to.
         known: i64,
     },
+}
+
+/// Whether SQLite failed for a reason of the storage underneath (a full
+/// disk, a read-only file or mount, an I/O error, a lock held too long, a
+/// file that cannot be opened) rather than of the statement: such a request
+/// may succeed later, and is answered `503`, not `500`.
+pub fn is_storage_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, FileLockingProtocolFailed, ReadOnly,
+        SystemIoFailure,
+    };
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
+                | FileLockingProtocolFailed
+        )
+    )
+}
+
+impl DbError {
+    /// Whether the request may succeed later (answered `503`): storage
+    /// failures, no connection in time, a replaced file.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlite(e) => is_storage_error(e),
+            Self::Pool(_) | Self::Replaced(_) | Self::ReadOnly { .. } => true,
+            Self::Postgres(e) => postgres::is_connection_error(e),
+            _ => false,
+        }
+    }
+
+    /// The message without the variant's wrapping, for logs and the
+    /// terminal: SQLite's own words for a failed statement.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m))) => {
+                format!("SQLite: {m} ({f})")
+            }
+            Self::Sqlite(e) => format!("SQLite: {e}"),
+            e => e.to_string(),
+        }
+    }
 }
 
 /// For tests: the URL of a shared server in the environment variable `var`.
@@ -108,17 +165,21 @@ pub fn returning<T>(
 /// Fails when the file cannot be opened, a migration fails, or the file was
 /// made by a newer gatehouse.
 pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
-    let manager = SqliteConnectionManager::file(path).with_init(configure);
-    let pool = r2d2::Pool::builder()
-        .max_size(max_size.max(1))
-        .min_idle(Some(1))
-        // A SQLite connection to a local file does not go stale; checking
-        // each one on checkout would cost a statement per request.
-        .test_on_check_out(false)
-        .connection_timeout(Duration::from_secs(10))
-        .build(manager)?;
-    migrate(&mut *pool.get()?)?;
-    Ok(pool)
+    // The one connection allowed to create the file: the pool's connections
+    // open it without SQLITE_OPEN_CREATE, so a file deleted while serving is
+    // an error, never a fresh empty database behind the server's back.
+    let mut first = rusqlite::Connection::open(path)?;
+    configure(&mut first)?;
+    migrate(&mut first)?;
+    // A file that opened read-only (permissions, a read-only mount) would
+    // serve reads and fail every sign-in; refuse to start instead.
+    identity::probe_write(&first).map_err(|e| DbError::ReadOnly {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let database_id = identity::database_id(&first)?;
+    drop(first);
+    Pool::build(path, database_id, max_size)
 }
 
 /// Copies the live database at `source` into a new file `dest` with
@@ -234,7 +295,7 @@ pub fn check(path: &Path) -> Result<i64, DbError> {
 /// WAL lets readers proceed while one writer commits; NORMAL synchronous is
 /// durable across application crashes and is SQLite's advice for WAL; the busy
 /// timeout turns brief writer contention into a wait instead of an error.
-fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+pub(crate) fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

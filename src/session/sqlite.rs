@@ -28,13 +28,23 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Backend(e.to_string())
+        DbError::Sqlite(e).into()
     }
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        Self::Backend(e.to_string())
+        DbError::Pool(e).into()
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.detail())
+        } else {
+            Self::Backend(e.detail())
+        }
     }
 }
 

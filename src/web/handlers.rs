@@ -234,12 +234,15 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
 fn healthz(state: &State) -> Response {
     match (state.health)() {
         Ok(()) => Response::text("ok"),
-        Err(detail) => {
+        Err(e) => {
             logging::line(&format!(
-                "healthz failed detail={}",
-                logging::quote(&detail)
+                "healthz failed reason={} detail={}",
+                logging::quote(e.reason),
+                logging::quote(&e.detail)
             ));
-            Response::text("database unavailable").with_status_code(503)
+            Response::text(e.reason)
+                .with_status_code(503)
+                .with_additional_header("Retry-After", "5")
         }
     }
 }
