@@ -24,7 +24,7 @@ use crate::web::{self, Health, Unhealthy};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
@@ -73,7 +73,7 @@ pub enum AppError {
     )]
     InUse(std::path::PathBuf),
     /// The data directory's lock file could not be opened or locked.
-    #[error("cannot lock the data directory {path}: {source}")]
+    #[error("cannot lock the data directory ({path}): {source}")]
     Lock {
         /// The lock file.
         path: std::path::PathBuf,
@@ -115,6 +115,10 @@ pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, AppError> {
         .read(true)
         .write(true)
         .open(&path)
+        // On a read-only directory the lock file of an earlier start can
+        // still be locked (flock needs no write access), so the error that
+        // follows is the one that matters: the database cannot be written.
+        .or_else(|_| std::fs::File::open(&path))
         .map_err(|source| AppError::Lock {
             path: path.clone(),
             source,

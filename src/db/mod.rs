@@ -29,7 +29,7 @@ pub enum DbError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// No connection could be had from the pool in time.
-    #[error("no database connection available")]
+    #[error("no database connection available: {0}")]
     Pool(#[from] r2d2::Error),
     /// PostgreSQL refused a statement or could not be reached.
     #[error("PostgreSQL: {0}")]
@@ -46,7 +46,7 @@ pub enum DbError {
     Replaced(String),
     /// The database file cannot be written.
     #[error(
-        "cannot write the database {path}: {reason}; fix its permissions or the file system \
+        "the database {path} cannot be written ({reason}); fix its permissions or the file system \
          (the file, its -wal and -shm, and the directory must be writable)"
     )]
     ReadOnly {
@@ -205,23 +205,59 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     src.busy_timeout(BUSY_TIMEOUT)?;
-    let tmp = dest.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
-    {
-        let mut out = rusqlite::Connection::open(&tmp)?;
-        let copy = rusqlite::backup::Backup::new(&src, &mut out)?;
-        copy.step(-1)?;
+    // A name of its own, so a file that happens to be called `X.partial`
+    // is never touched, and two backups at once never share one.
+    let name = dest
+        .file_name()
+        .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dest.with_file_name(format!(".{name}.{:016x}.partial", rand::random::<u64>()));
+    let result = copy_checked(&src, &tmp);
+    drop(src);
+    let result = result.and_then(|()| {
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| DbError::Backup(format!("cannot move the copy into place: {e}")))
+    });
+    if result.is_err() {
+        remove_with_companions(&tmp);
     }
-    let found = check(&tmp)?;
+    result
+}
+
+/// Copies `src` into a new file `tmp`, takes the copy out of WAL mode (a
+/// backup is one self-contained file: no `-wal` or `-shm` beside it) and
+/// checks it.
+fn copy_checked(src: &rusqlite::Connection, tmp: &Path) -> Result<(), DbError> {
+    {
+        let mut out = rusqlite::Connection::open(tmp)?;
+        {
+            let copy = rusqlite::backup::Backup::new(src, &mut out)?;
+            copy.step(-1)?;
+        }
+        let mode: String = out.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(DbError::Backup(format!(
+                "cannot take the copy out of WAL mode (journal mode {mode})"
+            )));
+        }
+        out.close().map_err(|(_, e)| e)?;
+    }
+    let found = check(tmp)?;
     if found > SCHEMA_VERSION {
         return Err(DbError::TooNew {
             found,
             known: SCHEMA_VERSION,
         });
     }
-    std::fs::rename(&tmp, dest)
-        .map_err(|e| DbError::Backup(format!("cannot move the copy into place: {e}")))?;
     Ok(())
+}
+
+/// Removes a database file and whatever SQLite keeps beside it.
+fn remove_with_companions(path: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    }
 }
 
 /// Replaces the database at `dest` with the backup at `source`. Stop the

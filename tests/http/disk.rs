@@ -113,3 +113,473 @@ fn restore_refuses_while_a_server_holds_the_data_directory() {
             .is_some()
     );
 }
+
+/// A data directory on a tmpfs of its own, small enough to fill: the
+/// storage faults of a bad day, made on demand. Needs root (to mount);
+/// without it, or where mounting is not allowed, the tests that need one
+/// say so and pass.
+struct SmallDisk {
+    mount: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(test: &str) -> Option<Self> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        if !root {
+            eprintln!("{test}: skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        let mount = tempfile::tempdir().expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+            .arg(mount.path())
+            .output()
+            .expect("run mount");
+        if !out.status.success() {
+            eprintln!(
+                "{test}: skipped: cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Self { mount })
+    }
+
+    /// The data directory, inside the mount.
+    fn data(&self) -> std::path::PathBuf {
+        self.mount.path().join("data")
+    }
+
+    /// Takes every free byte.
+    fn fill(&self) {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(self.mount.path().join("filler")).expect("filler");
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let buf = vec![0u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        let probe = std::fs::write(self.mount.path().join("probe"), [0u8; 4096]);
+        assert!(probe.is_err(), "the disk is not full");
+    }
+
+    /// Gives the space back.
+    fn free(&self) {
+        std::fs::remove_file(self.mount.path().join("filler")).expect("free");
+        let _ = std::fs::remove_file(self.mount.path().join("probe"));
+    }
+
+    fn remount(&self, mode: &str) -> Output {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.mount.path())
+            .output()
+            .expect("run mount")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.mount.path())
+            .output();
+    }
+}
+
+/// The real binary serving `dir`, its log collected.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        use std::io::BufRead as _;
+        let mut child = crate::helpers::command(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("GATEHOUSE_DATA", dir)
+            .env("GATEHOUSE_BCRYPT_COST", "4")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let stderr = child.stderr.take().expect("stderr");
+        let logger = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        match lines.next() {
+            Some(Ok(first)) => {
+                let url = first.split_whitespace().last().expect("url").to_owned();
+                std::thread::spawn(move || for _ in lines {});
+                Ok(Self { child, url, log })
+            }
+            _ => {
+                let _ = child.wait();
+                let _ = logger.join();
+                Err(log.lock().expect("log").join("\n"))
+            }
+        }
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    fn browser(&self) -> crate::helpers::Browser {
+        crate::helpers::Browser::new(&self.url)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a CLI command with a password on stdin.
+fn with_password(dir: &std::path::Path, args: &[&str], password: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = crate::helpers::command(BIN)
+        .args(args)
+        .env("GATEHOUSE_DATA", dir)
+        .env("GATEHOUSE_BCRYPT_COST", "4")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gatehouse");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes());
+    child.wait_with_output().expect("wait")
+}
+
+/// A read-only look at the database file, as an operator would take it.
+fn stored(dir: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        dir.join("gatehouse.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the database")
+}
+
+fn user_exists(dir: &std::path::Path, name: &str) -> bool {
+    stored(dir)
+        .query_row(
+            "SELECT count(*) FROM users WHERE username = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("users")
+        == 1
+}
+
+fn user_flag(dir: &std::path::Path, name: &str, column: &str) -> i64 {
+    stored(dir)
+        .query_row(
+            &format!("SELECT {column} FROM users WHERE username = ?1"),
+            [name],
+            |r| r.get(0),
+        )
+        .expect("user")
+}
+
+fn visits(b: &crate::helpers::Browser) -> Option<i64> {
+    let page = b.get("/");
+    (page.status == 200).then(|| {
+        page.text_of("visits")
+            .expect("visits")
+            .parse()
+            .expect("number")
+    })
+}
+
+fn stored_visits(dir: &std::path::Path) -> Vec<i64> {
+    let conn = stored(dir);
+    let mut stmt = conn
+        .prepare("SELECT coalesce(json_extract(data, '$.visits'), 0) FROM sessions ORDER BY 1")
+        .expect("sessions");
+    stmt.query_map([], |r| r.get(0))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+fn admin_post(
+    b: &crate::helpers::Browser,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> u16 {
+    let Some(csrf) = b.get(page).csrf() else {
+        return 0;
+    };
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post_form(action, &all).status
+}
+
+#[test]
+fn with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resume_after() {
+    let test =
+        "with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resume_after";
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let Some(disk) = SmallDisk::mount(test) else {
+        return;
+    };
+    let d = disk.data();
+    for (name, admin) in [
+        ("alice", true),
+        ("bob", false),
+        ("carol", false),
+        ("erin", false),
+    ] {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        let out = with_password(&d, &args, "correct horse");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let env = [("GATEHOUSE_TOUCH_INTERVAL", "1s")];
+    let server = Served::start(&d, &env).expect("serves");
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    let alice2 = server.browser();
+    assert_eq!(alice2.login("alice", "correct horse").status, 303);
+    let carol = server.browser();
+    assert_eq!(carol.login("carol", "correct horse").status, 303);
+    let mut acknowledged = visits(&alice).expect("a visit");
+
+    disk.fill();
+    // Due a touch: forward auth must keep answering signed-in users.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut failures = 0;
+    for round in 0..20 {
+        let verify = alice.get("/auth/verify");
+        assert_eq!(
+            verify.status, 200,
+            "forward auth failed while the disk is full"
+        );
+        assert_eq!(verify.header("Remote-User"), Some("alice"));
+        match visits(&alice) {
+            Some(n) => {
+                assert_eq!(n, acknowledged + 1, "round {round}");
+                acknowledged = n;
+            }
+            None => failures += 1,
+        }
+    }
+    let page = alice.get("/");
+    if page.status != 200 {
+        assert_eq!(page.status, 503, "{}", page.body);
+        assert!(page.header("Retry-After").is_some());
+    }
+
+    let bob = server.browser();
+    let bob_in = bob.login("bob", "correct horse").status;
+    assert!(bob_in == 303 || bob_in == 503, "bob: {bob_in}");
+    let patch = alice.send_json("PATCH", "/api/session/data", r#"{"theme":"dark"}"#, &[]);
+    assert!(
+        patch.status == 200 || patch.status == 503,
+        "patch: {}",
+        patch.status
+    );
+    let carol_out = carol.logout().status;
+    let end_others = admin_post(&alice, "/account", "/account/sessions/end-others", &[]);
+    let created = admin_post(
+        &alice,
+        "/admin",
+        "/admin/users",
+        &[("username", "frank"), ("password", "frank's pass")],
+    );
+    let dave = with_password(
+        &d,
+        &["user", "add", "dave", "--password-stdin"],
+        "correct horse",
+    );
+    let passwd = with_password(
+        &d,
+        &["user", "passwd", "erin", "--password-stdin"],
+        "new horse 1",
+    );
+    let disable = gatehouse(&d, &[], &["user", "disable", "carol"]);
+    let delete = gatehouse(&d, &[], &["user", "delete", "erin"]);
+    let copy = disk.mount.path().join("copy.db");
+    let backup = gatehouse(&d, &[], &["backup", copy.to_str().expect("utf-8")]);
+    failures += [
+        bob_in == 503,
+        patch.status == 503,
+        carol_out == 503,
+        created == 503,
+    ]
+    .into_iter()
+    .filter(|f| *f)
+    .count();
+    failures += [&dave, &passwd, &disable, &delete, &backup]
+        .into_iter()
+        .filter(|o| !o.status.success())
+        .count();
+    eprintln!("{test}: {failures} writes refused while the disk was full");
+    assert!(
+        failures > 0,
+        "the full disk made no write fail; the harness is broken"
+    );
+
+    disk.free();
+    // What was acknowledged is stored; what was refused is not.
+    assert!(
+        stored_visits(&d).contains(&acknowledged),
+        "acknowledged {acknowledged} visits, stored {:?}",
+        stored_visits(&d)
+    );
+    assert_eq!(
+        visits(&alice),
+        Some(acknowledged + 1),
+        "the same server writes again"
+    );
+    if bob_in == 303 {
+        assert_eq!(
+            bob.get("/auth/verify").status,
+            200,
+            "bob's acknowledged sign-in was lost"
+        );
+    } else {
+        assert_eq!(bob.get("/auth/verify").status, 401);
+    }
+    let data = alice.get("/api/session");
+    assert_eq!(
+        patch.status == 200,
+        data.body.contains("dark"),
+        "patch {} but data {}",
+        patch.status,
+        data.body
+    );
+    assert_eq!(
+        carol_out == 303,
+        carol.get("/auth/verify").status == 401,
+        "logout {carol_out}"
+    );
+    assert_eq!(
+        end_others == 303,
+        alice2.get("/auth/verify").status == 401,
+        "end-others {end_others}"
+    );
+    assert_eq!(
+        created == 303,
+        user_exists(&d, "frank"),
+        "admin create {created}"
+    );
+    assert_eq!(
+        dave.status.success(),
+        user_exists(&d, "dave"),
+        "{}",
+        stderr(&dave)
+    );
+    assert_eq!(
+        disable.status.success(),
+        user_flag(&d, "carol", "disabled") == 1,
+        "{}",
+        stderr(&disable)
+    );
+    assert_eq!(
+        delete.status.success(),
+        !user_exists(&d, "erin"),
+        "{}",
+        stderr(&delete)
+    );
+    if !delete.status.success() {
+        let changed =
+            user_flag(&d, "erin", "password_changed_at") != user_flag(&d, "erin", "created_at");
+        assert_eq!(passwd.status.success(), changed, "{}", stderr(&passwd));
+    }
+    if backup.status.success() {
+        stored(disk.mount.path()).execute_batch("").expect("sound");
+        assert!(copy.exists());
+    } else {
+        assert!(!copy.exists(), "a failed backup left its file");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(disk.mount.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("copy") && n != "copy.db")
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    // Everything writes again on the same server.
+    let bob = server.browser();
+    assert_eq!(bob.login("bob", "correct horse").status, 303);
+    let out = with_password(
+        &d,
+        &["user", "add", "grace", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.browser().get("/healthz").status, 200);
+    let _ = server.logged("");
+}
+
+#[test]
+fn a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts() {
+    let test = "a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts";
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let Some(disk) = SmallDisk::mount(test) else {
+        return;
+    };
+    let d = disk.data();
+    let out = with_password(
+        &d,
+        &["user", "add", "alice", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A server ran here before: the data directory has its lock file.
+    drop(Served::start(&d, &[]).expect("serves"));
+    let ro = disk.remount("ro");
+    assert!(
+        ro.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ro.stderr)
+    );
+    let refused = Served::start(&d, &[])
+        .err()
+        .expect("started on a read-only database");
+    assert!(
+        refused.contains("cannot be written")
+            && refused.contains(&d.join("gatehouse.db").display().to_string()),
+        "{refused}"
+    );
+    let rw = disk.remount("rw");
+    assert!(
+        rw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rw.stderr)
+    );
+    let server = Served::start(&d, &[]).expect("serves once writable");
+    assert_eq!(server.browser().login("alice", "correct horse").status, 303);
+}
