@@ -196,6 +196,9 @@ pub fn run() -> Result<(), CliError> {
 }
 
 fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, CliError> {
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        crate::logging::line(&warning);
+    }
     let mut flags = flags.to_vec();
     flags.push(("database", global.database.clone()));
     Ok(Config::load(
