@@ -184,8 +184,14 @@ pub fn run() -> Result<(), CliError> {
     match cli.command {
         None => serve(&cli.global, &ServeArgs::default()),
         Some(Command::Serve(args)) => serve(&cli.global, &args),
-        Some(Command::User(cmd)) => user(&cli.global, cmd),
-        Some(Command::Session(cmd)) => session(&cli.global, cmd),
+        Some(Command::User(cmd)) => {
+            user(&cli.global, cmd)?;
+            checkpoint(&cli.global)
+        }
+        Some(Command::Session(cmd)) => {
+            session(&cli.global, cmd)?;
+            checkpoint(&cli.global)
+        }
         Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
         Some(Command::Backup { file }) => backup(&cli.global, &file),
         Some(Command::Restore { file, yes }) => restore(&cli.global, &file, yes),
@@ -196,9 +202,6 @@ pub fn run() -> Result<(), CliError> {
 }
 
 fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, CliError> {
-    for warning in crate::config::unknown_env(std::env::vars()) {
-        crate::logging::line(&warning);
-    }
     let mut flags = flags.to_vec();
     flags.push(("database", global.database.clone()));
     Ok(Config::load(
@@ -210,6 +213,9 @@ fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, C
 }
 
 fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        crate::logging::line(&warning);
+    }
     let config = config(
         global,
         &[
@@ -381,6 +387,24 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
             )),
             app.access
         )?;
+    }
+    Ok(())
+}
+
+/// Moves what a short command wrote out of the `-wal` into the database
+/// file before the command exits. A server still holding the file open
+/// keeps the `-wal`, so without this a change could exist only there, and a
+/// copy of `gatehouse.db` alone would miss it.
+fn checkpoint(global: &Global) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    if let Some(path) = config.database_path() {
+        if let Err(e) = crate::db::checkpoint(path) {
+            crate::logging::line(&format!(
+                "warning: the change is committed, but stays in {}-wal until the next checkpoint: {}",
+                path.display(),
+                e.detail()
+            ));
+        }
     }
     Ok(())
 }

@@ -260,6 +260,35 @@ fn remove_with_companions(path: &Path) {
     }
 }
 
+/// Copies everything in the `-wal` of the database at `path` into the
+/// file itself and empties the `-wal` (`wal_checkpoint(TRUNCATE)`). A
+/// missing file is left missing.
+///
+/// # Errors
+///
+/// When the file cannot be opened, or a reader kept part of the `-wal`
+/// from being copied.
+pub fn checkpoint(path: &Path) -> Result<(), DbError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let (busy, log, done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 || log != done {
+        return Err(DbError::Backup(format!(
+            "{done} of {log} pages of the -wal copied; a reader held the rest"
+        )));
+    }
+    Ok(())
+}
+
 /// Replaces the database at `dest` with the backup at `source`. Stop the
 /// server first: sessions and users it holds in memory would not match.
 ///

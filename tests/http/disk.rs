@@ -583,3 +583,179 @@ fn a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts(
     let server = Served::start(&d, &[]).expect("serves once writable");
     assert_eq!(server.browser().login("alice", "correct horse").status, 303);
 }
+
+#[test]
+fn a_cli_change_is_in_the_database_file_itself_when_the_command_exits() {
+    if !crate::helpers::on_sqlite(
+        "a_cli_change_is_in_the_database_file_itself_when_the_command_exits",
+    ) {
+        return;
+    }
+    // The server keeps the file open, so SQLite's own checkpoint on the
+    // last close never runs for the CLI's connection.
+    let app = TestApp::spawn();
+    let out = with_password(
+        app.dir.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The file alone, as a copy without its -wal would see it.
+    let alone = app.dir.path().join("alone.db");
+    std::fs::copy(app.db_path(), &alone).expect("copy");
+    let conn = rusqlite::Connection::open(&alone).expect("open the copy");
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users WHERE username = 'bob'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("users");
+    assert_eq!(n, 1, "the new user is only in the -wal");
+}
+
+#[test]
+fn a_backup_leaves_no_companion_files_and_never_touches_an_unrelated_partial_file() {
+    if !crate::helpers::on_sqlite(
+        "a_backup_leaves_no_companion_files_and_never_touches_an_unrelated_partial_file",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let out_dir = tempfile::tempdir().expect("dir");
+    let unrelated = out_dir.path().join("x.partial");
+    std::fs::write(&unrelated, b"someone else's file").expect("write");
+    let dest = out_dir.path().join("x.db");
+    let out = gatehouse(
+        app.dir.path(),
+        &[],
+        &["backup", dest.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&unrelated).expect("still there"),
+        b"someone else's file"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(out_dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["x.db", "x.partial"], "files beside the backup");
+    let conn =
+        rusqlite::Connection::open_with_flags(&dest, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .expect("users");
+    assert_eq!(n, 1);
+}
+
+/// A data directory with alice (an administrator) added by the CLI.
+fn data_with_alice() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = with_password(
+        dir.path(),
+        &["user", "add", "alice", "--admin", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir
+}
+
+#[test]
+fn a_database_replaced_while_serving_is_noticed_and_never_written() {
+    if !crate::helpers::on_sqlite("a_database_replaced_while_serving_is_noticed_and_never_written")
+    {
+        return;
+    }
+    let dir = data_with_alice();
+    let other = tempfile::tempdir().expect("temp dir");
+    let out = with_password(
+        other.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = Served::start(dir.path(), &[]).expect("serves");
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    assert_eq!(alice.get("/auth/verify").status, 200);
+
+    std::fs::rename(
+        other.path().join("gatehouse.db"),
+        dir.path().join("gatehouse.db"),
+    )
+    .expect("replace");
+    // What is on disk now, to show that nothing is written from here on.
+    let snapshot = || {
+        ["", "-wal"].map(|suffix| {
+            std::fs::read(format!(
+                "{}{suffix}",
+                dir.path().join("gatehouse.db").display()
+            ))
+            .unwrap_or_default()
+        })
+    };
+    let before = snapshot();
+    let verify = alice.get("/auth/verify");
+    assert_eq!(verify.status, 503, "served from another database");
+    let bob = server.browser();
+    assert_eq!(bob.login("bob", "correct horse").status, 503);
+    let health = server.browser().get("/healthz");
+    assert_eq!(health.status, 503);
+    assert!(health.body.contains("replaced"), "{}", health.body);
+    assert!(
+        server.logged("was replaced by another file"),
+        "{:?}",
+        server.log
+    );
+    assert!(
+        before == snapshot(),
+        "the server wrote while the file was replaced"
+    );
+}
+
+#[test]
+fn a_deleted_database_is_not_recreated_while_serving_nor_at_the_next_start() {
+    if !crate::helpers::on_sqlite(
+        "a_deleted_database_is_not_recreated_while_serving_nor_at_the_next_start",
+    ) {
+        return;
+    }
+    let dir = data_with_alice();
+    let db = dir.path().join("gatehouse.db");
+    let server = Served::start(dir.path(), &[]).expect("serves");
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    assert_eq!(alice.get("/auth/verify").status, 503);
+    assert_eq!(server.browser().login("alice", "correct horse").status, 503);
+    let setup = server.browser().get("/setup");
+    assert_ne!(setup.status, 200, "the first-run page is back");
+    assert!(
+        !db.exists(),
+        "a fresh database was made behind the server's back"
+    );
+    assert!(
+        server.logged("was deleted or moved away"),
+        "{:?}",
+        server.log
+    );
+    drop(server);
+
+    let refused = Served::start(dir.path(), &[])
+        .err()
+        .expect("started without its database");
+    assert!(
+        refused.contains("there is no database at") && refused.contains("secret"),
+        "{refused}"
+    );
+    assert!(!db.exists());
+    let out = gatehouse(dir.path(), &[], &["user", "list"]);
+    assert!(!out.status.success(), "the CLI made a fresh database");
+    assert!(!db.exists());
+}
