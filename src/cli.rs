@@ -324,18 +324,37 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
     let dest = app::open_backends(&config)?;
     let mut out = std::io::stdout().lock();
     if users_move {
-        let existing = dest.users.count()?;
-        if existing > 0 {
+        // Resumable: a run killed half way (or one without --sessions) left
+        // some of the source's users behind it, each committed on its own;
+        // those are skipped. Any other user means this is not an empty
+        // database nor one this command filled, and nothing is copied.
+        let all = source_users.export()?;
+        let present = dest.users.export()?;
+        if let Some((stranger, _)) = present.iter().find(|(p, _)| {
+            !all.iter()
+                .any(|(u, _)| u.id == p.id && u.username == p.username)
+        }) {
             return Err(CliError::Usage(format!(
-                "the PostgreSQL database already has {existing} users; migrate-store copies \
-                 into an empty one, so nothing was copied"
+                "the PostgreSQL database already has users that are not in {} (such as {:?}); \
+                 migrate-store copies into an empty database or finishes its own earlier run, \
+                 so nothing was copied",
+                from.display(),
+                stranger.username
             )));
         }
-        let all = source_users.export()?;
+        let mut copied = 0;
         for (user, hash) in &all {
+            if present.iter().any(|(p, _)| p.id == user.id) {
+                continue;
+            }
             dest.users.import(user, hash)?;
+            copied += 1;
         }
-        writeln!(out, "copied {} users", all.len())?;
+        writeln!(
+            out,
+            "copied {copied} users ({} already there)",
+            present.len()
+        )?;
     }
     if sessions {
         let live = source_store.list(None, clock::now())?;

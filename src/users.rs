@@ -526,6 +526,23 @@ mod tests {
     }
 
     #[test]
+    fn a_user_whose_commit_fails_is_not_reported_created_on_postgres() {
+        let Some(url) = crate::db::postgres::test_url() else {
+            return;
+        };
+        let url = crate::db::postgres::scratch_schema(&url).expect("schema");
+        let pool = crate::db::postgres::open(&url, 2).expect("open");
+        pool.get()
+            .expect("conn")
+            .batch_execute(&crate::db::postgres::fail_at_commit("users", "INSERT"))
+            .expect("trigger");
+        let users = Users::postgres(pool, Arc::new(Hasher::new(4, 2, 8)));
+        let result = users.create(&name("bob"), "password1", false);
+        assert!(result.is_err(), "{result:?}");
+        assert!(users.find_by_name("bob").expect("find").is_none());
+    }
+
+    #[test]
     fn usernames_are_checked() {
         assert!(Username::parse("alice").is_ok());
         assert!(Username::parse("a.b-c_d@lan").is_ok());
