@@ -265,7 +265,8 @@ fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
             source.display()
         )));
     }
-    crate::db::backup(&source, file).map_err(AppError::Db)?;
+    crate::db::backup(&source, file)
+        .map_err(|e| CliError::Usage(format!("backup failed: {}", e.detail())))?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
     writeln!(
         std::io::stdout(),
@@ -288,7 +289,8 @@ fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), Cli
     // Held for the restore: a server that starts meanwhile waits its turn
     // by refusing to start, and one already serving makes this refuse.
     let _lock = app::lock_data_dir(&config.data_dir)?;
-    crate::db::restore(file, &dest).map_err(AppError::Db)?;
+    crate::db::restore(file, &dest)
+        .map_err(|e| CliError::Usage(format!("restore failed: {}", e.detail())))?;
     writeln!(
         std::io::stdout(),
         "restored {} into {}",

@@ -759,3 +759,49 @@ fn a_deleted_database_is_not_recreated_while_serving_nor_at_the_next_start() {
     assert!(!out.status.success(), "the CLI made a fresh database");
     assert!(!db.exists());
 }
+
+#[test]
+fn a_failed_restore_says_what_is_wrong_once_in_plain_words() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"not a database at all").expect("write");
+    let out = gatehouse(
+        dir.path(),
+        &[],
+        &["restore", garbage.to_str().expect("utf-8"), "--yes"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("not a database").count(), 1, "{err}");
+    assert!(err.starts_with("gatehouse: restore failed: "), "{err}");
+    assert!(
+        !err.contains("Some(") && !err.contains("SqliteFailure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn healthz_reports_writes_that_fail_and_recovers() {
+    if !crate::helpers::on_sqlite("healthz_reports_writes_that_fail_and_recovers") {
+        return;
+    }
+    let app = TestApp::spawn();
+    assert_eq!(app.browser().get("/healthz").status, 200);
+    // Reads work, every commit fails: what a full disk looks like to SQLite.
+    app.db()
+        .execute_batch(
+            "CREATE TRIGGER no_writes BEFORE UPDATE ON meta \
+             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .expect("trigger");
+    std::thread::sleep(Duration::from_millis(1100));
+    let broken = app.browser().get("/healthz");
+    assert_eq!(broken.status, 503);
+    assert_eq!(broken.body, "SQLite database cannot be written");
+    assert!(broken.header("Retry-After").is_some());
+    app.db()
+        .execute_batch("DROP TRIGGER no_writes")
+        .expect("drop trigger");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(app.browser().get("/healthz").status, 200);
+}
