@@ -418,14 +418,14 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
 /// copy of `gatehouse.db` alone would miss it.
 fn checkpoint(global: &Global) -> Result<(), CliError> {
     let config = config(global, &[])?;
-    if let Some(path) = config.database_path() {
-        if let Err(e) = crate::db::checkpoint(path) {
-            crate::logging::line(&format!(
-                "warning: the change is committed, but stays in {}-wal until the next checkpoint: {}",
-                path.display(),
-                e.detail()
-            ));
-        }
+    if let Some(path) = config.database_path()
+        && let Err(e) = crate::db::checkpoint(path)
+    {
+        crate::logging::line(&format!(
+            "warning: the change is committed, but stays in {}-wal until the next checkpoint: {}",
+            path.display(),
+            e.detail()
+        ));
     }
     Ok(())
 }
