@@ -103,7 +103,17 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
-        self.inner.is_valid(conn)
+        // Checked at every checkout (a flag in memory, no I/O): the pool
+        // also opens connections by itself to keep one idle, and one opened
+        // while the file was read-only must not serve the first write after
+        // the permissions are fixed.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some("connection opened read-only".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut rusqlite::Connection) -> bool {
@@ -147,10 +157,11 @@ impl Pool {
         let inner = r2d2::Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(1))
-            // A SQLite connection to a local file does not go stale; checking
-            // each one on checkout would cost a statement per request. The
-            // file's identity is checked instead, with one `stat`.
-            .test_on_check_out(false)
+            // A SQLite connection to a local file does not go stale, so the
+            // check on checkout runs no statement: it only refuses a
+            // connection SQLite opened read-only (see `is_valid`). The file's
+            // identity is checked in `Pool::get`, with one `stat`.
+            .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(10))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)?;
@@ -262,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_only_connection_is_dropped_when_handed_back() {
+    fn a_read_only_connection_is_never_handed_out_and_dropped_when_handed_back() {
         let (dir, pool) = opened();
         let path = dir.path().join("t.db");
         let mut ro = rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -272,8 +283,12 @@ mod tests {
             identity: Arc::clone(&pool.identity),
         };
         assert!(manager.has_broken(&mut ro));
+        assert!(manager.is_valid(&mut ro).is_err(), "handed out read-only");
         let mut rw = manager.connect().expect("connect");
         assert!(!manager.has_broken(&mut rw));
+        manager
+            .is_valid(&mut rw)
+            .expect("a writable connection is valid");
     }
 
     #[test]

@@ -198,8 +198,23 @@ struct Served {
 
 impl Served {
     fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::start_with(crate::helpers::command(BIN), dir, env)
+    }
+
+    /// Serves as the unprivileged user `nobody`, for whom file modes count.
+    fn start_as_nobody(dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        Self::start_with(c, dir, env)
+    }
+
+    fn start_with(
+        mut command: std::process::Command,
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         use std::io::BufRead as _;
-        let mut child = crate::helpers::command(BIN)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("GATEHOUSE_DATA", dir)
             .env("GATEHOUSE_BCRYPT_COST", "4")
@@ -804,4 +819,75 @@ fn healthz_reports_writes_that_fail_and_recovers() {
         .expect("drop trigger");
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(app.browser().get("/healthz").status, 200);
+}
+
+/// Sets the mode of the database and its `-wal` and `-shm`.
+fn chmod_database(dir: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", dir.join("gatehouse.db").display());
+        if std::path::Path::new(&path).exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+    }
+}
+
+#[test]
+fn after_the_database_was_read_only_for_a_while_the_same_server_writes_again() {
+    let test = "after_the_database_was_read_only_for_a_while_the_same_server_writes_again";
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        eprintln!("{test}: skipped: needs root to serve as another user (root ignores file modes)");
+        return;
+    }
+    let dir = data_with_alice();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let Ok(server) = Served::start_as_nobody(dir.path(), &[("GATEHOUSE_THREADS", "8")]) else {
+        eprintln!("{test}: skipped: cannot serve as nobody");
+        return;
+    };
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    let mut acknowledged = visits(&alice).expect("a visit");
+
+    chmod_database(dir.path(), 0o444);
+    // Requests at once make the pool open connections, read-only now.
+    let burst: Vec<_> = (0..24)
+        .map(|_| {
+            let b = alice.clone_cookies();
+            std::thread::spawn(move || b.get("/").status)
+        })
+        .collect();
+    let statuses: Vec<u16> = burst
+        .into_iter()
+        .map(|t| t.join().expect("request"))
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    eprintln!("{test}: burst while read-only: {statuses:?}");
+    acknowledged += statuses.iter().filter(|s| **s == 200).count() as i64;
+
+    chmod_database(dir.path(), 0o644);
+    for round in 0..40 {
+        let n = visits(&alice);
+        assert_eq!(
+            n,
+            Some(acknowledged + 1),
+            "round {round}: writes still fail after the fix"
+        );
+        acknowledged += 1;
+    }
 }
