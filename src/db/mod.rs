@@ -103,7 +103,7 @@ impl DbError {
     /// terminal: SQLite's own words for a failed statement.
     pub fn detail(&self) -> String {
         match self {
-            Self::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m))) => {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m))) if *m != f.to_string() => {
                 format!("SQLite: {m} ({f})")
             }
             Self::Sqlite(e) => format!("SQLite: {e}"),

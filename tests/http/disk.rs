@@ -554,7 +554,17 @@ fn with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resu
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.browser().get("/healthz").status, 200);
-    let _ = server.logged("");
+    // The log says what failed in words, once.
+    assert!(
+        server.logged("database or disk is full"),
+        "{:?}",
+        server.log
+    );
+    assert!(
+        !server.logged("SqliteFailure") && !server.logged("Some("),
+        "{:?}",
+        server.log
+    );
 }
 
 #[test]
