@@ -295,10 +295,26 @@ fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), Unhealthy> {
         detail: format!("PostgreSQL: {e}"),
     };
     let mut client = pool.get().map_err(|e| unavailable(&e))?;
-    client
-        .simple_query("SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1")
-        .map(drop)
-        .map_err(|e| unavailable(&e))
+    let messages = client
+        .simple_query(
+            "SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1; \
+             SHOW transaction_read_only",
+        )
+        .map_err(|e| unavailable(&e))?;
+    // A standby, or a server set read-only (as it is when its disk fills
+    // and an operator stops writes), answers reads and refuses every write.
+    let read_only = messages.iter().any(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+        _ => false,
+    });
+    if read_only {
+        return Err(Unhealthy {
+            reason: "PostgreSQL cannot be written",
+            detail: "PostgreSQL: transaction_read_only is on (a standby, or a read-only server)"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy> {
@@ -492,4 +508,26 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         state,
         _lock: lock,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthz_on_a_read_only_postgres_says_it_cannot_be_written() {
+        let Some(url) = db::postgres::test_url() else {
+            return;
+        };
+        let url = db::postgres::scratch_schema(&url).expect("schema");
+        // One connection, so the health check gets the one set read-only.
+        let pool = db::postgres::open(&url, 1).expect("open");
+        postgres_health(&pool).expect("a writable server is healthy");
+        pool.get()
+            .expect("conn")
+            .batch_execute("SET SESSION default_transaction_read_only = on")
+            .expect("read-only");
+        let err = postgres_health(&pool).expect_err("read-only");
+        assert_eq!(err.reason, "PostgreSQL cannot be written");
+    }
 }
