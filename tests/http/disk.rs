@@ -787,6 +787,9 @@ fn a_deleted_database_is_not_recreated_while_serving_nor_at_the_next_start() {
 
 #[test]
 fn a_failed_restore_says_what_is_wrong_once_in_plain_words() {
+    if !crate::helpers::on_sqlite("a_failed_restore_says_what_is_wrong_once_in_plain_words") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, b"not a database at all").expect("write");
