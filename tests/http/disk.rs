@@ -904,3 +904,57 @@ fn after_the_database_was_read_only_for_a_while_the_same_server_writes_again() {
         acknowledged += 1;
     }
 }
+
+#[test]
+fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
+    let test = "a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space";
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let Some(disk) = SmallDisk::mount(test) else {
+        return;
+    };
+    let d = disk.data();
+    let out = with_password(
+        &d,
+        &["user", "add", "alice", "--password-stdin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Back to schema version 2, as an older gatehouse left it.
+    let version = || -> i64 {
+        stored(&d)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version")
+    };
+    let current = version();
+    {
+        let conn = rusqlite::Connection::open(d.join("gatehouse.db")).expect("open");
+        conn.execute_batch(
+            "DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
+             PRAGMA user_version = 2; PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .expect("downgrade");
+    }
+    // Bulk in the file, so the migration needs new pages.
+    disk.fill();
+    let out = gatehouse(&d, &[], &["user", "list"]);
+    eprintln!("{test}: on the full disk: {}", stderr(&out).trim());
+    if !out.status.success() {
+        // Read from the file's header (`user_version` is at byte 60): with
+        // the disk full, not even a read-only connection can map its -shm.
+        let header = std::fs::read(d.join("gatehouse.db")).expect("read");
+        let on_file = i32::from_be_bytes(header[60..64].try_into().expect("4 bytes"));
+        let wal = std::fs::metadata(d.join("gatehouse.db-wal")).map_or(0, |m| m.len());
+        assert!(
+            on_file == 2 && wal == 0,
+            "a failed migration left version {on_file}, wal {wal}"
+        );
+        assert!(!stderr(&out).contains("SqliteFailure"), "{}", stderr(&out));
+    }
+    disk.free();
+    let out = gatehouse(&d, &[], &["user", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
+    assert_eq!(version(), current);
+}
