@@ -467,11 +467,14 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
     let reason = match state.users.authenticate(username, password)? {
         Login::Ok(user) => {
             state.throttle.success(username)?;
-            log_login(state, "ok", &user.username, client, "");
-            return with_session(state, request, client, |session| {
+            let response = with_session(state, request, client, |session| {
                 session.login(user.id, remember)?;
                 Ok(see_other(&next))
-            });
+            })?;
+            // Logged once the new session is stored, not before: a sign-in
+            // that could not be committed is no "login ok".
+            log_login(state, "ok", &user.username, client, "");
+            return Ok(response);
         }
         Login::UnknownUser => "unknown_user",
         Login::WrongPassword => "wrong_password",

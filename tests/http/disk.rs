@@ -417,6 +417,18 @@ fn with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resu
     let bob = server.browser();
     let bob_in = bob.login("bob", "correct horse").status;
     assert!(bob_in == 303 || bob_in == 503, "bob: {bob_in}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        bob_in == 303,
+        server
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("login ok") && l.contains("bob")),
+        "a sign-in that was not stored was logged as ok: {:?}",
+        server.log
+    );
     let patch = alice.send_json("PATCH", "/api/session/data", r#"{"theme":"dark"}"#, &[]);
     assert!(
         patch.status == 200 || patch.status == 503,
