@@ -18,13 +18,13 @@ use crate::session::{
     Engine, PostgresStore, Reaper, RedisStore, Signer, SqliteStore, Store, StoreError,
 };
 use crate::users::Users;
-use crate::web::{self, Health};
+use crate::web::{self, Health, Unhealthy};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
@@ -57,6 +57,80 @@ pub enum AppError {
     /// The certificate or key could not be used.
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The database is missing from a data directory that had one.
+    #[error(
+        "there is no database at {path}, but this data directory has been used before \
+         ({secret} exists); put the database back (or restore a backup with \
+         `gatehouse restore`), or remove {secret} to start afresh with no users"
+    )]
+    MissingDatabase {
+        /// Where the database should be.
+        path: std::path::PathBuf,
+        /// The secret that shows the directory was used.
+        secret: std::path::PathBuf,
+    },
+    /// Another gatehouse server holds the data directory.
+    #[error(
+        "another gatehouse server is running on the data directory {0} (it holds {0}/{LOCK_FILE}); \
+         stop it first, or give this one its own data directory"
+    )]
+    InUse(std::path::PathBuf),
+    /// The data directory's lock file could not be opened or locked.
+    #[error("cannot lock the data directory ({path}): {source}")]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The file in the data directory a server holds locked while it runs.
+pub const LOCK_FILE: &str = "gatehouse.lock";
+
+/// The data directory, held by this process: an exclusive `flock` on
+/// [`LOCK_FILE`], released when this is dropped (or the process dies, so a
+/// crash never leaves a stale lock behind).
+///
+/// One server per data directory: two would keep separate throttles,
+/// separate first-run tokens and separate ideas of what the file holds.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory `dir` for this process (creating it if needed).
+///
+/// # Errors
+///
+/// [`AppError::InUse`] when another process holds it; [`AppError::Lock`]
+/// or [`AppError::DataDir`] when the directory or its lock file cannot be
+/// used.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, AppError> {
+    std::fs::create_dir_all(dir).map_err(|source| AppError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        // On a read-only directory the lock file of an earlier start can
+        // still be locked (flock needs no write access), so the error that
+        // follows is the one that matters: the database cannot be written.
+        .or_else(|_| std::fs::File::open(&path))
+        .map_err(|source| AppError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::InUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock { path, source }),
+    }
 }
 
 /// How many bcrypt hashes run at once: one per core, so logins cannot take
@@ -176,8 +250,10 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
+                refuse_missing_database(config, path)?;
                 let pool = db::open(path, max)?;
                 let health = pool.clone();
+                let probe = WriteProbe::default();
                 (
                     Users::new(pool.clone(), hasher),
                     Arc::new(SqliteStore::new(pool)),
@@ -185,7 +261,7 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
                         config.login.records,
                         config.login.window,
                     )),
-                    Box::new(move || sqlite_health(&health)),
+                    Box::new(move || sqlite_health(&health, &probe)),
                 )
             }
             Database::Postgres(url) => {
@@ -222,33 +298,112 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     })
 }
 
-fn sqlite_health(pool: &db::Pool) -> Result<(), String> {
-    let conn = pool.get().map_err(|e| e.to_string())?;
-    // Both tables answer: the file is there, readable and migrated.
+/// A fresh database is made only on a first start: a data directory that
+/// already holds its secret had a database, and one that is missing now was
+/// moved or deleted; making an empty one would sign everyone out and offer
+/// the first-run setup page to whoever comes first.
+fn refuse_missing_database(config: &Config, path: &std::path::Path) -> Result<(), AppError> {
+    let secret = config.data_dir.join("secret");
+    if !path.exists() && secret.exists() {
+        return Err(AppError::MissingDatabase {
+            path: path.to_path_buf(),
+            secret,
+        });
+    }
+    Ok(())
+}
+
+/// `/healthz` on SQLite: the file is the one the server opened, both tables
+/// answer, and a write commits (one row of `meta` rewritten, at most once a
+/// second however often the check is polled), so a full disk or a read-only
+/// file shows as `503` rather than `ok`.
+fn sqlite_health(pool: &db::Pool, probe: &WriteProbe) -> Result<(), Unhealthy> {
+    let unavailable = |detail: String| Unhealthy {
+        reason: "SQLite database unavailable",
+        detail,
+    };
+    let conn = pool.get().map_err(|e| match e {
+        DbError::Replaced(m) => Unhealthy {
+            reason: "SQLite database replaced or deleted",
+            detail: m,
+        },
+        e => unavailable(e.detail()),
+    })?;
     conn.query_row(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)) \
                   + (SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)) >= 0",
         [],
         |r| r.get::<_, bool>(0),
     )
-    .map(drop)
-    .map_err(|e| e.to_string())
+    .map_err(|e| unavailable(DbError::Sqlite(e).detail()))?;
+    probe.check(|| db::probe_write(&conn).map_err(|e| DbError::Sqlite(e).detail()))
 }
 
-fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), String> {
-    let mut client = pool.get().map_err(|e| format!("PostgreSQL: {e}"))?;
-    client
-        .simple_query("SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1")
-        .map(drop)
-        .map_err(|e| format!("PostgreSQL: {e}"))
+/// The last write probe: when it ran and what it found.
+#[derive(Default)]
+struct WriteProbe(std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>);
+
+impl WriteProbe {
+    /// Runs `probe` unless it ran within the last second; the result then
+    /// is the last one.
+    fn check(&self, probe: impl FnOnce() -> Result<(), String>) -> Result<(), Unhealthy> {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = match &*last {
+            Some((at, result)) if at.elapsed() < Duration::from_secs(1) => result.clone(),
+            _ => {
+                let result = probe();
+                *last = Some((std::time::Instant::now(), result.clone()));
+                result
+            }
+        };
+        result.map_err(|detail| Unhealthy {
+            reason: "SQLite database cannot be written",
+            detail,
+        })
+    }
 }
 
-fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), String> {
-    let mut conn = pool.get().map_err(|e| format!("Redis: {e}"))?;
+fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), Unhealthy> {
+    let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
+        reason: "PostgreSQL unavailable",
+        detail: format!("PostgreSQL: {e}"),
+    };
+    let mut client = pool.get().map_err(|e| unavailable(&e))?;
+    let messages = client
+        .simple_query(
+            "SELECT 1 FROM users LIMIT 1; SELECT 1 FROM sessions LIMIT 1; \
+             SHOW transaction_read_only",
+        )
+        .map_err(|e| unavailable(&e))?;
+    // A standby, or a server set read-only (as it is when its disk fills
+    // and an operator stops writes), answers reads and refuses every write.
+    let read_only = messages.iter().any(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+        _ => false,
+    });
+    if read_only {
+        return Err(Unhealthy {
+            reason: "PostgreSQL cannot be written",
+            detail: "PostgreSQL: transaction_read_only is on (a standby, or a read-only server)"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy> {
+    let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
+        reason: "Redis unavailable",
+        detail: format!("Redis: {e}"),
+    };
+    let mut conn = pool.get().map_err(|e| unavailable(&e))?;
     redis::cmd("PING")
         .query::<String>(&mut *conn)
         .map(drop)
-        .map_err(|e| format!("Redis: {e}"))
+        .map_err(|e| unavailable(&e))
 }
 
 /// The password hasher with the config's bcrypt settings.
@@ -269,6 +424,8 @@ pub struct Running {
     redirect: Option<(SocketAddr, JoinHandle<()>)>,
     reaper: Reaper,
     state: Arc<web::State>,
+    /// Held until the server is gone.
+    _lock: DataDirLock,
 }
 
 impl Running {
@@ -389,6 +546,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             config.data_dir.join("secret").display()
         ));
     }
+    let lock = lock_data_dir(&config.data_dir)?;
     let Backends {
         users,
         store,
@@ -505,6 +663,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         redirect,
         reaper,
         state,
+        _lock: lock,
     })
 }
 
@@ -539,4 +698,26 @@ fn start_redirect(
             server.join();
         })?;
     Ok((addr, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthz_on_a_read_only_postgres_says_it_cannot_be_written() {
+        let Some(url) = db::postgres::test_url() else {
+            return;
+        };
+        let url = db::postgres::scratch_schema(&url).expect("schema");
+        // One connection, so the health check gets the one set read-only.
+        let pool = db::postgres::open(&url, 1).expect("open");
+        postgres_health(&pool).expect("a writable server is healthy");
+        pool.get()
+            .expect("conn")
+            .batch_execute("SET SESSION default_transaction_read_only = on")
+            .expect("read-only");
+        let err = postgres_health(&pool).expect_err("read-only");
+        assert_eq!(err.reason, "PostgreSQL cannot be written");
+    }
 }

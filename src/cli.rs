@@ -204,8 +204,14 @@ pub fn run() -> Result<(), CliError> {
     match cli.command {
         None => serve(&cli.global, &ServeArgs::default()),
         Some(Command::Serve(args)) => serve(&cli.global, &args),
-        Some(Command::User(cmd)) => user(&cli.global, cmd),
-        Some(Command::Session(cmd)) => session(&cli.global, cmd),
+        Some(Command::User(cmd)) => {
+            user(&cli.global, cmd)?;
+            checkpoint(&cli.global)
+        }
+        Some(Command::Session(cmd)) => {
+            session(&cli.global, cmd)?;
+            checkpoint(&cli.global)
+        }
         Some(Command::CheckConfig(args)) => check_config(&cli.global, &args),
         Some(Command::Backup { file }) => backup(&cli.global, &file),
         Some(Command::Restore { file, yes }) => restore(&cli.global, &file, yes),
@@ -230,6 +236,9 @@ fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, C
 }
 
 fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        crate::logging::line(&warning);
+    }
     let config = config(
         global,
         &[
@@ -343,7 +352,8 @@ fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
             source.display()
         )));
     }
-    crate::db::backup(&source, file).map_err(AppError::Db)?;
+    crate::db::backup(&source, file)
+        .map_err(|e| CliError::Usage(format!("backup failed: {}", e.detail())))?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
     writeln!(
         std::io::stdout(),
@@ -363,8 +373,11 @@ fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), Cli
             dest.display()
         )));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
-    crate::db::restore(file, &dest).map_err(AppError::Db)?;
+    // Held for the restore: a server that starts meanwhile waits its turn
+    // by refusing to start, and one already serving makes this refuse.
+    let _lock = app::lock_data_dir(&config.data_dir)?;
+    crate::db::restore(file, &dest)
+        .map_err(|e| CliError::Usage(format!("restore failed: {}", e.detail())))?;
     writeln!(
         std::io::stdout(),
         "restored {} into {}",
@@ -400,18 +413,37 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
     let dest = app::open_backends(&config)?;
     let mut out = std::io::stdout().lock();
     if users_move {
-        let existing = dest.users.count()?;
-        if existing > 0 {
+        // Resumable: a run killed half way (or one without --sessions) left
+        // some of the source's users behind it, each committed on its own;
+        // those are skipped. Any other user means this is not an empty
+        // database nor one this command filled, and nothing is copied.
+        let all = source_users.export()?;
+        let present = dest.users.export()?;
+        if let Some((stranger, _)) = present.iter().find(|(p, _)| {
+            !all.iter()
+                .any(|(u, _)| u.id == p.id && u.username == p.username)
+        }) {
             return Err(CliError::Usage(format!(
-                "the PostgreSQL database already has {existing} users; migrate-store copies \
-                 into an empty one, so nothing was copied"
+                "the PostgreSQL database already has users that are not in {} (such as {:?}); \
+                 migrate-store copies into an empty database or finishes its own earlier run, \
+                 so nothing was copied",
+                from.display(),
+                stranger.username
             )));
         }
-        let all = source_users.export()?;
+        let mut copied = 0;
         for (user, hash) in &all {
+            if present.iter().any(|(p, _)| p.id == user.id) {
+                continue;
+            }
             dest.users.import(user, hash)?;
+            copied += 1;
         }
-        writeln!(out, "copied {} users", all.len())?;
+        writeln!(
+            out,
+            "copied {copied} users ({} already there)",
+            present.len()
+        )?;
     }
     if sessions {
         let live = source_store.list(None, clock::now())?;
@@ -463,6 +495,24 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
             )),
             app.access
         )?;
+    }
+    Ok(())
+}
+
+/// Moves what a short command wrote out of the `-wal` into the database
+/// file before the command exits. A server still holding the file open
+/// keeps the `-wal`, so without this a change could exist only there, and a
+/// copy of `gatehouse.db` alone would miss it.
+fn checkpoint(global: &Global) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    if let Some(path) = config.database_path()
+        && let Err(e) = crate::db::checkpoint(path)
+    {
+        crate::logging::line(&format!(
+            "warning: the change is committed, but stays in {}-wal until the next checkpoint: {}",
+            path.display(),
+            e.detail()
+        ));
     }
     Ok(())
 }

@@ -507,6 +507,60 @@ fn known(name: &str) -> Option<&'static str> {
     SETTINGS.iter().find(|s| s.name == name).map(|s| s.name)
 }
 
+/// Environment variables gatehouse reads that are not settings.
+const OTHER_VARS: &[&str] = &["GATEHOUSE_DATA", "GATEHOUSE_CONFIG"];
+
+/// Warnings for `GATEHOUSE_*` variables that are no setting (a typo such as
+/// `GATEHOUSE_IDLE_TIMOUT` is otherwise ignored in silence), each naming
+/// the setting it probably meant.
+pub fn unknown_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| env_name(s.name))
+        .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    let mut warnings = Vec::new();
+    for (var, _) in vars {
+        // Test-suite switches are not settings and not typos.
+        if !var.starts_with("GATEHOUSE_")
+            || var.starts_with("GATEHOUSE_TEST_")
+            || known.contains(&var)
+        {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|k| (edit_distance(&var, k), k))
+            .min()
+            .filter(|(d, _)| *d <= 3);
+        warnings.push(match closest {
+            Some((_, k)) => format!("warning: unknown environment variable {var} (ignored); did you mean {k}?"),
+            None => format!("warning: unknown environment variable {var} (ignored); `gatehouse check-config` lists the settings"),
+        });
+    }
+    warnings
+}
+
+/// Levenshtein distance between two short ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 impl Layers {
     /// Starts from nothing (defaults apply to what no layer sets).
     pub fn new() -> Self {
@@ -637,7 +691,15 @@ impl Layers {
         let (raw, source) = self.get(name);
         let text = match raw {
             Raw::One(s) => s,
-            Raw::List(l) => l.join(","),
+            // A list where one value is expected was joined with commas and
+            // could pass as one odd value; say so instead.
+            Raw::List(_) => {
+                return Err(ConfigError::Invalid {
+                    setting: name.to_owned(),
+                    origin: source,
+                    reason: "takes one value, not a list".to_owned(),
+                });
+            }
         };
         f(text.trim()).map_err(|reason| ConfigError::Invalid {
             setting: name.to_owned(),
@@ -937,6 +999,10 @@ impl Config {
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),
             ("keepalive_timeout", self.keepalive_timeout),
+            // 0s would switch lockouts off, or time out every proxied request.
+            ("login_lockout", self.login.lockout),
+            ("login_max_lockout", self.login.max_lockout),
+            ("proxy_timeout", self.proxy_timeout),
         ] {
             if d.is_zero() {
                 return Err(invalid(name, "must be longer than 0"));
@@ -998,8 +1064,19 @@ impl Config {
         let default_file = data_dir.join("gatehouse.toml");
         match config_file {
             Some(path) => layers.file(path)?,
-            None if default_file.exists() => layers.file(&default_file)?,
-            None => {}
+            // Anything at that name (a dangling link, a file this user may
+            // not read) is read and its failure reported: skipping it would
+            // start on defaults the operator did not choose.
+            None => match std::fs::symlink_metadata(&default_file) {
+                Ok(_) => layers.file(&default_file)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConfigError::File {
+                        path: default_file,
+                        reason: e.to_string(),
+                    });
+                }
+            },
         }
         layers.env(env);
         for (name, value) in flags {
@@ -1437,6 +1514,68 @@ mod tests {
             &[],
         );
         assert!(short.expect_err("short").to_string().contains("32 bytes"));
+    }
+
+    #[test]
+    fn settings_that_make_no_sense_stop_the_start_naming_the_setting() {
+        for (var, value, setting) in [
+            ("GATEHOUSE_LOGIN_LOCKOUT", "0s", "login_lockout"),
+            ("GATEHOUSE_PROXY_TIMEOUT", "0s", "proxy_timeout"),
+        ] {
+            let err = Config::load(Path::new("."), None, env(&[(var, value)]), &[]).expect_err(var);
+            assert!(err.to_string().contains(setting), "{err}");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "cookie.name = [\"a\", \"b\"]\n").expect("write");
+        let err = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect_err("a list");
+        assert!(
+            err.to_string().contains("cookie.name") && err.to_string().contains("not a list"),
+            "{err}"
+        );
+        std::fs::write(
+            &file,
+            "[[apps]]\nname = \"wiki\"\nprefix = \"/apps/wiki/\"\nupstream = \"http://127.0.0.1:70000\"\n",
+        )
+        .expect("write");
+        let err = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect_err("port");
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_that_exists_but_cannot_be_read_stops_the_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A dangling link: `exists()` says no, yet someone put it there.
+        std::os::unix::fs::symlink(
+            dir.path().join("gone.toml"),
+            dir.path().join("gatehouse.toml"),
+        )
+        .expect("link");
+        let err = Config::load(dir.path(), None, env(&[]), &[]).expect_err("unreadable");
+        assert!(err.to_string().contains("gatehouse.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_gatehouse_variable_is_named_with_the_setting_it_probably_meant() {
+        let warnings = unknown_env(env(&[
+            ("GATEHOUSE_IDLE_TIMOUT", "1h"),
+            ("GATEHOUSE_IDLE_TIMEOUT", "1h"),
+            ("GATEHOUSE_DATA", "/tmp"),
+            ("GATEHOUSE_TEST_BACKEND", "sqlite"),
+            ("HOME", "/root"),
+            ("GATEHOUSE_ZZZZZZZZZZZZZZZZZZ", "x"),
+        ]));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("GATEHOUSE_IDLE_TIMOUT")
+                && warnings[0].contains("did you mean GATEHOUSE_IDLE_TIMEOUT"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("GATEHOUSE_ZZZZZZZZZZZZZZZZZZ"),
+            "{warnings:?}"
+        );
+        assert!(!warnings[1].contains("did you mean"), "{warnings:?}");
     }
 
     #[test]

@@ -7,8 +7,18 @@ fn main() -> ExitCode {
     match gatehouse::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Each cause once: most messages already carry their cause in
+            // words, and printing the whole chain would repeat it.
             let e = anyhow::Error::from(e);
-            eprintln!("gatehouse: {e:#}");
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("gatehouse: {message}");
             ExitCode::FAILURE
         }
     }

@@ -195,21 +195,22 @@ impl Backend for Sqlite {
         is_admin: bool,
         now: Millis,
     ) -> Result<User, UserError> {
-        let result = self.0.get()?.query_row(
-            &format!(
-                "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
-            ),
-            params![name, hash, is_admin, now],
-            user,
-        );
-        match result {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+        ))?;
+        match crate::db::returning(&mut stmt, params![name, hash, is_admin, now], user) {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
                 Err(UserError::Taken)
             }
-            other => Ok(other?),
+            Err(e) => Err(e.into()),
+            Ok(rows) => rows
+                .into_iter()
+                .next()
+                .ok_or_else(|| rusqlite::Error::QueryReturnedNoRows.into()),
         }
     }
 
@@ -501,6 +502,44 @@ mod tests {
 
     fn name(s: &str) -> Username {
         Username::parse(s).expect("valid name")
+    }
+
+    #[test]
+    fn a_user_whose_commit_fails_is_not_reported_created() {
+        let hasher = Arc::new(Hasher::new(4, 2, 8));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
+        // Every insert of a user fails at commit (a deferred foreign key
+        // broken by a trigger), as it does when the disk is full.
+        pool.get()
+            .expect("conn")
+            .execute_batch(
+                "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
+                 CREATE TRIGGER fail_at_commit AFTER INSERT ON users \
+                 BEGIN INSERT INTO broken VALUES (999); END;",
+            )
+            .expect("trigger");
+        let users = Users::new(pool, hasher);
+        let result = users.create(&name("bob"), "password1", false);
+        assert!(result.is_err(), "{result:?}");
+        assert!(users.find_by_name("bob").expect("find").is_none());
+    }
+
+    #[test]
+    fn a_user_whose_commit_fails_is_not_reported_created_on_postgres() {
+        let Some(url) = crate::db::postgres::test_url() else {
+            return;
+        };
+        let url = crate::db::postgres::scratch_schema(&url).expect("schema");
+        let pool = crate::db::postgres::open(&url, 2).expect("open");
+        pool.get()
+            .expect("conn")
+            .batch_execute(&crate::db::postgres::fail_at_commit("users", "INSERT"))
+            .expect("trigger");
+        let users = Users::postgres(pool, Arc::new(Hasher::new(4, 2, 8)));
+        let result = users.create(&name("bob"), "password1", false);
+        assert!(result.is_err(), "{result:?}");
+        assert!(users.find_by_name("bob").expect("find").is_none());
     }
 
     #[test]

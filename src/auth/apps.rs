@@ -70,6 +70,10 @@ impl Upstream {
         } else {
             format!("{authority}:80")
         };
+        let port = authority.rsplit(':').next().unwrap_or_default();
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{s:?} has no valid port (1 to 65535)"));
+        }
         Ok(Self {
             authority,
             base: base.trim_end_matches('/').to_owned(),

@@ -37,6 +37,19 @@ const STEPS: &[&str] = &[
     // 2: a user's sessions are listed newest activity first; index that order.
     "DROP INDEX sessions_by_user;
      CREATE INDEX sessions_by_user ON sessions(user_id, last_seen_at);",
+    // 3: what this file is: a random id made once, when the file is created
+    // or first migrated, so a server notices when the file at its path is
+    // another database; and a row the health check rewrites to prove that
+    // writes still commit.
+    // Each session row carries the id of the database it was written for,
+    // and is read only by a server that opened that database: a row written
+    // into another file (by a server whose file was swapped under it) never
+    // maps a cookie onto that file's users.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+     INSERT INTO meta (key, value) VALUES ('write_probe', '0');
+     ALTER TABLE sessions ADD COLUMN database_id TEXT NOT NULL DEFAULT '';
+     UPDATE sessions SET database_id = (SELECT value FROM meta WHERE key = 'database_id');",
 ];
 
 /// The schema version this binary writes.

@@ -8,30 +8,28 @@ pub mod checked;
 mod migrations;
 pub mod postgres;
 
+mod identity;
+
 use std::path::Path;
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
-
+pub use identity::{Manager, Pool, probe_write};
 pub use migrations::{SCHEMA_VERSION, migrate};
 
-/// A pool of SQLite connections, each with gatehouse's pragmas applied.
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-
 /// A connection checked out of a [`Pool`].
-pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+pub type Conn = r2d2::PooledConnection<Manager>;
 
 /// How long a connection waits on a lock held by another before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors opening or using the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// SQLite refused a statement.
-    #[error("database error")]
+    #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// No connection could be had from the pool in time.
-    #[error("no database connection available")]
+    #[error("no database connection available: {0}")]
     Pool(#[from] r2d2::Error),
     /// PostgreSQL refused a statement or could not be reached.
     #[error("PostgreSQL: {0}")]
@@ -42,6 +40,21 @@ pub enum DbError {
     /// A backup or restore could not be done; the message says why.
     #[error("{0}")]
     Backup(String),
+    /// The database file was replaced, moved or deleted behind the server's
+    /// back; the message says which and what to do.
+    #[error("{0}")]
+    Replaced(String),
+    /// The database file cannot be written.
+    #[error(
+        "the database {path} cannot be written ({reason}); fix its permissions or the file system \
+         (the file, its -wal and -shm, and the directory must be writable)"
+    )]
+    ReadOnly {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
     /// The file was written by a newer gatehouse.
     #[error(
         "the database has schema version {found}, newer than this gatehouse knows ({known}); \
@@ -53,6 +66,50 @@ pub enum DbError {
         /// The newest version this binary can migrate to.
         known: i64,
     },
+}
+
+/// Whether SQLite failed for a reason of the storage underneath (a full
+/// disk, a read-only file or mount, an I/O error, a lock held too long, a
+/// file that cannot be opened) rather than of the statement: such a request
+/// may succeed later, and is answered `503`, not `500`.
+pub fn is_storage_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, FileLockingProtocolFailed, ReadOnly,
+        SystemIoFailure,
+    };
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
+                | FileLockingProtocolFailed
+        )
+    )
+}
+
+impl DbError {
+    /// Whether the request may succeed later (answered `503`): storage
+    /// failures, no connection in time, a replaced file.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlite(e) => is_storage_error(e),
+            Self::Pool(_) | Self::Replaced(_) | Self::ReadOnly { .. } => true,
+            Self::Postgres(e) => postgres::is_connection_error(e),
+            _ => false,
+        }
+    }
+
+    /// The message without the variant's wrapping, for logs and the
+    /// terminal: SQLite's own words for a failed statement.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m))) if *m != f.to_string() => {
+                format!("SQLite: {m} ({f})")
+            }
+            Self::Sqlite(e) => format!("SQLite: {e}"),
+            e => e.to_string(),
+        }
+    }
 }
 
 /// For tests: the URL of a shared server in the environment variable `var`.
@@ -73,6 +130,33 @@ pub fn test_server(var: &str) -> Option<String> {
     }
 }
 
+/// Runs a statement that writes and returns rows (`... RETURNING ...`):
+/// every row is read and the statement stepped until SQLite reports it
+/// done, and any error on the way is returned.
+///
+/// SQLite commits such a statement when it finishes or is reset; rusqlite's
+/// `query_row` reads one row and resets, dropping the reset's error, so a
+/// commit that failed (disk full, read-only file) would be reported as a
+/// success. Every `RETURNING` statement goes through here instead.
+///
+/// # Errors
+///
+/// Any error from stepping the statement, including the commit's.
+pub fn returning<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    // `next` returns `None` only once the statement stepped to SQLITE_DONE
+    // and its reset succeeded; a failed commit surfaces as an error here.
+    while let Some(r) = rows.next()? {
+        out.push(row(r)?);
+    }
+    Ok(out)
+}
+
 /// Opens (creating if needed) the database file at `path`, migrates it to the
 /// current schema and returns a pool of at most `max_size` connections.
 ///
@@ -81,17 +165,21 @@ pub fn test_server(var: &str) -> Option<String> {
 /// Fails when the file cannot be opened, a migration fails, or the file was
 /// made by a newer gatehouse.
 pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
-    let manager = SqliteConnectionManager::file(path).with_init(configure);
-    let pool = r2d2::Pool::builder()
-        .max_size(max_size.max(1))
-        .min_idle(Some(1))
-        // A SQLite connection to a local file does not go stale; checking
-        // each one on checkout would cost a statement per request.
-        .test_on_check_out(false)
-        .connection_timeout(Duration::from_secs(10))
-        .build(manager)?;
-    migrate(&mut *pool.get()?)?;
-    Ok(pool)
+    // The one connection allowed to create the file: the pool's connections
+    // open it without SQLITE_OPEN_CREATE, so a file deleted while serving is
+    // an error, never a fresh empty database behind the server's back.
+    let mut first = rusqlite::Connection::open(path)?;
+    configure(&mut first)?;
+    migrate(&mut first)?;
+    // A file that opened read-only (permissions, a read-only mount) would
+    // serve reads and fail every sign-in; refuse to start instead.
+    identity::probe_write(&first).map_err(|e| DbError::ReadOnly {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let database_id = identity::database_id(&first)?;
+    drop(first);
+    Pool::build(path, database_id, max_size)
 }
 
 /// Copies the live database at `source` into a new file `dest` with
@@ -117,22 +205,87 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     src.busy_timeout(BUSY_TIMEOUT)?;
-    let tmp = dest.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
-    {
-        let mut out = rusqlite::Connection::open(&tmp)?;
-        let copy = rusqlite::backup::Backup::new(&src, &mut out)?;
-        copy.step(-1)?;
+    // A name of its own, so a file that happens to be called `X.partial`
+    // is never touched, and two backups at once never share one.
+    let name = dest
+        .file_name()
+        .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dest.with_file_name(format!(".{name}.{:016x}.partial", rand::random::<u64>()));
+    let result = copy_checked(&src, &tmp);
+    drop(src);
+    let result = result.and_then(|()| {
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| DbError::Backup(format!("cannot move the copy into place: {e}")))
+    });
+    if result.is_err() {
+        remove_with_companions(&tmp);
     }
-    let found = check(&tmp)?;
+    result
+}
+
+/// Copies `src` into a new file `tmp`, takes the copy out of WAL mode (a
+/// backup is one self-contained file: no `-wal` or `-shm` beside it) and
+/// checks it.
+fn copy_checked(src: &rusqlite::Connection, tmp: &Path) -> Result<(), DbError> {
+    {
+        let mut out = rusqlite::Connection::open(tmp)?;
+        {
+            let copy = rusqlite::backup::Backup::new(src, &mut out)?;
+            copy.step(-1)?;
+        }
+        let mode: String = out.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(DbError::Backup(format!(
+                "cannot take the copy out of WAL mode (journal mode {mode})"
+            )));
+        }
+        out.close().map_err(|(_, e)| e)?;
+    }
+    let found = check(tmp)?;
     if found > SCHEMA_VERSION {
         return Err(DbError::TooNew {
             found,
             known: SCHEMA_VERSION,
         });
     }
-    std::fs::rename(&tmp, dest)
-        .map_err(|e| DbError::Backup(format!("cannot move the copy into place: {e}")))?;
+    Ok(())
+}
+
+/// Removes a database file and whatever SQLite keeps beside it.
+fn remove_with_companions(path: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    }
+}
+
+/// Copies everything in the `-wal` of the database at `path` into the
+/// file itself and empties the `-wal` (`wal_checkpoint(TRUNCATE)`). A
+/// missing file is left missing.
+///
+/// # Errors
+///
+/// When the file cannot be opened, or a reader kept part of the `-wal`
+/// from being copied.
+pub fn checkpoint(path: &Path) -> Result<(), DbError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let (busy, log, done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 || log != done {
+        return Err(DbError::Backup(format!(
+            "{done} of {log} pages of the -wal copied; a reader held the rest"
+        )));
+    }
     Ok(())
 }
 
@@ -207,7 +360,7 @@ pub fn check(path: &Path) -> Result<i64, DbError> {
 /// WAL lets readers proceed while one writer commits; NORMAL synchronous is
 /// durable across application crashes and is SQLite's advice for WAL; the busy
 /// timeout turns brief writer contention into a wait instead of an error.
-fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+pub(crate) fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -221,6 +374,62 @@ fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection whose every insert into `t` fails at commit: a trigger
+    /// writes a row that breaks a deferred foreign key, which SQLite checks
+    /// only when the statement's implicit transaction commits.
+    fn failing_at_commit() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE t (x INTEGER);
+             CREATE TRIGGER t_fails AFTER INSERT ON t BEGIN INSERT INTO child VALUES (999); END;",
+        )
+        .expect("schema");
+        conn
+    }
+
+    #[test]
+    fn a_returning_statement_whose_commit_fails_is_an_error() {
+        let conn = failing_at_commit();
+        let mut stmt = conn
+            .prepare("INSERT INTO t VALUES (?1) RETURNING x")
+            .expect("prepare");
+        let result = returning(&mut stmt, [7], |r| r.get::<_, i64>(0));
+        assert!(result.is_err(), "{result:?}");
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(stored, 0, "the failed commit stored nothing");
+    }
+
+    #[test]
+    fn query_row_would_have_reported_the_failed_commit_as_a_row() {
+        // Why `returning` exists: this is what rusqlite's `query_row` does.
+        let conn = failing_at_commit();
+        let row = conn.query_row("INSERT INTO t VALUES (7) RETURNING x", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        assert_eq!(row.ok(), Some(7));
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(stored, 0);
+    }
+
+    #[test]
+    fn a_returning_statement_that_commits_returns_its_rows() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("schema");
+        let mut stmt = conn
+            .prepare("INSERT INTO t VALUES (1), (2) RETURNING x")
+            .expect("prepare");
+        let rows = returning(&mut stmt, [], |r| r.get::<_, i64>(0)).expect("rows");
+        assert_eq!(rows, vec![1, 2]);
+    }
 
     #[test]
     fn every_connection_gets_the_pragmas() {

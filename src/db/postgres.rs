@@ -185,3 +185,16 @@ pub fn scratch_schema(url: &str) -> Result<String, DbError> {
     let separator = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
 }
+
+/// For tests: SQL that makes every `on` (`INSERT`, `UPDATE`) on `table`
+/// fail at commit: a deferred constraint trigger, checked only when the
+/// statement's implicit transaction ends, after its rows were returned.
+#[doc(hidden)]
+pub fn fail_at_commit(table: &str, on: &str) -> String {
+    format!(
+        "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'fails at commit'; END $$; \
+         CREATE CONSTRAINT TRIGGER fail_at_commit AFTER {on} ON {table} \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();"
+    )
+}

@@ -251,10 +251,21 @@ impl Engine {
                 let record = &inner.record;
                 let due =
                     now - record.last_seen_at >= self.options.touch_interval_for(record.persistent);
-                if !inner.patch.is_empty() || due {
+                if !inner.patch.is_empty() {
                     // `false` means a concurrent request destroyed it: leave it gone.
                     self.store
                         .save(&record.key, &inner.patch, self.touch(record, now), now)?;
+                } else if due {
+                    // Only the touch: bookkeeping, best effort. A read that
+                    // cannot record its activity still answers (forward auth
+                    // must not lock everyone out while the disk is full);
+                    // the session then slides on the next touch that works.
+                    if let Err(e) =
+                        self.store
+                            .save(&record.key, &inner.patch, self.touch(record, now), now)
+                    {
+                        touch_failed(&e, now);
+                    }
                 }
                 let resend = match (&inner.new_id, self.options.rolling) {
                     (Some(id), _) => Some(id),
@@ -344,6 +355,25 @@ impl Engine {
             .persistent
             .then(|| (record.absolute_expires_at - now) / 1000);
         self.options.cookie.set_cookie(&value, max_age, https)
+    }
+}
+
+/// When a failed touch was last logged (milliseconds since the epoch).
+static TOUCH_FAILURE_LOGGED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Logs a failed touch, at most once a minute: while the disk is full every
+/// due session would otherwise log a line per request.
+fn touch_failed(e: &StoreError, now: Millis) {
+    use std::sync::atomic::Ordering;
+    let last = TOUCH_FAILURE_LOGGED.load(Ordering::Relaxed);
+    if now - last >= 60_000
+        && TOUCH_FAILURE_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        crate::logging::line(&format!(
+            "warning: cannot record session activity (the request was answered;              logged at most once a minute): {e}"
+        ));
     }
 }
 
@@ -790,6 +820,94 @@ mod tests {
             before,
             "a read wrote"
         );
+    }
+
+    /// A memory store whose saves fail while `failing` is set, as a full
+    /// disk makes them.
+    struct FailingSaves {
+        inner: MemoryStore,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for FailingSaves {
+        fn create(&self, r: &Record) -> Result<(), StoreError> {
+            self.inner.create(r)
+        }
+        fn load(&self, k: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
+            self.inner.load(k, now)
+        }
+        fn save(
+            &self,
+            k: &SessionKey,
+            p: &Patch,
+            t: Touch,
+            now: Millis,
+        ) -> Result<bool, StoreError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("disk full".into()));
+            }
+            self.inner.save(k, p, t, now)
+        }
+        fn increment(
+            &self,
+            k: &SessionKey,
+            f: &str,
+            by: i64,
+            t: Touch,
+            now: Millis,
+        ) -> Result<Option<i64>, StoreError> {
+            self.inner.increment(k, f, by, t, now)
+        }
+        fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
+            self.inner.regenerate(old, new)
+        }
+        fn delete(&self, k: &SessionKey) -> Result<bool, StoreError> {
+            self.inner.delete(k)
+        }
+        fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+            self.inner.delete_expired(now, limit)
+        }
+        fn list(&self, u: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError> {
+            self.inner.list(u, now)
+        }
+        fn delete_by_user(
+            &self,
+            u: UserId,
+            keep: Option<&SessionKey>,
+        ) -> Result<usize, StoreError> {
+            self.inner.delete_by_user(u, keep)
+        }
+    }
+
+    #[test]
+    fn a_touch_that_cannot_be_stored_does_not_fail_the_read_but_a_change_does() {
+        let store = Arc::new(FailingSaves {
+            inner: MemoryStore::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let e = Engine::new(
+            store.clone(),
+            Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
+            SessionOptions {
+                touch_interval: Duration::ZERO,
+                ..SessionOptions::default()
+            },
+        );
+        let s = e.start(request(None)).expect("start");
+        s.login(1, false).expect("login");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+        store
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(2));
+        // Due a touch, nothing changed: answered although the touch failed.
+        let s = e.start(request(Some(&cookie))).expect("start");
+        assert_eq!(s.user_id(), Some(1));
+        e.finish(s).expect("a failed touch does not fail the read");
+        // A change that cannot be stored is an error, never acknowledged.
+        let s = e.start(request(Some(&cookie))).expect("start");
+        s.insert("theme", "dark").expect("insert");
+        assert!(e.finish(s).is_err(), "a lost change was acknowledged");
     }
 
     #[test]

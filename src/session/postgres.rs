@@ -372,6 +372,31 @@ mod tests {
     }
 
     #[test]
+    fn an_increment_whose_commit_fails_is_an_error_on_postgres() {
+        let Some(store) = scratch() else { return };
+        let now = crate::clock::now();
+        let rec =
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
+        store.create(&rec).expect("create");
+        store
+            .pool
+            .get()
+            .expect("conn")
+            .batch_execute(&postgres::fail_at_commit("sessions", "UPDATE"))
+            .expect("trigger");
+        let touch = Touch {
+            last_seen_at: now,
+            expires_at: rec.expires_at,
+        };
+        let result = store.increment(&rec.key, "visits", 1, touch, now);
+        assert!(result.is_err(), "{result:?}");
+        let stored = store.load(&rec.key, now).expect("load").expect("live");
+        assert_eq!(stored.data.get("visits"), None);
+        let patch = Patch([("k".to_owned(), Change::Set(Value::from(1)))].into());
+        assert!(store.save(&rec.key, &patch, touch, now).is_err());
+    }
+
+    #[test]
     fn only_the_hash_of_the_id_is_stored() {
         let Some(store) = scratch() else { return };
         let id = crate::session::SessionId::generate();

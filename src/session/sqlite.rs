@@ -20,6 +20,9 @@ use crate::db::{self, DbError, Pool};
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Pool,
+    /// The id of the database this store opened; rows are written with it
+    /// and read only when they carry it.
+    database_id: std::sync::Arc<str>,
     /// Writers take turns here rather than in SQLite's busy handler, which
     /// sleeps 1, 2, 5, 10... ms between retries: under contention (many
     /// requests counting visits at once) a queue on a mutex is far faster.
@@ -28,13 +31,23 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Backend(e.to_string())
+        DbError::Sqlite(e).into()
     }
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        Self::Backend(e.to_string())
+        DbError::Pool(e).into()
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.detail())
+        } else {
+            Self::Backend(e.detail())
+        }
     }
 }
 
@@ -82,6 +95,7 @@ impl SqliteStore {
     /// A store on an existing pool (gatehouse's own database).
     pub fn new(pool: Pool) -> Self {
         Self {
+            database_id: pool.database_id().into(),
             pool,
             writer: std::sync::Arc::default(),
         }
@@ -108,9 +122,10 @@ impl SqliteStore {
         &self.pool
     }
 
-    fn insert(conn: &rusqlite::Connection, r: &Record) -> rusqlite::Result<()> {
+    fn insert(&self, conn: &rusqlite::Connection, r: &Record) -> rusqlite::Result<()> {
         conn.prepare_cached(&format!(
-            "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            "INSERT INTO sessions ({COLUMNS}, database_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))?
         .execute(params![
             &r.key.0[..],
@@ -123,6 +138,7 @@ impl SqliteStore {
             r.persistent,
             r.user_agent,
             r.ip,
+            &*self.database_id,
         ])?;
         Ok(())
     }
@@ -131,16 +147,16 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn create(&self, record: &Record) -> Result<(), StoreError> {
         let _turn = self.write_turn();
-        Self::insert(&*self.pool.get()?, record)?;
+        self.insert(&*self.pool.get()?, record)?;
         Ok(())
     }
 
     fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM sessions WHERE key = ?1 AND expires_at > ?2"
+            "SELECT {COLUMNS} FROM sessions WHERE key = ?1 AND expires_at > ?2 AND database_id = ?3"
         ))?;
-        stmt.query_row(params![&key.0[..], now], record)
+        stmt.query_row(params![&key.0[..], now, &*self.database_id], record)
             .optional()
             .map_err(|e| match e {
                 rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
@@ -159,9 +175,9 @@ impl Store for SqliteStore {
                     s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
                     u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-             WHERE s.key = ?1 AND s.expires_at > ?2",
+             WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3",
         )?;
-        stmt.query_row(params![&key.0[..], now], |row| {
+        stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
             let r = record(row)?;
             let user = match (r.user_id, row.get::<_, Option<String>>(10)?) {
                 (Some(id), Some(username)) => Some(Principal {
@@ -238,20 +254,19 @@ impl Store for SqliteStore {
              WHERE key = ?5 AND expires_at > ?6 \
              RETURNING json_extract(data, ?1)",
         )?;
-        let value = stmt
-            .query_row(
-                params![
-                    path(field),
-                    by,
-                    touch.last_seen_at,
-                    touch.expires_at,
-                    &key.0[..],
-                    now
-                ],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?;
-        Ok(value)
+        let values = db::returning(
+            &mut stmt,
+            params![
+                path(field),
+                by,
+                touch.last_seen_at,
+                touch.expires_at,
+                &key.0[..],
+                now
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(values.into_iter().next())
     }
 
     fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
@@ -260,7 +275,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached("DELETE FROM sessions WHERE key = ?1")?
             .execute([&old.0[..]])?;
-        Self::insert(&tx, new)?;
+        self.insert(&tx, new)?;
         tx.commit()?;
         Ok(())
     }
@@ -406,6 +421,61 @@ mod tests {
             .expect("load")
             .expect("live");
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn an_increment_whose_commit_fails_is_an_error_not_a_count() {
+        let (_dir, store) = store_with(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+             VALUES (1, 'one', 'x', 0, 0);",
+        );
+        let now = crate::clock::now();
+        let rec =
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
+        store.create(&rec).expect("create");
+        // From here on every update of a session fails at commit (a
+        // deferred foreign key broken by a trigger), as a full disk would.
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch(
+                "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
+                 CREATE TRIGGER fail_at_commit AFTER UPDATE ON sessions \
+                 BEGIN INSERT INTO broken VALUES (999); END;",
+            )
+            .expect("trigger");
+        let touch = Touch {
+            last_seen_at: now,
+            expires_at: rec.expires_at,
+        };
+        let result = store.increment(&rec.key, "visits", 1, touch, now);
+        assert!(result.is_err(), "{result:?}");
+        let stored = store.load(&rec.key, now).expect("load").expect("live");
+        assert_eq!(stored.data.get("visits"), None, "nothing was stored");
+    }
+
+    #[test]
+    fn a_row_written_for_another_database_is_no_session() {
+        let (_dir, store) = store_with(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
+             VALUES (1, 'bob', 'x', 0, 0);",
+        );
+        let now = crate::clock::now();
+        let mut rec =
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
+        rec.user_id = Some(1);
+        store.create(&rec).expect("create");
+        assert!(store.load(&rec.key, now).expect("load").is_some());
+        // As if a server whose file was swapped under it had written it.
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch("UPDATE sessions SET database_id = 'another database'")
+            .expect("update");
+        assert!(store.load(&rec.key, now).expect("load").is_none());
+        assert!(store.load_with_user(&rec.key, now).expect("load").is_none());
     }
 
     #[test]

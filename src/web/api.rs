@@ -123,15 +123,17 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     let reason = match state.users.authenticate(username, &body.password)? {
         Login::Ok(user) => {
             state.throttle.success(username)?;
-            log_login(state, "ok", &user.username, client, " via=api");
-            return with_session(state, request, client, |session| {
+            let response = with_session(state, request, client, |session| {
                 session.login(user.id, body.remember)?;
                 let record = session.record();
                 Ok(json_response(
                     200,
                     &json!({ "user": user_json(&user), "expires_at": rfc3339(record.expires_at) }),
                 ))
-            });
+            })?;
+            // Logged once the new session is stored (see `post_login`).
+            log_login(state, "ok", &user.username, client, " via=api");
+            return Ok(response);
         }
         Login::UnknownUser => "unknown_user",
         Login::WrongPassword => "wrong_password",

@@ -65,7 +65,9 @@ impl From<UserError> for WebError {
         match e {
             UserError::Password(PasswordError::Busy) => Self::Busy,
             UserError::Unavailable(m) => Self::Unavailable(m),
-            e => Self::Internal(format!("{e}: {:?}", std::error::Error::source(&e))),
+            UserError::Db(e) if e.is_unavailable() => Self::Unavailable(e.detail()),
+            UserError::Db(e) => Self::Internal(e.detail()),
+            e => Self::Internal(e.to_string()),
         }
     }
 }
@@ -99,7 +101,7 @@ impl WebError {
             Self::UnsupportedMediaType => "That content type is not accepted here.",
             Self::Busy => "Too many sign-ins at once. Try again in a moment.",
             Self::Unavailable(_) => {
-                "The login service cannot reach its database just now. Try again in a moment."
+                "The login service cannot use its storage just now. Try again in a moment."
             }
             Self::Internal(_) => "Something went wrong on our side. It has been logged.",
         }

@@ -309,12 +309,15 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
 fn healthz(state: &State) -> Response {
     match (state.health)() {
         Ok(()) => Response::text("ok"),
-        Err(detail) => {
+        Err(e) => {
             logging::line(&format!(
-                "healthz failed detail={}",
-                logging::quote(&detail)
+                "healthz failed reason={} detail={}",
+                logging::quote(e.reason),
+                logging::quote(&e.detail)
             ));
-            Response::text("database unavailable").with_status_code(503)
+            Response::text(e.reason)
+                .with_status_code(503)
+                .with_additional_header("Retry-After", "5")
         }
     }
 }
@@ -539,11 +542,14 @@ fn post_login(state: &State, request: &Request, client: &Client) -> Result<Respo
     let reason = match state.users.authenticate(username, password)? {
         Login::Ok(user) => {
             state.throttle.success(username)?;
-            log_login(state, "ok", &user.username, client, "");
-            return with_session(state, request, client, |session| {
+            let response = with_session(state, request, client, |session| {
                 session.login(user.id, remember)?;
                 Ok(see_other(&next))
-            });
+            })?;
+            // Logged once the new session is stored, not before: a sign-in
+            // that could not be committed is no "login ok".
+            log_login(state, "ok", &user.username, client, "");
+            return Ok(response);
         }
         Login::UnknownUser => "unknown_user",
         Login::WrongPassword => "wrong_password",

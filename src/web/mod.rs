@@ -80,7 +80,17 @@ impl State {
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
 /// Checks that the backends answer, for `/healthz`; `Err` says what failed.
-pub type Health = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type Health = Box<dyn Fn() -> Result<(), Unhealthy> + Send + Sync>;
+
+/// Why `/healthz` answers `503`.
+#[derive(Debug, Clone)]
+pub struct Unhealthy {
+    /// What the response says: the backend and what is wrong with it, in a
+    /// few fixed words (no paths, no server messages).
+    pub reason: &'static str,
+    /// The full cause, for the log.
+    pub detail: String,
+}
 
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {

@@ -7,6 +7,7 @@ mod api;
 mod backup;
 mod cli;
 mod clock;
+mod disk;
 mod door;
 mod example;
 mod gate;

@@ -347,7 +347,13 @@ fn survive_an_outage(server: &Server, name: &str, down: &mut dyn FnMut(), up: &m
     assert!(api.body.contains("\"error\""), "{}", api.body);
     let stranger = Browser::new(&server.url);
     assert_eq!(stranger.login("alice", "correct horse").status, 503);
-    assert_eq!(stranger.get("/healthz").status, 503);
+    let health = stranger.get("/healthz");
+    assert_eq!(health.status, 503);
+    assert_eq!(
+        health.body,
+        format!("{name} unavailable"),
+        "the backend is named"
+    );
     // What needs no backend is still served.
     assert_eq!(stranger.get("/login").status, 200);
     assert_eq!(stranger.get("/assets/style.css").status, 200);

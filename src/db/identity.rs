@@ -1,0 +1,304 @@
+//! The SQLite pool and the identity of the file it serves: the device and
+//! inode the file had when the server opened it, and the random database id
+//! stored in it (`meta.database_id`).
+//!
+//! A file replaced, moved or deleted while the server runs used to split the
+//! server's view (old connections on the old file, new ones on the new) or,
+//! with SQLite's create-on-open, start an empty database behind its back.
+//! Every checkout now compares the path's identity with the one at start (a
+//! `stat`, no statement), every new connection compares the database id, and
+//! connections never create the file; on a mismatch the pool refuses to hand
+//! out connections, so writes (and reads) answer `503` with one clear log
+//! line until the file is put back or the server restarted on purpose.
+//!
+//! Connections that SQLite opened read-only (the file was not writable at
+//! that moment) are dropped when handed back, so once permissions are fixed
+//! the pool reopens them writable by itself.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::OpenFlags;
+
+use super::DbError;
+
+/// What the server opened: the path, its device and inode, the database id.
+#[derive(Debug)]
+struct Identity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    database_id: String,
+    /// Whether a mismatch was seen and logged (and not yet cleared).
+    broken: AtomicBool,
+}
+
+impl Identity {
+    /// Compares the file at the path with the one opened at start.
+    fn check(&self) -> Result<(), DbError> {
+        let why = match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => {
+                if self.broken.swap(false, Ordering::SeqCst) {
+                    crate::logging::line(&format!(
+                        "database {} is back; serving again",
+                        self.path.display()
+                    ));
+                }
+                return Ok(());
+            }
+            Ok(_) => "was replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted or moved away",
+            Err(e) => {
+                return Err(DbError::Replaced(format!(
+                    "cannot check the database {}: {e}",
+                    self.path.display()
+                )));
+            }
+        };
+        Err(self.fail(why))
+    }
+
+    /// Records a mismatch: logged once, and the error every checkout gets.
+    fn fail(&self, why: &str) -> DbError {
+        let message = format!(
+            "the database {} {why} while gatehouse was serving; refusing to use it (nothing is \
+             written) until the original file is put back or gatehouse is restarted",
+            self.path.display()
+        );
+        if !self.broken.swap(true, Ordering::SeqCst) {
+            crate::logging::line(&format!("error: {message}"));
+        }
+        DbError::Replaced(message)
+    }
+}
+
+/// The connection manager: opens the file without creating it, applies
+/// the pragmas, checks the database id, and drops read-only connections.
+#[derive(Debug)]
+pub struct Manager {
+    inner: SqliteConnectionManager,
+    identity: Arc<Identity>,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = rusqlite::Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        let conn = self.inner.connect()?;
+        match database_id(&conn) {
+            Ok(id) if id == self.identity.database_id => Ok(conn),
+            _ => {
+                let e = self.identity.fail("was replaced by another database");
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(e.to_string()),
+                ))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        // Checked at every checkout (a flag in memory, no I/O): the pool
+        // also opens connections by itself to keep one idle, and one opened
+        // while the file was read-only must not serve the first write after
+        // the permissions are fixed.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some("connection opened read-only".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut rusqlite::Connection) -> bool {
+        // SQLite falls back to read-only when the file cannot be opened for
+        // writing; such a connection would fail every write for good.
+        conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+}
+
+/// A pool of SQLite connections to one identified file.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    inner: r2d2::Pool<Manager>,
+    identity: Arc<Identity>,
+}
+
+impl Pool {
+    /// The pool on the existing, migrated file at `path` whose id is
+    /// `database_id`.
+    pub(super) fn build(path: &Path, database_id: String, max_size: u32) -> Result<Self, DbError> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            DbError::Invalid(format!("cannot read the database {}: {e}", path.display()))
+        })?;
+        let identity = Arc::new(Identity {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            database_id,
+            broken: AtomicBool::new(false),
+        });
+        let manager = Manager {
+            inner: SqliteConnectionManager::file(path)
+                .with_flags(
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_init(super::configure),
+            identity: Arc::clone(&identity),
+        };
+        let inner = r2d2::Pool::builder()
+            .max_size(max_size.max(1))
+            .min_idle(Some(1))
+            // A SQLite connection to a local file does not go stale, so the
+            // check on checkout runs no statement: it only refuses a
+            // connection SQLite opened read-only (see `is_valid`). The file's
+            // identity is checked in `Pool::get`, with one `stat`.
+            .test_on_check_out(true)
+            .connection_timeout(Duration::from_secs(10))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(manager)?;
+        Ok(Self { inner, identity })
+    }
+
+    /// A connection to the file the server opened.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Replaced`] when the file at the path is no longer that
+    /// file; [`DbError::Pool`] when no connection could be had in time.
+    pub fn get(&self) -> Result<super::Conn, DbError> {
+        self.identity.check()?;
+        Ok(self.inner.get()?)
+    }
+
+    /// The random id stored in the database when it was created.
+    pub fn database_id(&self) -> &str {
+        &self.identity.database_id
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.identity.path
+    }
+}
+
+/// The database id stored in `meta`.
+pub(super) fn database_id(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'database_id'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Proves that a write commits: rewrites one row of `meta`.
+///
+/// # Errors
+///
+/// Whatever stops the commit: a read-only file or mount, a full disk.
+pub fn probe_write(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'write_probe'")?
+        .execute([crate::clock::now().to_string()])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use r2d2::ManageConnection as _;
+
+    use super::*;
+
+    fn opened() -> (tempfile::TempDir, Pool) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = super::super::open(&dir.path().join("t.db"), 2).expect("open");
+        (dir, pool)
+    }
+
+    #[test]
+    fn a_deleted_database_is_refused_and_never_recreated() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        std::fs::remove_file(&path).expect("delete");
+        let err = pool.get().expect_err("refused");
+        assert!(
+            err.to_string().contains("was deleted or moved away"),
+            "{err}"
+        );
+        assert!(!path.exists(), "a fresh database was created");
+    }
+
+    #[test]
+    fn a_replaced_database_is_refused() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        let other = dir.path().join("other.db");
+        drop(super::super::open(&other, 1).expect("another database"));
+        std::fs::rename(&other, &path).expect("replace");
+        let err = pool.get().expect_err("refused");
+        assert!(err.to_string().contains("was replaced"), "{err}");
+    }
+
+    #[test]
+    fn a_database_put_back_is_served_again() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        let aside = dir.path().join("aside.db");
+        std::fs::rename(&path, &aside).expect("move away");
+        assert!(pool.get().is_err());
+        std::fs::rename(&aside, &path).expect("put back");
+        pool.get().expect("served again");
+    }
+
+    #[test]
+    fn a_new_connection_to_another_database_is_refused() {
+        let (dir, pool) = opened();
+        let other = dir.path().join("other.db");
+        drop(super::super::open(&other, 1).expect("another database"));
+        // The same path identity, another id: a manager for `other` that
+        // expects this pool's id.
+        let manager = Manager {
+            inner: SqliteConnectionManager::file(&other),
+            identity: Arc::clone(&pool.identity),
+        };
+        let err = manager.connect().expect_err("refused");
+        assert!(err.to_string().contains("another database"), "{err}");
+    }
+
+    #[test]
+    fn a_read_only_connection_is_never_handed_out_and_dropped_when_handed_back() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        let mut ro = rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+        let manager = Manager {
+            inner: SqliteConnectionManager::file(&path),
+            identity: Arc::clone(&pool.identity),
+        };
+        assert!(manager.has_broken(&mut ro));
+        assert!(manager.is_valid(&mut ro).is_err(), "handed out read-only");
+        let mut rw = manager.connect().expect("connect");
+        assert!(!manager.has_broken(&mut rw));
+        manager
+            .is_valid(&mut rw)
+            .expect("a writable connection is valid");
+    }
+
+    #[test]
+    fn the_write_probe_fails_on_a_read_only_connection() {
+        let (dir, _pool) = opened();
+        let ro = rusqlite::Connection::open_with_flags(
+            dir.path().join("t.db"),
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open read-only");
+        assert!(probe_write(&ro).is_err());
+    }
+}
