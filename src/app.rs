@@ -62,6 +62,15 @@ fn bcrypt_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The size of the request pool: the configured `threads` for everything
+/// else, plus one for each sign-in that may run or wait for bcrypt. A
+/// caller waiting for a worker holds its request thread; sized like this,
+/// a login storm can hold at most the extra threads, and `/healthz`,
+/// `/auth/verify` and the pages are still answered on the rest.
+pub fn request_threads(config: &Config, hasher: &Hasher) -> usize {
+    config.threads + hasher.workers() + hasher.max_waiting()
+}
+
 /// Everything the configured backends provide.
 pub struct Backends {
     /// The users.
@@ -176,11 +185,14 @@ fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), String> {
 
 /// The password hasher with the config's bcrypt settings.
 fn hasher(config: &Config) -> Arc<Hasher> {
-    // Logins beyond what the workers can take plus a queue of half the
-    // request threads are refused at once, so at least half the threads
-    // stay free for everything else during a login storm.
-    let queue = (config.threads / 2).max(1);
-    Arc::new(Hasher::new(config.bcrypt_cost, bcrypt_workers(), queue))
+    // Callers wait for a worker up to `login_queue_timeout`; the request
+    // pool is grown by the most that can wait (see `start`), so a login
+    // storm never takes the threads everything else is answered on.
+    Arc::new(Hasher::new(
+        config.bcrypt_cost,
+        bcrypt_workers(),
+        config.login.queue_timeout,
+    ))
 }
 
 /// A running server.
@@ -266,7 +278,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         health,
     } = open_backends(config)?;
     let signer = Signer::new(config.signing_secrets()?);
-    users.hasher().warm_up();
+    users
+        .hasher()
+        .warm_up()
+        .map_err(|e| AppError::Setup(format!("bcrypt: {e}")))?;
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),
@@ -321,7 +336,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         addr: config.listen,
         reason: e.to_string(),
     })?
-    .pool_size(config.threads);
+    .pool_size(request_threads(config, state.users.hasher()));
     let addr = server.server_addr();
 
     let reaper_state = Arc::clone(&state);

@@ -307,7 +307,11 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
     let source = crate::db::open(from, 2).map_err(AppError::Db)?;
     let source_users = Users::new(
         source.clone(),
-        Arc::new(crate::password::Hasher::new(4, 1, 1)),
+        Arc::new(crate::password::Hasher::new(
+            4,
+            1,
+            std::time::Duration::from_secs(10),
+        )),
     );
     let source_store = crate::session::SqliteStore::new(source);
     let dest = app::open_backends(&config)?;

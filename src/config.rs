@@ -189,6 +189,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "15m",
         help: "longest lockout",
     },
+    Setting {
+        name: "login_queue_timeout",
+        default: "10s",
+        help: "how long a sign-in may wait for a bcrypt worker; one that would wait longer gets 503 with Retry-After",
+    },
 ];
 
 /// The environment variable for a setting.
@@ -282,6 +287,9 @@ pub struct LoginLimits {
     pub lockout: Duration,
     /// Cap on the doubling lockout.
     pub max_lockout: Duration,
+    /// How long a sign-in (or any other bcrypt caller) may wait for a
+    /// worker before it is told to come back.
+    pub queue_timeout: Duration,
 }
 
 /// Cookie settings.
@@ -758,6 +766,7 @@ impl Layers {
                 window: self.parse("login_window", duration)?,
                 lockout: self.parse("login_lockout", duration)?,
                 max_lockout: self.parse("login_max_lockout", duration)?,
+                queue_timeout: self.parse("login_queue_timeout", duration)?,
             },
         };
         config.check()?;
@@ -944,6 +953,7 @@ impl Config {
             ("login_window", d(self.login.window)),
             ("login_lockout", d(self.login.lockout)),
             ("login_max_lockout", d(self.login.max_lockout)),
+            ("login_queue_timeout", d(self.login.queue_timeout)),
         ]
     }
 

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // gatehouse patch: hand the task to a waiting thread only if one is
+        // left over after the tasks already queued. Comparing with zero let
+        // two quick spawns both count the same waiting thread, and the second
+        // connection then sat in the queue until some other connection
+        // closed (a burst of keep-alive clients hung that way).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
