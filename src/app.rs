@@ -102,7 +102,7 @@ fn server_options(_config: &Config) -> tiny_http::Options {
 /// When the data directory cannot be created, or a backend cannot be
 /// reached or migrated.
 pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+    crate::files::create_private_dir(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
@@ -111,6 +111,12 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
+                // Made 0600 before SQLite opens it: its -wal and -shm files
+                // take the database's mode.
+                crate::files::touch_private(path).map_err(|source| AppError::DataDir {
+                    path: path.clone(),
+                    source,
+                })?;
                 let pool = db::open(path, max)?;
                 let health = pool.clone();
                 (
@@ -277,6 +283,9 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         records,
         health,
     } = open_backends(config)?;
+    let mut private = vec![config.data_dir.as_path()];
+    private.extend(config.database_path());
+    crate::files::warn_if_readable(&private);
     let signer = Signer::new(config.signing_secrets()?);
     users
         .hasher()

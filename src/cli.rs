@@ -276,7 +276,8 @@ fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), Cli
             dest.display()
         )));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::files::create_private_dir(&config.data_dir)?;
+    crate::files::touch_private(&dest)?;
     crate::db::restore(file, &dest).map_err(AppError::Db)?;
     writeln!(
         std::io::stdout(),

@@ -119,6 +119,9 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
     src.busy_timeout(BUSY_TIMEOUT)?;
     let tmp = dest.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
+    // A backup holds every hash: 0600 from the start (and so after rename).
+    crate::files::touch_private(&tmp)
+        .map_err(|e| DbError::Backup(format!("cannot create {}: {e}", tmp.display())))?;
     {
         let mut out = rusqlite::Connection::open(&tmp)?;
         let copy = rusqlite::backup::Backup::new(&src, &mut out)?;

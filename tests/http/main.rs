@@ -7,6 +7,7 @@ mod api;
 mod backup;
 mod cli;
 mod example;
+mod files;
 mod gate;
 mod hostile;
 mod instances;
