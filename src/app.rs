@@ -20,6 +20,8 @@ use crate::session::{
 use crate::users::Users;
 use crate::web::{self, Health};
 
+pub mod watchdog;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

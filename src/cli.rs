@@ -219,6 +219,8 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let running = app::start(&config)?;
+    // Listening: tell systemd, and let its watchdog see us answer.
+    let watchdog = app::watchdog::Watchdog::start(running.addr())?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -242,6 +244,7 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
         std::thread::sleep(Duration::from_millis(100));
     }
     crate::logging::line("shutting down: finishing requests in flight");
+    watchdog.stop();
     running.shutdown();
     crate::logging::line("stopped");
     Ok(())

@@ -18,3 +18,4 @@ mod outage;
 mod queue;
 mod sessions;
 mod throttle;
+mod watchdog;
