@@ -58,10 +58,12 @@ impl Probe {
         let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
-        stream.write_all(
-            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: gatehouse-watchdog\r\n\
-              Connection: close\r\n\r\n",
-        )?;
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {}\r\n\
+             Connection: close\r\n\r\n",
+            crate::web::WATCHDOG_USER_AGENT
+        );
+        stream.write_all(request.as_bytes())?;
         // "HTTP/1.1 200" is 12 bytes; read until there are that many.
         let mut head = [0u8; 12];
         let mut got = 0;

@@ -15,8 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const WATCHDOG_USEC: &str = "600000";
 
 /// The binary serving `dir`, under a shell that first runs `limit` (a
-/// `ulimit` line, or nothing), reporting to the socket at `notify`.
-fn serve(dir: &Path, notify: &Path, limit: &str) -> Child {
+/// `ulimit` line, or nothing), reporting to the socket at `notify`; its
+/// log goes to `log`.
+fn serve(dir: &Path, notify: &Path, limit: &str, log: &Path) -> Child {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!("{limit} exec \"$@\"")).arg("sh");
     if let Some(runner) = std::env::var_os("GATEHOUSE_TEST_RUNNER").filter(|r| !r.is_empty()) {
@@ -32,7 +33,7 @@ fn serve(dir: &Path, notify: &Path, limit: &str) -> Child {
         .env("WATCHDOG_USEC", WATCHDOG_USEC)
         .env_remove("WATCHDOG_PID")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .expect("serve")
 }
@@ -92,7 +93,8 @@ fn ready_then_watchdog_pings_arrive_while_serving() {
     let tmp = tempfile::tempdir().expect("dir");
     let notify = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).expect("bind");
-    let mut child = serve(&tmp.path().join("data"), &notify, "");
+    let log = tmp.path().join("log");
+    let mut child = serve(&tmp.path().join("data"), &notify, "", &log);
     let port = port(&mut child);
     let before = expect(&sock, "READY=1\n");
     assert!(before.is_empty(), "before READY=1: {before:?}");
@@ -104,6 +106,14 @@ fn ready_then_watchdog_pings_arrive_while_serving() {
     assert_eq!(b.get("/healthz").status, 200);
     stop(child);
     expect(&sock, "STOPPING=1\n");
+    // The probes are not logged (one line every 200 ms here, every 10 s
+    // under systemd); the test's own request is.
+    let log = std::fs::read_to_string(&log).expect("log");
+    let healthz = log
+        .lines()
+        .filter(|l| l.contains("path=\"/healthz\""))
+        .count();
+    assert_eq!(healthz, 1, "{log}");
 }
 
 #[test]
@@ -111,7 +121,8 @@ fn pings_stop_while_the_server_cannot_take_a_connection() {
     let tmp = tempfile::tempdir().expect("dir");
     let notify = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).expect("bind");
-    let mut child = serve(&tmp.path().join("data"), &notify, "ulimit -n 96;");
+    let log = tmp.path().join("log");
+    let mut child = serve(&tmp.path().join("data"), &notify, "ulimit -n 96;", &log);
     let port = port(&mut child);
     expect(&sock, "READY=1\n");
     expect(&sock, "WATCHDOG=1\n");
