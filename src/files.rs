@@ -15,8 +15,31 @@ pub const FILE_MODE: u32 = 0o600;
 /// files, a temporary file, a file another helper forgets to give a mode.
 /// Called first thing by the executable; a library embedding gatehouse
 /// keeps its own umask and relies on the explicit modes below.
+///
+/// An umask that already keeps out group and others (systemd's `UMask=0077`
+/// in `docs/gatehouse.service`) is left alone without a system call: that
+/// unit's filter (`SystemCallFilter=~@resources`) kills a process that
+/// calls `umask`.
 pub fn private_umask() {
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(mask) = stricter_umask(&status) {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+    }
+}
+
+/// The umask to set, given `/proc/self/status`: the current one with
+/// group and others masked out, or `None` when it already is. Without a
+/// readable `Umask:` line, `077`.
+fn stricter_umask(status: &str) -> Option<u32> {
+    let current = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+    match current {
+        Some(mask) if mask & 0o077 == 0o077 => None,
+        Some(mask) => Some((mask | 0o077) & 0o777),
+        None => Some(0o077),
+    }
 }
 
 /// Creates `dir` (and missing parents) with mode `0700`. An existing
@@ -92,6 +115,19 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_umask_is_tightened_only_when_it_lets_others_in() {
+        let status = |m: &str| format!("Name:\tgatehouse\nUmask:\t{m}\nState:\tR\n");
+        assert_eq!(stricter_umask(&status("0022")), Some(0o077));
+        assert_eq!(stricter_umask(&status("0000")), Some(0o077));
+        assert_eq!(stricter_umask(&status("0227")), Some(0o277));
+        // systemd's UMask=0077 (or stricter): no system call at all.
+        assert_eq!(stricter_umask(&status("0077")), None);
+        assert_eq!(stricter_umask(&status("0277")), None);
+        assert_eq!(stricter_umask("no such line"), Some(0o077));
+        assert_eq!(stricter_umask(&status("bogus")), Some(0o077));
     }
 
     #[test]
