@@ -118,3 +118,30 @@ fn the_first_admin_cannot_have_a_disguised_name() {
     // The same form with a plain name goes through.
     assert_redirects_to(&setup("root"), "/?done=welcome");
 }
+
+#[test]
+fn the_command_line_cannot_add_a_disguised_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    for name in ["\r\nbob", "bob\u{202e}", "\u{200b}bob", "bob\t"] {
+        let mut child = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["user", "add", name, "--password-stdin"])
+            .env("GATEHOUSE_DATA", dir.path())
+            .env("GATEHOUSE_BCRYPT_COST", "4")
+            .envs(crate::helpers::backend_env(dir.path()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run gatehouse");
+        // It may refuse before reading the password.
+        let _ =
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"correct horse\n");
+        let out = child.wait_with_output().expect("wait");
+        assert!(!out.status.success(), "{name:?} was added");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("username"),
+            "{name:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
