@@ -20,6 +20,8 @@ use crate::session::{
 use crate::users::Users;
 use crate::web::{self, Health, Unhealthy};
 
+pub mod watchdog;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -139,6 +141,15 @@ fn bcrypt_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The size of the request pool: the configured `threads` for everything
+/// else, plus one for each sign-in that may run or wait for bcrypt. A
+/// caller waiting for a worker holds its request thread; sized like this,
+/// a login storm can hold at most the extra threads, and `/healthz`,
+/// `/auth/verify` and the pages are still answered on the rest.
+pub fn request_threads(config: &Config, hasher: &Hasher) -> usize {
+    config.threads + hasher.workers() + hasher.max_waiting()
+}
+
 /// Everything the configured backends provide.
 pub struct Backends {
     /// The users.
@@ -241,7 +252,7 @@ fn hsts(config: &Config) -> Option<String> {
 /// When the data directory cannot be created, or a backend cannot be
 /// reached or migrated.
 pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+    crate::files::create_private_dir(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
@@ -251,6 +262,12 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
         match &config.database {
             Database::Sqlite(path) => {
                 refuse_missing_database(config, path)?;
+                // Made 0600 before SQLite opens it: its -wal and -shm files
+                // take the database's mode.
+                crate::files::touch_private(path).map_err(|source| AppError::DataDir {
+                    path: path.clone(),
+                    source,
+                })?;
                 let pool = db::open(path, max)?;
                 let health = pool.clone();
                 let probe = WriteProbe::default();
@@ -408,11 +425,14 @@ fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy
 
 /// The password hasher with the config's bcrypt settings.
 fn hasher(config: &Config) -> Arc<Hasher> {
-    // Logins beyond what the workers can take plus a queue of half the
-    // request threads are refused at once, so at least half the threads
-    // stay free for everything else during a login storm.
-    let queue = (config.threads / 2).max(1);
-    Arc::new(Hasher::new(config.bcrypt_cost, bcrypt_workers(), queue))
+    // Callers wait for a worker up to `login_queue_timeout`; the request
+    // pool is grown by the most that can wait (see `start`), so a login
+    // storm never takes the threads everything else is answered on.
+    Arc::new(Hasher::new(
+        config.bcrypt_cost,
+        bcrypt_workers(),
+        config.login.queue_timeout,
+    ))
 }
 
 /// A running server.
@@ -562,8 +582,14 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         Some(certs) => Some(crate::tls::server_config(Arc::clone(certs))?),
         None => None,
     };
+    let mut private = vec![config.data_dir.as_path()];
+    private.extend(config.database_path());
+    crate::files::warn_if_readable(&private);
     let signer = Signer::new(config.signing_secrets()?);
-    users.hasher().warm_up();
+    users
+        .hasher()
+        .warm_up()
+        .map_err(|e| AppError::Setup(format!("bcrypt: {e}")))?;
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),
@@ -623,7 +649,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         addr: config.listen,
         reason: e.to_string(),
     })?
-    .pool_size(config.threads);
+    .pool_size(request_threads(config, state.users.hasher()));
     let addr = server.server_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let redirect = match config.redirect_http {

@@ -254,6 +254,8 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
     let running = app::start(&config)?;
+    // Listening: tell systemd, and let its watchdog see us answer.
+    let watchdog = app::watchdog::Watchdog::start(running.addr())?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -293,6 +295,7 @@ fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
         std::thread::sleep(Duration::from_millis(100));
     }
     crate::logging::line("shutting down: finishing requests in flight");
+    watchdog.stop();
     running.shutdown();
     crate::logging::line("stopped");
     Ok(())
@@ -373,9 +376,11 @@ fn restore(global: &Global, file: &std::path::Path, yes: bool) -> Result<(), Cli
             dest.display()
         )));
     }
+    crate::files::create_private_dir(&config.data_dir)?;
     // Held for the restore: a server that starts meanwhile waits its turn
     // by refusing to start, and one already serving makes this refuse.
     let _lock = app::lock_data_dir(&config.data_dir)?;
+    crate::files::touch_private(&dest)?;
     crate::db::restore(file, &dest)
         .map_err(|e| CliError::Usage(format!("restore failed: {}", e.detail())))?;
     writeln!(
@@ -407,7 +412,11 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
     let source = crate::db::open(from, 2).map_err(AppError::Db)?;
     let source_users = Users::new(
         source.clone(),
-        Arc::new(crate::password::Hasher::new(4, 1, 1)),
+        Arc::new(crate::password::Hasher::new(
+            4,
+            1,
+            std::time::Duration::from_secs(10),
+        )),
     );
     let source_store = crate::session::SqliteStore::new(source);
     let dest = app::open_backends(&config)?;

@@ -254,6 +254,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "10000",
         help: "most throttling records kept in memory (SQLite deployments)",
     },
+    Setting {
+        name: "login_queue_timeout",
+        default: "10s",
+        help: "how long a sign-in may wait for a bcrypt worker; one that would wait longer gets 503 with Retry-After",
+    },
 ];
 
 /// The environment variable for a setting.
@@ -350,6 +355,9 @@ pub struct LoginLimits {
     /// Most records kept in memory (with SQLite); active ones are never
     /// evicted, so past this an overflow budget counts for the rest.
     pub records: usize,
+    /// How long a sign-in (or any other bcrypt caller) may wait for a
+    /// worker before it is told to come back.
+    pub queue_timeout: Duration,
 }
 
 /// Cookie settings.
@@ -956,6 +964,7 @@ impl Layers {
                         .filter(|n| *n >= 1)
                         .ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
                 })?,
+                queue_timeout: self.parse("login_queue_timeout", duration)?,
             },
             admin_reauth: self.parse("admin_reauth", duration)?,
             max_sessions_per_user: self.parse("max_sessions_per_user", |s| {
@@ -1233,6 +1242,7 @@ impl Config {
                     .map_or_else(|| "(none)".to_owned(), |a| a.to_string()),
             ),
             ("login_throttle_records", self.login.records.to_string()),
+            ("login_queue_timeout", d(self.login.queue_timeout)),
         ]
     }
 

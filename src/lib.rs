@@ -70,6 +70,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod logging;
 pub mod password;
 pub mod session;

@@ -69,6 +69,23 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// Unicode format characters that change how text around them is shown:
+/// bidi marks, embeddings, overrides and isolates, zero-width characters,
+/// the byte order mark.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
 /// Appends `value` to `out` as [`quote`] would write it.
 pub fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
@@ -76,7 +93,10 @@ pub fn push_quoted(out: &mut String, value: &str) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
+            // Controls could forge log lines; bidi overrides and
+            // zero-width characters could make a name look like another
+            // in a terminal or a log viewer.
+            c if c.is_control() || is_format(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -132,5 +152,13 @@ mod tests {
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(quote("evil\nlogin ok"), "\"evil\\u{a}login ok\"");
         assert_eq!(quote(&"x".repeat(500)).len(), 130);
+    }
+
+    #[test]
+    fn quoting_shows_bidi_and_zero_width_characters() {
+        assert_eq!(quote("alice\u{202e}"), "\"alice\\u{202e}\"");
+        assert_eq!(quote("\u{200b}bob"), "\"\\u{200b}bob\"");
+        assert_eq!(quote("\u{2066}x\u{2069}"), "\"\\u{2066}x\\u{2069}\"");
+        assert_eq!(quote("\u{85}x"), "\"\\u{85}x\"");
     }
 }

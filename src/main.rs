@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything is written: files at rest are private.
+    gatehouse::files::private_umask();
     match gatehouse::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,13 +27,19 @@ pub struct Username(String);
 
 impl Username {
     /// Accepts 1 to 64 ASCII letters, digits, `.`, `_`, `-` and `@`,
-    /// starting with a letter or digit.
+    /// starting with a letter or digit. Plain spaces around the name (a
+    /// slip of the keyboard) are dropped; nothing else is: a name with a
+    /// line break, a NUL, a tab, any other control character, a bidi
+    /// override or a zero-width character is refused, never trimmed into
+    /// someone else's name (a `"\r\nalice"` would otherwise sign in as
+    /// `alice` and forge log lines; an `"alice\u{202e}"` would look like
+    /// her in a list).
     ///
     /// # Errors
     ///
     /// [`UserError::InvalidName`] saying what is wrong.
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        let s = s.trim();
+        let s = trim_spaces(s);
         if s.is_empty() {
             return Err(UserError::InvalidName("the username is empty"));
         }
@@ -68,6 +74,14 @@ impl std::fmt::Display for Username {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `s` without the plain spaces (U+0020) around it, and nothing else:
+/// every place that reads a username from a client trims with this, so a
+/// line break or a control character stays in the name and gets it
+/// refused. (`str::trim` would drop `\r`, `\n`, `\t`, U+0085 and U+2028.)
+pub fn trim_spaces(s: &str) -> &str {
+    s.trim_matches(' ')
 }
 
 /// A user as stored, without the hash. The same row the session stores
@@ -425,10 +439,12 @@ impl Users {
     ///
     /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Login, UserError> {
-        let found = if name.len() <= MAX_USERNAME {
-            self.db.find_with_hash(name)?
-        } else {
-            None
+        // Only a name that could have been created is looked up: anything
+        // else (control characters, overlong) is an unknown user, with the
+        // same dummy verify, message and throttling as a wrong password.
+        let found = match Username::parse(name) {
+            Ok(name) => self.db.find_with_hash(name.as_str())?,
+            Err(_) => None,
         };
         let Some((user, hash)) = found else {
             self.hasher.dummy_verify(password)?;
@@ -489,7 +505,7 @@ mod tests {
     /// Runs `check` on users in SQLite and, when a server is configured
     /// for tests, in PostgreSQL.
     fn each(check: impl Fn(&Users)) {
-        let hasher = Arc::new(Hasher::new(4, 2, 8));
+        let hasher = Arc::new(Hasher::new(4, 2, std::time::Duration::from_secs(10)));
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
         check(&Users::new(pool, Arc::clone(&hasher)));
@@ -506,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_user_whose_commit_fails_is_not_reported_created() {
-        let hasher = Arc::new(Hasher::new(4, 2, 8));
+        let hasher = Arc::new(Hasher::new(4, 2, std::time::Duration::from_secs(10)));
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
         // Every insert of a user fails at commit (a deferred foreign key
@@ -536,7 +552,10 @@ mod tests {
             .expect("conn")
             .batch_execute(&crate::db::postgres::fail_at_commit("users", "INSERT"))
             .expect("trigger");
-        let users = Users::postgres(pool, Arc::new(Hasher::new(4, 2, 8)));
+        let users = Users::postgres(
+            pool,
+            Arc::new(Hasher::new(4, 2, std::time::Duration::from_secs(10))),
+        );
         let result = users.create(&name("bob"), "password1", false);
         assert!(result.is_err(), "{result:?}");
         assert!(users.find_by_name("bob").expect("find").is_none());
@@ -550,6 +569,71 @@ mod tests {
         for bad in ["", "-x", "has space", "é", "a/b", &"a".repeat(65)] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn control_and_format_characters_are_refused_not_trimmed() {
+        let mut bad: Vec<String> = [
+            "\r\nalice",
+            "alice\r\n",
+            "\nalice",
+            "\talice",
+            "alice\0",
+            "\0alice",
+            "al\u{7f}ice",
+            "\u{85}alice",
+            "alice\u{85}",
+            "\u{a0}alice",
+            "\u{2028}alice",
+            "alice\u{202e}",
+            "\u{202e}alice",
+            "\u{2066}alice\u{2069}",
+            "\u{2067}alice",
+            "\u{2068}alice",
+            "\u{200b}alice",
+            "alice\u{200d}",
+            "\u{feff}alice",
+            "\u{3000}alice",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        // Every C0 and C1 control, before and after the name.
+        for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
+            bad.push(format!("{c}alice"));
+            bad.push(format!("alice{c}"));
+        }
+        for name in &bad {
+            assert!(Username::parse(name).is_err(), "{name:?} was accepted");
+        }
+        assert_eq!(
+            Username::parse(" alice ").expect("spaces").as_str(),
+            "alice"
+        );
+    }
+
+    #[test]
+    fn a_name_with_control_characters_does_not_sign_in_as_the_user() {
+        each(|u| {
+            u.create(&name("alice"), "password1", false)
+                .expect("create");
+            for n in [
+                "\r\nalice",
+                "alice\n",
+                "\0alice",
+                "alice\u{202e}",
+                "\u{200b}alice",
+            ] {
+                assert_eq!(
+                    u.authenticate(n, "password1").expect("auth"),
+                    Login::UnknownUser,
+                    "{n:?}"
+                );
+            }
+            assert!(matches!(
+                u.authenticate(" alice ", "password1").expect("auth"),
+                Login::Ok(_)
+            ));
+        });
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
         .file_name()
         .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dest.with_file_name(format!(".{name}.{:016x}.partial", rand::random::<u64>()));
+    // A backup holds every hash: 0600 from the start (and so after rename).
+    crate::files::touch_private(&tmp)
+        .map_err(|e| DbError::Backup(format!("cannot create {}: {e}", tmp.display())))?;
     let result = copy_checked(&src, &tmp);
     drop(src);
     let result = result.and_then(|()| {

@@ -108,7 +108,7 @@ struct LoginBody {
 pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     same_origin(state, request)?;
     let body: LoginBody = json_body(request)?;
-    let username = body.username.trim();
+    let username = crate::users::trim_spaces(&body.username);
     if username.len() > MAX_USERNAME {
         return Err(WebError::BadRequest("the username is too long"));
     }

@@ -522,7 +522,7 @@ pub(super) fn throttled(wait: std::time::Duration) -> (u64, String) {
 fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     let form = Form::from_request(request)?;
     check_anonymous_csrf(state, request, &form)?;
-    let username = form.get("username").unwrap_or("").trim();
+    let username = crate::users::trim_spaces(form.get("username").unwrap_or(""));
     let password = form.get("password").unwrap_or("");
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
     let next = safe_next(state, form.get("next"));

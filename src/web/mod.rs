@@ -148,7 +148,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
     state
         .metrics
         .request(response.status_code, started.elapsed());
-    if state.log_requests {
+    if state.log_requests && !is_watchdog_probe(request) {
         use std::fmt::Write as _;
         let mut line = String::with_capacity(96);
         line.push_str("request method=");
@@ -165,6 +165,19 @@ pub fn handle(state: &State, request: &Request) -> Response {
         logging::line(&line);
     }
     response
+}
+
+/// The `User-Agent` of the systemd watchdog's probe.
+pub const WATCHDOG_USER_AGENT: &str = "gatehouse-watchdog";
+
+/// The systemd watchdog's own `GET /healthz` (see `app::watchdog`), sent
+/// over loopback every few seconds: not logged, or it would be most of the
+/// journal. Only that path from a loopback address, so the exemption hides
+/// nothing a client elsewhere does.
+fn is_watchdog_probe(request: &Request) -> bool {
+    request.url() == "/healthz"
+        && request.remote_addr().ip().is_loopback()
+        && request.header("User-Agent") == Some(WATCHDOG_USER_AGENT)
 }
 
 /// The request path without the query string (which may carry tokens).
