@@ -4,15 +4,15 @@
 
 use rouille::{Request, Response};
 
-use super::account::session_rows;
+use super::error::WebError;
 use super::form::Form;
-use super::handlers::{
-    Result, SignedIn, check_session_csrf, html, log_login, logged_out, notice, page_param, paged,
-    record_failure, see_other, signed_in, throttle_wait, throttled, viewer,
+use super::shared::{
+    Result, SignedIn, capitalise, check_session_csrf, html, log_login, logged_out, notice,
+    page_param, paged, record_failure, see_other, session_rows, signed_in, throttle_wait,
+    throttled, viewer,
 };
-use super::setup::capitalise;
+use super::state::{State, with_session};
 use super::views::{self, AdminView, ConfirmView, UserRow};
-use super::{State, WebError, with_session};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};

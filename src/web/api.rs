@@ -9,9 +9,10 @@ use rouille::{Request, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::error::WebError;
 use super::form::read_body;
-use super::handlers::{Result, current_user, log_login, record_failure, throttle_wait};
-use super::{State, WebError, with_session};
+use super::shared::{Result, current_user, log_login, record_failure, same_origin, throttle_wait};
+use super::state::{State, with_session};
 use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
@@ -45,30 +46,6 @@ pub fn error_response(e: &WebError) -> Response {
         r = r.with_additional_header("Retry-After", "1");
     }
     r
-}
-
-/// Refuses a request whose `Origin` is another site.
-///
-/// Browsers send `Origin` on cross-site requests; a page elsewhere that
-/// calls this API (or opens a WebSocket through the proxy) with the user's
-/// cookie is stopped here.
-pub(super) fn same_origin(state: &State, request: &Request) -> Result<()> {
-    let Some(origin) = request.header("Origin") else {
-        return Ok(()); // not a browser cross-origin call (curl, same-origin GET)
-    };
-    let host = origin.split("://").nth(1).unwrap_or("");
-    let own = request
-        .header("Host")
-        .is_some_and(|h| h.eq_ignore_ascii_case(host));
-    let public = state
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.eq_ignore_ascii_case(origin.trim_end_matches('/')));
-    if own || public {
-        Ok(())
-    } else {
-        Err(WebError::Csrf)
-    }
 }
 
 /// Reads a JSON body of type `T`.

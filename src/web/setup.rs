@@ -4,13 +4,14 @@
 use rouille::{Request, Response};
 use subtle::ConstantTimeEq;
 
+use super::error::WebError;
 use super::form::Form;
-use super::handlers::{
-    Result, anonymous_csrf, check_anonymous_csrf, current_user, html, log_login, see_other,
-    with_csrf_cookie,
+use super::shared::{
+    Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, log_login,
+    see_other, with_csrf_cookie,
 };
+use super::state::{State, with_session};
 use super::views::{self, NewUserView};
-use super::{State, WebError, with_session};
 use crate::auth::proxy::Client;
 use crate::users::{User, UserError, Username};
 
@@ -52,19 +53,6 @@ fn new_user_fields(form: &Form) -> std::result::Result<(Username, String), Strin
     }
     crate::password::validate(password).map_err(|e| capitalise(&e.to_string()))?;
     Ok((name, password.to_owned()))
-}
-
-/// "the password ..." -> "The password ...".
-pub(super) fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => format!(
-            "{}{}.",
-            first.to_uppercase(),
-            c.as_str().trim_end_matches('.')
-        ),
-        None => String::new(),
-    }
 }
 
 fn new_user_error(
