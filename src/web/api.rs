@@ -11,12 +11,13 @@ use serde_json::{Map, Value, json};
 
 use super::error::WebError;
 use super::form::read_body;
-use super::shared::{Result, current_user, log_login, record_failure, same_origin, throttle_wait};
+use super::shared::{Result, current_user, same_origin};
 use super::state::{State, with_session};
+use crate::accounts::{AccountError, Attempt};
 use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
-use crate::users::{Login, MAX_USERNAME, User};
+use crate::users::User;
 
 /// Session data keys under this prefix are gatehouse's; the API refuses them.
 pub const RESERVED_PREFIX: &str = "gatehouse:";
@@ -85,42 +86,40 @@ struct LoginBody {
 pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     same_origin(state, request)?;
     let body: LoginBody = json_body(request)?;
-    let username = body.username.trim();
-    if username.len() > MAX_USERNAME {
-        return Err(WebError::BadRequest("the username is too long"));
-    }
-    if let Some(wait) = throttle_wait(state, username, client)? {
-        let secs = wait.as_secs().max(1);
-        return Ok(json_response(
-            429,
-            &json!({ "error": "too many failed attempts", "retry_after": secs }),
-        )
-        .with_additional_header("Retry-After", secs.to_string()));
-    }
-    let reason = match state.users.authenticate(username, &body.password)? {
-        Login::Ok(user) => {
-            state.throttle.success(username)?;
-            let response = with_session(state, request, client, |session| {
-                session.login(user.id, body.remember)?;
-                let record = session.record();
-                Ok(json_response(
-                    200,
-                    &json!({ "user": user_json(&user), "expires_at": rfc3339(record.expires_at) }),
-                ))
-            })?;
-            // Logged once the new session is stored (see `post_login`).
-            log_login(state, "ok", &user.username, client, " via=api");
-            return Ok(response);
+    let (accounts, guard) = (state.accounts(), state.guard());
+    match accounts.attempt_sign_in(&guard, &body.username, &body.password, client.ip) {
+        Err(AccountError::UsernameTooLong) => Err(WebError::BadRequest("the username is too long")),
+        Err(e) => Err(e.into()),
+        Ok(Attempt::Throttled(wait)) => {
+            let secs = wait.as_secs().max(1);
+            Ok(json_response(
+                429,
+                &json!({ "error": "too many failed attempts", "retry_after": secs }),
+            )
+            .with_additional_header("Retry-After", secs.to_string()))
         }
-        Login::UnknownUser => "unknown_user",
-        Login::WrongPassword => "wrong_password",
-        Login::Disabled => "disabled",
-    };
-    record_failure(state, username, client, reason)?;
-    Ok(json_response(
-        401,
-        &json!({ "error": "wrong username or password" }),
-    ))
+        Ok(Attempt::Failed) => Ok(json_response(
+            401,
+            &json!({ "error": "wrong username or password" }),
+        )),
+        Ok(Attempt::Verified(verified)) => {
+            let mut finished = None;
+            let response = with_session(state, request, client, |session| {
+                let done = accounts.finish_sign_in(session, verified, body.remember)?;
+                let record = session.record();
+                let body = json!({
+                    "user": user_json(done.user()),
+                    "expires_at": rfc3339(record.expires_at),
+                });
+                finished = Some(done);
+                Ok(json_response(200, &body))
+            })?;
+            if let Some(finished) = finished {
+                finished.committed(&guard, client.ip, " via=api");
+            }
+            Ok(response)
+        }
+    }
 }
 
 /// `GET /api/session`.

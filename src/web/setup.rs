@@ -7,12 +7,14 @@ use subtle::ConstantTimeEq;
 use super::error::WebError;
 use super::form::Form;
 use super::shared::{
-    Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, log_login,
-    see_other, with_csrf_cookie,
+    Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, see_other,
+    with_csrf_cookie,
 };
 use super::state::{State, with_session};
 use super::views::{self, NewUserView};
+use crate::accounts::AccountError;
 use crate::auth::proxy::Client;
+use crate::logging;
 use crate::users::{User, UserError, Username};
 
 /// Whether `token` is the live setup token (and so no user exists yet).
@@ -97,9 +99,12 @@ fn create_and_sign_in(
             ));
         }
     };
-    let user: User = match state.users.create(&name, &password, admin) {
+    let user: User = match state
+        .accounts()
+        .create_user(name.as_str(), &password, admin)
+    {
         Ok(u) => u,
-        Err(UserError::Taken) => {
+        Err(AccountError::User(UserError::Taken)) => {
             return Ok(new_user_error(
                 state,
                 request,
@@ -112,13 +117,12 @@ fn create_and_sign_in(
         }
         Err(e) => return Err(e.into()),
     };
-    log_login(
-        state,
+    logging::line(&logging::login_message(
         "created",
         &user.username,
-        client,
+        client.ip,
         if admin { " role=admin" } else { "" },
-    );
+    ));
     with_session(state, request, client, |session| {
         session.login(user.id, false)?;
         Ok(see_other(&format!("/?done={done}")))

@@ -10,7 +10,6 @@ use super::state::{State, with_session};
 use super::views::{self, SessionRow, Viewer};
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
-use crate::logging;
 use crate::session::{CookieOptions, Record, SameSite, Session, SessionKey, cookie};
 use crate::users::User;
 
@@ -96,26 +95,6 @@ pub(super) fn signed_in_form(
         check_session_csrf(state, &s.key, &form)?;
         f(session, s, &form)
     })
-}
-
-/// How long this username or IP must wait, if throttled; logs the refusal.
-pub(super) fn throttle_wait(
-    state: &State,
-    username: &str,
-    client: &Client,
-) -> Result<Option<std::time::Duration>> {
-    let Some(wait) = state.throttle.retry_after(username, client.ip)? else {
-        return Ok(None);
-    };
-    let secs = wait.as_secs().max(1);
-    log_login(
-        state,
-        "throttled",
-        username,
-        client,
-        &format!(" retry_after={secs}"),
-    );
-    Ok(Some(wait))
 }
 
 /// Rows per page in the account and admin lists: a user with many
@@ -241,21 +220,6 @@ pub(super) fn check_anonymous_csrf(state: &State, request: &Request, form: &Form
     if valid { Ok(()) } else { Err(WebError::Csrf) }
 }
 
-pub(super) fn log_login(
-    state: &State,
-    outcome: &str,
-    username: &str,
-    client: &Client,
-    extra: &str,
-) {
-    match outcome {
-        "throttled" => state.metrics.throttled(),
-        "ok" => state.metrics.login("ok"),
-        _ => {}
-    }
-    logging::line(&logging::login_message(outcome, username, client.ip, extra));
-}
-
 /// `Retry-After` seconds and a sentence for a throttled attempt.
 pub(super) fn throttled(wait: std::time::Duration) -> (u64, String) {
     let secs = wait.as_secs().max(1);
@@ -268,37 +232,6 @@ pub(super) fn throttled(wait: std::time::Duration) -> (u64, String) {
         secs,
         format!("Too many failed attempts. Try again in {human}."),
     )
-}
-
-/// Logs a failed password check and counts it towards a lockout.
-///
-/// # Errors
-///
-/// The throttle's store failed (the failure is logged either way).
-pub(super) fn record_failure(
-    state: &State,
-    username: &str,
-    client: &Client,
-    reason: &str,
-) -> Result<()> {
-    state.metrics.login(reason);
-    log_login(
-        state,
-        "failed",
-        username,
-        client,
-        &format!(" reason={reason}"),
-    );
-    for lock in state.throttle.failure(username, client.ip)? {
-        log_login(
-            state,
-            "locked",
-            username,
-            client,
-            &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
-        );
-    }
-    Ok(())
 }
 
 /// The answer after this browser's session ended: back to the sign-in page,

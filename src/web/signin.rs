@@ -7,14 +7,13 @@ use super::error::WebError;
 use super::form::Form;
 use super::shared::{
     Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
-    log_login, logged_out, record_failure, see_other, throttle_wait, throttled, viewer,
-    with_csrf_cookie,
+    logged_out, see_other, throttled, viewer, with_csrf_cookie,
 };
 use super::state::{State, with_session};
 use super::views::{self, LoginView};
+use crate::accounts::{AccountError, Attempt};
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
-use crate::users::{Login, MAX_USERNAME};
 
 /// The generic message for every failed sign-in: it must not tell an
 /// unknown user from a wrong password or a disabled account.
@@ -87,40 +86,38 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     let password = form.get("password").unwrap_or("");
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
     let next = safe_next(state, form.get("next"));
-    if username.len() > MAX_USERNAME {
-        return Err(WebError::BadRequest("The username is too long."));
-    }
-
-    if let Some(wait) = throttle_wait(state, username, client)? {
-        let (secs, message) = throttled(wait);
-        return Ok(
-            login_form(state, request, client, &next, username, Some(&message))
-                .with_status_code(429)
-                .with_additional_header("Retry-After", secs.to_string()),
-        );
-    }
-
-    let reason = match state.users.authenticate(username, password)? {
-        Login::Ok(user) => {
-            state.throttle.success(username)?;
+    let (accounts, guard) = (state.accounts(), state.guard());
+    match accounts.attempt_sign_in(&guard, username, password, client.ip) {
+        Err(AccountError::UsernameTooLong) => {
+            Err(WebError::BadRequest("The username is too long."))
+        }
+        Err(e) => Err(e.into()),
+        Ok(Attempt::Throttled(wait)) => {
+            let (secs, message) = throttled(wait);
+            Ok(
+                login_form(state, request, client, &next, username, Some(&message))
+                    .with_status_code(429)
+                    .with_additional_header("Retry-After", secs.to_string()),
+            )
+        }
+        Ok(Attempt::Failed) => {
+            Ok(
+                login_form(state, request, client, &next, username, Some(LOGIN_FAILED))
+                    .with_status_code(401),
+            )
+        }
+        Ok(Attempt::Verified(verified)) => {
+            let mut finished = None;
             let response = with_session(state, request, client, |session| {
-                session.login(user.id, remember)?;
+                finished = Some(accounts.finish_sign_in(session, verified, remember)?);
                 Ok(see_other(&next))
             })?;
-            // Logged once the new session is stored, not before: a sign-in
-            // that could not be committed is no "login ok".
-            log_login(state, "ok", &user.username, client, "");
-            return Ok(response);
+            if let Some(finished) = finished {
+                finished.committed(&guard, client.ip, "");
+            }
+            Ok(response)
         }
-        Login::UnknownUser => "unknown_user",
-        Login::WrongPassword => "wrong_password",
-        Login::Disabled => "disabled",
-    };
-    record_failure(state, username, client, reason)?;
-    Ok(
-        login_form(state, request, client, &next, username, Some(LOGIN_FAILED))
-            .with_status_code(401),
-    )
+    }
 }
 
 pub(super) fn get_logout(state: &State, request: &Request, client: &Client) -> Result<Response> {

@@ -5,6 +5,7 @@ use rouille::{Request, Response};
 
 use super::error::WebError;
 use super::{layer, metrics};
+use crate::accounts::{Accounts, Guard};
 use crate::auth::proxy::{Client, IpNet};
 use crate::auth::throttle::Throttle;
 use crate::session::{Engine, RequestInfo, Session};
@@ -55,6 +56,19 @@ impl State {
     /// The session engine.
     pub fn engine(&self) -> &Engine {
         self.sessions.engine()
+    }
+
+    /// The account operations, over this server's users and sessions.
+    pub(super) fn accounts(&self) -> Accounts<'_> {
+        Accounts::new(&self.users, self.engine().store().as_ref())
+    }
+
+    /// What guards password checks here: the throttle, counted in `/metrics`.
+    pub(super) fn guard(&self) -> Guard<'_> {
+        Guard {
+            throttle: &self.throttle,
+            counters: &self.metrics,
+        }
     }
 }
 

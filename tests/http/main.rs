@@ -18,6 +18,7 @@ mod login;
 mod navigation;
 mod ops;
 mod outage;
+mod rules;
 mod sessions;
 mod strict;
 mod throttle;
