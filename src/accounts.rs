@@ -253,6 +253,18 @@ impl<'a> Accounts<'a> {
         })
     }
 
+    /// Signs a user created this moment (first-run setup, self-registration)
+    /// into `session`: they have just chosen their password, so there is
+    /// nothing to verify. A new id, as with every sign-in.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
+        session.login(user.id, false)?;
+        Ok(())
+    }
+
     /// Checks that `password` is `user`'s, throttled like a sign-in: a
     /// stolen session must not be able to guess it.
     ///

@@ -124,7 +124,7 @@ fn create_and_sign_in(
         if admin { " role=admin" } else { "" },
     ));
     with_session(state, request, client, |session| {
-        session.login(user.id, false)?;
+        state.accounts().sign_in_created(session, &user)?;
         Ok(see_other(&format!("/?done={done}")))
     })
 }
