@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accounts::{AccountError, Accounts, Refusal};
 use crate::app::{self, AppError};
 use crate::clock;
 use crate::config::{Config, ConfigError, Database, SessionStore};
@@ -121,20 +122,30 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Disable a user; ends all their sessions.
+    /// Disable a user; ends all their sessions. Refused for the last
+    /// enabled administrator unless --force.
     Disable {
         /// Username.
         name: String,
+        /// Disable even the last enabled administrator (nobody can then use
+        /// the admin page until `user add NAME --admin` or `user enable`).
+        #[arg(long)]
+        force: bool,
     },
     /// Enable a disabled user.
     Enable {
         /// Username.
         name: String,
     },
-    /// Delete a user and all their sessions.
+    /// Delete a user and all their sessions. Refused for the last
+    /// enabled administrator unless --force.
     Delete {
         /// Username.
         name: String,
+        /// Delete even the last enabled administrator (nobody can then use
+        /// the admin page until `user add NAME --admin`).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -180,6 +191,9 @@ pub enum CliError {
     /// A user operation failed.
     #[error(transparent)]
     User(#[from] UserError),
+    /// An account operation failed or was refused.
+    #[error(transparent)]
+    Account(#[from] AccountError),
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -576,12 +590,13 @@ fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             password_stdin,
         } => {
             let name = Username::parse(&name)?;
-            let (users, _) = stores(global)?;
+            let (users, store) = stores(global)?;
             if users.find_by_name(name.as_str())?.is_some() {
                 return Err(UserError::Taken.into());
             }
             let password = read_password(password_stdin)?;
-            let user = users.create(&name, &password, admin)?;
+            let user =
+                Accounts::new(&users, &*store).create_user(name.as_str(), &password, admin)?;
             let role = if user.is_admin {
                 "administrator"
             } else {
@@ -617,36 +632,50 @@ fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let (users, store) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let password = read_password(password_stdin)?;
-            users.set_password(user.id, &password)?;
-            let ended = store.delete_by_user(user.id, None)?;
+            let ended = Accounts::new(&users, &*store).set_password(&user, &password, None)?;
             writeln!(
                 out,
                 "password changed for {}; ended {ended} session(s)",
                 user.username
             )?;
         }
-        UserCommand::Disable { name } => {
+        UserCommand::Disable { name, force } => {
             let (users, store) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            users.set_disabled(user.id, true)?;
-            let ended = store.delete_by_user(user.id, None)?;
+            let ended = Accounts::new(&users, &*store)
+                .disable(None, &user, force)
+                .map_err(|e| last_admin(e, &user, "disable"))?;
             writeln!(out, "disabled {}; ended {ended} session(s)", user.username)?;
         }
         UserCommand::Enable { name } => {
-            let (users, _) = stores(global)?;
-            let user = users.get_by_name(&name)?;
-            users.set_disabled(user.id, false)?;
-            writeln!(out, "enabled {}", user.username)?;
-        }
-        UserCommand::Delete { name } => {
             let (users, store) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            let ended = store.delete_by_user(user.id, None)?;
-            users.delete(user.id)?;
+            Accounts::new(&users, &*store).enable(&user)?;
+            writeln!(out, "enabled {}", user.username)?;
+        }
+        UserCommand::Delete { name, force } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = Accounts::new(&users, &*store)
+                .delete(None, &user, force)
+                .map_err(|e| last_admin(e, &user, "delete"))?;
             writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;
         }
     }
     Ok(())
+}
+
+/// The command line's word for the last-administrator rule: refused, and
+/// how to go ahead anyway (the box's owner may).
+fn last_admin(e: AccountError, user: &User, command: &str) -> CliError {
+    match e {
+        AccountError::Refused(Refusal::LastAdministrator) => CliError::Usage(format!(
+            "{} is the last enabled administrator: make someone else an administrator first \
+             (`gatehouse user add NAME --admin`), or pass --force to {command} them anyway",
+            user.username
+        )),
+        e => e.into(),
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -690,7 +719,7 @@ fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliError> {
         }
         SessionCommand::Revoke { user } => {
             let user = users.get_by_name(&user)?;
-            let ended = store.delete_by_user(user.id, None)?;
+            let ended = Accounts::new(&users, &*store).end_sessions(&user, None)?;
             writeln!(out, "ended {ended} session(s) of {}", user.username)?;
         }
     }

@@ -64,6 +64,7 @@
 //!
 //! [rouille]: https://docs.rs/rouille
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -4,21 +4,21 @@
 
 use rouille::{Request, Response};
 
-use super::account::session_rows;
+use super::error::WebError;
 use super::form::Form;
-use super::handlers::{
-    Result, SignedIn, check_session_csrf, html, log_login, logged_out, notice, page_param, paged,
-    record_failure, see_other, signed_in, throttle_wait, throttled, viewer,
+use super::shared::{
+    Result, SignedIn, capitalise, check_session_csrf, html, logged_out, notice, page_param, paged,
+    see_other, session_rows, signed_in, throttled, viewer,
 };
-use super::setup::capitalise;
+use super::state::{State, with_session};
 use super::views::{self, AdminView, ConfirmView, UserRow};
-use super::{State, WebError, with_session};
+use crate::accounts::{AccountError, Check, Ended, Owner, Purpose};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};
 use crate::password::PasswordError;
 use crate::session::Session;
-use crate::users::{Login, User, UserError, Username};
+use crate::users::{User, UserError};
 
 /// The signed-in administrator, a redirect for anonymous visitors, or 403.
 fn admin(
@@ -143,12 +143,6 @@ fn refused(status: u16, message: &str) -> Outcome {
     Outcome::Refused(status, message.to_owned())
 }
 
-/// Whether removing `target`'s admin rights (or the user) would leave no
-/// enabled administrator.
-fn is_last_admin(state: &State, target: &User) -> Result<bool> {
-    Ok(target.is_admin && !target.disabled && state.users.count_active_admins()? <= 1)
-}
-
 pub(super) fn post_action(
     state: &State,
     request: &Request,
@@ -168,7 +162,7 @@ pub(super) fn post_action(
         }
         let outcome = match path {
             "/admin/users" => create_user(state, &form)?,
-            "/admin/sessions/end" => end_session(state, session, &s, &form)?,
+            "/admin/sessions/end" => end_session(state, session, &form)?,
             _ => {
                 let target = state
                     .users
@@ -274,24 +268,25 @@ fn confirm_password(
     let Some(password) = form.get(REAUTH_FIELD) else {
         return Ok(Some(page(200, None)));
     };
-    let username = &s.user.username;
-    if let Some(wait) = throttle_wait(state, username, client)? {
-        let (secs, message) = throttled(wait);
-        return Ok(Some(
-            page(429, Some(&message)).with_additional_header("Retry-After", secs.to_string()),
-        ));
-    }
-    match state.users.authenticate(username, password)? {
-        Login::Ok(user) if user.id == s.user.id => {
-            state.throttle.success(username)?;
-            log_login(state, "reauth", username, client, "");
+    let check = state.accounts().confirm_password(
+        &state.guard(),
+        &s.user,
+        password,
+        client.ip,
+        Purpose::AdminAction,
+    )?;
+    match check {
+        Check::Confirmed => {
             session.insert(REAUTH_AT, now)?;
             Ok(None)
         }
-        _ => {
-            record_failure(state, username, client, "wrong_confirm_password")?;
-            Ok(Some(page(403, Some("That password is not right."))))
+        Check::Throttled(wait) => {
+            let (secs, message) = throttled(wait);
+            Ok(Some(
+                page(429, Some(&message)).with_additional_header("Retry-After", secs.to_string()),
+            ))
         }
+        Check::Wrong => Ok(Some(page(403, Some("That password is not right.")))),
     }
 }
 
@@ -304,23 +299,14 @@ fn password_message(e: &UserError) -> Option<String> {
     }
 }
 
-fn create_user(state: &State, form: &Form) -> Result<Outcome> {
-    let name = match Username::parse(form.get("username").unwrap_or("")) {
-        Ok(n) => n,
-        Err(e) => {
-            return Ok(Outcome::Refused(
-                400,
-                password_message(&e).unwrap_or_default(),
-            ));
-        }
-    };
-    let is_admin = form.get("admin").is_some_and(|v| !v.is_empty());
-    match state
-        .users
-        .create(&name, form.get("password").unwrap_or(""), is_admin)
-    {
-        Ok(_) => Ok(Outcome::Done("user-created")),
-        Err(e) => match password_message(&e) {
+/// An account operation's result as an admin page outcome: a rule's
+/// refusal (409) or a bad name or password (400, 409 for a taken name) is
+/// shown on the page; anything else is an error.
+fn outcome<T>(result: std::result::Result<T, AccountError>, done: &'static str) -> Result<Outcome> {
+    match result {
+        Ok(_) => Ok(Outcome::Done(done)),
+        Err(AccountError::Refused(why)) => Ok(Outcome::Refused(409, capitalise(&why.to_string()))),
+        Err(AccountError::User(e)) => match password_message(&e) {
             Some(m) => Ok(Outcome::Refused(
                 if matches!(e, UserError::Taken) {
                     409
@@ -331,22 +317,31 @@ fn create_user(state: &State, form: &Form) -> Result<Outcome> {
             )),
             None => Err(e.into()),
         },
+        Err(e) => Err(e.into()),
     }
 }
 
-fn end_session(state: &State, session: &Session<'_>, s: &SignedIn, form: &Form) -> Result<Outcome> {
+fn create_user(state: &State, form: &Form) -> Result<Outcome> {
+    let is_admin = form.get("admin").is_some_and(|v| !v.is_empty());
+    let created = state.accounts().create_user(
+        form.get("username").unwrap_or(""),
+        form.get("password").unwrap_or(""),
+        is_admin,
+    );
+    outcome(created, "user-created")
+}
+
+fn end_session(state: &State, session: &Session<'_>, form: &Form) -> Result<Outcome> {
     let handle = form.get("handle").unwrap_or("");
-    let all = state.engine().store().list(None, clock::now())?;
-    let target = all
-        .iter()
-        .find(|r| r.key.handle() == handle)
-        .ok_or(WebError::NotFound)?;
-    if target.key == s.key {
-        session.destroy()?;
-        return Ok(Outcome::SignedOut);
-    }
-    state.engine().store().delete(&target.key)?;
-    Ok(Outcome::Done("session-ended"))
+    Ok(
+        match state
+            .accounts()
+            .end_session(session, Owner::Anyone, handle)?
+        {
+            Ended::This => Outcome::SignedOut,
+            Ended::Other => Outcome::Done("session-ended"),
+        },
+    )
 }
 
 fn user_action(
@@ -357,86 +352,27 @@ fn user_action(
     path: &str,
     form: &Form,
 ) -> Result<Outcome> {
-    let store = state.engine().store();
-    let is_self = target.id == s.user.id;
-    Ok(match path {
-        "/admin/users/password" => match state
-            .users
-            .set_password(target.id, form.get("password").unwrap_or(""))
-        {
-            Ok(()) => {
-                let keep = is_self.then_some(&s.key);
-                store.delete_by_user(target.id, keep)?;
-                if is_self {
-                    session.regenerate()?;
-                }
-                Outcome::Done("password-reset")
-            }
-            Err(e) => match password_message(&e) {
-                Some(m) => Outcome::Refused(400, m),
-                None => return Err(e.into()),
-            },
-        },
-        "/admin/users/disable" => {
-            if is_self {
-                refused(
-                    409,
-                    "You cannot disable yourself; ask another administrator.",
-                )
-            } else if is_last_admin(state, target)? {
-                refused(
-                    409,
-                    "This is the last administrator; make someone else an administrator first.",
-                )
-            } else {
-                state.users.set_disabled(target.id, true)?;
-                store.delete_by_user(target.id, None)?;
-                Outcome::Done("user-disabled")
-            }
-        }
-        "/admin/users/enable" => {
-            state.users.set_disabled(target.id, false)?;
-            Outcome::Done("user-enabled")
-        }
-        "/admin/users/grant-admin" => {
-            state.users.set_admin(target.id, true)?;
-            Outcome::Done("admin-granted")
-        }
-        "/admin/users/revoke-admin" => {
-            if is_last_admin(state, target)? {
-                refused(
-                    409,
-                    "This is the last administrator; make someone else an administrator first.",
-                )
-            } else {
-                state.users.set_admin(target.id, false)?;
-                if is_self {
-                    // A change of privilege: new session id.
-                    session.regenerate()?;
-                    return Ok(Outcome::Done("admin-revoked"));
-                }
-                Outcome::Done("admin-revoked")
-            }
-        }
+    let accounts = state.accounts();
+    let me = Some(&s.user);
+    match path {
+        "/admin/users/password" => outcome(
+            accounts.set_password(target, form.get("password").unwrap_or(""), Some(session)),
+            "password-reset",
+        ),
+        "/admin/users/disable" => outcome(accounts.disable(me, target, false), "user-disabled"),
+        "/admin/users/enable" => outcome(accounts.enable(target), "user-enabled"),
+        "/admin/users/grant-admin" => outcome(accounts.grant_admin(target), "admin-granted"),
+        "/admin/users/revoke-admin" => outcome(
+            accounts.revoke_admin(target, Some(session)),
+            "admin-revoked",
+        ),
         "/admin/users/delete" => {
-            if form.get("confirm") != Some("yes") {
-                refused(400, "Deleting a user needs the confirm step.")
-            } else if is_self {
-                refused(
-                    409,
-                    "You cannot delete yourself; ask another administrator.",
-                )
-            } else if is_last_admin(state, target)? {
-                refused(
-                    409,
-                    "This is the last administrator; make someone else an administrator first.",
-                )
+            if form.get("confirm") == Some("yes") {
+                outcome(accounts.delete(me, target, false), "user-deleted")
             } else {
-                store.delete_by_user(target.id, None)?;
-                state.users.delete(target.id)?;
-                Outcome::Done("user-deleted")
+                Ok(refused(400, "Deleting a user needs the confirm step."))
             }
         }
-        _ => return Err(WebError::NotFound),
-    })
+        _ => Err(WebError::NotFound),
+    }
 }

@@ -9,13 +9,15 @@ use rouille::{Request, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::error::WebError;
 use super::form::read_body;
-use super::handlers::{Result, current_user, log_login, record_failure, throttle_wait};
-use super::{State, WebError, with_session};
+use super::shared::{Result, current_user, same_origin};
+use super::state::{State, with_session};
+use crate::accounts::{AccountError, Attempt};
 use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
-use crate::users::{Login, MAX_USERNAME, User};
+use crate::users::User;
 
 /// Session data keys under this prefix are gatehouse's; the API refuses them.
 pub const RESERVED_PREFIX: &str = "gatehouse:";
@@ -45,30 +47,6 @@ pub fn error_response(e: &WebError) -> Response {
         r = r.with_additional_header("Retry-After", "1");
     }
     r
-}
-
-/// Refuses a request whose `Origin` is another site.
-///
-/// Browsers send `Origin` on cross-site requests; a page elsewhere that
-/// calls this API (or opens a WebSocket through the proxy) with the user's
-/// cookie is stopped here.
-pub(super) fn same_origin(state: &State, request: &Request) -> Result<()> {
-    let Some(origin) = request.header("Origin") else {
-        return Ok(()); // not a browser cross-origin call (curl, same-origin GET)
-    };
-    let host = origin.split("://").nth(1).unwrap_or("");
-    let own = request
-        .header("Host")
-        .is_some_and(|h| h.eq_ignore_ascii_case(host));
-    let public = state
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.eq_ignore_ascii_case(origin.trim_end_matches('/')));
-    if own || public {
-        Ok(())
-    } else {
-        Err(WebError::Csrf)
-    }
 }
 
 /// Reads a JSON body of type `T`.
@@ -108,42 +86,40 @@ struct LoginBody {
 pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     same_origin(state, request)?;
     let body: LoginBody = json_body(request)?;
-    let username = crate::users::trim_spaces(&body.username);
-    if username.len() > MAX_USERNAME {
-        return Err(WebError::BadRequest("the username is too long"));
-    }
-    if let Some(wait) = throttle_wait(state, username, client)? {
-        let secs = wait.as_secs().max(1);
-        return Ok(json_response(
-            429,
-            &json!({ "error": "too many failed attempts", "retry_after": secs }),
-        )
-        .with_additional_header("Retry-After", secs.to_string()));
-    }
-    let reason = match state.users.authenticate(username, &body.password)? {
-        Login::Ok(user) => {
-            state.throttle.success(username)?;
-            let response = with_session(state, request, client, |session| {
-                session.login(user.id, body.remember)?;
-                let record = session.record();
-                Ok(json_response(
-                    200,
-                    &json!({ "user": user_json(&user), "expires_at": rfc3339(record.expires_at) }),
-                ))
-            })?;
-            // Logged once the new session is stored (see `post_login`).
-            log_login(state, "ok", &user.username, client, " via=api");
-            return Ok(response);
+    let (accounts, guard) = (state.accounts(), state.guard());
+    match accounts.attempt_sign_in(&guard, &body.username, &body.password, client.ip) {
+        Err(AccountError::UsernameTooLong) => Err(WebError::BadRequest("the username is too long")),
+        Err(e) => Err(e.into()),
+        Ok(Attempt::Throttled(wait)) => {
+            let secs = wait.as_secs().max(1);
+            Ok(json_response(
+                429,
+                &json!({ "error": "too many failed attempts", "retry_after": secs }),
+            )
+            .with_additional_header("Retry-After", secs.to_string()))
         }
-        Login::UnknownUser => "unknown_user",
-        Login::WrongPassword => "wrong_password",
-        Login::Disabled => "disabled",
-    };
-    record_failure(state, username, client, reason)?;
-    Ok(json_response(
-        401,
-        &json!({ "error": "wrong username or password" }),
-    ))
+        Ok(Attempt::Failed) => Ok(json_response(
+            401,
+            &json!({ "error": "wrong username or password" }),
+        )),
+        Ok(Attempt::Verified(verified)) => {
+            let mut finished = None;
+            let response = with_session(state, request, client, |session| {
+                let done = accounts.finish_sign_in(session, verified, body.remember)?;
+                let record = session.record();
+                let body = json!({
+                    "user": user_json(done.user()),
+                    "expires_at": rfc3339(record.expires_at),
+                });
+                finished = Some(done);
+                Ok(json_response(200, &body))
+            })?;
+            if let Some(finished) = finished {
+                finished.committed(&guard, client.ip, " via=api");
+            }
+            Ok(response)
+        }
+    }
 }
 
 /// `GET /api/session`.

@@ -3,6 +3,7 @@
 
 use rouille::Response;
 
+use crate::accounts::AccountError;
 use crate::password::PasswordError;
 use crate::session::{SessionError, StoreError};
 use crate::users::UserError;
@@ -68,6 +69,21 @@ impl From<UserError> for WebError {
             UserError::Db(e) if e.is_unavailable() => Self::Unavailable(e.detail()),
             UserError::Db(e) => Self::Internal(e.detail()),
             e => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::User(e) => e.into(),
+            AccountError::Store(e) => e.into(),
+            AccountError::Session(e) => e.into(),
+            AccountError::NoSuchSession => Self::NotFound,
+            AccountError::UsernameTooLong => Self::BadRequest("The username is too long."),
+            // Pages show a refusal in place; one that reaches here is a
+            // forbidden action all the same.
+            AccountError::Refused(_) => Self::Forbidden,
         }
     }
 }

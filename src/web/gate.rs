@@ -19,8 +19,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
-use super::handlers::{Result, current_user, encode, html, see_other};
-use super::{State, WebError, views, with_session};
+use super::error::WebError;
+use super::shared::{Result, current_user, encode, html, same_origin, see_other};
+use super::state::{State, with_session};
+use super::views;
 use crate::auth::apps::App;
 use crate::auth::csrf;
 use crate::auth::path::Target;
@@ -355,7 +357,7 @@ pub(super) fn proxy(
         let response = if let Some(protocol) = upgrade_protocol(request) {
             // Cross-site WebSocket hijacking: a page elsewhere must not
             // open the app's socket with the user's cookie.
-            super::api::same_origin(state, request)?;
+            same_origin(state, request)?;
             let headers = upstream_headers(state, request, client, app, &user, prefix);
             match super::tunnel::open(
                 app,

@@ -39,6 +39,15 @@ impl Default for Metrics {
     }
 }
 
+impl crate::accounts::Counters for Metrics {
+    fn login(&self, outcome: &str) {
+        Metrics::login(self, outcome);
+    }
+    fn throttled(&self) {
+        Metrics::throttled(self);
+    }
+}
+
 impl Metrics {
     /// A fresh set of metrics, registered.
     pub fn new() -> Self {

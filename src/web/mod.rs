@@ -1,18 +1,28 @@
-//! The HTTP surface: the router, handlers, security headers and the glue
-//! between rouille and the session engine. The only code that builds
-//! `Response`s.
+//! The HTTP surface: the entry point every request goes through (route,
+//! map errors, security headers, log) and the HTTPS redirect listener. The
+//! only code that builds `Response`s.
+//!
+//! Files depend one way: this file uses `routes` (the route table), which
+//! uses the page modules (`signin`, `dashboard`, `account`, `admin`,
+//! `setup`, `api`, `gate`, `ops`); every page uses `shared` (the helpers
+//! all pages need) and `state`; pages never import each other.
 
 mod account;
 mod admin;
 pub mod api;
 mod assets;
+mod dashboard;
 pub mod error;
 pub mod form;
 pub mod gate;
-mod handlers;
 pub mod layer;
 pub mod metrics;
+mod ops;
+mod routes;
 mod setup;
+mod shared;
+mod signin;
+mod state;
 mod tunnel;
 pub mod views;
 
@@ -22,75 +32,13 @@ use std::time::Instant;
 use rouille::{Request, Response};
 
 pub use error::WebError;
+pub use state::{Health, State, Unhealthy, with_session};
 
-use crate::auth::proxy::{self, Client, IpNet};
-use crate::auth::throttle::Throttle;
+use crate::auth::proxy;
+use crate::auth::proxy::Client;
 use crate::logging;
-use crate::session::{Engine, RequestInfo, Session};
-use crate::users::Users;
-
-/// Everything a handler may use; shared by all request threads.
-pub struct State {
-    /// Sessions: the same layer the library offers rouille apps.
-    pub sessions: layer::SessionLayer,
-    /// Users.
-    pub users: Users,
-    /// Login throttling.
-    pub throttle: Throttle,
-    /// Proxies whose forwarding headers are believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// The database, for the health check.
-    pub health: Health,
-    /// Whether to log one line per request.
-    pub log_requests: bool,
-    /// Whether visitors may sign up.
-    pub allow_registration: bool,
-    /// The one-time first-run token, while no user exists.
-    pub setup_token: std::sync::Mutex<Option<String>>,
-    /// The guarded apps.
-    pub apps: crate::auth::apps::Apps,
-    /// gatehouse's external address, if configured.
-    pub public_url: Option<String>,
-    /// The built-in proxy's HTTP client.
-    pub proxy: ureq::Agent,
-    /// Whether client headers with `_` in their name reach upstreams.
-    pub proxy_underscore_headers: bool,
-    /// How long the built-in proxy waits for an upstream.
-    pub proxy_timeout: std::time::Duration,
-    /// Counters for `/metrics`.
-    pub metrics: metrics::Metrics,
-    /// Whether `/metrics` is served, and the bearer token it wants.
-    pub metrics_access: Option<Option<crate::config::Secret>>,
-    /// How long a password confirmation lets an administrator act.
-    pub admin_reauth: std::time::Duration,
-    /// Whether the listener speaks HTTPS (every request then came over
-    /// TLS: rouille's `Request::is_secure` is always false, see `client`).
-    pub https: bool,
-    /// The `Strict-Transport-Security` value sent over HTTPS, if any.
-    pub hsts: Option<String>,
-}
-
-impl State {
-    /// The session engine.
-    pub fn engine(&self) -> &Engine {
-        self.sessions.engine()
-    }
-}
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
-
-/// Checks that the backends answer, for `/healthz`; `Err` says what failed.
-pub type Health = Box<dyn Fn() -> Result<(), Unhealthy> + Send + Sync>;
-
-/// Why `/healthz` answers `503`.
-#[derive(Debug, Clone)]
-pub struct Unhealthy {
-    /// What the response says: the backend and what is wrong with it, in a
-    /// few fixed words (no paths, no server messages).
-    pub reason: &'static str,
-    /// The full cause, for the log.
-    pub detail: String,
-}
 
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {
@@ -102,8 +50,8 @@ pub fn handle(state: &State, request: &Request) -> Response {
         // gatehouse's own routes: one body cap for all of them, at the entry.
         Ok(None) => (
             match form::cap_body(request) {
-                Ok(None) => handlers::route(state, request, &client),
-                Ok(Some(buffered)) => handlers::route(state, &buffered, &client),
+                Ok(None) => routes::route(state, request, &client),
+                Ok(Some(buffered)) => routes::route(state, &buffered, &client),
                 Err(e) => Err(e),
             },
             false,
@@ -305,25 +253,4 @@ fn with_security_headers(mut response: Response) -> Response {
             .with_additional_header("X-Frame-Options", "DENY");
     }
     response
-}
-
-/// Runs `f` with the request's session, then saves what changed and adds
-/// the `Set-Cookie` header. When `f` fails, its buffered changes are dropped.
-///
-/// # Errors
-///
-/// `f`'s error, or a store failure while loading or saving.
-pub fn with_session(
-    state: &State,
-    request: &Request,
-    client: &Client,
-    f: impl FnOnce(&Session<'_>) -> Result<Response, WebError>,
-) -> Result<Response, WebError> {
-    let info = RequestInfo {
-        cookie_header: request.header("Cookie"),
-        https: client.https,
-        user_agent: request.header("User-Agent"),
-        ip: Some(client.ip.to_string()),
-    };
-    state.sessions.handle_with(info, f)
 }

@@ -4,14 +4,17 @@
 use rouille::{Request, Response};
 use subtle::ConstantTimeEq;
 
+use super::error::WebError;
 use super::form::Form;
-use super::handlers::{
-    Result, anonymous_csrf, check_anonymous_csrf, current_user, html, log_login, see_other,
+use super::shared::{
+    Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, see_other,
     with_csrf_cookie,
 };
+use super::state::{State, with_session};
 use super::views::{self, NewUserView};
-use super::{State, WebError, with_session};
+use crate::accounts::AccountError;
 use crate::auth::proxy::Client;
+use crate::logging;
 use crate::users::{User, UserError, Username};
 
 /// Whether `token` is the live setup token (and so no user exists yet).
@@ -52,19 +55,6 @@ fn new_user_fields(form: &Form) -> std::result::Result<(Username, String), Strin
     }
     crate::password::validate(password).map_err(|e| capitalise(&e.to_string()))?;
     Ok((name, password.to_owned()))
-}
-
-/// "the password ..." -> "The password ...".
-pub(super) fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => format!(
-            "{}{}.",
-            first.to_uppercase(),
-            c.as_str().trim_end_matches('.')
-        ),
-        None => String::new(),
-    }
 }
 
 fn new_user_error(
@@ -109,9 +99,12 @@ fn create_and_sign_in(
             ));
         }
     };
-    let user: User = match state.users.create(&name, &password, admin) {
+    let user: User = match state
+        .accounts()
+        .create_user(name.as_str(), &password, admin)
+    {
         Ok(u) => u,
-        Err(UserError::Taken) => {
+        Err(AccountError::User(UserError::Taken)) => {
             return Ok(new_user_error(
                 state,
                 request,
@@ -124,15 +117,14 @@ fn create_and_sign_in(
         }
         Err(e) => return Err(e.into()),
     };
-    log_login(
-        state,
+    logging::line(&logging::login_message(
         "created",
         &user.username,
-        client,
+        client.ip,
         if admin { " role=admin" } else { "" },
-    );
+    ));
     with_session(state, request, client, |session| {
-        session.login(user.id, false)?;
+        state.accounts().sign_in_created(session, &user)?;
         Ok(see_other(&format!("/?done={done}")))
     })
 }

@@ -8,7 +8,7 @@ use crate::helpers::{Browser, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-fn gatehouse(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn gatehouse(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
     run(dir, &crate::helpers::backend_env(dir), args, stdin)
 }
 
@@ -45,7 +45,7 @@ fn run(
     child.wait_with_output().expect("wait")
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}\n{}",
@@ -55,7 +55,7 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn fails(out: &Output) -> String {
+pub(crate) fn fails(out: &Output) -> String {
     assert!(
         !out.status.success(),
         "should have failed: {}",

@@ -21,6 +21,7 @@ mod navigation;
 mod ops;
 mod outage;
 mod queue;
+mod rules;
 mod sessions;
 mod strict;
 mod throttle;

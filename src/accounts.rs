@@ -1,0 +1,622 @@
+//! Every account operation and the rules it owns, called alike by the
+//! pages, the JSON API, the admin page and the command line.
+//!
+//! - **Sign-in** ([`Accounts::attempt_sign_in`], then
+//!   [`Accounts::finish_sign_in`]): throttling, one bcrypt verify on the
+//!   bounded queue for every outcome (a dummy hash for unknown users),
+//!   disabled accounts, the login log lines. The attempt returns an
+//!   [`Attempt`] rather than a response, so a second step can sit between
+//!   the password and the finished sign-in, which alone regenerates the
+//!   session id (and applies the per-user session cap).
+//! - **Password checks** that are not sign-ins ([`Accounts::confirm_password`]):
+//!   the current password on the account page, the admin page's "confirm
+//!   your password"; throttled the same way.
+//! - **Revocation**: a new password ends the user's sessions (all but the
+//!   one that set it); disabling or deleting a user ends all of them.
+//! - **The last administrator**: disabling, deleting or demoting the last
+//!   enabled administrator is refused, unless the caller forces it (the
+//!   box's owner at the command line).
+//! - **Password rules**: checked by `users` when a password is hashed;
+//!   refusals come back as [`AccountError::User`].
+//!
+//! This module never sees HTTP: it takes plain values and the session, and
+//! returns plain results; `web` and `cli` turn them into responses and
+//! output.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::auth::throttle::Throttle;
+use crate::logging;
+use crate::session::{Session, SessionError, SessionKey, Store, StoreError};
+use crate::users::{Login, MAX_USERNAME, User, UserError, Username, Users};
+
+/// Why an account operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// A rule forbids it; the message says which, for people.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The username given to sign in is longer than any username can be.
+    #[error("the username is too long")]
+    UsernameTooLong,
+    /// No such session (among those the caller may end).
+    #[error("no such session")]
+    NoSuchSession,
+    /// A user operation failed: a bad name or password, a taken name, no
+    /// such user, a busy hasher, or the database.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The session store (or the throttle's store) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request's session could not be changed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// A rule that refused an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It would leave no enabled administrator.
+    #[error("this is the last administrator; make someone else an administrator first")]
+    LastAdministrator,
+    /// An administrator may not disable themselves.
+    #[error("you cannot disable yourself; ask another administrator")]
+    DisableSelf,
+    /// An administrator may not delete themselves.
+    #[error("you cannot delete yourself; ask another administrator")]
+    DeleteSelf,
+}
+
+/// What a sign-in attempt came to.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The password is right and the account enabled: hand this to
+    /// [`Accounts::finish_sign_in`] (a second factor will be asked for
+    /// between the two).
+    Verified(Verified),
+    /// Too many recent failures for this username or address: wait this long.
+    Throttled(Duration),
+    /// Wrong username or password, or a disabled account: callers say the
+    /// same thing for all three. Logged and counted towards a lockout.
+    Failed,
+}
+
+/// A user whose password was just verified; only [`Accounts::attempt_sign_in`]
+/// makes one, so a sign-in cannot be finished without it.
+#[derive(Debug)]
+pub struct Verified {
+    user: User,
+}
+
+impl Verified {
+    /// The user who is signing in.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+}
+
+/// A sign-in whose session is set; [`committed`](Self::committed) logs it.
+#[derive(Debug)]
+#[must_use = "log the sign-in once its session is stored"]
+pub struct Finished {
+    user: User,
+}
+
+impl Finished {
+    /// The user now signed in.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// Counts and logs `login ok`. Called once the new session is stored,
+    /// not before: a sign-in that could not be committed is no "login ok".
+    /// `via` is appended to the log line (`""`, or `" via=api"`).
+    pub fn committed(self, guard: &Guard<'_>, ip: IpAddr, via: &str) -> User {
+        guard.counters.login("ok");
+        log(&self.user.username, "ok", ip, via);
+        self.user
+    }
+}
+
+/// What a password check that is not a sign-in came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The password is this user's.
+    Confirmed,
+    /// Too many recent failures: wait this long.
+    Throttled(Duration),
+    /// Not the password (logged and counted towards a lockout).
+    Wrong,
+}
+
+/// Why a password is checked outside a sign-in (it names the log lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The current password, before a new one is set.
+    ChangePassword,
+    /// An administrator confirms their password before an admin action.
+    AdminAction,
+}
+
+/// Counts sign-in events for `/metrics`; `web` implements it, and the
+/// command line, which counts nothing, passes [`NoCounters`].
+pub trait Counters {
+    /// One attempt with this outcome (`ok`, `unknown_user`, ...).
+    fn login(&self, outcome: &str);
+    /// One attempt refused by throttling.
+    fn throttled(&self);
+}
+
+/// Counts nothing.
+pub struct NoCounters;
+
+impl Counters for NoCounters {
+    fn login(&self, _: &str) {}
+    fn throttled(&self) {}
+}
+
+/// What guards password checks: the throttle and the counters.
+pub struct Guard<'a> {
+    /// Failed attempts per username and address.
+    pub throttle: &'a Throttle,
+    /// Where sign-in events are counted.
+    pub counters: &'a dyn Counters,
+}
+
+/// The accounts, over the users and the session store.
+pub struct Accounts<'a> {
+    users: &'a Users,
+    sessions: &'a dyn Store,
+}
+
+/// Whose sessions [`Accounts::end_session`] may end.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    /// Only this user's (the account page: a guessed handle of someone
+    /// else's session is simply not found).
+    User(crate::users::UserId),
+    /// Anyone's (an administrator).
+    Anyone,
+}
+
+/// What [`Accounts::end_session`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The caller's own session: the browser is signed out.
+    This,
+    /// Another session.
+    Other,
+}
+
+impl<'a> Accounts<'a> {
+    /// Account operations on `users`, ending sessions in `sessions`.
+    pub fn new(users: &'a Users, sessions: &'a dyn Store) -> Self {
+        Self { users, sessions }
+    }
+
+    /// The first step of signing in: throttle, then one password check.
+    ///
+    /// `username` loses its surrounding spaces (only spaces: see `users::trim_spaces`). Every outcome is logged (`login throttled`,
+    /// `login failed ... reason=`, `login locked`) except success, which
+    /// [`Finished::committed`] logs once the session is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::UsernameTooLong`]; a busy hasher or a database or
+    /// throttle-store failure.
+    pub fn attempt_sign_in(
+        &self,
+        guard: &Guard<'_>,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Attempt, AccountError> {
+        let username = crate::users::trim_spaces(username);
+        if username.len() > MAX_USERNAME {
+            return Err(AccountError::UsernameTooLong);
+        }
+        if let Some(wait) = throttle_wait(guard, username, ip)? {
+            return Ok(Attempt::Throttled(wait));
+        }
+        let reason = match self.users.authenticate(username, password)? {
+            Login::Ok(user) => {
+                guard.throttle.success(username)?;
+                return Ok(Attempt::Verified(Verified { user }));
+            }
+            Login::UnknownUser => "unknown_user",
+            Login::WrongPassword => "wrong_password",
+            Login::Disabled => "disabled",
+        };
+        record_failure(guard, username, ip, reason)?;
+        Ok(Attempt::Failed)
+    }
+
+    /// The last step of signing in: the session becomes `verified`'s user's
+    /// under a new id (session-fixation defence; the engine also ends the
+    /// user's oldest sessions past the per-user cap). Call
+    /// [`Finished::committed`] once the session is stored.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn finish_sign_in(
+        &self,
+        session: &Session<'_>,
+        verified: Verified,
+        remember: bool,
+    ) -> Result<Finished, AccountError> {
+        session.login(verified.user.id, remember)?;
+        Ok(Finished {
+            user: verified.user,
+        })
+    }
+
+    /// Signs a user created this moment (first-run setup, self-registration)
+    /// into `session`: they have just chosen their password, so there is
+    /// nothing to verify. A new id, as with every sign-in.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
+        session.login(user.id, false)?;
+        Ok(())
+    }
+
+    /// Checks that `password` is `user`'s, throttled like a sign-in: a
+    /// stolen session must not be able to guess it.
+    ///
+    /// # Errors
+    ///
+    /// A busy hasher, or a database or throttle-store failure.
+    pub fn confirm_password(
+        &self,
+        guard: &Guard<'_>,
+        user: &User,
+        password: &str,
+        ip: IpAddr,
+        purpose: Purpose,
+    ) -> Result<Check, AccountError> {
+        let username = &user.username;
+        if let Some(wait) = throttle_wait(guard, username, ip)? {
+            return Ok(Check::Throttled(wait));
+        }
+        match self.users.authenticate(username, password)? {
+            Login::Ok(found) if found.id == user.id => {
+                guard.throttle.success(username)?;
+                if purpose == Purpose::AdminAction {
+                    log(username, "reauth", ip, "");
+                }
+                Ok(Check::Confirmed)
+            }
+            _ => {
+                let reason = match purpose {
+                    Purpose::ChangePassword => "wrong_current_password",
+                    Purpose::AdminAction => "wrong_confirm_password",
+                };
+                record_failure(guard, username, ip, reason)?;
+                Ok(Check::Wrong)
+            }
+        }
+    }
+
+    /// Creates a user. Checks the name and the password rules.
+    ///
+    /// # Errors
+    ///
+    /// A bad name or password, a taken name ([`UserError::Taken`]), or a
+    /// database failure.
+    pub fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<User, AccountError> {
+        let name = Username::parse(name)?;
+        Ok(self.users.create(&name, password, is_admin)?)
+    }
+
+    /// Sets `target`'s password (the password rules apply) and ends their
+    /// sessions: all of them, or all but `keep` when `keep` is `target`'s
+    /// own session (their account page, or an administrator resetting
+    /// their own password), which then gets a new id, since new
+    /// credentials are a change of privilege. Returns how many sessions
+    /// ended.
+    ///
+    /// # Errors
+    ///
+    /// A bad password, a busy hasher, or a database or store failure.
+    pub fn set_password(
+        &self,
+        target: &User,
+        password: &str,
+        keep: Option<&Session<'_>>,
+    ) -> Result<usize, AccountError> {
+        self.users.set_password(target.id, password)?;
+        let keep = keep.filter(|s| s.user_id() == Some(target.id));
+        let kept_key: Option<SessionKey> = keep.and_then(Session::key);
+        let ended = self.sessions.delete_by_user(target.id, kept_key.as_ref())?;
+        if let Some(session) = keep {
+            session.regenerate()?;
+        }
+        Ok(ended)
+    }
+
+    /// Disables `target` and ends all their sessions; returns how many.
+    /// `actor` is the administrator asking, if any (an administrator may not
+    /// disable themselves). The last enabled administrator is not disabled
+    /// unless `force`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Refused`], or a database or store failure.
+    pub fn disable(
+        &self,
+        actor: Option<&User>,
+        target: &User,
+        force: bool,
+    ) -> Result<usize, AccountError> {
+        if actor.is_some_and(|a| a.id == target.id) {
+            return Err(AccountError::Refused(Refusal::DisableSelf));
+        }
+        self.refuse_last_admin(target, force)?;
+        self.users.set_disabled(target.id, true)?;
+        Ok(self.sessions.delete_by_user(target.id, None)?)
+    }
+
+    /// Lets a disabled user sign in again.
+    ///
+    /// # Errors
+    ///
+    /// No such user, or a database failure.
+    pub fn enable(&self, target: &User) -> Result<(), AccountError> {
+        Ok(self.users.set_disabled(target.id, false)?)
+    }
+
+    /// Deletes `target` and all their sessions; returns how many sessions
+    /// ended. The rules are those of [`disable`](Self::disable).
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Refused`], or a database or store failure.
+    pub fn delete(
+        &self,
+        actor: Option<&User>,
+        target: &User,
+        force: bool,
+    ) -> Result<usize, AccountError> {
+        if actor.is_some_and(|a| a.id == target.id) {
+            return Err(AccountError::Refused(Refusal::DeleteSelf));
+        }
+        self.refuse_last_admin(target, force)?;
+        // Sessions first: a store outside the users' database (Redis) has no
+        // cascade to take them with the user.
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.users.delete(target.id)?;
+        Ok(ended)
+    }
+
+    /// Makes `target` an administrator.
+    ///
+    /// # Errors
+    ///
+    /// No such user, or a database failure.
+    pub fn grant_admin(&self, target: &User) -> Result<(), AccountError> {
+        Ok(self.users.set_admin(target.id, true)?)
+    }
+
+    /// Takes `target`'s administrator rights; refused for the last enabled
+    /// administrator. When `session` is `target`'s own, it gets a new id (a
+    /// change of privilege).
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Refused`], or a database or store failure.
+    pub fn revoke_admin(
+        &self,
+        target: &User,
+        session: Option<&Session<'_>>,
+    ) -> Result<(), AccountError> {
+        self.refuse_last_admin(target, false)?;
+        self.users.set_admin(target.id, false)?;
+        if let Some(session) = session.filter(|s| s.user_id() == Some(target.id)) {
+            session.regenerate()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the session with this `handle` among `owner`'s; when it is
+    /// `current` (the caller's own), it is destroyed, cookie and all.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NoSuchSession`], or a store failure.
+    pub fn end_session(
+        &self,
+        current: &Session<'_>,
+        owner: Owner,
+        handle: &str,
+    ) -> Result<Ended, AccountError> {
+        let user = match owner {
+            Owner::User(id) => Some(id),
+            Owner::Anyone => None,
+        };
+        let records = self.sessions.list(user, crate::clock::now())?;
+        let target = records
+            .iter()
+            .find(|r| r.key.handle() == handle)
+            .ok_or(AccountError::NoSuchSession)?;
+        if current.key().as_ref() == Some(&target.key) {
+            current.destroy()?;
+            return Ok(Ended::This);
+        }
+        self.sessions.delete(&target.key)?;
+        Ok(Ended::Other)
+    }
+
+    /// Ends every session of `user` but `keep`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub fn end_sessions(
+        &self,
+        user: &User,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        Ok(self.sessions.delete_by_user(user.id, keep)?)
+    }
+
+    /// Refuses to remove (disable, delete, demote) the last enabled
+    /// administrator: nobody could then use the admin page. `force` is for
+    /// the box's owner at the command line, who can always add another.
+    fn refuse_last_admin(&self, target: &User, force: bool) -> Result<(), AccountError> {
+        if force || !target.is_admin || target.disabled {
+            return Ok(());
+        }
+        if self.users.count_active_admins()? <= 1 {
+            return Err(AccountError::Refused(Refusal::LastAdministrator));
+        }
+        Ok(())
+    }
+}
+
+/// Writes one login event line (never a password).
+fn log(username: &str, outcome: &str, ip: IpAddr, extra: &str) {
+    logging::line(&logging::login_message(outcome, username, ip, extra));
+}
+
+/// How long this username or address must wait, if throttled; logs and
+/// counts the refusal.
+fn throttle_wait(
+    guard: &Guard<'_>,
+    username: &str,
+    ip: IpAddr,
+) -> Result<Option<Duration>, StoreError> {
+    let Some(wait) = guard.throttle.retry_after(username, ip)? else {
+        return Ok(None);
+    };
+    let secs = wait.as_secs().max(1);
+    guard.counters.throttled();
+    log(username, "throttled", ip, &format!(" retry_after={secs}"));
+    Ok(Some(wait))
+}
+
+/// Logs a failed password check and counts it towards a lockout.
+fn record_failure(
+    guard: &Guard<'_>,
+    username: &str,
+    ip: IpAddr,
+    reason: &str,
+) -> Result<(), StoreError> {
+    guard.counters.login(reason);
+    log(username, "failed", ip, &format!(" reason={reason}"));
+    for lock in guard.throttle.failure(username, ip)? {
+        log(
+            username,
+            "locked",
+            ip,
+            &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::password::Hasher;
+    use crate::session::MemoryStore;
+
+    fn users(dir: &tempfile::TempDir) -> Users {
+        let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
+        Users::new(
+            pool,
+            Arc::new(Hasher::new(4, 2, std::time::Duration::from_secs(10))),
+        )
+    }
+
+    fn refusal(result: Result<impl std::fmt::Debug, AccountError>) -> Option<Refusal> {
+        match result {
+            Err(AccountError::Refused(r)) => Some(r),
+            Err(e) => panic!("failed: {e}"),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn the_last_enabled_administrator_is_refused_unless_forced() {
+        let dir = tempfile::tempdir().expect("dir");
+        let users = users(&dir);
+        let store = MemoryStore::new();
+        let accounts = Accounts::new(&users, &store);
+        let root = accounts
+            .create_user("root", "correct horse", true)
+            .expect("root");
+        let bob = accounts
+            .create_user("bob", "correct horse", false)
+            .expect("bob");
+        let last = Some(Refusal::LastAdministrator);
+        assert_eq!(refusal(accounts.disable(None, &root, false)), last);
+        assert_eq!(refusal(accounts.delete(None, &root, false)), last);
+        assert_eq!(refusal(accounts.revoke_admin(&root, None)), last);
+        assert_eq!(refusal(accounts.disable(Some(&bob), &root, false)), last);
+        // Nothing changed.
+        let now = users.get_by_name("root").expect("root");
+        assert!(now.is_admin && !now.disabled);
+
+        // A disabled administrator is no second one.
+        let spare = accounts
+            .create_user("spare", "correct horse", true)
+            .expect("spare");
+        assert_eq!(refusal(accounts.disable(None, &spare, false)), None);
+        let spare = users.get_by_name("spare").expect("spare");
+        assert_eq!(refusal(accounts.delete(None, &root, false)), last);
+        // Removing a disabled administrator was never the last one's removal.
+        assert_eq!(refusal(accounts.delete(None, &spare, false)), None);
+
+        // The box's owner may force it.
+        assert_eq!(refusal(accounts.disable(None, &root, true)), None);
+        assert!(users.get_by_name("root").expect("root").disabled);
+        let root = users.get_by_name("root").expect("root");
+        assert_eq!(refusal(accounts.delete(None, &root, true)), None);
+        assert!(users.find_by_name("root").expect("find").is_none());
+    }
+
+    #[test]
+    fn an_administrator_cannot_disable_or_delete_themselves() {
+        let dir = tempfile::tempdir().expect("dir");
+        let users = users(&dir);
+        let store = MemoryStore::new();
+        let accounts = Accounts::new(&users, &store);
+        let a = accounts.create_user("a", "correct horse", true).expect("a");
+        accounts.create_user("b", "correct horse", true).expect("b");
+        // Not the last administrator, and still refused: the self rule.
+        assert_eq!(
+            refusal(accounts.disable(Some(&a), &a, false)),
+            Some(Refusal::DisableSelf)
+        );
+        assert_eq!(
+            refusal(accounts.delete(Some(&a), &a, true)),
+            Some(Refusal::DeleteSelf)
+        );
+        assert!(!users.get_by_name("a").expect("a").disabled);
+    }
+
+    #[test]
+    fn new_users_follow_the_name_and_password_rules() {
+        let dir = tempfile::tempdir().expect("dir");
+        let users = users(&dir);
+        let store = MemoryStore::new();
+        let accounts = Accounts::new(&users, &store);
+        for (name, password) in [("bad name", "correct horse"), ("carol", "short")] {
+            let made = accounts.create_user(name, password, false);
+            assert!(matches!(made, Err(AccountError::User(_))), "{made:?}");
+        }
+        assert_eq!(users.count().expect("count"), 0);
+    }
+}

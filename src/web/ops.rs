@@ -1,0 +1,51 @@
+//! Operator endpoints: `/healthz` and `/metrics`.
+
+use rouille::{Request, Response};
+
+use super::error::WebError;
+use super::shared::Result;
+use super::state::State;
+use crate::logging;
+
+pub(super) fn healthz(state: &State) -> Response {
+    match (state.health)() {
+        Ok(()) => Response::text("ok"),
+        Err(e) => {
+            logging::line(&format!(
+                "healthz failed reason={} detail={}",
+                logging::quote(e.reason),
+                logging::quote(&e.detail)
+            ));
+            Response::text(e.reason)
+                .with_status_code(503)
+                .with_additional_header("Retry-After", "5")
+        }
+    }
+}
+
+/// `GET /metrics`: 404 unless enabled; 401 without the configured token.
+pub(super) fn metrics(state: &State, request: &Request) -> Result<Response> {
+    let Some(token) = &state.metrics_access else {
+        return Err(WebError::NotFound);
+    };
+    if let Some(token) = token {
+        let given = request
+            .header("Authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose()).into();
+        if !ok {
+            return Ok(Response::text("a bearer token is required")
+                .with_status_code(401)
+                .with_additional_header("WWW-Authenticate", "Bearer"));
+        }
+    }
+    let active = state.engine().store().count(crate::clock::now())?;
+    let text = state
+        .metrics
+        .render(i64::try_from(active).unwrap_or(i64::MAX));
+    Ok(Response::from_data(
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    ))
+}

@@ -1,0 +1,143 @@
+//! The sign-in pages: `/login` (form and attempt) and `/logout` (confirm
+//! page and the POST that ends the session).
+
+use rouille::{Request, Response};
+
+use super::error::WebError;
+use super::form::Form;
+use super::shared::{
+    Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
+    logged_out, see_other, throttled, viewer, with_csrf_cookie,
+};
+use super::state::{State, with_session};
+use super::views::{self, LoginView};
+use crate::accounts::{AccountError, Attempt};
+use crate::auth::proxy::Client;
+use crate::auth::{csrf, redirect};
+
+/// The generic message for every failed sign-in: it must not tell an
+/// unknown user from a wrong password or a disabled account.
+const LOGIN_FAILED: &str = "Wrong username or password.";
+
+/// Where to go after signing in: a local path, or a URL on a configured
+/// app's host (or gatehouse's public URL); anything else is `/`.
+fn safe_next(state: &State, next: Option<&str>) -> String {
+    let public_host = state
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .map(|h| h.split('/').next().unwrap_or(h).to_ascii_lowercase());
+    redirect::target(next, |host| {
+        state.apps.is_app_host(host) || public_host.as_deref() == Some(host)
+    })
+    .to_owned()
+}
+
+/// The `next` query parameter. nginx cannot percent-encode the URL it
+/// sends along (`?next=$scheme://$host$request_uri`), so a `next` that is
+/// the last parameter and holds a raw `http(s)://` URL is taken whole,
+/// `&` and all.
+fn next_param(request: &Request) -> Option<String> {
+    let query = request.raw_query_string();
+    let raw = query
+        .strip_prefix("next=")
+        .or_else(|| query.find("&next=").map(|i| &query[i + "&next=".len()..]))?;
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        return Some(raw.to_owned());
+    }
+    request.get_param("next")
+}
+
+pub(super) fn get_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    let next = next_param(request);
+    let next = safe_next(state, next.as_deref());
+    with_session(state, request, client, |session| {
+        if current_user(state, session)?.is_some() {
+            return Ok(see_other(&next));
+        }
+        Ok(login_form(state, request, client, &next, "", None))
+    })
+}
+
+/// The login page, reusing the browser's CSRF cookie or setting a new one.
+fn login_form(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let (token, cookie) = anonymous_csrf(state, request, client);
+    let page = html(views::login_page(&LoginView {
+        next,
+        csrf: &token,
+        username,
+        error,
+        registration: state.allow_registration,
+    }));
+    with_csrf_cookie(page, cookie)
+}
+
+pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    let form = Form::from_request(request)?;
+    check_anonymous_csrf(state, request, &form)?;
+    let username = crate::users::trim_spaces(form.get("username").unwrap_or(""));
+    let password = form.get("password").unwrap_or("");
+    let remember = form.get("remember").is_some_and(|v| !v.is_empty());
+    let next = safe_next(state, form.get("next"));
+    let (accounts, guard) = (state.accounts(), state.guard());
+    match accounts.attempt_sign_in(&guard, username, password, client.ip) {
+        Err(AccountError::UsernameTooLong) => {
+            Err(WebError::BadRequest("The username is too long."))
+        }
+        Err(e) => Err(e.into()),
+        Ok(Attempt::Throttled(wait)) => {
+            let (secs, message) = throttled(wait);
+            Ok(
+                login_form(state, request, client, &next, username, Some(&message))
+                    .with_status_code(429)
+                    .with_additional_header("Retry-After", secs.to_string()),
+            )
+        }
+        Ok(Attempt::Failed) => {
+            Ok(
+                login_form(state, request, client, &next, username, Some(LOGIN_FAILED))
+                    .with_status_code(401),
+            )
+        }
+        Ok(Attempt::Verified(verified)) => {
+            let mut finished = None;
+            let response = with_session(state, request, client, |session| {
+                finished = Some(accounts.finish_sign_in(session, verified, remember)?);
+                Ok(see_other(&next))
+            })?;
+            if let Some(finished) = finished {
+                finished.committed(&guard, client.ip, "");
+            }
+            Ok(response)
+        }
+    }
+}
+
+pub(super) fn get_logout(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        let (Some(user), Some(key)) = (current_user(state, session)?, session.key()) else {
+            return Ok(see_other("/login"));
+        };
+        let token = csrf::session_token(state.engine().signer(), &key);
+        Ok(html(views::logout_page(&viewer(&user), &token)))
+    })
+}
+
+pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    let form = Form::from_request(request)?;
+    with_session(state, request, client, |session| {
+        let Some(key) = session.key() else {
+            return Ok(see_other("/login"));
+        };
+        check_session_csrf(state, &key, &form)?;
+        session.destroy()?;
+        Ok(logged_out())
+    })
+}
