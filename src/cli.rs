@@ -461,7 +461,7 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
             writeln!(
                 out,
                 "sessions stay valid on instances that sign with {} (copy it, or set `secrets`)",
-                config.data_dir.join("secret").display()
+                config.secret_file().display()
             )?;
         }
     }
