@@ -24,11 +24,14 @@
 //! 1. Add a field for it to [`Config`] (or use one in [`SessionOptions`] or
 //!    [`Limits`], which `Config` holds as they are).
 //! 2. Add its row to [`SETTINGS`] where `check-config` should list it: the
-//!    name, the default (as text, or `From` the type that owns the default),
-//!    a one-line help, and how the value is parsed into the field and
-//!    shown (`duration!`/`boolean!` for the common kinds; a parser from
-//!    `values.rs`, or a new one there, otherwise). The environment twin,
-//!    the file key, the unknown-setting errors and `check-config` follow.
+//!    name, the default (`Text("30s")`, or `Derived` from the type that
+//!    owns the value, such as `SessionOptions::default()`), a one-line
+//!    help, and how the value is parsed into the field and shown
+//!    (`row!(.., duration!(field))` or `boolean!` for the common kinds; a
+//!    parser from `values.rs`, or a new one there, otherwise). The
+//!    environment twin (derived from the name unless the row gives
+//!    `env_twin`), the file key, the unknown-setting errors and warnings and
+//!    `check-config`'s line all follow from the row.
 //! 3. Give the field a placeholder in `Config::unfilled` (it is always
 //!    overwritten by the row).
 //! 4. Add the row to the README's settings table (a test fails until it is

@@ -45,7 +45,7 @@ pub enum Fallback {
     /// Taken from the type that owns the value (e.g.
     /// [`SessionOptions::default`], which library users get too), so that
     /// the default is said once, there.
-    From(fn() -> String),
+    Derived(fn() -> String),
 }
 
 /// How a setting's text reaches [`Config`].
@@ -68,7 +68,7 @@ impl Setting {
     pub fn default_text(&self) -> String {
         match self.default {
             Fallback::Text(text) => text.to_owned(),
-            Fallback::From(make) => make(),
+            Fallback::Derived(make) => make(),
         }
     }
 }
@@ -98,7 +98,8 @@ pub const DEFAULT_BCRYPT_COST: &str = "12";
 pub const DEFAULT_BCRYPT_COST: &str = "10";
 
 /// A duration setting's row fields, parsed with [`parse_duration`] and
-/// shown with [`format_duration`]: `duration!(config.path.to.field)`.
+/// shown with [`format_duration`]: `duration!(session.idle_timeout)` for
+/// `Config::session.idle_timeout`.
 macro_rules! duration {
     ($($field:ident).+) => {
         (
@@ -111,7 +112,8 @@ macro_rules! duration {
     };
 }
 
-/// A boolean setting's row fields: `boolean!(field)`.
+/// A boolean setting's row fields, parsed with [`parse_bool`]:
+/// `boolean!(metrics)` for `Config::metrics`.
 macro_rules! boolean {
     ($($field:ident).+) => {
         (
@@ -140,7 +142,7 @@ macro_rules! row {
     }};
 }
 
-use Fallback::{From, Text};
+use Fallback::{Derived, Text};
 
 /// Every setting, in `check-config`'s order.
 pub static SETTINGS: &[Setting] = &[
@@ -218,25 +220,25 @@ pub static SETTINGS: &[Setting] = &[
     },
     row!(
         "idle_timeout",
-        From(|| format_duration(SessionOptions::default().idle_timeout)),
+        Derived(|| format_duration(SessionOptions::default().idle_timeout)),
         "a session unused this long ends",
         duration!(session.idle_timeout)
     ),
     row!(
         "absolute_timeout",
-        From(|| format_duration(SessionOptions::default().absolute_timeout)),
+        Derived(|| format_duration(SessionOptions::default().absolute_timeout)),
         "a session ends this long after sign-in",
         duration!(session.absolute_timeout)
     ),
     row!(
         "remember_idle_timeout",
-        From(|| format_duration(SessionOptions::default().remember_idle_timeout)),
+        Derived(|| format_duration(SessionOptions::default().remember_idle_timeout)),
         "idle timeout with \"remember me\"",
         duration!(session.remember_idle_timeout)
     ),
     row!(
         "remember_absolute_timeout",
-        From(|| format_duration(SessionOptions::default().remember_absolute_timeout)),
+        Derived(|| format_duration(SessionOptions::default().remember_absolute_timeout)),
         "absolute lifetime with \"remember me\"",
         duration!(session.remember_absolute_timeout)
     ),
@@ -257,7 +259,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "cookie.name",
         env_twin: None,
-        default: From(|| CookieOptions::default().name),
+        default: Derived(|| CookieOptions::default().name),
         help: "session cookie name",
         set: Set::One(|d, s| {
             d.config.session.cookie.name = cookie_name(s)?;
@@ -268,7 +270,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "cookie.domain",
         env_twin: None,
-        default: From(|| CookieOptions::default().domain.unwrap_or_default()),
+        default: Derived(|| CookieOptions::default().domain.unwrap_or_default()),
         help: "cookie Domain, e.g. `lan` to share one login across `*.lan`; empty = this host only",
         set: Set::One(|d, s| {
             d.config.session.cookie.domain = cookie_domain(s)?;
@@ -285,7 +287,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "cookie.path",
         env_twin: None,
-        default: From(|| CookieOptions::default().path),
+        default: Derived(|| CookieOptions::default().path),
         help: "cookie Path",
         set: Set::One(|d, s| {
             d.config.session.cookie.path = cookie_path(s)?;
@@ -296,7 +298,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "cookie.secure",
         env_twin: None,
-        default: From(|| show_cookie_secure(CookieOptions::default().force_secure)),
+        default: Derived(|| show_cookie_secure(CookieOptions::default().force_secure)),
         help: "`auto`: Secure on HTTPS requests; `always`: always Secure",
         set: Set::One(|d, s| {
             d.config.session.cookie.force_secure = cookie_secure(s)?;
@@ -307,7 +309,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "cookie.same_site",
         env_twin: None,
-        default: From(|| show_same_site(CookieOptions::default().same_site)),
+        default: Derived(|| show_same_site(CookieOptions::default().same_site)),
         help: "`lax`, `strict` or `none`",
         set: Set::One(|d, s| {
             d.config.session.cookie.same_site = same_site(s)?;
@@ -393,19 +395,19 @@ pub static SETTINGS: &[Setting] = &[
     },
     row!(
         "header_timeout",
-        From(|| format_duration(tiny_http::Options::default().header_timeout)),
+        Derived(|| format_duration(tiny_http::Options::default().header_timeout)),
         "a request line and headers must arrive within this (in all, not per read); else the connection is closed",
         duration!(header_timeout)
     ),
     row!(
         "body_timeout",
-        From(|| format_duration(tiny_http::Options::default().body_timeout)),
+        Derived(|| format_duration(tiny_http::Options::default().body_timeout)),
         "no read of a request body, and no write of an answer, may stall longer than this",
         duration!(body_timeout)
     ),
     row!(
         "keepalive_timeout",
-        From(|| format_duration(tiny_http::Options::default().keepalive_timeout)),
+        Derived(|| format_duration(tiny_http::Options::default().keepalive_timeout)),
         "an idle kept-alive connection is closed after this",
         duration!(keepalive_timeout)
     ),
@@ -452,7 +454,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "login_max_failures",
         env_twin: None,
-        default: From(|| Limits::default().max_failures.to_string()),
+        default: Derived(|| Limits::default().max_failures.to_string()),
         help: "failed logins per user or IP before a lockout",
         set: Set::One(|d, s| {
             d.config.login.max_failures = at_least_one(s)?;
@@ -462,19 +464,19 @@ pub static SETTINGS: &[Setting] = &[
     },
     row!(
         "login_window",
-        From(|| format_duration(Limits::default().window)),
+        Derived(|| format_duration(Limits::default().window)),
         "window in which failures are counted",
         duration!(login.window)
     ),
     row!(
         "login_lockout",
-        From(|| format_duration(Limits::default().lockout)),
+        Derived(|| format_duration(Limits::default().lockout)),
         "first lockout; each further one doubles",
         duration!(login.lockout)
     ),
     row!(
         "login_max_lockout",
-        From(|| format_duration(Limits::default().max_lockout)),
+        Derived(|| format_duration(Limits::default().max_lockout)),
         "longest lockout",
         duration!(login.max_lockout)
     ),
@@ -487,7 +489,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "max_sessions_per_user",
         env_twin: None,
-        default: From(|| {
+        default: Derived(|| {
             SessionOptions::default()
                 .max_sessions_per_user
                 .map_or_else(String::new, |n| n.to_string())
@@ -564,7 +566,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "login_throttle_records",
         env_twin: None,
-        default: From(|| MAX_ENTRIES.to_string()),
+        default: Derived(|| MAX_ENTRIES.to_string()),
         help: "most throttling records kept in memory (SQLite deployments)",
         set: Set::One(|d, s| {
             d.config.throttle_records = at_least_one(s)?;
