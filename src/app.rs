@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::auth::throttle::{
-    Limits, MemoryRecords, PostgresRecords, Records, RedisRecords, Throttle,
-};
+use crate::auth::throttle::{MemoryRecords, PostgresRecords, Records, RedisRecords, Throttle};
 use crate::config::{Config, ConfigError, Database, SessionStore};
 use crate::db::{self, DbError};
 use crate::password::Hasher;
@@ -33,9 +31,12 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Configuration (secrets included) was unusable.
+    /// Configuration was unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The secret file could not be read or made.
+    #[error(transparent)]
+    SecretFile(#[from] secret::SecretFileError),
     /// The database could not be opened.
     #[error("cannot open the database: {0}")]
     Db(#[from] DbError),
@@ -170,6 +171,7 @@ fn pool_size(config: &Config) -> u32 {
 }
 
 pub mod descriptors;
+pub mod secret;
 
 /// What the HTTP layer (the vendored tiny_http) is configured with: the
 /// connection cap (`max_connections`, or derived from the descriptor limit
@@ -275,7 +277,7 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
                     Users::new(pool.clone(), hasher),
                     Arc::new(SqliteStore::new(pool)),
                     Box::new(MemoryRecords::new(
-                        config.login.records,
+                        config.throttle_records,
                         config.login.window,
                     )),
                     Box::new(move || sqlite_health(&health, &probe)),
@@ -431,7 +433,7 @@ fn hasher(config: &Config) -> Arc<Hasher> {
     Arc::new(Hasher::new(
         config.bcrypt_cost,
         bcrypt_workers(),
-        config.login.queue_timeout,
+        config.login_queue_timeout,
     ))
 }
 
@@ -563,7 +565,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         crate::logging::line(&format!(
             "warning: shared database or session store but no `secrets` configured; \
              signing with {} (every instance needs the same secrets)",
-            config.data_dir.join("secret").display()
+            config.secret_file().display()
         ));
     }
     let lock = lock_data_dir(&config.data_dir)?;
@@ -585,7 +587,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     let mut private = vec![config.data_dir.as_path()];
     private.extend(config.database_path());
     crate::files::warn_if_readable(&private);
-    let signer = Signer::new(config.signing_secrets()?);
+    let signer = Signer::new(secret::signing_secrets(config)?);
     users
         .hasher()
         .warm_up()
@@ -594,18 +596,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),
             signer,
-            config.session_options(),
+            config.session.clone(),
         )),
         users,
-        throttle: Throttle::with_records(
-            Limits {
-                max_failures: config.login.max_failures,
-                window: config.login.window,
-                lockout: config.login.lockout,
-                max_lockout: config.login.max_lockout,
-            },
-            records,
-        ),
+        throttle: Throttle::with_records(config.login.clone(), records),
         trusted_proxies: config.trusted_proxies.clone(),
         health,
         log_requests,

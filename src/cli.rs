@@ -484,7 +484,7 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
             writeln!(
                 out,
                 "sessions stay valid on instances that sign with {} (copy it, or set `secrets`)",
-                config.data_dir.join("secret").display()
+                config.secret_file().display()
             )?;
         }
     }
@@ -724,4 +724,41 @@ fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every environment variable the command line reads, with the long
+    /// flag it belongs to, in every subcommand.
+    fn flag_envs(cmd: &clap::Command, out: &mut Vec<(String, String)>) {
+        for arg in cmd.get_arguments() {
+            if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
+                out.push((long.to_owned(), env.to_string_lossy().into_owned()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            flag_envs(sub, out);
+        }
+    }
+
+    #[test]
+    fn a_flag_that_is_a_setting_reads_that_settings_env_twin_and_no_flag_env_is_unknown() {
+        let mut envs = Vec::new();
+        flag_envs(&Cli::command(), &mut envs);
+        assert!(envs.iter().any(|(long, _)| long == "listen"), "{envs:?}");
+        for (long, env) in &envs {
+            if let Some(setting) = crate::config::SETTINGS
+                .iter()
+                .find(|s| s.name == long.replace('-', "_"))
+            {
+                assert_eq!(*env, setting.env(), "--{long}");
+            }
+            let warnings = crate::config::unknown_env([(env.clone(), String::new())]);
+            assert!(warnings.is_empty(), "--{long}: {warnings:?}");
+        }
+    }
 }

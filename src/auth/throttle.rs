@@ -51,7 +51,7 @@ pub use shared::{PostgresRecords, RedisRecords};
 pub const MAX_ENTRIES: usize = 10_000;
 
 /// Throttling limits.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Failures within the window that trigger a lockout.
     pub max_failures: u32,
@@ -61,6 +61,20 @@ pub struct Limits {
     pub lockout: Duration,
     /// The longest lockout.
     pub max_lockout: Duration,
+}
+
+/// The design's limits, and the source of the `login_*` settings'
+/// defaults: 5 failures in 10 minutes, then a 1-minute lockout that
+/// doubles up to 15 minutes.
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: Duration::from_secs(600),
+            lockout: Duration::from_secs(60),
+            max_lockout: Duration::from_secs(900),
+        }
+    }
 }
 
 impl Limits {
@@ -340,7 +354,7 @@ struct Memory {
 
 impl Default for MemoryRecords {
     fn default() -> Self {
-        Self::new(MAX_ENTRIES, Duration::from_secs(600))
+        Self::new(MAX_ENTRIES, Limits::default().window)
     }
 }
 

@@ -1,0 +1,407 @@
+//! The value types settings parse into and the parsers themselves: one
+//! function per kind of value (durations, booleans, addresses, URLs,
+//! secrets, cookie attributes), each returning the reason a value is
+//! refused as a sentence the error names the setting in front of.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::apps::Access;
+use crate::session::SameSite;
+
+/// A signing secret. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub(super) Vec<u8>);
+
+impl Secret {
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The secret as text (settings are read as UTF-8, so it is).
+    pub fn expose_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where users (and, by default, sessions) are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server; the URL may hold a password, so it is masked.
+    Postgres(Secret),
+}
+
+/// Where sessions are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStore {
+    /// In the database, beside the users.
+    Database,
+    /// In Redis (or Valkey); the URL may hold a password.
+    Redis(Secret),
+}
+
+/// Why a TLS connection to a backend is refused: the binary links no TLS
+/// library (nothing but libc).
+const NO_TLS: &str = "asks for TLS, which this build does not include (it links nothing but libc); \
+                      reach the server over loopback, a private network or a tunnel (WireGuard, stunnel)";
+
+/// A URL with any password replaced by `***`, fit to print.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Parses `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+///
+/// # Errors
+///
+/// A message naming the accepted words.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" | "" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
+}
+
+/// Parses `500ms`, `90s`, `10m`, `2h`, `30d`.
+///
+/// # Errors
+///
+/// A message saying what a duration looks like.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 90s, 10m, 2h or 30d");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms_per = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms_per)
+        .filter(|ms| *ms <= 3_650 * 86_400_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is longer than ten years"))
+}
+
+/// Writes a duration the way the config reads it, in the largest exact unit.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= per && ms.is_multiple_of(per) {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// `database`: empty for `<data>/gatehouse.db`, a file path (relative to
+/// the data directory), or a `postgres://` URL without required TLS.
+pub(super) fn database(s: &str, data_dir: &Path) -> Result<Database, String> {
+    if s.is_empty() {
+        Ok(Database::Sqlite(data_dir.join("gatehouse.db")))
+    } else if crate::db::postgres::is_url(s) {
+        let parsed = s
+            .parse::<postgres::Config>()
+            .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {e}"))?;
+        if parsed.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(NO_TLS.to_owned());
+        }
+        Ok(Database::Postgres(Secret(s.as_bytes().to_vec())))
+    } else if s.contains("://") {
+        Err(format!(
+            "{:?} is neither a file path nor a postgres:// URL",
+            s.split("://").next().unwrap_or("")
+        ))
+    } else {
+        Ok(Database::Sqlite(data_dir.join(s)))
+    }
+}
+
+/// `session_store`: `database` (or empty), or a plain `redis://` URL.
+pub(super) fn session_store(s: &str) -> Result<SessionStore, String> {
+    if s == "database" || s.is_empty() {
+        Ok(SessionStore::Database)
+    } else if s.starts_with("rediss://") {
+        Err(NO_TLS.to_owned())
+    } else if crate::session::redis::is_url(s) {
+        Ok(SessionStore::Redis(Secret(s.as_bytes().to_vec())))
+    } else {
+        Err("must be `database` or a redis:// URL".to_owned())
+    }
+}
+
+/// `store_prefix`: 1 to 64 printable ASCII characters, no spaces.
+pub(super) fn store_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.bytes().any(|b| !b.is_ascii_graphic()) {
+        Err("must be 1 to 64 printable ASCII characters without spaces".to_owned())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// `listen`: an address with a port.
+pub(super) fn listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:8080"))
+}
+
+/// `redirect_http`: empty for none, or an address with a port.
+pub(super) fn redirect_http(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        s.parse()
+            .map(Some)
+            .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:80"))
+    }
+}
+
+/// `threads`: `auto` (8 per core, at least 8) or 1 to 1024.
+pub(super) fn threads(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok((cores * 8).max(8))
+    } else {
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .ok_or_else(|| format!("{s:?} is not `auto` or a number from 1 to 1024"))
+    }
+}
+
+/// `max_connections`: `auto` (`None`, derived at start) or 1 to 1000000.
+pub(super) fn max_connections(s: &str) -> Result<Option<usize>, String> {
+    if s == "auto" {
+        Ok(None)
+    } else {
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .map(Some)
+            .ok_or_else(|| format!("{s:?} is not `auto` or a number from 1 to 1000000"))
+    }
+}
+
+/// A whole number in `range`, said as "a number from A to B".
+pub(super) fn number_in<T>(s: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display,
+{
+    let (low, high) = (range.start(), range.end());
+    s.parse::<T>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("{s:?} is not a number from {low} to {high}"))
+}
+
+/// A whole number of at least 1.
+pub(super) fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    s.parse::<T>()
+        .ok()
+        .filter(|n| *n >= T::from(1))
+        .ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
+}
+
+/// `cookie.name`: letters, digits, `-`, `_`, `.`.
+pub(super) fn cookie_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a valid cookie name"))
+    }
+}
+
+/// `cookie.domain`: empty (host-only) or a domain name, lower-cased, any
+/// leading dot dropped.
+pub(super) fn cookie_domain(s: &str) -> Result<Option<String>, String> {
+    let s = s.trim_start_matches('.');
+    if s.is_empty() {
+        Ok(None)
+    } else if s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+    {
+        Ok(Some(s.to_ascii_lowercase()))
+    } else {
+        Err(format!("{s:?} is not a domain name"))
+    }
+}
+
+/// `cookie.path`: starts with `/`, no control characters or `;`.
+pub(super) fn cookie_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.bytes().any(|b| b.is_ascii_control() || b == b';') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} must start with / and contain no ';'"))
+    }
+}
+
+/// `cookie.secure`: `auto` (false) or `always` (true); `false`/`true`
+/// are accepted as the same.
+pub(super) fn cookie_secure(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "auto" | "false" => Ok(false),
+        "always" | "true" => Ok(true),
+        _ => Err(format!("{s:?} is not `auto` or `always`")),
+    }
+}
+
+/// How `cookie.secure` is written.
+pub(super) fn show_cookie_secure(force_secure: bool) -> String {
+    if force_secure { "always" } else { "auto" }.to_owned()
+}
+
+/// `cookie.same_site`: `lax`, `strict` or `none`.
+pub(super) fn same_site(s: &str) -> Result<SameSite, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "lax" => Ok(SameSite::Lax),
+        "strict" => Ok(SameSite::Strict),
+        "none" => Ok(SameSite::None),
+        _ => Err(format!("{s:?} is not `lax`, `strict` or `none`")),
+    }
+}
+
+/// How `cookie.same_site` is written.
+pub(super) fn show_same_site(same_site: SameSite) -> String {
+    format!("{same_site:?}").to_ascii_lowercase()
+}
+
+/// One of `secrets`: at least 32 bytes.
+pub(super) fn signing_secret(s: &str) -> Result<Secret, String> {
+    if s.len() >= 32 {
+        Ok(Secret(s.as_bytes().to_vec()))
+    } else {
+        Err("each secret must be at least 32 bytes long".to_owned())
+    }
+}
+
+/// An optional secret such as `metrics_token`: empty is none.
+pub(super) fn optional_secret(s: &str) -> Result<Option<Secret>, String> {
+    Ok((!s.is_empty()).then(|| Secret(s.as_bytes().to_vec())))
+}
+
+/// `public_url`: empty, or an `http(s)://` URL without query or fragment;
+/// a trailing slash is dropped.
+pub(super) fn public_url(s: &str) -> Result<Option<String>, String> {
+    let s = s.trim_end_matches('/');
+    if s.is_empty() {
+        Ok(None)
+    } else if (s.starts_with("http://") || s.starts_with("https://"))
+        && !s
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+    {
+        Ok(Some(s.to_owned()))
+    } else {
+        Err(format!("{s:?} is not a URL like https://auth.lan"))
+    }
+}
+
+/// `default_policy`: `signed_in`, `admins` or `deny`.
+pub(super) fn access(s: &str) -> Result<Access, String> {
+    match s {
+        "signed_in" => Ok(Access::SignedIn),
+        "admins" => Ok(Access::Admins),
+        "deny" => Ok(Access::Nobody),
+        _ => Err(format!("{s:?} is not `signed_in`, `admins` or `deny`")),
+    }
+}
+
+/// A path setting such as `tls_cert`: empty is none, a relative path is
+/// in the data directory.
+pub(super) fn data_path(s: &str, data_dir: &Path) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| data_dir.join(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in [
+            "",
+            "h",
+            "2",
+            "2 hours",
+            "-1s",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_password("postgres://u:p@h/db?x=1"),
+            "postgres://u:***@h/db?x=1"
+        );
+        assert_eq!(
+            mask_password("redis://:p@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(mask_password("redis://h:6379"), "redis://h:6379");
+        assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn numbers_out_of_range_say_the_range() {
+        assert_eq!(number_in::<u32>("31", 4..=31), Ok(31));
+        assert_eq!(
+            number_in::<u32>("3", 4..=31),
+            Err("\"3\" is not a number from 4 to 31".to_owned())
+        );
+        assert_eq!(
+            number_in::<usize>("100001", 1..=100_000),
+            Err("\"100001\" is not a number from 1 to 100000".to_owned())
+        );
+        assert_eq!(at_least_one::<u32>("1"), Ok(1));
+        assert!(at_least_one::<usize>("0").is_err());
+    }
+}
