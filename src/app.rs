@@ -12,11 +12,10 @@ use crate::auth::throttle::{
     Limits, MemoryRecords, PostgresRecords, Records, RedisRecords, Throttle,
 };
 use crate::config::{Config, ConfigError, Database, SessionStore};
+use crate::crypto::Signer;
 use crate::db::{self, DbError};
 use crate::password::Hasher;
-use crate::session::{
-    Engine, PostgresStore, Reaper, RedisStore, Signer, SqliteStore, Store, StoreError,
-};
+use crate::session::{Engine, PostgresStore, Reaper, RedisStore, SqliteStore, Store, StoreError};
 use crate::users::Users;
 use crate::web::{self, Health, Unhealthy};
 
@@ -604,7 +603,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     {
         let token = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            crate::session::random_bytes::<24>(),
+            crate::crypto::random_bytes::<24>(),
         );
         *state
             .setup_token

@@ -203,7 +203,7 @@ impl Hasher {
 
     fn dummy_hash(&self) -> &str {
         self.dummy.get_or_init(|| {
-            let secret = crate::session::random_bytes::<18>();
+            let secret = crate::crypto::random_bytes::<18>();
             bcrypt::hash(secret, self.cost).expect("bcrypt hashes random bytes at a valid cost")
         })
     }

@@ -13,11 +13,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Map;
 
-use super::cookie::{self, CookieOptions, Signer};
+use super::cookie::{self, CookieOptions};
 use super::id::{SessionId, SessionKey};
 use super::sealed::{MAX_SEALED, Sealer};
 use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
 use crate::clock::{self, Millis, millis};
+use crate::crypto::Signer;
 
 /// The context string session cookies are signed under.
 const COOKIE_CONTEXT: &str = "session";

@@ -15,9 +15,9 @@ mod sealed;
 mod sqlite;
 mod store;
 
-pub use cookie::{CookieOptions, SameSite, Signer};
+pub use cookie::{CookieOptions, SameSite};
 pub use engine::{Engine, RequestInfo, Session, SessionError, SessionOptions};
-pub use id::{SessionId, SessionKey, random_bytes};
+pub use id::{SessionId, SessionKey};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use reaper::Reaper;
