@@ -282,7 +282,8 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
             health: db_health,
         },
         SessionStore::Redis(url) => {
-            let pool = crate::session::redis::open_pool(url.expose_str(), max)?;
+            let pool =
+                crate::db::redis::open_pool(url.expose_str(), max).map_err(StoreError::from)?;
             let health = pool.clone();
             Backends {
                 users,
@@ -393,7 +394,7 @@ fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), Unhealthy> {
     Ok(())
 }
 
-fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy> {
+fn redis_health(pool: &crate::db::redis::RedisPool) -> Result<(), Unhealthy> {
     let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
         reason: "Redis unavailable",
         detail: format!("Redis: {e}"),

@@ -151,6 +151,15 @@ fn migrate_locked(client: &mut postgres::Client) -> Result<(), DbError> {
     Ok(())
 }
 
+/// A connection from `pool`.
+///
+/// # Errors
+///
+/// [`DbError::Checkout`] when none could be had in time.
+pub fn client(pool: &PgPool) -> Result<PgConn, DbError> {
+    super::checkout(pool, "PostgreSQL")
+}
+
 /// Whether an error means the server could not be reached or is going away
 /// (as opposed to a statement it refused): a closed connection, no answer,
 /// or an SQLSTATE of class 08 (connection exception), 53 (insufficient

@@ -10,7 +10,7 @@ mod id;
 mod memory;
 mod postgres;
 mod reaper;
-pub mod redis;
+mod redis;
 mod sealed;
 mod sqlite;
 mod store;

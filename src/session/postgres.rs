@@ -15,22 +15,12 @@ use serde_json::{Map, Value};
 use super::id::SessionKey;
 use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
 use crate::clock::Millis;
-use crate::db::postgres::{PgPool, is_connection_error};
+use crate::db::postgres::PgPool;
 
 /// Sessions in PostgreSQL.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
-        if is_connection_error(&e) {
-            Self::Unavailable(format!("PostgreSQL: {e}"))
-        } else {
-            Self::Backend(format!("PostgreSQL: {e}"))
-        }
-    }
 }
 
 const COLUMNS: &str = "key, user_id, data::text, created_at, last_seen_at, expires_at, \
@@ -117,9 +107,7 @@ impl PostgresStore {
     }
 
     fn client(&self) -> Result<crate::db::postgres::PgConn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+        Ok(crate::db::postgres::client(&self.pool)?)
     }
 }
 

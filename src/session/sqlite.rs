@@ -29,28 +29,6 @@ pub struct SqliteStore {
     writer: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e).into()
-    }
-}
-
-impl From<r2d2::Error> for StoreError {
-    fn from(e: r2d2::Error) -> Self {
-        DbError::Pool(e).into()
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
-            Self::Unavailable(e.detail())
-        } else {
-            Self::Backend(e.detail())
-        }
-    }
-}
-
 const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at, \
                        absolute_expires_at, persistent, user_agent, ip";
 

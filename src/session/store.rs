@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::id::SessionKey;
 use crate::clock::Millis;
+use crate::db::DbError;
 
 /// The id of a user, as the users table numbers them.
 pub type UserId = i64;
@@ -120,6 +121,43 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored session is corrupt: {0}")]
     Corrupt(String),
+}
+
+// Every backend's errors become a `StoreError` through `DbError`, which
+// knows which of them mean "unreachable, try later" (`Unavailable`, a `503`)
+// and which a failed operation.
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.detail())
+        } else {
+            Self::Backend(e.detail())
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e).into()
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError::Pool(e).into()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Postgres(e).into()
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        DbError::Redis(e).into()
+    }
 }
 
 /// A session backend.

@@ -39,9 +39,7 @@ fn user(row: &postgres::Row) -> Result<User, UserError> {
 
 impl Postgres {
     fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
-        self.0
-            .get()
-            .map_err(|e| UserError::Unavailable(format!("PostgreSQL: {e}")))
+        crate::db::postgres::client(&self.0).map_err(|e| UserError::Unavailable(e.detail()))
     }
 
     fn one(
