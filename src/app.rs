@@ -14,9 +14,9 @@ use crate::auth::throttle::{
 use crate::config::{Config, ConfigError, Database, SessionStore};
 use crate::crypto::Signer;
 use crate::db::{self, DbError};
-use crate::password::Hasher;
 use crate::session::{Engine, PostgresStore, Reaper, RedisStore, SqliteStore, Store, StoreError};
 use crate::users::Users;
+use crate::users::password::Hasher;
 use crate::web::{self, Health, Unhealthy};
 
 /// Why the server could not start.

@@ -31,6 +31,23 @@ pub fn record(key: SessionKey, now: Millis) -> Record {
     }
 }
 
+/// A live, anonymous record made at `now` under a fresh key, already
+/// created in `store`: how most checks (and most stores' own tests) begin.
+///
+/// # Panics
+///
+/// When the store cannot create it.
+pub fn created<S: Store + ?Sized>(store: &S, now: Millis) -> Record {
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    rec
+}
+
+/// SQL that adds the users the suite makes sessions for (ids 1 and 2), for
+/// a store whose sessions reference a `users` table.
+pub const USERS: &str = "INSERT INTO users (id, username, password_hash, created_at, \
+                         password_changed_at) VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);";
+
 fn fresh() -> SessionKey {
     SessionId::generate().key()
 }
@@ -49,6 +66,17 @@ fn patch(changes: &[(&str, Change)]) -> Patch {
             .map(|(k, c)| ((*k).to_owned(), c.clone()))
             .collect(),
     )
+}
+
+/// Runs [`run`] and then [`run_concurrent`] against `store`: the one test
+/// every store has.
+///
+/// # Panics
+///
+/// On the first rule the store breaks.
+pub fn run_all<S: Store + 'static>(store: S) {
+    run(&store);
+    run_concurrent(Arc::new(store));
 }
 
 /// Runs every check against `store`.
@@ -224,8 +252,7 @@ fn save_applies_only_the_patch<S: Store>(store: &S) {
 
 fn save_never_resurrects<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     assert!(store.delete(&rec.key).expect("delete"));
     let p = patch(&[("x", Change::Set(json!(1)))]);
     assert!(
@@ -261,8 +288,7 @@ fn save_never_revives_an_expired_session<S: Store>(store: &S) {
 /// right, its user would be signed out.
 fn a_touch_never_moves_expiry_back<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     let behind = now - 24 * HOUR;
     let p = patch(&[("x", Change::Set(json!(1)))]);
     assert!(store.save(&rec.key, &p, touch(behind), now).expect("save"));
@@ -372,8 +398,7 @@ fn regenerate_replaces_the_old_key<S: Store>(store: &S) {
 
 fn delete_reports_whether_it_existed<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     assert!(store.delete(&rec.key).expect("delete"));
     assert!(!store.delete(&rec.key).expect("delete twice"));
 }
@@ -507,8 +532,7 @@ fn many_keys_survive_create_and_regenerate<S: Store>(store: &S) {
 
 fn odd_keys_round_trip<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     let keys = ["a.b", "[0]", "$", "with space", "'quote'", "x:y/z"];
     let p = Patch(
         keys.iter()

@@ -16,7 +16,7 @@ use serde_json::Map;
 use super::cookie::{self, CookieOptions};
 use super::id::{SessionId, SessionKey};
 use super::sealed::{MAX_SEALED, Sealer};
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId, valid_key};
 use crate::clock::{self, Millis, millis};
 use crate::crypto::Signer;
 
@@ -401,7 +401,7 @@ struct Inner {
     /// An id issued during this request, to be sent in a cookie.
     new_id: Option<SessionId>,
     /// The user as read with the session, if the store joined it.
-    principal: Option<Principal>,
+    principal: Option<User>,
     now: Millis,
     https: bool,
 }
@@ -443,7 +443,7 @@ impl Session<'_> {
     /// The signed-in user's row as read with the session at the start of
     /// this request, when the store read it (see [`Store::load_with_user`])
     /// and the session still belongs to that user.
-    pub fn principal(&self) -> Option<Principal> {
+    pub fn principal(&self) -> Option<User> {
         let inner = self.lock();
         match (&inner.principal, inner.status, inner.record.user_id) {
             (Some(p), Status::Live, Some(id)) if p.id == id => Some(p.clone()),

@@ -24,4 +24,4 @@ pub use reaper::Reaper;
 pub use redis::RedisStore;
 pub use sealed::{MAX_SEALED, Sealer};
 pub use sqlite::SqliteStore;
-pub use store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
+pub use store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId, valid_key};

@@ -13,7 +13,7 @@ use postgres::types::{ToSql, Type};
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::PgPool;
 
@@ -133,7 +133,7 @@ impl Store for PostgresStore {
         &self,
         key: &SessionKey,
         now: Millis,
-    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         let key = &key.0[..];
         let Some(row) = self.client()?.query_typed_opt(
             "SELECT s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, s.expires_at, \
@@ -148,7 +148,7 @@ impl Store for PostgresStore {
         };
         let r = record(&row)?;
         let user = match (r.user_id, row.try_get::<_, Option<String>>(10)?) {
-            (Some(id), Some(username)) => Some(Principal {
+            (Some(id), Some(username)) => Some(User {
                 id,
                 username,
                 is_admin: row.try_get(11)?,
@@ -344,10 +344,7 @@ mod tests {
         let pool = postgres::open(&url, 20).expect("open");
         pool.get()
             .expect("conn")
-            .batch_execute(
-                "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-                 VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
-            )
+            .batch_execute(crate::session::conformance::USERS)
             .expect("users");
         Some(PostgresStore::new(pool))
     }
@@ -355,17 +352,14 @@ mod tests {
     #[test]
     fn the_postgres_store_passes_the_conformance_suite() {
         let Some(store) = scratch() else { return };
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+        crate::session::conformance::run_all(store);
     }
 
     #[test]
     fn an_increment_whose_commit_fails_is_an_error_on_postgres() {
         let Some(store) = scratch() else { return };
         let now = crate::clock::now();
-        let rec =
-            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
-        store.create(&rec).expect("create");
+        let rec = crate::session::conformance::created(&store, now);
         store
             .pool
             .get()

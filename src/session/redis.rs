@@ -535,8 +535,7 @@ mod tests {
     #[test]
     fn the_redis_store_passes_the_conformance_suite() {
         let Some(store) = scratch() else { return };
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+        crate::session::conformance::run_all(store);
     }
 
     #[test]

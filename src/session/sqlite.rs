@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId};
 use crate::clock::Millis;
 use crate::db::{self, DbError, Pool};
 
@@ -146,7 +146,7 @@ impl Store for SqliteStore {
         &self,
         key: &SessionKey,
         now: Millis,
-    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
@@ -158,7 +158,7 @@ impl Store for SqliteStore {
         stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
             let r = record(row)?;
             let user = match (r.user_id, row.get::<_, Option<String>>(10)?) {
-                (Some(id), Some(username)) => Some(Principal {
+                (Some(id), Some(username)) => Some(User {
                     id,
                     username,
                     is_admin: row.get(11)?,
@@ -357,12 +357,8 @@ mod tests {
     #[test]
     fn the_sqlite_store_passes_the_conformance_suite() {
         // The suite uses users 1 and 2; sessions reference the users table.
-        let (_dir, store) = store_with(
-            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-             VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
-        );
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+        let (_dir, store) = store_with(crate::session::conformance::USERS);
+        crate::session::conformance::run_all(store);
     }
 
     #[test]
@@ -408,9 +404,7 @@ mod tests {
              VALUES (1, 'one', 'x', 0, 0);",
         );
         let now = crate::clock::now();
-        let rec =
-            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
-        store.create(&rec).expect("create");
+        let rec = crate::session::conformance::created(&store, now);
         // From here on every update of a session fails at commit (a
         // deferred foreign key broken by a trigger), as a full disk would.
         store

@@ -184,7 +184,7 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
         }
         match state.users.set_password(s.user.id, new) {
             Ok(()) => {}
-            Err(UserError::Password(e)) if e != crate::password::PasswordError::Busy => {
+            Err(UserError::Password(e)) if e != crate::users::password::PasswordError::Busy => {
                 return fail(400, &capitalise(&e.to_string()));
             }
             Err(e) => return Err(e.into()),

@@ -16,8 +16,8 @@ use super::{State, WebError, with_session};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};
-use crate::password::PasswordError;
 use crate::session::Session;
+use crate::users::password::PasswordError;
 use crate::users::{Login, User, UserError, Username};
 
 /// The signed-in administrator, a redirect for anonymous visitors, or 403.
