@@ -60,7 +60,8 @@
 //! ```
 //!
 //! The rest of the crate is the gatehouse server itself. Layers, top to
-//! bottom: `cli -> app -> web -> {auth, session, users} -> db`.
+//! bottom: `cli -> app -> web -> {auth, session, users} -> db`, with the
+//! bottom helpers `crypto`, `identity`, `clock` and `logging` usable by all.
 //!
 //! [rouille]: https://docs.rs/rouille
 

@@ -463,6 +463,24 @@ mod tests {
     }
 
     #[test]
+    fn a_checkout_that_times_out_is_unavailable_and_names_the_server() {
+        // Nothing listens on port 1; the pool is built without connecting.
+        let config: ::postgres::Config = "postgres://nobody@127.0.0.1:1/none".parse().expect("url");
+        let manager = checked::Checked(r2d2_postgres::PostgresConnectionManager::new(
+            config,
+            ::postgres::NoTls,
+        ));
+        let pool = r2d2::Pool::builder()
+            .connection_timeout(Duration::from_millis(200))
+            .build_unchecked(manager);
+        let Err(err) = postgres::client(&pool) else {
+            panic!("a connection from a port nothing listens on");
+        };
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(err.detail().starts_with("PostgreSQL: "), "{}", err.detail());
+    }
+
+    #[test]
     fn every_connection_gets_the_pragmas() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = open(&dir.path().join("t.db"), 2).expect("open");

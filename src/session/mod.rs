@@ -1,7 +1,11 @@
-//! Sessions: ids, signed cookies, the [`Store`] trait and its SQLite and
-//! memory stores, the [`Engine`] that loads and saves them, and the reaper.
+//! Sessions: ids, cookies, the [`Store`] trait and its stores (SQLite,
+//! PostgreSQL, Redis, memory) with the [`conformance`] suite they all pass,
+//! the [`Engine`] that loads and saves them (or seals them into the cookie
+//! instead), and the reaper.
 //!
-//! Nothing here sees an HTTP library's types; see `web` for the glue.
+//! Nothing here sees an HTTP library's types; see `web` for the glue. The
+//! pools the stores use are `db`'s; signing is [`crate::crypto`]'s; the
+//! user read with a session is [`crate::identity::User`].
 
 pub mod conformance;
 pub mod cookie;
