@@ -143,6 +143,48 @@ pub(crate) fn checkout<M: r2d2::ManageConnection>(
         .map_err(|source| DbError::Checkout { backend, source })
 }
 
+// How SQLite's and PostgreSQL's rows give the columns of a user row; what
+// the columns mean is `identity`'s.
+impl crate::identity::UserRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.get(index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.get(index)
+    }
+}
+
+impl crate::identity::UserRow for ::postgres::Row {
+    type Error = ::postgres::Error;
+
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.try_get(index)
+    }
+}
+
 /// For tests: the URL of a shared server in the environment variable `var`.
 /// Unset, the tests that need it are skipped (with a line saying so),
 /// except under CI, where a missing server is a failure.

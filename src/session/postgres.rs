@@ -138,7 +138,8 @@ impl Store for PostgresStore {
         let Some(row) = self.client()?.query_typed_opt(
             "SELECT s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, s.expires_at, \
                     s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                    u.password_changed_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.key = $1 AND s.expires_at > $2",
             &[(&key, Type::BYTEA), (&now, Type::INT8)],
@@ -147,17 +148,7 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let r = record(&row)?;
-        let user = match (r.user_id, row.try_get::<_, Option<String>>(10)?) {
-            (Some(id), Some(username)) => Some(User {
-                id,
-                username,
-                is_admin: row.try_get(11)?,
-                disabled: row.try_get(12)?,
-                created_at: row.try_get(13)?,
-                password_changed_at: row.try_get(14)?,
-            }),
-            _ => None,
-        };
+        let user = User::from_joined_row(&row, 10)?;
         Ok(Some((r, user)))
     }
 

@@ -151,23 +151,14 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
                     s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                    u.password_changed_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3",
         )?;
         stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
             let r = record(row)?;
-            let user = match (r.user_id, row.get::<_, Option<String>>(10)?) {
-                (Some(id), Some(username)) => Some(User {
-                    id,
-                    username,
-                    is_admin: row.get(11)?,
-                    disabled: row.get(12)?,
-                    created_at: row.get(13)?,
-                    password_changed_at: row.get(14)?,
-                }),
-                _ => None,
-            };
+            let user = User::from_joined_row(row, 10)?;
             Ok((r, user))
         })
         .optional()

@@ -8,17 +8,10 @@ use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::Pool;
 
-const COLUMNS: &str = "id, username, is_admin, disabled, created_at, password_changed_at";
+const COLUMNS: &str = crate::identity::USER_COLUMNS;
 
 fn user(row: &Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        is_admin: row.get(2)?,
-        disabled: row.get(3)?,
-        created_at: row.get(4)?,
-        password_changed_at: row.get(5)?,
-    })
+    User::from_row(row, 0)
 }
 
 /// Users in gatehouse's SQLite file.
