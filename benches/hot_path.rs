@@ -4,7 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse::session::{SessionId, Signer, SqliteStore, Store, conformance};
+use gatehouse::crypto::Signer;
+use gatehouse::session::{SessionId, SqliteStore, Store, conformance};
 
 fn cookie_verify(c: &mut Criterion) {
     let signer = Signer::new(vec![

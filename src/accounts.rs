@@ -529,8 +529,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::password::Hasher;
     use crate::session::MemoryStore;
+    use crate::users::password::Hasher;
 
     fn users(dir: &tempfile::TempDir) -> Users {
         let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");

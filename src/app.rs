@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use crate::auth::throttle::{MemoryRecords, PostgresRecords, Records, RedisRecords, Throttle};
 use crate::config::{Config, ConfigError, Database, SessionStore};
+use crate::crypto::Signer;
 use crate::db::{self, DbError};
-use crate::password::Hasher;
-use crate::session::{
-    Engine, PostgresStore, Reaper, RedisStore, Signer, SqliteStore, Store, StoreError,
-};
+use crate::session::{Engine, PostgresStore, Reaper, RedisStore, SqliteStore, Store, StoreError};
 use crate::users::Users;
+use crate::users::password::Hasher;
 use crate::web::{self, Health, Unhealthy};
 
 pub mod watchdog;
@@ -302,7 +301,8 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
             health: db_health,
         },
         SessionStore::Redis(url) => {
-            let pool = crate::session::redis::open_pool(url.expose_str(), max)?;
+            let pool =
+                crate::db::redis::open_pool(url.expose_str(), max).map_err(StoreError::from)?;
             let health = pool.clone();
             Backends {
                 users,
@@ -413,7 +413,7 @@ fn postgres_health(pool: &db::postgres::PgPool) -> Result<(), Unhealthy> {
     Ok(())
 }
 
-fn redis_health(pool: &crate::session::redis::RedisPool) -> Result<(), Unhealthy> {
+fn redis_health(pool: &crate::db::redis::RedisPool) -> Result<(), Unhealthy> {
     let unavailable = |e: &dyn std::fmt::Display| Unhealthy {
         reason: "Redis unavailable",
         detail: format!("Redis: {e}"),
@@ -624,7 +624,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     {
         let token = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            crate::session::random_bytes::<24>(),
+            crate::crypto::random_bytes::<24>(),
         );
         *state
             .setup_token

@@ -426,7 +426,7 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
     let source = crate::db::open(from, 2).map_err(AppError::Db)?;
     let source_users = Users::new(
         source.clone(),
-        Arc::new(crate::password::Hasher::new(
+        Arc::new(crate::users::password::Hasher::new(
             4,
             1,
             std::time::Duration::from_secs(10),
@@ -563,7 +563,7 @@ fn read_password(from_stdin: bool) -> Result<String, CliError> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         let password = line.trim_end_matches(['\n', '\r']).to_owned();
-        crate::password::validate(&password).map_err(|e| CliError::Usage(e.to_string()))?;
+        crate::users::password::validate(&password).map_err(|e| CliError::Usage(e.to_string()))?;
         return Ok(password);
     }
     if !std::io::stdin().is_terminal() {
@@ -573,7 +573,7 @@ fn read_password(from_stdin: bool) -> Result<String, CliError> {
         ));
     }
     let first = rpassword::prompt_password("Password: ")?;
-    crate::password::validate(&first).map_err(|e| CliError::Usage(e.to_string()))?;
+    crate::users::password::validate(&first).map_err(|e| CliError::Usage(e.to_string()))?;
     let second = rpassword::prompt_password("Repeat password: ")?;
     if first != second {
         return Err(CliError::Usage("the passwords do not match".into()));

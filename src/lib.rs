@@ -60,7 +60,8 @@
 //! ```
 //!
 //! The rest of the crate is the gatehouse server itself. Layers, top to
-//! bottom: `cli -> app -> web -> {auth, session, users} -> db`.
+//! bottom: `cli -> app -> web -> {auth, session, users} -> db`, with the
+//! bottom helpers `crypto`, `identity`, `clock` and `logging` usable by all.
 //!
 //! [rouille]: https://docs.rs/rouille
 
@@ -70,10 +71,11 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod files;
+pub mod identity;
 pub mod logging;
-pub mod password;
 pub mod session;
 pub mod tls;
 pub mod users;

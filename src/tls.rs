@@ -337,7 +337,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     };
     let tmp = path.with_extension(format!(
         "tmp{}",
-        u32::from_le_bytes(crate::session::random_bytes::<4>())
+        u32::from_le_bytes(crate::crypto::random_bytes::<4>())
     ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

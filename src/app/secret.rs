@@ -45,7 +45,7 @@ pub fn signing_secrets(config: &Config) -> Result<Vec<Vec<u8>>, SecretFileError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
-    let secret = crate::session::random_bytes::<64>();
+    let secret = crate::crypto::random_bytes::<64>();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

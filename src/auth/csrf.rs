@@ -14,7 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
-use crate::session::{SessionKey, Signer, random_bytes};
+use crate::crypto::{Signer, random_bytes};
+use crate::session::SessionKey;
 
 /// Name of the double-submit cookie.
 pub const COOKIE: &str = "gatehouse_csrf";

@@ -510,9 +510,9 @@ mod tests {
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(&throttle(Box::new(PostgresRecords(pool)), &clock), &clock);
         }
-        if let Some(url) = crate::session::redis::test_url() {
-            let pool = crate::session::redis::open_pool(&url, 2).expect("redis");
-            let prefix = crate::session::redis::scratch_prefix();
+        if let Some(url) = crate::db::redis::test_url() {
+            let pool = crate::db::redis::open_pool(&url, 2).expect("redis");
+            let prefix = crate::db::redis::scratch_prefix();
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(
                 &throttle(Box::new(RedisRecords::new(pool, &prefix)), &clock),

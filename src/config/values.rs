@@ -154,7 +154,7 @@ pub(super) fn session_store(s: &str) -> Result<SessionStore, String> {
         Ok(SessionStore::Database)
     } else if s.starts_with("rediss://") {
         Err(NO_TLS.to_owned())
-    } else if crate::session::redis::is_url(s) {
+    } else if crate::db::redis::is_url(s) {
         Ok(SessionStore::Redis(Secret(s.as_bytes().to_vec())))
     } else {
         Err("must be `database` or a redis:// URL".to_owned())

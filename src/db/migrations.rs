@@ -63,23 +63,35 @@ pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 /// from a failed step (the file then stays at the last good version).
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(DbError::TooNew {
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
-    for (index, step) in STEPS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
+    for (version, step) in pending(STEPS, found)? {
         let tx = conn.transaction()?;
         tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The steps a database at version `found` still needs, each with the
+/// version it reaches: the one loop both databases' migrations run.
+///
+/// # Errors
+///
+/// [`DbError::TooNew`] when `found` is past the last step: such a database
+/// is refused, never touched.
+pub(crate) fn pending<'a>(
+    steps: &'a [&'a str],
+    found: i64,
+) -> Result<impl Iterator<Item = (i64, &'a str)> + 'a, DbError> {
+    let known = i64::try_from(steps.len()).unwrap_or(i64::MAX);
+    if found > known {
+        return Err(DbError::TooNew { found, known });
+    }
+    Ok(steps
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+        .map(|(index, step)| (i64::try_from(index + 1).unwrap_or(i64::MAX), *step)))
 }
 
 #[cfg(test)]
@@ -127,6 +139,23 @@ mod tests {
             )
             .expect("index");
         assert!(sql.contains("last_seen_at"), "{sql}");
+    }
+
+    #[test]
+    fn pending_yields_the_missing_steps_with_the_version_each_reaches() {
+        let steps = ["one", "two", "three"];
+        let all: Vec<_> = pending(&steps, 0).expect("fresh").collect();
+        assert_eq!(all, [(1, "one"), (2, "two"), (3, "three")]);
+        let rest: Vec<_> = pending(&steps, 2).expect("old").collect();
+        assert_eq!(rest, [(3, "three")]);
+        assert_eq!(pending(&steps, 3).expect("current").count(), 0);
+        assert!(matches!(
+            pending(&steps, 4).map(|_| ()),
+            Err(DbError::TooNew { found: 4, known: 3 })
+        ));
+        // A negative version (a file written by something else) runs every
+        // step rather than panicking.
+        assert_eq!(pending(&steps, -1).expect("negative").count(), 3);
     }
 
     #[test]

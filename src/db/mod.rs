@@ -1,5 +1,6 @@
-//! The connection pools: SQLite (the default) with its per-connection pragmas
-//! and migrations, and PostgreSQL (in `postgres`) for shared deployments.
+//! Every connection pool: SQLite (the default) with its per-connection
+//! pragmas and migrations, PostgreSQL (in `postgres`) and Redis (in `redis`)
+//! for shared deployments; each returns [`DbError`].
 //!
 //! Nothing here knows about users or sessions; the tables are created by
 //! `migrations` and read by the modules that own them.
@@ -7,6 +8,7 @@
 pub mod checked;
 mod migrations;
 pub mod postgres;
+pub mod redis;
 
 mod identity;
 
@@ -34,6 +36,17 @@ pub enum DbError {
     /// PostgreSQL refused a statement or could not be reached.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// Redis refused a command or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// No connection to a network server could be had from its pool in time.
+    #[error("{backend}: {source}")]
+    Checkout {
+        /// Which server: `PostgreSQL` or `Redis`.
+        backend: &'static str,
+        /// What the pool said.
+        source: r2d2::Error,
+    },
     /// The database setting could not be used; the message says why.
     #[error("{0}")]
     Invalid(String),
@@ -93,8 +106,11 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Sqlite(e) => is_storage_error(e),
-            Self::Pool(_) | Self::Replaced(_) | Self::ReadOnly { .. } => true,
+            Self::Pool(_) | Self::Replaced(_) | Self::ReadOnly { .. } | Self::Checkout { .. } => {
+                true
+            }
             Self::Postgres(e) => postgres::is_connection_error(e),
+            Self::Redis(e) => redis::is_connection_error(e),
             _ => false,
         }
     }
@@ -109,6 +125,63 @@ impl DbError {
             Self::Sqlite(e) => format!("SQLite: {e}"),
             e => e.to_string(),
         }
+    }
+}
+
+/// A connection from the pool of a network server (`backend` names it in
+/// the error), for every PostgreSQL and Redis user alike.
+///
+/// # Errors
+///
+/// [`DbError::Checkout`] when none could be had in time; the request that
+/// needed it may succeed later.
+pub(crate) fn checkout<M: r2d2::ManageConnection>(
+    pool: &r2d2::Pool<M>,
+    backend: &'static str,
+) -> Result<r2d2::PooledConnection<M>, DbError> {
+    pool.get()
+        .map_err(|source| DbError::Checkout { backend, source })
+}
+
+// How SQLite's and PostgreSQL's rows give the columns of a user row; what
+// the columns mean is `identity`'s.
+impl crate::identity::UserRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.get(index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.get(index)
+    }
+}
+
+impl crate::identity::UserRow for ::postgres::Row {
+    type Error = ::postgres::Error;
+
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.try_get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.try_get(index)
     }
 }
 
@@ -432,6 +505,24 @@ mod tests {
             .expect("prepare");
         let rows = returning(&mut stmt, [], |r| r.get::<_, i64>(0)).expect("rows");
         assert_eq!(rows, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_checkout_that_times_out_is_unavailable_and_names_the_server() {
+        // Nothing listens on port 1; the pool is built without connecting.
+        let config: ::postgres::Config = "postgres://nobody@127.0.0.1:1/none".parse().expect("url");
+        let manager = checked::Checked(r2d2_postgres::PostgresConnectionManager::new(
+            config,
+            ::postgres::NoTls,
+        ));
+        let pool = r2d2::Pool::builder()
+            .connection_timeout(Duration::from_millis(200))
+            .build_unchecked(manager);
+        let Err(err) = postgres::client(&pool) else {
+            panic!("a connection from a port nothing listens on");
+        };
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(err.detail().starts_with("PostgreSQL: "), "{}", err.detail());
     }
 
     #[test]

@@ -131,24 +131,22 @@ fn migrate_locked(client: &mut postgres::Client) -> Result<(), DbError> {
     let found: i64 = client
         .query_one("SELECT version FROM gatehouse_schema", &[])?
         .get(0);
-    if found > SCHEMA_VERSION {
-        return Err(DbError::TooNew {
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
-    for (index, step) in STEPS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
+    for (version, step) in super::migrations::pending(STEPS, found)? {
         let mut tx = client.transaction()?;
         tx.batch_execute(step)?;
-        let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         tx.execute("UPDATE gatehouse_schema SET version = $1", &[&version])?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// A connection from `pool`.
+///
+/// # Errors
+///
+/// [`DbError::Checkout`] when none could be had in time.
+pub fn client(pool: &PgPool) -> Result<PgConn, DbError> {
+    super::checkout(pool, "PostgreSQL")
 }
 
 /// Whether an error means the server could not be reached or is going away

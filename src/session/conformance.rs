@@ -31,6 +31,33 @@ pub fn record(key: SessionKey, now: Millis) -> Record {
     }
 }
 
+/// A live, anonymous record made at `now` under a fresh key, already
+/// created in `store`: how most checks (and most stores' own tests) begin.
+///
+/// # Panics
+///
+/// When the store cannot create it.
+pub fn created<S: Store + ?Sized>(store: &S, now: Millis) -> Record {
+    let rec = record(fresh(), now);
+    store.create(&rec).expect("create");
+    rec
+}
+
+/// SQL that adds the users the suite makes sessions for (ids 1 and 2), for
+/// a store whose sessions reference a `users` table.
+pub const USERS: &str = "INSERT INTO users (id, username, password_hash, created_at, \
+                         password_changed_at) VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);";
+
+/// Fails with `why` unless `key` loads as no session at `now`.
+fn assert_gone<S: Store + ?Sized>(store: &S, key: &SessionKey, now: Millis, why: &str) {
+    assert_eq!(store.load(key, now).expect("load"), None, "{why}");
+}
+
+/// The live session under `key` at `now`; fails when there is none.
+fn live<S: Store + ?Sized>(store: &S, key: &SessionKey, now: Millis) -> Record {
+    store.load(key, now).expect("load").expect("live")
+}
+
 fn fresh() -> SessionKey {
     SessionId::generate().key()
 }
@@ -49,6 +76,17 @@ fn patch(changes: &[(&str, Change)]) -> Patch {
             .map(|(k, c)| ((*k).to_owned(), c.clone()))
             .collect(),
     )
+}
+
+/// Runs [`run`] and then [`run_concurrent`] against `store`: the one test
+/// every store has.
+///
+/// # Panics
+///
+/// On the first rule the store breaks.
+pub fn run_all<S: Store + 'static>(store: S) {
+    run(&store);
+    run_concurrent(Arc::new(store));
 }
 
 /// Runs every check against `store`.
@@ -106,7 +144,7 @@ pub fn run_concurrent(store: Arc<dyn Store>) {
     for t in threads {
         t.join().expect("thread");
     }
-    let rec = store.load(&key, clock::now()).expect("load").expect("live");
+    let rec = live(&*store, &key, clock::now());
     assert_eq!(rec.data["n"], json!(320), "an increment was lost");
     for i in 0..16 {
         assert_eq!(rec.data[&format!("k{i}")], json!(i), "patch k{i} was lost");
@@ -181,11 +219,7 @@ fn an_expired_session_is_not_loaded<S: Store>(store: &S) {
     let mut rec = record(fresh(), now - 2 * HOUR);
     rec.expires_at = now;
     store.create(&rec).expect("create");
-    assert_eq!(
-        store.load(&rec.key, now).expect("load"),
-        None,
-        "expires_at == now is expired"
-    );
+    assert_gone(store, &rec.key, now, "expires_at == now is expired");
     assert!(store.load(&rec.key, now - 1).expect("load").is_some());
 }
 
@@ -205,7 +239,7 @@ fn save_applies_only_the_patch<S: Store>(store: &S) {
         expires_at: now + HOUR + 10,
     };
     assert!(store.save(&rec.key, &p, later, now).expect("save"));
-    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    let loaded = live(store, &rec.key, now);
     assert_eq!(
         Value::Object(loaded.data),
         json!({"keep": "me", "new": {"nested": [true, null]}, "null": null})
@@ -217,26 +251,21 @@ fn save_applies_only_the_patch<S: Store>(store: &S) {
     // A second writer's patch must not undo the first's keys.
     let other = patch(&[("second", Change::Set(json!(2)))]);
     assert!(store.save(&rec.key, &other, later, now).expect("save"));
-    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    let loaded = live(store, &rec.key, now);
     assert_eq!(loaded.data["new"], json!({"nested": [true, null]}));
     assert_eq!(loaded.data["second"], json!(2));
 }
 
 fn save_never_resurrects<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     assert!(store.delete(&rec.key).expect("delete"));
     let p = patch(&[("x", Change::Set(json!(1)))]);
     assert!(
         !store.save(&rec.key, &p, touch(now), now).expect("save"),
         "save of a deleted session must report false"
     );
-    assert_eq!(
-        store.load(&rec.key, now).expect("load"),
-        None,
-        "a deleted session came back"
-    );
+    assert_gone(store, &rec.key, now, "a deleted session came back");
 }
 
 fn save_never_revives_an_expired_session<S: Store>(store: &S) {
@@ -249,11 +278,7 @@ fn save_never_revives_an_expired_session<S: Store>(store: &S) {
             .save(&rec.key, &Patch::default(), touch(now), now)
             .expect("save")
     );
-    assert_eq!(
-        store.load(&rec.key, now).expect("load"),
-        None,
-        "an expired session came back"
-    );
+    assert_gone(store, &rec.key, now, "an expired session came back");
 }
 
 /// A touch computed from a wall clock stepped back (or another instance's
@@ -261,17 +286,12 @@ fn save_never_revives_an_expired_session<S: Store>(store: &S) {
 /// right, its user would be signed out.
 fn a_touch_never_moves_expiry_back<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     let behind = now - 24 * HOUR;
     let p = patch(&[("x", Change::Set(json!(1)))]);
     assert!(store.save(&rec.key, &p, touch(behind), now).expect("save"));
     assert_eq!(
-        store
-            .load(&rec.key, now)
-            .expect("load")
-            .expect("live")
-            .expires_at,
+        live(store, &rec.key, now).expires_at,
         rec.expires_at,
         "save moved expiry back"
     );
@@ -280,11 +300,7 @@ fn a_touch_never_moves_expiry_back<S: Store>(store: &S) {
         .expect("increment");
     assert_eq!(n, Some(1));
     assert_eq!(
-        store
-            .load(&rec.key, now)
-            .expect("load")
-            .expect("live")
-            .expires_at,
+        live(store, &rec.key, now).expires_at,
         rec.expires_at,
         "increment moved expiry back"
     );
@@ -295,14 +311,7 @@ fn a_touch_never_moves_expiry_back<S: Store>(store: &S) {
             .save(&rec.key, &Patch::default(), ahead, now)
             .expect("save")
     );
-    assert_eq!(
-        store
-            .load(&rec.key, now)
-            .expect("load")
-            .expect("live")
-            .expires_at,
-        ahead.expires_at
-    );
+    assert_eq!(live(store, &rec.key, now).expires_at, ahead.expires_at);
 }
 
 fn increment_counts_from_zero_and_returns_the_value<S: Store>(store: &S) {
@@ -334,7 +343,7 @@ fn increment_counts_from_zero_and_returns_the_value<S: Store>(store: &S) {
             .expect("inc"),
         Some(1)
     );
-    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    let loaded = live(store, &rec.key, now);
     assert_eq!(loaded.data["visits"], json!(4));
 }
 
@@ -372,8 +381,7 @@ fn regenerate_replaces_the_old_key<S: Store>(store: &S) {
 
 fn delete_reports_whether_it_existed<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     assert!(store.delete(&rec.key).expect("delete"));
     assert!(!store.delete(&rec.key).expect("delete twice"));
 }
@@ -500,15 +508,14 @@ fn many_keys_survive_create_and_regenerate<S: Store>(store: &S) {
     let mut next = rec.clone();
     next.key = fresh();
     store.regenerate(&rec.key, &next).expect("regenerate");
-    let loaded = store.load(&next.key, now).expect("load").expect("live");
+    let loaded = live(store, &next.key, now);
     assert_eq!(loaded.data.len(), 9000);
     assert_eq!(loaded.data["k8999"], json!(8999));
 }
 
 fn odd_keys_round_trip<S: Store>(store: &S) {
     let now = clock::now();
-    let rec = record(fresh(), now);
-    store.create(&rec).expect("create");
+    let rec = created(store, now);
     let keys = ["a.b", "[0]", "$", "with space", "'quote'", "x:y/z"];
     let p = Patch(
         keys.iter()
@@ -516,7 +523,7 @@ fn odd_keys_round_trip<S: Store>(store: &S) {
             .collect(),
     );
     assert!(store.save(&rec.key, &p, touch(now), now).expect("save"));
-    let loaded = store.load(&rec.key, now).expect("load").expect("live");
+    let loaded = live(store, &rec.key, now);
     for k in keys {
         assert_eq!(
             loaded.data.get(k),

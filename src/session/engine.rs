@@ -13,11 +13,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Map;
 
-use super::cookie::{self, CookieOptions, Signer};
+use super::cookie::{self, CookieOptions};
 use super::id::{SessionId, SessionKey};
 use super::sealed::{MAX_SEALED, Sealer};
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId, valid_key};
 use crate::clock::{self, Millis, millis};
+use crate::crypto::Signer;
 
 /// The context string session cookies are signed under.
 const COOKIE_CONTEXT: &str = "session";
@@ -119,7 +120,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     signer: Signer,
     options: SessionOptions,
-    sealer: Option<Sealer>,
+    /// Where sessions are kept between requests: the one place where the
+    /// server-side store and the cookie store differ.
+    keeping: Box<dyn Keeping>,
 }
 
 impl Engine {
@@ -129,7 +132,7 @@ impl Engine {
             store,
             signer,
             options,
-            sealer: None,
+            keeping: Box::new(InStore),
         }
     }
 
@@ -141,7 +144,7 @@ impl Engine {
             store: Arc::new(super::MemoryStore::new()),
             signer: Signer::new(secrets.to_vec()),
             options,
-            sealer: Some(Sealer::new(secrets)),
+            keeping: Box::new(InCookie(Sealer::new(secrets))),
         }
     }
 
@@ -180,23 +183,10 @@ impl Engine {
     /// Only store failures: a bad cookie is "no session", not an error.
     pub fn start(&self, request: RequestInfo<'_>) -> Result<Session<'_>, StoreError> {
         let now = clock::now();
-        let mut loaded = None;
-        if let Some(header) = request.cookie_header {
-            if let Some(sealer) = &self.sealer {
-                let name = &self.options.cookie.name;
-                loaded = cookie::find(header, name)
-                    .take(4)
-                    .find_map(|v| sealer.open(v, name, now))
-                    .map(|r| (r, None, None));
-            } else {
-                for id in self.session_ids(header) {
-                    if let Some((record, user)) = self.store.load_with_user(&id.key(), now)? {
-                        loaded = Some((record, Some(id), user));
-                        break;
-                    }
-                }
-            }
-        }
+        let loaded = match request.cookie_header {
+            Some(header) => self.keeping.load(self, header, now)?,
+            None => None,
+        };
         let (status, record, id, principal) = match loaded {
             Some((record, id, user)) => (Status::Live, record, id, user),
             None => (Status::New, self.blank(now, &request), None, None),
@@ -229,95 +219,7 @@ impl Engine {
             .inner
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = clock::now();
-        if let Some(sealer) = &self.sealer {
-            return self.finish_sealed(sealer, inner, now);
-        }
-        match inner.status {
-            Status::Destroyed => Ok(Some(self.options.cookie.clear_cookie(inner.https))),
-            Status::Gone => Ok(None),
-            Status::New => {
-                if inner.patch.is_empty() && inner.record.user_id.is_none() {
-                    return Ok(None); // lazy: nothing worth keeping, no row, no cookie
-                }
-                let mut record = inner.record;
-                inner.patch.apply(&mut record.data);
-                let id = inner.new_id.unwrap_or_else(SessionId::generate);
-                record.key = id.key();
-                self.store.create(&record)?;
-                Ok(Some(self.cookie_for(&id, &record, now, inner.https)))
-            }
-            Status::Live => {
-                let record = &inner.record;
-                let due =
-                    now - record.last_seen_at >= self.options.touch_interval_for(record.persistent);
-                if !inner.patch.is_empty() {
-                    // `false` means a concurrent request destroyed it: leave it gone.
-                    self.store
-                        .save(&record.key, &inner.patch, self.touch(record, now), now)?;
-                } else if due {
-                    // Only the touch: bookkeeping, best effort. A read that
-                    // cannot record its activity still answers (forward auth
-                    // must not lock everyone out while the disk is full);
-                    // the session then slides on the next touch that works.
-                    if let Err(e) =
-                        self.store
-                            .save(&record.key, &inner.patch, self.touch(record, now), now)
-                    {
-                        touch_failed(&e, now);
-                    }
-                }
-                let resend = match (&inner.new_id, self.options.rolling) {
-                    (Some(id), _) => Some(id),
-                    (None, true) => inner.id.as_ref(),
-                    (None, false) => None,
-                };
-                Ok(resend.map(|id| self.cookie_for(id, record, now, inner.https)))
-            }
-        }
-    }
-
-    /// `finish` for the cookie store: the session is sealed into the cookie
-    /// whenever it changed, is new, is due a touch, or `rolling` is on.
-    fn finish_sealed(
-        &self,
-        sealer: &Sealer,
-        inner: Inner,
-        now: Millis,
-    ) -> Result<Option<String>, StoreError> {
-        let mut record = inner.record;
-        inner.patch.apply(&mut record.data);
-        let changed = !inner.patch.is_empty() || inner.dirty || inner.new_id.is_some();
-        let send = match inner.status {
-            Status::Destroyed => return Ok(Some(self.options.cookie.clear_cookie(inner.https))),
-            Status::Gone => return Ok(None),
-            Status::New => changed || record.user_id.is_some(),
-            Status::Live => {
-                let due =
-                    now - record.last_seen_at >= self.options.touch_interval_for(record.persistent);
-                changed || due || self.options.rolling
-            }
-        };
-        if !send {
-            return Ok(None);
-        }
-        let touch = self.touch(&record, now);
-        record.last_seen_at = touch.last_seen_at;
-        record.expires_at = touch.expires_at;
-        let name = &self.options.cookie.name;
-        let value = sealer.seal(&record, name).map_err(|len| {
-            StoreError::Backend(format!(
-                "the session is {len} bytes sealed, over the cookie store's limit of {MAX_SEALED}"
-            ))
-        })?;
-        let max_age = record
-            .persistent
-            .then(|| (record.absolute_expires_at - now) / 1000);
-        Ok(Some(self.options.cookie.set_cookie(
-            &value,
-            max_age,
-            inner.https,
-        )))
+        self.keeping.finish(self, inner, clock::now())
     }
 
     fn blank(&self, now: Millis, request: &RequestInfo<'_>) -> Record {
@@ -400,7 +302,7 @@ struct Inner {
     /// An id issued during this request, to be sent in a cookie.
     new_id: Option<SessionId>,
     /// The user as read with the session, if the store joined it.
-    principal: Option<Principal>,
+    principal: Option<User>,
     now: Millis,
     https: bool,
 }
@@ -442,7 +344,7 @@ impl Session<'_> {
     /// The signed-in user's row as read with the session at the start of
     /// this request, when the store read it (see [`Store::load_with_user`])
     /// and the session still belongs to that user.
-    pub fn principal(&self) -> Option<Principal> {
+    pub fn principal(&self) -> Option<User> {
         let inner = self.lock();
         match (&inner.principal, inner.status, inner.record.user_id) {
             (Some(p), Status::Live, Some(id)) if p.id == id => Some(p.clone()),
@@ -455,7 +357,8 @@ impl Session<'_> {
     /// stores nothing to bind to).
     pub fn key(&self) -> Option<SessionKey> {
         let inner = self.lock();
-        (inner.status == Status::Live && self.engine.sealer.is_none()).then_some(inner.record.key)
+        (inner.status == Status::Live && self.engine.keeping.binds_key())
+            .then_some(inner.record.key)
     }
 
     /// A copy of the record as this request sees it.
@@ -514,65 +417,7 @@ impl Session<'_> {
     pub fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
         check_key(key)?;
         let mut inner = self.lock();
-        if self.engine.sealer.is_some() && inner.status != Status::Destroyed {
-            // One cookie per session: nothing shared to add to atomically.
-            let current = match inner.patch.0.get(key) {
-                Some(Change::Set(v)) => v.as_i64(),
-                Some(Change::Remove) => None,
-                None => inner
-                    .record
-                    .data
-                    .get(key)
-                    .and_then(serde_json::Value::as_i64),
-            };
-            let value = current.unwrap_or(0).saturating_add(by);
-            inner
-                .patch
-                .0
-                .insert(key.to_owned(), Change::Set(value.into()));
-            return Ok(value);
-        }
-        match inner.status {
-            Status::Destroyed | Status::Gone => Err(SessionError::Gone),
-            Status::New => {
-                // Create the row now, with this value, so later increments
-                // by concurrent requests have something to add to.
-                let base = match inner.patch.0.get(key) {
-                    Some(Change::Set(v)) => v.as_i64().unwrap_or(0),
-                    _ => 0,
-                };
-                let value = base.saturating_add(by);
-                inner
-                    .patch
-                    .0
-                    .insert(key.to_owned(), Change::Set(value.into()));
-                self.store_under_new_id(&mut inner, None)?;
-                Ok(value)
-            }
-            Status::Live => {
-                let now = clock::now();
-                let touch = self.engine.touch(&inner.record, now);
-                match self
-                    .engine
-                    .store
-                    .increment(&inner.record.key, key, by, touch, now)?
-                {
-                    Some(value) => {
-                        inner.record.data.insert(key.to_owned(), value.into());
-                        inner.record.last_seen_at = touch.last_seen_at;
-                        inner.record.expires_at = touch.expires_at;
-                        if let Some(Change::Set(_)) = inner.patch.0.get(key) {
-                            inner.patch.0.remove(key);
-                        }
-                        Ok(value)
-                    }
-                    None => {
-                        inner.status = Status::Gone;
-                        Err(SessionError::Gone)
-                    }
-                }
-            }
-        }
+        self.engine.keeping.increment(self, &mut inner, key, by)
     }
 
     /// Signs `user_id` in: a new id (the old one stops working at once),
@@ -607,21 +452,7 @@ impl Session<'_> {
     }
 
     fn regenerate_locked(&self, inner: &mut Inner) -> Result<(), SessionError> {
-        if self.engine.sealer.is_some() {
-            // A fresh nonce seals a new cookie; the old one cannot be
-            // revoked (see `Sealer`), but it no longer carries the login.
-            inner.status = Status::Live;
-            inner.new_id = Some(SessionId::generate());
-            inner.dirty = true;
-            return Ok(());
-        }
-        match inner.status {
-            Status::Live => {
-                let old = inner.record.key;
-                self.store_under_new_id(inner, Some(old))
-            }
-            Status::New | Status::Gone | Status::Destroyed => self.store_under_new_id(inner, None),
-        }
+        self.engine.keeping.regenerate(self, inner)
     }
 
     /// Stores the session as this request sees it (data plus patch) under a
@@ -671,8 +502,8 @@ impl Session<'_> {
     /// Store failures.
     pub fn destroy(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
-        if inner.status == Status::Live && self.engine.sealer.is_none() {
-            self.engine.store.delete(&inner.record.key)?;
+        if inner.status == Status::Live {
+            self.engine.keeping.forget(self.engine, &inner.record.key)?;
         }
         inner.status = Status::Destroyed;
         inner.patch = Patch::default();
@@ -683,6 +514,301 @@ impl Session<'_> {
     /// When this request started, as the engine saw it.
     pub fn started_at(&self) -> Millis {
         self.lock().now
+    }
+}
+
+/// Where sessions are kept between requests: the one seam between the
+/// server-side [`Store`] ([`InStore`]) and the sealed cookie ([`InCookie`]).
+/// Everything else the engine does (lifetimes, touches, lazy creation,
+/// cookies' attributes) is the same for both.
+trait Keeping: Send + Sync {
+    /// The session the `Cookie` header names, with the verified id and the
+    /// user when the store read them.
+    fn load(
+        &self,
+        engine: &Engine,
+        header: &str,
+        now: Millis,
+    ) -> Result<Option<Loaded>, StoreError>;
+
+    /// Writes what the request changed; the `Set-Cookie` value, if any.
+    fn finish(
+        &self,
+        engine: &Engine,
+        inner: Inner,
+        now: Millis,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Adds `by` to the integer at `key` (a valid key) and returns it.
+    fn increment(
+        &self,
+        session: &Session<'_>,
+        inner: &mut Inner,
+        key: &str,
+        by: i64,
+    ) -> Result<i64, SessionError>;
+
+    /// A new id for the session; the old one stops carrying it.
+    fn regenerate(&self, session: &Session<'_>, inner: &mut Inner) -> Result<(), SessionError>;
+
+    /// Removes the live session under `key` from wherever it is kept.
+    fn forget(&self, engine: &Engine, key: &SessionKey) -> Result<(), StoreError>;
+
+    /// Whether a live session has a stored key that tokens may be bound to.
+    fn binds_key(&self) -> bool;
+}
+
+/// A loaded session: its record, the verified id it was loaded with, and
+/// the user read with it.
+type Loaded = (Record, Option<SessionId>, Option<User>);
+
+/// Sessions in the engine's [`Store`], named by a signed id in the cookie.
+struct InStore;
+
+impl Keeping for InStore {
+    fn load(
+        &self,
+        engine: &Engine,
+        header: &str,
+        now: Millis,
+    ) -> Result<Option<Loaded>, StoreError> {
+        for id in engine.session_ids(header) {
+            if let Some((record, user)) = engine.store.load_with_user(&id.key(), now)? {
+                return Ok(Some((record, Some(id), user)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish(
+        &self,
+        engine: &Engine,
+        inner: Inner,
+        now: Millis,
+    ) -> Result<Option<String>, StoreError> {
+        match inner.status {
+            Status::Destroyed => Ok(Some(engine.options.cookie.clear_cookie(inner.https))),
+            Status::Gone => Ok(None),
+            Status::New => {
+                if inner.patch.is_empty() && inner.record.user_id.is_none() {
+                    return Ok(None); // lazy: nothing worth keeping, no row, no cookie
+                }
+                let mut record = inner.record;
+                inner.patch.apply(&mut record.data);
+                let id = inner.new_id.unwrap_or_else(SessionId::generate);
+                record.key = id.key();
+                engine.store.create(&record)?;
+                Ok(Some(engine.cookie_for(&id, &record, now, inner.https)))
+            }
+            Status::Live => {
+                let record = &inner.record;
+                let due = now - record.last_seen_at
+                    >= engine.options.touch_interval_for(record.persistent);
+                if !inner.patch.is_empty() {
+                    // `false` means a concurrent request destroyed it: leave it gone.
+                    engine
+                        .store
+                        .save(&record.key, &inner.patch, engine.touch(record, now), now)?;
+                } else if due {
+                    // Only the touch: bookkeeping, best effort. A read that
+                    // cannot record its activity still answers (forward auth
+                    // must not lock everyone out while the disk is full);
+                    // the session then slides on the next touch that works.
+                    if let Err(e) =
+                        engine
+                            .store
+                            .save(&record.key, &inner.patch, engine.touch(record, now), now)
+                    {
+                        touch_failed(&e, now);
+                    }
+                }
+                let resend = match (&inner.new_id, engine.options.rolling) {
+                    (Some(id), _) => Some(id),
+                    (None, true) => inner.id.as_ref(),
+                    (None, false) => None,
+                };
+                Ok(resend.map(|id| engine.cookie_for(id, record, now, inner.https)))
+            }
+        }
+    }
+
+    fn increment(
+        &self,
+        session: &Session<'_>,
+        inner: &mut Inner,
+        key: &str,
+        by: i64,
+    ) -> Result<i64, SessionError> {
+        match inner.status {
+            Status::Destroyed | Status::Gone => Err(SessionError::Gone),
+            Status::New => {
+                // Create the row now, with this value, so later increments
+                // by concurrent requests have something to add to.
+                let base = match inner.patch.0.get(key) {
+                    Some(Change::Set(v)) => v.as_i64().unwrap_or(0),
+                    _ => 0,
+                };
+                let value = base.saturating_add(by);
+                inner
+                    .patch
+                    .0
+                    .insert(key.to_owned(), Change::Set(value.into()));
+                session.store_under_new_id(inner, None)?;
+                Ok(value)
+            }
+            Status::Live => {
+                let now = clock::now();
+                let touch = session.engine.touch(&inner.record, now);
+                match session
+                    .engine
+                    .store
+                    .increment(&inner.record.key, key, by, touch, now)?
+                {
+                    Some(value) => {
+                        inner.record.data.insert(key.to_owned(), value.into());
+                        inner.record.last_seen_at = touch.last_seen_at;
+                        inner.record.expires_at = touch.expires_at;
+                        if let Some(Change::Set(_)) = inner.patch.0.get(key) {
+                            inner.patch.0.remove(key);
+                        }
+                        Ok(value)
+                    }
+                    None => {
+                        inner.status = Status::Gone;
+                        Err(SessionError::Gone)
+                    }
+                }
+            }
+        }
+    }
+
+    fn regenerate(&self, session: &Session<'_>, inner: &mut Inner) -> Result<(), SessionError> {
+        match inner.status {
+            Status::Live => {
+                let old = inner.record.key;
+                session.store_under_new_id(inner, Some(old))
+            }
+            Status::New | Status::Gone | Status::Destroyed => {
+                session.store_under_new_id(inner, None)
+            }
+        }
+    }
+
+    fn forget(&self, engine: &Engine, key: &SessionKey) -> Result<(), StoreError> {
+        engine.store.delete(key)?;
+        Ok(())
+    }
+
+    fn binds_key(&self) -> bool {
+        true
+    }
+}
+
+/// Sessions sealed into the cookie itself (see [`Sealer`]): nothing is
+/// stored, so nothing can be shared, revoked or bound to.
+struct InCookie(Sealer);
+
+impl Keeping for InCookie {
+    fn load(
+        &self,
+        engine: &Engine,
+        header: &str,
+        now: Millis,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let name = &engine.options.cookie.name;
+        Ok(cookie::find(header, name)
+            .take(4)
+            .find_map(|v| self.0.open(v, name, now))
+            .map(|r| (r, None, None)))
+    }
+
+    /// The session is sealed into the cookie whenever it changed, is new,
+    /// is due a touch, or `rolling` is on.
+    fn finish(
+        &self,
+        engine: &Engine,
+        inner: Inner,
+        now: Millis,
+    ) -> Result<Option<String>, StoreError> {
+        let mut record = inner.record;
+        inner.patch.apply(&mut record.data);
+        let changed = !inner.patch.is_empty() || inner.dirty || inner.new_id.is_some();
+        let send = match inner.status {
+            Status::Destroyed => return Ok(Some(engine.options.cookie.clear_cookie(inner.https))),
+            Status::Gone => return Ok(None),
+            Status::New => changed || record.user_id.is_some(),
+            Status::Live => {
+                let due = now - record.last_seen_at
+                    >= engine.options.touch_interval_for(record.persistent);
+                changed || due || engine.options.rolling
+            }
+        };
+        if !send {
+            return Ok(None);
+        }
+        let touch = engine.touch(&record, now);
+        record.last_seen_at = touch.last_seen_at;
+        record.expires_at = touch.expires_at;
+        let name = &engine.options.cookie.name;
+        let value = self.0.seal(&record, name).map_err(|len| {
+            StoreError::Backend(format!(
+                "the session is {len} bytes sealed, over the cookie store's limit of {MAX_SEALED}"
+            ))
+        })?;
+        let max_age = record
+            .persistent
+            .then(|| (record.absolute_expires_at - now) / 1000);
+        Ok(Some(engine.options.cookie.set_cookie(
+            &value,
+            max_age,
+            inner.https,
+        )))
+    }
+
+    fn increment(
+        &self,
+        _session: &Session<'_>,
+        inner: &mut Inner,
+        key: &str,
+        by: i64,
+    ) -> Result<i64, SessionError> {
+        if inner.status == Status::Destroyed {
+            return Err(SessionError::Gone);
+        }
+        // One cookie per session: nothing shared to add to atomically.
+        let current = match inner.patch.0.get(key) {
+            Some(Change::Set(v)) => v.as_i64(),
+            Some(Change::Remove) => None,
+            None => inner
+                .record
+                .data
+                .get(key)
+                .and_then(serde_json::Value::as_i64),
+        };
+        let value = current.unwrap_or(0).saturating_add(by);
+        inner
+            .patch
+            .0
+            .insert(key.to_owned(), Change::Set(value.into()));
+        Ok(value)
+    }
+
+    fn regenerate(&self, _session: &Session<'_>, inner: &mut Inner) -> Result<(), SessionError> {
+        // A fresh nonce seals a new cookie; the old one cannot be
+        // revoked (see `Sealer`), but it no longer carries the login.
+        inner.status = Status::Live;
+        inner.new_id = Some(SessionId::generate());
+        inner.dirty = true;
+        Ok(())
+    }
+
+    fn forget(&self, _engine: &Engine, _key: &SessionKey) -> Result<(), StoreError> {
+        // Nothing is stored: the cleared cookie is all there is to remove.
+        Ok(())
+    }
+
+    fn binds_key(&self) -> bool {
+        false
     }
 }
 

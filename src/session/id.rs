@@ -6,8 +6,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::TryRng as _;
 use sha2::{Digest, Sha256};
+
+use crate::crypto::random_bytes;
 
 /// Length of an encoded session id.
 pub const ID_LEN: usize = 43;
@@ -92,19 +93,6 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// `N` bytes from the operating system's random source.
-///
-/// # Panics
-///
-/// When the operating system's random source fails.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut buf)
-        .expect("the OS random source must work to make secrets");
-    buf
 }
 
 #[cfg(test)]

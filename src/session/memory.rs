@@ -176,7 +176,6 @@ mod tests {
 
     #[test]
     fn the_memory_store_passes_the_conformance_suite() {
-        crate::session::conformance::run(&MemoryStore::new());
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(MemoryStore::new()));
+        crate::session::conformance::run_all(MemoryStore::new());
     }
 }

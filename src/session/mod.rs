@@ -1,7 +1,11 @@
-//! Sessions: ids, signed cookies, the [`Store`] trait and its SQLite and
-//! memory stores, the [`Engine`] that loads and saves them, and the reaper.
+//! Sessions: ids, cookies, the [`Store`] trait and its stores (SQLite,
+//! PostgreSQL, Redis, memory) with the [`conformance`] suite they all pass,
+//! the [`Engine`] that loads and saves them (or seals them into the cookie
+//! instead), and the reaper.
 //!
-//! Nothing here sees an HTTP library's types; see `web` for the glue.
+//! Nothing here sees an HTTP library's types; see `web` for the glue. The
+//! pools the stores use are `db`'s; signing is [`crate::crypto`]'s; the
+//! user read with a session is [`crate::identity::User`].
 
 pub mod conformance;
 pub mod cookie;
@@ -10,18 +14,18 @@ mod id;
 mod memory;
 mod postgres;
 mod reaper;
-pub mod redis;
+mod redis;
 mod sealed;
 mod sqlite;
 mod store;
 
-pub use cookie::{CookieOptions, SameSite, Signer};
+pub use cookie::{CookieOptions, SameSite};
 pub use engine::{Engine, RequestInfo, Session, SessionError, SessionOptions};
-pub use id::{SessionId, SessionKey, random_bytes};
+pub use id::{SessionId, SessionKey};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use reaper::Reaper;
 pub use redis::RedisStore;
 pub use sealed::{MAX_SEALED, Sealer};
 pub use sqlite::SqliteStore;
-pub use store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId, valid_key};
+pub use store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId, valid_key};

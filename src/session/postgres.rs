@@ -13,24 +13,14 @@ use postgres::types::{ToSql, Type};
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId};
 use crate::clock::Millis;
-use crate::db::postgres::{PgPool, is_connection_error};
+use crate::db::postgres::PgPool;
 
 /// Sessions in PostgreSQL.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
-        if is_connection_error(&e) {
-            Self::Unavailable(format!("PostgreSQL: {e}"))
-        } else {
-            Self::Backend(format!("PostgreSQL: {e}"))
-        }
-    }
 }
 
 const COLUMNS: &str = "key, user_id, data::text, created_at, last_seen_at, expires_at, \
@@ -117,9 +107,7 @@ impl PostgresStore {
     }
 
     fn client(&self) -> Result<crate::db::postgres::PgConn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+        Ok(crate::db::postgres::client(&self.pool)?)
     }
 }
 
@@ -145,12 +133,13 @@ impl Store for PostgresStore {
         &self,
         key: &SessionKey,
         now: Millis,
-    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         let key = &key.0[..];
         let Some(row) = self.client()?.query_typed_opt(
             "SELECT s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, s.expires_at, \
                     s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                    u.password_changed_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.key = $1 AND s.expires_at > $2",
             &[(&key, Type::BYTEA), (&now, Type::INT8)],
@@ -159,17 +148,7 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let r = record(&row)?;
-        let user = match (r.user_id, row.try_get::<_, Option<String>>(10)?) {
-            (Some(id), Some(username)) => Some(Principal {
-                id,
-                username,
-                is_admin: row.try_get(11)?,
-                disabled: row.try_get(12)?,
-                created_at: row.try_get(13)?,
-                password_changed_at: row.try_get(14)?,
-            }),
-            _ => None,
-        };
+        let user = User::from_joined_row(&row, 10)?;
         Ok(Some((r, user)))
     }
 
@@ -356,10 +335,7 @@ mod tests {
         let pool = postgres::open(&url, 20).expect("open");
         pool.get()
             .expect("conn")
-            .batch_execute(
-                "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-                 VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
-            )
+            .batch_execute(crate::session::conformance::USERS)
             .expect("users");
         Some(PostgresStore::new(pool))
     }
@@ -367,17 +343,14 @@ mod tests {
     #[test]
     fn the_postgres_store_passes_the_conformance_suite() {
         let Some(store) = scratch() else { return };
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+        crate::session::conformance::run_all(store);
     }
 
     #[test]
     fn an_increment_whose_commit_fails_is_an_error_on_postgres() {
         let Some(store) = scratch() else { return };
         let now = crate::clock::now();
-        let rec =
-            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
-        store.create(&rec).expect("create");
+        let rec = crate::session::conformance::created(&store, now);
         store
             .pool
             .get()

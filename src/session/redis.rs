@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use redis::Script;
 use serde_json::{Map, Value};
@@ -33,95 +32,13 @@ use serde_json::{Map, Value};
 use super::id::SessionKey;
 use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
 use crate::clock::Millis;
-use crate::db::checked::{Checked, Conn};
-
-/// How long connecting, or waiting for Redis to answer, may take before the
-/// request that needed it is answered `503`.
-pub const TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A pool of Redis connections.
-pub type RedisPool = r2d2::Pool<Checked<redis::Client>>;
-
-/// A connection checked out of a [`RedisPool`].
-pub type RedisConn = r2d2::PooledConnection<Checked<redis::Client>>;
+use crate::db::redis::{RedisConn, RedisPool, open_pool};
 
 /// Sessions in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     pool: RedisPool,
     prefix: String,
-}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-        {
-            Self::Unavailable(format!("Redis: {e}"))
-        } else {
-            Self::Backend(format!("Redis: {e}"))
-        }
-    }
-}
-
-/// Puts read and write timeouts on every new connection, so a Redis that
-/// stops answering costs a request [`TIMEOUT`], not a thread forever.
-#[derive(Debug)]
-struct Timeouts;
-
-impl r2d2::CustomizeConnection<Conn<redis::Connection>, redis::RedisError> for Timeouts {
-    fn on_acquire(&self, conn: &mut Conn<redis::Connection>) -> Result<(), redis::RedisError> {
-        conn.set_read_timeout(Some(TIMEOUT))?;
-        conn.set_write_timeout(Some(TIMEOUT))
-    }
-}
-
-/// Whether `setting` names a Redis server.
-pub fn is_url(setting: &str) -> bool {
-    [
-        "redis://",
-        "rediss://",
-        "valkey://",
-        "redis+unix://",
-        "unix://",
-    ]
-    .iter()
-    .any(|scheme| setting.starts_with(scheme))
-}
-
-/// Connects a pool of at most `max_size` connections to the server at `url`
-/// and checks that it answers.
-///
-/// # Errors
-///
-/// A malformed URL or an unreachable server.
-pub fn open_pool(url: &str, max_size: u32) -> Result<RedisPool, StoreError> {
-    let url = url.replacen("valkey://", "redis://", 1);
-    let client = redis::Client::open(url.as_str())
-        .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
-    let pool = r2d2::Pool::builder()
-        .max_size(max_size.max(1))
-        .min_idle(Some(1))
-        // Only connections that sat idle are pinged (see `db::checked`).
-        .test_on_check_out(true)
-        .connection_timeout(TIMEOUT)
-        .connection_customizer(Box::new(Timeouts))
-        .build(Checked(client))
-        .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))?;
-    let pong: String = redis::cmd("PING").query(&mut **get(&pool)?)?;
-    if pong != "PONG" {
-        return Err(StoreError::Backend(format!(
-            "Redis answered PING with {pong}"
-        )));
-    }
-    Ok(pool)
-}
-
-fn get(pool: &RedisPool) -> Result<RedisConn, StoreError> {
-    pool.get()
-        .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))
 }
 
 /// Helpers every script starts with. `ARGV[1]` is always the prefix.
@@ -414,7 +331,7 @@ impl RedisStore {
     }
 
     fn conn(&self) -> Result<RedisConn, StoreError> {
-        get(&self.pool)
+        Ok(crate::db::redis::conn(&self.pool)?)
     }
 
     fn put(&self, old: Option<&SessionKey>, new: &Record) -> Result<(), StoreError> {
@@ -606,32 +523,13 @@ impl Store for RedisStore {
     }
 }
 
-/// The server tests run against: `GATEHOUSE_TEST_REDIS`, a URL. Unset,
-/// Redis tests are skipped, except under CI, where that is a failure.
-#[doc(hidden)]
-pub fn test_url() -> Option<String> {
-    crate::db::test_server("GATEHOUSE_TEST_REDIS")
-}
-
-/// For tests: a prefix no other test uses.
-#[doc(hidden)]
-pub fn scratch_prefix() -> String {
-    format!("gatehouse-test:{:016x}:", rand::random::<u64>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::redis::{scratch_prefix, test_url};
 
     fn scratch() -> Option<RedisStore> {
         Some(RedisStore::open(&test_url()?, &scratch_prefix()).expect("redis"))
-    }
-
-    #[test]
-    fn the_redis_store_passes_the_conformance_suite() {
-        let Some(store) = scratch() else { return };
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
     }
 
     #[test]
@@ -659,5 +557,11 @@ mod tests {
             .query(&mut *conn)
             .expect("pttl");
         assert!(ttl > 0 && ttl <= rec.expires_at - now + 60_000, "ttl {ttl}");
+    }
+
+    #[test]
+    fn the_redis_store_passes_the_conformance_suite() {
+        let Some(store) = scratch() else { return };
+        crate::session::conformance::run_all(store);
     }
 }

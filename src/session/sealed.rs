@@ -23,9 +23,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::id::{SessionKey, random_bytes};
+use super::id::SessionKey;
 use super::store::{Record, UserId};
 use crate::clock::Millis;
+use crate::crypto::random_bytes;
 
 /// The largest sealed cookie value written.
 pub const MAX_SEALED: usize = 4000;

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as
 use serde_json::{Map, Value};
 
 use super::id::SessionKey;
-use super::store::{Change, Patch, Principal, Record, Store, StoreError, Touch, UserId};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, User, UserId};
 use crate::clock::Millis;
 use crate::db::{self, DbError, Pool};
 
@@ -27,28 +27,6 @@ pub struct SqliteStore {
     /// sleeps 1, 2, 5, 10... ms between retries: under contention (many
     /// requests counting visits at once) a queue on a mutex is far faster.
     writer: std::sync::Arc<std::sync::Mutex<()>>,
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e).into()
-    }
-}
-
-impl From<r2d2::Error> for StoreError {
-    fn from(e: r2d2::Error) -> Self {
-        DbError::Pool(e).into()
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
-            Self::Unavailable(e.detail())
-        } else {
-            Self::Backend(e.detail())
-        }
-    }
 }
 
 const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at, \
@@ -168,28 +146,19 @@ impl Store for SqliteStore {
         &self,
         key: &SessionKey,
         now: Millis,
-    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
                     s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.username, u.is_admin, u.disabled, u.created_at, u.password_changed_at \
+                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                    u.password_changed_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3",
         )?;
         stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
             let r = record(row)?;
-            let user = match (r.user_id, row.get::<_, Option<String>>(10)?) {
-                (Some(id), Some(username)) => Some(Principal {
-                    id,
-                    username,
-                    is_admin: row.get(11)?,
-                    disabled: row.get(12)?,
-                    created_at: row.get(13)?,
-                    password_changed_at: row.get(14)?,
-                }),
-                _ => None,
-            };
+            let user = User::from_joined_row(row, 10)?;
             Ok((r, user))
         })
         .optional()
@@ -379,12 +348,8 @@ mod tests {
     #[test]
     fn the_sqlite_store_passes_the_conformance_suite() {
         // The suite uses users 1 and 2; sessions reference the users table.
-        let (_dir, store) = store_with(
-            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-             VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);",
-        );
-        crate::session::conformance::run(&store);
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(store));
+        let (_dir, store) = store_with(crate::session::conformance::USERS);
+        crate::session::conformance::run_all(store);
     }
 
     #[test]
@@ -430,9 +395,7 @@ mod tests {
              VALUES (1, 'one', 'x', 0, 0);",
         );
         let now = crate::clock::now();
-        let rec =
-            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
-        store.create(&rec).expect("create");
+        let rec = crate::session::conformance::created(&store, now);
         // From here on every update of a session fails at commit (a
         // deferred foreign key broken by a trigger), as a full disk would.
         store

@@ -13,9 +13,8 @@ use serde_json::{Map, Value};
 
 use super::id::SessionKey;
 use crate::clock::Millis;
-
-/// The id of a user, as the users table numbers them.
-pub type UserId = i64;
+use crate::db::DbError;
+pub use crate::identity::{User, UserId};
 
 /// One stored session.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,25 +39,6 @@ pub struct Record {
     pub user_agent: Option<String>,
     /// The client's address when the session was made.
     pub ip: Option<String>,
-}
-
-/// A user's row (without the password hash): what the SQL stores read
-/// together with a session by joining the users table, so an authenticated
-/// request is one indexed read. `crate::users` calls it `User`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// The user's id.
-    pub id: UserId,
-    /// Name as first typed.
-    pub username: String,
-    /// May administer gatehouse.
-    pub is_admin: bool,
-    /// May not sign in.
-    pub disabled: bool,
-    /// When the user was created.
-    pub created_at: Millis,
-    /// When the password last changed.
-    pub password_changed_at: Millis,
 }
 
 /// One change to one key of a session's data.
@@ -122,6 +102,43 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+// Every backend's errors become a `StoreError` through `DbError`, which
+// knows which of them mean "unreachable, try later" (`Unavailable`, a `503`)
+// and which a failed operation.
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.detail())
+        } else {
+            Self::Backend(e.detail())
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e).into()
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError::Pool(e).into()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Postgres(e).into()
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        DbError::Redis(e).into()
+    }
+}
+
 /// A session backend.
 ///
 /// `now` is passed in rather than read inside so that every store agrees on
@@ -154,7 +171,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &SessionKey,
         now: Millis,
-    ) -> Result<Option<(Record, Option<Principal>)>, StoreError> {
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         Ok(self.load(key, now)?.map(|r| (r, None)))
     }
 
@@ -346,10 +363,7 @@ mod tests {
 
     #[test]
     fn the_default_methods_pass_the_conformance_suite() {
-        crate::session::conformance::run(&Defaults(crate::session::MemoryStore::new()));
-        crate::session::conformance::run_concurrent(std::sync::Arc::new(Defaults(
-            crate::session::MemoryStore::new(),
-        )));
+        crate::session::conformance::run_all(Defaults(crate::session::MemoryStore::new()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::{PgPool, is_connection_error};
 
-const COLUMNS: &str = "id, username, is_admin, disabled, created_at, password_changed_at";
+const COLUMNS: &str = crate::identity::USER_COLUMNS;
 
 /// The SQLSTATE of a unique-constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -27,21 +27,12 @@ impl From<postgres::Error> for UserError {
 }
 
 fn user(row: &postgres::Row) -> Result<User, UserError> {
-    Ok(User {
-        id: row.try_get(0)?,
-        username: row.try_get(1)?,
-        is_admin: row.try_get(2)?,
-        disabled: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        password_changed_at: row.try_get(5)?,
-    })
+    Ok(User::from_row(row, 0)?)
 }
 
 impl Postgres {
     fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
-        self.0
-            .get()
-            .map_err(|e| UserError::Unavailable(format!("PostgreSQL: {e}")))
+        crate::db::postgres::client(&self.0).map_err(|e| UserError::Unavailable(e.detail()))
     }
 
     fn one(

@@ -13,8 +13,8 @@ use crate::accounts::{AccountError, Check, Ended, Owner, Purpose};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock;
-use crate::password::PasswordError;
 use crate::session::SessionKey;
+use crate::users::password::PasswordError;
 use crate::users::{User, UserError};
 
 fn render(

@@ -16,8 +16,8 @@ use crate::accounts::{AccountError, Check, Ended, Owner, Purpose};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};
-use crate::password::PasswordError;
 use crate::session::Session;
+use crate::users::password::PasswordError;
 use crate::users::{User, UserError};
 
 /// The signed-in administrator, a redirect for anonymous visitors, or 403.

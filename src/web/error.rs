@@ -4,9 +4,9 @@
 use rouille::Response;
 
 use crate::accounts::AccountError;
-use crate::password::PasswordError;
 use crate::session::{SessionError, StoreError};
 use crate::users::UserError;
+use crate::users::password::PasswordError;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]

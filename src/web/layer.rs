@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use rouille::{Request, Response};
 
-use crate::session::{
-    Engine, Reaper, RequestInfo, Session, SessionOptions, Signer, Store, StoreError,
-};
+use crate::crypto::Signer;
+use crate::session::{Engine, Reaper, RequestInfo, Session, SessionOptions, Store, StoreError};
 
 /// Sessions for a rouille app: load before the handler, save and set the
 /// cookie after it.

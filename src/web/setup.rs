@@ -53,7 +53,7 @@ fn new_user_fields(form: &Form) -> std::result::Result<(Username, String), Strin
     if password != form.get("password2").unwrap_or("") {
         return Err("The two passwords do not match.".to_owned());
     }
-    crate::password::validate(password).map_err(|e| capitalise(&e.to_string()))?;
+    crate::users::password::validate(password).map_err(|e| capitalise(&e.to_string()))?;
     Ok((name, password.to_owned()))
 }
 

@@ -324,7 +324,7 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
     let Some(postgres) = gatehouse::db::postgres::test_url() else {
         return;
     };
-    let redis = gatehouse::session::redis::test_url();
+    let redis = gatehouse::db::redis::test_url();
     let mut targets = vec![false];
     if redis.is_some() {
         targets.push(true);
@@ -355,7 +355,7 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
             ));
             shared.push((
                 "GATEHOUSE_STORE_PREFIX".to_owned(),
-                gatehouse::session::redis::scratch_prefix(),
+                gatehouse::db::redis::scratch_prefix(),
             ));
         }
         let file = dir.path().join("gatehouse.db");

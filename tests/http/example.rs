@@ -45,7 +45,7 @@ fn start(store: &str, dir: &std::path::Path) -> (Running, String) {
 #[test]
 fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
     let mut stores = vec!["sqlite".to_owned(), "memory".into(), "cookie".into()];
-    stores.extend(gatehouse::session::redis::test_url());
+    stores.extend(gatehouse::db::redis::test_url());
     for store in &stores {
         let dir = tempfile::tempdir().expect("dir");
         let (_running, url) = start(store, dir.path());

@@ -81,7 +81,7 @@ pub fn backend_settings(dir: &Path) -> Vec<(String, String)> {
                 settings.push(("session_store".to_owned(), required("GATEHOUSE_TEST_REDIS")));
                 settings.push((
                     "store_prefix".to_owned(),
-                    gatehouse::session::redis::scratch_prefix(),
+                    gatehouse::db::redis::scratch_prefix(),
                 ));
             }
             settings

@@ -54,7 +54,7 @@ fn forty_eight_sign_ins_at_the_same_instant_all_succeed() {
 /// of `scope`; returns once they all run.
 fn occupy_workers<'s>(
     scope: &'s thread::Scope<'s, '_>,
-    hasher: &'s gatehouse::password::Hasher,
+    hasher: &'s gatehouse::users::password::Hasher,
 ) -> Vec<thread::ScopedJoinHandle<'s, ()>> {
     let hogs: Vec<_> = (0..hasher.workers())
         .map(|_| {

@@ -181,7 +181,7 @@ fn a_login_storm_does_not_starve_other_requests() {
         "the queue grew past its bound"
     );
     assert!(
-        stats.peak_waiting <= gatehouse::password::MAX_WAITING,
+        stats.peak_waiting <= gatehouse::users::password::MAX_WAITING,
         "the queue grew past its cap"
     );
     assert!(

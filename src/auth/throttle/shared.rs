@@ -9,8 +9,8 @@ use postgres::types::Type;
 use super::{Entry, Records};
 use crate::clock::Millis;
 use crate::db::postgres::PgPool;
+use crate::db::redis::RedisPool;
 use crate::session::StoreError;
-use crate::session::redis::RedisPool;
 
 fn corrupt(e: &serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("throttle record: {e}"))
@@ -31,9 +31,7 @@ pub struct PostgresRecords(pub PgPool);
 
 impl PostgresRecords {
     fn client(&self) -> Result<crate::db::postgres::PgConn, StoreError> {
-        self.0
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+        Ok(crate::db::postgres::client(&self.0)?)
     }
 }
 
@@ -113,10 +111,8 @@ impl RedisRecords {
         format!("{}t:{subject}", self.prefix)
     }
 
-    fn conn(&self) -> Result<crate::session::redis::RedisConn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))
+    fn conn(&self) -> Result<crate::db::redis::RedisConn, StoreError> {
+        Ok(crate::db::redis::conn(&self.pool)?)
     }
 }
 

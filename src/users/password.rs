@@ -316,7 +316,7 @@ impl Hasher {
         if let Some(hash) = self.dummy.get() {
             return Ok(hash);
         }
-        let secret = crate::session::random_bytes::<18>();
+        let secret = crate::crypto::random_bytes::<18>();
         let hash = self
             .run(|| bcrypt::hash(secret, self.cost))?
             .map_err(|_| PasswordError::Hash)?;

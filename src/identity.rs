@@ -1,0 +1,81 @@
+//! Who a user is, as every layer names it: the [`UserId`] the users table
+//! numbers them by and the [`User`] row. A bottom-layer module so that the
+//! session stores can hand back the user they read with a session (one
+//! joined read) without importing `users`, which sits beside them.
+
+use crate::clock::Millis;
+
+/// The id of a user, as the users table numbers them.
+pub type UserId = i64;
+
+/// A user's row (without the password hash). `users` reads and writes it;
+/// the SQL session stores read it together with a session by joining the
+/// users table, so an authenticated request is one indexed read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// Name as first typed.
+    pub username: String,
+    /// May administer gatehouse.
+    pub is_admin: bool,
+    /// May not sign in.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_at: Millis,
+    /// When the password last changed.
+    pub password_changed_at: Millis,
+}
+
+/// The columns of a user row, in the order [`User::from_row`] reads them.
+pub const USER_COLUMNS: &str = "id, username, is_admin, disabled, created_at, password_changed_at";
+
+/// A database row a [`User`] can be read from: SQLite's and PostgreSQL's
+/// rows implement it (in `db`), so the users backends and the session
+/// stores' joined read map a user row in one place.
+pub trait UserRow {
+    /// What reading a column can fail with.
+    type Error;
+    /// An integer column.
+    fn int(&self, index: usize) -> Result<i64, Self::Error>;
+    /// An integer column that may be `NULL`.
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error>;
+    /// A text column.
+    fn text(&self, index: usize) -> Result<String, Self::Error>;
+    /// A yes/no column.
+    fn flag(&self, index: usize) -> Result<bool, Self::Error>;
+}
+
+impl User {
+    /// The user in the columns of [`USER_COLUMNS`], starting at `first`.
+    ///
+    /// # Errors
+    ///
+    /// When a column is missing or of another type.
+    pub fn from_row<R: UserRow + ?Sized>(row: &R, first: usize) -> Result<Self, R::Error> {
+        Ok(Self {
+            id: row.int(first)?,
+            username: row.text(first + 1)?,
+            is_admin: row.flag(first + 2)?,
+            disabled: row.flag(first + 3)?,
+            created_at: row.int(first + 4)?,
+            password_changed_at: row.int(first + 5)?,
+        })
+    }
+
+    /// The user in the columns from `first` of an outer join: `None` when
+    /// the row has no user (its id column is `NULL`).
+    ///
+    /// # Errors
+    ///
+    /// When a column is missing or of another type.
+    pub fn from_joined_row<R: UserRow + ?Sized>(
+        row: &R,
+        first: usize,
+    ) -> Result<Option<Self>, R::Error> {
+        match row.opt_int(first)? {
+            Some(_) => Self::from_row(row, first).map(Some),
+            None => Ok(None),
+        }
+    }
+}
