@@ -417,7 +417,7 @@ pub struct Config {
     /// How long the built-in proxy waits for an upstream's answer to start.
     pub proxy_timeout: Duration,
     /// The cap on open client connections (`None`: derived from the
-    /// descriptor limit at start, see [`Connections::max_connections`]).
+    /// descriptor limit at start, see [`crate::app::descriptors::max_connections`]).
     pub max_connections: Option<usize>,
     /// The deadline of a request's head.
     pub header_timeout: Duration,
