@@ -31,16 +31,19 @@
 //! use gatehouse::{SessionLayer, SessionOptions, SqliteStore};
 //! use std::time::Duration;
 //!
-//! let store = SqliteStore::open("sessions.db".as_ref()).expect("database");
+//! // Or MemoryStore::new(), RedisStore::open(url, prefix), or your own Store.
+//! let store = SqliteStore::open("sessions.db".as_ref()).expect("open the database");
+//! let secret = std::fs::read("session-secret").expect("32 or more random bytes, kept private");
 //! let options = SessionOptions { idle_timeout: Duration::from_secs(1800), ..Default::default() };
-//! let sessions = SessionLayer::with_options(store, vec![b"32 or more secret bytes, kept private".to_vec()], options)
-//!     .reap_every(Duration::from_secs(60))
+//! let sessions = SessionLayer::with_options(store, vec![secret], options)
+//!     .https(false) // true when every request comes over HTTPS: rouille cannot tell
+//!     .reap_every(Duration::from_secs(60)) // deletes expired sessions
 //!     .expect("reaper thread");
 //!
 //! rouille::start_server("127.0.0.1:3000", move |request| {
 //!     sessions.handle(request, |session| {
-//!         let name: Option<String> = session.get("name");
-//!         rouille::Response::text(format!("hello, {}", name.as_deref().unwrap_or("stranger")))
+//!         let visits = session.increment("visits", 1).unwrap_or(0); // atomic, never loses a count
+//!         rouille::Response::text(format!("visit {visits}"))
 //!     })
 //! });
 //! ```

@@ -13,6 +13,7 @@ mod example;
 mod gate;
 mod hostile;
 mod instances;
+mod library;
 mod lists;
 mod login;
 mod navigation;
