@@ -126,6 +126,11 @@ impl SessionLayer {
         self
     }
 
+    /// Whether `request` came over HTTPS, as far as the layer can know.
+    fn https_for(&self, request: &Request) -> bool {
+        self.https || request.is_secure()
+    }
+
     /// A layer on an existing engine (gatehouse's server builds its own).
     #[doc(hidden)]
     pub fn from_engine(engine: Engine) -> Self {
@@ -186,13 +191,6 @@ impl SessionLayer {
     }
 }
 
-impl SessionLayer {
-    /// Whether `request` came over HTTPS, as far as the layer can know.
-    fn https_for(&self, request: &Request) -> bool {
-        self.https || request.is_secure()
-    }
-}
-
 fn failed(e: &dyn std::error::Error) -> Response {
     crate::logging::line(&format!(
         "session store failed: {}",
@@ -206,5 +204,44 @@ impl Drop for SessionLayer {
         if let Some(r) = self.reaper.take() {
             r.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn session_cookie(sessions: &SessionLayer) -> String {
+        let request = Request::fake_http("GET", "/", vec![], vec![]);
+        let response = sessions.handle(&request, |session| {
+            session.insert("k", 1).expect("a valid key");
+            Response::text("")
+        });
+        response
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.to_string())
+            .expect("a new session sets its cookie")
+    }
+
+    fn layer() -> SessionLayer {
+        SessionLayer::new(
+            MemoryStore::new(),
+            b"a test secret that is long enough!!".to_vec(),
+        )
+    }
+
+    #[test]
+    fn rouille_requests_are_plain_http_unless_the_layer_is_told_of_https() {
+        // rouille's fake requests, like its real ones, say `is_secure() == false`.
+        assert!(!session_cookie(&layer()).contains("Secure"));
+        let cookie = session_cookie(&layer().https(true));
+        assert!(
+            cookie.ends_with("; HttpOnly; Secure; SameSite=Lax"),
+            "{cookie}"
+        );
+        assert!(!session_cookie(&layer().https(true).https(false)).contains("Secure"));
     }
 }
