@@ -8,9 +8,14 @@
 //! a random token, signed with the layer's secret, in a cookie
 //! (`gatehouse_csrf`, host-only, `HttpOnly`, `SameSite=Strict`), writes the
 //! same token into the form, and a POST is accepted only when the field
-//! repeats the cookie's token. The signature stops an attacker who can
-//! plant a cookie (from a sibling host over plain HTTP, say) from choosing
-//! the token.
+//! repeats the cookie's token. The signature means a token counts only if
+//! this app (under its secrets) issued it: a cookie made up elsewhere is no
+//! token.
+//!
+//! **Limit**: whoever can set cookies for your host (a sibling subdomain
+//! with `Domain=` cookies, or anyone on the path of plain-HTTP traffic) can
+//! plant a pair your app issued to them, and then knows the token. Serve
+//! the app over HTTPS only, on a host whose siblings you trust.
 //!
 //! It needs no session, so an anonymous login form creates no session row
 //! (the lazy sessions stay lazy), and it works with every store, the
