@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::{Signer, random_bytes};
 use crate::session::SessionKey;
+use crate::session::cookie::{self, CookieOptions, SameSite};
 
 /// Name of the double-submit cookie.
 pub const COOKIE: &str = "gatehouse_csrf";
@@ -50,6 +51,51 @@ pub fn check_anonymous(
         (Some(expected), Some(got)) => bool::from(expected.as_bytes().ct_eq(got.as_bytes())),
         _ => false,
     }
+}
+
+/// Settings for the double-submit cookie, beside a session cookie set with
+/// `session_cookie`: host-only and `SameSite=Strict` (a sibling host must not
+/// receive it, and no cross-site request needs it), `Secure` whenever the
+/// session cookie is forced to be.
+pub fn cookie_options(session_cookie: &CookieOptions) -> CookieOptions {
+    CookieOptions {
+        name: COOKIE.to_owned(),
+        domain: None,
+        path: "/".to_owned(),
+        force_secure: session_cookie.force_secure,
+        same_site: SameSite::Strict,
+    }
+}
+
+/// The anonymous token for a form shown to a browser that sent
+/// `cookie_header`: the token of its valid double-submit cookie, or a new
+/// token with the signed cookie value to set (`Some`).
+pub fn anonymous_for(signer: &Signer, cookie_header: Option<&str>) -> (String, Option<String>) {
+    let existing = cookie_header.and_then(|header| {
+        cookie::find(header, COOKIE)
+            .find_map(|v| anonymous_token(signer, v))
+            .map(str::to_owned)
+    });
+    match existing {
+        Some(token) => (token, None),
+        None => {
+            let (token, value) = new_anonymous(signer);
+            (token, Some(value))
+        }
+    }
+}
+
+/// Whether `submitted` matches one of the double-submit cookies in
+/// `cookie_header` (a browser may hold more than one with the same name,
+/// set for different paths).
+pub fn check_anonymous_header(
+    signer: &Signer,
+    cookie_header: Option<&str>,
+    submitted: Option<&str>,
+) -> bool {
+    cookie_header.is_some_and(|header| {
+        cookie::find(header, COOKIE).any(|v| check_anonymous(signer, Some(v), submitted))
+    })
 }
 
 /// The token for forms shown within the session stored under `key`.
@@ -101,6 +147,23 @@ mod tests {
             Some(&format!("{other}.forged")),
             Some(&other)
         ));
+    }
+
+    #[test]
+    fn a_cookie_header_keeps_its_token_and_checks_against_any_of_its_cookies() {
+        let s = signer();
+        let (token, set) = anonymous_for(&s, None);
+        let value = set.expect("a new browser gets a cookie");
+        let header = format!("other=1; {COOKIE}=stale.bad; {COOKIE}={value}");
+        let (again, none) = anonymous_for(&s, Some(&header));
+        assert_eq!((again.as_str(), none), (token.as_str(), None));
+        assert!(check_anonymous_header(&s, Some(&header), Some(&token)));
+        assert!(!check_anonymous_header(&s, Some(&header), Some("stale")));
+        assert!(!check_anonymous_header(&s, Some(&header), None));
+        assert!(!check_anonymous_header(&s, None, Some(&token)));
+        // A valid cookie from another secret is a new browser, not an error.
+        let other = Signer::new(vec![b"another secret that is long enough!!".to_vec()]);
+        assert!(anonymous_for(&other, Some(&header)).1.is_some());
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::crypto::Signer;
 /// The context string session cookies are signed under.
 const COOKIE_CONTEXT: &str = "session";
 
-/// Expiry and cookie settings for an [`Engine`].
+/// Expiry and cookie settings of a [`SessionLayer`](crate::SessionLayer)'s
+/// sessions (and of the engine underneath it).
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// How the cookie is named and scoped.
@@ -85,7 +86,8 @@ impl SessionOptions {
     }
 }
 
-/// What the engine needs from a request.
+/// What the sessions need to know of a request, for
+/// [`SessionLayer::handle_with`](crate::SessionLayer::handle_with).
 #[derive(Clone, Debug, Default)]
 pub struct RequestInfo<'a> {
     /// The raw `Cookie` header.

@@ -61,15 +61,40 @@ fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
             form.cookie("gatehouse_session").is_none(),
             "{store}: lazy sessions"
         );
+        let token = form.csrf().expect("the login form carries a CSRF token");
+        assert!(
+            form.cookie(gatehouse::csrf::COOKIE).is_some(),
+            "{store}: the token's cookie"
+        );
+        let alice = [("username", "alice"), ("password", "wonderland")];
+        // Another site's form cannot sign the visitor in: no token, a
+        // guessed one, or the token without its cookie are all refused.
+        assert_eq!(b.post_form("/login", &alice).status, 403, "{store}");
+        let guessed = [alice[0], alice[1], ("csrf", "guessed")];
+        assert_eq!(b.post_form("/login", &guessed).status, 403, "{store}");
+        let with_token = [alice[0], alice[1], ("csrf", token.as_str())];
         assert_eq!(
-            b.post_form("/login", &[("username", "alice"), ("password", "nope")])
-                .status,
+            Browser::new(&url).post_form("/login", &with_token).status,
+            403,
+            "{store}: a token without its cookie"
+        );
+        assert!(
+            b.get("/").body.contains("action=\"/login\""),
+            "{store}: a refused POST signed in"
+        );
+        assert_eq!(
+            b.post_form(
+                "/login",
+                &[
+                    ("username", "alice"),
+                    ("password", "nope"),
+                    ("csrf", token.as_str())
+                ]
+            )
+            .status,
             401
         );
-        let ok = b.post_form(
-            "/login",
-            &[("username", "alice"), ("password", "wonderland")],
-        );
+        let ok = b.post_form("/login", &with_token);
         assert_redirects_to(&ok, "/");
         for n in 1..=3 {
             let page = b.get("/");
@@ -85,7 +110,16 @@ fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
             );
         }
         let thief = b.clone_cookies();
-        assert_redirects_to(&b.post_form("/logout", &[]), "/");
+        let welcome = b.get("/");
+        let token = welcome
+            .csrf()
+            .expect("the logout form carries a CSRF token");
+        assert_eq!(b.post_form("/logout", &[]).status, 403, "{store}");
+        assert!(
+            b.get("/").body.contains("Welcome, alice"),
+            "{store}: a refused logout signed out"
+        );
+        assert_redirects_to(&b.post_form("/logout", &[("csrf", &token)]), "/");
         assert!(
             b.get("/").body.contains("action=\"/login\""),
             "{store}: still signed in"

@@ -14,6 +14,7 @@ mod files;
 mod gate;
 mod hostile;
 mod instances;
+mod library;
 mod lists;
 mod login;
 mod names;

@@ -1,6 +1,9 @@
 //! [`SessionLayer`]: server-side sessions for any rouille app, the way
-//! express-session serves an Express app. gatehouse's own pages run on the
-//! same [`Engine`].
+//! express-session serves an Express app, and (in [`csrf`]) tokens for the
+//! forms such an app renders. gatehouse's own pages run on the same
+//! [`Engine`].
+
+pub mod csrf;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +38,23 @@ use crate::session::{Engine, Reaper, RequestInfo, Session, SessionOptions, Store
 /// std::io::Read::read_to_string(&mut handler(&again).data.into_reader_and_size().0, &mut body).unwrap();
 /// assert_eq!(body, "visit number 2");
 /// ```
+///
+/// # HTTPS
+///
+/// rouille (3.6) reports every request as plain HTTP
+/// (`Request::is_secure` is always `false`, even on a TLS listener), so the
+/// layer cannot see HTTPS by itself, and cookies it sets lack `Secure`
+/// unless told. When every request reaches your app over HTTPS (your
+/// rouille server speaks TLS, or a proxy in front of it terminates TLS for
+/// every request), say so with [`https(true)`](Self::https); to force
+/// `Secure` whatever the request, set `force_secure` in
+/// [`SessionOptions::cookie`]. Behind a proxy that serves both schemes,
+/// decide per request and pass it in [`RequestInfo::https`] to
+/// [`handle_with`](Self::handle_with).
 pub struct SessionLayer {
     engine: Engine,
     reaper: Option<Reaper>,
+    https: bool,
 }
 
 impl SessionLayer {
@@ -57,12 +74,16 @@ impl SessionLayer {
         Self {
             engine: Engine::new(Arc::new(store), Signer::new(secrets), options),
             reaper: None,
+            https: false,
         }
     }
 
     /// Sessions kept in the browser, in an encrypted cookie: no database at
-    /// all. See [`crate::session::Sealer`] for what that costs: about 4 KB of
-    /// data at most, no early revocation, last write wins.
+    /// all. The record is encrypted and authenticated (XChaCha20-Poly1305,
+    /// keys derived from the secrets). What that costs: about 4 KB of data
+    /// at most (a bigger session fails to save rather than being cut), no
+    /// early revocation (a copy of the cookie works until it expires;
+    /// rotating the secrets ends every session), last write wins.
     ///
     /// # Panics
     ///
@@ -71,6 +92,7 @@ impl SessionLayer {
         Self {
             engine: Engine::cookie_store(&secrets, options),
             reaper: None,
+            https: false,
         }
     }
 
@@ -89,21 +111,48 @@ impl SessionLayer {
         Ok(self)
     }
 
+    /// Whether every request [`handle`](Self::handle) sees came over HTTPS
+    /// (default `false`): cookies set by the layer, the session's and
+    /// [`csrf`]'s, are then `Secure`. rouille cannot tell (see
+    /// [HTTPS](Self#https)), so the app says it.
+    ///
+    /// **Warning**: leaving this `false` on an HTTPS-only app sends session
+    /// cookies without `Secure`; a browser then also sends them over plain
+    /// HTTP to the same host, where anyone on the path can read them.
+    #[must_use]
+    pub fn https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
+    }
+
+    /// Whether `request` came over HTTPS, as far as the layer can know.
+    fn https_for(&self, request: &Request) -> bool {
+        self.https || request.is_secure()
+    }
+
     /// A layer on an existing engine (gatehouse's server builds its own).
+    #[doc(hidden)]
     pub fn from_engine(engine: Engine) -> Self {
         Self {
             engine,
             reaper: None,
+            https: false,
         }
     }
 
-    /// The engine underneath.
+    /// The engine underneath (gatehouse's server reads its store and signer).
+    #[doc(hidden)]
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// Runs `handler` with the request's session, then saves what changed
-    /// and adds the `Set-Cookie` header. A store failure becomes a `500`.
+    /// and adds the `Set-Cookie` header. A store failure becomes a `500`
+    /// (logged to standard error; the client sees a fixed text).
+    ///
+    /// The request counts as HTTPS when [`https`](Self::https) says so; its
+    /// client address is the TCP peer's. Behind a proxy, use
+    /// [`handle_with`](Self::handle_with) to pass what the proxy says.
     pub fn handle(
         &self,
         request: &Request,
@@ -111,7 +160,7 @@ impl SessionLayer {
     ) -> Response {
         let info = RequestInfo {
             cookie_header: request.header("Cookie"),
-            https: request.is_secure(),
+            https: self.https_for(request),
             user_agent: request.header("User-Agent"),
             ip: Some(request.remote_addr().ip().to_string()),
         };
@@ -154,5 +203,44 @@ impl Drop for SessionLayer {
         if let Some(r) = self.reaper.take() {
             r.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn session_cookie(sessions: &SessionLayer) -> String {
+        let request = Request::fake_http("GET", "/", vec![], vec![]);
+        let response = sessions.handle(&request, |session| {
+            session.insert("k", 1).expect("a valid key");
+            Response::text("")
+        });
+        response
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.to_string())
+            .expect("a new session sets its cookie")
+    }
+
+    fn layer() -> SessionLayer {
+        SessionLayer::new(
+            MemoryStore::new(),
+            b"a test secret that is long enough!!".to_vec(),
+        )
+    }
+
+    #[test]
+    fn rouille_requests_are_plain_http_unless_the_layer_is_told_of_https() {
+        // rouille's fake requests, like its real ones, say `is_secure() == false`.
+        assert!(!session_cookie(&layer()).contains("Secure"));
+        let cookie = session_cookie(&layer().https(true));
+        assert!(
+            cookie.ends_with("; HttpOnly; Secure; SameSite=Lax"),
+            "{cookie}"
+        );
+        assert!(!session_cookie(&layer().https(true).https(false)).contains("Secure"));
     }
 }
