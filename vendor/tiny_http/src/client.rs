@@ -124,6 +124,12 @@ impl ClientConnection {
             }
             return true;
         }
+        // gatehouse patch: the next request is read only once the answer
+        // to the one before has been written (or given up on). Pipelined
+        // requests each took a request thread that waited for its turn to
+        // write, so one connection that sent many and read none held every
+        // request thread until its writes timed out.
+        self.sink.wait_done();
         if self.next_header_source.wait_turn().is_err() {
             return false;
         }

@@ -1,0 +1,119 @@
+//! A hostile pass over the hardening of issues 13-15: each test here
+//! reproduces a hole found by attacking the real server, and failed before
+//! its fix.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Browser, TestApp, agent};
+
+/// An upstream whose every answer carries these `Set-Cookie` values.
+fn cookie_setting_upstream(cookies: &'static [&'static str]) -> (SocketAddr, Arc<AtomicBool>) {
+    let server = rouille::Server::new("127.0.0.1:0", move |_request| {
+        let mut response = rouille::Response::text("cookies");
+        for c in cookies {
+            response = response.with_additional_header("Set-Cookie", *c);
+        }
+        response
+    })
+    .expect("upstream");
+    let addr = server.server_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            server.poll_timeout(Duration::from_millis(50));
+        }
+    });
+    (addr, stop)
+}
+
+fn signed_in(app: &TestApp, name: &str) -> Browser {
+    app.add_user(name, "correct horse", false);
+    let b = app.browser();
+    b.login(name, "correct horse");
+    b
+}
+
+/// Browsers keep a cookie without a name (`=gatehouse_session=x`) and send
+/// it back as its value alone, `gatehouse_session=x`: to gatehouse, its own
+/// session cookie. So an app could sign a browser into a session it chose.
+#[test]
+fn an_upstream_cannot_set_gatehouses_cookies_as_nameless_cookies() {
+    const PLANTED: &[&str] = &[
+        "=gatehouse_session=planted.sig; Path=/",
+        " = gatehouse_session=planted.sig; Path=/",
+        "==gatehouse_session=planted.sig",
+        "=gatehouse_csrf=planted",
+        "theirs=1; Path=/",
+    ];
+    let (upstream, stop) = cookie_setting_upstream(PLANTED);
+    let app = TestApp::spawn_with_file(
+        &format!(
+            "[[apps]]\nname = \"wiki\"\nprefix = \"/apps/wiki/\"\nupstream = \"http://{upstream}\"\n"
+        ),
+        &[],
+    );
+    let b = signed_in(&app, "alice");
+    let resp = b.get("/apps/wiki/x");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.set_cookies(), ["theirs=1; Path=/"]);
+    stop.store(true, Ordering::SeqCst);
+}
+
+/// Requests sent one after another on a connection (pipelining) whose
+/// answers the client never reads: each used to take a request thread,
+/// waiting for its turn to write, so one such connection held every
+/// request thread until its writes timed out (90 s at the default
+/// `body_timeout`), and the server answered no one.
+#[test]
+fn one_connection_pipelining_without_reading_does_not_take_every_thread() {
+    let app = TestApp::spawn_with(&[("threads", "4"), ("body_timeout", "30s")]);
+    let addr: SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let deaf = TcpStream::connect(addr).expect("connect");
+    let mut writer = deaf.try_clone().expect("clone");
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    let sender = std::thread::spawn(move || {
+        let request = b"GET /assets/style.css HTTP/1.1\r\nHost: t\r\n\r\n".repeat(50);
+        writer
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        while !flag.load(Ordering::SeqCst) {
+            if writer.write_all(&request).is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    let quick = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build();
+    let quick: ureq::Agent = quick.into();
+    let answer = quick.get(format!("{}/healthz", app.base)).call();
+    done.store(true, Ordering::SeqCst);
+    let _ = deaf.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    let status = answer.as_ref().map(|r| r.status().as_u16());
+    assert_eq!(
+        status.ok(),
+        Some(200),
+        "healthz behind one deaf pipelining connection: {answer:?} after {:?}",
+        start.elapsed()
+    );
+    // And the server is still fine afterwards.
+    let again = agent()
+        .get(format!("{}/healthz", app.base))
+        .call()
+        .expect("healthz");
+    assert_eq!(again.status(), 200);
+}
