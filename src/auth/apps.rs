@@ -352,6 +352,30 @@ impl Apps {
                 return Err(PathError::LeavesApp);
             }
         }
+        // Java servers (Tomcat, Jetty, Spring) drop `;parameters` from each
+        // segment before they map a path, and take `..;` for `..`: a path
+        // that lands in another app (or climbs out of its own) when read
+        // that way is refused, so `/apps/site/private;x/` or
+        // `/apps/site/x/..;/private/` cannot reach a nested prefix.
+        if target.path.contains(';') {
+            let bare: Vec<&str> = target
+                .path
+                .split('/')
+                .map(|s| s.split(';').next().unwrap_or(""))
+                .collect();
+            let bare = Target::parse(&bare.join("/")).map_err(|_| PathError::LeavesApp)?;
+            let same = match (self.by_path(&bare.path), found) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            };
+            let climbs = found
+                .and_then(|a| a.prefix.as_deref())
+                .is_some_and(|p| bare.climbs_above(p));
+            if !same || climbs {
+                return Err(PathError::LeavesApp);
+            }
+        }
         Ok(found)
     }
 
@@ -509,6 +533,16 @@ mod tests {
         assert_eq!(find("/apps/site/../../admin"), Err(PathError::LeavesApp));
         assert_eq!(find("/apps/site/a/../b"), Ok(Some("site".into())));
         assert_eq!(find("/apps/site/private/../x"), Err(PathError::LeavesApp));
+        // Read as a Java server reads `;parameters`.
+        assert_eq!(find("/apps/site/private;x/s"), Err(PathError::LeavesApp));
+        assert_eq!(
+            find("/apps/site/x/..;/private/s"),
+            Err(PathError::LeavesApp)
+        );
+        assert_eq!(find("/apps/site/..;/..;/admin"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/private/..;/s"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/a;b/c"), Ok(Some("site".into())));
+        assert_eq!(find("/apps/site/private/a;b"), Ok(Some("private".into())));
     }
 
     #[test]

@@ -117,3 +117,111 @@ fn one_connection_pipelining_without_reading_does_not_take_every_thread() {
         .expect("healthz");
     assert_eq!(again.status(), 200);
 }
+
+/// An upstream that answers every request with its target, counting them.
+fn echo_upstream() -> (
+    SocketAddr,
+    Arc<AtomicBool>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let server = rouille::Server::new("127.0.0.1:0", move |request| {
+        let url = request.raw_url().to_owned();
+        log.lock().expect("log").push(url.clone());
+        rouille::Response::text(format!("url={url}"))
+    })
+    .expect("upstream");
+    let addr = server.server_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            server.poll_timeout(Duration::from_millis(50));
+        }
+    });
+    (addr, stop, seen)
+}
+
+fn raw(app: &TestApp, request: &str) -> String {
+    let mut conn = TcpStream::connect(app.base.trim_start_matches("http://")).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut conn, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Java servers (Tomcat, Jetty, Spring) drop `;parameters` from each path
+/// segment before they map a path, and read `..;` as `..`: under a prefix
+/// open to everyone, `private;x/` and `x/..;/private/` reached a nested
+/// admins-only prefix on the same upstream.
+#[test]
+fn path_parameters_cannot_reach_a_nested_prefix() {
+    let (upstream, stop, seen) = echo_upstream();
+    let app = TestApp::spawn_with_file(
+        &format!(
+            r#"
+default_policy = "deny"
+
+[[apps]]
+name = "site"
+prefix = "/apps/site/"
+upstream = "http://{upstream}"
+
+[[apps]]
+name = "private"
+prefix = "/apps/site/private/"
+upstream = "http://{upstream}/private"
+allow = "admins"
+"#
+        ),
+        &[],
+    );
+    let b = signed_in(&app, "alice");
+    let cookie = format!(
+        "gatehouse_session={}",
+        b.cookie("gatehouse_session").expect("signed in")
+    );
+    let get = |target: &str| {
+        raw(
+            &app,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    for target in [
+        "/apps/site/private;x/secret.txt",
+        "/apps/site/private;/secret.txt",
+        "/apps/site/x/..;/private/secret.txt",
+        "/apps/site/x/..;y/private/secret.txt",
+        "/apps/site/.;/private/secret.txt",
+        "/apps/site/%70rivate;jsessionid=1/secret.txt",
+    ] {
+        let answer = get(target);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{target}: {answer}");
+    }
+    assert!(
+        seen.lock().expect("log").is_empty(),
+        "forwarded: {:?}",
+        seen.lock().expect("log")
+    );
+    // Parameters that keep the path in its app still pass.
+    let answer = get("/apps/site/page;v=1/x");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("url=/page;v=1/x"), "{answer}");
+    // Forward auth judges the same way.
+    let verify = raw(
+        &app,
+        &format!(
+            "GET /auth/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        verify.starts_with("HTTP/1.1 403 "),
+        "default deny: {verify}"
+    );
+    stop.store(true, Ordering::SeqCst);
+}
