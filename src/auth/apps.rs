@@ -311,9 +311,14 @@ impl Apps {
 
     /// The app whose host is `host` (`Host` header; compared in lower case,
     /// with or without the port).
+    ///
+    /// A fully qualified name's trailing dot (`wiki.lan.`) names the same
+    /// host: a front proxy that sends `wiki.lan.` on to the wiki must not
+    /// have it judged by `default_policy` instead of the wiki's rule.
     pub fn by_host(&self, host: &str) -> Option<&App> {
         let host = host.trim().to_ascii_lowercase();
         let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let (host, bare) = (host.trim_end_matches('.'), bare.trim_end_matches('.'));
         self.apps
             .iter()
             .find(|a| a.host.as_deref().is_some_and(|h| h == host || h == bare))
@@ -487,6 +492,14 @@ mod tests {
             apps.by_host("Wiki.LAN:443").map(|a| a.name.as_str()),
             Some("wiki")
         );
+        for dotted in ["wiki.lan.", "WIKI.lan.:8080"] {
+            assert_eq!(
+                apps.by_host(dotted).map(|a| a.name.as_str()),
+                Some("wiki"),
+                "{dotted}"
+            );
+        }
+        assert!(apps.by_host("wiki.lan.x").is_none());
         assert_eq!(
             apps.by_path("/apps/wiki/page").map(|a| a.name.as_str()),
             Some("wiki")

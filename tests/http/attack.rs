@@ -225,3 +225,36 @@ allow = "admins"
     );
     stop.store(true, Ordering::SeqCst);
 }
+
+/// A host name with its trailing dot (`wiki.lan.`) is the same host to DNS
+/// and to many front proxies; gatehouse judged it by `default_policy`
+/// (anyone signed in) instead of the app's own list of users.
+#[test]
+fn a_trailing_dot_on_the_host_does_not_escape_the_apps_rule() {
+    let app = TestApp::spawn_with_file(
+        "trusted_proxies = [\"127.0.0.1\"]\n\n[[apps]]\nname = \"wiki\"\nhost = \"wiki.lan\"\nusers = [\"alice\"]\n",
+        &[],
+    );
+    let bob = signed_in(&app, "bob");
+    let cookie = format!(
+        "gatehouse_session={}",
+        bob.cookie("gatehouse_session").expect("signed in")
+    );
+    for host in ["wiki.lan", "wiki.lan.", "WIKI.LAN.:443"] {
+        let answer = raw(
+            &app,
+            &format!(
+                "GET /auth/verify HTTP/1.1\r\nHost: auth.lan\r\nX-Forwarded-Host: {host}\r\nX-Forwarded-Uri: /\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(answer.starts_with("HTTP/1.1 403 "), "{host}: {answer}");
+    }
+    // Elsewhere bob passes (the default policy lets anyone signed in in).
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /auth/verify HTTP/1.1\r\nHost: auth.lan\r\nX-Forwarded-Host: other.lan\r\nX-Forwarded-Uri: /\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
