@@ -258,3 +258,69 @@ fn a_trailing_dot_on_the_host_does_not_escape_the_apps_rule() {
     );
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }
+
+/// Bodies sent a byte at a time, each byte well within `body_timeout`:
+/// read by the route, each held a request thread for as long as the client
+/// liked, so a few such connections (one per request thread) took the
+/// whole server, signed in or not. Every way of framing the body is tried:
+/// a length, a length after `100 Continue`, chunks, and a request that asks
+/// for an upgrade (whose body was the rest of the connection).
+#[test]
+fn bodies_trickled_a_byte_at_a_time_do_not_take_the_request_threads() {
+    let app = TestApp::spawn_with(&[("threads", "2"), ("body_timeout", "3s")]);
+    let addr: SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let heads: [&[u8]; 4] = [
+        b"POST /login HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+        b"POST /api/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: upgrade\r\nContent-Length: 5000\r\n\r\n",
+    ];
+    let done = Arc::new(AtomicBool::new(false));
+    let mut tricklers = Vec::new();
+    for i in 0..8 {
+        let head = heads[i % heads.len()];
+        let chunked = i % heads.len() == 2;
+        let done = Arc::clone(&done);
+        tricklers.push(std::thread::spawn(move || {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.write_all(head).expect("head");
+            let start = Instant::now();
+            while !done.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
+                let byte: &[u8] = if chunked { b"1\r\na\r\n" } else { b"a" };
+                if conn.write_all(byte).is_err() {
+                    // Cut off: what this test wants.
+                    return start.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            start.elapsed()
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let quick: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut served = 0;
+    for _ in 0..5 {
+        if quick
+            .get(format!("{}/healthz", app.base))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+        {
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    done.store(true, Ordering::SeqCst);
+    let held: Vec<Duration> = tricklers
+        .into_iter()
+        .map(|t| t.join().expect("trickler"))
+        .collect();
+    assert_eq!(served, 5, "healthz behind trickling bodies (held {held:?})");
+}

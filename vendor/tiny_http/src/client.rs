@@ -251,11 +251,19 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
-        // gatehouse patch: the head is in; from here each read may stall up
-        // to `body_timeout` (a small body read with the head included).
-        self.state
-            .clear_deadline(self.timeouts.per_read())
-            .map_err(ReadError::ReadIoError)?;
+        // gatehouse patch: the head is in. A body of up to 64 KiB is read
+        // with it, here, and must be in within `header_timeout` +
+        // `body_timeout` in all (see `request::PREBUFFER`); after that each
+        // read may stall up to `body_timeout`.
+        match self.timeouts.per_read() {
+            Some(t) => self
+                .state
+                .set_deadline(Instant::now() + self.timeouts.header + t),
+            None => self
+                .state
+                .clear_deadline(None)
+                .map_err(ReadError::ReadIoError)?,
+        }
 
         // building the writer for the request
         let writer = self.sink.next().expect("the builder yields writers for ever");
@@ -285,6 +293,10 @@ impl ClientConnection {
                 request::RequestCreationError::Refused(status) => ReadError::Refuse(status),
             }
         })?;
+
+        self.state
+            .clear_deadline(self.timeouts.per_read())
+            .map_err(ReadError::ReadIoError)?;
 
         // return the request
         Ok(request.with_close_flag(Arc::clone(&self.closing)))
