@@ -324,3 +324,64 @@ fn bodies_trickled_a_byte_at_a_time_do_not_take_the_request_threads() {
         .collect();
     assert_eq!(served, 5, "healthz behind trickling bodies (held {held:?})");
 }
+
+/// With the first 64 KiB of a body read ahead, a longer chunked upload
+/// through the built-in proxy still reaches the app whole: the bytes read
+/// ahead, then the rest.
+#[test]
+fn a_chunked_upload_past_the_read_ahead_reaches_the_app_whole() {
+    let server = rouille::Server::new("127.0.0.1:0", |request| {
+        let mut body = Vec::new();
+        if let Some(mut data) = request.data() {
+            let _ = std::io::Read::read_to_end(&mut data, &mut body);
+        }
+        let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+        rouille::Response::text(format!("got {} sum {sum}", body.len()))
+    })
+    .expect("upstream");
+    let upstream = server.server_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            server.poll_timeout(Duration::from_millis(50));
+        }
+    });
+    let app = TestApp::spawn_with_file(
+        &format!(
+            "[[apps]]\nname = \"files\"\nprefix = \"/apps/files/\"\nupstream = \"http://{upstream}\"\n"
+        ),
+        &[],
+    );
+    let b = signed_in(&app, "alice");
+    let cookie = format!(
+        "gatehouse_session={}",
+        b.cookie("gatehouse_session").expect("signed in")
+    );
+    let mut request = format!(
+        "POST /apps/files/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    let mut sum: u64 = 0;
+    for i in 0..100u32 {
+        let chunk: Vec<u8> = (0..3000u32).map(|j| ((i * 7 + j) % 251) as u8).collect();
+        sum += chunk.iter().map(|b| u64::from(*b)).sum::<u64>();
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let mut conn = TcpStream::connect(app.base.trim_start_matches("http://")).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(&request).expect("send");
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut conn, &mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.contains(&format!("got 300000 sum {sum}")),
+        "{answer}"
+    );
+    stop.store(true, Ordering::SeqCst);
+}
