@@ -311,9 +311,14 @@ impl Apps {
 
     /// The app whose host is `host` (`Host` header; compared in lower case,
     /// with or without the port).
+    ///
+    /// A fully qualified name's trailing dot (`wiki.lan.`) names the same
+    /// host: a front proxy that sends `wiki.lan.` on to the wiki must not
+    /// have it judged by `default_policy` instead of the wiki's rule.
     pub fn by_host(&self, host: &str) -> Option<&App> {
         let host = host.trim().to_ascii_lowercase();
         let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let (host, bare) = (host.trim_end_matches('.'), bare.trim_end_matches('.'));
         self.apps
             .iter()
             .find(|a| a.host.as_deref().is_some_and(|h| h == host || h == bare))
@@ -349,6 +354,30 @@ impl Apps {
                 .as_deref()
                 .is_some_and(|p| target.climbs_above(p))
             {
+                return Err(PathError::LeavesApp);
+            }
+        }
+        // Java servers (Tomcat, Jetty, Spring) drop `;parameters` from each
+        // segment before they map a path, and take `..;` for `..`: a path
+        // that lands in another app (or climbs out of its own) when read
+        // that way is refused, so `/apps/site/private;x/` or
+        // `/apps/site/x/..;/private/` cannot reach a nested prefix.
+        if target.path.contains(';') {
+            let bare: Vec<&str> = target
+                .path
+                .split('/')
+                .map(|s| s.split(';').next().unwrap_or(""))
+                .collect();
+            let bare = Target::parse(&bare.join("/")).map_err(|_| PathError::LeavesApp)?;
+            let same = match (self.by_path(&bare.path), found) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            };
+            let climbs = found
+                .and_then(|a| a.prefix.as_deref())
+                .is_some_and(|p| bare.climbs_above(p));
+            if !same || climbs {
                 return Err(PathError::LeavesApp);
             }
         }
@@ -463,6 +492,14 @@ mod tests {
             apps.by_host("Wiki.LAN:443").map(|a| a.name.as_str()),
             Some("wiki")
         );
+        for dotted in ["wiki.lan.", "WIKI.lan.:8080"] {
+            assert_eq!(
+                apps.by_host(dotted).map(|a| a.name.as_str()),
+                Some("wiki"),
+                "{dotted}"
+            );
+        }
+        assert!(apps.by_host("wiki.lan.x").is_none());
         assert_eq!(
             apps.by_path("/apps/wiki/page").map(|a| a.name.as_str()),
             Some("wiki")
@@ -509,6 +546,16 @@ mod tests {
         assert_eq!(find("/apps/site/../../admin"), Err(PathError::LeavesApp));
         assert_eq!(find("/apps/site/a/../b"), Ok(Some("site".into())));
         assert_eq!(find("/apps/site/private/../x"), Err(PathError::LeavesApp));
+        // Read as a Java server reads `;parameters`.
+        assert_eq!(find("/apps/site/private;x/s"), Err(PathError::LeavesApp));
+        assert_eq!(
+            find("/apps/site/x/..;/private/s"),
+            Err(PathError::LeavesApp)
+        );
+        assert_eq!(find("/apps/site/..;/..;/admin"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/private/..;/s"), Err(PathError::LeavesApp));
+        assert_eq!(find("/apps/site/a;b/c"), Ok(Some("site".into())));
+        assert_eq!(find("/apps/site/private/a;b"), Ok(Some("private".into())));
     }
 
     #[test]

@@ -384,7 +384,7 @@ pub(super) fn proxy(
 fn without_own_cookies(state: &State, mut response: Response) -> Response {
     let session = state.engine().options().cookie.name.as_str();
     let own = |value: &str| {
-        let name = value.split(['=', ';']).next().unwrap_or("").trim();
+        let name = set_cookie_name(value);
         name.eq_ignore_ascii_case(session) || name.eq_ignore_ascii_case(csrf::COOKIE)
     };
     response.headers.retain(|(name, value)| {
@@ -398,6 +398,24 @@ fn without_own_cookies(state: &State, mut response: Response) -> Response {
         true
     });
     response
+}
+
+/// The name a browser files a `Set-Cookie` value under, as it will send it
+/// back in `Cookie`. A cookie without a name (`=gatehouse_session=x`, or no
+/// `=` at all) is sent back as its value alone, that is as
+/// `gatehouse_session=x`: its name is then the one inside the value.
+fn set_cookie_name(value: &str) -> &str {
+    let pair = value.split(';').next().unwrap_or("");
+    match pair.split_once('=') {
+        Some((name, _)) if !name.trim().is_empty() => name.trim(),
+        Some((_, rest)) => rest
+            .trim_start_matches(|c: char| c == '=' || c.is_whitespace())
+            .split(['=', ';'])
+            .next()
+            .unwrap_or("")
+            .trim(),
+        None => pair.trim(),
+    }
 }
 
 /// The signed identity header:
@@ -755,6 +773,23 @@ mod tests {
         assert!(!passes_on("Transfer_Encoding", &[], true));
         assert!(!passes_on("Content_Length", &[], true));
         assert!(!passes_on("X-Secret", &["x-secret".to_owned()], false));
+    }
+
+    #[test]
+    fn a_nameless_set_cookie_is_filed_under_the_name_in_its_value() {
+        for (value, name) in [
+            ("gatehouse_session=x; Path=/", "gatehouse_session"),
+            (" gatehouse_session =x", "gatehouse_session"),
+            ("=gatehouse_session=x; Path=/", "gatehouse_session"),
+            (" = gatehouse_session=x", "gatehouse_session"),
+            ("==gatehouse_session=x", "gatehouse_session"),
+            ("gatehouse_session", "gatehouse_session"),
+            ("gatehouse_session; Path=/", "gatehouse_session"),
+            ("theirs=gatehouse_session", "theirs"),
+            ("=", ""),
+        ] {
+            assert_eq!(set_cookie_name(value), name, "{value:?}");
+        }
     }
 
     #[test]

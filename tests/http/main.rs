@@ -4,6 +4,7 @@ mod helpers;
 
 mod accounts;
 mod api;
+mod attack;
 mod backup;
 mod cli;
 mod clock;

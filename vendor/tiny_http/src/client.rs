@@ -124,6 +124,12 @@ impl ClientConnection {
             }
             return true;
         }
+        // gatehouse patch: the next request is read only once the answer
+        // to the one before has been written (or given up on). Pipelined
+        // requests each took a request thread that waited for its turn to
+        // write, so one connection that sent many and read none held every
+        // request thread until its writes timed out.
+        self.sink.wait_done();
         if self.next_header_source.wait_turn().is_err() {
             return false;
         }
@@ -245,11 +251,19 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
-        // gatehouse patch: the head is in; from here each read may stall up
-        // to `body_timeout` (a small body read with the head included).
-        self.state
-            .clear_deadline(self.timeouts.per_read())
-            .map_err(ReadError::ReadIoError)?;
+        // gatehouse patch: the head is in. A body of up to 64 KiB is read
+        // with it, here, and must be in within `header_timeout` +
+        // `body_timeout` in all (see `request::PREBUFFER`); after that each
+        // read may stall up to `body_timeout`.
+        match self.timeouts.per_read() {
+            Some(t) => self
+                .state
+                .set_deadline(Instant::now() + self.timeouts.header + t),
+            None => self
+                .state
+                .clear_deadline(None)
+                .map_err(ReadError::ReadIoError)?,
+        }
 
         // building the writer for the request
         let writer = self.sink.next().expect("the builder yields writers for ever");
@@ -279,6 +293,10 @@ impl ClientConnection {
                 request::RequestCreationError::Refused(status) => ReadError::Refuse(status),
             }
         })?;
+
+        self.state
+            .clear_deadline(self.timeouts.per_read())
+            .map_err(ReadError::ReadIoError)?;
 
         // return the request
         Ok(request.with_close_flag(Arc::clone(&self.closing)))

@@ -82,6 +82,10 @@ pub struct Request {
     // that tells the connection to take no further request.
     body_left: BodyLeft,
     closing: Option<Arc<AtomicBool>>,
+    /// gatehouse patch: what a route reads as the body of a request that
+    /// asks for an upgrade: nothing. The connection itself is for the
+    /// upgrade (`upgrade`), not for a route to read until it closes.
+    no_body: io::Empty,
 }
 
 struct NotifyOnDrop<R> {
@@ -151,8 +155,8 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
-    writer: W,
+    source_data: R,
+    mut writer: W,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -193,26 +197,40 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
+    //
+    // gatehouse patch: a body of up to `PREBUFFER` bytes (every body a
+    // gatehouse route accepts) is read here, on the connection's own thread
+    // and under the connection's body deadline, before the request is
+    // handed to a request thread. Read there, a client that trickled its
+    // body a byte a second held a request thread for as long as it liked
+    // (every read came in under `body_timeout`): twenty such connections
+    // took every request thread. A client that waits for `100 Continue`
+    // gets it here first. Longer bodies (the built-in proxy's uploads) are
+    // streamed to the route after their first `PREBUFFER` bytes.
+    let mut sent_continue = false;
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Body::Stream(Box::new(source_data))
     } else {
         match framing {
             Framing::None | Framing::Length(0) => Body::Empty,
-            Framing::Length(n) if n <= 1024 && !expects_continue => {
-                // if the content-length is small enough, we just read everything into a buffer
+            Framing::Length(n) if n <= PREBUFFER => {
+                if expects_continue {
+                    send_continue(&mut writer, &version, &headers)?;
+                    sent_continue = true;
+                }
                 let content_length = n as usize;
                 let mut buffer = vec![0; content_length];
                 let mut offset = 0;
+                let mut source_data = source_data;
 
                 while offset != content_length {
                     let read = source_data.read(&mut buffer[offset..])?;
                     if read == 0 {
-                        // the socket returned EOF, but we were before the expected content-length
-                        // aborting
-                        let info = "Connection has been closed before we received enough data";
-                        let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                        return Err(RequestCreationError::CreationIoError(err));
+                        // gatehouse patch: the body ended before its
+                        // Content-Length: refused (a client that only
+                        // half-closed hears it).
+                        return Err(RequestCreationError::Refused(400));
                     }
 
                     offset += read;
@@ -225,8 +243,29 @@ where
                 Body::Fixed(EqualReader::new(source, n).0)
             }
             Framing::Chunked => {
+                if expects_continue {
+                    send_continue(&mut writer, &version, &headers)?;
+                    sent_continue = true;
+                }
                 let source: Box<dyn Read + Send + 'static> = Box::new(source_data);
-                Body::Chunked(ChunkedDecoder::new(source))
+                let mut decoder = ChunkedDecoder::new(source);
+                let mut buffer = Vec::new();
+                match (&mut decoder).take(PREBUFFER + 1).read_to_end(&mut buffer) {
+                    Ok(_) => {}
+                    // Broken framing, or a body cut off: refused, and
+                    // where the body ends unknown.
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
+                    {
+                        return Err(RequestCreationError::Refused(400))
+                    }
+                    Err(e) => return Err(RequestCreationError::CreationIoError(e)),
+                }
+                if buffer.len() as u64 <= PREBUFFER {
+                    Body::Buffered(Cursor::new(buffer))
+                } else {
+                    Body::Prefixed(Cursor::new(buffer).chain(decoder))
+                }
             }
         }
     };
@@ -242,11 +281,33 @@ where
         headers,
         // Lengths past `usize` (32-bit targets) are reported unknown.
         body_length: content_length.and_then(|n| usize::try_from(n).ok()),
-        must_send_continue: expects_continue,
+        must_send_continue: expects_continue && !sent_continue,
         notify_when_responded: None,
         body_left: BodyLeft::Unsettled,
         closing: None,
+        no_body: io::empty(),
     })
+}
+
+/// gatehouse patch: the most of a body read before its request is handed
+/// on (see `new_request`): gatehouse's cap on the bodies of its own routes.
+pub(crate) const PREBUFFER: u64 = 64 * 1024;
+
+/// gatehouse patch: tells a client that waits for it to send its body.
+fn send_continue<W: Write>(
+    writer: &mut W,
+    version: &HTTPVersion,
+    headers: &[Header],
+) -> Result<(), RequestCreationError> {
+    Response::new_empty(StatusCode(100)).raw_print(
+        writer.by_ref(),
+        version.clone(),
+        headers,
+        true,
+        None,
+    )?;
+    writer.flush()?;
+    Ok(())
 }
 
 /// gatehouse patch: how a request's body is delimited.
@@ -326,6 +387,9 @@ enum Body {
     Chunked(ChunkedDecoder<Box<dyn Read + Send + 'static>>),
     /// The rest of the connection (`Connection: upgrade`).
     Stream(Box<dyn Read + Send + 'static>),
+    /// The first `PREBUFFER` bytes of a longer chunked body, read already,
+    /// then the rest.
+    Prefixed(io::Chain<Cursor<Vec<u8>>, ChunkedDecoder<Box<dyn Read + Send + 'static>>>),
 }
 
 impl Read for Body {
@@ -336,6 +400,7 @@ impl Read for Body {
             Body::Fixed(r) => r.read(buf),
             Body::Chunked(r) => r.read(buf),
             Body::Stream(r) => r.read(buf),
+            Body::Prefixed(r) => r.read(buf),
         }
     }
 }
@@ -487,7 +552,11 @@ impl Request {
             self.must_send_continue = false;
         }
 
-        self.data_reader.as_mut().unwrap()
+        match self.data_reader.as_mut() {
+            // gatehouse patch: see `no_body`.
+            Some(Body::Stream(_)) | None => &mut self.no_body,
+            Some(body) => body,
+        }
     }
 
     /// Turns the `Request` into a writer.

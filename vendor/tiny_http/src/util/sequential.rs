@@ -73,6 +73,17 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// gatehouse patch: waits until the last writer handed out is done (its
+    /// answer written, or given up), and with it every one before it.
+    pub fn wait_done(&mut self) {
+        if let Some(previous) = self.next_trigger.take() {
+            // A closed channel means that writer is gone: done as well.
+            let _ = previous.recv();
+        }
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
