@@ -62,12 +62,15 @@ fn steady(anchor: Option<Anchor>, system: Millis, mono: Millis) -> (Millis, Anch
 struct State {
     anchor: Option<Anchor>,
     stepped: bool,
+    /// A step back seen and not yet reported: how far, in milliseconds.
+    unreported: Option<Millis>,
 }
 
 static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
 static STATE: Mutex<State> = Mutex::new(State {
     anchor: None,
     stepped: false,
+    unreported: None,
 });
 
 /// Milliseconds on the monotonic clock since this process first asked.
@@ -76,28 +79,31 @@ fn monotonic_now() -> Millis {
 }
 
 /// The current time in Unix milliseconds; never more than [`STEP_BACK`]
-/// earlier than an earlier reading in this process. A step back is logged
-/// once, when it is first seen.
+/// earlier than an earlier reading in this process. A step back, when it is
+/// first seen, is kept for [`take_step_back`]: the log reports it with its
+/// next line (the clock does not write to the log itself, which reads the
+/// clock: the bottom helpers import in one direction only).
 pub fn now() -> Millis {
     let mono = monotonic_now();
     let system = system_now();
-    let (t, newly_stepped) = {
-        let mut state = STATE.lock().unwrap_or_else(PoisonError::into_inner);
-        let (t, next, stepped) = steady(state.anchor, system, mono);
-        state.anchor = Some(next);
-        let newly = stepped && !state.stepped;
-        state.stepped = stepped;
-        (t, newly)
-    };
-    // Outside the lock: the log line reads the clock too.
-    if newly_stepped {
-        crate::logging::line(&format!(
-            "warning: the system clock stepped back by {} s; gatehouse keeps its own time \
-             until the system clock catches up (restart it to follow the step)",
-            (t - system) / 1000
-        ));
+    let mut state = STATE.lock().unwrap_or_else(PoisonError::into_inner);
+    let (t, next, stepped) = steady(state.anchor, system, mono);
+    state.anchor = Some(next);
+    if stepped && !state.stepped {
+        state.unreported = Some(t - system);
     }
+    state.stepped = stepped;
     t
+}
+
+/// How far the system clock stepped back, if it did since the last call:
+/// reported once per step.
+pub fn take_step_back() -> Option<Millis> {
+    STATE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unreported
+        .take()
 }
 
 /// A duration in milliseconds, saturating rather than wrapping.

@@ -147,6 +147,8 @@ pub mod db;
 pub mod files;
 #[doc(hidden)]
 pub mod identity;
+#[cfg(test)]
+mod layers;
 #[doc(hidden)]
 pub mod logging;
 #[doc(hidden)]

@@ -118,8 +118,17 @@ pub fn login_message(outcome: &str, username: &str, ip: std::net::IpAddr, extra:
 pub fn line(message: &str) {
     // Assembled first, so the line goes out in one write; `eprint!` rather
     // than a raw handle, so test harnesses capture it.
+    let now = clock::now();
     let mut line = String::with_capacity(message.len() + 26);
-    push_rfc3339(&mut line, clock::now());
+    if let Some(back) = clock::take_step_back() {
+        push_rfc3339(&mut line, now);
+        line.push_str(&format!(
+            " warning: the system clock stepped back by {} s; gatehouse keeps its own time \
+             until the system clock catches up (restart it to follow the step)\n",
+            back / 1000
+        ));
+    }
+    push_rfc3339(&mut line, now);
     line.push(' ');
     line.push_str(message);
     line.push('\n');
