@@ -182,8 +182,20 @@ pub struct Throttle {
     clock: Box<dyn Clock>,
 }
 
+/// The subject a username is counted under: only plain spaces trimmed (as
+/// at sign-in, so `"\r\nalice"` is not alice), and control characters
+/// escaped, so every record store can keep it (PostgreSQL's text refuses
+/// NUL) and a disguised name is throttled like any other.
 fn user_subject(username: &str) -> String {
-    format!("user:{}", username.trim().to_ascii_lowercase())
+    let mut subject = String::from("user:");
+    for c in username.trim_matches(' ').chars() {
+        if c.is_control() {
+            subject.extend(c.escape_unicode());
+        } else {
+            subject.push(c.to_ascii_lowercase());
+        }
+    }
+    subject
 }
 
 /// The subject an address is counted under: an IPv4 address (also when it
