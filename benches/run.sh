@@ -49,7 +49,9 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 
 echo "building..." >&2
 cargo build --release --locked -q
-! wants axum || cargo build --release -q --manifest-path benches/peers/axum/Cargo.toml
+# sqlx needs SQLite's column metadata, which .cargo/config.toml's
+# LIBSQLITE3_FLAGS (gatehouse's trimmed SQLite) leaves out: not for the peer.
+! wants axum || LIBSQLITE3_FLAGS= cargo build --release -q --manifest-path benches/peers/axum/Cargo.toml
 ! wants rouille-bare || cargo build --release -q --manifest-path benches/peers/rouille-bare/Cargo.toml
 ! $node_peers || (cd benches/peers/express && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 
