@@ -5,9 +5,19 @@
 # run lasts DURATION seconds (default 8).
 #
 #   benches/run.sh [sweeps]          # default 2 sweeps; results in benches/results/
+#   PEERS="gatehouse gatehouse-https axum rouille-bare" DURATION=5 benches/run.sh 1
 #
-# Needs: wrk, curl, node + npm, a C compiler (better-sqlite3 builds from
-# source here). Installs wrk with apt-get if missing.
+# PEERS picks what runs, in this order (default: all of them):
+#   gatehouse        gatehouse on SQLite over plain HTTP (and on PostgreSQL /
+#                    Redis when their URLs are given, below)
+#   gatehouse-https  gatehouse serving HTTPS itself (a certificate from
+#                    `gatehouse tls self-signed`), "who am I" with keep-alive
+#   express-sqlite express-memory axum rouille-bare   the peers
+# Without express-* in PEERS, Node.js is neither needed nor used.
+#
+# Needs: wrk, curl, a C compiler; for the express peers node + npm
+# (better-sqlite3 builds from source here). Installs wrk with apt-get if
+# missing.
 #
 # With GATEHOUSE_BENCH_POSTGRES (a URL of a role that may create schemas;
 # psql must be installed) gatehouse also runs on PostgreSQL, and with
@@ -20,6 +30,16 @@ DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 PG=${GATEHOUSE_BENCH_POSTGRES:-}
 REDIS=${GATEHOUSE_BENCH_REDIS:-}
+PEERS=${PEERS:-gatehouse gatehouse-https express-sqlite express-memory axum rouille-bare}
+wants() { [[ " $PEERS " == *" $1 "* ]]; }
+node_peers=false
+for p in $PEERS; do
+    case $p in
+        gatehouse | gatehouse-https | axum | rouille-bare) ;;
+        express-sqlite | express-memory) node_peers=true ;;
+        *) echo "unknown peer in PEERS: $p" >&2; exit 2 ;;
+    esac
+done
 out=$root/benches/results
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
@@ -29,9 +49,11 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 
 echo "building..." >&2
 cargo build --release --locked -q
-cargo build --release -q --manifest-path benches/peers/axum/Cargo.toml
-cargo build --release -q --manifest-path benches/peers/rouille-bare/Cargo.toml
-(cd benches/peers/express && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+# sqlx needs SQLite's column metadata, which .cargo/config.toml's
+# LIBSQLITE3_FLAGS (gatehouse's trimmed SQLite) leaves out: not for the peer.
+! wants axum || LIBSQLITE3_FLAGS= cargo build --release -q --manifest-path benches/peers/axum/Cargo.toml
+! wants rouille-bare || cargo build --release -q --manifest-path benches/peers/rouille-bare/Cargo.toml
+! $node_peers || (cd benches/peers/express && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 
 work=$(mktemp -d)
 pids=()
@@ -134,12 +156,12 @@ LUA
 # session_cookie URL LOGIN_BODY [csrf cookie]: signs in, prints the Cookie header value.
 session_cookie() {
     local url=$1 body=$2 extra=${3:-}
-    curl -s -o /dev/null -c "$work/jar" ${extra:+-H "Cookie: $extra"} --data "$body" "$url/login"
+    curl -sk -o /dev/null -c "$work/jar" ${extra:+-H "Cookie: $extra"} --data "$body" "$url/login"
     # curl marks HttpOnly cookies with a "#HttpOnly_" prefix, not a comment.
     sed 's/^#HttpOnly_//' "$work/jar" | awk '!/^#/ && NF >= 7 && $6 != "gatehouse_csrf" {printf "%s=%s", $6, $7}' 
 }
 
-visits_of() { curl -s -H "Cookie: $2" "$1/" | sed -n 's/.*[Vv]isits[^0-9]*\([0-9][0-9]*\).*/\1/p;s/.*id="visits">\([0-9]*\)<.*/\1/p' | head -n 1; }
+visits_of() { curl -sk -H "Cookie: $2" "$1/" | sed -n 's/.*[Vv]isits[^0-9]*\([0-9][0-9]*\).*/\1/p;s/.*id="visits">\([0-9]*\)<.*/\1/p' | head -n 1; }
 
 # lost_increments URL COOKIE BEFORE: how many of the last run's 2xx loads did not count.
 lost_increments() {
@@ -151,7 +173,7 @@ run_peer() {
     local peer=$1 verify=$2 url=$3 cookie=$4 login_body=$5 login_cookie=${6:-}
     lua "$work/get.lua" GET "" "$cookie"
     measure "$peer" "who am I" "$url$verify" "$work/get.lua"
-    if [ "$peer" != "rouille (bare)" ]; then
+    if [ "$peer" != "rouille (bare)" ] && [ -z "${verify_only:-}" ]; then
         local before; before=$(visits_of "$url" "$cookie")
         measure "$peer" "visit counter" "$url/" "$work/get.lua"
         echo "| $peer | lost increments | $(lost_increments "$url" "$cookie" "$before") of $last_ok | | | | |"
@@ -163,15 +185,20 @@ run_peer() {
 }
 
 # run_gatehouse NAME DIR [VAR=value...]: gatehouse with these settings.
+# With tls=1, gatehouse serves HTTPS itself with a self-signed certificate
+# (DATA/tls/) and only "who am I" is measured (keep-alive, as wrk does).
 run_gatehouse() {
     local name=$1 dir=$2; shift 2
     local settings=(GATEHOUSE_BCRYPT_COST=10 GATEHOUSE_LOGIN_MAX_FAILURES=1000000
         GATEHOUSE_SECRETS=benchmark-secret-of-at-least-32-bytes "$@")
     mkdir -p "$dir"
     printf 'correct horse\n' | env "${settings[@]}" target/release/gatehouse user add alice --password-stdin --data "$dir" >/dev/null
+    if [ -n "${tls:-}" ]; then
+        env "${settings[@]}" target/release/gatehouse tls self-signed --host localhost --data "$dir" >/dev/null
+    fi
     start "$name" "$dir" env "${settings[@]}" "$root/target/release/gatehouse" serve --data "$dir" --listen 127.0.0.1:0
     url=${url%/}
-    csrf_cookie=$(curl -s -c - "$url/login" -o "$dir/login.html" | awk '$6 == "gatehouse_csrf" {print $6 "=" $7}')
+    csrf_cookie=$(curl -sk -c - "$url/login" -o "$dir/login.html" | awk '$6 == "gatehouse_csrf" {print $6 "=" $7}')
     token=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$dir/login.html" | head -n 1)
     body="csrf=$token&username=alice&password=correct+horse"
     cookie=$(session_cookie "$url" "$body" "$csrf_cookie")
@@ -183,11 +210,16 @@ echo "# Benchmark run $stamp"
 echo
 echo "Machine: $(nproc) cores, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo); $(uname -sr)."
 echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s on loopback, server and wrk on the same cores."
-echo "Versions: gatehouse $(target/release/gatehouse --version | awk '{print $2}'), node $(node --version),"
-echo "express $(node -p "require('./benches/peers/express/node_modules/express/package.json').version"),"
-echo "express-session $(node -p "require('./benches/peers/express/node_modules/express-session/package.json').version"),"
-echo "better-sqlite3 $(node -p "require('./benches/peers/express/node_modules/better-sqlite3/package.json').version"),"
+echo "Peers: $PEERS."
+echo "Versions: gatehouse $(target/release/gatehouse --version | awk '{print $2}'),"
+if $node_peers; then
+    echo "node $(node --version),"
+    echo "express $(node -p "require('./benches/peers/express/node_modules/express/package.json').version"),"
+    echo "express-session $(node -p "require('./benches/peers/express/node_modules/express-session/package.json').version"),"
+    echo "better-sqlite3 $(node -p "require('./benches/peers/express/node_modules/better-sqlite3/package.json').version"),"
+fi
 echo "tower-sessions $(grep -A1 'name = "tower-sessions"' benches/peers/axum/Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p'), rustc $(rustc --version | awk '{print $2}')."
+echo "Release binary: target/release/gatehouse, $(stat -c %s target/release/gatehouse) bytes."
 for sweep in $(seq "$sweeps"); do
     echo
     echo "## Sweep $sweep"
@@ -195,8 +227,11 @@ for sweep in $(seq "$sweeps"); do
     echo "| peer | route | req/s | p50 | p99 | server CPU µs/req | errors (≥400) |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
 
-    run_gatehouse gatehouse "$work/gatehouse-$sweep"
-    if [ -n "$PG" ]; then
+    ! wants gatehouse || run_gatehouse gatehouse "$work/gatehouse-$sweep"
+    if wants gatehouse-https; then
+        tls=1 verify_only=1 run_gatehouse "gatehouse (HTTPS)" "$work/gatehouse-https-$sweep"
+    fi
+    if wants gatehouse && [ -n "$PG" ]; then
         schema=gatehouse_bench_$sweep
         psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
         pg_url="$PG$(case $PG in *\?*) echo '&';; *) echo '?';; esac)options=-csearch_path%3D$schema"
@@ -211,6 +246,7 @@ for sweep in $(seq "$sweeps"); do
     fi
 
     for store in sqlite memory; do
+        wants "express-$store" || continue
         dir=$work/express-$store-$sweep
         start "express ($store)" "$dir" env STORE=$store node "$root/benches/peers/express/app.js"
         body="username=alice&password=correct+horse"
@@ -218,15 +254,19 @@ for sweep in $(seq "$sweeps"); do
         run_peer "express-session ($store)" /whoami "$url" "$cookie" "$body"
     done
 
-    dir=$work/axum-$sweep
-    start axum "$dir" "$root/benches/peers/axum/target/release/bench-axum"
-    body="username=alice&password=correct+horse"
-    cookie=$(session_cookie "$url" "$body")
-    run_peer "axum + tower-sessions (sqlite)" /whoami "$url" "$cookie" "$body"
+    if wants axum; then
+        dir=$work/axum-$sweep
+        start axum "$dir" "$root/benches/peers/axum/target/release/bench-axum"
+        body="username=alice&password=correct+horse"
+        cookie=$(session_cookie "$url" "$body")
+        run_peer "axum + tower-sessions (sqlite)" /whoami "$url" "$cookie" "$body"
+    fi
 
-    dir=$work/bare-$sweep
-    start rouille "$dir" "$root/benches/peers/rouille-bare/target/release/bench-rouille-bare"
-    run_peer "rouille (bare)" / "$url" "" ""
+    if wants rouille-bare; then
+        dir=$work/bare-$sweep
+        start rouille "$dir" "$root/benches/peers/rouille-bare/target/release/bench-rouille-bare"
+        run_peer "rouille (bare)" / "$url" "" ""
+    fi
 done
 } | tee "$report"
 echo "results: $report" >&2
