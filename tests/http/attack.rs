@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{Browser, TestApp, agent};
+use crate::raw::raw;
 
 /// An upstream whose every answer carries these `Set-Cookie` values.
 fn cookie_setting_upstream(cookies: &'static [&'static str]) -> (SocketAddr, Arc<AtomicBool>) {
@@ -141,16 +142,6 @@ fn echo_upstream() -> (
         }
     });
     (addr, stop, seen)
-}
-
-fn raw(app: &TestApp, request: &str) -> String {
-    let mut conn = TcpStream::connect(app.base.trim_start_matches("http://")).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    conn.write_all(request.as_bytes()).expect("send");
-    let mut out = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut conn, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Java servers (Tomcat, Jetty, Spring) drop `;parameters` from each path

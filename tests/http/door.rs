@@ -47,14 +47,11 @@ impl Limited {
             .stderr(Stdio::piped())
             .spawn()
             .expect("serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        let url = first.split_whitespace().last().expect("url").to_owned();
+        let (_, url) = crate::raw::served_url(&mut child);
         let addr = url
             .trim_start_matches("http://")
             .parse()
             .expect("an address");
-        std::thread::spawn(move || for _ in lines {});
         let log = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&log);
         let stderr = child.stderr.take().expect("stderr");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{Browser, TestApp, assert_redirects_to};
+use crate::raw::raw;
 
 /// A small upstream app on 127.0.0.1:0.
 struct Upstream {
@@ -588,20 +589,6 @@ fn a_bad_app_in_the_config_names_the_app_and_field() {
         msg.contains("\"wiki\"") && msg.contains("upstream"),
         "{msg}"
     );
-}
-
-/// Sends `request` as raw bytes (for targets and headers a normal client
-/// cannot send) and returns everything the server answered until it
-/// closed or `Connection: close` took effect.
-fn raw(app: &TestApp, request: &str) -> String {
-    let addr = app.base.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    conn.write_all(request.as_bytes()).expect("send");
-    let mut out = Vec::new();
-    let _ = conn.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn session_cookie(b: &Browser) -> String {
