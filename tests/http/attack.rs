@@ -13,23 +13,13 @@ use crate::raw::raw;
 
 /// An upstream whose every answer carries these `Set-Cookie` values.
 fn cookie_setting_upstream(cookies: &'static [&'static str]) -> (SocketAddr, Arc<AtomicBool>) {
-    let server = rouille::Server::new("127.0.0.1:0", move |_request| {
+    crate::raw::upstream(move |_request| {
         let mut response = rouille::Response::text("cookies");
         for c in cookies {
             response = response.with_additional_header("Set-Cookie", *c);
         }
         response
     })
-    .expect("upstream");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(50));
-        }
-    });
-    (addr, stop)
 }
 
 fn signed_in(app: &TestApp, name: &str) -> Browser {
@@ -127,19 +117,10 @@ fn echo_upstream() -> (
 ) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let server = rouille::Server::new("127.0.0.1:0", move |request| {
+    let (addr, stop) = crate::raw::upstream(move |request| {
         let url = request.raw_url().to_owned();
         log.lock().expect("log").push(url.clone());
         rouille::Response::text(format!("url={url}"))
-    })
-    .expect("upstream");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(50));
-        }
     });
     (addr, stop, seen)
 }
