@@ -358,10 +358,7 @@ impl<'a> Accounts<'a> {
         target: &User,
         force: bool,
     ) -> Result<usize, AccountError> {
-        if actor.is_some_and(|a| a.id == target.id) {
-            return Err(AccountError::Refused(Refusal::DisableSelf));
-        }
-        self.refuse_last_admin(target, force)?;
+        self.refuse_removal(actor, target, force, Refusal::DisableSelf)?;
         self.users.set_disabled(target.id, true)?;
         Ok(self.sessions.delete_by_user(target.id, None)?)
     }
@@ -387,10 +384,7 @@ impl<'a> Accounts<'a> {
         target: &User,
         force: bool,
     ) -> Result<usize, AccountError> {
-        if actor.is_some_and(|a| a.id == target.id) {
-            return Err(AccountError::Refused(Refusal::DeleteSelf));
-        }
-        self.refuse_last_admin(target, force)?;
+        self.refuse_removal(actor, target, force, Refusal::DeleteSelf)?;
         // Sessions first: a store outside the users' database (Redis) has no
         // cascade to take them with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
@@ -467,6 +461,22 @@ impl<'a> Accounts<'a> {
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
         Ok(self.sessions.delete_by_user(user.id, keep)?)
+    }
+
+    /// The rules [`disable`](Self::disable) and [`delete`](Self::delete)
+    /// share: an administrator may not remove themselves (`own`, the refusal
+    /// to give), nor the last enabled administrator unless `force`.
+    fn refuse_removal(
+        &self,
+        actor: Option<&User>,
+        target: &User,
+        force: bool,
+        own: Refusal,
+    ) -> Result<(), AccountError> {
+        if actor.is_some_and(|a| a.id == target.id) {
+            return Err(AccountError::Refused(own));
+        }
+        self.refuse_last_admin(target, force)
     }
 
     /// Refuses to remove (disable, delete, demote) the last enabled

@@ -157,6 +157,17 @@ fn hex(b: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
+/// The byte that the `%XX` escape starting at `bytes[at]` stands for.
+fn escaped_byte(bytes: &[u8], at: usize) -> Result<u8, PathError> {
+    let (Some(hi), Some(lo)) = (
+        bytes.get(at + 1).copied().and_then(hex),
+        bytes.get(at + 2).copied().and_then(hex),
+    ) else {
+        return Err(PathError::BadEscape);
+    };
+    Ok(hi << 4 | lo)
+}
+
 fn push_escaped(out: &mut String, b: u8) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.push('%');
@@ -171,13 +182,7 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PathError::BadEscape);
-            };
-            let decoded = hi << 4 | lo;
+            let decoded = escaped_byte(bytes, i)?;
             if decoded == b'/' || decoded == b'\\' {
                 return Err(PathError::EncodedSlash);
             }
@@ -211,14 +216,8 @@ fn encode_query(raw: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PathError::BadEscape);
-            };
             // The query is the upstream's business: escapes stay escapes.
-            push_escaped(&mut out, hi << 4 | lo);
+            push_escaped(&mut out, escaped_byte(bytes, i)?);
             i += 3;
             continue;
         }

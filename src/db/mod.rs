@@ -447,6 +447,18 @@ pub(crate) fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// For tests: SQL that makes every `on` (`INSERT`, `UPDATE`) on `table`
+/// fail at commit, as a full disk does: a deferred foreign key that a
+/// trigger breaks, checked only when the statement's transaction ends.
+#[cfg(test)]
+pub(crate) fn fail_at_commit(table: &str, on: &str) -> String {
+    format!(
+        "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
+         CREATE TRIGGER fail_at_commit AFTER {on} ON {table} \
+         BEGIN INSERT INTO broken VALUES (999); END;"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

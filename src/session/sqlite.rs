@@ -402,11 +402,7 @@ mod tests {
             .pool()
             .get()
             .expect("conn")
-            .execute_batch(
-                "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
-                 CREATE TRIGGER fail_at_commit AFTER UPDATE ON sessions \
-                 BEGIN INSERT INTO broken VALUES (999); END;",
-            )
+            .execute_batch(&crate::db::fail_at_commit("sessions", "UPDATE"))
             .expect("trigger");
         let touch = Touch {
             last_seen_at: now,

@@ -389,11 +389,7 @@ mod tests {
         // broken by a trigger), as it does when the disk is full.
         pool.get()
             .expect("conn")
-            .execute_batch(
-                "CREATE TABLE broken (u INTEGER REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED);
-                 CREATE TRIGGER fail_at_commit AFTER INSERT ON users \
-                 BEGIN INSERT INTO broken VALUES (999); END;",
-            )
+            .execute_batch(&crate::db::fail_at_commit("users", "INSERT"))
             .expect("trigger");
         let users = Users::new(pool, hasher);
         let result = users.create(&name("bob"), "password1", false);

@@ -9,26 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{Browser, TestApp, agent};
+use crate::raw::raw;
 
 /// An upstream whose every answer carries these `Set-Cookie` values.
 fn cookie_setting_upstream(cookies: &'static [&'static str]) -> (SocketAddr, Arc<AtomicBool>) {
-    let server = rouille::Server::new("127.0.0.1:0", move |_request| {
+    crate::raw::upstream(move |_request| {
         let mut response = rouille::Response::text("cookies");
         for c in cookies {
             response = response.with_additional_header("Set-Cookie", *c);
         }
         response
     })
-    .expect("upstream");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(50));
-        }
-    });
-    (addr, stop)
 }
 
 fn signed_in(app: &TestApp, name: &str) -> Browser {
@@ -126,31 +117,12 @@ fn echo_upstream() -> (
 ) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let server = rouille::Server::new("127.0.0.1:0", move |request| {
+    let (addr, stop) = crate::raw::upstream(move |request| {
         let url = request.raw_url().to_owned();
         log.lock().expect("log").push(url.clone());
         rouille::Response::text(format!("url={url}"))
-    })
-    .expect("upstream");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(50));
-        }
     });
     (addr, stop, seen)
-}
-
-fn raw(app: &TestApp, request: &str) -> String {
-    let mut conn = TcpStream::connect(app.base.trim_start_matches("http://")).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    conn.write_all(request.as_bytes()).expect("send");
-    let mut out = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut conn, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Java servers (Tomcat, Jetty, Spring) drop `;parameters` from each path

@@ -2,7 +2,6 @@
 //! server reads is stepped back a day while it runs (the monotonic clock is
 //! left alone, as a real step leaves it), and put right again.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -53,19 +52,9 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        let url = first.split_whitespace().last().expect("url").to_owned();
+        let (first, url) = crate::raw::served_url(&mut child);
         assert!(url.starts_with("http://127.0.0.1:"), "{first}");
-        std::thread::spawn(move || for _ in lines {});
-        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-        let sink = std::sync::Arc::clone(&log);
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log").push(line);
-            }
-        });
+        let log = crate::raw::collect_log(&mut child);
         Self { child, url, log }
     }
 

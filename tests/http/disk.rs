@@ -579,22 +579,29 @@ fn with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resu
     );
 }
 
-#[test]
-fn a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts() {
-    let test = "a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts";
+/// A small disk for `test` whose data directory holds the user alice, or
+/// `None` where `test` cannot run (not on SQLite, or no disk to mount).
+fn small_disk_with_alice(test: &str) -> Option<SmallDisk> {
     if !crate::helpers::on_sqlite(test) {
-        return;
+        return None;
     }
-    let Some(disk) = SmallDisk::mount(test) else {
-        return;
-    };
-    let d = disk.data();
+    let disk = SmallDisk::mount(test)?;
     let out = with_password(
-        &d,
+        &disk.data(),
         &["user", "add", "alice", "--password-stdin"],
         "correct horse",
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    Some(disk)
+}
+
+#[test]
+fn a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts() {
+    let test = "a_read_only_database_stops_the_start_with_its_path_and_a_writable_one_starts";
+    let Some(disk) = small_disk_with_alice(test) else {
+        return;
+    };
+    let d = disk.data();
     // A server ran here before: the data directory has its lock file.
     drop(Served::start(&d, &[]).expect("serves"));
     let ro = disk.remount("ro");
@@ -920,19 +927,10 @@ fn after_the_database_was_read_only_for_a_while_the_same_server_writes_again() {
 #[test]
 fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
     let test = "a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space";
-    if !crate::helpers::on_sqlite(test) {
-        return;
-    }
-    let Some(disk) = SmallDisk::mount(test) else {
+    let Some(disk) = small_disk_with_alice(test) else {
         return;
     };
     let d = disk.data();
-    let out = with_password(
-        &d,
-        &["user", "add", "alice", "--password-stdin"],
-        "correct horse",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     // Back to schema version 2, as an older gatehouse left it.
     let version = || -> i64 {
         stored(&d)

@@ -47,14 +47,11 @@ impl Limited {
             .stderr(Stdio::piped())
             .spawn()
             .expect("serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        let url = first.split_whitespace().last().expect("url").to_owned();
+        let (_, url) = crate::raw::served_url(&mut child);
         let addr = url
             .trim_start_matches("http://")
             .parse()
             .expect("an address");
-        std::thread::spawn(move || for _ in lines {});
         let log = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&log);
         let stderr = child.stderr.take().expect("stderr");
@@ -542,7 +539,7 @@ fn a_client_that_stops_reading_does_not_hold_its_thread() {
 fn counting_upstream() -> (SocketAddr, Arc<AtomicBool>, Arc<AtomicU64>) {
     let received = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&received);
-    let server = rouille::Server::new("127.0.0.1:0", move |request| {
+    let (addr, stop) = crate::raw::upstream(move |request| {
         if request.header("Upgrade").is_some() {
             return rouille::Response {
                 status_code: 101,
@@ -563,15 +560,6 @@ fn counting_upstream() -> (SocketAddr, Arc<AtomicBool>, Arc<AtomicU64>) {
         }
         seen.store(n, Ordering::SeqCst);
         rouille::Response::text(n.to_string())
-    })
-    .expect("upstream");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(20));
-        }
     });
     (addr, stop, received)
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{Browser, TestApp, assert_redirects_to};
+use crate::raw::raw;
 
 /// A small upstream app on 127.0.0.1:0.
 struct Upstream {
@@ -23,7 +24,7 @@ impl Upstream {
     fn start() -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
-        let server = rouille::Server::new("127.0.0.1:0", move |request| {
+        let (addr, stop) = crate::raw::upstream(move |request| {
             counter.fetch_add(1, Ordering::SeqCst);
             let url = request.raw_url().to_owned();
             if request.header("Upgrade").is_some() {
@@ -98,15 +99,6 @@ impl Upstream {
             }))
             .with_additional_header("Set-Cookie", "upstream=1; Path=/")
             .with_additional_header("Content-Security-Policy", "default-src 'none'; upstream")
-        })
-        .expect("upstream starts");
-        let addr = server.server_addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                server.poll_timeout(Duration::from_millis(20));
-            }
         });
         Self { addr, stop, hits }
     }
@@ -173,11 +165,14 @@ identity_key = "a key the upstream shares, 32+ bytes"
 }
 
 fn app_with_upstream() -> (TestApp, Upstream) {
+    apps_with(&[("proxy_timeout", "1s")])
+}
+
+/// The apps of `config` in front of a fresh upstream, with `settings`, and
+/// alice, root (an admin) and bob as users.
+fn apps_with(settings: &[(&str, &str)]) -> (TestApp, Upstream) {
     let upstream = Upstream::start();
-    let app = TestApp::spawn_with_file(
-        &config(&format!("http://{}", upstream.addr)),
-        &[("proxy_timeout", "1s")],
-    );
+    let app = TestApp::spawn_with_file(&config(&format!("http://{}", upstream.addr)), settings);
     app.add_user("alice", "correct horse", false);
     app.add_user("root", "correct horse", true);
     app.add_user("bob", "correct horse", false);
@@ -590,20 +585,6 @@ fn a_bad_app_in_the_config_names_the_app_and_field() {
     );
 }
 
-/// Sends `request` as raw bytes (for targets and headers a normal client
-/// cannot send) and returns everything the server answered until it
-/// closed or `Connection: close` took effect.
-fn raw(app: &TestApp, request: &str) -> String {
-    let addr = app.base.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    conn.write_all(request.as_bytes()).expect("send");
-    let mut out = Vec::new();
-    let _ = conn.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn session_cookie(b: &Browser) -> String {
     format!(
         "gatehouse_session={}",
@@ -907,15 +888,7 @@ fn forward_auth_headers_count_only_from_trusted_proxies() {
 
 /// The apps behind a forwarding proxy on 127.0.0.1, which is trusted.
 fn behind_proxy() -> (TestApp, Upstream) {
-    let upstream = Upstream::start();
-    let app = TestApp::spawn_with_file(
-        &config(&format!("http://{}", upstream.addr)),
-        &[("trusted_proxies", "127.0.0.1")],
-    );
-    app.add_user("alice", "correct horse", false);
-    app.add_user("root", "correct horse", true);
-    app.add_user("bob", "correct horse", false);
-    (app, upstream)
+    apps_with(&[("trusted_proxies", "127.0.0.1")])
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven over HTTP.
 
 mod helpers;
+mod raw;
 
 mod accounts;
 mod api;

@@ -5,7 +5,7 @@
 //! when it is back, gatehouse recovers by itself and nothing acknowledged
 //! before the outage is lost.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -290,18 +290,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        let url = first.split_whitespace().last().expect("url").to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log").push(line);
-            }
-        });
+        let (_, url) = crate::raw::served_url(&mut child);
+        let log = crate::raw::collect_log(&mut child);
         Self { child, url, log }
     }
 

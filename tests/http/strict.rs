@@ -497,21 +497,12 @@ struct Counter {
 
 impl Counter {
     fn start() -> Self {
-        let server = rouille::Server::new("127.0.0.1:0", |request| {
+        let (addr, stop) = crate::raw::upstream(|request| {
             let mut n = 0u64;
             if let Some(mut data) = request.data() {
                 n = std::io::copy(&mut data, &mut std::io::sink()).unwrap_or(0);
             }
             rouille::Response::text(format!("got {n}"))
-        })
-        .expect("upstream starts");
-        let addr = server.server_addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                server.poll_timeout(Duration::from_millis(20));
-            }
         });
         Self { addr, stop }
     }

@@ -642,15 +642,12 @@ fn serve_https(dir: &Path, env: &[(&str, String)]) -> (Child, SocketAddr, mpsc::
         .stderr(Stdio::piped())
         .spawn()
         .expect("serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("utf-8");
-    let url = first.split_whitespace().last().expect("url").to_owned();
+    let (first, url) = crate::raw::served_url(&mut child);
     let addr = url
         .strip_prefix("https://")
         .unwrap_or_else(|| panic!("not https: {first}"))
         .parse()
         .expect("address");
-    std::thread::spawn(move || for _ in lines {});
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
