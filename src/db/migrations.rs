@@ -50,6 +50,29 @@ const STEPS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('write_probe', '0');
      ALTER TABLE sessions ADD COLUMN database_id TEXT NOT NULL DEFAULT '';
      UPDATE sessions SET database_id = (SELECT value FROM meta WHERE key = 'database_id');",
+    // 4: second factors: authenticator seeds (sealed with a key that is not
+    // in this file), recovery code hashes, passkeys.
+    "CREATE TABLE totp (
+         user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+         seed BLOB NOT NULL,
+         last_step INTEGER NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE recovery_codes (
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         hash BLOB NOT NULL,
+         PRIMARY KEY (user_id, hash)
+     ) WITHOUT ROWID;
+     CREATE TABLE passkeys (
+         id INTEGER PRIMARY KEY,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         credential_id BLOB NOT NULL UNIQUE,
+         name TEXT NOT NULL,
+         credential BLOB NOT NULL,
+         created_at INTEGER NOT NULL,
+         last_used_at INTEGER
+     );
+     CREATE INDEX passkeys_by_user ON passkeys(user_id);",
 ];
 
 /// The schema version this binary writes.

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+pub mod factors;
+pub mod passkey;
 pub mod password;
 mod postgres;
 mod sqlite;
@@ -108,6 +110,12 @@ pub enum UserError {
     /// The database could not be reached; the request may succeed later.
     #[error("user database unavailable: {0}")]
     Unavailable(String),
+    /// No secrets to seal second-factor seeds with.
+    #[error("no secrets configured to seal second-factor seeds with")]
+    NoSeedKey,
+    /// A second factor could not be used (a seed no secret opens).
+    #[error("{0}")]
+    Factor(String),
 }
 
 impl From<rusqlite::Error> for UserError {
@@ -180,23 +188,47 @@ impl Flag {
 pub struct Users {
     db: Arc<dyn Backend>,
     hasher: Arc<Hasher>,
+    factors: factors::Factors,
 }
 
 impl Users {
     /// Users in the SQLite `pool`, hashing with `hasher`.
     pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
+        let db = Arc::new(sqlite::Sqlite(pool));
         Self {
-            db: Arc::new(sqlite::Sqlite(pool)),
+            factors: factors::Factors {
+                db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
+                seeds: factors::SeedKey::new(&[]),
+            },
+            db,
             hasher,
         }
     }
 
     /// Users in a PostgreSQL database, hashing with `hasher`.
     pub fn postgres(pool: crate::db::postgres::PgPool, hasher: Arc<Hasher>) -> Self {
+        let db = Arc::new(postgres::Postgres(pool));
         Self {
-            db: Arc::new(postgres::Postgres(pool)),
+            factors: factors::Factors {
+                db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
+                seeds: factors::SeedKey::new(&[]),
+            },
+            db,
             hasher,
         }
+    }
+
+    /// The same users, sealing second-factor seeds with keys derived from
+    /// `secrets` (the first seals, any opens).
+    #[must_use]
+    pub fn with_seed_key(mut self, secrets: &[Vec<u8>]) -> Self {
+        self.factors.seeds = factors::SeedKey::new(secrets);
+        self
+    }
+
+    /// The users' second factors.
+    pub fn factors(&self) -> &factors::Factors {
+        &self.factors
     }
 
     /// The hasher in use.
@@ -378,6 +410,14 @@ mod tests {
 
     fn name(s: &str) -> Username {
         Username::parse(s).expect("valid name")
+    }
+
+    #[test]
+    fn second_factors_behave_alike_on_every_backend() {
+        each(|users| {
+            let users = users.clone().with_seed_key(&[b"a test secret".to_vec()]);
+            factors::conformance(users.factors(), &users);
+        });
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use postgres::types::Type;
 
+use super::factors::{FactorStore, NewPasskeyRow, Passkey, StoredPasskey, Summary};
 use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::{PgPool, is_connection_error};
@@ -182,5 +183,197 @@ impl Backend for Postgres {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Postgres {
+    fn count_rows(
+        &self,
+        sql: &str,
+        params: &[(&(dyn postgres::types::ToSql + Sync), Type)],
+    ) -> Result<u64, UserError> {
+        Ok(self.client()?.execute_typed(sql, params)?)
+    }
+}
+
+impl FactorStore for Postgres {
+    fn totp_get(&self, user: UserId) -> Result<Option<Vec<u8>>, UserError> {
+        self.client()?
+            .query_typed_opt(
+                "SELECT seed FROM totp WHERE user_id = $1",
+                &[(&user, Type::INT8)],
+            )?
+            .map(|r| Ok(r.try_get(0)?))
+            .transpose()
+    }
+
+    fn totp_set(
+        &self,
+        user: UserId,
+        sealed: &[u8],
+        step: i64,
+        now: Millis,
+    ) -> Result<(), UserError> {
+        self.count_rows(
+            "INSERT INTO totp (user_id, seed, last_step, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO UPDATE SET seed = $2, last_step = $3, created_at = $4",
+            &[
+                (&user, Type::INT8),
+                (&sealed, Type::BYTEA),
+                (&step, Type::INT8),
+                (&now, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn totp_use(&self, user: UserId, step: i64) -> Result<bool, UserError> {
+        Ok(self.count_rows(
+            "UPDATE totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2",
+            &[(&user, Type::INT8), (&step, Type::INT8)],
+        )? > 0)
+    }
+
+    fn totp_delete(&self, user: UserId) -> Result<(), UserError> {
+        self.count_rows(
+            "DELETE FROM totp WHERE user_id = $1",
+            &[(&user, Type::INT8)],
+        )?;
+        Ok(())
+    }
+
+    fn recovery_replace(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<(), UserError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.execute_typed(
+            "DELETE FROM recovery_codes WHERE user_id = $1",
+            &[(&user, Type::INT8)],
+        )?;
+        for hash in hashes {
+            let hash = &hash[..];
+            tx.execute_typed(
+                "INSERT INTO recovery_codes (user_id, hash) VALUES ($1, $2)",
+                &[(&user, Type::INT8), (&hash, Type::BYTEA)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recovery_take(&self, user: UserId, hash: &[u8; 32]) -> Result<bool, UserError> {
+        let hash = &hash[..];
+        Ok(self.count_rows(
+            "DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2",
+            &[(&user, Type::INT8), (&hash, Type::BYTEA)],
+        )? > 0)
+    }
+
+    fn recovery_count(&self, user: UserId) -> Result<i64, UserError> {
+        Ok(self
+            .client()?
+            .query_typed_one(
+                "SELECT count(*) FROM recovery_codes WHERE user_id = $1",
+                &[(&user, Type::INT8)],
+            )?
+            .try_get(0)?)
+    }
+
+    fn passkey_insert(&self, user: UserId, new: &NewPasskeyRow<'_>) -> Result<(), UserError> {
+        self.count_rows(
+            "INSERT INTO passkeys (user_id, credential_id, name, credential, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                (&user, Type::INT8),
+                (&new.credential_id, Type::BYTEA),
+                (&new.name, Type::TEXT),
+                (&new.credential, Type::BYTEA),
+                (&new.now, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn passkey_list(&self, user: UserId) -> Result<Vec<Passkey>, UserError> {
+        self.client()?
+            .query_typed(
+                "SELECT id, name, created_at, last_used_at, credential_id FROM passkeys WHERE user_id = $1 \
+                 ORDER BY created_at, id",
+                &[(&user, Type::INT8)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Passkey {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    created_at: r.try_get(2)?,
+                    last_used_at: r.try_get(3)?,
+                    credential_id: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    fn passkey_find(&self, credential_id: &[u8]) -> Result<Option<StoredPasskey>, UserError> {
+        self.client()?
+            .query_typed_opt(
+                "SELECT id, user_id, credential FROM passkeys WHERE credential_id = $1",
+                &[(&credential_id, Type::BYTEA)],
+            )?
+            .map(|r| {
+                Ok(StoredPasskey {
+                    id: r.try_get(0)?,
+                    user_id: r.try_get(1)?,
+                    credential: r.try_get(2)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn passkey_used(&self, id: i64, credential: &[u8], now: Millis) -> Result<(), UserError> {
+        self.update(
+            "UPDATE passkeys SET credential = $2, last_used_at = $3 WHERE id = $1",
+            &[
+                (&id, Type::INT8),
+                (&credential, Type::BYTEA),
+                (&now, Type::INT8),
+            ],
+        )
+    }
+
+    fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError> {
+        Ok(self.count_rows(
+            "DELETE FROM passkeys WHERE user_id = $1 AND id = $2",
+            &[(&user, Type::INT8), (&id, Type::INT8)],
+        )? > 0)
+    }
+
+    fn factors_delete(&self, user: UserId) -> Result<(), UserError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        for table in ["totp", "recovery_codes", "passkeys"] {
+            tx.execute_typed(
+                &format!("DELETE FROM {table} WHERE user_id = $1"),
+                &[(&user, Type::INT8)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError> {
+        self.client()?
+            .query_typed(super::sqlite::SUMMARIES, &[])?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    Summary {
+                        totp: r.try_get(1)?,
+                        recovery_left: r.try_get(2)?,
+                        passkeys: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect()
     }
 }

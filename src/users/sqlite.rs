@@ -4,6 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::factors::{FactorStore, NewPasskeyRow, Passkey, StoredPasskey, Summary};
 use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::Pool;
@@ -139,3 +140,172 @@ impl Backend for Sqlite {
         Ok(())
     }
 }
+
+impl FactorStore for Sqlite {
+    fn totp_get(&self, user: UserId) -> Result<Option<Vec<u8>>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached("SELECT seed FROM totp WHERE user_id = ?1")?;
+        Ok(stmt.query_row([user], |r| r.get(0)).optional()?)
+    }
+
+    fn totp_set(
+        &self,
+        user: UserId,
+        sealed: &[u8],
+        step: i64,
+        now: Millis,
+    ) -> Result<(), UserError> {
+        self.0.get()?.execute(
+            "INSERT INTO totp (user_id, seed, last_step, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (user_id) DO UPDATE SET seed = ?2, last_step = ?3, created_at = ?4",
+            params![user, sealed, step, now],
+        )?;
+        Ok(())
+    }
+
+    fn totp_use(&self, user: UserId, step: i64) -> Result<bool, UserError> {
+        let n = self.0.get()?.execute(
+            "UPDATE totp SET last_step = ?2 WHERE user_id = ?1 AND last_step < ?2",
+            params![user, step],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn totp_delete(&self, user: UserId) -> Result<(), UserError> {
+        self.0
+            .get()?
+            .execute("DELETE FROM totp WHERE user_id = ?1", [user])?;
+        Ok(())
+    }
+
+    fn recovery_replace(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<(), UserError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user])?;
+        for hash in hashes {
+            tx.execute(
+                "INSERT INTO recovery_codes (user_id, hash) VALUES (?1, ?2)",
+                params![user, &hash[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recovery_take(&self, user: UserId, hash: &[u8; 32]) -> Result<bool, UserError> {
+        let n = self.0.get()?.execute(
+            "DELETE FROM recovery_codes WHERE user_id = ?1 AND hash = ?2",
+            params![user, &hash[..]],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn recovery_count(&self, user: UserId) -> Result<i64, UserError> {
+        Ok(self.0.get()?.query_row(
+            "SELECT count(*) FROM recovery_codes WHERE user_id = ?1",
+            [user],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn passkey_insert(&self, user: UserId, new: &NewPasskeyRow<'_>) -> Result<(), UserError> {
+        match self.0.get()?.execute(
+            "INSERT INTO passkeys (user_id, credential_id, name, credential, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, new.credential_id, new.name, new.credential, new.now],
+        ) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(UserError::Taken)
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn passkey_list(&self, user: UserId) -> Result<Vec<Passkey>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, created_at, last_used_at, credential_id FROM passkeys WHERE user_id = ?1 \
+             ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([user], |r| {
+            Ok(Passkey {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+                last_used_at: r.get(3)?,
+                credential_id: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn passkey_find(&self, credential_id: &[u8]) -> Result<Option<StoredPasskey>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, user_id, credential FROM passkeys WHERE credential_id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([credential_id], |r| {
+                Ok(StoredPasskey {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    credential: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn passkey_used(&self, id: i64, credential: &[u8], now: Millis) -> Result<(), UserError> {
+        self.update(
+            "UPDATE passkeys SET credential = ?2, last_used_at = ?3 WHERE id = ?1",
+            params![id, credential, now],
+        )
+    }
+
+    fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError> {
+        let n = self.0.get()?.execute(
+            "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
+            params![user, id],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn factors_delete(&self, user: UserId) -> Result<(), UserError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        for table in ["totp", "recovery_codes", "passkeys"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [user])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(SUMMARIES)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Summary {
+                    totp: r.get(1)?,
+                    recovery_left: r.get(2)?,
+                    passkeys: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Each user with a second factor or recovery codes, and what they have
+/// (the same statement on both databases).
+pub(super) const SUMMARIES: &str = "SELECT u.id, \
+     EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id), \
+     (SELECT count(*) FROM recovery_codes c WHERE c.user_id = u.id), \
+     (SELECT count(*) FROM passkeys p WHERE p.user_id = u.id) \
+     FROM users u WHERE EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id) \
+     OR EXISTS (SELECT 1 FROM recovery_codes c WHERE c.user_id = u.id) \
+     OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)";
