@@ -26,10 +26,109 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::auth::throttle::Throttle;
+use crate::clock::Millis;
 use crate::logging;
 use crate::session::{Session, SessionError, SessionKey, Store, StoreError};
-use crate::users::{Login, MAX_USERNAME, User, UserError, Username, Users};
+use crate::users::factors::{CodeCheck, Policy};
+use crate::users::{Login, MAX_USERNAME, User, UserError, UserId, Username, Users};
+
+/// Session data: a sign-in whose password was right, waiting for its
+/// second step. The session stays anonymous meanwhile, so every page and
+/// gate treats it as signed out.
+pub const PENDING: &str = "gatehouse:pending";
+
+/// Session data: how the session signed in (`pwd`, `otp`, `passkey`,
+/// `recovery`), in order.
+pub const METHODS: &str = "gatehouse:amr";
+
+/// How long a pending sign-in waits for its second step.
+pub const PENDING_FOR: Millis = 5 * 60 * 1000;
+
+/// How many wrong second steps a pending sign-in survives.
+pub const PENDING_ATTEMPTS: u32 = 5;
+
+/// A sign-in waiting for its second step (session data at [`PENDING`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    /// Whose password was right.
+    pub user_id: UserId,
+    /// Remember-me, as asked with the password.
+    pub remember: bool,
+    /// Where to go once signed in (already checked by the caller).
+    pub next: String,
+    /// When the password was right.
+    pub at: Millis,
+    /// Wrong second steps so far.
+    pub attempts: u32,
+    /// The user has no second factor and policy requires one: they set
+    /// one up instead of using it.
+    pub enrol: bool,
+}
+
+/// A proof offered as the second step.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// A code from the authenticator app.
+    Code(&'a str),
+    /// One of the user's recovery codes.
+    Recovery(&'a str),
+    /// A passkey assertion of this user, already verified by the caller.
+    Passkey(UserId),
+}
+
+impl Proof<'_> {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::Code(_) => "otp",
+            Self::Recovery(_) => "recovery",
+            Self::Passkey(_) => "passkey",
+        }
+    }
+}
+
+/// Who a second step is for: a pending sign-in, or a signed-in session
+/// adding a second factor for an app that needs one.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user.
+    pub user: User,
+    /// The pending sign-in, if this is one (else a step-up).
+    pub pending: Option<Pending>,
+}
+
+/// What the password step led to.
+#[derive(Debug)]
+pub enum AfterPassword {
+    /// Signed in (no second factor, none required).
+    Finished(Finished),
+    /// Pending: the user has a second factor to give.
+    SecondStep,
+    /// Pending: policy requires a second factor the user does not have yet.
+    Enrol,
+}
+
+/// What a second step came to.
+#[derive(Debug)]
+pub enum Step {
+    /// Signed in; with a recovery code, how many are left.
+    Finished(Finished, Option<i64>),
+    /// Not right (logged `reason=wrong_code`, counted towards a lockout).
+    Wrong,
+    /// Too many recent failures: wait this long.
+    Throttled(Duration),
+    /// No pending sign-in (never, expired, or too many wrong attempts).
+    Expired,
+}
+
+/// Whether these sign-in methods make two factors.
+pub fn two_factors(methods: &[String]) -> bool {
+    methods
+        .iter()
+        .any(|m| matches!(m.as_str(), "otp" | "passkey" | "recovery"))
+}
 
 /// Why an account operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +166,10 @@ pub enum Refusal {
     /// An administrator may not delete themselves.
     #[error("you cannot delete yourself; ask another administrator")]
     DeleteSelf,
+    /// A second factor is added only by a session that gave one already
+    /// (when the user has one), or by a sign-in that must set one up.
+    #[error("give your current second factor first")]
+    SecondStepFirst,
 }
 
 /// What a sign-in attempt came to.
@@ -102,6 +205,7 @@ impl Verified {
 #[must_use = "log the sign-in once its session is stored"]
 pub struct Finished {
     user: User,
+    methods: Vec<String>,
 }
 
 impl Finished {
@@ -115,7 +219,8 @@ impl Finished {
     /// `via` is appended to the log line (`""`, or `" via=api"`).
     pub fn committed(self, guard: &Guard<'_>, ip: IpAddr, via: &str) -> User {
         guard.counters.login("ok");
-        log(&self.user.username, "ok", ip, via);
+        let methods = format!(" methods={}{via}", self.methods.join(","));
+        log(&self.user.username, "ok", ip, &methods);
         self.user
     }
 }
@@ -222,7 +327,12 @@ impl<'a> Accounts<'a> {
         }
         let reason = match self.users.authenticate(username, password)? {
             Login::Ok(user) => {
-                guard.throttle.success(username)?;
+                // A right password clears the name's failures only when it
+                // is the whole sign-in: else re-entering it between wrong
+                // codes would wash out the count of the second step.
+                if !self.users.factors().summary(user.id)?.any() {
+                    guard.throttle.success(username)?;
+                }
                 return Ok(Attempt::Verified(Verified { user }));
             }
             Login::UnknownUser => "unknown_user",
@@ -247,10 +357,320 @@ impl<'a> Accounts<'a> {
         verified: Verified,
         remember: bool,
     ) -> Result<Finished, AccountError> {
-        session.login(verified.user.id, remember)?;
-        Ok(Finished {
-            user: verified.user,
+        sign_in(session, verified.user, remember, vec!["pwd".to_owned()])
+    }
+
+    /// What follows a right password: signed in at once, or a pending
+    /// sign-in that waits for a second factor (the user has one), or for
+    /// one to be set up (`policy` requires it). A pending sign-in leaves
+    /// the session anonymous; `next` goes with it.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn after_password(
+        &self,
+        session: &Session<'_>,
+        verified: Verified,
+        remember: bool,
+        next: &str,
+        policy: Policy,
+    ) -> Result<AfterPassword, AccountError> {
+        let has = self.users.factors().summary(verified.user.id)?.any();
+        if !has && policy == Policy::Optional {
+            return Ok(AfterPassword::Finished(
+                self.finish_sign_in(session, verified, remember)?,
+            ));
+        }
+        session.insert(
+            PENDING,
+            Pending {
+                user_id: verified.user.id,
+                remember,
+                next: next.to_owned(),
+                at: crate::clock::now(),
+                attempts: 0,
+                enrol: !has,
+            },
+        )?;
+        Ok(if has {
+            AfterPassword::SecondStep
+        } else {
+            AfterPassword::Enrol
         })
+    }
+
+    /// Who a second step on `session` is for: its pending sign-in (still
+    /// fresh, with attempts left, the user still enabled), or else its
+    /// signed-in user (adding a second factor to a password-only session).
+    /// A pending sign-in that is stale is removed.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn subject(&self, session: &Session<'_>) -> Result<Option<Subject>, AccountError> {
+        if let Some(id) = session.user_id() {
+            return Ok(self
+                .users
+                .find_by_id(id)?
+                .filter(|u| !u.disabled)
+                .map(|user| Subject {
+                    user,
+                    pending: None,
+                }));
+        }
+        let Some(pending) = session.get::<Pending>(PENDING) else {
+            return Ok(None);
+        };
+        let fresh = crate::clock::now().saturating_sub(pending.at) < PENDING_FOR
+            && pending.attempts < PENDING_ATTEMPTS;
+        let user = if fresh {
+            self.users
+                .find_by_id(pending.user_id)?
+                .filter(|u| !u.disabled)
+        } else {
+            None
+        };
+        match user {
+            Some(user) => Ok(Some(Subject {
+                user,
+                pending: Some(pending),
+            })),
+            None => {
+                session.remove(PENDING)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The second step: a code, a recovery code or a passkey for the
+    /// subject of `session`. Throttled and logged like a password
+    /// (`reason=wrong_code`); a pending sign-in survives
+    /// [`PENDING_ATTEMPTS`] wrong ones. Only success regenerates the id:
+    /// it signs the user in (a pending sign-in, with its remember-me), or
+    /// adds the method to the signed-in session.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn second_step(
+        &self,
+        guard: &Guard<'_>,
+        session: &Session<'_>,
+        ip: IpAddr,
+        proof: Proof<'_>,
+    ) -> Result<Step, AccountError> {
+        let Some(subject) = self.subject(session)? else {
+            return Ok(Step::Expired);
+        };
+        let user = &subject.user;
+        if let Some(wait) = throttle_wait(guard, &user.username, ip)? {
+            return Ok(Step::Throttled(wait));
+        }
+        let factors = self.users.factors();
+        let (right, left) = match proof {
+            Proof::Code(code) => match factors.check_totp(user.id, code)? {
+                CodeCheck::Accepted => (true, None),
+                CodeCheck::Replayed => {
+                    log(&user.username, "replayed_code", ip, "");
+                    (false, None)
+                }
+                CodeCheck::Wrong => (false, None),
+            },
+            Proof::Recovery(code) => match factors.use_recovery_code(user.id, code)? {
+                Some(left) => (true, Some(left)),
+                None => (false, None),
+            },
+            Proof::Passkey(id) => (id == user.id, None),
+        };
+        if !right {
+            record_failure(guard, &user.username, ip, "wrong_code")?;
+            if let Some(mut pending) = subject.pending {
+                pending.attempts += 1;
+                if pending.attempts >= PENDING_ATTEMPTS {
+                    session.remove(PENDING)?;
+                } else {
+                    session.insert(PENDING, pending)?;
+                }
+            }
+            return Ok(Step::Wrong);
+        }
+        guard.throttle.success(&user.username)?;
+        if let Some(left) = left {
+            log(
+                &user.username,
+                "recovery_code_used",
+                ip,
+                &format!(" left={left}"),
+            );
+        }
+        let finished = self.complete(session, subject, proof.method())?;
+        Ok(Step::Finished(finished, left))
+    }
+
+    /// Signs the subject in with `method` added to the password: a pending
+    /// sign-in becomes the user's session, a signed-in one gains the
+    /// method; either way under a new id.
+    fn complete(
+        &self,
+        session: &Session<'_>,
+        subject: Subject,
+        method: &str,
+    ) -> Result<Finished, AccountError> {
+        let (remember, mut methods) = match &subject.pending {
+            Some(p) => (p.remember, vec!["pwd".to_owned()]),
+            None => (
+                session.record().persistent,
+                session.get::<Vec<String>>(METHODS).unwrap_or_default(),
+            ),
+        };
+        if !methods.iter().any(|m| m == method) {
+            methods.push(method.to_owned());
+        }
+        session.remove(PENDING)?;
+        sign_in(session, subject.user, remember, methods)
+    }
+
+    /// A TOTP enrolment confirmed by `code` for the subject of `session`:
+    /// the authenticator is in force, and a pending sign-in (policy
+    /// required one) is finished with it. New recovery codes when the user
+    /// had none left (shown once by the caller).
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn enable_totp(
+        &self,
+        session: &Session<'_>,
+        subject: Subject,
+        sealed: &str,
+        code: &str,
+    ) -> Result<Option<Enabled>, AccountError> {
+        self.may_add_factor(session, &subject)?;
+        let factors = self.users.factors();
+        let user = subject.user.id;
+        if !factors.confirm_totp(user, sealed, code)? {
+            return Ok(None);
+        }
+        let codes = self.recovery_codes_if_none(user)?;
+        let finished = self.complete(session, subject, "otp")?;
+        Ok(Some(Enabled { finished, codes }))
+    }
+
+    /// A passkey registered for the subject of `session`: stored, and (as
+    /// with a TOTP) a pending sign-in finished with it.
+    ///
+    /// # Errors
+    ///
+    /// A credential already registered, or database and store failures.
+    pub fn enable_passkey(
+        &self,
+        session: &Session<'_>,
+        subject: Subject,
+        credential_id: &[u8],
+        name: &str,
+        credential: &[u8],
+    ) -> Result<Enabled, AccountError> {
+        self.may_add_factor(session, &subject)?;
+        let user = subject.user.id;
+        self.users
+            .factors()
+            .add_passkey(user, credential_id, name, credential)?;
+        let codes = self.recovery_codes_if_none(user)?;
+        let finished = self.complete(session, subject, "passkey")?;
+        Ok(Enabled { finished, codes })
+    }
+
+    /// Whether the subject may add a second factor: a pending sign-in
+    /// only when it must set one up; a signed-in session only when it gave
+    /// a second factor, or the user has none yet (a password thief could
+    /// otherwise add their own authenticator beside the owner's).
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::SecondStepFirst`], or database failures.
+    pub fn may_add_factor(
+        &self,
+        session: &Session<'_>,
+        subject: &Subject,
+    ) -> Result<(), AccountError> {
+        let allowed = match &subject.pending {
+            Some(p) => p.enrol,
+            None => {
+                two_factors(&session.get::<Vec<String>>(METHODS).unwrap_or_default())
+                    || !self.users.factors().summary(subject.user.id)?.any()
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(AccountError::Refused(Refusal::SecondStepFirst))
+        }
+    }
+
+    fn recovery_codes_if_none(&self, user: UserId) -> Result<Vec<String>, AccountError> {
+        let factors = self.users.factors();
+        if factors.summary(user)?.recovery_left > 0 {
+            return Ok(Vec::new());
+        }
+        Ok(factors.new_recovery_codes(user)?)
+    }
+
+    /// Signs in with a passkey alone (discoverable, user-verified, checked
+    /// by the caller), which counts as two factors.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn sign_in_passkey(
+        &self,
+        guard: &Guard<'_>,
+        session: &Session<'_>,
+        user_id: UserId,
+        remember: bool,
+        ip: IpAddr,
+    ) -> Result<Step, AccountError> {
+        let Some(user) = self.users.find_by_id(user_id)? else {
+            return Ok(Step::Wrong);
+        };
+        if let Some(wait) = throttle_wait(guard, &user.username, ip)? {
+            return Ok(Step::Throttled(wait));
+        }
+        if user.disabled {
+            record_failure(guard, &user.username, ip, "disabled")?;
+            return Ok(Step::Wrong);
+        }
+        session.remove(PENDING)?;
+        let finished = sign_in(session, user, remember, vec!["passkey".to_owned()])?;
+        Ok(Step::Finished(finished, None))
+    }
+
+    /// Logs and counts a passkey that did not verify (unknown, for another
+    /// user, or a bad signature) against `ip` and, when known, the user.
+    ///
+    /// # Errors
+    ///
+    /// Throttle-store failures.
+    pub fn passkey_failed(
+        &self,
+        guard: &Guard<'_>,
+        user: Option<&User>,
+        ip: IpAddr,
+    ) -> Result<(), AccountError> {
+        let name = user.map_or("-", |u| u.username.as_str());
+        Ok(record_failure(guard, name, ip, "wrong_passkey")?)
+    }
+
+    /// Removes every second factor of `target` and ends all their
+    /// sessions (an administrator's reset, for a lost phone); returns how
+    /// many sessions ended.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn reset_second_factors(&self, target: &User) -> Result<usize, AccountError> {
+        self.users.factors().reset(target.id)?;
+        Ok(self.sessions.delete_by_user(target.id, None)?)
     }
 
     /// Signs a user created this moment (first-run setup, self-registration)
@@ -261,6 +681,7 @@ impl<'a> Accounts<'a> {
     ///
     /// Store failures.
     pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
+        session.insert(METHODS, ["pwd"])?;
         session.login(user.id, false)?;
         Ok(())
     }
@@ -491,6 +912,28 @@ impl<'a> Accounts<'a> {
         }
         Ok(())
     }
+}
+
+/// A second factor just set up: the sign-in it finished or upgraded, and
+/// the recovery codes to show once (empty when the user had some left).
+#[derive(Debug)]
+pub struct Enabled {
+    /// The session, signed in with the new factor.
+    pub finished: Finished,
+    /// New recovery codes, if any.
+    pub codes: Vec<String>,
+}
+
+/// `user` signed into `session` under a new id with these methods.
+fn sign_in(
+    session: &Session<'_>,
+    user: User,
+    remember: bool,
+    methods: Vec<String>,
+) -> Result<Finished, AccountError> {
+    session.insert(METHODS, &methods)?;
+    session.login(user.id, remember)?;
+    Ok(Finished { user, methods })
 }
 
 /// Writes one login event line (never a password).

@@ -587,7 +587,9 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     let mut private = vec![config.data_dir.as_path()];
     private.extend(config.database_path());
     crate::files::warn_if_readable(&private);
-    let signer = Signer::new(secret::signing_secrets(config)?);
+    let secrets = secret::signing_secrets(config)?;
+    let users = users.with_seed_key(&secrets);
+    let signer = Signer::new(secrets);
     users
         .hasher()
         .warm_up()
@@ -613,6 +615,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
         setup_token: std::sync::Mutex::new(None),
         admin_reauth: config.admin_reauth,
+        two_factor: config.two_factor,
         https: config.tls.is_some(),
         hsts: hsts(config),
     });

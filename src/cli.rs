@@ -137,6 +137,13 @@ enum UserCommand {
         /// Username.
         name: String,
     },
+    /// Remove a user's second factors (authenticator app, passkeys,
+    /// recovery codes), for a lost phone; ends all their sessions.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// Username.
+        name: String,
+    },
     /// Delete a user and all their sessions. Refused for the last
     /// enabled administrator unless --force.
     Delete {
@@ -652,6 +659,16 @@ fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let user = users.get_by_name(&name)?;
             Accounts::new(&users, &*store).enable(&user)?;
             writeln!(out, "enabled {}", user.username)?;
+        }
+        UserCommand::Reset2fa { name } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = Accounts::new(&users, &*store).reset_second_factors(&user)?;
+            writeln!(
+                out,
+                "removed the second factors of {}; ended {ended} session(s)",
+                user.username
+            )?;
         }
         UserCommand::Delete { name, force } => {
             let (users, store) = stores(global)?;

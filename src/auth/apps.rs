@@ -96,6 +96,8 @@ pub struct App {
     pub access: Access,
     /// Key for the signed identity header, if the upstream checks one.
     pub identity_key: Option<Vec<u8>>,
+    /// Whether a session must have signed in with a second factor.
+    pub two_factor: bool,
 }
 
 impl App {
@@ -120,6 +122,8 @@ pub struct AppSpec {
     allow: Option<String>,
     users: Option<Vec<String>>,
     identity_key: Option<String>,
+    #[serde(default)]
+    two_factor: bool,
 }
 
 /// Paths gatehouse serves itself; an app prefix may not shadow them.
@@ -261,6 +265,7 @@ impl AppSpec {
             upstream,
             access,
             identity_key,
+            two_factor: self.two_factor,
         })
     }
 }

@@ -85,6 +85,7 @@ mod tests {
         ("login_lockout", "30s", "30s"),
         ("login_max_lockout", "2h", "2h"),
         ("admin_reauth", "0s", "0ms"),
+        ("two_factor", "Required", "required"),
         ("max_sessions_per_user", "3", "3"),
         ("tls_cert", "c.pem", "d/c.pem"),
         ("tls_key", "/etc/k.pem", "/etc/k.pem"),

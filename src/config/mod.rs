@@ -121,6 +121,8 @@ pub struct Config {
     pub login_queue_timeout: Duration,
     /// How long a password confirmation lets an administrator act.
     pub admin_reauth: Duration,
+    /// Who must have a second factor.
+    pub two_factor: crate::users::factors::Policy,
     /// The certificate and key to serve HTTPS with, if any.
     pub tls: Option<crate::tls::TlsFiles>,
     /// `Strict-Transport-Security` max-age over HTTPS (zero: not sent).
@@ -197,6 +199,7 @@ impl Config {
             throttle_records: 0,
             login_queue_timeout: Duration::ZERO,
             admin_reauth: Duration::ZERO,
+            two_factor: crate::users::factors::Policy::Optional,
             tls: None,
             hsts_max_age: Duration::ZERO,
             hsts_include_subdomains: false,

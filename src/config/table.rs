@@ -487,6 +487,17 @@ pub static SETTINGS: &[Setting] = &[
         duration!(admin_reauth)
     ),
     Setting {
+        name: "two_factor",
+        env_twin: None,
+        default: Text("optional"),
+        help: "`optional`: users may set up a second factor (authenticator app or passkey) on /account; `required`: everyone must, right after their password",
+        set: Set::One(|d, s| {
+            d.config.two_factor = crate::users::factors::Policy::parse(s)?;
+            Ok(())
+        }),
+        show: |c| c.two_factor.as_str().to_owned(),
+    },
+    Setting {
         name: "max_sessions_per_user",
         env_twin: None,
         default: Derived(|| {
