@@ -46,6 +46,7 @@ const PAGES: &[&str] = &[
     "admin",
     "api",
     "dashboard",
+    "factors",
     "gate",
     "ops",
     "setup",

@@ -4,21 +4,22 @@
 use rouille::{Request, Response};
 
 use super::shared::{
-    Result, capitalise, html, logged_out, notice, page_param, paged, see_other, session_rows,
-    signed_in, signed_in_form, throttled, viewer,
+    Result, capitalise, html, logged_out, notice, page_param, paged, see_other, session_methods,
+    session_rows, signed_in, signed_in_form, throttled, viewer,
 };
 use super::state::{State, with_session};
-use super::views::{self, AccountView};
-use crate::accounts::{AccountError, Check, Ended, Owner, Purpose};
+use super::views::{self, AccountView, PasskeyRow, TwoFactorView};
+use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, two_factors};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock;
-use crate::session::SessionKey;
+use crate::session::{Session, SessionKey};
 use crate::users::password::PasswordError;
 use crate::users::{User, UserError};
 
 fn render(
     state: &State,
+    session: &Session<'_>,
     user: &User,
     key: &SessionKey,
     page: usize,
@@ -26,6 +27,23 @@ fn render(
     error: Option<&str>,
 ) -> Result<Response> {
     let now = clock::now();
+    let factors = state.users.factors();
+    let summary = factors.summary(user.id)?;
+    let two_factor = TwoFactorView {
+        totp: summary.totp,
+        recovery_left: summary.recovery_left,
+        passkeys: factors
+            .passkeys(user.id)?
+            .into_iter()
+            .map(|p| PasskeyRow {
+                id: p.id,
+                name: p.name,
+                created_at: p.created_at,
+                last_used_at: p.last_used_at,
+            })
+            .collect(),
+        may_change: !summary.any() || two_factors(&session_methods(session)),
+    };
     let records = state.engine().store().list(Some(user.id), now)?;
     let (records, sessions_pager) = paged(records, page);
     let token = csrf::session_token(state.engine().signer(), key);
@@ -37,6 +55,7 @@ fn render(
         notice,
         error,
         now,
+        two_factor,
     })))
 }
 
@@ -45,6 +64,7 @@ pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> 
         match signed_in(state, session, request)? {
             Ok(s) => render(
                 state,
+                session,
                 &s.user,
                 &s.key,
                 page_param(request, "page")?,
@@ -87,7 +107,10 @@ pub(super) fn post_end_others(
 pub(super) fn post_password(state: &State, request: &Request, client: &Client) -> Result<Response> {
     signed_in_form(state, request, client, |session, s, form| {
         let fail = |status: u16, message: &str| -> Result<Response> {
-            Ok(render(state, &s.user, &s.key, 1, None, Some(message))?.with_status_code(status))
+            Ok(
+                render(state, session, &s.user, &s.key, 1, None, Some(message))?
+                    .with_status_code(status),
+            )
         };
         let accounts = state.accounts();
         let current = form.get("current").unwrap_or("");

@@ -70,6 +70,7 @@ fn render(
             *per_user.entry(id).or_insert(0usize) += 1;
         }
     }
+    let summaries = state.users.factors().summaries()?;
     let (page_users, users_pager) = paged(users.iter().collect(), pages.users);
     let (page_records, sessions_pager) = paged(records, pages.sessions);
     let rows = page_users
@@ -81,6 +82,7 @@ fn render(
             created_at: u.created_at,
             sessions: per_user.get(&u.id).copied().unwrap_or(0),
             is_viewer: u.id == s.user.id,
+            factors: summaries.get(&u.id).map(describe).unwrap_or_default(),
         })
         .collect();
     let name_of = |id: Option<i64>| {
@@ -362,6 +364,7 @@ fn user_action(
         "/admin/users/disable" => outcome(accounts.disable(me, target, false), "user-disabled"),
         "/admin/users/enable" => outcome(accounts.enable(target), "user-enabled"),
         "/admin/users/grant-admin" => outcome(accounts.grant_admin(target), "admin-granted"),
+        "/admin/users/reset-2fa" => outcome(accounts.reset_second_factors(target), "factors-reset"),
         "/admin/users/revoke-admin" => outcome(
             accounts.revoke_admin(target, Some(session)),
             "admin-revoked",
@@ -375,4 +378,21 @@ fn user_action(
         }
         _ => Err(WebError::NotFound),
     }
+}
+
+/// What the admin list says of a user's second factors.
+fn describe(s: &crate::users::factors::Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.totp {
+        out.push("authenticator app".to_owned());
+    }
+    match s.passkeys {
+        0 => {}
+        1 => out.push("1 passkey".to_owned()),
+        n => out.push(format!("{n} passkeys")),
+    }
+    if s.recovery_left > 0 {
+        out.push(format!("{} recovery codes", s.recovery_left));
+    }
+    out
 }

@@ -13,7 +13,7 @@ use super::error::WebError;
 use super::form::read_body;
 use super::shared::{Result, current_user, same_origin};
 use super::state::{State, with_session};
-use crate::accounts::{AccountError, Attempt};
+use crate::accounts::{AccountError, AfterPassword, Attempt, METHODS, Proof, Step};
 use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
@@ -70,6 +70,7 @@ fn session_json(user: &User, record: &Record) -> Value {
         "created_at": rfc3339(record.created_at),
         "expires_at": rfc3339(record.expires_at),
         "remember": record.persistent,
+        "methods": record.data.get(METHODS).cloned().unwrap_or_else(|| json!([])),
         "data": Value::Object(record.data.clone()),
     })
 }
@@ -104,15 +105,43 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
         )),
         Ok(Attempt::Verified(verified)) => {
             let mut finished = None;
+            let user = verified.user().id;
             let response = with_session(state, request, client, |session| {
-                let done = accounts.finish_sign_in(session, verified, body.remember)?;
-                let record = session.record();
-                let body = json!({
-                    "user": user_json(done.user()),
-                    "expires_at": rfc3339(record.expires_at),
-                });
-                finished = Some(done);
-                Ok(json_response(200, &body))
+                match accounts.after_password(
+                    session,
+                    verified,
+                    body.remember,
+                    "/",
+                    state.two_factor,
+                )? {
+                    AfterPassword::Finished(done) => {
+                        let body = signed_in_json(done.user(), session);
+                        finished = Some(done);
+                        Ok(json_response(200, &body))
+                    }
+                    AfterPassword::SecondStep => {
+                        let s = state.users.factors().summary(user)?;
+                        let mut methods = Vec::new();
+                        if s.totp {
+                            methods.push("otp");
+                        }
+                        if s.passkeys > 0 {
+                            methods.push("passkey");
+                        }
+                        methods.push("recovery");
+                        Ok(json_response(
+                            202,
+                            &json!({ "second_factor": true, "methods": methods }),
+                        ))
+                    }
+                    AfterPassword::Enrol => Ok(json_response(
+                        403,
+                        &json!({
+                            "error": "a second factor must be set up first: sign in on the web page",
+                            "enrol": "/login/enrol",
+                        }),
+                    )),
+                }
             })?;
             if let Some(finished) = finished {
                 finished.committed(&guard, client.ip, " via=api");
@@ -120,6 +149,71 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
             Ok(response)
         }
     }
+}
+
+fn signed_in_json(user: &User, session: &crate::session::Session<'_>) -> Value {
+    let record = session.record();
+    json!({
+        "user": user_json(user),
+        "expires_at": rfc3339(record.expires_at),
+        "methods": session.get::<Vec<String>>(METHODS).unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondBody {
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// `POST /api/login/second`: the second step of a sign-in that `POST
+/// /api/login` answered with `202`.
+pub(super) fn post_login_second(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    same_origin(state, request)?;
+    let body: SecondBody = json_body(request)?;
+    let proof = match (&body.code, &body.recovery_code) {
+        (Some(code), None) => Proof::Code(code),
+        (None, Some(code)) => Proof::Recovery(code),
+        _ => return Err(WebError::BadRequest("give one of code and recovery_code")),
+    };
+    let (accounts, guard) = (state.accounts(), state.guard());
+    let mut finished = None;
+    let response = with_session(state, request, client, |session| {
+        Ok(
+            match accounts.second_step(&guard, session, client.ip, proof)? {
+                Step::Finished(done, left) => {
+                    let mut body = signed_in_json(done.user(), session);
+                    if let (Some(left), Some(o)) = (left, body.as_object_mut()) {
+                        o.insert("recovery_codes_left".to_owned(), json!(left));
+                    }
+                    finished = Some(done);
+                    json_response(200, &body)
+                }
+                Step::Wrong => json_response(401, &json!({ "error": "wrong code" })),
+                Step::Throttled(wait) => {
+                    let secs = wait.as_secs().max(1);
+                    json_response(
+                        429,
+                        &json!({ "error": "too many failed attempts", "retry_after": secs }),
+                    )
+                    .with_additional_header("Retry-After", secs.to_string())
+                }
+                Step::Expired => json_response(
+                    401,
+                    &json!({ "error": "no sign-in is waiting for a second factor; sign in again" }),
+                ),
+            },
+        )
+    })?;
+    if let Some(finished) = finished {
+        finished.committed(&guard, client.ip, " via=api");
+    }
+    Ok(response)
 }
 
 /// `GET /api/session`.

@@ -20,13 +20,15 @@ use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
 use super::error::WebError;
-use super::shared::{Result, current_user, encode, html, same_origin, see_other};
+use super::shared::{Result, current_user, encode, html, same_origin, see_other, session_methods};
 use super::state::{State, with_session};
 use super::views;
+use crate::accounts::two_factors;
 use crate::auth::apps::App;
 use crate::auth::csrf;
 use crate::auth::path::Target;
 use crate::auth::proxy::Client;
+use crate::session::Session;
 use crate::users::User;
 
 /// Headers that describe one connection, not the message: never forwarded.
@@ -151,26 +153,44 @@ fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option
     }))
 }
 
-/// The verdict on a forwarded request: who, and whether they may pass.
+/// Who an upstream is told about: the user and how they signed in.
+struct Who<'a> {
+    user: &'a User,
+    methods: &'a str,
+}
+
+/// The verdict on a forwarded request: who (and how they signed in), and
+/// whether they may pass.
 enum Verdict {
-    Allowed(User),
+    Allowed(User, String),
+    /// Not signed in, or signed in with a password alone where the app
+    /// needs a second factor: either way the browser goes to `/login`,
+    /// which sends the second case on to the second step.
     NotSignedIn,
     Forbidden,
 }
 
-fn judge(state: &State, user: Option<User>, app: Option<&App>) -> Verdict {
-    match user {
-        None => Verdict::NotSignedIn,
-        Some(u) if state.apps.allows(app, &u.username, u.is_admin) => Verdict::Allowed(u),
-        Some(_) => Verdict::Forbidden,
+fn judge(state: &State, session: &Session<'_>, app: Option<&App>) -> Result<Verdict> {
+    let Some(user) = current_user(state, session)? else {
+        return Ok(Verdict::NotSignedIn);
+    };
+    let methods = session_methods(session);
+    if app.is_some_and(|a| a.two_factor) && !two_factors(&methods) {
+        return Ok(Verdict::NotSignedIn);
     }
+    Ok(if state.apps.allows(app, &user.username, user.is_admin) {
+        Verdict::Allowed(user, methods.join(","))
+    } else {
+        Verdict::Forbidden
+    })
 }
 
-fn identity(response: Response, user: &User) -> Response {
+fn identity(response: Response, user: &User, methods: &str) -> Response {
     response
         .with_additional_header("Remote-User", user.username.clone())
         .with_additional_header("Remote-Name", user.username.clone())
         .with_additional_header("Remote-Groups", groups(user))
+        .with_additional_header("Remote-Auth-Methods", methods.to_owned())
 }
 
 /// Runs `f` with the forwarded target and the verdict on it.
@@ -191,7 +211,7 @@ fn forward_auth(
             .apps
             .for_request(target.host.as_deref(), &target.target, &target.raw_path)
             .map_err(|e| WebError::BadRequest(e.message()))?;
-        Ok(f(&target, judge(state, current_user(state, session)?, app)))
+        Ok(f(&target, judge(state, session, app)?))
     })
 }
 
@@ -199,7 +219,7 @@ fn forward_auth(
 /// headers, `401` when not signed in, `403` when not allowed. Read-only.
 pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
     forward_auth(state, request, client, |_, verdict| match verdict {
-        Verdict::Allowed(user) => identity(Response::text("ok"), &user),
+        Verdict::Allowed(user, methods) => identity(Response::text("ok"), &user, &methods),
         Verdict::NotSignedIn => Response::text("not signed in").with_status_code(401),
         Verdict::Forbidden => Response::text("not allowed").with_status_code(403),
     })
@@ -219,7 +239,7 @@ fn login_url(state: &State, request: &Request, client: &Client, next: &str) -> S
 /// to the sign-in page, which sends it back to the original URL afterwards.
 pub(super) fn get_forward(state: &State, request: &Request, client: &Client) -> Result<Response> {
     forward_auth(state, request, client, |target, verdict| match verdict {
-        Verdict::Allowed(user) => identity(Response::text("ok"), &user),
+        Verdict::Allowed(user, methods) => identity(Response::text("ok"), &user, &methods),
         Verdict::NotSignedIn => {
             let original = match &target.host {
                 Some(h) => format!("{}://{h}{}", target.proto, target.target.path_and_query()),
@@ -326,8 +346,8 @@ pub(super) fn proxy(
     };
     let on_host = prefix.is_none();
     with_session(state, request, client, |session| {
-        let user = match judge(state, current_user(state, session)?, Some(app)) {
-            Verdict::Allowed(user) => user,
+        let (user, methods) = match judge(state, session, Some(app))? {
+            Verdict::Allowed(user, methods) => (user, methods),
             Verdict::NotSignedIn => {
                 let wants_html = request
                     .header("Accept")
@@ -358,7 +378,11 @@ pub(super) fn proxy(
             // Cross-site WebSocket hijacking: a page elsewhere must not
             // open the app's socket with the user's cookie.
             same_origin(state, request)?;
-            let headers = upstream_headers(state, request, client, app, &user, prefix);
+            let who = Who {
+                user: &user,
+                methods: &methods,
+            };
+            let headers = upstream_headers(state, request, client, app, &who, prefix);
             match super::tunnel::open(
                 app,
                 request.method(),
@@ -371,7 +395,11 @@ pub(super) fn proxy(
                 Err(e) => tunnel_failed(app, &e),
             }
         } else {
-            forward(state, request, client, app, &user, prefix, &rest)?
+            let who = Who {
+                user: &user,
+                methods: &methods,
+            };
+            forward(state, request, client, app, &who, prefix, &rest)?
         };
         Ok(without_own_cookies(state, response))
     })
@@ -440,9 +468,10 @@ fn upstream_headers(
     request: &Request,
     client: &Client,
     app: &App,
-    user: &User,
+    who: &Who<'_>,
     prefix: Option<&str>,
 ) -> Vec<(String, String)> {
+    let user = who.user;
     let mut out = Vec::new();
     let own_cookies = [state.engine().options().cookie.name.as_str(), csrf::COOKIE];
     let connection_tokens: Vec<String> = request
@@ -479,6 +508,7 @@ fn upstream_headers(
         ("Remote-User", user.username.clone()),
         ("Remote-Name", user.username.clone()),
         ("Remote-Groups", groups(user).to_owned()),
+        ("Remote-Auth-Methods", who.methods.to_owned()),
         ("X-Forwarded-For", client.ip.to_string()),
         (
             "X-Forwarded-Proto",
@@ -523,7 +553,7 @@ fn forward(
     request: &Request,
     client: &Client,
     app: &App,
-    user: &User,
+    who: &Who<'_>,
     prefix: Option<&str>,
     path: &str,
 ) -> Result<Response> {
@@ -532,7 +562,7 @@ fn forward(
     let mut builder = ureq::http::Request::builder()
         .method(request.method())
         .uri(&url);
-    for (name, value) in upstream_headers(state, request, client, app, user, prefix) {
+    for (name, value) in upstream_headers(state, request, client, app, who, prefix) {
         builder = builder.header(name, value);
     }
     let length = request

@@ -13,6 +13,7 @@ pub mod api;
 mod assets;
 mod dashboard;
 pub mod error;
+mod factors;
 pub mod form;
 pub mod gate;
 pub mod layer;

@@ -6,7 +6,7 @@ use rouille::{Request, Response};
 use super::error::WebError;
 use super::shared::Result;
 use super::state::State;
-use super::{account, admin, api, assets, dashboard, gate, ops, setup, signin};
+use super::{account, admin, api, assets, dashboard, factors, gate, ops, setup, signin};
 use crate::auth::fetch::FetchMetadata;
 use crate::auth::proxy::Client;
 use crate::logging;
@@ -28,6 +28,20 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         "/" if get => dashboard::get_dashboard(state, request, client),
         "/login" if get => signin::get_login(state, request, client),
         "/login" if post => signin::post_login(state, request, client),
+        "/login/second" if get => factors::get_second(state, request, client),
+        "/login/second" if post => factors::post_second(state, request, client),
+        "/login/enrol" if get => factors::get_enrol(state, request, client),
+        "/login/enrol" if post => factors::post_enrol(state, request, client),
+        "/login/passkey/options" if post => factors::post_signin_options(state, request, client),
+        "/login/passkey" if post => factors::post_signin_passkey(state, request, client),
+        "/login/second/passkey/options" if post => {
+            factors::post_second_options(state, request, client)
+        }
+        "/login/second/passkey" if post => factors::post_second_passkey(state, request, client),
+        "/login/enrol/passkey/options" if post => {
+            factors::post_register_options(state, request, client)
+        }
+        "/login/enrol/passkey" if post => factors::post_register(state, request, client),
         "/logout" if get => signin::get_logout(state, request, client),
         "/logout" if post => signin::post_logout(state, request, client),
         "/auth/verify" if get => gate::get_verify(state, request, client),
@@ -40,12 +54,24 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         "/account/sessions/end" if post => account::post_end_session(state, request, client),
         "/account/sessions/end-others" if post => account::post_end_others(state, request, client),
         "/account/password" if post => account::post_password(state, request, client),
+        "/account/totp" if post => factors::post_totp_start(state, request, client),
+        "/account/totp/confirm" if post => factors::post_totp_confirm(state, request, client),
+        "/account/totp/remove" if post => factors::post_totp_remove(state, request, client),
+        "/account/recovery" if post => factors::post_recovery(state, request, client),
+        "/account/passkeys/options" if post => {
+            factors::post_register_options(state, request, client)
+        }
+        "/account/passkeys" if post => factors::post_register(state, request, client),
+        "/account/passkeys/remove" if post => factors::post_passkey_remove(state, request, client),
+        "/api/login/second" if post => api::post_login_second(state, request, client),
         "/api/login" if post => api::post_login(state, request, client),
         "/api/logout" if post => api::post_logout(state, request, client),
         "/api/session" if get => api::get_session(state, request, client),
         "/api/session/data" if method == "PATCH" => api::patch_data(state, request, client),
         "/api/openapi.yaml" if get => Ok(api::openapi()),
-        "/api/login" | "/api/logout" => Err(WebError::MethodNotAllowed("POST")),
+        "/api/login" | "/api/logout" | "/api/login/second" => {
+            Err(WebError::MethodNotAllowed("POST"))
+        }
         "/api/session" | "/api/openapi.yaml" => Err(WebError::MethodNotAllowed("GET, HEAD")),
         "/api/session/data" => Err(WebError::MethodNotAllowed("PATCH")),
         "/admin" if get => admin::get_admin(state, request, client),
@@ -57,6 +83,7 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         | "/admin/users/grant-admin"
         | "/admin/users/revoke-admin"
         | "/admin/users/delete"
+        | "/admin/users/reset-2fa"
         | "/admin/sessions/end"
             if post =>
         {
@@ -65,9 +92,14 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         "/" | "/healthz" | "/auth/verify" | "/auth/forward" | "/account" | "/admin" => {
             Err(WebError::MethodNotAllowed("GET, HEAD"))
         }
-        "/login" | "/logout" | "/setup" | "/register" | "/admin/users/delete" => {
-            Err(WebError::MethodNotAllowed("GET, HEAD, POST"))
-        }
+        "/login"
+        | "/logout"
+        | "/setup"
+        | "/register"
+        | "/admin/users/delete"
+        | "/login/second"
+        | "/login/enrol" => Err(WebError::MethodNotAllowed("GET, HEAD, POST")),
+        p if p.starts_with("/login/") => Err(WebError::MethodNotAllowed("POST")),
         p if p.starts_with("/account/") || p.starts_with("/admin/") => {
             if post {
                 Err(WebError::NotFound)
@@ -84,7 +116,14 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
 }
 
 /// Pages that carry the session's CSRF token: a script must not read them.
-const TOKEN_PAGES: &[&str] = &["/account", "/admin", "/admin/users/delete", "/logout"];
+const TOKEN_PAGES: &[&str] = &[
+    "/account",
+    "/admin",
+    "/admin/users/delete",
+    "/logout",
+    "/login/second",
+    "/login/enrol",
+];
 
 /// Refuses what the browser says is not a top-level navigation: a form
 /// POST to one of gatehouse's own pages sent by `fetch`/XHR, from a frame
@@ -98,7 +137,12 @@ fn check_fetch_metadata(request: &Request, path: &str, post: bool) -> Result<()>
         mode: request.header("Sec-Fetch-Mode"),
         dest: request.header("Sec-Fetch-Dest"),
     };
-    let verdict = if path.starts_with("/api/") {
+    let verdict = if path.starts_with("/api/")
+        || path.ends_with("/passkey/options")
+        || path == "/account/passkeys/options"
+    {
+        // The passkey options are fetched by the page's script, with the
+        // form's CSRF token; they change nothing but the session's challenge.
         Ok(())
     } else if post {
         meta.check_form_post()

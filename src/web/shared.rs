@@ -46,6 +46,67 @@ pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Optio
     Ok(user.filter(|u| !u.disabled))
 }
 
+/// How the session signed in (`pwd`, `otp`, ...); empty when anonymous
+/// or signed in before methods were recorded.
+pub(super) fn session_methods(session: &Session<'_>) -> Vec<String> {
+    if session.user_id().is_none() {
+        return Vec::new();
+    }
+    session
+        .get::<Vec<String>>(crate::accounts::METHODS)
+        .unwrap_or_default()
+}
+
+/// Where to go after signing in: a local path, or a URL on a configured
+/// app's host (or gatehouse's public URL); anything else is `/`.
+pub(super) fn safe_next(state: &State, next: Option<&str>) -> String {
+    let public_host = state
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .map(|h| h.split('/').next().unwrap_or(h).to_ascii_lowercase());
+    redirect::target(next, |host| {
+        state.apps.is_app_host(host) || public_host.as_deref() == Some(host)
+    })
+    .to_owned()
+}
+
+/// Where a signed-in visitor of `/login` goes: to the second step when
+/// `next` leads into an app that needs one this session has not given.
+pub(super) fn signed_in_next(state: &State, session: &Session<'_>, next: &str) -> String {
+    if next_needs_second_factor(state, next)
+        && !crate::accounts::two_factors(&session_methods(session))
+    {
+        format!("/login/second?next={}", encode(next))
+    } else {
+        next.to_owned()
+    }
+}
+
+/// Whether `next` (a local path or a URL on an app's host) leads into an
+/// app that needs a second factor.
+pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
+    let (host, path) = match next
+        .strip_prefix("https://")
+        .or_else(|| next.strip_prefix("http://"))
+    {
+        Some(rest) => match rest.find('/') {
+            Some(i) => (Some(&rest[..i]), &rest[i..]),
+            None => (Some(rest), "/"),
+        },
+        None => (None, next),
+    };
+    let Ok(target) = crate::auth::path::Target::parse(path) else {
+        return false;
+    };
+    let raw = path.split('?').next().unwrap_or(path);
+    let host = host.map(str::to_ascii_lowercase);
+    matches!(
+        state.apps.for_request(host.as_deref(), &target, raw),
+        Ok(Some(app)) if app.two_factor
+    )
+}
+
 /// A signed-in visitor: the user and the stored session key.
 pub(super) struct SignedIn {
     pub user: User,
@@ -164,6 +225,11 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "admin-granted" => "The user is now an administrator.",
         "admin-revoked" => "The user is no longer an administrator.",
         "user-deleted" => "The user has been deleted.",
+        "totp-enabled" => "Your authenticator app is on: signing in now asks for its code.",
+        "totp-removed" => "Your authenticator app is off.",
+        "passkey-added" => "The passkey has been added.",
+        "passkey-removed" => "The passkey has been removed.",
+        "factors-reset" => "The user's second factors were removed and their sessions ended.",
         _ => return None,
     })
 }

@@ -7,31 +7,17 @@ use super::error::WebError;
 use super::form::Form;
 use super::shared::{
     Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
-    logged_out, see_other, throttled, viewer, with_csrf_cookie,
+    logged_out, safe_next, see_other, signed_in_next, throttled, viewer, with_csrf_cookie,
 };
 use super::state::{State, with_session};
 use super::views::{self, LoginView};
-use crate::accounts::{AccountError, Attempt};
+use crate::accounts::{AccountError, AfterPassword, Attempt};
+use crate::auth::csrf;
 use crate::auth::proxy::Client;
-use crate::auth::{csrf, redirect};
 
 /// The generic message for every failed sign-in: it must not tell an
 /// unknown user from a wrong password or a disabled account.
 const LOGIN_FAILED: &str = "Wrong username or password.";
-
-/// Where to go after signing in: a local path, or a URL on a configured
-/// app's host (or gatehouse's public URL); anything else is `/`.
-fn safe_next(state: &State, next: Option<&str>) -> String {
-    let public_host = state
-        .public_url
-        .as_deref()
-        .and_then(|u| u.split("://").nth(1))
-        .map(|h| h.split('/').next().unwrap_or(h).to_ascii_lowercase());
-    redirect::target(next, |host| {
-        state.apps.is_app_host(host) || public_host.as_deref() == Some(host)
-    })
-    .to_owned()
-}
 
 /// The `next` query parameter. nginx cannot percent-encode the URL it
 /// sends along (`?next=$scheme://$host$request_uri`), so a `next` that is
@@ -53,7 +39,7 @@ pub(super) fn get_login(state: &State, request: &Request, client: &Client) -> Re
     let next = safe_next(state, next.as_deref());
     with_session(state, request, client, |session| {
         if current_user(state, session)?.is_some() {
-            return Ok(see_other(&next));
+            return Ok(see_other(&signed_in_next(state, session, &next)));
         }
         Ok(login_form(state, request, client, &next, "", None))
     })
@@ -109,8 +95,20 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
         Ok(Attempt::Verified(verified)) => {
             let mut finished = None;
             let response = with_session(state, request, client, |session| {
-                finished = Some(accounts.finish_sign_in(session, verified, remember)?);
-                Ok(see_other(&next))
+                match accounts.after_password(
+                    session,
+                    verified,
+                    remember,
+                    &next,
+                    state.two_factor,
+                )? {
+                    AfterPassword::Finished(done) => {
+                        finished = Some(done);
+                        Ok(see_other(&signed_in_next(state, session, &next)))
+                    }
+                    AfterPassword::SecondStep => Ok(see_other("/login/second")),
+                    AfterPassword::Enrol => Ok(see_other("/login/enrol")),
+                }
             })?;
             if let Some(finished) = finished {
                 finished.committed(&guard, client.ip, "");

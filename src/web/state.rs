@@ -45,6 +45,8 @@ pub struct State {
     pub metrics_access: Option<Option<crate::config::Secret>>,
     /// How long a password confirmation lets an administrator act.
     pub admin_reauth: std::time::Duration,
+    /// Who must have a second factor.
+    pub two_factor: crate::users::factors::Policy,
     /// Whether the listener speaks HTTPS (every request then came over
     /// TLS: rouille's `Request::is_secure` is always false, see `client`).
     pub https: bool,
