@@ -217,7 +217,11 @@ fn idle_connections_past_the_descriptor_limit_never_stop_the_server() {
     // 128 descriptors, 2 request threads (a pool of 4 connections, and
     // another 4 to Redis when sessions live there): the default cap is
     // (128 - 64 - 16) / 2 = 24 connections, or (128 - 64 - 32) / 2 = 16.
-    let cap = if crate::helpers::backend() == "redis" { 16 } else { 24 };
+    let cap = if crate::helpers::backend() == "redis" {
+        16
+    } else {
+        24
+    };
     let server = Limited::start(128, &[("GATEHOUSE_HEADER_TIMEOUT", "30s")]);
     let started = server.wait_for_log(&format!("descriptors limit=128 max_connections={cap}\n"));
     assert!(!started.contains("raised_from"), "{started}");

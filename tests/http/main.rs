@@ -12,6 +12,7 @@ mod clock;
 mod disk;
 mod door;
 mod example;
+mod factors;
 mod files;
 mod gate;
 mod hostile;
