@@ -41,7 +41,12 @@ pub(super) fn get_login(state: &State, request: &Request, client: &Client) -> Re
         if current_user(state, session)?.is_some() {
             return Ok(see_other(&signed_in_next(state, session, &next)));
         }
-        Ok(login_form(state, request, client, &next, "", None))
+        let error = match request.get_param("passkey").as_deref() {
+            Some("failed") => Some("That passkey could not sign you in."),
+            Some("throttled") => Some("Too many failed attempts. Try again later."),
+            _ => None,
+        };
+        Ok(login_form(state, request, client, &next, "", error))
     })
 }
 

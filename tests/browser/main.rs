@@ -11,6 +11,7 @@
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod passkeys;
 mod same_origin;
 mod webdriver;
 
@@ -140,5 +141,22 @@ fn a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator_in_chromium
     same_origin::a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator(
         CHROMEDRIVER,
         CHROMIUM,
+    );
+}
+
+#[test]
+fn a_passkey_registers_signs_in_as_second_step_and_alone_in_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test: install chromium and chromium-driver"
+        );
+        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+        return;
+    }
+    passkeys::a_passkey_registers_signs_in_as_second_step_and_alone(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &screenshots(),
     );
 }

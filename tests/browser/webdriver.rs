@@ -180,6 +180,46 @@ impl Driver {
         }
     }
 
+    /// Adds Chromium's virtual authenticator (WebDriver's WebAuthn
+    /// extension): CTAP2, built in, resident keys, user verification that
+    /// always succeeds. Returns its id.
+    pub fn add_virtual_authenticator(&self) -> String {
+        let v = self.call(
+            "POST",
+            "/webauthn/authenticator",
+            Some(json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserConsenting": true,
+                "isUserVerified": true,
+            })),
+        );
+        v.as_str().expect("an authenticator id").to_owned()
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    pub fn authenticator_credentials(&self, id: &str) -> Vec<Value> {
+        self.call("GET", &format!("/webauthn/authenticator/{id}/credentials"), None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until an element matches `css`.
+    pub fn wait_for(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count(css) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no {css} at {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Saves a PNG screenshot of the viewport.
     pub fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;
