@@ -103,9 +103,18 @@
     form.submit();
   }
 
+  // A passkey belongs to a host name: browsers refuse an IP address.
+  function byAddress() {
+    var h = location.hostname;
+    return /^[0-9.]+$/.test(h) || h.indexOf(':') >= 0 || h.charAt(0) === '[';
+  }
+
   function setUp(form) {
-    if (!window.PublicKeyCredential || !window.isSecureContext) {
+    if (!window.PublicKeyCredential || !window.isSecureContext || byAddress()) {
       var note = find(form, '[data-passkey-unavailable]');
+      if (note && byAddress()) {
+        note.textContent = 'Passkeys need a host name: open this page by name (such as localhost), not by its address.';
+      }
       if (note) note.hidden = false;
       form.querySelectorAll('button, input[type="submit"]').forEach(function (b) { b.disabled = true; });
       return;

@@ -71,7 +71,16 @@ fn session_json(user: &User, record: &Record) -> Value {
         "expires_at": rfc3339(record.expires_at),
         "remember": record.persistent,
         "methods": record.data.get(METHODS).cloned().unwrap_or_else(|| json!([])),
-        "data": Value::Object(record.data.clone()),
+        // gatehouse's own keys (how it signed in, the admin's last
+        // confirmation) are not the app's data; `methods` shows the first.
+        "data": Value::Object(
+            record
+                .data
+                .iter()
+                .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
     })
 }
 

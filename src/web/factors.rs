@@ -458,13 +458,14 @@ fn passkey_error(e: &PasskeyError) -> WebError {
 }
 
 /// The user and stored passkey an assertion names, verified against the
-/// ceremony; `None` (logged and counted) when it does not verify.
+/// ceremony; `None` when it does not verify, then logged and counted
+/// against `ip` when given (a second step counts its own failure).
 fn verified_passkey(
     state: &State,
     rp: &RelyingParty,
     ceremony: Option<&[u8]>,
     response: &str,
-    ip: std::net::IpAddr,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<Option<StoredPasskey>> {
     let factors = state.users.factors();
     let named = passkey::credential_of(response).ok();
@@ -496,13 +497,14 @@ fn verified_passkey(
         _ => false,
     };
     if ok {
-        Ok(stored)
-    } else {
+        return Ok(stored);
+    }
+    if let Some(ip) = ip {
         state
             .accounts()
             .passkey_failed(&state.guard(), owner.as_ref(), ip)?;
-        Ok(None)
     }
+    Ok(None)
 }
 
 /// `POST /login/passkey/options`: a passkey-only sign-in begins.
@@ -537,7 +539,8 @@ pub(super) fn post_signin_passkey(
     let mut finished = None;
     let answer = with_session(state, request, client, |session| {
         let ceremony = take(session, "signin")?;
-        let Some(stored) = verified_passkey(state, &rp, ceremony.as_deref(), response, client.ip)?
+        let Some(stored) =
+            verified_passkey(state, &rp, ceremony.as_deref(), response, Some(client.ip))?
         else {
             return Ok(see_other("/login?passkey=failed"));
         };
@@ -609,7 +612,7 @@ pub(super) fn post_second_passkey(
         let ceremony = take(session, "second")?;
         // Whose passkey it was, verified; none (or someone else's) is a
         // wrong second step, counted as one.
-        let owner = verified_passkey(state, &rp, ceremony.as_deref(), response, client.ip)?
+        let owner = verified_passkey(state, &rp, ceremony.as_deref(), response, None)?
             .map_or(-1, |s| s.user_id);
         second_step_in(
             state,

@@ -201,21 +201,21 @@ impl Driver {
 
     /// The credentials the virtual authenticator `id` holds.
     pub fn authenticator_credentials(&self, id: &str) -> Vec<Value> {
-        self.call("GET", &format!("/webauthn/authenticator/{id}/credentials"), None)
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.call(
+            "GET",
+            &format!("/webauthn/authenticator/{id}/credentials"),
+            None,
+        )
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
     }
 
     /// Waits until an element matches `css`.
     pub fn wait_for(&self, css: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.count(css) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "no {css} at {}",
-                self.url()
-            );
+            assert!(Instant::now() < deadline, "no {css} at {}", self.url());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
