@@ -11,7 +11,7 @@ use crate::helpers::{Browser, Resp, TestApp, assert_redirects_to};
 
 /// Seconds since the epoch, waiting out the last 3 s of a 30 s step so a
 /// code computed now is still for the step the server sees.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     loop {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -24,7 +24,7 @@ fn unix_now() -> u64 {
     }
 }
 
-fn code_at(seed: &[u8], t: u64) -> String {
+pub(crate) fn code_at(seed: &[u8], t: u64) -> String {
     gatehouse::users::factors::code_at(seed, t).expect("code")
 }
 
@@ -71,7 +71,7 @@ fn recovery_codes(page: &Resp) -> Vec<String> {
 
 /// Turns on an authenticator for the signed-in `b` on `/account`: its seed
 /// and the recovery codes shown.
-fn enrol(b: &Browser) -> (Vec<u8>, Vec<String>) {
+pub(crate) fn enrol(b: &Browser) -> (Vec<u8>, Vec<String>) {
     let account = b.get("/account");
     assert_eq!(account.status, 200);
     assert!(account.body.contains("id=\"totp-off\""), "{}", account.body);
@@ -105,13 +105,13 @@ fn enrol(b: &Browser) -> (Vec<u8>, Vec<String>) {
 }
 
 /// Signs in with the password: the answer sends `b` to the second step.
-fn password_step(b: &Browser, name: &str) {
+pub(crate) fn password_step(b: &Browser, name: &str) {
     let resp = b.login(name, "correct horse");
     assert_redirects_to(&resp, "/login/second");
 }
 
 /// Posts a code (or `recovery`) to the second step.
-fn second(b: &Browser, field: &str, value: &str) -> Resp {
+pub(crate) fn second(b: &Browser, field: &str, value: &str) -> Resp {
     let page = b.get("/login/second");
     assert_eq!(page.status, 200, "{}", page.body);
     let csrf = page.csrf().expect("csrf");

@@ -146,3 +146,31 @@ fn guesses_spread_over_instances_are_throttled_together() {
         assert!(refused.header("Retry-After").is_some());
     }
 }
+
+#[test]
+fn a_second_step_on_the_other_instance_finishes_the_sign_in_and_a_code_counts_once_for_both() {
+    let Some((a, b)) = pair("a_second_step_on_the_other_instance_finishes_the_sign_in") else {
+        return;
+    };
+    a.add_user("alice", "correct horse", false);
+    let setup = a.browser();
+    setup.login("alice", "correct horse");
+    // Set up on A; the seed is sealed with the shared secret.
+    let (seed, _) = crate::factors::enrol(&setup);
+
+    // The password on A, the code on B: the pending sign-in is shared.
+    let on_a = a.browser();
+    crate::factors::password_step(&on_a, "alice");
+    let on_b = on(&on_a, &b);
+    let t = crate::factors::unix_now();
+    let code = crate::factors::code_at(&seed, t);
+    let done = crate::factors::second(&on_b, "code", &code);
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(on_b.get("/auth/verify").status, 200);
+
+    // The same code on A for another sign-in: already used.
+    let again = b.browser();
+    crate::factors::password_step(&again, "alice");
+    let replay = crate::factors::second(&on(&again, &a), "code", &code);
+    assert_eq!(replay.status, 401, "a code counts once for every instance");
+}
