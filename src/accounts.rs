@@ -405,42 +405,45 @@ impl<'a> Accounts<'a> {
     /// signed-in user (adding a second factor to a password-only session).
     /// A pending sign-in that is stale is removed.
     ///
+    /// A pending sign-in in a session already signed in (as someone else,
+    /// or the same user) leaves that sign-in as it is until the second
+    /// step replaces it.
+    ///
     /// # Errors
     ///
     /// Database and store failures.
     pub fn subject(&self, session: &Session<'_>) -> Result<Option<Subject>, AccountError> {
-        if let Some(id) = session.user_id() {
-            return Ok(self
-                .users
-                .find_by_id(id)?
-                .filter(|u| !u.disabled)
-                .map(|user| Subject {
+        // A pending sign-in first: a browser signed in as one user that
+        // signs in as another is signing in as that other one.
+        if let Some(pending) = session.get::<Pending>(PENDING) {
+            let fresh = crate::clock::now().saturating_sub(pending.at) < PENDING_FOR
+                && pending.attempts < PENDING_ATTEMPTS;
+            let user = if fresh {
+                self.users
+                    .find_by_id(pending.user_id)?
+                    .filter(|u| !u.disabled)
+            } else {
+                None
+            };
+            if let Some(user) = user {
+                return Ok(Some(Subject {
                     user,
-                    pending: None,
+                    pending: Some(pending),
                 }));
+            }
+            session.remove(PENDING)?;
         }
-        let Some(pending) = session.get::<Pending>(PENDING) else {
+        let Some(id) = session.user_id() else {
             return Ok(None);
         };
-        let fresh = crate::clock::now().saturating_sub(pending.at) < PENDING_FOR
-            && pending.attempts < PENDING_ATTEMPTS;
-        let user = if fresh {
-            self.users
-                .find_by_id(pending.user_id)?
-                .filter(|u| !u.disabled)
-        } else {
-            None
-        };
-        match user {
-            Some(user) => Ok(Some(Subject {
+        Ok(self
+            .users
+            .find_by_id(id)?
+            .filter(|u| !u.disabled)
+            .map(|user| Subject {
                 user,
-                pending: Some(pending),
-            })),
-            None => {
-                session.remove(PENDING)?;
-                Ok(None)
-            }
-        }
+                pending: None,
+            }))
     }
 
     /// The second step: a code, a recovery code or a passkey for the

@@ -602,3 +602,47 @@ fn the_database_holds_no_seed_and_no_recovery_code_in_the_clear() {
     // Sanity: the file does hold what it should (the test can fail).
     assert!(contains(b"alice"));
 }
+
+#[test]
+fn signing_in_as_someone_else_keeps_the_first_user_until_the_second_step() {
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    app.add_user("bob", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    let (seed, _) = enrol(&b);
+    b.logout();
+
+    b.login("bob", "correct horse");
+    assert_eq!(
+        b.get("/login?next=/").status,
+        303,
+        "a signed-in visitor is sent on"
+    );
+    // Bob's browser posts alice's password (a form from another tab):
+    // pending, and still bob until the second step.
+    let form = app.browser().get("/login");
+    let anon = form.csrf().expect("csrf");
+    if let Some(c) = form.cookie("gatehouse_csrf") {
+        let value = c
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("gatehouse_csrf=");
+        b.set_cookie("gatehouse_csrf", value);
+    }
+    let resp = b.post_form(
+        "/login",
+        &[
+            ("csrf", &anon),
+            ("username", "alice"),
+            ("password", "correct horse"),
+        ],
+    );
+    assert_redirects_to(&resp, "/login/second");
+    assert_eq!(b.get("/auth/verify").header("Remote-User"), Some("bob"));
+    let done = second(&b, "code", &code_at(&seed, unix_now()));
+    assert_redirects_to(&done, "/");
+    assert_eq!(b.get("/auth/verify").header("Remote-User"), Some("alice"));
+    assert_eq!(methods(&b), serde_json::json!(["pwd", "otp"]));
+}
