@@ -66,6 +66,10 @@ pub struct Pending {
     /// The user has no second factor and policy requires one: they set
     /// one up instead of using it.
     pub enrol: bool,
+    /// When the user's password was last set, as it was when it was
+    /// checked: a new password since ends the pending sign-in.
+    #[serde(default)]
+    pub password_set_at: Millis,
 }
 
 /// A proof offered as the second step.
@@ -391,6 +395,7 @@ impl<'a> Accounts<'a> {
                 at: crate::clock::now(),
                 attempts: 0,
                 enrol: !has,
+                password_set_at: verified.user.password_changed_at,
             },
         )?;
         Ok(if has {
@@ -418,10 +423,12 @@ impl<'a> Accounts<'a> {
         if let Some(pending) = session.get::<Pending>(PENDING) {
             let fresh = crate::clock::now().saturating_sub(pending.at) < PENDING_FOR
                 && pending.attempts < PENDING_ATTEMPTS;
+            // The user as they are now: still enabled, the password the
+            // sign-in gave still theirs.
             let user = if fresh {
                 self.users
                     .find_by_id(pending.user_id)?
-                    .filter(|u| !u.disabled)
+                    .filter(|u| !u.disabled && u.password_changed_at == pending.password_set_at)
             } else {
                 None
             };
@@ -597,12 +604,14 @@ impl<'a> Accounts<'a> {
         session: &Session<'_>,
         subject: &Subject,
     ) -> Result<(), AccountError> {
+        // A user who has a factor now (whenever it was added) gets another
+        // only from a session that gave one: never from a sign-in still
+        // pending, even one that was sent to set one up before the owner
+        // did.
+        let has = self.users.factors().summary(subject.user.id)?.any();
         let allowed = match &subject.pending {
-            Some(p) => p.enrol,
-            None => {
-                two_factors(&session.get::<Vec<String>>(METHODS).unwrap_or_default())
-                    || !self.users.factors().summary(subject.user.id)?.any()
-            }
+            Some(p) => p.enrol && !has,
+            None => !has || two_factors(&session.get::<Vec<String>>(METHODS).unwrap_or_default()),
         };
         if allowed {
             Ok(())

@@ -8,11 +8,11 @@ use super::error::WebError;
 use super::form::Form;
 use super::shared::{
     Result, SignedIn, capitalise, check_session_csrf, html, logged_out, notice, page_param, paged,
-    see_other, session_rows, signed_in, throttled, viewer,
+    see_other, session_methods, session_rows, signed_in, throttled, viewer,
 };
 use super::state::{State, with_session};
 use super::views::{self, AdminView, ConfirmView, UserRow};
-use crate::accounts::{AccountError, Check, Ended, Owner, Purpose};
+use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, two_factors};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};
@@ -158,6 +158,13 @@ pub(super) fn post_action(
             Err(redirect) => return Ok(redirect),
         };
         check_session_csrf(state, &s.key, &form)?;
+        // An administrator with a second factor acts only from a session
+        // that gave it (an older password-only one steps up first).
+        if !two_factors(&session_methods(session))
+            && state.users.factors().summary(s.user.id)?.any()
+        {
+            return Ok(see_other("/login/second?next=/admin"));
+        }
         let clicked = person_clicked(request);
         if let Some(page) = confirm_password(state, session, &s, &form, client, path, clicked)? {
             return Ok(page);

@@ -61,7 +61,9 @@ pub(super) fn get_second(state: &State, request: &Request, client: &Client) -> R
         let Some(subject) = state.accounts().subject(session)? else {
             return Ok(see_other("/login"));
         };
-        if subject.pending.as_ref().is_some_and(|p| p.enrol) {
+        if subject.pending.as_ref().is_some_and(|p| p.enrol)
+            && !state.users.factors().summary(subject.user.id)?.any()
+        {
             return Ok(see_other("/login/enrol"));
         }
         let next = next_of(state, &subject, asked.as_deref());
@@ -211,12 +213,18 @@ fn enrol_page(
     Ok(html(page))
 }
 
-/// The pending sign-in that must set up a second factor, if this is one.
+/// The pending sign-in that must set up a second factor, if this is one
+/// (and the user still has none: set up meanwhile elsewhere, it is a
+/// second step now).
 fn enrolling(state: &State, session: &Session<'_>) -> Result<Option<Subject>> {
-    Ok(state
-        .accounts()
-        .subject(session)?
-        .filter(|s| s.pending.as_ref().is_some_and(|p| p.enrol)))
+    let Some(subject) = state.accounts().subject(session)? else {
+        return Ok(None);
+    };
+    match state.accounts().may_add_factor(session, &subject) {
+        Ok(()) if subject.pending.as_ref().is_some_and(|p| p.enrol) => Ok(Some(subject)),
+        Ok(()) | Err(AccountError::Refused(Refusal::SecondStepFirst)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /login/enrol`: `required` policy, no second factor yet.
@@ -224,7 +232,13 @@ pub(super) fn get_enrol(state: &State, request: &Request, client: &Client) -> Re
     let (token, cookie) = anonymous_csrf(state, request, client);
     let response = with_session(state, request, client, |session| {
         let Some(subject) = enrolling(state, session)? else {
-            return Ok(see_other("/login"));
+            // Set up meanwhile (in another sign-in): a second step now.
+            let pending = session.get::<crate::accounts::Pending>(crate::accounts::PENDING);
+            return Ok(see_other(if pending.is_some() {
+                "/login/second"
+            } else {
+                "/login"
+            }));
         };
         enrol_page(state, session, &subject.user, &token, true, None)
     })?;
@@ -473,10 +487,6 @@ fn verified_passkey(
         Some((id, _)) => factors.find_passkey(id)?,
         None => None,
     };
-    let owner = match &stored {
-        Some(s) => state.users.find_by_id(s.user_id)?,
-        None => None,
-    };
     let ok = match (ceremony, &stored, &named) {
         (Some(ceremony), Some(s), Some((_, handle))) => {
             handle.is_none_or(|h| h == s.user_id)
@@ -499,10 +509,11 @@ fn verified_passkey(
     if ok {
         return Ok(stored);
     }
+    // Counted against the address only: a credential id is no secret
+    // (a second step lists them), so a failure naming one must not lock
+    // its owner out.
     if let Some(ip) = ip {
-        state
-            .accounts()
-            .passkey_failed(&state.guard(), owner.as_ref(), ip)?;
+        state.accounts().passkey_failed(&state.guard(), None, ip)?;
     }
     Ok(None)
 }

@@ -646,3 +646,98 @@ fn signing_in_as_someone_else_keeps_the_first_user_until_the_second_step() {
     assert_eq!(b.get("/auth/verify").header("Remote-User"), Some("alice"));
     assert_eq!(methods(&b), serde_json::json!(["pwd", "otp"]));
 }
+
+#[test]
+fn a_sign_in_sent_to_set_up_cannot_add_a_factor_once_the_owner_has_one() {
+    let app = TestApp::spawn_with(&[("two_factor", "required")]);
+    app.add_user("bob", "correct horse", false);
+    // The attacker, with the password only, waits at the set-up.
+    let attacker = app.browser();
+    assert_redirects_to(&attacker.login("bob", "correct horse"), "/login/enrol");
+    let theirs = attacker.get("/login/enrol");
+    let (_, their_seed) = secret_of(&theirs);
+    let their_csrf = theirs.csrf().expect("csrf");
+
+    // The owner sets up an authenticator.
+    let owner = app.browser();
+    assert_redirects_to(&owner.login("bob", "correct horse"), "/login/enrol");
+    let page = owner.get("/login/enrol");
+    let (_, seed) = secret_of(&page);
+    let csrf = page.csrf().expect("csrf");
+    let t = unix_now();
+    let done = owner.post_form(
+        "/login/enrol",
+        &[("csrf", &csrf), ("code", &code_at(&seed, t))],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // Now the attacker's set-up is a second step they cannot give.
+    assert_redirects_to(&attacker.get("/login/enrol"), "/login/second");
+    let late = attacker.post_form(
+        "/login/enrol",
+        &[("csrf", &their_csrf), ("code", &code_at(&their_seed, t))],
+    );
+    assert_redirects_to(&late, "/login");
+    let options = attacker.post_form("/login/enrol/passkey/options", &[("csrf", &their_csrf)]);
+    assert_eq!(options.status, 400, "{}", options.body);
+    assert_eq!(attacker.get("/auth/verify").status, 401);
+    // The owner's authenticator is still the one in force.
+    let again = app.browser();
+    password_step(&again, "bob");
+    assert_eq!(
+        second(&again, "code", &code_at(&their_seed, unix_now())).status,
+        401
+    );
+    let t = unix_now();
+    assert_redirects_to(&second(&again, "code", &code_at(&seed, t + 30)), "/");
+}
+
+#[test]
+fn a_new_password_ends_a_sign_in_waiting_for_its_second_step() {
+    let app = TestApp::spawn();
+    let alice = app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    let (seed, _) = enrol(&b);
+    b.logout();
+
+    let attacker = app.browser();
+    password_step(&attacker, "alice");
+    app.state()
+        .users
+        .set_password(alice.id, "a brand new password")
+        .expect("new password");
+    assert_redirects_to(&attacker.get("/login/second"), "/login");
+    let csrf = attacker.get("/login").csrf().expect("csrf");
+    let late = attacker.post_form(
+        "/login/second",
+        &[("csrf", &csrf), ("code", &code_at(&seed, unix_now()))],
+    );
+    assert_redirects_to(&late, "/login");
+    assert_eq!(attacker.get("/auth/verify").status, 401);
+}
+
+#[test]
+fn an_administrator_with_a_factor_acts_only_from_a_session_that_gave_it() {
+    let app = TestApp::spawn();
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "correct horse", false);
+    // A session from before the authenticator was set up.
+    let old = app.browser();
+    old.login("root", "correct horse");
+    let b = app.browser();
+    b.login("root", "correct horse");
+    enrol(&b);
+
+    let csrf = old.get("/admin").csrf().expect("csrf");
+    for (path, fields) in [
+        ("/admin/users/reset-2fa", vec![("username", "root")]),
+        ("/admin/users/grant-admin", vec![("username", "bob")]),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        assert_redirects_to(&old.post_form(path, &all), "/login/second?next=/admin");
+    }
+    assert!(b.get("/account").body.contains("id=\"totp-on\""));
+    assert!(!app.state().users.get_by_name("bob").expect("bob").is_admin);
+}
