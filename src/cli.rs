@@ -463,11 +463,18 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
         }
         let mut copied = 0;
         for (user, hash) in &all {
-            if present.iter().any(|(p, _)| p.id == user.id) {
-                continue;
+            if !present.iter().any(|(p, _)| p.id == user.id) {
+                dest.users.import(user, hash)?;
+                copied += 1;
             }
-            dest.users.import(user, hash)?;
-            copied += 1;
+            // Second factors go with the user (seeds still sealed: the
+            // same secrets open them on the other side), also for a user
+            // an interrupted run copied without them.
+            let factors = source_users.factors().export(user.id)?;
+            let none = crate::users::factors::Stored::default();
+            if factors != none && dest.users.factors().export(user.id)? == none {
+                dest.users.factors().import(user.id, &factors)?;
+            }
         }
         writeln!(
             out,

@@ -97,7 +97,26 @@ pub(super) trait FactorStore: Send + Sync {
     fn factors_delete(&self, user: UserId) -> Result<(), UserError>;
     /// Every user who has a second factor, with what they have.
     fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError>;
+    /// Everything of `user`'s, as stored, for moving to another database.
+    fn export(&self, user: UserId) -> Result<Stored, UserError>;
+    /// Stores what [`export`](Self::export) gave, in one transaction.
+    fn import(&self, user: UserId, stored: &Stored) -> Result<(), UserError>;
 }
+
+/// A user's second factors as stored (seeds still sealed), for moving
+/// them to another database with the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The sealed seed, the last step used and when it was set up.
+    pub totp: Option<(Vec<u8>, i64, Millis)>,
+    /// The recovery code hashes.
+    pub recovery: Vec<Vec<u8>>,
+    /// Each passkey.
+    pub passkeys: Vec<StoredRow>,
+}
+
+/// A passkey as stored: credential id, name, credential, added, last used.
+pub type StoredRow = (Vec<u8>, String, Vec<u8>, Millis, Option<Millis>);
 
 /// A passkey to store.
 pub(super) struct NewPasskeyRow<'a> {
@@ -528,6 +547,25 @@ impl Factors {
         self.db.passkey_delete(user, id)
     }
 
+    /// `user`'s second factors as stored, for moving to another database
+    /// (the seeds stay sealed: the same secrets open them there).
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn export(&self, user: UserId) -> Result<Stored, UserError> {
+        self.db.export(user)
+    }
+
+    /// Stores second factors exported from another database for `user`.
+    ///
+    /// # Errors
+    ///
+    /// Database failures, or a credential registered already.
+    pub fn import(&self, user: UserId, stored: &Stored) -> Result<(), UserError> {
+        self.db.import(user, stored)
+    }
+
     /// Removes every second factor and recovery code of `user`.
     ///
     /// # Errors
@@ -682,6 +720,14 @@ pub(super) fn conformance(factors: &Factors, users: &super::Users) {
         Some(&summary)
     );
     assert!(!factors.summaries().expect("all").contains_key(&bob.id));
+
+    // Exported and imported again, everything is as it was.
+    let stored = factors.export(alice.id).expect("export");
+    assert!(stored.totp.is_some() && stored.recovery.len() == 9 && stored.passkeys.len() == 1);
+    factors.reset(alice.id).expect("reset");
+    factors.import(alice.id, &stored).expect("import");
+    assert_eq!(factors.export(alice.id).expect("export"), stored);
+    assert_eq!(factors.summary(alice.id).expect("summary"), summary);
 
     // A reset takes everything; deleting the user takes the rest.
     factors.reset(alice.id).expect("reset");

@@ -3,7 +3,7 @@
 
 use postgres::types::Type;
 
-use super::factors::{FactorStore, NewPasskeyRow, Passkey, StoredPasskey, Summary};
+use super::factors::{FactorStore, NewPasskeyRow, Passkey, Stored, StoredPasskey, Summary};
 use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::{PgPool, is_connection_error};
@@ -354,6 +354,85 @@ impl FactorStore for Postgres {
             tx.execute_typed(
                 &format!("DELETE FROM {table} WHERE user_id = $1"),
                 &[(&user, Type::INT8)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn export(&self, user: UserId) -> Result<Stored, UserError> {
+        let mut client = self.client()?;
+        let totp = client
+            .query_typed_opt(
+                "SELECT seed, last_step, created_at FROM totp WHERE user_id = $1",
+                &[(&user, Type::INT8)],
+            )?
+            .map(|r| -> Result<_, UserError> { Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)) })
+            .transpose()?;
+        let recovery = client
+            .query_typed(
+                "SELECT hash FROM recovery_codes WHERE user_id = $1 ORDER BY hash",
+                &[(&user, Type::INT8)],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, UserError>>()?;
+        let passkeys = client
+            .query_typed(
+                "SELECT credential_id, name, credential, created_at, last_used_at FROM passkeys \
+                 WHERE user_id = $1 ORDER BY id",
+                &[(&user, Type::INT8)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect::<Result<_, UserError>>()?;
+        Ok(Stored {
+            totp,
+            recovery,
+            passkeys,
+        })
+    }
+
+    fn import(&self, user: UserId, stored: &Stored) -> Result<(), UserError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        if let Some((seed, step, at)) = &stored.totp {
+            tx.execute_typed(
+                "INSERT INTO totp (user_id, seed, last_step, created_at) VALUES ($1, $2, $3, $4)",
+                &[
+                    (&user, Type::INT8),
+                    (seed, Type::BYTEA),
+                    (step, Type::INT8),
+                    (at, Type::INT8),
+                ],
+            )?;
+        }
+        for hash in &stored.recovery {
+            tx.execute_typed(
+                "INSERT INTO recovery_codes (user_id, hash) VALUES ($1, $2)",
+                &[(&user, Type::INT8), (hash, Type::BYTEA)],
+            )?;
+        }
+        for (id, name, credential, at, used) in &stored.passkeys {
+            tx.execute_typed(
+                "INSERT INTO passkeys (user_id, credential_id, name, credential, created_at, \
+                 last_used_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    (&user, Type::INT8),
+                    (id, Type::BYTEA),
+                    (name, Type::TEXT),
+                    (credential, Type::BYTEA),
+                    (at, Type::INT8),
+                    (used, Type::INT8),
+                ],
             )?;
         }
         tx.commit()?;

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::factors::{FactorStore, NewPasskeyRow, Passkey, StoredPasskey, Summary};
+use super::factors::{FactorStore, NewPasskeyRow, Passkey, Stored, StoredPasskey, Summary};
 use super::{Backend, Flag, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::Pool;
@@ -283,6 +283,14 @@ impl FactorStore for Sqlite {
         Ok(())
     }
 
+    fn export(&self, user: UserId) -> Result<Stored, UserError> {
+        self.export_factors(user)
+    }
+
+    fn import(&self, user: UserId, stored: &Stored) -> Result<(), UserError> {
+        self.import_factors(user, stored)
+    }
+
     fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError> {
         let conn = self.0.get()?;
         let mut stmt = conn.prepare_cached(SUMMARIES)?;
@@ -297,6 +305,63 @@ impl FactorStore for Sqlite {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Sqlite {
+    fn export_factors(&self, user: UserId) -> Result<Stored, UserError> {
+        let conn = self.0.get()?;
+        let totp = conn
+            .query_row(
+                "SELECT seed, last_step, created_at FROM totp WHERE user_id = ?1",
+                [user],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let recovery = conn
+            .prepare("SELECT hash FROM recovery_codes WHERE user_id = ?1 ORDER BY hash")?
+            .query_map([user], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let passkeys = conn
+            .prepare(
+                "SELECT credential_id, name, credential, created_at, last_used_at FROM passkeys \
+                 WHERE user_id = ?1 ORDER BY id",
+            )?
+            .query_map([user], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Stored {
+            totp,
+            recovery,
+            passkeys,
+        })
+    }
+
+    fn import_factors(&self, user: UserId, stored: &Stored) -> Result<(), UserError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        if let Some((seed, step, at)) = &stored.totp {
+            tx.execute(
+                "INSERT INTO totp (user_id, seed, last_step, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user, seed, step, at],
+            )?;
+        }
+        for hash in &stored.recovery {
+            tx.execute(
+                "INSERT INTO recovery_codes (user_id, hash) VALUES (?1, ?2)",
+                params![user, hash],
+            )?;
+        }
+        for (id, name, credential, at, used) in &stored.passkeys {
+            tx.execute(
+                "INSERT INTO passkeys (user_id, credential_id, name, credential, created_at, \
+                 last_used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user, id, name, credential, at, used],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

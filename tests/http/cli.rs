@@ -344,6 +344,8 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
         assert_eq!(b.login("alice", "correct horse").status, 303);
         b.get("/");
         assert_eq!(b.get("/").text_of("visits").as_deref(), Some("2"));
+        // An authenticator too, which must move with her.
+        let (seed, _) = crate::factors::enrol(&b);
         assert!(terminate(&mut child).success());
 
         let schema = gatehouse::db::postgres::scratch_schema(&postgres).expect("schema");
@@ -422,10 +424,11 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
         assert_eq!(verify.status, 200, "to_redis={to_redis}");
         assert_eq!(verify.header("Remote-User"), Some("alice"));
         assert_eq!(b.get("/").text_of("visits").as_deref(), Some("3"));
-        assert_eq!(
-            Browser::new(&b.base).login("alice", "correct horse").status,
-            303
-        );
+        let fresh = Browser::new(&b.base);
+        crate::factors::password_step(&fresh, "alice");
+        let t = crate::factors::unix_now();
+        let done = crate::factors::second(&fresh, "code", &crate::factors::code_at(&seed, t + 30));
+        assert_eq!(done.status, 303, "the authenticator moved along: {done:?}");
         // New users do not collide with the ids copied over.
         ok(&run(
             dir.path(),
