@@ -158,8 +158,22 @@ impl TestApp {
     }
 
     pub fn spawn_in(dir: tempfile::TempDir, settings: Vec<(String, String)>) -> Self {
-        let running =
-            app::start_with_logging(&config(dir.path(), &settings), false).expect("server starts");
+        let config = config(dir.path(), &settings);
+        // A restart right after a shutdown can find the data directory's
+        // lock still held for a moment: another test's child process, forked
+        // while the old server's lock file was open, holds the descriptor
+        // until it execs (a long moment under qemu). Wait that out.
+        let start = std::time::Instant::now();
+        let running = loop {
+            match app::start_with_logging(&config, false) {
+                Err(gatehouse::app::AppError::InUse(_))
+                    if start.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other.expect("server starts"),
+            }
+        };
         let base = format!("http://{}", running.addr());
         Self {
             running: Some(running),
