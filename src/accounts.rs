@@ -195,6 +195,8 @@ pub enum Attempt {
 #[derive(Debug)]
 pub struct Verified {
     user: User,
+    /// Whether the user has a second factor (read once, at the check).
+    has_factor: bool,
 }
 
 impl Verified {
@@ -334,10 +336,11 @@ impl<'a> Accounts<'a> {
                 // A right password clears the name's failures only when it
                 // is the whole sign-in: else re-entering it between wrong
                 // codes would wash out the count of the second step.
-                if !self.users.factors().summary(user.id)?.any() {
+                let has_factor = self.users.factors().summary(user.id)?.any();
+                if !has_factor {
                     guard.throttle.success(username)?;
                 }
-                return Ok(Attempt::Verified(Verified { user }));
+                return Ok(Attempt::Verified(Verified { user, has_factor }));
             }
             Login::UnknownUser => "unknown_user",
             Login::WrongPassword => "wrong_password",
@@ -380,7 +383,7 @@ impl<'a> Accounts<'a> {
         next: &str,
         policy: Policy,
     ) -> Result<AfterPassword, AccountError> {
-        let has = self.users.factors().summary(verified.user.id)?.any();
+        let has = verified.has_factor;
         if !has && policy == Policy::Optional {
             return Ok(AfterPassword::Finished(
                 self.finish_sign_in(session, verified, remember)?,

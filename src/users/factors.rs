@@ -95,6 +95,8 @@ pub(super) trait FactorStore: Send + Sync {
     fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError>;
     /// Deletes every second factor of `user`.
     fn factors_delete(&self, user: UserId) -> Result<(), UserError>;
+    /// What `user` has, in one statement.
+    fn summary(&self, user: UserId) -> Result<Summary, UserError>;
     /// Every user who has a second factor, with what they have.
     fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError>;
     /// Everything of `user`'s, as stored, for moving to another database.
@@ -346,11 +348,7 @@ impl Factors {
     ///
     /// Database failures.
     pub fn summary(&self, user: UserId) -> Result<Summary, UserError> {
-        Ok(Summary {
-            totp: self.db.totp_get(user)?.is_some(),
-            recovery_left: self.db.recovery_count(user)?,
-            passkeys: i64::try_from(self.db.passkey_list(user)?.len()).unwrap_or(i64::MAX),
-        })
+        self.db.summary(user)
     }
 
     /// What every user with a second factor has.

@@ -439,6 +439,17 @@ impl FactorStore for Postgres {
         Ok(())
     }
 
+    fn summary(&self, user: UserId) -> Result<Summary, UserError> {
+        let r = self
+            .client()?
+            .query_typed_one(super::sqlite::SUMMARY, &[(&user, Type::INT8)])?;
+        Ok(Summary {
+            totp: r.try_get(0)?,
+            recovery_left: r.try_get(1)?,
+            passkeys: r.try_get(2)?,
+        })
+    }
+
     fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError> {
         self.client()?
             .query_typed(super::sqlite::SUMMARIES, &[])?

@@ -291,6 +291,18 @@ impl FactorStore for Sqlite {
         self.import_factors(user, stored)
     }
 
+    fn summary(&self, user: UserId) -> Result<Summary, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn.prepare_cached(SUMMARY)?;
+        Ok(stmt.query_row([user], |r| {
+            Ok(Summary {
+                totp: r.get(0)?,
+                recovery_left: r.get(1)?,
+                passkeys: r.get(2)?,
+            })
+        })?)
+    }
+
     fn summaries(&self) -> Result<Vec<(UserId, Summary)>, UserError> {
         let conn = self.0.get()?;
         let mut stmt = conn.prepare_cached(SUMMARIES)?;
@@ -374,3 +386,10 @@ pub(super) const SUMMARIES: &str = "SELECT u.id, \
      FROM users u WHERE EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id) \
      OR EXISTS (SELECT 1 FROM recovery_codes c WHERE c.user_id = u.id) \
      OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)";
+
+/// What one user (`$1`) has: the columns of [`SUMMARIES`] after the id
+/// (`$1` is positional in SQLite too).
+pub(super) const SUMMARY: &str = "SELECT \
+     EXISTS (SELECT 1 FROM totp WHERE user_id = $1), \
+     (SELECT count(*) FROM recovery_codes WHERE user_id = $1), \
+     (SELECT count(*) FROM passkeys WHERE user_id = $1)";
