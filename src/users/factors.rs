@@ -491,6 +491,21 @@ impl Factors {
         self.db.passkey_list(user)
     }
 
+    /// The credential ids of `user`'s passkeys (a sign-in's allow list,
+    /// and what a registration excludes).
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn credential_ids(&self, user: UserId) -> Result<Vec<Vec<u8>>, UserError> {
+        Ok(self
+            .db
+            .passkey_list(user)?
+            .into_iter()
+            .map(|p| p.credential_id)
+            .collect())
+    }
+
     /// Stores a passkey for `user`.
     ///
     /// # Errors

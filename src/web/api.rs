@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::WebError;
 use super::form::read_body;
-use super::shared::{Result, current_user, same_origin};
+use super::shared::{Result, current_user, same_origin, signing_in};
 use super::state::{State, with_session};
 use crate::accounts::{AccountError, AfterPassword, Attempt, METHODS, Proof, Step};
 use crate::auth::proxy::Client;
@@ -113,9 +113,8 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
             &json!({ "error": "wrong username or password" }),
         )),
         Ok(Attempt::Verified(verified)) => {
-            let mut finished = None;
             let user = verified.user().id;
-            let response = with_session(state, request, client, |session| {
+            let response = signing_in(state, request, client, " via=api", |session, finished| {
                 match accounts.after_password(
                     session,
                     verified,
@@ -125,7 +124,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
                 )? {
                     AfterPassword::Finished(done) => {
                         let body = signed_in_json(done.user(), session);
-                        finished = Some(done);
+                        *finished = Some(done);
                         Ok(json_response(200, &body))
                     }
                     AfterPassword::SecondStep => {
@@ -152,9 +151,6 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
                     )),
                 }
             })?;
-            if let Some(finished) = finished {
-                finished.committed(&guard, client.ip, " via=api");
-            }
             Ok(response)
         }
     }
@@ -191,8 +187,7 @@ pub(super) fn post_login_second(
         _ => return Err(WebError::BadRequest("give one of code and recovery_code")),
     };
     let (accounts, guard) = (state.accounts(), state.guard());
-    let mut finished = None;
-    let response = with_session(state, request, client, |session| {
+    let response = signing_in(state, request, client, " via=api", |session, finished| {
         Ok(
             match accounts.second_step(&guard, session, client.ip, proof)? {
                 Step::Finished(done, left) => {
@@ -200,7 +195,7 @@ pub(super) fn post_login_second(
                     if let (Some(left), Some(o)) = (left, body.as_object_mut()) {
                         o.insert("recovery_codes_left".to_owned(), json!(left));
                     }
-                    finished = Some(done);
+                    *finished = Some(done);
                     json_response(200, &body)
                 }
                 Step::Wrong => json_response(401, &json!({ "error": "wrong code" })),
@@ -219,9 +214,6 @@ pub(super) fn post_login_second(
             },
         )
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&guard, client.ip, " via=api");
-    }
     Ok(response)
 }
 

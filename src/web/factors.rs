@@ -12,7 +12,7 @@ use super::error::WebError;
 use super::form::Form;
 use super::shared::{
     Result, anonymous_csrf, check_anonymous_csrf, html, safe_next, see_other, session_methods,
-    signed_in_form, throttled, viewer, with_csrf_cookie,
+    signed_in_form, signing_in, throttled, viewer, with_csrf_cookie,
 };
 use super::state::{State, with_session};
 use super::views::{self, SecondStepView, TotpEnrolView};
@@ -116,13 +116,9 @@ pub(super) fn second_step(
     asked: Option<&str>,
     proof: Proof<'_>,
 ) -> Result<Response> {
-    let mut finished = None;
-    let response = with_session(state, request, client, |session| {
-        second_step_in(state, request, client, session, asked, proof, &mut finished)
+    let response = signing_in(state, request, client, "", |session, finished| {
+        second_step_in(state, request, client, session, asked, proof, finished)
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&state.guard(), client.ip, "");
-    }
     Ok(response)
 }
 
@@ -252,8 +248,7 @@ pub(super) fn post_enrol(state: &State, request: &Request, client: &Client) -> R
     check_anonymous_csrf(state, request, &form)?;
     let code = form.get("code").unwrap_or("");
     let token = form.get(crate::auth::csrf::FIELD).unwrap_or("").to_owned();
-    let mut finished = None;
-    let response = with_session(state, request, client, |session| {
+    let response = signing_in(state, request, client, "", |session, finished| {
         let Some(subject) = enrolling(state, session)? else {
             return Ok(see_other("/login"));
         };
@@ -266,7 +261,7 @@ pub(super) fn post_enrol(state: &State, request: &Request, client: &Client) -> R
         {
             Some(Enabled { finished: f, codes }) => {
                 session.remove(TOTP_ENROL)?;
-                finished = Some(f);
+                *finished = Some(f);
                 Ok(codes_or_next(None, &codes, &next))
             }
             None => Ok(
@@ -275,9 +270,6 @@ pub(super) fn post_enrol(state: &State, request: &Request, client: &Client) -> R
             ),
         }
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&state.guard(), client.ip, "");
-    }
     Ok(response)
 }
 
@@ -463,11 +455,16 @@ fn take(session: &Session<'_>, purpose: &str) -> Result<Option<Vec<u8>>> {
         .and_then(|c| URL_SAFE_NO_PAD.decode(c.state).ok()))
 }
 
-fn passkey_error(e: &PasskeyError) -> WebError {
+/// Logs why a passkey (or its ceremony) was refused.
+fn log_refused(e: &PasskeyError) {
     crate::logging::line(&format!(
         "passkey refused detail={}",
         crate::logging::quote(&e.to_string())
     ));
+}
+
+fn passkey_error(e: &PasskeyError) -> WebError {
+    log_refused(e);
     WebError::BadRequest("The passkey could not be used. Try again.")
 }
 
@@ -496,10 +493,7 @@ fn verified_passkey(
                         true
                     }
                     Err(e) => {
-                        crate::logging::line(&format!(
-                            "passkey refused detail={}",
-                            crate::logging::quote(&e.to_string())
-                        ));
+                        log_refused(&e);
                         false
                     }
                 }
@@ -547,8 +541,7 @@ pub(super) fn post_signin_passkey(
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
     let next = safe_next(state, form.get("next"));
     let guard = state.guard();
-    let mut finished = None;
-    let answer = with_session(state, request, client, |session| {
+    let answer = signing_in(state, request, client, "", |session, finished| {
         let ceremony = take(session, "signin")?;
         let Some(stored) =
             verified_passkey(state, &rp, ceremony.as_deref(), response, Some(client.ip))?
@@ -563,7 +556,7 @@ pub(super) fn post_signin_passkey(
             client.ip,
         )? {
             Step::Finished(done, _) => {
-                finished = Some(done);
+                *finished = Some(done);
                 Ok(see_other(&next))
             }
             Step::Throttled(wait) => {
@@ -574,9 +567,6 @@ pub(super) fn post_signin_passkey(
             Step::Wrong | Step::Expired => Ok(see_other("/login?passkey=failed")),
         }
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&guard, client.ip, "");
-    }
     Ok(answer)
 }
 
@@ -595,13 +585,7 @@ pub(super) fn post_second_options(
                 "No sign-in is waiting for a second step.",
             ));
         };
-        let ids: Vec<Vec<u8>> = state
-            .users
-            .factors()
-            .passkeys(subject.user.id)?
-            .into_iter()
-            .map(|p| p.credential_id)
-            .collect();
+        let ids = state.users.factors().credential_ids(subject.user.id)?;
         let started =
             passkey::start_authentication(&rp, Some(&ids)).map_err(|e| passkey_error(&e))?;
         begin(session, "second", started)
@@ -618,8 +602,7 @@ pub(super) fn post_second_passkey(
     check_anonymous_csrf(state, request, &form)?;
     let rp = relying_party(state, request, client)?;
     let response = form.get("credential").unwrap_or("");
-    let mut finished = None;
-    let answer = with_session(state, request, client, |session| {
+    let answer = signing_in(state, request, client, "", |session, finished| {
         let ceremony = take(session, "second")?;
         // Whose passkey it was, verified; none (or someone else's) is a
         // wrong second step, counted as one.
@@ -632,12 +615,9 @@ pub(super) fn post_second_passkey(
             session,
             form.get("next"),
             Proof::Passkey(owner),
-            &mut finished,
+            finished,
         )
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&state.guard(), client.ip, "");
-    }
     Ok(answer)
 }
 
@@ -683,13 +663,7 @@ pub(super) fn post_register_options(
             return Err(WebError::BadRequest("Sign in first."));
         };
         let user = &subject.user;
-        let existing: Vec<Vec<u8>> = state
-            .users
-            .factors()
-            .passkeys(user.id)?
-            .into_iter()
-            .map(|p| p.credential_id)
-            .collect();
+        let existing = state.users.factors().credential_ids(user.id)?;
         let started = passkey::start_registration(&rp, user.id, &user.username, &existing)
             .map_err(|e| passkey_error(&e))?;
         begin(session, "register", started)
@@ -716,8 +690,7 @@ pub(super) fn post_register(state: &State, request: &Request, client: &Client) -
         name
     };
     let on_account = request.url().starts_with("/account/");
-    let mut finished = None;
-    let answer = with_session(state, request, client, |session| {
+    let answer = signing_in(state, request, client, "", |session, finished| {
         let Some(subject) = registering(state, request, session, &form)? else {
             return Ok(see_other("/login"));
         };
@@ -744,12 +717,9 @@ pub(super) fn post_register(state: &State, request: &Request, client: &Client) -
         };
         let codes = enabled.codes;
         if !on_account {
-            finished = Some(enabled.finished);
+            *finished = Some(enabled.finished);
         }
         Ok(codes_or_next(on_account.then_some(&user), &codes, &next))
     })?;
-    if let Some(finished) = finished {
-        finished.committed(&state.guard(), client.ip, "");
-    }
     Ok(answer)
 }

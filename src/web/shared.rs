@@ -8,6 +8,7 @@ use super::error::WebError;
 use super::form::Form;
 use super::state::{State, with_session};
 use super::views::{self, SessionRow, Viewer};
+use crate::accounts::Finished;
 use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::session::{CookieOptions, Record, SameSite, Session, SessionKey, cookie};
@@ -44,6 +45,29 @@ pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Optio
         None => state.users.find_by_id(id)?,
     };
     Ok(user.filter(|u| !u.disabled))
+}
+
+/// Runs `f` in the request's session, as [`with_session`] does; a sign-in
+/// that `f` finishes (put in its slot) is logged (`login ok`, then `via`)
+/// only once the session is stored: one that could not be committed is no
+/// "login ok".
+///
+/// # Errors
+///
+/// `f`'s, and store errors.
+pub(super) fn signing_in(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    via: &str,
+    f: impl FnOnce(&Session<'_>, &mut Option<Finished>) -> Result<Response>,
+) -> Result<Response> {
+    let mut finished = None;
+    let response = with_session(state, request, client, |session| f(session, &mut finished))?;
+    if let Some(finished) = finished {
+        finished.committed(&state.guard(), client.ip, via);
+    }
+    Ok(response)
 }
 
 /// How the session signed in (`pwd`, `otp`, ...); empty when anonymous

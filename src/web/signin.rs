@@ -7,7 +7,8 @@ use super::error::WebError;
 use super::form::Form;
 use super::shared::{
     Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
-    logged_out, safe_next, see_other, signed_in_next, throttled, viewer, with_csrf_cookie,
+    logged_out, safe_next, see_other, signed_in_next, signing_in, throttled, viewer,
+    with_csrf_cookie,
 };
 use super::state::{State, with_session};
 use super::views::{self, LoginView};
@@ -98,9 +99,12 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
             )
         }
         Ok(Attempt::Verified(verified)) => {
-            let mut finished = None;
-            let response = with_session(state, request, client, |session| {
-                match accounts.after_password(
+            let response = signing_in(
+                state,
+                request,
+                client,
+                "",
+                |session, finished| match accounts.after_password(
                     session,
                     verified,
                     remember,
@@ -108,16 +112,13 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
                     state.two_factor,
                 )? {
                     AfterPassword::Finished(done) => {
-                        finished = Some(done);
+                        *finished = Some(done);
                         Ok(see_other(&signed_in_next(state, session, &next)))
                     }
                     AfterPassword::SecondStep => Ok(see_other("/login/second")),
                     AfterPassword::Enrol => Ok(see_other("/login/enrol")),
-                }
-            })?;
-            if let Some(finished) = finished {
-                finished.committed(&guard, client.ip, "");
-            }
+                },
+            )?;
             Ok(response)
         }
     }
