@@ -49,10 +49,7 @@ pub fn target(next: Option<&str>, allowed_host: impl Fn(&str) -> bool) -> &str {
     if let Some(p) = local_path(next) {
         return p;
     }
-    let Some(rest) = next
-        .strip_prefix("https://")
-        .or_else(|| next.strip_prefix("http://"))
-    else {
+    let Some((authority, _)) = split_absolute(next) else {
         return "/";
     };
     if next.len() > MAX_LEN
@@ -62,8 +59,6 @@ pub fn target(next: Option<&str>, allowed_host: impl Fn(&str) -> bool) -> &str {
     {
         return "/";
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
     let plain = !authority.is_empty()
         && authority
             .bytes()
@@ -78,6 +73,17 @@ pub fn target(next: Option<&str>, allowed_host: impl Fn(&str) -> bool) -> &str {
     } else {
         "/"
     }
+}
+
+/// An absolute `http(s)` URL as its authority and what follows it (from
+/// the first `/`, `?` or `#` on; empty when nothing does); `None` for
+/// anything else.
+pub fn split_absolute(url: &str) -> Option<(&str, &str)> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(rest.split_at(end))
 }
 
 /// `next` if safe, otherwise `/`.
@@ -130,6 +136,19 @@ mod tests {
             assert_eq!(or_root(Some(bad)), "/");
         }
         assert_eq!(or_root(None), "/");
+    }
+
+    #[test]
+    fn an_absolute_url_splits_where_its_authority_ends() {
+        assert_eq!(split_absolute("http://a.lan/x?y"), Some(("a.lan", "/x?y")));
+        assert_eq!(
+            split_absolute("https://a.lan:8443?y"),
+            Some(("a.lan:8443", "?y"))
+        );
+        assert_eq!(split_absolute("http://a.lan#f"), Some(("a.lan", "#f")));
+        assert_eq!(split_absolute("http://a.lan"), Some(("a.lan", "")));
+        assert_eq!(split_absolute("/local"), None);
+        assert_eq!(split_absolute("ftp://a.lan/"), None);
     }
 
     #[test]

@@ -110,20 +110,17 @@ pub(super) fn signed_in_next(state: &State, session: &Session<'_>, next: &str) -
 /// Whether `next` (a local path or a URL on an app's host) leads into an
 /// app that needs a second factor.
 pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
-    let (host, path) = match next
-        .strip_prefix("https://")
-        .or_else(|| next.strip_prefix("http://"))
-    {
-        Some(rest) => match rest.find('/') {
-            Some(i) => (Some(&rest[..i]), &rest[i..]),
-            None => (Some(rest), "/"),
-        },
-        None => (None, next),
+    // `http://vault.lan?x` is the path `/` of vault.lan, as for the
+    // redirect that follows.
+    let (host, path) = match redirect::split_absolute(next) {
+        Some((authority, rest)) if rest.starts_with('/') => (Some(authority), rest.to_owned()),
+        Some((authority, rest)) => (Some(authority), format!("/{rest}")),
+        None => (None, next.to_owned()),
     };
-    let Ok(target) = crate::auth::path::Target::parse(path) else {
+    let Ok(target) = crate::auth::path::Target::parse(&path) else {
         return false;
     };
-    let raw = path.split('?').next().unwrap_or(path);
+    let raw = path.split('?').next().unwrap_or(&path);
     let host = host.map(str::to_ascii_lowercase);
     matches!(
         state.apps.for_request(host.as_deref(), &target, raw),

@@ -471,6 +471,9 @@ host = "wiki.lan"
     // step; with no factor yet, that page says to set one up.
     let login = b.get("/login?next=http://vault.lan/");
     assert_redirects_to(&login, "/login/second?next=http%3A%2F%2Fvault.lan%2F");
+    // A query right after the host is still the app (it looped once).
+    let login = b.get("/login?next=http://vault.lan?x=1");
+    assert_redirects_to(&login, "/login/second?next=http%3A%2F%2Fvault.lan%3Fx%3D1");
     let page = b.get("/login/second?next=http://vault.lan/");
     assert!(page.body.contains("id=\"needs-factor\""), "{}", page.body);
 
