@@ -410,16 +410,9 @@ struct Ceremony {
 /// The relying party for this request: the host of `public_url`, else the
 /// request's host, with the origin the browser reports.
 fn relying_party(state: &State, request: &Request, client: &Client) -> Result<RelyingParty> {
-    let origin = match &state.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = request
-                .header("Host")
-                .ok_or(WebError::BadRequest("The request has no Host."))?;
-            format!("{}://{host}", if client.https { "https" } else { "http" })
-        }
-    };
-    let authority = origin.split("://").nth(1).unwrap_or("");
+    let origin = super::shared::origin(state, request, client)
+        .ok_or(WebError::BadRequest("The request has no Host."))?;
+    let authority = crate::auth::redirect::split_absolute(&origin).map_or("", |(a, _)| a);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),

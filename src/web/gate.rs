@@ -20,7 +20,9 @@ use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
 use super::error::WebError;
-use super::shared::{Result, current_user, encode, html, same_origin, see_other, session_methods};
+use super::shared::{
+    Result, current_user, encode, html, origin, same_origin, see_other, session_methods,
+};
 use super::state::{State, with_session};
 use super::views;
 use crate::accounts::two_factors;
@@ -227,9 +229,11 @@ pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> R
 
 /// Where a browser goes to sign in, coming back to `next` afterwards.
 fn login_url(state: &State, request: &Request, client: &Client, next: &str) -> String {
-    let base = state.public_url.clone().unwrap_or_else(|| {
-        let host = request.header("Host").unwrap_or("localhost");
-        format!("{}://{host}", if client.https { "https" } else { "http" })
+    let base = origin(state, request, client).unwrap_or_else(|| {
+        format!(
+            "{}://localhost",
+            if client.https { "https" } else { "http" }
+        )
     });
     format!("{base}/login?next={}", encode(next))
 }

@@ -81,14 +81,27 @@ pub(super) fn session_methods(session: &Session<'_>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// gatehouse's own origin as the browser sees it: `public_url`, else the
+/// scheme and `Host` of this request (`None` without a `Host`).
+pub(super) fn origin(state: &State, request: &Request, client: &Client) -> Option<String> {
+    if let Some(url) = &state.public_url {
+        return Some(url.clone());
+    }
+    let host = request.header("Host")?;
+    Some(format!(
+        "{}://{host}",
+        if client.https { "https" } else { "http" }
+    ))
+}
+
 /// Where to go after signing in: a local path, or a URL on a configured
 /// app's host (or gatehouse's public URL); anything else is `/`.
 pub(super) fn safe_next(state: &State, next: Option<&str>) -> String {
     let public_host = state
         .public_url
         .as_deref()
-        .and_then(|u| u.split("://").nth(1))
-        .map(|h| h.split('/').next().unwrap_or(h).to_ascii_lowercase());
+        .and_then(redirect::split_absolute)
+        .map(|(authority, _)| authority.to_ascii_lowercase());
     redirect::target(next, |host| {
         state.apps.is_app_host(host) || public_host.as_deref() == Some(host)
     })
