@@ -31,14 +31,23 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// Whether Chromium and chromedriver are there; without them a test says
+/// so and passes, except under CI, which must run it.
+fn browser_installed() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the browser test: install chromium and chromium-driver"
+    );
+    eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+    false
+}
+
 #[test]
 fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: install chromium and chromium-driver"
-        );
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+    if !browser_installed() {
         return;
     }
     let shots = screenshots();
@@ -130,12 +139,7 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
 
 #[test]
 fn a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: install chromium and chromium-driver"
-        );
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+    if !browser_installed() {
         return;
     }
     same_origin::a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator(
@@ -146,12 +150,7 @@ fn a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator_in_chromium
 
 #[test]
 fn a_passkey_registers_signs_in_as_second_step_and_alone_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: install chromium and chromium-driver"
-        );
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
+    if !browser_installed() {
         return;
     }
     passkeys::a_passkey_registers_signs_in_as_second_step_and_alone(

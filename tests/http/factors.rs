@@ -41,6 +41,22 @@ fn code_unlike(seed: &[u8], t: u64, avoid: &[u64]) -> String {
     }
 }
 
+/// A code surely wrong at `t`: none of the three the server accepts then.
+fn wrong_code(seed: &[u8], t: u64) -> String {
+    code_unlike(seed, t, &[t - 30, t, t + 30])
+}
+
+/// alice, with an authenticator set up and signed out again: her browser,
+/// her seed and her recovery codes.
+fn enrolled_alice(app: &TestApp) -> (Browser, Vec<u8>, Vec<String>) {
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    let (seed, codes) = enrol(&b);
+    b.logout();
+    (b, seed, codes)
+}
+
 /// The secret the set-up page shows, decoded.
 fn secret_of(page: &Resp) -> (String, Vec<u8>) {
     let at = page
@@ -82,7 +98,7 @@ pub(crate) fn enrol(b: &Browser) -> (Vec<u8>, Vec<String>) {
     assert!(!setup.body.contains("<script>"), "no inline script");
     let (_, seed) = secret_of(&setup);
     let t = unix_now();
-    let wrong = code_unlike(&seed, t, &[t - 30, t, t + 30]);
+    let wrong = wrong_code(&seed, t);
     let refused = b.post_form(
         "/account/totp/confirm",
         &[("csrf", &csrf), ("code", &wrong)],
@@ -128,17 +144,13 @@ fn methods(b: &Browser) -> Value {
 #[test]
 fn sign_in_needs_the_password_and_a_fresh_code() {
     let app = TestApp::spawn();
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (seed, _) = enrol(&b);
-    b.logout();
+    let (b, seed, _) = enrolled_alice(&app);
 
     // The password alone leads to the second step, signed in nowhere.
     password_step(&b, "alice");
     let before = b.cookie("gatehouse_session");
     let t = unix_now();
-    let wrong = second(&b, "code", &code_unlike(&seed, t, &[t - 30, t, t + 30]));
+    let wrong = second(&b, "code", &wrong_code(&seed, t));
     assert_eq!(wrong.status, 401, "{}", wrong.body);
     assert!(wrong.body.contains("id=\"second-error\""));
     let ok = second(&b, "code", &code_at(&seed, t));
@@ -166,11 +178,7 @@ fn sign_in_needs_the_password_and_a_fresh_code() {
 #[test]
 fn the_pending_state_passes_nowhere_and_survives_only_a_few_wrong_codes() {
     let app = TestApp::spawn_with(&[("login_max_failures", "50")]);
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (seed, _) = enrol(&b);
-    b.logout();
+    let (b, seed, _) = enrolled_alice(&app);
 
     password_step(&b, "alice");
     assert_eq!(b.get("/auth/verify").status, 401);
@@ -181,7 +189,7 @@ fn the_pending_state_passes_nowhere_and_survives_only_a_few_wrong_codes() {
 
     // Five wrong codes end the pending sign-in: the right one is then too late.
     let t = unix_now();
-    let wrong = code_unlike(&seed, t, &[t - 30, t, t + 30]);
+    let wrong = wrong_code(&seed, t);
     for _ in 0..5 {
         assert_eq!(second(&b, "code", &wrong).status, 401);
     }
@@ -199,13 +207,9 @@ fn the_pending_state_passes_nowhere_and_survives_only_a_few_wrong_codes() {
 #[test]
 fn wrong_codes_are_throttled_like_passwords() {
     let app = TestApp::spawn_with(&[("metrics", "true")]);
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (seed, _) = enrol(&b);
-    b.logout();
+    let (b, seed, _) = enrolled_alice(&app);
     let t = unix_now();
-    let wrong = code_unlike(&seed, t, &[t - 30, t, t + 30]);
+    let wrong = wrong_code(&seed, t);
     // Two wrong codes per sign-in: the right password in between does not
     // wash the count out (it clears it only when no second step follows),
     // and the fifth failure locks the name.
@@ -228,11 +232,7 @@ fn wrong_codes_are_throttled_like_passwords() {
 #[test]
 fn a_recovery_code_works_once_and_says_how_many_are_left() {
     let app = TestApp::spawn();
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (_, codes) = enrol(&b);
-    b.logout();
+    let (b, _, codes) = enrolled_alice(&app);
 
     password_step(&b, "alice");
     let used = second(&b, "recovery", &codes[3].to_uppercase());
@@ -265,11 +265,7 @@ fn a_recovery_code_works_once_and_says_how_many_are_left() {
 #[test]
 fn remember_me_and_next_survive_the_second_step() {
     let app = TestApp::spawn();
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (seed, _) = enrol(&b);
-    b.logout();
+    let (b, seed, _) = enrolled_alice(&app);
 
     let form = b.get("/login?next=/account");
     let csrf = form.csrf().expect("csrf");
@@ -320,11 +316,7 @@ fn a_user_with_a_second_factor_cannot_add_one_from_a_password_only_session() {
 #[test]
 fn the_api_signs_in_in_two_calls() {
     let app = TestApp::spawn();
-    app.add_user("alice", "correct horse", false);
-    let b = app.browser();
-    b.login("alice", "correct horse");
-    let (seed, _) = enrol(&b);
-    b.logout();
+    let (_, seed, _) = enrolled_alice(&app);
 
     let api = app.browser();
     let first = api.send_json(
@@ -338,7 +330,7 @@ fn the_api_signs_in_in_two_calls() {
     assert_eq!(v["second_factor"], true);
     assert_eq!(api.get("/api/session").status, 401);
     let t = unix_now();
-    let wrong = code_unlike(&seed, t, &[t - 30, t, t + 30]);
+    let wrong = wrong_code(&seed, t);
     let refused = api.send_json(
         "POST",
         "/api/login/second",
@@ -418,7 +410,7 @@ fn required_sends_a_user_without_a_factor_to_set_one_up_first() {
     assert_eq!(secret_of(&b.get("/login/enrol")).1, seed);
     let csrf = page.csrf().expect("csrf");
     let t = unix_now();
-    let wrong = code_unlike(&seed, t, &[t - 30, t, t + 30]);
+    let wrong = wrong_code(&seed, t);
     assert_eq!(
         b.post_form("/login/enrol", &[("csrf", &csrf), ("code", &wrong)])
             .status,
