@@ -21,7 +21,7 @@ const RESERVE: u64 = 64;
 const PER_POOLED: u64 = 4;
 
 /// The most connections the automatic cap allows, whatever the limit: each
-/// connection is a thread (about 30 KiB resident when idle, see README), and
+/// connection is a thread (about 30 KiB resident when idle, see docs/operations.md), and
 /// an intranet's front door needs no more.
 const AUTO_MAX: u64 = 4096;
 

@@ -3,7 +3,7 @@
 //! parsed and where it goes in [`Config`], how `check-config` shows it,
 //! and what it means. Loading ([`super::Layers`]), the environment names,
 //! the unknown-setting errors and warnings and `check-config`'s output all
-//! read this table; the README's settings table is tested against it.
+//! read this table; the settings table of `docs/configuration.md` is tested against it.
 //!
 //! Rows are in `check-config`'s order.
 
@@ -29,7 +29,7 @@ pub struct Setting {
     pub env_twin: Option<&'static str>,
     /// The default, as it would be written.
     pub default: Fallback,
-    /// What it does (one line; the README says more).
+    /// What it does (one line; docs/configuration.md says more).
     pub help: &'static str,
     /// How a value is parsed and where it goes.
     pub(super) set: Set,
