@@ -108,25 +108,45 @@ const FORWARD_AUTH_HEADERS: &[&str] = &[
     "X-Original-URI",
 ];
 
+/// Why forward auth will not judge a request: said in its `403` and logged.
+struct Refusal(String);
+
+impl Refusal {
+    /// The answer: `403`, the one refusal nginx's `auth_request` passes on
+    /// as it is (any status but `2xx`, `401` and `403` becomes a `500`).
+    fn response(&self, request: &Request) -> Response {
+        crate::logging::line(&format!(
+            "forward auth refused peer={} reason={}",
+            request.remote_addr().ip(),
+            crate::logging::quote(&self.0)
+        ));
+        Response::text(self.0.clone()).with_status_code(403)
+    }
+}
+
 /// Reads what the proxy says about the original request. Those headers
 /// are believed only from `trusted_proxies`: nginx's `auth_request` passes
 /// the client's own headers on, so a client's `X-Forwarded-Uri:
 /// /apps/wiki/` would otherwise be judged instead of the page it asked for.
-/// A peer that is not trusted but sends them is refused outright (`None`),
-/// rather than judged on its own `Host`, so a proxy left out of
-/// `trusted_proxies` fails closed.
-fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option<Forwarded>> {
+/// A peer that is not trusted but sends them is refused outright, rather
+/// than judged on its own `Host`, so a proxy left out of `trusted_proxies`
+/// fails closed. A forwarded target with no normal form (a `#`, an encoded
+/// slash, `..` above the root, ... see [`crate::auth::path`]) is refused
+/// too: the upstream might read it otherwise than gatehouse would judge it.
+fn forwarded(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> std::result::Result<Forwarded, Refusal> {
     let peer = request.remote_addr().ip();
     let trusted = state.trusted_proxies.iter().any(|n| n.contains(peer));
     let untrusted = FORWARD_AUTH_HEADERS
         .iter()
         .find(|h| !trusted && request.header(h).is_some());
     if let Some(h) = untrusted {
-        crate::logging::line(&format!(
-            "forward auth refused peer={peer} reason={}",
-            crate::logging::quote(&format!("{h} from an address not in trusted_proxies"))
-        ));
-        return Ok(None);
+        return Err(Refusal(format!(
+            "{h} is believed only from an address in trusted_proxies"
+        )));
     }
     let header = |name: &str| request.header(name).filter(|_| trusted);
     let host = header("X-Forwarded-Host")
@@ -136,7 +156,8 @@ fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option
     let uri = header("X-Forwarded-Uri")
         .or_else(|| header("X-Original-URI"))
         .unwrap_or("/");
-    let target = Target::parse(uri).map_err(|e| WebError::BadRequest(e.message()))?;
+    let target = Target::parse(uri)
+        .map_err(|e| Refusal(format!("the forwarded target is refused: {}", e.message())))?;
     let proto = header("X-Forwarded-Proto")
         .map(|p| {
             p.split(',')
@@ -147,12 +168,12 @@ fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option
         })
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| if client.https { "https" } else { "http" }.to_owned());
-    Ok(Some(Forwarded {
+    Ok(Forwarded {
         host,
         target,
         raw_path: uri.split('?').next().unwrap_or(uri).to_owned(),
         proto,
-    }))
+    })
 }
 
 /// Who an upstream is told about: the user and how they signed in.
@@ -202,17 +223,21 @@ fn forward_auth(
     client: &Client,
     f: impl FnOnce(&Forwarded, Verdict) -> Response,
 ) -> Result<Response> {
-    let Some(target) = forwarded(state, request, client)? else {
-        return Ok(
-            Response::text("forwarding headers are believed only from trusted_proxies")
-                .with_status_code(403),
-        );
+    let target = match forwarded(state, request, client) {
+        Ok(target) => target,
+        Err(refusal) => return Ok(refusal.response(request)),
+    };
+    let app = match state
+        .apps
+        .for_request(target.host.as_deref(), &target.target, &target.raw_path)
+    {
+        Ok(app) => app,
+        Err(e) => {
+            let why = format!("the forwarded target is refused: {}", e.message());
+            return Ok(Refusal(why).response(request));
+        }
     };
     with_session(state, request, client, |session| {
-        let app = state
-            .apps
-            .for_request(target.host.as_deref(), &target.target, &target.raw_path)
-            .map_err(|e| WebError::BadRequest(e.message()))?;
         Ok(f(&target, judge(state, session, app)?))
     })
 }
