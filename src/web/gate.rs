@@ -296,8 +296,31 @@ pub(super) struct Proxied<'s> {
     prefix: Option<&'s str>,
 }
 
+/// Whether `path` (normalised) is gatehouse's own on every host, an app's
+/// host included, rather than the app's:
+///
+/// - `/auth/verify` and `/auth/forward`: a proxy asks them. Caddy's
+///   `forward_auth` keeps the browser's `Host`, so for an app whose host
+///   the built-in proxy also serves, the check itself went to the app,
+///   which answered `200` and let everyone in.
+/// - `/login` and everything under `/login/` (the second step, enrolment,
+///   passkeys), `/logout` and `/assets/`: the sign-in a browser is sent to
+///   on the app's own host when `public_url` is not set, with the pages'
+///   styles and script.
+///
+/// Nothing else: an app keeps its own `/auth/callback`, `/register`,
+/// `/account`, `/api/...` (many apps have such routes).
+fn on_every_host(path: &str) -> bool {
+    matches!(
+        path,
+        "/login" | "/logout" | "/auth/verify" | "/auth/forward"
+    ) || path.starts_with("/login/")
+        || path.starts_with("/assets/")
+}
+
 /// The app the built-in proxy serves this request for, if any. gatehouse's
-/// own sign-in pages and assets stay reachable on an app's host.
+/// own routes a proxy or a browser signing in asks for stay gatehouse's on
+/// an app's host ([`on_every_host`]).
 ///
 /// Every decision is made on the normalised target, which is also what is
 /// forwarded.
@@ -314,15 +337,16 @@ pub(super) fn proxied_app<'s>(state: &'s State, request: &Request) -> Result<Opt
     }
     let target = Target::parse(raw).map_err(|e| WebError::BadRequest(e.message()))?;
     let path = target.path.as_str();
-    if let Some(app) = request.header("Host").and_then(|h| state.apps.by_host(h)) {
-        let own = ["/login", "/logout"].contains(&path) || path.starts_with("/assets/");
-        if app.upstream.is_some() && !own {
-            return Ok(Some(Proxied {
-                app,
-                target,
-                prefix: None,
-            }));
-        }
+    let on_host = request
+        .header("Host")
+        .and_then(|h| state.apps.by_host(h))
+        .filter(|app| app.upstream.is_some() && !on_every_host(path));
+    if let Some(app) = on_host {
+        return Ok(Some(Proxied {
+            app,
+            target,
+            prefix: None,
+        }));
     }
     let raw_path = raw.split('?').next().unwrap_or(raw);
     let app = state
@@ -848,6 +872,36 @@ mod tests {
             ("=", ""),
         ] {
             assert_eq!(set_cookie_name(value), name, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_forward_auth_checks_and_the_sign_in_are_gatehouses_on_every_host() {
+        for own in [
+            "/auth/verify",
+            "/auth/forward",
+            "/login",
+            "/login/second",
+            "/login/enrol/passkey/options",
+            "/logout",
+            "/assets/style.css",
+        ] {
+            assert!(on_every_host(own), "{own}");
+        }
+        for app in [
+            "/",
+            "/auth/",
+            "/auth/callback",
+            "/auth/verifyx",
+            "/loginx",
+            "/logout/x",
+            "/register",
+            "/account",
+            "/api/login",
+            "/setup",
+            "/assets",
+        ] {
+            assert!(!on_every_host(app), "{app}");
         }
     }
 

@@ -326,6 +326,63 @@ fn the_proxy_serves_an_app_on_its_own_host() {
     );
 }
 
+/// Caddy's `forward_auth` keeps the browser's `Host`: for an app whose
+/// host the built-in proxy serves too, the check must still be gatehouse's,
+/// and so must the sign-in a browser is sent to on that host.
+#[test]
+fn forward_auth_and_the_sign_in_are_gatehouses_on_an_app_host() {
+    let (app, up) = behind_proxy();
+    let on_wiki = |b: &Browser, path: &str, extra: &[(&str, &str)]| {
+        let mut headers = vec![("Host", "wiki.lan")];
+        headers.extend_from_slice(extra);
+        b.get_with(path, &headers)
+    };
+    let caddy = [
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "wiki.lan"),
+        ("X-Forwarded-Uri", "/page"),
+        ("X-Forwarded-Method", "GET"),
+    ];
+    let anon = app.browser();
+    let resp = on_wiki(&anon, "/auth/forward", &caddy);
+    assert_eq!(resp.status, 302, "{resp:?}");
+    assert!(
+        resp.header("location")
+            .expect("to sign in")
+            .contains("/login?next=http%3A%2F%2Fwiki.lan%2Fpage")
+    );
+    assert_eq!(on_wiki(&anon, "/auth/verify", &caddy).status, 401);
+    assert_eq!(on_wiki(&anon, "/auth/verify", &[]).status, 401);
+    // The sign-in and its steps, and the pages' assets.
+    let login = on_wiki(&anon, "/login", &[]);
+    assert_eq!(login.status, 200);
+    assert!(login.csrf().is_some(), "gatehouse's sign-in page");
+    assert_ne!(on_wiki(&anon, "/login/second", &[]).status, 200);
+    assert_eq!(
+        on_wiki(&anon, "/assets/style.css", &[])
+            .header("content-type")
+            .map(|t| t.starts_with("text/css")),
+        Some(true)
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "the app was asked");
+
+    let alice = signed_in(&app, "alice");
+    let ok = on_wiki(&alice, "/auth/forward", &caddy);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("remote-user"), Some("alice"));
+    let ok = on_wiki(&alice, "/auth/verify", &caddy);
+    assert_eq!(ok.header("remote-user"), Some("alice"));
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "the app was asked");
+
+    // The app's own routes, `/auth/...` ones included, are the app's.
+    for path in ["/auth/callback", "/register", "/account", "/api/session"] {
+        let resp = on_wiki(&alice, path, &[]);
+        let echo: Value = serde_json::from_str(&resp.body).expect("the app's answer");
+        assert_eq!(echo["url"], path);
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 4);
+}
+
 #[test]
 fn the_proxy_refuses_strangers() {
     let (app, _up) = app_with_upstream();

@@ -408,14 +408,15 @@ fn check(app: &TestApp, proxy: &Proxy, login_status: u16) {
 }
 
 fn setup() -> (TestApp, Upstream, tempfile::TempDir) {
-    setup_with(GATEHOUSE_CONFIG)
+    let upstream = Upstream::start();
+    let (app, dir) = setup_with(GATEHOUSE_CONFIG);
+    (app, upstream, dir)
 }
 
-fn setup_with(config: &str) -> (TestApp, Upstream, tempfile::TempDir) {
-    let upstream = Upstream::start();
+fn setup_with(config: &str) -> (TestApp, tempfile::TempDir) {
     let app = TestApp::spawn_with_file(config, &[]);
     app.add_user("alice", "correct horse", false);
-    (app, upstream, tempfile::tempdir().expect("dir"))
+    (app, tempfile::tempdir().expect("dir"))
 }
 
 /// The session cookie of `name`, signed in at gatehouse itself.
@@ -450,6 +451,50 @@ fn the_caddy_recipe_guards_an_app() {
     check(&app, &proxy, 302);
 }
 
+/// The apps of [`GATEHOUSE_CONFIG`], their hosts served by gatehouse's
+/// built-in proxy too (host mode, `upstream` set), all at `upstream`.
+fn host_mode_config(upstream: &str) -> String {
+    GATEHOUSE_CONFIG
+        .lines()
+        .map(|line| {
+            if line.starts_with("host = ") {
+                format!("{line}\nupstream = \"http://{upstream}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// Caddy's `forward_auth` keeps the browser's `Host` when it asks
+/// `/auth/forward`: for an app whose host the built-in proxy serves, the
+/// check is still answered by gatehouse, not passed on to the app (which
+/// answered `200`, and let everyone in as the literal
+/// `{http.reverse_proxy.header.Remote-User}`).
+#[test]
+fn the_caddy_recipe_guards_a_host_mode_app() {
+    if !have("caddy") {
+        return;
+    }
+    let upstream = Upstream::start();
+    let (app, dir) = setup_with(&host_mode_config(&upstream.addr.to_string()));
+    let gatehouse = app.base.trim_start_matches("http://").to_owned();
+    let proxy = start_caddy(dir.path(), &gatehouse, &upstream.addr.to_string());
+    check(&app, &proxy, 302);
+}
+
+#[test]
+fn the_nginx_recipe_guards_a_host_mode_app() {
+    if !have("nginx") {
+        return;
+    }
+    let upstream = Upstream::start();
+    let (app, dir) = setup_with(&host_mode_config(&upstream.addr.to_string()));
+    let gatehouse = app.base.trim_start_matches("http://").to_owned();
+    let proxy = start_nginx(dir.path(), &gatehouse, &upstream.addr.to_string());
+    check(&app, &proxy, 302);
+}
+
 /// Nested prefixes behind the nginx recipe: `/apps/site/` open to every
 /// signed-in user, `/apps/site/private/` to administrators. The app behind
 /// nginx is nginx's own static server, which (like Python's `http.server`)
@@ -476,7 +521,7 @@ fn behind_nginx_a_fragment_never_reaches_an_admins_only_file() {
     if !have("nginx") {
         return;
     }
-    let (app, _upstream, dir) = setup_with(NESTED_CONFIG);
+    let (app, dir) = setup_with(NESTED_CONFIG);
     app.add_user("root", "correct horse", true);
     let www = dir.path().join("www");
     std::fs::create_dir_all(www.join("apps/site/private")).expect("dirs");
