@@ -385,14 +385,13 @@ pub(super) fn proxy(
     // under the prefix, or all of it on the app's host.
     let rest = match prefix {
         Some(p) => {
-            let Some(rest) = target
-                .path
-                .strip_prefix(p.trim_end_matches('/'))
-                .filter(|r| r.starts_with('/'))
-            else {
+            // Matched on the prefix, so under it (in any case, for an app
+            // that says `case_insensitive`).
+            let rest = app.after_prefix(&target.path).unwrap_or("");
+            if rest.is_empty() {
                 // `/apps/wiki` -> `/apps/wiki/`, so relative links resolve.
                 return Ok(Response::redirect_301(format!("{p}{query}")));
-            };
+            }
             format!("{rest}{query}")
         }
         None => target.path_and_query(),

@@ -835,6 +835,11 @@ fn nested_app() -> (TestApp, Upstream) {
 }
 
 fn nested_app_with(settings: &[(&str, &str)]) -> (TestApp, Upstream) {
+    nested_app_site_says(settings, "")
+}
+
+/// The nested apps, with `site_says` added to the outer app's settings.
+fn nested_app_site_says(settings: &[(&str, &str)], site_says: &str) -> (TestApp, Upstream) {
     let upstream = Upstream::start();
     let app = TestApp::spawn_with_file(
         &format!(
@@ -845,6 +850,7 @@ default_policy = "deny"
 name = "site"
 prefix = "/apps/site/"
 upstream = "http://{0}"
+{1}
 
 [[apps]]
 name = "private"
@@ -852,7 +858,7 @@ prefix = "/apps/site/private/"
 upstream = "http://{0}/private"
 allow = "admins"
 "#,
-            upstream.addr
+            upstream.addr, site_says
         ),
         settings,
     );
@@ -907,6 +913,49 @@ fn nested_prefixes_are_matched_on_the_normalised_path() {
         answer.contains(r#""url":"/private/secret.txt""#),
         "{answer}"
     );
+}
+
+/// Prefixes match case-sensitively (see the test above: `%70RIVATE` is the
+/// open app's); an outer app whose upstream reads paths without regard to
+/// case says `case_insensitive = true`, and then every spelling of the
+/// nested admins-only prefix is that app's, through the proxy and forward
+/// auth alike.
+#[test]
+fn a_case_insensitive_app_guards_every_spelling_of_a_nested_prefix() {
+    let (app, up) = nested_app_site_says(
+        &[("trusted_proxies", "127.0.0.1")],
+        "case_insensitive = true",
+    );
+    let alice = signed_in(&app, "alice");
+    let root = signed_in(&app, "root");
+    for path in [
+        "/apps/site/PRIVATE/secret.txt",
+        "/apps/site/Private/secret.txt",
+        "/APPS/SITE/%70RIVATE/secret.txt",
+        "/apps/site/private/secret.txt",
+    ] {
+        assert_eq!(alice.get(path).status, 403, "{path}");
+        let verify = alice.get_with(
+            "/auth/verify",
+            &[("X-Forwarded-Host", "site.lan"), ("X-Forwarded-Uri", path)],
+        );
+        assert_eq!(verify.status, 403, "forward auth {path}");
+        // An administrator gets it from the nested app's upstream, the
+        // rest of the path after the prefix as it was spelled.
+        let resp = root.get(path);
+        assert_eq!(resp.status, 200, "{path}");
+        let echo: Value = serde_json::from_str(&resp.body).expect("json");
+        assert_eq!(echo["url"], "/private/secret.txt", "{path}");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 4, "only root's requests");
+    // The outer app in any case too, and the rest keeps its case.
+    let resp = alice.get("/APPS/Site/Some/Page");
+    assert_eq!(resp.status, 200);
+    let echo: Value = serde_json::from_str(&resp.body).expect("json");
+    assert_eq!(echo["url"], "/Some/Page");
+    let bare = alice.get("/APPS/SITE");
+    assert_eq!(bare.status, 301);
+    assert_eq!(bare.header("location"), Some("/apps/site/"));
 }
 
 #[test]
