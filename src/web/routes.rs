@@ -142,6 +142,8 @@ pub fn route(state: &State, request: &Request, client: &Client) -> Result<Respon
         let request = token_first(state, request, *token)?;
         return handler(state, &request, client);
     }
+    // A new form route goes in `FORMS`, never here, so that its token is
+    // checked first; the POSTs below are the JSON API's.
     match path.as_str() {
         "/healthz" if get => Ok(ops::healthz(state)),
         "/metrics" if get => ops::metrics(state, request),
