@@ -522,7 +522,7 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     for app in config.apps.all() {
         writeln!(
             out,
-            "app {:?}: prefix {}, host {}, upstream {}, access {:?}",
+            "app {:?}: prefix {}, host {}, upstream {}, access {:?}{}",
             app.name,
             app.prefix.as_deref().unwrap_or("-"),
             app.host.as_deref().unwrap_or("-"),
@@ -530,7 +530,12 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
                 "http://{}{}",
                 u.authority, u.base
             )),
-            app.access
+            app.access,
+            if app.case_insensitive {
+                ", prefix in any case"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(())

@@ -177,6 +177,13 @@ impl Engine {
             .filter_map(SessionId::parse)
     }
 
+    /// The keys of the verified session ids in a `Cookie` header (at most
+    /// four), without a store read: what a session-bound CSRF token can be
+    /// checked against before the session is loaded.
+    pub fn cookie_keys(&self, cookie_header: &str) -> Vec<SessionKey> {
+        self.session_ids(cookie_header).map(|id| id.key()).collect()
+    }
+
     /// The session a request belongs to; a new, empty one when its cookie
     /// is missing, forged, unknown or expired.
     ///

@@ -123,6 +123,8 @@ pub(super) fn signed_in_next(state: &State, session: &Session<'_>, next: &str) -
 /// Whether `next` (a local path or a URL on an app's host) leads into an
 /// app that needs a second factor.
 pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
+    // The browser keeps a fragment to itself: the request it makes has none.
+    let next = next.split('#').next().unwrap_or(next);
     // `http://vault.lan?x` is the path `/` of vault.lan, as for the
     // redirect that follows.
     let (host, path) = match redirect::split_absolute(next) {
