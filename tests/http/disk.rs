@@ -943,6 +943,7 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
         conn.execute_batch(
             "DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
+             ALTER TABLE users DROP COLUMN stamp; ALTER TABLE sessions DROP COLUMN user_stamp; \
              PRAGMA user_version = 2; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         .expect("downgrade");
