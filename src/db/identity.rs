@@ -19,9 +19,11 @@
 //! On a mismatch the pool refuses to hand out connections, so writes (and
 //! reads) answer `503` with one clear log line until the file is put back or
 //! the server restarted on purpose. A `-wal` found recorded for another file
-//! (a gatehouse command opened a replacement beside this server) is for
-//! good: this server's own `-wal` is no longer at the path, so it serves
-//! nothing more until restarted.
+//! (another gatehouse process, one that did not know this server was
+//! running, such as one with another data directory, opened a file that
+//! replaced this one and moved this server's `-wal` aside) is for good:
+//! this server's own `-wal` is no longer at the path, so it serves nothing
+//! more until restarted.
 //!
 //! Connections that SQLite opened read-only (the file was not writable at
 //! that moment) are dropped when handed back, so once permissions are fixed
@@ -61,8 +63,8 @@ struct Identity {
 }
 
 /// Why the `-wal` at the path is no longer this server's.
-const WAL_LOST: &str = "has a -wal beside it that a gatehouse command recorded for another \
-                        database file (it opened a file that replaced this one)";
+const WAL_LOST: &str = "has a -wal beside it that another gatehouse process recorded for \
+                        another database file (it opened a file that replaced this one)";
 
 impl Identity {
     /// Compares the file at the path with the one opened at start.
@@ -96,7 +98,7 @@ impl Identity {
     /// one opened at start, and the `-wal` beside it recorded for it.
     fn check_before_open(&self) -> Result<(), DbError> {
         self.check()?;
-        if super::wal::still_owned_by(&self.path, self.dev, self.ino, &self.database_id) {
+        if super::wal::still_owned_by(&self.path, self.ino, &self.database_id) {
             Ok(())
         } else {
             self.wal_lost.store(true, Ordering::SeqCst);
@@ -325,6 +327,50 @@ mod tests {
         };
         let err = manager.connect().expect_err("refused");
         assert!(err.to_string().contains("another database"), "{err}");
+    }
+
+    /// The manager the pool of `pool` uses, on its path.
+    fn manager_of(pool: &Pool) -> Manager {
+        Manager {
+            inner: SqliteConnectionManager::file(&pool.identity.path)
+                .with_init(super::super::configure),
+            identity: Arc::clone(&pool.identity),
+        }
+    }
+
+    #[test]
+    fn no_connection_is_opened_on_a_path_that_is_another_file_now() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        // A database in rollback mode: a connection opened on it would turn
+        // it to WAL and make a -wal and -shm beside it.
+        let other = dir.path().join("other.db");
+        rusqlite::Connection::open(&other)
+            .expect("open")
+            .execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+            .expect("schema");
+        std::fs::rename(&other, &path).expect("replace");
+        let err = manager_of(&pool).connect().expect_err("refused");
+        assert!(err.to_string().contains("was replaced"), "{err}");
+        let header = std::fs::read(&path).expect("read");
+        assert_eq!(header[18], 1, "SQLite opened it and set WAL mode");
+    }
+
+    #[test]
+    fn no_connection_is_opened_once_the_wal_is_recorded_for_another_file() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        pool.get().expect("served");
+        let ino = std::fs::metadata(&path).expect("stat").ino();
+        std::fs::write(
+            super::super::wal::sidecar(&path),
+            format!("gatehouse-database-identity-v1 dev=1 ino={} id=\n", ino + 1),
+        )
+        .expect("a record for another file");
+        let err = manager_of(&pool).connect().expect_err("refused");
+        assert!(err.to_string().contains("recorded for"), "{err}");
+        // For good: the path is still this file, but its -wal is not.
+        assert!(pool.get().is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use identity::{Manager, Pool, probe_write};
 pub use migrations::{SCHEMA_VERSION, migrate};
+pub use wal::ForeignWal;
 
 /// A connection checked out of a [`Pool`].
 pub type Conn = r2d2::PooledConnection<Manager>;
@@ -239,7 +240,18 @@ pub fn returning<T>(
 /// Fails when the file cannot be opened, a migration fails, or the file was
 /// made by a newer gatehouse.
 pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
-    before_sqlite_opens(path)?;
+    open_with(path, max_size, ForeignWal::MoveAside)
+}
+
+/// [`open`], saying what to do with a `-wal` beside the file that was
+/// written for another file: [`ForeignWal::Refuse`] where a gatehouse
+/// server may have the database open (a command run beside it).
+///
+/// # Errors
+///
+/// As [`open`]'s, and a foreign `-wal` with [`ForeignWal::Refuse`].
+pub fn open_with(path: &Path, max_size: u32, foreign_wal: ForeignWal) -> Result<Pool, DbError> {
+    before_sqlite_opens(path, foreign_wal)?;
     // The one connection allowed to create the file: the pool's connections
     // open it without SQLITE_OPEN_CREATE, so a file deleted while serving is
     // an error, never a fresh empty database behind the server's back.
@@ -267,8 +279,8 @@ pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
 ///
 /// When the files cannot be examined, made or recorded, or a foreign
 /// `-wal` cannot be moved aside.
-fn before_sqlite_opens(path: &Path) -> Result<(), DbError> {
-    wal::guard(path)?;
+fn before_sqlite_opens(path: &Path, foreign_wal: ForeignWal) -> Result<(), DbError> {
+    wal::guard(path, foreign_wal)?;
     crate::files::touch_private(path).map_err(|e| {
         DbError::Invalid(format!(
             "cannot create the database {}: {e}",
@@ -289,9 +301,10 @@ fn before_sqlite_opens(path: &Path) -> Result<(), DbError> {
 ///
 /// # Errors
 ///
-/// When `dest` exists, the source cannot be read, or the copy fails its
-/// integrity check.
-pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
+/// When `dest` exists, the source cannot be read, has a `-wal` of another
+/// file beside it (moved aside or refused as `foreign_wal` says), or the
+/// copy fails its integrity check.
+pub fn backup(source: &Path, dest: &Path, foreign_wal: ForeignWal) -> Result<(), DbError> {
     if dest.exists() {
         return Err(DbError::Backup(format!(
             "{} already exists; choose a new file name",
@@ -300,7 +313,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
     }
     // A -wal of another file beside the source would be copied into the
     // backup as if it were the source's.
-    wal::guard(source)?;
+    wal::guard(source, foreign_wal)?;
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     src.busy_timeout(BUSY_TIMEOUT)?;
@@ -373,7 +386,9 @@ pub fn checkpoint(path: &Path) -> Result<(), DbError> {
     if !path.exists() {
         return Ok(());
     }
-    wal::guard(path)?;
+    // Run after a command that opened the file (and so judged its -wal),
+    // maybe beside a server: a -wal of another file now is left alone.
+    wal::guard(path, ForeignWal::Refuse)?;
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -392,7 +407,9 @@ pub fn checkpoint(path: &Path) -> Result<(), DbError> {
 }
 
 /// Replaces the database at `dest` with the backup at `source`. Stop the
-/// server first: sessions and users it holds in memory would not match.
+/// server first: sessions and users it holds in memory would not match
+/// (the caller holds the data directory, so none runs). A `-wal` of
+/// another file beside `dest` is moved aside first.
 ///
 /// # Errors
 ///
@@ -408,7 +425,8 @@ pub fn restore(source: &Path, dest: &Path) -> Result<(), DbError> {
     }
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    before_sqlite_opens(dest)?;
+    // The caller holds the data directory: no server has the file open.
+    before_sqlite_opens(dest, ForeignWal::MoveAside)?;
     let mut out = rusqlite::Connection::open(dest)?;
     out.busy_timeout(BUSY_TIMEOUT)?;
     {

@@ -17,15 +17,21 @@
 //! the database a record of the file its `-wal` is written for
 //! ([`sidecar`], `gatehouse.db-identity`: device, inode and the random
 //! database id of `meta`), and checks it before SQLite opens the file
-//! ([`guard`]). A `-wal` beside a file that is not the one recorded (another
-//! device or inode: renamed over; or the same inode holding another
-//! database id: copied over) is moved aside with a clear message, never
-//! replayed. The record is written before SQLite writes anything, and again
-//! once the database id is known, so no `-wal` frame is ever written for a
-//! file the record does not name. The server also reads the record before
-//! each new connection (`identity`): a CLI command that opened a replacement
-//! file has recorded that file, and the server's connections must not open
-//! its `-wal` with their own.
+//! ([`guard`]). A `-wal` beside a file that is not the one recorded
+//! (another inode: renamed over; or the same inode holding another database
+//! id: copied over) is never replayed: it is moved aside with a clear
+//! message, or, when a server may still have it open (a command run beside
+//! a server whose file was replaced), the database is not opened at all
+//! ([`ForeignWal`]). The record is written before SQLite writes anything,
+//! and again once the database id is known, so no `-wal` frame is ever
+//! written for a file the record does not name. The server also reads the
+//! record before each new connection (`identity`): one that names another
+//! file means its own `-wal` is no longer the one at the path.
+//!
+//! Files are told apart by inode, not device: the same file can show
+//! another device number through another mount (a container's view of a
+//! volume), and two files cannot share an inode on the one file system the
+//! database and its `-wal` are on, while both exist.
 //!
 //! The database id is read from the file alone, without its `-wal`, through
 //! SQLite with `immutable=1` (never by reading the file ourselves: closing
@@ -43,6 +49,23 @@ use super::DbError;
 
 /// The record's first word and version.
 const MAGIC: &str = "gatehouse-database-identity-v1";
+
+/// The most of a record that is read: a line of a few dozen bytes.
+const MAX_RECORD: u64 = 4096;
+
+/// What to do with a `-wal` found written for another file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignWal {
+    /// Move it aside: no gatehouse server has the database open (a server
+    /// starting, which holds the data directory; a command with no server
+    /// running).
+    MoveAside,
+    /// Leave it and refuse to open the database: a server may still have
+    /// it open (its file was replaced while it ran), and taking the `-wal`
+    /// from under it could make its next connection read a fresh `-wal`
+    /// through its old index. Its next start moves it aside.
+    Refuse,
+}
 
 /// The file a `-wal` is written for, as recorded beside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +136,14 @@ pub(crate) fn sidecar(path: &Path) -> PathBuf {
 
 /// The record beside `path`, if there is a readable one.
 pub(crate) fn recorded(path: &Path) -> Option<Owner> {
-    Owner::parse(&std::fs::read_to_string(sidecar(path)).ok()?)
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(sidecar(path))
+        .ok()?
+        .take(MAX_RECORD)
+        .read_to_string(&mut text)
+        .ok()?;
+    Owner::parse(&text)
 }
 
 /// The database id stored in the file at `path` itself, ignoring any
@@ -174,14 +204,14 @@ fn foreign(path: &Path) -> Result<Option<String>, DbError> {
     let Some(owner) = recorded(path) else {
         return Ok(None);
     };
-    if (owner.dev, owner.ino) != (file.dev(), file.ino()) {
+    if owner.ino != file.ino() {
         return Ok(Some(format!(
-            "it was written for the file with device {} and inode {}, and the file there now \
-             has device {} and inode {}: the database was replaced",
-            owner.dev,
+            "it was written for the file with inode {} (device {}), and the file there now has \
+             inode {} (device {}): the database was replaced",
             owner.ino,
-            file.dev(),
-            file.ino()
+            owner.dev,
+            file.ino(),
+            file.dev()
         )));
     }
     if owner.database_id.is_empty() {
@@ -203,15 +233,16 @@ fn foreign(path: &Path) -> Result<Option<String>, DbError> {
 }
 
 /// Run before SQLite opens the database at `path`: a non-empty `-wal`
-/// beside it that was written for another file is moved aside (with its
-/// `-shm`) and one line says so and where it went, so SQLite never replays
-/// it. Returns where it went, if it moved.
+/// beside it that was written for another file is never replayed. With
+/// [`ForeignWal::MoveAside`] it is moved aside (with its `-shm`) and one
+/// line says so and where it went; returns where, if it moved.
 ///
 /// # Errors
 ///
-/// When the files cannot be examined, or a foreign `-wal` cannot be moved
-/// (then nothing may open the database).
-pub(crate) fn guard(path: &Path) -> Result<Option<PathBuf>, DbError> {
+/// When the files cannot be examined; with [`ForeignWal::Refuse`], when
+/// there is a foreign `-wal`; when one cannot be moved. The database must
+/// not be opened then.
+pub(crate) fn guard(path: &Path, foreign_wal: ForeignWal) -> Result<Option<PathBuf>, DbError> {
     let path = &target(path);
     let wal = companion(path, "-wal");
     match std::fs::metadata(&wal) {
@@ -229,6 +260,16 @@ pub(crate) fn guard(path: &Path) -> Result<Option<PathBuf>, DbError> {
     let Some(why) = foreign(path)? else {
         return Ok(None);
     };
+    if foreign_wal == ForeignWal::Refuse {
+        return Err(DbError::Replaced(format!(
+            "{} was written for another database file ({why}); a gatehouse server on this data \
+             directory may still have it open (its database was replaced while it ran), so it is \
+             left where it is and {} is not opened: stop the server (its next start moves the \
+             -wal aside, without replaying it), then run this again",
+            wal.display(),
+            path.display()
+        )));
+    }
     let stamp = format!(
         "foreign-{}-{:08x}",
         crate::clock::now() / 1000,
@@ -277,7 +318,7 @@ pub(crate) fn record(path: &Path, database_id: Option<&str>) -> Result<(), DbErr
     let previous = recorded(path);
     let database_id = match (database_id, &previous) {
         (Some(id), _) => id.to_owned(),
-        (None, Some(p)) if (p.dev, p.ino) == (file.dev(), file.ino()) => p.database_id.clone(),
+        (None, Some(p)) if p.ino == file.ino() => p.database_id.clone(),
         (None, _) => String::new(),
     };
     let owner = Owner {
@@ -294,14 +335,13 @@ pub(crate) fn record(path: &Path, database_id: Option<&str>) -> Result<(), DbErr
     })
 }
 
-/// Whether the record beside `path` still names the file with this device,
-/// inode and database id (or there is none): the server asks before each
-/// new connection, since a CLI command that opened a replacement file
-/// records that file, and its `-wal` is not this file's.
-pub(crate) fn still_owned_by(path: &Path, dev: u64, ino: u64, database_id: &str) -> bool {
-    recorded(&target(path)).is_none_or(|o| {
-        (o.dev, o.ino) == (dev, ino) && (o.database_id.is_empty() || o.database_id == database_id)
-    })
+/// Whether the record beside `path` still names the file with this inode
+/// and database id (or there is none): the server asks before each new
+/// connection, since a command that opened a replacement file records that
+/// file, and the `-wal` at the path is then not this file's.
+pub(crate) fn still_owned_by(path: &Path, ino: u64, database_id: &str) -> bool {
+    recorded(&target(path))
+        .is_none_or(|o| o.ino == ino && (o.database_id.is_empty() || o.database_id == database_id))
 }
 
 /// Writes `bytes` to `dest` through a private temporary file renamed into
@@ -425,7 +465,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let id = database_with_hot_wal(&path, "mine");
         record(&path, Some(&id)).expect("record");
-        assert_eq!(guard(&path).expect("guard"), None);
+        assert_eq!(guard(&path, ForeignWal::MoveAside).expect("guard"), None);
         assert_eq!(rows(&path), ["mine"]);
     }
 
@@ -436,7 +476,7 @@ mod tests {
         let id = database_with_hot_wal(&path, "for the old file");
         record(&path, Some(&id)).expect("record");
         std::fs::rename(other_database(dir.path()), &path).expect("rename over");
-        let aside = guard(&path).expect("guard");
+        let aside = guard(&path, ForeignWal::MoveAside).expect("guard");
         assert!(rows(&path).is_empty(), "replayed into the other file");
         let aside = aside.expect("moved aside");
         assert!(aside.exists(), "{aside:?}");
@@ -452,9 +492,68 @@ mod tests {
         let ino = std::fs::metadata(&path).expect("stat").ino();
         std::fs::copy(other_database(dir.path()), &path).expect("copy over");
         assert_eq!(std::fs::metadata(&path).expect("stat").ino(), ino);
-        let aside = guard(&path).expect("guard");
+        let aside = guard(&path, ForeignWal::MoveAside).expect("guard");
         assert!(rows(&path).is_empty(), "replayed into the other file");
         assert!(aside.is_some(), "not moved aside");
+    }
+
+    #[test]
+    fn beside_a_server_a_foreign_wal_is_left_alone_and_the_database_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.db");
+        let id = database_with_hot_wal(&path, "for the old file");
+        record(&path, Some(&id)).expect("record");
+        std::fs::rename(other_database(dir.path()), &path).expect("rename over");
+        let err = guard(&path, ForeignWal::Refuse).expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("was written for another database file")
+                && err.to_string().contains("stop the server"),
+            "{err}"
+        );
+        assert!(
+            companion(&path, "-wal").exists(),
+            "moved from under a server"
+        );
+        // Its own -wal, beside a server: nothing to refuse.
+        let mine = dir.path().join("mine.db");
+        let id = database_with_hot_wal(&mine, "mine");
+        record(&mine, Some(&id)).expect("record");
+        assert_eq!(guard(&mine, ForeignWal::Refuse).expect("guard"), None);
+    }
+
+    #[test]
+    fn the_same_file_seen_with_another_device_number_is_the_same_file() {
+        // Another mount (a container's view of a volume) may show another
+        // device number for the same file.
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.db");
+        let id = database_with_hot_wal(&path, "mine");
+        let ino = std::fs::metadata(&path).expect("stat").ino();
+        let owner = Owner {
+            dev: 12345,
+            ino,
+            database_id: id,
+        };
+        std::fs::write(sidecar(&path), owner.to_line()).expect("record");
+        assert_eq!(guard(&path, ForeignWal::MoveAside).expect("guard"), None);
+        assert_eq!(rows(&path), ["mine"]);
+    }
+
+    #[test]
+    fn an_oversized_record_is_no_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.db");
+        let mut big = Owner {
+            dev: 1,
+            ino: 2,
+            database_id: String::new(),
+        }
+        .to_line();
+        big.push_str(&" ".repeat(8192));
+        big.push_str("id=zz");
+        std::fs::write(sidecar(&path), big).expect("write");
+        assert_eq!(recorded(&path).map(|o| o.ino), Some(2), "read past its end");
     }
 
     #[test]
@@ -464,11 +563,19 @@ mod tests {
         let id = database_with_hot_wal(&path, "x");
         record(&path, Some(&id)).expect("record");
         std::fs::remove_file(&path).expect("delete");
-        assert!(guard(&path).expect("guard").is_some());
+        assert!(
+            guard(&path, ForeignWal::MoveAside)
+                .expect("guard")
+                .is_some()
+        );
         let id = database_with_hot_wal(&path, "y");
         record(&path, Some(&id)).expect("record");
         std::fs::write(&path, b"").expect("empty it");
-        assert!(guard(&path).expect("guard").is_some());
+        assert!(
+            guard(&path, ForeignWal::MoveAside)
+                .expect("guard")
+                .is_some()
+        );
     }
 
     #[test]
@@ -481,7 +588,12 @@ mod tests {
         record(&link, Some(&id)).expect("record");
         assert!(sidecar(&real).exists() && !sidecar(&link).exists());
         std::fs::rename(other_database(dir.path()), &real).expect("rename over");
-        assert!(guard(&link).expect("guard").is_some(), "not moved aside");
+        assert!(
+            guard(&link, ForeignWal::MoveAside)
+                .expect("guard")
+                .is_some(),
+            "not moved aside"
+        );
         assert!(rows(&link).is_empty(), "replayed into the other file");
     }
 
@@ -490,11 +602,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("t.db");
         database_with_hot_wal(&path, "from before the record existed");
-        assert_eq!(guard(&path).expect("guard"), None);
+        assert_eq!(guard(&path, ForeignWal::MoveAside).expect("guard"), None);
         assert_eq!(rows(&path), ["from before the record existed"]);
         // Checkpointed and closed: no -wal left to judge.
         std::fs::rename(other_database(dir.path()), &path).expect("rename over");
-        assert_eq!(guard(&path).expect("guard"), None);
+        assert_eq!(guard(&path, ForeignWal::MoveAside).expect("guard"), None);
     }
 
     #[test]
@@ -508,18 +620,13 @@ mod tests {
         record(&path, None).expect("record");
         assert_eq!(recorded(&path).expect("recorded").database_id, id);
         let meta = std::fs::metadata(&path).expect("stat");
-        assert!(still_owned_by(&path, meta.dev(), meta.ino(), &id));
-        assert!(!still_owned_by(&path, meta.dev(), meta.ino() + 1, &id));
-        assert!(!still_owned_by(
-            &path,
-            meta.dev(),
-            meta.ino(),
-            &"0".repeat(32)
-        ));
+        assert!(still_owned_by(&path, meta.ino(), &id));
+        assert!(!still_owned_by(&path, meta.ino() + 1, &id));
+        assert!(!still_owned_by(&path, meta.ino(), &"0".repeat(32)));
         std::fs::rename(other_database(dir.path()), &path).expect("rename over");
         record(&path, None).expect("record");
         let now = recorded(&path).expect("recorded");
         assert_eq!(now.database_id, "", "an id carried over to another file");
-        assert!(!still_owned_by(&path, meta.dev(), meta.ino(), &id));
+        assert!(!still_owned_by(&path, meta.ino(), &id));
     }
 }

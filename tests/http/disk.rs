@@ -1207,21 +1207,36 @@ fn a_cli_command_beside_a_server_whose_database_was_replaced_never_reads_the_old
     assert_eq!(server.browser().get("/healthz").status, 200);
     std::fs::rename(b.path().join("gatehouse.db"), a.path().join("gatehouse.db")).expect("replace");
 
-    // The CLI opens the new file while the old server's -wal and -shm are
-    // still beside it, held open by the server.
+    // The old server's -wal and -shm are beside the new file, and the old
+    // server may still have them open: a command reads nothing through
+    // them and takes nothing from under the server.
+    let wal = a.path().join("gatehouse.db-wal");
+    let before = std::fs::read(&wal).expect("the old server's -wal");
     let sessions = gatehouse(a.path(), &[], &["session", "list"]);
-    assert!(sessions.status.success(), "{}", stderr(&sessions));
+    assert!(
+        !sessions.status.success(),
+        "a command opened the new file beside the old -wal"
+    );
     let listed = String::from_utf8_lossy(&sessions.stdout).into_owned();
     assert!(
         !listed.contains("alice") && !listed.contains("bob"),
         "the CLI read the old server's session in the new file: {listed}"
     );
     assert!(
-        stderr(&sessions).contains("was written for another database file"),
+        stderr(&sessions).contains("was written for another database file")
+            && stderr(&sessions).contains("stop the server"),
         "{}",
         stderr(&sessions)
     );
-    assert_eq!(moved_aside(a.path()).len(), 1);
+    assert!(moved_aside(a.path()).is_empty());
+    assert_eq!(std::fs::read(&wal).expect("still there"), before);
+    never_bob(
+        &alice.get("/auth/verify"),
+        "the old server, after the CLI ran",
+    );
+    server.stop();
+
+    // With no server left, a command moves it aside and reads bob's file.
     let users = gatehouse(a.path(), &[], &["user", "list"]);
     assert!(users.status.success(), "{}", stderr(&users));
     let listed = String::from_utf8_lossy(&users.stdout).into_owned();
@@ -1229,11 +1244,12 @@ fn a_cli_command_beside_a_server_whose_database_was_replaced_never_reads_the_old
         listed.contains("bob") && !listed.contains("alice"),
         "{listed}"
     );
-    never_bob(
-        &alice.get("/auth/verify"),
-        "the old server, after the CLI ran",
+    assert!(
+        stderr(&users).contains("was written for another database file"),
+        "{}",
+        stderr(&users)
     );
-    server.stop();
+    assert_eq!(moved_aside(a.path()).len(), 1);
 
     let server = Served::start(a.path(), &[]).expect("serves again");
     let verify = server.browser_with_cookies_of(&alice).get("/auth/verify");
