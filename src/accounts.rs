@@ -70,6 +70,11 @@ pub struct Pending {
     /// checked: a new password since ends the pending sign-in.
     #[serde(default)]
     pub password_set_at: Millis,
+    /// The user's stamp when the password was checked: the pending sign-in
+    /// resolves only to that user, never to another who came to have the
+    /// id (empty in one from before stamps: it resolves to no one).
+    #[serde(default)]
+    pub user_stamp: String,
 }
 
 /// A proof offered as the second step.
@@ -399,6 +404,7 @@ impl<'a> Accounts<'a> {
                 attempts: 0,
                 enrol: !has,
                 password_set_at: verified.user.password_changed_at,
+                user_stamp: verified.user.stamp.clone(),
             },
         )?;
         Ok(if has {
@@ -429,9 +435,12 @@ impl<'a> Accounts<'a> {
             // The user as they are now: still enabled, the password the
             // sign-in gave still theirs.
             let user = if fresh {
-                self.users
-                    .find_by_id(pending.user_id)?
-                    .filter(|u| !u.disabled && u.password_changed_at == pending.password_set_at)
+                self.users.find_by_id(pending.user_id)?.filter(|u| {
+                    !u.disabled
+                        && u.password_changed_at == pending.password_set_at
+                        && !u.stamp.is_empty()
+                        && u.stamp == pending.user_stamp
+                })
             } else {
                 None
             };
@@ -443,12 +452,8 @@ impl<'a> Accounts<'a> {
             }
             session.remove(PENDING)?;
         }
-        let Some(id) = session.user_id() else {
-            return Ok(None);
-        };
-        Ok(self
-            .users
-            .find_by_id(id)?
+        Ok(session
+            .user(|id| self.users.find_by_id(id))?
             .filter(|u| !u.disabled)
             .map(|user| Subject {
                 user,
@@ -697,7 +702,7 @@ impl<'a> Accounts<'a> {
     /// Store failures.
     pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
         session.insert(METHODS, ["pwd"])?;
-        session.login(user.id, false)?;
+        session.login(user, false)?;
         Ok(())
     }
 
@@ -947,7 +952,7 @@ fn sign_in(
     methods: Vec<String>,
 ) -> Result<Finished, AccountError> {
     session.insert(METHODS, &methods)?;
-    session.login(user.id, remember)?;
+    session.login(&user, remember)?;
     Ok(Finished { user, methods })
 }
 

@@ -35,16 +35,13 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
 /// request, so a change of rights applies at once.
 ///
 /// Rights are read on every request: from the row the store read together
-/// with the session when it can (one read), else from the users table.
+/// with the session when it can (one read), else from the users table (a
+/// session in Redis); either way only a row with the session's stamp is
+/// its user (see [`Session::user`]).
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
-    let Some(id) = session.user_id() else {
-        return Ok(None);
-    };
-    let user = match session.principal() {
-        Some(user) => Some(user),
-        None => state.users.find_by_id(id)?,
-    };
-    Ok(user.filter(|u| !u.disabled))
+    Ok(session
+        .user(|id| state.users.find_by_id(id))?
+        .filter(|u| !u.disabled))
 }
 
 /// Runs `f` in the request's session, as [`with_session`] does; a sign-in
