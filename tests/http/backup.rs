@@ -241,10 +241,12 @@ fn a_restore_keeps_each_session_with_its_user_and_one_of_another_database_maps_n
 
     let restore = |app: &mut TestApp, file: &std::path::Path| {
         app.running.take().expect("running").shutdown();
-        let out = gatehouse(
-            app.dir.path(),
-            &["restore", file.to_str().expect("utf-8"), "--yes"],
-        );
+        let out = crate::helpers::when_released(|| {
+            gatehouse(
+                app.dir.path(),
+                &["restore", file.to_str().expect("utf-8"), "--yes"],
+            )
+        });
         assert!(
             out.status.success(),
             "{}",
