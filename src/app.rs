@@ -160,6 +160,9 @@ pub struct Backends {
     pub records: Box<dyn Records>,
     /// The health check behind `/healthz`.
     pub health: Health,
+    /// The OpenID Provider's codes, tokens and keys (in the database,
+    /// beside the users, also when sessions are in Redis).
+    pub oidc: Arc<dyn crate::oidc::Store>,
 }
 
 /// Connections each pool may hold: requests beyond 16 at once wait briefly
@@ -259,46 +262,55 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     })?;
     let max = pool_size(config);
     let hasher = hasher(config);
-    let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
-        match &config.database {
-            Database::Sqlite(path) => {
-                refuse_missing_database(config, path)?;
-                // Made 0600 before SQLite opens it: its -wal and -shm files
-                // take the database's mode.
-                crate::files::touch_private(path).map_err(|source| AppError::DataDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                let pool = db::open(path, max)?;
-                let health = pool.clone();
-                let probe = WriteProbe::default();
-                (
-                    Users::new(pool.clone(), hasher),
-                    Arc::new(SqliteStore::new(pool)),
-                    Box::new(MemoryRecords::new(
-                        config.throttle_records,
-                        config.login.window,
-                    )),
-                    Box::new(move || sqlite_health(&health, &probe)),
-                )
-            }
-            Database::Postgres(url) => {
-                let pool = db::postgres::open(url.expose_str(), max)?;
-                let health = pool.clone();
-                (
-                    Users::postgres(pool.clone(), hasher),
-                    Arc::new(PostgresStore::new(pool.clone())),
-                    Box::new(PostgresRecords(pool)),
-                    Box::new(move || postgres_health(&health)),
-                )
-            }
-        };
+    #[allow(clippy::type_complexity)]
+    let (users, store, records, db_health, oidc): (
+        Users,
+        Arc<dyn Store>,
+        Box<dyn Records>,
+        Health,
+        Arc<dyn crate::oidc::Store>,
+    ) = match &config.database {
+        Database::Sqlite(path) => {
+            refuse_missing_database(config, path)?;
+            // Made 0600 before SQLite opens it: its -wal and -shm files
+            // take the database's mode.
+            crate::files::touch_private(path).map_err(|source| AppError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            let pool = db::open(path, max)?;
+            let health = pool.clone();
+            let probe = WriteProbe::default();
+            (
+                Users::new(pool.clone(), hasher),
+                Arc::new(SqliteStore::new(pool.clone())),
+                Box::new(MemoryRecords::new(
+                    config.throttle_records,
+                    config.login.window,
+                )),
+                Box::new(move || sqlite_health(&health, &probe)),
+                Arc::new(crate::oidc::SqliteOidc(pool)),
+            )
+        }
+        Database::Postgres(url) => {
+            let pool = db::postgres::open(url.expose_str(), max)?;
+            let health = pool.clone();
+            (
+                Users::postgres(pool.clone(), hasher),
+                Arc::new(PostgresStore::new(pool.clone())),
+                Box::new(PostgresRecords(pool.clone())),
+                Box::new(move || postgres_health(&health)),
+                Arc::new(crate::oidc::PostgresOidc(pool)),
+            )
+        }
+    };
     Ok(match &config.session_store {
         SessionStore::Database => Backends {
             users,
             store,
             records,
             health: db_health,
+            oidc,
         },
         SessionStore::Redis(url) => {
             let pool =
@@ -312,6 +324,7 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
                     db_health()?;
                     redis_health(&health)
                 }),
+                oidc,
             }
         }
     })
@@ -574,6 +587,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         store,
         records,
         health,
+        // The provider's endpoints (web/oidc/, to come) will serve from it.
+        oidc: _,
     } = open_backends(config)?;
     // Read before anything listens: a bad certificate stops start-up.
     let certificates = match &config.tls {
