@@ -262,48 +262,44 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
     })?;
     let max = pool_size(config);
     let hasher = hasher(config);
-    #[allow(clippy::type_complexity)]
-    let (users, store, records, db_health, oidc): (
-        Users,
-        Arc<dyn Store>,
-        Box<dyn Records>,
-        Health,
-        Arc<dyn crate::oidc::Store>,
-    ) = match &config.database {
-        Database::Sqlite(path) => {
-            refuse_missing_database(config, path)?;
-            // Made 0600 before SQLite opens it: its -wal and -shm files
-            // take the database's mode.
-            crate::files::touch_private(path).map_err(|source| AppError::DataDir {
-                path: path.clone(),
-                source,
-            })?;
-            let pool = db::open(path, max)?;
-            let health = pool.clone();
-            let probe = WriteProbe::default();
-            (
-                Users::new(pool.clone(), hasher),
-                Arc::new(SqliteStore::new(pool.clone())),
-                Box::new(MemoryRecords::new(
-                    config.throttle_records,
-                    config.login.window,
-                )),
-                Box::new(move || sqlite_health(&health, &probe)),
-                Arc::new(crate::oidc::SqliteOidc(pool)),
-            )
-        }
-        Database::Postgres(url) => {
-            let pool = db::postgres::open(url.expose_str(), max)?;
-            let health = pool.clone();
-            (
-                Users::postgres(pool.clone(), hasher),
-                Arc::new(PostgresStore::new(pool.clone())),
-                Box::new(PostgresRecords(pool.clone())),
-                Box::new(move || postgres_health(&health)),
-                Arc::new(crate::oidc::PostgresOidc(pool)),
-            )
-        }
-    };
+    // The provider's store goes where the users are (set by each arm).
+    let oidc: Arc<dyn crate::oidc::Store>;
+    let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
+        match &config.database {
+            Database::Sqlite(path) => {
+                refuse_missing_database(config, path)?;
+                // Made 0600 before SQLite opens it: its -wal and -shm files
+                // take the database's mode.
+                crate::files::touch_private(path).map_err(|source| AppError::DataDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                let pool = db::open(path, max)?;
+                let health = pool.clone();
+                let probe = WriteProbe::default();
+                oidc = Arc::new(crate::oidc::SqliteOidc(pool.clone()));
+                (
+                    Users::new(pool.clone(), hasher),
+                    Arc::new(SqliteStore::new(pool)),
+                    Box::new(MemoryRecords::new(
+                        config.throttle_records,
+                        config.login.window,
+                    )),
+                    Box::new(move || sqlite_health(&health, &probe)),
+                )
+            }
+            Database::Postgres(url) => {
+                let pool = db::postgres::open(url.expose_str(), max)?;
+                let health = pool.clone();
+                oidc = Arc::new(crate::oidc::PostgresOidc(pool.clone()));
+                (
+                    Users::postgres(pool.clone(), hasher),
+                    Arc::new(PostgresStore::new(pool.clone())),
+                    Box::new(PostgresRecords(pool)),
+                    Box::new(move || postgres_health(&health)),
+                )
+            }
+        };
     Ok(match &config.session_store {
         SessionStore::Database => Backends {
             users,

@@ -992,6 +992,11 @@ fn introspection_and_revocation_answer_only_the_tokens_own_client() {
                 .is_err()
         );
         p.revoke(app, "nothing").expect("unknown tokens are fine");
+        let spa = p.clients().find("spa").expect("spa");
+        let e = p
+            .introspect(spa, &t.access_token, now())
+            .expect_err("public");
+        assert!(is(&e, "unauthorized_client"), "{e}");
     });
 }
 

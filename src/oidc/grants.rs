@@ -1201,13 +1201,20 @@ impl Provider {
     ///
     /// # Errors
     ///
-    /// Database failures.
+    /// `unauthorized_client` for a public client (RFC 7662 §2.1 wants the
+    /// caller authenticated, and a public client's id is no proof);
+    /// database failures.
     pub fn introspect(
         &self,
         client: &Client,
         token: &str,
         now: Millis,
     ) -> Result<Introspection, OidcError> {
+        if client.is_public() {
+            return Err(OidcError::UnauthorizedClient(
+                "introspection is for confidential clients".into(),
+            ));
+        }
         if !well_formed(token) {
             return Ok(Introspection::Inactive);
         }
