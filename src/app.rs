@@ -160,6 +160,9 @@ pub struct Backends {
     pub records: Box<dyn Records>,
     /// The health check behind `/healthz`.
     pub health: Health,
+    /// The OpenID Provider's codes, tokens and keys (in the database,
+    /// beside the users, also when sessions are in Redis).
+    pub oidc: Arc<dyn crate::oidc::Store>,
 }
 
 /// Connections each pool may hold: requests beyond 16 at once wait briefly
@@ -287,6 +290,8 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
     })?;
     let max = pool_size(config);
     let hasher = hasher(config);
+    // The provider's store goes where the users are (set by each arm).
+    let oidc: Arc<dyn crate::oidc::Store>;
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
@@ -300,6 +305,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
                 let pool = db::open_with(path, max, foreign_wal)?;
                 let health = pool.clone();
                 let probe = WriteProbe::default();
+                oidc = Arc::new(crate::oidc::SqliteOidc(pool.clone()));
                 (
                     Users::new(pool.clone(), hasher),
                     Arc::new(SqliteStore::new(pool)),
@@ -313,6 +319,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
             Database::Postgres(url) => {
                 let pool = db::postgres::open(url.expose_str(), max)?;
                 let health = pool.clone();
+                oidc = Arc::new(crate::oidc::PostgresOidc(pool.clone()));
                 (
                     Users::postgres(pool.clone(), hasher),
                     Arc::new(PostgresStore::new(pool.clone())),
@@ -327,6 +334,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
             store,
             records,
             health: db_health,
+            oidc,
         },
         SessionStore::Redis(url) => {
             let pool =
@@ -340,6 +348,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
                     db_health()?;
                     redis_health(&health)
                 }),
+                oidc,
             }
         }
     })
@@ -602,6 +611,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         store,
         records,
         health,
+        // The provider's endpoints (web/oidc/, to come) will serve from it.
+        oidc: _,
     } = open_backends(config, db::ForeignWal::MoveAside)?;
     // Read before anything listens: a bad certificate stops start-up.
     let certificates = match &config.tls {

@@ -79,6 +79,9 @@ enum Command {
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The OpenID Provider.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
         /// The backup to restore.
@@ -173,6 +176,14 @@ enum SessionCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum OidcCommand {
+    /// Make new signing keys (one per algorithm in use); the old ones stay
+    /// in the JWKS until the ID tokens they signed have expired. Running
+    /// servers switch within a minute.
+    RotateKey,
+}
+
+#[derive(Subcommand, Debug)]
 enum TlsCommand {
     /// Make a key and a self-signed certificate for HOSTs in DIR/tls/, which
     /// `serve` then uses (HTTPS only) when tls_cert and tls_key are not set.
@@ -213,6 +224,9 @@ pub enum CliError {
     /// A certificate could not be made.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The OpenID Provider failed.
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcError),
 }
 
 /// Parses the command line and runs it.
@@ -242,7 +256,30 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::MigrateStore { from, sessions }) => {
             migrate_store(&cli.global, &from, sessions)
         }
+        Some(Command::Oidc(OidcCommand::RotateKey)) => {
+            rotate_key(&cli.global)?;
+            checkpoint(&cli.global)
+        }
     }
+}
+
+/// `oidc rotate-key`: new signing keys, sealed with the same secrets the
+/// server uses (the configured ones, or the data directory's file).
+fn rotate_key(global: &Global) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    let backends = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
+    let secrets = app::secret::signing_secrets(&config).map_err(AppError::from)?;
+    let keys = crate::oidc::KeyRing::new(backends.oidc, &secrets, config.oidc.id_token_lifetime);
+    let mut out = std::io::stdout().lock();
+    for (alg, kid) in keys.rotate()? {
+        writeln!(out, "new {} signing key: kid {kid}", alg.as_str())?;
+    }
+    writeln!(
+        out,
+        "the previous keys stay published for {} (oidc.id_token_lifetime) and a few minutes more",
+        crate::config::format_duration(config.oidc.id_token_lifetime)
+    )?;
+    Ok(())
 }
 
 fn config(global: &Global, flags: &[(&str, Option<String>)]) -> Result<Config, CliError> {
@@ -543,6 +580,28 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
             } else {
                 ""
             }
+        )?;
+    }
+    for client in config.clients.all() {
+        // Never the secret, nor its hash: whether it has one is enough.
+        writeln!(
+            out,
+            "client {:?}: name {:?}, {}, redirect_uris {}, groups {}, pkce {:?}, signing_alg {}",
+            client.id,
+            client.name,
+            if client.is_public() {
+                "public (no secret)"
+            } else {
+                "secret ***"
+            },
+            client.redirect_uris.join(" "),
+            if client.groups.is_empty() {
+                "(any signed-in user)".to_owned()
+            } else {
+                client.groups.join(" ")
+            },
+            client.pkce,
+            client.signing_alg.as_str(),
         )?;
     }
     Ok(())

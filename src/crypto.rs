@@ -27,6 +27,18 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// Fills `buf` from the operating system's random source (for callers
+/// that need more bytes than a fixed array, such as key generation).
+///
+/// # Panics
+///
+/// When the operating system's random source fails.
+pub fn fill_random(buf: &mut [u8]) {
+    rand::rngs::SysRng
+        .try_fill_bytes(buf)
+        .expect("the OS random source must work to make secrets");
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length of an encoded signature (32 bytes, unpadded base64url).

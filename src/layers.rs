@@ -10,7 +10,7 @@
 
 /// Each top-level module of `src/` and its rank: a module may use modules
 /// of a lower rank only (DESIGN.md: `main -> cli -> app -> web -> accounts
-/// -> {auth, session, users} -> db`, bottom helpers usable by all).
+/// -> {auth, oidc, session, users} -> db`, bottom helpers usable by all).
 const RANKS: &[(&str, u8)] = &[
     ("cli", 9),
     ("app", 8),
@@ -20,6 +20,8 @@ const RANKS: &[(&str, u8)] = &[
     ("config", 6),
     ("accounts", 6),
     ("auth", 5),
+    // The OpenID Provider's state and rules (its endpoints are web's).
+    ("oidc", 5),
     ("session", 5),
     ("users", 5),
     // Below the guards and stores: pools and migrations; certificates.

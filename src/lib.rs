@@ -124,7 +124,7 @@
 
 // The server's modules: `pub` because the binary and the integration tests
 // use them, hidden because they are not the library (DESIGN.md's layers,
-// top to bottom: `cli -> app -> web -> accounts -> {auth, session, users} -> db`,
+// top to bottom: `cli -> app -> web -> accounts -> {auth, oidc, session, users} -> db`,
 // with the bottom helpers `crypto`, `identity`, `clock`, `files` and
 // `logging` usable by all).
 #[doc(hidden)]
@@ -151,6 +151,8 @@ pub mod identity;
 mod layers;
 #[doc(hidden)]
 pub mod logging;
+#[doc(hidden)]
+pub mod oidc;
 #[doc(hidden)]
 pub mod session;
 #[doc(hidden)]

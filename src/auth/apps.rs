@@ -160,6 +160,10 @@ const RESERVED: &[&str] = &[
     "/register",
     "/healthz",
     "/metrics",
+    // The OpenID Provider's endpoints (src/oidc/discovery.rs).
+    "/oidc",
+    "/device",
+    "/.well-known",
 ];
 
 /// A problem with one app's settings: which app, which field, what.
@@ -520,6 +524,19 @@ mod tests {
                 "identity_key",
             ),
             ("name = \"\"\nhost = \"wiki.lan\"", "name"),
+            // The OpenID Provider's paths are gatehouse's own.
+            (
+                "name = \"wiki\"\nprefix = \"/oidc/x/\"\nupstream = \"http://x\"",
+                "prefix",
+            ),
+            (
+                "name = \"wiki\"\nprefix = \"/device/x/\"\nupstream = \"http://x\"",
+                "prefix",
+            ),
+            (
+                "name = \"wiki\"\nprefix = \"/.well-known/x/\"\nupstream = \"http://x\"",
+                "prefix",
+            ),
         ];
         for (toml, field) in cases {
             let e = spec(toml).build().expect_err(toml);

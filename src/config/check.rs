@@ -58,6 +58,16 @@ impl Config {
             ("login_lockout", self.login.lockout),
             ("login_max_lockout", self.login.max_lockout),
             ("proxy_timeout", self.proxy_timeout),
+            ("oidc.code_lifetime", self.oidc.code_lifetime),
+            (
+                "oidc.access_token_lifetime",
+                self.oidc.access_token_lifetime,
+            ),
+            (
+                "oidc.refresh_token_lifetime",
+                self.oidc.refresh_token_lifetime,
+            ),
+            ("oidc.id_token_lifetime", self.oidc.id_token_lifetime),
         ] {
             if d.is_zero() {
                 return Err(invalid(name, "must be longer than 0"));
@@ -92,6 +102,20 @@ impl Config {
             .is_some_and(|r| r == self.listen && r.port() != 0)
         {
             return Err(invalid("redirect_http", "must differ from listen"));
+        }
+        if self.oidc.code_lifetime > crate::oidc::MAX_CODE_LIFETIME {
+            // A code crosses the browser: the shorter it lives, the less a
+            // stolen one is worth.
+            return Err(invalid(
+                "oidc.code_lifetime",
+                "must be at most 60s (codes are redeemed within seconds)",
+            ));
+        }
+        if !self.clients.all().is_empty() && self.public_url.is_none() {
+            return Err(invalid(
+                "public_url",
+                "is needed with [[clients]]: it is the OpenID issuer every token names",
+            ));
         }
         if session.cookie.same_site == SameSite::None && !session.cookie.force_secure {
             return Err(invalid(

@@ -76,6 +76,10 @@ mod tests {
         ("redirect_http", "0.0.0.0:80", "0.0.0.0:80"),
         ("login_throttle_records", "12", "12"),
         ("login_queue_timeout", "3s", "3s"),
+        ("oidc.code_lifetime", "20s", "20s"),
+        ("oidc.access_token_lifetime", "10m", "10m"),
+        ("oidc.refresh_token_lifetime", "7d", "7d"),
+        ("oidc.id_token_lifetime", "15m", "15m"),
     ];
 
     #[test]

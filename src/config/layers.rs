@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::auth::apps::{Access, AppSpec, Apps};
+use crate::oidc::{ClientSpec, Clients};
 
 use super::check::tls_files;
 use super::table::{Draft, SETTINGS, Set, Setting, find};
@@ -32,6 +33,7 @@ struct Value {
 pub struct Layers {
     values: BTreeMap<&'static str, Value>,
     apps: Vec<AppSpec>,
+    clients: Vec<ClientSpec>,
 }
 
 /// Environment variables gatehouse reads that are not settings (the
@@ -120,6 +122,14 @@ impl Layers {
                             .try_into()
                             .map_err(|e: toml::de::Error| file_err(format!("in [[apps]]: {e}")))?;
                         self.apps.push(spec);
+                    }
+                }
+                toml::Value::Array(items) if key == "clients" => {
+                    for (n, item) in items.into_iter().enumerate() {
+                        let spec: ClientSpec = item.try_into().map_err(|e: toml::de::Error| {
+                            file_err(format!("in [[clients]] number {}: {e}", n + 1))
+                        })?;
+                        self.clients.push(spec);
                     }
                 }
                 toml::Value::Table(sub) => {
@@ -249,6 +259,20 @@ impl Layers {
         Apps::new(apps, default).map_err(to_config)
     }
 
+    fn clients(&self) -> Result<Clients, ConfigError> {
+        let to_config = |e: crate::oidc::ClientError| ConfigError::Client {
+            client: e.client,
+            field: e.field,
+            reason: e.reason,
+        };
+        let clients = self
+            .clients
+            .iter()
+            .map(|spec| spec.build().map_err(to_config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Clients::new(clients).map_err(to_config)
+    }
+
     /// Validates everything into a [`Config`].
     ///
     /// # Errors
@@ -271,6 +295,7 @@ impl Layers {
             default_policy,
         } = draft;
         config.apps = self.apps(default_policy)?;
+        config.clients = self.clients()?;
         config.tls = tls_files(tls_cert, tls_key, &config.data_dir)?;
         config.check()?;
         Ok(config)

@@ -51,6 +51,7 @@ use std::time::Duration;
 use crate::auth::apps::Apps;
 use crate::auth::proxy::IpNet;
 use crate::auth::throttle::Limits;
+use crate::oidc::{Clients, OidcOptions};
 use crate::session::SessionOptions;
 
 pub use layers::{Layers, unknown_env};
@@ -131,6 +132,10 @@ pub struct Config {
     pub hsts_include_subdomains: bool,
     /// The plain listener that redirects to HTTPS, if any.
     pub redirect_http: Option<SocketAddr>,
+    /// The OpenID Provider's lifetimes, handed to it as they are.
+    pub oidc: OidcOptions,
+    /// The OpenID Connect clients (`[[clients]]`).
+    pub clients: Clients,
 }
 
 /// A configuration problem, naming the setting and the value's source.
@@ -152,6 +157,16 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// One OpenID Connect client's settings are wrong.
+    #[error("client {client:?}: invalid {field}: {reason}")]
+    Client {
+        /// The client's id.
+        client: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
         reason: String,
     },
     /// One app's settings are wrong.
@@ -204,6 +219,8 @@ impl Config {
             hsts_max_age: Duration::ZERO,
             hsts_include_subdomains: false,
             redirect_http: None,
+            oidc: OidcOptions::default(),
+            clients: Clients::default(),
         }
     }
 
@@ -419,6 +436,72 @@ mod tests {
         .expect("write");
         let err = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect_err("port");
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn clients_are_read_in_the_order_written_and_their_secrets_never_shown() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("g.toml");
+        let secret = "grafana-secret-0123456789-abcdef";
+        let text = format!(
+            r#"public_url = "https://auth.lan"
+[oidc]
+code_lifetime = "20s"
+
+[[clients]]
+id = "grafana"
+secret = "{secret}"
+redirect_uris = ["https://grafana.lan/login/generic_oauth"]
+[clients.claims]
+role = {{ from_groups = {{ ops = "Editor", admins = "Admin" }}, default = "Viewer" }}
+
+[[clients]]
+id = "immich"
+redirect_uris = ["app.immich:///oauth-callback"]
+"#
+        );
+        std::fs::write(&file, &text).expect("write");
+        let c = Config::load(dir.path(), Some(&file), env(&[]), &[]).expect("valid");
+        assert_eq!(c.oidc.code_lifetime, Duration::from_secs(20));
+        let ids: Vec<&str> = c.clients.all().iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["grafana", "immich"]);
+        let grafana = c.clients.find("grafana").expect("grafana");
+        assert!(grafana.verify_secret(secret));
+        assert_eq!(
+            grafana.extra_claims(&["admins".into(), "ops".into()])[0].1,
+            serde_json::json!("Editor"),
+            "from_groups in the order written"
+        );
+        assert!(c.clients.find("immich").expect("immich").is_public());
+        let shown = format!("{c:?} {:?}", c.effective());
+        assert!(!shown.contains(secret), "{shown}");
+        let load = |t: &str| {
+            std::fs::write(&file, t).expect("write");
+            Config::load(dir.path(), Some(&file), env(&[]), &[])
+        };
+        let e = load(&text.replace("app.immich:///", "javascript:///"))
+            .expect_err("a bad redirect URI")
+            .to_string();
+        assert!(
+            e.contains("client \"immich\"") && e.contains("redirect_uris"),
+            "{e}"
+        );
+        let e = load(&text.replace("public_url = \"https://auth.lan\"", ""))
+            .expect_err("no issuer")
+            .to_string();
+        assert!(e.contains("public_url"), "{e}");
+        let e = load(&text.replace("\"20s\"", "\"2m\""))
+            .expect_err("a long code")
+            .to_string();
+        assert!(e.contains("oidc.code_lifetime"), "{e}");
+        let e = load(&text.replace("id = \"immich\"", "id = \"immich\"\nscopes = [\"x\"]"))
+            .expect_err("an unknown field")
+            .to_string();
+        assert!(e.contains("[[clients]]") && e.contains("scopes"), "{e}");
+        let e = load(&text.replace("\"immich\"", "\"grafana\""))
+            .expect_err("an id twice")
+            .to_string();
+        assert!(e.contains("client \"grafana\": invalid id"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::auth::apps::Access;
 use crate::auth::throttle::{Limits, MAX_ENTRIES};
+use crate::oidc::OidcOptions;
 use crate::session::{CookieOptions, SessionOptions};
 
 use super::Config;
@@ -607,5 +608,29 @@ pub static SETTINGS: &[Setting] = &[
         Text("10s"),
         "how long a sign-in may wait for a bcrypt worker; one that would wait longer gets 503 with Retry-After",
         duration!(login_queue_timeout)
+    ),
+    row!(
+        "oidc.code_lifetime",
+        Derived(|| format_duration(OidcOptions::default().code_lifetime)),
+        "OpenID Connect: how long an authorization code may be redeemed (at most 60s)",
+        duration!(oidc.code_lifetime)
+    ),
+    row!(
+        "oidc.access_token_lifetime",
+        Derived(|| format_duration(OidcOptions::default().access_token_lifetime)),
+        "OpenID Connect: how long an access token is good for",
+        duration!(oidc.access_token_lifetime)
+    ),
+    row!(
+        "oidc.refresh_token_lifetime",
+        Derived(|| format_duration(OidcOptions::default().refresh_token_lifetime)),
+        "OpenID Connect: how long a refresh token is good for (each use gives a new one)",
+        duration!(oidc.refresh_token_lifetime)
+    ),
+    row!(
+        "oidc.id_token_lifetime",
+        Derived(|| format_duration(OidcOptions::default().id_token_lifetime)),
+        "OpenID Connect: how long an ID token is good for (a rotated signing key stays published this long)",
+        duration!(oidc.id_token_lifetime)
     ),
 ];

@@ -84,6 +84,76 @@ const STEPS: &[&str] = &[
      UPDATE users SET stamp = lower(hex(randomblob(16)));
      ALTER TABLE sessions ADD COLUMN user_stamp TEXT;
      DELETE FROM sessions WHERE user_id IS NOT NULL;",
+    // 6: the OpenID Provider (src/oidc/): each user's subject identifier
+    // (random, so a deleted user's reused id never gets their `sub`);
+    // signing keys (the private key sealed with a key that is not in this
+    // file; one current key per algorithm); grants, each the root of its
+    // code, tokens and device approval (deleting it ends them all); codes,
+    // tokens and device codes stored as SHA-256 hashes.
+    "CREATE TABLE oidc_subjects (
+         user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+         subject TEXT NOT NULL UNIQUE
+     );
+     CREATE TABLE oidc_keys (
+         kid TEXT PRIMARY KEY NOT NULL,
+         alg TEXT NOT NULL,
+         sealed BLOB NOT NULL,
+         public_jwk TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         retired_at INTEGER,
+         published_until INTEGER
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX oidc_keys_current ON oidc_keys(alg) WHERE retired_at IS NULL;
+     CREATE TABLE oidc_grants (
+         id BLOB PRIMARY KEY NOT NULL,
+         client_id TEXT NOT NULL,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         sid TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         nonce TEXT,
+         auth_time INTEGER NOT NULL,
+         methods TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_grants_by_sid ON oidc_grants(sid);
+     CREATE INDEX oidc_grants_by_user ON oidc_grants(user_id, created_at);
+     CREATE INDEX oidc_grants_by_expiry ON oidc_grants(expires_at);
+     CREATE TABLE oidc_codes (
+         hash BLOB PRIMARY KEY NOT NULL,
+         grant_id BLOB NOT NULL REFERENCES oidc_grants(id) ON DELETE CASCADE,
+         redirect_uri TEXT NOT NULL,
+         challenge TEXT,
+         expires_at INTEGER NOT NULL,
+         used_at INTEGER
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_codes_by_grant ON oidc_codes(grant_id);
+     CREATE INDEX oidc_codes_by_expiry ON oidc_codes(expires_at);
+     CREATE TABLE oidc_tokens (
+         hash BLOB PRIMARY KEY NOT NULL,
+         grant_id BLOB NOT NULL REFERENCES oidc_grants(id) ON DELETE CASCADE,
+         kind TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         used_at INTEGER
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_tokens_by_grant ON oidc_tokens(grant_id);
+     CREATE INDEX oidc_tokens_by_expiry ON oidc_tokens(expires_at);
+     CREATE TABLE oidc_devices (
+         device_hash BLOB PRIMARY KEY NOT NULL,
+         user_code_hash BLOB NOT NULL UNIQUE,
+         client_id TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         interval_ms INTEGER NOT NULL,
+         last_poll_at INTEGER,
+         status TEXT NOT NULL,
+         grant_id BLOB REFERENCES oidc_grants(id) ON DELETE CASCADE
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_devices_by_grant ON oidc_devices(grant_id);
+     CREATE INDEX oidc_devices_by_expiry ON oidc_devices(expires_at);",
 ];
 
 /// The schema version this binary writes.

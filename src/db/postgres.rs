@@ -98,6 +98,71 @@ const STEPS: &[&str] = &[
          DEFAULT replace(gen_random_uuid()::text, '-', '');
      ALTER TABLE sessions ADD COLUMN user_stamp TEXT;
      UPDATE sessions s SET user_stamp = u.stamp FROM users u WHERE u.id = s.user_id;",
+    // 4: the OpenID Provider (src/oidc/), as in SQLite's step 6.
+    "CREATE TABLE oidc_subjects (
+         user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+         subject TEXT NOT NULL UNIQUE
+     );
+     CREATE TABLE oidc_keys (
+         kid TEXT PRIMARY KEY,
+         alg TEXT NOT NULL,
+         sealed BYTEA NOT NULL,
+         public_jwk TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         retired_at BIGINT,
+         published_until BIGINT
+     );
+     CREATE UNIQUE INDEX oidc_keys_current ON oidc_keys (alg) WHERE retired_at IS NULL;
+     CREATE TABLE oidc_grants (
+         id BYTEA PRIMARY KEY,
+         client_id TEXT NOT NULL,
+         user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         sid TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         nonce TEXT,
+         auth_time BIGINT NOT NULL,
+         methods TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         expires_at BIGINT NOT NULL
+     );
+     CREATE INDEX oidc_grants_by_sid ON oidc_grants (sid);
+     CREATE INDEX oidc_grants_by_user ON oidc_grants (user_id, created_at);
+     CREATE INDEX oidc_grants_by_expiry ON oidc_grants (expires_at);
+     CREATE TABLE oidc_codes (
+         hash BYTEA PRIMARY KEY,
+         grant_id BYTEA NOT NULL REFERENCES oidc_grants(id) ON DELETE CASCADE,
+         redirect_uri TEXT NOT NULL,
+         challenge TEXT,
+         expires_at BIGINT NOT NULL,
+         used_at BIGINT
+     );
+     CREATE INDEX oidc_codes_by_grant ON oidc_codes (grant_id);
+     CREATE INDEX oidc_codes_by_expiry ON oidc_codes (expires_at);
+     CREATE TABLE oidc_tokens (
+         hash BYTEA PRIMARY KEY,
+         grant_id BYTEA NOT NULL REFERENCES oidc_grants(id) ON DELETE CASCADE,
+         kind TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         expires_at BIGINT NOT NULL,
+         used_at BIGINT
+     );
+     CREATE INDEX oidc_tokens_by_grant ON oidc_tokens (grant_id);
+     CREATE INDEX oidc_tokens_by_expiry ON oidc_tokens (expires_at);
+     CREATE TABLE oidc_devices (
+         device_hash BYTEA PRIMARY KEY,
+         user_code_hash BYTEA NOT NULL UNIQUE,
+         client_id TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         expires_at BIGINT NOT NULL,
+         interval_ms BIGINT NOT NULL,
+         last_poll_at BIGINT,
+         status TEXT NOT NULL,
+         grant_id BYTEA REFERENCES oidc_grants(id) ON DELETE CASCADE
+     );
+     CREATE INDEX oidc_devices_by_grant ON oidc_devices (grant_id);
+     CREATE INDEX oidc_devices_by_expiry ON oidc_devices (expires_at);",
 ];
 
 /// The schema version this binary writes.

@@ -460,3 +460,47 @@ fn backup_and_restore_point_postgres_users_to_its_own_tools() {
     ));
     assert!(out.contains("no SQLite file"), "{out}");
 }
+
+#[test]
+fn oidc_rotate_key_makes_new_keys_and_check_config_never_shows_a_client_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = "grafana-secret-0123456789-abcdef";
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        format!(
+            "public_url = \"https://auth.lan\"\n\n[[clients]]\nid = \"grafana\"\nsecret = \"{secret}\"\n\
+             redirect_uris = [\"https://grafana.lan/login/generic_oauth\"]\n\n\
+             [[clients]]\nid = \"immich\"\nredirect_uris = [\"app.immich:///oauth-callback\"]\n"
+        ),
+    )
+    .expect("config");
+    let kid = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("new RS256 signing key: kid "))
+            .unwrap_or_else(|| panic!("no RS256 key in {out}"))
+            .to_owned()
+    };
+    let first = ok(&gatehouse(dir.path(), &["oidc", "rotate-key"], None));
+    let second = ok(&gatehouse(dir.path(), &["oidc", "rotate-key"], None));
+    assert_ne!(kid(&first), kid(&second), "{first}\n{second}");
+    assert!(second.contains("stay published for 1h"), "{second}");
+    let shown = ok(&gatehouse(dir.path(), &["check-config"], None));
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(
+        shown.contains("client \"grafana\": name \"grafana\", secret ***"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("client \"immich\": name \"immich\", public (no secret)"),
+        "{shown}"
+    );
+    assert!(shown.contains("oidc.code_lifetime"), "{shown}");
+    // A client error stops check-config naming the client and the field.
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "public_url = \"https://auth.lan\"\n[[clients]]\nid = \"x\"\nredirect_uris = [\"https://a/#frag\"]\n",
+    )
+    .expect("config");
+    let err = fails(&gatehouse(dir.path(), &["check-config"], None));
+    assert!(err.contains("client \"x\": invalid redirect_uris"), "{err}");
+}

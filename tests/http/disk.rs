@@ -941,7 +941,9 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
     {
         let conn = rusqlite::Connection::open(d.join("gatehouse.db")).expect("open");
         conn.execute_batch(
-            "DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
+            "DROP TABLE oidc_devices; DROP TABLE oidc_tokens; DROP TABLE oidc_codes; \
+             DROP TABLE oidc_grants; DROP TABLE oidc_keys; DROP TABLE oidc_subjects; \
+             DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
              ALTER TABLE users DROP COLUMN stamp; ALTER TABLE sessions DROP COLUMN user_stamp; \
              PRAGMA user_version = 2; PRAGMA wal_checkpoint(TRUNCATE);",
