@@ -6,8 +6,9 @@
 //!   bounded queue for every outcome (a dummy hash for unknown users),
 //!   disabled accounts, the login log lines. The attempt returns an
 //!   [`Attempt`] rather than a response, so a second step can sit between
-//!   the password and the finished sign-in, which alone regenerates the
-//!   session id (and applies the per-user session cap).
+//!   the password and the finished sign-in. The session id changes at
+//!   both: when a pending sign-in is stored, and when the sign-in
+//!   completes (which also applies the per-user session cap).
 //! - **Password checks** that are not sign-ins ([`Accounts::confirm_password`]):
 //!   the current password on the account page, the admin page's "confirm
 //!   your password"; throttled the same way.
@@ -370,7 +371,7 @@ impl<'a> Accounts<'a> {
     /// What follows a right password: signed in at once, or a pending
     /// sign-in that waits for a second factor (the user has one), or for
     /// one to be set up (`policy` requires it). A pending sign-in leaves
-    /// the session anonymous; `next` goes with it.
+    /// the session anonymous, under a new id; `next` goes with it.
     ///
     /// # Errors
     ///
@@ -401,6 +402,12 @@ impl<'a> Accounts<'a> {
                 password_set_at: verified.user.password_changed_at,
             },
         )?;
+        // A new id now, not only when the sign-in completes: a session id
+        // planted in this browser (from a sibling host under the cookie's
+        // domain, or over plain HTTP) must not carry the pending sign-in,
+        // or its planter would be shown the set-up or the second step and
+        // finish the sign-in as this user.
+        session.regenerate()?;
         Ok(if has {
             AfterPassword::SecondStep
         } else {

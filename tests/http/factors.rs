@@ -42,7 +42,7 @@ fn code_unlike(seed: &[u8], t: u64, avoid: &[u64]) -> String {
 }
 
 /// A code surely wrong at `t`: none of the three the server accepts then.
-fn wrong_code(seed: &[u8], t: u64) -> String {
+pub(crate) fn wrong_code(seed: &[u8], t: u64) -> String {
     code_unlike(seed, t, &[t - 30, t, t + 30])
 }
 
@@ -58,7 +58,7 @@ fn enrolled_alice(app: &TestApp) -> (Browser, Vec<u8>, Vec<String>) {
 }
 
 /// The secret the set-up page shows, decoded.
-fn secret_of(page: &Resp) -> (String, Vec<u8>) {
+pub(crate) fn secret_of(page: &Resp) -> (String, Vec<u8>) {
     let at = page
         .body
         .find("data-secret=\"")
