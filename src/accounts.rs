@@ -574,6 +574,7 @@ impl<'a> Accounts<'a> {
         }
         let codes = self.recovery_codes_if_none(user)?;
         let finished = self.complete(session, subject, "otp")?;
+        self.end_password_only(user, session.key().as_ref())?;
         Ok(Some(Enabled { finished, codes }))
     }
 
@@ -598,7 +599,37 @@ impl<'a> Accounts<'a> {
             .add_passkey(user, credential_id, name, credential)?;
         let codes = self.recovery_codes_if_none(user)?;
         let finished = self.complete(session, subject, "passkey")?;
+        self.end_password_only(user, session.key().as_ref())?;
         Ok(Enabled { finished, codes })
+    }
+
+    /// Ends `user`'s sessions, but `keep`, that signed in without a second
+    /// factor; returns how many. Called when a second factor is turned
+    /// on: the user now means the password alone to be not enough, and a
+    /// session it made (perhaps a password thief's) would otherwise stay
+    /// signed in everywhere but where a factor is asked for. Ended rather
+    /// than sent to step up: nothing then has to check, on every request,
+    /// whether the user has a factor the session did not give.
+    fn end_password_only(
+        &self,
+        user: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        let mut ended = 0;
+        for record in self.sessions.list(Some(user), crate::clock::now())? {
+            let methods: Vec<String> = record
+                .data
+                .get(METHODS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            if Some(&record.key) != keep
+                && !two_factors(&methods)
+                && self.sessions.delete(&record.key)?
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// Whether the subject may add a second factor: a pending sign-in
@@ -709,7 +740,8 @@ impl<'a> Accounts<'a> {
     }
 
     /// Checks that `password` is `user`'s, throttled like a sign-in: a
-    /// stolen session must not be able to guess it.
+    /// stolen session must not be able to guess it. A right password
+    /// clears no failures (it finishes no sign-in).
     ///
     /// # Errors
     ///
@@ -728,7 +760,10 @@ impl<'a> Accounts<'a> {
         }
         match self.users.authenticate(username, password)? {
             Login::Ok(found) if found.id == user.id => {
-                guard.throttle.success(username)?;
+                // The name's failures stay: only a finished sign-in clears
+                // them. Else a password-only session could guess a second
+                // step's codes, confirm its password (with new passwords
+                // that do not match, so nothing changes), and guess on.
                 if purpose == Purpose::AdminAction {
                     log(username, "reauth", ip, "");
                 }
