@@ -115,6 +115,15 @@ pub enum AfterPassword {
     Enrol,
 }
 
+/// What signing in a new account came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Signed in with its password.
+    SignedIn,
+    /// Pending: policy requires a second factor, to be set up first.
+    Enrol,
+}
+
 /// What a second step came to.
 #[derive(Debug)]
 pub enum Step {
@@ -390,24 +399,7 @@ impl<'a> Accounts<'a> {
                 self.finish_sign_in(session, verified, remember)?,
             ));
         }
-        session.insert(
-            PENDING,
-            Pending {
-                user_id: verified.user.id,
-                remember,
-                next: next.to_owned(),
-                at: crate::clock::now(),
-                attempts: 0,
-                enrol: !has,
-                password_set_at: verified.user.password_changed_at,
-            },
-        )?;
-        // A new id now, not only when the sign-in completes: a session id
-        // planted in this browser (from a sibling host under the cookie's
-        // domain, or over plain HTTP) must not carry the pending sign-in,
-        // or its planter would be shown the set-up or the second step and
-        // finish the sign-in as this user.
-        session.regenerate()?;
+        pend(session, &verified.user, remember, next, !has)?;
         Ok(if has {
             AfterPassword::SecondStep
         } else {
@@ -728,15 +720,28 @@ impl<'a> Accounts<'a> {
 
     /// Signs a user created this moment (first-run setup, self-registration)
     /// into `session`: they have just chosen their password, so there is
-    /// nothing to verify. A new id, as with every sign-in.
+    /// nothing to verify. A new id, as with every sign-in. When `policy`
+    /// requires a second factor, the new account is not signed in but
+    /// sent to set one up first, as a password sign-in would be (and then
+    /// on to `next`): a sign-up must not be a way around the policy.
     ///
     /// # Errors
     ///
     /// Store failures.
-    pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
+    pub fn sign_in_created(
+        &self,
+        session: &Session<'_>,
+        user: &User,
+        next: &str,
+        policy: Policy,
+    ) -> Result<Created, AccountError> {
+        if policy == Policy::Required {
+            pend(session, user, false, next, true)?;
+            return Ok(Created::Enrol);
+        }
         session.insert(METHODS, ["pwd"])?;
         session.login(user.id, false)?;
-        Ok(())
+        Ok(Created::SignedIn)
     }
 
     /// Checks that `password` is `user`'s, throttled like a sign-in: a
@@ -979,6 +984,36 @@ pub struct Enabled {
     pub finished: Finished,
     /// New recovery codes, if any.
     pub codes: Vec<String>,
+}
+
+/// Stores a sign-in of `user` that waits for its second step (or, with
+/// `enrol`, for a second factor to be set up) in `session`, under a new id.
+fn pend(
+    session: &Session<'_>,
+    user: &User,
+    remember: bool,
+    next: &str,
+    enrol: bool,
+) -> Result<(), AccountError> {
+    session.insert(
+        PENDING,
+        Pending {
+            user_id: user.id,
+            remember,
+            next: next.to_owned(),
+            at: crate::clock::now(),
+            attempts: 0,
+            enrol,
+            password_set_at: user.password_changed_at,
+        },
+    )?;
+    // A new id now, not only when the sign-in completes: a session id
+    // planted in this browser (from a sibling host under the cookie's
+    // domain, or over plain HTTP) must not carry the pending sign-in, or
+    // its planter would be shown the set-up or the second step and finish
+    // the sign-in as this user.
+    session.regenerate()?;
+    Ok(())
 }
 
 /// `user` signed into `session` under a new id with these methods.

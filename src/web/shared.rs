@@ -13,6 +13,7 @@ use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::session::{CookieOptions, Record, SameSite, Session, SessionKey, cookie};
 use crate::users::User;
+use crate::users::factors::Policy;
 
 pub(super) type Result<T> = std::result::Result<T, WebError>;
 
@@ -36,10 +37,20 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
 ///
 /// Rights are read on every request: from the row the store read together
 /// with the session when it can (one read), else from the users table.
+///
+/// Under `two_factor = "required"`, a session that signed in without a
+/// second factor (made before the policy was set, or by an older version)
+/// is signed in nowhere: it signs in again, and sets one up first if it
+/// must. Every page, the gate and the API ask here, so none lets it pass.
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
     let Some(id) = session.user_id() else {
         return Ok(None);
     };
+    if state.two_factor == Policy::Required
+        && !crate::accounts::two_factors(&session_methods(session))
+    {
+        return Ok(None);
+    }
     let user = match session.principal() {
         Some(user) => Some(user),
         None => state.users.find_by_id(id)?,

@@ -312,7 +312,7 @@ fn turning_on_a_second_factor_ends_the_password_only_sessions() {
 }
 
 #[test]
-fn required_holds_for_sign_ups_and_for_sessions_from_before_it() {
+fn a_sign_up_sets_up_a_second_factor_first_under_required() {
     let app = TestApp::spawn_with(&[("allow_registration", "true"), ("two_factor", "required")]);
     let b = app.browser();
     let csrf = b.get("/register").csrf().expect("csrf");
@@ -339,8 +339,10 @@ fn required_holds_for_sign_ups_and_for_sessions_from_before_it() {
     );
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(b.get("/auth/verify").header("Remote-User"), Some("newbie"));
+}
 
-    // Sessions made before the policy: a password alone passes nowhere.
+#[test]
+fn sessions_from_before_required_pass_nowhere_without_a_second_factor() {
     let mut app = TestApp::spawn();
     app.add_user("alice", "correct horse", false);
     app.add_user("bob", "correct horse", false);
