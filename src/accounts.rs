@@ -45,6 +45,15 @@ pub const PENDING: &str = "gatehouse:pending";
 /// `recovery`), in order.
 pub const METHODS: &str = "gatehouse:amr";
 
+/// Session data: when this session's user last gave their password (or a
+/// passkey), in milliseconds: what `admin_reauth` reads. Set by a sign-in
+/// and by the admin page's "confirm your password", never by a code
+/// alone (a step-up with a code proves the device, not the person at the
+/// keyboard now). Under the reserved `gatehouse:` prefix, which `PATCH
+/// /api/session/data` refuses: a script must not be able to write itself
+/// a fresh confirmation.
+pub const REAUTH_AT: &str = "gatehouse:reauth_at";
+
 /// How long a pending sign-in waits for its second step.
 pub const PENDING_FOR: Millis = 5 * 60 * 1000;
 
@@ -374,7 +383,14 @@ impl<'a> Accounts<'a> {
         verified: Verified,
         remember: bool,
     ) -> Result<Finished, AccountError> {
-        sign_in(session, verified.user, remember, vec!["pwd".to_owned()])
+        let now = crate::clock::now();
+        sign_in(
+            session,
+            verified.user,
+            remember,
+            vec!["pwd".to_owned()],
+            Some(now),
+        )
     }
 
     /// What follows a right password: signed in at once, or a pending
@@ -516,18 +532,24 @@ impl<'a> Accounts<'a> {
                 &format!(" left={left}"),
             );
         }
-        let finished = self.complete(session, subject, proof.method())?;
+        // A passkey is given now, like a password; a code or a recovery
+        // code alone renews no password window.
+        let typed = matches!(proof, Proof::Passkey(_)).then(crate::clock::now);
+        let finished = self.complete(session, subject, proof.method(), typed)?;
         Ok(Step::Finished(finished, left))
     }
 
     /// Signs the subject in with `method` added to the password: a pending
     /// sign-in becomes the user's session, a signed-in one gains the
-    /// method; either way under a new id.
+    /// method; either way under a new id. [`REAUTH_AT`] becomes when a
+    /// pending sign-in's password was given, or `typed` (a passkey given
+    /// now) for a signed-in one.
     fn complete(
         &self,
         session: &Session<'_>,
         subject: Subject,
         method: &str,
+        typed: Option<Millis>,
     ) -> Result<Finished, AccountError> {
         let (remember, mut methods) = match &subject.pending {
             Some(p) => (p.remember, vec!["pwd".to_owned()]),
@@ -539,8 +561,9 @@ impl<'a> Accounts<'a> {
         if !methods.iter().any(|m| m == method) {
             methods.push(method.to_owned());
         }
+        let typed = subject.pending.as_ref().map(|p| p.at).or(typed);
         session.remove(PENDING)?;
-        sign_in(session, subject.user, remember, methods)
+        sign_in(session, subject.user, remember, methods, typed)
     }
 
     /// A TOTP enrolment confirmed by `code` for the subject of `session`:
@@ -565,7 +588,7 @@ impl<'a> Accounts<'a> {
             return Ok(None);
         }
         let codes = self.recovery_codes_if_none(user)?;
-        let finished = self.complete(session, subject, "otp")?;
+        let finished = self.complete(session, subject, "otp", None)?;
         self.end_password_only(user, session.key().as_ref())?;
         Ok(Some(Enabled { finished, codes }))
     }
@@ -590,7 +613,7 @@ impl<'a> Accounts<'a> {
             .factors()
             .add_passkey(user, credential_id, name, credential)?;
         let codes = self.recovery_codes_if_none(user)?;
-        let finished = self.complete(session, subject, "passkey")?;
+        let finished = self.complete(session, subject, "passkey", None)?;
         self.end_password_only(user, session.key().as_ref())?;
         Ok(Enabled { finished, codes })
     }
@@ -686,7 +709,14 @@ impl<'a> Accounts<'a> {
             return Ok(Step::Wrong);
         }
         session.remove(PENDING)?;
-        let finished = sign_in(session, user, remember, vec!["passkey".to_owned()])?;
+        let now = crate::clock::now();
+        let finished = sign_in(
+            session,
+            user,
+            remember,
+            vec!["passkey".to_owned()],
+            Some(now),
+        )?;
         Ok(Step::Finished(finished, None))
     }
 
@@ -740,6 +770,7 @@ impl<'a> Accounts<'a> {
             return Ok(Created::Enrol);
         }
         session.insert(METHODS, ["pwd"])?;
+        session.insert(REAUTH_AT, crate::clock::now())?;
         session.login(user.id, false)?;
         Ok(Created::SignedIn)
     }
@@ -1016,14 +1047,20 @@ fn pend(
     Ok(())
 }
 
-/// `user` signed into `session` under a new id with these methods.
+/// `user` signed into `session` under a new id with these methods; with
+/// `typed`, the time their password (or passkey) was given, which
+/// [`REAUTH_AT`] keeps.
 fn sign_in(
     session: &Session<'_>,
     user: User,
     remember: bool,
     methods: Vec<String>,
+    typed: Option<Millis>,
 ) -> Result<Finished, AccountError> {
     session.insert(METHODS, &methods)?;
+    if let Some(at) = typed {
+        session.insert(REAUTH_AT, at)?;
+    }
     session.login(user.id, remember)?;
     Ok(Finished { user, methods })
 }

@@ -427,6 +427,44 @@ fn a_code_alone_does_not_renew_the_administrators_password_window() {
 }
 
 #[test]
+fn a_passkey_given_now_renews_the_administrators_password_window() {
+    let app = TestApp::spawn_with(&[("admin_reauth", "2s"), ("public_url", "http://localhost")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "correct horse", false);
+    let admin = app.browser();
+    admin.login("root", "correct horse");
+    let mut key = Authenticator::new(11);
+    let csrf = admin.get("/account").csrf().expect("csrf");
+    let options = admin.post_form("/account/passkeys/options", &[("csrf", &csrf)]);
+    let made = admin.post_form(
+        "/account/passkeys",
+        &[("csrf", &csrf), ("credential", &key.create(&options.body))],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+    let stale = admin_post(&admin, "/admin/users/grant-admin", &[("username", "bob")]);
+    assert!(
+        stale.body.contains("id=\"reauth-form\""),
+        "the window has passed"
+    );
+
+    // The passkey as a second step from the signed-in session.
+    let cookie = admin.cookie("gatehouse_csrf").expect("a CSRF cookie");
+    let anon = cookie.rsplit_once('.').expect("signed").0.to_owned();
+    let options = admin.post_form("/login/second/passkey/options", &[("csrf", &anon)]);
+    assert_eq!(options.status, 200, "{}", options.body);
+    let done = admin.post_form(
+        "/login/second/passkey",
+        &[("csrf", &anon), ("credential", &key.get(&options.body))],
+    );
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_redirects_to(
+        &admin_post(&admin, "/admin/users/grant-admin", &[("username", "bob")]),
+        "/admin?done=admin-granted",
+    );
+}
+
+#[test]
 fn a_password_only_administrator_cannot_strip_another_administrators_factors() {
     let app = TestApp::spawn();
     app.add_user("root", "correct horse", true);
