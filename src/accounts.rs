@@ -193,6 +193,12 @@ pub enum Refusal {
     /// (when the user has one), or by a sign-in that must set one up.
     #[error("give your current second factor first")]
     SecondStepFirst,
+    /// The password or second factors of a user who has a second factor
+    /// are changed only by an administrator whose session gave one too.
+    #[error(
+        "this user has a second factor: only an administrator who signed in with one may change their password or second factors"
+    )]
+    OverrideNeedsSecondFactor,
 }
 
 /// What a sign-in attempt came to.
@@ -734,6 +740,26 @@ impl<'a> Accounts<'a> {
     ) -> Result<(), AccountError> {
         let name = user.map_or("-", |u| u.username.as_str());
         Ok(record_failure(guard, name, ip, "wrong_passkey")?)
+    }
+
+    /// Refuses an administrator signed into `session` who gave no second
+    /// factor the power to reset the password or the second factors of a
+    /// `target` who has one ([`Refusal::OverrideNeedsSecondFactor`]): else
+    /// a stolen password of a password-only administrator would strip
+    /// another administrator's factors, set their password and sign in as
+    /// them. The same rule as for changing one's own factors; the command
+    /// line (the box's owner) does not ask.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, or database failures.
+    pub fn may_override(&self, session: &Session<'_>, target: &User) -> Result<(), AccountError> {
+        let methods = session.get::<Vec<String>>(METHODS).unwrap_or_default();
+        if two_factors(&methods) || !self.users.factors().summary(target.id)?.any() {
+            Ok(())
+        } else {
+            Err(AccountError::Refused(Refusal::OverrideNeedsSecondFactor))
+        }
     }
 
     /// Removes every second factor of `target` and ends all their

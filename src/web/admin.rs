@@ -359,13 +359,20 @@ fn user_action(
     let me = Some(&s.user);
     match path {
         "/admin/users/password" => outcome(
-            accounts.set_password(target, form.get("password").unwrap_or(""), Some(session)),
+            accounts.may_override(session, target).and_then(|()| {
+                accounts.set_password(target, form.get("password").unwrap_or(""), Some(session))
+            }),
             "password-reset",
         ),
         "/admin/users/disable" => outcome(accounts.disable(me, target, false), "user-disabled"),
         "/admin/users/enable" => outcome(accounts.enable(target), "user-enabled"),
         "/admin/users/grant-admin" => outcome(accounts.grant_admin(target), "admin-granted"),
-        "/admin/users/reset-2fa" => outcome(accounts.reset_second_factors(target), "factors-reset"),
+        "/admin/users/reset-2fa" => outcome(
+            accounts
+                .may_override(session, target)
+                .and_then(|()| accounts.reset_second_factors(target)),
+            "factors-reset",
+        ),
         "/admin/users/revoke-admin" => outcome(
             accounts.revoke_admin(target, Some(session)),
             "admin-revoked",

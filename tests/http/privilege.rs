@@ -497,7 +497,10 @@ fn a_password_only_administrator_cannot_strip_another_administrators_factors() {
             .totp
     );
     assert_eq!(carol.get("/auth/verify").status, 200, "not signed out");
-    password_step(&app.browser(), "carol");
+    assert_redirects_to(
+        &app.browser().login("carol", "carols password"),
+        "/login/second",
+    );
 
     // A user without a second factor is still the administrator's to reset.
     assert_redirects_to(
