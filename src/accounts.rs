@@ -13,7 +13,12 @@
 //!   the current password on the account page, the admin page's "confirm
 //!   your password"; throttled the same way.
 //! - **Revocation**: a new password ends the user's sessions (all but the
-//!   one that set it); disabling or deleting a user ends all of them.
+//!   one that set it); disabling or deleting a user ends all of them; each
+//!   of these, "end all others" and a reset of the second factors also
+//!   end the user's sign-ins still waiting for their second step; turning
+//!   on a second factor ends the sessions that signed in without one.
+//! - **Session ids**: a new one at the password step (a pending sign-in)
+//!   and at every sign-in or change of what the session may do.
 //! - **The last administrator**: disabling, deleting or demoting the last
 //!   enabled administrator is refused, unless the caller forces it (the
 //!   box's owner at the command line).
@@ -32,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::throttle::Throttle;
 use crate::clock::Millis;
 use crate::logging;
-use crate::session::{Session, SessionError, SessionKey, Store, StoreError};
+use crate::session::{Change, Patch, Session, SessionError, SessionKey, Store, StoreError, Touch};
 use crate::users::factors::{CodeCheck, Policy};
 use crate::users::{Login, MAX_USERNAME, User, UserError, UserId, Username, Users};
 
@@ -771,7 +776,12 @@ impl<'a> Accounts<'a> {
     /// Database and store failures.
     pub fn reset_second_factors(&self, target: &User) -> Result<usize, AccountError> {
         self.users.factors().reset(target.id)?;
-        Ok(self.sessions.delete_by_user(target.id, None)?)
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        // A sign-in that waited at the set-up (with the password only)
+        // while the owner set up the factor reset now would otherwise be
+        // free to set up its own.
+        self.end_pending(target.id)?;
+        Ok(ended)
     }
 
     /// Signs a user created this moment (first-run setup, self-registration)
@@ -878,6 +888,7 @@ impl<'a> Accounts<'a> {
         let keep = keep.filter(|s| s.user_id() == Some(target.id));
         let kept_key: Option<SessionKey> = keep.and_then(Session::key);
         let ended = self.sessions.delete_by_user(target.id, kept_key.as_ref())?;
+        self.end_pending(target.id)?;
         if let Some(session) = keep {
             session.regenerate()?;
         }
@@ -900,7 +911,11 @@ impl<'a> Accounts<'a> {
     ) -> Result<usize, AccountError> {
         self.refuse_removal(actor, target, force, Refusal::DisableSelf)?;
         self.users.set_disabled(target.id, true)?;
-        Ok(self.sessions.delete_by_user(target.id, None)?)
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        // Refused while the user is disabled, but alive again if they are
+        // enabled within its five minutes: ended now.
+        self.end_pending(target.id)?;
+        Ok(ended)
     }
 
     /// Lets a disabled user sign in again.
@@ -928,6 +943,7 @@ impl<'a> Accounts<'a> {
         // Sessions first: a store outside the users' database (Redis) has no
         // cascade to take them with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.end_pending(target.id)?;
         self.users.delete(target.id)?;
         Ok(ended)
     }
@@ -990,7 +1006,8 @@ impl<'a> Accounts<'a> {
         Ok(Ended::Other)
     }
 
-    /// Ends every session of `user` but `keep`; returns how many.
+    /// Ends every session of `user` but `keep`, and every sign-in of
+    /// theirs still waiting for its second step; returns how many sessions.
     ///
     /// # Errors
     ///
@@ -1000,7 +1017,50 @@ impl<'a> Accounts<'a> {
         user: &User,
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
-        Ok(self.sessions.delete_by_user(user.id, keep)?)
+        let ended = self.sessions.delete_by_user(user.id, keep)?;
+        self.end_pending(user.id)?;
+        Ok(ended)
+    }
+
+    /// Ends every sign-in of `user` that waits for its second step (or
+    /// set-up), wherever it waits; returns how many. Part of every
+    /// clean-up of a user's sessions ("end all others", disabling, a new
+    /// password, a reset of the factors): the owner cleaning up must not
+    /// leave a password thief's pending sign-in running, guessing codes
+    /// or waiting at the set-up.
+    ///
+    /// A pending sign-in is anonymous, so no per-user index finds it: this
+    /// reads every live session (as the admin page's list does). A session
+    /// that is nothing else is deleted; one signed in as someone keeps that
+    /// sign-in and loses only the pending one.
+    fn end_pending(&self, user: UserId) -> Result<usize, AccountError> {
+        let now = crate::clock::now();
+        let mut ended = 0;
+        for record in self.sessions.list(None, now)? {
+            let waiting = record
+                .data
+                .get(PENDING)
+                .and_then(|v| serde_json::from_value::<Pending>(v.clone()).ok())
+                .is_some_and(|p| p.user_id == user);
+            if !waiting {
+                continue;
+            }
+            let gone = if record.user_id.is_none() {
+                self.sessions.delete(&record.key)?
+            } else {
+                let mut patch = Patch::default();
+                patch.0.insert(PENDING.to_owned(), Change::Remove);
+                let touch = Touch {
+                    last_seen_at: record.last_seen_at,
+                    expires_at: record.expires_at,
+                };
+                self.sessions.save(&record.key, &patch, touch, now)?
+            };
+            if gone {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// The rules [`disable`](Self::disable) and [`delete`](Self::delete)

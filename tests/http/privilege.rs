@@ -546,18 +546,44 @@ fn a_password_only_administrator_cannot_strip_another_administrators_factors() {
 fn ending_the_other_sessions_ends_sign_ins_waiting_for_a_second_step() {
     let app = TestApp::spawn();
     app.add_user("alice", "correct horse", false);
+    app.add_user("bob", "bobs password", false);
     let owner = app.browser();
     owner.login("alice", "correct horse");
-    enrol(&owner);
+    let (seed, _) = enrol(&owner);
     let attacker = app.browser();
     password_step(&attacker, "alice");
     assert_eq!(attacker.get("/login/second").status, 200);
+    // Another one waits in a browser signed in as bob.
+    let bobs = app.browser();
+    assert_redirects_to(&bobs.login("bob", "bobs password"), "/");
+    let cookie = bobs.cookie("gatehouse_csrf").expect("a CSRF cookie");
+    let csrf = cookie.rsplit_once('.').expect("signed").0.to_owned();
+    let waiting = bobs.post_form(
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", "correct horse"),
+        ],
+    );
+    assert_redirects_to(&waiting, "/login/second");
+
     assert_redirects_to(
         &account_post(&owner, "/account/sessions/end-others", &[]),
         "/account?done=others-ended",
     );
     assert_redirects_to(&attacker.get("/login/second"), "/login");
     assert_eq!(owner.get("/auth/verify").status, 200);
+    // Bob's sign-in stays; alice's right code does nothing for it.
+    assert_eq!(bobs.get("/auth/verify").header("Remote-User"), Some("bob"));
+    let late = bobs.send_json(
+        "POST",
+        "/api/login/second",
+        &format!(r#"{{"code":"{}"}}"#, code_at(&seed, unix_now() + 30)),
+        &[],
+    );
+    assert_eq!(late.status, 401, "{}", late.body);
+    assert_eq!(bobs.get("/auth/verify").header("Remote-User"), Some("bob"));
 }
 
 #[test]
