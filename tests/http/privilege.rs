@@ -194,6 +194,22 @@ fn a_passkey_signs_in_alone_once_per_ceremony() {
     assert_eq!(options.status, 200, "{}", options.body);
     let answer = key.get(&options.body);
     let thief = anon.clone_cookies();
+    // The ceremony cookie is signed: one changed by a byte, or a value
+    // signed for something else (the CSRF cookie), is no ceremony.
+    let forger = anon.clone_cookies();
+    let real = anon.cookie("gatehouse_passkey").expect("a ceremony cookie");
+    let mut bytes = real.clone().into_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    let other = anon.cookie("gatehouse_csrf").expect("a CSRF cookie");
+    for forged in [String::from_utf8(bytes).expect("ascii"), other] {
+        forger.set_cookie("gatehouse_passkey", &forged);
+        let refused = forger.post_form(
+            "/login/passkey",
+            &[("csrf", &csrf), ("credential", &answer)],
+        );
+        assert_redirects_to(&refused, "/login?passkey=failed");
+    }
     let done = anon.post_form(
         "/login/passkey",
         &[("csrf", &csrf), ("credential", &answer)],
