@@ -85,6 +85,11 @@ pub struct Pending {
     /// checked: a new password since ends the pending sign-in.
     #[serde(default)]
     pub password_set_at: Millis,
+    /// The user's stamp when the password was checked: the pending sign-in
+    /// resolves only to that user, never to another who came to have the
+    /// id (empty in one from before stamps: it resolves to no one).
+    #[serde(default)]
+    pub user_stamp: String,
 }
 
 /// A proof offered as the second step.
@@ -455,9 +460,12 @@ impl<'a> Accounts<'a> {
             // The user as they are now: still enabled, the password the
             // sign-in gave still theirs.
             let user = if fresh {
-                self.users
-                    .find_by_id(pending.user_id)?
-                    .filter(|u| !u.disabled && u.password_changed_at == pending.password_set_at)
+                self.users.find_by_id(pending.user_id)?.filter(|u| {
+                    !u.disabled
+                        && u.password_changed_at == pending.password_set_at
+                        && !u.stamp.is_empty()
+                        && u.stamp == pending.user_stamp
+                })
             } else {
                 None
             };
@@ -469,12 +477,8 @@ impl<'a> Accounts<'a> {
             }
             session.remove(PENDING)?;
         }
-        let Some(id) = session.user_id() else {
-            return Ok(None);
-        };
-        Ok(self
-            .users
-            .find_by_id(id)?
+        Ok(session
+            .user(|id| self.users.find_by_id(id))?
             .filter(|u| !u.disabled)
             .map(|user| Subject {
                 user,
@@ -807,7 +811,7 @@ impl<'a> Accounts<'a> {
         }
         session.insert(METHODS, ["pwd"])?;
         session.insert(REAUTH_AT, crate::clock::now())?;
-        session.login(user.id, false)?;
+        session.login(user, false)?;
         Ok(Created::SignedIn)
     }
 
@@ -1122,6 +1126,7 @@ fn pend(
             attempts: 0,
             enrol,
             password_set_at: user.password_changed_at,
+            user_stamp: user.stamp.clone(),
         },
     )?;
     // A new id now, not only when the sign-in completes: a session id
@@ -1147,7 +1152,7 @@ fn sign_in(
     if let Some(at) = typed {
         session.insert(REAUTH_AT, at)?;
     }
-    session.login(user.id, remember)?;
+    session.login(&user, remember)?;
     Ok(Finished { user, methods })
 }
 

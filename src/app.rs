@@ -246,13 +246,41 @@ fn hsts(config: &Config) -> Option<String> {
     Some(value)
 }
 
-/// Opens the configured database and session store.
+/// Whether a gatehouse server holds the data directory `dir` now (see
+/// [`lock_data_dir`]); changes nothing (no directory or lock file is made).
+pub fn server_holds(dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Cannot tell: assume one does, so nothing is taken from under it.
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
+}
+
+/// What a command does with a `-wal` of another file beside the SQLite
+/// database in `dir`: moves it aside, unless a server holds the directory
+/// and may have it open (then the command refuses the database).
+pub fn foreign_wal_for_command(dir: &std::path::Path) -> db::ForeignWal {
+    if server_holds(dir) {
+        db::ForeignWal::Refuse
+    } else {
+        db::ForeignWal::MoveAside
+    }
+}
+
+/// Opens the configured database and session store; `foreign_wal` says what
+/// to do with a `-wal` of another file beside a SQLite database (see
+/// [`foreign_wal_for_command`]; a server, holding its data directory, moves
+/// it aside).
 ///
 /// # Errors
 ///
 /// When the data directory cannot be created, or a backend cannot be
 /// reached or migrated.
-pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
+pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Backends, AppError> {
     crate::files::create_private_dir(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -269,7 +297,7 @@ pub fn open_backends(config: &Config) -> Result<Backends, AppError> {
                     path: path.clone(),
                     source,
                 })?;
-                let pool = db::open(path, max)?;
+                let pool = db::open_with(path, max, foreign_wal)?;
                 let health = pool.clone();
                 let probe = WriteProbe::default();
                 (
@@ -574,7 +602,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         store,
         records,
         health,
-    } = open_backends(config)?;
+    } = open_backends(config, db::ForeignWal::MoveAside)?;
     // Read before anything listens: a bad certificate stops start-up.
     let certificates = match &config.tls {
         Some(files) => Some(crate::tls::Certificates::open(files.clone())?),
@@ -726,6 +754,22 @@ fn start_redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_moves_a_foreign_wal_aside_only_when_no_server_holds_the_directory() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("never used");
+        assert!(!server_holds(&missing));
+        assert!(!missing.exists(), "the probe made the directory");
+        assert_eq!(foreign_wal_for_command(&missing), db::ForeignWal::MoveAside);
+        let lock = lock_data_dir(dir.path()).expect("lock");
+        assert!(server_holds(dir.path()));
+        assert_eq!(foreign_wal_for_command(dir.path()), db::ForeignWal::Refuse);
+        drop(lock);
+        assert!(!server_holds(dir.path()));
+        // The probe left the directory free for a server.
+        drop(lock_data_dir(dir.path()).expect("lock again"));
+    }
 
     #[test]
     fn healthz_on_a_read_only_postgres_says_it_cannot_be_written() {

@@ -376,8 +376,12 @@ fn backup(global: &Global, file: &std::path::Path) -> Result<(), CliError> {
             source.display()
         )));
     }
-    crate::db::backup(&source, file)
-        .map_err(|e| CliError::Usage(format!("backup failed: {}", e.detail())))?;
+    crate::db::backup(
+        &source,
+        file,
+        app::foreign_wal_for_command(&config.data_dir),
+    )
+    .map_err(|e| CliError::Usage(format!("backup failed: {}", e.detail())))?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
     writeln!(
         std::io::stdout(),
@@ -430,7 +434,10 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
             from.display()
         )));
     }
-    let source = crate::db::open(from, 2).map_err(AppError::Db)?;
+    // A server may be running on the file to copy from (its data directory
+    // is the file's).
+    let foreign_wal = app::foreign_wal_for_command(from.parent().unwrap_or(Path::new(".")));
+    let source = crate::db::open_with(from, 2, foreign_wal).map_err(AppError::Db)?;
     let source_users = Users::new(
         source.clone(),
         Arc::new(crate::users::password::Hasher::new(
@@ -440,7 +447,7 @@ fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Result<(), Cli
         )),
     );
     let source_store = crate::session::SqliteStore::new(source);
-    let dest = app::open_backends(&config)?;
+    let dest = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
     let mut out = std::io::stdout().lock();
     if users_move {
         // Resumable: a run killed half way (or one without --sessions) left
@@ -522,7 +529,7 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     for app in config.apps.all() {
         writeln!(
             out,
-            "app {:?}: prefix {}, host {}, upstream {}, access {:?}",
+            "app {:?}: prefix {}, host {}, upstream {}, access {:?}{}",
             app.name,
             app.prefix.as_deref().unwrap_or("-"),
             app.host.as_deref().unwrap_or("-"),
@@ -530,7 +537,12 @@ fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
                 "http://{}{}",
                 u.authority, u.base
             )),
-            app.access
+            app.access,
+            if app.case_insensitive {
+                ", prefix in any case"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(())
@@ -556,7 +568,7 @@ fn checkpoint(global: &Global) -> Result<(), CliError> {
 
 fn stores(global: &Global) -> Result<(Users, Arc<dyn Store>), CliError> {
     let config = config(global, &[])?;
-    let backends = app::open_backends(&config)?;
+    let backends = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
     Ok((backends.users, backends.store))
 }
 

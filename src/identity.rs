@@ -1,5 +1,6 @@
 //! Who a user is, as every layer names it: the [`UserId`] the users table
-//! numbers them by and the [`User`] row. A bottom-layer module so that the
+//! numbers them by, and the [`User`] row with the stamp that binds
+//! sessions to one user. A bottom-layer module so that the
 //! session stores can hand back the user they read with a session (one
 //! joined read) without importing `users`, which sits beside them.
 
@@ -25,10 +26,30 @@ pub struct User {
     pub created_at: Millis,
     /// When the password last changed.
     pub password_changed_at: Millis,
+    /// A random value made with the user (see [`new_stamp`]) and stored
+    /// with each of their sessions: a session is theirs only when both the
+    /// id and the stamp match, so a session can never resolve to another
+    /// user who came to have its user id (another database file swapped
+    /// in, a backup restored, a stale `-wal` replayed).
+    pub stamp: String,
+}
+
+/// A fresh stamp for a new user: 32 lowercase hex digits (128 bits from the
+/// OS random source).
+pub fn new_stamp() -> String {
+    crate::crypto::random_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The columns of a user row, in the order [`User::from_row`] reads them.
-pub const USER_COLUMNS: &str = "id, username, is_admin, disabled, created_at, password_changed_at";
+pub const USER_COLUMNS: &str =
+    "id, username, is_admin, disabled, created_at, password_changed_at, stamp";
+
+/// How many columns [`USER_COLUMNS`] names: a statement that selects more
+/// after them reads those from this index on.
+pub const USER_COLUMN_COUNT: usize = 7;
 
 /// A database row a [`User`] can be read from: SQLite's and PostgreSQL's
 /// rows implement it (in `db`), so the users backends and the session
@@ -60,6 +81,7 @@ impl User {
             disabled: row.flag(first + 3)?,
             created_at: row.int(first + 4)?,
             password_changed_at: row.int(first + 5)?,
+            stamp: row.text(first + 6)?,
         })
     }
 

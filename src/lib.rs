@@ -160,8 +160,8 @@ pub mod users;
 #[doc(hidden)]
 pub mod web;
 
-// The library: everything documented, and nothing else. The README's
-// library section names each of these (tests/http/library.rs checks it).
+// The library: everything documented, and nothing else. docs/library.md
+// names each of these (tests/http/library.rs checks it).
 pub use clock::Millis;
 pub use db::DbError;
 pub use session::conformance;

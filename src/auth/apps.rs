@@ -98,9 +98,28 @@ pub struct App {
     pub identity_key: Option<Vec<u8>>,
     /// Whether a session must have signed in with a second factor.
     pub two_factor: bool,
+    /// Whether the prefix matches paths without regard to (ASCII) case:
+    /// set for an app whose upstream reads paths so, and (by
+    /// [`Apps::new`]) for every app whose prefix lies under such an app's.
+    pub case_insensitive: bool,
 }
 
 impl App {
+    /// What follows this app's prefix in a normalised `path` (`/page` of
+    /// `/apps/wiki/page`, `""` of `/apps/wiki`), if `path` is under it.
+    /// Case-sensitive unless [`App::case_insensitive`].
+    pub fn after_prefix<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let bare = self.prefix.as_deref()?.trim_end_matches('/');
+        let head = path.get(..bare.len())?;
+        let same = if self.case_insensitive {
+            head.eq_ignore_ascii_case(bare)
+        } else {
+            head == bare
+        };
+        let rest = &path[bare.len()..];
+        (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
+    }
+
     /// Where the dashboard links to.
     pub fn link(&self) -> String {
         match (&self.prefix, &self.host) {
@@ -124,6 +143,8 @@ pub struct AppSpec {
     identity_key: Option<String>,
     #[serde(default)]
     two_factor: bool,
+    #[serde(default)]
+    case_insensitive: bool,
 }
 
 /// Paths gatehouse serves itself; an app prefix may not shadow them.
@@ -266,6 +287,7 @@ impl AppSpec {
             access,
             identity_key,
             two_factor: self.two_factor,
+            case_insensitive: self.case_insensitive,
         })
     }
 }
@@ -279,12 +301,29 @@ pub struct Apps {
 }
 
 impl Apps {
-    /// Checks the set as a whole (unique names, prefixes and hosts).
+    /// Checks the set as a whole (unique names, prefixes and hosts), and
+    /// passes `case_insensitive` on to every app whose prefix lies under
+    /// the prefix of an app that has it: the outer app's upstream would
+    /// serve `/apps/site/PRIVATE/` as its `private/` area, so the nested
+    /// `/apps/site/private/` app must claim that spelling too.
     ///
     /// # Errors
     ///
     /// The first clash.
-    pub fn new(apps: Vec<App>, default: Access) -> Result<Self, AppError> {
+    pub fn new(mut apps: Vec<App>, default: Access) -> Result<Self, AppError> {
+        let folded: Vec<String> = apps
+            .iter()
+            .filter(|a| a.case_insensitive)
+            .filter_map(|a| a.prefix.as_deref())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for app in &mut apps {
+            let inherits = app.prefix.as_deref().is_some_and(|p| {
+                let p = p.to_ascii_lowercase();
+                folded.iter().any(|outer| p.starts_with(outer.as_str()))
+            });
+            app.case_insensitive |= inherits;
+        }
         for (i, a) in apps.iter().enumerate() {
             for b in &apps[..i] {
                 let clash = |field: &'static str, what: &str| AppError {
@@ -295,7 +334,14 @@ impl Apps {
                 if a.name.eq_ignore_ascii_case(&b.name) {
                     return Err(clash("name", "the name"));
                 }
-                if a.prefix.is_some() && a.prefix == b.prefix {
+                let same_prefix = match (&a.prefix, &b.prefix) {
+                    (Some(pa), Some(pb)) if a.case_insensitive || b.case_insensitive => {
+                        pa.eq_ignore_ascii_case(pb)
+                    }
+                    (Some(pa), Some(pb)) => pa == pb,
+                    _ => false,
+                };
+                if same_prefix {
                     return Err(clash("prefix", "the prefix"));
                 }
                 if a.host.is_some() && a.host == b.host {
@@ -331,14 +377,12 @@ impl Apps {
 
     /// The app whose prefix `path` is under (the longest match). The prefix
     /// without its trailing slash also matches, so `/apps/wiki` finds wiki.
+    /// Prefixes match case-sensitively, as most upstreams read paths,
+    /// unless the app says `case_insensitive` (see [`App::after_prefix`]).
     pub fn by_path(&self, path: &str) -> Option<&App> {
         self.apps
             .iter()
-            .filter(|a| {
-                a.prefix
-                    .as_deref()
-                    .is_some_and(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
-            })
+            .filter(|a| a.after_prefix(path).is_some())
             .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len))
     }
 
@@ -561,6 +605,102 @@ mod tests {
         assert_eq!(find("/apps/site/private/..;/s"), Err(PathError::LeavesApp));
         assert_eq!(find("/apps/site/a;b/c"), Ok(Some("site".into())));
         assert_eq!(find("/apps/site/private/a;b"), Ok(Some("private".into())));
+    }
+
+    /// `/apps/site/` and its admins-only `/apps/site/private/`, with
+    /// `case_insensitive` on the apps named in `insensitive`.
+    fn site(insensitive: &[&str]) -> Apps {
+        let flag = |name: &str| {
+            if insensitive.contains(&name) {
+                "\ncase_insensitive = true"
+            } else {
+                ""
+            }
+        };
+        let site = spec(&format!(
+            "name = \"site\"\nprefix = \"/apps/site/\"\nupstream = \"http://127.0.0.1:1\"{}",
+            flag("site")
+        ))
+        .build()
+        .expect("site");
+        let private = spec(&format!(
+            "name = \"private\"\nprefix = \"/apps/site/private/\"\nupstream = \"http://127.0.0.1:1/private\"\nallow = \"admins\"{}",
+            flag("private")
+        ))
+        .build()
+        .expect("private");
+        Apps::new(vec![site, private], Access::Nobody).expect("apps")
+    }
+
+    fn name_of<'a>(apps: &'a Apps, path: &str) -> Option<&'a str> {
+        apps.by_path(path).map(|a| a.name.as_str())
+    }
+
+    #[test]
+    fn prefixes_match_case_sensitively_by_default() {
+        let apps = site(&[]);
+        assert_eq!(name_of(&apps, "/apps/site/private/x"), Some("private"));
+        assert_eq!(name_of(&apps, "/apps/site/PRIVATE/x"), Some("site"));
+        assert_eq!(name_of(&apps, "/apps/site/Private"), Some("site"));
+        assert_eq!(name_of(&apps, "/APPS/SITE/x"), None);
+        assert!(apps.all().iter().all(|a| !a.case_insensitive));
+    }
+
+    #[test]
+    fn a_case_insensitive_app_claims_every_spelling_of_its_prefix_and_those_under_it() {
+        // Said by the outer app (its upstream reads paths without regard
+        // to case): the nested app inherits it.
+        let apps = site(&["site"]);
+        for path in [
+            "/apps/site/PRIVATE/x",
+            "/APPS/Site/Private/",
+            "/apps/site/private",
+        ] {
+            assert_eq!(name_of(&apps, path), Some("private"), "{path}");
+        }
+        assert_eq!(name_of(&apps, "/APPS/SITE/x"), Some("site"));
+        assert_eq!(name_of(&apps, "/apps/site/privatex"), Some("site"));
+        assert!(apps.all().iter().all(|a| a.case_insensitive));
+        // Said by the nested app alone: its prefix only.
+        let apps = site(&["private"]);
+        assert_eq!(name_of(&apps, "/apps/site/PRIVATE/x"), Some("private"));
+        assert_eq!(name_of(&apps, "/APPS/SITE/x"), None);
+    }
+
+    #[test]
+    fn what_follows_the_prefix_is_found_in_any_case_only_when_asked() {
+        let apps = site(&["site"]);
+        let private = apps.by_path("/apps/site/private/").expect("private");
+        assert_eq!(private.after_prefix("/APPS/SITE/PRIVATE/a/B"), Some("/a/B"));
+        assert_eq!(private.after_prefix("/apps/site/Private"), Some(""));
+        assert_eq!(private.after_prefix("/apps/site/privatex"), None);
+        assert_eq!(private.after_prefix("/apps/site"), None);
+        let apps = site(&[]);
+        let private = apps.by_path("/apps/site/private/").expect("private");
+        assert_eq!(private.after_prefix("/apps/site/private/a"), Some("/a"));
+        assert_eq!(private.after_prefix("/apps/site/PRIVATE/a"), None);
+        // A path cut inside a multi-byte character is no match, not a panic.
+        assert_eq!(private.after_prefix("/apps/site/privat\u{e9}"), None);
+    }
+
+    #[test]
+    fn prefixes_that_differ_only_in_case_clash_when_either_app_ignores_case() {
+        let app = |name: &str, prefix: &str, extra: &str| {
+            spec(&format!(
+                "name = \"{name}\"\nprefix = \"{prefix}\"\nupstream = \"http://127.0.0.1:1\"{extra}"
+            ))
+            .build()
+            .expect("app")
+        };
+        let apart = vec![app("a", "/apps/wiki/", ""), app("b", "/apps/Wiki/", "")];
+        assert!(Apps::new(apart, Access::Nobody).is_ok());
+        let insensitive = "\ncase_insensitive = true";
+        let same = vec![
+            app("a", "/apps/wiki/", ""),
+            app("b", "/apps/Wiki/", insensitive),
+        ];
+        let e = Apps::new(same, Access::Nobody).expect_err("clash");
+        assert_eq!((e.app.as_str(), e.field), ("b", "prefix"));
     }
 
     #[test]

@@ -9,9 +9,31 @@
 //! characters decoded, hex digits upper-cased, dot segments removed) and
 //! repeated slashes collapsed, and what cannot be normalised without
 //! guessing how the upstream reads it (an encoded slash or backslash, a
-//! broken escape, a control character, a path that climbs above the root)
-//! is refused. The normalised form is what gets forwarded, so the upstream
-//! sees exactly the path that was checked.
+//! broken escape, a control character raw or encoded, a `#`, a path that
+//! climbs above the root) is refused. The normalised form is what gets
+//! forwarded, so the upstream sees exactly the path that was checked.
+//!
+//! Characters two readers might take apart differently are either read as
+//! every upstream reads them or refused:
+//!
+//! - `#`: refused. A fragment is never part of a request target, and
+//!   readers disagree on one that arrives anyway: nginx's static server and
+//!   Python's `http.server` cut the path there, Go's keeps it in the path;
+//!   `/private/secret.txt#/../../index.html` is the secret to the first and
+//!   the index to the second.
+//! - `?`: the first one starts the query, for every reader.
+//! - `%23`, `%3F`: ordinary characters of their segment, as RFC 3986 has
+//!   them and as nginx, Go and Python read them (they decode after they
+//!   have split off the query and any fragment); forwarded still encoded.
+//! - `%2F`, `%5C`, a raw `\`: refused; some upstreams split on them, some
+//!   do not.
+//! - control characters, raw or encoded (`%00`-`%1F`, `%7F`): refused; C
+//!   code ends a path at `%00`, and a decoded line break could start a new
+//!   header line in a log or a forwarded header.
+//! - `;`: kept; [`crate::auth::apps::Apps::by_target`] refuses a path that
+//!   lands in another app when read as Java servers read `;parameters`.
+//! - `%25`: a literal `%`, as every reader that decodes once reads it (an
+//!   upstream that decodes twice is not supported).
 
 use std::fmt;
 
@@ -26,6 +48,10 @@ pub enum PathError {
     BadEscape,
     /// A control character or a backslash.
     BadByte,
+    /// `%00` to `%1F` or `%7F`: a control character, encoded.
+    EncodedControl,
+    /// A `#`: a fragment, which is never part of a request target.
+    Fragment,
     /// `..` above the root.
     Climbs,
     /// `..` above the prefix of the app the path is under.
@@ -40,6 +66,8 @@ impl PathError {
             Self::EncodedSlash => "the path contains an encoded slash or backslash",
             Self::BadEscape => "the request target contains a broken percent escape",
             Self::BadByte => "the request target contains a control character or backslash",
+            Self::EncodedControl => "the path contains an encoded control character",
+            Self::Fragment => "the request target contains a #",
             Self::Climbs => "the path climbs above its root",
             Self::LeavesApp => "the path climbs above its app",
         }
@@ -74,12 +102,16 @@ impl Target {
     ///
     /// The target has no normal form; the caller answers `400`.
     pub fn parse(raw: &str) -> Result<Self, PathError> {
+        // A fragment is never part of a request target; one that arrives
+        // anyway is cut off by some readers and kept by others, and a `..`
+        // after it then climbs back over the path that was judged.
+        if raw.contains('#') {
+            return Err(PathError::Fragment);
+        }
         let (path, query) = match raw.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (raw, None),
         };
-        // A fragment is never part of a request; a client that sends one
-        // sent something else than it thinks.
         let path = path.strip_prefix('/').ok_or(PathError::NotOriginForm)?;
         let segments: Vec<&str> = path.split('/').collect();
         let last = segments.len() - 1;
@@ -185,6 +217,9 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
             let decoded = escaped_byte(bytes, i)?;
             if decoded == b'/' || decoded == b'\\' {
                 return Err(PathError::EncodedSlash);
+            }
+            if decoded.is_ascii_control() {
+                return Err(PathError::EncodedControl);
             }
             if is_unreserved(decoded) {
                 out.push(char::from(decoded));
@@ -343,6 +378,46 @@ mod tests {
         for t in ["@127.0.0.1:3101/admin/users", "1/x", "*", "http://h/x", ""] {
             assert_eq!(Target::parse(t), Err(PathError::NotOriginForm), "{t}");
         }
+    }
+
+    #[test]
+    fn a_fragment_is_refused_wherever_it_is() {
+        for t in [
+            "/apps/site/%70rivate/secret.txt#/../../index.html",
+            "/apps/site/index.html#",
+            "/#",
+            "/a?q=1#/../../private",
+            "#/x",
+        ] {
+            assert_eq!(Target::parse(t), Err(PathError::Fragment), "{t}");
+        }
+        // Encoded, it is an ordinary character of its segment, as it is
+        // to the upstream, and stays encoded.
+        assert_eq!(
+            path("/apps/site/private/secret.txt%23/../../index.html").as_deref(),
+            Ok("/apps/site/index.html")
+        );
+        assert_eq!(path("/a%23b%3fc").as_deref(), Ok("/a%23b%3Fc"));
+    }
+
+    #[test]
+    fn encoded_control_characters_are_refused_in_the_path() {
+        for t in [
+            "/apps/site/private/secret.txt%00/../../index.html",
+            "/a%00",
+            "/a%0d%0aRemote-User:%20root",
+            "/a%09b",
+            "/a%1f",
+            "/a%7F",
+        ] {
+            assert_eq!(Target::parse(t), Err(PathError::EncodedControl), "{t}");
+        }
+        // In the query they are the upstream's business, kept encoded.
+        assert_eq!(
+            Target::parse("/a?x=%00").map(|t| t.path_and_query()),
+            Ok("/a?x=%00".to_owned())
+        );
+        assert_eq!(path("/a%20b%7e").as_deref(), Ok("/a%20b~"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::auth::apps::{Access, AppSpec, Apps};
 
 use super::check::tls_files;
-use super::table::{SETTINGS, Set, Setting, find};
+use super::table::{Draft, SETTINGS, Set, Setting, find};
 use super::{Config, ConfigError};
 
 #[derive(Clone, Debug)]
@@ -25,20 +25,6 @@ enum Raw {
 struct Value {
     raw: Raw,
     source: String,
-}
-
-/// What the rows parse into: the [`Config`] itself, plus the few values
-/// that only become part of it together with others (the certificate
-/// pair, the default policy of the apps).
-pub(super) struct Draft {
-    /// The configuration being filled.
-    pub config: Config,
-    /// `tls_cert`, resolved against the data directory.
-    pub tls_cert: Option<PathBuf>,
-    /// `tls_key`, resolved against the data directory.
-    pub tls_key: Option<PathBuf>,
-    /// `default_policy`.
-    pub default_policy: Access,
 }
 
 /// Collects raw values from each layer, later layers winning.

@@ -34,7 +34,7 @@
 //!    `check-config`'s line all follow from the row.
 //! 3. Give the field a placeholder in `Config::unfilled` (it is always
 //!    overwritten by the row).
-//! 4. Add the row to the README's settings table (a test fails until it is
+//! 4. Add the row to the settings table in `docs/configuration.md` (a test fails until it is
 //!    there) and, if it must agree with other settings, a rule to
 //!    `check.rs`.
 
@@ -562,22 +562,26 @@ mod readme {
     }
 
     #[test]
-    fn the_readme_documents_every_setting_and_its_env_twin() {
-        let readme = include_str!("../../README.md");
+    fn the_configuration_guide_documents_every_setting_and_its_env_twin() {
+        let guide = include_str!("../../docs/configuration.md");
         for s in SETTINGS {
             let row = format!("| `{}` | `{}` |", s.name, env_name(s.name));
-            assert!(readme.contains(&row), "README lacks a row for {}", s.name);
+            assert!(
+                guide.contains(&row),
+                "docs/configuration.md lacks a row for {}",
+                s.name
+            );
         }
     }
 
-    /// The README's settings table: each row's name, environment
-    /// variable and default cell, in order.
-    fn readme_rows() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../README.md");
-        let start = readme
+    /// The settings table of docs/configuration.md: each row's name,
+    /// environment variable and default cell, in order.
+    fn guide_rows() -> Vec<(String, String, String)> {
+        let guide = include_str!("../../docs/configuration.md");
+        let start = guide
             .find("| setting | environment | default | meaning |")
-            .expect("the README has a settings table");
-        readme[start..]
+            .expect("docs/configuration.md has a settings table");
+        guide[start..]
             .lines()
             .skip(2)
             .take_while(|line| line.starts_with('|'))
@@ -590,24 +594,29 @@ mod readme {
     }
 
     #[test]
-    fn the_readme_settings_table_has_exactly_the_rows_with_their_defaults() {
-        let rows = readme_rows();
+    fn the_settings_table_has_exactly_the_rows_with_their_defaults() {
+        let rows = guide_rows();
         for s in SETTINGS {
             let Some((_, env, default)) = rows.iter().find(|(name, _, _)| name == s.name) else {
-                panic!("README lacks a row for {}", s.name);
+                panic!("docs/configuration.md lacks a row for {}", s.name);
             };
-            assert_eq!(*env, s.env(), "README's env twin of {}", s.name);
+            assert_eq!(
+                *env,
+                s.env(),
+                "docs/configuration.md's env twin of {}",
+                s.name
+            );
             let text = s.default_text();
             if text.is_empty() {
                 assert!(
                     default.starts_with("(empty"),
-                    "README's default of {} is {default:?}, not empty",
+                    "docs/configuration.md's default of {} is {default:?}, not empty",
                     s.name
                 );
             } else {
                 assert!(
                     default.contains(&format!("`{text}`")),
-                    "README's default of {} is {default:?}, not `{text}`",
+                    "docs/configuration.md's default of {} is {default:?}, not `{text}`",
                     s.name
                 );
             }
@@ -615,7 +624,7 @@ mod readme {
         for (name, _, _) in &rows {
             assert!(
                 SETTINGS.iter().any(|s| s.name == name),
-                "README documents {name}, which is no setting"
+                "docs/configuration.md documents {name}, which is no setting"
             );
         }
     }

@@ -3,22 +3,39 @@
 //! parsed and where it goes in [`Config`], how `check-config` shows it,
 //! and what it means. Loading ([`super::Layers`]), the environment names,
 //! the unknown-setting errors and warnings and `check-config`'s output all
-//! read this table; the README's settings table is tested against it.
+//! read this table; the settings table of `docs/configuration.md` is
+//! tested against it.
 //!
 //! Rows are in `check-config`'s order.
 
+use std::path::PathBuf;
+
+use crate::auth::apps::Access;
 use crate::auth::throttle::{Limits, MAX_ENTRIES};
 use crate::session::{CookieOptions, SessionOptions};
 
 use super::Config;
-use super::effective::{masked, none_if_empty};
-use super::layers::Draft;
 use super::values::{
     Database, SessionStore, access, at_least_one, cookie_domain, cookie_name, cookie_path,
-    cookie_secure, data_path, database, format_duration, listen, mask_password, max_connections,
-    number_in, optional_secret, parse_bool, parse_duration, public_url, redirect_http, same_site,
-    session_store, show_cookie_secure, show_same_site, signing_secret, store_prefix, threads,
+    cookie_secure, data_path, database, format_duration, listen, mask_password, masked,
+    max_connections, none_if_empty, number_in, optional_secret, parse_bool, parse_duration,
+    public_url, redirect_http, same_site, session_store, show_cookie_secure, show_same_site,
+    signing_secret, store_prefix, threads,
 };
+
+/// What the rows parse into: the [`Config`] itself, plus the few values
+/// that only become part of it together with others (the certificate
+/// pair, the default policy of the apps).
+pub(super) struct Draft {
+    /// The configuration being filled.
+    pub config: Config,
+    /// `tls_cert`, resolved against the data directory.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`, resolved against the data directory.
+    pub tls_key: Option<PathBuf>,
+    /// `default_policy`.
+    pub default_policy: Access,
+}
 
 /// One setting: its names, default, parser, display and meaning.
 pub struct Setting {
@@ -29,7 +46,7 @@ pub struct Setting {
     pub env_twin: Option<&'static str>,
     /// The default, as it would be written.
     pub default: Fallback,
-    /// What it does (one line; the README says more).
+    /// What it does (one line; docs/configuration.md says more).
     pub help: &'static str,
     /// How a value is parsed and where it goes.
     pub(super) set: Set,

@@ -350,6 +350,24 @@ pub(super) fn data_path(s: &str, data_dir: &Path) -> Option<PathBuf> {
     (!s.is_empty()).then(|| data_dir.join(s))
 }
 
+/// How many secrets are configured, never what they are.
+pub(super) fn masked(n: usize) -> String {
+    if n == 0 {
+        "(none)".to_owned()
+    } else {
+        format!("*** ({n} configured)")
+    }
+}
+
+/// A list, comma-separated, or `(none)`.
+pub(super) fn none_if_empty(items: Vec<String>) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,15 +5,37 @@
 //! A file replaced, moved or deleted while the server runs used to split the
 //! server's view (old connections on the old file, new ones on the new) or,
 //! with SQLite's create-on-open, start an empty database behind its back.
-//! Every checkout now compares the path's identity with the one at start (a
-//! `stat`, no statement), every new connection compares the database id, and
-//! connections never create the file; on a mismatch the pool refuses to hand
-//! out connections, so writes (and reads) answer `503` with one clear log
-//! line until the file is put back or the server restarted on purpose.
+//! Now:
+//!
+//! - a new connection is opened only after the path was found to be the
+//!   file opened at start (a `stat`) and the `-wal` beside it recorded for
+//!   that file (see [`super::wal`]): SQLite, once it opens a path, reads the
+//!   `-wal` and `-shm` beside it, so checking after opening would be too
+//!   late. The path is compared again once it is open (a swap between the
+//!   two looks), and the database id read through the connection;
+//! - every checkout compares the path's identity (a `stat`, no statement);
+//! - connections never create the file.
+//!
+//! On a mismatch the pool refuses to hand out connections, so writes (and
+//! reads) answer `503` with one clear log line until the file is put back or
+//! the server restarted on purpose. A `-wal` found recorded for another file
+//! (another gatehouse process, one that did not know this server was
+//! running, such as one with another data directory, opened a file that
+//! replaced this one and moved this server's `-wal` aside) is for good:
+//! this server's own `-wal` is no longer at the path, so it serves nothing
+//! more until restarted.
 //!
 //! Connections that SQLite opened read-only (the file was not writable at
 //! that moment) are dropped when handed back, so once permissions are fixed
 //! the pool reopens them writable by itself.
+//!
+//! The per-checkout `stat` is the only system call this adds to a request.
+//! It can become a check on a schedule (say at most once a second) without
+//! letting a `-wal` meet another file, since no connection opens without
+//! the full check and a `-wal` left by a replaced file is moved aside at
+//! the next open; what a schedule gives up is that a write in the moments
+//! after a swap lands in the old file's `-wal` (which is then moved aside,
+//! not lost) instead of being refused.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,11 +57,21 @@ struct Identity {
     database_id: String,
     /// Whether a mismatch was seen and logged (and not yet cleared).
     broken: AtomicBool,
+    /// Whether the `-wal` at the path was found recorded for another file:
+    /// this server's `-wal` is gone from the path, for good.
+    wal_lost: AtomicBool,
 }
+
+/// Why the `-wal` at the path is no longer this server's.
+const WAL_LOST: &str = "has a -wal beside it that another gatehouse process recorded for \
+                        another database file (it opened a file that replaced this one)";
 
 impl Identity {
     /// Compares the file at the path with the one opened at start.
     fn check(&self) -> Result<(), DbError> {
+        if self.wal_lost.load(Ordering::SeqCst) {
+            return Err(self.fail(WAL_LOST));
+        }
         let why = match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => {
                 if self.broken.swap(false, Ordering::SeqCst) {
@@ -60,6 +92,18 @@ impl Identity {
             }
         };
         Err(self.fail(why))
+    }
+
+    /// Run before a new connection opens the path: the file there is the
+    /// one opened at start, and the `-wal` beside it recorded for it.
+    fn check_before_open(&self) -> Result<(), DbError> {
+        self.check()?;
+        if super::wal::still_owned_by(&self.path, self.ino, &self.database_id) {
+            Ok(())
+        } else {
+            self.wal_lost.store(true, Ordering::SeqCst);
+            Err(self.fail(WAL_LOST))
+        }
     }
 
     /// Records a mismatch: logged once, and the error every checkout gets.
@@ -89,7 +133,19 @@ impl r2d2::ManageConnection for Manager {
     type Error = rusqlite::Error;
 
     fn connect(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        let refused = |e: DbError| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(e.to_string()),
+            )
+        };
+        // Before SQLite opens the path, and so reads the -wal and -shm
+        // beside it; the pool opens connections by itself too (to keep one
+        // idle), so this cannot wait for a checkout.
+        self.identity.check_before_open().map_err(refused)?;
         let conn = self.inner.connect()?;
+        // A swap between the look and the open is seen here.
+        self.identity.check().map_err(refused)?;
         match database_id(&conn) {
             Ok(id) if id == self.identity.database_id => Ok(conn),
             _ => {
@@ -143,6 +199,7 @@ impl Pool {
             ino: meta.ino(),
             database_id,
             broken: AtomicBool::new(false),
+            wal_lost: AtomicBool::new(false),
         });
         let manager = Manager {
             inner: SqliteConnectionManager::file(path)
@@ -270,6 +327,50 @@ mod tests {
         };
         let err = manager.connect().expect_err("refused");
         assert!(err.to_string().contains("another database"), "{err}");
+    }
+
+    /// The manager the pool of `pool` uses, on its path.
+    fn manager_of(pool: &Pool) -> Manager {
+        Manager {
+            inner: SqliteConnectionManager::file(&pool.identity.path)
+                .with_init(super::super::configure),
+            identity: Arc::clone(&pool.identity),
+        }
+    }
+
+    #[test]
+    fn no_connection_is_opened_on_a_path_that_is_another_file_now() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        // A database in rollback mode: a connection opened on it would turn
+        // it to WAL and make a -wal and -shm beside it.
+        let other = dir.path().join("other.db");
+        rusqlite::Connection::open(&other)
+            .expect("open")
+            .execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+            .expect("schema");
+        std::fs::rename(&other, &path).expect("replace");
+        let err = manager_of(&pool).connect().expect_err("refused");
+        assert!(err.to_string().contains("was replaced"), "{err}");
+        let header = std::fs::read(&path).expect("read");
+        assert_eq!(header[18], 1, "SQLite opened it and set WAL mode");
+    }
+
+    #[test]
+    fn no_connection_is_opened_once_the_wal_is_recorded_for_another_file() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        pool.get().expect("served");
+        let ino = std::fs::metadata(&path).expect("stat").ino();
+        std::fs::write(
+            super::super::wal::sidecar(&path),
+            format!("gatehouse-database-identity-v1 dev=1 ino={} id=\n", ino + 1),
+        )
+        .expect("a record for another file");
+        let err = manager_of(&pool).connect().expect_err("refused");
+        assert!(err.to_string().contains("recorded for"), "{err}");
+        // For good: the path is still this file, but its -wal is not.
+        assert!(pool.get().is_err());
     }
 
     #[test]

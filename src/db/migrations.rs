@@ -73,6 +73,17 @@ const STEPS: &[&str] = &[
          last_used_at INTEGER
      );
      CREATE INDEX passkeys_by_user ON passkeys(user_id);",
+    // 5: a random stamp per user, stored with each of their sessions and
+    // compared in the read that loads a session, so a session resolves
+    // only to the user it was made for, never to another who came to have
+    // its user id. Signed-in sessions from before carry no stamp and are
+    // ended (their users sign in again once): the file they are in may be
+    // the very one a stale -wal of another file was replayed into, before
+    // gatehouse recorded which file its -wal belongs to.
+    "ALTER TABLE users ADD COLUMN stamp TEXT NOT NULL DEFAULT '';
+     UPDATE users SET stamp = lower(hex(randomblob(16)));
+     ALTER TABLE sessions ADD COLUMN user_stamp TEXT;
+     DELETE FROM sessions WHERE user_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.
@@ -149,9 +160,7 @@ mod tests {
             .expect("version");
         assert_eq!(v, SCHEMA_VERSION);
         let n: i64 = conn
-            .query_row("SELECT count(*) FROM sessions WHERE user_id = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT count(*) FROM users WHERE id = 1", [], |r| r.get(0))
             .expect("rows");
         assert_eq!(n, 1);
         let sql: String = conn
@@ -162,6 +171,47 @@ mod tests {
             )
             .expect("index");
         assert!(sql.contains("last_seen_at"), "{sql}");
+    }
+
+    #[test]
+    fn an_upgrade_gives_every_user_a_stamp_of_their_own_and_ends_signed_in_sessions() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for step in &STEPS[..4] {
+            conn.execute_batch(step).expect("steps 1 to 4");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("v4");
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at)
+             VALUES (1, 'one', 'h', 0, 0), (2, 'two', 'h', 0, 0);
+             INSERT INTO sessions (key, user_id, created_at, last_seen_at, expires_at,
+                                   absolute_expires_at)
+             VALUES (x'01', 1, 0, 0, 1, 1), (x'02', NULL, 0, 0, 1, 1);",
+        )
+        .expect("v4 data");
+        migrate(&mut conn).expect("migrate");
+        let stamps: Vec<String> = conn
+            .prepare("SELECT stamp FROM users ORDER BY id")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(stamps.len(), 2);
+        assert!(
+            stamps
+                .iter()
+                .all(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{stamps:?}"
+        );
+        assert_ne!(stamps[0], stamps[1], "two users share a stamp");
+        let left: Vec<Option<i64>> = conn
+            .prepare("SELECT user_id FROM sessions")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(left, [None], "only the anonymous session is kept");
     }
 
     #[test]

@@ -11,12 +11,14 @@ pub mod postgres;
 pub mod redis;
 
 mod identity;
+mod wal;
 
 use std::path::Path;
 use std::time::Duration;
 
 pub use identity::{Manager, Pool, probe_write};
 pub use migrations::{SCHEMA_VERSION, migrate};
+pub use wal::ForeignWal;
 
 /// A connection checked out of a [`Pool`].
 pub type Conn = r2d2::PooledConnection<Manager>;
@@ -238,6 +240,18 @@ pub fn returning<T>(
 /// Fails when the file cannot be opened, a migration fails, or the file was
 /// made by a newer gatehouse.
 pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
+    open_with(path, max_size, ForeignWal::MoveAside)
+}
+
+/// [`open`], saying what to do with a `-wal` beside the file that was
+/// written for another file: [`ForeignWal::Refuse`] where a gatehouse
+/// server may have the database open (a command run beside it).
+///
+/// # Errors
+///
+/// As [`open`]'s, and a foreign `-wal` with [`ForeignWal::Refuse`].
+pub fn open_with(path: &Path, max_size: u32, foreign_wal: ForeignWal) -> Result<Pool, DbError> {
+    before_sqlite_opens(path, foreign_wal)?;
     // The one connection allowed to create the file: the pool's connections
     // open it without SQLITE_OPEN_CREATE, so a file deleted while serving is
     // an error, never a fresh empty database behind the server's back.
@@ -251,8 +265,29 @@ pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
         reason: e.to_string(),
     })?;
     let database_id = identity::database_id(&first)?;
+    wal::record(path, Some(&database_id))?;
     drop(first);
     Pool::build(path, database_id, max_size)
+}
+
+/// What every opening of gatehouse's database file does before SQLite sees
+/// it: a `-wal` beside it that was written for another file is moved aside
+/// (never replayed), the file is made (`0600`) if it is new, and the `-wal`
+/// is recorded for this file before SQLite writes to it (see [`wal`]).
+///
+/// # Errors
+///
+/// When the files cannot be examined, made or recorded, or a foreign
+/// `-wal` cannot be moved aside.
+fn before_sqlite_opens(path: &Path, foreign_wal: ForeignWal) -> Result<(), DbError> {
+    wal::guard(path, foreign_wal)?;
+    crate::files::touch_private(path).map_err(|e| {
+        DbError::Invalid(format!(
+            "cannot create the database {}: {e}",
+            path.display()
+        ))
+    })?;
+    wal::record(path, wal::id_in_file(path).as_deref())
 }
 
 /// Copies the live database at `source` into a new file `dest` with
@@ -266,15 +301,19 @@ pub fn open(path: &Path, max_size: u32) -> Result<Pool, DbError> {
 ///
 /// # Errors
 ///
-/// When `dest` exists, the source cannot be read, or the copy fails its
-/// integrity check.
-pub fn backup(source: &Path, dest: &Path) -> Result<(), DbError> {
+/// When `dest` exists, the source cannot be read, has a `-wal` of another
+/// file beside it (moved aside or refused as `foreign_wal` says), or the
+/// copy fails its integrity check.
+pub fn backup(source: &Path, dest: &Path, foreign_wal: ForeignWal) -> Result<(), DbError> {
     if dest.exists() {
         return Err(DbError::Backup(format!(
             "{} already exists; choose a new file name",
             dest.display()
         )));
     }
+    // A -wal of another file beside the source would be copied into the
+    // backup as if it were the source's.
+    wal::guard(source, foreign_wal)?;
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     src.busy_timeout(BUSY_TIMEOUT)?;
@@ -327,12 +366,11 @@ fn copy_checked(src: &rusqlite::Connection, tmp: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Removes a database file and whatever SQLite keeps beside it.
+/// Removes a database file and whatever SQLite (and gatehouse) keeps
+/// beside it.
 fn remove_with_companions(path: &Path) {
-    for suffix in ["", "-journal", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    for suffix in ["", "-journal", "-wal", "-shm", "-identity"] {
+        let _ = std::fs::remove_file(wal::companion(path, suffix));
     }
 }
 
@@ -348,6 +386,9 @@ pub fn checkpoint(path: &Path) -> Result<(), DbError> {
     if !path.exists() {
         return Ok(());
     }
+    // Run after a command that opened the file (and so judged its -wal),
+    // maybe beside a server: a -wal of another file now is left alone.
+    wal::guard(path, ForeignWal::Refuse)?;
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -366,7 +407,9 @@ pub fn checkpoint(path: &Path) -> Result<(), DbError> {
 }
 
 /// Replaces the database at `dest` with the backup at `source`. Stop the
-/// server first: sessions and users it holds in memory would not match.
+/// server first: sessions and users it holds in memory would not match
+/// (the caller holds the data directory, so none runs). A `-wal` of
+/// another file beside `dest` is moved aside first.
 ///
 /// # Errors
 ///
@@ -382,6 +425,8 @@ pub fn restore(source: &Path, dest: &Path) -> Result<(), DbError> {
     }
     let src =
         rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    // The caller holds the data directory: no server has the file open.
+    before_sqlite_opens(dest, ForeignWal::MoveAside)?;
     let mut out = rusqlite::Connection::open(dest)?;
     out.busy_timeout(BUSY_TIMEOUT)?;
     {
@@ -390,6 +435,13 @@ pub fn restore(source: &Path, dest: &Path) -> Result<(), DbError> {
     }
     // An older backup is brought up to this version's schema.
     migrate(&mut out)?;
+    // The file holds another database now (the backup's id): everything
+    // goes into the file itself, and the -wal is recorded for what it
+    // holds, so the next start does not take it for another file's.
+    let _: (i64, i64, i64) = out.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    wal::record(dest, Some(&identity::database_id(&out)?))?;
     Ok(())
 }
 

@@ -86,6 +86,18 @@ const STEPS: &[&str] = &[
          last_used_at BIGINT
      );
      CREATE INDEX passkeys_by_user ON passkeys (user_id);",
+    // 3: a random stamp per user, stored with each of their sessions and
+    // compared in the read that loads a session, so a session resolves
+    // only to the user it was made for, never to another who came to have
+    // its user id. The default gives one to every existing user (a volatile
+    // default is computed per row) and to users an instance of an older
+    // version adds during a rolling upgrade; sessions from before get their
+    // user's (a PostgreSQL database cannot have another's log replayed into
+    // it the way a SQLite file can).
+    "ALTER TABLE users ADD COLUMN stamp TEXT NOT NULL
+         DEFAULT replace(gen_random_uuid()::text, '-', '');
+     ALTER TABLE sessions ADD COLUMN user_stamp TEXT;
+     UPDATE sessions s SET user_stamp = u.stamp FROM users u WHERE u.id = s.user_id;",
 ];
 
 /// The schema version this binary writes.

@@ -2,15 +2,16 @@
 //!
 //! It is public so that a library user writing their own store can run the
 //! same checks: call [`run`] from a test. Sessions are made for user ids 1
-//! and 2; a store that checks user ids must know both. Each check panics
-//! with a message naming the broken rule.
+//! and 2, with the stamps [`stamp`] gives them; a store that checks user ids
+//! must know both (the SQL stores' tests add them with [`USERS`]). Each
+//! check panics with a message naming the broken rule.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::id::{SessionId, SessionKey};
-use super::store::{Change, Patch, Record, Store, Touch};
+use super::store::{Change, Patch, Record, Store, Touch, UserId};
 use crate::clock::{self, Millis};
 
 const HOUR: Millis = 3_600_000;
@@ -20,6 +21,7 @@ pub fn record(key: SessionKey, now: Millis) -> Record {
     Record {
         key,
         user_id: None,
+        user_stamp: None,
         data: Map::new(),
         created_at: now,
         last_seen_at: now,
@@ -43,10 +45,25 @@ pub fn created<S: Store + ?Sized>(store: &S, now: Millis) -> Record {
     rec
 }
 
-/// SQL that adds the users the suite makes sessions for (ids 1 and 2), for
-/// a store whose sessions reference a `users` table.
+/// SQL that adds the users the suite makes sessions for (ids 1 and 2, with
+/// the stamps [`stamp`] gives them), for a store whose sessions reference a
+/// `users` table.
 pub const USERS: &str = "INSERT INTO users (id, username, password_hash, created_at, \
-                         password_changed_at) VALUES (1, 'one', 'x', 0, 0), (2, 'two', 'x', 0, 0);";
+                         password_changed_at, stamp) VALUES \
+                         (1, 'one', 'x', 0, 0, '00000000000000000000000000000001'), \
+                         (2, 'two', 'x', 0, 0, '00000000000000000000000000000002');";
+
+/// The stamp of the suite's user `user` (as [`USERS`] stores it).
+pub fn stamp(user: UserId) -> String {
+    format!("{user:032x}")
+}
+
+/// `record` signed in as the suite's user `user`: their id and stamp.
+pub fn signed_in(mut record: Record, user: UserId) -> Record {
+    record.user_id = Some(user);
+    record.user_stamp = Some(stamp(user));
+    record
+}
 
 /// Fails with `why` unless `key` loads as no session at `now`.
 fn assert_gone<S: Store + ?Sized>(store: &S, key: &SessionKey, now: Millis, why: &str) {
@@ -111,6 +128,8 @@ pub fn run<S: Store>(store: &S) {
     end_oldest_caps_one_users_sessions(store);
     odd_keys_round_trip(store);
     many_keys_survive_create_and_regenerate(store);
+    a_session_keeps_its_users_stamp(store);
+    a_session_never_comes_back_with_a_user_of_another_stamp(store);
 }
 
 /// Runs the concurrency checks, which need a store shared across threads.
@@ -166,8 +185,7 @@ fn concurrent_sign_ins_stay_under_the_cap(store: &Arc<dyn Store>) {
                 let mut most = 0;
                 for _ in 0..40 {
                     let now = clock::now();
-                    let mut r = record(fresh(), now);
-                    r.user_id = Some(USER);
+                    let r = signed_in(record(fresh(), now), USER);
                     store.create(&r).expect("create");
                     store.end_oldest(USER, &r.key, MAX, now).expect("cap");
                     most = most.max(store.list(Some(USER), now).expect("list").len());
@@ -193,8 +211,7 @@ fn concurrent_sign_ins_stay_under_the_cap(store: &Arc<dyn Store>) {
 
 fn create_then_load_round_trips<S: Store>(store: &S) {
     let now = clock::now();
-    let mut rec = record(fresh(), now);
-    rec.user_id = Some(1);
+    let mut rec = signed_in(record(fresh(), now), 1);
     rec.persistent = true;
     rec.data.insert("cart".into(), json!({"items": [1, 2]}));
     store.create(&rec).expect("create");
@@ -361,8 +378,7 @@ fn regenerate_replaces_the_old_key<S: Store>(store: &S) {
     let now = clock::now();
     let old = record(fresh(), now);
     store.create(&old).expect("create");
-    let mut new = record(fresh(), now);
-    new.user_id = Some(2);
+    let mut new = signed_in(record(fresh(), now), 2);
     new.data.insert("carried".into(), json!(true));
     store.regenerate(&old.key, &new).expect("regenerate");
     assert_eq!(
@@ -411,13 +427,10 @@ fn list_and_delete_by_user<S: Store>(store: &S) {
     for k in store.list(None, now).expect("list") {
         store.delete(&k.key).expect("delete");
     }
-    let mut a1 = record(fresh(), now);
-    a1.user_id = Some(1);
+    let mut a1 = signed_in(record(fresh(), now), 1);
     a1.last_seen_at = now - 10;
-    let mut a2 = record(fresh(), now);
-    a2.user_id = Some(1);
-    let mut b = record(fresh(), now);
-    b.user_id = Some(2);
+    let a2 = signed_in(record(fresh(), now), 1);
+    let b = signed_in(record(fresh(), now), 2);
     let anon = record(fresh(), now);
     for r in [&a1, &a2, &b, &anon] {
         store.create(r).expect("create");
@@ -449,21 +462,17 @@ fn end_oldest_caps_one_users_sessions<S: Store>(store: &S) {
     store.delete_by_user(2, None).expect("clear");
     // The session just made is kept even when its clock says it is the
     // oldest (a sign-in that raced a clock step).
-    let mut keep = record(fresh(), now);
-    keep.user_id = Some(1);
+    let mut keep = signed_in(record(fresh(), now), 1);
     keep.created_at = now - 1_000;
     let mut made = Vec::new();
     for age in [50, 40, 30, 20, 10] {
-        let mut r = record(fresh(), now);
-        r.user_id = Some(1);
+        let mut r = signed_in(record(fresh(), now), 1);
         r.created_at = now - age;
         made.push(r);
     }
-    let mut expired = record(fresh(), now);
-    expired.user_id = Some(1);
+    let mut expired = signed_in(record(fresh(), now), 1);
     expired.expires_at = now - 1;
-    let mut theirs = record(fresh(), now);
-    theirs.user_id = Some(2);
+    let mut theirs = signed_in(record(fresh(), now), 2);
     theirs.created_at = now - 5_000;
     let anon = record(fresh(), now);
     for r in made.iter().chain([&keep, &expired, &theirs, &anon]) {
@@ -537,4 +546,88 @@ fn odd_keys_round_trip<S: Store>(store: &S) {
         "a key landed somewhere else: {:?}",
         loaded.data
     );
+}
+
+/// A session keeps the stamp of the user it was signed in as through every
+/// verb: what binds it to that user and no other.
+fn a_session_keeps_its_users_stamp<S: Store>(store: &S) {
+    let now = clock::now();
+    let rec = signed_in(record(fresh(), now), 1);
+    store.create(&rec).expect("create");
+    assert_eq!(live(store, &rec.key, now).user_stamp, Some(stamp(1)));
+    let (loaded, user) = store
+        .load_with_user(&rec.key, now)
+        .expect("load")
+        .expect("live");
+    assert_eq!(
+        loaded.user_stamp,
+        Some(stamp(1)),
+        "load_with_user lost the stamp"
+    );
+    if let Some(user) = user {
+        assert_eq!((user.id, user.stamp), (1, stamp(1)));
+    }
+    let p = patch(&[("x", Change::Set(json!(1)))]);
+    assert!(store.save(&rec.key, &p, touch(now), now).expect("save"));
+    store
+        .increment(&rec.key, "n", 1, touch(now), now)
+        .expect("increment");
+    assert_eq!(
+        live(store, &rec.key, now).user_stamp,
+        Some(stamp(1)),
+        "a save or an increment changed the stamp"
+    );
+    let next = Record {
+        key: fresh(),
+        ..rec.clone()
+    };
+    store.regenerate(&rec.key, &next).expect("regenerate");
+    assert_eq!(live(store, &next.key, now).user_stamp, Some(stamp(1)));
+    let listed = store.list(Some(1), now).expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.key == next.key && r.user_stamp == Some(stamp(1))),
+        "list lost the stamp"
+    );
+    let anonymous = created(store, now);
+    assert_eq!(live(store, &anonymous.key, now).user_stamp, None);
+    store.delete(&next.key).expect("delete");
+    store.delete(&anonymous.key).expect("delete");
+}
+
+/// A session stored with a stamp that is not its user's (a row written for
+/// a user who had this id in another database) never comes back with that
+/// user: it is no session, or it comes back with the stamp it was stored
+/// with and no user, so the caller, comparing stamps, refuses it.
+fn a_session_never_comes_back_with_a_user_of_another_stamp<S: Store>(store: &S) {
+    let now = clock::now();
+    let mut rec = signed_in(record(fresh(), now), 1);
+    rec.user_stamp = Some("f".repeat(32));
+    store.create(&rec).expect("create");
+    if let Some((loaded, user)) = store.load_with_user(&rec.key, now).expect("load") {
+        assert_eq!(
+            loaded.user_stamp, rec.user_stamp,
+            "the stamp was replaced by the user's"
+        );
+        assert_eq!(
+            user, None,
+            "a session came back with a user whose stamp is not its own"
+        );
+    }
+    if let Some(loaded) = store.load(&rec.key, now).expect("load") {
+        assert_eq!(loaded.user_stamp, rec.user_stamp);
+    }
+    let mut unstamped = signed_in(record(fresh(), now), 1);
+    unstamped.user_stamp = None;
+    store.create(&unstamped).expect("create");
+    if let Some((loaded, user)) = store.load_with_user(&unstamped.key, now).expect("load") {
+        assert_eq!(loaded.user_stamp, None);
+        assert_eq!(
+            user, None,
+            "a session without a stamp came back with a user"
+        );
+    }
+    store.delete(&rec.key).expect("delete");
+    store.delete(&unstamped.key).expect("delete");
 }

@@ -177,6 +177,13 @@ impl Engine {
             .filter_map(SessionId::parse)
     }
 
+    /// The keys of the verified session ids in a `Cookie` header (at most
+    /// four), without a store read: what a session-bound CSRF token can be
+    /// checked against before the session is loaded.
+    pub fn cookie_keys(&self, cookie_header: &str) -> Vec<SessionKey> {
+        self.session_ids(cookie_header).map(|id| id.key()).collect()
+    }
+
     /// The session a request belongs to; a new, empty one when its cookie
     /// is missing, forged, unknown or expired.
     ///
@@ -229,6 +236,7 @@ impl Engine {
         Record {
             key: SessionKey([0; 32]),
             user_id: None,
+            user_stamp: None,
             data: Map::new(),
             created_at: now,
             last_seen_at: now,
@@ -348,10 +356,40 @@ impl Session<'_> {
     /// and the session still belongs to that user.
     pub fn principal(&self) -> Option<User> {
         let inner = self.lock();
-        match (&inner.principal, inner.status, inner.record.user_id) {
-            (Some(p), Status::Live, Some(id)) if p.id == id => Some(p.clone()),
+        match (&inner.principal, inner.status) {
+            (Some(p), Status::Live) if owns(&inner.record, p) => Some(p.clone()),
             _ => None,
         }
+    }
+
+    /// The signed-in user: the row read with the session when the store
+    /// read it, else the one `find` reads by the session's user id (the
+    /// read a request that needs the user makes anyway: no extra one). A
+    /// row whose stamp is not the one the session was signed in with is
+    /// another user who came to have the id (another database file, a
+    /// restored backup): the session is then no one's.
+    ///
+    /// # Errors
+    ///
+    /// `find`'s.
+    pub fn user<E>(
+        &self,
+        find: impl FnOnce(UserId) -> Result<Option<User>, E>,
+    ) -> Result<Option<User>, E> {
+        if let Some(user) = self.principal() {
+            return Ok(Some(user));
+        }
+        let record = {
+            let inner = self.lock();
+            match inner.status {
+                Status::Live | Status::New => inner.record.clone(),
+                Status::Destroyed | Status::Gone => return Ok(None),
+            }
+        };
+        let Some(id) = record.user_id else {
+            return Ok(None);
+        };
+        Ok(find(id)?.filter(|user| owns(&record, user)))
     }
 
     /// The stored key, for binding tokens to this session; `None` until the
@@ -422,18 +460,20 @@ impl Session<'_> {
         self.engine.keeping.increment(self, &mut inner, key, by)
     }
 
-    /// Signs `user_id` in: a new id (the old one stops working at once),
+    /// Signs `user` in: a new id (the old one stops working at once),
     /// fresh lifetimes, and the data carried over. `persistent` selects
-    /// remember-me.
+    /// remember-me. The session keeps the user's id and stamp: it is
+    /// theirs only while their row has both.
     ///
     /// # Errors
     ///
     /// Store failures.
-    pub fn login(&self, user_id: UserId, persistent: bool) -> Result<(), SessionError> {
+    pub fn login(&self, user: &User, persistent: bool) -> Result<(), SessionError> {
         let mut inner = self.lock();
         let now = clock::now();
         let (idle, absolute) = self.engine.options.limits(persistent);
-        inner.record.user_id = Some(user_id);
+        inner.record.user_id = Some(user.id);
+        inner.record.user_stamp = Some(user.stamp.clone());
         inner.record.persistent = persistent;
         inner.record.created_at = now;
         inner.record.last_seen_at = now;
@@ -814,6 +854,14 @@ impl Keeping for InCookie {
     }
 }
 
+/// Whether `user` is the one `record` was signed in as: the same id and
+/// the same stamp (a stamp is never empty; see [`crate::identity::new_stamp`]).
+fn owns(record: &Record, user: &User) -> bool {
+    record.user_id == Some(user.id)
+        && !user.stamp.is_empty()
+        && record.user_stamp.as_deref() == Some(user.stamp.as_str())
+}
+
 fn check_key(key: &str) -> Result<(), SessionError> {
     if valid_key(key) {
         Ok(())
@@ -839,6 +887,19 @@ mod tests {
         RequestInfo {
             cookie_header: cookie,
             ..RequestInfo::default()
+        }
+    }
+
+    /// A user with the id `id` and a stamp of its own.
+    fn user(id: UserId) -> User {
+        User {
+            id,
+            username: format!("user{id}"),
+            is_admin: false,
+            disabled: false,
+            created_at: 0,
+            password_changed_at: 0,
+            stamp: format!("{id:032x}"),
         }
     }
 
@@ -887,7 +948,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let e = engine(store.clone());
         let s = e.start(request(None)).expect("start");
-        s.login(1, false).expect("login");
+        s.login(&user(1), false).expect("login");
         let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
 
         let in_flight = e.start(request(Some(&cookie))).expect("start");
@@ -936,7 +997,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let e = engine(store.clone());
         let s = e.start(request(None)).expect("start");
-        s.login(1, false).expect("login");
+        s.login(&user(1), false).expect("login");
         let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
         let before = store.list(None, clock::now()).expect("list");
         std::thread::sleep(Duration::from_millis(5));
@@ -947,6 +1008,38 @@ mod tests {
             store.list(None, clock::now()).expect("list"),
             before,
             "a read wrote"
+        );
+    }
+
+    #[test]
+    fn a_session_resolves_only_to_the_user_with_its_stamp() {
+        // A store that reads no user with the session (memory, Redis): the
+        // user row is read by id, and its stamp decides.
+        let e = engine(Arc::new(MemoryStore::new()));
+        let s = e.start(request(None)).expect("start");
+        s.login(&user(1), false).expect("login");
+        let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
+        let s = e.start(request(Some(&cookie))).expect("start");
+        let found = |u: User| move |id: UserId| Ok::<_, ()>((id == u.id).then(|| u.clone()));
+        assert_eq!(s.user(found(user(1))), Ok(Some(user(1))));
+        // Another user 1: a database file swapped in, a backup restored.
+        let other = User {
+            username: "someone else".into(),
+            stamp: "f".repeat(32),
+            ..user(1)
+        };
+        assert_eq!(s.user(found(other)), Ok(None), "resolved to another user");
+        let unstamped = User {
+            stamp: String::new(),
+            ..user(1)
+        };
+        assert_eq!(s.user(found(unstamped)), Ok(None));
+        assert_eq!(s.user(|_| Err::<Option<User>, _>("down")), Err("down"));
+        // An anonymous session asks for no user at all.
+        let anonymous = e.start(request(None)).expect("start");
+        assert_eq!(
+            anonymous.user(|_| -> Result<Option<User>, ()> { panic!("read a user") }),
+            Ok(None)
         );
     }
 
@@ -1022,7 +1115,7 @@ mod tests {
             },
         );
         let s = e.start(request(None)).expect("start");
-        s.login(1, false).expect("login");
+        s.login(&user(1), false).expect("login");
         let cookie = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
         store
             .failing
@@ -1046,7 +1139,7 @@ mod tests {
         s.insert("cart", [1, 2]).expect("insert");
         let before = cookie_pair(&e.finish(s).expect("finish").expect("cookie"));
         let s = e.start(request(Some(&before))).expect("start");
-        s.login(7, true).expect("login");
+        s.login(&user(7), true).expect("login");
         let after = e.finish(s).expect("finish").expect("new cookie");
         assert!(after.contains("Max-Age="), "remember-me cookie persists");
         let after = cookie_pair(&after);
@@ -1072,9 +1165,9 @@ mod tests {
             Signer::new(vec![b"engine test secret, 32 bytes long!".to_vec()]),
             options,
         );
-        let sign_in = |user| {
+        let sign_in = |id| {
             let s = e.start(request(None)).expect("start");
-            s.login(user, false).expect("login");
+            s.login(&user(id), false).expect("login");
             cookie_pair(&e.finish(s).expect("finish").expect("cookie"))
         };
         let first = sign_in(1);
@@ -1103,7 +1196,7 @@ mod tests {
         );
         for _ in 0..3 {
             let s = e.start(request(None)).expect("start");
-            s.login(1, false).expect("login");
+            s.login(&user(1), false).expect("login");
             e.finish(s).expect("finish");
         }
         assert_eq!(store.list(Some(1), clock::now()).expect("list").len(), 5);
@@ -1122,7 +1215,7 @@ mod tests {
             options,
         );
         let s = e.start(request(None)).expect("start");
-        s.login(1, true).expect("login");
+        s.login(&user(1), true).expect("login");
         let first = e.finish(s).expect("finish").expect("cookie");
         let pair = cookie_pair(&first);
         let s = e.start(request(Some(&pair))).expect("start");

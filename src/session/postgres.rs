@@ -24,7 +24,20 @@ pub struct PostgresStore {
 }
 
 const COLUMNS: &str = "key, user_id, data::text, created_at, last_seen_at, expires_at, \
-                       absolute_expires_at, persistent, user_agent, ip";
+                       absolute_expires_at, persistent, user_agent, ip, user_stamp";
+
+/// [`COLUMNS`] of the session `s`, in a statement that joins its user `u`.
+const JOINED: &str = "s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, \
+                      s.expires_at, s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
+                      s.user_stamp";
+
+/// Where the joined user's columns start, after [`JOINED`].
+const USER_AT: usize = 11;
+
+/// The rows of `sessions s LEFT JOIN users u` that are sessions: anonymous,
+/// or signed in as a user whose stamp is still the one the session was
+/// signed in with (see the SQLite store).
+const OWNED: &str = "(s.user_id IS NULL OR u.stamp = s.user_stamp)";
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
@@ -47,6 +60,7 @@ fn record(row: &postgres::Row) -> Result<Record, StoreError> {
         persistent: row.try_get(7)?,
         user_agent: row.try_get(8)?,
         ip: row.try_get(9)?,
+        user_stamp: row.try_get(10)?,
     })
 }
 
@@ -59,7 +73,8 @@ fn insert(client: &mut impl Execute, r: &Record) -> Result<(), postgres::Error> 
     let data = data_text(&r.data);
     client.execute_typed(
         &format!(
-            "INSERT INTO sessions ({}) VALUES ($1, $2, ($3::text)::jsonb, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO sessions ({}) \
+             VALUES ($1, $2, ($3::text)::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)",
             COLUMNS.replace("::text", "")
         ),
         &[
@@ -73,6 +88,7 @@ fn insert(client: &mut impl Execute, r: &Record) -> Result<(), postgres::Error> 
             (&r.persistent, Type::BOOL),
             (&r.user_agent, Type::TEXT),
             (&r.ip, Type::TEXT),
+            (&r.user_stamp, Type::TEXT),
         ],
     )?;
     Ok(())
@@ -121,7 +137,10 @@ impl Store for PostgresStore {
         let key = &key.0[..];
         self.client()?
             .query_typed_opt(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE key = $1 AND expires_at > $2"),
+                &format!(
+                    "SELECT {JOINED} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+                     WHERE s.key = $1 AND s.expires_at > $2 AND {OWNED}"
+                ),
                 &[(&key, Type::BYTEA), (&now, Type::INT8)],
             )?
             .as_ref()
@@ -135,20 +154,22 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> Result<Option<(Record, Option<User>)>, StoreError> {
         let key = &key.0[..];
+        // One indexed read: the session by its key, its user by id, and
+        // the two stamps compared in the same statement.
         let Some(row) = self.client()?.query_typed_opt(
-            "SELECT s.key, s.user_id, s.data::text, s.created_at, s.last_seen_at, s.expires_at, \
-                    s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
-                    u.password_changed_at \
-             FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-             WHERE s.key = $1 AND s.expires_at > $2",
+            &format!(
+                "SELECT {JOINED}, u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                        u.password_changed_at, u.stamp \
+                 FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+                 WHERE s.key = $1 AND s.expires_at > $2 AND {OWNED}"
+            ),
             &[(&key, Type::BYTEA), (&now, Type::INT8)],
         )?
         else {
             return Ok(None);
         };
         let r = record(&row)?;
-        let user = User::from_joined_row(&row, 10)?;
+        let user = User::from_joined_row(&row, USER_AT)?;
         Ok(Some((r, user)))
     }
 
@@ -262,9 +283,9 @@ impl Store for PostgresStore {
         self.client()?
             .query_typed(
                 &format!(
-                    "SELECT {COLUMNS} FROM sessions \
-                     WHERE expires_at > $1 AND ($2::bigint IS NULL OR user_id = $2) \
-                     ORDER BY last_seen_at DESC, key"
+                    "SELECT {JOINED} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+                     WHERE s.expires_at > $1 AND ($2::bigint IS NULL OR s.user_id = $2) \
+                     AND {OWNED} ORDER BY s.last_seen_at DESC, s.key"
                 ),
                 &[(&now, Type::INT8), (&user_id, Type::INT8)],
             )?
@@ -367,6 +388,27 @@ mod tests {
         assert_eq!(stored.data.get("visits"), None);
         let patch = Patch([("k".to_owned(), Change::Set(Value::from(1)))].into());
         assert!(store.save(&rec.key, &patch, touch, now).is_err());
+    }
+
+    #[test]
+    fn a_session_whose_stamp_is_not_its_users_is_no_session_in_the_one_read() {
+        let Some(store) = scratch() else { return };
+        let now = crate::clock::now();
+        let rec = crate::session::conformance::signed_in(
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now),
+            1,
+        );
+        store.create(&rec).expect("create");
+        assert!(store.load_with_user(&rec.key, now).expect("load").is_some());
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .batch_execute("UPDATE users SET stamp = md5(random()::text) WHERE id = 1")
+            .expect("another user 1");
+        assert!(store.load_with_user(&rec.key, now).expect("load").is_none());
+        assert!(store.load(&rec.key, now).expect("load").is_none());
+        assert!(store.list(Some(1), now).expect("list").is_empty());
     }
 
     #[test]

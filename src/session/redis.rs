@@ -6,9 +6,10 @@
 //! - `P s:<hex key>`: a hash per session, which Redis deletes a minute
 //!   after its `expires_at` (`PEXPIREAT`; the minute absorbs clock skew
 //!   between instances and Redis, and every read checks `expires_at`
-//!   itself). Metadata sits in short fields (`u` user, `c` created,
-//!   `l` last seen, `e` expires, `a` absolute expiry, `p` persistent, `ua`,
-//!   `ip`); each top-level data key is its own field `d:<key>` holding JSON,
+//!   itself). Metadata sits in short fields (`u` user, `us` the user's
+//!   stamp, `c` created, `l` last seen, `e` expires, `a` absolute expiry,
+//!   `p` persistent, `ua`, `ip`); each top-level data key is its own field
+//!   `d:<key>` holding JSON,
 //!   so a patch writes only the keys a request changed and a counter is a
 //!   `HINCRBY`.
 //! - `P all`: a sorted set of every session as `<hex>:<user id>`, scored by
@@ -251,6 +252,9 @@ fn fields(r: &Record) -> Vec<(String, String)> {
     if let Some(u) = r.user_id {
         out.push(("u".into(), u.to_string()));
     }
+    if let Some(stamp) = &r.user_stamp {
+        out.push(("us".into(), stamp.clone()));
+    }
     if let Some(ua) = &r.user_agent {
         out.push(("ua".into(), ua.clone()));
     }
@@ -303,6 +307,7 @@ fn record(
         persistent: hash.get("p").is_some_and(|p| p == "1"),
         user_agent: hash.remove("ua"),
         ip: hash.remove("ip"),
+        user_stamp: hash.remove("us"),
     }))
 }
 

@@ -46,6 +46,9 @@ impl std::fmt::Debug for Sealer {
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     u: Option<UserId>,
+    /// The user's stamp; absent in cookies sealed before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
     d: Map<String, Value>,
     c: Millis,
     l: Millis,
@@ -85,6 +88,7 @@ impl Sealer {
     pub fn seal(&self, record: &Record, cookie_name: &str) -> Result<String, usize> {
         let plain = serde_json::to_vec(&Sealed {
             u: record.user_id,
+            s: record.user_stamp.clone(),
             d: record.data.clone(),
             c: record.created_at,
             l: record.last_seen_at,
@@ -139,6 +143,7 @@ impl Sealer {
         (s.e > now).then_some(Record {
             key: SessionKey([0; 32]),
             user_id: s.u,
+            user_stamp: s.s,
             data: s.d,
             created_at: s.c,
             last_seen_at: s.l,
@@ -166,11 +171,13 @@ mod tests {
         let mut r = record(SessionKey([0; 32]), 1_000);
         r.data.insert("cart".into(), Value::from("secret-item"));
         r.user_id = Some(7);
+        r.user_stamp = Some("5".repeat(32));
         let v = s.seal(&r, "sid").expect("fits");
         assert!(!v.contains("secret-item"));
         let opened = s.open(&v, "sid", 1_000).expect("opens");
         assert_eq!(opened.data, r.data);
         assert_eq!(opened.user_id, Some(7));
+        assert_eq!(opened.user_stamp, r.user_stamp);
         assert_eq!(opened.expires_at, r.expires_at);
     }
 

@@ -30,7 +30,20 @@ pub struct SqliteStore {
 }
 
 const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at, \
-                       absolute_expires_at, persistent, user_agent, ip";
+                       absolute_expires_at, persistent, user_agent, ip, user_stamp";
+
+/// [`COLUMNS`] of the session `s`, in a statement that joins its user `u`.
+const JOINED: &str = "s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
+                      s.absolute_expires_at, s.persistent, s.user_agent, s.ip, s.user_stamp";
+
+/// Where the joined user's columns start, after [`JOINED`].
+const USER_AT: usize = 11;
+
+/// The rows of `sessions s LEFT JOIN users u` that are sessions: anonymous,
+/// or signed in as a user whose stamp is still the one the session was
+/// signed in with. A row bound to another user's stamp (a row written into
+/// a file where its user id names someone else) is no session at all.
+const OWNED: &str = "(s.user_id IS NULL OR u.stamp = s.user_stamp)";
 
 /// The JSON path of a top-level key. Keys were checked by `valid_key`, so
 /// they hold no `"` that could end the quoted label early.
@@ -62,6 +75,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         persistent: row.get(7)?,
         user_agent: row.get(8)?,
         ip: row.get(9)?,
+        user_stamp: row.get(10)?,
     })
 }
 
@@ -103,7 +117,7 @@ impl SqliteStore {
     fn insert(&self, conn: &rusqlite::Connection, r: &Record) -> rusqlite::Result<()> {
         conn.prepare_cached(&format!(
             "INSERT INTO sessions ({COLUMNS}, database_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ))?
         .execute(params![
             &r.key.0[..],
@@ -116,6 +130,7 @@ impl SqliteStore {
             r.persistent,
             r.user_agent,
             r.ip,
+            r.user_stamp,
             &*self.database_id,
         ])?;
         Ok(())
@@ -132,7 +147,8 @@ impl Store for SqliteStore {
     fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM sessions WHERE key = ?1 AND expires_at > ?2 AND database_id = ?3"
+            "SELECT {JOINED} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3 AND {OWNED}"
         ))?;
         stmt.query_row(params![&key.0[..], now, &*self.database_id], record)
             .optional()
@@ -147,18 +163,18 @@ impl Store for SqliteStore {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<(Record, Option<User>)>, StoreError> {
+        // One indexed read: the session by its key, its user by id, and
+        // the two stamps compared in the same statement.
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
-                    s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
-                    u.id, u.username, u.is_admin, u.disabled, u.created_at, \
-                    u.password_changed_at \
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {JOINED}, u.id, u.username, u.is_admin, u.disabled, u.created_at, \
+                    u.password_changed_at, u.stamp \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-             WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3",
-        )?;
+             WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3 AND {OWNED}"
+        ))?;
         stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
             let r = record(row)?;
-            let user = User::from_joined_row(row, 10)?;
+            let user = User::from_joined_row(row, USER_AT)?;
             Ok((r, user))
         })
         .optional()
@@ -273,9 +289,9 @@ impl Store for SqliteStore {
     fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM sessions \
-             WHERE expires_at > ?1 AND (?2 IS NULL OR user_id = ?2) \
-             ORDER BY last_seen_at DESC, key"
+            "SELECT {JOINED} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.expires_at > ?1 AND (?2 IS NULL OR s.user_id = ?2) AND {OWNED} \
+             ORDER BY s.last_seen_at DESC, s.key"
         ))?;
         let rows = stmt.query_map(params![now, user_id], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -331,6 +347,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::conformance::{signed_in, stamp};
 
     /// A store in a fresh file, with the users `insert` adds.
     fn store_with(insert: &str) -> (tempfile::TempDir, SqliteStore) {
@@ -354,16 +371,17 @@ mod tests {
 
     #[test]
     fn a_session_and_its_user_are_read_in_one_step() {
-        let (_dir, store) = store_with(
+        let (_dir, store) = store_with(&format!(
             "INSERT INTO users (id, username, password_hash, is_admin, created_at, \
-             password_changed_at) VALUES (7, 'Alice', 'x', 1, 5, 6);",
-        );
+             password_changed_at, stamp) VALUES (7, 'Alice', 'x', 1, 5, 6, '{}');",
+            stamp(7)
+        ));
         let now = crate::clock::now();
         let mut rec =
             crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
         let anonymous = rec.clone();
         rec.key = crate::session::SessionId::generate().key();
-        rec.user_id = Some(7);
+        rec = signed_in(rec, 7);
         store.create(&rec).expect("create");
         store.create(&anonymous).expect("create");
         let (loaded, user) = store
@@ -377,9 +395,10 @@ mod tests {
                 user.id,
                 user.username.as_str(),
                 user.is_admin,
-                user.disabled
+                user.disabled,
+                user.stamp
             ),
-            (7, "Alice", true, false)
+            (7, "Alice", true, false, stamp(7))
         );
         let (_, none) = store
             .load_with_user(&anonymous.key, now)
@@ -416,14 +435,12 @@ mod tests {
 
     #[test]
     fn a_row_written_for_another_database_is_no_session() {
-        let (_dir, store) = store_with(
-            "INSERT INTO users (id, username, password_hash, created_at, password_changed_at) \
-             VALUES (1, 'bob', 'x', 0, 0);",
-        );
+        let (_dir, store) = store_with(crate::session::conformance::USERS);
         let now = crate::clock::now();
-        let mut rec =
-            crate::session::conformance::record(crate::session::SessionId::generate().key(), now);
-        rec.user_id = Some(1);
+        let rec = signed_in(
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now),
+            1,
+        );
         store.create(&rec).expect("create");
         assert!(store.load(&rec.key, now).expect("load").is_some());
         // As if a server whose file was swapped under it had written it.
@@ -435,6 +452,40 @@ mod tests {
             .expect("update");
         assert!(store.load(&rec.key, now).expect("load").is_none());
         assert!(store.load_with_user(&rec.key, now).expect("load").is_none());
+    }
+
+    #[test]
+    fn a_session_whose_stamp_is_not_its_users_is_no_session_in_the_one_read() {
+        let (_dir, store) = store_with(crate::session::conformance::USERS);
+        let now = crate::clock::now();
+        let rec = signed_in(
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now),
+            1,
+        );
+        store.create(&rec).expect("create");
+        assert!(store.load_with_user(&rec.key, now).expect("load").is_some());
+        // As in a file where user 1 is someone else: a replayed -wal, a
+        // swapped or restored file. The row still names user 1.
+        store
+            .pool()
+            .get()
+            .expect("conn")
+            .execute_batch("UPDATE users SET stamp = lower(hex(randomblob(16))) WHERE id = 1")
+            .expect("another user 1");
+        assert!(store.load_with_user(&rec.key, now).expect("load").is_none());
+        assert!(store.load(&rec.key, now).expect("load").is_none());
+        assert!(
+            store.list(Some(1), now).expect("list").is_empty(),
+            "listed as the new user 1's"
+        );
+        // Still a row: nothing was deleted behind anyone's back.
+        let rows: i64 = store
+            .pool()
+            .get()
+            .expect("conn")
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1);
     }
 
     #[test]

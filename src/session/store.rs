@@ -23,6 +23,13 @@ pub struct Record {
     pub key: SessionKey,
     /// The signed-in user, if any.
     pub user_id: Option<UserId>,
+    /// The signed-in user's stamp ([`User::stamp`]) when the session was
+    /// signed in: the session is that user's only while their row still
+    /// has it, so it never resolves to another user who came to have the
+    /// same id. Stored and given back unchanged by every store; the SQL
+    /// stores also compare it with the user row in the read that loads
+    /// the session (see [`Store::load_with_user`]).
+    pub user_stamp: Option<String>,
     /// The session's data: a JSON object.
     pub data: Map<String, Value>,
     /// When the session was made (or last regenerated at login).
@@ -162,7 +169,11 @@ pub trait Store: Send + Sync + 'static {
     /// Like [`load`](Self::load), with the session's user as stored now,
     /// read in the same step where the store can (the SQL stores join the
     /// users table). `None` for the user means "not read here": the caller
-    /// reads it itself.
+    /// reads it itself, and compares its stamp with the record's.
+    ///
+    /// A user is returned only when its stamp is the record's
+    /// `user_stamp`; a store that reads the user with the session treats a
+    /// session whose stamp is not its user's as no session at all.
     ///
     /// # Errors
     ///

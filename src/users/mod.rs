@@ -154,6 +154,7 @@ trait Backend: Send + Sync {
         hash: &str,
         is_admin: bool,
         now: Millis,
+        stamp: &str,
     ) -> Result<User, UserError>;
     fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError>;
     fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError>;
@@ -248,11 +249,14 @@ impl Users {
         is_admin: bool,
     ) -> Result<User, UserError> {
         let hash = self.hasher.hash(password)?;
-        self.db.insert(name.as_str(), &hash, is_admin, clock::now())
+        let stamp = crate::identity::new_stamp();
+        self.db
+            .insert(name.as_str(), &hash, is_admin, clock::now(), &stamp)
     }
 
-    /// Copies a user as stored elsewhere (id, hash and times kept), for
-    /// moving to another database.
+    /// Copies a user as stored elsewhere (id, hash, times and stamp kept),
+    /// for moving to another database: their sessions, copied too, stay
+    /// theirs.
     ///
     /// # Errors
     ///

@@ -10,6 +10,9 @@ use crate::db::postgres::{PgPool, is_connection_error};
 
 const COLUMNS: &str = crate::identity::USER_COLUMNS;
 
+/// Where `password_hash` is read when selected after [`COLUMNS`].
+const HASH: usize = crate::identity::USER_COLUMN_COUNT;
+
 /// The SQLSTATE of a unique-constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
@@ -68,17 +71,19 @@ impl Backend for Postgres {
         hash: &str,
         is_admin: bool,
         now: Millis,
+        stamp: &str,
     ) -> Result<User, UserError> {
         user(&self.client()?.query_typed_one(
             &format!(
-                "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
-                 VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
+                "INSERT INTO users (username, password_hash, is_admin, created_at, \
+                 password_changed_at, stamp) VALUES ($1, $2, $3, $4, $4, $5) RETURNING {COLUMNS}"
             ),
             &[
                 (&name, Type::TEXT),
                 (&hash, Type::TEXT),
                 (&is_admin, Type::BOOL),
                 (&now, Type::INT8),
+                (&stamp, Type::TEXT),
             ],
         )?)
     }
@@ -107,7 +112,7 @@ impl Backend for Postgres {
                 ),
                 &[(&name, Type::TEXT)],
             )?
-            .map(|r| Ok((user(&r)?, r.try_get(6)?)))
+            .map(|r| Ok((user(&r)?, r.try_get(HASH)?)))
             .transpose()
     }
 
@@ -129,7 +134,7 @@ impl Backend for Postgres {
                 &[],
             )?
             .iter()
-            .map(|r| Ok((user(r)?, r.try_get(6)?)))
+            .map(|r| Ok((user(r)?, r.try_get(HASH)?)))
             .collect()
     }
 
@@ -165,7 +170,7 @@ impl Backend for Postgres {
         let mut tx = client.transaction()?;
         tx.execute_typed(
             "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at, \
-             password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             password_changed_at, stamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 (&u.id, Type::INT8),
                 (&u.username, Type::TEXT),
@@ -174,6 +179,7 @@ impl Backend for Postgres {
                 (&u.disabled, Type::BOOL),
                 (&u.created_at, Type::INT8),
                 (&u.password_changed_at, Type::INT8),
+                (&u.stamp, Type::TEXT),
             ],
         )?;
         // New users must not be numbered into the ids just copied.

@@ -11,6 +11,9 @@ use crate::db::Pool;
 
 const COLUMNS: &str = crate::identity::USER_COLUMNS;
 
+/// Where `password_hash` is read when selected after [`COLUMNS`].
+const HASH: usize = crate::identity::USER_COLUMN_COUNT;
+
 fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     User::from_row(row, 0)
 }
@@ -34,13 +37,14 @@ impl Backend for Sqlite {
         hash: &str,
         is_admin: bool,
         now: Millis,
+        stamp: &str,
     ) -> Result<User, UserError> {
         let conn = self.0.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+            "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at, \
+             stamp) VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING {COLUMNS}"
         ))?;
-        match crate::db::returning(&mut stmt, params![name, hash, is_admin, now], user) {
+        match crate::db::returning(&mut stmt, params![name, hash, is_admin, now, stamp], user) {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -74,7 +78,7 @@ impl Backend for Sqlite {
             .prepare_cached(&format!(
                 "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"
             ))?
-            .query_row([name], |r| Ok((user(r)?, r.get::<_, String>(6)?)))
+            .query_row([name], |r| Ok((user(r)?, r.get::<_, String>(HASH)?)))
             .optional()?)
     }
 
@@ -92,7 +96,7 @@ impl Backend for Sqlite {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS}, password_hash FROM users ORDER BY id"
         ))?;
-        let rows = stmt.query_map([], |r| Ok((user(r)?, r.get::<_, String>(6)?)))?;
+        let rows = stmt.query_map([], |r| Ok((user(r)?, r.get::<_, String>(HASH)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -126,7 +130,7 @@ impl Backend for Sqlite {
     fn import(&self, u: &User, hash: &str) -> Result<(), UserError> {
         self.0.get()?.execute(
             "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at, \
-             password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             password_changed_at, stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 u.id,
                 u.username,
@@ -134,7 +138,8 @@ impl Backend for Sqlite {
                 u.is_admin,
                 u.disabled,
                 u.created_at,
-                u.password_changed_at
+                u.password_changed_at,
+                u.stamp
             ],
         )?;
         Ok(())

@@ -76,18 +76,29 @@ pub fn cap_body(request: &Request) -> Result<Option<Request>, WebError> {
         return Ok(None);
     }
     let body = read_body(request)?;
+    Ok(Some(with_body(request, body)))
+}
+
+/// `request` again, around `body` (read from it already), so a handler can
+/// read the body a check before it has read: the same method, target,
+/// client address and scheme, the headers less `Transfer-Encoding`, and a
+/// `Content-Length` that says what `body` holds.
+pub fn with_body(request: &Request, body: Vec<u8>) -> Request {
     let mut headers: Vec<(String, String)> = request
         .headers()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("Transfer-Encoding"))
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("Transfer-Encoding")
+                && !k.eq_ignore_ascii_case("Content-Length")
+        })
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     headers.push(("Content-Length".to_owned(), body.len().to_string()));
     let (from, method, url) = (*request.remote_addr(), request.method(), request.raw_url());
-    Ok(Some(if request.is_secure() {
+    if request.is_secure() {
         Request::fake_https_from(from, method, url, headers, body)
     } else {
         Request::fake_http_from(from, method, url, headers, body)
-    }))
+    }
 }
 
 /// A parsed form: each field at most once.
@@ -127,12 +138,22 @@ impl Form {
     /// [`WebError::UnsupportedMediaType`] for another content type, plus
     /// the errors of [`read_body`] and [`Form::parse`].
     pub fn from_request(request: &Request) -> Result<Self, WebError> {
+        Self::parse(&Self::body_of(request)?)
+    }
+
+    /// The body of a form POST, read (under the cap) but not parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`WebError::UnsupportedMediaType`] for another content type (told by
+    /// the header, before anything is read), and those of [`read_body`].
+    pub fn body_of(request: &Request) -> Result<Vec<u8>, WebError> {
         let ct = request.header("Content-Type").unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             return Err(WebError::UnsupportedMediaType);
         }
-        Self::parse(&read_body(request)?)
+        read_body(request)
     }
 
     /// A field's value.

@@ -108,25 +108,45 @@ const FORWARD_AUTH_HEADERS: &[&str] = &[
     "X-Original-URI",
 ];
 
+/// Why forward auth will not judge a request: said in its `403` and logged.
+struct Refusal(String);
+
+impl Refusal {
+    /// The answer: `403`, the one refusal nginx's `auth_request` passes on
+    /// as it is (any status but `2xx`, `401` and `403` becomes a `500`).
+    fn response(&self, request: &Request) -> Response {
+        crate::logging::line(&format!(
+            "forward auth refused peer={} reason={}",
+            request.remote_addr().ip(),
+            crate::logging::quote(&self.0)
+        ));
+        Response::text(self.0.clone()).with_status_code(403)
+    }
+}
+
 /// Reads what the proxy says about the original request. Those headers
 /// are believed only from `trusted_proxies`: nginx's `auth_request` passes
 /// the client's own headers on, so a client's `X-Forwarded-Uri:
 /// /apps/wiki/` would otherwise be judged instead of the page it asked for.
-/// A peer that is not trusted but sends them is refused outright (`None`),
-/// rather than judged on its own `Host`, so a proxy left out of
-/// `trusted_proxies` fails closed.
-fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option<Forwarded>> {
+/// A peer that is not trusted but sends them is refused outright, rather
+/// than judged on its own `Host`, so a proxy left out of `trusted_proxies`
+/// fails closed. A forwarded target with no normal form (a `#`, an encoded
+/// slash, `..` above the root, ... see [`crate::auth::path`]) is refused
+/// too: the upstream might read it otherwise than gatehouse would judge it.
+fn forwarded(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> std::result::Result<Forwarded, Refusal> {
     let peer = request.remote_addr().ip();
     let trusted = state.trusted_proxies.iter().any(|n| n.contains(peer));
     let untrusted = FORWARD_AUTH_HEADERS
         .iter()
         .find(|h| !trusted && request.header(h).is_some());
     if let Some(h) = untrusted {
-        crate::logging::line(&format!(
-            "forward auth refused peer={peer} reason={}",
-            crate::logging::quote(&format!("{h} from an address not in trusted_proxies"))
-        ));
-        return Ok(None);
+        return Err(Refusal(format!(
+            "{h} is believed only from an address in trusted_proxies"
+        )));
     }
     let header = |name: &str| request.header(name).filter(|_| trusted);
     let host = header("X-Forwarded-Host")
@@ -136,7 +156,8 @@ fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option
     let uri = header("X-Forwarded-Uri")
         .or_else(|| header("X-Original-URI"))
         .unwrap_or("/");
-    let target = Target::parse(uri).map_err(|e| WebError::BadRequest(e.message()))?;
+    let target = Target::parse(uri)
+        .map_err(|e| Refusal(format!("the forwarded target is refused: {}", e.message())))?;
     let proto = header("X-Forwarded-Proto")
         .map(|p| {
             p.split(',')
@@ -147,12 +168,12 @@ fn forwarded(state: &State, request: &Request, client: &Client) -> Result<Option
         })
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| if client.https { "https" } else { "http" }.to_owned());
-    Ok(Some(Forwarded {
+    Ok(Forwarded {
         host,
         target,
         raw_path: uri.split('?').next().unwrap_or(uri).to_owned(),
         proto,
-    }))
+    })
 }
 
 /// Who an upstream is told about: the user and how they signed in.
@@ -202,17 +223,21 @@ fn forward_auth(
     client: &Client,
     f: impl FnOnce(&Forwarded, Verdict) -> Response,
 ) -> Result<Response> {
-    let Some(target) = forwarded(state, request, client)? else {
-        return Ok(
-            Response::text("forwarding headers are believed only from trusted_proxies")
-                .with_status_code(403),
-        );
+    let target = match forwarded(state, request, client) {
+        Ok(target) => target,
+        Err(refusal) => return Ok(refusal.response(request)),
+    };
+    let app = match state
+        .apps
+        .for_request(target.host.as_deref(), &target.target, &target.raw_path)
+    {
+        Ok(app) => app,
+        Err(e) => {
+            let why = format!("the forwarded target is refused: {}", e.message());
+            return Ok(Refusal(why).response(request));
+        }
     };
     with_session(state, request, client, |session| {
-        let app = state
-            .apps
-            .for_request(target.host.as_deref(), &target.target, &target.raw_path)
-            .map_err(|e| WebError::BadRequest(e.message()))?;
         Ok(f(&target, judge(state, session, app)?))
     })
 }
@@ -271,8 +296,31 @@ pub(super) struct Proxied<'s> {
     prefix: Option<&'s str>,
 }
 
+/// Whether `path` (normalised) is gatehouse's own on every host, an app's
+/// host included, rather than the app's:
+///
+/// - `/auth/verify` and `/auth/forward`: a proxy asks them. Caddy's
+///   `forward_auth` keeps the browser's `Host`, so for an app whose host
+///   the built-in proxy also serves, the check itself went to the app,
+///   which answered `200` and let everyone in.
+/// - `/login` and everything under `/login/` (the second step, enrolment,
+///   passkeys), `/logout` and `/assets/`: the sign-in a browser is sent to
+///   on the app's own host when `public_url` is not set, with the pages'
+///   styles and script.
+///
+/// Nothing else: an app keeps its own `/auth/callback`, `/register`,
+/// `/account`, `/api/...` (many apps have such routes).
+fn on_every_host(path: &str) -> bool {
+    matches!(
+        path,
+        "/login" | "/logout" | "/auth/verify" | "/auth/forward"
+    ) || path.starts_with("/login/")
+        || path.starts_with("/assets/")
+}
+
 /// The app the built-in proxy serves this request for, if any. gatehouse's
-/// own sign-in pages and assets stay reachable on an app's host.
+/// own routes a proxy or a browser signing in asks for stay gatehouse's on
+/// an app's host ([`on_every_host`]).
 ///
 /// Every decision is made on the normalised target, which is also what is
 /// forwarded.
@@ -289,15 +337,16 @@ pub(super) fn proxied_app<'s>(state: &'s State, request: &Request) -> Result<Opt
     }
     let target = Target::parse(raw).map_err(|e| WebError::BadRequest(e.message()))?;
     let path = target.path.as_str();
-    if let Some(app) = request.header("Host").and_then(|h| state.apps.by_host(h)) {
-        let own = ["/login", "/logout"].contains(&path) || path.starts_with("/assets/");
-        if app.upstream.is_some() && !own {
-            return Ok(Some(Proxied {
-                app,
-                target,
-                prefix: None,
-            }));
-        }
+    let on_host = request
+        .header("Host")
+        .and_then(|h| state.apps.by_host(h))
+        .filter(|app| app.upstream.is_some() && !on_every_host(path));
+    if let Some(app) = on_host {
+        return Ok(Some(Proxied {
+            app,
+            target,
+            prefix: None,
+        }));
     }
     let raw_path = raw.split('?').next().unwrap_or(raw);
     let app = state
@@ -336,14 +385,13 @@ pub(super) fn proxy(
     // under the prefix, or all of it on the app's host.
     let rest = match prefix {
         Some(p) => {
-            let Some(rest) = target
-                .path
-                .strip_prefix(p.trim_end_matches('/'))
-                .filter(|r| r.starts_with('/'))
-            else {
+            // Matched on the prefix, so under it (in any case, for an app
+            // that says `case_insensitive`).
+            let rest = app.after_prefix(&target.path).unwrap_or("");
+            if rest.is_empty() {
                 // `/apps/wiki` -> `/apps/wiki/`, so relative links resolve.
                 return Ok(Response::redirect_301(format!("{p}{query}")));
-            };
+            }
             format!("{rest}{query}")
         }
         None => target.path_and_query(),
@@ -823,6 +871,36 @@ mod tests {
             ("=", ""),
         ] {
             assert_eq!(set_cookie_name(value), name, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_forward_auth_checks_and_the_sign_in_are_gatehouses_on_every_host() {
+        for own in [
+            "/auth/verify",
+            "/auth/forward",
+            "/login",
+            "/login/second",
+            "/login/enrol/passkey/options",
+            "/logout",
+            "/assets/style.css",
+        ] {
+            assert!(on_every_host(own), "{own}");
+        }
+        for app in [
+            "/",
+            "/auth/",
+            "/auth/callback",
+            "/auth/verifyx",
+            "/loginx",
+            "/logout/x",
+            "/register",
+            "/account",
+            "/api/login",
+            "/setup",
+            "/assets",
+        ] {
+            assert!(!on_every_host(app), "{app}");
         }
     }
 

@@ -33,6 +33,8 @@ use std::time::Instant;
 use rouille::{Request, Response};
 
 pub use error::WebError;
+#[doc(hidden)]
+pub use routes::{Token as FormToken, form_routes};
 pub use state::{Health, State, Unhealthy, with_session};
 
 use crate::auth::proxy;

@@ -36,26 +36,23 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
 /// request, so a change of rights applies at once.
 ///
 /// Rights are read on every request: from the row the store read together
-/// with the session when it can (one read), else from the users table.
+/// with the session when it can (one read), else from the users table (a
+/// session in Redis); either way only a row with the session's stamp is
+/// its user (see [`Session::user`]).
 ///
 /// Under `two_factor = "required"`, a session that signed in without a
 /// second factor (made before the policy was set, or by an older version)
 /// is signed in nowhere: it signs in again, and sets one up first if it
 /// must. Every page, the gate and the API ask here, so none lets it pass.
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
-    let Some(id) = session.user_id() else {
-        return Ok(None);
-    };
     if state.two_factor == Policy::Required
         && !crate::accounts::two_factors(&session_methods(session))
     {
         return Ok(None);
     }
-    let user = match session.principal() {
-        Some(user) => Some(user),
-        None => state.users.find_by_id(id)?,
-    };
-    Ok(user.filter(|u| !u.disabled))
+    Ok(session
+        .user(|id| state.users.find_by_id(id))?
+        .filter(|u| !u.disabled))
 }
 
 /// Runs `f` in the request's session, as [`with_session`] does; a sign-in
@@ -134,6 +131,8 @@ pub(super) fn signed_in_next(state: &State, session: &Session<'_>, next: &str) -
 /// Whether `next` (a local path or a URL on an app's host) leads into an
 /// app that needs a second factor.
 pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
+    // The browser keeps a fragment to itself: the request it makes has none.
+    let next = next.split('#').next().unwrap_or(next);
     // `http://vault.lan?x` is the path `/` of vault.lan, as for the
     // redirect that follows.
     let (host, path) = match redirect::split_absolute(next) {

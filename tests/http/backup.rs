@@ -206,3 +206,86 @@ fn a_newer_binary_migrates_an_older_file_and_an_older_binary_refuses_a_newer_one
         "{err}"
     );
 }
+
+#[test]
+fn a_restore_keeps_each_session_with_its_user_and_one_of_another_database_maps_no_one() {
+    if !crate::helpers::on_sqlite(
+        "a_restore_keeps_each_session_with_its_user_and_one_of_another_database_maps_no_one",
+    ) {
+        return;
+    }
+    let mut app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let alice = app.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    let mine = app.dir.path().join("mine.db");
+    let out = gatehouse(app.dir.path(), &["backup", mine.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another installation's backup, with bob as user 1 as alice is here.
+    let elsewhere = TestApp::spawn();
+    elsewhere.add_user("bob", "bobs password", false);
+    let theirs = app.dir.path().join("theirs.db");
+    let out = gatehouse(
+        elsewhere.dir.path(),
+        &["backup", theirs.to_str().expect("utf-8")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let restore = |app: &mut TestApp, file: &std::path::Path| {
+        app.running.take().expect("running").shutdown();
+        let out = crate::helpers::when_released(|| {
+            gatehouse(
+                app.dir.path(),
+                &["restore", file.to_str().expect("utf-8"), "--yes"],
+            )
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let carried = |app: &TestApp| {
+        let b = app.browser();
+        *b.jar.lock().expect("jar") = alice.jar.lock().expect("jar").clone();
+        b
+    };
+
+    // Her own backup: her session comes back with her (the stamps went
+    // into the backup and came out of it).
+    restore(&mut app, &mine);
+    let mut app = app.restart();
+    let verify = carried(&app).get("/auth/verify");
+    assert_eq!(
+        verify.header("Remote-User"),
+        Some("alice"),
+        "{}",
+        verify.status
+    );
+
+    // The other one: her cookie is no one's, bob's password works.
+    restore(&mut app, &theirs);
+    let app = app.restart();
+    let verify = carried(&app).get("/auth/verify");
+    assert_eq!((verify.status, verify.header("Remote-User")), (401, None));
+    let bob = app.browser();
+    assert_eq!(bob.login("bob", "bobs password").status, 303);
+    assert_eq!(bob.get("/auth/verify").header("Remote-User"), Some("bob"));
+    let aside: Vec<_> = std::fs::read_dir(app.dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("foreign"))
+        .collect();
+    assert!(
+        aside.is_empty(),
+        "a restore's own -wal was taken for another's: {aside:?}"
+    );
+}

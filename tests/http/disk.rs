@@ -943,6 +943,7 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
         conn.execute_batch(
             "DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
+             ALTER TABLE users DROP COLUMN stamp; ALTER TABLE sessions DROP COLUMN user_stamp; \
              PRAGMA user_version = 2; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         .expect("downgrade");
@@ -968,4 +969,295 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
     assert_eq!(version(), current);
+}
+
+impl Served {
+    /// Stops the server as an operator does (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM not sent");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "the server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL): it closes nothing, as in a crash or a
+    /// power cut, so its `-wal` stays behind.
+    fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A browser on this server holding `other`'s cookies.
+    fn browser_with_cookies_of(&self, other: &crate::helpers::Browser) -> crate::helpers::Browser {
+        let b = self.browser();
+        *b.jar.lock().expect("jar") = other.jar.lock().expect("jar").clone();
+        b
+    }
+}
+
+/// How another database file takes the place of `gatehouse.db`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Swap {
+    /// `mv other.db gatehouse.db`: another inode at the path.
+    Rename,
+    /// `cp other.db gatehouse.db` (a restore by copying): the same inode,
+    /// its bytes replaced.
+    CopyOver,
+}
+
+impl Swap {
+    fn apply(self, other: &std::path::Path, db: &std::path::Path) {
+        match self {
+            Self::Rename => std::fs::rename(other, db).expect("rename over"),
+            Self::CopyOver => {
+                std::fs::copy(other, db).expect("copy over");
+            }
+        }
+    }
+}
+
+/// How the server on the first file ends, and when: relative to the swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Swapped while it serves, then stopped with SIGTERM.
+    ServingThroughTheSwap,
+    /// Stopped with SIGTERM, then swapped.
+    CleanlyFirst,
+    /// Killed (a crash: its `-wal` stays behind, hot), then swapped.
+    CrashFirst,
+}
+
+/// Fails unless `verify` (an answer to alice's cookie) is no one or alice.
+fn never_bob(verify: &crate::helpers::Resp, when: &str) {
+    assert!(
+        verify.status != 200 || verify.header("Remote-User") == Some("alice"),
+        "{when}: alice's cookie answered {} as {:?}",
+        verify.status,
+        verify.header("Remote-User")
+    );
+}
+
+/// The `-wal` files moved aside in `dir`.
+fn moved_aside(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gatehouse.db-wal.") && n.contains("foreign"))
+        .collect()
+}
+
+/// alice signed in on a server over `A`; `B` (with bob as user 1, as alice
+/// is in `A`) takes `A`'s place as `swap` says, the server ending as `stop`
+/// says; then a server starts on `A` again. At no point may alice's cookie
+/// answer as bob; the new server serves bob's file, and a `-wal` the old
+/// server left behind is moved aside, never replayed.
+fn swap_scenario(test: &str, swap: Swap, stop: Stop) {
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let a = data_with_alice();
+    let b = tempfile::tempdir().expect("temp dir");
+    let out = with_password(
+        b.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "bobs password",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = a.path().join("gatehouse.db");
+    let wal = a.path().join("gatehouse.db-wal");
+
+    let server = Served::start(a.path(), &[]).expect("serves");
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    assert_eq!(visits(&alice), Some(1));
+    // The health check rewrites a row of `meta`: its page, with the
+    // database id, is in the -wal too, as on any server that is watched.
+    assert_eq!(server.browser().get("/healthz").status, 200);
+    let verify = alice.get("/auth/verify");
+    assert_eq!(verify.header("Remote-User"), Some("alice"));
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0,
+        "the session is not in the -wal: the scenario needs it there"
+    );
+
+    match stop {
+        Stop::ServingThroughTheSwap => {
+            swap.apply(&b.path().join("gatehouse.db"), &db);
+            for round in 0..3 {
+                never_bob(
+                    &alice.get("/auth/verify"),
+                    &format!("serving, round {round}"),
+                );
+            }
+            server.stop();
+        }
+        Stop::CleanlyFirst => {
+            server.stop();
+            swap.apply(&b.path().join("gatehouse.db"), &db);
+        }
+        Stop::CrashFirst => {
+            server.crash();
+            assert!(wal.exists(), "a crash left no -wal");
+            swap.apply(&b.path().join("gatehouse.db"), &db);
+        }
+    }
+    // What a stale -wal beside the new file holds: the old server's pages.
+    let stale = std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0;
+    eprintln!("{test}: a stale -wal beside the new file: {stale}");
+
+    let server = Served::start(a.path(), &[]).expect("serves again");
+    let again = server.browser_with_cookies_of(&alice);
+    let verify = again.get("/auth/verify");
+    never_bob(&verify, "after the restart");
+    assert_eq!(verify.status, 401, "alice's session is not in bob's file");
+    // Bytes copied over a file SQLite is serving are mixed with its -wal
+    // by SQLite itself (its checkpoint at the stop writes the old pages
+    // into the new bytes): what survives of bob's file is not this test's
+    // to say, only that alice's cookie never becomes his.
+    if !(swap == Swap::CopyOver && stop == Stop::ServingThroughTheSwap) {
+        let sessions: i64 = stored(a.path())
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .expect("sessions");
+        assert_eq!(sessions, 0, "the old server's session reached bob's file");
+        let bob = server.browser();
+        assert_eq!(bob.login("bob", "bobs password").status, 303);
+        assert_eq!(bob.get("/auth/verify").header("Remote-User"), Some("bob"));
+    }
+    if stale {
+        assert_eq!(
+            moved_aside(a.path()).len(),
+            1,
+            "the stale -wal was not moved aside"
+        );
+        assert!(
+            server.logged("was written for another database file"),
+            "{:?}",
+            server.log
+        );
+    }
+}
+
+#[test]
+fn a_database_renamed_over_while_serving_never_maps_a_cookie_onto_another_user() {
+    swap_scenario(
+        "a_database_renamed_over_while_serving_never_maps_a_cookie_onto_another_user",
+        Swap::Rename,
+        Stop::ServingThroughTheSwap,
+    );
+}
+
+#[test]
+fn a_database_copied_over_while_serving_never_maps_a_cookie_onto_another_user() {
+    swap_scenario(
+        "a_database_copied_over_while_serving_never_maps_a_cookie_onto_another_user",
+        Swap::CopyOver,
+        Stop::ServingThroughTheSwap,
+    );
+}
+
+#[test]
+fn a_database_renamed_over_after_a_crash_never_meets_the_stale_wal() {
+    swap_scenario(
+        "a_database_renamed_over_after_a_crash_never_meets_the_stale_wal",
+        Swap::Rename,
+        Stop::CrashFirst,
+    );
+}
+
+#[test]
+fn a_database_copied_over_after_a_crash_never_meets_the_stale_wal() {
+    swap_scenario(
+        "a_database_copied_over_after_a_crash_never_meets_the_stale_wal",
+        Swap::CopyOver,
+        Stop::CrashFirst,
+    );
+}
+
+#[test]
+fn a_database_swapped_after_a_clean_stop_never_maps_a_cookie_onto_another_user() {
+    let test = "a_database_swapped_after_a_clean_stop_never_maps_a_cookie_onto_another_user";
+    swap_scenario(test, Swap::Rename, Stop::CleanlyFirst);
+    swap_scenario(test, Swap::CopyOver, Stop::CleanlyFirst);
+}
+
+#[test]
+fn a_cli_command_beside_a_server_whose_database_was_replaced_never_reads_the_old_wal() {
+    let test = "a_cli_command_beside_a_server_whose_database_was_replaced_never_reads_the_old_wal";
+    if !crate::helpers::on_sqlite(test) {
+        return;
+    }
+    let a = data_with_alice();
+    let b = tempfile::tempdir().expect("temp dir");
+    let out = with_password(
+        b.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "bobs password",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = Served::start(a.path(), &[]).expect("serves");
+    let alice = server.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    assert_eq!(server.browser().get("/healthz").status, 200);
+    std::fs::rename(b.path().join("gatehouse.db"), a.path().join("gatehouse.db")).expect("replace");
+
+    // The old server's -wal and -shm are beside the new file, and the old
+    // server may still have them open: a command reads nothing through
+    // them and takes nothing from under the server.
+    let wal = a.path().join("gatehouse.db-wal");
+    let before = std::fs::read(&wal).expect("the old server's -wal");
+    let sessions = gatehouse(a.path(), &[], &["session", "list"]);
+    assert!(
+        !sessions.status.success(),
+        "a command opened the new file beside the old -wal"
+    );
+    let listed = String::from_utf8_lossy(&sessions.stdout).into_owned();
+    assert!(
+        !listed.contains("alice") && !listed.contains("bob"),
+        "the CLI read the old server's session in the new file: {listed}"
+    );
+    assert!(
+        stderr(&sessions).contains("was written for another database file")
+            && stderr(&sessions).contains("stop the server"),
+        "{}",
+        stderr(&sessions)
+    );
+    assert!(moved_aside(a.path()).is_empty());
+    assert_eq!(std::fs::read(&wal).expect("still there"), before);
+    never_bob(
+        &alice.get("/auth/verify"),
+        "the old server, after the CLI ran",
+    );
+    server.stop();
+
+    // With no server left, a command moves it aside and reads bob's file.
+    let users = gatehouse(a.path(), &[], &["user", "list"]);
+    assert!(users.status.success(), "{}", stderr(&users));
+    let listed = String::from_utf8_lossy(&users.stdout).into_owned();
+    assert!(
+        listed.contains("bob") && !listed.contains("alice"),
+        "{listed}"
+    );
+    assert!(
+        stderr(&users).contains("was written for another database file"),
+        "{}",
+        stderr(&users)
+    );
+    assert_eq!(moved_aside(a.path()).len(), 1);
+
+    let server = Served::start(a.path(), &[]).expect("serves again");
+    let verify = server.browser_with_cookies_of(&alice).get("/auth/verify");
+    never_bob(&verify, "after the restart");
+    assert_eq!(verify.status, 401);
+    let conn = stored(a.path());
+    let sessions: i64 = conn
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .expect("sessions");
+    assert_eq!(sessions, 0, "the old server's session is in bob's file");
 }

@@ -326,6 +326,63 @@ fn the_proxy_serves_an_app_on_its_own_host() {
     );
 }
 
+/// Caddy's `forward_auth` keeps the browser's `Host`: for an app whose
+/// host the built-in proxy serves too, the check must still be gatehouse's,
+/// and so must the sign-in a browser is sent to on that host.
+#[test]
+fn forward_auth_and_the_sign_in_are_gatehouses_on_an_app_host() {
+    let (app, up) = behind_proxy();
+    let on_wiki = |b: &Browser, path: &str, extra: &[(&str, &str)]| {
+        let mut headers = vec![("Host", "wiki.lan")];
+        headers.extend_from_slice(extra);
+        b.get_with(path, &headers)
+    };
+    let caddy = [
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "wiki.lan"),
+        ("X-Forwarded-Uri", "/page"),
+        ("X-Forwarded-Method", "GET"),
+    ];
+    let anon = app.browser();
+    let resp = on_wiki(&anon, "/auth/forward", &caddy);
+    assert_eq!(resp.status, 302, "{resp:?}");
+    assert!(
+        resp.header("location")
+            .expect("to sign in")
+            .contains("/login?next=http%3A%2F%2Fwiki.lan%2Fpage")
+    );
+    assert_eq!(on_wiki(&anon, "/auth/verify", &caddy).status, 401);
+    assert_eq!(on_wiki(&anon, "/auth/verify", &[]).status, 401);
+    // The sign-in and its steps, and the pages' assets.
+    let login = on_wiki(&anon, "/login", &[]);
+    assert_eq!(login.status, 200);
+    assert!(login.csrf().is_some(), "gatehouse's sign-in page");
+    assert_ne!(on_wiki(&anon, "/login/second", &[]).status, 200);
+    assert_eq!(
+        on_wiki(&anon, "/assets/style.css", &[])
+            .header("content-type")
+            .map(|t| t.starts_with("text/css")),
+        Some(true)
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "the app was asked");
+
+    let alice = signed_in(&app, "alice");
+    let ok = on_wiki(&alice, "/auth/forward", &caddy);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("remote-user"), Some("alice"));
+    let ok = on_wiki(&alice, "/auth/verify", &caddy);
+    assert_eq!(ok.header("remote-user"), Some("alice"));
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "the app was asked");
+
+    // The app's own routes, `/auth/...` ones included, are the app's.
+    for path in ["/auth/callback", "/register", "/account", "/api/session"] {
+        let resp = on_wiki(&alice, path, &[]);
+        let echo: Value = serde_json::from_str(&resp.body).expect("the app's answer");
+        assert_eq!(echo["url"], path);
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 4);
+}
+
 #[test]
 fn the_proxy_refuses_strangers() {
     let (app, _up) = app_with_upstream();
@@ -774,6 +831,15 @@ fn underscore_headers_pass_when_allowed_but_identity_twins_never() {
 
 /// `/apps/site/` open to all, `/apps/site/private/` for admins, one upstream.
 fn nested_app() -> (TestApp, Upstream) {
+    nested_app_with(&[])
+}
+
+fn nested_app_with(settings: &[(&str, &str)]) -> (TestApp, Upstream) {
+    nested_app_site_says(settings, "")
+}
+
+/// The nested apps, with `site_says` added to the outer app's settings.
+fn nested_app_site_says(settings: &[(&str, &str)], site_says: &str) -> (TestApp, Upstream) {
     let upstream = Upstream::start();
     let app = TestApp::spawn_with_file(
         &format!(
@@ -784,6 +850,7 @@ default_policy = "deny"
 name = "site"
 prefix = "/apps/site/"
 upstream = "http://{0}"
+{1}
 
 [[apps]]
 name = "private"
@@ -791,9 +858,9 @@ prefix = "/apps/site/private/"
 upstream = "http://{0}/private"
 allow = "admins"
 "#,
-            upstream.addr
+            upstream.addr, site_says
         ),
-        &[],
+        settings,
     );
     app.add_user("alice", "correct horse", false);
     app.add_user("root", "correct horse", true);
@@ -846,6 +913,49 @@ fn nested_prefixes_are_matched_on_the_normalised_path() {
         answer.contains(r#""url":"/private/secret.txt""#),
         "{answer}"
     );
+}
+
+/// Prefixes match case-sensitively (see the test above: `%70RIVATE` is the
+/// open app's); an outer app whose upstream reads paths without regard to
+/// case says `case_insensitive = true`, and then every spelling of the
+/// nested admins-only prefix is that app's, through the proxy and forward
+/// auth alike.
+#[test]
+fn a_case_insensitive_app_guards_every_spelling_of_a_nested_prefix() {
+    let (app, up) = nested_app_site_says(
+        &[("trusted_proxies", "127.0.0.1")],
+        "case_insensitive = true",
+    );
+    let alice = signed_in(&app, "alice");
+    let root = signed_in(&app, "root");
+    for path in [
+        "/apps/site/PRIVATE/secret.txt",
+        "/apps/site/Private/secret.txt",
+        "/APPS/SITE/%70RIVATE/secret.txt",
+        "/apps/site/private/secret.txt",
+    ] {
+        assert_eq!(alice.get(path).status, 403, "{path}");
+        let verify = alice.get_with(
+            "/auth/verify",
+            &[("X-Forwarded-Host", "site.lan"), ("X-Forwarded-Uri", path)],
+        );
+        assert_eq!(verify.status, 403, "forward auth {path}");
+        // An administrator gets it from the nested app's upstream, the
+        // rest of the path after the prefix as it was spelled.
+        let resp = root.get(path);
+        assert_eq!(resp.status, 200, "{path}");
+        let echo: Value = serde_json::from_str(&resp.body).expect("json");
+        assert_eq!(echo["url"], "/private/secret.txt", "{path}");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 4, "only root's requests");
+    // The outer app in any case too, and the rest keeps its case.
+    let resp = alice.get("/APPS/Site/Some/Page");
+    assert_eq!(resp.status, 200);
+    let echo: Value = serde_json::from_str(&resp.body).expect("json");
+    assert_eq!(echo["url"], "/Some/Page");
+    let bare = alice.get("/APPS/SITE");
+    assert_eq!(bare.status, 301);
+    assert_eq!(bare.header("location"), Some("/apps/site/"));
 }
 
 #[test]
@@ -910,10 +1020,84 @@ fn forward_auth_judges_the_normalised_forwarded_path() {
     assert_eq!(verify("/apps/books/x"), 403, "users list");
     assert_eq!(verify("/apps/%62ooks/x"), 403, "encoded");
     assert_eq!(verify("/apps//books/x"), 403, "repeated slash");
-    assert_eq!(verify("/apps/wiki/../books/x"), 400, "climbs out of wiki");
-    assert_eq!(verify("/apps/wiki/a%2f..%2f..%2fbooks/x"), 400);
-    assert_eq!(verify("/apps/wiki%2F../books/x"), 400);
+    // A target with no normal form is refused with `403`, the one refusal
+    // nginx's `auth_request` passes on (it turns a `400` into a `500`).
+    assert_eq!(verify("/apps/wiki/../books/x"), 403, "climbs out of wiki");
+    assert_eq!(verify("/apps/wiki/a%2f..%2f..%2fbooks/x"), 403);
+    assert_eq!(verify("/apps/wiki%2F../books/x"), 403);
     assert_eq!(verify("/x"), 403, "default policy deny");
+}
+
+/// `/apps/site/` open to all, `/apps/site/private/` for admins, behind a
+/// forwarding proxy on 127.0.0.1.
+fn nested_behind_proxy() -> (TestApp, Upstream) {
+    nested_app_with(&[("trusted_proxies", "127.0.0.1")])
+}
+
+#[test]
+fn a_fragment_in_a_target_is_refused_not_judged_without_it() {
+    let (app, up) = nested_behind_proxy();
+    let alice = signed_in(&app, "alice");
+    let root = signed_in(&app, "root");
+    let attack = "/apps/site/%70rivate/secret.txt#/../../index.html";
+    // Sent to gatehouse itself, a `#` in the request line is malformed.
+    let cookie = session_cookie(&alice);
+    for target in [attack, "/apps/site/index.html#x", "/login#x", "/#"] {
+        let answer = raw(
+            &app,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(status_of(&answer), 400, "{target}: {answer}");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "nothing was forwarded");
+    // Forwarded by a proxy (whose static server would cut the path at the
+    // `#` and serve the secret), it is refused whoever asks, in either
+    // header and from either endpoint: `403`, never the index's `200`.
+    for b in [&alice, &root] {
+        for header in ["X-Forwarded-Uri", "X-Original-URI"] {
+            for uri in [
+                attack,
+                "/apps/site/index.html#",
+                "/apps/site/index.html?q=1#/../../private/x",
+                // Encoded control characters: C code ends a path at `%00`.
+                "/apps/site/%70rivate/secret.txt%00/../../index.html",
+                "/apps/site/%70rivate/secret.txt%0a/../../index.html",
+            ] {
+                for endpoint in ["/auth/verify", "/auth/forward"] {
+                    let resp =
+                        b.get_with(endpoint, &[("X-Forwarded-Host", "site.lan"), (header, uri)]);
+                    assert_eq!(resp.status, 403, "{endpoint} {header}: {uri}");
+                    assert_eq!(resp.header("remote-user"), None);
+                }
+            }
+        }
+    }
+    // Encoded, `#` and `?` are characters of their segment, to gatehouse as
+    // to the upstream: judged where the `..` after them lead.
+    let verify = |b: &Browser, uri: &str| {
+        b.get_with(
+            "/auth/verify",
+            &[("X-Forwarded-Host", "site.lan"), ("X-Forwarded-Uri", uri)],
+        )
+        .status
+    };
+    assert_eq!(
+        verify(
+            &alice,
+            "/apps/site/%70rivate/secret.txt%23/../../index.html"
+        ),
+        200
+    );
+    assert_eq!(
+        verify(&alice, "/apps/site/%70rivate/x%3F/../secret.txt"),
+        403
+    );
+    assert_eq!(
+        verify(&root, "/apps/site/%70rivate/x%3F/../secret.txt"),
+        200
+    );
 }
 
 #[test]

@@ -97,6 +97,24 @@ pub fn backend_env(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs a command of the real binary on a data directory a server of
+/// this process has just released, again while it answers that the
+/// directory is held (for up to 10 s): another test's child, forked while
+/// the old server's lock file was open, holds the lock until it execs,
+/// which under load or qemu can take a moment. Any other answer is final.
+pub fn when_released(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
+    let start = std::time::Instant::now();
+    loop {
+        let out = run();
+        let held =
+            String::from_utf8_lossy(&out.stderr).contains("another gatehouse server is running");
+        if !held || start.elapsed() > Duration::from_secs(10) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running server with its own temporary data directory.
 pub struct TestApp {
     pub running: Option<Running>,

@@ -201,3 +201,80 @@ fn every_html_response_carries_the_security_headers() {
         assert_eq!(resp.header("cache-control"), Some("no-store"));
     }
 }
+
+/// Every form route, whoever asks (anonymous, with a valid anonymous token
+/// cookie, signed in as an administrator), refuses a POST whose form
+/// carries no token, a forged one, or the wrong kind of token with `403`,
+/// before anything else looks at what was sent (a route that checked the
+/// token late answered `400` or `303` for a request it should have refused
+/// outright), and nothing changes.
+#[test]
+fn every_form_route_refuses_a_post_without_its_csrf_token_first() {
+    // With sign-up open, so that `/register` is a form route too.
+    let app = TestApp::spawn_with(&[("allow_registration", "true")]);
+    app.add_user("root", "correct horse", true);
+    app.add_user("bob", "bob's password", false);
+    let anonymous = app.browser();
+    let with_cookie = app.browser();
+    with_cookie.get("/login").csrf().expect("a login form");
+    let root = app.browser();
+    assert_eq!(root.login("root", "correct horse").status, 303);
+    // The anonymous token pair, next to a live session: it must not count
+    // for a signed-in form.
+    root.get("/login");
+    let root_anon = root.cookie("gatehouse_csrf").expect("a token cookie");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (path, token) in gatehouse::web::form_routes() {
+        // Every field any form reads, so a route that looked at them before
+        // the token would act (or fail) on them.
+        let fields = [
+            ("username", "bob"),
+            ("password", "a new password 1"),
+            ("password2", "a new password 1"),
+            ("current", "correct horse"),
+            ("code", "123456"),
+            ("name", "x"),
+            ("credential", "{}"),
+            ("session", "x"),
+            ("token", "x"),
+            ("next", "/"),
+        ];
+        for (who, b) in [
+            ("anonymous", &anonymous),
+            ("anonymous with a token cookie", &with_cookie),
+            ("signed in", &root),
+        ] {
+            let none = b.post_form(path, &fields).status;
+            if none != 403 {
+                wrong.push(format!("{who} {path} without a token: {none}"));
+            }
+            let mut forged = vec![("csrf", "forged")];
+            forged.extend_from_slice(&fields);
+            let status = b.post_form(path, &forged).status;
+            if status != 403 {
+                wrong.push(format!("{who} {path} with a forged token: {status}"));
+            }
+        }
+        if token == gatehouse::web::FormToken::Session {
+            // A signed-in form takes the session's token, not the anonymous one.
+            with_cookie.set_cookie("gatehouse_csrf", &root_anon);
+            let token = with_cookie.get("/login").csrf().expect("a login form");
+            let mut anon = vec![("csrf", token.as_str())];
+            anon.extend_from_slice(&fields);
+            let status = root.post_form(path, &anon).status;
+            if status != 403 {
+                wrong.push(format!(
+                    "signed in {path} with the anonymous token: {status}"
+                ));
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} form routes");
+    assert!(wrong.is_empty(), "not refused first:\n{}", wrong.join("\n"));
+    // Nothing changed: root is still signed in and an administrator, bob
+    // still signs in with his password.
+    assert_eq!(root.get("/admin").status, 200);
+    assert_eq!(app.browser().login("bob", "bob's password").status, 303);
+}

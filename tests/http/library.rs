@@ -1,7 +1,7 @@
-//! The library's documented surface is what the README's library section
-//! shows: every name `src/lib.rs` re-exports, every documented method of
+//! The library's documented surface is what `docs/library.md` shows:
+//! every name `src/lib.rs` re-exports, every documented method of
 //! the session layer and its CSRF tokens, and no other gatehouse name; the
-//! server's modules stay hidden; the README's example is the crate docs'
+//! server's modules stay hidden; the guide's example is the crate docs'
 //! (compiled) example, word for word.
 
 use std::collections::BTreeSet;
@@ -12,15 +12,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The README's "As a library" section, up to the next heading.
+/// The library guide, `docs/library.md`.
 fn library_section() -> String {
-    let readme = read("README.md");
-    let start = readme
-        .find("## As a library")
-        .expect("the README has a library section");
-    let rest = &readme[start + 2..];
-    let end = rest.find("\n## ").map_or(rest.len(), |i| i + 1);
-    rest[..end].to_owned()
+    read("docs/library.md")
 }
 
 /// The section's code: fenced blocks and `inline` spans.
@@ -103,7 +97,7 @@ fn every_documented_name_is_in_the_readme_library_section_and_nothing_else() {
     let missing: Vec<_> = surface.iter().filter(|n| !shown.contains(*n)).collect();
     assert!(
         missing.is_empty(),
-        "documented but not in the README: {missing:?}"
+        "documented but not in docs/library.md: {missing:?}"
     );
     // Type-like (CamelCase) names the section shows that are not gatehouse's.
     let foreign = ["Request", "Response", "Duration", "Secure", "Default"];
@@ -117,7 +111,7 @@ fn every_documented_name_is_in_the_readme_library_section_and_nothing_else() {
         .collect();
     assert!(
         extra.is_empty(),
-        "in the README but not documented: {extra:?}"
+        "in docs/library.md but not documented: {extra:?}"
     );
     // Items named through a re-exported module exist there.
     let code = code_of(&section);
@@ -136,7 +130,7 @@ fn every_documented_name_is_in_the_readme_library_section_and_nothing_else() {
                 .any(|kind| source.contains(&format!("pub {kind} {name}")));
             assert!(
                 declared,
-                "the README names {module}::{name}, which {file} lacks"
+                "docs/library.md names {module}::{name}, which {file} lacks"
             );
         }
     }
@@ -144,7 +138,7 @@ fn every_documented_name_is_in_the_readme_library_section_and_nothing_else() {
         for name in documented_fns(file) {
             assert!(
                 shown.contains(&name),
-                "{file}: `{name}` is documented but not in the README"
+                "{file}: `{name}` is documented but not in docs/library.md"
             );
         }
     }
@@ -185,6 +179,6 @@ fn the_readme_example_is_the_compiled_crate_doc_example() {
         .join("\n");
     assert!(
         docs.contains(&format!("```no_run\n{readme_example}\n```")),
-        "the README's example differs from the one in src/lib.rs's docs"
+        "docs/library.md's example differs from the one in src/lib.rs's docs"
     );
 }

@@ -90,3 +90,49 @@ fn check_config_prints_the_effective_settings_with_secrets_masked() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cookie.same_site"));
 }
+
+#[test]
+fn check_config_says_which_prefixes_match_in_any_case() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[apps]]
+name = "site"
+prefix = "/apps/site/"
+upstream = "http://127.0.0.1:1"
+case_insensitive = true
+
+[[apps]]
+name = "private"
+prefix = "/apps/site/private/"
+upstream = "http://127.0.0.1:1/private"
+allow = "admins"
+
+[[apps]]
+name = "wiki"
+prefix = "/apps/wiki/"
+upstream = "http://127.0.0.1:2"
+"#,
+    )
+    .expect("write");
+    let out = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check-config"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_CONFIG", &file)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("app {name:?}:")))
+            .unwrap_or_else(|| panic!("no line for {name} in {text}"))
+            .to_owned()
+    };
+    // The nested app inherits it from the app its prefix is under.
+    assert!(line("site").ends_with(", prefix in any case"), "{text}");
+    assert!(line("private").ends_with(", prefix in any case"), "{text}");
+    assert!(!line("wiki").contains("any case"), "{text}");
+}

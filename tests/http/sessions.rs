@@ -268,3 +268,52 @@ fn a_logout_racing_other_requests_is_never_undone() {
     );
     assert_eq!(thief.get("/auth/verify").status, 401);
 }
+
+/// Gives the user `name` another stamp in the users table, whatever the
+/// backend: as if another user had come to have their id (another
+/// database file swapped in, a backup restored).
+fn another_user_with_the_id_of(app: &TestApp, name: &str) {
+    let sql = "UPDATE users SET username = 'mallory', stamp = 'ffffffffffffffffffffffffffffffff' \
+               WHERE username = ";
+    match crate::helpers::backend_settings(app.dir.path())
+        .into_iter()
+        .find(|(k, _)| k == "database")
+    {
+        None => {
+            app.db()
+                .execute(&format!("{sql}?1"), [name])
+                .expect("update");
+        }
+        Some((_, url)) => {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            client
+                .execute(&format!("{sql}$1"), &[&name])
+                .expect("update");
+        }
+    }
+}
+
+#[test]
+fn a_session_never_resolves_to_a_user_whose_stamp_is_not_its_own() {
+    // On every backend: SQLite and PostgreSQL compare the stamps in the
+    // read that loads the session, Redis against the user row the request
+    // reads anyway.
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let alice = app.browser();
+    assert_eq!(alice.login("alice", "correct horse").status, 303);
+    assert_eq!(
+        alice.get("/auth/verify").header("Remote-User"),
+        Some("alice")
+    );
+    another_user_with_the_id_of(&app, "alice");
+    let verify = alice.get("/auth/verify");
+    assert_eq!(
+        (verify.status, verify.header("Remote-User")),
+        (401, None),
+        "alice's session resolved to the user who now has her id"
+    );
+    assert_eq!(alice.get("/").status, 303);
+    let api = alice.get("/api/session");
+    assert!(!api.body.contains("mallory"), "{}", api.body);
+}

@@ -193,7 +193,23 @@ host = "books.lan"
 users = ["bob"]
 "#;
 
+/// The host names the proxies serve in `check`.
+const HOSTS: &[&str] = &["wiki.lan", "secret.lan", "other.lan", "books.lan"];
+
 fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
+    start_nginx_with(dir, gatehouse, upstream, HOSTS, "")
+}
+
+/// nginx with the recipe's server block for `hosts`, the app at `upstream`
+/// (`host:port`, or `unix:/path` for a Unix socket), and `extra` server
+/// blocks beside it.
+fn start_nginx_with(
+    dir: &Path,
+    gatehouse: &str,
+    upstream: &str,
+    hosts: &[&str],
+    extra: &str,
+) -> Proxy {
     let socket = dir.join("nginx.sock");
     let mut site = recipe("nginx.conf");
     site = swap(
@@ -204,7 +220,7 @@ fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
     site = swap(
         &site,
         "server_name wiki.lan;",
-        "server_name wiki.lan secret.lan other.lan books.lan;",
+        &format!("server_name {};", hosts.join(" ")),
     );
     site = swap(&site, "127.0.0.1:8080", gatehouse);
     site = swap(&site, "127.0.0.1:3000", upstream);
@@ -213,7 +229,7 @@ fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
         "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{site}\n}}\n"
+         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{site}\n{extra}\n}}\n"
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
     let mut child = Command::new("nginx")
@@ -238,13 +254,11 @@ fn start_nginx(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
 fn start_caddy(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
     let socket = dir.join("caddy.sock");
     let mut site = recipe("Caddyfile");
+    let hosts: Vec<String> = HOSTS.iter().map(|h| format!("http://{h}")).collect();
     site = swap(
         &site,
         "http://wiki.lan {",
-        &format!(
-            "http://wiki.lan, http://secret.lan, http://other.lan, http://books.lan {{\n\tbind unix/{}",
-            socket.display()
-        ),
+        &format!("{} {{\n\tbind unix/{}", hosts.join(", "), socket.display()),
     );
     site = swap(
         &site,
@@ -344,6 +358,22 @@ fn check(app: &TestApp, proxy: &Proxy, login_status: u16) {
         ok.body
     );
 
+    // A `#` in the target. nginx passes it on as it came, and an app may
+    // cut the path there: gatehouse refuses it. Caddy keeps it in the path
+    // and sends it encoded (`%23`) to gatehouse and to the app alike, so
+    // both read the same path.
+    let hash = get(proxy, "wiki.lan", "/page#/../x", &[("Cookie", &cookie)]);
+    match hash.status {
+        403 => assert!(!hash.body.contains("upstream saw"), "{}", hash.body),
+        200 => assert!(
+            hash.body
+                .starts_with("upstream saw /page%23/../x user=alice "),
+            "{}",
+            hash.body
+        ),
+        _ => panic!("{}\n{}", hash.head, hash.body),
+    }
+
     // Signed in but not allowed.
     let no = get(proxy, "secret.lan", "/", &[("Cookie", &cookie)]);
     assert_eq!(no.status, 403, "{}", no.head);
@@ -395,9 +425,24 @@ fn check(app: &TestApp, proxy: &Proxy, login_status: u16) {
 
 fn setup() -> (TestApp, Upstream, tempfile::TempDir) {
     let upstream = Upstream::start();
-    let app = TestApp::spawn_with_file(GATEHOUSE_CONFIG, &[]);
+    let (app, dir) = setup_with(GATEHOUSE_CONFIG);
+    (app, upstream, dir)
+}
+
+fn setup_with(config: &str) -> (TestApp, tempfile::TempDir) {
+    let app = TestApp::spawn_with_file(config, &[]);
     app.add_user("alice", "correct horse", false);
-    (app, upstream, tempfile::tempdir().expect("dir"))
+    (app, tempfile::tempdir().expect("dir"))
+}
+
+/// The session cookie of `name`, signed in at gatehouse itself.
+fn session_of(app: &TestApp, name: &str) -> String {
+    let b = app.browser();
+    assert_eq!(b.login(name, "correct horse").status, 303);
+    format!(
+        "gatehouse_session={}",
+        b.cookie("gatehouse_session").expect("cookie")
+    )
 }
 
 #[test]
@@ -420,4 +465,153 @@ fn the_caddy_recipe_guards_an_app() {
     let gatehouse = app.base.trim_start_matches("http://").to_owned();
     let proxy = start_caddy(dir.path(), &gatehouse, &upstream.addr.to_string());
     check(&app, &proxy, 302);
+}
+
+/// The apps of [`GATEHOUSE_CONFIG`], their hosts served by gatehouse's
+/// built-in proxy too (host mode, `upstream` set), all at `upstream`.
+fn host_mode_config(upstream: &str) -> String {
+    GATEHOUSE_CONFIG
+        .lines()
+        .map(|line| {
+            if line.starts_with("host = ") {
+                format!("{line}\nupstream = \"http://{upstream}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// Caddy's `forward_auth` keeps the browser's `Host` when it asks
+/// `/auth/forward`: for an app whose host the built-in proxy serves, the
+/// check is still answered by gatehouse, not passed on to the app (which
+/// answered `200`, and let everyone in as the literal
+/// `{http.reverse_proxy.header.Remote-User}`).
+#[test]
+fn the_caddy_recipe_guards_a_host_mode_app() {
+    if !have("caddy") {
+        return;
+    }
+    let upstream = Upstream::start();
+    let (app, dir) = setup_with(&host_mode_config(&upstream.addr.to_string()));
+    let gatehouse = app.base.trim_start_matches("http://").to_owned();
+    let proxy = start_caddy(dir.path(), &gatehouse, &upstream.addr.to_string());
+    check(&app, &proxy, 302);
+}
+
+#[test]
+fn the_nginx_recipe_guards_a_host_mode_app() {
+    if !have("nginx") {
+        return;
+    }
+    let upstream = Upstream::start();
+    let (app, dir) = setup_with(&host_mode_config(&upstream.addr.to_string()));
+    let gatehouse = app.base.trim_start_matches("http://").to_owned();
+    let proxy = start_nginx(dir.path(), &gatehouse, &upstream.addr.to_string());
+    check(&app, &proxy, 302);
+}
+
+/// Nested prefixes behind the nginx recipe: `/apps/site/` open to every
+/// signed-in user, `/apps/site/private/` to administrators. The app behind
+/// nginx is nginx's own static server, which (like Python's `http.server`)
+/// cuts a request's path at a `#`.
+const NESTED_CONFIG: &str = r#"
+public_url = "http://auth.lan"
+default_policy = "deny"
+trusted_proxies = ["127.0.0.1"]
+
+[[apps]]
+name = "site"
+prefix = "/apps/site/"
+upstream = "http://127.0.0.1:9"
+
+[[apps]]
+name = "private"
+prefix = "/apps/site/private/"
+upstream = "http://127.0.0.1:9/private"
+allow = "admins"
+"#;
+
+#[test]
+fn behind_nginx_a_fragment_never_reaches_an_admins_only_file() {
+    if !have("nginx") {
+        return;
+    }
+    let (app, dir) = setup_with(NESTED_CONFIG);
+    app.add_user("root", "correct horse", true);
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(www.join("apps/site/private")).expect("dirs");
+    std::fs::write(www.join("apps/site/index.html"), "the public index\n").expect("index");
+    std::fs::write(
+        www.join("apps/site/private/secret.txt"),
+        "the administrators' secret\n",
+    )
+    .expect("secret");
+    let statics = dir.path().join("static.sock");
+    let server = format!(
+        "server {{\n listen unix:{};\n root {};\n}}\n",
+        statics.display(),
+        www.display()
+    );
+    let gatehouse = app.base.trim_start_matches("http://").to_owned();
+    let proxy = start_nginx_with(
+        dir.path(),
+        &gatehouse,
+        &format!("unix:{}", statics.display()),
+        &["site.lan"],
+        &server,
+    );
+    let alice = session_of(&app, "alice");
+    let root = session_of(&app, "root");
+    let fetch = |path: &str, cookie: &str| get(&proxy, "site.lan", path, &[("Cookie", cookie)]);
+
+    // The static server serves what it is asked for; gatehouse decides who.
+    let index = fetch("/apps/site/index.html", &alice);
+    assert_eq!(index.status, 200, "{}", index.head);
+    assert_eq!(index.body, "the public index\n");
+    let secret = fetch("/apps/site/private/secret.txt", &root);
+    assert_eq!(secret.status, 200, "{}", secret.head);
+    assert_eq!(secret.body, "the administrators' secret\n");
+    assert_eq!(fetch("/apps/site/private/secret.txt", &alice).status, 403);
+
+    // With a `#`, nginx's static server reads the path up to it (the
+    // secret) while `..` after it took the whole target back to the index:
+    // refused, whoever asks.
+    for path in [
+        "/apps/site/%70rivate/secret.txt#/../../index.html",
+        "/apps/site/private/secret.txt#/../../index.html",
+        "/apps/site/index.html#x",
+    ] {
+        for (who, cookie) in [("alice", &alice), ("root", &root)] {
+            let reply = fetch(path, cookie);
+            assert_eq!(reply.status, 403, "{who} {path}: {}", reply.head);
+            assert!(
+                !reply.body.contains("secret"),
+                "{who} {path} reached the secret: {}",
+                reply.body
+            );
+        }
+    }
+    // Encoded, `#` is an ordinary character to nginx as to gatehouse: the
+    // `..` after it climb over it for both, to the index.
+    let encoded = fetch(
+        "/apps/site/%70rivate/secret.txt%23/../../index.html",
+        &alice,
+    );
+    assert_eq!(encoded.status, 200, "{}", encoded.head);
+    assert_eq!(encoded.body, "the public index\n");
+    // An encoded control character (C code ends a path at `%00`) never
+    // reaches the app.
+    for path in [
+        "/apps/site/%70rivate/secret.txt%00/../../index.html",
+        "/apps/site/%70rivate/secret.txt%0a/../../index.html",
+    ] {
+        let reply = fetch(path, &alice);
+        assert!(
+            reply.status == 400 || reply.status == 403,
+            "{path}: {}",
+            reply.head
+        );
+        assert!(!reply.body.contains("secret"), "{path}: {}", reply.body);
+    }
 }

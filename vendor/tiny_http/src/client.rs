@@ -455,7 +455,10 @@ fn parse_http_version(version: &[u8]) -> Result<HTTPVersion, u16> {
 /// gatehouse patch: strict (RFC 9112 section 3): exactly
 /// `method SP target SP version`, single spaces; the method a token; the
 /// target visible ASCII only (no control characters, spaces or bytes past
-/// ASCII). Returns the status to refuse it with otherwise.
+/// ASCII) and without a `#`: a fragment is never sent in a request, and
+/// readers disagree on one that is (some cut the path there, some keep
+/// it), so a proxy in front and the app behind could read two paths.
+/// Returns the status to refuse it with otherwise.
 fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), u16> {
     let mut parts = line.split(|b| *b == b' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -466,7 +469,7 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), u16>
     if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
         return Err(400);
     }
-    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b) && *b != b'#') {
         return Err(400);
     }
     let version = parse_http_version(version)?;
@@ -599,6 +602,9 @@ mod test {
             b"GET /a\0b HTTP/1.1",
             b"GET /a\x7fb HTTP/1.1",
             b"GET /\xc3\xa9 HTTP/1.1",
+            b"GET /a#b HTTP/1.1",
+            b"GET /private/x#/../../index.html HTTP/1.1",
+            b"GET /a?q=1#/../b HTTP/1.1",
             b"G(T / HTTP/1.1",
             b"GET / http/1.1",
             b"GET / HTTP/1.1.1",
