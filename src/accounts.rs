@@ -6,13 +6,19 @@
 //!   bounded queue for every outcome (a dummy hash for unknown users),
 //!   disabled accounts, the login log lines. The attempt returns an
 //!   [`Attempt`] rather than a response, so a second step can sit between
-//!   the password and the finished sign-in, which alone regenerates the
-//!   session id (and applies the per-user session cap).
+//!   the password and the finished sign-in. The session id changes at
+//!   both: when a pending sign-in is stored, and when the sign-in
+//!   completes (which also applies the per-user session cap).
 //! - **Password checks** that are not sign-ins ([`Accounts::confirm_password`]):
 //!   the current password on the account page, the admin page's "confirm
 //!   your password"; throttled the same way.
 //! - **Revocation**: a new password ends the user's sessions (all but the
-//!   one that set it); disabling or deleting a user ends all of them.
+//!   one that set it); disabling or deleting a user ends all of them; each
+//!   of these, "end all others" and a reset of the second factors also
+//!   end the user's sign-ins still waiting for their second step; turning
+//!   on a second factor ends the sessions that signed in without one.
+//! - **Session ids**: a new one at the password step (a pending sign-in)
+//!   and at every sign-in or change of what the session may do.
 //! - **The last administrator**: disabling, deleting or demoting the last
 //!   enabled administrator is refused, unless the caller forces it (the
 //!   box's owner at the command line).
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::throttle::Throttle;
 use crate::clock::Millis;
 use crate::logging;
-use crate::session::{Session, SessionError, SessionKey, Store, StoreError};
+use crate::session::{Change, Patch, Session, SessionError, SessionKey, Store, StoreError, Touch};
 use crate::users::factors::{CodeCheck, Policy};
 use crate::users::{Login, MAX_USERNAME, User, UserError, UserId, Username, Users};
 
@@ -43,6 +49,15 @@ pub const PENDING: &str = "gatehouse:pending";
 /// Session data: how the session signed in (`pwd`, `otp`, `passkey`,
 /// `recovery`), in order.
 pub const METHODS: &str = "gatehouse:amr";
+
+/// Session data: when this session's user last gave their password (or a
+/// passkey), in milliseconds: what `admin_reauth` reads. Set by a sign-in
+/// and by the admin page's "confirm your password", never by a code
+/// alone (a step-up with a code proves the device, not the person at the
+/// keyboard now). Under the reserved `gatehouse:` prefix, which `PATCH
+/// /api/session/data` refuses: a script must not be able to write itself
+/// a fresh confirmation.
+pub const REAUTH_AT: &str = "gatehouse:reauth_at";
 
 /// How long a pending sign-in waits for its second step.
 pub const PENDING_FOR: Millis = 5 * 60 * 1000;
@@ -119,6 +134,15 @@ pub enum AfterPassword {
     Enrol,
 }
 
+/// What signing in a new account came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Signed in with its password.
+    SignedIn,
+    /// Pending: policy requires a second factor, to be set up first.
+    Enrol,
+}
+
 /// What a second step came to.
 #[derive(Debug)]
 pub enum Step {
@@ -179,6 +203,12 @@ pub enum Refusal {
     /// (when the user has one), or by a sign-in that must set one up.
     #[error("give your current second factor first")]
     SecondStepFirst,
+    /// The password or second factors of a user who has a second factor
+    /// are changed only by an administrator whose session gave one too.
+    #[error(
+        "this user has a second factor: only an administrator who signed in with one may change their password or second factors"
+    )]
+    OverrideNeedsSecondFactor,
 }
 
 /// What a sign-in attempt came to.
@@ -369,13 +399,20 @@ impl<'a> Accounts<'a> {
         verified: Verified,
         remember: bool,
     ) -> Result<Finished, AccountError> {
-        sign_in(session, verified.user, remember, vec!["pwd".to_owned()])
+        let now = crate::clock::now();
+        sign_in(
+            session,
+            verified.user,
+            remember,
+            vec!["pwd".to_owned()],
+            Some(now),
+        )
     }
 
     /// What follows a right password: signed in at once, or a pending
     /// sign-in that waits for a second factor (the user has one), or for
     /// one to be set up (`policy` requires it). A pending sign-in leaves
-    /// the session anonymous; `next` goes with it.
+    /// the session anonymous, under a new id; `next` goes with it.
     ///
     /// # Errors
     ///
@@ -394,19 +431,7 @@ impl<'a> Accounts<'a> {
                 self.finish_sign_in(session, verified, remember)?,
             ));
         }
-        session.insert(
-            PENDING,
-            Pending {
-                user_id: verified.user.id,
-                remember,
-                next: next.to_owned(),
-                at: crate::clock::now(),
-                attempts: 0,
-                enrol: !has,
-                password_set_at: verified.user.password_changed_at,
-                user_stamp: verified.user.stamp.clone(),
-            },
-        )?;
+        pend(session, &verified.user, remember, next, !has)?;
         Ok(if has {
             AfterPassword::SecondStep
         } else {
@@ -522,18 +547,24 @@ impl<'a> Accounts<'a> {
                 &format!(" left={left}"),
             );
         }
-        let finished = self.complete(session, subject, proof.method())?;
+        // A passkey is given now, like a password; a code or a recovery
+        // code alone renews no password window.
+        let typed = matches!(proof, Proof::Passkey(_)).then(crate::clock::now);
+        let finished = self.complete(session, subject, proof.method(), typed)?;
         Ok(Step::Finished(finished, left))
     }
 
     /// Signs the subject in with `method` added to the password: a pending
     /// sign-in becomes the user's session, a signed-in one gains the
-    /// method; either way under a new id.
+    /// method; either way under a new id. [`REAUTH_AT`] becomes when a
+    /// pending sign-in's password was given, or `typed` (a passkey given
+    /// now) for a signed-in one.
     fn complete(
         &self,
         session: &Session<'_>,
         subject: Subject,
         method: &str,
+        typed: Option<Millis>,
     ) -> Result<Finished, AccountError> {
         let (remember, mut methods) = match &subject.pending {
             Some(p) => (p.remember, vec!["pwd".to_owned()]),
@@ -545,8 +576,9 @@ impl<'a> Accounts<'a> {
         if !methods.iter().any(|m| m == method) {
             methods.push(method.to_owned());
         }
+        let typed = subject.pending.as_ref().map(|p| p.at).or(typed);
         session.remove(PENDING)?;
-        sign_in(session, subject.user, remember, methods)
+        sign_in(session, subject.user, remember, methods, typed)
     }
 
     /// A TOTP enrolment confirmed by `code` for the subject of `session`:
@@ -571,7 +603,8 @@ impl<'a> Accounts<'a> {
             return Ok(None);
         }
         let codes = self.recovery_codes_if_none(user)?;
-        let finished = self.complete(session, subject, "otp")?;
+        let finished = self.complete(session, subject, "otp", None)?;
+        self.end_password_only(user, session.key().as_ref())?;
         Ok(Some(Enabled { finished, codes }))
     }
 
@@ -595,8 +628,38 @@ impl<'a> Accounts<'a> {
             .factors()
             .add_passkey(user, credential_id, name, credential)?;
         let codes = self.recovery_codes_if_none(user)?;
-        let finished = self.complete(session, subject, "passkey")?;
+        let finished = self.complete(session, subject, "passkey", None)?;
+        self.end_password_only(user, session.key().as_ref())?;
         Ok(Enabled { finished, codes })
+    }
+
+    /// Ends `user`'s sessions, but `keep`, that signed in without a second
+    /// factor; returns how many. Called when a second factor is turned
+    /// on: the user now means the password alone to be not enough, and a
+    /// session it made (perhaps a password thief's) would otherwise stay
+    /// signed in everywhere but where a factor is asked for. Ended rather
+    /// than sent to step up: nothing then has to check, on every request,
+    /// whether the user has a factor the session did not give.
+    fn end_password_only(
+        &self,
+        user: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        let mut ended = 0;
+        for record in self.sessions.list(Some(user), crate::clock::now())? {
+            let methods: Vec<String> = record
+                .data
+                .get(METHODS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            if Some(&record.key) != keep
+                && !two_factors(&methods)
+                && self.sessions.delete(&record.key)?
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// Whether the subject may add a second factor: a pending sign-in
@@ -661,7 +724,14 @@ impl<'a> Accounts<'a> {
             return Ok(Step::Wrong);
         }
         session.remove(PENDING)?;
-        let finished = sign_in(session, user, remember, vec!["passkey".to_owned()])?;
+        let now = crate::clock::now();
+        let finished = sign_in(
+            session,
+            user,
+            remember,
+            vec!["passkey".to_owned()],
+            Some(now),
+        )?;
         Ok(Step::Finished(finished, None))
     }
 
@@ -681,6 +751,26 @@ impl<'a> Accounts<'a> {
         Ok(record_failure(guard, name, ip, "wrong_passkey")?)
     }
 
+    /// Refuses an administrator signed into `session` who gave no second
+    /// factor the power to reset the password or the second factors of a
+    /// `target` who has one ([`Refusal::OverrideNeedsSecondFactor`]): else
+    /// a stolen password of a password-only administrator would strip
+    /// another administrator's factors, set their password and sign in as
+    /// them. The same rule as for changing one's own factors; the command
+    /// line (the box's owner) does not ask.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, or database failures.
+    pub fn may_override(&self, session: &Session<'_>, target: &User) -> Result<(), AccountError> {
+        let methods = session.get::<Vec<String>>(METHODS).unwrap_or_default();
+        if two_factors(&methods) || !self.users.factors().summary(target.id)?.any() {
+            Ok(())
+        } else {
+            Err(AccountError::Refused(Refusal::OverrideNeedsSecondFactor))
+        }
+    }
+
     /// Removes every second factor of `target` and ends all their
     /// sessions (an administrator's reset, for a lost phone); returns how
     /// many sessions ended.
@@ -690,24 +780,44 @@ impl<'a> Accounts<'a> {
     /// Database and store failures.
     pub fn reset_second_factors(&self, target: &User) -> Result<usize, AccountError> {
         self.users.factors().reset(target.id)?;
-        Ok(self.sessions.delete_by_user(target.id, None)?)
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        // A sign-in that waited at the set-up (with the password only)
+        // while the owner set up the factor reset now would otherwise be
+        // free to set up its own.
+        self.end_pending(target.id)?;
+        Ok(ended)
     }
 
     /// Signs a user created this moment (first-run setup, self-registration)
     /// into `session`: they have just chosen their password, so there is
-    /// nothing to verify. A new id, as with every sign-in.
+    /// nothing to verify. A new id, as with every sign-in. When `policy`
+    /// requires a second factor, the new account is not signed in but
+    /// sent to set one up first, as a password sign-in would be (and then
+    /// on to `next`): a sign-up must not be a way around the policy.
     ///
     /// # Errors
     ///
     /// Store failures.
-    pub fn sign_in_created(&self, session: &Session<'_>, user: &User) -> Result<(), AccountError> {
+    pub fn sign_in_created(
+        &self,
+        session: &Session<'_>,
+        user: &User,
+        next: &str,
+        policy: Policy,
+    ) -> Result<Created, AccountError> {
+        if policy == Policy::Required {
+            pend(session, user, false, next, true)?;
+            return Ok(Created::Enrol);
+        }
         session.insert(METHODS, ["pwd"])?;
+        session.insert(REAUTH_AT, crate::clock::now())?;
         session.login(user, false)?;
-        Ok(())
+        Ok(Created::SignedIn)
     }
 
     /// Checks that `password` is `user`'s, throttled like a sign-in: a
-    /// stolen session must not be able to guess it.
+    /// stolen session must not be able to guess it. A right password
+    /// clears no failures (it finishes no sign-in).
     ///
     /// # Errors
     ///
@@ -726,7 +836,10 @@ impl<'a> Accounts<'a> {
         }
         match self.users.authenticate(username, password)? {
             Login::Ok(found) if found.id == user.id => {
-                guard.throttle.success(username)?;
+                // The name's failures stay: only a finished sign-in clears
+                // them. Else a password-only session could guess a second
+                // step's codes, confirm its password (with new passwords
+                // that do not match, so nothing changes), and guess on.
                 if purpose == Purpose::AdminAction {
                     log(username, "reauth", ip, "");
                 }
@@ -779,6 +892,7 @@ impl<'a> Accounts<'a> {
         let keep = keep.filter(|s| s.user_id() == Some(target.id));
         let kept_key: Option<SessionKey> = keep.and_then(Session::key);
         let ended = self.sessions.delete_by_user(target.id, kept_key.as_ref())?;
+        self.end_pending(target.id)?;
         if let Some(session) = keep {
             session.regenerate()?;
         }
@@ -801,7 +915,11 @@ impl<'a> Accounts<'a> {
     ) -> Result<usize, AccountError> {
         self.refuse_removal(actor, target, force, Refusal::DisableSelf)?;
         self.users.set_disabled(target.id, true)?;
-        Ok(self.sessions.delete_by_user(target.id, None)?)
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        // Refused while the user is disabled, but alive again if they are
+        // enabled within its five minutes: ended now.
+        self.end_pending(target.id)?;
+        Ok(ended)
     }
 
     /// Lets a disabled user sign in again.
@@ -829,6 +947,7 @@ impl<'a> Accounts<'a> {
         // Sessions first: a store outside the users' database (Redis) has no
         // cascade to take them with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.end_pending(target.id)?;
         self.users.delete(target.id)?;
         Ok(ended)
     }
@@ -891,7 +1010,8 @@ impl<'a> Accounts<'a> {
         Ok(Ended::Other)
     }
 
-    /// Ends every session of `user` but `keep`; returns how many.
+    /// Ends every session of `user` but `keep`, and every sign-in of
+    /// theirs still waiting for its second step; returns how many sessions.
     ///
     /// # Errors
     ///
@@ -901,7 +1021,50 @@ impl<'a> Accounts<'a> {
         user: &User,
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
-        Ok(self.sessions.delete_by_user(user.id, keep)?)
+        let ended = self.sessions.delete_by_user(user.id, keep)?;
+        self.end_pending(user.id)?;
+        Ok(ended)
+    }
+
+    /// Ends every sign-in of `user` that waits for its second step (or
+    /// set-up), wherever it waits; returns how many. Part of every
+    /// clean-up of a user's sessions ("end all others", disabling, a new
+    /// password, a reset of the factors): the owner cleaning up must not
+    /// leave a password thief's pending sign-in running, guessing codes
+    /// or waiting at the set-up.
+    ///
+    /// A pending sign-in is anonymous, so no per-user index finds it: this
+    /// reads every live session (as the admin page's list does). A session
+    /// that is nothing else is deleted; one signed in as someone keeps that
+    /// sign-in and loses only the pending one.
+    fn end_pending(&self, user: UserId) -> Result<usize, AccountError> {
+        let now = crate::clock::now();
+        let mut ended = 0;
+        for record in self.sessions.list(None, now)? {
+            let waiting = record
+                .data
+                .get(PENDING)
+                .and_then(|v| serde_json::from_value::<Pending>(v.clone()).ok())
+                .is_some_and(|p| p.user_id == user);
+            if !waiting {
+                continue;
+            }
+            let gone = if record.user_id.is_none() {
+                self.sessions.delete(&record.key)?
+            } else {
+                let mut patch = Patch::default();
+                patch.0.insert(PENDING.to_owned(), Change::Remove);
+                let touch = Touch {
+                    last_seen_at: record.last_seen_at,
+                    expires_at: record.expires_at,
+                };
+                self.sessions.save(&record.key, &patch, touch, now)?
+            };
+            if gone {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// The rules [`disable`](Self::disable) and [`delete`](Self::delete)
@@ -944,14 +1107,51 @@ pub struct Enabled {
     pub codes: Vec<String>,
 }
 
-/// `user` signed into `session` under a new id with these methods.
+/// Stores a sign-in of `user` that waits for its second step (or, with
+/// `enrol`, for a second factor to be set up) in `session`, under a new id.
+fn pend(
+    session: &Session<'_>,
+    user: &User,
+    remember: bool,
+    next: &str,
+    enrol: bool,
+) -> Result<(), AccountError> {
+    session.insert(
+        PENDING,
+        Pending {
+            user_id: user.id,
+            remember,
+            next: next.to_owned(),
+            at: crate::clock::now(),
+            attempts: 0,
+            enrol,
+            password_set_at: user.password_changed_at,
+            user_stamp: user.stamp.clone(),
+        },
+    )?;
+    // A new id now, not only when the sign-in completes: a session id
+    // planted in this browser (from a sibling host under the cookie's
+    // domain, or over plain HTTP) must not carry the pending sign-in, or
+    // its planter would be shown the set-up or the second step and finish
+    // the sign-in as this user.
+    session.regenerate()?;
+    Ok(())
+}
+
+/// `user` signed into `session` under a new id with these methods; with
+/// `typed`, the time their password (or passkey) was given, which
+/// [`REAUTH_AT`] keeps.
 fn sign_in(
     session: &Session<'_>,
     user: User,
     remember: bool,
     methods: Vec<String>,
+    typed: Option<Millis>,
 ) -> Result<Finished, AccountError> {
     session.insert(METHODS, &methods)?;
+    if let Some(at) = typed {
+        session.insert(REAUTH_AT, at)?;
+    }
     session.login(&user, remember)?;
     Ok(Finished { user, methods })
 }

@@ -90,7 +90,16 @@ pub(super) trait FactorStore: Send + Sync {
     fn passkey_insert(&self, user: UserId, new: &NewPasskeyRow<'_>) -> Result<(), UserError>;
     fn passkey_list(&self, user: UserId) -> Result<Vec<Passkey>, UserError>;
     fn passkey_find(&self, credential_id: &[u8]) -> Result<Option<StoredPasskey>, UserError>;
-    fn passkey_used(&self, id: i64, credential: &[u8], now: Millis) -> Result<(), UserError>;
+    /// Writes `credential` and `now` as last used, unless the passkey was
+    /// used at or after `started` (and not in the future): `false` then,
+    /// and nothing written.
+    fn passkey_used(
+        &self,
+        id: i64,
+        credential: &[u8],
+        started: Millis,
+        now: Millis,
+    ) -> Result<bool, UserError>;
     /// Deletes this passkey of `user`; `false` when they have none by that id.
     fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError>;
     /// Deletes every second factor of `user`.
@@ -542,13 +551,32 @@ impl Factors {
         self.db.passkey_find(credential_id)
     }
 
-    /// Records a sign-in with passkey `id` and its updated credential.
+    /// Records a sign-in with passkey `id` and its updated credential, for
+    /// a ceremony begun at `started`; `false`, and nothing recorded, when
+    /// the passkey was already used since then: the answer is then refused.
+    ///
+    /// This is what makes a ceremony good for one answer even when its
+    /// state travels in a cookie (a passkey-only sign-in keeps none on the
+    /// server): a captured answer sent again with its ceremony cookie
+    /// finds the passkey used after the ceremony began. It holds for
+    /// authenticators that keep no sign counter (synced passkeys), and
+    /// across instances sharing the database. The cost: of two ceremonies
+    /// begun before either was answered (two tabs), only the first answer
+    /// counts. A last use recorded in the future (the wall clock stepped
+    /// back, or another instance's clock is ahead) does not lock the
+    /// passkey out.
     ///
     /// # Errors
     ///
     /// Database failures.
-    pub fn passkey_used(&self, id: i64, credential: &[u8]) -> Result<(), UserError> {
-        self.db.passkey_used(id, credential, crate::clock::now())
+    pub fn passkey_used(
+        &self,
+        id: i64,
+        credential: &[u8],
+        started: crate::clock::Millis,
+    ) -> Result<bool, UserError> {
+        self.db
+            .passkey_used(id, credential, started, crate::clock::now())
     }
 
     /// Removes `user`'s passkey `id`; `false` when they have none by it.
@@ -704,7 +732,33 @@ pub(super) fn conformance(factors: &Factors, users: &super::Users) {
         (found.user_id, found.credential.as_slice()),
         (alice.id, &b"stored-2"[..])
     );
-    factors.passkey_used(found.id, b"stored-2b").expect("used");
+    let begun = crate::clock::now();
+    let used = |started, now| {
+        factors
+            .db
+            .passkey_used(found.id, b"stored-2b", started, now)
+            .expect("used")
+    };
+    assert!(
+        factors
+            .passkey_used(found.id, b"stored-2b", begun)
+            .expect("used")
+    );
+    // The same ceremony again, or one begun before that use: refused, and
+    // nothing written.
+    assert!(
+        !factors
+            .passkey_used(found.id, b"stored-2c", begun)
+            .expect("used")
+    );
+    assert!(!used(begun - 1_000, begun + 1_000));
+    // One begun after it: taken.
+    assert!(used(begun + 2_000, begun + 3_000));
+    // A last use in the future (the clock stepped back an hour) locks the
+    // passkey out of nothing; a replay under the stepped-back clock is
+    // still refused.
+    assert!(used(begun - 3_600_000, begun - 3_599_000));
+    assert!(!used(begun - 3_600_000, begun - 3_598_000));
     let again = factors
         .find_passkey(b"cred-2")
         .expect("find")

@@ -10,10 +10,14 @@
 //!
 //! # What the caller keeps
 //!
-//! - **Ceremony state** (the `Vec<u8>` from `start_*`), kept server-side in
-//!   the session between the two calls and deleted when the `finish_*` call
-//!   is made, whatever its outcome: a state is good for one try (deleting it
-//!   is what stops a replayed response). Layout: one tag byte (`1`
+//! - **Ceremony state** (the `Vec<u8>` from `start_*`), kept by the caller
+//!   between the two calls and dropped when the `finish_*` call is made,
+//!   whatever its outcome: a state is good for one try. A state kept
+//!   server-side (in a session that exists anyway) is deleted; one kept
+//!   in a signed cookie (a passkey-only sign-in, which must store nothing
+//!   for an anonymous visitor) cannot be, so the caller also refuses an
+//!   answer for a passkey used since the ceremony began ([`started_at`],
+//!   `Factors::passkey_used`): either stops a replayed response. Layout: one tag byte (`1`
 //!   registration, `2` passkey-only sign-in, `3` sign-in with an allow list),
 //!   the creation time as 8 big-endian bytes of Unix milliseconds
 //!   ([`crate::clock::now`]), then `webauthn_rp`'s own encoding of its server
@@ -332,6 +336,14 @@ fn open_state<'a>(
         return Err(PasskeyError::Expired);
     }
     Ok((tag, inner))
+}
+
+/// When the ceremony in `state` began (as its `start_*` call wrote it),
+/// for the caller's bookkeeping of one answer per ceremony; `None` for
+/// bytes too short to be a state. Nothing is verified here.
+pub fn started_at(state: &[u8]) -> Option<Millis> {
+    let created = state.get(1..9)?;
+    Some(Millis::from_be_bytes(created.try_into().ok()?))
 }
 
 /// Refuses a response too large to parse.
@@ -875,6 +887,14 @@ mod tests {
         let (state, options) = start_authentication(&rp(), None).expect("options");
         let response = a.get(&options, ORIGIN, UP | UV).to_string();
         rejected(finish_authentication(&rp(), &state, &response, &again));
+    }
+
+    #[test]
+    fn the_start_of_a_ceremony_is_read_back_from_its_state() {
+        let (state, _) = start_authentication_at(&rp(), None, 1_234_567).expect("options");
+        assert_eq!(started_at(&state), Some(1_234_567));
+        assert_eq!(started_at(&state[..5]), None);
+        assert_eq!(started_at(&[]), None);
     }
 
     #[test]

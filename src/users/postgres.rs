@@ -335,15 +335,25 @@ impl FactorStore for Postgres {
             .transpose()
     }
 
-    fn passkey_used(&self, id: i64, credential: &[u8], now: Millis) -> Result<(), UserError> {
-        self.update(
-            "UPDATE passkeys SET credential = $2, last_used_at = $3 WHERE id = $1",
+    fn passkey_used(
+        &self,
+        id: i64,
+        credential: &[u8],
+        started: Millis,
+        now: Millis,
+    ) -> Result<bool, UserError> {
+        // The one-use rule of `Factors::passkey_used`, in the same step as
+        // the write, so two answers to one ceremony cannot both pass.
+        Ok(self.count_rows(
+            "UPDATE passkeys SET credential = $2, last_used_at = $3 WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < $4 OR last_used_at > $3)",
             &[
                 (&id, Type::INT8),
                 (&credential, Type::BYTEA),
                 (&now, Type::INT8),
+                (&started, Type::INT8),
             ],
-        )
+        )? > 0)
     }
 
     fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError> {

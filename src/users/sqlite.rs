@@ -263,11 +263,21 @@ impl FactorStore for Sqlite {
             .optional()?)
     }
 
-    fn passkey_used(&self, id: i64, credential: &[u8], now: Millis) -> Result<(), UserError> {
-        self.update(
-            "UPDATE passkeys SET credential = ?2, last_used_at = ?3 WHERE id = ?1",
-            params![id, credential, now],
-        )
+    fn passkey_used(
+        &self,
+        id: i64,
+        credential: &[u8],
+        started: Millis,
+        now: Millis,
+    ) -> Result<bool, UserError> {
+        // The one-use rule of `Factors::passkey_used`, in the same step as
+        // the write, so two answers to one ceremony cannot both pass.
+        let n = self.0.get()?.execute(
+            "UPDATE passkeys SET credential = ?2, last_used_at = ?3 WHERE id = ?1 \
+             AND (last_used_at IS NULL OR last_used_at < ?4 OR last_used_at > ?3)",
+            params![id, credential, now, started],
+        )?;
+        Ok(n > 0)
     }
 
     fn passkey_delete(&self, user: UserId, id: i64) -> Result<bool, UserError> {

@@ -12,7 +12,7 @@ use super::shared::{
 };
 use super::state::{State, with_session};
 use super::views::{self, AdminView, ConfirmView, UserRow};
-use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, two_factors};
+use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, REAUTH_AT, two_factors};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock::{self, Millis};
@@ -195,12 +195,6 @@ pub(super) fn post_action(
     })
 }
 
-/// The session data key holding when this administrator last confirmed
-/// their password (milliseconds). Under the reserved `gatehouse:` prefix,
-/// which `PATCH /api/session/data` refuses: a script must not be able to
-/// write itself a fresh confirmation.
-pub(super) const REAUTH_AT: &str = "gatehouse:reauth_at";
-
 /// The fields an admin form may carry through the confirmation page.
 const CARRIED: &[&str] = &["username", "password", "admin", "handle", "confirm"];
 
@@ -249,10 +243,10 @@ fn confirm_password(
     clicked: bool,
 ) -> Result<Option<Response>> {
     let now = clock::now();
-    let confirmed_at = session
-        .get::<Millis>(REAUTH_AT)
-        .unwrap_or(0)
-        .max(session.record().created_at);
+    // When a password (or passkey) was last given in this session: set by
+    // the sign-in and by this page, not by a step-up with a code. (Not the
+    // session's creation time, which a step-up renews.)
+    let confirmed_at = session.get::<Millis>(REAUTH_AT).unwrap_or(0);
     // A confirmation "in the future" (the wall clock stepped back) is
     // stale: a clock step must not stretch the window.
     let age = now - confirmed_at;
@@ -365,13 +359,20 @@ fn user_action(
     let me = Some(&s.user);
     match path {
         "/admin/users/password" => outcome(
-            accounts.set_password(target, form.get("password").unwrap_or(""), Some(session)),
+            accounts.may_override(session, target).and_then(|()| {
+                accounts.set_password(target, form.get("password").unwrap_or(""), Some(session))
+            }),
             "password-reset",
         ),
         "/admin/users/disable" => outcome(accounts.disable(me, target, false), "user-disabled"),
         "/admin/users/enable" => outcome(accounts.enable(target), "user-enabled"),
         "/admin/users/grant-admin" => outcome(accounts.grant_admin(target), "admin-granted"),
-        "/admin/users/reset-2fa" => outcome(accounts.reset_second_factors(target), "factors-reset"),
+        "/admin/users/reset-2fa" => outcome(
+            accounts
+                .may_override(session, target)
+                .and_then(|()| accounts.reset_second_factors(target)),
+            "factors-reset",
+        ),
         "/admin/users/revoke-admin" => outcome(
             accounts.revoke_admin(target, Some(session)),
             "admin-revoked",

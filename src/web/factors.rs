@@ -18,7 +18,7 @@ use super::state::{State, with_session};
 use super::views::{self, SecondStepView, TotpEnrolView};
 use crate::accounts::{AccountError, Enabled, Proof, Refusal, Step, Subject, two_factors};
 use crate::auth::proxy::Client;
-use crate::session::Session;
+use crate::session::{CookieOptions, SameSite, Session, cookie};
 use crate::users::User;
 use crate::users::factors::StoredPasskey;
 use crate::users::passkey::{self, PasskeyError, RelyingParty};
@@ -397,9 +397,27 @@ pub(super) fn post_passkey_remove(
     })
 }
 
-/// Session data: the passkey ceremony in progress (its purpose and the
-/// opaque state), good for one try.
+/// Session data: the passkey ceremony in progress for a session that
+/// exists anyway (a second step, a set-up, the account page): its purpose
+/// and the opaque state, good for one try.
 const PASSKEY_STATE: &str = "gatehouse:passkey";
+
+/// The cookie that carries a passkey-only sign-in's ceremony instead. The
+/// visitor is anonymous: keeping it in a session would store a row (that
+/// lives for the idle timeout and fills `/admin`) for anyone who asks, and
+/// hand out a session id that could be planted in someone else's browser.
+const SIGNIN_COOKIE: &str = "gatehouse_passkey";
+
+/// What the sign-in ceremony cookie is signed under: a value signed for
+/// another purpose (a session id, a CSRF token) is no ceremony.
+const SIGNIN_CONTEXT: &str = "passkey-signin";
+
+/// The sign-in ceremony cookie goes only to the options and the answer.
+const SIGNIN_PATH: &str = "/login/passkey";
+
+/// How many ceremony cookies one answer tries (a browser may hold one set
+/// by a sibling host too): a header stuffed with copies costs no more.
+const SIGNIN_COOKIES_TRIED: usize = 4;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Ceremony {
@@ -438,6 +456,49 @@ fn begin(
         .with_additional_header("Cache-Control", "no-store"))
 }
 
+/// The sign-in ceremony cookie's settings: host-only, `SameSite=Strict`
+/// (only the page's own script asks for it), `Secure` as the session
+/// cookie is.
+fn signin_cookie(state: &State) -> CookieOptions {
+    CookieOptions {
+        name: SIGNIN_COOKIE.to_owned(),
+        domain: None,
+        path: SIGNIN_PATH.to_owned(),
+        force_secure: state.engine().options().cookie.force_secure,
+        same_site: SameSite::Strict,
+    }
+}
+
+/// Answers a passkey-only sign-in's options, its ceremony in a signed
+/// cookie that expires with the ceremony. Nothing is stored.
+fn begin_signin(state: &State, client: &Client, (bytes, json): (Vec<u8>, String)) -> Response {
+    let value = state
+        .engine()
+        .signer()
+        .sign(SIGNIN_CONTEXT, &URL_SAFE_NO_PAD.encode(bytes));
+    let cookie =
+        signin_cookie(state).set_cookie(&value, Some(passkey::CEREMONY_TTL / 1000), client.https);
+    Response::from_data("application/json", json)
+        .with_additional_header("Cache-Control", "no-store")
+        .with_additional_header("Set-Cookie", cookie)
+}
+
+/// The sign-in ceremonies in the request's cookies whose signature holds.
+/// They are not removed by reading (a cookie cannot be taken back from a
+/// copy): the answer clears the browser's, and `Factors::passkey_used`
+/// refuses a second answer to one ceremony.
+fn signin_ceremonies(state: &State, request: &Request) -> Vec<Vec<u8>> {
+    let Some(header) = request.header("Cookie") else {
+        return Vec::new();
+    };
+    let signer = state.engine().signer();
+    cookie::find(header, SIGNIN_COOKIE)
+        .take(SIGNIN_COOKIES_TRIED)
+        .filter_map(|v| signer.verify(SIGNIN_CONTEXT, v))
+        .filter_map(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .collect()
+}
+
 /// Takes the session's ceremony for `purpose` (removing it, whatever
 /// follows: one try each).
 fn take(session: &Session<'_>, purpose: &str) -> Result<Option<Vec<u8>>> {
@@ -461,13 +522,14 @@ fn passkey_error(e: &PasskeyError) -> WebError {
     WebError::BadRequest("The passkey could not be used. Try again.")
 }
 
-/// The user and stored passkey an assertion names, verified against the
-/// ceremony; `None` when it does not verify, then logged and counted
+/// The user and stored passkey an assertion names, verified against one
+/// of the `ceremonies` (and that passkey not used since that ceremony
+/// began); `None` when it does not verify, then logged and counted
 /// against `ip` when given (a second step counts its own failure).
 fn verified_passkey(
     state: &State,
     rp: &RelyingParty,
-    ceremony: Option<&[u8]>,
+    ceremonies: &[Vec<u8>],
     response: &str,
     ip: Option<std::net::IpAddr>,
 ) -> Result<Option<StoredPasskey>> {
@@ -477,22 +539,32 @@ fn verified_passkey(
         Some((id, _)) => factors.find_passkey(id)?,
         None => None,
     };
-    let ok = match (ceremony, &stored, &named) {
-        (Some(ceremony), Some(s), Some((_, handle))) => {
-            handle.is_none_or(|h| h == s.user_id)
-                && match passkey::finish_authentication(rp, ceremony, response, &s.credential) {
-                    Ok(updated) => {
-                        factors.passkey_used(s.id, &updated)?;
-                        true
+    let mut ok = false;
+    if let (Some(s), Some((_, handle))) = (&stored, &named)
+        && handle.is_none_or(|h| h == s.user_id)
+    {
+        for ceremony in ceremonies {
+            match passkey::finish_authentication(rp, ceremony, response, &s.credential) {
+                Ok(updated) => {
+                    // A verified state always has its start time.
+                    ok = match passkey::started_at(ceremony) {
+                        Some(started) => factors.passkey_used(s.id, &updated, started)?,
+                        None => false,
+                    };
+                    if !ok {
+                        crate::logging::line(&format!(
+                            "passkey refused detail={}",
+                            crate::logging::quote(
+                                "the passkey was used since this ceremony began (a replayed answer?)"
+                            )
+                        ));
                     }
-                    Err(e) => {
-                        log_refused(&e);
-                        false
-                    }
+                    break;
                 }
+                Err(e) => log_refused(&e),
+            }
         }
-        _ => false,
-    };
+    }
     if ok {
         return Ok(stored);
     }
@@ -514,10 +586,8 @@ pub(super) fn post_signin_options(
     let form = Form::from_request(request)?;
     check_anonymous_csrf(state, request, &form)?;
     let rp = relying_party(state, request, client)?;
-    with_session(state, request, client, |session| {
-        let started = passkey::start_authentication(&rp, None).map_err(|e| passkey_error(&e))?;
-        begin(session, "signin", started)
-    })
+    let started = passkey::start_authentication(&rp, None).map_err(|e| passkey_error(&e))?;
+    Ok(begin_signin(state, client, started))
 }
 
 /// `POST /login/passkey`: a passkey alone signs in (two factors: the
@@ -534,20 +604,19 @@ pub(super) fn post_signin_passkey(
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
     let next = safe_next(state, form.get("next"));
     let guard = state.guard();
-    let answer = signing_in(state, request, client, "", |session, finished| {
-        let ceremony = take(session, "signin")?;
-        let Some(stored) =
-            verified_passkey(state, &rp, ceremony.as_deref(), response, Some(client.ip))?
-        else {
-            return Ok(see_other("/login?passkey=failed"));
-        };
-        match state.accounts().sign_in_passkey(
-            &guard,
-            session,
-            stored.user_id,
-            remember,
-            client.ip,
-        )? {
+    // The browser's ceremony cookie goes, whatever the outcome.
+    let clear = signin_cookie(state).clear_cookie(client.https);
+    let ceremonies = signin_ceremonies(state, request);
+    // Verified before the session is touched: a failed answer stores
+    // nothing either.
+    let Some(stored) = verified_passkey(state, &rp, &ceremonies, response, Some(client.ip))? else {
+        return Ok(see_other("/login?passkey=failed").with_additional_header("Set-Cookie", clear));
+    };
+    let answer =
+        signing_in(state, request, client, "", |session, finished| match state
+            .accounts()
+            .sign_in_passkey(&guard, session, stored.user_id, remember, client.ip)?
+        {
             Step::Finished(done, _) => {
                 *finished = Some(done);
                 Ok(see_other(&next))
@@ -558,9 +627,8 @@ pub(super) fn post_signin_passkey(
                     .with_additional_header("Retry-After", secs.to_string()))
             }
             Step::Wrong | Step::Expired => Ok(see_other("/login?passkey=failed")),
-        }
-    })?;
-    Ok(answer)
+        })?;
+    Ok(answer.with_additional_header("Set-Cookie", clear))
 }
 
 /// `POST /login/second/passkey/options`: a passkey as the second step.
@@ -596,11 +664,11 @@ pub(super) fn post_second_passkey(
     let rp = relying_party(state, request, client)?;
     let response = form.get("credential").unwrap_or("");
     let answer = signing_in(state, request, client, "", |session, finished| {
-        let ceremony = take(session, "second")?;
+        let ceremonies: Vec<Vec<u8>> = take(session, "second")?.into_iter().collect();
         // Whose passkey it was, verified; none (or someone else's) is a
         // wrong second step, counted as one.
-        let owner = verified_passkey(state, &rp, ceremony.as_deref(), response, None)?
-            .map_or(-1, |s| s.user_id);
+        let owner =
+            verified_passkey(state, &rp, &ceremonies, response, None)?.map_or(-1, |s| s.user_id);
         second_step_in(
             state,
             request,

@@ -265,7 +265,8 @@ fn check_fetch_metadata(request: &Request, path: &str, post: bool) -> Result<()>
         || path == "/account/passkeys/options"
     {
         // The passkey options are fetched by the page's script, with the
-        // form's CSRF token; they change nothing but the session's challenge.
+        // form's CSRF token; they change nothing but the ceremony's
+        // challenge (in the session, or in the sign-in's own cookie).
         Ok(())
     } else if post {
         meta.check_form_post()

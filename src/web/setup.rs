@@ -12,7 +12,7 @@ use super::shared::{
 };
 use super::state::{State, with_session};
 use super::views::{self, NewUserView};
-use crate::accounts::AccountError;
+use crate::accounts::{AccountError, Created};
 use crate::auth::proxy::Client;
 use crate::logging;
 use crate::users::{User, UserError, Username};
@@ -124,8 +124,16 @@ fn create_and_sign_in(
         if admin { " role=admin" } else { "" },
     ));
     with_session(state, request, client, |session| {
-        state.accounts().sign_in_created(session, &user)?;
-        Ok(see_other(&format!("/?done={done}")))
+        let next = format!("/?done={done}");
+        Ok(
+            match state
+                .accounts()
+                .sign_in_created(session, &user, &next, state.two_factor)?
+            {
+                Created::SignedIn => see_other(&next),
+                Created::Enrol => see_other("/login/enrol"),
+            },
+        )
     })
 }
 

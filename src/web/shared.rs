@@ -13,6 +13,7 @@ use crate::auth::proxy::Client;
 use crate::auth::{csrf, redirect};
 use crate::session::{CookieOptions, Record, SameSite, Session, SessionKey, cookie};
 use crate::users::User;
+use crate::users::factors::Policy;
 
 pub(super) type Result<T> = std::result::Result<T, WebError>;
 
@@ -38,7 +39,17 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
 /// with the session when it can (one read), else from the users table (a
 /// session in Redis); either way only a row with the session's stamp is
 /// its user (see [`Session::user`]).
+///
+/// Under `two_factor = "required"`, a session that signed in without a
+/// second factor (made before the policy was set, or by an older version)
+/// is signed in nowhere: it signs in again, and sets one up first if it
+/// must. Every page, the gate and the API ask here, so none lets it pass.
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
+    if state.two_factor == Policy::Required
+        && !crate::accounts::two_factors(&session_methods(session))
+    {
+        return Ok(None);
+    }
     Ok(session
         .user(|id| state.users.find_by_id(id))?
         .filter(|u| !u.disabled))

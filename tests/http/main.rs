@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven over HTTP.
 
+mod authenticator;
 mod helpers;
 mod raw;
 
@@ -24,6 +25,7 @@ mod names;
 mod navigation;
 mod ops;
 mod outage;
+mod privilege;
 mod queue;
 mod rules;
 mod sessions;
