@@ -278,3 +278,106 @@ fn every_form_route_refuses_a_post_without_its_csrf_token_first() {
     assert_eq!(root.get("/admin").status, 200);
     assert_eq!(app.browser().login("bob", "bob's password").status, 303);
 }
+
+/// Each route answers a method it does not take with `405` and an `Allow`
+/// header naming exactly the methods it does take (pinned here so that a
+/// change to how routes are declared keeps every answer as it was).
+#[test]
+fn every_route_answers_another_method_with_405_and_its_allow_header() {
+    let app = TestApp::spawn_with(&[("allow_registration", "true")]);
+    let b = app.browser();
+    let get_only = [
+        "/",
+        "/healthz",
+        "/account",
+        "/admin",
+        "/auth/verify",
+        "/auth/forward",
+        "/api/session",
+        "/api/openapi.yaml",
+        "/assets/style.css",
+    ];
+    let get_and_post = [
+        "/login",
+        "/logout",
+        "/setup",
+        "/register",
+        "/admin/users/delete",
+        "/login/second",
+        "/login/enrol",
+    ];
+    let post_only = [
+        "/login/passkey/options",
+        "/login/passkey",
+        "/login/second/passkey/options",
+        "/login/second/passkey",
+        "/login/enrol/passkey/options",
+        "/login/enrol/passkey",
+        "/account/sessions/end",
+        "/account/sessions/end-others",
+        "/account/password",
+        "/account/totp",
+        "/account/totp/confirm",
+        "/account/totp/remove",
+        "/account/recovery",
+        "/account/passkeys/options",
+        "/account/passkeys",
+        "/account/passkeys/remove",
+        "/admin/users",
+        "/admin/users/password",
+        "/admin/users/disable",
+        "/admin/users/enable",
+        "/admin/users/grant-admin",
+        "/admin/users/revoke-admin",
+        "/admin/users/reset-2fa",
+        "/admin/sessions/end",
+        "/api/login",
+        "/api/logout",
+        "/api/login/second",
+    ];
+    let mut wrong = Vec::new();
+    let mut check = |what: String, resp: crate::helpers::Resp, allow: &str| {
+        if resp.status != 405 || resp.header("allow") != Some(allow) {
+            wrong.push(format!(
+                "{what}: {} Allow {:?}, not 405 Allow {allow:?}",
+                resp.status,
+                resp.header("allow")
+            ));
+        }
+    };
+    for path in get_only {
+        check(
+            format!("PUT {path}"),
+            b.send_json("PUT", path, "{}", &[]),
+            "GET, HEAD",
+        );
+        check(format!("POST {path}"), b.post_form(path, &[]), "GET, HEAD");
+    }
+    for path in get_and_post {
+        let allow = "GET, HEAD, POST";
+        check(
+            format!("PUT {path}"),
+            b.send_json("PUT", path, "{}", &[]),
+            allow,
+        );
+    }
+    for path in post_only {
+        check(format!("GET {path}"), b.get(path), "POST");
+        check(
+            format!("PUT {path}"),
+            b.send_json("PUT", path, "{}", &[]),
+            "POST",
+        );
+    }
+    check(
+        "GET /api/session/data".to_owned(),
+        b.get("/api/session/data"),
+        "PATCH",
+    );
+    check(
+        "POST /api/session/data".to_owned(),
+        b.send_json("POST", "/api/session/data", "{}", &[]),
+        "PATCH",
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -428,3 +428,68 @@ fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {
         "/admin?done=admin-revoked",
     );
 }
+
+/// Which routes look at fetch metadata, route by route (pinned so that a
+/// change to how routes are declared keeps each rule where it was): the
+/// pages that carry a CSRF token refuse a script's read, every form POST
+/// refuses a script's send, and the JSON API and the passkey options
+/// (fetched by the page's own script, with the form's token) do not ask.
+#[test]
+fn fetch_metadata_is_checked_route_by_route() {
+    let (app, admin) = admin_and_bob();
+    // Pages with a token: a script's read is refused (anonymous ones too).
+    let anonymous = app.browser();
+    for page in ["/login/second", "/login/enrol"] {
+        assert_eq!(anonymous.get_with(page, FETCH).status, 403, "{page}");
+        assert_eq!(anonymous.get(page).status, 303, "{page} without metadata");
+    }
+    // Pages without one: a script may read them.
+    assert_eq!(anonymous.get_with("/login", FETCH).status, 200);
+    assert_eq!(anonymous.get_with("/healthz", FETCH).status, 200);
+    assert_eq!(admin.get_with("/", FETCH).status, 200);
+    assert_eq!(admin.get_with("/api/session", FETCH).status, 200);
+    // A form POST sent by a script is refused, with a valid token too.
+    let token = anonymous.get("/login").csrf().expect("a login form");
+    let resp = anonymous.post_form_with(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("username", "bob"),
+            ("password", "bobs password"),
+        ],
+        FETCH,
+    );
+    assert_eq!(resp.status, 403);
+    // Also on a path that is no route.
+    assert_eq!(
+        anonymous
+            .post_form_with("/nothing-here", &[("csrf", &token)], FETCH)
+            .status,
+        403
+    );
+    // The passkey options are the page script's: not refused for being
+    // fetched (400 here: passkeys need a host name, not 127.0.0.1).
+    for path in [
+        "/login/passkey/options",
+        "/login/second/passkey/options",
+        "/login/enrol/passkey/options",
+    ] {
+        let resp = anonymous.post_form_with(path, &[("csrf", &token)], FETCH);
+        assert_eq!(resp.status, 400, "{path}");
+    }
+    let session_token = admin.get("/account").csrf().expect("token");
+    let resp = admin.post_form_with(
+        "/account/passkeys/options",
+        &[("csrf", &session_token)],
+        FETCH,
+    );
+    assert_eq!(resp.status, 400);
+    // The JSON API is left to its own checks.
+    let resp = anonymous.send_json(
+        "POST",
+        "/api/login",
+        r#"{"username":"bob","password":"wrong password"}"#,
+        FETCH,
+    );
+    assert_eq!(resp.status, 401);
+}
