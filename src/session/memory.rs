@@ -178,4 +178,61 @@ mod tests {
     fn the_memory_store_passes_the_conformance_suite() {
         crate::session::conformance::run_all(MemoryStore::new());
     }
+
+    /// A store that keeps the trait's default `end_oldest` (and `count`,
+    /// `load_with_user`), delegating the rest to the memory store, so the
+    /// defaults a library user's own store inherits pass the suite too.
+    struct Defaults(MemoryStore);
+
+    impl Store for Defaults {
+        fn create(&self, record: &Record) -> Result<(), StoreError> {
+            self.0.create(record)
+        }
+        fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<Record>, StoreError> {
+            self.0.load(key, now)
+        }
+        fn save(
+            &self,
+            key: &SessionKey,
+            patch: &Patch,
+            touch: Touch,
+            now: Millis,
+        ) -> Result<bool, StoreError> {
+            self.0.save(key, patch, touch, now)
+        }
+        fn increment(
+            &self,
+            key: &SessionKey,
+            field: &str,
+            by: i64,
+            touch: Touch,
+            now: Millis,
+        ) -> Result<Option<i64>, StoreError> {
+            self.0.increment(key, field, by, touch, now)
+        }
+        fn regenerate(&self, old: &SessionKey, new: &Record) -> Result<(), StoreError> {
+            self.0.regenerate(old, new)
+        }
+        fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+            self.0.delete(key)
+        }
+        fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+            self.0.delete_expired(now, limit)
+        }
+        fn list(&self, user_id: Option<UserId>, now: Millis) -> Result<Vec<Record>, StoreError> {
+            self.0.list(user_id, now)
+        }
+        fn delete_by_user(
+            &self,
+            user_id: UserId,
+            keep: Option<&SessionKey>,
+        ) -> Result<usize, StoreError> {
+            self.0.delete_by_user(user_id, keep)
+        }
+    }
+
+    #[test]
+    fn the_default_methods_pass_the_conformance_suite() {
+        crate::session::conformance::run_all(Defaults(MemoryStore::new()));
+    }
 }
