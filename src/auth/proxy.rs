@@ -82,6 +82,14 @@ pub struct Client {
     pub https: bool,
 }
 
+impl Client {
+    /// The scheme the client used, `"https"` or `"http"`: worked out once
+    /// here, for every URL and header that names it.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+}
+
 /// Works out the real client from the socket peer and the forwarding
 /// headers, believing the headers only from `trusted` peers.
 ///
@@ -151,6 +159,17 @@ mod tests {
         for bad in ["", "10.0.0.0/33", "x", "::/129", "1.2.3.4/-1"] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_scheme_is_the_one_the_client_used() {
+        let mut c = client(ip("127.0.0.1"), false, None, None, &[]);
+        assert_eq!(c.scheme(), "http");
+        c.https = true;
+        assert_eq!(c.scheme(), "https");
+        let trusted = nets(&["127.0.0.1"]);
+        let behind = client(ip("127.0.0.1"), false, None, Some("https"), &trusted);
+        assert_eq!(behind.scheme(), "https");
     }
 
     #[test]

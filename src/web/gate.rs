@@ -167,7 +167,7 @@ fn forwarded(
                 .to_ascii_lowercase()
         })
         .filter(|p| p == "http" || p == "https")
-        .unwrap_or_else(|| if client.https { "https" } else { "http" }.to_owned());
+        .unwrap_or_else(|| client.scheme().to_owned());
     Ok(Forwarded {
         host,
         target,
@@ -254,12 +254,8 @@ pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> R
 
 /// Where a browser goes to sign in, coming back to `next` afterwards.
 fn login_url(state: &State, request: &Request, client: &Client, next: &str) -> String {
-    let base = origin(state, request, client).unwrap_or_else(|| {
-        format!(
-            "{}://localhost",
-            if client.https { "https" } else { "http" }
-        )
-    });
+    let base = origin(state, request, client)
+        .unwrap_or_else(|| format!("{}://localhost", client.scheme()));
     format!("{base}/login?next={}", encode(next))
 }
 
@@ -410,10 +406,7 @@ pub(super) fn proxy(
                 let asked = target.path_and_query();
                 let next = if on_host {
                     let host = request.header("Host").unwrap_or("");
-                    format!(
-                        "{}://{host}{asked}",
-                        if client.https { "https" } else { "http" }
-                    )
+                    format!("{}://{host}{asked}", client.scheme())
                 } else {
                     asked
                 };
@@ -562,10 +555,7 @@ fn upstream_headers(
         ("Remote-Groups", groups(user).to_owned()),
         ("Remote-Auth-Methods", who.methods.to_owned()),
         ("X-Forwarded-For", client.ip.to_string()),
-        (
-            "X-Forwarded-Proto",
-            if client.https { "https" } else { "http" }.to_owned(),
-        ),
+        ("X-Forwarded-Proto", client.scheme().to_owned()),
         ("X-Forwarded-Host", host.to_owned()),
     ] {
         out.push((name.to_owned(), value));

@@ -96,10 +96,7 @@ pub(super) fn origin(state: &State, request: &Request, client: &Client) -> Optio
         return Some(url.clone());
     }
     let host = request.header("Host")?;
-    Some(format!(
-        "{}://{host}",
-        if client.https { "https" } else { "http" }
-    ))
+    Some(format!("{}://{host}", client.scheme()))
 }
 
 /// Where to go after signing in: a local path, or a URL on a configured
