@@ -3,6 +3,8 @@
 
 use rouille::{Request, Response};
 
+use super::factors;
+use super::router::{Route, Token};
 use super::shared::{
     Result, capitalise, html, logged_out, notice, page_param, paged, see_other, session_methods,
     session_rows, signed_in, signed_in_form, throttled, viewer,
@@ -16,6 +18,23 @@ use crate::clock;
 use crate::session::{Session, SessionKey};
 use crate::users::password::PasswordError;
 use crate::users::{User, UserError};
+
+/// `/account` and its forms: sessions, the password, second factors.
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/account").get(get_account).token_page(),
+    Route::at("/account/sessions/end").form(Token::Session, post_end_session),
+    Route::at("/account/sessions/end-others").form(Token::Session, post_end_others),
+    Route::at("/account/password").form(Token::Session, post_password),
+    Route::at("/account/totp").form(Token::Session, factors::post_totp_start),
+    Route::at("/account/totp/confirm").form(Token::Session, factors::post_totp_confirm),
+    Route::at("/account/totp/remove").form(Token::Session, factors::post_totp_remove),
+    Route::at("/account/recovery").form(Token::Session, factors::post_recovery),
+    Route::at("/account/passkeys/options")
+        .form(Token::Session, factors::post_register_options)
+        .script(),
+    Route::at("/account/passkeys").form(Token::Session, factors::post_register),
+    Route::at("/account/passkeys/remove").form(Token::Session, factors::post_passkey_remove),
+];
 
 fn render(
     state: &State,

@@ -6,6 +6,7 @@ use rouille::{Request, Response};
 
 use super::error::WebError;
 use super::form::Form;
+use super::router::{Route, Token};
 use super::shared::{
     Result, SignedIn, capitalise, check_session_csrf, html, logged_out, notice, page_param, paged,
     see_other, session_methods, session_rows, signed_in, throttled, viewer,
@@ -19,6 +20,23 @@ use crate::clock::{self, Millis};
 use crate::session::Session;
 use crate::users::password::PasswordError;
 use crate::users::{User, UserError};
+
+/// `/admin` and its actions.
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/admin").get(get_admin).token_page(),
+    Route::at("/admin/users").form(Token::Session, post_action),
+    Route::at("/admin/users/password").form(Token::Session, post_action),
+    Route::at("/admin/users/disable").form(Token::Session, post_action),
+    Route::at("/admin/users/enable").form(Token::Session, post_action),
+    Route::at("/admin/users/grant-admin").form(Token::Session, post_action),
+    Route::at("/admin/users/revoke-admin").form(Token::Session, post_action),
+    Route::at("/admin/users/delete")
+        .get(get_delete_user)
+        .form(Token::Session, post_action)
+        .token_page(),
+    Route::at("/admin/users/reset-2fa").form(Token::Session, post_action),
+    Route::at("/admin/sessions/end").form(Token::Session, post_action),
+];
 
 /// The signed-in administrator, a redirect for anonymous visitors, or 403.
 fn admin(
@@ -145,12 +163,10 @@ fn refused(status: u16, message: &str) -> Outcome {
     Outcome::Refused(status, message.to_owned())
 }
 
-pub(super) fn post_action(
-    state: &State,
-    request: &Request,
-    client: &Client,
-    path: &str,
-) -> Result<Response> {
+/// Every admin action: its path says which.
+fn post_action(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    let url = request.url();
+    let path = url.as_str();
     let form = Form::from_request(request)?;
     with_session(state, request, client, |session| {
         let s = match admin(state, session, request)? {

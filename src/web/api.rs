@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::WebError;
 use super::form::read_body;
+use super::router::Route;
 use super::shared::{Result, current_user, same_origin, signing_in};
 use super::state::{State, with_session};
 use crate::accounts::{AccountError, AfterPassword, Attempt, METHODS, Proof, Step};
@@ -18,6 +19,19 @@ use crate::auth::proxy::Client;
 use crate::logging::rfc3339;
 use crate::session::{Record, valid_key};
 use crate::users::User;
+
+/// The JSON API's paths: scripts call them, with their own checks
+/// (`Origin`, a JSON body) in place of a form's token.
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/api/login").post(post_login).script(),
+    Route::at("/api/login/second")
+        .post(post_login_second)
+        .script(),
+    Route::at("/api/logout").post(post_logout).script(),
+    Route::at("/api/session").get(get_session).script(),
+    Route::at("/api/session/data").patch(patch_data).script(),
+    Route::at("/api/openapi.yaml").get(openapi).script(),
+];
 
 /// Session data keys under this prefix are gatehouse's; the API refuses them.
 pub const RESERVED_PREFIX: &str = "gatehouse:";
@@ -298,7 +312,9 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
 }
 
 /// `GET /api/openapi.yaml`.
-pub(super) fn openapi() -> Response {
-    Response::from_data("application/yaml; charset=utf-8", OPENAPI)
-        .with_additional_header("Cache-Control", "public, max-age=3600")
+fn openapi(_: &State, _: &Request, _: &Client) -> Result<Response> {
+    Ok(
+        Response::from_data("application/yaml; charset=utf-8", OPENAPI)
+            .with_additional_header("Cache-Control", "public, max-age=3600"),
+    )
 }

@@ -1,13 +1,28 @@
 //! Static assets, compiled into the binary.
 
-use rouille::Response;
+use rouille::{Request, Response};
+
+use super::error::{Result, WebError};
+use super::router::Route;
+use super::state::State;
+use crate::auth::proxy::Client;
+
+/// Every asset, under one prefix.
+pub(super) const ROUTES: &[Route] = &[Route::at("/assets/*").get(get_asset)];
 
 const STYLE: &[u8] = include_bytes!("../../assets/style.css");
 const ICON: &[u8] = include_bytes!("../../assets/icon.svg");
 const PASSKEY: &[u8] = include_bytes!("../../assets/passkey.js");
 
+/// `GET /assets/<name>`.
+fn get_asset(_: &State, request: &Request, _: &Client) -> Result<Response> {
+    let path = request.url();
+    let name = path.strip_prefix("/assets/").unwrap_or("");
+    get(name).ok_or(WebError::NotFound)
+}
+
 /// The asset at `name`, if there is one.
-pub fn get(name: &str) -> Option<Response> {
+fn get(name: &str) -> Option<Response> {
     let (body, mime) = match name {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "icon.svg" => (ICON, "image/svg+xml"),

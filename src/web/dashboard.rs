@@ -3,13 +3,17 @@
 
 use rouille::{Request, Response};
 
+use super::router::Route;
 use super::shared::{Result, current_user, html, notice, see_other, viewer};
 use super::state::{State, with_session};
 use super::views::{self, DashboardView};
 use crate::auth::proxy::Client;
 use crate::session::SessionError;
 
-pub(super) fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Response> {
+/// The start page.
+pub(super) const ROUTES: &[Route] = &[Route::at("/").get(get_dashboard)];
+
+fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Response> {
     with_session(state, request, client, |session| {
         let Some(user) = current_user(state, session)? else {
             return Ok(see_other("/login?next=/"));

@@ -8,6 +8,9 @@ use crate::session::{SessionError, StoreError};
 use crate::users::UserError;
 use crate::users::password::PasswordError;
 
+/// What handlers and the helpers they call return.
+pub(super) type Result<T> = std::result::Result<T, WebError>;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {

@@ -20,6 +20,7 @@ use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
 use super::error::WebError;
+use super::router::Route;
 use super::shared::{
     Result, current_user, encode, html, origin, same_origin, see_other, session_methods,
 };
@@ -32,6 +33,12 @@ use crate::auth::path::Target;
 use crate::auth::proxy::Client;
 use crate::session::Session;
 use crate::users::User;
+
+/// The forward-auth paths (the built-in proxy answers before any route).
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/auth/verify").get(get_verify),
+    Route::at("/auth/forward").get(get_forward),
+];
 
 /// Headers that describe one connection, not the message: never forwarded.
 const HOP_BY_HOP: &[&str] = &[

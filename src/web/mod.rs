@@ -19,7 +19,7 @@ pub mod gate;
 pub mod layer;
 pub mod metrics;
 mod ops;
-mod routes;
+mod router;
 mod setup;
 mod shared;
 mod signin;
@@ -34,12 +34,36 @@ use rouille::{Request, Response};
 
 pub use error::WebError;
 #[doc(hidden)]
-pub use routes::{Token as FormToken, form_routes};
+pub use router::Token as FormToken;
 pub use state::{Health, State, Unhealthy, with_session};
 
 use crate::auth::proxy;
 use crate::auth::proxy::Client;
 use crate::logging;
+
+/// Every area's routes: each path is declared once, in its area's table.
+const ROUTES: &[&[router::Route]] = &[
+    signin::ROUTES,
+    setup::ROUTES,
+    dashboard::ROUTES,
+    account::ROUTES,
+    admin::ROUTES,
+    api::ROUTES,
+    gate::ROUTES,
+    ops::ROUTES,
+    assets::ROUTES,
+];
+
+/// Every form route's path and the token it takes (for the test that
+/// walks them all).
+#[doc(hidden)]
+pub fn form_routes() -> impl Iterator<Item = (&'static str, FormToken)> {
+    ROUTES
+        .iter()
+        .flat_map(|table| table.iter())
+        .filter(|r| r.post.is_some())
+        .filter_map(|r| Some((r.path, r.token?)))
+}
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
@@ -53,8 +77,8 @@ pub fn handle(state: &State, request: &Request) -> Response {
         // gatehouse's own routes: one body cap for all of them, at the entry.
         Ok(None) => (
             match form::cap_body(request) {
-                Ok(None) => routes::route(state, request, &client),
-                Ok(Some(buffered)) => routes::route(state, &buffered, &client),
+                Ok(None) => router::route(state, request, &client, ROUTES),
+                Ok(Some(buffered)) => router::route(state, &buffered, &client, ROUTES),
                 Err(e) => Err(e),
             },
             false,
@@ -256,4 +280,28 @@ fn with_security_headers(mut response: Response) -> Response {
             .with_additional_header("X-Frame-Options", "DENY");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_is_declared_once_and_each_route_takes_a_method() {
+        let mut seen = std::collections::BTreeSet::new();
+        for route in ROUTES.iter().flat_map(|table| table.iter()) {
+            assert!(seen.insert(route.path), "{} is declared twice", route.path);
+            assert!(!route.allow().is_empty(), "{} takes no method", route.path);
+            if route.token.is_some() {
+                assert!(route.post.is_some(), "{}: a token but no form", route.path);
+            }
+            if route.fetch == router::Fetch::TokenPage {
+                assert!(
+                    route.get.is_some(),
+                    "{}: a token page with no GET",
+                    route.path
+                );
+            }
+        }
+    }
 }

@@ -2,13 +2,23 @@
 
 use rouille::{Request, Response};
 
-use super::error::WebError;
-use super::shared::Result;
+use super::error::{Result, WebError};
+use super::router::Route;
 use super::state::State;
+use crate::auth::proxy::Client;
 use crate::logging;
 
-pub(super) fn healthz(state: &State) -> Response {
-    match (state.health)() {
+/// The operator's paths (`/metrics` only while it is served).
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/healthz").get(healthz),
+    Route::at("/metrics")
+        .get(metrics)
+        .when(|state| state.metrics_access.is_some()),
+];
+
+/// `GET /healthz`: `ok`, or `503` with what failed.
+fn healthz(state: &State, _: &Request, _: &Client) -> Result<Response> {
+    Ok(match (state.health)() {
         Ok(()) => Response::text("ok"),
         Err(e) => {
             logging::line(&format!(
@@ -20,11 +30,11 @@ pub(super) fn healthz(state: &State) -> Response {
                 .with_status_code(503)
                 .with_additional_header("Retry-After", "5")
         }
-    }
+    })
 }
 
 /// `GET /metrics`: 404 unless enabled; 401 without the configured token.
-pub(super) fn metrics(state: &State, request: &Request) -> Result<Response> {
+fn metrics(state: &State, request: &Request, _: &Client) -> Result<Response> {
     let Some(token) = &state.metrics_access else {
         return Err(WebError::NotFound);
     };

@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::WebError;
 use super::form::Form;
+use super::router::{Route, Token};
 use super::shared::{
     Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, see_other,
     with_csrf_cookie,
@@ -16,6 +17,18 @@ use crate::accounts::{AccountError, Created};
 use crate::auth::proxy::Client;
 use crate::logging;
 use crate::users::{User, UserError, Username};
+
+/// First run, and sign-up while it is open (closed, `/register` is no
+/// route at all).
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/setup")
+        .get(get_setup)
+        .form(Token::Anonymous, post_setup),
+    Route::at("/register")
+        .get(get_register)
+        .form(Token::Anonymous, post_register)
+        .when(|state| state.allow_registration),
+];
 
 /// Whether `token` is the live setup token (and so no user exists yet).
 fn setup_open(state: &State, token: Option<&str>) -> Result<bool> {

@@ -15,7 +15,7 @@ use crate::session::{CookieOptions, Record, SameSite, Session, SessionKey, cooki
 use crate::users::User;
 use crate::users::factors::Policy;
 
-pub(super) type Result<T> = std::result::Result<T, WebError>;
+pub(super) use super::error::Result;
 
 pub(super) fn html(markup: maud::Markup) -> Response {
     Response::html(markup.into_string())

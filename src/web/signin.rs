@@ -4,7 +4,9 @@
 use rouille::{Request, Response};
 
 use super::error::WebError;
+use super::factors;
 use super::form::Form;
+use super::router::{Route, Token};
 use super::shared::{
     Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
     logged_out, safe_next, see_other, signed_in_next, signing_in, throttled, viewer,
@@ -15,6 +17,38 @@ use super::views::{self, LoginView};
 use crate::accounts::{AccountError, AfterPassword, Attempt};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
+
+/// The sign-in's paths: the password, the second step, the set-up a
+/// `required` policy asks for, passkeys, and signing out.
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/login")
+        .get(get_login)
+        .form(Token::Anonymous, post_login),
+    Route::at("/login/second")
+        .get(factors::get_second)
+        .form(Token::Anonymous, factors::post_second)
+        .token_page(),
+    Route::at("/login/enrol")
+        .get(factors::get_enrol)
+        .form(Token::Anonymous, factors::post_enrol)
+        .token_page(),
+    Route::at("/login/passkey/options")
+        .form(Token::Anonymous, factors::post_signin_options)
+        .script(),
+    Route::at("/login/passkey").form(Token::Anonymous, factors::post_signin_passkey),
+    Route::at("/login/second/passkey/options")
+        .form(Token::Anonymous, factors::post_second_options)
+        .script(),
+    Route::at("/login/second/passkey").form(Token::Anonymous, factors::post_second_passkey),
+    Route::at("/login/enrol/passkey/options")
+        .form(Token::Anonymous, factors::post_register_options)
+        .script(),
+    Route::at("/login/enrol/passkey").form(Token::Anonymous, factors::post_register),
+    Route::at("/logout")
+        .get(get_logout)
+        .form(Token::Session, post_logout)
+        .token_page(),
+];
 
 /// The generic message for every failed sign-in: it must not tell an
 /// unknown user from a wrong password or a disabled account.

@@ -379,5 +379,14 @@ fn every_route_answers_another_method_with_405_and_its_allow_header() {
         b.send_json("POST", "/api/session/data", "{}", &[]),
         "PATCH",
     );
+    // A path no table declares is no route, whatever the method and
+    // whatever it starts with.
+    for path in ["/login/nope", "/account/nope", "/admin/nope", "/api/nope"] {
+        for resp in [b.get(path), b.send_json("PUT", path, "{}", &[])] {
+            if resp.status != 404 {
+                wrong.push(format!("{path}: {}, not 404", resp.status));
+            }
+        }
+    }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
