@@ -3,12 +3,13 @@
 
 use rouille::{Request, Response};
 
+use super::device::session_rows;
+use super::error::Result;
 use super::factors;
+use super::paging::{page_param, paged};
+use super::respond::{capitalise, html, logged_out, notice, see_other, throttled};
 use super::router::{Route, Token};
-use super::shared::{
-    Result, capitalise, html, logged_out, notice, page_param, paged, see_other, session_methods,
-    session_rows, signed_in, signed_in_form, throttled, viewer,
-};
+use super::signed_in::{session_methods, signed_in, signed_in_form, viewer};
 use super::state::{State, with_session};
 use super::views::{self, AccountView, PasskeyRow, TwoFactorView};
 use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, two_factors};

@@ -4,13 +4,15 @@
 
 use rouille::{Request, Response};
 
+use super::csrf::check_session_csrf;
+use super::device::session_rows;
+use super::error::Result;
 use super::error::WebError;
 use super::form::Form;
+use super::paging::{page_param, paged};
+use super::respond::{capitalise, html, logged_out, notice, see_other, throttled};
 use super::router::{Route, Token};
-use super::shared::{
-    Result, SignedIn, capitalise, check_session_csrf, html, logged_out, notice, page_param, paged,
-    see_other, session_methods, session_rows, signed_in, throttled, viewer,
-};
+use super::signed_in::{SignedIn, session_methods, signed_in, viewer};
 use super::state::{State, with_session};
 use super::views::{self, AdminView, ConfirmView, UserRow};
 use crate::accounts::{AccountError, Check, Ended, Owner, Purpose, REAUTH_AT, two_factors};

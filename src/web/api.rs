@@ -9,10 +9,12 @@ use rouille::{Request, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::csrf::same_origin;
+use super::error::Result;
 use super::error::WebError;
 use super::form::read_body;
 use super::router::Route;
-use super::shared::{Result, current_user, same_origin, signing_in};
+use super::signed_in::{current_user, signing_in};
 use super::state::{State, with_session};
 use crate::accounts::{AccountError, AfterPassword, Attempt, METHODS, Proof, Step};
 use crate::auth::proxy::Client;

@@ -3,8 +3,10 @@
 
 use rouille::{Request, Response};
 
+use super::error::Result;
+use super::respond::{html, notice, see_other};
 use super::router::Route;
-use super::shared::{Result, current_user, html, notice, see_other, viewer};
+use super::signed_in::{current_user, viewer};
 use super::state::{State, with_session};
 use super::views::{self, DashboardView};
 use crate::auth::proxy::Client;

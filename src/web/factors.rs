@@ -8,12 +8,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rouille::{Request, Response};
 
+use super::csrf::{anonymous_csrf, check_anonymous_csrf, with_csrf_cookie};
+use super::error::Result;
 use super::error::WebError;
 use super::form::Form;
-use super::shared::{
-    Result, anonymous_csrf, check_anonymous_csrf, html, safe_next, see_other, session_methods,
-    signed_in_form, signing_in, throttled, viewer, with_csrf_cookie,
-};
+use super::redirects::safe_next;
+use super::respond::{html, see_other, throttled};
+use super::signed_in::{session_methods, signed_in_form, signing_in, viewer};
 use super::state::{State, with_session};
 use super::views::{self, SecondStepView, TotpEnrolView};
 use crate::accounts::{AccountError, Enabled, Proof, Refusal, Step, Subject, two_factors};
@@ -428,7 +429,7 @@ struct Ceremony {
 /// The relying party for this request: the host of `public_url`, else the
 /// request's host, with the origin the browser reports.
 fn relying_party(state: &State, request: &Request, client: &Client) -> Result<RelyingParty> {
-    let origin = super::shared::origin(state, request, client)
+    let origin = super::redirects::origin(state, request, client)
         .ok_or(WebError::BadRequest("The request has no Host."))?;
     let authority = crate::auth::redirect::split_absolute(&origin).map_or("", |(a, _)| a);
     let host = match authority.strip_prefix('[') {
@@ -692,13 +693,13 @@ fn registering(
     form: &Form,
 ) -> Result<Option<Subject>> {
     if request.url().starts_with("/account/") {
-        let Some(user) = super::shared::current_user(state, session)? else {
+        let Some(user) = super::signed_in::current_user(state, session)? else {
             return Ok(None);
         };
         let Some(key) = session.key() else {
             return Ok(None);
         };
-        super::shared::check_session_csrf(state, &key, form)?;
+        super::csrf::check_session_csrf(state, &key, form)?;
         let subject = Subject {
             user,
             pending: None,

@@ -19,11 +19,13 @@ use hmac::{Hmac, KeyInit, Mac};
 use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
+use super::csrf::same_origin;
+use super::error::Result;
 use super::error::WebError;
+use super::redirects::origin;
+use super::respond::{encode, html, see_other};
 use super::router::Route;
-use super::shared::{
-    Result, current_user, encode, html, origin, same_origin, see_other, session_methods,
-};
+use super::signed_in::{current_user, session_methods};
 use super::state::{State, with_session};
 use super::views;
 use crate::accounts::two_factors;

@@ -2,16 +2,20 @@
 //! map errors, security headers, log) and the HTTPS redirect listener. The
 //! only code that builds `Response`s.
 //!
-//! Files depend one way: this file uses `routes` (the route table), which
-//! uses the page modules (`signin`, `dashboard`, `account`, `admin`,
-//! `setup`, `api`, `gate`, `ops`); every page uses `shared` (the helpers
-//! all pages need) and `state`; pages never import each other.
+//! Files depend one way: this file holds every area's route table
+//! (`router` dispatches on them); the areas (`signin`, `dashboard`,
+//! `account`, `admin`, `setup`, `api`, `gate`, `ops`) use the shared
+//! modules (`signed_in`, `csrf`, `redirects`, `paging`, `device`,
+//! `respond`, `factors`, `views`, `form`, `error`, `state`) and never
+//! each other.
 
 mod account;
 mod admin;
 pub mod api;
 mod assets;
+mod csrf;
 mod dashboard;
+mod device;
 pub mod error;
 mod factors;
 pub mod form;
@@ -19,9 +23,12 @@ pub mod gate;
 pub mod layer;
 pub mod metrics;
 mod ops;
+mod paging;
+mod redirects;
+mod respond;
 mod router;
 mod setup;
-mod shared;
+mod signed_in;
 mod signin;
 mod state;
 mod tunnel;

@@ -4,13 +4,13 @@
 use rouille::{Request, Response};
 use subtle::ConstantTimeEq;
 
+use super::csrf::{anonymous_csrf, check_anonymous_csrf, with_csrf_cookie};
+use super::error::Result;
 use super::error::WebError;
 use super::form::Form;
+use super::respond::{capitalise, html, see_other};
 use super::router::{Route, Token};
-use super::shared::{
-    Result, anonymous_csrf, capitalise, check_anonymous_csrf, current_user, html, see_other,
-    with_csrf_cookie,
-};
+use super::signed_in::current_user;
 use super::state::{State, with_session};
 use super::views::{self, NewUserView};
 use crate::accounts::{AccountError, Created};

@@ -3,15 +3,15 @@
 
 use rouille::{Request, Response};
 
+use super::csrf::{anonymous_csrf, check_anonymous_csrf, check_session_csrf, with_csrf_cookie};
+use super::error::Result;
 use super::error::WebError;
 use super::factors;
 use super::form::Form;
+use super::redirects::{safe_next, signed_in_next};
+use super::respond::{html, logged_out, see_other, throttled};
 use super::router::{Route, Token};
-use super::shared::{
-    Result, anonymous_csrf, check_anonymous_csrf, check_session_csrf, current_user, html,
-    logged_out, safe_next, see_other, signed_in_next, signing_in, throttled, viewer,
-    with_csrf_cookie,
-};
+use super::signed_in::{current_user, signing_in, viewer};
 use super::state::{State, with_session};
 use super::views::{self, LoginView};
 use crate::accounts::{AccountError, AfterPassword, Attempt};
