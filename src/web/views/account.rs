@@ -1,0 +1,68 @@
+//! `/account`: where you are signed in, changing the password, and the
+//! second-factor section.
+
+use maud::{Markup, html};
+
+use super::factors::{TwoFactorView, two_factor_section};
+use super::{Pager, SessionRow, Viewer, csrf_field, layout, messages, pager, sessions_table};
+use crate::clock::Millis;
+
+/// What the account page shows.
+pub struct AccountView<'a> {
+    /// Who.
+    pub viewer: Viewer<'a>,
+    /// This page of their sessions, this one included.
+    pub sessions: Vec<SessionRow>,
+    /// Where this page is.
+    pub sessions_pager: Pager,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// After an action.
+    pub notice: Option<&'a str>,
+    /// After a failed action.
+    pub error: Option<&'a str>,
+    /// Now, for relative times.
+    pub now: Millis,
+    /// The second factors.
+    pub two_factor: TwoFactorView,
+}
+
+/// `GET /account`.
+pub fn account_page(v: &AccountView<'_>) -> Markup {
+    // All of them, not just this page's: the current one is always among them.
+    let others = v.sessions_pager.total.saturating_sub(1);
+    layout(
+        "Account",
+        Some(&v.viewer),
+        html! {
+            (messages(v.notice, v.error))
+            section.card {
+                h1 { "Where you are signed in" }
+                (sessions_table(&v.sessions, v.csrf, "/account/sessions/end", v.now, false))
+                (pager(v.sessions_pager, "sessions", |n| format!("/account?page={n}")))
+                @if others > 0 {
+                    form method="post" action="/account/sessions/end-others" {
+                        (csrf_field(v.csrf))
+                        button type="submit" id="end-others" { "Sign out everywhere else (" (others) ")" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Change password" }
+                form id="password-form" method="post" action="/account/password" {
+                    (csrf_field(v.csrf))
+                    input type="text" name="username" value=(v.viewer.username) autocomplete="username" hidden;
+                    label for="current" { "Current password" }
+                    input type="password" id="current" name="current" autocomplete="current-password" required;
+                    label for="password" { "New password" }
+                    input type="password" id="password" name="password" autocomplete="new-password" minlength="8" required;
+                    label for="password2" { "New password again" }
+                    input type="password" id="password2" name="password2" autocomplete="new-password" minlength="8" required;
+                    p.muted { "Changing it signs you out everywhere else." }
+                    button type="submit" id="password-submit" { "Change password" }
+                }
+            }
+            (two_factor_section(&v.two_factor, v.csrf, v.now))
+        },
+    )
+}

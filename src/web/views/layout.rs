@@ -1,0 +1,42 @@
+//! The layout every page shares: the head (stylesheet, icon, viewport),
+//! the top bar with the navigation a viewer may use, and the main column.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::Viewer;
+
+/// The shared layout.
+pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · gatehouse" }
+                link rel="stylesheet" href="/assets/style.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "gatehouse" }
+                    nav aria-label="Main" {
+                        @if let Some(v) = viewer {
+                            a href="/" { "Home" }
+                            a href="/account" id="nav-account" { "Account" }
+                            @if v.is_admin {
+                                a href="/admin" id="nav-admin" { "Admin" }
+                            }
+                            a href="/logout" id="nav-logout" { "Sign out" }
+                            span.muted id="signed-in-as" { (v.username) }
+                        } @else {
+                            a href="/login" { "Sign in" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}

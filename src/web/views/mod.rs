@@ -1,0 +1,395 @@
+//! HTML views: pure functions from plain data to maud `Markup`, one file
+//! per area (`signin`, `dashboard`, `account`, `admin`, `setup`, `factors`,
+//! `errors`) in the shared `layout`; this file holds the partials they
+//! share (messages, the CSRF field, the pager, the sessions table, the
+//! passkey form and script) and [`Viewer`], and re-exports the pages.
+//!
+//! No inline scripts or styles: the Content-Security-Policy forbids them,
+//! and every page reads fine without the stylesheet. Elements that tests
+//! and scripts look for carry stable `id`s.
+
+mod account;
+mod admin;
+mod dashboard;
+mod errors;
+mod factors;
+mod layout;
+mod setup;
+mod signin;
+
+use maud::{Markup, html};
+
+use crate::clock::Millis;
+use crate::logging::rfc3339;
+
+pub use account::{AccountView, account_page};
+pub use admin::{
+    AdminView, ConfirmView, UserRow, admin_page, confirm_password_page, delete_user_page,
+};
+pub use dashboard::{AppLink, DashboardView, dashboard_page};
+pub use errors::error_page;
+pub use factors::{
+    PasskeyRow, SecondStepView, TotpEnrolView, TwoFactorView, recovery_codes_page,
+    recovery_used_page, second_step_page, totp_enrol_page,
+};
+pub use layout::layout;
+pub use setup::{NewUserView, register_page, setup_page};
+pub use signin::{LoginView, login_page, logout_page};
+
+/// The signed-in user as pages show them.
+pub struct Viewer<'a> {
+    /// Name to show.
+    pub username: &'a str,
+    /// Whether to offer the admin page.
+    pub is_admin: bool,
+}
+
+/// A time as "5 minutes ago" (or "in 2 hours"), exact on hover.
+pub fn when(at: Millis, now: Millis) -> Markup {
+    html! {
+        time datetime=(rfc3339(at)) title=(rfc3339(at)) { (relative(at, now)) }
+    }
+}
+
+/// "just now", "5 minutes ago", "in 2 hours", "3 days ago".
+pub fn relative(at: Millis, now: Millis) -> String {
+    let diff = now - at;
+    let secs = diff.abs() / 1000;
+    let (n, unit) = match secs {
+        0..=44 => return "just now".to_owned(),
+        45..=3_599 => ((secs + 30) / 60, "minute"),
+        3_600..=86_399 => ((secs + 1_800) / 3_600, "hour"),
+        _ => ((secs + 43_200) / 86_400, "day"),
+    };
+    let n = n.max(1);
+    let plural = if n == 1 { "" } else { "s" };
+    if diff >= 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
+fn messages(notice: Option<&str>, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(n) = notice {
+            p.notice id="notice" role="status" { (n) }
+        }
+        @if let Some(e) = error {
+            p.error id="error" role="alert" { (e) }
+        }
+    }
+}
+
+fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+/// Where one page of a list is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pager {
+    /// This page, from 1.
+    pub page: usize,
+    /// How many pages there are (at least 1).
+    pub pages: usize,
+    /// How many rows in all.
+    pub total: usize,
+}
+
+/// "Page 2 of 3" with previous/next links; `href(n)` is page n's address.
+/// Ids start with `id`: `{id}-pager`, `{id}-page`, `{id}-prev`, `{id}-next`.
+fn pager(p: Pager, id: &str, href: impl Fn(usize) -> String) -> Markup {
+    html! {
+        @if p.pages > 1 {
+            nav.pager id={ (id) "-pager" } aria-label="Pages" {
+                @if p.page > 1 {
+                    a.button.small id={ (id) "-prev" } href=(href(p.page - 1)) rel="prev" { "Previous" }
+                    " "
+                }
+                span id={ (id) "-page" } { "Page " (p.page) " of " (p.pages) }
+                @if p.page < p.pages {
+                    " "
+                    a.button.small id={ (id) "-next" } href=(href(p.page + 1)) rel="next" { "Next" }
+                }
+            }
+        }
+    }
+}
+
+/// One session in a list.
+pub struct SessionRow {
+    /// Opaque handle (never the id).
+    pub handle: String,
+    /// Whose (admin list only).
+    pub username: Option<String>,
+    /// "Firefox on Linux".
+    pub device: String,
+    /// Client IP when it was made.
+    pub ip: String,
+    /// Signed in.
+    pub created_at: Millis,
+    /// Last activity.
+    pub last_seen_at: Millis,
+    /// Whether it is the viewer's own current session.
+    pub current: bool,
+    /// Remember-me.
+    pub persistent: bool,
+}
+
+fn sessions_table(
+    rows: &[SessionRow],
+    csrf: &str,
+    action: &str,
+    now: Millis,
+    show_user: bool,
+) -> Markup {
+    html! {
+        div.table {
+            table id="sessions" {
+                thead {
+                    tr {
+                        @if show_user { th scope="col" { "User" } }
+                        th scope="col" { "Device" }
+                        th scope="col" { "IP" }
+                        th scope="col" { "Signed in" }
+                        th scope="col" { "Last seen" }
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    }
+                }
+                tbody {
+                    @for s in rows {
+                        tr id={ "session-" (s.handle) } class=[s.current.then_some("current")] {
+                            @if show_user { td { (s.username.as_deref().unwrap_or("(anonymous)")) } }
+                            td {
+                                (s.device)
+                                @if s.current { " " strong.badge id="this-session" { "this session" } }
+                                @if s.persistent { " " span.badge.muted { "remembered" } }
+                            }
+                            td { (s.ip) }
+                            td { (when(s.created_at, now)) }
+                            td { (when(s.last_seen_at, now)) }
+                            td {
+                                form.inline method="post" action=(action) {
+                                    (csrf_field(csrf))
+                                    input type="hidden" name="handle" value=(s.handle);
+                                    button.small type="submit" id={ "end-" (s.handle) }
+                                        aria-label={ "End session on " (s.device) } { "End" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The page script for passkeys, where a page offers them.
+fn passkey_script() -> Markup {
+    html! { script src="/assets/passkey.js" defer {} }
+}
+
+/// A passkey form: the script fetches options from `options`, asks the
+/// browser, and posts the credential to `action`. Without a secure context
+/// the button is disabled and `unavailable` explains why.
+fn passkey_form(
+    id: &str,
+    purpose: &str,
+    options: &str,
+    action: &str,
+    csrf: &str,
+    extra: Markup,
+    label: &str,
+) -> Markup {
+    html! {
+        form id=(id) method="post" action=(action) data-passkey=(purpose) data-options-url=(options) {
+            (csrf_field(csrf))
+            input type="hidden" name="credential" value="";
+            (extra)
+            p.muted.passkey-unavailable data-passkey-unavailable hidden {
+                "Passkeys need a secure context: this page must be served over HTTPS (plain HTTP works only on localhost)."
+            }
+            p.error data-passkey-error role="alert" hidden {}
+            button type="submit" id=(format!("{id}-submit")) { (label) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn viewer() -> Viewer<'static> {
+        Viewer {
+            username: "a",
+            is_admin: true,
+        }
+    }
+
+    #[test]
+    fn user_input_is_escaped() {
+        let page = login_page(&LoginView {
+            next: "/\"><script>x</script>",
+            csrf: "t",
+            username: "<b>bob</b>",
+            error: Some("bad"),
+            registration: false,
+        })
+        .into_string();
+        assert!(!page.contains("<script>x"));
+        assert!(!page.contains("<b>bob"));
+        assert!(page.contains("&lt;b&gt;bob"));
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = 10_000_000_000;
+        assert_eq!(relative(now - 5_000, now), "just now");
+        assert_eq!(relative(now - 60_000, now), "1 minute ago");
+        assert_eq!(relative(now - 5 * 60_000, now), "5 minutes ago");
+        assert_eq!(relative(now - 2 * 3_600_000, now), "2 hours ago");
+        assert_eq!(relative(now - 3 * 86_400_000, now), "3 days ago");
+        assert_eq!(relative(now + 2 * 3_600_000, now), "in 2 hours");
+        let markup = when(now - 60_000, now).into_string();
+        assert!(markup.contains("title=\""), "exact time on hover: {markup}");
+    }
+
+    #[test]
+    fn pages_carry_no_inline_script_or_style() {
+        let rows = || {
+            vec![SessionRow {
+                handle: "h".into(),
+                username: Some("a".into()),
+                device: "Firefox on Linux".into(),
+                ip: "::1".into(),
+                created_at: 0,
+                last_seen_at: 0,
+                current: true,
+                persistent: false,
+            }]
+        };
+        let pages = [
+            login_page(&LoginView {
+                next: "/",
+                csrf: "t",
+                username: "",
+                error: None,
+                registration: true,
+            }),
+            dashboard_page(&DashboardView {
+                viewer: viewer(),
+                visits: 2,
+                apps: vec![],
+                notice: None,
+            }),
+            logout_page(&viewer(), "t"),
+            setup_page(&NewUserView {
+                csrf: "t",
+                username: "",
+                error: None,
+                setup_token: Some("x"),
+            }),
+            register_page(&NewUserView {
+                csrf: "t",
+                username: "",
+                error: Some("e"),
+                setup_token: None,
+            }),
+            account_page(&AccountView {
+                viewer: viewer(),
+                sessions: rows(),
+                sessions_pager: Pager {
+                    page: 2,
+                    pages: 3,
+                    total: 120,
+                },
+                csrf: "t",
+                notice: Some("n"),
+                error: None,
+                now: 0,
+                two_factor: TwoFactorView {
+                    totp: true,
+                    recovery_left: 3,
+                    passkeys: vec![PasskeyRow {
+                        id: 1,
+                        name: "laptop\"><x".into(),
+                        created_at: 0,
+                        last_used_at: None,
+                    }],
+                    may_change: true,
+                },
+            }),
+            second_step_page(&SecondStepView {
+                csrf: "t",
+                next: "/",
+                totp: true,
+                passkeys: true,
+                none: false,
+                error: Some("e"),
+            }),
+            totp_enrol_page(&TotpEnrolView {
+                viewer: None,
+                csrf: "t",
+                qr: "<svg></svg>",
+                secret: "ABCDEFGH",
+                action: "/login/enrol",
+                required: true,
+                passkey: true,
+                error: None,
+            }),
+            recovery_codes_page(None, &["a".into()], "/"),
+            recovery_used_page(2, "/"),
+            admin_page(&AdminView {
+                viewer: viewer(),
+                users: vec![UserRow {
+                    username: "a".into(),
+                    is_admin: true,
+                    disabled: false,
+                    created_at: 0,
+                    sessions: 1,
+                    is_viewer: true,
+                    factors: vec!["1 passkey".into()],
+                }],
+                users_pager: Pager {
+                    page: 1,
+                    pages: 2,
+                    total: 60,
+                },
+                sessions: rows(),
+                sessions_pager: Pager {
+                    page: 1,
+                    pages: 1,
+                    total: 1,
+                },
+                csrf: "t",
+                notice: None,
+                error: None,
+                now: 0,
+            }),
+            delete_user_page(&viewer(), "b", "t"),
+            confirm_password_page(&ConfirmView {
+                viewer: viewer(),
+                action: "/admin/users/grant-admin",
+                fields: vec![("username", "b\"><x")],
+                csrf: "t",
+                error: Some("e"),
+            }),
+            error_page(404, "x"),
+        ];
+        for p in pages {
+            let s = p.into_string();
+            // Scripts only from /assets/, never inline.
+            let scripts = s.matches("<script").count();
+            let external = s
+                .matches("<script src=\"/assets/passkey.js\" defer></script>")
+                .count();
+            assert_eq!(scripts, external, "{s}");
+            assert!(!s.contains("<style"), "{s}");
+            assert!(!s.contains(" style="), "{s}");
+            assert!(
+                !s.contains("http://") && !s.contains("https://"),
+                "no external requests: {s}"
+            );
+        }
+    }
+}
