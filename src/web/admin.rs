@@ -6,8 +6,7 @@ use rouille::{Request, Response};
 
 use super::csrf::check_session_csrf;
 use super::device::session_rows;
-use super::error::Result;
-use super::error::WebError;
+use super::error::{Result, WebError};
 use super::form::Form;
 use super::paging::{page_param, paged};
 use super::respond::{capitalise, html, logged_out, notice, see_other, throttled};

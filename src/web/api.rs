@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::csrf::same_origin;
-use super::error::Result;
-use super::error::WebError;
+use super::error::{Result, WebError};
 use super::form::read_body;
 use super::router::Route;
 use super::signed_in::{current_user, signing_in};

@@ -20,8 +20,7 @@ use rouille::{Request, Response, ResponseBody};
 use sha2::Sha256;
 
 use super::csrf::same_origin;
-use super::error::Result;
-use super::error::WebError;
+use super::error::{Result, WebError};
 use super::redirects::origin;
 use super::respond::{encode, html, see_other};
 use super::router::Route;

@@ -8,6 +8,7 @@ use rouille::Request;
 use super::respond::encode;
 use super::signed_in::session_methods;
 use super::state::State;
+use crate::accounts::Subject;
 use crate::auth::proxy::Client;
 use crate::auth::redirect;
 use crate::session::Session;
@@ -69,4 +70,13 @@ pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
         state.apps.for_request(host.as_deref(), &target, raw),
         Ok(Some(app)) if app.two_factor
     )
+}
+
+/// Where a second step goes when done: the pending sign-in's `next`, or
+/// (adding a factor to a signed-in session) the `next` asked for.
+pub(super) fn next_of(state: &State, subject: &Subject, asked: Option<&str>) -> String {
+    match &subject.pending {
+        Some(p) => p.next.clone(),
+        None => safe_next(state, asked),
+    }
 }

@@ -5,8 +5,7 @@ use rouille::{Request, Response};
 use subtle::ConstantTimeEq;
 
 use super::csrf::{anonymous_csrf, check_anonymous_csrf, with_csrf_cookie};
-use super::error::Result;
-use super::error::WebError;
+use super::error::{Result, WebError};
 use super::form::Form;
 use super::respond::{capitalise, html, see_other};
 use super::router::{Route, Token};

@@ -1,54 +1,22 @@
-//! The sign-in pages: `/login` (form and attempt) and `/logout` (confirm
-//! page and the POST that ends the session).
+//! Signing in with a password (`/login`: the form and the attempt) and
+//! signing out (`/logout`: the confirm page and the POST that ends the
+//! session).
 
 use rouille::{Request, Response};
 
-use super::csrf::{anonymous_csrf, check_anonymous_csrf, check_session_csrf, with_csrf_cookie};
-use super::error::Result;
-use super::error::WebError;
-use super::factors;
-use super::form::Form;
-use super::redirects::{safe_next, signed_in_next};
-use super::respond::{html, logged_out, see_other, throttled};
-use super::router::{Route, Token};
-use super::signed_in::{current_user, signing_in, viewer};
-use super::state::{State, with_session};
-use super::views::{self, LoginView};
 use crate::accounts::{AccountError, AfterPassword, Attempt};
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
-
-/// The sign-in's paths: the password, the second step, the set-up a
-/// `required` policy asks for, passkeys, and signing out.
-pub(super) const ROUTES: &[Route] = &[
-    Route::at("/login")
-        .get(get_login)
-        .form(Token::Anonymous, post_login),
-    Route::at("/login/second")
-        .get(factors::get_second)
-        .form(Token::Anonymous, factors::post_second)
-        .token_page(),
-    Route::at("/login/enrol")
-        .get(factors::get_enrol)
-        .form(Token::Anonymous, factors::post_enrol)
-        .token_page(),
-    Route::at("/login/passkey/options")
-        .form(Token::Anonymous, factors::post_signin_options)
-        .script(),
-    Route::at("/login/passkey").form(Token::Anonymous, factors::post_signin_passkey),
-    Route::at("/login/second/passkey/options")
-        .form(Token::Anonymous, factors::post_second_options)
-        .script(),
-    Route::at("/login/second/passkey").form(Token::Anonymous, factors::post_second_passkey),
-    Route::at("/login/enrol/passkey/options")
-        .form(Token::Anonymous, factors::post_register_options)
-        .script(),
-    Route::at("/login/enrol/passkey").form(Token::Anonymous, factors::post_register),
-    Route::at("/logout")
-        .get(get_logout)
-        .form(Token::Session, post_logout)
-        .token_page(),
-];
+use crate::web::csrf::{
+    anonymous_csrf, check_anonymous_csrf, check_session_csrf, with_csrf_cookie,
+};
+use crate::web::error::{Result, WebError};
+use crate::web::form::Form;
+use crate::web::redirects::{safe_next, signed_in_next};
+use crate::web::respond::{html, logged_out, see_other, throttled};
+use crate::web::signed_in::{current_user, signing_in, viewer};
+use crate::web::state::{State, with_session};
+use crate::web::views::{self, LoginView};
 
 /// The generic message for every failed sign-in: it must not tell an
 /// unknown user from a wrong password or a disabled account.

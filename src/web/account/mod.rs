@@ -1,0 +1,28 @@
+//! `/account`: the page (`page`), ending one's sessions (`sessions`),
+//! changing one's password (`password`), and one's second factors
+//! (`factors`). This file declares the area's paths; the files beside it
+//! hold the handlers.
+
+mod factors;
+mod page;
+mod password;
+mod sessions;
+
+use super::router::{Route, Token};
+
+/// `/account` and its forms: sessions, the password, second factors.
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/account").get(page::get_account).token_page(),
+    Route::at("/account/sessions/end").form(Token::Session, sessions::post_end_session),
+    Route::at("/account/sessions/end-others").form(Token::Session, sessions::post_end_others),
+    Route::at("/account/password").form(Token::Session, password::post_password),
+    Route::at("/account/totp").form(Token::Session, factors::post_totp_start),
+    Route::at("/account/totp/confirm").form(Token::Session, factors::post_totp_confirm),
+    Route::at("/account/totp/remove").form(Token::Session, factors::post_totp_remove),
+    Route::at("/account/recovery").form(Token::Session, factors::post_recovery),
+    Route::at("/account/passkeys/options")
+        .form(Token::Session, factors::post_register_options)
+        .script(),
+    Route::at("/account/passkeys").form(Token::Session, factors::post_register),
+    Route::at("/account/passkeys/remove").form(Token::Session, factors::post_passkey_remove),
+];

@@ -1,0 +1,78 @@
+//! The `/account` page: the signed-in user's sessions, the password form
+//! and the second-factor section, rendered (again, with a message, after a
+//! refused change).
+
+use rouille::{Request, Response};
+
+use crate::accounts::two_factors;
+use crate::auth::csrf;
+use crate::auth::proxy::Client;
+use crate::clock;
+use crate::session::{Session, SessionKey};
+use crate::users::User;
+use crate::web::device::session_rows;
+use crate::web::error::Result;
+use crate::web::paging::{page_param, paged};
+use crate::web::respond::{html, notice};
+use crate::web::signed_in::{session_methods, signed_in, viewer};
+use crate::web::state::{State, with_session};
+use crate::web::views::{self, AccountView, PasskeyRow, TwoFactorView};
+
+pub(super) fn render(
+    state: &State,
+    session: &Session<'_>,
+    user: &User,
+    key: &SessionKey,
+    page: usize,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response> {
+    let now = clock::now();
+    let factors = state.users.factors();
+    let summary = factors.summary(user.id)?;
+    let two_factor = TwoFactorView {
+        totp: summary.totp,
+        recovery_left: summary.recovery_left,
+        passkeys: factors
+            .passkeys(user.id)?
+            .into_iter()
+            .map(|p| PasskeyRow {
+                id: p.id,
+                name: p.name,
+                created_at: p.created_at,
+                last_used_at: p.last_used_at,
+            })
+            .collect(),
+        may_change: !summary.any() || two_factors(&session_methods(session)),
+    };
+    let records = state.engine().store().list(Some(user.id), now)?;
+    let (records, sessions_pager) = paged(records, page);
+    let token = csrf::session_token(state.engine().signer(), key);
+    Ok(html(views::account_page(&AccountView {
+        viewer: viewer(user),
+        sessions: session_rows(&records, key, |_| None),
+        sessions_pager,
+        csrf: &token,
+        notice,
+        error,
+        now,
+        two_factor,
+    })))
+}
+
+pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        match signed_in(state, session, request)? {
+            Ok(s) => render(
+                state,
+                session,
+                &s.user,
+                &s.key,
+                page_param(request, "page")?,
+                notice(request),
+                None,
+            ),
+            Err(redirect) => Ok(redirect),
+        }
+    })
+}
