@@ -1,0 +1,148 @@
+//! `serve` (the default command: run until SIGINT or SIGTERM, the
+//! certificate read again on SIGHUP) and `check-config` (the effective
+//! settings, apps and clients, secrets masked).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::app;
+
+use super::{CliError, Global, config};
+
+#[derive(Args, Debug, Default)]
+pub(super) struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
+    #[arg(long, env = "GATEHOUSE_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Number of request threads, or `auto`.
+    #[arg(long, env = "GATEHOUSE_THREADS", value_name = "N")]
+    threads: Option<String>,
+}
+
+pub(super) fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        crate::logging::line(&warning);
+    }
+    let config = config(
+        global,
+        &[
+            ("listen", args.listen.clone()),
+            ("threads", args.threads.clone()),
+        ],
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    // SIGHUP reads the certificate again (renewals apply without a restart).
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    let running = app::start(&config)?;
+    // Listening: tell systemd, and let its watchdog see us answer.
+    let watchdog = app::watchdog::Watchdog::start(running.addr())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gatehouse {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        running.url()
+    )?;
+    writeln!(out, "data directory: {}", config.data_dir.display())?;
+    if let Some(url) = running.setup_url() {
+        writeln!(out, "no users yet: create the first administrator at")?;
+        writeln!(out, "    {url}")?;
+        writeln!(
+            out,
+            "(this link works once), or with `gatehouse user add NAME --admin --data {}`",
+            config.data_dir.display()
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    if let Some(certs) = running.certificates() {
+        crate::logging::line(&format!(
+            "tls cert={} sha256={}",
+            crate::logging::quote(&certs.files().cert.display().to_string()),
+            certs.fingerprint()
+        ));
+    }
+    if let Some(at) = running.redirect_addr() {
+        crate::logging::line(&format!(
+            "redirect_http listening on http://{at}: every request gets 301 to HTTPS"
+        ));
+    }
+    while !stop.load(Ordering::SeqCst) {
+        if reload.swap(false, Ordering::SeqCst) {
+            // reload_tls logs the outcome; a refused file keeps the old one.
+            let _ = running.reload_tls();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::logging::line("shutting down: finishing requests in flight");
+    watchdog.stop();
+    running.shutdown();
+    crate::logging::line("stopped");
+    Ok(())
+}
+
+pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+    let config = config(
+        global,
+        &[
+            ("listen", args.listen.clone()),
+            ("threads", args.threads.clone()),
+        ],
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "configuration is valid")?;
+    writeln!(out, "data directory: {}", config.data_dir.display())?;
+    for (name, value) in config.effective() {
+        writeln!(out, "{name:<26} {value}")?;
+    }
+    for app in config.apps.all() {
+        writeln!(
+            out,
+            "app {:?}: prefix {}, host {}, upstream {}, access {:?}{}",
+            app.name,
+            app.prefix.as_deref().unwrap_or("-"),
+            app.host.as_deref().unwrap_or("-"),
+            app.upstream.as_ref().map_or("-".to_owned(), |u| format!(
+                "http://{}{}",
+                u.authority, u.base
+            )),
+            app.access,
+            if app.case_insensitive {
+                ", prefix in any case"
+            } else {
+                ""
+            }
+        )?;
+    }
+    for client in config.clients.all() {
+        // Never the secret, nor its hash: whether it has one is enough.
+        writeln!(
+            out,
+            "client {:?}: name {:?}, {}, redirect_uris {}, groups {}, pkce {:?}, signing_alg {}",
+            client.id,
+            client.name,
+            if client.is_public() {
+                "public (no secret)"
+            } else {
+                "secret ***"
+            },
+            client.redirect_uris.join(" "),
+            if client.groups.is_empty() {
+                "(any signed-in user)".to_owned()
+            } else {
+                client.groups.join(" ")
+            },
+            client.pkce,
+            client.signing_alg.as_str(),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! `user ...`: add, list, set a password, disable, enable, reset second
+//! factors, delete; the last-administrator rule as the command line says
+//! it.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::Subcommand;
+
+use crate::accounts::{AccountError, Accounts, Refusal};
+use crate::clock;
+use crate::logging::rfc3339;
+use crate::users::{User, UserError, Username};
+
+use super::{CliError, Global, stores};
+
+#[derive(Subcommand, Debug)]
+pub(super) enum UserCommand {
+    /// Create a user (prompts for the password twice).
+    Add {
+        /// Username: letters, digits, '.', '_', '-', '@'.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Set a user's password; ends all their sessions.
+    Passwd {
+        /// Username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user; ends all their sessions. Refused for the last
+    /// enabled administrator unless --force.
+    Disable {
+        /// Username.
+        name: String,
+        /// Disable even the last enabled administrator (nobody can then use
+        /// the admin page until `user add NAME --admin` or `user enable`).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username.
+        name: String,
+    },
+    /// Remove a user's second factors (authenticator app, passkeys,
+    /// recovery codes), for a lost phone; ends all their sessions.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user and all their sessions. Refused for the last
+    /// enabled administrator unless --force.
+    Delete {
+        /// Username.
+        name: String,
+        /// Delete even the last enabled administrator (nobody can then use
+        /// the admin page until `user add NAME --admin`).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        crate::users::password::validate(&password).map_err(|e| CliError::Usage(e.to_string()))?;
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+                .into(),
+        ));
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    crate::users::password::validate(&first).map_err(|e| CliError::Usage(e.to_string()))?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        return Err(CliError::Usage("the passwords do not match".into()));
+    }
+    Ok(first)
+}
+
+pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let name = Username::parse(&name)?;
+            let (users, store) = stores(global)?;
+            if users.find_by_name(name.as_str())?.is_some() {
+                return Err(UserError::Taken.into());
+            }
+            let password = read_password(password_stdin)?;
+            let user =
+                Accounts::new(&users, &*store).create_user(name.as_str(), &password, admin)?;
+            let role = if user.is_admin {
+                "administrator"
+            } else {
+                "user"
+            };
+            writeln!(out, "created {role} {}", user.username)?;
+        }
+        UserCommand::List => {
+            let (users, store) = stores(global)?;
+            let sessions = store.list(None, clock::now())?;
+            writeln!(
+                out,
+                "{:<24} {:<6} {:<9} {:<8} CREATED",
+                "NAME", "ADMIN", "DISABLED", "SESSIONS"
+            )?;
+            for u in users.list()? {
+                let n = sessions.iter().filter(|s| s.user_id == Some(u.id)).count();
+                writeln!(
+                    out,
+                    "{:<24} {:<6} {:<9} {:<8} {}",
+                    u.username,
+                    yes_no(u.is_admin),
+                    yes_no(u.disabled),
+                    n,
+                    rfc3339(u.created_at)
+                )?;
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let password = read_password(password_stdin)?;
+            let ended = Accounts::new(&users, &*store).set_password(&user, &password, None)?;
+            writeln!(
+                out,
+                "password changed for {}; ended {ended} session(s)",
+                user.username
+            )?;
+        }
+        UserCommand::Disable { name, force } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = Accounts::new(&users, &*store)
+                .disable(None, &user, force)
+                .map_err(|e| last_admin(e, &user, "disable"))?;
+            writeln!(out, "disabled {}; ended {ended} session(s)", user.username)?;
+        }
+        UserCommand::Enable { name } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            Accounts::new(&users, &*store).enable(&user)?;
+            writeln!(out, "enabled {}", user.username)?;
+        }
+        UserCommand::Reset2fa { name } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = Accounts::new(&users, &*store).reset_second_factors(&user)?;
+            writeln!(
+                out,
+                "removed the second factors of {}; ended {ended} session(s)",
+                user.username
+            )?;
+        }
+        UserCommand::Delete { name, force } => {
+            let (users, store) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let ended = Accounts::new(&users, &*store)
+                .delete(None, &user, force)
+                .map_err(|e| last_admin(e, &user, "delete"))?;
+            writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;
+        }
+    }
+    Ok(())
+}
+
+/// The command line's word for the last-administrator rule: refused, and
+/// how to go ahead anyway (the box's owner may).
+fn last_admin(e: AccountError, user: &User, command: &str) -> CliError {
+    match e {
+        AccountError::Refused(Refusal::LastAdministrator) => CliError::Usage(format!(
+            "{} is the last enabled administrator: make someone else an administrator first \
+             (`gatehouse user add NAME --admin`), or pass --force to {command} them anyway",
+            user.username
+        )),
+        e => e.into(),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
