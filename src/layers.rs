@@ -68,9 +68,9 @@ const RANKS: &[(&str, u8)] = &[
 const SIDEWAYS: &[(&str, &str)] = &[("auth", "session")];
 
 /// The areas of `web/`: a folder or a file each. An area uses the shared
-/// modules of `web/` (`router`, `views`, `csrf`, `redirects`, `paging`,
-/// `device`, `signed_in`, `respond`, `form`, `error`, `state`, ...; the
-/// gate its `tunnel`), never another area.
+/// modules of `web/` (`router`, `state`, `signed_in`, `csrf`, `redirects`,
+/// `respond`, `paging`, `device`, `totp`, `passkeys`, `views`, `form`,
+/// `error`; the gate its `tunnel`), never another area.
 const AREAS: &[&str] = &[
     "account",
     "admin",
@@ -773,7 +773,7 @@ fn room_violations(files: &[(String, String)]) -> Vec<String> {
         let Some(target) = area_of(&to) else {
             continue;
         };
-        if from.starts_with("web/views/") || from == "web/views.rs" {
+        if from.starts_with("web/views/") {
             bad.push(format!(
                 "{from}:{line}: the views import area {target} ({to})"
             ));
@@ -865,6 +865,72 @@ mod tests {
         }
         let bad = room_violations(&files);
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    /// Parents whose docs wait for their move: the files the open branches
+    /// hold (app.rs, auth/throttle.rs) are not touched until they merge.
+    const DOCS_LATER: &[&str] = &["app.rs", "auth/throttle.rs"];
+
+    #[test]
+    fn every_file_says_what_it_owns_and_every_parent_names_its_modules() {
+        let mut bad = Vec::new();
+        for (path, text) in tree() {
+            if !text.starts_with("//!") {
+                bad.push(format!("{path}: no `//!` doc saying what it owns"));
+            }
+            if DOCS_LATER.contains(&path.as_str()) || path == "lib.rs" || path == "main.rs" {
+                continue;
+            }
+            let docs: String = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("//!"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for child in facts(&module_path(&path), &code_only(&text)).children {
+                let named = [
+                    format!("`{child}`"),
+                    format!("{child}.rs"),
+                    format!("{child}/"),
+                    format!("`{child}::"),
+                    format!("[`{child}`]"),
+                ]
+                .iter()
+                .any(|form| docs.contains(form.as_str()));
+                if !named {
+                    bad.push(format!("{path}: its docs do not name its module {child}"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn the_architecture_page_names_files_that_exist_and_every_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let page = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md"))
+            .expect("docs/ARCHITECTURE.md");
+        let named: Vec<&str> = page
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| !t.contains(' ') && (t.ends_with(".rs") || t.ends_with('/')))
+            .collect();
+        let mut bad = Vec::new();
+        for path in &named {
+            if !root.join(path).exists() && !root.join("src").join(path).exists() {
+                bad.push(format!("{path} is named but not there"));
+            }
+        }
+        for (file, _) in tree() {
+            if let Some((folder, _)) = file.rsplit_once('/') {
+                let folder = format!("{folder}/");
+                if !named.contains(&folder.as_str()) {
+                    bad.push(format!("the folder {folder} is not named"));
+                }
+            }
+        }
+        bad.dedup();
+        assert!(bad.is_empty(), "docs/ARCHITECTURE.md:\n{}", bad.join("\n"));
     }
 
     #[test]

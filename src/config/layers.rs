@@ -37,7 +37,7 @@ pub struct Layers {
 }
 
 /// Environment variables gatehouse reads that are not settings (the
-/// command line's own, see `cli.rs`).
+/// command line's own, see `cli/`).
 const OTHER_VARS: &[&str] = &["GATEHOUSE_DATA", "GATEHOUSE_CONFIG"];
 
 /// Warnings for `GATEHOUSE_*` variables that are no setting (a typo such as

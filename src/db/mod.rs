@@ -4,6 +4,15 @@
 //!
 //! Nothing here knows about users or sessions; the tables are created by
 //! `migrations` and read by the modules that own them.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `mod.rs` | opening SQLite (pragmas, pool), [`DbError`], backup, restore, checkpoint |
+//! | `identity` | the SQLite pool and the identity of the file it serves (device, inode, database id) |
+//! | `wal` | which database file a `-wal` belongs to |
+//! | `migrations` | the schema, one step per version |
+//! | `checked` | pooled connections to network servers, checked before use after idling |
+//! | `postgres`, `redis` | the pools for shared deployments |
 
 pub mod checked;
 mod migrations;

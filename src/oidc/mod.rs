@@ -14,6 +14,7 @@
 //! | `grants.rs` | the rules: authorization requests, codes with PKCE, tokens, refresh rotation, device codes, introspection, revocation |
 //! | `store.rs` | the [`Store`] trait the rules run on; `sqlite.rs` and `postgres.rs` implement it |
 //! | `discovery.rs` | `/.well-known/openid-configuration` |
+//! | `flows.rs`, `testing.rs` | (tests) the flows end to end on the real stores, and their helpers |
 //!
 //! Everything that grants access is stored as a SHA-256 hash (codes,
 //! tokens, device codes, user codes), every single use is one conditional

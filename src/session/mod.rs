@@ -6,6 +6,17 @@
 //! Nothing here sees an HTTP library's types; see `web` for the glue. The
 //! pools the stores use are `db`'s; signing is [`crate::crypto`]'s; the
 //! user read with a session is [`crate::identity::User`].
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `id` | session ids and the keys (SHA-256) they are stored under |
+//! | `cookie` | finding a cookie in a `Cookie` header; writing `Set-Cookie` |
+//! | `store` | the [`Store`] trait, its records and patches |
+//! | `sqlite`, `postgres`, `redis`, `memory` | the stores |
+//! | `sealed` | the cookie store: the whole session sealed into the cookie |
+//! | `conformance` | the suite every store passes |
+//! | `engine` | the [`Engine`]: a request's cookie to a [`Session`], and back |
+//! | `reaper` | the thread that deletes expired sessions |
 
 pub mod conformance;
 pub mod cookie;

@@ -1,6 +1,9 @@
 //! Users and their bcrypt hashes: [`Username::parse`], the [`Users`] rules
 //! over a backend trait whose statements live in `sqlite` (the default) and
 //! `postgres` (a shared database), and the password rules in [`password`].
+//! Second factors (authenticator codes, recovery codes, passkeys, kept
+//! beside the users) are [`factors`]; the WebAuthn relying party's checks
+//! are [`passkey`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name

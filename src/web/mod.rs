@@ -2,12 +2,43 @@
 //! map errors, security headers, log) and the HTTPS redirect listener. The
 //! only code that builds `Response`s.
 //!
-//! Files depend one way: this file holds every area's route table
-//! (`router` dispatches on them); the areas (`signin`, `dashboard`,
-//! `account`, `admin`, `setup`, `api`, `gate`, `ops`) use the shared
-//! modules (`signed_in`, `csrf`, `redirects`, `paging`, `device`,
-//! `respond`, `factors`, `views`, `form`, `error`, `state`) and never
-//! each other.
+//! The areas, one per feature; each declares its paths once, in its own
+//! table, and never imports another area:
+//!
+//! | area | owns |
+//! | --- | --- |
+//! | `signin/` | `/login` (password, second step, enrolment, passkey sign-in) and `/logout` |
+//! | `account/` | `/account`: one's sessions, password and second factors |
+//! | `admin/` | `/admin`: users, every session, the password an action asks for again |
+//! | `api/` | the JSON API (`/api/...`) and its OpenAPI document |
+//! | `setup.rs` | first run (`/setup`) and sign-up (`/register`) |
+//! | `dashboard.rs` | the start page (`/`) |
+//! | `ops.rs` | `/healthz` and `/metrics` |
+//! | `gate.rs` | forward auth (`/auth/verify`, `/auth/forward`) and the built-in reverse proxy (with `tunnel.rs`, its upgraded connections) |
+//!
+//! What the areas share:
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `router` | the route tables' type and the one dispatch: `405` with `Allow`, fetch metadata, a form's token first |
+//! | `state` | the state every request thread shares, and `with_session` |
+//! | `signed_in` | the signed-in user of this request |
+//! | `csrf` | the anonymous and session CSRF checks, the `Origin` check |
+//! | `redirects` | gatehouse's origin, safe `next` targets, where a signed-in user goes |
+//! | `respond` | the small answers: a page, a `303`, notices, sentences |
+//! | `paging` | a page of a long list |
+//! | `device` | the device a session was made on, and the session rows lists show |
+//! | `totp`, `passkeys` | what sign-in and `/account` share of second factors |
+//! | `views/` | the HTML: the layout, the partials, one file of pages per area |
+//! | `form` | request bodies: the size cap and the strict form parser |
+//! | `error` | [`WebError`], mapped to a status and a page in one place |
+//! | `assets` | the stylesheet, icon and passkey script, compiled in |
+//! | `metrics` | the Prometheus counters |
+//! | `layer` | the session layer (and CSRF tokens) the library offers any rouille app |
+//!
+//! Files depend one way: this file holds the list of the areas' tables
+//! (`router` dispatches on it); the areas use the shared modules; the
+//! views import no area (`src/layers.rs` checks all of it).
 
 mod account;
 mod admin;
