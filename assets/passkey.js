@@ -77,7 +77,18 @@
     return 'The passkey did not work. Please try again.';
   }
 
+  // A hidden field marked data-checked-from="ID" carries whether the
+  // checkbox ID (on the page, perhaps in another form) is ticked: the
+  // sign-in page's one "remember me" serves its passkey form too.
+  function copyChecks(form) {
+    form.querySelectorAll('input[data-checked-from]').forEach(function (input) {
+      var box = document.getElementById(input.getAttribute('data-checked-from'));
+      input.value = box && box.checked ? '1' : '';
+    });
+  }
+
   async function run(form) {
+    copyChecks(form);
     var params = new URLSearchParams(new FormData(form));
     params.delete('credential');
     var res = await fetch(form.getAttribute('data-options-url'), {
@@ -100,6 +111,7 @@
       form.appendChild(input);
     }
     input.value = encodeCredential(cred);
+    copyChecks(form);
     form.submit();
   }
 

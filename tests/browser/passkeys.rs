@@ -70,11 +70,24 @@ pub fn a_passkey_registers_signs_in_as_second_step_and_alone(
     b.wait_for_path("/");
     assert_eq!(b.text("#welcome"), "Welcome, alice");
 
-    // The passkey alone.
+    // The passkey alone, with the page's one "remember me" ticked: the
+    // passkey sign-in takes it too.
     sign_out();
+    b.screenshot(&shots.join("login-passkey.png"));
+    assert_eq!(b.count("input[type=checkbox][name=remember]"), 1);
+    b.click("#remember");
     b.click("#passkey-login-submit");
     b.wait_for_path("/");
     assert_eq!(b.text("#welcome"), "Welcome, alice");
+    let alice = app.state().users.get_by_name("alice").expect("alice").id;
+    let sessions = app.stored_sessions();
+    assert!(
+        sessions
+            .iter()
+            .any(|r| r.user_id == Some(alice) && r.persistent),
+        "the passkey sign-in was remembered: {:?}",
+        sessions.iter().map(|r| r.persistent).collect::<Vec<_>>()
+    );
     b.goto(&format!("{base}/account"));
     b.wait_for("#passkeys");
     assert!(

@@ -4,7 +4,7 @@
 
 use maud::{Markup, html};
 
-use super::{Viewer, csrf_field, layout, passkey_form, passkey_script, when};
+use super::{PasskeyForm, Viewer, csrf_field, layout, or, passkey_form, passkey_script, when};
 use crate::clock::Millis;
 
 /// What the second-step page shows.
@@ -42,12 +42,6 @@ pub fn second_step_page(v: &SecondStepView<'_>) -> Markup {
                         ", then open the app again."
                     }
                 }
-                @if v.passkeys {
-                    (passkey_form("second-passkey", "authenticate", "/login/second/passkey/options",
-                        "/login/second/passkey", v.csrf,
-                        html! { input type="hidden" name="next" value=(v.next); },
-                        "Use a passkey"))
-                }
                 @if v.totp {
                     form id="code-form" method="post" action="/login/second" {
                         (csrf_field(v.csrf))
@@ -56,8 +50,21 @@ pub fn second_step_page(v: &SecondStepView<'_>) -> Markup {
                         input type="text" id="code" name="code" inputmode="numeric"
                             autocomplete="one-time-code" pattern="[0-9 ]{6,7}" maxlength="7"
                             required autofocus;
-                        button type="submit" id="code-submit" { "Verify" }
+                        button.block type="submit" id="code-submit" { "Verify" }
                     }
+                }
+                @if v.totp && v.passkeys { (or()) }
+                @if v.passkeys {
+                    (passkey_form(PasskeyForm {
+                        id: "second-passkey",
+                        purpose: "authenticate",
+                        options: "/login/second/passkey/options",
+                        action: "/login/second/passkey",
+                        csrf: v.csrf,
+                        extra: html! { input type="hidden" name="next" value=(v.next); },
+                        label: "Use a passkey",
+                        secondary: v.totp,
+                    }))
                 }
                 @if !v.none {
                     details id="recovery" {
@@ -133,8 +140,16 @@ pub fn totp_enrol_page(v: &TotpEnrolView<'_>) -> Markup {
                 }
                 @if v.passkey {
                     h2 { "Or use a passkey" }
-                    (passkey_form("enrol-passkey", "register", "/login/enrol/passkey/options",
-                        "/login/enrol/passkey", v.csrf, html! {}, "Add a passkey"))
+                    (passkey_form(PasskeyForm {
+                        id: "enrol-passkey",
+                        purpose: "register",
+                        options: "/login/enrol/passkey/options",
+                        action: "/login/enrol/passkey",
+                        csrf: v.csrf,
+                        extra: html! {},
+                        label: "Add a passkey",
+                        secondary: true,
+                    }))
                 }
             }
             @if v.passkey { (passkey_script()) }
@@ -258,13 +273,19 @@ pub(super) fn two_factor_section(t: &TwoFactorView, csrf: &str, now: Millis) -> 
                 }
             }
             @if t.may_change {
-                (passkey_form("passkey-register", "register", "/account/passkeys/options",
-                    "/account/passkeys", csrf,
-                    html! {
+                (passkey_form(PasskeyForm {
+                    id: "passkey-register",
+                    purpose: "register",
+                    options: "/account/passkeys/options",
+                    action: "/account/passkeys",
+                    csrf,
+                    extra: html! {
                         label for="passkey-name" { "Name" }
                         input type="text" id="passkey-name" name="name" maxlength="64" value="Passkey" required;
                     },
-                    "Add a passkey"))
+                    label: "Add a passkey",
+                    secondary: false,
+                }))
             }
             h3 { "Recovery codes" }
             p id="recovery-count" {

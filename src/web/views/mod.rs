@@ -189,30 +189,48 @@ fn passkey_script() -> Markup {
     html! { script src="/assets/passkey.js" defer {} }
 }
 
+/// A form whose button runs a passkey ceremony (see [`passkey_form`]).
+struct PasskeyForm<'a> {
+    /// The form's id; its button's is `{id}-submit`.
+    id: &'a str,
+    /// `register` or `authenticate`.
+    purpose: &'a str,
+    /// Where the script fetches the ceremony's options.
+    options: &'a str,
+    /// Where the credential is posted.
+    action: &'a str,
+    /// The form's CSRF token.
+    csrf: &'a str,
+    /// More fields.
+    extra: Markup,
+    /// The button's words.
+    label: &'a str,
+    /// Whether the button is the page's other choice (outlined, after an
+    /// "or"), not its main one.
+    secondary: bool,
+}
+
 /// A passkey form: the script fetches options from `options`, asks the
 /// browser, and posts the credential to `action`. Without a secure context
-/// the button is disabled and `unavailable` explains why.
-fn passkey_form(
-    id: &str,
-    purpose: &str,
-    options: &str,
-    action: &str,
-    csrf: &str,
-    extra: Markup,
-    label: &str,
-) -> Markup {
+/// the button is disabled and a note explains why.
+fn passkey_form(f: PasskeyForm<'_>) -> Markup {
     html! {
-        form id=(id) method="post" action=(action) data-passkey=(purpose) data-options-url=(options) {
-            (csrf_field(csrf))
+        form id=(f.id) method="post" action=(f.action) data-passkey=(f.purpose) data-options-url=(f.options) {
+            (csrf_field(f.csrf))
             input type="hidden" name="credential" value="";
-            (extra)
+            (f.extra)
             p.muted.passkey-unavailable data-passkey-unavailable hidden {
                 "Passkeys need a secure context: this page must be served over HTTPS (plain HTTP works only on localhost)."
             }
             p.error data-passkey-error role="alert" hidden {}
-            button type="submit" id=(format!("{id}-submit")) { (label) }
+            button type="submit" id=(format!("{}-submit", f.id)) class=[f.secondary.then_some("secondary")] { (f.label) }
         }
     }
+}
+
+/// The word between two ways to do one thing (a password or a passkey).
+fn or() -> Markup {
+    html! { p.or { "or" } }
 }
 
 #[cfg(test)]
@@ -239,6 +257,31 @@ mod tests {
         assert!(!page.contains("<script>x"));
         assert!(!page.contains("<b>bob"));
         assert!(page.contains("&lt;b&gt;bob"));
+    }
+
+    #[test]
+    fn the_sign_in_page_has_one_remember_me_for_both_ways_in_and_an_or_between() {
+        let page = login_page(&LoginView {
+            next: "/",
+            csrf: "t",
+            username: "",
+            error: None,
+            registration: false,
+        })
+        .into_string();
+        assert_eq!(page.matches("Remember me on this device").count(), 1);
+        assert_eq!(page.matches("type=\"checkbox\"").count(), 1);
+        // The passkey form carries the one checkbox's answer.
+        assert!(page.contains("name=\"remember\" value=\"\" data-checked-from=\"remember\""));
+        let password = page
+            .find("id=\"login-submit\"")
+            .expect("the password's button");
+        let or = page.find("<p class=\"or\">or</p>").expect("an or");
+        let passkey = page
+            .find("id=\"passkey-login-submit\"")
+            .expect("the passkey's button");
+        assert!(password < or && or < passkey);
+        assert!(page.contains("class=\"secondary\">Sign in with a passkey"));
     }
 
     #[test]

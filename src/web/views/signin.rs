@@ -3,7 +3,7 @@
 
 use maud::{Markup, html};
 
-use super::{Viewer, csrf_field, layout, passkey_form, passkey_script};
+use super::{PasskeyForm, Viewer, csrf_field, layout, or, passkey_form, passkey_script};
 
 /// What the login page shows.
 pub struct LoginView<'a> {
@@ -40,22 +40,29 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
                     label for="password" { "Password" }
                     input type="password" id="password" name="password"
                         autocomplete="current-password" required autofocus[!v.username.is_empty()];
+                    // One "remember me" for both ways in: the passkey
+                    // form's script copies it (the passkey needs the
+                    // script anyway; the password form needs none).
                     label.check for="remember" {
                         input type="checkbox" id="remember" name="remember" value="1";
                         "Remember me on this device"
                     }
-                    button type="submit" id="login-submit" { "Sign in" }
+                    button.block type="submit" id="login-submit" { "Sign in" }
                 }
-                (passkey_form("passkey-login", "authenticate", "/login/passkey/options",
-                    "/login/passkey", v.csrf,
-                    html! {
+                (or())
+                (passkey_form(PasskeyForm {
+                    id: "passkey-login",
+                    purpose: "authenticate",
+                    options: "/login/passkey/options",
+                    action: "/login/passkey",
+                    csrf: v.csrf,
+                    extra: html! {
                         input type="hidden" name="next" value=(v.next);
-                        label.check for="passkey-remember" {
-                            input type="checkbox" id="passkey-remember" name="remember" value="1";
-                            "Remember me on this device"
-                        }
+                        input type="hidden" name="remember" value="" data-checked-from="remember";
                     },
-                    "Sign in with a passkey"))
+                    label: "Sign in with a passkey",
+                    secondary: true,
+                }))
                 @if v.registration {
                     p.muted { "No account yet? " a href="/register" id="register-link" { "Sign up" } }
                 }
