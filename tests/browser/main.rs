@@ -88,7 +88,7 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
     b.wait_for_path("/account");
     assert_eq!(b.count("#sessions tbody tr"), 2);
     assert_eq!(b.count("#this-session"), 1);
-    b.screenshot(&shots.join("account.png"));
+    b.shots(&shots, "account");
     b.click("#sessions tbody tr:not(.current) button");
     b.wait_for_path("/account?done=session-ended");
     assert_eq!(b.count("#sessions tbody tr"), 1);
@@ -98,22 +98,29 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
         "the other device is still signed in"
     );
 
-    // The admin page.
+    // The admin area: the overview, then each section from its navigation.
     b.click("#nav-admin");
     b.wait_for_path("/admin");
+    assert_eq!(b.text("#count-users"), "1");
+    b.shots(&shots, "admin");
+    b.click("#admin-nav-users");
+    b.wait_for_path("/admin/users");
     assert_eq!(b.count("#user-root"), 1);
     b.type_into("#new-username", "bob");
     b.type_into("#new-password", "bobs password");
     b.click("#create-user-submit");
-    b.wait_for_path("/admin?done=user-created");
+    b.wait_for_path("/admin/users?done=user-created");
     assert_eq!(b.count("#user-bob"), 1);
-    b.screenshot(&shots.join("admin.png"));
-
-    // On a phone-sized screen.
-    b.window(390, 844);
-    b.goto(&format!("{}/account", app.base));
-    b.screenshot(&shots.join("account-phone.png"));
-    b.window(1280, 900);
+    b.shots(&shots, "admin-users");
+    let other = app.browser();
+    other.login("bob", "bobs password");
+    b.click("#admin-nav-sessions");
+    b.wait_for_path("/admin/sessions");
+    assert_eq!(b.count("#sessions tbody tr"), 2);
+    b.shots(&shots, "admin-sessions");
+    b.click("#admin-nav-overview");
+    b.wait_for_path("/admin");
+    assert_eq!(b.text("#count-users"), "2");
 
     // Sign out through the confirm page.
     b.click("#nav-logout");
@@ -122,7 +129,7 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
     b.wait_for_path("/login");
     b.goto(&format!("{}/", app.base));
     b.wait_for_path("/login?next=/");
-    b.screenshot(&shots.join("login.png"));
+    b.shots(&shots, "login");
 
     // And back in with the sign-in form, "remember me" ticked.
     b.type_into("#username", "root");

@@ -1,6 +1,6 @@
 //! A script served by a prefix-mode app (same origin as gatehouse) tries
 //! to make a user an administrator, in real Chromium: with `fetch` (stopped
-//! by the `Sec-Fetch-*` check) and by opening `/admin` in a window and
+//! by the `Sec-Fetch-*` check) and by opening `/admin/users` in a window and
 //! clicking its button from the script (a real navigation, but without
 //! `Sec-Fetch-User`, so sudo mode asks for the password).
 
@@ -17,7 +17,7 @@ const FETCH_ATTACK: &str = r#"<!doctype html><title>wiki</title><p id="result">r
 <script>
 (async () => {
   const out = [];
-  const page = await fetch('/admin', {credentials: 'same-origin'});
+  const page = await fetch('/admin/users', {credentials: 'same-origin'});
   const text = await page.text();
   out.push('admin:' + page.status);
   const m = text.match(/name="csrf" value="([^"]+)"/);
@@ -44,9 +44,9 @@ const until = (test, then) => {
   };
   tick();
 };
-const w = window.open('/admin', 'gh');
+const w = window.open('/admin/users', 'gh');
 if (!w) { show('popup-blocked'); } else {
-  until(() => w.location.pathname === '/admin' && w.document.readyState === 'complete'
+  until(() => w.location.pathname === '/admin/users' && w.document.readyState === 'complete'
                && w.document.getElementById('grant-admin-bob'), () => {
     w.document.getElementById('grant-admin-bob').click();
     until(() => w.document.readyState === 'complete'
@@ -145,8 +145,8 @@ pub fn a_script_in_a_prefix_mode_app_cannot_make_a_user_an_administrator(
     assert!(!is_admin(&app, "bob"), "a popup made bob an administrator");
 
     // The person, clicking the same button, is not asked.
-    b.goto(&format!("{}/admin", app.base));
+    b.goto(&format!("{}/admin/users", app.base));
     b.click("#grant-admin-bob");
-    b.wait_for_path("/admin?done=admin-granted");
+    b.wait_for_path("/admin/users?done=admin-granted");
     assert!(is_admin(&app, "bob"));
 }

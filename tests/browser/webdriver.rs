@@ -220,6 +220,55 @@ impl Driver {
         }
     }
 
+    /// Saves a PNG of the whole page, below the fold too (Chromium's own
+    /// `Page.captureScreenshot`, through chromedriver).
+    pub fn full_screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let cdp = |cmd: &str, params: Value| {
+            self.call(
+                "POST",
+                "/goog/cdp/execute",
+                Some(json!({"cmd": cmd, "params": params})),
+            )
+        };
+        // The window's width (a scrollbar included) and the page's height.
+        let size = self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "const d = document.documentElement; \
+                           return [Math.max(window.innerWidth, d.scrollWidth), d.scrollHeight];",
+                "args": [],
+            })),
+        );
+        let (width, height) = (
+            size[0].as_f64().expect("a width"),
+            size[1].as_f64().expect("a height"),
+        );
+        let shot = cdp(
+            "Page.captureScreenshot",
+            json!({
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("base64"))
+            .expect("valid base64");
+        std::fs::write(path, png).expect("write screenshot");
+    }
+
+    /// Saves the page whole at a desktop's width (1280x900) as
+    /// `{name}.png` and at a phone's (390x844) as `{name}-phone.png`,
+    /// leaving the window at the desktop's size.
+    pub fn shots(&self, dir: &std::path::Path, name: &str) {
+        self.window(390, 844);
+        self.full_screenshot(&dir.join(format!("{name}-phone.png")));
+        self.window(1280, 900);
+        self.full_screenshot(&dir.join(format!("{name}.png")));
+    }
+
     /// Saves a PNG screenshot of the viewport.
     pub fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;

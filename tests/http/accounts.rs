@@ -33,7 +33,10 @@ fn handles(page: &Resp) -> Vec<String> {
 }
 
 fn admin_post(b: &Browser, action: &str, fields: &[(&str, &str)]) -> Resp {
-    let csrf = b.get("/admin").csrf().expect("csrf on the admin page");
+    let csrf = b
+        .get("/admin/users")
+        .csrf()
+        .expect("csrf on the admin page");
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
     b.post_form(action, &all)
@@ -357,9 +360,9 @@ fn an_admin_manages_users() {
             "/admin/users",
             &[("username", "carol"), ("password", "carol's pass")],
         ),
-        "/admin?done=user-created",
+        "/admin/users?done=user-created",
     );
-    assert!(admin.get("/admin").body.contains("id=\"user-carol\""));
+    assert!(admin.get("/admin/users").body.contains("id=\"user-carol\""));
     assert_eq!(
         admin_post(
             &admin,
@@ -396,7 +399,7 @@ fn an_admin_manages_users() {
             "/admin/users/password",
             &[("username", "carol"), ("password", "new carol pass")],
         ),
-        "/admin?done=password-reset",
+        "/admin/users?done=password-reset",
     );
     assert_eq!(
         carol.get("/auth/verify").status,
@@ -407,13 +410,13 @@ fn an_admin_manages_users() {
 
     assert_redirects_to(
         &admin_post(&admin, "/admin/users/disable", &[("username", "carol")]),
-        "/admin?done=user-disabled",
+        "/admin/users?done=user-disabled",
     );
     assert_eq!(carol.get("/auth/verify").status, 401);
     assert_eq!(carol.login("carol", "new carol pass").status, 401);
     assert_redirects_to(
         &admin_post(&admin, "/admin/users/enable", &[("username", "carol")]),
-        "/admin?done=user-enabled",
+        "/admin/users?done=user-enabled",
     );
     carol.login("carol", "new carol pass");
 
@@ -446,7 +449,7 @@ fn an_admin_manages_users() {
             "/admin/users/delete",
             &[("username", "carol"), ("confirm", "yes")],
         ),
-        "/admin?done=user-deleted",
+        "/admin/users?done=user-deleted",
     );
     assert_eq!(carol.get("/auth/verify").status, 401);
     assert!(
@@ -487,7 +490,7 @@ fn the_last_admin_cannot_be_removed() {
     let before = root.cookie("gatehouse_session").expect("cookie");
     assert_redirects_to(
         &admin_post(&root, "/admin/users/revoke-admin", &[("username", "root")]),
-        "/admin?done=admin-revoked",
+        "/admin/users?done=admin-revoked",
     );
     assert_ne!(root.cookie("gatehouse_session").expect("cookie"), before);
     assert_eq!(root.get("/admin").status, 403);
@@ -523,11 +526,11 @@ fn an_admin_can_end_any_session() {
     let bob = app.browser();
     bob.login("bob", "correct horse");
     let bobs = handle_of_this_session(&bob.get("/account"));
-    let page = admin.get("/admin");
+    let page = admin.get("/admin/sessions");
     assert!(page.body.contains(&format!("id=\"session-{bobs}\"")));
     assert_redirects_to(
         &admin_post(&admin, "/admin/sessions/end", &[("handle", &bobs)]),
-        "/admin?done=session-ended",
+        "/admin/sessions?done=session-ended",
     );
     assert_eq!(bob.get("/auth/verify").status, 401);
     assert_eq!(

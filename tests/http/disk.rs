@@ -439,7 +439,7 @@ fn with_the_disk_full_nothing_is_acknowledged_that_is_not_stored_and_writes_resu
     let end_others = admin_post(&alice, "/account", "/account/sessions/end-others", &[]);
     let created = admin_post(
         &alice,
-        "/admin",
+        "/admin/users",
         "/admin/users",
         &[("username", "frank"), ("password", "frank's pass")],
     );

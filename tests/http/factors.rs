@@ -391,13 +391,34 @@ fn an_administrators_reset_removes_the_factors_and_ends_the_sessions() {
     // Resetting the factors of a user who has one takes an administrator
     // who gave a second factor too.
     enrol(&root);
-    let admin = root.get("/admin");
+    let admin = root.get("/admin/users");
     assert!(admin.body.contains("authenticator app"), "{}", admin.body);
-    let csrf = admin.csrf().expect("csrf");
+    // The list leads to a confirm step, which cannot be undone: the list
+    // itself posts no reset.
+    assert!(
+        admin
+            .body
+            .contains("href=\"/admin/users/reset-2fa?username=alice\"")
+    );
+    assert!(!admin.body.contains("action=\"/admin/users/reset-2fa\""));
+    let confirm = root.get("/admin/users/reset-2fa?username=alice");
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("id=\"reset-2fa-form\""),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.body.contains("action=\"/admin/users/reset-2fa\""));
+    assert_eq!(
+        root.get("/admin/users/reset-2fa?username=nobody").status,
+        404
+    );
+    let csrf = confirm.csrf().expect("csrf");
     let done = root.post_form(
         "/admin/users/reset-2fa",
         &[("csrf", &csrf), ("username", "alice")],
     );
+    assert_redirects_to(&done, "/admin/users?done=factors-reset");
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(b.get("/account").status, 303, "alice was signed out");
     // Her password alone signs her in again.
@@ -742,7 +763,7 @@ fn an_administrator_with_a_factor_acts_only_from_a_session_that_gave_it() {
     old.login("root", "correct horse");
     factor_from_before(&app, "root");
 
-    let csrf = old.get("/admin").csrf().expect("csrf");
+    let csrf = old.get("/admin/users").csrf().expect("csrf");
     for (path, fields) in [
         ("/admin/users/reset-2fa", vec![("username", "root")]),
         ("/admin/users/grant-admin", vec![("username", "bob")]),

@@ -101,7 +101,7 @@ fn logout_and_revocation_on_one_instance_apply_on_the_other_at_once() {
     admin.login("root", "root password");
     let disabled = form_post(
         &admin,
-        "/admin",
+        "/admin/users",
         "/admin/users/disable",
         &[("username", "alice")],
     );
@@ -117,7 +117,7 @@ fn logout_and_revocation_on_one_instance_apply_on_the_other_at_once() {
     let admin_on_b = on(&admin, &b);
     let revoked = form_post(
         &admin_on_b,
-        "/admin",
+        "/admin/users",
         "/admin/users/revoke-admin",
         &[("username", "bob")],
     );

@@ -195,32 +195,33 @@ fn the_admin_user_and_session_lists_are_paged() {
     let admin = app.browser();
     admin.login("root", "correct horse");
 
-    let first = admin.get("/admin");
+    let first = admin.get("/admin/users");
     assert_eq!(first.status, 200);
     assert_eq!(count(&first, "<tr id=\"user-"), 50);
     assert_eq!(first.text_of("users-page").as_deref(), Some("Page 1 of 2"));
     assert!(
         first
             .body
-            .contains("id=\"users-next\" href=\"/admin?users_page=2&amp;sessions_page=1\"")
+            .contains("id=\"users-next\" href=\"/admin/users?page=2\"")
     );
-    assert_eq!(handles(&first).len(), 50);
+    let sessions = admin.get("/admin/sessions");
+    assert_eq!(handles(&sessions).len(), 50);
     assert_eq!(
-        first.text_of("sessions-page").as_deref(),
+        sessions.text_of("sessions-page").as_deref(),
         Some("Page 1 of 3")
     );
 
-    let users2 = admin.get("/admin?users_page=2&sessions_page=3");
+    let users2 = admin.get("/admin/users?page=2");
     assert_eq!(count(&users2, "<tr id=\"user-"), 10);
-    assert_eq!(
-        handles(&users2).len(),
-        1,
-        "101 sessions: one on the third page"
-    );
     assert!(
         users2
             .body
-            .contains("id=\"users-prev\" href=\"/admin?users_page=1&amp;sessions_page=3\"")
+            .contains("id=\"users-prev\" href=\"/admin/users?page=1\"")
+    );
+    assert_eq!(
+        handles(&admin.get("/admin/sessions?page=3")).len(),
+        1,
+        "101 sessions: one on the third page"
     );
     // The session count of a user on page 1 covers all their sessions.
     let row_at = first
@@ -232,8 +233,8 @@ fn the_admin_user_and_session_lists_are_paged() {
             .split("</tr>")
             .next()
             .unwrap_or("")
-            .contains("<td>100</td>")
+            .contains("<td class=\"number\">100</td>")
     );
-    assert_eq!(admin.get("/admin?users_page=x").status, 400);
-    assert_eq!(admin.get("/admin?sessions_page=0").status, 400);
+    assert_eq!(admin.get("/admin/users?page=x").status, 400);
+    assert_eq!(admin.get("/admin/sessions?page=0").status, 400);
 }

@@ -64,7 +64,10 @@ fn a_disguised_name_cannot_be_created() {
         .iter()
         .chain(&["\r\nbob", "bob\u{202e}", "\u{200d}bob"])
     {
-        let csrf = admin.get("/admin").csrf().expect("csrf on the admin page");
+        let csrf = admin
+            .get("/admin/users")
+            .csrf()
+            .expect("csrf on the admin page");
         let resp = admin.post_form(
             "/admin/users",
             &[

@@ -40,7 +40,7 @@ fn admin_and_bob() -> (TestApp, crate::helpers::Browser) {
 #[test]
 fn a_fetch_shaped_admin_post_is_refused_even_with_a_valid_token_and_cookie() {
     let (app, admin) = admin_and_bob();
-    let csrf = admin.get("/admin").csrf().expect("token");
+    let csrf = admin.get("/admin/users").csrf().expect("token");
     for mode in ["cors", "same-origin", "no-cors"] {
         let headers = [
             ("Sec-Fetch-Site", "same-origin"),
@@ -70,13 +70,16 @@ fn a_fetch_shaped_admin_post_is_refused_even_with_a_valid_token_and_cookie() {
 #[test]
 fn a_navigation_shaped_admin_post_still_works_and_so_does_one_without_metadata() {
     let (app, admin) = admin_and_bob();
-    let csrf = admin.get_with("/admin", NAVIGATION).csrf().expect("token");
+    let csrf = admin
+        .get_with("/admin/users", NAVIGATION)
+        .csrf()
+        .expect("token");
     let resp = admin.post_form_with(
         "/admin/users/grant-admin",
         &[("csrf", &csrf), ("username", "bob")],
         NAVIGATION,
     );
-    assert_redirects_to(&resp, "/admin?done=admin-granted");
+    assert_redirects_to(&resp, "/admin/users?done=admin-granted");
     assert!(is_admin(&app, "bob"));
     // A reload's re-submission is the browser's own navigation (`none`).
     let resp = admin.post_form_with(
@@ -89,13 +92,13 @@ fn a_navigation_shaped_admin_post_still_works_and_so_does_one_without_metadata()
             ("Sec-Fetch-User", "?1"),
         ],
     );
-    assert_redirects_to(&resp, "/admin?done=admin-revoked");
+    assert_redirects_to(&resp, "/admin/users?done=admin-revoked");
     // curl and old browsers send none of it: the CSRF token decides.
     let resp = admin.post_form(
         "/admin/users/grant-admin",
         &[("csrf", &csrf), ("username", "bob")],
     );
-    assert_redirects_to(&resp, "/admin?done=admin-granted");
+    assert_redirects_to(&resp, "/admin/users?done=admin-granted");
     let resp = admin.post_form(
         "/admin/users/revoke-admin",
         &[("csrf", "forged"), ("username", "bob")],
@@ -107,7 +110,7 @@ fn a_navigation_shaped_admin_post_still_works_and_so_does_one_without_metadata()
 #[test]
 fn a_form_posted_into_a_frame_or_from_another_host_is_refused() {
     let (app, admin) = admin_and_bob();
-    let csrf = admin.get("/admin").csrf().expect("token");
+    let csrf = admin.get("/admin/users").csrf().expect("token");
     let attempts: [&[(&str, &str)]; 3] = [
         &[
             ("Sec-Fetch-Site", "same-origin"),
@@ -145,11 +148,17 @@ fn refused_without_token(resp: &Resp) {
 #[test]
 fn a_script_cannot_read_the_pages_that_carry_the_session_token() {
     let (_app, admin) = admin_and_bob();
+    // The admin overview carries no form, and a script may not read it
+    // either (it counts the users and their sessions).
+    refused_without_token(&admin.get_with("/admin", FETCH));
+    assert_eq!(admin.get_with("/admin", NAVIGATION).status, 200);
     for page in [
-        "/admin",
+        "/admin/users",
+        "/admin/sessions",
         "/account",
         "/logout",
         "/admin/users/delete?username=bob",
+        "/admin/users/reset-2fa?username=bob",
     ] {
         refused_without_token(&admin.get_with(page, FETCH));
         refused_without_token(&admin.get_with(
@@ -232,7 +241,7 @@ fn resend(b: &crate::helpers::Browser, action: &str, page: &Resp, password: &str
 }
 
 fn grant(b: &crate::helpers::Browser, action: &str, user: &str) -> Resp {
-    let csrf = b.get("/admin").csrf().expect("token");
+    let csrf = b.get("/admin/users").csrf().expect("token");
     b.post_form_with(action, &[("csrf", &csrf), ("username", user)], NAVIGATION)
 }
 
@@ -246,7 +255,7 @@ fn admin_actions_ask_for_the_password_again_after_admin_reauth() {
     // The sign-in itself is a confirmation.
     assert_redirects_to(
         &grant(&admin, "/admin/users/grant-admin", "bob"),
-        "/admin?done=admin-granted",
+        "/admin/users?done=admin-granted",
     );
     std::thread::sleep(std::time::Duration::from_millis(2_200));
 
@@ -261,13 +270,13 @@ fn admin_actions_ask_for_the_password_again_after_admin_reauth() {
     // Back with the password: the same action goes through.
     assert_redirects_to(
         &resend(&admin, "/admin/users/revoke-admin", &page, "correct horse"),
-        "/admin?done=admin-revoked",
+        "/admin/users?done=admin-revoked",
     );
     assert!(!is_admin(&app, "bob"));
     // And the confirmation holds for the next one.
     assert_redirects_to(
         &grant(&admin, "/admin/users/grant-admin", "bob"),
-        "/admin?done=admin-granted",
+        "/admin/users?done=admin-granted",
     );
 }
 
@@ -278,7 +287,7 @@ fn every_admin_action_asks_when_admin_reauth_is_zero_and_carries_its_fields() {
     app.add_user("bob", "bobs password", false);
     let admin = app.browser();
     admin.login("root", "correct horse");
-    let csrf = admin.get("/admin").csrf().expect("token");
+    let csrf = admin.get("/admin/users").csrf().expect("token");
     // A password reset: the new password rides through the confirmation.
     let page = admin.post_form(
         "/admin/users/password",
@@ -292,7 +301,7 @@ fn every_admin_action_asks_when_admin_reauth_is_zero_and_carries_its_fields() {
     assert!(page.body.contains("id=\"reauth-form\""));
     assert_redirects_to(
         &resend(&admin, "/admin/users/password", &page, "correct horse"),
-        "/admin?done=password-reset",
+        "/admin/users?done=password-reset",
     );
     let bob = app.browser();
     assert_eq!(bob.login("bob", "bobs new pass").status, 303);
@@ -316,7 +325,7 @@ fn every_admin_action_asks_when_admin_reauth_is_zero_and_carries_its_fields() {
     );
     assert_redirects_to(
         &resend(&admin, "/admin/sessions/end", &page, "correct horse"),
-        "/admin?done=session-ended",
+        "/admin/sessions?done=session-ended",
     );
     assert_eq!(bob.get("/auth/verify").status, 401);
     // Creating a user asks again: zero means every time.
@@ -397,7 +406,10 @@ const SCRIPTED_CLICK: &[(&str, &str)] = &[
 #[test]
 fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {
     let (app, admin) = admin_and_bob();
-    let csrf = admin.get_with("/admin", NAVIGATION).csrf().expect("token");
+    let csrf = admin
+        .get_with("/admin/users", NAVIGATION)
+        .csrf()
+        .expect("token");
     let page = admin.post_form_with(
         "/admin/users/grant-admin",
         &[("csrf", &csrf), ("username", "bob")],
@@ -415,7 +427,7 @@ fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {
         .collect();
     assert_redirects_to(
         &admin.post_form_with("/admin/users/grant-admin", &borrowed, SCRIPTED_CLICK),
-        "/admin?done=admin-granted",
+        "/admin/users?done=admin-granted",
     );
     assert!(is_admin(&app, "bob"));
     // A person's click right after goes straight through.
@@ -425,7 +437,7 @@ fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {
             &[("csrf", &csrf), ("username", "bob")],
             NAVIGATION,
         ),
-        "/admin?done=admin-revoked",
+        "/admin/users?done=admin-revoked",
     );
 }
 

@@ -30,7 +30,10 @@ fn account_post(b: &Browser, action: &str, fields: &[(&str, &str)]) -> Resp {
 }
 
 fn admin_post(b: &Browser, action: &str, fields: &[(&str, &str)]) -> Resp {
-    let csrf = b.get("/admin").csrf().expect("csrf on the admin page");
+    let csrf = b
+        .get("/admin/users")
+        .csrf()
+        .expect("csrf on the admin page");
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
     b.post_form(action, &all)
@@ -438,7 +441,7 @@ fn a_code_alone_does_not_renew_the_administrators_password_window() {
     assert_eq!(second(&admin, "recovery", &codes[0]).status, 200);
     assert_redirects_to(
         &admin_post(&admin, "/admin/users/grant-admin", &[("username", "bob")]),
-        "/admin?done=admin-granted",
+        "/admin/users?done=admin-granted",
     );
 }
 
@@ -476,7 +479,7 @@ fn a_passkey_given_now_renews_the_administrators_password_window() {
     assert_eq!(done.status, 303, "{done:?}");
     assert_redirects_to(
         &admin_post(&admin, "/admin/users/grant-admin", &[("username", "bob")]),
-        "/admin?done=admin-granted",
+        "/admin/users?done=admin-granted",
     );
 }
 
@@ -525,14 +528,14 @@ fn a_password_only_administrator_cannot_strip_another_administrators_factors() {
             "/admin/users/password",
             &[("username", "bob"), ("password", "bobs new one")],
         ),
-        "/admin?done=password-reset",
+        "/admin/users?done=password-reset",
     );
 
     // An administrator whose session gave a second factor may.
     enrol(&root);
     assert_redirects_to(
         &admin_post(&root, "/admin/users/reset-2fa", &[("username", "carol")]),
-        "/admin?done=factors-reset",
+        "/admin/users?done=factors-reset",
     );
     assert!(
         !app.state()
@@ -616,11 +619,11 @@ fn disabling_ends_sign_ins_waiting_for_a_second_step() {
     root.login("root", "correct horse");
     assert_redirects_to(
         &admin_post(&root, "/admin/users/disable", &[("username", "alice")]),
-        "/admin?done=user-disabled",
+        "/admin/users?done=user-disabled",
     );
     assert_redirects_to(
         &admin_post(&root, "/admin/users/enable", &[("username", "alice")]),
-        "/admin?done=user-enabled",
+        "/admin/users?done=user-enabled",
     );
     // Enabled again within the five minutes: the waiting sign-in is gone.
     assert_redirects_to(&attacker.get("/login/second"), "/login");

@@ -67,7 +67,7 @@ fn a_new_password_ends_the_users_sessions_whoever_sets_it() {
     assert_eq!(api_login(&api, "alice", "alice pass 2").status, 200);
     let reset = post_from(
         &root,
-        "/admin",
+        "/admin/users",
         "/admin/users/password",
         &[("username", "alice"), ("password", "alice pass 3")],
     );
@@ -108,7 +108,7 @@ fn disabling_or_deleting_ends_the_users_sessions_whoever_does_it() {
     assert_eq!(api_login(&api, "bob", "bob password").status, 200);
     let disabled = post_from(
         &root,
-        "/admin",
+        "/admin/users",
         "/admin/users/disable",
         &[("username", "bob")],
     );
@@ -128,7 +128,7 @@ fn disabling_or_deleting_ends_the_users_sessions_whoever_does_it() {
     // The admin page enables and deletes.
     let enabled = post_from(
         &root,
-        "/admin",
+        "/admin/users",
         "/admin/users/enable",
         &[("username", "bob")],
     );
@@ -136,7 +136,7 @@ fn disabling_or_deleting_ends_the_users_sessions_whoever_does_it() {
     assert_eq!(api_login(&api, "bob", "bob password").status, 200);
     let deleted = post_from(
         &root,
-        "/admin",
+        "/admin/users",
         "/admin/users/delete",
         &[("username", "bob"), ("confirm", "yes")],
     );
@@ -186,7 +186,7 @@ fn the_last_administrator_stays_unless_the_owner_forces_it() {
     assert_eq!(page.get("/admin").status, 200);
     let demoted = post_from(
         &page,
-        "/admin",
+        "/admin/users",
         "/admin/users/revoke-admin",
         &[("username", "root")],
     );

@@ -1,7 +1,8 @@
-//! What every administrator's action passes before it runs (an
-//! administrator, the session's token, a second factor where there is one,
-//! a recent password), and how its outcome is answered: on to `/admin`
-//! with a notice, or the page again with why it was refused.
+//! Who may use `/admin` (an administrator), what every administrator's
+//! action passes before it runs (the session's token, a second factor
+//! where there is one, a recent password), and how its outcome is
+//! answered: back to its section with a notice, or the section again with
+//! why it was refused.
 
 use rouille::{Request, Response};
 
@@ -14,11 +15,32 @@ use crate::web::csrf::check_session_csrf;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::respond::{capitalise, logged_out, see_other};
-use crate::web::signed_in::{SignedIn, session_methods};
+use crate::web::signed_in::{SignedIn, session_methods, signed_in};
 use crate::web::state::{State, with_session};
 
-use super::page::{Pages, admin, render};
-use super::reauth::{confirm_password, person_clicked};
+use super::reauth::{Asked, confirm_password, person_clicked};
+
+/// The signed-in administrator, a redirect for anonymous visitors, or 403.
+pub(super) fn admin(
+    state: &State,
+    session: &Session<'_>,
+    request: &Request,
+) -> Result<std::result::Result<SignedIn, Response>> {
+    match signed_in(state, session, request)? {
+        Ok(s) if s.user.is_admin => Ok(Ok(s)),
+        Ok(_) => Err(WebError::Forbidden),
+        Err(redirect) => Ok(Err(redirect)),
+    }
+}
+
+/// The section of `/admin` an action belongs to.
+pub(super) struct Section {
+    /// Its page: where a done action goes, with its notice, and where a
+    /// confirmation's "Cancel" goes.
+    pub path: &'static str,
+    /// Its first page with a refusal's message.
+    pub refused: fn(&State, &SignedIn, &str) -> Result<Response>,
+}
 
 /// What an action did, or why it was refused (status and message).
 pub(super) enum Outcome {
@@ -36,15 +58,16 @@ pub(super) fn refused(status: u16, message: &str) -> Outcome {
 /// visitors to sign in (403 for a user who is no administrator), refuses a
 /// wrong token, steps a password-only session of an administrator with a
 /// second factor up first, asks for the password when the last one is not
-/// recent (see `reauth`), then runs `action` and answers its outcome.
+/// recent (see `reauth`), then runs `action` and answers its outcome in
+/// `section`.
 pub(super) fn act(
     state: &State,
     request: &Request,
     client: &Client,
+    section: &Section,
     action: impl FnOnce(&Session<'_>, &SignedIn, &Form) -> Result<Outcome>,
 ) -> Result<Response> {
     let url = request.url();
-    let path = url.as_str();
     let form = Form::from_request(request)?;
     with_session(state, request, client, |session| {
         let s = match admin(state, session, request)? {
@@ -59,18 +82,23 @@ pub(super) fn act(
         {
             return Ok(see_other("/login/second?next=/admin"));
         }
-        let clicked = person_clicked(request);
-        if let Some(page) = confirm_password(state, session, &s, &form, client, path, clicked)? {
+        let asked = Asked {
+            action: &url,
+            back: section.path,
+            clicked: person_clicked(request),
+        };
+        if let Some(page) = confirm_password(state, session, &s, &form, client, &asked)? {
             return Ok(page);
         }
         match action(session, &s, &form)? {
-            Outcome::Done(code) => Ok(see_other(&format!("/admin?done={code}"))),
+            Outcome::Done(code) => Ok(see_other(&format!("{}?done={code}", section.path))),
             Outcome::SignedOut => Ok(logged_out()),
             Outcome::Refused(status, message) => {
                 // Re-read: the action may have changed the admin themselves.
                 match admin(state, session, request) {
-                    Ok(Ok(s)) => Ok(render(state, &s, Pages::FIRST, None, Some(&message))?
-                        .with_status_code(status)),
+                    Ok(Ok(s)) => {
+                        Ok((section.refused)(state, &s, &message)?.with_status_code(status))
+                    }
                     _ => Err(WebError::Forbidden),
                 }
             }

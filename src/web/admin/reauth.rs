@@ -37,6 +37,16 @@ pub(super) fn person_clicked(request: &Request) -> bool {
             .is_some_and(|v| v.trim() == "?1")
 }
 
+/// The action a confirmation is asked for.
+pub(super) struct Asked<'a> {
+    /// Its path, where the confirmation page posts it again.
+    pub action: &'a str,
+    /// The section it came from, where "Cancel" goes.
+    pub back: &'a str,
+    /// Whether a person's click started it (see [`person_clicked`]).
+    pub clicked: bool,
+}
+
 /// The confirmation page's password field.
 const REAUTH_FIELD: &str = "reauth_password";
 
@@ -49,9 +59,9 @@ const REAUTH_FIELD: &str = "reauth_password";
 /// proxied in prefix mode is the same origin as gatehouse): with this it
 /// also needs the password, which it does not have.
 ///
-/// `clicked` is false when the browser says no person's click started this
-/// request: then even a recent confirmation does not count (see
-/// [`person_clicked`]).
+/// `asked.clicked` is false when the browser says no person's click
+/// started this request: then even a recent confirmation does not count
+/// (see [`person_clicked`]).
 ///
 /// `Ok(None)` means go ahead.
 pub(super) fn confirm_password(
@@ -60,9 +70,9 @@ pub(super) fn confirm_password(
     s: &SignedIn,
     form: &Form,
     client: &Client,
-    path: &str,
-    clicked: bool,
+    asked: &Asked<'_>,
 ) -> Result<Option<Response>> {
+    let (path, clicked) = (asked.action, asked.clicked);
     let now = clock::now();
     // When a password (or passkey) was last given in this session: set by
     // the sign-in and by this page, not by a step-up with a code. (Not the
@@ -85,6 +95,7 @@ pub(super) fn confirm_password(
             action: path,
             fields,
             csrf: &token,
+            back: asked.back,
             error,
         }))
         .with_status_code(status)

@@ -1,29 +1,97 @@
-//! The users on `/admin`: creating one, and what an administrator may do
-//! to one (a new password, disable and enable, administrator rights, a
-//! reset of their second factors, delete with a confirm step). The rules
-//! (the last administrator, who may override whose factors) are
-//! `accounts`'.
+//! `/admin/users`: every user, a page at a time, with what an
+//! administrator may do to one (a new password, disable and enable,
+//! administrator rights, removing their second factors and deleting them,
+//! each after a confirm step); and creating one. The rules (the last
+//! administrator, who may override whose factors) are `accounts`'.
 
 use rouille::{Request, Response};
 
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
+use crate::clock;
 use crate::session::Session;
 use crate::users::User;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
-use crate::web::respond::html;
+use crate::web::paging::{page_param, paged};
+use crate::web::respond::{html, notice};
 use crate::web::signed_in::{SignedIn, viewer};
 use crate::web::state::{State, with_session};
-use crate::web::views;
+use crate::web::views::{self, UserRow, UsersView};
 
-use super::act::{Outcome, act, outcome, refused};
-use super::page::admin;
+use super::act::{Outcome, Section, act, admin, outcome, refused};
 
-pub(super) fn get_delete_user(
+/// The users section: where its actions go back to.
+const USERS: Section = Section {
+    path: "/admin/users",
+    refused: |state, s, message| render(state, s, 1, None, Some(message)),
+};
+
+fn render(
+    state: &State,
+    s: &SignedIn,
+    page: usize,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response> {
+    let now = clock::now();
+    let users = state.users.list()?;
+    let records = state.engine().store().list(None, now)?;
+    let mut per_user = std::collections::HashMap::new();
+    for r in &records {
+        if let Some(id) = r.user_id {
+            *per_user.entry(id).or_insert(0usize) += 1;
+        }
+    }
+    let summaries = state.users.factors().summaries()?;
+    let (page_users, pager) = paged(users.iter().collect(), page);
+    let rows = page_users
+        .into_iter()
+        .map(|u| UserRow {
+            username: u.username.clone(),
+            is_admin: u.is_admin,
+            disabled: u.disabled,
+            created_at: u.created_at,
+            sessions: per_user.get(&u.id).copied().unwrap_or(0),
+            is_viewer: u.id == s.user.id,
+            factors: summaries.get(&u.id).map(describe).unwrap_or_default(),
+        })
+        .collect();
+    let token = csrf::session_token(state.engine().signer(), &s.key);
+    Ok(html(views::users_page(&UsersView {
+        viewer: viewer(&s.user),
+        users: rows,
+        pager,
+        csrf: &token,
+        notice,
+        error,
+        now,
+    })))
+}
+
+/// `GET /admin/users`.
+pub(super) fn get_users(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        match admin(state, session, request)? {
+            Ok(s) => render(
+                state,
+                &s,
+                page_param(request, "page")?,
+                notice(request),
+                None,
+            ),
+            Err(redirect) => Ok(redirect),
+        }
+    })
+}
+
+/// The confirm step of an action that cannot be undone, for the user the
+/// query names (404 for no such user).
+fn confirm_step(
     state: &State,
     request: &Request,
     client: &Client,
+    page: fn(views::Viewer<'_>, &str, &str) -> maud::Markup,
 ) -> Result<Response> {
     with_session(state, request, client, |session| {
         let s = match admin(state, session, request)? {
@@ -33,17 +101,27 @@ pub(super) fn get_delete_user(
         let name = request.get_param("username").unwrap_or_default();
         let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
         let token = csrf::session_token(state.engine().signer(), &s.key);
-        Ok(html(views::delete_user_page(
-            &viewer(&s.user),
-            &target.username,
-            &token,
-        )))
+        Ok(html(page(viewer(&s.user), &target.username, &token)))
     })
+}
+
+/// `GET /admin/users/delete`: the confirm step.
+pub(super) fn get_delete_user(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    confirm_step(state, request, client, views::delete_user_page)
+}
+
+/// `GET /admin/users/reset-2fa`: the confirm step.
+pub(super) fn get_reset_2fa(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    confirm_step(state, request, client, views::reset_factors_page)
 }
 
 /// `POST /admin/users`: a new user.
 pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, |_, _, form| {
+    act(state, request, client, &USERS, |_, _, form| {
         let is_admin = form.get("admin").is_some_and(|v| !v.is_empty());
         let created = state.accounts().create_user(
             form.get("username").unwrap_or(""),
@@ -62,7 +140,7 @@ fn on_user(
     client: &Client,
     action: impl FnOnce(&Session<'_>, &SignedIn, &User, &Form) -> Result<Outcome>,
 ) -> Result<Response> {
-    act(state, request, client, |session, s, form| {
+    act(state, request, client, &USERS, |session, s, form| {
         let target = state
             .users
             .find_by_name(form.get("username").unwrap_or(""))?
@@ -156,4 +234,21 @@ pub(super) fn post_delete(state: &State, request: &Request, client: &Client) -> 
             Ok(refused(400, "Deleting a user needs the confirm step."))
         }
     })
+}
+
+/// What the admin list says of a user's second factors.
+fn describe(s: &crate::users::factors::Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.totp {
+        out.push("authenticator app".to_owned());
+    }
+    match s.passkeys {
+        0 => {}
+        1 => out.push("1 passkey".to_owned()),
+        n => out.push(format!("{n} passkeys")),
+    }
+    if s.recovery_left > 0 {
+        out.push(format!("{} recovery codes", s.recovery_left));
+    }
+    out
 }

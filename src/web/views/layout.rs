@@ -1,5 +1,6 @@
 //! The layout every page shares: the head (stylesheet, icon, viewport),
-//! the top bar with the navigation a viewer may use, and the main column.
+//! the top bar with the navigation a viewer may use, and the main column
+//! (wide for the pages whose tables need the room).
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -7,6 +8,16 @@ use super::Viewer;
 
 /// The shared layout.
 pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
+    frame(title, viewer, false, body)
+}
+
+/// The shared layout with a wide main column, for pages of wide tables
+/// (the admin area).
+pub fn wide_layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
+    frame(title, viewer, true, body)
+}
+
+fn frame(title: &str, viewer: Option<&Viewer<'_>>, wide: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -35,7 +46,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
                         }
                     }
                 }
-                main { (body) }
+                main class=[wide.then_some("wide")] { (body) }
             }
         }
     }

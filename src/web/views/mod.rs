@@ -1,6 +1,7 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
 //! per area (`signin`, `dashboard`, `account`, `admin`, `setup`, `factors`,
-//! `errors`) in the shared `layout`; this file holds the partials they
+//! `errors`, and `confirm`, the confirm step before what cannot be undone)
+//! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
 //! passkey form and script) and [`Viewer`], and re-exports the pages.
 //!
@@ -10,6 +11,7 @@
 
 mod account;
 mod admin;
+mod confirm;
 mod dashboard;
 mod errors;
 mod factors;
@@ -24,15 +26,18 @@ use crate::logging::rfc3339;
 
 pub use account::{AccountView, account_page};
 pub use admin::{
-    AdminView, ConfirmView, UserRow, admin_page, confirm_password_page, delete_user_page,
+    ConfirmView, OverviewView, SECTIONS, Section, SessionsView, UserRow, UsersView,
+    confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
+    users_page,
 };
+pub use confirm::{ConfirmStep, confirm_step_page};
 pub use dashboard::{AppLink, DashboardView, dashboard_page};
 pub use errors::error_page;
 pub use factors::{
     PasskeyRow, SecondStepView, TotpEnrolView, TwoFactorView, recovery_codes_page,
     recovery_used_page, second_step_page, totp_enrol_page,
 };
-pub use layout::layout;
+pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
 pub use signin::{LoginView, login_page, logout_page};
 
@@ -172,7 +177,7 @@ fn sessions_table(
                                 form.inline method="post" action=(action) {
                                     (csrf_field(csrf))
                                     input type="hidden" name="handle" value=(s.handle);
-                                    button.small type="submit" id={ "end-" (s.handle) }
+                                    button.small.danger type="submit" id={ "end-" (s.handle) }
                                         aria-label={ "End session on " (s.device) } { "End" }
                                 }
                             }
@@ -382,7 +387,17 @@ mod tests {
             }),
             recovery_codes_page(None, &["a".into()], "/"),
             recovery_used_page(2, "/"),
-            admin_page(&AdminView {
+            overview_page(&OverviewView {
+                viewer: viewer(),
+                users: 3,
+                admins: 1,
+                disabled: 1,
+                with_second_factor: 2,
+                sessions: 4,
+                signed_in: 3,
+                notice: Some("n"),
+            }),
+            users_page(&UsersView {
                 viewer: viewer(),
                 users: vec![UserRow {
                     username: "a".into(),
@@ -393,13 +408,20 @@ mod tests {
                     is_viewer: true,
                     factors: vec!["1 passkey".into()],
                 }],
-                users_pager: Pager {
+                pager: Pager {
                     page: 1,
                     pages: 2,
                     total: 60,
                 },
+                csrf: "t",
+                notice: None,
+                error: Some("e"),
+                now: 0,
+            }),
+            sessions_page(&SessionsView {
+                viewer: viewer(),
                 sessions: rows(),
-                sessions_pager: Pager {
+                pager: Pager {
                     page: 1,
                     pages: 1,
                     total: 1,
@@ -409,13 +431,15 @@ mod tests {
                 error: None,
                 now: 0,
             }),
-            delete_user_page(&viewer(), "b", "t"),
+            delete_user_page(viewer(), "b", "t"),
+            reset_factors_page(viewer(), "b\"><x", "t"),
             confirm_password_page(&ConfirmView {
                 viewer: viewer(),
                 action: "/admin/users/grant-admin",
                 fields: vec![("username", "b\"><x")],
                 csrf: "t",
                 error: Some("e"),
+                back: "/admin/users",
             }),
             error_page(404, "x"),
         ];
