@@ -98,6 +98,9 @@ pub fn a_passkey_registers_signs_in_as_second_step_and_alone(
     // Removed on the account page: the authenticator still holds it, and
     // the server no longer takes it.
     b.click("#passkeys tbody button");
+    b.wait_for("#remove-passkey-form");
+    b.shots(shots, "account-remove-passkey");
+    b.click("#remove-passkey-submit");
     b.wait_for("#no-passkeys");
     sign_out();
     b.click("#passkey-login-submit");

@@ -232,14 +232,9 @@ impl Driver {
             )
         };
         // The window's width (a scrollbar included) and the page's height.
-        let size = self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({
-                "script": "const d = document.documentElement; \
-                           return [Math.max(window.innerWidth, d.scrollWidth), d.scrollHeight];",
-                "args": [],
-            })),
+        let size = self.eval(
+            "const d = document.documentElement; \
+             return [Math.max(window.innerWidth, d.scrollWidth), d.scrollHeight];",
         );
         let (width, height) = (
             size[0].as_f64().expect("a width"),
@@ -261,12 +256,33 @@ impl Driver {
 
     /// Saves the page whole at a desktop's width (1280x900) as
     /// `{name}.png` and at a phone's (390x844) as `{name}-phone.png`,
-    /// leaving the window at the desktop's size.
+    /// leaving the window at the desktop's size. On the phone the page
+    /// itself must not scroll sideways (a wide table scrolls inside its
+    /// own box).
     pub fn shots(&self, dir: &std::path::Path, name: &str) {
         self.window(390, 844);
+        let wider = self.eval(
+            "const d = document.documentElement; \
+             return d.scrollWidth > d.clientWidth ? d.scrollWidth : 0;",
+        );
+        assert_eq!(
+            wider.as_f64(),
+            Some(0.0),
+            "{name}: the page is wider than a phone ({wider} CSS pixels) at {}",
+            self.url()
+        );
         self.full_screenshot(&dir.join(format!("{name}-phone.png")));
         self.window(1280, 900);
         self.full_screenshot(&dir.join(format!("{name}.png")));
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    pub fn eval(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
     }
 
     /// Saves a PNG screenshot of the viewport.

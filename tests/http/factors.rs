@@ -327,9 +327,59 @@ fn a_user_with_a_second_factor_cannot_add_one_from_a_password_only_session() {
         let refused = old.post_form(path, &[("csrf", &csrf)]);
         assert_redirects_to(&refused, "/login/second?next=/account");
     }
+    // Nor see the confirm step of a removal.
+    assert_redirects_to(
+        &old.get("/account/totp/remove"),
+        "/login/second?next=/account",
+    );
     let alice = app.state().users.get_by_name("alice").expect("alice");
     let factors = app.state().users.factors().summary(alice.id).expect("s");
     assert!(factors.totp && factors.recovery_left == 0, "{factors:?}");
+}
+
+#[test]
+fn turning_off_the_authenticator_goes_through_a_confirm_step() {
+    let app = TestApp::spawn();
+    app.add_user("alice", "correct horse", false);
+    let b = app.browser();
+    b.login("alice", "correct horse");
+    enrol(&b);
+    // The account page asks for the confirm step; it posts no removal.
+    let account = b.get("/account");
+    assert!(
+        account.body.contains("id=\"totp-remove\""),
+        "{}",
+        account.body
+    );
+    assert!(
+        account
+            .body
+            .contains("<form method=\"get\" action=\"/account/totp/remove\">")
+    );
+    assert!(
+        !account
+            .body
+            .contains("method=\"post\" action=\"/account/totp/remove\"")
+    );
+    let confirm = b.get("/account/totp/remove");
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("id=\"turn-off-totp-form\""),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm
+            .body
+            .contains("method=\"post\" action=\"/account/totp/remove\"")
+    );
+    assert!(confirm.body.contains("class=\"danger solid\""));
+    let csrf = confirm.csrf().expect("csrf");
+    let done = b.post_form("/account/totp/remove", &[("csrf", &csrf)]);
+    assert_redirects_to(&done, "/account?done=totp-removed#two-factor");
+    assert!(b.get("/account").body.contains("id=\"totp-off\""));
+    // With none left, there is nothing to confirm.
+    assert_redirects_to(&b.get("/account/totp/remove"), "/account#two-factor");
 }
 
 #[test]

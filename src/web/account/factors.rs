@@ -5,16 +5,18 @@
 use rouille::{Request, Response};
 
 use crate::accounts::{AccountError, Enabled, Refusal, Subject};
+use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::session::Session;
 use crate::web::csrf::check_session_csrf;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::passkeys;
-use crate::web::respond::see_other;
-use crate::web::signed_in::{current_user, signed_in_form};
-use crate::web::state::State;
+use crate::web::respond::{html, see_other};
+use crate::web::signed_in::{current_user, signed_in, signed_in_form, viewer};
+use crate::web::state::{State, with_session};
 use crate::web::totp::{TOTP_ENROL, WRONG_CODE, codes_or_next, enrol_page};
+use crate::web::views::{self, ConfirmStep};
 
 /// Runs an account-page change of second factors: signed in, CSRF, and
 /// either a second factor given in this session or none to protect.
@@ -36,6 +38,98 @@ fn changing_factors(
             }
             Err(e) => Err(e.into()),
         }
+    })
+}
+
+/// The confirm step before a change of second factors that cannot be
+/// undone: signed in, and allowed to change them now (else the step-up
+/// first, as the change itself would answer). `page` makes the step, with
+/// the session's token, or `None` when there is nothing to confirm.
+fn confirm_step(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    page: impl FnOnce(&Subject, &str) -> Result<Option<maud::Markup>>,
+) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        let s = match signed_in(state, session, request)? {
+            Ok(s) => s,
+            Err(redirect) => return Ok(redirect),
+        };
+        let token = csrf::session_token(state.engine().signer(), &s.key);
+        let subject = Subject {
+            user: s.user,
+            pending: None,
+        };
+        match state.accounts().may_add_factor(session, &subject) {
+            Ok(()) => {}
+            Err(AccountError::Refused(Refusal::SecondStepFirst)) => {
+                return Ok(see_other("/login/second?next=/account"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(match page(&subject, &token)? {
+            Some(markup) => html(markup),
+            None => see_other("/account#two-factor"),
+        })
+    })
+}
+
+/// `GET /account/totp/remove`: the confirm step.
+pub(super) fn get_totp_remove(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    confirm_step(state, request, client, |subject, token| {
+        if !state.users.factors().summary(subject.user.id)?.totp {
+            return Ok(None);
+        }
+        Ok(Some(views::confirm_step_page(&ConfirmStep {
+            viewer: viewer(&subject.user),
+            id: "turn-off-totp",
+            title: "Turn off your authenticator app?",
+            explain: "Signing in no longer asks for its codes. To use it again, you set it up \
+                      anew, with a new code to scan. This cannot be undone.",
+            action: "/account/totp/remove",
+            fields: Vec::new(),
+            csrf: token,
+            button: "Turn off",
+            back: "/account#two-factor",
+        })))
+    })
+}
+
+/// `GET /account/passkeys/remove?id=N`: the confirm step.
+pub(super) fn get_passkey_remove(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    confirm_step(state, request, client, |subject, token| {
+        let id = request
+            .get_param("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or(WebError::BadRequest("No such passkey."))?;
+        let passkeys = state.users.factors().passkeys(subject.user.id)?;
+        let passkey = passkeys
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or(WebError::NotFound)?;
+        let title = format!("Remove the passkey \u{201c}{}\u{201d}?", passkey.name);
+        let id = id.to_string();
+        Ok(Some(views::confirm_step_page(&ConfirmStep {
+            viewer: viewer(&subject.user),
+            id: "remove-passkey",
+            title: &title,
+            explain: "It no longer signs you in. The device keeps it until you delete it \
+                      there; to use it here again, you add it anew. This cannot be undone.",
+            action: "/account/passkeys/remove",
+            fields: vec![("id", &id)],
+            csrf: token,
+            button: "Remove the passkey",
+            back: "/account#two-factor",
+        })))
     })
 }
 

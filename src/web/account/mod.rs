@@ -18,11 +18,17 @@ pub(super) const ROUTES: &[Route] = &[
     Route::at("/account/password").form(Token::Session, password::post_password),
     Route::at("/account/totp").form(Token::Session, factors::post_totp_start),
     Route::at("/account/totp/confirm").form(Token::Session, factors::post_totp_confirm),
-    Route::at("/account/totp/remove").form(Token::Session, factors::post_totp_remove),
+    Route::at("/account/totp/remove")
+        .get(factors::get_totp_remove)
+        .form(Token::Session, factors::post_totp_remove)
+        .token_page(),
     Route::at("/account/recovery").form(Token::Session, factors::post_recovery),
     Route::at("/account/passkeys/options")
         .form(Token::Session, factors::post_register_options)
         .script(),
     Route::at("/account/passkeys").form(Token::Session, factors::post_register),
-    Route::at("/account/passkeys/remove").form(Token::Session, factors::post_passkey_remove),
+    Route::at("/account/passkeys/remove")
+        .get(factors::get_passkey_remove)
+        .form(Token::Session, factors::post_passkey_remove)
+        .token_page(),
 ];

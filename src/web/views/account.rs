@@ -43,7 +43,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                 @if others > 0 {
                     form method="post" action="/account/sessions/end-others" {
                         (csrf_field(v.csrf))
-                        button type="submit" id="end-others" { "Sign out everywhere else (" (others) ")" }
+                        button.danger type="submit" id="end-others" { "Sign out everywhere else (" (others) ")" }
                     }
                 }
             }

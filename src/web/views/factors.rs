@@ -237,9 +237,10 @@ pub(super) fn two_factor_section(t: &TwoFactorView, csrf: &str, now: Millis) -> 
             h3 { "Authenticator app" }
             @if t.totp {
                 p id="totp-on" { "On." }
-                form method="post" action="/account/totp/remove" {
-                    (csrf_field(csrf))
-                    button.danger type="submit" id="totp-remove" disabled[!t.may_change] { "Turn off" }
+                // Turning it off cannot be undone (a new set-up is a new
+                // seed): the button leads to a confirm step.
+                form method="get" action="/account/totp/remove" {
+                    button.danger type="submit" id="totp-remove" disabled[!t.may_change] { "Turn off…" }
                 }
             } @else {
                 p id="totp-off" { "Off." }
@@ -252,7 +253,7 @@ pub(super) fn two_factor_section(t: &TwoFactorView, csrf: &str, now: Millis) -> 
             @if t.passkeys.is_empty() {
                 p.muted id="no-passkeys" { "None yet." }
             } @else {
-                table id="passkeys" {
+                div.table { table id="passkeys" {
                     thead { tr { th { "Name" } th { "Added" } th { "Last used" } th {} } }
                     tbody {
                         @for p in &t.passkeys {
@@ -261,16 +262,17 @@ pub(super) fn two_factor_section(t: &TwoFactorView, csrf: &str, now: Millis) -> 
                                 td { (when(p.created_at, now)) }
                                 td { @match p.last_used_at { Some(at) => (when(at, now)), None => "never" } }
                                 td {
-                                    form method="post" action="/account/passkeys/remove" {
-                                        (csrf_field(csrf))
+                                    // The confirm step first: a removed
+                                    // passkey cannot be put back.
+                                    form method="get" action="/account/passkeys/remove" {
                                         input type="hidden" name="id" value=(p.id);
-                                        button.danger type="submit" disabled[!t.may_change] { "Remove" }
+                                        button.small.danger type="submit" disabled[!t.may_change] { "Remove…" }
                                     }
                                 }
                             }
                         }
                     }
-                }
+                } }
             }
             @if t.may_change {
                 (passkey_form(PasskeyForm {
