@@ -16,7 +16,7 @@ mod sqlite;
 
 use crate::clock::{self, Millis};
 use crate::db::{DbError, Pool};
-use password::{Hasher, PasswordError};
+use password::{Hasher, PasswordError, Source, Turn};
 
 /// The longest username accepted.
 pub const MAX_USERNAME: usize = 64;
@@ -331,6 +331,25 @@ impl Users {
     ///
     /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Login, UserError> {
+        let login = self.authenticate_as(Source::NONE, name, password, &mut || Turn::Go)?;
+        Ok(login.expect("a check that is always let go runs"))
+    }
+
+    /// [`authenticate`](Self::authenticate) for a caller from `source` (the
+    /// bcrypt queue serves sources fairly), asking `turn` once a
+    /// worker is free whether the check may run (see
+    /// [`Hasher::verify_as`]); `None` when it said no.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
+    pub fn authenticate_as(
+        &self,
+        source: Source<'_>,
+        name: &str,
+        password: &str,
+        turn: &mut dyn FnMut() -> Turn,
+    ) -> Result<Option<Login>, UserError> {
         // Only a name that could have been created is looked up: anything
         // else (control characters, overlong) is an unknown user, with the
         // same dummy verify, message and throttling as a wrong password.
@@ -339,16 +358,15 @@ impl Users {
             Err(_) => None,
         };
         let Some((user, hash)) = found else {
-            self.hasher.dummy_verify(password)?;
-            return Ok(Login::UnknownUser);
+            let checked = self.hasher.dummy_verify_as(source, password, turn)?;
+            return Ok(checked.map(|()| Login::UnknownUser));
         };
-        if !self.hasher.verify(password, &hash)? {
-            return Ok(Login::WrongPassword);
+        match self.hasher.verify_as(source, password, &hash, turn)? {
+            None => Ok(None),
+            Some(false) => Ok(Some(Login::WrongPassword)),
+            Some(true) if user.disabled => Ok(Some(Login::Disabled)),
+            Some(true) => Ok(Some(Login::Ok(user))),
         }
-        if user.disabled {
-            return Ok(Login::Disabled);
-        }
-        Ok(Login::Ok(user))
     }
 
     /// Sets a new password.
