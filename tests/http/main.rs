@@ -7,6 +7,7 @@ mod accounts;
 mod api;
 mod attack;
 mod backup;
+mod bursts;
 mod cli;
 mod clock;
 mod disk;
