@@ -115,7 +115,7 @@ pub struct Hasher {
     timeout: Duration,
     state: Mutex<Slots>,
     freed: Condvar,
-    /// The hash nobody has, and its cost.
+    /// The hash nobody has, and its cost (see [`Hasher::set_dummy_cost`]).
     dummy: Mutex<Option<(u32, String)>>,
 }
 
@@ -550,6 +550,22 @@ impl Hasher {
             .map_err(|_| PasswordError::Hash)
     }
 
+    /// Hashes at this hasher's cost a password that was just verified
+    /// against its hash at another cost; the rules for new passwords are
+    /// not applied again (it may predate them).
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::TooLong`] (no stored password is), [`PasswordError::Busy`],
+    /// or a bcrypt failure.
+    pub fn hash_again(&self, password: &str) -> Result<String, PasswordError> {
+        if password.len() > MAX_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        self.run(|| bcrypt::hash(password, self.cost))?
+            .map_err(|_| PasswordError::Hash)
+    }
+
     /// Whether `password` matches `hash`. Always costs one bcrypt run, also
     /// for overlong input, so timing does not reveal why a check failed.
     ///
@@ -650,6 +666,28 @@ impl Hasher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The cost the dummy hash has (or will have when first made).
+    pub fn dummy_cost(&self) -> u32 {
+        self.dummy().as_ref().map_or(self.cost, |(cost, _)| *cost)
+    }
+
+    /// Makes the dummy hash cost `cost`, the cost the stored hashes have
+    /// (see `Users::refresh_dummy_cost`): an unknown name must take as
+    /// long to refuse as a known one, whatever cost the server hashes new
+    /// passwords at. Does nothing when it already does.
+    ///
+    /// # Errors
+    ///
+    /// A bcrypt failure, or [`PasswordError::Busy`]; the old dummy stays.
+    pub fn set_dummy_cost(&self, cost: u32) -> Result<(), PasswordError> {
+        if self.dummy().as_ref().is_some_and(|(c, _)| *c == cost) {
+            return Ok(());
+        }
+        let hash = self.make_dummy(cost)?;
+        *self.dummy() = Some((cost, hash));
+        Ok(())
+    }
+
     /// The hash nobody has, made on a worker like every other hash.
     fn dummy_hash(&self) -> Result<String, PasswordError> {
         if let Some((_, hash)) = self.dummy().as_ref() {
@@ -664,6 +702,18 @@ impl Hasher {
         self.run(|| bcrypt::hash(secret, cost))?
             .map_err(|_| PasswordError::Hash)
     }
+}
+
+/// The cost of a bcrypt hash (`$2b$10$...`), if it is one.
+pub fn cost_of(hash: &str) -> Option<u32> {
+    let mut parts = hash.split('$');
+    let (Some(""), Some(variant), Some(cost)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if !variant.starts_with('2') || cost.len() != 2 {
+        return None;
+    }
+    cost.parse().ok().filter(|c| (4..=31).contains(c))
 }
 
 #[cfg(test)]
@@ -995,6 +1045,37 @@ mod tests {
         // Making the dummy is a hash, not a check.
         assert_eq!(h.stats().verified, 0);
         assert_eq!(h.stats().running, 0);
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_cost_it_is_set_to() {
+        let h = Hasher::new(4, 1, TEN_S);
+        assert_eq!(h.dummy_cost(), 4, "the server's cost until told otherwise");
+        h.warm_up().expect("warm up");
+        assert_eq!(cost_of(&h.dummy_hash().expect("dummy")), Some(4));
+        h.set_dummy_cost(6).expect("set");
+        assert_eq!(h.dummy_cost(), 6);
+        assert_eq!(cost_of(&h.dummy_hash().expect("dummy")), Some(6));
+        // New passwords still use the server's cost.
+        assert_eq!(cost_of(&h.hash("password1").expect("hash")), Some(4));
+    }
+
+    #[test]
+    fn the_cost_of_a_hash_is_read_from_its_head() {
+        assert_eq!(cost_of("$2b$10$abcdefghijklmnopqrstuv"), Some(10));
+        assert_eq!(cost_of("$2a$04$x"), Some(4));
+        assert_eq!(cost_of("$2y$31$x"), Some(31));
+        for bad in [
+            "",
+            "x",
+            "$2b$",
+            "$2b$1$x",
+            "$2b$99$x",
+            "$argon2id$v=19$x",
+            "$2b$ab$x",
+        ] {
+            assert_eq!(cost_of(bad), None, "{bad:?}");
+        }
     }
 
     /// The reported flood: many addresses, each as good as the user's by

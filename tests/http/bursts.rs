@@ -574,3 +574,44 @@ fn burst_on(apps: &[&TestApp], burst: Vec<(usize, String)>) -> Vec<Answer> {
         .map(|c| c.join().expect("client"))
         .collect()
 }
+
+/// Users hashed at one cost and a server restarted at another: a sign-in
+/// rehashes the password at the server's cost (and the dummy hash for
+/// unknown names follows the stored hashes until most are rehashed).
+#[test]
+fn a_sign_in_after_a_cost_change_rehashes_the_password() {
+    let mut app = TestApp::spawn_with(&[("bcrypt_cost", "5")]);
+    app.add_user("alice", "correct horse", false);
+    app.add_user("bob", "battery staple", false);
+    app.settings.push(("bcrypt_cost".into(), "4".into()));
+    let app = app.restart();
+    let cost_of = |name: &str| {
+        let (_, hash) = app
+            .state()
+            .users
+            .export()
+            .expect("export")
+            .into_iter()
+            .find(|(u, _)| u.username == name)
+            .expect("stored");
+        gatehouse::users::password::cost_of(&hash)
+    };
+    assert_eq!(cost_of("alice"), Some(5));
+    assert_eq!(
+        app.state().users.hasher().dummy_cost(),
+        5,
+        "unknown names must cost what the stored hashes cost"
+    );
+    let b = app.browser();
+    assert_eq!(b.login("alice", "wrong password").status, 401);
+    assert_eq!(
+        cost_of("alice"),
+        Some(5),
+        "a wrong password rehashes nothing"
+    );
+    assert_eq!(b.login("alice", "correct horse").status, 303);
+    assert_eq!(cost_of("alice"), Some(4), "the sign-in did not rehash");
+    assert_eq!(cost_of("bob"), Some(5));
+    // Still her password, at the new cost.
+    assert_eq!(app.browser().login("alice", "correct horse").status, 303);
+}
