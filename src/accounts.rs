@@ -2,8 +2,10 @@
 //! pages, the JSON API, the admin page and the command line.
 //!
 //! - **Sign-in** ([`Accounts::attempt_sign_in`], then
-//!   [`Accounts::finish_sign_in`]): throttling, one bcrypt verify on the
-//!   bounded queue for every outcome (a dummy hash for unknown users),
+//!   [`Accounts::finish_sign_in`]): throttling (every password check and
+//!   second-step code counted in the throttle before it is checked, so a
+//!   burst cannot outrun the lock), one bcrypt verify on the bounded,
+//!   fair queue for every outcome (a dummy hash for unknown users),
 //!   disabled accounts, the login log lines. The attempt returns an
 //!   [`Attempt`] rather than a response, so a second step can sit between
 //!   the password and the finished sign-in, which alone regenerates the

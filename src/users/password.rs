@@ -177,6 +177,11 @@ struct Slots {
     hash_time: Duration,
     /// Picks among equally placed sources when one must give up a place.
     rng: u64,
+    /// [`Slots::next`] as last worked out, and until when it holds (a
+    /// resting caller may become next then); `None`: work it out again.
+    /// Every waiter asks on every freed worker: without this, each would
+    /// walk every lane.
+    next_cached: Option<(Option<u64>, Option<Instant>)>,
     peak_running: usize,
     peak_waiting: usize,
     verified: u64,
@@ -190,8 +195,14 @@ impl Slots {
 
     /// The ticket to serve next: the oldest caller, not resting, of the
     /// first source in the ring among those with the best standing.
-    fn next(&self, now: Instant) -> Option<u64> {
+    fn next(&mut self, now: Instant) -> Option<u64> {
+        if let Some((next, until)) = self.next_cached
+            && until.is_none_or(|t| now < t)
+        {
+            return next;
+        }
         let mut best: Option<(u32, u64)> = None;
+        let mut until: Option<Instant> = None;
         for key in &self.ring {
             let Some(lane) = self.lanes.get(key) else {
                 continue;
@@ -199,18 +210,22 @@ impl Slots {
             let Some(front) = lane.waiters.front() else {
                 continue;
             };
-            if front.resting_until.is_some_and(|t| t > now) {
+            if let Some(t) = front.resting_until.filter(|t| *t > now) {
+                until = Some(until.map_or(t, |u| u.min(t)));
                 continue;
             }
             if best.is_none_or(|(standing, _)| lane.standing < standing) {
                 best = Some((lane.standing, front.ticket));
             }
         }
-        best.map(|(_, ticket)| ticket)
+        let next = best.map(|(_, ticket)| ticket);
+        self.next_cached = Some((next, until));
+        next
     }
 
     /// Queues `ticket` at the back of `source`'s lane.
     fn push(&mut self, source: Source<'_>, ticket: u64, resting_until: Option<Instant>) {
+        self.next_cached = None;
         let lane = self.lanes.entry(source.key.to_owned()).or_default();
         if lane.waiters.is_empty() {
             self.ring.push_back(source.key.to_owned());
@@ -235,6 +250,7 @@ impl Slots {
         if lane.waiters.len() == before {
             return;
         }
+        self.next_cached = None;
         self.waiting -= 1;
         let empty = lane.waiters.is_empty();
         if empty {
@@ -466,8 +482,11 @@ impl Hasher {
         // The newest word on a source's standing applies to the callers it
         // has waiting: a flood's addresses, clean when their first callers
         // queued, fall behind as their failures (and refusals) are counted.
-        if let Some(lane) = s.lanes.get_mut(source.key) {
+        if let Some(lane) = s.lanes.get_mut(source.key)
+            && lane.standing != source.standing
+        {
             lane.standing = source.standing;
+            s.next_cached = None;
         }
         let deadline = match *deadline {
             Some(d) => d,
