@@ -633,6 +633,15 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         .hasher()
         .warm_up()
         .map_err(|e| AppError::Setup(format!("bcrypt: {e}")))?;
+    // Unknown names must cost what the stored hashes cost, also right
+    // after `bcrypt_cost` changed; a failure here is no reason not to
+    // serve (the next sign-in tries again).
+    if let Err(e) = users.refresh_dummy_cost() {
+        crate::logging::line(&format!(
+            "dummy hash cost not matched to the stored hashes detail={}",
+            crate::logging::quote(&e.to_string())
+        ));
+    }
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),

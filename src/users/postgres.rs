@@ -154,6 +154,24 @@ impl Backend for Postgres {
         )
     }
 
+    fn rehash(&self, id: UserId, old: &str, new: &str) -> Result<bool, UserError> {
+        Ok(self.client()?.execute_typed(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            &[(&id, Type::INT8), (&old, Type::TEXT), (&new, Type::TEXT)],
+        )? > 0)
+    }
+
+    fn hash_kinds(&self) -> Result<Vec<(String, i64)>, UserError> {
+        self.client()?
+            .query_typed(
+                "SELECT substr(password_hash, 1, 7), count(*) FROM users GROUP BY 1",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {
         self.update(
             &format!("UPDATE users SET {} = $2 WHERE id = $1", flag.column()),

@@ -8,6 +8,7 @@ mod accounts;
 mod api;
 mod attack;
 mod backup;
+mod bursts;
 mod cli;
 mod clock;
 mod disk;
