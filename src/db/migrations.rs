@@ -73,6 +73,16 @@ const STEPS: &[&str] = &[
          last_used_at INTEGER
      );
      CREATE INDEX passkeys_by_user ON passkeys(user_id);",
+    // 5: where a user comes from: `local` (a bcrypt hash here) or `ldap`
+    // (the directory checks the password; the hash is empty), keyed by the
+    // directory's stable id so a rename keeps the user; and the names the
+    // directory gives (display name, e-mail).
+    "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+     ALTER TABLE users ADD COLUMN external_id TEXT;
+     ALTER TABLE users ADD COLUMN display_name TEXT;
+     ALTER TABLE users ADD COLUMN email TEXT;
+     CREATE UNIQUE INDEX users_by_external_id ON users(source, external_id)
+         WHERE external_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.

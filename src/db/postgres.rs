@@ -86,6 +86,14 @@ const STEPS: &[&str] = &[
          last_used_at BIGINT
      );
      CREATE INDEX passkeys_by_user ON passkeys (user_id);",
+    // 3: where a user comes from (see the SQLite step 5).
+    "ALTER TABLE users
+         ADD COLUMN source TEXT NOT NULL DEFAULT 'local',
+         ADD COLUMN external_id TEXT,
+         ADD COLUMN display_name TEXT,
+         ADD COLUMN email TEXT;
+     CREATE UNIQUE INDEX users_by_external_id ON users (source, external_id)
+         WHERE external_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.
