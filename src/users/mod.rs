@@ -1,7 +1,8 @@
 //! Users and their bcrypt hashes: [`Username::parse`], the [`Users`] rules
 //! over a backend trait whose statements live in `sqlite` (the default) and
 //! `postgres` (a shared database), and the password rules in [`password`];
-//! where a user comes from in [`source`].
+//! where a user comes from in [`source`], and the directory (LDAP) as a
+//! source of users in [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name
@@ -9,6 +10,7 @@
 
 use std::sync::Arc;
 
+pub mod directory;
 pub mod factors;
 pub mod passkey;
 pub mod password;
