@@ -2,6 +2,7 @@
 
 mod helpers;
 mod raw;
+mod slapd;
 
 mod accounts;
 mod api;
@@ -17,6 +18,7 @@ mod files;
 mod gate;
 mod hostile;
 mod instances;
+mod ldap;
 mod library;
 mod lists;
 mod login;

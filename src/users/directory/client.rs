@@ -673,9 +673,18 @@ fn timed_out(what: &str) -> DirectoryError {
     DirectoryError::Unreachable(format!("timed out {what}"))
 }
 
+/// What an ldap3 failure means: the connection failed or timed out (the
+/// directory cannot be reached), or a request was wrong (a filter that
+/// does not parse: the settings' fault, not the network's).
 fn unreachable(e: &LdapError) -> DirectoryError {
     match e {
         LdapError::Timeout { .. } => timed_out("waiting for the directory"),
+        LdapError::FilterParsing => DirectoryError::Refused(
+            "a search filter does not parse (check the ldap.*_filter settings)".to_owned(),
+        ),
+        LdapError::LdapResult { result } => {
+            DirectoryError::Refused(describe(result.rc, &result.text))
+        }
         e => DirectoryError::Unreachable(e.to_string()),
     }
 }
