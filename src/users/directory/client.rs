@@ -209,8 +209,11 @@ impl Directory {
         let Some(raw) = op.find_user(&name)? else {
             // As long as a wrong password takes: one more round trip, a
             // bind the directory refuses.
+            // Whatever it answers (directories differ on a DN that does
+            // not exist) means the same here; only a lost connection
+            // is an error.
             let dummy = format!("cn=gatehouse-no-such-entry,{}", self.settings.base_dn);
-            op.bind(&dummy, password)?;
+            op.bind_code(&dummy, password)?;
             op.close();
             return Ok(Outcome::UnknownUser);
         };
@@ -353,15 +356,21 @@ impl<'a> Operation<'a> {
         }
     }
 
-    /// Binds as `dn` with `password`: whether the directory accepted it.
-    fn bind(&mut self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
+    /// Binds as `dn` with `password`: the result code and text.
+    fn bind_code(&mut self, dn: &str, password: &str) -> Result<(u32, String), DirectoryError> {
         let left = self.left()?;
         let result = self
             .ldap
             .with_timeout(left)
             .simple_bind(dn, password)
             .map_err(|e| unreachable(&e))?;
-        match result.rc {
+        Ok((result.rc, result.text))
+    }
+
+    /// Binds as `dn` with `password`: whether the directory accepted it.
+    fn bind(&mut self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
+        let (rc, text) = self.bind_code(dn, password)?;
+        match rc {
             0 => Ok(true),
             // invalidCredentials (also Active Directory's answer for a
             // disabled, expired or locked account), unwillingToPerform
@@ -369,7 +378,7 @@ impl<'a> Operation<'a> {
             49 | 53 => Ok(false),
             rc => Err(DirectoryError::Refused(format!(
                 "bind: {}",
-                describe(rc, &result.text)
+                describe(rc, &text)
             ))),
         }
     }
