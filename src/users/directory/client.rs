@@ -208,10 +208,9 @@ impl Directory {
         op.bind_service()?;
         let Some(raw) = op.find_user(&name)? else {
             // As long as a wrong password takes: one more round trip, a
-            // bind the directory refuses.
-            // Whatever it answers (directories differ on a DN that does
-            // not exist) means the same here; only a lost connection
-            // is an error.
+            // bind to a DN that does not exist. Whatever the directory
+            // answers means the same here (directories differ on such a
+            // DN); only a lost connection is an error.
             let dummy = format!("cn=gatehouse-no-such-entry,{}", self.settings.base_dn);
             op.bind_code(&dummy, password)?;
             op.close();
