@@ -686,3 +686,51 @@ fn migrate_store_keeps_where_directory_users_come_from() {
         Some(made.id)
     );
 }
+
+#[test]
+fn ldap_without_tls_is_warned_about_at_start_and_in_check_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    let insecure = vec![
+        ("ldap.url".to_owned(), "ldap://127.0.0.1:1".to_owned()),
+        ("ldap.insecure".to_owned(), "true".to_owned()),
+        ("ldap.base_dn".to_owned(), "dc=example,dc=org".to_owned()),
+    ];
+    let check = stdout(&gatehouse(dir.path(), &insecure, &["check-config"]));
+    assert!(check.contains("warning: ldap.insecure = true"), "{check}");
+    // serve says it on stderr before it listens (the directory is not
+    // contacted at start: it is down here, and the server starts anyway).
+    let mut env = crate::helpers::backend_env(dir.path());
+    env.extend(
+        insecure
+            .iter()
+            .map(|(k, v)| (gatehouse::config::env_name(k), v.clone())),
+    );
+    let mut child = crate::helpers::command(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("a line");
+    assert!(first.contains("listening on"), "{first}");
+    let _ = child.kill();
+    let done = child.wait_with_output().expect("stopped");
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        log.contains("warning: ldap.insecure = true") && log.contains("without TLS"),
+        "{log}"
+    );
+    // With TLS (the default), no such warning.
+    let tls = vec![
+        ("ldap.url".to_owned(), "ldaps://ldap.lan".to_owned()),
+        ("ldap.base_dn".to_owned(), "dc=example,dc=org".to_owned()),
+    ];
+    let check = stdout(&gatehouse(dir.path(), &tls, &["check-config"]));
+    assert!(!check.contains("warning"), "{check}");
+    assert!(check.contains("ldaps://ldap.lan"), "{check}");
+}
