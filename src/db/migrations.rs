@@ -172,6 +172,15 @@ mod tests {
             )
             .expect("index");
         assert!(sql.contains("last_seen_at"), "{sql}");
+        // Users made before there were sources are local ones.
+        let (source, external): (String, Option<String>) = conn
+            .query_row(
+                "SELECT source, external_id FROM users WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("user");
+        assert_eq!((source.as_str(), external), ("local", None));
     }
 
     #[test]

@@ -941,7 +941,10 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
     {
         let conn = rusqlite::Connection::open(d.join("gatehouse.db")).expect("open");
         conn.execute_batch(
-            "DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
+            "DROP INDEX users_by_external_id; ALTER TABLE users DROP COLUMN source; \
+             ALTER TABLE users DROP COLUMN external_id; \
+             ALTER TABLE users DROP COLUMN display_name; ALTER TABLE users DROP COLUMN email; \
+             DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
              PRAGMA user_version = 2; PRAGMA wal_checkpoint(TRUNCATE);",
         )
