@@ -1,6 +1,6 @@
 //! Where a user comes from: typed in here (`local`, with a bcrypt hash) or
 //! vouched for by the directory (`ldap`, keyed by the entry's stable id,
-//! without a local password). The [`SourceStore`] statements live in
+//! without a local password). The `SourceStore` statements live in
 //! `source/sqlite.rs` and `source/postgres.rs`; the rules (who may take a
 //! name, what an update changes) live here, alike for both.
 //!
