@@ -136,6 +136,8 @@ pub struct Config {
     pub oidc: OidcOptions,
     /// The OpenID Connect clients (`[[clients]]`).
     pub clients: Clients,
+    /// The directory users may sign in with, if any.
+    pub ldap: Option<crate::users::directory::Settings>,
 }
 
 /// A configuration problem, naming the setting and the value's source.
@@ -221,6 +223,7 @@ impl Config {
             redirect_http: None,
             oidc: OidcOptions::default(),
             clients: Clients::default(),
+            ldap: None,
         }
     }
 
@@ -600,6 +603,125 @@ redirect_uris = ["app.immich:///oauth-callback"]
                 "{err}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod ldap {
+    use super::*;
+    use crate::users::directory::{Kind, Lookup, Security};
+
+    fn file(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        let path = dir.join("g.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(dir, Some(&path), Vec::new(), &[])
+    }
+
+    #[test]
+    fn an_ldap_table_configures_the_directory_with_the_kinds_preset() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("ldap.pw"), "s3cret-bind\n").expect("pw");
+        let c = file(
+            dir.path(),
+            "[ldap]\nurl = \"ldaps://dc1.corp.lan\"\nkind = \"active_directory\"\n\
+             bind_dn = \"CN=gatehouse,CN=Users,DC=corp,DC=lan\"\n\
+             bind_password_file = \"ldap.pw\"\nbase_dn = \"DC=corp,DC=lan\"\n\
+             groups = [\"Staff\", \"IT, Europe\"]\nadmin_group = \"IT, Europe\"\n",
+        )
+        .expect("valid");
+        let l = c.ldap.as_ref().expect("a directory");
+        assert_eq!(l.kind, Kind::ActiveDirectory);
+        assert_eq!(l.security, Security::Ldaps);
+        assert_eq!(l.port, 636);
+        assert_eq!(l.username_attribute, "sAMAccountName");
+        assert_eq!(l.id_attribute, "objectGUID");
+        assert_eq!(l.group_lookup, Lookup::MemberOf);
+        assert_eq!(l.groups, ["Staff", "IT, Europe"]);
+        assert_eq!(l.sync_interval, Duration::from_secs(300));
+        assert_eq!(l.bind_password.expose(), "s3cret-bind");
+        let shown = format!("{:?} {c:?}", c.effective());
+        assert!(!shown.contains("s3cret-bind"), "{shown}");
+        // Without [ldap], no directory.
+        assert!(file(dir.path(), "").expect("valid").ldap.is_none());
+    }
+
+    #[test]
+    fn ldap_mistakes_stop_the_start_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("dir");
+        let base = "[ldap]\nurl = \"ldap://ldap.lan\"\nbase_dn = \"dc=lan\"\n";
+        assert!(file(dir.path(), base).expect("valid").ldap.is_some());
+        for (extra, setting) in [
+            ("kind = \"novell\"\n", "ldap.kind"),
+            ("user_filter = \"(uid=alice)\"\n", "ldap.user_filter"),
+            ("user_filter = \"uid={username}\"\n", "ldap.user_filter"),
+            ("group_lookup = \"nested\"\n", "ldap.group_lookup"),
+            (
+                "username_attribute = \"uid)(x\"\n",
+                "ldap.username_attribute",
+            ),
+            ("bind_dn = \"cn=svc,dc=lan\"\n", "ldap.bind_password"),
+            ("bind_password = \"pw\"\n", "ldap.bind_dn"),
+            (
+                "bind_password_file = \"missing\"\nbind_dn = \"cn=x\"\n",
+                "ldap.bind_password_file",
+            ),
+            ("ca_file = \"missing.pem\"\n", "ldap.ca_file"),
+            ("connect_timeout = \"0s\"\n", "ldap.connect_timeout"),
+            ("max_connections = 0\n", "ldap.max_connections"),
+            ("sync_interval = \"soon\"\n", "ldap.sync_interval"),
+            (
+                "groups = \"staff\"\nadmin_group = [\"a\"]\n",
+                "ldap.admin_group",
+            ),
+            ("bindpassword = \"x\"\n", "ldap.bindpassword"),
+        ] {
+            let err = file(dir.path(), &format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(err.contains(setting), "{extra}: {err}");
+            assert!(!err.contains("\"pw\""), "{err}");
+        }
+        let err = file(
+            dir.path(),
+            "[ldap]\nurl = \"https://ldap.lan\"\nbase_dn = \"dc=x\"\n",
+        )
+        .expect_err("scheme")
+        .to_string();
+        assert!(err.contains("ldap.url"), "{err}");
+        let err = file(dir.path(), "[ldap]\nurl = \"ldap://ldap.lan\"\n")
+            .expect_err("no base")
+            .to_string();
+        assert!(err.contains("ldap.base_dn"), "{err}");
+        let err = file(dir.path(), "[ldap]\nbase_dn = \"dc=x\"\n")
+            .expect_err("no url")
+            .to_string();
+        assert!(
+            err.contains("ldap.base_dn") && err.contains("ldap.url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_environment_configures_the_directory_too() {
+        let c = Config::load(
+            Path::new("d"),
+            None,
+            vec![
+                ("GATEHOUSE_LDAP_URL".into(), "ldap://127.0.0.1:3389".into()),
+                ("GATEHOUSE_LDAP_INSECURE".into(), "true".into()),
+                ("GATEHOUSE_LDAP_BASE_DN".into(), "dc=example,dc=org".into()),
+                ("GATEHOUSE_LDAP_KIND".into(), "lldap".into()),
+                ("GATEHOUSE_LDAP_GROUPS".into(), "a, b".into()),
+            ],
+            &[],
+        )
+        .expect("valid");
+        let l = c.ldap.expect("a directory");
+        assert_eq!(l.security, Security::Plain);
+        assert!(l.warning().is_some());
+        assert_eq!(l.kind, Kind::Lldap);
+        assert_eq!(l.groups, ["a", "b"]);
+        assert_eq!(l.bind_dn, None);
     }
 }
 

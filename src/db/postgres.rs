@@ -163,6 +163,14 @@ const STEPS: &[&str] = &[
      );
      CREATE INDEX oidc_devices_by_grant ON oidc_devices (grant_id);
      CREATE INDEX oidc_devices_by_expiry ON oidc_devices (expires_at);",
+    // 5: where a user comes from (see the SQLite step 7).
+    "ALTER TABLE users
+         ADD COLUMN source TEXT NOT NULL DEFAULT 'local',
+         ADD COLUMN external_id TEXT,
+         ADD COLUMN display_name TEXT,
+         ADD COLUMN email TEXT;
+     CREATE UNIQUE INDEX users_by_external_id ON users (source, external_id)
+         WHERE external_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.

@@ -1,6 +1,8 @@
 //! Users and their bcrypt hashes: [`Username::parse`], the [`Users`] rules
 //! over a backend trait whose statements live in `sqlite` (the default) and
-//! `postgres` (a shared database), and the password rules in [`password`].
+//! `postgres` (a shared database), and the password rules in [`password`];
+//! where a user comes from in [`source`], and the directory (LDAP) as a
+//! source of users in [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name
@@ -8,10 +10,12 @@
 
 use std::sync::Arc;
 
+pub mod directory;
 pub mod factors;
 pub mod passkey;
 pub mod password;
 mod postgres;
+pub mod source;
 mod sqlite;
 
 use crate::clock::{self, Millis};
@@ -116,6 +120,9 @@ pub enum UserError {
     /// A second factor could not be used (a seed no secret opens).
     #[error("{0}")]
     Factor(String),
+    /// The user comes from the directory, which keeps their password.
+    #[error("this user's password is kept by the directory; change it there")]
+    External,
 }
 
 impl From<rusqlite::Error> for UserError {
@@ -195,6 +202,7 @@ impl Flag {
 #[derive(Clone)]
 pub struct Users {
     db: Arc<dyn Backend>,
+    sources: Arc<dyn source::SourceStore>,
     hasher: Arc<Hasher>,
     factors: factors::Factors,
     /// When the dummy hash's cost was last matched to the stored hashes
@@ -211,6 +219,7 @@ impl Users {
     pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(sqlite::Sqlite(pool));
         Self {
+            sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -225,6 +234,7 @@ impl Users {
     pub fn postgres(pool: crate::db::postgres::PgPool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(postgres::Postgres(pool));
         Self {
+            sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -388,6 +398,12 @@ impl Users {
             let checked = self.hasher.dummy_verify_as(source, password, turn)?;
             return Ok(checked.map(|()| Login::UnknownUser));
         };
+        // A user from the directory has no hash here: no local password
+        // signs them in, and refusing takes as long as a wrong password.
+        if hash.is_empty() {
+            let checked = self.hasher.dummy_verify_as(source, password, turn)?;
+            return Ok(checked.map(|()| Login::WrongPassword));
+        }
         match self.hasher.verify_as(source, password, &hash, turn)? {
             None => Ok(None),
             Some(false) => Ok(Some(Login::WrongPassword)),
@@ -478,8 +494,16 @@ impl Users {
     ///
     /// # Errors
     ///
-    /// A bad password, no such user, or database failures.
+    /// A bad password, no such user, [`UserError::External`] for a user
+    /// whose password the directory keeps, or database failures.
     pub fn set_password(&self, id: UserId, password: &str) -> Result<(), UserError> {
+        if self
+            .sources
+            .profile(id)?
+            .is_some_and(|p| p.source != source::Source::Local)
+        {
+            return Err(UserError::External);
+        }
         let hash = self.hasher.hash(password)?;
         self.db.set_password_hash(id, &hash, clock::now())?;
         self.keep_dummy_current();

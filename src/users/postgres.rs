@@ -35,7 +35,7 @@ fn user(row: &postgres::Row) -> Result<User, UserError> {
 }
 
 impl Postgres {
-    fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
+    pub(in crate::users) fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
         crate::db::postgres::client(&self.0).map_err(|e| UserError::Unavailable(e.detail()))
     }
 

@@ -3,6 +3,7 @@
 mod authenticator;
 mod helpers;
 mod raw;
+mod slapd;
 
 mod accounts;
 mod api;
@@ -19,6 +20,7 @@ mod files;
 mod gate;
 mod hostile;
 mod instances;
+mod ldap;
 mod library;
 mod lists;
 mod login;
