@@ -263,6 +263,8 @@ mod tests {
                 .upsert_external(Source::Ldap, &ext("id-1", &alice))
                 .expect("made");
             assert_eq!(change, Change::Created);
+            // Stamped like any other user, so their sessions are theirs alone.
+            assert_eq!(made.stamp.len(), 32, "{:?}", made.stamp);
             assert_eq!(made.username, "alice");
             assert!(!made.is_admin && !made.disabled);
             assert_eq!(

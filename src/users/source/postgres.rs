@@ -70,8 +70,8 @@ impl SourceStore for Postgres {
         let row = self.client()?.query_typed_one(
             &format!(
                 "INSERT INTO users (username, password_hash, created_at, password_changed_at, \
-                 source, external_id, display_name, email) \
-                 VALUES ($1, '', $2, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+                 source, external_id, display_name, email, stamp) \
+                 VALUES ($1, '', $2, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
             ),
             &[
                 (&u.username.as_str(), Type::TEXT),
@@ -80,6 +80,7 @@ impl SourceStore for Postgres {
                 (&u.id, Type::TEXT),
                 (&u.display_name, Type::TEXT),
                 (&u.email, Type::TEXT),
+                (&crate::identity::new_stamp(), Type::TEXT),
             ],
         )?;
         Ok(User::from_row(&row, 0)?)
@@ -114,7 +115,12 @@ impl SourceStore for Postgres {
                 &[(&source.as_str(), Type::TEXT)],
             )?
             .iter()
-            .map(|r| Ok((User::from_row(r, 0)?, profile(r, 6)?)))
+            .map(|r| {
+                Ok((
+                    User::from_row(r, 0)?,
+                    profile(r, crate::identity::USER_COLUMN_COUNT)?,
+                ))
+            })
             .collect()
     }
 

@@ -82,8 +82,8 @@ impl SourceStore for Sqlite {
         // `Users::authenticate` refuses (after a dummy verify).
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO users (username, password_hash, created_at, password_changed_at, \
-             source, external_id, display_name, email) \
-             VALUES (?1, '', ?2, ?2, ?3, ?4, ?5, ?6) RETURNING {COLUMNS}"
+             source, external_id, display_name, email, stamp) \
+             VALUES (?1, '', ?2, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
         ))?;
         let rows = crate::db::returning(
             &mut stmt,
@@ -93,7 +93,8 @@ impl SourceStore for Sqlite {
                 source.as_str(),
                 u.id,
                 u.display_name,
-                u.email
+                u.email,
+                crate::identity::new_stamp()
             ],
             |r| User::from_row(r, 0),
         )
@@ -136,7 +137,10 @@ impl SourceStore for Sqlite {
         let mut rows = stmt.query([source.as_str()])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            out.push((User::from_row(r, 0)?, profile(r, 6)?));
+            out.push((
+                User::from_row(r, 0)?,
+                profile(r, crate::identity::USER_COLUMN_COUNT)?,
+            ));
         }
         Ok(out)
     }
