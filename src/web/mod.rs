@@ -34,6 +34,7 @@ use rouille::{Request, Response};
 
 pub use error::WebError;
 pub use state::{Health, State, Unhealthy, with_session};
+pub use tunnel::Tunnels;
 
 use crate::auth::proxy;
 use crate::auth::proxy::Client;
