@@ -639,6 +639,59 @@ fn an_answer_finished_off_the_request_thread_arrives_whole() {
     stop_upstream.store(true, Ordering::SeqCst);
 }
 
+/// A body without end, a line every 200 ms (server-sent events).
+struct Ticker;
+
+impl Read for Ticker {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(200));
+        let line = b"data: tick\n\n";
+        let n = line.len().min(buf.len());
+        buf[..n].copy_from_slice(&line[..n]);
+        Ok(n)
+    }
+}
+
+/// Streams from an upstream that never end (server-sent events through
+/// the proxy), more of them than request threads: each held a request
+/// thread for as long as it lasted. The stream goes on from its
+/// connection's own thread, each event as it comes.
+#[test]
+fn endless_streams_through_the_proxy_hold_no_request_thread() {
+    let (up, stop_upstream) = crate::raw::upstream(|_| rouille::Response {
+        status_code: 200,
+        headers: vec![("Content-Type".into(), "text/event-stream".into())],
+        data: rouille::ResponseBody::from_reader(Ticker),
+        upgrade: None,
+    });
+    let app = proxied(up, &[("threads", "2"), ("login_queue_timeout", "0s")]);
+    let at = addr(&app);
+    let alice = session_of(&app, "alice");
+    let mut streams = Vec::new();
+    for _ in 0..request_threads(2) + 2 {
+        let mut conn = connect_from(ATTACKER, at).expect("connect");
+        write!(
+            conn,
+            "GET /apps/files/events HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={alice}\r\n\r\n"
+        )
+        .expect("send");
+        let head = read_head(&mut conn).expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        streams.push(conn);
+    }
+    eventually_healthy(BYSTANDER, at, Duration::from_secs(10));
+    // The events keep coming, one at a time.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.windows(4).filter(|w| w == b"tick").count() < 3 {
+        let n = streams[0].read(&mut buf).expect("events");
+        assert!(n > 0, "the stream ended");
+        got.extend_from_slice(&buf[..n]);
+    }
+    shuts_down_within(app, Duration::from_secs(10));
+    stop_upstream.store(true, Ordering::SeqCst);
+}
+
 /// `gatehouse serve` (the real binary) with `env`: the child and its
 /// address.
 fn serve(env: &[(&str, &str)]) -> (Child, SocketAddr, tempfile::TempDir) {

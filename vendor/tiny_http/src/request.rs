@@ -711,12 +711,15 @@ impl Request {
     }
 
     /// gatehouse patch: writes the answer as far as the client takes it at
-    /// once; a client too slow for that (a write finds no room for
-    /// [`crate::limits::WRITE_SLICE`]) gets the rest from the connection's
-    /// own thread, at its own pace and under the minimum rate, and this
-    /// (request) thread is free at once: a client's reading pace never
-    /// holds a request thread. (280 clients reading a proxied download at
-    /// 16 KiB every 8 s held every request thread for a minute.)
+    /// once, and at most its first piece (`PIECE`, 16 KiB) of body; a
+    /// client too slow for that (a write finds no room for
+    /// [`crate::limits::WRITE_SLICE`]), or a body longer than that or of
+    /// unknown length (a download or a stream from an upstream), gets the
+    /// rest from the connection's own thread, at its own pace and under
+    /// the minimum rate, and this (request) thread is free at once: a
+    /// client's reading pace (or an upstream's sending pace) never holds a
+    /// request thread. (280 clients reading a proxied download at 16 KiB
+    /// every 8 s held every request thread for a minute.)
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read + Send + 'static,
@@ -757,6 +760,7 @@ impl Request {
                 Err(e) => cut_off(e),
             };
         };
+        out.hand_over = true;
         conn.set_deferrable(true);
         let sent = out.send(&mut writer);
         conn.set_deferrable(false);

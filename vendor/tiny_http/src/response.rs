@@ -218,13 +218,21 @@ enum BodyFraming {
     UntilClose,
 }
 
+impl BodyFraming {
+    /// Nothing of the body is left to send.
+    fn done(&self) -> bool {
+        matches!(self, BodyFraming::Length(0))
+    }
+}
+
 /// gatehouse patch: what `Outgoing::send` managed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Sent {
     /// All of it (and flushed, if asked).
     Done,
-    /// The writer would have waited for the client: sending stopped, and
-    /// can go on later, from the same byte, on another thread.
+    /// The writer would have waited for the client (or the rest is to be
+    /// handed over): sending stopped, and can go on later, from the same
+    /// byte, on another thread.
     Blocked,
 }
 
@@ -248,6 +256,12 @@ pub(crate) struct Outgoing<R> {
     /// Flush the writer once all is written (`Request::respond` does;
     /// `raw_print` leaves that to its caller).
     pub(crate) flush_at_end: bool,
+    /// Stop (`Sent::Blocked`) once the first piece is out if more is to
+    /// come: a body longer than a piece, or one whose end is unknown (a
+    /// stream from an upstream), then goes on from the connection's own
+    /// thread, so a request thread waits on neither a slow client nor a
+    /// slow (or endless: server-sent events) upstream body.
+    pub(crate) hand_over: bool,
     /// The body ends with the connection: it must be closed after it.
     pub(crate) close_after: bool,
 }
@@ -279,6 +293,21 @@ impl<R: Read> Outgoing<R> {
             }
             self.buf.clear();
             self.pos = 0;
+            if self.body.is_some() && !self.framing.done() {
+                // Each piece goes out as soon as it is read: a stream (one
+                // event at a time from an upstream) is not held back in a
+                // buffer until enough of it has come.
+                match writer.flush() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+                    Err(e) => return Err(e),
+                }
+            }
+            // More than one piece: the rest is for the connection's thread.
+            if self.hand_over && self.body.is_some() && !self.framing.done() {
+                self.hand_over = false;
+                return Ok(Sent::Blocked);
+            }
             if self.fill()? {
                 continue;
             }
@@ -634,6 +663,7 @@ where
             framing,
             head_pending: true,
             flush_at_end: true,
+            hand_over: false,
             close_after,
         }
     }
