@@ -184,16 +184,34 @@ fn server_options(
     limit: &descriptors::Limit,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> tiny_http::Options {
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
+    // A reverse proxy in front carries many clients over its connections:
+    // no per-client cap for it.
+    let trusted = config.trusted_proxies.clone();
+    let uncapped: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync> =
+        Arc::new(move |ip| trusted.iter().any(|n| n.contains(ip)));
     tiny_http::Options {
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,
+        min_send_rate: config.min_send_rate,
         keepalive_timeout: config.keepalive_timeout,
-        max_connections: config
-            .max_connections
-            .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config))),
+        max_connections,
+        max_connections_per_client: per_client(config, max_connections),
+        uncapped: Some(uncapped),
         tls,
         log: server_log,
+        ..tiny_http::Options::default()
     }
+}
+
+/// The cap on one client address's connections (and one user's WebSocket
+/// tunnels) under a cap of `max_connections` in all.
+fn per_client(config: &Config, max_connections: usize) -> usize {
+    config
+        .max_connections_per_client
+        .unwrap_or_else(|| descriptors::per_client(max_connections))
 }
 
 /// The most database and Redis connections the pools may hold at once.
@@ -642,6 +660,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             crate::logging::quote(&e.to_string())
         ));
     }
+    let limit = raise_descriptor_limit(config);
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),
@@ -658,6 +680,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         public_url: config.public_url.clone(),
         proxy: web::gate::client(config.proxy_timeout),
         proxy_timeout: config.proxy_timeout,
+        tunnels: web::Tunnels::new(
+            per_client(config, max_connections),
+            config.tunnel_idle_timeout,
+        ),
         proxy_underscore_headers: config.proxy_underscore_headers,
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
@@ -684,7 +710,6 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let limit = raise_descriptor_limit(config);
     let server = tiny_http::with_options(server_options(config, &limit, tls), || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)

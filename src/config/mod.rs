@@ -109,6 +109,14 @@ pub struct Config {
     pub body_timeout: Duration,
     /// How long a kept-alive connection may wait idle.
     pub keepalive_timeout: Duration,
+    /// The cap on connections per client address, and on one user's
+    /// WebSocket tunnels (`None`: derived from `max_connections`; 0: none).
+    pub max_connections_per_client: Option<usize>,
+    /// Bytes a second a client must take an answer at while it makes
+    /// writes wait (0: no minimum).
+    pub min_send_rate: u64,
+    /// How long a WebSocket tunnel may go without a byte either way.
+    pub tunnel_idle_timeout: Duration,
     /// Whether client headers with `_` in their name reach upstreams.
     pub proxy_underscore_headers: bool,
     /// Login throttling limits, handed to the throttle as they are.
@@ -211,6 +219,9 @@ impl Config {
             header_timeout: Duration::ZERO,
             body_timeout: Duration::ZERO,
             keepalive_timeout: Duration::ZERO,
+            max_connections_per_client: None,
+            min_send_rate: 0,
+            tunnel_idle_timeout: Duration::ZERO,
             proxy_underscore_headers: false,
             login: Limits::default(),
             throttle_records: 0,

@@ -21,8 +21,8 @@ use super::values::{
     Database, SessionStore, access, at_least_one, cookie_domain, cookie_name, cookie_path,
     cookie_secure, data_path, database, format_duration, listen, mask_password, masked,
     max_connections, none_if_empty, number_in, optional_secret, parse_bool, parse_duration,
-    public_url, redirect_http, same_site, session_store, show_cookie_secure, show_same_site,
-    signing_secret, store_prefix, threads,
+    per_client, public_url, redirect_http, same_site, session_store, show_cookie_secure,
+    show_same_site, signing_secret, store_prefix, threads,
 };
 
 /// What the rows parse into: the [`Config`] itself, plus the few values
@@ -108,6 +108,11 @@ pub fn env_name(setting: &str) -> String {
 pub fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
+
+/// The default `min_send_rate`, in bytes a second: far below any real
+/// link, far above a client that reads a byte now and then to hold a
+/// connection.
+pub const MIN_SEND_RATE: u64 = 1024;
 
 /// bcrypt's default work factor: 12 on servers; 10 on ARM boards such as
 /// a Raspberry Pi, where 12 takes about a second per sign-in.
@@ -454,7 +459,7 @@ pub static SETTINGS: &[Setting] = &[
         name: "max_connections",
         env_twin: None,
         default: Text("auto"),
-        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the longest idle one is closed, or a new one gets `503`",
+        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the oldest one not being served is closed, or a new one is refused",
         set: Set::One(|d, s| {
             d.config.max_connections = max_connections(s)?;
             Ok(())
@@ -481,6 +486,37 @@ pub static SETTINGS: &[Setting] = &[
         Derived(|| format_duration(tiny_http::Options::default().keepalive_timeout)),
         "an idle kept-alive connection is closed after this",
         duration!(keepalive_timeout)
+    ),
+    Setting {
+        name: "max_connections_per_client",
+        env_twin: None,
+        default: Text("auto"),
+        help: "most connections one client address (an IPv6 /64) may hold, and most WebSocket tunnels one user may hold; auto = a quarter of max_connections, at least 8; 0 = no such cap; trusted_proxies are not capped",
+        set: Set::One(|d, s| {
+            d.config.max_connections_per_client = per_client(s)?;
+            Ok(())
+        }),
+        show: |c| {
+            c.max_connections_per_client
+                .map_or_else(|| "auto".to_owned(), |n| n.to_string())
+        },
+    },
+    Setting {
+        name: "min_send_rate",
+        env_twin: None,
+        default: Derived(|| MIN_SEND_RATE.to_string()),
+        help: "bytes a second a client must take an answer at while it makes gatehouse wait (after body_timeout of waiting); a slower one is disconnected; 0 = no minimum",
+        set: Set::One(|d, s| {
+            d.config.min_send_rate = number_in(s, 0..=1_000_000_000)?;
+            Ok(())
+        }),
+        show: |c| c.min_send_rate.to_string(),
+    },
+    row!(
+        "tunnel_idle_timeout",
+        Text("10m"),
+        "a WebSocket tunnel through the built-in proxy with no byte either way for this long is closed",
+        duration!(tunnel_idle_timeout)
     ),
     row!(
         "proxy_underscore_headers",

@@ -213,6 +213,20 @@ pub(super) fn max_connections(s: &str) -> Result<Option<usize>, String> {
     }
 }
 
+/// `max_connections_per_client`: `auto` (`None`, derived at start), `0`
+/// (no cap) or up to 1000000.
+pub(super) fn per_client(s: &str) -> Result<Option<usize>, String> {
+    if s == "auto" {
+        Ok(None)
+    } else {
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 1_000_000)
+            .map(Some)
+            .ok_or_else(|| format!("{s:?} is not `auto` or a number from 0 to 1000000"))
+    }
+}
+
 /// A whole number in `range`, said as "a number from A to B".
 pub(super) fn number_in<T>(s: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
 where

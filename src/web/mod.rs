@@ -36,6 +36,7 @@ pub use error::WebError;
 #[doc(hidden)]
 pub use routes::{Token as FormToken, form_routes};
 pub use state::{Health, State, Unhealthy, with_session};
+pub use tunnel::Tunnels;
 
 use crate::auth::proxy;
 use crate::auth::proxy::Client;

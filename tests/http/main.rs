@@ -17,6 +17,7 @@ mod door;
 mod example;
 mod factors;
 mod files;
+mod flood;
 mod gate;
 mod hostile;
 mod instances;
