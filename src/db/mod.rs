@@ -47,6 +47,18 @@ pub enum DbError {
         /// What the pool said.
         source: r2d2::Error,
     },
+    /// A server's TLS certificate was refused: not from a trusted CA, out
+    /// of date, or for another name.
+    #[error(
+        "{backend}: the server's TLS certificate is refused ({reason}); it must be signed by a \
+         CA in the CA file (by a public CA when none is set) and name the host in the URL"
+    )]
+    Certificate {
+        /// Which server: `PostgreSQL` or `Redis`.
+        backend: &'static str,
+        /// What rustls said.
+        reason: String,
+    },
     /// The database setting could not be used; the message says why.
     #[error("{0}")]
     Invalid(String),
@@ -128,6 +140,21 @@ impl DbError {
     }
 }
 
+/// `e` as [`DbError::Certificate`] when a TLS certificate was refused
+/// under it, so the start-up error says what to fix.
+pub(crate) fn certificate_or<E>(backend: &'static str, e: E) -> DbError
+where
+    E: std::error::Error + Into<DbError> + 'static,
+{
+    match crate::tls::client::refused_certificate(&e) {
+        Some(refused) => DbError::Certificate {
+            backend,
+            reason: refused.to_string(),
+        },
+        None => e.into(),
+    }
+}
+
 /// A connection from the pool of a network server (`backend` names it in
 /// the error), for every PostgreSQL and Redis user alike.
 ///
@@ -201,6 +228,21 @@ pub fn test_server(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// For tests: the CA file named by the environment variable `var`, for a
+/// test server whose certificate comes from a private CA.
+///
+/// # Panics
+///
+/// When the variable names a file that is not a usable CA file: the tests
+/// would otherwise fail later, on an unexplained handshake error.
+#[doc(hidden)]
+pub fn test_ca_file(var: &str) -> Option<crate::tls::client::CaFile> {
+    let path = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    Some(
+        crate::tls::client::CaFile::read(Path::new(&path)).unwrap_or_else(|e| panic!("{var}: {e}")),
+    )
 }
 
 /// Runs a statement that writes and returns rows (`... RETURNING ...`):
@@ -525,7 +567,7 @@ mod tests {
         let config: ::postgres::Config = "postgres://nobody@127.0.0.1:1/none".parse().expect("url");
         let manager = checked::Checked(r2d2_postgres::PostgresConnectionManager::new(
             config,
-            ::postgres::NoTls,
+            postgres::connector(None).expect("connector"),
         ));
         let pool = r2d2::Pool::builder()
             .connection_timeout(Duration::from_millis(200))
