@@ -21,6 +21,7 @@
 //! its CA in a file anyway. rustls with the `ring` provider, as for the
 //! listener: no OpenSSL.
 
+use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -153,23 +154,25 @@ pub fn install_default_provider() {
 }
 
 /// rustls refusing the peer's certificate, when that is what `e` is or
-/// wraps: the I/O errors TLS streams return carry rustls' error inside,
-/// where `source()` does not reach, so those are opened too.
-pub fn refused_certificate<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::Error> {
+/// wraps. The I/O errors TLS streams return carry rustls' error inside,
+/// where `source()` does not reach, and the Redis client hands its causes
+/// on in an `Arc`, which hides their type; both are opened.
+pub fn refused_certificate<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
     let mut next = Some(e);
-    while let Some(e) = next {
+    // Bounded: a cycle of causes must not spin forever.
+    for _ in 0..32 {
+        let e = next?;
         if let Some(found @ rustls::Error::InvalidCertificate(_)) =
             e.downcast_ref::<rustls::Error>()
         {
             return Some(found);
         }
-        next = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
+        next = if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io.get_ref().map(|inner| inner as &(dyn Error + 'static))
+        } else if let Some(shared) = e.downcast_ref::<Arc<dyn Error + Send + Sync>>() {
+            Some(&**shared as &(dyn Error + 'static))
+        } else {
+            e.source()
         };
     }
     None
@@ -287,6 +290,9 @@ mod tests {
         let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, err);
         assert!(refused_certificate(&wrapped).is_some());
         assert!(refused_certificate(&std::io::Error::other("other")).is_none());
+        // As the Redis client passes it on: an I/O error in an `Arc`.
+        let shared: Arc<dyn Error + Send + Sync> = Arc::new(wrapped);
+        assert!(refused_certificate(&shared).is_some());
     }
 
     #[test]

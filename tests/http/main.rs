@@ -6,6 +6,7 @@ mod raw;
 mod accounts;
 mod api;
 mod attack;
+mod backend_tls;
 mod backup;
 mod cli;
 mod clock;
