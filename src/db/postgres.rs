@@ -247,12 +247,7 @@ fn open_config(
         config.application_name("gatehouse");
     }
     let tls = connector(ca)?;
-    // One connection made here, not by the pool, so that a refused
-    // certificate or password is reported as itself, not as a pool that
-    // timed out waiting.
-    let mut first = config
-        .connect(tls.clone())
-        .map_err(|e| super::certificate_or("PostgreSQL", e))?;
+    let mut first = first_connection(&config, &tls)?;
     migrate(&mut first)?;
     drop(first);
     let manager = Checked(PostgresConnectionManager::new(config, tls));
@@ -264,6 +259,39 @@ fn open_config(
         .connection_timeout(CONNECT_TIMEOUT)
         .build(manager)?;
     Ok(pool)
+}
+
+/// The first connection, made here rather than by the pool so that a
+/// refused certificate or password is reported as itself, not as a pool
+/// that timed out waiting; and within a time limit, as the pool's are:
+/// the client's own timeout covers the TCP connection only, so a
+/// server that accepts and then never answers (the TLS handshake, or the
+/// sign-in) would hold the start for good. The connecting thread is left
+/// to the client then; start-up fails.
+fn first_connection(
+    config: &postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<postgres::Client, DbError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (config, tls) = (config.clone(), tls.clone());
+    std::thread::Builder::new()
+        .name("postgres-connect".to_owned())
+        .spawn(move || {
+            // The receiver is gone only after a timeout; nothing to tell.
+            let _ = tx.send(config.connect(tls));
+        })
+        .map_err(|e| DbError::Invalid(format!("cannot start a thread: {e}")))?;
+    // Twice the TCP timeout, so that one that expires is reported as
+    // itself.
+    let limit = CONNECT_TIMEOUT * 2;
+    match rx.recv_timeout(limit) {
+        Ok(connected) => connected.map_err(|e| super::certificate_or("PostgreSQL", e)),
+        Err(_) => Err(DbError::Invalid(format!(
+            "PostgreSQL: no answer within {}s (the connection, its TLS handshake or the \
+             sign-in did not finish)",
+            limit.as_secs()
+        ))),
+    }
 }
 
 /// Brings the database up to [`SCHEMA_VERSION`], holding an advisory lock

@@ -649,3 +649,39 @@ fn check_config_shows_the_tls_settings_with_passwords_masked() {
     );
     assert!(!err.contains("db-secret"), "{err}");
 }
+
+#[test]
+fn a_server_that_accepts_and_never_answers_the_handshake_stops_the_start_in_time() {
+    // A listener that is never read from: the kernel accepts the
+    // connections, and the TLS handshake (or PostgreSQL's reply to the
+    // request for TLS) never comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let pki = Pki::new();
+    for (setting, url, ca_setting) in [
+        (
+            "database",
+            format!("postgres://gatehouse:{PASSWORD}@localhost:{port}/x?sslmode=verify-full"),
+            "database_ca_file",
+        ),
+        (
+            "session_store",
+            format!("rediss://:{PASSWORD}@localhost:{port}/0"),
+            "session_store_ca_file",
+        ),
+    ] {
+        let ca = pki.ca_file();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let err = start_error(&[(setting, &url), (ca_setting, &ca)]);
+            let _ = tx.send(err.to_string());
+        });
+        // Generous (qemu, a loaded machine): the limit is a few seconds.
+        let err = rx
+            .recv_timeout(Duration::from_secs(90))
+            .unwrap_or_else(|_| panic!("the start hung on a silent {setting}"));
+        eprintln!("{setting}: {err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+    }
+    drop(silent);
+}
