@@ -21,6 +21,13 @@ pub use migrations::{SCHEMA_VERSION, migrate};
 /// A connection checked out of a [`Pool`].
 pub type Conn = r2d2::PooledConnection<Manager>;
 
+/// How long the first connection to a network server at start may take
+/// (connecting, TLS, signing in): generous, since a slow start is only
+/// late, while one that waits on a server that never answers never ends.
+/// The connections the pools make later have a short limit of their own,
+/// so that a request waits little.
+pub(crate) const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a connection waits on a lock held by another before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -251,23 +251,24 @@ fn open_config(
     migrate(&mut first)?;
     drop(first);
     let manager = Checked(PostgresConnectionManager::new(config, tls));
-    let pool = r2d2::Pool::builder()
+    // Unchecked: the first connection showed the server works; the pool
+    // makes its own in the background rather than wait for one more.
+    Ok(r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         // Only connections that sat idle are pinged (see `checked`).
         .test_on_check_out(true)
         .connection_timeout(CONNECT_TIMEOUT)
-        .build(manager)?;
-    Ok(pool)
+        .build_unchecked(manager))
 }
 
 /// The first connection, made here rather than by the pool so that a
 /// refused certificate or password is reported as itself, not as a pool
-/// that timed out waiting; and within a time limit, as the pool's are:
-/// the client's own timeout covers the TCP connection only, so a
-/// server that accepts and then never answers (the TLS handshake, or the
-/// sign-in) would hold the start for good. The connecting thread is left
-/// to the client then; start-up fails.
+/// that timed out waiting; and within [`FIRST_CONNECTION_TIMEOUT`]
+/// (`super`): the client's own timeout covers the TCP connection only, so
+/// a server that accepts and then never answers (the TLS handshake, or
+/// the sign-in) would hold the start for good. The connecting thread is
+/// left to the client then; start-up fails.
 fn first_connection(
     config: &postgres::Config,
     tls: &MakeRustlsConnect,
@@ -281,9 +282,7 @@ fn first_connection(
             let _ = tx.send(config.connect(tls));
         })
         .map_err(|e| DbError::Invalid(format!("cannot start a thread: {e}")))?;
-    // Twice the TCP timeout, so that one that expires is reported as
-    // itself.
-    let limit = CONNECT_TIMEOUT * 2;
+    let limit = super::FIRST_CONNECTION_TIMEOUT;
     match rx.recv_timeout(limit) {
         Ok(connected) => connected.map_err(|e| super::certificate_or("PostgreSQL", e)),
         Err(_) => Err(DbError::Invalid(format!(

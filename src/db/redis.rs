@@ -141,9 +141,9 @@ pub fn open_pool(url: &str, max_size: u32, ca: Option<&CaFile>) -> Result<RedisP
     // One connection made here, not by the pool, so that a refused
     // certificate or password is reported as itself, not as a pool that
     // timed out waiting.
-    let server = Server(client);
-    let mut first =
-        r2d2::ManageConnection::connect(&server).map_err(|e| super::certificate_or("Redis", e))?;
+    let mut first = client
+        .get_connection_with_timeout(super::FIRST_CONNECTION_TIMEOUT)
+        .map_err(|e| super::certificate_or("Redis", e))?;
     first.set_read_timeout(Some(TIMEOUT))?;
     first.set_write_timeout(Some(TIMEOUT))?;
     let pong: String = redis::cmd("PING").query(&mut first)?;
@@ -151,18 +151,16 @@ pub fn open_pool(url: &str, max_size: u32, ca: Option<&CaFile>) -> Result<RedisP
         return Err(DbError::Invalid(format!("Redis answered PING with {pong}")));
     }
     drop(first);
-    r2d2::Pool::builder()
+    // Unchecked: the first connection showed the server works; the pool
+    // makes its own in the background rather than wait for one more.
+    Ok(r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         // Only connections that sat idle are pinged (see `db::checked`).
         .test_on_check_out(true)
         .connection_timeout(TIMEOUT)
         .connection_customizer(Box::new(Timeouts))
-        .build(Checked(server))
-        .map_err(|source| DbError::Checkout {
-            backend: "Redis",
-            source,
-        })
+        .build_unchecked(Checked(Server(client))))
 }
 
 /// A connection from `pool`.
