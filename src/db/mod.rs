@@ -572,7 +572,7 @@ mod tests {
     fn a_checkout_that_times_out_is_unavailable_and_names_the_server() {
         // Nothing listens on port 1; the pool is built without connecting.
         let config: ::postgres::Config = "postgres://nobody@127.0.0.1:1/none".parse().expect("url");
-        let manager = checked::Checked(r2d2_postgres::PostgresConnectionManager::new(
+        let manager = checked::Checked::new(r2d2_postgres::PostgresConnectionManager::new(
             config,
             postgres::connector(None).expect("connector"),
         ));

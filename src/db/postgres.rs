@@ -249,17 +249,15 @@ fn open_config(
     let tls = connector(ca)?;
     let mut first = first_connection(&config, &tls)?;
     migrate(&mut first)?;
-    drop(first);
-    let manager = Checked(PostgresConnectionManager::new(config, tls));
-    // Unchecked: the first connection showed the server works; the pool
-    // makes its own in the background rather than wait for one more.
+    // The first connection is the pool's first: nothing more to wait for.
+    let manager = Checked::seeded(PostgresConnectionManager::new(config, tls), first);
     Ok(r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         // Only connections that sat idle are pinged (see `checked`).
         .test_on_check_out(true)
         .connection_timeout(CONNECT_TIMEOUT)
-        .build_unchecked(manager))
+        .build(manager)?)
 }
 
 /// The first connection, made here rather than by the pool so that a

@@ -150,17 +150,19 @@ pub fn open_pool(url: &str, max_size: u32, ca: Option<&CaFile>) -> Result<RedisP
     if pong != "PONG" {
         return Err(DbError::Invalid(format!("Redis answered PING with {pong}")));
     }
-    drop(first);
-    // Unchecked: the first connection showed the server works; the pool
-    // makes its own in the background rather than wait for one more.
-    Ok(r2d2::Pool::builder()
+    // The first connection is the pool's first: nothing more to wait for.
+    r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         // Only connections that sat idle are pinged (see `db::checked`).
         .test_on_check_out(true)
         .connection_timeout(TIMEOUT)
         .connection_customizer(Box::new(Timeouts))
-        .build_unchecked(Checked(Server(client))))
+        .build(Checked::seeded(Server(client), first))
+        .map_err(|source| DbError::Checkout {
+            backend: "Redis",
+            source,
+        })
 }
 
 /// A connection from `pool`.
