@@ -59,6 +59,14 @@ pub enum AppError {
     /// The certificate or key could not be used.
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A backend's CA file could not be used.
+    #[error("cannot use {setting}: {source}")]
+    CaFile {
+        /// The setting that names the file.
+        setting: &'static str,
+        /// Why.
+        source: crate::tls::TlsError,
+    },
     /// The database is missing from a data directory that had one.
     #[error(
         "there is no database at {path}, but this data directory has been used before \
@@ -310,6 +318,11 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
     let hasher = hasher(config);
     // The provider's store goes where the users are (set by each arm).
     let oidc: Arc<dyn crate::oidc::Store>;
+    let database_ca = ca_file("database_ca_file", config.database_ca_file.as_deref())?;
+    let session_store_ca = ca_file(
+        "session_store_ca_file",
+        config.session_store_ca_file.as_deref(),
+    )?;
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
@@ -335,7 +348,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
                 )
             }
             Database::Postgres(url) => {
-                let pool = db::postgres::open(url.expose_str(), max)?;
+                let pool = db::postgres::open(url.expose_str(), max, database_ca.as_ref())?;
                 let health = pool.clone();
                 oidc = Arc::new(crate::oidc::PostgresOidc(pool.clone()));
                 (
@@ -356,7 +369,8 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
         },
         SessionStore::Redis(url) => {
             let pool =
-                crate::db::redis::open_pool(url.expose_str(), max).map_err(StoreError::from)?;
+                crate::db::redis::open_pool(url.expose_str(), max, session_store_ca.as_ref())
+                    .map_err(StoreError::from)?;
             let health = pool.clone();
             Backends {
                 users,
@@ -370,6 +384,16 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
             }
         }
     })
+}
+
+/// The CA file `setting` names, read and checked, if it names one.
+fn ca_file(
+    setting: &'static str,
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::tls::client::CaFile>, AppError> {
+    path.map(crate::tls::client::CaFile::read)
+        .transpose()
+        .map_err(|source| AppError::CaFile { setting, source })
 }
 
 /// A fresh database is made only on a first start: a data directory that
@@ -823,7 +847,7 @@ mod tests {
         };
         let url = db::postgres::scratch_schema(&url).expect("schema");
         // One connection, so the health check gets the one set read-only.
-        let pool = db::postgres::open(&url, 1).expect("open");
+        let pool = db::postgres::open_for_tests(&url, 1).expect("open");
         postgres_health(&pool).expect("a writable server is healthy");
         pool.get()
             .expect("conn")

@@ -1,11 +1,13 @@
 //! HTTPS certificates: reading a PEM chain and key, the resolver that hands
 //! rustls the current one and swaps it on reload (`SIGHUP`), the rustls
-//! server configuration, fingerprints, and `gatehouse tls self-signed`;
-//! and the one client configuration gatehouse uses to reach other servers
-//! over TLS ([`client_config`]).
+//! server configuration, fingerprints, and `gatehouse tls self-signed`.
+//! TLS to the servers gatehouse connects to (the backends, the directory)
+//! is in [`client`].
 //!
 //! No cryptography of our own: rustls with the `ring` provider does TLS,
 //! rcgen (on `ring`) makes keys and certificates.
+
+pub mod client;
 
 use std::fmt;
 use std::io::Write as _;
@@ -357,94 +359,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     written.map_err(err)
 }
 
-/// The rustls configuration gatehouse connects to other servers with (the
-/// directory; meant for PostgreSQL and Redis too, so that every backend
-/// verifies alike): TLS 1.2 and 1.3 with rustls' safe defaults over ring,
-/// the server's certificate checked against `ca_file`'s certificates when
-/// given (a private CA), else against the system's CA certificates, and
-/// always against the host name the client asked for (what libpq calls
-/// `verify-full`). No client certificate.
-///
-/// Threat: a machine that answers in the server's place (a spoofed
-/// address, a hijacked name) learns the passwords sent to it unless the
-/// certificate must be signed by a trusted CA and name the host dialled.
-///
-/// # Errors
-///
-/// [`TlsError::Read`] for an unreadable `ca_file`, [`TlsError::Pem`] for
-/// one that holds no usable certificate or when the system has none.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let pem = |reason: String| TlsError::Pem {
-                path: path.to_owned(),
-                reason,
-            };
-            let text = std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            for cert in CertificateDer::pem_slice_iter(&text) {
-                let cert = cert.map_err(|e| pem(format!("not a PEM certificate: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| pem(format!("not a CA certificate rustls can use: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(pem("holds no certificate".to_owned()));
-            }
-        }
-        None => {
-            // Unreadable or odd files among the system's are skipped; what
-            // loads is used.
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-            if roots.is_empty() {
-                return Err(TlsError::Pem {
-                    path: PathBuf::from("(the system's CA certificates)"),
-                    reason: "none found: install ca-certificates or set a CA file".to_owned(),
-                });
-            }
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Generate(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_client_config_trusts_the_ca_file_and_refuses_files_without_certificates() {
-        let dir = tempfile::tempdir().expect("dir");
-        let made = self_signed(&files(dir.path()), &["ldap.lan".into()], false).expect("made");
-        assert!(client_config(Some(&made.files.cert)).is_ok());
-        let missing = dir.path().join("missing.pem");
-        assert!(matches!(
-            client_config(Some(&missing)),
-            Err(TlsError::Read { .. })
-        ));
-        // A key is no certificate; nor is an empty file or garbage.
-        for (name, text) in [
-            ("key.pem", std::fs::read(&made.files.key).expect("key")),
-            ("empty.pem", Vec::new()),
-            (
-                "junk.pem",
-                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
-            ),
-        ] {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).expect("write");
-            let err = client_config(Some(&path)).expect_err(name);
-            assert!(matches!(err, TlsError::Pem { .. }), "{name}: {err}");
-        }
-    }
 
     fn files(dir: &Path) -> TlsFiles {
         TlsFiles::in_data_dir(dir)

@@ -947,12 +947,12 @@ mod tests {
         check(&throttle(Box::new(memory), &clock), &clock);
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(&throttle(Box::new(PostgresRecords(pool)), &clock), &clock);
         }
         if let Some(url) = crate::db::redis::test_url() {
-            let pool = crate::db::redis::open_pool(&url, 2).expect("redis");
+            let pool = crate::db::redis::open_pool_for_tests(&url, 2).expect("redis");
             let prefix = crate::db::redis::scratch_prefix();
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(

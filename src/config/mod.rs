@@ -67,8 +67,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where users are kept.
     pub database: Database,
+    /// The CA certificates a PostgreSQL server's certificate must chain
+    /// to (`None`: Mozilla's roots, built in), when its URL asks for TLS.
+    pub database_ca_file: Option<PathBuf>,
     /// Where sessions are kept.
     pub session_store: SessionStore,
+    /// The CA certificates a Redis server's certificate must chain to
+    /// (`None`: Mozilla's roots, built in), for a `rediss://` URL.
+    pub session_store_ca_file: Option<PathBuf>,
     /// The prefix of Redis keys.
     pub store_prefix: String,
     /// Listen address.
@@ -198,7 +204,9 @@ impl Config {
     fn unfilled(data_dir: PathBuf) -> Self {
         Self {
             database: Database::Sqlite(PathBuf::new()),
+            database_ca_file: None,
             session_store: SessionStore::Database,
+            session_store_ca_file: None,
             store_prefix: String::new(),
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -605,14 +613,102 @@ redirect_uris = ["app.immich:///oauth-callback"]
             ("GATEHOUSE_DATABASE", "mysql://db/x"),
             ("GATEHOUSE_SESSION_STORE", "memcached://x"),
             ("GATEHOUSE_STORE_PREFIX", "has space"),
-            ("GATEHOUSE_SESSION_STORE", "rediss://cache.lan"),
-            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=require"),
+            ("GATEHOUSE_SESSION_STORE", "rediss://cache.lan#insecure"),
+            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=prefer"),
+            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=allow"),
         ] {
             let err = build(&[(name, value)]).expect_err(value).to_string();
             assert!(
                 err.contains(&name["GATEHOUSE_".len()..].to_ascii_lowercase()),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn tls_to_the_backends_is_taken_with_its_ca_files() {
+        let build = |vars: &[(&str, &str)]| Config::load(Path::new("d"), None, env(vars), &[]);
+        let c = build(&[
+            (
+                "GATEHOUSE_DATABASE",
+                "postgres://gh:hunter2@db.lan/gh?sslmode=verify-full",
+            ),
+            ("GATEHOUSE_DATABASE_CA_FILE", "/etc/gatehouse/db-ca.pem"),
+            ("GATEHOUSE_SESSION_STORE", "rediss://:pw@cache.lan:6380/0"),
+            ("GATEHOUSE_SESSION_STORE_CA_FILE", "redis-ca.pem"),
+        ])
+        .expect("TLS to both");
+        assert!(c.database.uses_tls() && c.session_store.uses_tls());
+        assert_eq!(
+            c.database_ca_file.as_deref(),
+            Some(Path::new("/etc/gatehouse/db-ca.pem"))
+        );
+        assert_eq!(
+            c.session_store_ca_file.as_deref(),
+            Some(Path::new("d/redis-ca.pem"))
+        );
+        let shown = c.effective();
+        let show = |name: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .expect(name)
+        };
+        assert_eq!(show("database_ca_file"), "/etc/gatehouse/db-ca.pem");
+        assert_eq!(show("session_store_ca_file"), "d/redis-ca.pem");
+        assert_eq!(
+            show("database"),
+            "postgres://gh:***@db.lan/gh?sslmode=verify-full"
+        );
+        assert_eq!(show("session_store"), "rediss://:***@cache.lan:6380/0");
+        // Every mode that asks for TLS is taken (and checked in full).
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://db.lan/x?sslmode={mode}");
+            let c = build(&[("GATEHOUSE_DATABASE", url.as_str())]).expect(mode);
+            assert!(c.database.uses_tls(), "{mode}");
+            let shown = c.effective();
+            assert!(
+                shown.contains(&(
+                    "database_ca_file",
+                    "(none: Mozilla's roots, built in)".to_owned()
+                )),
+                "{shown:?}"
+            );
+        }
+        let c = build(&[("GATEHOUSE_DATABASE", "postgres://db.lan/x")]).expect("plain");
+        assert!(!c.database.uses_tls());
+        assert!(
+            c.effective()
+                .contains(&("database_ca_file", "(none: no TLS)".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_tls_is_refused_rather_than_ignored() {
+        let build = |vars: &[(&str, &str)]| Config::load(Path::new("d"), None, env(vars), &[]);
+        for (vars, setting) in [
+            (
+                &[("GATEHOUSE_DATABASE_CA_FILE", "ca.pem")][..],
+                "database_ca_file",
+            ),
+            (
+                &[
+                    ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=disable"),
+                    ("GATEHOUSE_DATABASE_CA_FILE", "ca.pem"),
+                ][..],
+                "database_ca_file",
+            ),
+            (
+                &[
+                    ("GATEHOUSE_SESSION_STORE", "redis://cache.lan"),
+                    ("GATEHOUSE_SESSION_STORE_CA_FILE", "ca.pem"),
+                ][..],
+                "session_store_ca_file",
+            ),
+        ] {
+            let err = build(vars).expect_err(setting).to_string();
+            assert!(err.contains(setting) && err.contains("TLS"), "{err}");
         }
     }
 }

@@ -21,8 +21,8 @@ use super::values::{
     Database, SessionStore, access, at_least_one, cookie_domain, cookie_name, cookie_path,
     cookie_secure, data_path, database, format_duration, listen, mask_password, masked,
     max_connections, none_if_empty, number_in, optional_secret, parse_bool, parse_duration,
-    per_client, public_url, redirect_http, same_site, session_store, show_cookie_secure,
-    show_same_site, signing_secret, store_prefix, threads,
+    per_client, public_url, redirect_http, same_site, session_store, show_ca_file,
+    show_cookie_secure, show_same_site, signing_secret, store_prefix, threads,
 };
 
 /// What the rows parse into: the [`Config`] itself, plus the few values
@@ -226,7 +226,7 @@ pub static SETTINGS: &[Setting] = &[
         name: "database",
         env_twin: None,
         default: Text(""),
-        help: "users and sessions: empty = `<data>/gatehouse.db`; a file path (SQLite); or `postgres://user:password@host/db` for several instances",
+        help: "users and sessions: empty = `<data>/gatehouse.db`; a file path (SQLite); or `postgres://user:password@host/db` for several instances (`?sslmode=verify-full` for TLS)",
         set: Set::One(|d, s| {
             d.config.database = database(s, &d.config.data_dir)?;
             Ok(())
@@ -237,10 +237,21 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "database_ca_file",
+        env_twin: None,
+        default: Text(""),
+        help: "PEM file of the CA certificates a PostgreSQL server's certificate must chain to when the URL asks for TLS (`sslmode=verify-full`); empty = Mozilla's roots, built in",
+        set: Set::One(|d, s| {
+            d.config.database_ca_file = data_path(s, &d.config.data_dir);
+            Ok(())
+        }),
+        show: |c| show_ca_file(c.database_ca_file.as_deref(), c.database.uses_tls()),
+    },
+    Setting {
         name: "session_store",
         env_twin: None,
         default: Text("database"),
-        help: "sessions: `database` (wherever users are) or `redis://host:6379/0` (Redis or Valkey; login throttling moves there too)",
+        help: "sessions: `database` (wherever users are) or `redis://host:6379/0` (Redis or Valkey; login throttling moves there too; `rediss://` for TLS)",
         set: Set::One(|d, s| {
             d.config.session_store = session_store(s)?;
             Ok(())
@@ -248,6 +259,22 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| match &c.session_store {
             SessionStore::Database => "database".to_owned(),
             SessionStore::Redis(u) => mask_password(u.expose_str()),
+        },
+    },
+    Setting {
+        name: "session_store_ca_file",
+        env_twin: None,
+        default: Text(""),
+        help: "PEM file of the CA certificates a Redis server's certificate must chain to, for a `rediss://` URL; empty = Mozilla's roots, built in",
+        set: Set::One(|d, s| {
+            d.config.session_store_ca_file = data_path(s, &d.config.data_dir);
+            Ok(())
+        }),
+        show: |c| {
+            show_ca_file(
+                c.session_store_ca_file.as_deref(),
+                c.session_store.uses_tls(),
+            )
         },
     },
     Setting {
@@ -930,16 +957,17 @@ pub static SETTINGS: &[Setting] = &[
         name: "ldap.ca_file",
         env_twin: None,
         default: Text(""),
-        help: "PEM CA certificate(s) the directory's certificate must chain to (a private CA); empty = the system's; relative to the data directory",
+        help: "PEM CA certificate(s) the directory's certificate must chain to (a private CA); empty = Mozilla's roots, built in; relative to the data directory",
         set: Set::One(|d, s| {
             s.clone_into(&mut d.ldap.ca_file);
             Ok(())
         }),
         show: |c| {
             ldap_shown(c, |l| {
-                l.ca_file
-                    .as_ref()
-                    .map_or_else(|| "(the system's)".to_owned(), |p| p.display().to_string())
+                l.ca_file.as_ref().map_or_else(
+                    || "(built-in roots)".to_owned(),
+                    |p| p.display().to_string(),
+                )
             })
         },
     },

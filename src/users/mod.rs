@@ -552,7 +552,7 @@ mod tests {
         check(&Users::new(pool, Arc::clone(&hasher)));
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             check(&Users::postgres(pool, hasher));
         }
     }
@@ -592,7 +592,7 @@ mod tests {
             return;
         };
         let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-        let pool = crate::db::postgres::open(&url, 2).expect("open");
+        let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
         pool.get()
             .expect("conn")
             .batch_execute(&crate::db::postgres::fail_at_commit("users", "INSERT"))
@@ -766,7 +766,7 @@ mod tests {
         check(&|cost| Users::new(pool.clone(), hasher(cost)));
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             check(&|cost| Users::postgres(pool.clone(), hasher(cost)));
         }
     }

@@ -237,7 +237,7 @@ mod tests {
         check(&Users::new(pool, Arc::clone(&hasher)));
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             check(&Users::postgres(pool, hasher));
         }
     }

@@ -8,6 +8,7 @@ mod slapd;
 mod accounts;
 mod api;
 mod attack;
+mod backend_tls;
 mod backup;
 mod bursts;
 mod cli;

@@ -167,10 +167,18 @@ impl Directory {
     pub fn new(settings: Settings) -> Result<Self, DirectoryError> {
         let tls = match settings.security {
             Security::Plain => None,
-            Security::Ldaps | Security::StartTls => Some(
-                crate::tls::client_config(settings.ca_file.as_deref())
-                    .map_err(|e| DirectoryError::Tls(e.to_string()))?,
-            ),
+            Security::Ldaps | Security::StartTls => {
+                let tls = |e: crate::tls::TlsError| DirectoryError::Tls(e.to_string());
+                let ca = settings
+                    .ca_file
+                    .as_deref()
+                    .map(crate::tls::client::CaFile::read)
+                    .transpose()
+                    .map_err(tls)?;
+                Some(Arc::new(
+                    crate::tls::client::client_config(ca.as_ref()).map_err(tls)?,
+                ))
+            }
         };
         Ok(Self {
             slots: Arc::new(Slots::new(settings.max_connections)),

@@ -503,7 +503,7 @@ impl Draft {
                     "is set, but ldap.insecure = true turns TLS off",
                 ));
             }
-            crate::tls::client_config(Some(file))
+            crate::tls::client::CaFile::read(file)
                 .map_err(|e| refuse("ldap.ca_file", e.to_string()))?;
         }
         for (setting, d) in [
