@@ -147,7 +147,21 @@ fn pings_stop_while_the_server_cannot_take_a_connection() {
             Some(conn)
         })
         .collect();
-    assert!(held.len() >= 16, "only {} connections", held.len());
+    // Only those already being served count: wait for each one's first
+    // answer to start (on a loaded machine the server may not have read
+    // every head yet, and a connection still in its head may be closed to
+    // make room for the probe). The rest were refused or closed to make
+    // room for later ones.
+    let held: Vec<TcpStream> = held
+        .into_iter()
+        .filter_map(|mut conn| {
+            conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            let mut start = [0u8; 12];
+            std::io::Read::read_exact(&mut conn, &mut start).ok()?;
+            (&start == b"HTTP/1.1 200").then_some(conn)
+        })
+        .collect();
+    assert!(held.len() >= 8, "only {} connections served", held.len());
     // A probe already answered may still report; after that, silence.
     std::thread::sleep(Duration::from_millis(600));
     while next(&sock, Duration::from_millis(1)).is_some() {}
