@@ -2,8 +2,10 @@
 //! pages, the JSON API, the admin page and the command line.
 //!
 //! - **Sign-in** ([`Accounts::attempt_sign_in`], then
-//!   [`Accounts::finish_sign_in`]): throttling, one bcrypt verify on the
-//!   bounded queue for every outcome (a dummy hash for unknown users),
+//!   [`Accounts::finish_sign_in`]): throttling (every password check and
+//!   second-step code counted in the throttle before it is checked, so a
+//!   burst cannot outrun the lock), one bcrypt verify on the bounded,
+//!   fair queue for every outcome (a dummy hash for unknown users),
 //!   disabled accounts, the login log lines. The attempt returns an
 //!   [`Attempt`] rather than a response, so a second step can sit between
 //!   the password and the finished sign-in. The session id changes at
@@ -34,11 +36,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::throttle::Throttle;
+use crate::auth::throttle::{Lockout, Reservation, Reserve, Throttle};
 use crate::clock::Millis;
 use crate::logging;
 use crate::session::{Change, Patch, Session, SessionError, SessionKey, Store, StoreError, Touch};
 use crate::users::factors::{CodeCheck, Policy};
+use crate::users::password::{PasswordError, Source, Turn};
 use crate::users::{Login, MAX_USERNAME, User, UserError, UserId, Username, Users};
 
 /// Session data: a sign-in whose password was right, waiting for its
@@ -154,6 +157,12 @@ pub enum Step {
     Throttled(Duration),
     /// No pending sign-in (never, expired, or too many wrong attempts).
     Expired,
+}
+
+/// The key of a pending sign-in's own budget of wrong second steps in the
+/// throttle's store: its user and the moment its password was right.
+fn pending_budget(pending: &Pending) -> String {
+    format!("{}:{}", pending.user_id, pending.at)
 }
 
 /// Whether these sign-in methods make two factors.
@@ -363,26 +372,116 @@ impl<'a> Accounts<'a> {
         if username.len() > MAX_USERNAME {
             return Err(AccountError::UsernameTooLong);
         }
-        if let Some(wait) = throttle_wait(guard, username, ip)? {
-            return Ok(Attempt::Throttled(wait));
-        }
-        let reason = match self.users.authenticate(username, password)? {
+        let (login, reserved) = match self.check_password(guard, username, password, ip)? {
+            Checked::Throttled(wait) => return Ok(Attempt::Throttled(wait)),
+            Checked::Done(login, reserved) => (login, reserved),
+        };
+        let reason = match login {
             Login::Ok(user) => {
                 // A right password clears the name's failures only when it
                 // is the whole sign-in: else re-entering it between wrong
                 // codes would wash out the count of the second step.
-                let has_factor = self.users.factors().summary(user.id)?.any();
-                if !has_factor {
-                    guard.throttle.success(username)?;
-                }
+                let has_factor = match self.users.factors().summary(user.id) {
+                    Ok(summary) => summary.any(),
+                    Err(e) => {
+                        release(guard, reserved);
+                        return Err(e.into());
+                    }
+                };
+                guard.throttle.passed(reserved, !has_factor)?;
                 return Ok(Attempt::Verified(Verified { user, has_factor }));
             }
             Login::UnknownUser => "unknown_user",
             Login::WrongPassword => "wrong_password",
             Login::Disabled => "disabled",
         };
-        record_failure(guard, username, ip, reason)?;
+        record_failure(guard, username, ip, reason, Some(reserved))?;
         Ok(Attempt::Failed)
+    }
+
+    /// One password check, counted before it runs: a cheap look at the
+    /// locks first (a locked name or address never takes a place in the
+    /// bcrypt queue, and the address's standing orders the queue), then,
+    /// once a worker is free for it, a reservation
+    /// on the name and the address ([`Throttle::reserve`]); only a
+    /// granted attempt runs bcrypt, and the caller confirms or releases
+    /// it. An attempt the queue refuses counts against its address.
+    ///
+    /// # Errors
+    ///
+    /// A busy hasher (counted, and logged `login busy`), or a database or
+    /// throttle-store failure.
+    fn check_password(
+        &self,
+        guard: &Guard<'_>,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Checked, AccountError> {
+        let look = guard.throttle.look(username, ip)?;
+        if let Some(wait) = look.wait {
+            return Ok(Checked::Throttled(throttled(guard, username, ip, wait)));
+        }
+        let mut reserved = None;
+        let mut locked = None;
+        let mut failed = None;
+        let key = crate::auth::throttle::ip_subject(ip);
+        let source = Source {
+            key: &key,
+            standing: look.standing,
+        };
+        let checked = self
+            .users
+            .authenticate_as(source, username, password, &mut || {
+                match guard.throttle.reserve(username, ip) {
+                    Ok(Reserve::Granted(r)) => {
+                        reserved = Some(r);
+                        Turn::Go
+                    }
+                    Ok(Reserve::Locked(wait)) => {
+                        locked = Some(wait);
+                        Turn::Stop
+                    }
+                    // Every attempt the limits allow is being checked (here
+                    // or on another instance): wait for one to finish. (A
+                    // password check has no budget to spend.)
+                    Ok(Reserve::Full | Reserve::Spent) => Turn::Later,
+                    Err(e) => {
+                        failed = Some(e);
+                        Turn::Stop
+                    }
+                }
+            });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        match (checked, reserved) {
+            (Ok(Some(login)), Some(reserved)) => Ok(Checked::Done(login, reserved)),
+            (Ok(_), reserved) => {
+                if let Some(r) = reserved {
+                    release(guard, r);
+                }
+                let wait = locked.unwrap_or(Duration::from_secs(1));
+                Ok(Checked::Throttled(throttled(guard, username, ip, wait)))
+            }
+            (Err(UserError::Password(PasswordError::Busy)), reserved) => {
+                if let Some(r) = reserved {
+                    release(guard, r);
+                }
+                guard.counters.login("busy");
+                log(username, "busy", ip, "");
+                for lock in guard.throttle.refused(ip)? {
+                    log_lock(username, ip, &lock);
+                }
+                Err(UserError::Password(PasswordError::Busy).into())
+            }
+            (Err(e), reserved) => {
+                if let Some(r) = reserved {
+                    release(guard, r);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// The last step of signing in: the session becomes `verified`'s user's
@@ -510,24 +609,51 @@ impl<'a> Accounts<'a> {
         if let Some(wait) = throttle_wait(guard, &user.username, ip)? {
             return Ok(Step::Throttled(wait));
         }
+        // Counted before the code is checked, on the name, the address and
+        // the pending sign-in's own budget, atomically in the throttle's
+        // store: a burst of codes (through any number of instances) gets
+        // no more checks than the limits allow.
+        let budget = subject.pending.as_ref().map(pending_budget);
+        let budget = budget.as_ref().map(|key| (key.as_str(), PENDING_ATTEMPTS));
+        let reserved = match guard.throttle.reserve_step(&user.username, ip, budget)? {
+            Reserve::Granted(r) => r,
+            Reserve::Locked(wait) => {
+                return Ok(Step::Throttled(throttled(guard, &user.username, ip, wait)));
+            }
+            // The codes the limits allow are being checked right now.
+            Reserve::Full => {
+                let wait = Duration::from_secs(1);
+                return Ok(Step::Throttled(throttled(guard, &user.username, ip, wait)));
+            }
+            Reserve::Spent => {
+                session.remove(PENDING)?;
+                return Ok(Step::Expired);
+            }
+        };
         let factors = self.users.factors();
-        let (right, left) = match proof {
-            Proof::Code(code) => match factors.check_totp(user.id, code)? {
+        let checked = match proof {
+            Proof::Code(code) => factors.check_totp(user.id, code).map(|c| match c {
                 CodeCheck::Accepted => (true, None),
                 CodeCheck::Replayed => {
                     log(&user.username, "replayed_code", ip, "");
                     (false, None)
                 }
                 CodeCheck::Wrong => (false, None),
-            },
-            Proof::Recovery(code) => match factors.use_recovery_code(user.id, code)? {
-                Some(left) => (true, Some(left)),
-                None => (false, None),
-            },
-            Proof::Passkey(id) => (id == user.id, None),
+            }),
+            Proof::Recovery(code) => factors
+                .use_recovery_code(user.id, code)
+                .map(|left| (left.is_some(), left)),
+            Proof::Passkey(id) => Ok((id == user.id, None)),
+        };
+        let (right, left) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                release(guard, reserved);
+                return Err(e.into());
+            }
         };
         if !right {
-            record_failure(guard, &user.username, ip, "wrong_code")?;
+            record_failure(guard, &user.username, ip, "wrong_code", Some(reserved))?;
             if let Some(mut pending) = subject.pending {
                 pending.attempts += 1;
                 if pending.attempts >= PENDING_ATTEMPTS {
@@ -538,7 +664,7 @@ impl<'a> Accounts<'a> {
             }
             return Ok(Step::Wrong);
         }
-        guard.throttle.success(&user.username)?;
+        guard.throttle.passed(reserved, true)?;
         if let Some(left) = left {
             log(
                 &user.username,
@@ -720,7 +846,7 @@ impl<'a> Accounts<'a> {
             return Ok(Step::Throttled(wait));
         }
         if user.disabled {
-            record_failure(guard, &user.username, ip, "disabled")?;
+            record_failure(guard, &user.username, ip, "disabled", None)?;
             return Ok(Step::Wrong);
         }
         session.remove(PENDING)?;
@@ -748,7 +874,7 @@ impl<'a> Accounts<'a> {
         ip: IpAddr,
     ) -> Result<(), AccountError> {
         let name = user.map_or("-", |u| u.username.as_str());
-        Ok(record_failure(guard, name, ip, "wrong_passkey")?)
+        Ok(record_failure(guard, name, ip, "wrong_passkey", None)?)
     }
 
     /// Refuses an administrator signed into `session` who gave no second
@@ -831,15 +957,17 @@ impl<'a> Accounts<'a> {
         purpose: Purpose,
     ) -> Result<Check, AccountError> {
         let username = &user.username;
-        if let Some(wait) = throttle_wait(guard, username, ip)? {
-            return Ok(Check::Throttled(wait));
-        }
-        match self.users.authenticate(username, password)? {
+        let (login, reserved) = match self.check_password(guard, username, password, ip)? {
+            Checked::Throttled(wait) => return Ok(Check::Throttled(wait)),
+            Checked::Done(login, reserved) => (login, reserved),
+        };
+        match login {
             Login::Ok(found) if found.id == user.id => {
                 // The name's failures stay: only a finished sign-in clears
                 // them. Else a password-only session could guess a second
                 // step's codes, confirm its password (with new passwords
                 // that do not match, so nothing changes), and guess on.
+                guard.throttle.passed(reserved, false)?;
                 if purpose == Purpose::AdminAction {
                     log(username, "reauth", ip, "");
                 }
@@ -850,7 +978,7 @@ impl<'a> Accounts<'a> {
                     Purpose::ChangePassword => "wrong_current_password",
                     Purpose::AdminAction => "wrong_confirm_password",
                 };
-                record_failure(guard, username, ip, reason)?;
+                record_failure(guard, username, ip, reason, Some(reserved))?;
                 Ok(Check::Wrong)
             }
         }
@@ -1161,6 +1289,14 @@ fn log(username: &str, outcome: &str, ip: IpAddr, extra: &str) {
     logging::line(&logging::login_message(outcome, username, ip, extra));
 }
 
+/// What [`Accounts::check_password`] came to.
+enum Checked {
+    /// Refused by throttling (logged and counted): wait this long.
+    Throttled(Duration),
+    /// Checked, under this reservation (to confirm or release).
+    Done(Login, Reservation),
+}
+
 /// How long this username or address must wait, if throttled; logs and
 /// counts the refusal.
 fn throttle_wait(
@@ -1171,30 +1307,57 @@ fn throttle_wait(
     let Some(wait) = guard.throttle.retry_after(username, ip)? else {
         return Ok(None);
     };
+    Ok(Some(throttled(guard, username, ip, wait)))
+}
+
+/// Logs and counts an attempt refused by throttling; returns `wait`.
+fn throttled(guard: &Guard<'_>, username: &str, ip: IpAddr, wait: Duration) -> Duration {
     let secs = wait.as_secs().max(1);
     guard.counters.throttled();
     log(username, "throttled", ip, &format!(" retry_after={secs}"));
-    Ok(Some(wait))
+    wait
 }
 
-/// Logs a failed password check and counts it towards a lockout.
+/// Releases an attempt that was never checked to its end; best effort:
+/// what cannot be released lapses ([`crate::auth::throttle::HOLD`]).
+fn release(guard: &Guard<'_>, reserved: Reservation) {
+    if let Err(e) = guard.throttle.release(reserved) {
+        logging::line(&format!(
+            "throttle release failed detail={}",
+            logging::quote(&e.to_string())
+        ));
+    }
+}
+
+/// Logs and counts a failed check towards a lockout: the attempt it
+/// reserved, or (a passkey that did not verify, which reserves nothing)
+/// a failure of its own.
 fn record_failure(
     guard: &Guard<'_>,
     username: &str,
     ip: IpAddr,
     reason: &str,
+    reserved: Option<Reservation>,
 ) -> Result<(), StoreError> {
     guard.counters.login(reason);
     log(username, "failed", ip, &format!(" reason={reason}"));
-    for lock in guard.throttle.failure(username, ip)? {
-        log(
-            username,
-            "locked",
-            ip,
-            &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
-        );
+    let locks = match reserved {
+        Some(r) => guard.throttle.failed(r)?,
+        None => guard.throttle.failure(username, ip)?,
+    };
+    for lock in locks {
+        log_lock(username, ip, &lock);
     }
     Ok(())
+}
+
+fn log_lock(username: &str, ip: IpAddr, lock: &Lockout) {
+    log(
+        username,
+        "locked",
+        ip,
+        &format!(" by={} seconds={}", lock.by, lock.duration.as_secs()),
+    );
 }
 
 #[cfg(test)]

@@ -59,6 +59,14 @@ pub enum AppError {
     /// The certificate or key could not be used.
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A backend's CA file could not be used.
+    #[error("cannot use {setting}: {source}")]
+    CaFile {
+        /// The setting that names the file.
+        setting: &'static str,
+        /// Why.
+        source: crate::tls::TlsError,
+    },
     /// The database is missing from a data directory that had one.
     #[error(
         "there is no database at {path}, but this data directory has been used before \
@@ -184,16 +192,34 @@ fn server_options(
     limit: &descriptors::Limit,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> tiny_http::Options {
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
+    // A reverse proxy in front carries many clients over its connections:
+    // no per-client cap for it.
+    let trusted = config.trusted_proxies.clone();
+    let uncapped: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync> =
+        Arc::new(move |ip| trusted.iter().any(|n| n.contains(ip)));
     tiny_http::Options {
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,
+        min_send_rate: config.min_send_rate,
         keepalive_timeout: config.keepalive_timeout,
-        max_connections: config
-            .max_connections
-            .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config))),
+        max_connections,
+        max_connections_per_client: per_client(config, max_connections),
+        uncapped: Some(uncapped),
         tls,
         log: server_log,
+        ..tiny_http::Options::default()
     }
+}
+
+/// The cap on one client address's connections (and one user's WebSocket
+/// tunnels) under a cap of `max_connections` in all.
+fn per_client(config: &Config, max_connections: usize) -> usize {
+    config
+        .max_connections_per_client
+        .unwrap_or_else(|| descriptors::per_client(max_connections))
 }
 
 /// The most database and Redis connections the pools may hold at once.
@@ -292,6 +318,11 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
     let hasher = hasher(config);
     // The provider's store goes where the users are (set by each arm).
     let oidc: Arc<dyn crate::oidc::Store>;
+    let database_ca = ca_file("database_ca_file", config.database_ca_file.as_deref())?;
+    let session_store_ca = ca_file(
+        "session_store_ca_file",
+        config.session_store_ca_file.as_deref(),
+    )?;
     let (users, store, records, db_health): (Users, Arc<dyn Store>, Box<dyn Records>, Health) =
         match &config.database {
             Database::Sqlite(path) => {
@@ -317,7 +348,7 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
                 )
             }
             Database::Postgres(url) => {
-                let pool = db::postgres::open(url.expose_str(), max)?;
+                let pool = db::postgres::open(url.expose_str(), max, database_ca.as_ref())?;
                 let health = pool.clone();
                 oidc = Arc::new(crate::oidc::PostgresOidc(pool.clone()));
                 (
@@ -338,7 +369,8 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
         },
         SessionStore::Redis(url) => {
             let pool =
-                crate::db::redis::open_pool(url.expose_str(), max).map_err(StoreError::from)?;
+                crate::db::redis::open_pool(url.expose_str(), max, session_store_ca.as_ref())
+                    .map_err(StoreError::from)?;
             let health = pool.clone();
             Backends {
                 users,
@@ -352,6 +384,16 @@ pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Bac
             }
         }
     })
+}
+
+/// The CA file `setting` names, read and checked, if it names one.
+fn ca_file(
+    setting: &'static str,
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::tls::client::CaFile>, AppError> {
+    path.map(crate::tls::client::CaFile::read)
+        .transpose()
+        .map_err(|source| AppError::CaFile { setting, source })
 }
 
 /// A fresh database is made only on a first start: a data directory that
@@ -633,6 +675,19 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         .hasher()
         .warm_up()
         .map_err(|e| AppError::Setup(format!("bcrypt: {e}")))?;
+    // Unknown names must cost what the stored hashes cost, also right
+    // after `bcrypt_cost` changed; a failure here is no reason not to
+    // serve (the next sign-in tries again).
+    if let Err(e) = users.refresh_dummy_cost() {
+        crate::logging::line(&format!(
+            "dummy hash cost not matched to the stored hashes detail={}",
+            crate::logging::quote(&e.to_string())
+        ));
+    }
+    let limit = raise_descriptor_limit(config);
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| descriptors::max_connections(limit.soft, pooled(config)));
     let state = Arc::new(web::State {
         sessions: web::layer::SessionLayer::from_engine(Engine::new(
             Arc::clone(&store),
@@ -649,6 +704,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         public_url: config.public_url.clone(),
         proxy: web::gate::client(config.proxy_timeout),
         proxy_timeout: config.proxy_timeout,
+        tunnels: web::Tunnels::new(
+            per_client(config, max_connections),
+            config.tunnel_idle_timeout,
+        ),
         proxy_underscore_headers: config.proxy_underscore_headers,
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),
@@ -675,7 +734,6 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     }
 
     let handler_state = Arc::clone(&state);
-    let limit = raise_descriptor_limit(config);
     let server = tiny_http::with_options(server_options(config, &limit, tls), || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)
@@ -789,7 +847,7 @@ mod tests {
         };
         let url = db::postgres::scratch_schema(&url).expect("schema");
         // One connection, so the health check gets the one set read-only.
-        let pool = db::postgres::open(&url, 1).expect("open");
+        let pool = db::postgres::open_for_tests(&url, 1).expect("open");
         postgres_health(&pool).expect("a writable server is healthy");
         pool.get()
             .expect("conn")

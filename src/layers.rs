@@ -50,9 +50,10 @@ const RANKS: &[(&str, u8)] = &[
     ("oidc", 5),
     ("session", 5),
     ("users", 5),
-    // Below the guards and stores: pools and migrations; certificates.
+    // Below the guards and stores: pools and migrations.
     ("db", 4),
-    ("tls", 4),
+    // Certificates, and TLS to the backends, which the pools use.
+    ("tls", 3),
     // The bottom helpers, in the one order they use each other.
     ("files", 3),
     ("identity", 2),

@@ -1,9 +1,13 @@
 //! HTTPS certificates: reading a PEM chain and key, the resolver that hands
 //! rustls the current one and swaps it on reload (`SIGHUP`), the rustls
 //! server configuration, fingerprints, and `gatehouse tls self-signed`.
+//! TLS to the servers gatehouse connects to (the backends, the directory)
+//! is in [`client`].
 //!
 //! No cryptography of our own: rustls with the `ring` provider does TLS,
 //! rcgen (on `ring`) makes keys and certificates.
+
+pub mod client;
 
 use std::fmt;
 use std::io::Write as _;

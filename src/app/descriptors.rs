@@ -77,9 +77,25 @@ pub fn max_connections(soft: Option<u64>, pooled: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// The default `max_connections_per_client` under a cap of `max`
+/// connections: a quarter of them, at least 8. One address (an office's
+/// NAT, a flood) then holds at most a quarter of the slots, and a browser
+/// (six connections a host) always has room.
+pub fn per_client(max: usize) -> usize {
+    (max / 4).max(8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_client_gets_a_quarter_of_the_cap_and_at_least_eight() {
+        assert_eq!(per_client(4096), 1024);
+        assert_eq!(per_client(444), 111);
+        assert_eq!(per_client(16), 8);
+        assert_eq!(per_client(2), 8);
+    }
 
     #[test]
     fn the_default_cap_leaves_room_for_upstreams_and_pools() {

@@ -27,6 +27,21 @@
 //! (and anyone at all while the overflow record is not locked) are judged
 //! as usual, and a correct password never needs a record to succeed.
 //!
+//! Attempts are counted *before* they are checked: [`Throttle::reserve`]
+//! takes a slot on the name's and the address's records atomically (one
+//! [`Records::update`] each), and only a granted attempt may verify a
+//! password or a code; it is then confirmed as a failure
+//! ([`Throttle::failed`]), or released ([`Throttle::passed`],
+//! [`Throttle::release`]). A subject's failures in the window plus its
+//! attempts being checked never exceed `max_failures`, so however many
+//! attempts arrive at once (a burst, or several instances), at most
+//! `max_failures` are ever evaluated before the lockout, and the right
+//! password in the same burst finds the lock. (Checking the lock first and
+//! recording the failure after the check let every attempt in flight
+//! through: 200 of a burst of 300 reached bcrypt.) A slot whose holder
+//! never comes back (an instance that died mid-check) lapses after
+//! [`HOLD`].
+//!
 //! Times: records in memory are measured on the monotonic clock, so no step
 //! of the wall clock lengthens or shortens a lockout. Shared records must
 //! use wall time (every instance reads them); there, times read back are
@@ -100,7 +115,32 @@ pub struct Entry {
     /// The last failure.
     #[serde(rename = "a")]
     pub last_activity: Millis,
+    /// Attempts being checked now: each counts as a failure until it is
+    /// confirmed or released, and lapses at its `until`.
+    #[serde(rename = "r", skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<Held>,
+    /// Set by a store on a record that stands for several subjects (the
+    /// overflow record of [`MemoryRecords`]); never stored.
+    #[serde(skip)]
+    pub shared: bool,
 }
+
+/// One attempt being checked, as stored in a record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The attempt's id (the same in every record it holds a slot in).
+    #[serde(rename = "i")]
+    pub id: u64,
+    /// When the slot lapses if the attempt never comes back.
+    #[serde(rename = "u")]
+    pub until: Millis,
+}
+
+/// How long an attempt may hold its slots between reserving them and
+/// confirming or releasing them: far longer than any check takes, so a
+/// slot lapses only when its holder is gone (an instance that died
+/// mid-check), and then frees the subject's budget within a minute.
+pub const HOLD: Duration = Duration::from_secs(60);
 
 impl Entry {
     fn locked_at(&self, now: Millis) -> bool {
@@ -111,7 +151,24 @@ impl Entry {
     /// after that it is clean, and may be forgotten when room is needed.
     fn active_until(&self, window: Millis) -> Millis {
         let newest = self.failures.iter().copied().max().unwrap_or(Millis::MIN);
-        self.locked_until.max(newest.saturating_add(window))
+        let held = self.reserved.iter().map(|h| h.until).max().unwrap_or(0);
+        self.locked_until
+            .max(newest.saturating_add(window))
+            .max(held)
+    }
+
+    /// Whether the record says nothing any more: no failures, lockout,
+    /// lockout history or attempt in flight (it may then be deleted).
+    fn is_empty(&self, now: Millis) -> bool {
+        self.failures.is_empty()
+            && self.reserved.is_empty()
+            && self.lockouts == 0
+            && !self.locked_at(now)
+    }
+
+    /// Forgets the slot of attempt `id`, and slots that lapsed.
+    fn unhold(&mut self, id: u64, now: Millis) {
+        self.reserved.retain(|h| h.id != id && h.until > now);
     }
 
     /// Brings times written by a clock ahead of ours (another instance, or
@@ -124,6 +181,11 @@ impl Entry {
         }
         self.last_activity = self.last_activity.min(now);
         self.locked_until = self.locked_until.min(now.saturating_add(max_lockout));
+        let hold = now.saturating_add(millis(HOLD));
+        for h in &mut self.reserved {
+            h.until = h.until.min(hold);
+        }
+        self.reserved.retain(|h| h.until > now);
     }
 }
 
@@ -136,7 +198,9 @@ impl Entry {
 /// counts). `keep_for` is how long the written record matters; a store may
 /// forget it after that. A store may answer for a subject with a record
 /// that stands for several subjects (the overflow record of
-/// [`MemoryRecords`]).
+/// [`MemoryRecords`]); it marks that record [`Entry::shared`], and offers
+/// it to `f` also when `f(None)` is `None` for a subject without a record
+/// of its own, so an attempt counted there can be confirmed or released.
 pub trait Records: Send + Sync {
     /// The record of `subject`, if any.
     ///
@@ -165,6 +229,17 @@ pub trait Records: Send + Sync {
     }
 }
 
+/// What the records say before an attempt ([`Throttle::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// Locked: the attempt must wait this long.
+    pub wait: Option<Duration>,
+    /// The address's standing: its failures in the window, and for each
+    /// lockout it has had (since a long quiet spell) `max_failures` more;
+    /// 0 is a clean record. The bcrypt queue serves better standing first.
+    pub standing: u32,
+}
+
 /// What a failure led to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Lockout {
@@ -172,6 +247,60 @@ pub struct Lockout {
     pub by: &'static str,
     /// How long.
     pub duration: Duration,
+}
+
+/// What [`Throttle::reserve`] came to.
+#[derive(Debug)]
+pub enum Reserve {
+    /// The attempt may be checked; then [`Throttle::failed`],
+    /// [`Throttle::passed`] or [`Throttle::release`] it.
+    Granted(Reservation),
+    /// Locked for this long: refuse the attempt, even with the right
+    /// password.
+    Locked(Duration),
+    /// Every attempt the limits still allow is being checked right now;
+    /// try again once one of them is done (its failure may lock the
+    /// subject, or its success free the slot).
+    Full,
+    /// A second step's own budget (a pending sign-in's attempts) is used up.
+    Spent,
+}
+
+/// The slots one attempt holds, from [`Throttle::reserve`] until it is
+/// confirmed as a failure or released; one that is dropped instead holds
+/// its slots until they lapse ([`HOLD`]).
+#[derive(Debug)]
+#[must_use = "confirm the attempt as a failure, or release it"]
+pub struct Reservation {
+    id: u64,
+    holds: Vec<Hold>,
+}
+
+/// One subject an attempt is counted against.
+#[derive(Debug)]
+struct Hold {
+    subject: String,
+    by: &'static str,
+    /// At most this many failures at all, and no lockout (a pending
+    /// sign-in's own budget); `None`: the throttle's limits.
+    budget: Option<u32>,
+    /// Held in a record that stands for several subjects.
+    shared: bool,
+    /// Not held: a budget for which the store had only a shared record
+    /// (the name's and the address's limits still hold the attempt).
+    skipped: bool,
+}
+
+impl Hold {
+    fn new(subject: String, by: &'static str, budget: Option<u32>) -> Self {
+        Self {
+            subject,
+            by,
+            budget,
+            shared: false,
+            skipped: false,
+        }
+    }
 }
 
 /// Failure counts and lockouts, shared by all request threads (and, with a
@@ -199,8 +328,9 @@ fn user_subject(username: &str) -> String {
 }
 
 /// The subject an address is counted under: an IPv4 address (also when it
-/// arrives IPv4-mapped), or the /64 an IPv6 address belongs to.
-fn ip_subject(ip: IpAddr) -> String {
+/// arrives IPv4-mapped), or the /64 an IPv6 address belongs to. The
+/// bcrypt queue serves its callers fairly by the same key.
+pub fn ip_subject(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => format!("ip:{v4}"),
         IpAddr::V6(v6) => {
@@ -247,35 +377,84 @@ impl Throttle {
     ///
     /// The store's failures.
     pub fn retry_after(&self, username: &str, ip: IpAddr) -> Result<Option<Duration>, StoreError> {
-        let now = self.now();
-        let max_lockout = millis(self.limits.max_lockout);
-        let mut wait = None;
-        for subject in [user_subject(username), ip_subject(ip)] {
-            if let Some(mut e) = self.records.get(&subject, now)? {
-                e.clamp(now, max_lockout);
-                if e.locked_at(now) {
-                    let d = Duration::from_millis(u64::try_from(e.locked_until - now).unwrap_or(0));
-                    wait = wait.max(Some(d));
-                }
-            }
-        }
-        Ok(wait)
+        Ok(self.look(username, ip)?.wait)
     }
 
-    /// Records a failed attempt; returns the lockouts it started.
+    /// What the records say before an attempt on `username` from `ip`:
+    /// [`retry_after`](Self::retry_after), and the address's standing.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn look(&self, username: &str, ip: IpAddr) -> Result<Look, StoreError> {
+        let now = self.now();
+        let max_lockout = millis(self.limits.max_lockout);
+        let window = millis(self.limits.window);
+        let mut look = Look {
+            wait: None,
+            standing: 0,
+        };
+        for (subject, by) in [(user_subject(username), "user"), (ip_subject(ip), "ip")] {
+            let Some(mut e) = self.records.get(&subject, now)? else {
+                continue;
+            };
+            e.clamp(now, max_lockout);
+            if e.locked_at(now) {
+                let d = Duration::from_millis(u64::try_from(e.locked_until - now).unwrap_or(0));
+                look.wait = look.wait.max(Some(d));
+            }
+            if by == "ip" && !e.shared {
+                let recent = e
+                    .failures
+                    .iter()
+                    .filter(|t| now.saturating_sub(**t) < window)
+                    .count();
+                // A lockout clears the failures that made it: count it as
+                // that many, or an address would look clean again the
+                // moment its lockout ended.
+                look.standing = e
+                    .lockouts
+                    .saturating_mul(self.limits.max_failures)
+                    .saturating_add(u32::try_from(recent).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(look)
+    }
+
+    /// Records a failed attempt that held no reservation (a passkey that
+    /// did not verify); returns the lockouts it started.
     ///
     /// # Errors
     ///
     /// The store's failures.
     pub fn failure(&self, username: &str, ip: IpAddr) -> Result<Vec<Lockout>, StoreError> {
+        self.fail_subjects(&[(user_subject(username), "user"), (ip_subject(ip), "ip")])
+    }
+
+    /// Counts against `ip` an attempt that was refused before it could be
+    /// checked (the bcrypt queue was full): a flood of refused attempts
+    /// locks its address like a flood of wrong ones, instead of going on
+    /// uncounted for ever. The name is not charged: it may be anyone's.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn refused(&self, ip: IpAddr) -> Result<Vec<Lockout>, StoreError> {
+        self.fail_subjects(&[(ip_subject(ip), "ip")])
+    }
+
+    fn fail_subjects(
+        &self,
+        subjects: &[(String, &'static str)],
+    ) -> Result<Vec<Lockout>, StoreError> {
         let now = self.now();
         let mut started = Vec::new();
         let limits = &self.limits;
         let max_lockout = millis(limits.max_lockout);
-        for (subject, by) in [(user_subject(username), "user"), (ip_subject(ip), "ip")] {
+        for (subject, by) in subjects {
             let mut lock = None;
             self.records
-                .update(&subject, limits.keep_for(), now, &mut |entry| {
+                .update(subject, limits.keep_for(), now, &mut |entry| {
                     let mut entry = entry.unwrap_or_default();
                     entry.clamp(now, max_lockout);
                     lock = fail(&mut entry, limits, now);
@@ -288,7 +467,9 @@ impl Throttle {
         Ok(started)
     }
 
-    /// Records a success: the username's failures and lockouts are cleared.
+    /// Records a success: the username's failures and lockouts are cleared
+    /// (not a shared record's: one account of the attacker's own must not
+    /// reset the flood's budget).
     ///
     /// # Errors
     ///
@@ -298,9 +479,240 @@ impl Throttle {
             &user_subject(username),
             self.limits.keep_for(),
             self.now(),
-            &mut |_| None,
+            &mut |entry| entry.filter(|e| e.shared),
         )
     }
+
+    /// Counts an attempt on `username` from `ip` before it is checked:
+    /// one slot on each record, taken atomically, granted only while
+    /// neither is locked and the failures in the window plus the attempts
+    /// being checked stay under `max_failures`.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures (no slot is left held then, as far as the
+    /// store lets us release it).
+    pub fn reserve(&self, username: &str, ip: IpAddr) -> Result<Reserve, StoreError> {
+        self.reserve_step(username, ip, None)
+    }
+
+    /// [`reserve`](Self::reserve), and a slot in `budget`: a subject of
+    /// its own (a pending sign-in) that allows at most `cap` failures at
+    /// all, however many arrive at once ([`Reserve::Spent`] after that).
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn reserve_step(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        budget: Option<(&str, u32)>,
+    ) -> Result<Reserve, StoreError> {
+        let mut holds = vec![
+            Hold::new(user_subject(username), "user", None),
+            Hold::new(ip_subject(ip), "ip", None),
+        ];
+        if let Some((key, cap)) = budget {
+            holds.push(Hold::new(format!("step:{key}"), "step", Some(cap)));
+        }
+        let id = u64::from_le_bytes(crate::crypto::random_bytes::<8>());
+        let mut taken = Reservation {
+            id,
+            holds: Vec::new(),
+        };
+        for mut hold in holds {
+            let outcome = match self.hold(id, &hold) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // Best effort: the slots lapse anyway.
+                    let _ = self.release(taken);
+                    return Err(e);
+                }
+            };
+            let refused = match outcome {
+                Taking::Granted => None,
+                Taking::Shared => {
+                    hold.shared = true;
+                    None
+                }
+                Taking::Skipped => {
+                    hold.skipped = true;
+                    None
+                }
+                Taking::Locked(wait) => Some(Reserve::Locked(wait)),
+                Taking::Full => Some(Reserve::Full),
+                Taking::Spent => Some(Reserve::Spent),
+            };
+            if let Some(refused) = refused {
+                self.release(taken)?;
+                return Ok(refused);
+            }
+            taken.holds.push(hold);
+        }
+        Ok(Reserve::Granted(taken))
+    }
+
+    /// Takes one slot for attempt `id` on `hold`'s record.
+    fn hold(&self, id: u64, hold: &Hold) -> Result<Taking, StoreError> {
+        let now = self.now();
+        let limits = &self.limits;
+        let max_lockout = millis(limits.max_lockout);
+        let window = millis(limits.window);
+        let mut outcome = Taking::Granted;
+        self.records
+            .update(&hold.subject, limits.keep_for(), now, &mut |entry| {
+                let mut e = entry.unwrap_or_default();
+                e.clamp(now, max_lockout);
+                if e.shared && hold.budget.is_some() {
+                    // A budget is one pending sign-in's: a record shared
+                    // by many cannot keep it.
+                    outcome = Taking::Skipped;
+                    return Some(e);
+                }
+                if e.reserved.iter().any(|h| h.id == id) {
+                    // The name and the address of one attempt both landed
+                    // in the shared record: one attempt, one slot (else it
+                    // would wait for ever for a second slot of its own).
+                    outcome = Taking::Shared;
+                    return Some(e);
+                }
+                if e.locked_at(now) {
+                    let wait = u64::try_from(e.locked_until - now).unwrap_or(0);
+                    outcome = Taking::Locked(Duration::from_millis(wait));
+                    return Some(e);
+                }
+                let (counted, cap) = match hold.budget {
+                    Some(cap) => (e.failures.len(), cap),
+                    None => (
+                        e.failures
+                            .iter()
+                            .filter(|t| now.saturating_sub(**t) < window)
+                            .count(),
+                        limits.max_failures,
+                    ),
+                };
+                let cap = cap as usize;
+                if hold.budget.is_some() && counted >= cap {
+                    outcome = Taking::Spent;
+                    return Some(e);
+                }
+                // With nothing in flight one attempt may always go (unless
+                // locked), so a lowered limit never leaves a subject stuck.
+                if !e.reserved.is_empty() && counted + e.reserved.len() >= cap {
+                    outcome = Taking::Full;
+                    return Some(e);
+                }
+                e.reserved.push(Held {
+                    id,
+                    until: now.saturating_add(millis(HOLD)),
+                });
+                outcome = if e.shared {
+                    Taking::Shared
+                } else {
+                    Taking::Granted
+                };
+                Some(e)
+            })?;
+        Ok(outcome)
+    }
+
+    /// Confirms a reserved attempt as a failure: its slots become
+    /// failures (which may lock, as [`failure`](Self::failure)); returns
+    /// the lockouts it started.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn failed(&self, reservation: Reservation) -> Result<Vec<Lockout>, StoreError> {
+        let now = self.now();
+        let limits = &self.limits;
+        let max_lockout = millis(limits.max_lockout);
+        let id = reservation.id;
+        let mut started = Vec::new();
+        for hold in reservation.holds.iter().filter(|h| !h.skipped) {
+            let mut lock = None;
+            self.records
+                .update(&hold.subject, limits.keep_for(), now, &mut |entry| {
+                    if entry.is_none() && hold.shared {
+                        return None; // the store offers the shared record next
+                    }
+                    let mut e = entry.unwrap_or_default();
+                    e.clamp(now, max_lockout);
+                    e.unhold(id, now);
+                    match hold.budget {
+                        None => lock = fail(&mut e, limits, now),
+                        Some(_) => {
+                            e.failures.push(now);
+                            e.last_activity = now;
+                        }
+                    }
+                    Some(e)
+                })?;
+            if let Some(duration) = lock {
+                started.push(Lockout {
+                    by: hold.by,
+                    duration,
+                });
+            }
+        }
+        Ok(started)
+    }
+
+    /// Releases a reserved attempt that succeeded; with `clear`, the
+    /// username's failures and lockouts are cleared too (a finished
+    /// sign-in: not a password that still owes its second step).
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn passed(&self, reservation: Reservation, clear: bool) -> Result<(), StoreError> {
+        self.unhold(reservation, clear)
+    }
+
+    /// Releases a reserved attempt that was never checked (a store or
+    /// database failure on the way): nothing is counted.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn release(&self, reservation: Reservation) -> Result<(), StoreError> {
+        self.unhold(reservation, false)
+    }
+
+    fn unhold(&self, reservation: Reservation, clear: bool) -> Result<(), StoreError> {
+        let now = self.now();
+        let max_lockout = millis(self.limits.max_lockout);
+        let id = reservation.id;
+        for hold in reservation.holds.iter().filter(|h| !h.skipped) {
+            self.records
+                .update(&hold.subject, self.limits.keep_for(), now, &mut |entry| {
+                    let mut e = entry?;
+                    e.clamp(now, max_lockout);
+                    e.unhold(id, now);
+                    if clear && hold.by == "user" && !e.shared {
+                        e.failures.clear();
+                        e.lockouts = 0;
+                        e.locked_until = 0;
+                    }
+                    (!e.is_empty(now)).then_some(e)
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// What taking one slot came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taking {
+    Granted,
+    /// Granted, in a record shared by several subjects.
+    Shared,
+    /// Not held: a budget offered only a shared record.
+    Skipped,
+    Locked(Duration),
+    Full,
+    Spent,
 }
 
 /// Counts one failure against `entry`; returns the lockout it started.
@@ -457,20 +869,37 @@ impl Records for MemoryRecords {
             }
             return Ok(());
         }
-        let Some(fresh) = f(None) else {
-            return Ok(()); // nothing to forget, and the overflow record is not this subject's
-        };
-        if memory.make_room(self.capacity, self.window, now) {
-            memory.entries.insert(subject.to_owned(), fresh);
-            return Ok(());
-        }
-        // No room without evicting an active record: this failure counts
-        // against the overflow record, which a long quiet spell forgets.
+        // The overflow record, unless a long quiet spell forgot it.
         let overflow = memory
             .overflow
             .take()
-            .filter(|o| o.locked_at(now) || now.saturating_sub(o.last_activity) < keep_for);
-        memory.overflow = f(overflow);
+            .filter(|o| {
+                o.locked_at(now)
+                    || o.reserved.iter().any(|h| h.until > now)
+                    || now.saturating_sub(o.last_activity) < keep_for
+            })
+            .map(|mut o| {
+                o.shared = true;
+                o
+            });
+        let Some(fresh) = f(None) else {
+            // Nothing of this subject's own: what `f` asks of it (releasing
+            // a slot held there) concerns the overflow record, if any.
+            memory.overflow = overflow.and_then(|o| f(Some(o)));
+            return Ok(());
+        };
+        if memory.make_room(self.capacity, self.window, now) {
+            memory.entries.insert(subject.to_owned(), fresh);
+            memory.overflow = overflow;
+            return Ok(());
+        }
+        // No room without evicting an active record: this failure counts
+        // against the overflow record.
+        let overflow = overflow.unwrap_or_else(|| Entry {
+            shared: true,
+            ..Entry::default()
+        });
+        memory.overflow = f(Some(overflow));
         Ok(())
     }
 
@@ -518,12 +947,12 @@ mod tests {
         check(&throttle(Box::new(memory), &clock), &clock);
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(&throttle(Box::new(PostgresRecords(pool)), &clock), &clock);
         }
         if let Some(url) = crate::db::redis::test_url() {
-            let pool = crate::db::redis::open_pool(&url, 2).expect("redis");
+            let pool = crate::db::redis::open_pool_for_tests(&url, 2).expect("redis");
             let prefix = crate::db::redis::scratch_prefix();
             let clock = Arc::new(ManualClock::at(crate::clock::now()));
             check(
@@ -860,5 +1289,242 @@ mod tests {
         assert_eq!(wait(&t, "alice", ip(1)), Some(Duration::from_secs(60)));
         clock.step_wall(2 * DAY);
         assert_eq!(wait(&t, "alice", ip(1)), Some(Duration::from_secs(60)));
+    }
+
+    fn reserve(t: &Throttle, user: &str, ip: IpAddr) -> Reserve {
+        t.reserve(user, ip).expect("reserve")
+    }
+
+    fn granted(r: Reserve) -> Reservation {
+        match r {
+            Reserve::Granted(r) => r,
+            other => panic!("not granted: {other:?}"),
+        }
+    }
+
+    /// The reported burst, without the network: attempts that all arrive
+    /// before any is checked. The old check-then-record let every one of
+    /// them through.
+    #[test]
+    fn a_burst_reserves_no_more_attempts_than_failures_allowed() {
+        each(|t, _| {
+            let held: Vec<Reservation> = (0..300)
+                .filter_map(|_| match reserve(t, "alice", ip(1)) {
+                    Reserve::Granted(r) => Some(r),
+                    Reserve::Full => None,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(held.len(), 5, "attempts let through at once");
+            let mut locks = Vec::new();
+            for r in held {
+                locks.extend(t.failed(r).expect("failed"));
+            }
+            assert_eq!(locks.len(), 2, "the fifth failure locks name and address");
+            // The right password, next in the burst, finds the lock.
+            assert!(matches!(reserve(t, "alice", ip(9)), Reserve::Locked(_)));
+            assert!(matches!(reserve(t, "bob", ip(1)), Reserve::Locked(_)));
+            assert_eq!(wait(t, "alice", ip(9)), Some(Duration::from_secs(60)));
+        });
+    }
+
+    /// The same, with the attempts really concurrent (threads through the
+    /// store's pool): exactly `max_failures` are ever granted.
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limit() {
+        each(|t, _| {
+            let granted = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for i in 0..48u8 {
+                    let granted = &granted;
+                    scope.spawn(move || {
+                        // Address and name both limit; half the threads
+                        // share the name, all share the address.
+                        let name = if i % 2 == 0 { "alice" } else { "bob" };
+                        if let Reserve::Granted(r) = reserve(t, name, ip(1)) {
+                            granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
+                            t.failed(r).expect("failed");
+                        }
+                    });
+                }
+            });
+            assert_eq!(granted.into_inner(), 5);
+            assert!(wait(t, "carol", ip(1)).is_some(), "the address is locked");
+        });
+    }
+
+    #[test]
+    fn a_released_or_passed_attempt_frees_its_slot_and_counts_nothing() {
+        each(|t, _| {
+            let mut held: Vec<Reservation> = (0..5)
+                .map(|_| granted(reserve(t, "alice", ip(1))))
+                .collect();
+            assert!(matches!(reserve(t, "alice", ip(1)), Reserve::Full));
+            t.release(held.pop().expect("one")).expect("release");
+            held.push(granted(reserve(t, "alice", ip(1))));
+            t.passed(held.pop().expect("one"), false).expect("passed");
+            held.push(granted(reserve(t, "alice", ip(1))));
+            for r in held {
+                t.release(r).expect("release");
+            }
+            // Nothing was counted: five failures are still needed to lock.
+            for _ in 0..4 {
+                assert!(failure(t, "alice", ip(1)).is_empty());
+            }
+            assert_eq!(wait(t, "alice", ip(1)), None);
+        });
+    }
+
+    #[test]
+    fn a_finished_sign_in_clears_the_name_but_not_attempts_in_flight() {
+        each(|t, _| {
+            for i in 0..3 {
+                failure(t, "alice", ip(i));
+            }
+            let other = granted(reserve(t, "alice", ip(7)));
+            let mine = granted(reserve(t, "alice", ip(8)));
+            t.passed(mine, true).expect("passed");
+            // Alice's three failures are gone, the attempt in flight still
+            // holds its slot: four more may go at once, not five.
+            let more: Vec<Reservation> = (0..4)
+                .map(|i| granted(reserve(t, "alice", ip(20 + i))))
+                .collect();
+            assert!(matches!(reserve(t, "alice", ip(30)), Reserve::Full));
+            t.release(other).expect("release");
+            for r in more {
+                t.release(r).expect("release");
+            }
+        });
+    }
+
+    #[test]
+    fn a_slot_whose_holder_never_comes_back_lapses() {
+        each(|t, clock| {
+            let lost: Vec<Reservation> = (0..5)
+                .map(|_| granted(reserve(t, "alice", ip(1))))
+                .collect();
+            assert!(matches!(reserve(t, "alice", ip(1)), Reserve::Full));
+            // The instance holding them died: nothing confirms or releases.
+            drop(lost);
+            clock.advance(HOLD);
+            let r = granted(reserve(t, "alice", ip(1)));
+            t.release(r).expect("release");
+        });
+    }
+
+    #[test]
+    fn a_step_budget_allows_its_cap_of_failures_however_they_arrive() {
+        each(|t, _| {
+            // Each attempt from another name and address: only the budget
+            // of the pending sign-in binds.
+            let step = |i: usize| {
+                t.reserve_step(&format!("u{i}"), many(i), Some(("7:1234", 5)))
+                    .expect("reserve")
+            };
+            let held: Vec<Reservation> = (0..20)
+                .filter_map(|i| match step(i) {
+                    Reserve::Granted(r) => Some(r),
+                    Reserve::Full => None,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(held.len(), 5);
+            for r in held {
+                assert!(
+                    t.failed(r).expect("failed").is_empty(),
+                    "a budget never locks"
+                );
+            }
+            assert!(matches!(step(30), Reserve::Spent));
+            // Another pending sign-in has a budget of its own.
+            let other = t
+                .reserve_step("u31", many(31), Some(("7:5678", 5)))
+                .expect("reserve");
+            t.release(granted(other)).expect("release");
+        });
+    }
+
+    #[test]
+    fn refused_attempts_count_against_the_address_only() {
+        each(|t, _| {
+            for _ in 0..4 {
+                assert!(t.refused(ip(1)).expect("refused").is_empty());
+            }
+            let locks = t.refused(ip(1)).expect("refused");
+            assert_eq!(locks.len(), 1);
+            assert_eq!(locks[0].by, "ip");
+            assert!(wait(t, "anyone", ip(1)).is_some());
+            assert_eq!(wait(t, "anyone", ip(2)), None, "no name was charged");
+        });
+    }
+
+    #[test]
+    fn slots_held_in_the_overflow_record_are_released_there() {
+        let records = Arc::new(MemoryRecords::new(8, limits().window));
+        let clock = Arc::new(ManualClock::at(0));
+        let t = throttle(Box::new(Arc::clone(&records)), &clock);
+        full_of_active(&t);
+        // No room: fresh subjects' attempts hold slots in the overflow
+        // record, one each, so a sixth at once finds all five taken and
+        // must wait.
+        let held: Vec<Reservation> = (0..5)
+            .map(|i| granted(reserve(&t, &format!("spray{i}"), many(50 + i))))
+            .collect();
+        assert!(matches!(reserve(&t, "spray9", many(59)), Reserve::Full));
+        for r in held {
+            t.release(r).expect("release");
+        }
+        // Released there, not left to lapse. An attempt whose name and
+        // address both have no room takes one slot, not two, and fails
+        // twice (as before reservations): with four failures there, one
+        // more attempt may still go (it once waited for ever for a second
+        // slot of its own).
+        let r = granted(reserve(&t, "spray9", many(59)));
+        t.failed(r).expect("failed");
+        let r = granted(reserve(&t, "spray10", many(60)));
+        t.failed(r).expect("failed");
+        let r = granted(reserve(&t, "spray12", many(62)));
+        assert!(matches!(reserve(&t, "spray13", many(63)), Reserve::Full));
+        t.failed(r).expect("failed");
+        assert!(matches!(
+            reserve(&t, "spray14", many(64)),
+            Reserve::Locked(_)
+        ));
+        assert_eq!(records.len(), 8);
+        // A pending sign-in's budget cannot live in a shared record: its
+        // slot is skipped, the name's and the address's still count.
+        clock.advance(Duration::from_secs(60));
+        let r = t
+            .reserve_step("spray20", many(70), Some(("1:1", 5)))
+            .expect("reserve");
+        t.failed(granted(r)).expect("failed");
+    }
+
+    #[test]
+    fn an_addresss_standing_counts_its_failures_and_lockouts() {
+        each(|t, clock| {
+            let standing = |ip| t.look("anyone", ip).expect("look").standing;
+            assert_eq!(standing(ip(1)), 0, "a clean record");
+            failure(t, "a", ip(1));
+            t.refused(ip(1)).expect("refused");
+            assert_eq!(standing(ip(1)), 2, "refusals count too");
+            for i in 0..3 {
+                failure(t, &format!("b{i}"), ip(1));
+            }
+            // The lockout cleared the failures that made it; it counts as
+            // them, so the address does not look clean once it ends.
+            clock.advance(Duration::from_secs(60));
+            assert_eq!(t.look("anyone", ip(1)).expect("look").wait, None);
+            assert_eq!(standing(ip(1)), 5);
+            failure(t, "c", ip(1));
+            assert_eq!(standing(ip(1)), 6);
+            assert_eq!(standing(ip(2)), 0);
+            // Only the address: a name's failures are not its standing.
+            for _ in 0..3 {
+                failure(t, "alice", ip(3));
+            }
+            assert_eq!(t.look("alice", ip(4)).expect("look").standing, 0);
+        });
     }
 }

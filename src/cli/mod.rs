@@ -2,11 +2,12 @@
 //! `check-config` (`serve.rs`), `user ...` (`user.rs`), `session ...`
 //! (`session.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
-//! (`oidc.rs`). This file holds what they share: the parsed command line
+//! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
 //! ([`Cli`], the options every command takes), [`run`], [`CliError`] and
 //! the configuration a command works with. Output is for people; every
 //! flag has a `GATEHOUSE_*` environment twin.
 
+mod ldap;
 mod oidc;
 mod serve;
 mod session;
@@ -25,6 +26,7 @@ use crate::config::{Config, ConfigError};
 use crate::session::{Store, StoreError};
 use crate::users::{UserError, Users};
 
+use ldap::LdapCommand;
 use oidc::OidcCommand;
 use serve::ServeArgs;
 use session::SessionCommand;
@@ -96,6 +98,9 @@ enum Command {
     /// The OpenID Provider.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// The directory (LDAP, Active Directory) users sign in with.
+    #[command(subcommand)]
+    Ldap(LdapCommand),
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
         /// The backup to restore.
@@ -136,6 +141,9 @@ pub enum CliError {
     /// The OpenID Provider failed.
     #[error(transparent)]
     Oidc(#[from] crate::oidc::OidcError),
+    /// The directory could not answer.
+    #[error(transparent)]
+    Directory(#[from] crate::users::directory::DirectoryError),
 }
 
 /// Parses the command line and runs it.
@@ -169,6 +177,7 @@ pub fn run() -> Result<(), CliError> {
             oidc::rotate_key(&cli.global)?;
             store::checkpoint(&cli.global)
         }
+        Some(Command::Ldap(cmd)) => ldap::ldap(&cli.global, cmd),
     }
 }
 

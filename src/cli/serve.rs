@@ -41,6 +41,9 @@ pub(super) fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     // SIGHUP reads the certificate again (renewals apply without a restart).
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    if let Some(warning) = config.ldap.as_ref().and_then(|l| l.warning()) {
+        crate::logging::line(&warning);
+    }
     let running = app::start(&config)?;
     // Listening: tell systemd, and let its watchdog see us answer.
     let watchdog = app::watchdog::Watchdog::start(running.addr())?;
@@ -99,6 +102,9 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
     )?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration is valid")?;
+    if let Some(warning) = config.ldap.as_ref().and_then(|l| l.warning()) {
+        writeln!(out, "{warning}")?;
+    }
     writeln!(out, "data directory: {}", config.data_dir.display())?;
     for (name, value) in config.effective() {
         writeln!(out, "{name:<26} {value}")?;

@@ -122,6 +122,14 @@ pub(super) fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Res
                 dest.users.import(user, hash)?;
                 copied += 1;
             }
+            // Where the user comes from goes with them: a directory user
+            // copied without it would be a local user with no password,
+            // and their next sign-in would find their name taken.
+            if let Some(profile) = source_users.profile(user.id)?
+                && dest.users.profile(user.id)?.as_ref() != Some(&profile)
+            {
+                dest.users.import_profile(user.id, &profile)?;
+            }
             // Second factors go with the user (seeds still sealed: the
             // same secrets open them on the other side), also for a user
             // an interrupted run copied without them.

@@ -200,6 +200,6 @@ fn last_admin(e: AccountError, user: &User, command: &str) -> CliError {
     }
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub(super) fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }

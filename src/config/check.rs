@@ -117,6 +117,21 @@ impl Config {
                 "is needed with [[clients]]: it is the OpenID issuer every token names",
             ));
         }
+        // A CA file where no TLS is used would read as if the connection
+        // were protected; it is not, so say so instead of ignoring it.
+        if self.database_ca_file.is_some() && !self.database.uses_tls() {
+            return Err(invalid(
+                "database_ca_file",
+                "is set, but the database is not reached over TLS (add `sslmode=verify-full` \
+                 to the postgres:// URL)",
+            ));
+        }
+        if self.session_store_ca_file.is_some() && !self.session_store.uses_tls() {
+            return Err(invalid(
+                "session_store_ca_file",
+                "is set, but the session store is not reached over TLS (use a rediss:// URL)",
+            ));
+        }
         if session.cookie.same_site == SameSite::None && !session.cookie.force_secure {
             return Err(invalid(
                 "cookie.same_site",

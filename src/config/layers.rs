@@ -284,6 +284,7 @@ impl Layers {
             tls_cert: None,
             tls_key: None,
             default_policy: Access::SignedIn,
+            ldap: Default::default(),
         };
         for setting in SETTINGS {
             self.apply(setting, &mut draft)?;
@@ -293,9 +294,17 @@ impl Layers {
             tls_cert,
             tls_key,
             default_policy,
+            ldap,
         } = draft;
         config.apps = self.apps(default_policy)?;
         config.clients = self.clients()?;
+        config.ldap = ldap
+            .resolve(&config.data_dir)
+            .map_err(|r| ConfigError::Invalid {
+                setting: r.setting.to_owned(),
+                origin: "the combined settings".to_owned(),
+                reason: r.reason,
+            })?;
         config.tls = tls_files(tls_cert, tls_key, &config.data_dir)?;
         config.check()?;
         Ok(config)

@@ -67,8 +67,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where users are kept.
     pub database: Database,
+    /// The CA certificates a PostgreSQL server's certificate must chain
+    /// to (`None`: Mozilla's roots, built in), when its URL asks for TLS.
+    pub database_ca_file: Option<PathBuf>,
     /// Where sessions are kept.
     pub session_store: SessionStore,
+    /// The CA certificates a Redis server's certificate must chain to
+    /// (`None`: Mozilla's roots, built in), for a `rediss://` URL.
+    pub session_store_ca_file: Option<PathBuf>,
     /// The prefix of Redis keys.
     pub store_prefix: String,
     /// Listen address.
@@ -109,6 +115,14 @@ pub struct Config {
     pub body_timeout: Duration,
     /// How long a kept-alive connection may wait idle.
     pub keepalive_timeout: Duration,
+    /// The cap on connections per client address, and on one user's
+    /// WebSocket tunnels (`None`: derived from `max_connections`; 0: none).
+    pub max_connections_per_client: Option<usize>,
+    /// Bytes a second a client must take an answer at while it makes
+    /// writes wait (0: no minimum).
+    pub min_send_rate: u64,
+    /// How long a WebSocket tunnel may go without a byte either way.
+    pub tunnel_idle_timeout: Duration,
     /// Whether client headers with `_` in their name reach upstreams.
     pub proxy_underscore_headers: bool,
     /// Login throttling limits, handed to the throttle as they are.
@@ -136,6 +150,8 @@ pub struct Config {
     pub oidc: OidcOptions,
     /// The OpenID Connect clients (`[[clients]]`).
     pub clients: Clients,
+    /// The directory users may sign in with, if any.
+    pub ldap: Option<crate::users::directory::Settings>,
 }
 
 /// A configuration problem, naming the setting and the value's source.
@@ -188,7 +204,9 @@ impl Config {
     fn unfilled(data_dir: PathBuf) -> Self {
         Self {
             database: Database::Sqlite(PathBuf::new()),
+            database_ca_file: None,
             session_store: SessionStore::Database,
+            session_store_ca_file: None,
             store_prefix: String::new(),
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -209,6 +227,9 @@ impl Config {
             header_timeout: Duration::ZERO,
             body_timeout: Duration::ZERO,
             keepalive_timeout: Duration::ZERO,
+            max_connections_per_client: None,
+            min_send_rate: 0,
+            tunnel_idle_timeout: Duration::ZERO,
             proxy_underscore_headers: false,
             login: Limits::default(),
             throttle_records: 0,
@@ -221,6 +242,7 @@ impl Config {
             redirect_http: None,
             oidc: OidcOptions::default(),
             clients: Clients::default(),
+            ldap: None,
         }
     }
 
@@ -591,8 +613,9 @@ redirect_uris = ["app.immich:///oauth-callback"]
             ("GATEHOUSE_DATABASE", "mysql://db/x"),
             ("GATEHOUSE_SESSION_STORE", "memcached://x"),
             ("GATEHOUSE_STORE_PREFIX", "has space"),
-            ("GATEHOUSE_SESSION_STORE", "rediss://cache.lan"),
-            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=require"),
+            ("GATEHOUSE_SESSION_STORE", "rediss://cache.lan#insecure"),
+            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=prefer"),
+            ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=allow"),
         ] {
             let err = build(&[(name, value)]).expect_err(value).to_string();
             assert!(
@@ -600,6 +623,212 @@ redirect_uris = ["app.immich:///oauth-callback"]
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn tls_to_the_backends_is_taken_with_its_ca_files() {
+        let build = |vars: &[(&str, &str)]| Config::load(Path::new("d"), None, env(vars), &[]);
+        let c = build(&[
+            (
+                "GATEHOUSE_DATABASE",
+                "postgres://gh:hunter2@db.lan/gh?sslmode=verify-full",
+            ),
+            ("GATEHOUSE_DATABASE_CA_FILE", "/etc/gatehouse/db-ca.pem"),
+            ("GATEHOUSE_SESSION_STORE", "rediss://:pw@cache.lan:6380/0"),
+            ("GATEHOUSE_SESSION_STORE_CA_FILE", "redis-ca.pem"),
+        ])
+        .expect("TLS to both");
+        assert!(c.database.uses_tls() && c.session_store.uses_tls());
+        assert_eq!(
+            c.database_ca_file.as_deref(),
+            Some(Path::new("/etc/gatehouse/db-ca.pem"))
+        );
+        assert_eq!(
+            c.session_store_ca_file.as_deref(),
+            Some(Path::new("d/redis-ca.pem"))
+        );
+        let shown = c.effective();
+        let show = |name: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .expect(name)
+        };
+        assert_eq!(show("database_ca_file"), "/etc/gatehouse/db-ca.pem");
+        assert_eq!(show("session_store_ca_file"), "d/redis-ca.pem");
+        assert_eq!(
+            show("database"),
+            "postgres://gh:***@db.lan/gh?sslmode=verify-full"
+        );
+        assert_eq!(show("session_store"), "rediss://:***@cache.lan:6380/0");
+        // Every mode that asks for TLS is taken (and checked in full).
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://db.lan/x?sslmode={mode}");
+            let c = build(&[("GATEHOUSE_DATABASE", url.as_str())]).expect(mode);
+            assert!(c.database.uses_tls(), "{mode}");
+            let shown = c.effective();
+            assert!(
+                shown.contains(&(
+                    "database_ca_file",
+                    "(none: Mozilla's roots, built in)".to_owned()
+                )),
+                "{shown:?}"
+            );
+        }
+        let c = build(&[("GATEHOUSE_DATABASE", "postgres://db.lan/x")]).expect("plain");
+        assert!(!c.database.uses_tls());
+        assert!(
+            c.effective()
+                .contains(&("database_ca_file", "(none: no TLS)".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_tls_is_refused_rather_than_ignored() {
+        let build = |vars: &[(&str, &str)]| Config::load(Path::new("d"), None, env(vars), &[]);
+        for (vars, setting) in [
+            (
+                &[("GATEHOUSE_DATABASE_CA_FILE", "ca.pem")][..],
+                "database_ca_file",
+            ),
+            (
+                &[
+                    ("GATEHOUSE_DATABASE", "postgres://db.lan/x?sslmode=disable"),
+                    ("GATEHOUSE_DATABASE_CA_FILE", "ca.pem"),
+                ][..],
+                "database_ca_file",
+            ),
+            (
+                &[
+                    ("GATEHOUSE_SESSION_STORE", "redis://cache.lan"),
+                    ("GATEHOUSE_SESSION_STORE_CA_FILE", "ca.pem"),
+                ][..],
+                "session_store_ca_file",
+            ),
+        ] {
+            let err = build(vars).expect_err(setting).to_string();
+            assert!(err.contains(setting) && err.contains("TLS"), "{err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod ldap {
+    use super::*;
+    use crate::users::directory::{Kind, Lookup, Security};
+
+    fn file(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        let path = dir.join("g.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(dir, Some(&path), Vec::new(), &[])
+    }
+
+    #[test]
+    fn an_ldap_table_configures_the_directory_with_the_kinds_preset() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("ldap.pw"), "s3cret-bind\n").expect("pw");
+        let c = file(
+            dir.path(),
+            "[ldap]\nurl = \"ldaps://dc1.corp.lan\"\nkind = \"active_directory\"\n\
+             bind_dn = \"CN=gatehouse,CN=Users,DC=corp,DC=lan\"\n\
+             bind_password_file = \"ldap.pw\"\nbase_dn = \"DC=corp,DC=lan\"\n\
+             groups = [\"Staff\", \"IT, Europe\"]\nadmin_group = \"IT, Europe\"\n",
+        )
+        .expect("valid");
+        let l = c.ldap.as_ref().expect("a directory");
+        assert_eq!(l.kind, Kind::ActiveDirectory);
+        assert_eq!(l.security, Security::Ldaps);
+        assert_eq!(l.port, 636);
+        assert_eq!(l.username_attribute, "sAMAccountName");
+        assert_eq!(l.id_attribute, "objectGUID");
+        assert_eq!(l.group_lookup, Lookup::MemberOf);
+        assert_eq!(l.groups, ["Staff", "IT, Europe"]);
+        assert_eq!(l.sync_interval, Duration::from_secs(300));
+        assert_eq!(l.bind_password.expose(), "s3cret-bind");
+        let shown = format!("{:?} {c:?}", c.effective());
+        assert!(!shown.contains("s3cret-bind"), "{shown}");
+        // Without [ldap], no directory.
+        assert!(file(dir.path(), "").expect("valid").ldap.is_none());
+    }
+
+    #[test]
+    fn ldap_mistakes_stop_the_start_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("dir");
+        let base = "[ldap]\nurl = \"ldap://ldap.lan\"\nbase_dn = \"dc=lan\"\n";
+        assert!(file(dir.path(), base).expect("valid").ldap.is_some());
+        for (extra, setting) in [
+            ("kind = \"novell\"\n", "ldap.kind"),
+            ("user_filter = \"(uid=alice)\"\n", "ldap.user_filter"),
+            ("user_filter = \"uid={username}\"\n", "ldap.user_filter"),
+            ("group_lookup = \"nested\"\n", "ldap.group_lookup"),
+            (
+                "username_attribute = \"uid)(x\"\n",
+                "ldap.username_attribute",
+            ),
+            ("bind_dn = \"cn=svc,dc=lan\"\n", "ldap.bind_password"),
+            ("bind_password = \"pw\"\n", "ldap.bind_dn"),
+            (
+                "bind_password_file = \"missing\"\nbind_dn = \"cn=x\"\n",
+                "ldap.bind_password_file",
+            ),
+            ("ca_file = \"missing.pem\"\n", "ldap.ca_file"),
+            ("connect_timeout = \"0s\"\n", "ldap.connect_timeout"),
+            ("max_connections = 0\n", "ldap.max_connections"),
+            ("sync_interval = \"soon\"\n", "ldap.sync_interval"),
+            (
+                "groups = \"staff\"\nadmin_group = [\"a\"]\n",
+                "ldap.admin_group",
+            ),
+            ("bindpassword = \"x\"\n", "ldap.bindpassword"),
+        ] {
+            let err = file(dir.path(), &format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(err.contains(setting), "{extra}: {err}");
+            assert!(!err.contains("\"pw\""), "{err}");
+        }
+        let err = file(
+            dir.path(),
+            "[ldap]\nurl = \"https://ldap.lan\"\nbase_dn = \"dc=x\"\n",
+        )
+        .expect_err("scheme")
+        .to_string();
+        assert!(err.contains("ldap.url"), "{err}");
+        let err = file(dir.path(), "[ldap]\nurl = \"ldap://ldap.lan\"\n")
+            .expect_err("no base")
+            .to_string();
+        assert!(err.contains("ldap.base_dn"), "{err}");
+        let err = file(dir.path(), "[ldap]\nbase_dn = \"dc=x\"\n")
+            .expect_err("no url")
+            .to_string();
+        assert!(
+            err.contains("ldap.base_dn") && err.contains("ldap.url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_environment_configures_the_directory_too() {
+        let c = Config::load(
+            Path::new("d"),
+            None,
+            vec![
+                ("GATEHOUSE_LDAP_URL".into(), "ldap://127.0.0.1:3389".into()),
+                ("GATEHOUSE_LDAP_INSECURE".into(), "true".into()),
+                ("GATEHOUSE_LDAP_BASE_DN".into(), "dc=example,dc=org".into()),
+                ("GATEHOUSE_LDAP_KIND".into(), "lldap".into()),
+                ("GATEHOUSE_LDAP_GROUPS".into(), "a, b".into()),
+            ],
+            &[],
+        )
+        .expect("valid");
+        let l = c.ldap.expect("a directory");
+        assert_eq!(l.security, Security::Plain);
+        assert!(l.warning().is_some());
+        assert_eq!(l.kind, Kind::Lldap);
+        assert_eq!(l.groups, ["a", "b"]);
+        assert_eq!(l.bind_dn, None);
     }
 }
 

@@ -14,14 +14,15 @@ use crate::auth::apps::Access;
 use crate::auth::throttle::{Limits, MAX_ENTRIES};
 use crate::oidc::OidcOptions;
 use crate::session::{CookieOptions, SessionOptions};
+use crate::users::directory::settings::{self as ldap, Kind, Lookup};
 
 use super::Config;
 use super::values::{
     Database, SessionStore, access, at_least_one, cookie_domain, cookie_name, cookie_path,
     cookie_secure, data_path, database, format_duration, listen, mask_password, masked,
     max_connections, none_if_empty, number_in, optional_secret, parse_bool, parse_duration,
-    public_url, redirect_http, same_site, session_store, show_cookie_secure, show_same_site,
-    signing_secret, store_prefix, threads,
+    per_client, public_url, redirect_http, same_site, session_store, show_ca_file,
+    show_cookie_secure, show_same_site, signing_secret, store_prefix, threads,
 };
 
 /// What the rows parse into: the [`Config`] itself, plus the few values
@@ -36,6 +37,8 @@ pub(super) struct Draft {
     pub tls_key: Option<PathBuf>,
     /// `default_policy`.
     pub default_policy: Access,
+    /// The `ldap.*` settings, checked together once all are read.
+    pub ldap: ldap::Draft,
 }
 
 /// One setting: its names, default, parser, display and meaning.
@@ -106,6 +109,11 @@ pub fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
+/// The default `min_send_rate`, in bytes a second: far below any real
+/// link, far above a client that reads a byte now and then to hold a
+/// connection.
+pub const MIN_SEND_RATE: u64 = 1024;
+
 /// bcrypt's default work factor: 12 on servers; 10 on ARM boards such as
 /// a Raspberry Pi, where 12 takes about a second per sign-in.
 #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
@@ -162,13 +170,63 @@ macro_rules! row {
 
 use Fallback::{Derived, Text};
 
+/// How an `ldap.*` setting is shown: from the resolved directory settings,
+/// or `-` when no directory is configured.
+fn ldap_shown(c: &Config, show: impl Fn(&ldap::Settings) -> String) -> String {
+    c.ldap.as_ref().map_or_else(|| "-".to_owned(), show)
+}
+
+/// An `ldap.*` setting that is one piece of text, checked by `parse`, and
+/// shown as resolved (with the preset filled in).
+macro_rules! ldap_text {
+    ($name:literal, $field:ident, $parse:path, $help:literal) => {
+        Setting {
+            name: $name,
+            env_twin: None,
+            default: Text(""),
+            help: $help,
+            set: Set::One(|d, s| {
+                d.ldap.$field = $parse(s)?;
+                Ok(())
+            }),
+            show: |c| ldap_shown(c, |l| l.$field.clone()),
+        }
+    };
+}
+
+/// An `ldap.*` duration, shown as resolved.
+macro_rules! ldap_duration {
+    ($name:literal, $field:ident, $default:literal, $help:literal) => {
+        Setting {
+            name: $name,
+            env_twin: None,
+            default: Text($default),
+            help: $help,
+            set: Set::One(|d, s| {
+                d.ldap.$field = parse_duration(s)?;
+                Ok(())
+            }),
+            show: |c| ldap_shown(c, |l| format_duration(l.$field)),
+        }
+    };
+}
+
+/// Text kept as it is (a DN's or a group's name: the directory judges).
+fn any_text(s: &str) -> Result<String, String> {
+    if s.chars().any(char::is_control) {
+        Err("must not contain control characters".to_owned())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
 /// Every setting, in `check-config`'s order.
 pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "database",
         env_twin: None,
         default: Text(""),
-        help: "users and sessions: empty = `<data>/gatehouse.db`; a file path (SQLite); or `postgres://user:password@host/db` for several instances",
+        help: "users and sessions: empty = `<data>/gatehouse.db`; a file path (SQLite); or `postgres://user:password@host/db` for several instances (`?sslmode=verify-full` for TLS)",
         set: Set::One(|d, s| {
             d.config.database = database(s, &d.config.data_dir)?;
             Ok(())
@@ -179,10 +237,21 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "database_ca_file",
+        env_twin: None,
+        default: Text(""),
+        help: "PEM file of the CA certificates a PostgreSQL server's certificate must chain to when the URL asks for TLS (`sslmode=verify-full`); empty = Mozilla's roots, built in",
+        set: Set::One(|d, s| {
+            d.config.database_ca_file = data_path(s, &d.config.data_dir);
+            Ok(())
+        }),
+        show: |c| show_ca_file(c.database_ca_file.as_deref(), c.database.uses_tls()),
+    },
+    Setting {
         name: "session_store",
         env_twin: None,
         default: Text("database"),
-        help: "sessions: `database` (wherever users are) or `redis://host:6379/0` (Redis or Valkey; login throttling moves there too)",
+        help: "sessions: `database` (wherever users are) or `redis://host:6379/0` (Redis or Valkey; login throttling moves there too; `rediss://` for TLS)",
         set: Set::One(|d, s| {
             d.config.session_store = session_store(s)?;
             Ok(())
@@ -190,6 +259,22 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| match &c.session_store {
             SessionStore::Database => "database".to_owned(),
             SessionStore::Redis(u) => mask_password(u.expose_str()),
+        },
+    },
+    Setting {
+        name: "session_store_ca_file",
+        env_twin: None,
+        default: Text(""),
+        help: "PEM file of the CA certificates a Redis server's certificate must chain to, for a `rediss://` URL; empty = Mozilla's roots, built in",
+        set: Set::One(|d, s| {
+            d.config.session_store_ca_file = data_path(s, &d.config.data_dir);
+            Ok(())
+        }),
+        show: |c| {
+            show_ca_file(
+                c.session_store_ca_file.as_deref(),
+                c.session_store.uses_tls(),
+            )
         },
     },
     Setting {
@@ -401,7 +486,7 @@ pub static SETTINGS: &[Setting] = &[
         name: "max_connections",
         env_twin: None,
         default: Text("auto"),
-        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the longest idle one is closed, or a new one gets `503`",
+        help: "most client connections open at once; auto = (descriptor limit - 64 - 4 per pooled database connection) / 2, from 16 to 4096; at the cap the oldest one not being served is closed, or a new one is refused",
         set: Set::One(|d, s| {
             d.config.max_connections = max_connections(s)?;
             Ok(())
@@ -428,6 +513,37 @@ pub static SETTINGS: &[Setting] = &[
         Derived(|| format_duration(tiny_http::Options::default().keepalive_timeout)),
         "an idle kept-alive connection is closed after this",
         duration!(keepalive_timeout)
+    ),
+    Setting {
+        name: "max_connections_per_client",
+        env_twin: None,
+        default: Text("auto"),
+        help: "most connections one client address (an IPv6 /64) may hold, and most WebSocket tunnels one user may hold; auto = a quarter of max_connections, at least 8; 0 = no such cap; trusted_proxies are not capped",
+        set: Set::One(|d, s| {
+            d.config.max_connections_per_client = per_client(s)?;
+            Ok(())
+        }),
+        show: |c| {
+            c.max_connections_per_client
+                .map_or_else(|| "auto".to_owned(), |n| n.to_string())
+        },
+    },
+    Setting {
+        name: "min_send_rate",
+        env_twin: None,
+        default: Derived(|| MIN_SEND_RATE.to_string()),
+        help: "bytes a second a client must take an answer at while it makes gatehouse wait (after body_timeout of waiting); a slower one is disconnected; 0 = no minimum",
+        set: Set::One(|d, s| {
+            d.config.min_send_rate = number_in(s, 0..=1_000_000_000)?;
+            Ok(())
+        }),
+        show: |c| c.min_send_rate.to_string(),
+    },
+    row!(
+        "tunnel_idle_timeout",
+        Text("10m"),
+        "a WebSocket tunnel through the built-in proxy with no byte either way for this long is closed",
+        duration!(tunnel_idle_timeout)
     ),
     row!(
         "proxy_underscore_headers",
@@ -633,4 +749,255 @@ pub static SETTINGS: &[Setting] = &[
         "OpenID Connect: how long an ID token is good for (a rotated signing key stays published this long)",
         duration!(oidc.id_token_lifetime)
     ),
+    Setting {
+        name: "ldap.url",
+        env_twin: None,
+        default: Text(""),
+        help: "the directory users sign in with: `ldaps://host[:port]`, or `ldap://host[:port]` with StartTLS; empty = no directory",
+        set: Set::One(|d, s| {
+            s.clone_into(&mut d.ldap.url);
+            Ok(())
+        }),
+        show: |c| {
+            c.ldap
+                .as_ref()
+                .map_or_else(|| "(none: no directory)".to_owned(), |l| l.url.clone())
+        },
+    },
+    row!(
+        "ldap.insecure",
+        Text("false"),
+        "allow `ldap://` without TLS: every password crosses the network readable (warned about at start)",
+        (
+            Set::One(|d, s| {
+                d.ldap.insecure = parse_bool(s)?;
+                Ok(())
+            }),
+            |c: &Config| ldap_shown(c, |l| (l.security == ldap::Security::Plain).to_string()),
+        )
+    ),
+    row!(
+        "ldap.kind",
+        Text("openldap"),
+        "`active_directory`, `openldap` or `lldap`: fills the attribute names and filters not set (docs/directory.md)",
+        (
+            Set::One(|d, s| {
+                d.ldap.kind = Kind::parse(s)?;
+                Ok(())
+            }),
+            |c: &Config| ldap_shown(c, |l| l.kind.as_str().to_owned()),
+        )
+    ),
+    Setting {
+        name: "ldap.bind_dn",
+        env_twin: None,
+        default: Text(""),
+        help: "the service account that searches the directory; empty = search anonymously",
+        set: Set::One(|d, s| {
+            d.ldap.bind_dn = ldap::dn(s)?;
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                l.bind_dn.clone().unwrap_or_else(|| "(anonymous)".into())
+            })
+        },
+    },
+    Setting {
+        name: "ldap.bind_password",
+        env_twin: None,
+        default: Text(""),
+        help: "the service account's password (or `ldap.bind_password_file`); never shown",
+        set: Set::One(|d, s| {
+            d.ldap.bind_password = ldap::BindPassword::new(s);
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                masked(usize::from(!l.bind_password.expose().is_empty()))
+            })
+        },
+    },
+    Setting {
+        name: "ldap.bind_password_file",
+        env_twin: None,
+        default: Text(""),
+        help: "a file holding the service account's password (one line break at its end is dropped); relative to the data directory",
+        set: Set::One(|d, s| {
+            s.clone_into(&mut d.ldap.bind_password_file);
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                masked(usize::from(!l.bind_password.expose().is_empty()))
+            })
+        },
+    },
+    ldap_text!(
+        "ldap.base_dn",
+        base_dn,
+        ldap::dn,
+        "where users are searched, e.g. `dc=example,dc=org`"
+    ),
+    ldap_text!(
+        "ldap.user_filter",
+        user_filter,
+        ldap::filter,
+        "finds one user by the name typed, `{username}` (escaped); empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.username_attribute",
+        username_attribute,
+        ldap::attribute,
+        "the attribute holding the user's name; empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.display_name_attribute",
+        display_name_attribute,
+        ldap::attribute,
+        "the attribute holding the display name; empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.email_attribute",
+        email_attribute,
+        ldap::attribute,
+        "the attribute holding the e-mail address; empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.id_attribute",
+        id_attribute,
+        ldap::attribute,
+        "the entry's stable id, kept when the account is renamed (`entryUUID`, `objectGUID`); empty = the kind's"
+    ),
+    row!(
+        "ldap.group_lookup",
+        Text(""),
+        "how groups are found: `member_of` (an attribute of the user) or `search` (groups whose members include the user); empty = the kind's",
+        (
+            Set::One(|d, s| {
+                d.ldap.group_lookup = if s.is_empty() {
+                    None
+                } else {
+                    Some(Lookup::parse(s)?)
+                };
+                Ok(())
+            }),
+            |c: &Config| ldap_shown(c, |l| l.group_lookup.as_str().to_owned()),
+        )
+    ),
+    ldap_text!(
+        "ldap.member_of_attribute",
+        member_of_attribute,
+        ldap::attribute,
+        "with `member_of`: the attribute listing the user's groups' DNs; empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.group_base_dn",
+        group_base_dn,
+        ldap::dn,
+        "with `search`: where groups are searched; empty = `ldap.base_dn`"
+    ),
+    ldap_text!(
+        "ldap.group_filter",
+        group_filter,
+        ldap::filter,
+        "with `search`: finds the user's groups, `{dn}` (the user's DN) or `{username}`; empty = the kind's"
+    ),
+    ldap_text!(
+        "ldap.group_name_attribute",
+        group_name_attribute,
+        ldap::attribute,
+        "with `search`: the attribute holding a group's name; empty = the kind's"
+    ),
+    Setting {
+        name: "ldap.disabled_filter",
+        env_twin: None,
+        default: Text(""),
+        help: "matches a user entry that may not sign in; empty = the kind's, `none` = no such mark",
+        set: Set::One(|d, s| {
+            d.ldap.disabled_filter = ldap::filter(s)?;
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                l.disabled_filter.clone().unwrap_or_else(|| "none".into())
+            })
+        },
+    },
+    Setting {
+        name: "ldap.groups",
+        env_twin: None,
+        default: Text(""),
+        help: "only these directory groups count (any case); empty = all",
+        set: Set::List(|d, items| {
+            d.ldap.groups = items
+                .iter()
+                .map(|s| any_text(s))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        show: |c| ldap_shown(c, |l| none_if_empty(l.groups.clone())),
+    },
+    Setting {
+        name: "ldap.admin_group",
+        env_twin: None,
+        default: Text(""),
+        help: "members of this directory group are administrators; empty = none by the directory",
+        set: Set::One(|d, s| {
+            d.ldap.admin_group = any_text(s)?;
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                l.admin_group.clone().unwrap_or_else(|| "(none)".into())
+            })
+        },
+    },
+    Setting {
+        name: "ldap.ca_file",
+        env_twin: None,
+        default: Text(""),
+        help: "PEM CA certificate(s) the directory's certificate must chain to (a private CA); empty = Mozilla's roots, built in; relative to the data directory",
+        set: Set::One(|d, s| {
+            s.clone_into(&mut d.ldap.ca_file);
+            Ok(())
+        }),
+        show: |c| {
+            ldap_shown(c, |l| {
+                l.ca_file.as_ref().map_or_else(
+                    || "(built-in roots)".to_owned(),
+                    |p| p.display().to_string(),
+                )
+            })
+        },
+    },
+    ldap_duration!(
+        "ldap.sync_interval",
+        sync_interval,
+        "5m",
+        "how often directory users are read again (names, groups, removed or disabled)"
+    ),
+    ldap_duration!(
+        "ldap.connect_timeout",
+        connect_timeout,
+        "5s",
+        "the longest a connection to the directory may take (name lookup, TCP, TLS)"
+    ),
+    ldap_duration!(
+        "ldap.operation_timeout",
+        operation_timeout,
+        "10s",
+        "the longest the directory may take to answer one operation (a sign-in's binds and searches together)"
+    ),
+    Setting {
+        name: "ldap.max_connections",
+        env_twin: None,
+        default: Text("8"),
+        help: "most directory operations (connections) at once; a sign-in that finds none free within `ldap.connect_timeout` gets 503",
+        set: Set::One(|d, s| {
+            d.ldap.max_connections = number_in(s, 1..=256)?;
+            Ok(())
+        }),
+        show: |c| ldap_shown(c, |l| l.max_connections.to_string()),
+    },
 ];

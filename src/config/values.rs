@@ -51,25 +51,69 @@ pub enum SessionStore {
     Redis(Secret),
 }
 
-/// Why a TLS connection to a backend is refused: the binary links no TLS
-/// library (nothing but libc).
-const NO_TLS: &str = "asks for TLS, which this build does not include (it links nothing but libc); \
-                      reach the server over loopback, a private network or a tunnel (WireGuard, stunnel)";
+impl Database {
+    /// Whether connections to it use TLS (a `postgres://` URL whose
+    /// `sslmode` asks for it).
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => false,
+            Self::Postgres(url) => crate::db::postgres::parse(url.expose_str())
+                .is_ok_and(|(_, mode)| mode == crate::db::postgres::SslMode::VerifyFull),
+        }
+    }
+}
 
-/// A URL with any password replaced by `***`, fit to print.
+impl SessionStore {
+    /// Whether connections to it use TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            Self::Database => false,
+            Self::Redis(url) => crate::db::redis::uses_tls(url.expose_str()),
+        }
+    }
+}
+
+/// A URL with any password replaced by `***`, fit to print: the one
+/// between the user and the first `@` (where the PostgreSQL client ends
+/// it, so one with an unencoded `/`, `?` or `#` is masked whole), and a
+/// `password=` parameter, which PostgreSQL URLs may carry too. Where in
+/// doubt it masks more, never less.
 pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{masked}@{host}{tail}")
+    let (credentials, rest) = match rest.split_once('@') {
+        Some((userinfo, after)) => {
+            let masked = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@"),
+                None => format!("{userinfo}@"),
+            };
+            (masked, after)
         }
-        None => url.to_owned(),
-    }
+        None => (String::new(), rest),
+    };
+    let (location, query) = rest.split_at(rest.find('?').unwrap_or(rest.len()));
+    let query: Vec<String> = query
+        .strip_prefix('?')
+        .map(|q| q.split('&').collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+            if decoded.eq_ignore_ascii_case("password") {
+                format!("{key}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    format!("{scheme}://{credentials}{location}{query}")
 }
 
 /// Parses `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
@@ -126,17 +170,14 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// `database`: empty for `<data>/gatehouse.db`, a file path (relative to
-/// the data directory), or a `postgres://` URL without required TLS.
+/// the data directory), or a `postgres://` URL (its `sslmode` read by
+/// `db::postgres::parse`: none or `disable`, or TLS checked in full).
 pub(super) fn database(s: &str, data_dir: &Path) -> Result<Database, String> {
     if s.is_empty() {
         Ok(Database::Sqlite(data_dir.join("gatehouse.db")))
     } else if crate::db::postgres::is_url(s) {
-        let parsed = s
-            .parse::<postgres::Config>()
-            .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {e}"))?;
-        if parsed.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(NO_TLS.to_owned());
-        }
+        crate::db::postgres::parse(s)
+            .map_err(|e| format!("is not a PostgreSQL URL gatehouse can use: {}", e.detail()))?;
         Ok(Database::Postgres(Secret(s.as_bytes().to_vec())))
     } else if s.contains("://") {
         Err(format!(
@@ -148,16 +189,26 @@ pub(super) fn database(s: &str, data_dir: &Path) -> Result<Database, String> {
     }
 }
 
-/// `session_store`: `database` (or empty), or a plain `redis://` URL.
+/// `session_store`: `database` (or empty), or a `redis://` URL
+/// (`rediss://` for TLS, checked in full).
 pub(super) fn session_store(s: &str) -> Result<SessionStore, String> {
     if s == "database" || s.is_empty() {
         Ok(SessionStore::Database)
-    } else if s.starts_with("rediss://") {
-        Err(NO_TLS.to_owned())
     } else if crate::db::redis::is_url(s) {
+        crate::db::redis::check_url(s).map_err(|e| e.detail())?;
         Ok(SessionStore::Redis(Secret(s.as_bytes().to_vec())))
     } else {
-        Err("must be `database` or a redis:// URL".to_owned())
+        Err("must be `database` or a redis:// (or rediss://) URL".to_owned())
+    }
+}
+
+/// How `check-config` shows a backend's CA file: the file, or what is
+/// trusted without one.
+pub(super) fn show_ca_file(file: Option<&Path>, tls: bool) -> String {
+    match (file, tls) {
+        (Some(path), _) => path.display().to_string(),
+        (None, true) => "(none: Mozilla's roots, built in)".to_owned(),
+        (None, false) => "(none: no TLS)".to_owned(),
     }
 }
 
@@ -210,6 +261,20 @@ pub(super) fn max_connections(s: &str) -> Result<Option<usize>, String> {
             .filter(|n| (1..=1_000_000).contains(n))
             .map(Some)
             .ok_or_else(|| format!("{s:?} is not `auto` or a number from 1 to 1000000"))
+    }
+}
+
+/// `max_connections_per_client`: `auto` (`None`, derived at start), `0`
+/// (no cap) or up to 1000000.
+pub(super) fn per_client(s: &str) -> Result<Option<usize>, String> {
+    if s == "auto" {
+        Ok(None)
+    } else {
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 1_000_000)
+            .map(Some)
+            .ok_or_else(|| format!("{s:?} is not `auto` or a number from 0 to 1000000"))
     }
 }
 
@@ -406,6 +471,37 @@ mod tests {
         );
         assert_eq!(mask_password("redis://h:6379"), "redis://h:6379");
         assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            mask_password("rediss://default:p@cache.lan:6380/0"),
+            "rediss://default:***@cache.lan:6380/0"
+        );
+    }
+
+    #[test]
+    fn a_password_with_url_delimiters_in_it_is_masked_whole() {
+        // Generated passwords of managed databases hold such characters;
+        // the PostgreSQL client reads the password up to the first `@`.
+        for (url, shown) in [
+            (
+                "postgres://u:pa?ss/w#rd@h/db?sslmode=verify-full",
+                "postgres://u:***@h/db?sslmode=verify-full",
+            ),
+            ("postgres://u:a/b@h/db", "postgres://u:***@h/db"),
+        ] {
+            assert_eq!(mask_password(url), shown);
+        }
+    }
+
+    #[test]
+    fn a_password_parameter_is_masked() {
+        assert_eq!(
+            mask_password("postgres://u@h/db?sslmode=require&password=hunter2&x=1"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            mask_password("postgres://h/db?pass%77ord=hunter2"),
+            "postgres://h/db?pass%77ord=***"
+        );
     }
 
     #[test]

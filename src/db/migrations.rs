@@ -154,6 +154,16 @@ const STEPS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE INDEX oidc_devices_by_grant ON oidc_devices(grant_id);
      CREATE INDEX oidc_devices_by_expiry ON oidc_devices(expires_at);",
+    // 7: where a user comes from: `local` (a bcrypt hash here) or `ldap`
+    // (the directory checks the password; the hash is empty), keyed by the
+    // directory's stable id so a rename keeps the user; and the names the
+    // directory gives (display name, e-mail).
+    "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+     ALTER TABLE users ADD COLUMN external_id TEXT;
+     ALTER TABLE users ADD COLUMN display_name TEXT;
+     ALTER TABLE users ADD COLUMN email TEXT;
+     CREATE UNIQUE INDEX users_by_external_id ON users(source, external_id)
+         WHERE external_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.
@@ -241,6 +251,15 @@ mod tests {
             )
             .expect("index");
         assert!(sql.contains("last_seen_at"), "{sql}");
+        // Users made before there were sources are local ones.
+        let (source, external): (String, Option<String>) = conn
+            .query_row(
+                "SELECT source, external_id FROM users WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("user");
+        assert_eq!((source.as_str(), external), ("local", None));
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub use wal::ForeignWal;
 /// A connection checked out of a [`Pool`].
 pub type Conn = r2d2::PooledConnection<Manager>;
 
+/// How long the first connection to a network server at start may take
+/// (connecting, TLS, signing in): generous, since a slow start is only
+/// late, while one that waits on a server that never answers never ends.
+/// The connections the pools make later have a short limit of their own,
+/// so that a request waits little.
+pub(crate) const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a connection waits on a lock held by another before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,6 +64,18 @@ pub enum DbError {
         backend: &'static str,
         /// What the pool said.
         source: r2d2::Error,
+    },
+    /// A server's TLS certificate was refused: not from a trusted CA, out
+    /// of date, or for another name.
+    #[error(
+        "{backend}: the server's TLS certificate is refused ({reason}); it must be signed by a \
+         CA in the CA file (by a public CA when none is set) and name the host in the URL"
+    )]
+    Certificate {
+        /// Which server: `PostgreSQL` or `Redis`.
+        backend: &'static str,
+        /// What rustls said.
+        reason: String,
     },
     /// The database setting could not be used; the message says why.
     #[error("{0}")]
@@ -139,6 +158,21 @@ impl DbError {
     }
 }
 
+/// `e` as [`DbError::Certificate`] when a TLS certificate was refused
+/// under it, so the start-up error says what to fix.
+pub(crate) fn certificate_or<E>(backend: &'static str, e: E) -> DbError
+where
+    E: std::error::Error + Into<DbError> + 'static,
+{
+    match crate::tls::client::refused_certificate(&e) {
+        Some(refused) => DbError::Certificate {
+            backend,
+            reason: refused.to_string(),
+        },
+        None => e.into(),
+    }
+}
+
 /// A connection from the pool of a network server (`backend` names it in
 /// the error), for every PostgreSQL and Redis user alike.
 ///
@@ -212,6 +246,21 @@ pub fn test_server(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// For tests: the CA file named by the environment variable `var`, for a
+/// test server whose certificate comes from a private CA.
+///
+/// # Panics
+///
+/// When the variable names a file that is not a usable CA file: the tests
+/// would otherwise fail later, on an unexplained handshake error.
+#[doc(hidden)]
+pub fn test_ca_file(var: &str) -> Option<crate::tls::client::CaFile> {
+    let path = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    Some(
+        crate::tls::client::CaFile::read(Path::new(&path)).unwrap_or_else(|e| panic!("{var}: {e}")),
+    )
 }
 
 /// Runs a statement that writes and returns rows (`... RETURNING ...`):
@@ -584,9 +633,9 @@ mod tests {
     fn a_checkout_that_times_out_is_unavailable_and_names_the_server() {
         // Nothing listens on port 1; the pool is built without connecting.
         let config: ::postgres::Config = "postgres://nobody@127.0.0.1:1/none".parse().expect("url");
-        let manager = checked::Checked(r2d2_postgres::PostgresConnectionManager::new(
+        let manager = checked::Checked::new(r2d2_postgres::PostgresConnectionManager::new(
             config,
-            ::postgres::NoTls,
+            postgres::connector(None).expect("connector"),
         ));
         let pool = r2d2::Pool::builder()
             .connection_timeout(Duration::from_millis(200))

@@ -6,23 +6,50 @@
 //! `BOOLEAN`, `BYTEA`, and `JSONB` for session data so a patch is applied
 //! inside the database. Versions live in `gatehouse_schema`; instances that
 //! start at once take turns on an advisory lock, so each step runs once.
+//!
+//! TLS: the URL's `sslmode` is read here, not by the client library, so
+//! that its meaning is gatehouse's (see [`SslMode`]): either no TLS, or
+//! TLS with the certificate checked in full (`tls::client`).
 
 use std::time::Duration;
 
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::DbError;
 use super::checked::Checked;
+use crate::tls::client::{CaFile, client_config};
 
 /// How connections are made and checked.
-pub type PgManager = Checked<PostgresConnectionManager<NoTls>>;
+pub type PgManager = Checked<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// A pool of PostgreSQL connections.
 pub type PgPool = r2d2::Pool<PgManager>;
 
 /// A connection checked out of a [`PgPool`].
 pub type PgConn = r2d2::PooledConnection<PgManager>;
+
+/// Whether connections are encrypted, from the URL's `sslmode`.
+///
+/// libpq's modes that fall back to plain text (`allow`, `prefer`) are
+/// refused: a connection that drops TLS whenever the handshake fails is
+/// one that whoever sits on the path can turn plain. Every mode that asks
+/// for TLS (`require`, `verify-ca`, `verify-full`) gets `verify-full`:
+/// the certificate's chain, dates and name are checked, so the server is
+/// the one named in the URL, not whoever answered (libpq's `require`
+/// checks nothing, and `verify-ca` not the name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS: `sslmode=disable`, or no `sslmode` at all (libpq would
+    /// `prefer`; gatehouse does not guess).
+    Disable,
+    /// TLS, the certificate checked in full.
+    VerifyFull,
+}
+
+/// The ALPN protocol PostgreSQL 17 expects in a TLS handshake (and
+/// demands for `sslnegotiation=direct`), as libpq 17 sends it.
+const ALPN: &[u8] = b"postgresql";
 
 /// The advisory lock migrations hold ("gh" in ASCII, then a version of the lock).
 const MIGRATION_LOCK: i64 = 0x6768_0001;
@@ -163,6 +190,14 @@ const STEPS: &[&str] = &[
      );
      CREATE INDEX oidc_devices_by_grant ON oidc_devices (grant_id);
      CREATE INDEX oidc_devices_by_expiry ON oidc_devices (expires_at);",
+    // 5: where a user comes from (see the SQLite step 7).
+    "ALTER TABLE users
+         ADD COLUMN source TEXT NOT NULL DEFAULT 'local',
+         ADD COLUMN external_id TEXT,
+         ADD COLUMN display_name TEXT,
+         ADD COLUMN email TEXT;
+     CREATE UNIQUE INDEX users_by_external_id ON users (source, external_id)
+         WHERE external_id IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.
@@ -174,36 +209,171 @@ pub fn is_url(database: &str) -> bool {
 }
 
 /// Connects to `url`, migrates the schema and returns a pool of at most
-/// `max_size` connections.
+/// `max_size` connections. With TLS (see [`SslMode`]) the server's
+/// certificate must chain to one in `ca`, or to Mozilla's roots when
+/// `ca` is `None`, and name the URL's host.
 ///
 /// # Errors
 ///
-/// A malformed URL, an unreachable server, a failed migration, or a
-/// database made by a newer gatehouse.
-pub fn open(url: &str, max_size: u32) -> Result<PgPool, DbError> {
-    open_config(parse(url)?, max_size)
+/// A malformed URL or `sslmode`, an unreachable server, a certificate
+/// that is refused, a failed migration, or a database made by a newer
+/// gatehouse.
+pub fn open(url: &str, max_size: u32, ca: Option<&CaFile>) -> Result<PgPool, DbError> {
+    let (config, _) = parse(url)?;
+    open_config(config, max_size, ca)
 }
 
-fn parse(url: &str) -> Result<postgres::Config, DbError> {
-    url.parse()
-        .map_err(|e| DbError::Invalid(format!("invalid PostgreSQL URL: {e}")))
+/// Reads a `postgres://` URL: the connection settings for the client,
+/// with `sslmode` taken out and set as [`SslMode`] says, and that mode.
+///
+/// # Errors
+///
+/// [`DbError::Invalid`] saying what is wrong: the URL, an `sslmode` that
+/// falls back to plain text, or one given twice.
+pub fn parse(url: &str) -> Result<(postgres::Config, SslMode), DbError> {
+    let invalid = |why: String| DbError::Invalid(format!("invalid PostgreSQL URL: {why}"));
+    let (base, query) = url.split_at(query_start(url));
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let mut mode = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Decoded as the client library decodes them, so an encoded
+        // `ssl%6Dode=prefer` cannot slip past to it.
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| invalid(format!("{s:?} is not UTF-8 once decoded")))
+        };
+        match decode(key)?.as_str() {
+            "sslmode" => {
+                if mode.is_some() {
+                    return Err(invalid("sslmode is given twice".to_owned()));
+                }
+                mode = Some(ssl_mode(&decode(value)?)?);
+            }
+            "sslrootcert" => {
+                return Err(invalid(
+                    "sslrootcert is not read from the URL: name the CA file in \
+                     gatehouse's database_ca_file setting"
+                        .to_owned(),
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: postgres::Config = rest.parse().map_err(|e| invalid(format!("{e}")))?;
+    let mode = mode.unwrap_or(SslMode::Disable);
+    // Set either way: the client's own default is `prefer`, which would
+    // try TLS on a server that offers it and fail on its certificate.
+    config.ssl_mode(match mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::VerifyFull => postgres::config::SslMode::Require,
+    });
+    Ok((config, mode))
 }
 
-fn open_config(mut config: postgres::Config, max_size: u32) -> Result<PgPool, DbError> {
+/// Where the URL's parameters begin (its length when it has none), found
+/// as the client library finds them: the user and password run to the
+/// first `@`, so a `?` in an unencoded password is not taken for the
+/// start of the parameters (and an `sslmode` after it is never missed).
+fn query_start(url: &str) -> usize {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let after_credentials = url[after_scheme..]
+        .find('@')
+        .map_or(after_scheme, |i| after_scheme + i + 1);
+    url[after_credentials..]
+        .find('?')
+        .map_or(url.len(), |i| after_credentials + i)
+}
+
+fn ssl_mode(value: &str) -> Result<SslMode, DbError> {
+    match value {
+        "disable" => Ok(SslMode::Disable),
+        "require" | "verify-ca" | "verify-full" => Ok(SslMode::VerifyFull),
+        "allow" | "prefer" => Err(DbError::Invalid(format!(
+            "sslmode={value} falls back to an unencrypted connection whenever TLS fails, so \
+             whoever is on the path can switch it off; use sslmode=verify-full (or \
+             sslmode=disable on a network you trust)"
+        ))),
+        other => Err(DbError::Invalid(format!(
+            "sslmode={other:?} is not one of disable, require, verify-ca, verify-full"
+        ))),
+    }
+}
+
+/// What connections to a PostgreSQL server are made with: a rustls
+/// configuration trusting `ca` (or Mozilla's roots), used only when the
+/// connection's `sslmode` asks for TLS.
+///
+/// # Errors
+///
+/// See [`client_config`].
+pub fn connector(ca: Option<&CaFile>) -> Result<MakeRustlsConnect, DbError> {
+    let mut tls =
+        client_config(ca).map_err(|e| DbError::Invalid(format!("PostgreSQL TLS: {e}")))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(MakeRustlsConnect::new(tls))
+}
+
+fn open_config(
+    mut config: postgres::Config,
+    max_size: u32,
+    ca: Option<&CaFile>,
+) -> Result<PgPool, DbError> {
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name("gatehouse");
     }
-    let manager = Checked(PostgresConnectionManager::new(config, NoTls));
-    let pool = r2d2::Pool::builder()
+    let tls = connector(ca)?;
+    let mut first = first_connection(&config, &tls)?;
+    migrate(&mut first)?;
+    // The first connection is the pool's first: nothing more to wait for.
+    let manager = Checked::seeded(PostgresConnectionManager::new(config, tls), first);
+    Ok(r2d2::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         // Only connections that sat idle are pinged (see `checked`).
         .test_on_check_out(true)
         .connection_timeout(CONNECT_TIMEOUT)
-        .build(manager)?;
-    migrate(&mut **pool.get()?)?;
-    Ok(pool)
+        .build(manager)?)
+}
+
+/// The first connection, made here rather than by the pool so that a
+/// refused certificate or password is reported as itself, not as a pool
+/// that timed out waiting; and within [`FIRST_CONNECTION_TIMEOUT`]
+/// (`super`): the client's own timeout covers the TCP connection only, so
+/// a server that accepts and then never answers (the TLS handshake, or
+/// the sign-in) would hold the start for good. The connecting thread is
+/// left to the client then; start-up fails.
+fn first_connection(
+    config: &postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<postgres::Client, DbError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (config, tls) = (config.clone(), tls.clone());
+    std::thread::Builder::new()
+        .name("postgres-connect".to_owned())
+        .spawn(move || {
+            // The receiver is gone only after a timeout; nothing to tell.
+            let _ = tx.send(config.connect(tls));
+        })
+        .map_err(|e| DbError::Invalid(format!("cannot start a thread: {e}")))?;
+    let limit = super::FIRST_CONNECTION_TIMEOUT;
+    match rx.recv_timeout(limit) {
+        Ok(connected) => connected.map_err(|e| super::certificate_or("PostgreSQL", e)),
+        Err(_) => Err(DbError::Invalid(format!(
+            "PostgreSQL: no answer within {}s (the connection, its TLS handshake or the \
+             sign-in did not finish)",
+            limit.as_secs()
+        ))),
+    }
 }
 
 /// Brings the database up to [`SCHEMA_VERSION`], holding an advisory lock
@@ -269,8 +439,27 @@ pub fn test_url() -> Option<String> {
     super::test_server("GATEHOUSE_TEST_POSTGRES")
 }
 
-/// For tests: a new, empty schema on the server at `url`, and a URL whose
-/// connections use it, so tests running at once never see each other.
+/// For tests: the CA file of the server tests run against,
+/// `GATEHOUSE_TEST_POSTGRES_CA_FILE`, when its URL asks for TLS with a
+/// private CA.
+#[doc(hidden)]
+pub fn test_ca_file() -> Option<CaFile> {
+    super::test_ca_file("GATEHOUSE_TEST_POSTGRES_CA_FILE")
+}
+
+/// For tests: [`open`] with [`test_ca_file`].
+///
+/// # Errors
+///
+/// As [`open`].
+#[doc(hidden)]
+pub fn open_for_tests(url: &str, max_size: u32) -> Result<PgPool, DbError> {
+    open(url, max_size, test_ca_file().as_ref())
+}
+
+/// For tests: a new, empty schema on the server at `url` (reached with
+/// [`test_ca_file`]), and a URL whose connections use it, so tests
+/// running at once never see each other.
 ///
 /// # Errors
 ///
@@ -278,7 +467,8 @@ pub fn test_url() -> Option<String> {
 #[doc(hidden)]
 pub fn scratch_schema(url: &str) -> Result<String, DbError> {
     let schema = format!("t_{:016x}", rand::random::<u64>());
-    let mut client = parse(url)?.connect(NoTls)?;
+    let (config, _) = parse(url)?;
+    let mut client = config.connect(connector(test_ca_file().as_ref())?)?;
     client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
     let separator = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
@@ -295,4 +485,85 @@ pub fn fail_at_commit(table: &str, on: &str) -> String {
          CREATE CONSTRAINT TRIGGER fail_at_commit AFTER {on} ON {table} \
          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> Result<SslMode, String> {
+        parse(url).map(|(_, m)| m).map_err(|e| e.to_string())
+    }
+
+    fn client_mode(url: &str) -> postgres::config::SslMode {
+        parse(url).expect("parses").0.get_ssl_mode()
+    }
+
+    #[test]
+    fn without_sslmode_or_with_disable_there_is_no_tls_not_even_preferred() {
+        for url in ["postgres://u@h/db", "postgres://u@h/db?sslmode=disable"] {
+            assert_eq!(mode(url), Ok(SslMode::Disable), "{url}");
+            // Not the client's default `prefer`, which would try TLS and
+            // fail on a server with a certificate nobody trusts.
+            assert_eq!(
+                client_mode(url),
+                postgres::config::SslMode::Disable,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_mode_that_asks_for_tls_gets_verify_full() {
+        for m in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgresql://u:p@db.lan:5433/gh?sslmode={m}&application_name=x");
+            assert_eq!(mode(&url), Ok(SslMode::VerifyFull), "{m}");
+            let (config, _) = parse(&url).expect("parses");
+            assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+            // The other parameters reach the client untouched.
+            assert_eq!(config.get_application_name(), Some("x"));
+            assert_eq!(config.get_ports(), &[5433]);
+            assert_eq!(config.get_dbname(), Some("gh"));
+        }
+    }
+
+    #[test]
+    fn modes_that_fall_back_to_plain_text_are_refused() {
+        for m in ["prefer", "allow"] {
+            let err = mode(&format!("postgres://u@h/db?sslmode={m}")).expect_err(m);
+            assert!(err.contains("falls back to an unencrypted"), "{err}");
+        }
+        let err = mode("postgres://u@h/db?sslmode=verify_full").expect_err("typo");
+        assert!(err.contains("is not one of"), "{err}");
+        let err = mode("postgres://u@h/db?sslmode=verify-full&sslmode=disable").expect_err("twice");
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn an_encoded_sslmode_is_read_as_the_client_would_read_it() {
+        // The client library decodes keys; so must we, or an encoded
+        // `prefer` would pass us by and reach it.
+        assert!(mode("postgres://u@h/db?ssl%6Dode=prefer").is_err());
+        assert_eq!(
+            mode("postgres://u@h/db?ssl%6dode=verify%2Dfull"),
+            Ok(SslMode::VerifyFull)
+        );
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_does_not_hide_the_sslmode() {
+        let url = "postgres://u:pa?ss@h/db?sslmode=verify-full";
+        assert_eq!(mode(url), Ok(SslMode::VerifyFull));
+        let (config, _) = parse(url).expect("parses");
+        assert_eq!(config.get_password(), Some(&b"pa?ss"[..]));
+        let url = "postgres://u:pa?sslmode=disable@h/db?sslmode=verify-full";
+        assert_eq!(mode(url), Ok(SslMode::VerifyFull));
+    }
+
+    #[test]
+    fn a_ca_file_in_the_url_is_refused_with_the_setting_to_use() {
+        let err = mode("postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem")
+            .expect_err("sslrootcert");
+        assert!(err.contains("database_ca_file"), "{err}");
+    }
 }

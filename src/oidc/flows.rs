@@ -110,7 +110,7 @@ fn each(check: impl Fn(&Fixture)) {
     });
     if let Some(url) = crate::db::postgres::test_url() {
         let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-        let pool = crate::db::postgres::open(&url, 4).expect("open");
+        let pool = crate::db::postgres::open_for_tests(&url, 4).expect("open");
         let mut ids = Vec::new();
         for name in ["alice", "bob"] {
             let row = pool

@@ -586,7 +586,7 @@ mod tests {
             return;
         };
         let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-        let pool = crate::db::postgres::open(&url, 2).expect("open");
+        let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
         let mut users = Vec::new();
         for name in ["alice", "bob"] {
             let row = pool

@@ -353,7 +353,7 @@ mod tests {
     /// A store on a fresh schema, with the users the suite refers to.
     pub(crate) fn scratch() -> Option<PostgresStore> {
         let url = postgres::scratch_schema(&postgres::test_url()?).expect("scratch schema");
-        let pool = postgres::open(&url, 20).expect("open");
+        let pool = postgres::open_for_tests(&url, 20).expect("open");
         pool.get()
             .expect("conn")
             .batch_execute(crate::session::conformance::USERS)
@@ -436,7 +436,7 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let url = url.clone();
-                std::thread::spawn(move || postgres::open(&url, 1).map(|_| ()))
+                std::thread::spawn(move || postgres::open_for_tests(&url, 1).map(|_| ()))
             })
             .collect();
         for h in handles {

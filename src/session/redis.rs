@@ -314,12 +314,15 @@ fn record(
 impl RedisStore {
     /// Connects to the Redis (or Valkey) server at `url` (`redis://host:6379/0`)
     /// with a pool of up to 16 connections; every key goes under `prefix`.
+    /// Over TLS (`rediss://`) the certificate is checked against Mozilla's
+    /// roots; for a private CA, open the pool with
+    /// [`open_pool`](crate::db::redis::open_pool) and its CA file.
     ///
     /// # Errors
     ///
-    /// A malformed URL or an unreachable server.
+    /// A malformed URL, an unreachable server or a refused certificate.
     pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self::new(open_pool(url, 16)?, prefix))
+        Ok(Self::new(open_pool(url, 16, None)?, prefix))
     }
 
     /// A store on `pool`, with every key under `prefix`.
@@ -531,10 +534,11 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::redis::{scratch_prefix, test_url};
+    use crate::db::redis::{open_pool_for_tests, scratch_prefix, test_url};
 
     fn scratch() -> Option<RedisStore> {
-        Some(RedisStore::open(&test_url()?, &scratch_prefix()).expect("redis"))
+        let pool = open_pool_for_tests(&test_url()?, 16).expect("redis");
+        Some(RedisStore::new(pool, &scratch_prefix()))
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `postgres` (a shared database), and the password rules in [`password`].
 //! Second factors (authenticator codes, recovery codes, passkeys, kept
 //! beside the users) are [`factors`]; the WebAuthn relying party's checks
-//! are [`passkey`].
+//! are [`passkey`]; where a user comes from is [`source`], and the
+//! directory (LDAP) as a source of users is [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name
@@ -11,15 +12,17 @@
 
 use std::sync::Arc;
 
+pub mod directory;
 pub mod factors;
 pub mod passkey;
 pub mod password;
 mod postgres;
+pub mod source;
 mod sqlite;
 
 use crate::clock::{self, Millis};
 use crate::db::{DbError, Pool};
-use password::{Hasher, PasswordError};
+use password::{Hasher, PasswordError, Source, Turn};
 
 /// The longest username accepted.
 pub const MAX_USERNAME: usize = 64;
@@ -119,6 +122,9 @@ pub enum UserError {
     /// A second factor could not be used (a seed no secret opens).
     #[error("{0}")]
     Factor(String),
+    /// The user comes from the directory, which keeps their password.
+    #[error("this user's password is kept by the directory; change it there")]
+    External,
 }
 
 impl From<rusqlite::Error> for UserError {
@@ -165,6 +171,13 @@ trait Backend: Send + Sync {
     fn list(&self) -> Result<Vec<User>, UserError>;
     fn count(&self, only_active_admins: bool) -> Result<i64, UserError>;
     fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError>;
+    /// Replaces the hash `old` by `new` (the same password at another
+    /// cost), leaving `password_changed_at` alone; false when the hash is
+    /// no longer `old` (the password changed meanwhile).
+    fn rehash(&self, id: UserId, old: &str, new: &str) -> Result<bool, UserError>;
+    /// How many stored hashes begin with each 7-character head
+    /// (`$2b$10$`): their kind and cost.
+    fn hash_kinds(&self) -> Result<Vec<(String, i64)>, UserError>;
     fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError>;
     fn delete(&self, id: UserId) -> Result<(), UserError>;
     fn import(&self, user: &User, hash: &str) -> Result<(), UserError>;
@@ -191,21 +204,31 @@ impl Flag {
 #[derive(Clone)]
 pub struct Users {
     db: Arc<dyn Backend>,
+    sources: Arc<dyn source::SourceStore>,
     hasher: Arc<Hasher>,
     factors: factors::Factors,
+    /// When the dummy hash's cost was last matched to the stored hashes
+    /// (see [`Users::refresh_dummy_cost`]).
+    dummy_checked: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often a sign-in looks again at the costs of the stored hashes: the
+/// other instances of a shared database rehash too.
+const DUMMY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Users {
     /// Users in the SQLite `pool`, hashing with `hasher`.
     pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(sqlite::Sqlite(pool));
         Self {
+            sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
             },
             db,
             hasher,
+            dummy_checked: Arc::default(),
         }
     }
 
@@ -213,12 +236,14 @@ impl Users {
     pub fn postgres(pool: crate::db::postgres::PgPool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(postgres::Postgres(pool));
         Self {
+            sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
             },
             db,
             hasher,
+            dummy_checked: Arc::default(),
         }
     }
 
@@ -253,8 +278,11 @@ impl Users {
     ) -> Result<User, UserError> {
         let hash = self.hasher.hash(password)?;
         let stamp = crate::identity::new_stamp();
-        self.db
-            .insert(name.as_str(), &hash, is_admin, clock::now(), &stamp)
+        let user = self
+            .db
+            .insert(name.as_str(), &hash, is_admin, clock::now(), &stamp)?;
+        self.keep_dummy_current();
+        Ok(user)
     }
 
     /// Copies a user as stored elsewhere (id, hash, times and stamp kept),
@@ -338,6 +366,29 @@ impl Users {
     ///
     /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Login, UserError> {
+        let login = self.authenticate_as(Source::NONE, name, password, &mut || Turn::Go)?;
+        Ok(login.expect("a check that is always let go runs"))
+    }
+
+    /// [`authenticate`](Self::authenticate) for a caller from `source` (the
+    /// bcrypt queue serves sources fairly), asking `turn` once a
+    /// worker is free whether the check may run (see
+    /// [`Hasher::verify_as`]); `None` when it said no.
+    ///
+    /// A right password whose hash has another cost than the server's
+    /// `bcrypt_cost` is hashed again at that cost (best effort), so a
+    /// change of cost reaches every user who signs in.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError::Busy`] (as [`UserError::Password`]) or database failures.
+    pub fn authenticate_as(
+        &self,
+        source: Source<'_>,
+        name: &str,
+        password: &str,
+        turn: &mut dyn FnMut() -> Turn,
+    ) -> Result<Option<Login>, UserError> {
         // Only a name that could have been created is looked up: anything
         // else (control characters, overlong) is an unknown user, with the
         // same dummy verify, message and throttling as a wrong password.
@@ -346,26 +397,119 @@ impl Users {
             Err(_) => None,
         };
         let Some((user, hash)) = found else {
-            self.hasher.dummy_verify(password)?;
-            return Ok(Login::UnknownUser);
+            let checked = self.hasher.dummy_verify_as(source, password, turn)?;
+            return Ok(checked.map(|()| Login::UnknownUser));
         };
-        if !self.hasher.verify(password, &hash)? {
-            return Ok(Login::WrongPassword);
+        // A user from the directory has no hash here: no local password
+        // signs them in, and refusing takes as long as a wrong password.
+        if hash.is_empty() {
+            let checked = self.hasher.dummy_verify_as(source, password, turn)?;
+            return Ok(checked.map(|()| Login::WrongPassword));
         }
-        if user.disabled {
-            return Ok(Login::Disabled);
+        match self.hasher.verify_as(source, password, &hash, turn)? {
+            None => Ok(None),
+            Some(false) => Ok(Some(Login::WrongPassword)),
+            Some(true) if user.disabled => Ok(Some(Login::Disabled)),
+            Some(true) => {
+                self.rehash(&user, password, &hash);
+                self.keep_dummy_current();
+                Ok(Some(Login::Ok(user)))
+            }
         }
-        Ok(Login::Ok(user))
+    }
+
+    /// Hashes `password` again at the server's cost when `hash` has
+    /// another: the stored costs follow a change of `bcrypt_cost` as users
+    /// sign in, and with them the dummy hash's (see
+    /// [`refresh_dummy_cost`](Self::refresh_dummy_cost)). Best effort: a
+    /// busy queue or a failed write leaves it for the next sign-in.
+    fn rehash(&self, user: &User, password: &str, hash: &str) {
+        if password::cost_of(hash).is_none_or(|c| c == self.hasher.cost()) {
+            return;
+        }
+        let done = self
+            .hasher
+            .hash_again(password)
+            .map_err(UserError::from)
+            .and_then(|new| self.db.rehash(user.id, hash, &new));
+        match done {
+            Ok(_) => {}
+            Err(e) => crate::logging::line(&format!(
+                "rehash failed user={} detail={}",
+                crate::logging::quote(&user.username),
+                crate::logging::quote(&e.to_string())
+            )),
+        }
+    }
+
+    /// Makes the dummy hash (spent on unknown names) cost what most stored
+    /// hashes cost, ties to the higher cost: right after `bcrypt_cost`
+    /// changes, most users still have hashes at the old cost, and an
+    /// unknown name answered at the new one would stand out (64 ms against
+    /// 3.8 ms). As users sign in they are rehashed at the new cost, and the
+    /// dummy follows once they are the most. With no users, the server's
+    /// cost. Returns the cost now used.
+    ///
+    /// # Errors
+    ///
+    /// Database failures, a busy hasher or a bcrypt failure.
+    pub fn refresh_dummy_cost(&self) -> Result<u32, UserError> {
+        let mut counts: std::collections::BTreeMap<u32, i64> = std::collections::BTreeMap::new();
+        for (head, n) in self.db.hash_kinds()? {
+            if let Some(cost) = password::cost_of(&format!("{head}x")) {
+                *counts.entry(cost).or_default() += n;
+            }
+        }
+        // The most common; among equals the higher (the later in order).
+        let cost = counts
+            .iter()
+            .max_by_key(|(cost, n)| (**n, **cost))
+            .map_or(self.hasher.cost(), |(cost, _)| *cost);
+        self.hasher.set_dummy_cost(cost)?;
+        Ok(cost)
+    }
+
+    /// Refreshes the dummy's cost at most once a [`DUMMY_CHECK_EVERY`];
+    /// called where timing does not matter (after a right password, after
+    /// a password is set), never on the way to refusing an unknown name.
+    /// Best effort.
+    fn keep_dummy_current(&self) {
+        {
+            let mut last = self
+                .dummy_checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < DUMMY_CHECK_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        if let Err(e) = self.refresh_dummy_cost() {
+            crate::logging::line(&format!(
+                "dummy hash cost not refreshed detail={}",
+                crate::logging::quote(&e.to_string())
+            ));
+        }
     }
 
     /// Sets a new password.
     ///
     /// # Errors
     ///
-    /// A bad password, no such user, or database failures.
+    /// A bad password, no such user, [`UserError::External`] for a user
+    /// whose password the directory keeps, or database failures.
     pub fn set_password(&self, id: UserId, password: &str) -> Result<(), UserError> {
+        if self
+            .sources
+            .profile(id)?
+            .is_some_and(|p| p.source != source::Source::Local)
+        {
+            return Err(UserError::External);
+        }
         let hash = self.hasher.hash(password)?;
-        self.db.set_password_hash(id, &hash, clock::now())
+        self.db.set_password_hash(id, &hash, clock::now())?;
+        self.keep_dummy_current();
+        Ok(())
     }
 
     /// Disables or enables a user.
@@ -410,7 +554,7 @@ mod tests {
         check(&Users::new(pool, Arc::clone(&hasher)));
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-            let pool = crate::db::postgres::open(&url, 2).expect("open");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
             check(&Users::postgres(pool, hasher));
         }
     }
@@ -450,7 +594,7 @@ mod tests {
             return;
         };
         let url = crate::db::postgres::scratch_schema(&url).expect("schema");
-        let pool = crate::db::postgres::open(&url, 2).expect("open");
+        let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
         pool.get()
             .expect("conn")
             .batch_execute(&crate::db::postgres::fail_at_commit("users", "INSERT"))
@@ -611,6 +755,123 @@ mod tests {
         each(|u| {
             assert!(matches!(u.set_admin(99, true), Err(UserError::NotFound)));
             assert!(matches!(u.delete(99), Err(UserError::NotFound)));
+        });
+    }
+
+    /// Runs `check` with a maker of users over one fresh database (SQLite,
+    /// and PostgreSQL when configured for tests) and a hasher of the cost
+    /// given: the same users, as a server at another `bcrypt_cost` sees them.
+    fn each_at_costs(check: impl Fn(&dyn Fn(u32) -> Users)) {
+        let hasher = |cost| Arc::new(Hasher::new(cost, 2, std::time::Duration::from_secs(10)));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
+        check(&|cost| Users::new(pool.clone(), hasher(cost)));
+        if let Some(url) = crate::db::postgres::test_url() {
+            let url = crate::db::postgres::scratch_schema(&url).expect("schema");
+            let pool = crate::db::postgres::open_for_tests(&url, 2).expect("open");
+            check(&|cost| Users::postgres(pool.clone(), hasher(cost)));
+        }
+    }
+
+    fn stored_cost(u: &Users, name: &str) -> Option<u32> {
+        let (_, hash) = u
+            .export()
+            .expect("export")
+            .into_iter()
+            .find(|(user, _)| user.username == name)
+            .expect("stored");
+        password::cost_of(&hash)
+    }
+
+    /// Users hashed at cost 5, a server now at 4: an unknown name must
+    /// cost what their hashes cost, not the server's 4.
+    #[test]
+    fn the_dummy_hash_costs_what_most_stored_hashes_cost() {
+        each_at_costs(|at| {
+            let old = at(5);
+            for n in ["a", "b", "c"] {
+                old.create(&name(n), "password1", false).expect("create");
+            }
+            let server = at(4);
+            server
+                .create(&name("d"), "password1", false)
+                .expect("create");
+            assert_eq!(server.refresh_dummy_cost().expect("refresh"), 5);
+            assert_eq!(server.hasher().dummy_cost(), 5);
+            // Unknown names are refused with that dummy.
+            assert_eq!(
+                server.authenticate("nobody", "password1").expect("auth"),
+                Login::UnknownUser
+            );
+            // As users sign in they move to the server's cost, and once
+            // most hashes are at 4 so is the dummy.
+            for n in ["a", "b"] {
+                assert!(matches!(
+                    server.authenticate(n, "password1").expect("auth"),
+                    Login::Ok(_)
+                ));
+            }
+            assert_eq!(server.refresh_dummy_cost().expect("refresh"), 4);
+            assert_eq!(server.hasher().dummy_cost(), 4);
+        });
+    }
+
+    #[test]
+    fn with_no_users_the_dummy_uses_the_servers_cost_and_ties_go_up() {
+        each_at_costs(|at| {
+            let server = at(5);
+            assert_eq!(server.refresh_dummy_cost().expect("refresh"), 5);
+            at(4)
+                .create(&name("a"), "password1", false)
+                .expect("create");
+            server
+                .create(&name("b"), "password1", false)
+                .expect("create");
+            assert_eq!(server.refresh_dummy_cost().expect("refresh"), 5);
+            assert_eq!(at(4).refresh_dummy_cost().expect("refresh"), 5);
+        });
+    }
+
+    #[test]
+    fn a_sign_in_at_a_new_cost_rehashes_the_password() {
+        each_at_costs(|at| {
+            let alice = at(5)
+                .create(&name("alice"), "password1", false)
+                .expect("create");
+            let server = at(4);
+            // A wrong password changes nothing.
+            assert_eq!(
+                server.authenticate("alice", "password2").expect("auth"),
+                Login::WrongPassword
+            );
+            assert_eq!(stored_cost(&server, "alice"), Some(5));
+            assert!(matches!(
+                server.authenticate("alice", "password1").expect("auth"),
+                Login::Ok(_)
+            ));
+            assert_eq!(stored_cost(&server, "alice"), Some(4), "not rehashed");
+            let now = server.get_by_name("alice").expect("alice");
+            assert_eq!(
+                now.password_changed_at, alice.password_changed_at,
+                "a rehash is no password change (it would end pending sign-ins)"
+            );
+            assert!(matches!(
+                server.authenticate("alice", "password1").expect("auth"),
+                Login::Ok(_)
+            ));
+            // Back up again, when the cost is raised.
+            assert!(matches!(
+                at(6).authenticate("alice", "password1").expect("auth"),
+                Login::Ok(_)
+            ));
+            assert_eq!(stored_cost(&server, "alice"), Some(6));
+            // A disabled user's right password does not rehash.
+            server.set_disabled(now.id, true).expect("disable");
+            assert_eq!(
+                server.authenticate("alice", "password1").expect("auth"),
+                Login::Disabled
+            );
+            assert_eq!(stored_cost(&server, "alice"), Some(6));
         });
     }
 }

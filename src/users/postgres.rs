@@ -35,7 +35,7 @@ fn user(row: &postgres::Row) -> Result<User, UserError> {
 }
 
 impl Postgres {
-    fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
+    pub(in crate::users) fn client(&self) -> Result<crate::db::postgres::PgConn, UserError> {
         crate::db::postgres::client(&self.0).map_err(|e| UserError::Unavailable(e.detail()))
     }
 
@@ -152,6 +152,24 @@ impl Backend for Postgres {
             "UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
             &[(&id, Type::INT8), (&hash, Type::TEXT), (&now, Type::INT8)],
         )
+    }
+
+    fn rehash(&self, id: UserId, old: &str, new: &str) -> Result<bool, UserError> {
+        Ok(self.client()?.execute_typed(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            &[(&id, Type::INT8), (&old, Type::TEXT), (&new, Type::TEXT)],
+        )? > 0)
+    }
+
+    fn hash_kinds(&self) -> Result<Vec<(String, i64)>, UserError> {
+        self.client()?
+            .query_typed(
+                "SELECT substr(password_hash, 1, 7), count(*) FROM users GROUP BY 1",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {

@@ -116,6 +116,21 @@ impl Backend for Sqlite {
         )
     }
 
+    fn rehash(&self, id: UserId, old: &str, new: &str) -> Result<bool, UserError> {
+        Ok(self.0.get()?.execute(
+            "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            params![id, old, new],
+        )? > 0)
+    }
+
+    fn hash_kinds(&self) -> Result<Vec<(String, i64)>, UserError> {
+        let conn = self.0.get()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT substr(password_hash, 1, 7), count(*) FROM users GROUP BY 1")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {
         self.update(
             &format!("UPDATE users SET {} = ?2 WHERE id = ?1", flag.column()),

@@ -437,6 +437,8 @@ pub(super) fn proxy(
             };
             let headers = upstream_headers(state, request, client, app, &who, prefix);
             match super::tunnel::open(
+                &state.tunnels,
+                user.id,
                 app,
                 request.method(),
                 &rest,

@@ -75,6 +75,7 @@ pub use error::WebError;
 #[doc(hidden)]
 pub use router::Token as FormToken;
 pub use state::{Health, State, Unhealthy, with_session};
+pub use tunnel::Tunnels;
 
 use crate::auth::proxy;
 use crate::auth::proxy::Client;

@@ -39,6 +39,9 @@ pub struct State {
     pub proxy_underscore_headers: bool,
     /// How long the built-in proxy waits for an upstream.
     pub proxy_timeout: std::time::Duration,
+    /// The proxy's open WebSocket tunnels, counted per user, and their
+    /// limits.
+    pub tunnels: std::sync::Arc<super::tunnel::Tunnels>,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
     /// Whether `/metrics` is served, and the bearer token it wants.

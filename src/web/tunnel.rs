@@ -3,39 +3,116 @@
 //! once the upstream answers `101`, bytes flow both ways untouched, one
 //! thread per direction, until either side closes.
 //!
-//! A tunnel has no idle cap of its own while both ends are there: reads
-//! from the client give up every `body_timeout` (the socket's read timeout,
-//! set by the HTTP layer) and are simply tried again, so a quiet WebSocket
-//! stays open; only a tunnel with no byte either way for [`TUNNEL_IDLE`] is
-//! closed, so one whose client vanished without a word does not hold its
+//! Reads from the client give up every `body_timeout` (the socket's read
+//! timeout, set by the HTTP layer) and are simply tried again, so a quiet
+//! WebSocket stays open up to `tunnel_idle_timeout`: a tunnel with no byte
+//! either way for that long is closed, so one whose client vanished without
+//! a word (or that is held open on purpose) does not hold its connection,
 //! descriptors and threads for ever. A client that stops reading is cut off
-//! by the write timeout (`body_timeout`) once the buffers are full.
+//! by the HTTP layer's write limits (`body_timeout`, `min_send_rate`).
+//!
+//! Each user may hold at most `max_connections_per_client` tunnels at once
+//! ([`Tunnels`]); a tunnel's connection also counts against its client
+//! address in the HTTP layer. One signed-in user holding quiet tunnels
+//! took every connection slot, and everyone else was refused.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rouille::{ReadWrite, Response, ResponseBody, Upgrade};
 
 use crate::auth::apps::App;
+use crate::identity::UserId;
 
 /// The longest response head accepted from an upstream.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// A tunnel with no byte either way for this long is closed.
-pub const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+/// The open tunnels, counted per user, and their limits.
+pub struct Tunnels {
+    /// Most tunnels one user may hold at once (0: no limit).
+    per_user: usize,
+    /// A tunnel with no byte either way for this long is closed.
+    idle: Duration,
+    open: Mutex<HashMap<UserId, usize>>,
+}
+
+impl Tunnels {
+    /// At most `per_user` tunnels per user (0: no limit), each closed after
+    /// `idle` without a byte either way.
+    pub fn new(per_user: usize, idle: Duration) -> Arc<Tunnels> {
+        Arc::new(Tunnels {
+            per_user,
+            idle,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a tunnel for `user` until the claim is dropped; `None` when
+    /// the user holds as many as allowed.
+    fn claim(self: &Arc<Self>, user: UserId) -> Option<Claim> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(user).or_insert(0);
+        if self.per_user != 0 && *n >= self.per_user {
+            return None;
+        }
+        *n += 1;
+        Some(Claim {
+            tunnels: Arc::clone(self),
+            user,
+        })
+    }
+
+    /// How many tunnels `user` holds.
+    pub fn held_by(&self, user: UserId) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&user)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// One counted tunnel.
+struct Claim {
+    tunnels: Arc<Tunnels>,
+    user: UserId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut open = self
+            .tunnels
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// Forwards an upgrade request for `path` on `app` with `headers` (already
-/// filtered and carrying the identity) and answers as the upstream does:
-/// `101` with a connection that relays both ways, or the upstream's refusal.
+/// filtered and carrying the identity) for `user` and answers as the
+/// upstream does: `101` with a connection that relays both ways, or the
+/// upstream's refusal; `429` when the user holds as many tunnels as
+/// allowed.
 ///
 /// # Errors
 ///
 /// The upstream cannot be reached in `timeout` or answers nonsense (the
 /// caller answers 502 or 504).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn open(
+    tunnels: &Arc<Tunnels>,
+    user: UserId,
     app: &App,
     method: &str,
     path: &str,
@@ -43,6 +120,17 @@ pub(super) fn open(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, io::Error> {
+    let Some(claim) = tunnels.claim(user) else {
+        crate::logging::line(&format!(
+            "proxy tunnel refused app={} user_id={user} reason=\"the user holds max_connections_per_client tunnels\"",
+            crate::logging::quote(&app.name)
+        ));
+        return Ok(
+            Response::text("too many open connections; close some and retry")
+                .with_status_code(429)
+                .with_additional_header("Retry-After", "5"),
+        );
+    };
     let upstream = app
         .upstream
         .as_ref()
@@ -124,6 +212,8 @@ pub(super) fn open(
         upgrade: Some(Box::new(Relay {
             upstream: Some(stream),
             leftover,
+            claim: Some(claim),
+            idle: tunnels.idle,
         })),
     })
 }
@@ -181,6 +271,10 @@ fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
 struct Relay {
     upstream: Option<TcpStream>,
     leftover: Vec<u8>,
+    /// The user's count of tunnels, held while either direction runs.
+    claim: Option<Claim>,
+    /// Closed after this long without a byte either way.
+    idle: Duration,
 }
 
 impl Upgrade for Relay {
@@ -196,7 +290,7 @@ impl Upgrade for Relay {
         };
         let mut to_upstream = upstream;
         let leftover = std::mem::take(&mut self.leftover);
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(self.idle, self.claim.take()));
         let down_activity = Arc::clone(&activity);
         let up = std::thread::Builder::new()
             .name("gatehouse-tunnel-up".into())
@@ -223,18 +317,24 @@ impl Upgrade for Relay {
     }
 }
 
-/// When a byte last went through a tunnel, either way.
+/// When a byte last went through a tunnel, either way; and the user's
+/// count of tunnels, given back when both directions are done with it.
 struct Activity {
     start: Instant,
     /// Milliseconds from `start`.
     last: AtomicU64,
+    /// Closed after this long without a byte.
+    limit: Duration,
+    _claim: Option<Claim>,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(limit: Duration, claim: Option<Claim>) -> Activity {
         Activity {
             start: Instant::now(),
             last: AtomicU64::new(0),
+            limit,
+            _claim: claim,
         }
     }
 
@@ -252,8 +352,7 @@ impl Activity {
 
 /// Copies until end of stream or an error, flushing every chunk (the
 /// client's half is buffered). With `patient`, a read that timed out is
-/// tried again unless the tunnel has been idle both ways for
-/// [`TUNNEL_IDLE`].
+/// tried again unless the tunnel has been idle both ways for its limit.
 fn pump(
     from: &mut dyn Read,
     to: &mut dyn Write,
@@ -272,7 +371,7 @@ fn pump(
                         e.kind(),
                         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
                     )
-                    && activity.idle() < TUNNEL_IDLE =>
+                    && activity.idle() < activity.limit =>
             {
                 continue;
             }

@@ -350,6 +350,16 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
 
         let schema = gatehouse::db::postgres::scratch_schema(&postgres).expect("schema");
         let mut shared = vec![secret, ("GATEHOUSE_DATABASE".to_owned(), schema)];
+        let mut ca_files = vec![("database_ca_file", "GATEHOUSE_TEST_POSTGRES_CA_FILE")];
+        if to_redis {
+            ca_files.push(("session_store_ca_file", "GATEHOUSE_TEST_REDIS_CA_FILE"));
+        }
+        shared.extend(
+            ca_files
+                .into_iter()
+                .filter_map(|(setting, var)| crate::helpers::ca_file(setting, var))
+                .map(|(k, v)| (gatehouse::config::env_name(&k), v)),
+        );
         if to_redis {
             shared.push((
                 "GATEHOUSE_SESSION_STORE".to_owned(),
@@ -446,10 +456,14 @@ fn backup_and_restore_point_postgres_users_to_its_own_tools() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let env = vec![(
+    let mut env = vec![(
         "GATEHOUSE_DATABASE".to_owned(),
         gatehouse::db::postgres::scratch_schema(&postgres).expect("schema"),
     )];
+    env.extend(
+        crate::helpers::ca_file("database_ca_file", "GATEHOUSE_TEST_POSTGRES_CA_FILE")
+            .map(|(k, v)| (gatehouse::config::env_name(&k), v)),
+    );
     let out = fails(&run(dir.path(), &env, &["backup", "x.db"], None));
     assert!(out.contains("pg_dump"), "{out}");
     let out = fails(&run(

@@ -943,6 +943,9 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
         conn.execute_batch(
             "DROP TABLE oidc_devices; DROP TABLE oidc_tokens; DROP TABLE oidc_codes; \
              DROP TABLE oidc_grants; DROP TABLE oidc_keys; DROP TABLE oidc_subjects; \
+             DROP INDEX users_by_external_id; ALTER TABLE users DROP COLUMN source; \
+             ALTER TABLE users DROP COLUMN external_id; \
+             ALTER TABLE users DROP COLUMN display_name; ALTER TABLE users DROP COLUMN email; \
              DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
              ALTER TABLE users DROP COLUMN stamp; ALTER TABLE sessions DROP COLUMN user_stamp; \

@@ -45,7 +45,9 @@ fn start(store: &str, dir: &std::path::Path) -> (Running, String) {
 #[test]
 fn the_tutorial_example_logs_in_counts_visits_and_logs_out_on_every_store() {
     let mut stores = vec!["sqlite".to_owned(), "memory".into(), "cookie".into()];
-    stores.extend(gatehouse::db::redis::test_url());
+    // The tutorial connects as connect-redis does, without a CA file: a
+    // test server over TLS with a private CA is left to the suite.
+    stores.extend(gatehouse::db::redis::test_url().filter(|u| u.starts_with("redis://")));
     for store in &stores {
         let dir = tempfile::tempdir().expect("dir");
         let (_running, url) = start(store, dir.path());

@@ -27,7 +27,10 @@ pub fn command(binary: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
 /// The backend the suite runs on, from `GATEHOUSE_TEST_BACKEND`:
 /// `sqlite` (the default), `postgres` (users and sessions in PostgreSQL,
 /// at `GATEHOUSE_TEST_POSTGRES`) or `redis` (users in PostgreSQL, sessions
-/// and throttling in Redis at `GATEHOUSE_TEST_REDIS`).
+/// and throttling in Redis at `GATEHOUSE_TEST_REDIS`). Over TLS, the URLs
+/// say so (`sslmode=verify-full`, `rediss://`) and
+/// `GATEHOUSE_TEST_POSTGRES_CA_FILE` and `GATEHOUSE_TEST_REDIS_CA_FILE`
+/// name the servers' CA files.
 pub fn backend() -> &'static str {
     static BACKEND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     BACKEND.get_or_init(
@@ -77,8 +80,16 @@ pub fn backend_settings(dir: &Path) -> Vec<(String, String)> {
             let postgres = required("GATEHOUSE_TEST_POSTGRES");
             let url = gatehouse::db::postgres::scratch_schema(&postgres).expect("scratch schema");
             let mut settings = vec![("database".to_owned(), url)];
+            settings.extend(ca_file(
+                "database_ca_file",
+                "GATEHOUSE_TEST_POSTGRES_CA_FILE",
+            ));
             if backend() == "redis" {
                 settings.push(("session_store".to_owned(), required("GATEHOUSE_TEST_REDIS")));
+                settings.extend(ca_file(
+                    "session_store_ca_file",
+                    "GATEHOUSE_TEST_REDIS_CA_FILE",
+                ));
                 settings.push((
                     "store_prefix".to_owned(),
                     gatehouse::db::redis::scratch_prefix(),
@@ -87,6 +98,12 @@ pub fn backend_settings(dir: &Path) -> Vec<(String, String)> {
             settings
         })
         .clone()
+}
+
+/// `setting` set to the CA file named by `var`, when it names one.
+pub fn ca_file(setting: &str, var: &str) -> Option<(String, String)> {
+    let path = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+    Some((setting.to_owned(), path))
 }
 
 /// The same settings as environment variables, for the real binary.

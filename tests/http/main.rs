@@ -3,11 +3,14 @@
 mod authenticator;
 mod helpers;
 mod raw;
+mod slapd;
 
 mod accounts;
 mod api;
 mod attack;
+mod backend_tls;
 mod backup;
+mod bursts;
 mod cli;
 mod clock;
 mod disk;
@@ -15,9 +18,11 @@ mod door;
 mod example;
 mod factors;
 mod files;
+mod flood;
 mod gate;
 mod hostile;
 mod instances;
+mod ldap;
 mod library;
 mod lists;
 mod login;

@@ -123,19 +123,45 @@ fn pings_stop_while_the_server_cannot_take_a_connection() {
     let sock = UnixDatagram::bind(&notify).expect("bind");
     let log = tmp.path().join("log");
     let mut child = serve(&tmp.path().join("data"), &notify, "ulimit -n 96;", &log);
+    // (96 descriptors: a cap of 16 connections, at most 8 from one address.)
     let port = port(&mut child);
     expect(&sock, "READY=1\n");
     expect(&sock, "WATCHDOG=1\n");
 
-    // More idle connections than it has descriptors: it cannot accept, so
-    // neither can its own probe be answered.
+    // Every connection it may hold is being served: each asked for page
+    // after page and reads none of them, so the answers wait for room (a
+    // connection being served is never closed to make room; an idle or
+    // silent one would be). It cannot take another connection, so neither
+    // can its own probe be answered.
     // (A short connect timeout: once the listen backlog is full, a
     // connect would otherwise wait out SYN retries.)
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let held: Vec<TcpStream> = (0..160)
-        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok())
+    // (Some 8 MB of answers each: more than loopback's buffers hold.)
+    let pages = "GET /assets/passkey.js HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1500);
+    let held: Vec<TcpStream> = (0..40)
+        .filter_map(|_| {
+            let mut conn = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+            conn.set_write_timeout(Some(Duration::from_millis(500)))
+                .ok()?;
+            let _ = std::io::Write::write_all(&mut conn, pages.as_bytes());
+            Some(conn)
+        })
         .collect();
-    assert!(held.len() > 96, "only {} connections", held.len());
+    // Only those already being served count: wait for each one's first
+    // answer to start (on a loaded machine the server may not have read
+    // every head yet, and a connection still in its head may be closed to
+    // make room for the probe). The rest were refused or closed to make
+    // room for later ones.
+    let held: Vec<TcpStream> = held
+        .into_iter()
+        .filter_map(|mut conn| {
+            conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            let mut start = [0u8; 12];
+            std::io::Read::read_exact(&mut conn, &mut start).ok()?;
+            (&start == b"HTTP/1.1 200").then_some(conn)
+        })
+        .collect();
+    assert!(held.len() >= 8, "only {} connections served", held.len());
     // A probe already answered may still report; after that, silence.
     std::thread::sleep(Duration::from_millis(600));
     while next(&sock, Duration::from_millis(1)).is_some() {}

@@ -1,7 +1,7 @@
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use std::net::SocketAddr;
@@ -9,7 +9,8 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use crate::common::{HTTPVersion, Header, Method, StatusCode};
-use crate::limits::{ConnState, Timeouts};
+use crate::limits::{ConnState, Phase, Timeouts};
+use crate::request::{CLOSE, LINGER, OPEN};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -44,8 +45,13 @@ pub struct ClientConnection {
     secure: bool,
 
     // gatehouse patch: raised by a request that leaves the connection unfit
-    // for another one (its body unread, or the connection upgraded).
-    closing: Arc<AtomicBool>,
+    // for another one (its body unread, or the connection upgraded):
+    // `request::LINGER` or `request::CLOSE`.
+    closing: Arc<AtomicU8>,
+
+    // gatehouse patch: the last request asked for an upgrade (its answer
+    // is written by `Request::upgrade`, never handed back here).
+    upgrading: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -102,7 +108,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
-            closing: Arc::new(AtomicBool::new(false)),
+            closing: Arc::new(AtomicU8::new(OPEN)),
+            upgrading: false,
         })
     }
 
@@ -128,26 +135,71 @@ impl ClientConnection {
         // to the one before has been written (or given up on). Pipelined
         // requests each took a request thread that waited for its turn to
         // write, so one connection that sent many and read none held every
-        // request thread until its writes timed out.
-        self.sink.wait_done();
-        if self.next_header_source.wait_turn().is_err() {
-            return false;
-        }
-        // The request before left its body unread: nothing more is read.
-        if self.closing.load(Ordering::SeqCst) {
+        // request thread until its writes timed out. An answer the client
+        // was too slow to take at once is finished here, on this thread.
+        if !self.finish_previous() {
             return false;
         }
         self.state
             .set_deadline(Instant::now() + self.timeouts.keepalive);
-        {
-            let _idle = self.state.idle();
-            match self.next_header_source.fill_buf() {
-                Ok(buf) if !buf.is_empty() => {}
-                _ => return false,
-            }
+        // Idle: may be closed to make room for a new connection.
+        if !self.state.enter(Phase::Idle) {
+            return false;
+        }
+        match self.next_header_source.fill_buf() {
+            Ok(buf) if !buf.is_empty() => {}
+            _ => return false,
         }
         self.state.set_deadline(Instant::now() + self.timeouts.header);
-        true
+        self.state.enter(Phase::Opening)
+    }
+
+    /// gatehouse patch: waits for the answer to the request before (running
+    /// what its request thread left to write to a slow client), then for
+    /// the stream; false if the connection is over: it was upgraded, or
+    /// its request left a body unread (then lingers first: see
+    /// [`ClientConnection::linger`]).
+    fn finish_previous(&mut self) -> bool {
+        self.sink.wait_done();
+        if self.next_header_source.wait_turn().is_err() {
+            return false;
+        }
+        match self.closing.load(Ordering::SeqCst) {
+            OPEN => true,
+            LINGER => {
+                self.linger();
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// gatehouse patch: after the answer to a request whose body was left
+    /// unread, the client may still be sending it. Closing now would reset
+    /// the connection, and the client could lose the answer (a `413`); so
+    /// the connection is half closed (the client sees the answer end), and
+    /// what still comes is read and dropped for at most
+    /// `Timeouts::linger` in all and 1 MiB, here on the connection's own
+    /// thread (never a request thread), which then closes it. A lingering
+    /// connection is the first to go when room is needed.
+    fn linger(&mut self) {
+        if !self.state.enter(Phase::Closing) {
+            return;
+        }
+        let _ = self.state.half_close();
+        self.state
+            .set_deadline(Instant::now() + self.timeouts.linger());
+        let mut total = 0;
+        while total < 1024 * 1024 {
+            match self.next_header_source.fill_buf() {
+                Ok(buf) if !buf.is_empty() => {
+                    let n = buf.len();
+                    self.next_header_source.consume(n);
+                    total += n;
+                }
+                _ => return,
+            }
+        }
     }
 
     /// true if the connection is HTTPS
@@ -206,7 +258,7 @@ impl ClientConnection {
         if self.next_header_source.wait_turn().is_err() {
             return Err(ReadError::Closed);
         }
-        if self.closing.load(Ordering::SeqCst) {
+        if self.closing.load(Ordering::SeqCst) != OPEN {
             return Err(ReadError::Closed);
         }
 
@@ -267,6 +319,10 @@ impl ClientConnection {
 
         // building the writer for the request
         let writer = self.sink.next().expect("the builder yields writers for ever");
+        // gatehouse patch: where the request thread hands what a slow
+        // client has yet to take (see `Request::respond`).
+        let finisher = writer.finisher();
+        self.state.reset_pace();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().expect("the builder yields readers for ever");
@@ -282,6 +338,7 @@ impl ClientConnection {
             self.remote_addr,
             data_source,
             writer,
+            Some((Arc::clone(&self.state), finisher)),
         )
         .map_err(|e| {
             use crate::request;
@@ -297,6 +354,12 @@ impl ClientConnection {
         self.state
             .clear_deadline(self.timeouts.per_read())
             .map_err(ReadError::ReadIoError)?;
+
+        // gatehouse patch: from here the connection is being served, and
+        // no longer closed to make room (unless it was, just now).
+        if !self.state.enter(Phase::Busy) {
+            return Err(ReadError::Closed);
+        }
 
         // return the request
         Ok(request.with_close_flag(Arc::clone(&self.closing)))
@@ -328,6 +391,11 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            // gatehouse patch: its answer may still be going out from here
+            // (a slow client); an upgraded connection is the upgrade's.
+            if !self.upgrading {
+                self.finish_previous();
+            }
             return None;
         }
 
@@ -407,6 +475,7 @@ impl Iterator for ClientConnection {
                 .map(|h| h.value.as_str());
 
             let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+            self.upgrading = lowercase.as_ref().is_some_and(|v| v.contains("upgrade"));
 
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,

@@ -141,6 +141,14 @@ impl Connection {
         }
     }
 
+    /// gatehouse patch: a close then resets the connection (`SO_LINGER` of
+    /// zero) instead of sending what is still queued for the peer.
+    pub(crate) fn reset_on_close(&self) {
+        if let Self::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
     pub(crate) fn peer_addr(&self) -> std::io::Result<Option<SocketAddr>> {
         match self {

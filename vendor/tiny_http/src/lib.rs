@@ -287,7 +287,12 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        let tracker = limits::Tracker::new(options.max_connections);
+        let tracker = limits::Tracker::new(
+            options.max_connections,
+            options.max_connections_per_client,
+            options.uncapped.clone(),
+            options.read_ahead_memory,
+        );
         let inside_tracker = Arc::clone(&tracker);
         thread::Builder::new()
             .name("tiny-http-accept".into())
@@ -372,10 +377,13 @@ impl Server {
 /// it: a failed `accept` (out of descriptors, a connection aborted before it
 /// was taken, ...) is logged (one line a second at most), followed by a
 /// short pause when the cause is a shortage, and the loop carries on. At the
-/// cap of open connections (and when out of descriptors) the connection idle
-/// the longest is closed to make room; when none is idle, the new one gets a
-/// `503` and is closed at once, without a thread and without reading it.
-/// Nothing here waits on a client.
+/// cap of open connections (the server's, or one client address's), and
+/// when out of descriptors, a connection that is not being served (in its
+/// TLS handshake or head, or idle) is closed to make room (see
+/// `limits.rs`); when every candidate is busy the new one is refused at
+/// once, without a thread and without reading it: a fixed `503` over plain
+/// HTTP, and closed unanswered over TLS (a plaintext answer on the TLS port
+/// is garbage to a client; it retries). Nothing here waits on a client.
 fn accept_loop(
     server: &connection::Listener,
     #[cfg(feature = "ssl-rustls")] tls: Option<Arc<rustls::ServerConfig>>,
@@ -384,7 +392,7 @@ fn accept_loop(
     close: &AtomicBool,
     messages: &Arc<MessagesQueue<Message>>,
 ) {
-    use crate::limits::{ConnState, RateLimited, Timeouts};
+    use crate::limits::{ConnState, Phase, RateLimited, Refusal, Timeouts, WRITE_SLICE};
     use util::RefinedTcpStream;
 
     let tasks_pool = util::TaskPool::new();
@@ -392,15 +400,20 @@ fn accept_loop(
         header: options.header_timeout,
         body: options.body_timeout,
         keepalive: options.keepalive_timeout,
+        min_send_rate: options.min_send_rate,
     };
+    #[cfg(feature = "ssl-rustls")]
+    let secure = tls.is_some();
+    #[cfg(not(feature = "ssl-rustls"))]
+    let secure = false;
     let mut accept_failed = RateLimited::new(Duration::from_secs(1));
     let mut refused = RateLimited::new(Duration::from_secs(1));
     let mut spawn_failed = RateLimited::new(Duration::from_secs(1));
 
     log::debug!("Running accept thread");
     while !close.load(Relaxed) {
-        let sock = match server.accept() {
-            Ok((sock, _)) => sock,
+        let (sock, peer) = match server.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
                 if close.load(Relaxed) {
                     break;
@@ -412,18 +425,19 @@ fn accept_loop(
                     | IoErrorKind::Interrupted
                     | IoErrorKind::WouldBlock => {}
                     // Out of descriptors, memory or buffers (EMFILE,
-                    // ENFILE, ENOBUFS, ENOMEM) or worse: make room if an
-                    // idle connection can go, and give the system a moment.
+                    // ENFILE, ENOBUFS, ENOMEM) or worse: make room if a
+                    // connection that is not being served can go, and give
+                    // the system a moment.
                     _ => {
-                        let evicted = tracker.evict_idle();
+                        let evicted = tracker.evict_any();
                         accept_failed.log(options.log, || {
                             format!(
                                 "accept failed: {e}; open connections: {}; {}",
                                 tracker.open(),
                                 if evicted {
-                                    "closed the longest idle one"
+                                    "closed one not being served"
                                 } else {
-                                    "none idle to close"
+                                    "every one is being served"
                                 }
                             )
                         });
@@ -433,22 +447,32 @@ fn accept_loop(
                 continue;
             }
         };
-
-        if tracker.is_full() && !tracker.evict_idle() {
-            refuse(sock);
-            refused.log(options.log, || {
-                format!(
-                    "connection refused with 503: {} open, the cap (max_connections)",
-                    tracker.open()
-                )
-            });
-            continue;
-        }
+        let sock = Arc::new(sock);
 
         // The slot is taken here, so the connection counts from now on;
         // everything that may wait on the client (the TLS handshake, its
         // head) happens in the connection's own task.
-        let slot = tracker.slot();
+        let slot = match tracker.admit(peer, &sock) {
+            Ok(slot) => slot,
+            Err(why) => {
+                if !secure {
+                    refuse(&sock);
+                }
+                refused.log(options.log, || match why {
+                    Refusal::Full => format!(
+                        "connection refused{}: {} open, the cap (max_connections), every one being served",
+                        if secure { "" } else { " with 503" },
+                        tracker.open()
+                    ),
+                    Refusal::ClientFull => format!(
+                        "connection refused{}: {} holds its cap (max_connections_per_client), every one being served",
+                        if secure { "" } else { " with 503" },
+                        peer.map_or_else(|| "the client".to_owned(), |p| p.ip().to_string())
+                    ),
+                });
+                continue;
+            }
+        };
         let accepted = std::time::Instant::now();
         let messages = messages.clone();
         #[cfg(feature = "ssl-rustls")]
@@ -477,8 +501,15 @@ fn accept_loop(
             };
             #[cfg(not(feature = "ssl-rustls"))]
             let stream = util::refined_tcp_stream::Stream::from(sock);
-            let _ = stream.set_write_timeout(timeouts.per_read());
-            let state = ConnState::new(slot, stream.clone());
+            // A write waits at most this long at a time: then a request
+            // thread hands the rest of its answer to this thread, which
+            // waits for the client at its pace (see `ConnState::too_slow`).
+            let _ = stream.set_write_timeout(Some(WRITE_SLICE));
+            let state = ConnState::new(slot, stream.clone(), timeouts);
+            // Closed to make room during the handshake.
+            if !state.enter(Phase::Opening) {
+                return;
+            }
             // One header_timeout covers the handshake and the first head.
             state.set_deadline(accepted + timeouts.header);
             let (read_closable, write_closable) = RefinedTcpStream::new(stream, state);
@@ -508,7 +539,7 @@ fn accept_loop(
 /// gatehouse patch: the answer to a connection over the cap, written without
 /// waiting (a fresh socket's send buffer has room for it) and without
 /// reading the request.
-fn refuse(sock: Connection) {
+fn refuse(sock: &Connection) {
     use std::io::{Read, Write};
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\n\
@@ -516,12 +547,12 @@ too many connections, retry\n";
     if sock.set_nonblocking(true).is_err() {
         return;
     }
-    let _ = (&sock).write(BUSY);
+    let _ = (&*sock).write(BUSY);
     let _ = sock.shutdown(Shutdown::Write);
     // Whatever the client sent already is discarded, so that closing does
     // not reset the connection (which could lose the answer on its way).
     let mut sink = [0u8; 4096];
-    let _ = (&sock).read(&mut sink);
+    let _ = (&*sock).read(&mut sink);
 }
 
 impl Iterator for IncomingRequests<'_> {

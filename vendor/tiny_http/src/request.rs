@@ -8,10 +8,12 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::util::{ChunkedDecoder, EqualReader};
+use crate::limits::{ConnState, Reservation};
+use crate::response::Sent;
+use crate::util::{ChunkedDecoder, EqualReader, Turn};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 
 /// Represents an HTTP request made by a client.
@@ -81,7 +83,11 @@ pub struct Request {
     // gatehouse patch: whether the body was read to its end, and the flag
     // that tells the connection to take no further request.
     body_left: BodyLeft,
-    closing: Option<Arc<AtomicBool>>,
+    closing: Option<Arc<AtomicU8>>,
+    /// gatehouse patch: the connection, and where to hand the rest of an
+    /// answer that waits for a slow client (its own thread); `None` for a
+    /// request made without one (`TestRequest`).
+    conn: Option<(Arc<ConnState>, Sender<Turn>)>,
     /// gatehouse patch: what a route reads as the body of a request that
     /// asks for an upgrade: nothing. The connection itself is for the
     /// upgrade (`upgrade`), not for a route to read until it closes.
@@ -157,6 +163,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     source_data: R,
     mut writer: W,
+    conn: Option<(Arc<ConnState>, Sender<Turn>)>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -208,6 +215,7 @@ where
     // gets it here first. Longer bodies (the built-in proxy's uploads) are
     // streamed to the route after their first `PREBUFFER` bytes.
     let mut sent_continue = false;
+    let state = conn.as_ref().map(|(state, _)| state);
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Body::Stream(Box::new(source_data))
@@ -219,24 +227,17 @@ where
                     send_continue(&mut writer, &version, &headers)?;
                     sent_continue = true;
                 }
-                let content_length = n as usize;
-                let mut buffer = vec![0; content_length];
-                let mut offset = 0;
                 let mut source_data = source_data;
-
-                while offset != content_length {
-                    let read = source_data.read(&mut buffer[offset..])?;
-                    if read == 0 {
-                        // gatehouse patch: the body ended before its
-                        // Content-Length: refused (a client that only
-                        // half-closed hears it).
-                        return Err(RequestCreationError::Refused(400));
+                match read_ahead(&mut source_data, n as usize, state) {
+                    // gatehouse patch: the body ended before its
+                    // Content-Length: refused (a client that only
+                    // half-closed hears it).
+                    Ok(prefix) if (prefix.len() as u64) < n => {
+                        return Err(RequestCreationError::Refused(400))
                     }
-
-                    offset += read;
+                    Ok(prefix) => Body::Buffered(prefix),
+                    Err(e) => return Err(RequestCreationError::CreationIoError(e)),
                 }
-
-                Body::Buffered(Cursor::new(buffer))
             }
             Framing::Length(n) => {
                 let source: Box<dyn Read + Send + 'static> = Box::new(source_data);
@@ -249,9 +250,8 @@ where
                 }
                 let source: Box<dyn Read + Send + 'static> = Box::new(source_data);
                 let mut decoder = ChunkedDecoder::new(source);
-                let mut buffer = Vec::new();
-                match (&mut decoder).take(PREBUFFER + 1).read_to_end(&mut buffer) {
-                    Ok(_) => {}
+                let prefix = match read_ahead(&mut decoder, PREBUFFER as usize + 1, state) {
+                    Ok(prefix) => prefix,
                     // Broken framing, or a body cut off: refused, and
                     // where the body ends unknown.
                     Err(e)
@@ -260,11 +260,11 @@ where
                         return Err(RequestCreationError::Refused(400))
                     }
                     Err(e) => return Err(RequestCreationError::CreationIoError(e)),
-                }
-                if buffer.len() as u64 <= PREBUFFER {
-                    Body::Buffered(Cursor::new(buffer))
+                };
+                if prefix.len() as u64 <= PREBUFFER {
+                    Body::Buffered(prefix)
                 } else {
-                    Body::Prefixed(Cursor::new(buffer).chain(decoder))
+                    Body::Prefixed(prefix.chain(decoder))
                 }
             }
         }
@@ -285,6 +285,7 @@ where
         notify_when_responded: None,
         body_left: BodyLeft::Unsettled,
         closing: None,
+        conn,
         no_body: io::empty(),
     })
 }
@@ -292,6 +293,88 @@ where
 /// gatehouse patch: the most of a body read before its request is handed
 /// on (see `new_request`): gatehouse's cap on the bodies of its own routes.
 pub(crate) const PREBUFFER: u64 = 64 * 1024;
+
+/// gatehouse patch: what of a body read ahead needs no share of the
+/// connections' common memory budget (every form gatehouse shows fits).
+const ALLOWANCE: usize = 4 * 1024;
+/// How much a body read ahead grows by at a time, past the allowance.
+const STEP: usize = 16 * 1024;
+
+/// gatehouse patch: reads up to `limit` bytes of a body ahead of its
+/// request, into memory that grows as the bytes arrive (never sized from a
+/// length the client declared: `Content-Length: 65536` and nothing sent
+/// took 64 KiB at once), past [`ALLOWANCE`] taken from the connections'
+/// common budget (`state`), waiting for it until the connection's
+/// deadline. Fewer bytes than `limit` when the body ended first.
+fn read_ahead(
+    source: &mut dyn Read,
+    limit: usize,
+    state: Option<&Arc<ConnState>>,
+) -> io::Result<Prefix> {
+    let mut reservation = state.map(|s| s.read_ahead().reserve());
+    let mut buf: Vec<u8> = Vec::new();
+    let mut len = 0;
+    while len < limit {
+        if len == buf.len() {
+            // Full: grow by a step (the allowance first), zeroed once.
+            let size = if buf.len() < ALLOWANCE {
+                ALLOWANCE
+            } else {
+                buf.len() + STEP
+            }
+            .min(limit);
+            let beyond = size.saturating_sub(ALLOWANCE.max(buf.len()));
+            if let (Some(r), true) = (reservation.as_mut(), beyond > 0) {
+                r.grow(beyond, state.and_then(|s| s.deadline()))?;
+            }
+            buf.reserve_exact(size - buf.len());
+            buf.resize(size, 0);
+        }
+        match source.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(Prefix {
+        buf,
+        pos: 0,
+        reservation,
+    })
+}
+
+/// gatehouse patch: a body, or the start of one, read ahead into memory;
+/// the memory (and its share of the budget) goes as soon as it has been
+/// read, not when the request ends (a long upload through the proxy
+/// streams on after it).
+struct Prefix {
+    buf: Vec<u8>,
+    pos: usize,
+    reservation: Option<Reservation>,
+}
+
+impl Prefix {
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl Read for Prefix {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.buf[self.pos..];
+        let n = rest.len().min(out.len());
+        out[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        if self.pos == self.buf.len() && !self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+            self.reservation = None;
+        }
+        Ok(n)
+    }
+}
 
 /// gatehouse patch: tells a client that waits for it to send its body.
 fn send_continue<W: Write>(
@@ -370,26 +453,26 @@ pub(crate) fn body_framing(version: &HTTPVersion, headers: &[Header]) -> Result<
     }
 }
 
-/// gatehouse patch: the most of an unread body drained so that its
-/// connection can carry another request; past it, the connection is closed
-/// after the answer instead. Drained through a fixed buffer on the stack,
-/// never one sized from a length the client declared.
-pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
-/// The most reads spent on draining (a body of one-byte chunks costs many
-/// bytes of framing per byte of data).
-const DRAIN_READS: usize = 256;
+/// gatehouse patch: what `closing` says about the connection after this
+/// request: carry on, linger then close (a body left unread may still be
+/// arriving: it is read and dropped for a short while on the connection's
+/// own thread, so that the client gets the answer rather than a reset),
+/// or close.
+pub(crate) const OPEN: u8 = 0;
+pub(crate) const LINGER: u8 = 1;
+pub(crate) const CLOSE: u8 = 2;
 
 /// gatehouse patch: the body's reader, of a kind that knows what is left.
 enum Body {
     Empty,
-    Buffered(Cursor<Vec<u8>>),
+    /// The whole body, read ahead.
+    Buffered(Prefix),
     Fixed(EqualReader<Box<dyn Read + Send + 'static>>),
-    Chunked(ChunkedDecoder<Box<dyn Read + Send + 'static>>),
     /// The rest of the connection (`Connection: upgrade`).
     Stream(Box<dyn Read + Send + 'static>),
     /// The first `PREBUFFER` bytes of a longer chunked body, read already,
     /// then the rest.
-    Prefixed(io::Chain<Cursor<Vec<u8>>, ChunkedDecoder<Box<dyn Read + Send + 'static>>>),
+    Prefixed(io::Chain<Prefix, ChunkedDecoder<Box<dyn Read + Send + 'static>>>),
 }
 
 impl Read for Body {
@@ -398,7 +481,6 @@ impl Read for Body {
             Body::Empty => Ok(0),
             Body::Buffered(r) => r.read(buf),
             Body::Fixed(r) => r.read(buf),
-            Body::Chunked(r) => r.read(buf),
             Body::Stream(r) => r.read(buf),
             Body::Prefixed(r) => r.read(buf),
         }
@@ -499,7 +581,7 @@ impl Request {
         // gatehouse patch: an upgraded connection never carries another
         // HTTP request.
         self.body_left = BodyLeft::Abandoned;
-        self.close_connection();
+        self.close_connection(CLOSE);
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
             let stream = NotifyOnDrop {
@@ -611,10 +693,14 @@ impl Request {
     }
 
     /// Sends a response to this request.
+    ///
+    /// gatehouse patch: the body must be `Send + 'static`: what the client
+    /// is too slow to take at once is sent on from the connection's own
+    /// thread (see `respond_impl`).
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
-        R: Read,
+        R: Read + Send + 'static,
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
@@ -624,12 +710,23 @@ impl Request {
         res
     }
 
+    /// gatehouse patch: writes the answer as far as the client takes it at
+    /// once, and at most its first piece (`PIECE`, 16 KiB) of body; a
+    /// client too slow for that (a write finds no room for
+    /// [`crate::limits::WRITE_SLICE`]), or a body longer than that or of
+    /// unknown length (a download or a stream from an upstream), gets the
+    /// rest from the connection's own thread, at its own pace and under
+    /// the minimum rate, and this (request) thread is free at once: a
+    /// client's reading pace (or an upstream's sending pace) never holds a
+    /// request thread. (280 clients reading a proxied download at 16 KiB
+    /// every 8 s held every request thread for a minute.)
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
-        R: Read,
+        R: Read + Send + 'static,
     {
-        // gatehouse patch: the body is read to its end (within a bound)
-        // before answering, or the answer is the connection's last.
+        // gatehouse patch: an answer to a request whose body is not all
+        // read (and which no request thread will wait for) is the
+        // connection's last.
         let response = if self.settle_body() {
             response
         } else {
@@ -638,16 +735,56 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
-
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
+        let mut out = response.prepare(
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
+        );
+        if out.close_after {
+            self.close_connection(CLOSE);
+        }
+        let closing = self.closing.clone();
+        // An answer cut off midway (its body failed, or the client went)
+        // leaves the client waiting for the rest: the connection ends.
+        let cut_off = move |e: IoError| {
+            if let Some(flag) = &closing {
+                flag.fetch_max(CLOSE, Ordering::SeqCst);
+            }
+            Self::ignore_client_closing_errors(Err(e))
+        };
+        let Some((conn, finisher)) = self.conn.take() else {
+            return match out.send(&mut writer) {
+                Ok(Sent::Done) => Ok(()),
+                Ok(Sent::Blocked) => cut_off(io::ErrorKind::WouldBlock.into()),
+                Err(e) => cut_off(e),
+            };
+        };
+        out.hand_over = true;
+        conn.set_deferrable(true);
+        let sent = out.send(&mut writer);
+        conn.set_deferrable(false);
+        match sent {
+            Ok(Sent::Done) => Ok(()),
+            Err(e) => cut_off(e),
+            Ok(Sent::Blocked) => {
+                let rest: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    if let Err(e) = out.send(&mut writer) {
+                        let _ = cut_off(e);
+                    }
+                    // Dropping the writer says the answer is done.
+                    drop(writer);
+                });
+                // No connection thread to take it (it ended after a last
+                // request): it is finished here, as upstream did.
+                if let Err(std::sync::mpsc::SendError(Turn::Finish(rest))) =
+                    finisher.send(Turn::Finish(rest))
+                {
+                    rest();
+                }
+                Ok(())
+            }
+        }
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
@@ -668,32 +805,34 @@ impl Request {
     /// gatehouse patch: `flag` is raised when this request leaves its
     /// connection unfit for another request (its body left unread, or the
     /// connection upgraded); the connection then reads no further request.
-    pub(crate) fn with_close_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+    pub(crate) fn with_close_flag(mut self, flag: Arc<AtomicU8>) -> Self {
         self.closing = Some(flag);
         self
     }
 
-    fn close_connection(&self) {
+    /// `how`: [`LINGER`] or [`CLOSE`].
+    fn close_connection(&self, how: u8) {
         if let Some(flag) = &self.closing {
-            flag.store(true, Ordering::SeqCst);
+            flag.fetch_max(how, Ordering::SeqCst);
         }
     }
 
-    /// gatehouse patch: reads what is left of the body, if that is at most
-    /// [`DRAIN_LIMIT`], so the connection can carry the next request (an
-    /// unread body would otherwise be parsed as that request: a desync).
-    /// Returns false, and raises the close flag, when the body is left
-    /// unread: it is too long, its framing is broken, the client waits for
-    /// `100 Continue` before sending it, or the connection was upgraded.
+    /// gatehouse patch: whether the body has been read to its end, so the
+    /// connection can carry the next request (an unread body would
+    /// otherwise be parsed as that request: a desync). Nothing is read
+    /// here: a request thread never waits on a client's pace (draining
+    /// here a body trickled after a `413` held request threads for hours).
+    /// A body read ahead whole, or read to its end by the route, is done;
+    /// any other is left to the connection's own thread, which lingers
+    /// briefly after the answer and closes (the close flag is raised).
     fn settle_body(&mut self) -> bool {
         if self.body_left == BodyLeft::Unsettled {
             let drained = !self.must_send_continue
-                && match self.data_reader.as_mut() {
-                    None => false,
-                    Some(Body::Empty) => true,
-                    Some(Body::Stream(_)) => false,
-                    Some(Body::Fixed(r)) if r.remaining() > DRAIN_LIMIT => false,
-                    Some(body) => drain(body),
+                && match self.data_reader.as_ref() {
+                    None | Some(Body::Stream(_)) => false,
+                    Some(Body::Empty) | Some(Body::Buffered(_)) => true,
+                    Some(Body::Fixed(r)) => r.remaining() == 0,
+                    Some(Body::Prefixed(r)) => r.get_ref().1.is_done(),
                 };
             self.body_left = if drained {
                 BodyLeft::Drained
@@ -702,11 +841,14 @@ impl Request {
             };
         }
         if self.body_left == BodyLeft::Drained {
-            true
-        } else {
-            self.close_connection();
-            false
+            return true;
         }
+        // A client waiting for `100 Continue` sends nothing more; an
+        // upgraded stream is not ours to read.
+        let quiet = self.must_send_continue
+            || matches!(self.data_reader.as_ref(), None | Some(Body::Stream(_)));
+        self.close_connection(if quiet { CLOSE } else { LINGER });
+        false
     }
 }
 
@@ -735,27 +877,6 @@ impl Drop for Request {
             self.settle_body();
         }
     }
-}
-
-/// gatehouse patch: reads `body` to its end through a fixed buffer, giving
-/// up past [`DRAIN_LIMIT`] bytes or [`DRAIN_READS`] reads.
-fn drain(body: &mut Body) -> bool {
-    let mut buf = [0u8; 8 * 1024];
-    let mut total: u64 = 0;
-    for _ in 0..DRAIN_READS {
-        match body.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => {
-                total += n as u64;
-                if total > DRAIN_LIMIT {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    false
 }
 
 /// Trait that regroups the `Read` and `Write` traits.

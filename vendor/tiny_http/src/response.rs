@@ -1,6 +1,7 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
 use httpdate::HttpDate;
 use std::cmp::Ordering;
+use std::convert::TryFrom;
 use std::sync::mpsc::Receiver;
 
 use std::io::Result as IoResult;
@@ -206,6 +207,183 @@ fn choose_transfer_encoding(
     TransferEncoding::Identity
 }
 
+/// gatehouse patch: how a body in an [`Outgoing`] is framed.
+#[derive(Clone, Copy, Debug)]
+enum BodyFraming {
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// `Content-Length`, with this much left to send.
+    Length(u64),
+    /// Until the connection closes (no length; or no body at all).
+    UntilClose,
+}
+
+impl BodyFraming {
+    /// Nothing of the body is left to send.
+    fn done(&self) -> bool {
+        matches!(self, BodyFraming::Length(0))
+    }
+}
+
+/// gatehouse patch: what `Outgoing::send` managed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// All of it (and flushed, if asked).
+    Done,
+    /// The writer would have waited for the client (or the rest is to be
+    /// handed over): sending stopped, and can go on later, from the same
+    /// byte, on another thread.
+    Blocked,
+}
+
+/// The most body read from the reader at a time.
+const PIECE: usize = 16 * 1024;
+
+/// gatehouse patch: an answer on its way out, resumable. It holds the bytes
+/// ready to go (the head, then each piece of the body, framed) and the
+/// rest of the body; [`Outgoing::send`] writes until done or until the
+/// writer would wait for a slow client (`WouldBlock`), and a later call,
+/// on any thread, carries on where it stopped. A request thread sends what
+/// goes at once and leaves the rest to the connection's own thread, so a
+/// client's reading pace never holds a request thread.
+pub(crate) struct Outgoing<R> {
+    buf: Vec<u8>,
+    pos: usize,
+    body: Option<R>,
+    framing: BodyFraming,
+    /// The head is in `buf`, the body's first piece still to be added.
+    head_pending: bool,
+    /// Flush the writer once all is written (`Request::respond` does;
+    /// `raw_print` leaves that to its caller).
+    pub(crate) flush_at_end: bool,
+    /// Stop (`Sent::Blocked`) once the first piece is out if more is to
+    /// come: a body longer than a piece, or one whose end is unknown (a
+    /// stream from an upstream), then goes on from the connection's own
+    /// thread, so a request thread waits on neither a slow client nor a
+    /// slow (or endless: server-sent events) upstream body.
+    pub(crate) hand_over: bool,
+    /// The body ends with the connection: it must be closed after it.
+    pub(crate) close_after: bool,
+}
+
+impl<R: Read> Outgoing<R> {
+    /// Writes what is left, reading the body as it goes.
+    ///
+    /// # Errors
+    ///
+    /// The writer's, or the body's (a body that ends before its
+    /// `Content-Length` is `UnexpectedEof`: the connection must not carry
+    /// another answer after it).
+    pub(crate) fn send<W: Write>(&mut self, writer: &mut W) -> IoResult<Sent> {
+        loop {
+            // The head goes out with the first piece of the body (one write
+            // for a small answer); each later piece as soon as it is read.
+            if self.head_pending {
+                self.head_pending = false;
+                self.fill()?;
+            }
+            while self.pos < self.buf.len() {
+                match writer.write(&self.buf[self.pos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+                    Err(e) => return Err(e),
+                }
+            }
+            self.buf.clear();
+            self.pos = 0;
+            if self.body.is_some() && !self.framing.done() {
+                // Each piece goes out as soon as it is read: a stream (one
+                // event at a time from an upstream) is not held back in a
+                // buffer until enough of it has come.
+                match writer.flush() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+                    Err(e) => return Err(e),
+                }
+            }
+            // More than one piece: the rest is for the connection's thread.
+            if self.hand_over && self.body.is_some() && !self.framing.done() {
+                self.hand_over = false;
+                return Ok(Sent::Blocked);
+            }
+            if self.fill()? {
+                continue;
+            }
+            if self.flush_at_end {
+                match writer.flush() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(Sent::Done);
+        }
+    }
+
+    /// Appends the next piece of the body to `buf`, framed; false when the
+    /// body is done (nothing was added, or only the last chunk).
+    fn fill(&mut self) -> IoResult<bool> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(false);
+        };
+        let want = match self.framing {
+            BodyFraming::Length(left) => usize::try_from(left).unwrap_or(PIECE).min(PIECE),
+            _ => PIECE,
+        };
+        let chunked = matches!(self.framing, BodyFraming::Chunked);
+        // Room for a chunk's size line, moved up to fit once it is known.
+        let room = if chunked { 10 } else { 0 };
+        let start = self.buf.len();
+        let n = if want == 0 {
+            0
+        } else {
+            self.buf.resize(start + room + want, 0);
+            loop {
+                match body.read(&mut self.buf[start + room..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.buf.truncate(start);
+                        self.body = None;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        if n == 0 {
+            self.buf.truncate(start);
+            self.body = None;
+            return match self.framing {
+                BodyFraming::Chunked => {
+                    self.buf.extend_from_slice(b"0\r\n\r\n");
+                    Ok(true)
+                }
+                BodyFraming::Length(left) if left > 0 => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the body ended before its Content-Length",
+                )),
+                _ => Ok(false),
+            };
+        }
+        self.buf.truncate(start + room + n);
+        match &mut self.framing {
+            BodyFraming::Chunked => {
+                let line = format!("{n:x}\r\n");
+                let at = start + room - line.len();
+                self.buf[at..start + room].copy_from_slice(line.as_bytes());
+                self.buf.copy_within(at..start + room + n, start);
+                self.buf.truncate(start + line.len() + n);
+                self.buf.extend_from_slice(b"\r\n");
+            }
+            BodyFraming::Length(left) => *left -= n as u64,
+            BodyFraming::UntilClose => {}
+        }
+        Ok(true)
+    }
+}
+
 impl<R> Response<R>
 where
     R: Read,
@@ -366,13 +544,42 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
-        mut self,
+        self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
     ) -> IoResult<()> {
+        // gatehouse patch: the answer is prepared once (`prepare`) and sent
+        // piece by piece (`Outgoing`), as `Request::respond` does.
+        let mut out = self.prepare(http_version, request_headers, do_not_send_body, upgrade);
+        out.flush_at_end = false;
+        match out.send(&mut writer)? {
+            Sent::Done => Ok(()),
+            Sent::Blocked => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the client is not reading",
+            )),
+        }
+    }
+
+    /// gatehouse patch: the answer as it goes on the wire: the status line
+    /// and headers assembled, and the body to follow with its framing.
+    ///
+    /// Upstream read a body of unknown length whole into memory when it
+    /// could not be sent chunked (an HTTP/1.0 client, or one asking for
+    /// `TE: identity`): a proxied download of any size was held in memory.
+    /// Such a body is now sent as it comes, without a length, and the
+    /// connection closed after it (HTTP/1.1 section 6.3: the end of the
+    /// connection ends the body); `Outgoing::close_after` says so.
+    pub(crate) fn prepare(
+        mut self,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> Outgoing<R> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
             request_headers,
@@ -410,21 +617,6 @@ where
             transfer_encoding = None;
         }
 
-        // if the transfer encoding is identity, the content length must be known ; therefore if
-        // we don't know it, we buffer the entire response first here
-        // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
-        let (mut reader, data_length): (Box<dyn Read>, _) =
-            match (self.data_length, transfer_encoding) {
-                (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
-                    let mut buf = Vec::new();
-                    self.reader.read_to_end(&mut buf)?;
-                    let l = buf.len();
-                    (Box::new(Cursor::new(buf)), Some(l))
-                }
-                _ => (Box::new(self.reader), None),
-            };
-
         // checking whether to ignore the body of the response
         let do_not_send_body = do_not_send_body
             || match self.status_code.0 {
@@ -433,60 +625,47 @@ where
                 _ => false,
             };
 
-        // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
+        let mut close_after = false;
+        let framing = match (transfer_encoding, self.data_length) {
+            (Some(TransferEncoding::Chunked), _) => {
+                self.headers
+                    .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap());
+                BodyFraming::Chunked
             }
-
-            _ => (),
+            (Some(TransferEncoding::Identity), Some(length)) => {
+                self.headers.push(
+                    Header::from_bytes(&b"Content-Length"[..], length.to_string().as_bytes())
+                        .unwrap(),
+                );
+                BodyFraming::Length(length as u64)
+            }
+            (Some(TransferEncoding::Identity), None) => {
+                // The end of the connection ends the body.
+                close_after = !do_not_send_body;
+                if close_after {
+                    self.headers.retain(|h| !h.field.equiv("Connection"));
+                    self.headers
+                        .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+                }
+                BodyFraming::UntilClose
+            }
+            (None, _) => BodyFraming::UntilClose,
         };
 
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
-
-        // sending the body
-        if !do_not_send_body {
-            match transfer_encoding {
-                Some(TransferEncoding::Chunked) => {
-                    use chunked_transfer::Encoder;
-
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
-                }
-
-                Some(TransferEncoding::Identity) => {
-                    assert!(data_length.is_some());
-                    let data_length = data_length.unwrap();
-
-                    if data_length >= 1 {
-                        io::copy(&mut reader, &mut writer)?;
-                    }
-                }
-
-                _ => (),
-            }
+        let mut buf = Vec::with_capacity(256 + self.headers.len() * 32);
+        write_message_header(&mut buf, &http_version, &self.status_code, &self.headers)
+            .expect("writing to memory does not fail");
+        let send_body = !do_not_send_body && upgrade.is_none();
+        Outgoing {
+            buf,
+            pos: 0,
+            body: if send_body { Some(self.reader) } else { None },
+            framing,
+            head_pending: true,
+            flush_at_end: true,
+            hand_over: false,
+            close_after,
         }
-
-        Ok(())
     }
 
     /// Retrieves the current value of the `Response` status code

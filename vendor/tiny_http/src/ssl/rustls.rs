@@ -10,6 +10,12 @@
 //! Here the socket is read without any lock; the lock guards only rustls'
 //! state while received records are fed in and plaintext is taken out, and
 //! a second lock keeps encrypted records in order on their way out.
+//!
+//! A write never loses sealed records: what the socket does not take before
+//! its send timeout stays in the outgoing buffer, the write reports the
+//! plaintext it took (or `WouldBlock` having taken none), and the next
+//! write or flush sends the rest first. So a writer can give up waiting for
+//! a slow client and another carry on where it stopped.
 
 use crate::connection::Connection;
 use crate::util::refined_tcp_stream::Stream as RefinedStream;
@@ -32,10 +38,10 @@ const RECORD: usize = 5 + 16384 + 2048;
 
 struct Shared {
     tls: Mutex<rustls::ServerConnection>,
-    /// Held while records taken out of `tls` are written, so they reach
-    /// the socket in the order rustls sealed them.
-    out: Mutex<()>,
-    sock: Connection,
+    /// Records taken out of `tls` and not yet written, held while they are
+    /// written so they reach the socket in the order rustls sealed them.
+    out: Mutex<Vec<u8>>,
+    sock: Arc<Connection>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -43,20 +49,52 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Writes every record rustls has ready.
+    /// Writes every record rustls has ready, after those left over from
+    /// before. `WouldBlock` (the socket's send timeout) leaves the rest in
+    /// the buffer for the next call.
     fn flush_tls(&self) -> io::Result<()> {
-        let _out = lock(&self.out);
-        let mut pending = Vec::new();
+        let mut out = lock(&self.out);
         {
             let mut tls = lock(&self.tls);
             while tls.wants_write() {
-                tls.write_tls(&mut pending)?;
+                tls.write_tls(&mut *out)?;
             }
         }
-        if pending.is_empty() {
-            return Ok(());
+        let mut done = 0;
+        let result = loop {
+            if done == out.len() {
+                break Ok(());
+            }
+            match (&*self.sock).write(&out[done..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                // Short: the socket's send timeout passed first. The rest
+                // waits for the next call, so no call waits much longer.
+                Ok(n) if done + n < out.len() => {
+                    done += n;
+                    break Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        out.drain(..done);
+        if out.is_empty() && out.capacity() > 64 * 1024 {
+            *out = Vec::new();
         }
-        write_all(&self.sock, &pending)
+        result
+    }
+
+    /// [`Shared::flush_tls`] where a full socket is no error: the records
+    /// go out with the next write (after reading, rustls may have an alert
+    /// or a key update to send).
+    fn flush_tls_if_room(&self) -> io::Result<()> {
+        match self.flush_tls() {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 
@@ -71,11 +109,16 @@ pub(crate) struct RustlsStream {
 
 impl RustlsStream {
     pub(crate) fn peer_addr(&mut self) -> io::Result<Option<SocketAddr>> {
-        match &self.shared.sock {
+        match &*self.shared.sock {
             Connection::Tcp(s) => s.peer_addr().map(Some),
             #[cfg(unix)]
             Connection::Unix(_) => Ok(None),
         }
+    }
+
+    /// The socket under the TLS stream.
+    pub(crate) fn socket(&self) -> &Connection {
+        &self.shared.sock
     }
 
     /// How long one read of the socket may wait.
@@ -88,7 +131,7 @@ impl RustlsStream {
         self.shared.sock.set_write_timeout(t)
     }
 
-    pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             lock(&self.shared.tls).send_close_notify();
             let _ = self.shared.flush_tls();
@@ -141,7 +184,7 @@ impl Read for RustlsStream {
                     Ok(n) => {
                         drop(tls);
                         // Alerts or key updates the records asked for.
-                        shared.flush_tls()?;
+                        shared.flush_tls_if_room()?;
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -153,7 +196,7 @@ impl Read for RustlsStream {
                 let _ = self.shared.flush_tls();
                 return Err(e);
             }
-            self.shared.flush_tls()?;
+            self.shared.flush_tls_if_room()?;
             // Nothing to hand out: wait for more records, holding no lock.
             if self.received.len() - self.start >= RECORD {
                 return Err(io::Error::new(
@@ -188,10 +231,19 @@ impl Read for RustlsStream {
 }
 
 impl Write for RustlsStream {
+    /// Takes plaintext only once what was sealed before is out (else
+    /// `WouldBlock`, nothing taken), so at most one write's records wait in
+    /// memory; what it took is sealed, and sent now or by the next call.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = lock(&self.shared.tls).writer().write(buf)?;
         self.shared.flush_tls()?;
-        Ok(n)
+        let n = lock(&self.shared.tls).writer().write(buf)?;
+        match self.shared.flush_tls() {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Ok(n)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(n),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -244,7 +296,7 @@ fn timed_out() -> io::Error {
 /// A failed handshake, a peer that closed, or the deadline.
 pub(crate) fn handshake(
     config: Arc<ServerConfig>,
-    sock: Connection,
+    sock: Arc<Connection>,
     timeout: Duration,
 ) -> io::Result<RustlsStream> {
     let deadline = Instant::now() + timeout;
@@ -259,7 +311,7 @@ pub(crate) fn handshake(
     set_timeouts(&sock, Some(left()?))?;
     let mut tls = rustls::ServerConnection::new(config)
         .map_err(|e| io::Error::new(io::ErrorKind::Other, e))?;
-    if let Connection::Tcp(s) = &sock {
+    if let Connection::Tcp(s) = &*sock {
         let mut first = [0u8; 1];
         if s.peek(&mut first)? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
@@ -304,7 +356,7 @@ pub(crate) fn handshake(
     Ok(RustlsStream {
         shared: Arc::new(Shared {
             tls: Mutex::new(tls),
-            out: Mutex::new(()),
+            out: Mutex::new(Vec::new()),
             sock,
         }),
         received: Vec::new(),

@@ -54,6 +54,12 @@ impl<R: Read> ChunkedDecoder<R> {
         }
     }
 
+    /// Whether the last chunk and its trailers have been read: nothing of
+    /// the body is left on the connection.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
     fn byte(&mut self) -> Result<u8> {
         let mut b = [0u8; 1];
         loop {

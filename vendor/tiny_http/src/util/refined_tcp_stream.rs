@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
-use crate::limits::ConnState;
+use crate::limits::{ConnState, WRITE_SLICE};
 #[cfg(feature = "ssl-rustls")]
 use crate::ssl::SslStream;
 
@@ -29,6 +29,12 @@ pub(crate) enum Stream {
 impl From<Connection> for Stream {
     fn from(tcp_stream: Connection) -> Self {
         Stream::Http(Arc::new(tcp_stream))
+    }
+}
+
+impl From<Arc<Connection>> for Stream {
+    fn from(tcp_stream: Arc<Connection>) -> Self {
+        Stream::Http(tcp_stream)
     }
 }
 
@@ -49,12 +55,25 @@ impl Stream {
         }
     }
 
-    pub(crate) fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
+    pub(crate) fn shutdown(&self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
             #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
+    }
+
+    /// Ends the connection at once: it is reset when closed (what was queued
+    /// for the peer is dropped), and shut down now so that every reader and
+    /// writer of it stops.
+    pub(crate) fn abort(&self) {
+        let sock = match self {
+            Stream::Http(tcp_stream) => &**tcp_stream,
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(ssl_stream) => ssl_stream.socket(),
+        };
+        sock.reset_on_close();
+        let _ = sock.shutdown(Shutdown::Both);
     }
 
     /// How long one read of the underlying socket may wait.
@@ -109,6 +128,8 @@ pub struct RefinedTcpStream {
     state: Arc<ConnState>,
     close_read: bool,
     close_write: bool,
+    /// gatehouse patch: the last write waited for room (see `paced`).
+    slow: bool,
 }
 
 impl RefinedTcpStream {
@@ -119,6 +140,7 @@ impl RefinedTcpStream {
             state: Arc::clone(&state),
             close_read: true,
             close_write: false,
+            slow: false,
         };
 
         let write = RefinedTcpStream {
@@ -126,6 +148,7 @@ impl RefinedTcpStream {
             state,
             close_read: false,
             close_write: true,
+            slow: false,
         };
 
         (read, write)
@@ -182,22 +205,80 @@ impl Read for RefinedTcpStream {
     }
 }
 
-impl Write for RefinedTcpStream {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        match self.stream.write(buf) {
-            // gatehouse patch: a client that stopped reading for the write
-            // timeout is given up on: the whole connection is closed, so
-            // neither the answer under way nor any request after it holds
-            // a thread.
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                let _ = self.stream.shutdown(Shutdown::Both);
-                Err(IoError::new(ErrorKind::TimedOut, "write timed out"))
+impl RefinedTcpStream {
+    /// gatehouse patch: runs `op` (a write of `wanted` bytes, or a flush),
+    /// waiting for the client at its pace. The socket's send timeout is
+    /// short ([`WRITE_SLICE`]): a write that finds no room comes back after
+    /// it with part of its bytes written, or none (`WouldBlock`).
+    ///
+    /// On a request thread (the connection `deferrable`) that ends the
+    /// write at once: `WouldBlock` is returned (after a partial write, by
+    /// the next call), and the rest of the answer is handed to the
+    /// connection's own thread. Elsewhere the write is tried again until
+    /// the client takes the bytes or is too slow (no progress for
+    /// `body_timeout`, or under the minimum rate: see
+    /// [`ConnState::too_slow`]), which closes the whole connection, so
+    /// neither the answer under way nor any request after it holds a
+    /// thread.
+    fn paced<T>(
+        &mut self,
+        wanted: usize,
+        mut op: impl FnMut(&mut Stream) -> IoResult<T>,
+        size: impl Fn(&T) -> usize,
+    ) -> IoResult<T> {
+        let mut stalled = Duration::ZERO;
+        loop {
+            if self.slow && self.state.deferrable() {
+                return Err(IoError::new(ErrorKind::WouldBlock, "the client is slow"));
             }
-            r => r,
+            match op(&mut self.stream) {
+                Ok(r) => {
+                    let n = size(&r);
+                    // Short: the write waited a whole slice for room.
+                    self.slow = n < wanted;
+                    if self.slow {
+                        self.state.waited(WRITE_SLICE, n);
+                        if !self.state.deferrable() && self.state.too_slow(Duration::ZERO) {
+                            return Err(self.give_up());
+                        }
+                    } else {
+                        self.state.sent(n);
+                    }
+                    return Ok(r);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.state.waited(WRITE_SLICE, 0);
+                    if self.state.deferrable() {
+                        self.slow = true;
+                        return Err(IoError::new(ErrorKind::WouldBlock, "the client is slow"));
+                    }
+                    stalled += WRITE_SLICE;
+                    if self.state.too_slow(stalled) {
+                        return Err(self.give_up());
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
+    /// Closes the whole connection on a client too slow to write to, and
+    /// drops what is queued for it: a plain close would leave the kernel
+    /// sending the queued megabytes (and the connection open) at the very
+    /// pace that was too slow.
+    fn give_up(&mut self) -> IoError {
+        self.stream.abort();
+        IoError::new(ErrorKind::TimedOut, "write timed out")
+    }
+}
+
+impl Write for RefinedTcpStream {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.paced(buf.len(), |s| s.write(buf), |n| *n)
+    }
+
     fn flush(&mut self) -> IoResult<()> {
-        self.stream.flush()
+        self.paced(0, |s| s.flush(), |()| 0)
     }
 }

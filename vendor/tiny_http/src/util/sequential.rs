@@ -44,16 +44,33 @@ where
     W: Write + Send,
 {
     writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<()>>,
+    next_trigger: Option<Receiver<Turn>>,
 }
 
 pub struct SequentialWriter<W>
 where
     W: Write + Send,
 {
-    trigger: Option<Receiver<()>>,
+    trigger: Option<Receiver<Turn>>,
     writer: Arc<Mutex<W>>,
-    on_finish: Sender<()>,
+    on_finish: Sender<Turn>,
+}
+
+/// gatehouse patch: what the writer before hands on. `Done` when it is
+/// finished (dropped); before that, possibly `Finish`: the rest of its
+/// work, for whoever waits for its turn to run (the connection's own
+/// thread, when a request thread stopped waiting for a slow client).
+pub enum Turn {
+    Done,
+    Finish(Box<dyn FnOnce() + Send>),
+}
+
+/// gatehouse patch: waits for the writer before to be done, running what
+/// it hands on meanwhile. A closed channel means it is gone: done as well.
+fn wait_for(previous: &Receiver<Turn>) {
+    while let Ok(Turn::Finish(rest)) = previous.recv() {
+        rest();
+    }
 }
 
 impl<R: Read + Send> SequentialReaderBuilder<R> {
@@ -78,8 +95,7 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     /// answer written, or given up), and with it every one before it.
     pub fn wait_done(&mut self) {
         if let Some(previous) = self.next_trigger.take() {
-            // A closed channel means that writer is gone: done as well.
-            let _ = previous.recv();
+            wait_for(&previous);
         }
     }
 }
@@ -125,6 +141,15 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
 /// stream on (its thread panicked): the connection cannot go on.
 fn lost() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the connection was lost")
+}
+
+impl<W: Write + Send> SequentialWriter<W> {
+    /// gatehouse patch: where to hand the rest of this writer's work (see
+    /// [`Turn::Finish`]); the work must own this writer, whose drop then
+    /// says it is done.
+    pub fn finisher(&self) -> Sender<Turn> {
+        self.on_finish.clone()
+    }
 }
 
 impl<R: Read + Send> SequentialReader<R> {
@@ -176,7 +201,7 @@ impl<W: Write + Send> Write for SequentialWriter<W> {
     // usable writer.
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.take() {
-            let _ = v.recv();
+            wait_for(&v);
         }
         self.writer
             .lock()
@@ -186,7 +211,7 @@ impl<W: Write + Send> Write for SequentialWriter<W> {
 
     fn flush(&mut self) -> IoResult<()> {
         if let Some(v) = self.trigger.take() {
-            let _ = v.recv();
+            wait_for(&v);
         }
         self.writer
             .lock()
@@ -223,6 +248,6 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
-        self.on_finish.send(()).ok();
+        self.on_finish.send(Turn::Done).ok();
     }
 }
