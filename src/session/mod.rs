@@ -10,6 +10,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | `id` | session ids and the keys (SHA-256) they are stored under |
+//! | `keys` | every key gatehouse keeps in a session's data |
 //! | `cookie` | finding a cookie in a `Cookie` header; writing `Set-Cookie` |
 //! | `store` | the [`Store`] trait, its records and patches |
 //! | `sqlite`, `postgres`, `redis`, `memory` | the stores |
@@ -22,6 +23,7 @@ pub mod conformance;
 pub mod cookie;
 mod engine;
 mod id;
+pub mod keys;
 mod memory;
 mod postgres;
 mod reaper;

@@ -21,10 +21,7 @@ use crate::auth::proxy::Client;
 use crate::session::Session;
 use crate::users::passkey::{self, PasskeyError, RelyingParty};
 
-/// Session data: the passkey ceremony in progress for a session that
-/// exists anyway (a second step, a set-up, the account page): its purpose
-/// and the opaque state, good for one try.
-const PASSKEY_STATE: &str = "gatehouse:passkey";
+use crate::session::keys::PASSKEY_STATE;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Ceremony {

@@ -12,9 +12,7 @@ use super::views::{self, TotpEnrolView};
 use crate::session::Session;
 use crate::users::User;
 
-/// Session data: the sealed seed of an authenticator being set up, until
-/// a code confirms it.
-pub(super) const TOTP_ENROL: &str = "gatehouse:totp_enrol";
+pub(super) use crate::session::keys::TOTP_ENROL;
 
 pub(super) const WRONG_CODE: &str =
     "That code is not right. Codes change every 30 seconds; try the current one.";

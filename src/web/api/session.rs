@@ -17,8 +17,7 @@ use crate::web::state::{State, with_session};
 
 use super::json::{json_body, json_response, user_json};
 
-/// Session data keys under this prefix are gatehouse's; the API refuses them.
-pub const RESERVED_PREFIX: &str = "gatehouse:";
+pub use crate::session::keys::RESERVED_PREFIX;
 
 /// The largest session data object `PATCH /api/session/data` may leave.
 pub const MAX_DATA: usize = 16 * 1024;

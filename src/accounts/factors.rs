@@ -1,0 +1,145 @@
+//! Second factors set up and reset: turning one on (which ends the
+//! sessions that signed in without it), who may add one now, and the
+//! recovery codes that come with the first.
+
+use crate::session::{Session, SessionKey};
+use crate::users::{User, UserId};
+
+use super::*;
+
+impl Accounts<'_> {
+    /// A TOTP enrolment confirmed by `code` for the subject of `session`:
+    /// the authenticator is in force, and a pending sign-in (policy
+    /// required one) is finished with it. New recovery codes when the user
+    /// had none left (shown once by the caller).
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn enable_totp(
+        &self,
+        session: &Session<'_>,
+        subject: Subject,
+        sealed: &str,
+        code: &str,
+    ) -> Result<Option<Enabled>, AccountError> {
+        self.may_add_factor(session, &subject)?;
+        let factors = self.users.factors();
+        let user = subject.user.id;
+        if !factors.confirm_totp(user, sealed, code)? {
+            return Ok(None);
+        }
+        let codes = self.recovery_codes_if_none(user)?;
+        let finished = self.complete(session, subject, "otp", None)?;
+        self.end_password_only(user, session.key().as_ref())?;
+        Ok(Some(Enabled { finished, codes }))
+    }
+
+    /// A passkey registered for the subject of `session`: stored, and (as
+    /// with a TOTP) a pending sign-in finished with it.
+    ///
+    /// # Errors
+    ///
+    /// A credential already registered, or database and store failures.
+    pub fn enable_passkey(
+        &self,
+        session: &Session<'_>,
+        subject: Subject,
+        credential_id: &[u8],
+        name: &str,
+        credential: &[u8],
+    ) -> Result<Enabled, AccountError> {
+        self.may_add_factor(session, &subject)?;
+        let user = subject.user.id;
+        self.users
+            .factors()
+            .add_passkey(user, credential_id, name, credential)?;
+        let codes = self.recovery_codes_if_none(user)?;
+        let finished = self.complete(session, subject, "passkey", None)?;
+        self.end_password_only(user, session.key().as_ref())?;
+        Ok(Enabled { finished, codes })
+    }
+
+    /// Ends `user`'s sessions, but `keep`, that signed in without a second
+    /// factor; returns how many. Called when a second factor is turned
+    /// on: the user now means the password alone to be not enough, and a
+    /// session it made (perhaps a password thief's) would otherwise stay
+    /// signed in everywhere but where a factor is asked for. Ended rather
+    /// than sent to step up: nothing then has to check, on every request,
+    /// whether the user has a factor the session did not give.
+    pub(super) fn end_password_only(
+        &self,
+        user: UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        let mut ended = 0;
+        for record in self.sessions.list(Some(user), crate::clock::now())? {
+            let methods: Vec<String> = record
+                .data
+                .get(METHODS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            if Some(&record.key) != keep
+                && !two_factors(&methods)
+                && self.sessions.delete(&record.key)?
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Whether the subject may add a second factor: a pending sign-in
+    /// only when it must set one up; a signed-in session only when it gave
+    /// a second factor, or the user has none yet (a password thief could
+    /// otherwise add their own authenticator beside the owner's).
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::SecondStepFirst`], or database failures.
+    pub fn may_add_factor(
+        &self,
+        session: &Session<'_>,
+        subject: &Subject,
+    ) -> Result<(), AccountError> {
+        // A user who has a factor now (whenever it was added) gets another
+        // only from a session that gave one: never from a sign-in still
+        // pending, even one that was sent to set one up before the owner
+        // did.
+        let has = self.users.factors().summary(subject.user.id)?.any();
+        let allowed = match &subject.pending {
+            Some(p) => p.enrol && !has,
+            None => !has || two_factors(&session.get::<Vec<String>>(METHODS).unwrap_or_default()),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(AccountError::Refused(Refusal::SecondStepFirst))
+        }
+    }
+
+    pub(super) fn recovery_codes_if_none(&self, user: UserId) -> Result<Vec<String>, AccountError> {
+        let factors = self.users.factors();
+        if factors.summary(user)?.recovery_left > 0 {
+            return Ok(Vec::new());
+        }
+        Ok(factors.new_recovery_codes(user)?)
+    }
+
+    /// Removes every second factor of `target` and ends all their
+    /// sessions (an administrator's reset, for a lost phone); returns how
+    /// many sessions ended.
+    ///
+    /// # Errors
+    ///
+    /// Database and store failures.
+    pub fn reset_second_factors(&self, target: &User) -> Result<usize, AccountError> {
+        self.users.factors().reset(target.id)?;
+        let ended = self.sessions.delete_by_user(target.id, None)?;
+        // A sign-in that waited at the set-up (with the password only)
+        // while the owner set up the factor reset now would otherwise be
+        // free to set up its own.
+        self.end_pending(target.id)?;
+        Ok(ended)
+    }
+}
