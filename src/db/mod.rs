@@ -8,7 +8,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | `mod.rs` | opening SQLite (pragmas, pool), [`DbError`], backup, restore, checkpoint |
-//! | `identity` | the SQLite pool and the identity of the file it serves (device, inode, database id) |
+//! | `sqlite` | the SQLite pool and the identity of the file it serves (device, inode, database id) |
 //! | `wal` | which database file a `-wal` belongs to |
 //! | `migrations` | the schema, one step per version |
 //! | `checked` | pooled connections to network servers, checked before use after idling |
@@ -19,14 +19,14 @@ mod migrations;
 pub mod postgres;
 pub mod redis;
 
-mod identity;
+mod sqlite;
 mod wal;
 
 use std::path::Path;
 use std::time::Duration;
 
-pub use identity::{Manager, Pool, probe_write};
 pub use migrations::{SCHEMA_VERSION, migrate};
+pub use sqlite::{Manager, Pool, probe_write};
 pub use wal::ForeignWal;
 
 /// A connection checked out of a [`Pool`].
@@ -318,11 +318,11 @@ pub fn open_with(path: &Path, max_size: u32, foreign_wal: ForeignWal) -> Result<
     migrate(&mut first)?;
     // A file that opened read-only (permissions, a read-only mount) would
     // serve reads and fail every sign-in; refuse to start instead.
-    identity::probe_write(&first).map_err(|e| DbError::ReadOnly {
+    sqlite::probe_write(&first).map_err(|e| DbError::ReadOnly {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let database_id = identity::database_id(&first)?;
+    let database_id = sqlite::database_id(&first)?;
     wal::record(path, Some(&database_id))?;
     drop(first);
     Pool::build(path, database_id, max_size)
@@ -499,7 +499,7 @@ pub fn restore(source: &Path, dest: &Path) -> Result<(), DbError> {
     let _: (i64, i64, i64) = out.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
-    wal::record(dest, Some(&identity::database_id(&out)?))?;
+    wal::record(dest, Some(&sqlite::database_id(&out)?))?;
     Ok(())
 }
 
