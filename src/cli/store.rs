@@ -152,7 +152,7 @@ pub(super) fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Res
             match dest.store.create(record) {
                 Ok(()) => copied += 1,
                 // Already there from an earlier run: leave it.
-                Err(StoreError::Backend(m)) if m.contains("exists") || m.contains("duplicate") => {}
+                Err(StoreError::Exists) => {}
                 Err(e) => return Err(e.into()),
             }
         }

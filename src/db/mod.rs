@@ -131,6 +131,21 @@ pub fn is_storage_error(e: &rusqlite::Error) -> bool {
 }
 
 impl DbError {
+    /// Whether a row with the same unique key was there already: SQLite's
+    /// and PostgreSQL's unique constraints (read from their codes, not
+    /// their messages).
+    pub fn is_duplicate(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            ),
+            Self::Postgres(e) => e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION),
+            _ => false,
+        }
+    }
+
     /// Whether the request may succeed later (answered `503`): storage
     /// failures, no connection in time, a replaced file.
     pub fn is_unavailable(&self) -> bool {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::id::{SessionId, SessionKey};
-use super::store::{Change, Patch, Record, Store, Touch, UserId};
+use super::store::{Change, Patch, Record, Store, StoreError, Touch, UserId};
 use crate::clock::{self, Millis};
 
 const HOUR: Millis = 3_600_000;
@@ -221,10 +221,16 @@ fn create_then_load_round_trips<S: Store>(store: &S) {
         Some(rec.clone()),
         "load must return what create stored"
     );
+    // A second create under the same key is refused as `Exists` (what
+    // `migrate-store` relies on to skip what an earlier run copied), and
+    // leaves the first record as it was.
+    let mut other = rec.clone();
+    other.data.insert("cart".into(), json!("replaced"));
     assert!(
-        store.create(&rec).is_err(),
-        "create must refuse an existing key"
+        matches!(store.create(&other), Err(StoreError::Exists)),
+        "create must refuse an existing key as Exists"
     );
+    assert_eq!(store.load(&rec.key, now).expect("load"), Some(rec));
 }
 
 fn load_of_an_unknown_key_is_none<S: Store>(store: &S) {

@@ -46,7 +46,7 @@ impl Store for MemoryStore {
     fn create(&self, record: &Record) -> Result<(), StoreError> {
         let mut map = self.lock();
         if map.contains_key(&record.key) {
-            return Err(StoreError::Backend("session key already exists".into()));
+            return Err(StoreError::Exists);
         }
         map.insert(record.key, record.clone());
         Ok(())

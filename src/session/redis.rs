@@ -89,7 +89,7 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
         r"
 if ARGV[2] ~= '' then drop(ARGV[2]) end
 local k = skey(ARGV[3])
-if redis.call('EXISTS', k) == 1 then return redis.error_reply('ERR session key exists') end
+if redis.call('EXISTS', k) == 1 then return 0 end
 -- In chunks: unpack() of thousands of arguments overflows Lua's stack.
 local i = 6
 while i <= #ARGV do
@@ -352,8 +352,10 @@ impl RedisStore {
         for (f, v) in fields(new) {
             call.arg(f).arg(v);
         }
-        call.invoke::<i64>(&mut **self.conn()?)?;
-        Ok(())
+        match call.invoke::<i64>(&mut **self.conn()?)? {
+            0 => Err(StoreError::Exists),
+            _ => Ok(()),
+        }
     }
 
     /// The records stored under `hexes` that are still live.

@@ -107,6 +107,10 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored session is corrupt: {0}")]
     Corrupt(String),
+    /// [`Store::create`] found a session under that key already (every
+    /// store says so alike, so that a caller can tell it from a failure).
+    #[error("a session is already stored under that key")]
+    Exists,
 }
 
 // Every backend's errors become a `StoreError` through `DbError`, which
@@ -116,6 +120,8 @@ impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
             Self::Unavailable(e.detail())
+        } else if e.is_duplicate() {
+            Self::Exists
         } else {
             Self::Backend(e.detail())
         }
@@ -156,7 +162,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// Backend failures, including a key that already exists.
+    /// [`StoreError::Exists`] for a key already stored; backend failures.
     fn create(&self, record: &Record) -> Result<(), StoreError>;
 
     /// The live session stored under `key`, if any.

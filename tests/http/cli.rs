@@ -406,6 +406,18 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
             again.contains("copied 0 users (1 already there)"),
             "{again}"
         );
+        // Sessions copied before are recognised as there (the store says
+        // `Exists`), not a failure: a re-run copies none and succeeds.
+        let sessions_again = ok(&run(
+            dir.path(),
+            &shared,
+            &["migrate-store", "--from", file, "--sessions"],
+            None,
+        ));
+        assert!(
+            sessions_again.contains("copied 0 live sessions"),
+            "{sessions_again}"
+        );
         // A database with users of its own is refused.
         ok(&run(
             dir.path(),
