@@ -60,7 +60,7 @@ impl Accounts<'_> {
             Login::WrongPassword => "wrong_password",
             Login::Disabled => "disabled",
         };
-        record_failure(guard, username, ip, reason, Some(reserved))?;
+        record_failure(guard, username, ip, reason, Some(reserved), true)?;
         Ok(Attempt::Failed)
     }
 
@@ -83,7 +83,13 @@ impl Accounts<'_> {
         password: &str,
         ip: IpAddr,
     ) -> Result<Checked, AccountError> {
-        let look = guard.throttle.look(username, ip)?;
+        // Whether the name is a user's: their name keeps a record of its
+        // own however many others a flood leaves, and their attempt never
+        // waits with the flood's overflow record (see `auth::throttle`).
+        // Wrong names and right ones still get the same answer, in the
+        // same time, for a wrong password.
+        let known = self.users.find_by_name(username)?.is_some();
+        let look = guard.throttle.look(username, ip, known)?;
         if let Some(wait) = look.wait {
             return Ok(Checked::Throttled(throttled(guard, username, ip, wait)));
         }
@@ -98,7 +104,7 @@ impl Accounts<'_> {
         let checked = self
             .users
             .authenticate_as(source, username, password, &mut || {
-                match guard.throttle.reserve(username, ip) {
+                match guard.throttle.reserve(username, ip, known) {
                     Ok(Reserve::Granted(r)) => {
                         reserved = Some(r);
                         Turn::Go
@@ -318,7 +324,14 @@ impl Accounts<'_> {
             }
         };
         if !right {
-            record_failure(guard, &user.username, ip, "wrong_code", Some(reserved))?;
+            record_failure(
+                guard,
+                &user.username,
+                ip,
+                "wrong_code",
+                Some(reserved),
+                true,
+            )?;
             if let Some(mut pending) = subject.pending {
                 pending.attempts += 1;
                 if pending.attempts >= PENDING_ATTEMPTS {
@@ -393,7 +406,7 @@ impl Accounts<'_> {
             return Ok(Step::Throttled(wait));
         }
         if user.disabled {
-            record_failure(guard, &user.username, ip, "disabled", None)?;
+            record_failure(guard, &user.username, ip, "disabled", None, true)?;
             return Ok(Step::Wrong);
         }
         session.remove(PENDING)?;
@@ -421,7 +434,14 @@ impl Accounts<'_> {
         ip: IpAddr,
     ) -> Result<(), AccountError> {
         let name = user.map_or("-", |u| u.username.as_str());
-        Ok(record_failure(guard, name, ip, "wrong_passkey", None)?)
+        Ok(record_failure(
+            guard,
+            name,
+            ip,
+            "wrong_passkey",
+            None,
+            user.is_some(),
+        )?)
     }
 
     /// Signs a user created this moment (first-run setup, self-registration)
@@ -488,7 +508,7 @@ impl Accounts<'_> {
                     Purpose::ChangePassword => "wrong_current_password",
                     Purpose::AdminAction => "wrong_confirm_password",
                 };
-                record_failure(guard, username, ip, reason, Some(reserved))?;
+                record_failure(guard, username, ip, reason, Some(reserved), true)?;
                 Ok(Check::Wrong)
             }
         }
@@ -564,7 +584,8 @@ pub(super) fn throttle_wait(
     username: &str,
     ip: IpAddr,
 ) -> Result<Option<Duration>, StoreError> {
-    let Some(wait) = guard.throttle.retry_after(username, ip)? else {
+    // Only ever asked for a user who exists (a second step, a passkey).
+    let Some(wait) = guard.throttle.retry_after(username, ip, true)? else {
         return Ok(None);
     };
     Ok(Some(throttled(guard, username, ip, wait)))
@@ -598,12 +619,13 @@ pub(super) fn record_failure(
     ip: IpAddr,
     reason: &str,
     reserved: Option<Reservation>,
+    known: bool,
 ) -> Result<(), StoreError> {
     guard.counters.login(reason);
     log(username, "failed", ip, &format!(" reason={reason}"));
     let locks = match reserved {
         Some(r) => guard.throttle.failed(r)?,
-        None => guard.throttle.failure(username, ip)?,
+        None => guard.throttle.failure(username, ip, known)?,
     };
     for lock in locks {
         log_lock(username, ip, &lock);

@@ -23,9 +23,11 @@
 //! left, the failures of subjects without a record count against one shared
 //! overflow record instead. Once that overflow record locks, every subject
 //! without a record of its own waits with it: the flood is throttled as a
-//! whole, and no guess goes uncounted. Subjects with records of their own
-//! (and anyone at all while the overflow record is not locked) are judged
-//! as usual, and a correct password never needs a record to succeed.
+//! whole, and no guess goes uncounted. The users who exist are never part
+//! of it ([`Room`]): their names always keep a record of their own (past
+//! the bound: there are only as many as there are users), so their
+//! guessers are held to the limits and their sign-ins are judged by their
+//! own records, never locked out by a flood of wrong names.
 //!
 //! Attempts are counted *before* they are checked: [`Throttle::reserve`]
 //! takes a slot on the name's and the address's records atomically (one
@@ -189,6 +191,24 @@ impl Entry {
     }
 }
 
+/// How a subject may take room in a bounded store ([`MemoryRecords`]);
+/// stores without a bound keep every subject alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// A record of its own while there is room, else the one overflow
+    /// record that stands for every subject without one.
+    Bounded,
+    /// Always a record of its own, past the bound if need be: the name of
+    /// a user who exists. There are only as many as there are users, and
+    /// their failures must never be washed out or merged with a flood's,
+    /// nor their sign-ins wait with the flood's overflow record.
+    Kept,
+    /// A record of its own while there is room, else none (never the
+    /// overflow record): the address of an attempt on a user who exists,
+    /// which that user's own record already limits.
+    OwnOnly,
+}
+
 /// Where throttling records are kept.
 ///
 /// Subjects are `user:<lowercased name>` or `ip:<address or /64>`. `update`
@@ -207,7 +227,7 @@ pub trait Records: Send + Sync {
     /// # Errors
     ///
     /// Backend failures.
-    fn get(&self, subject: &str, now: Millis) -> Result<Option<Entry>, StoreError>;
+    fn get(&self, subject: &str, room: Room, now: Millis) -> Result<Option<Entry>, StoreError>;
 
     /// Replaces the record of `subject` with `f` of it, atomically.
     ///
@@ -217,6 +237,7 @@ pub trait Records: Send + Sync {
     fn update(
         &self,
         subject: &str,
+        room: Room,
         keep_for: Millis,
         now: Millis,
         f: &mut dyn FnMut(Option<Entry>) -> Option<Entry>,
@@ -289,17 +310,34 @@ struct Hold {
     /// Not held: a budget for which the store had only a shared record
     /// (the name's and the address's limits still hold the attempt).
     skipped: bool,
+    /// How the subject may take room in a bounded store.
+    room: Room,
 }
 
 impl Hold {
-    fn new(subject: String, by: &'static str, budget: Option<u32>) -> Self {
+    fn new(subject: String, by: &'static str, budget: Option<u32>, room: Room) -> Self {
         Self {
             subject,
             by,
             budget,
             shared: false,
             skipped: false,
+            room,
         }
+    }
+}
+
+/// The rooms of an attempt's name and address: a user who exists keeps
+/// a record of their own name, past the bound if need be, and their
+/// attempt never waits with (nor counts against) the flood's overflow
+/// record; their name's record limits their guesses. (With one overflow
+/// record for everyone, a flood of wrong names from a few thousand
+/// addresses filled the records, locked the overflow and so every user.)
+fn rooms(known: bool) -> (Room, Room) {
+    if known {
+        (Room::Kept, Room::OwnOnly)
+    } else {
+        (Room::Bounded, Room::Bounded)
     }
 }
 
@@ -376,8 +414,13 @@ impl Throttle {
     /// # Errors
     ///
     /// The store's failures.
-    pub fn retry_after(&self, username: &str, ip: IpAddr) -> Result<Option<Duration>, StoreError> {
-        Ok(self.look(username, ip)?.wait)
+    pub fn retry_after(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        known: bool,
+    ) -> Result<Option<Duration>, StoreError> {
+        Ok(self.look(username, ip, known)?.wait)
     }
 
     /// What the records say before an attempt on `username` from `ip`:
@@ -386,7 +429,7 @@ impl Throttle {
     /// # Errors
     ///
     /// The store's failures.
-    pub fn look(&self, username: &str, ip: IpAddr) -> Result<Look, StoreError> {
+    pub fn look(&self, username: &str, ip: IpAddr, known: bool) -> Result<Look, StoreError> {
         let now = self.now();
         let max_lockout = millis(self.limits.max_lockout);
         let window = millis(self.limits.window);
@@ -394,8 +437,12 @@ impl Throttle {
             wait: None,
             standing: 0,
         };
-        for (subject, by) in [(user_subject(username), "user"), (ip_subject(ip), "ip")] {
-            let Some(mut e) = self.records.get(&subject, now)? else {
+        let (name_room, ip_room) = rooms(known);
+        for (subject, by, room) in [
+            (user_subject(username), "user", name_room),
+            (ip_subject(ip), "ip", ip_room),
+        ] {
+            let Some(mut e) = self.records.get(&subject, room, now)? else {
                 continue;
             };
             e.clamp(now, max_lockout);
@@ -427,8 +474,17 @@ impl Throttle {
     /// # Errors
     ///
     /// The store's failures.
-    pub fn failure(&self, username: &str, ip: IpAddr) -> Result<Vec<Lockout>, StoreError> {
-        self.fail_subjects(&[(user_subject(username), "user"), (ip_subject(ip), "ip")])
+    pub fn failure(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        known: bool,
+    ) -> Result<Vec<Lockout>, StoreError> {
+        let (name_room, ip_room) = rooms(known);
+        self.fail_subjects(&[
+            (user_subject(username), "user", name_room),
+            (ip_subject(ip), "ip", ip_room),
+        ])
     }
 
     /// Counts against `ip` an attempt that was refused before it could be
@@ -440,21 +496,21 @@ impl Throttle {
     ///
     /// The store's failures.
     pub fn refused(&self, ip: IpAddr) -> Result<Vec<Lockout>, StoreError> {
-        self.fail_subjects(&[(ip_subject(ip), "ip")])
+        self.fail_subjects(&[(ip_subject(ip), "ip", Room::Bounded)])
     }
 
     fn fail_subjects(
         &self,
-        subjects: &[(String, &'static str)],
+        subjects: &[(String, &'static str, Room)],
     ) -> Result<Vec<Lockout>, StoreError> {
         let now = self.now();
         let mut started = Vec::new();
         let limits = &self.limits;
         let max_lockout = millis(limits.max_lockout);
-        for (subject, by) in subjects {
+        for (subject, by, room) in subjects {
             let mut lock = None;
             self.records
-                .update(subject, limits.keep_for(), now, &mut |entry| {
+                .update(subject, *room, limits.keep_for(), now, &mut |entry| {
                     let mut entry = entry.unwrap_or_default();
                     entry.clamp(now, max_lockout);
                     lock = fail(&mut entry, limits, now);
@@ -477,6 +533,7 @@ impl Throttle {
     pub fn success(&self, username: &str) -> Result<(), StoreError> {
         self.records.update(
             &user_subject(username),
+            Room::Kept,
             self.limits.keep_for(),
             self.now(),
             &mut |entry| entry.filter(|e| e.shared),
@@ -492,8 +549,8 @@ impl Throttle {
     ///
     /// The store's failures (no slot is left held then, as far as the
     /// store lets us release it).
-    pub fn reserve(&self, username: &str, ip: IpAddr) -> Result<Reserve, StoreError> {
-        self.reserve_step(username, ip, None)
+    pub fn reserve(&self, username: &str, ip: IpAddr, known: bool) -> Result<Reserve, StoreError> {
+        self.reserve_as(username, ip, known, None)
     }
 
     /// [`reserve`](Self::reserve), and a slot in `budget`: a subject of
@@ -509,12 +566,29 @@ impl Throttle {
         ip: IpAddr,
         budget: Option<(&str, u32)>,
     ) -> Result<Reserve, StoreError> {
+        // A second step is always a user who exists.
+        self.reserve_as(username, ip, true, budget)
+    }
+
+    fn reserve_as(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        known: bool,
+        budget: Option<(&str, u32)>,
+    ) -> Result<Reserve, StoreError> {
+        let (name_room, ip_room) = rooms(known);
         let mut holds = vec![
-            Hold::new(user_subject(username), "user", None),
-            Hold::new(ip_subject(ip), "ip", None),
+            Hold::new(user_subject(username), "user", None, name_room),
+            Hold::new(ip_subject(ip), "ip", None, ip_room),
         ];
         if let Some((key, cap)) = budget {
-            holds.push(Hold::new(format!("step:{key}"), "step", Some(cap)));
+            holds.push(Hold::new(
+                format!("step:{key}"),
+                "step",
+                Some(cap),
+                Room::Bounded,
+            ));
         }
         let id = u64::from_le_bytes(crate::crypto::random_bytes::<8>());
         let mut taken = Reservation {
@@ -560,8 +634,12 @@ impl Throttle {
         let max_lockout = millis(limits.max_lockout);
         let window = millis(limits.window);
         let mut outcome = Taking::Granted;
-        self.records
-            .update(&hold.subject, limits.keep_for(), now, &mut |entry| {
+        self.records.update(
+            &hold.subject,
+            hold.room,
+            limits.keep_for(),
+            now,
+            &mut |entry| {
                 let mut e = entry.unwrap_or_default();
                 e.clamp(now, max_lockout);
                 if e.shared && hold.budget.is_some() {
@@ -613,7 +691,8 @@ impl Throttle {
                     Taking::Granted
                 };
                 Some(e)
-            })?;
+            },
+        )?;
         Ok(outcome)
     }
 
@@ -632,8 +711,12 @@ impl Throttle {
         let mut started = Vec::new();
         for hold in reservation.holds.iter().filter(|h| !h.skipped) {
             let mut lock = None;
-            self.records
-                .update(&hold.subject, limits.keep_for(), now, &mut |entry| {
+            self.records.update(
+                &hold.subject,
+                hold.room,
+                limits.keep_for(),
+                now,
+                &mut |entry| {
                     if entry.is_none() && hold.shared {
                         return None; // the store offers the shared record next
                     }
@@ -648,7 +731,8 @@ impl Throttle {
                         }
                     }
                     Some(e)
-                })?;
+                },
+            )?;
             if let Some(duration) = lock {
                 started.push(Lockout {
                     by: hold.by,
@@ -685,8 +769,12 @@ impl Throttle {
         let max_lockout = millis(self.limits.max_lockout);
         let id = reservation.id;
         for hold in reservation.holds.iter().filter(|h| !h.skipped) {
-            self.records
-                .update(&hold.subject, self.limits.keep_for(), now, &mut |entry| {
+            self.records.update(
+                &hold.subject,
+                hold.room,
+                self.limits.keep_for(),
+                now,
+                &mut |entry| {
                     let mut e = entry?;
                     e.clamp(now, max_lockout);
                     e.unhold(id, now);
@@ -696,7 +784,8 @@ impl Throttle {
                         e.locked_until = 0;
                     }
                     (!e.is_empty(now)).then_some(e)
-                })?;
+                },
+            )?;
         }
         Ok(())
     }
@@ -740,18 +829,19 @@ fn fail(entry: &mut Entry, limits: &Limits, now: Millis) -> Option<Duration> {
 }
 
 impl<R: Records> Records for std::sync::Arc<R> {
-    fn get(&self, subject: &str, now: Millis) -> Result<Option<Entry>, StoreError> {
-        (**self).get(subject, now)
+    fn get(&self, subject: &str, room: Room, now: Millis) -> Result<Option<Entry>, StoreError> {
+        (**self).get(subject, room, now)
     }
 
     fn update(
         &self,
         subject: &str,
+        room: Room,
         keep_for: Millis,
         now: Millis,
         f: &mut dyn FnMut(Option<Entry>) -> Option<Entry>,
     ) -> Result<(), StoreError> {
-        (**self).update(subject, keep_for, now, f)
+        (**self).update(subject, room, keep_for, now, f)
     }
 
     fn local(&self) -> bool {
@@ -846,18 +936,22 @@ impl Memory {
 }
 
 impl Records for MemoryRecords {
-    fn get(&self, subject: &str, now: Millis) -> Result<Option<Entry>, StoreError> {
+    fn get(&self, subject: &str, room: Room, now: Millis) -> Result<Option<Entry>, StoreError> {
         let memory = self.lock();
         let own = memory.entries.get(subject);
         // A subject without a record of its own waits with the overflow
-        // record while that is locked.
-        let overflow = memory.overflow.as_ref().filter(|o| o.locked_at(now));
+        // record while that is locked; a user who exists never does.
+        let overflow = memory
+            .overflow
+            .as_ref()
+            .filter(|o| room == Room::Bounded && o.locked_at(now));
         Ok(own.or(overflow).cloned())
     }
 
     fn update(
         &self,
         subject: &str,
+        room: Room,
         keep_for: Millis,
         now: Millis,
         f: &mut dyn FnMut(Option<Entry>) -> Option<Entry>,
@@ -866,6 +960,17 @@ impl Records for MemoryRecords {
         if let Some(old) = memory.entries.remove(subject) {
             if let Some(e) = f(Some(old)) {
                 memory.entries.insert(subject.to_owned(), e);
+            }
+            return Ok(());
+        }
+        if room != Room::Bounded {
+            // Never the overflow record: a record of its own, made past
+            // the bound for a user who exists (`Kept`), or none at all
+            // when there is no room (`OwnOnly`).
+            if let Some(fresh) = f(None)
+                && (memory.make_room(self.capacity, self.window, now) || room == Room::Kept)
+            {
+                memory.entries.insert(subject.to_owned(), fresh);
             }
             return Ok(());
         }
@@ -927,11 +1032,11 @@ mod tests {
     }
 
     fn failure(t: &Throttle, user: &str, ip: IpAddr) -> Vec<Lockout> {
-        t.failure(user, ip).expect("failure")
+        t.failure(user, ip, false).expect("failure")
     }
 
     fn wait(t: &Throttle, user: &str, ip: IpAddr) -> Option<Duration> {
-        t.retry_after(user, ip).expect("retry_after")
+        t.retry_after(user, ip, false).expect("retry_after")
     }
 
     fn throttle(records: Box<dyn Records>, clock: &Arc<ManualClock>) -> Throttle {
@@ -1156,7 +1261,7 @@ mod tests {
         let held: Vec<bool> = (0..8)
             .map(|i| {
                 records
-                    .get(&user_subject(&format!("old{i}")), 0)
+                    .get(&user_subject(&format!("old{i}")), Room::Bounded, 0)
                     .expect("get")
                     .is_some()
             })
@@ -1164,7 +1269,7 @@ mod tests {
         assert!(!held[0], "the oldest clean record went first: {held:?}");
         for i in 0..2 {
             let e = records
-                .get(&user_subject(&format!("new{i}")), 0)
+                .get(&user_subject(&format!("new{i}")), Room::Bounded, 0)
                 .expect("get");
             assert!(e.is_some(), "new{i} was not kept");
         }
@@ -1204,6 +1309,53 @@ mod tests {
         // And the overflow lockout ends like any other.
         clock.advance(Duration::from_secs(60));
         assert_eq!(wait(&t, "spray99", many(99)), None);
+    }
+
+    #[test]
+    fn a_user_who_exists_never_waits_with_a_locked_overflow() {
+        let records = Arc::new(MemoryRecords::new(10, limits().window));
+        let clock = Arc::new(ManualClock::at(0));
+        let t = throttle(Box::new(Arc::clone(&records)), &clock);
+        full_of_active(&t);
+        for i in 0..5 {
+            failure(&t, &format!("spray{i}"), many(50 + i));
+        }
+        // The flood of wrong names is throttled as a whole...
+        assert!(wait(&t, "spray99", many(99)).is_some());
+        // ...but alice, who exists, from an address that never failed, is
+        // judged by her own records (none): she may go ahead.
+        let look = t.look("alice", ip(1), true).expect("look");
+        assert_eq!(look.wait, None);
+        let Reserve::Granted(r) = t.reserve("alice", ip(1), true).expect("reserve") else {
+            panic!("alice's attempt must be granted");
+        };
+        t.passed(r, true).expect("passed");
+        // Her name keeps a record of its own past the bound, so a guesser
+        // of her password is limited however full the table is: five
+        // wrong passwords lock her name, and the sixth (the right one)
+        // waits.
+        for i in 0..5 {
+            let Reserve::Granted(r) = t.reserve("alice", many(200 + i), true).expect("reserve")
+            else {
+                panic!("attempt {i} must be granted");
+            };
+            t.failed(r).expect("failed");
+        }
+        assert!(records.len() > 10, "her record is kept past the bound");
+        assert!(
+            t.look("alice", many(250), true)
+                .expect("look")
+                .wait
+                .is_some(),
+            "her name locks on its own"
+        );
+        assert!(matches!(
+            t.reserve("alice", many(251), true).expect("reserve"),
+            Reserve::Locked(_)
+        ));
+        // Her guessers' fresh addresses took no room and no overflow: the
+        // flood's lock is unchanged, and bob, who exists, still goes.
+        assert_eq!(t.look("bob", many(252), true).expect("look").wait, None);
     }
 
     #[test]
@@ -1292,7 +1444,7 @@ mod tests {
     }
 
     fn reserve(t: &Throttle, user: &str, ip: IpAddr) -> Reserve {
-        t.reserve(user, ip).expect("reserve")
+        t.reserve(user, ip, false).expect("reserve")
     }
 
     fn granted(r: Reserve) -> Reservation {
@@ -1504,7 +1656,7 @@ mod tests {
     #[test]
     fn an_addresss_standing_counts_its_failures_and_lockouts() {
         each(|t, clock| {
-            let standing = |ip| t.look("anyone", ip).expect("look").standing;
+            let standing = |ip| t.look("anyone", ip, false).expect("look").standing;
             assert_eq!(standing(ip(1)), 0, "a clean record");
             failure(t, "a", ip(1));
             t.refused(ip(1)).expect("refused");
@@ -1515,7 +1667,7 @@ mod tests {
             // The lockout cleared the failures that made it; it counts as
             // them, so the address does not look clean once it ends.
             clock.advance(Duration::from_secs(60));
-            assert_eq!(t.look("anyone", ip(1)).expect("look").wait, None);
+            assert_eq!(t.look("anyone", ip(1), false).expect("look").wait, None);
             assert_eq!(standing(ip(1)), 5);
             failure(t, "c", ip(1));
             assert_eq!(standing(ip(1)), 6);
@@ -1524,7 +1676,7 @@ mod tests {
             for _ in 0..3 {
                 failure(t, "alice", ip(3));
             }
-            assert_eq!(t.look("alice", ip(4)).expect("look").standing, 0);
+            assert_eq!(t.look("alice", ip(4), false).expect("look").standing, 0);
         });
     }
 }

@@ -370,6 +370,59 @@ fn a_sign_in_gets_through_a_flood_of_bad_ones_from_many_addresses() {
     );
 }
 
+/// A flood of wrong names from many addresses, each under its own limit,
+/// that fills the throttle's records and locks the overflow record that
+/// stands for everyone without one, does not lock out the users who exist:
+/// their names keep records of their own, and their sign-ins are judged by
+/// those (a hostile pass locked alice and bob out with 12,500 wrong names
+/// from 2,500 addresses, when the overflow stood for them too).
+#[test]
+fn a_flood_that_fills_the_throttles_records_locks_out_no_user() {
+    let app = TestApp::spawn_with(&[
+        ("trusted_proxies", "127.0.0.1"),
+        ("bcrypt_cost", "4"),
+        ("login_throttle_records", "40"),
+    ]);
+    app.add_user("alice", "correct horse", false);
+    app.add_user("bob", "battery staple", false);
+    let b = Browser::new(&app.base);
+    let login = |name: &str, password: &str, from: &str| {
+        let body = serde_json::json!({ "username": name, "password": password }).to_string();
+        b.send_json("POST", "/api/login", &body, &[("X-Forwarded-For", from)])
+            .status
+    };
+    // Four wrong names from each of 60 addresses: no address or name
+    // reaches its own limit, but the records fill, and the failures past
+    // them lock the overflow record.
+    let mut refused = 0;
+    for a in 0..60 {
+        for k in 0..4 {
+            let status = login(
+                &format!("nobody{a}x{k}"),
+                "Summer2026!",
+                &format!("10.9.{a}.1"),
+            );
+            assert!(status == 401 || status == 429, "{status}");
+            refused += usize::from(status == 429);
+        }
+    }
+    assert!(refused > 0, "the flood never locked the overflow record");
+    assert_eq!(
+        login("nobody-else", "Summer2026!", "10.9.200.1"),
+        429,
+        "a new wrong name waits with the flood"
+    );
+    // The users who exist, from addresses that never failed, sign in.
+    assert_eq!(login("alice", "correct horse", "10.9.201.1"), 200);
+    assert_eq!(login("bob", "battery staple", "10.9.202.1"), 200);
+    // And a guesser of bob's password is still limited by his own record:
+    // five wrong ones from five fresh addresses lock his name.
+    for i in 0..5 {
+        assert_eq!(login("bob", "wrong", &format!("10.9.210.{i}")), 401);
+    }
+    assert_eq!(login("bob", "battery staple", "10.9.211.1"), 429);
+}
+
 /// Attempts refused by a full queue count against their address: five of
 /// them lock it, as five wrong passwords would (a flood of refusals was
 /// free, and went on for ever).

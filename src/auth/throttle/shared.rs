@@ -6,7 +6,7 @@
 
 use postgres::types::Type;
 
-use super::{Entry, Records};
+use super::{Entry, Records, Room};
 use crate::clock::Millis;
 use crate::db::postgres::PgPool;
 use crate::db::redis::RedisPool;
@@ -36,7 +36,7 @@ impl PostgresRecords {
 }
 
 impl Records for PostgresRecords {
-    fn get(&self, subject: &str, _now: Millis) -> Result<Option<Entry>, StoreError> {
+    fn get(&self, subject: &str, _room: Room, _now: Millis) -> Result<Option<Entry>, StoreError> {
         let row = self.client()?.query_typed_opt(
             "SELECT entry FROM throttle WHERE subject = $1",
             &[(&subject, Type::TEXT)],
@@ -47,6 +47,7 @@ impl Records for PostgresRecords {
     fn update(
         &self,
         subject: &str,
+        _room: Room,
         keep_for: Millis,
         now: Millis,
         f: &mut dyn FnMut(Option<Entry>) -> Option<Entry>,
@@ -117,7 +118,7 @@ impl RedisRecords {
 }
 
 impl Records for RedisRecords {
-    fn get(&self, subject: &str, _now: Millis) -> Result<Option<Entry>, StoreError> {
+    fn get(&self, subject: &str, _room: Room, _now: Millis) -> Result<Option<Entry>, StoreError> {
         let value: Option<String> = redis::cmd("GET")
             .arg(self.key(subject))
             .query(&mut **self.conn()?)?;
@@ -127,6 +128,7 @@ impl Records for RedisRecords {
     fn update(
         &self,
         subject: &str,
+        _room: Room,
         keep_for: Millis,
         _now: Millis,
         f: &mut dyn FnMut(Option<Entry>) -> Option<Entry>,
