@@ -65,22 +65,13 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Self {
-        let server = rouille::Server::new("127.0.0.1:0", |request| {
+        let (addr, stop) = crate::helpers::upstream(|request| {
             let page = if request.raw_url().contains("popup") {
                 POPUP_ATTACK
             } else {
                 FETCH_ATTACK
             };
             rouille::Response::html(page)
-        })
-        .expect("upstream starts");
-        let addr = server.server_addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                server.poll_timeout(Duration::from_millis(20));
-            }
         });
         Self { addr, stop }
     }

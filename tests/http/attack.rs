@@ -302,22 +302,13 @@ fn bodies_trickled_a_byte_at_a_time_do_not_take_the_request_threads() {
 /// ahead, then the rest.
 #[test]
 fn a_chunked_upload_past_the_read_ahead_reaches_the_app_whole() {
-    let server = rouille::Server::new("127.0.0.1:0", |request| {
+    let (upstream, stop) = crate::raw::upstream(|request| {
         let mut body = Vec::new();
         if let Some(mut data) = request.data() {
             let _ = std::io::Read::read_to_end(&mut data, &mut body);
         }
         let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
         rouille::Response::text(format!("got {} sum {sum}", body.len()))
-    })
-    .expect("upstream");
-    let upstream = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(50));
-        }
     });
     let app = TestApp::spawn_with_file(
         &format!(

@@ -523,3 +523,27 @@ impl Browser {
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// Starts a small upstream on `127.0.0.1:0` answering with `handler`, and
+/// returns its address and the flag that stops it once set. The one stub
+/// app of every test crate (the proxy tests, the browser's, `raw`'s).
+pub fn upstream<F>(
+    handler: F,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)
+where
+    F: Fn(&rouille::Request) -> rouille::Response + Send + Sync + 'static,
+{
+    let server = rouille::Server::new("127.0.0.1:0", handler).expect("upstream starts");
+    let addr = server.server_addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            server.poll_timeout(Duration::from_millis(20));
+        }
+    });
+    (addr, stop)
+}

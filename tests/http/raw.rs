@@ -3,9 +3,8 @@
 //! small upstreams for the proxy tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,20 +49,4 @@ pub fn collect_log(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     log
 }
 
-/// Starts a small upstream on `127.0.0.1:0` answering with `handler`, and
-/// returns its address and the flag that stops it once set.
-pub fn upstream<F>(handler: F) -> (SocketAddr, Arc<AtomicBool>)
-where
-    F: Fn(&rouille::Request) -> rouille::Response + Send + Sync + 'static,
-{
-    let server = rouille::Server::new("127.0.0.1:0", handler).expect("upstream starts");
-    let addr = server.server_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            server.poll_timeout(Duration::from_millis(20));
-        }
-    });
-    (addr, stop)
-}
+pub use crate::helpers::upstream;

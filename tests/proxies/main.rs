@@ -30,7 +30,7 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Self {
-        let server = rouille::Server::new("127.0.0.1:0", |request| {
+        let (addr, stop) = helpers::upstream(|request| {
             let h = |name: &str| request.header(name).unwrap_or("-").to_owned();
             // Names a CGI-style app would read as identity headers too.
             let underscored: Vec<String> = request
@@ -46,15 +46,6 @@ impl Upstream {
                 h("Cookie"),
                 underscored.join(",")
             ))
-        })
-        .expect("upstream");
-        let addr = server.server_addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                server.poll_timeout(Duration::from_millis(20));
-            }
         });
         Self { addr, stop }
     }
@@ -270,6 +261,13 @@ fn start_caddy(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
         "reverse_proxy 127.0.0.1:3000",
         &format!("reverse_proxy {upstream}"),
     );
+    run_caddy(dir, &socket, &site)
+}
+
+/// Runs Caddy on `site` (a Caddyfile's sites, listening on `socket`),
+/// with no admin endpoint and no automatic HTTPS, its state kept in
+/// `dir`: the one launcher of both proxy test files.
+fn run_caddy(dir: &Path, socket: &Path, site: &str) -> Proxy {
     let conf = format!("{{\n\tadmin off\n\tauto_https off\n}}\n{site}");
     let file = dir.join("Caddyfile");
     std::fs::write(&file, conf).expect("write Caddyfile");
@@ -283,8 +281,11 @@ fn start_caddy(dir: &Path, gatehouse: &str, upstream: &str) -> Proxy {
         .stderr(Stdio::null())
         .spawn()
         .expect("start caddy");
-    wait_for(&socket, &mut child, "caddy");
-    Proxy { child, socket }
+    wait_for(socket, &mut child, "caddy");
+    Proxy {
+        child,
+        socket: socket.to_owned(),
+    }
 }
 
 /// The same cases through either proxy.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::helpers::TestApp;
-use super::{Proxy, have, wait_for};
+use super::{Proxy, have, run_caddy, wait_for};
 
 const VALID_CLIENTS: usize = 4;
 const HOSTILE_CLIENTS: usize = 3;
@@ -307,24 +307,11 @@ fn start_nginx(dir: &Path, gatehouse: &str) -> Proxy {
 
 fn start_caddy(dir: &Path, gatehouse: &str) -> Proxy {
     let socket = dir.join("caddy.sock");
-    let conf = format!(
-        "{{\n\tadmin off\n\tauto_https off\n}}\nhttp:// {{\n\tbind unix/{}\n\treverse_proxy {gatehouse}\n}}\n",
+    let site = format!(
+        "http:// {{\n\tbind unix/{}\n\treverse_proxy {gatehouse}\n}}\n",
         socket.display()
     );
-    let file = dir.join("Caddyfile");
-    std::fs::write(&file, conf).expect("write Caddyfile");
-    let mut child = Command::new("caddy")
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&file)
-        .env("HOME", dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start caddy");
-    wait_for(&socket, &mut child, "caddy");
-    Proxy { child, socket }
+    run_caddy(dir, &socket, &site)
 }
 
 #[test]
