@@ -22,8 +22,11 @@
 //! - **Session ids**: a new one at the password step (a pending sign-in)
 //!   and at every sign-in or change of what the session may do.
 //! - **The last administrator**: disabling, deleting or demoting the last
-//!   enabled administrator is refused, unless the caller forces it (the
-//!   box's owner at the command line).
+//!   enabled administrator (taking them out of `admins`) is refused,
+//!   unless the caller forces it (the box's owner at the command line);
+//!   `users` checks it again in the transaction that makes the change.
+//! - **Groups** (`accounts/groups.rs`): making, renaming and deleting
+//!   groups and their members; `admins` is kept.
 //! - **Password rules**: checked by `users` when a password is hashed;
 //!   refusals come back as [`AccountError::User`].
 //!
@@ -43,6 +46,8 @@ use crate::session::{Change, Patch, Session, SessionError, SessionKey, Store, St
 use crate::users::factors::{CodeCheck, Policy};
 use crate::users::password::{PasswordError, Source, Turn};
 use crate::users::{Login, MAX_USERNAME, User, UserError, UserId, Username, Users};
+
+pub mod groups;
 
 /// Session data: a sign-in whose password was right, waiting for its
 /// second step. The session stays anonymous meanwhile, so every page and
@@ -208,6 +213,9 @@ pub enum Refusal {
     /// An administrator may not delete themselves.
     #[error("you cannot delete yourself; ask another administrator")]
     DeleteSelf,
+    /// `admins` cannot be renamed or deleted.
+    #[error("the admins group cannot be renamed or deleted")]
+    BuiltinGroup,
     /// A second factor is added only by a session that gave one already
     /// (when the user has one), or by a sign-in that must set one up.
     #[error("give your current second factor first")]
@@ -1042,7 +1050,9 @@ impl<'a> Accounts<'a> {
         force: bool,
     ) -> Result<usize, AccountError> {
         self.refuse_removal(actor, target, force, Refusal::DisableSelf)?;
-        self.users.set_disabled(target.id, true)?;
+        self.users
+            .disable(target.id, !force)
+            .map_err(groups::refusal)?;
         let ended = self.sessions.delete_by_user(target.id, None)?;
         // Refused while the user is disabled, but alive again if they are
         // enabled within its five minutes: ended now.
@@ -1076,7 +1086,9 @@ impl<'a> Accounts<'a> {
         // cascade to take them with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
         self.end_pending(target.id)?;
-        self.users.delete(target.id)?;
+        self.users
+            .remove(target.id, !force)
+            .map_err(groups::refusal)?;
         Ok(ended)
     }
 
@@ -1102,7 +1114,10 @@ impl<'a> Accounts<'a> {
         session: Option<&Session<'_>>,
     ) -> Result<(), AccountError> {
         self.refuse_last_admin(target, false)?;
-        self.users.set_admin(target.id, false)?;
+        let admins = self.users.get_group(crate::users::ADMINS)?;
+        self.users
+            .leave_group(&admins, target.id, true)
+            .map_err(groups::refusal)?;
         if let Some(session) = session.filter(|s| s.user_id() == Some(target.id)) {
             session.regenerate()?;
         }
