@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use crate::cli::{fails, gatehouse, ok};
-use crate::helpers::{Browser, TestApp, assert_redirects_to};
+use crate::helpers::TestApp;
 
 /// `gatehouse ARGS` on `dir`'s data, as the box's owner runs it.
 fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
