@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use crate::cli::{fails, gatehouse, ok};
-use crate::helpers::TestApp;
+use crate::helpers::{Browser, TestApp, assert_redirects_to};
 
 /// `gatehouse ARGS` on `dir`'s data, as the box's owner runs it.
 fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -182,4 +182,188 @@ fn every_group_of_a_user_reaches_the_headers_and_the_api() {
     let session: Value = serde_json::from_str(&b.get("/api/session").body).expect("json");
     assert_eq!(session["user"]["admin"], true);
     stop.store(true, Ordering::SeqCst);
+}
+/// The admin page's form token, read from `path`.
+fn csrf(b: &Browser, path: &str) -> String {
+    b.get(path).csrf().expect("csrf token")
+}
+
+/// POSTs an admin form with the token from `from`.
+fn admin_post(
+    b: &Browser,
+    from: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> crate::helpers::Resp {
+    let token = csrf(b, from);
+    let mut all = vec![("csrf", token.as_str())];
+    all.extend_from_slice(fields);
+    b.post_form(action, &all)
+}
+
+#[test]
+fn the_last_administrator_stays_through_every_page() {
+    let app = TestApp::spawn();
+    app.add_user("root", "correct horse", true);
+    let root = app.browser();
+    root.login("root", "correct horse");
+    let groups = "/admin/groups";
+    let page = "/admin/groups/members?group=admins";
+    // Leaving admins, deleting it, disabling and deleting the last admin.
+    for (from, action, fields) in [
+        (
+            page,
+            "/admin/groups/remove",
+            &[("group", "admins"), ("username", "root")][..],
+        ),
+        (
+            groups,
+            "/admin/groups/delete",
+            &[("group", "admins"), ("confirm", "yes")],
+        ),
+        (
+            groups,
+            "/admin/groups/rename",
+            &[("group", "admins"), ("name", "root")],
+        ),
+        (
+            "/admin/users",
+            "/admin/users/revoke-admin",
+            &[("username", "root")],
+        ),
+    ] {
+        let resp = admin_post(&root, from, action, fields);
+        assert_eq!(resp.status, 409, "{action}: {}", resp.body);
+    }
+    assert_eq!(root.get("/admin").status, 200);
+    assert!(
+        app.state()
+            .users
+            .get_by_name("root")
+            .expect("root")
+            .is_admin
+    );
+    assert!(
+        app.state()
+            .users
+            .find_group("admins")
+            .expect("find")
+            .is_some()
+    );
+}
+
+#[test]
+fn an_admin_manages_groups_and_members() {
+    let app = TestApp::spawn();
+    app.add_user("root", "correct horse", true);
+    app.add_user("carol", "correct horse", false);
+    let root = app.browser();
+    root.login("root", "correct horse");
+    let carol = app.browser();
+    carol.login("carol", "correct horse");
+    let list = root.get("/admin/groups");
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("id=\"group-admins\""), "{}", list.body);
+    assert_redirects_to(
+        &admin_post(&root, "/admin/groups", "/admin/groups", &[("name", "ops")]),
+        "/admin/groups?done=group-created",
+    );
+    let taken = admin_post(&root, "/admin/groups", "/admin/groups", &[("name", "OPS")]);
+    assert_eq!(taken.status, 409);
+    let bad = admin_post(
+        &root,
+        "/admin/groups",
+        "/admin/groups",
+        &[("name", "ops,admins")],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("group name"), "{}", bad.body);
+    let members = "/admin/groups/members?group=ops";
+    assert_redirects_to(
+        &admin_post(
+            &root,
+            members,
+            "/admin/groups/add",
+            &[("group", "ops"), ("username", "carol")],
+        ),
+        "/admin/groups/members?group=ops&done=member-added",
+    );
+    assert!(root.get(members).body.contains("id=\"member-carol\""));
+    assert_eq!(
+        carol.get("/auth/verify").header("remote-groups"),
+        Some("ops")
+    );
+    let missing = admin_post(
+        &root,
+        members,
+        "/admin/groups/add",
+        &[("group", "ops"), ("username", "nobody")],
+    );
+    assert_eq!(missing.status, 404);
+    assert_redirects_to(
+        &admin_post(
+            &root,
+            "/admin/groups",
+            "/admin/groups/rename",
+            &[("group", "ops"), ("name", "sre")],
+        ),
+        "/admin/groups?done=group-renamed",
+    );
+    assert_eq!(
+        carol.get("/auth/verify").header("remote-groups"),
+        Some("sre")
+    );
+    // Deleting asks first (GET shows a confirm page; a POST without the
+    // confirmation shows it too), then deletes.
+    let confirm = root.get("/admin/groups/delete?group=sre");
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("danger"), "{}", confirm.body);
+    assert_redirects_to(
+        &admin_post(
+            &root,
+            "/admin/groups",
+            "/admin/groups/delete",
+            &[("group", "sre"), ("confirm", "yes")],
+        ),
+        "/admin/groups?done=group-deleted",
+    );
+    assert_eq!(carol.get("/auth/verify").header("remote-groups"), Some(""));
+    // Removing a member.
+    admin_post(&root, "/admin/groups", "/admin/groups", &[("name", "dev")]);
+    admin_post(
+        &root,
+        "/admin/groups/members?group=dev",
+        "/admin/groups/add",
+        &[("group", "dev"), ("username", "carol")],
+    );
+    assert_redirects_to(
+        &admin_post(
+            &root,
+            "/admin/groups/members?group=dev",
+            "/admin/groups/remove",
+            &[("group", "dev"), ("username", "carol")],
+        ),
+        "/admin/groups/members?group=dev&done=member-removed",
+    );
+    assert_eq!(carol.get("/auth/verify").header("remote-groups"), Some(""));
+    // Putting carol in admins makes her an administrator.
+    admin_post(
+        &root,
+        "/admin/groups/members?group=admins",
+        "/admin/groups/add",
+        &[("group", "admins"), ("username", "carol")],
+    );
+    assert_eq!(carol.get("/admin/groups").status, 200);
+    // Non-admins get 403, and a POST without the token is refused.
+    let bob = app.browser();
+    app.add_user("bob", "correct horse", false);
+    bob.login("bob", "correct horse");
+    assert_eq!(bob.get("/admin/groups").status, 403);
+    assert_eq!(bob.get("/admin/groups/members?group=admins").status, 403);
+    assert_eq!(
+        root.post_form("/admin/groups", &[("name", "x")]).status,
+        403,
+        "no CSRF token"
+    );
+    assert!(app.state().users.find_group("x").expect("find").is_none());
 }
