@@ -156,7 +156,7 @@ pub fn members_page(v: &MembersView<'_>) -> Markup {
                     p.muted id="no-members" { "Nobody is in this group." }
                 } @else {
                     div.table {
-                        table.wide id="members" {
+                        table id="members" {
                             thead {
                                 tr {
                                     th scope="col" { "Member" }
@@ -176,7 +176,7 @@ pub fn members_page(v: &MembersView<'_>) -> Markup {
                                                 (csrf_field(v.csrf))
                                                 input type="hidden" name="group" value=(v.group);
                                                 input type="hidden" name="username" value=(m.username);
-                                                button.small.danger type="submit" id={ "remove-" (m.username) } { "Remove from group" }
+                                                button.small.danger type="submit" id={ "remove-" (m.username) } { "Remove" }
                                             }
                                         }
                                     }
