@@ -22,15 +22,19 @@
 //! - **Session ids**: a new one at the password step (a pending sign-in)
 //!   and at every sign-in or change of what the session may do.
 //! - **The last administrator**: disabling, deleting or demoting the last
-//!   enabled administrator is refused, unless the caller forces it (the
-//!   box's owner at the command line).
+//!   enabled administrator (taking them out of `admins`) is refused,
+//!   unless the caller forces it (the box's owner at the command line);
+//!   `users` checks it again in the transaction that makes the change.
+//! - **Groups** (`accounts/groups.rs`): making, renaming and deleting
+//!   groups and their members; `admins` is kept.
 //! - **Password rules**: checked by `users` when a password is hashed;
 //!   refusals come back as [`AccountError::User`].
 //!
 //! By feature: `signin` (the password step, the second step, a passkey
 //! alone, a password confirmed again), `factors` (second factors set up
 //! and reset), `admin` (user administration and the last administrator),
-//! `revoke` (ending sessions and pending sign-ins). This file keeps the
+//! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
+//! their members). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
 //! This module never sees HTTP: it takes plain values and the session, and
@@ -49,6 +53,7 @@ use crate::users::{User, UserError, UserId, Users};
 
 mod admin;
 mod factors;
+pub mod groups;
 mod revoke;
 mod signin;
 
@@ -202,6 +207,9 @@ pub enum Refusal {
     /// An administrator may not delete themselves.
     #[error("you cannot delete yourself; ask another administrator")]
     DeleteSelf,
+    /// `admins` cannot be renamed or deleted.
+    #[error("the admins group cannot be renamed or deleted")]
+    BuiltinGroup,
     /// A second factor is added only by a session that gave one already
     /// (when the user has one), or by a sign-in that must set one up.
     #[error("give your current second factor first")]

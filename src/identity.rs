@@ -18,7 +18,8 @@ pub struct User {
     pub id: UserId,
     /// Name as first typed.
     pub username: String,
-    /// May administer gatehouse.
+    /// May administer gatehouse: a member of [`ADMINS`] (read from
+    /// [`groups`](Self::groups), never stored apart from it).
     pub is_admin: bool,
     /// May not sign in.
     pub disabled: bool,
@@ -32,7 +33,16 @@ pub struct User {
     /// user who came to have its user id (another database file swapped
     /// in, a backup restored, a stale `-wal` replayed).
     pub stamp: String,
+    /// The names of the groups the user is in, sorted: read in the same
+    /// statement as the user (see [`USER_COLUMNS`]), so the hot path pays
+    /// no second query for them.
+    pub groups: Vec<String>,
 }
+
+/// The group whose members administer gatehouse. A group like the others,
+/// except that it cannot be renamed or deleted and its last enabled member
+/// cannot leave it.
+pub const ADMINS: &str = "admins";
 
 /// A fresh stamp for a new user: 32 lowercase hex digits (128 bits from the
 /// OS random source).
@@ -43,9 +53,21 @@ pub fn new_stamp() -> String {
         .collect()
 }
 
-/// The columns of a user row, in the order [`User::from_row`] reads them.
-pub const USER_COLUMNS: &str =
-    "id, username, is_admin, disabled, created_at, password_changed_at, stamp";
+/// The columns of a user row selected `FROM users` (not aliased), in the
+/// order [`User::from_row`] reads them. The third is the user's groups,
+/// joined by `,` (a character no group name may hold: see
+/// `users::groups::GroupName`), from one indexed range of `user_groups`.
+pub const USER_COLUMNS: &str = "id, username, \
+     (SELECT coalesce(string_agg(g.name, ','), '') FROM user_groups ug \
+      JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = users.id), \
+     disabled, created_at, password_changed_at, stamp";
+
+/// [`USER_COLUMNS`] of the user `u`, in a statement that joins it to
+/// another table (the session stores' read of a session and its user).
+pub const JOINED_USER_COLUMNS: &str = "u.id, u.username, \
+     (SELECT coalesce(string_agg(g.name, ','), '') FROM user_groups ug \
+      JOIN groups g ON g.id = ug.group_id WHERE ug.user_id = u.id), \
+     u.disabled, u.created_at, u.password_changed_at, u.stamp";
 
 /// How many columns [`USER_COLUMNS`] names: a statement that selects more
 /// after them reads those from this index on.
@@ -74,15 +96,23 @@ impl User {
     ///
     /// When a column is missing or of another type.
     pub fn from_row<R: UserRow + ?Sized>(row: &R, first: usize) -> Result<Self, R::Error> {
+        let groups = groups_from(&row.text(first + 2)?);
         Ok(Self {
             id: row.int(first)?,
             username: row.text(first + 1)?,
-            is_admin: row.flag(first + 2)?,
+            is_admin: groups.iter().any(|g| g == ADMINS),
             disabled: row.flag(first + 3)?,
             created_at: row.int(first + 4)?,
             password_changed_at: row.int(first + 5)?,
             stamp: row.text(first + 6)?,
+            groups,
         })
+    }
+
+    /// Whether the user is in the group `name` (group names are compared
+    /// without regard to case, as they are kept unique).
+    pub fn in_group(&self, name: &str) -> bool {
+        self.groups.iter().any(|g| g.eq_ignore_ascii_case(name))
     }
 
     /// The user in the columns from `first` of an outer join: `None` when
@@ -99,5 +129,28 @@ impl User {
             Some(_) => Self::from_row(row, first).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The group names of a `,`-joined list as the database aggregates them,
+/// sorted (the aggregate's order is not defined).
+fn groups_from(joined: &str) -> Vec<String> {
+    let mut groups: Vec<String> = joined
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    groups.sort_unstable_by_key(|g| g.to_ascii_lowercase());
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aggregated_group_list_is_split_and_sorted() {
+        assert_eq!(groups_from(""), Vec::<String>::new());
+        assert_eq!(groups_from("ops,admins,Dev"), ["admins", "Dev", "ops"]);
     }
 }

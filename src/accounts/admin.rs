@@ -86,7 +86,9 @@ impl Accounts<'_> {
         force: bool,
     ) -> Result<usize, AccountError> {
         self.refuse_removal(actor, target, force, Refusal::DisableSelf)?;
-        self.users.set_disabled(target.id, true)?;
+        self.users
+            .disable(target.id, !force)
+            .map_err(super::groups::refusal)?;
         let ended = self.sessions.delete_by_user(target.id, None)?;
         // Refused while the user is disabled, but alive again if they are
         // enabled within its five minutes: ended now.
@@ -120,7 +122,9 @@ impl Accounts<'_> {
         // cascade to take them with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
         self.end_pending(target.id)?;
-        self.users.delete(target.id)?;
+        self.users
+            .remove(target.id, !force)
+            .map_err(super::groups::refusal)?;
         Ok(ended)
     }
 
@@ -146,7 +150,10 @@ impl Accounts<'_> {
         session: Option<&Session<'_>>,
     ) -> Result<(), AccountError> {
         self.refuse_last_admin(target, false)?;
-        self.users.set_admin(target.id, false)?;
+        let admins = self.users.get_group(crate::users::ADMINS)?;
+        self.users
+            .leave_group(&admins, target.id, true)
+            .map_err(super::groups::refusal)?;
         if let Some(session) = session.filter(|s| s.user_id() == Some(target.id)) {
             session.regenerate()?;
         }

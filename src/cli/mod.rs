@@ -1,5 +1,5 @@
 //! The command line, one file per command group: `serve` and
-//! `check-config` (`serve.rs`), `user ...` (`user.rs`), `session ...`
+//! `check-config` (`serve.rs`), `user ...` (`user.rs`), `group ...` and `user groups` (`group.rs`), `session ...`
 //! (`session.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
 //! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
@@ -7,6 +7,7 @@
 //! the configuration a command works with. Output is for people; every
 //! flag has a `GATEHOUSE_*` environment twin.
 
+mod group;
 mod ldap;
 mod oidc;
 mod serve;
@@ -26,6 +27,7 @@ use crate::config::{Config, ConfigError};
 use crate::session::{Store, StoreError};
 use crate::users::{UserError, Users};
 
+use group::GroupCommand;
 use ldap::LdapCommand;
 use oidc::OidcCommand;
 use serve::ServeArgs;
@@ -71,6 +73,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage groups (`admins` is the administrators).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// List and revoke sessions.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -158,6 +163,10 @@ pub fn run() -> Result<(), CliError> {
         Some(Command::Serve(args)) => serve::serve(&cli.global, &args),
         Some(Command::User(cmd)) => {
             user::user(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Group(cmd)) => {
+            group::group(&cli.global, cmd)?;
             store::checkpoint(&cli.global)
         }
         Some(Command::Session(cmd)) => {

@@ -144,6 +144,17 @@ pub(super) fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Res
             "copied {copied} users ({} already there)",
             present.len()
         )?;
+        // Groups and who is in them, administrators among them (being in
+        // `admins` is what makes one): copied after the users they name,
+        // skipping what an earlier run copied.
+        let groups = source_users.export_groups()?;
+        dest.users.import_groups(&groups)?;
+        writeln!(
+            out,
+            "copied {} groups and {} memberships",
+            groups.groups.len(),
+            groups.members.len()
+        )?;
     }
     if sessions {
         let live = source_store.list(None, clock::now())?;

@@ -1,5 +1,5 @@
 //! `user ...`: add, list, set a password, disable, enable, reset second
-//! factors, delete; the last-administrator rule as the command line says
+//! factors, delete, groups (run in `group.rs`); the last-administrator rule as the command line says
 //! it.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -65,6 +65,22 @@ pub(super) enum UserCommand {
         name: String,
         /// Delete even the last enabled administrator (nobody can then use
         /// the admin page until `user add NAME --admin`).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a user's groups, and with --add or --remove change them.
+    /// Taking the last enabled administrator out of `admins` is refused
+    /// unless --force.
+    Groups {
+        /// Username.
+        name: String,
+        /// A group to put the user in (may be given several times).
+        #[arg(long, value_name = "GROUP")]
+        add: Vec<String>,
+        /// A group to take the user out of (may be given several times).
+        #[arg(long, value_name = "GROUP")]
+        remove: Vec<String>,
+        /// Take even the last enabled administrator out of `admins`.
         #[arg(long)]
         force: bool,
     },
@@ -182,6 +198,15 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
                 .delete(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "delete"))?;
             writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;
+        }
+        UserCommand::Groups {
+            name,
+            add,
+            remove,
+            force,
+        } => {
+            drop(out);
+            return super::group::user_groups(global, &name, &add, &remove, force);
         }
     }
     Ok(())

@@ -164,6 +164,28 @@ const STEPS: &[&str] = &[
      ALTER TABLE users ADD COLUMN email TEXT;
      CREATE UNIQUE INDEX users_by_external_id ON users(source, external_id)
          WHERE external_id IS NOT NULL;",
+    // 8: groups, and users in them (two lookups, both indexed: a user's
+    // groups by the primary key, read with every user row; a group's
+    // members by `user_groups_by_group`). The admin flag becomes
+    // membership of `admins`: every administrator so far is made a member
+    // and the column goes, so nothing can read a flag that membership no
+    // longer backs.
+    "CREATE TABLE groups (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL COLLATE NOCASE UNIQUE,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE user_groups (
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+         PRIMARY KEY (user_id, group_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX user_groups_by_group ON user_groups(group_id);
+     INSERT INTO groups (name, created_at)
+         VALUES ('admins', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+     INSERT INTO user_groups (user_id, group_id)
+         SELECT id, (SELECT id FROM groups WHERE name = 'admins') FROM users WHERE is_admin;
+     ALTER TABLE users DROP COLUMN is_admin;",
 ];
 
 /// The schema version this binary writes.
@@ -301,6 +323,66 @@ mod tests {
             .map(|r| r.expect("row"))
             .collect();
         assert_eq!(left, [None], "only the anonymous session is kept");
+    }
+
+    #[test]
+    fn an_upgrade_makes_every_administrator_a_member_of_admins() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for step in &STEPS[..7] {
+            conn.execute_batch(step).expect("steps 1 to 7");
+        }
+        conn.pragma_update(None, "user_version", 7).expect("v7");
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at,
+                                password_changed_at)
+             VALUES (1, 'root', 'h', 1, 0, 0, 0), (2, 'bob', 'h', 0, 0, 0, 0),
+                    (3, 'old', 'h', 1, 1, 0, 0);",
+        )
+        .expect("v7 data");
+        migrate(&mut conn).expect("migrate");
+        let members: Vec<(i64, String)> = conn
+            .prepare(
+                "SELECT ug.user_id, g.name FROM user_groups ug JOIN groups g ON g.id = ug.group_id
+                 ORDER BY ug.user_id",
+            )
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        // A disabled administrator stays one (enabling them again gives
+        // back what they had).
+        assert_eq!(
+            members,
+            [(1, "admins".to_owned()), (3, "admins".to_owned())]
+        );
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('users')")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert!(!columns.iter().any(|c| c == "is_admin"), "{columns:?}");
+        // The user row as every reader selects it says who is an admin.
+        let admins: Vec<(i64, String)> = conn
+            .prepare(&format!(
+                "SELECT {} FROM users ORDER BY id",
+                crate::identity::USER_COLUMNS
+            ))
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(2)?)))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(
+            admins,
+            [
+                (1, "admins".to_owned()),
+                (2, String::new()),
+                (3, "admins".to_owned())
+            ]
+        );
     }
 
     #[test]

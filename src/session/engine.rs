@@ -900,6 +900,7 @@ mod tests {
             created_at: 0,
             password_changed_at: 0,
             stamp: format!("{id:032x}"),
+            groups: Vec::new(),
         }
     }
 

@@ -31,6 +31,9 @@ const JOINED: &str = "s.key, s.user_id, s.data::text, s.created_at, s.last_seen_
                       s.expires_at, s.absolute_expires_at, s.persistent, s.user_agent, s.ip, \
                       s.user_stamp";
 
+/// The joined user's columns (their groups among them).
+const USER_COLUMNS: &str = crate::identity::JOINED_USER_COLUMNS;
+
 /// Where the joined user's columns start, after [`JOINED`].
 const USER_AT: usize = 11;
 
@@ -158,8 +161,7 @@ impl Store for PostgresStore {
         // the two stamps compared in the same statement.
         let Some(row) = self.client()?.query_typed_opt(
             &format!(
-                "SELECT {JOINED}, u.id, u.username, u.is_admin, u.disabled, u.created_at, \
-                        u.password_changed_at, u.stamp \
+                "SELECT {JOINED}, {USER_COLUMNS} \
                  FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
                  WHERE s.key = $1 AND s.expires_at > $2 AND {OWNED}"
             ),

@@ -36,6 +36,9 @@ const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at,
 const JOINED: &str = "s.key, s.user_id, s.data, s.created_at, s.last_seen_at, s.expires_at, \
                       s.absolute_expires_at, s.persistent, s.user_agent, s.ip, s.user_stamp";
 
+/// The joined user's columns (their groups among them).
+const USER_COLUMNS: &str = crate::identity::JOINED_USER_COLUMNS;
+
 /// Where the joined user's columns start, after [`JOINED`].
 const USER_AT: usize = 11;
 
@@ -167,8 +170,7 @@ impl Store for SqliteStore {
         // the two stamps compared in the same statement.
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {JOINED}, u.id, u.username, u.is_admin, u.disabled, u.created_at, \
-                    u.password_changed_at, u.stamp \
+            "SELECT {JOINED}, {USER_COLUMNS} \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3 AND {OWNED}"
         ))?;
@@ -372,8 +374,10 @@ mod tests {
     #[test]
     fn a_session_and_its_user_are_read_in_one_step() {
         let (_dir, store) = store_with(&format!(
-            "INSERT INTO users (id, username, password_hash, is_admin, created_at, \
-             password_changed_at, stamp) VALUES (7, 'Alice', 'x', 1, 5, 6, '{}');",
+            "INSERT INTO users (id, username, password_hash, created_at, \
+             password_changed_at, stamp) VALUES (7, 'Alice', 'x', 5, 6, '{}');
+             INSERT INTO groups (name, created_at) VALUES ('ops', 0);
+             INSERT INTO user_groups (user_id, group_id) SELECT 7, id FROM groups;",
             stamp(7)
         ));
         let now = crate::clock::now();
@@ -396,9 +400,17 @@ mod tests {
                 user.username.as_str(),
                 user.is_admin,
                 user.disabled,
-                user.stamp
+                user.stamp,
+                user.groups
             ),
-            (7, "Alice", true, false, stamp(7))
+            (
+                7,
+                "Alice",
+                true,
+                false,
+                stamp(7),
+                vec!["admins".to_owned(), "ops".to_owned()]
+            )
         );
         let (_, none) = store
             .load_with_user(&anonymous.key, now)

@@ -3,7 +3,8 @@
 //! `postgres` (a shared database), and the password rules in [`password`].
 //! Second factors (authenticator codes, recovery codes, passkeys, kept
 //! beside the users) are [`factors`]; the WebAuthn relying party's checks
-//! are [`passkey`]; where a user comes from is [`source`], and the
+//! are [`passkey`]; groups and their members (the admin flag is membership
+//! of `admins`) are [`groups`]; where a user comes from is [`source`], and the
 //! directory (LDAP) as a source of users is [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 pub mod directory;
 pub mod factors;
+pub mod groups;
 pub mod passkey;
 pub mod password;
 mod postgres;
@@ -45,28 +47,16 @@ impl Username {
     ///
     /// [`UserError::InvalidName`] saying what is wrong.
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        let s = trim_spaces(s);
-        if s.is_empty() {
-            return Err(UserError::InvalidName("the username is empty"));
-        }
-        if s.len() > MAX_USERNAME {
-            return Err(UserError::InvalidName(
-                "the username is longer than 64 characters",
-            ));
-        }
-        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Err(UserError::InvalidName(
-                "the username must start with a letter or digit",
-            ));
-        }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-        {
-            return Err(UserError::InvalidName(
-                "the username may contain only letters, digits, '.', '_', '-' and '@'",
-            ));
-        }
+        let s = check_name(s).map_err(|p| {
+            UserError::InvalidName(match p {
+                NameProblem::Empty => "the username is empty",
+                NameProblem::TooLong => "the username is longer than 64 characters",
+                NameProblem::Start => "the username must start with a letter or digit",
+                NameProblem::Character => {
+                    "the username may contain only letters, digits, '.', '_', '-' and '@'"
+                }
+            })
+        })?;
         Ok(Self(s.to_owned()))
     }
 
@@ -82,6 +72,41 @@ impl std::fmt::Display for Username {
     }
 }
 
+/// What is wrong with a name (a username or a group name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NameProblem {
+    Empty,
+    TooLong,
+    Start,
+    Character,
+}
+
+/// The rules usernames and group names share: `s` without the plain
+/// spaces around it, 1 to [`MAX_USERNAME`] ASCII letters, digits, `.`,
+/// `_`, `-` and `@`, starting with a letter or digit. Nothing a header
+/// value or a list could be split at (`,`, `;`, `=`, spaces), no control
+/// character and nothing outside ASCII (no look-alike of another name)
+/// gets through.
+pub(crate) fn check_name(s: &str) -> Result<&str, NameProblem> {
+    let s = trim_spaces(s);
+    if s.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    if s.len() > MAX_USERNAME {
+        return Err(NameProblem::TooLong);
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(NameProblem::Start);
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err(NameProblem::Character);
+    }
+    Ok(s)
+}
+
 /// `s` without the plain spaces (U+0020) around it, and nothing else:
 /// every place that reads a username from a client trims with this, so a
 /// line break or a control character stays in the name and gets it
@@ -93,7 +118,7 @@ pub fn trim_spaces(s: &str) -> &str {
 /// A user as stored, without the hash, and its id: defined in the bottom
 /// layer [`crate::identity`], because the session stores read the same row
 /// along with a session.
-pub use crate::identity::{User, UserId};
+pub use crate::identity::{ADMINS, User, UserId};
 
 /// Errors from user operations.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +147,18 @@ pub enum UserError {
     /// A second factor could not be used (a seed no secret opens).
     #[error("{0}")]
     Factor(String),
+    /// The change would leave no enabled member of `admins`.
+    #[error("this is the last administrator; make someone else an administrator first")]
+    LastAdministrator,
+    /// No such group.
+    #[error("no such group")]
+    NoSuchGroup,
+    /// Another group has that name (in any case).
+    #[error("a group with that name already exists")]
+    GroupTaken,
+    /// `admins` is kept: it cannot be renamed or deleted.
+    #[error("the admins group cannot be renamed or deleted")]
+    Builtin,
     /// The user comes from the directory, which keeps their password.
     #[error("this user's password is kept by the directory; change it there")]
     External,
@@ -169,7 +206,7 @@ trait Backend: Send + Sync {
     fn find_by_name(&self, name: &str) -> Result<Option<User>, UserError>;
     fn find_with_hash(&self, name: &str) -> Result<Option<(User, String)>, UserError>;
     fn list(&self) -> Result<Vec<User>, UserError>;
-    fn count(&self, only_active_admins: bool) -> Result<i64, UserError>;
+    fn count(&self) -> Result<i64, UserError>;
     fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError>;
     /// Replaces the hash `old` by `new` (the same password at another
     /// cost), leaving `password_changed_at` alone; false when the hash is
@@ -178,26 +215,10 @@ trait Backend: Send + Sync {
     /// How many stored hashes begin with each 7-character head
     /// (`$2b$10$`): their kind and cost.
     fn hash_kinds(&self) -> Result<Vec<(String, i64)>, UserError>;
-    fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError>;
+    fn set_disabled(&self, id: UserId, value: bool) -> Result<(), UserError>;
     fn delete(&self, id: UserId) -> Result<(), UserError>;
     fn import(&self, user: &User, hash: &str) -> Result<(), UserError>;
     fn export(&self) -> Result<Vec<(User, String)>, UserError>;
-}
-
-/// A yes/no column of a user.
-#[derive(Clone, Copy, Debug)]
-enum Flag {
-    Disabled,
-    Admin,
-}
-
-impl Flag {
-    fn column(self) -> &'static str {
-        match self {
-            Self::Disabled => "disabled",
-            Self::Admin => "is_admin",
-        }
-    }
 }
 
 /// The users table and the hasher that guards it.
@@ -205,6 +226,7 @@ impl Flag {
 pub struct Users {
     db: Arc<dyn Backend>,
     sources: Arc<dyn source::SourceStore>,
+    groups: Arc<dyn groups::GroupStore>,
     hasher: Arc<Hasher>,
     factors: factors::Factors,
     /// When the dummy hash's cost was last matched to the stored hashes
@@ -222,6 +244,7 @@ impl Users {
         let db = Arc::new(sqlite::Sqlite(pool));
         Self {
             sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
+            groups: Arc::clone(&db) as Arc<dyn groups::GroupStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -237,6 +260,7 @@ impl Users {
         let db = Arc::new(postgres::Postgres(pool));
         Self {
             sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
+            groups: Arc::clone(&db) as Arc<dyn groups::GroupStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -287,7 +311,8 @@ impl Users {
 
     /// Copies a user as stored elsewhere (id, hash, times and stamp kept),
     /// for moving to another database: their sessions, copied too, stay
-    /// theirs.
+    /// theirs. Their groups (`admins` among them) are not: they follow
+    /// with [`import_groups`](Self::import_groups).
     ///
     /// # Errors
     ///
@@ -347,7 +372,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn count(&self) -> Result<i64, UserError> {
-        self.db.count(false)
+        self.db.count()
     }
 
     /// How many enabled administrators exist.
@@ -356,7 +381,7 @@ impl Users {
     ///
     /// Database failures.
     pub fn count_active_admins(&self) -> Result<i64, UserError> {
-        self.db.count(true)
+        self.groups.count_active_admins()
     }
 
     /// Checks a sign-in. Every outcome costs one bcrypt verify, so the time
@@ -512,32 +537,202 @@ impl Users {
         Ok(())
     }
 
-    /// Disables or enables a user.
+    /// Disables or enables a user, whatever their groups (see
+    /// [`disable`](Self::disable) for the rule-keeping way).
     ///
     /// # Errors
     ///
     /// No such user, or database failures.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<(), UserError> {
-        self.db.set_flag(id, Flag::Disabled, disabled)
+        self.db.set_disabled(id, disabled)
     }
 
-    /// Grants or revokes admin rights.
+    /// Disables a user; with `keep_admin`, refused when they are the last
+    /// enabled member of `admins`, checked in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::LastAdministrator`], no such user, or database failures.
+    pub fn disable(&self, id: UserId, keep_admin: bool) -> Result<(), UserError> {
+        self.groups.disable_user(id, keep_admin)
+    }
+
+    /// Grants (puts in `admins`) or revokes (takes out of it) admin rights,
+    /// whatever the last-administrator rule says (see
+    /// [`leave_group`](Self::leave_group) for the rule-keeping way).
     ///
     /// # Errors
     ///
     /// No such user, or database failures.
     pub fn set_admin(&self, id: UserId, is_admin: bool) -> Result<(), UserError> {
-        self.db.set_flag(id, Flag::Admin, is_admin)
+        let admins = self.admins()?;
+        if is_admin {
+            self.groups.add_member(admins.id, id)?;
+        } else if !self.groups.remove_member(admins.id, id, false)?
+            && self.find_by_id(id)?.is_none()
+        {
+            return Err(UserError::NotFound);
+        }
+        Ok(())
     }
 
-    /// Deletes a user. Sessions in the same SQL database go with them
-    /// (foreign-key cascade); callers end sessions kept elsewhere first.
+    /// Deletes a user, whatever their groups. Sessions in the same SQL
+    /// database go with them (foreign-key cascade); callers end sessions
+    /// kept elsewhere first.
     ///
     /// # Errors
     ///
     /// No such user, or database failures.
     pub fn delete(&self, id: UserId) -> Result<(), UserError> {
         self.db.delete(id)
+    }
+
+    /// [`delete`](Self::delete); with `keep_admin`, refused when the user
+    /// is the last enabled member of `admins`, checked in the same
+    /// transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::LastAdministrator`], no such user, or database failures.
+    pub fn remove(&self, id: UserId, keep_admin: bool) -> Result<(), UserError> {
+        self.groups.delete_user(id, keep_admin)
+    }
+
+    /// Makes a group.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::GroupTaken`] or database failures.
+    pub fn create_group(&self, name: &groups::GroupName) -> Result<groups::Group, UserError> {
+        self.groups.create(name.as_str(), clock::now())
+    }
+
+    /// Renames a group; `admins` is kept ([`UserError::Builtin`]), and so
+    /// is its name: no other group may be renamed to it.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::Builtin`], [`UserError::GroupTaken`],
+    /// [`UserError::NoSuchGroup`] or database failures.
+    pub fn rename_group(
+        &self,
+        group: &groups::Group,
+        name: &groups::GroupName,
+    ) -> Result<(), UserError> {
+        if group.is_admins() {
+            return Err(UserError::Builtin);
+        }
+        self.groups.rename(group.id, name.as_str())
+    }
+
+    /// Deletes a group (its memberships go with it); `admins` is kept.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::Builtin`], [`UserError::NoSuchGroup`] or database
+    /// failures.
+    pub fn delete_group(&self, group: &groups::Group) -> Result<(), UserError> {
+        if group.is_admins() {
+            return Err(UserError::Builtin);
+        }
+        self.groups.delete(group.id)
+    }
+
+    /// The group with this name, in any case.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn find_group(&self, name: &str) -> Result<Option<groups::Group>, UserError> {
+        self.groups.find_by_name(name)
+    }
+
+    /// Like [`find_group`](Self::find_group), but a missing group is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::NoSuchGroup`] or database failures.
+    pub fn get_group(&self, name: &str) -> Result<groups::Group, UserError> {
+        self.find_group(name)?.ok_or(UserError::NoSuchGroup)
+    }
+
+    fn admins(&self) -> Result<groups::Group, UserError> {
+        self.get_group(ADMINS)
+    }
+
+    /// Every group with its member count, by name.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn groups(&self) -> Result<Vec<groups::Group>, UserError> {
+        self.groups.list()
+    }
+
+    /// The members of `group`, by name.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn members(&self, group: &groups::Group) -> Result<Vec<User>, UserError> {
+        self.groups.members(group.id)
+    }
+
+    /// The names of the groups user `id` is in, sorted: one indexed read.
+    /// (A user read by id or name, or with their session, carries them
+    /// already in [`User::groups`].)
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn groups_of(&self, id: UserId) -> Result<Vec<String>, UserError> {
+        self.groups.groups_of(id)
+    }
+
+    /// Puts a user in a group; false when they were in it.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::NoSuchGroup`], [`UserError::NotFound`] or database
+    /// failures.
+    pub fn join_group(&self, group: &groups::Group, user: UserId) -> Result<bool, UserError> {
+        self.groups.add_member(group.id, user)
+    }
+
+    /// Takes a user out of a group; false when they were not in it. With
+    /// `keep_admin`, leaving `admins` is refused for its last enabled
+    /// member, checked in the same transaction as the change.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::LastAdministrator`], [`UserError::NoSuchGroup`] or
+    /// database failures.
+    pub fn leave_group(
+        &self,
+        group: &groups::Group,
+        user: UserId,
+        keep_admin: bool,
+    ) -> Result<bool, UserError> {
+        self.groups.remove_member(group.id, user, keep_admin)
+    }
+
+    /// Every group and membership, for moving to another database.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn export_groups(&self) -> Result<groups::Exported, UserError> {
+        self.groups.export()
+    }
+
+    /// Copies groups and memberships exported from another database, after
+    /// their users were imported.
+    ///
+    /// # Errors
+    ///
+    /// A taken group name, or database failures.
+    pub fn import_groups(&self, exported: &groups::Exported) -> Result<(), UserError> {
+        self.groups.import(exported)
     }
 }
 

@@ -4,7 +4,7 @@
 use postgres::types::Type;
 
 use super::factors::{FactorStore, NewPasskeyRow, Passkey, Stored, StoredPasskey, Summary};
-use super::{Backend, Flag, User, UserError, UserId};
+use super::{Backend, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::postgres::{PgPool, is_connection_error};
 
@@ -73,19 +73,34 @@ impl Backend for Postgres {
         now: Millis,
         stamp: &str,
     ) -> Result<User, UserError> {
-        user(&self.client()?.query_typed_one(
-            &format!(
-                "INSERT INTO users (username, password_hash, is_admin, created_at, \
-                 password_changed_at, stamp) VALUES ($1, $2, $3, $4, $4, $5) RETURNING {COLUMNS}"
-            ),
-            &[
-                (&name, Type::TEXT),
-                (&hash, Type::TEXT),
-                (&is_admin, Type::BOOL),
-                (&now, Type::INT8),
-                (&stamp, Type::TEXT),
-            ],
-        )?)
+        // The user and their membership of `admins` commit together.
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let id: UserId = tx
+            .query_typed_one(
+                "INSERT INTO users (username, password_hash, created_at, \
+                 password_changed_at, stamp) VALUES ($1, $2, $3, $3, $4) RETURNING id",
+                &[
+                    (&name, Type::TEXT),
+                    (&hash, Type::TEXT),
+                    (&now, Type::INT8),
+                    (&stamp, Type::TEXT),
+                ],
+            )?
+            .try_get(0)?;
+        if is_admin {
+            tx.execute_typed(
+                "INSERT INTO user_groups (user_id, group_id) \
+                 SELECT $1, id FROM groups WHERE name = 'admins'",
+                &[(&id, Type::INT8)],
+            )?;
+        }
+        let made = user(&tx.query_typed_one(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+            &[(&id, Type::INT8)],
+        )?)?;
+        tx.commit()?;
+        Ok(made)
     }
 
     fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
@@ -138,13 +153,11 @@ impl Backend for Postgres {
             .collect()
     }
 
-    fn count(&self, only_active_admins: bool) -> Result<i64, UserError> {
-        let sql = if only_active_admins {
-            "SELECT count(*) FROM users WHERE is_admin AND NOT disabled"
-        } else {
-            "SELECT count(*) FROM users"
-        };
-        Ok(self.client()?.query_typed_one(sql, &[])?.try_get(0)?)
+    fn count(&self) -> Result<i64, UserError> {
+        Ok(self
+            .client()?
+            .query_typed_one("SELECT count(*) FROM users", &[])?
+            .try_get(0)?)
     }
 
     fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError> {
@@ -172,9 +185,9 @@ impl Backend for Postgres {
             .collect()
     }
 
-    fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {
+    fn set_disabled(&self, id: UserId, value: bool) -> Result<(), UserError> {
         self.update(
-            &format!("UPDATE users SET {} = $2 WHERE id = $1", flag.column()),
+            "UPDATE users SET disabled = $2 WHERE id = $1",
             &[(&id, Type::INT8), (&value, Type::BOOL)],
         )
     }
@@ -187,13 +200,12 @@ impl Backend for Postgres {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         tx.execute_typed(
-            "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at, \
-             password_changed_at, stamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, username, password_hash, disabled, created_at, \
+             password_changed_at, stamp) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 (&u.id, Type::INT8),
                 (&u.username, Type::TEXT),
                 (&hash, Type::TEXT),
-                (&u.is_admin, Type::BOOL),
                 (&u.disabled, Type::BOOL),
                 (&u.created_at, Type::INT8),
                 (&u.password_changed_at, Type::INT8),

@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::factors::{FactorStore, NewPasskeyRow, Passkey, Stored, StoredPasskey, Summary};
-use super::{Backend, Flag, User, UserError, UserId};
+use super::{Backend, User, UserError, UserId};
 use crate::clock::Millis;
 use crate::db::Pool;
 
@@ -39,23 +39,37 @@ impl Backend for Sqlite {
         now: Millis,
         stamp: &str,
     ) -> Result<User, UserError> {
-        let conn = self.0.get()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO users (username, password_hash, is_admin, created_at, password_changed_at, \
-             stamp) VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING {COLUMNS}"
-        ))?;
-        match crate::db::returning(&mut stmt, params![name, hash, is_admin, now, stamp], user) {
+        // The user and their membership of `admins` commit together: a
+        // first administrator is never left made but powerless.
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        let id: UserId = match tx.query_row(
+            "INSERT INTO users (username, password_hash, created_at, password_changed_at, \
+             stamp) VALUES (?1, ?2, ?3, ?3, ?4) RETURNING id",
+            params![name, hash, now, stamp],
+            |r| r.get(0),
+        ) {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(UserError::Taken)
+                return Err(UserError::Taken);
             }
-            Err(e) => Err(e.into()),
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .ok_or_else(|| rusqlite::Error::QueryReturnedNoRows.into()),
+            other => other?,
+        };
+        if is_admin {
+            tx.execute(
+                "INSERT INTO user_groups (user_id, group_id) \
+                 SELECT ?1, id FROM groups WHERE name = 'admins'",
+                [id],
+            )?;
         }
+        let made = tx.query_row(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+            [id],
+            user,
+        )?;
+        tx.commit()?;
+        Ok(made)
     }
 
     fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
@@ -100,13 +114,11 @@ impl Backend for Sqlite {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn count(&self, only_active_admins: bool) -> Result<i64, UserError> {
-        let sql = if only_active_admins {
-            "SELECT count(*) FROM users WHERE is_admin AND NOT disabled"
-        } else {
-            "SELECT count(*) FROM users"
-        };
-        Ok(self.0.get()?.query_row(sql, [], |r| r.get(0))?)
+    fn count(&self) -> Result<i64, UserError> {
+        Ok(self
+            .0
+            .get()?
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
     }
 
     fn set_password_hash(&self, id: UserId, hash: &str, now: Millis) -> Result<(), UserError> {
@@ -131,9 +143,9 @@ impl Backend for Sqlite {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn set_flag(&self, id: UserId, flag: Flag, value: bool) -> Result<(), UserError> {
+    fn set_disabled(&self, id: UserId, value: bool) -> Result<(), UserError> {
         self.update(
-            &format!("UPDATE users SET {} = ?2 WHERE id = ?1", flag.column()),
+            "UPDATE users SET disabled = ?2 WHERE id = ?1",
             params![id, value],
         )
     }
@@ -144,13 +156,12 @@ impl Backend for Sqlite {
 
     fn import(&self, u: &User, hash: &str) -> Result<(), UserError> {
         self.0.get()?.execute(
-            "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at, \
-             password_changed_at, stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO users (id, username, password_hash, disabled, created_at, \
+             password_changed_at, stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 u.id,
                 u.username,
                 hash,
-                u.is_admin,
                 u.disabled,
                 u.created_at,
                 u.password_changed_at,

@@ -93,9 +93,10 @@ fn passes_on(name: &str, connection_tokens: &[String], underscores: bool) -> boo
         && !is_identity_header(&c)
 }
 
-/// The groups header value for a user.
-fn groups(user: &User) -> &'static str {
-    if user.is_admin { "admins" } else { "" }
+/// The groups header value for a user: all of their groups, joined by `,`
+/// (no group name holds one, nor a `;`: see `users::groups::GroupName`).
+fn groups(user: &User) -> String {
+    user.groups.join(",")
 }
 
 /// The request a forwarding proxy asks about.
@@ -562,7 +563,7 @@ fn upstream_headers(
     for (name, value) in [
         ("Remote-User", user.username.clone()),
         ("Remote-Name", user.username.clone()),
-        ("Remote-Groups", groups(user).to_owned()),
+        ("Remote-Groups", groups(user)),
         ("Remote-Auth-Methods", who.methods.to_owned()),
         ("X-Forwarded-For", client.ip.to_string()),
         ("X-Forwarded-Proto", client.scheme().to_owned()),
@@ -582,7 +583,7 @@ fn upstream_headers(
             .map_or(0, |d| d.as_secs());
         out.push((
             "X-Gatehouse-Identity".to_owned(),
-            identity_header(key, &app.name, &user.username, groups(user), now),
+            identity_header(key, &app.name, &user.username, &groups(user), now),
         ));
     }
     out

@@ -54,6 +54,11 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "passkey-added" => "The passkey has been added.",
         "passkey-removed" => "The passkey has been removed.",
         "factors-reset" => "The user's second factors were removed and their sessions ended.",
+        "group-created" => "The group has been created.",
+        "group-renamed" => "The group has been renamed.",
+        "group-deleted" => "The group has been deleted.",
+        "member-added" => "The user has been added to the group.",
+        "member-removed" => "The user has been taken out of the group.",
         _ => return None,
     })
 }

@@ -1,6 +1,7 @@
 //! End to end in a real browser: Debian's headless Chromium driven through
 //! chromedriver. First-run setup, the dashboard and its visit counter, the
-//! account page (ending another session), the admin page, and signing out.
+//! account page (ending another session), the admin page (its groups
+//! among its sections), and signing out.
 //! Screenshots of the main pages go to `target/screenshots/`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
@@ -112,6 +113,29 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
     b.wait_for_path("/admin/users?done=user-created");
     assert_eq!(b.count("#user-bob"), 1);
     b.shots(&shots, "admin-users");
+    // Groups: make one, put bob in it from its members page.
+    b.click("#admin-nav-groups");
+    b.wait_for_path("/admin/groups");
+    assert_eq!(b.count("#group-admins"), 1);
+    assert_eq!(b.count("#delete-group-admins"), 0, "admins is kept");
+    b.type_into("#new-group", "ops");
+    b.click("#create-group-submit");
+    b.wait_for_path("/admin/groups?done=group-created");
+    b.shots(&shots, "admin-groups");
+    b.click("#members-ops");
+    b.wait_for_path("/admin/groups/members?group=ops");
+    b.type_into("#member-username", "bob");
+    b.click("#add-member-submit");
+    b.wait_for_path("/admin/groups/members?group=ops&done=member-added");
+    assert_eq!(b.count("#member-bob"), 1);
+    b.shots(&shots, "admin-group-members");
+    b.click("#admin-nav-groups");
+    b.wait_for_path("/admin/groups");
+    b.click("#delete-group-ops");
+    b.wait_for_path("/admin/groups/delete?group=ops");
+    b.click("#delete-group-submit");
+    b.wait_for_path("/admin/groups?done=group-deleted");
+    assert_eq!(b.count("#group-ops"), 0);
     let other = app.browser();
     other.login("bob", "bobs password");
     b.click("#admin-nav-sessions");

@@ -31,7 +31,10 @@ fn login_session_data_and_logout_over_json() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("application/json"));
     let v = body(&resp);
-    assert_eq!(v["user"], json!({"name": "alice", "admin": false}));
+    assert_eq!(
+        v["user"],
+        json!({"name": "alice", "admin": false, "groups": []})
+    );
     assert!(v["expires_at"].as_str().expect("time").ends_with('Z'));
     assert!(
         resp.cookie("gatehouse_session")

@@ -339,6 +339,15 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
             &["user", "add", "alice", "--password-stdin"],
             Some("correct horse\n"),
         ));
+        // Groups and memberships move too; being in admins is what makes
+        // an administrator.
+        ok(&run(dir.path(), &sqlite, &["group", "add", "ops"], None));
+        ok(&run(
+            dir.path(),
+            &sqlite,
+            &["user", "groups", "alice", "--add", "ops", "--add", "admins"],
+            None,
+        ));
         let (mut child, url, _) = serve_with(dir.path(), &sqlite, false);
         let mut b = Browser::new(&url);
         assert_eq!(b.login("alice", "correct horse").status, 303);
@@ -445,6 +454,8 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
         let verify = b.get("/auth/verify");
         assert_eq!(verify.status, 200, "to_redis={to_redis}");
         assert_eq!(verify.header("Remote-User"), Some("alice"));
+        assert_eq!(verify.header("Remote-Groups"), Some("admins,ops"));
+        assert_eq!(b.get("/admin").status, 200, "still an administrator");
         assert_eq!(b.get("/").text_of("visits").as_deref(), Some("3"));
         let fresh = Browser::new(&b.base);
         crate::factors::password_step(&fresh, "alice");

@@ -20,6 +20,7 @@ mod factors;
 mod files;
 mod flood;
 mod gate;
+mod groups;
 mod hostile;
 mod instances;
 mod ldap;

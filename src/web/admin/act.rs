@@ -45,6 +45,9 @@ pub(super) struct Section {
 /// What an action did, or why it was refused (status and message).
 pub(super) enum Outcome {
     Done(&'static str),
+    /// Done, answered on another page of the section than its first (a
+    /// group's members), with the notice appended to its query.
+    DoneAt(String, &'static str),
     Refused(u16, String),
     /// The admin ended their own session.
     SignedOut,
@@ -92,6 +95,7 @@ pub(super) fn act(
         }
         match action(session, &s, &form)? {
             Outcome::Done(code) => Ok(see_other(&format!("{}?done={code}", section.path))),
+            Outcome::DoneAt(page, code) => Ok(see_other(&format!("{page}&done={code}"))),
             Outcome::SignedOut => Ok(logged_out()),
             Outcome::Refused(status, message) => {
                 // Re-read: the action may have changed the admin themselves.

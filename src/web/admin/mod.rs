@@ -1,11 +1,13 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
-//! the users (`users`), every session (`sessions`); who may use it and
+//! the users (`users`), the groups and their members (`groups`), every
+//! session (`sessions`); who may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
 //! the files beside it hold the handlers.
 
 mod act;
+mod groups;
 mod overview;
 mod reauth;
 mod sessions;
@@ -33,6 +35,20 @@ pub(super) const ROUTES: &[Route] = &[
         .get(users::get_reset_2fa)
         .form(Token::Session, users::post_reset_2fa)
         .token_page(),
+    Route::at("/admin/groups")
+        .get(groups::get_groups)
+        .form(Token::Session, groups::post_create)
+        .token_page(),
+    Route::at("/admin/groups/members")
+        .get(groups::get_members)
+        .token_page(),
+    Route::at("/admin/groups/rename").form(Token::Session, groups::post_rename),
+    Route::at("/admin/groups/delete")
+        .get(groups::get_delete_group)
+        .form(Token::Session, groups::post_delete)
+        .token_page(),
+    Route::at("/admin/groups/add").form(Token::Session, groups::post_add),
+    Route::at("/admin/groups/remove").form(Token::Session, groups::post_remove),
     Route::at("/admin/sessions")
         .get(sessions::get_sessions)
         .token_page(),

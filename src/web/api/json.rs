@@ -42,5 +42,5 @@ pub(super) fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Resu
 }
 
 pub(super) fn user_json(user: &User) -> Value {
-    json!({ "name": user.username, "admin": user.is_admin })
+    json!({ "name": user.username, "admin": user.is_admin, "groups": user.groups })
 }

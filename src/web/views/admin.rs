@@ -37,6 +37,11 @@ pub const SECTIONS: &[Section] = &[
         href: "/admin/users",
     },
     Section {
+        id: "groups",
+        label: "Groups",
+        href: "/admin/groups",
+    },
+    Section {
         id: "sessions",
         label: "Sessions",
         href: "/admin/sessions",
@@ -45,7 +50,7 @@ pub const SECTIONS: &[Section] = &[
 
 /// A page of the admin area: the wide layout, the area's heading and
 /// navigation (`current` marked), the messages, then `body`.
-fn area_page(
+pub(super) fn area_page(
     title: &str,
     viewer: &Viewer<'_>,
     current: &str,

@@ -1,5 +1,6 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
-//! per area (`signin`, `dashboard`, `account`, `admin`, `setup`, `factors`,
+//! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
+//! area's Groups section), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
@@ -15,6 +16,7 @@ mod confirm;
 mod dashboard;
 mod errors;
 mod factors;
+mod groups;
 mod layout;
 mod setup;
 mod signin;
@@ -36,6 +38,9 @@ pub use errors::error_page;
 pub use factors::{
     PasskeyRow, SecondStepView, TotpEnrolView, TwoFactorView, recovery_codes_page,
     recovery_used_page, second_step_page, totp_enrol_page,
+};
+pub use groups::{
+    GroupRow, GroupsView, MemberRow, MembersView, delete_group_page, groups_page, members_page,
 };
 pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
