@@ -333,12 +333,30 @@ impl Drop for Slot {
     }
 }
 
+/// How long reads of a connection may wait, and what the socket was told.
+struct Reads {
+    /// Every read must be done by then (a request head).
+    deadline: Option<Instant>,
+    /// Without a deadline, each read may stall this long (`None`: for ever).
+    per_read: Option<Duration>,
+    /// The socket's receive timeout as last set (`None`: none, as a new
+    /// socket, and one after its TLS handshake, has).
+    applied: Option<Duration>,
+}
+
+impl Reads {
+    /// A read may outlast what it was allowed by this fraction of it (a
+    /// 30 s wait up to 1.9 s more), so waits of nearly the same length
+    /// (the keep-alive wait after a 30 s body timeout) share one setting.
+    const SLACK: u32 = 16;
+}
+
 /// What a connection's halves share: its slot, a handle on its socket, the
 /// deadline reads must keep, and how writes to it may wait.
 pub(crate) struct ConnState {
     slot: Slot,
     stream: Stream,
-    deadline: Mutex<Option<Instant>>,
+    reads: Mutex<Reads>,
     timeouts: Timeouts,
     /// Set while a request thread writes an answer: a write that would
     /// wait for the client then fails at once (`WouldBlock`) and the rest
@@ -355,7 +373,11 @@ impl ConnState {
         Arc::new(ConnState {
             slot,
             stream,
-            deadline: Mutex::new(None),
+            reads: Mutex::new(Reads {
+                deadline: None,
+                per_read: None,
+                applied: None,
+            }),
             timeouts,
             deferrable: AtomicBool::new(false),
             waited_nanos: AtomicU64::new(0),
@@ -365,12 +387,12 @@ impl ConnState {
 
     /// The moment every read must be done by, if one is set.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        *lock(&self.deadline)
+        lock(&self.reads).deadline
     }
 
     /// Reads must be done by `at`: each read waits at most the time left.
     pub(crate) fn set_deadline(&self, at: Instant) {
-        *lock(&self.deadline) = Some(at);
+        lock(&self.reads).deadline = Some(at);
     }
 
     /// No deadline from here on: each read may wait up to `per_read`.
@@ -379,8 +401,59 @@ impl ConnState {
     ///
     /// The socket refuses the timeout.
     pub(crate) fn clear_deadline(&self, per_read: Option<Duration>) -> io::Result<()> {
-        *lock(&self.deadline) = None;
-        self.stream.set_read_timeout(per_read)
+        let mut reads = lock(&self.reads);
+        reads.deadline = None;
+        reads.per_read = per_read;
+        Ok(())
+    }
+
+    /// Before a read that started at `started` (it may have been tried
+    /// before and come back for want of bytes): how long it may still
+    /// wait, with the socket's receive timeout made no longer than that
+    /// (give or take [`Reads::SLACK`]). `TimedOut` when no time is left.
+    ///
+    /// The socket's timeout is changed only when it would let the read
+    /// wait too long (or for ever): a shorter one only makes the read come
+    /// back early and be tried again (see `RefinedTcpStream::read`). So a
+    /// kept-alive connection whose waits are all alike sets it once, not
+    /// twice per request as upstream's per-read `set_read_timeout` did.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when the deadline (or the per-read limit) has passed; the
+    /// socket refused the timeout.
+    pub(crate) fn before_read(&self, started: Instant) -> io::Result<()> {
+        let mut reads = lock(&self.reads);
+        let wait = match (reads.deadline, reads.per_read) {
+            (Some(deadline), _) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "read deadline passed",
+                    ));
+                }
+                Some(left)
+            }
+            (None, Some(per_read)) => {
+                let left = per_read.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+                }
+                Some(left)
+            }
+            (None, None) => None,
+        };
+        let fits = match (reads.applied, wait) {
+            (None, None) => true,
+            (Some(applied), Some(wait)) => applied <= wait + wait / Reads::SLACK,
+            _ => false,
+        };
+        if !fits {
+            self.stream.set_read_timeout(wait)?;
+            reads.applied = wait;
+        }
+        Ok(())
     }
 
     /// Ends the writing side (the client sees the end of the answer);
