@@ -12,6 +12,7 @@ pub mod redis;
 
 mod identity;
 mod wal;
+mod watch;
 
 use std::path::Path;
 use std::time::Duration;
@@ -118,6 +119,9 @@ pub fn is_storage_error(e: &rusqlite::Error) -> bool {
             DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
                 | FileLockingProtocolFailed
         )
+        // A commit the identity check rolled back: the file was swapped
+        // (see `identity`).
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_COMMITHOOK
     )
 }
 
