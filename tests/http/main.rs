@@ -35,6 +35,7 @@ mod queue;
 mod rules;
 mod sessions;
 mod strict;
+mod threads;
 mod throttle;
 mod tls;
 mod watchdog;

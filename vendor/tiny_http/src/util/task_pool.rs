@@ -37,6 +37,14 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// gatehouse patch: how long a thread beyond [`MIN_THREADS`] waits for
+/// another connection before it ends (upstream: 5 s). Clients that come
+/// and go in bursts a few seconds apart (a benchmark's runs, a page's
+/// assets, pollers) found their threads gone and made them anew each
+/// time; a minute keeps them warm across such gaps and still lets the
+/// threads of a flood go once it is over.
+const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -131,7 +139,7 @@ impl TaskPool {
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
+                                    .wait_timeout(todo, RETIRE_AFTER)
                                     .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
