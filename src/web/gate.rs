@@ -563,7 +563,7 @@ fn upstream_headers(
         ("Remote-Name", user.username.clone()),
         ("Remote-Groups", groups(user).to_owned()),
         ("Remote-Auth-Methods", who.methods.to_owned()),
-        ("X-Forwarded-For", client.ip.to_string()),
+        ("X-Forwarded-For", crate::logging::ip_text(client.ip)),
         (
             "X-Forwarded-Proto",
             if client.https { "https" } else { "http" }.to_owned(),

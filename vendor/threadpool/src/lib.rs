@@ -48,6 +48,9 @@ struct State {
     running: usize,
     /// The pool was dropped: threads end once the queue is empty.
     closed: bool,
+    /// Callers waiting in `join` (only they need a wake-up when the work
+    /// runs out: a futex wake for nobody is a system call per job).
+    joining: usize,
 }
 
 struct Shared {
@@ -96,6 +99,7 @@ impl ThreadPool {
                     idle: 0,
                     running: 0,
                     closed: false,
+                    joining: 0,
                 }),
                 work: Condvar::new(),
                 done: Condvar::new(),
@@ -132,6 +136,7 @@ impl ThreadPool {
     /// Waits until no job is queued or running.
     pub fn join(&self) {
         let mut state = lock(&self.shared.state);
+        state.joining += 1;
         while !state.jobs.is_empty() || state.running > 0 {
             state = self
                 .shared
@@ -139,6 +144,7 @@ impl ThreadPool {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        state.joining -= 1;
     }
 
     /// Threads alive now.
@@ -187,7 +193,7 @@ fn work(shared: &Shared, index: usize) {
             let _ = catch_unwind(AssertUnwindSafe(job));
             state = lock(&shared.state);
             state.running -= 1;
-            if state.running == 0 && state.jobs.is_empty() {
+            if state.running == 0 && state.jobs.is_empty() && state.joining > 0 {
                 shared.done.notify_all();
             }
             continue;
