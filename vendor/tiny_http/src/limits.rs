@@ -349,6 +349,21 @@ impl Reads {
     /// 30 s wait up to 1.9 s more), so waits of nearly the same length
     /// (the keep-alive wait after a 30 s body timeout) share one setting.
     const SLACK: u32 = 16;
+
+    /// Whether a socket told `applied` serves a read that may wait `wait`
+    /// (`None`: for ever): not much longer than the wait, and not so much
+    /// shorter that the read would wake again and again for nothing (a
+    /// timeout left by a head's last moments must not make every later
+    /// read spin).
+    fn fits(applied: Option<Duration>, wait: Option<Duration>) -> bool {
+        match (applied, wait) {
+            (None, None) => true,
+            (Some(applied), Some(wait)) => {
+                applied <= wait + wait / Reads::SLACK && applied >= wait / 2
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a connection's halves share: its slot, a handle on its socket, the
@@ -410,7 +425,8 @@ impl ConnState {
     /// Before a read that started at `started` (it may have been tried
     /// before and come back for want of bytes): how long it may still
     /// wait, with the socket's receive timeout made no longer than that
-    /// (give or take [`Reads::SLACK`]). `TimedOut` when no time is left.
+    /// (give or take [`Reads::SLACK`]), and no shorter than half of it.
+    /// `TimedOut` when no time is left.
     ///
     /// The socket's timeout is changed only when it would let the read
     /// wait too long (or for ever): a shorter one only makes the read come
@@ -444,11 +460,7 @@ impl ConnState {
             }
             (None, None) => None,
         };
-        let fits = match (reads.applied, wait) {
-            (None, None) => true,
-            (Some(applied), Some(wait)) => applied <= wait + wait / Reads::SLACK,
-            _ => false,
-        };
+        let fits = Reads::fits(reads.applied, wait);
         if !fits {
             self.stream.set_read_timeout(wait)?;
             reads.applied = wait;
@@ -693,6 +705,21 @@ impl RateLimited {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+
+    #[test]
+    fn a_receive_timeout_is_kept_while_it_fits_the_wait_and_changed_when_not() {
+        let s = Duration::from_secs;
+        // The keep-alive wait after a body timeout of the same length.
+        assert!(Reads::fits(Some(s(30)), Some(s(30) - Duration::from_millis(1))));
+        // A head's deadline of 10 s under a 30 s timeout would overshoot.
+        assert!(!Reads::fits(Some(s(30)), Some(s(10))));
+        // A timeout left by a head's last moment would make reads spin.
+        assert!(!Reads::fits(Some(Duration::from_millis(1)), Some(s(30))));
+        // For ever needs no timeout, and a timeout needs one.
+        assert!(Reads::fits(None, None));
+        assert!(!Reads::fits(Some(s(30)), None));
+        assert!(!Reads::fits(None, Some(s(30))));
+    }
 
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_its_address() {
