@@ -61,6 +61,58 @@ fn push_digits(out: &mut String, n: i64, width: u32) {
     }
 }
 
+/// Appends `n` in decimal.
+pub fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends `ip` as `Display` writes it; an IPv4 address (nearly every
+/// request's) without the formatting machinery, which cost about 1,300
+/// instructions per request line.
+pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_number(out, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip` as text (see [`push_ip`]).
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let mut out = String::with_capacity(15);
+    push_ip(&mut out, ip);
+    out
+}
+
+/// Appends `d` in milliseconds with one decimal, rounded (`12.3`), without
+/// formatting a float.
+pub fn push_millis(out: &mut String, d: std::time::Duration) {
+    let tenths = (d.as_micros() + 50) / 100;
+    push_number(out, u64::try_from(tenths / 10).unwrap_or(u64::MAX));
+    out.push('.');
+    push_number(out, u64::try_from(tenths % 10).unwrap_or(0));
+}
+
 /// A value made safe for one log line: quoted, with quotes, backslashes and
 /// control characters escaped, and cut to 128 characters.
 pub fn quote(value: &str) -> String {
@@ -138,6 +190,31 @@ pub fn line(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_milliseconds_are_written_as_display_would() {
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.7",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let parsed: std::net::IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(parsed), parsed.to_string());
+        }
+        for (micros, text) in [
+            (0, "0.0"),
+            (49, "0.0"),
+            (50, "0.1"),
+            (1_234, "1.2"),
+            (12_351, "12.4"),
+        ] {
+            let mut out = String::new();
+            push_millis(&mut out, std::time::Duration::from_micros(micros));
+            assert_eq!(out, text, "{micros} us");
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

@@ -21,6 +21,7 @@ pub mod redis;
 
 mod sqlite;
 mod wal;
+mod watch;
 
 use std::path::Path;
 use std::time::Duration;
@@ -127,6 +128,9 @@ pub fn is_storage_error(e: &rusqlite::Error) -> bool {
             DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
                 | FileLockingProtocolFailed
         )
+        // A commit the identity check rolled back: the file was swapped
+        // (see `identity`).
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_COMMITHOOK
     )
 }
 

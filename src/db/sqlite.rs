@@ -13,7 +13,13 @@
 //!   `-wal` and `-shm` beside it, so checking after opening would be too
 //!   late. The path is compared again once it is open (a swap between the
 //!   two looks), and the database id read through the connection;
-//! - every checkout compares the path's identity (a `stat`, no statement);
+//! - a checkout compares the path's identity (a `stat`, no statement) when
+//!   the directory's watch ([`super::watch`], inotify) saw the path change,
+//!   at least once a second whatever it saw, and every time when there is
+//!   no watch; a checkout in between costs no system call;
+//! - every commit compares it first (a `stat` in SQLite's commit hook) and
+//!   is rolled back on a mismatch, so nothing is ever written to a file
+//!   that is no longer the one at the path, however soon after a swap;
 //! - connections never create the file.
 //!
 //! On a mismatch the pool refuses to hand out connections, so writes (and
@@ -29,19 +35,18 @@
 //! that moment) are dropped when handed back, so once permissions are fixed
 //! the pool reopens them writable by itself.
 //!
-//! The per-checkout `stat` is the only system call this adds to a request.
-//! It can become a check on a schedule (say at most once a second) without
-//! letting a `-wal` meet another file, since no connection opens without
-//! the full check and a `-wal` left by a replaced file is moved aside at
-//! the next open; what a schedule gives up is that a write in the moments
-//! after a swap lands in the old file's `-wal` (which is then moved aside,
-//! not lost) instead of being refused.
+//! Upstream of this (until issue 22) every checkout ran the `stat`: one
+//! system call on every request. The watch makes a swap seen at the next
+//! checkout all the same (the event is queued by the rename or unlink
+//! itself), the once-a-second look covers a watch that missed something
+//! (an overflowed queue, a file system that reports nothing), and the
+//! commit hook is what refuses writes before any reaches the old file.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::OpenFlags;
@@ -60,7 +65,18 @@ struct Identity {
     /// Whether the `-wal` at the path was found recorded for another file:
     /// this server's `-wal` is gone from the path, for good.
     wal_lost: AtomicBool,
+    /// What the directory's watch saw of the path since the last look.
+    watch: Arc<super::watch::Watch>,
+    /// When the path was last found to be the file (milliseconds since
+    /// `born`).
+    last_seen: AtomicU64,
+    born: Instant,
 }
+
+/// How long a checkout trusts the last look at the path when the watch saw
+/// nothing: the watch is what notices a swap at once; this bounds what a
+/// watch that missed one costs.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the `-wal` at the path is no longer this server's.
 const WAL_LOST: &str = "has a -wal beside it that another gatehouse process recorded for \
@@ -74,6 +90,8 @@ impl Identity {
         }
         let why = match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => {
+                self.last_seen
+                    .store(millis(self.born.elapsed()), Ordering::Release);
                 if self.broken.swap(false, Ordering::SeqCst) {
                     crate::logging::line(&format!(
                         "database {} is back; serving again",
@@ -92,6 +110,23 @@ impl Identity {
             }
         };
         Err(self.fail(why))
+    }
+
+    /// At a checkout: [`Identity::check`], unless the watch saw no change
+    /// to the path since it was last found to be the file, less than
+    /// [`LOOK_EVERY`] ago (then no system call).
+    fn check_at_checkout(&self) -> Result<(), DbError> {
+        let fresh = self.watch.quiet()
+            && !self.broken.load(Ordering::Acquire)
+            && !self.wal_lost.load(Ordering::Acquire)
+            && millis(self.born.elapsed()).saturating_sub(self.last_seen.load(Ordering::Acquire))
+                < millis(LOOK_EVERY);
+        if fresh {
+            return Ok(());
+        }
+        // Rearmed before the look, so a change during it is not lost.
+        self.watch.rearm();
+        self.check()
     }
 
     /// Run before a new connection opens the path: the file there is the
@@ -146,6 +181,12 @@ impl r2d2::ManageConnection for Manager {
         let conn = self.inner.connect()?;
         // A swap between the look and the open is seen here.
         self.identity.check().map_err(refused)?;
+        // Every commit looks at the path first: a write is never committed
+        // to a file that was swapped out from under the server, even in the
+        // moment before the watch tells the next checkout (SQLite rolls the
+        // transaction back when the hook says so).
+        let identity = Arc::clone(&self.identity);
+        conn.commit_hook(Some(move || identity.check().is_err()))?;
         match database_id(&conn) {
             Ok(id) if id == self.identity.database_id => Ok(conn),
             _ => {
@@ -200,6 +241,9 @@ impl Pool {
             database_id,
             broken: AtomicBool::new(false),
             wal_lost: AtomicBool::new(false),
+            watch: super::watch::Watch::start(path),
+            last_seen: AtomicU64::new(0),
+            born: Instant::now(),
         });
         let manager = Manager {
             inner: SqliteConnectionManager::file(path)
@@ -217,7 +261,7 @@ impl Pool {
             // A SQLite connection to a local file does not go stale, so the
             // check on checkout runs no statement: it only refuses a
             // connection SQLite opened read-only (see `is_valid`). The file's
-            // identity is checked in `Pool::get`, with one `stat`.
+            // identity is checked in `Pool::get` (see `check_at_checkout`).
             .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(10))
             .error_handler(Box::new(r2d2::NopErrorHandler))
@@ -232,7 +276,7 @@ impl Pool {
     /// [`DbError::Replaced`] when the file at the path is no longer that
     /// file; [`DbError::Pool`] when no connection could be had in time.
     pub fn get(&self) -> Result<super::Conn, DbError> {
-        self.identity.check()?;
+        self.identity.check_at_checkout()?;
         Ok(self.inner.get()?)
     }
 
@@ -245,6 +289,11 @@ impl Pool {
     pub fn path(&self) -> &Path {
         &self.identity.path
     }
+}
+
+/// `d` in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The database id stored in `meta`.
@@ -301,6 +350,41 @@ mod tests {
         std::fs::rename(&other, &path).expect("replace");
         let err = pool.get().expect_err("refused");
         assert!(err.to_string().contains("was replaced"), "{err}");
+    }
+
+    #[test]
+    fn a_write_through_a_connection_taken_before_a_swap_is_rolled_back() {
+        let (dir, pool) = opened();
+        let path = dir.path().join("t.db");
+        // Taken while the file was the server's: the checkout's look passed.
+        let conn = pool.get().expect("served");
+        let other = dir.path().join("other.db");
+        drop(super::super::open(&other, 1).expect("another database"));
+        std::fs::rename(&other, &path).expect("replace");
+        let err = conn
+            .execute(
+                "UPDATE meta SET value = 'written' WHERE key = 'write_probe'",
+                [],
+            )
+            .expect_err("committed to a swapped-out file");
+        assert!(
+            matches!(&err, rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_COMMITHOOK),
+            "{err}"
+        );
+        assert!(
+            super::super::is_storage_error(&err),
+            "answered 500, not 503"
+        );
+        let probe: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'write_probe'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("read the old file");
+        assert_ne!(probe, "written", "the write stayed");
+        assert!(pool.get().is_err(), "the swap is refused at checkout too");
     }
 
     #[test]

@@ -565,7 +565,7 @@ fn upstream_headers(
         ("Remote-Name", user.username.clone()),
         ("Remote-Groups", groups(user)),
         ("Remote-Auth-Methods", who.methods.to_owned()),
-        ("X-Forwarded-For", client.ip.to_string()),
+        ("X-Forwarded-For", crate::logging::ip_text(client.ip)),
         ("X-Forwarded-Proto", client.scheme().to_owned()),
         ("X-Forwarded-Host", host.to_owned()),
     ] {
@@ -675,7 +675,13 @@ fn forward(
     }
     let reader = upstream_response.into_body().into_reader();
     let data = match size {
-        Some(n) => ResponseBody::from_reader_and_size(reader, n),
+        Some(n) => ResponseBody::from_reader_and_size(
+            ToTheEnd {
+                inner: reader,
+                left: n,
+            },
+            n,
+        ),
         None => ResponseBody::from_reader(reader),
     };
     Ok(Response {
@@ -684,6 +690,31 @@ fn forward(
         data,
         upgrade: None,
     })
+}
+
+/// An upstream's body of known length, read once more when its last byte
+/// has been taken. The answer's writer stops at `Content-Length`, so the
+/// HTTP client never saw its body end and closed the upstream connection
+/// instead of keeping it for the next request: every proxied request paid
+/// a new TCP connection (`socket`, `connect`, `close` and the option calls
+/// around them; issue 22).
+struct ToTheEnd<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for ToTheEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.saturating_sub(n);
+        if self.left == 0 && n > 0 {
+            // The client checks the length: this sees the end (0), or an
+            // error for a body longer than declared, which the writer,
+            // done with this body, never asks about.
+            let _ = self.inner.read(&mut [0u8; 1]);
+        }
+        Ok(n)
+    }
 }
 
 /// A client's upload on its way to the upstream. A body that ends before

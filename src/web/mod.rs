@@ -164,19 +164,19 @@ pub fn handle(state: &State, request: &Request) -> Response {
         .metrics
         .request(response.status_code, started.elapsed());
     if state.log_requests && !is_watchdog_probe(request) {
-        use std::fmt::Write as _;
+        // Pushed piece by piece: `write!` with a float and an address cost
+        // about 3,000 instructions a request (issue 22).
         let mut line = String::with_capacity(96);
         line.push_str("request method=");
         logging::push_quoted(&mut line, request.method());
         line.push_str(" path=");
         logging::push_quoted(&mut line, path_of(request));
-        let _ = write!(
-            line,
-            " status={} ms={:.1} ip={}",
-            response.status_code,
-            started.elapsed().as_secs_f64() * 1000.0,
-            client.ip
-        );
+        line.push_str(" status=");
+        logging::push_number(&mut line, u64::from(response.status_code));
+        line.push_str(" ms=");
+        logging::push_millis(&mut line, started.elapsed());
+        line.push_str(" ip=");
+        logging::push_ip(&mut line, client.ip);
         logging::line(&line);
     }
     response

@@ -106,7 +106,7 @@ pub fn with_session(
         cookie_header: request.header("Cookie"),
         https: client.https,
         user_agent: request.header("User-Agent"),
-        ip: Some(client.ip.to_string()),
+        ip: Some(crate::logging::ip_text(client.ip)),
     };
     state.sessions.handle_with(info, f)
 }

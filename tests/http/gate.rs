@@ -1241,3 +1241,34 @@ fn a_websocket_handshake_gets_the_same_normalised_target_and_header_filter() {
     );
     assert_eq!(status_of(&answer), 400, "{answer}");
 }
+
+#[test]
+fn proxied_requests_reuse_the_connection_to_the_upstream() {
+    // The client side ports the upstream saw: one per connection.
+    let ports = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let seen = Arc::clone(&ports);
+    let (addr, stop) = crate::raw::upstream(move |request| {
+        seen.lock()
+            .expect("ports")
+            .insert(request.remote_addr().port());
+        rouille::Response::text("a small page")
+    });
+    let app = TestApp::spawn_with_file(
+        &format!(
+            "[[apps]]\nname = \"wiki\"\nprefix = \"/apps/wiki/\"\nupstream = \"http://{addr}\"\n"
+        ),
+        &[],
+    );
+    app.add_user("alice", "correct horse", false);
+    let alice = signed_in(&app, "alice");
+    for _ in 0..20 {
+        let page = alice.get("/apps/wiki/page");
+        assert_eq!((page.status, page.body.as_str()), (200, "a small page"));
+    }
+    let connections = ports.lock().expect("ports").len();
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        connections <= 2,
+        "{connections} connections to the upstream for 20 proxied requests, one after another"
+    );
+}

@@ -36,6 +36,7 @@ mod queue;
 mod rules;
 mod sessions;
 mod strict;
+mod threads;
 mod throttle;
 mod tls;
 mod watchdog;

@@ -162,7 +162,7 @@ impl SessionLayer {
             cookie_header: request.header("Cookie"),
             https: self.https_for(request),
             user_agent: request.header("User-Agent"),
-            ip: Some(request.remote_addr().ip().to_string()),
+            ip: Some(crate::logging::ip_text(request.remote_addr().ip())),
         };
         self.handle_with(info, |session| Ok::<_, StoreError>(handler(session)))
             .unwrap_or_else(|e| failed(&e))

@@ -333,12 +333,45 @@ impl Drop for Slot {
     }
 }
 
+/// How long reads of a connection may wait, and what the socket was told.
+struct Reads {
+    /// Every read must be done by then (a request head).
+    deadline: Option<Instant>,
+    /// Without a deadline, each read may stall this long (`None`: for ever).
+    per_read: Option<Duration>,
+    /// The socket's receive timeout as last set (`None`: none, as a new
+    /// socket, and one after its TLS handshake, has).
+    applied: Option<Duration>,
+}
+
+impl Reads {
+    /// A read may outlast what it was allowed by this fraction of it (a
+    /// 30 s wait up to 1.9 s more), so waits of nearly the same length
+    /// (the keep-alive wait after a 30 s body timeout) share one setting.
+    const SLACK: u32 = 16;
+
+    /// Whether a socket told `applied` serves a read that may wait `wait`
+    /// (`None`: for ever): not much longer than the wait, and not so much
+    /// shorter that the read would wake again and again for nothing (a
+    /// timeout left by a head's last moments must not make every later
+    /// read spin).
+    fn fits(applied: Option<Duration>, wait: Option<Duration>) -> bool {
+        match (applied, wait) {
+            (None, None) => true,
+            (Some(applied), Some(wait)) => {
+                applied <= wait + wait / Reads::SLACK && applied >= wait / 2
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What a connection's halves share: its slot, a handle on its socket, the
 /// deadline reads must keep, and how writes to it may wait.
 pub(crate) struct ConnState {
     slot: Slot,
     stream: Stream,
-    deadline: Mutex<Option<Instant>>,
+    reads: Mutex<Reads>,
     timeouts: Timeouts,
     /// Set while a request thread writes an answer: a write that would
     /// wait for the client then fails at once (`WouldBlock`) and the rest
@@ -355,7 +388,11 @@ impl ConnState {
         Arc::new(ConnState {
             slot,
             stream,
-            deadline: Mutex::new(None),
+            reads: Mutex::new(Reads {
+                deadline: None,
+                per_read: None,
+                applied: None,
+            }),
             timeouts,
             deferrable: AtomicBool::new(false),
             waited_nanos: AtomicU64::new(0),
@@ -365,12 +402,12 @@ impl ConnState {
 
     /// The moment every read must be done by, if one is set.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        *lock(&self.deadline)
+        lock(&self.reads).deadline
     }
 
     /// Reads must be done by `at`: each read waits at most the time left.
     pub(crate) fn set_deadline(&self, at: Instant) {
-        *lock(&self.deadline) = Some(at);
+        lock(&self.reads).deadline = Some(at);
     }
 
     /// No deadline from here on: each read may wait up to `per_read`.
@@ -379,8 +416,56 @@ impl ConnState {
     ///
     /// The socket refuses the timeout.
     pub(crate) fn clear_deadline(&self, per_read: Option<Duration>) -> io::Result<()> {
-        *lock(&self.deadline) = None;
-        self.stream.set_read_timeout(per_read)
+        let mut reads = lock(&self.reads);
+        reads.deadline = None;
+        reads.per_read = per_read;
+        Ok(())
+    }
+
+    /// Before a read that started at `started` (it may have been tried
+    /// before and come back for want of bytes): how long it may still
+    /// wait, with the socket's receive timeout made no longer than that
+    /// (give or take [`Reads::SLACK`]), and no shorter than half of it.
+    /// `TimedOut` when no time is left.
+    ///
+    /// The socket's timeout is changed only when it would let the read
+    /// wait too long (or for ever): a shorter one only makes the read come
+    /// back early and be tried again (see `RefinedTcpStream::read`). So a
+    /// kept-alive connection whose waits are all alike sets it once, not
+    /// twice per request as upstream's per-read `set_read_timeout` did.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when the deadline (or the per-read limit) has passed; the
+    /// socket refused the timeout.
+    pub(crate) fn before_read(&self, started: Instant) -> io::Result<()> {
+        let mut reads = lock(&self.reads);
+        let wait = match (reads.deadline, reads.per_read) {
+            (Some(deadline), _) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "read deadline passed",
+                    ));
+                }
+                Some(left)
+            }
+            (None, Some(per_read)) => {
+                let left = per_read.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+                }
+                Some(left)
+            }
+            (None, None) => None,
+        };
+        let fits = Reads::fits(reads.applied, wait);
+        if !fits {
+            self.stream.set_read_timeout(wait)?;
+            reads.applied = wait;
+        }
+        Ok(())
     }
 
     /// Ends the writing side (the client sees the end of the answer);
@@ -620,6 +705,21 @@ impl RateLimited {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+
+    #[test]
+    fn a_receive_timeout_is_kept_while_it_fits_the_wait_and_changed_when_not() {
+        let s = Duration::from_secs;
+        // The keep-alive wait after a body timeout of the same length.
+        assert!(Reads::fits(Some(s(30)), Some(s(30) - Duration::from_millis(1))));
+        // A head's deadline of 10 s under a 30 s timeout would overshoot.
+        assert!(!Reads::fits(Some(s(30)), Some(s(10))));
+        // A timeout left by a head's last moment would make reads spin.
+        assert!(!Reads::fits(Some(Duration::from_millis(1)), Some(s(30))));
+        // For ever needs no timeout, and a timeout needs one.
+        assert!(Reads::fits(None, None));
+        assert!(!Reads::fits(Some(s(30)), None));
+        assert!(!Reads::fits(None, Some(s(30))));
+    }
 
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_its_address() {

@@ -8,6 +8,10 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
+/// gatehouse patch: where a request thread hands a connection's thread the
+/// rest of an answer (see `util::handoff`).
+type TurnSender = crate::util::handoff::Sender<Turn>;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -87,7 +91,7 @@ pub struct Request {
     /// gatehouse patch: the connection, and where to hand the rest of an
     /// answer that waits for a slow client (its own thread); `None` for a
     /// request made without one (`TestRequest`).
-    conn: Option<(Arc<ConnState>, Sender<Turn>)>,
+    conn: Option<(Arc<ConnState>, TurnSender)>,
     /// gatehouse patch: what a route reads as the body of a request that
     /// asks for an upgrade: nothing. The connection itself is for the
     /// upgrade (`upgrade`), not for a route to read until it closes.
@@ -163,7 +167,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     source_data: R,
     mut writer: W,
-    conn: Option<(Arc<ConnState>, Sender<Turn>)>,
+    conn: Option<(Arc<ConnState>, TurnSender)>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,

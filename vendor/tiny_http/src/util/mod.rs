@@ -14,6 +14,7 @@ mod chunked;
 mod custom_stream;
 mod equal_reader;
 mod fused_reader;
+pub(crate) mod handoff;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;

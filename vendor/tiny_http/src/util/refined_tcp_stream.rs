@@ -186,21 +186,21 @@ impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         // gatehouse patch: under a deadline (the request head), each read
         // waits only for the time left, so a byte every few seconds cannot
-        // stretch it.
-        if let Some(deadline) = self.state.deadline() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(IoError::new(ErrorKind::TimedOut, "read deadline passed"));
+        // stretch it; without one, a read may stall the per-read limit.
+        // The socket's receive timeout is set only when it would allow
+        // more than that (`ConnState::before_read`): a read that comes
+        // back early for want of bytes is tried again here.
+        let started = Instant::now();
+        loop {
+            self.state.before_read(started)?;
+            match self.stream.read(buf) {
+                // A socket read timeout shows as `WouldBlock` on Unix
+                // (client sockets are never non-blocking here): time left
+                // or not, `before_read` says.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                r => return r,
             }
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        match self.stream.read(buf) {
-            // A socket read timeout shows as `WouldBlock` on Unix (client
-            // sockets are never non-blocking here).
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                Err(IoError::new(ErrorKind::TimedOut, "read timed out"))
-            }
-            r => r,
         }
     }
 }

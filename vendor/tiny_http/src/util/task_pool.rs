@@ -37,6 +37,24 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// gatehouse patch: how long a thread beyond [`MIN_THREADS`] waits for
+/// another connection before it ends, while at most [`WARM_IDLE`] threads
+/// wait (upstream: 5 s for all). Clients that come and go in bursts a few
+/// seconds apart (a benchmark's runs, a page's assets, pollers) found
+/// their threads gone and made them anew each time; a minute keeps them
+/// warm across such gaps.
+const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// gatehouse patch: idle threads beyond this many end after
+/// [`RETIRE_QUICKLY`], as upstream's all did: the threads of a flood of
+/// connections (hundreds, each with its stack and allocator cache) are
+/// given back within seconds once it is over, while the number a busy
+/// server's steady load needs stays warm.
+const WARM_IDLE: usize = 64;
+
+/// See [`WARM_IDLE`].
+const RETIRE_QUICKLY: Duration = Duration::from_secs(5);
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -129,9 +147,17 @@ impl TaskPool {
                                     .unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
+                                // This thread counts itself among those waiting.
+                                let linger = if sharing.waiting_tasks.load(Ordering::Acquire)
+                                    <= WARM_IDLE
+                                {
+                                    RETIRE_AFTER
+                                } else {
+                                    RETIRE_QUICKLY
+                                };
                                 let (new_lock, waitres) = sharing
                                     .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
+                                    .wait_timeout(todo, linger)
                                     .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
