@@ -10,6 +10,7 @@
 //! | `mod.rs` | opening SQLite (pragmas, pool), [`DbError`], backup, restore, checkpoint |
 //! | `sqlite` | the SQLite pool and the identity of the file it serves (device, inode, database id) |
 //! | `wal` | which database file a `-wal` belongs to |
+//! | `watch` | the inotify watch on the data directory that tells the pool when to look at the file again |
 //! | `migrations` | the schema, one step per version |
 //! | `checked` | pooled connections to network servers, checked before use after idling |
 //! | `postgres`, `redis` | the pools for shared deployments |
