@@ -1,35 +1,12 @@
 //! The guarded apps: how each is reached (a path prefix under gatehouse
-//! and/or its own host name), where the built-in proxy sends it, and who may
-//! use it. Plus the default policy for requests that match no app.
+//! and/or its own host name), where the built-in proxy sends it, and the
+//! rules it is guarded by; which app a request belongs to. Routing only:
+//! who may pass is decided in [`super::access`].
 
 use serde::Deserialize;
 
+use super::access::{Access, Rules};
 use super::path::{PathError, Target};
-
-/// Who may use an app.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Any signed-in user (the default).
-    SignedIn,
-    /// Administrators only.
-    Admins,
-    /// These users only (names compared without regard to case).
-    Users(Vec<String>),
-    /// Nobody (the `deny` default policy).
-    Nobody,
-}
-
-impl Access {
-    /// Whether a user with this name and admin flag may pass.
-    pub fn allows(&self, username: &str, is_admin: bool) -> bool {
-        match self {
-            Self::SignedIn => true,
-            Self::Admins => is_admin,
-            Self::Users(names) => names.iter().any(|n| n.eq_ignore_ascii_case(username)),
-            Self::Nobody => false,
-        }
-    }
-}
 
 /// Where the built-in proxy sends an app's requests: `http://host:port/base`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,12 +69,10 @@ pub struct App {
     pub host: Option<String>,
     /// Where the built-in proxy sends it.
     pub upstream: Option<Upstream>,
-    /// Who may use it.
-    pub access: Access,
+    /// Who may use it (see [`super::access::decide`]).
+    pub rules: Rules,
     /// Key for the signed identity header, if the upstream checks one.
     pub identity_key: Option<Vec<u8>>,
-    /// Whether a session must have signed in with a second factor.
-    pub two_factor: bool,
     /// Whether the prefix matches paths without regard to (ASCII) case:
     /// set for an app whose upstream reads paths so, and (by
     /// [`Apps::new`]) for every app whose prefix lies under such an app's.
@@ -118,6 +93,18 @@ impl App {
         };
         let rest = &path[bare.len()..];
         (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
+    }
+
+    /// The path this app sees of a normalised request `path`: what
+    /// follows its prefix (`/` for the prefix itself) when `path` is
+    /// under it, else all of it (the app's own host). Access rules match
+    /// on this, so one rule holds whichever way the app is reached.
+    pub fn path_seen<'p>(&self, path: &'p str) -> &'p str {
+        match self.after_prefix(path) {
+            Some("") => "/",
+            Some(rest) => rest,
+            None => path,
+        }
     }
 
     /// Where the dashboard links to.
@@ -168,7 +155,7 @@ const RESERVED: &[&str] = &[
 
 /// A problem with one app's settings: which app, which field, what.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AppError {
+pub struct AppConfigError {
     /// The app's name (or its position when it has none).
     pub app: String,
     /// The field.
@@ -183,8 +170,8 @@ impl AppSpec {
     /// # Errors
     ///
     /// The first bad field.
-    pub fn build(&self) -> Result<App, AppError> {
-        let err = |field: &'static str, reason: String| AppError {
+    pub fn build(&self) -> Result<App, AppConfigError> {
+        let err = |field: &'static str, reason: String| AppConfigError {
             app: self.name.clone(),
             field,
             reason,
@@ -288,9 +275,8 @@ impl AppSpec {
             prefix,
             host,
             upstream,
-            access,
+            rules: Rules::from_access(&access, self.two_factor),
             identity_key,
-            two_factor: self.two_factor,
             case_insensitive: self.case_insensitive,
         })
     }
@@ -300,8 +286,10 @@ impl AppSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Apps {
     apps: Vec<App>,
-    /// For requests that match no app.
+    /// For requests that match no app, as configured.
     pub default: Option<Access>,
+    /// The same as rules.
+    default_rules: Rules,
 }
 
 impl Apps {
@@ -314,7 +302,7 @@ impl Apps {
     /// # Errors
     ///
     /// The first clash.
-    pub fn new(mut apps: Vec<App>, default: Access) -> Result<Self, AppError> {
+    pub fn new(mut apps: Vec<App>, default: Access) -> Result<Self, AppConfigError> {
         let folded: Vec<String> = apps
             .iter()
             .filter(|a| a.case_insensitive)
@@ -330,7 +318,7 @@ impl Apps {
         }
         for (i, a) in apps.iter().enumerate() {
             for b in &apps[..i] {
-                let clash = |field: &'static str, what: &str| AppError {
+                let clash = |field: &'static str, what: &str| AppConfigError {
                     app: a.name.clone(),
                     field,
                     reason: format!("{what} is also used by app {:?}", b.name),
@@ -355,6 +343,7 @@ impl Apps {
         }
         Ok(Self {
             apps,
+            default_rules: Rules::from_access(&default, false),
             default: Some(default),
         })
     }
@@ -455,16 +444,20 @@ impl Apps {
         }
     }
 
-    /// Whether a user may use `app` (or, for `None`, what matches no app).
-    pub fn allows(&self, app: Option<&App>, username: &str, is_admin: bool) -> bool {
-        match app {
-            Some(a) => a.access.allows(username, is_admin),
-            None => self
-                .default
-                .as_ref()
-                .unwrap_or(&Access::SignedIn)
-                .allows(username, is_admin),
-        }
+    /// The path `app` sees of a request [`Apps::for_request`] found it for
+    /// with `host`: all of `path` when the host is the app's, else what
+    /// follows its prefix (see [`App::path_seen`]).
+    pub fn path_seen<'p>(&self, app: &App, host: Option<&str>, path: &'p str) -> &'p str {
+        let by_host = host
+            .and_then(|h| self.by_host(h))
+            .is_some_and(|a| std::ptr::eq(a, app));
+        if by_host { path } else { app.path_seen(path) }
+    }
+
+    /// The rules a request for `app` is decided by (for `None`, what
+    /// matches no app: `default_policy`).
+    pub fn rules_for<'a>(&'a self, app: Option<&'a App>) -> &'a Rules {
+        app.map_or(&self.default_rules, |a| &a.rules)
     }
 
     /// Whether `host` belongs to a configured app (for cross-host return URLs).
@@ -493,7 +486,10 @@ mod tests {
                 base: "/base".into()
             })
         );
-        assert_eq!(app.access, Access::Users(vec!["alice".into()]));
+        assert_eq!(
+            app.rules,
+            Rules::from_access(&Access::Users(vec!["alice".into()]), false)
+        );
 
         let cases = [
             ("name = \"wiki\"", "prefix"),
@@ -584,9 +580,15 @@ mod tests {
             apps.for_request(Some("other.lan"), &t("/x"), "/x"),
             Ok(None)
         );
-        assert!(!apps.allows(None, "alice", true), "deny by default");
-        assert!(!apps.allows(apps.by_path("/apps/wiki/docs/"), "alice", false));
-        assert!(apps.allows(apps.by_path("/apps/wiki/docs/"), "root", true));
+        assert_eq!(
+            apps.rules_for(None),
+            &Rules::from_access(&Access::Nobody, false),
+            "deny by default"
+        );
+        assert_eq!(
+            apps.rules_for(apps.by_path("/apps/wiki/docs/")),
+            &Rules::from_access(&Access::Admins, false)
+        );
         assert!(apps.is_app_host("wiki.lan"));
         assert!(!apps.is_app_host("evil.example"));
     }

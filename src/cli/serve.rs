@@ -112,7 +112,7 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
     for app in config.apps.all() {
         writeln!(
             out,
-            "app {:?}: prefix {}, host {}, upstream {}, access {:?}{}",
+            "app {:?}: prefix {}, host {}, upstream {}, access {}{}",
             app.name,
             app.prefix.as_deref().unwrap_or("-"),
             app.host.as_deref().unwrap_or("-"),
@@ -120,7 +120,7 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
                 "http://{}{}",
                 u.authority, u.base
             )),
-            app.access,
+            app.rules,
             if app.case_insensitive {
                 ", prefix in any case"
             } else {

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::auth::apps::Access;
+use crate::auth::access::Access;
 use crate::auth::throttle::{Limits, MAX_ENTRIES};
 use crate::oidc::OidcOptions;
 use crate::session::{CookieOptions, SessionOptions};
@@ -461,7 +461,7 @@ pub static SETTINGS: &[Setting] = &[
                 c.apps
                     .default
                     .clone()
-                    .unwrap_or(crate::auth::apps::Access::SignedIn)
+                    .unwrap_or(crate::auth::access::Access::SignedIn)
             )
         },
     },
