@@ -9,8 +9,19 @@
 //! condition it states holds (the path, the method, the client's network,
 //! and who is asking: a user or group); a condition it leaves out holds
 //! for every request.
+//!
+//! Paths are matched on the normalised path (percent-decoding of what
+//! needs none, dot segments resolved, slashes collapsed: `auth/path.rs`),
+//! the one the built-in proxy forwards and forward auth is told, so
+//! `/api/health/../admin`, `%2e%2e` or `//admin` cannot reach a bypassed
+//! rule's neighbour. A path with `;parameters` is also read as Java
+//! servers read it (each segment's `;...` dropped, `..;` as `..`), and the
+//! stricter of the two decisions stands: `/static/..;/admin` is not a
+//! static file to a Tomcat behind the gate.
 
 use std::fmt;
+
+use ipnet::IpNet;
 
 use crate::identity::{ADMINS, Principal, Target};
 
@@ -57,6 +68,13 @@ impl Policy {
 /// its policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// Globs on the normalised path (`*` matches any run of characters,
+    /// `/` included); one must match.
+    pub paths: Vec<String>,
+    /// Methods (compared without regard to case); one must match.
+    pub methods: Vec<String>,
+    /// Networks the client address (after `trusted_proxies`) must be in.
+    pub networks: Vec<IpNet>,
     /// Users it is for (names compared without regard to case).
     pub users: Vec<String>,
     /// Groups it is for: the asker must be in one of them.
@@ -66,6 +84,34 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule with no conditions (it matches every request).
+    pub fn any(policy: Policy) -> Self {
+        Self {
+            paths: Vec::new(),
+            methods: Vec::new(),
+            networks: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+            policy,
+        }
+    }
+
+    /// Whether the request conditions (path, method, network) hold.
+    fn matches_request(&self, path: &str, fold_case: bool, target: &Target<'_>) -> bool {
+        let path_ok = self.paths.is_empty() || self.paths.iter().any(|g| glob(g, path, fold_case));
+        let method_ok = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(target.method));
+        // An IPv4-mapped IPv6 address (a dual-stack socket's IPv4 peer) is
+        // the IPv4 address it carries.
+        let client = target.client.to_canonical();
+        let network_ok =
+            self.networks.is_empty() || self.networks.iter().any(|n| n.contains(&client));
+        path_ok && method_ok && network_ok
+    }
+
     /// Whether the rule says who it is for: then an anonymous request
     /// cannot be matched until it signs in.
     fn names_someone(&self) -> bool {
@@ -91,6 +137,9 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// What decides when no rule matches.
     pub default: Policy,
+    /// Whether paths match without regard to ASCII case (an app whose
+    /// upstream reads paths so: `/ADMIN/` is its `/admin/`).
+    pub fold_case: bool,
 }
 
 impl Default for Rules {
@@ -99,6 +148,7 @@ impl Default for Rules {
         Self {
             rules: Vec::new(),
             default: Policy::SignedIn,
+            fold_case: false,
         }
     }
 }
@@ -117,25 +167,26 @@ impl Rules {
         let only = |rule: Rule| Self {
             rules: vec![rule],
             default: Policy::Deny,
+            fold_case: false,
         };
         match access {
             Access::SignedIn => Self {
                 rules: Vec::new(),
                 default: signed_in,
+                fold_case: false,
             },
             Access::Admins => only(Rule {
-                users: Vec::new(),
                 groups: vec![ADMINS.to_owned()],
-                policy: signed_in,
+                ..Rule::any(signed_in)
             }),
             Access::Users(names) => only(Rule {
                 users: names.clone(),
-                groups: Vec::new(),
-                policy: signed_in,
+                ..Rule::any(signed_in)
             }),
             Access::Nobody => Self {
                 rules: Vec::new(),
                 default: Policy::Deny,
+                fold_case: false,
             },
         }
     }
@@ -144,7 +195,14 @@ impl Rules {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
-        for (what, items) in [("users", &self.users), ("groups", &self.groups)] {
+        let networks: Vec<String> = self.networks.iter().map(ToString::to_string).collect();
+        for (what, items) in [
+            ("paths", &self.paths),
+            ("methods", &self.methods),
+            ("networks", &networks),
+            ("users", &self.users),
+            ("groups", &self.groups),
+        ] {
             if !items.is_empty() {
                 write!(
                     f,
@@ -228,9 +286,67 @@ impl fmt::Display for Verdict {
 /// `rules`. The first rule whose conditions hold decides; a rule that
 /// names users or groups cannot be matched by an anonymous request, which
 /// is then sent to sign in (it may be someone the rule is for).
+///
+/// A path with `;` is decided twice, as it is and as a Java server reads
+/// it, and the stricter verdict stands (see the module docs).
 pub fn decide(rules: &Rules, who: Option<&Principal>, target: &Target<'_>) -> Verdict {
-    let _ = target;
+    let first = decide_on(rules, who, target, target.path);
+    if !target.path.contains(';') {
+        return first;
+    }
+    let Some(bare) = without_parameters(target.path) else {
+        return Verdict {
+            decision: Decision::Deny,
+            by: first.by,
+            policy: Policy::Deny,
+            why: "read without its ;parameters the path climbs above the root",
+        };
+    };
+    let second = decide_on(rules, who, target, &bare);
+    if severity(second.decision) > severity(first.decision) {
+        second
+    } else {
+        first
+    }
+}
+
+/// How strict a decision is: a path read two ways gets the stricter.
+fn severity(decision: Decision) -> u8 {
+    match decision {
+        Decision::Allow => 0,
+        Decision::SecondFactor => 1,
+        Decision::SignIn => 2,
+        Decision::Deny => 3,
+    }
+}
+
+/// `path` as Java servers (Tomcat, Jetty, Spring) read it: each segment's
+/// `;parameters` dropped, then dot segments resolved again (`..;` is
+/// `..`); `None` when that climbs above the root.
+fn without_parameters(path: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for segment in path.split('/').skip(1) {
+        match segment.split(';').next().unwrap_or("") {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = path.ends_with('/') || path.ends_with("/.;") || path.ends_with("/..;");
+    let mut joined = format!("/{}", out.join("/"));
+    if trailing && joined.len() > 1 {
+        joined.push('/');
+    }
+    Some(joined)
+}
+
+fn decide_on(rules: &Rules, who: Option<&Principal>, target: &Target<'_>, path: &str) -> Verdict {
     for (i, rule) in rules.rules.iter().enumerate() {
+        if !rule.matches_request(path, rules.fold_case, target) {
+            continue;
+        }
         let policy = rule.policy;
         if rule.names_someone() {
             match who {
@@ -249,6 +365,40 @@ pub fn decide(rules: &Rules, who: Option<&Principal>, target: &Target<'_>) -> Ve
         return apply(policy, DecidedBy::Rule(i), who);
     }
     apply(rules.default, DecidedBy::Default, who)
+}
+
+/// Whether `path` matches `pattern`, where `*` matches any run of
+/// characters (`/` included) and everything else itself (in any ASCII
+/// case when `fold_case`).
+pub fn glob(pattern: &str, path: &str, fold_case: bool) -> bool {
+    let (p, s) = (pattern.as_bytes(), path.as_bytes());
+    let same = |a: u8, b: u8| {
+        if fold_case {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    // The classic two-pointer match with one backtrack point: linear in
+    // practice, never exponential, whatever the pattern.
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && same(p[pi], s[si]) {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
 }
 
 /// What `policy` makes of `who`.
@@ -366,5 +516,162 @@ mod tests {
                 Decision::SecondFactor
             );
         }
+    }
+
+    /// Rules as `[[apps.rules]]` would give them, for the table below.
+    fn rule(
+        paths: &[&str],
+        methods: &[&str],
+        networks: &[&str],
+        groups: &[&str],
+        policy: Policy,
+    ) -> Rule {
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Rule {
+            paths: strings(paths),
+            methods: strings(methods),
+            networks: networks.iter().map(|n| n.parse().expect("net")).collect(),
+            groups: strings(groups),
+            ..Rule::any(policy)
+        }
+    }
+
+    #[test]
+    fn rules_decide_in_order_on_the_normalised_path_method_network_and_groups() {
+        use Decision::{Allow, Deny, SecondFactor, SignIn};
+        use Policy::{Bypass, SignedIn, TwoFactor};
+        let rules = Rules {
+            rules: vec![
+                rule(&["/api/health", "/static/*"], &[], &[], &[], Bypass),
+                rule(&["/admin*"], &[], &[], &[], Policy::Deny),
+                rule(
+                    &[],
+                    &["POST", "PUT", "DELETE"],
+                    &["10.0.0.0/8"],
+                    &["ops"],
+                    TwoFactor,
+                ),
+                rule(&[], &["POST", "PUT", "DELETE"], &[], &[], Policy::Deny),
+                rule(&["/ops/*"], &[], &[], &["ops"], SignedIn),
+                rule(&["/ops/*"], &[], &[], &[], Policy::Deny),
+            ],
+            default: SignedIn,
+            fold_case: false,
+        };
+        let ops = who("olga", &["ops"], &["pwd"]);
+        let ops_otp = who("olga", &["OPS"], &["pwd", "otp"]);
+        let alice = who("alice", &[], &["pwd"]);
+        let lan = "10.1.2.3";
+        let away = "192.0.2.7";
+        // (what the proxy was asked for, normalised as auth/path.rs does,
+        // method, client, who, decision)
+        let cases: &[(&str, &str, &str, Option<&Principal>, Decision)] = &[
+            ("/api/health", "GET", away, None, Allow),
+            ("/static/css/site.css", "GET", away, None, Allow),
+            ("/static/", "GET", away, None, Allow),
+            ("/static", "GET", away, None, SignIn),
+            ("/api/healthz", "GET", away, None, SignIn),
+            ("/api/health/x", "GET", away, None, SignIn),
+            // Dot segments, encodings and doubled slashes are gone before
+            // the rules see the path: none reaches a bypass's neighbour.
+            ("/api/health/../../admin", "GET", away, Some(&alice), Deny),
+            ("/api/health/..", "GET", away, None, SignIn),
+            ("/static/%2e%2e/admin", "GET", away, Some(&alice), Deny),
+            ("/static/x/%2E%2E/%2e%2e/admin", "GET", away, None, Deny),
+            ("//admin", "GET", away, Some(&alice), Deny),
+            ("/static//../admin/x", "GET", away, Some(&alice), Deny),
+            ("/%61dmin", "GET", away, Some(&alice), Deny),
+            // `;parameters`: as a Java server reads them too.
+            ("/static/..;/admin", "GET", away, None, Deny),
+            ("/static/..;/ops/x", "GET", away, None, SignIn),
+            ("/static/x;v=1/y.css", "GET", away, None, Allow),
+            ("/api/health;x", "GET", away, None, SignIn),
+            ("/admin;x/../static/a", "GET", away, None, Allow),
+            ("/static/..;/..;/x", "GET", away, None, Deny),
+            // Case matters unless the app folds it.
+            ("/ADMIN", "GET", away, Some(&alice), Allow),
+            ("/Static/x", "GET", away, None, SignIn),
+            // Methods, networks and groups, in order.
+            ("/page", "POST", lan, Some(&ops), SecondFactor),
+            ("/page", "post", lan, Some(&ops_otp), Allow),
+            ("/page", "POST", away, Some(&ops_otp), Deny),
+            ("/page", "POST", "::ffff:10.0.0.9", Some(&ops_otp), Allow),
+            ("/page", "DELETE", lan, Some(&alice), Deny),
+            ("/page", "POST", lan, None, SignIn),
+            ("/page", "GET", lan, Some(&alice), Allow),
+            ("/page", "GET", lan, None, SignIn),
+            ("/ops/x", "GET", away, Some(&ops), Allow),
+            ("/ops/x", "GET", away, Some(&alice), Deny),
+            ("/ops/x", "GET", away, None, SignIn),
+            ("/api/health", "DELETE", away, None, Allow),
+        ];
+        for (raw, method, client, principal, expected) in cases {
+            let normal = crate::auth::path::Target::parse(raw).expect(raw);
+            let target = Target {
+                app: Some("wiki"),
+                path: &normal.path,
+                method,
+                client: client.parse().expect("ip"),
+            };
+            let verdict = decide(&rules, *principal, &target);
+            assert_eq!(
+                verdict.decision,
+                *expected,
+                "{method} {raw} (read as {}) from {client} by {:?}: {verdict}",
+                normal.path,
+                principal.map(|p| &p.user.username)
+            );
+        }
+        let folded = Rules {
+            fold_case: true,
+            ..rules
+        };
+        let target = Target {
+            path: "/ADMIN/x",
+            ..GET_ROOT
+        };
+        assert_eq!(decide(&folded, Some(&alice), &target).decision, Deny);
+    }
+
+    #[test]
+    fn the_verdict_says_which_rule_decided_and_why() {
+        let rules = Rules {
+            rules: vec![
+                rule(&["/health"], &[], &[], &[], Policy::Bypass),
+                rule(&[], &[], &[], &["ops"], Policy::TwoFactor),
+            ],
+            default: Policy::Deny,
+            fold_case: false,
+        };
+        let v = decide(&rules, Some(&who("olga", &["ops"], &["pwd"])), &GET_ROOT);
+        assert_eq!(v.by, DecidedBy::Rule(1));
+        assert_eq!(
+            v.to_string(),
+            "second factor: rule 2 (policy two_factor): signed in without a second factor, which this policy needs"
+        );
+        let v = decide(&rules, Some(&who("alice", &[], &["pwd"])), &GET_ROOT);
+        assert_eq!(v.by, DecidedBy::Default);
+        assert_eq!(v.decision, Decision::Deny);
+    }
+
+    #[test]
+    fn globs_match_runs_of_any_characters_and_nothing_else() {
+        for (pattern, path, fold, expected) in [
+            ("/static/*", "/static/a/b.css", false, true),
+            ("/static/*", "/static", false, false),
+            ("/api/*/health", "/api/v1/health", false, true),
+            ("/api/*/health", "/api/v1/healthz", false, false),
+            ("*", "/anything", false, true),
+            ("/a*b*c", "/aXbYc", false, true),
+            ("/a*b*c", "/aXbY", false, false),
+            ("/Admin", "/admin", false, false),
+            ("/Admin", "/admin", true, true),
+            ("/x", "/x/", false, false),
+        ] {
+            assert_eq!(glob(pattern, path, fold), expected, "{pattern} {path}");
+        }
+        // A pattern built to backtrack does not take exponential time.
+        let long = format!("/{}", "a".repeat(5000));
+        assert!(!glob("/*a*a*a*a*a*a*a*b", &long, false));
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::access::{Access, Rules};
+use super::access::{Access, Policy, Rule, Rules};
 use super::path::{PathError, Target};
 
 /// Where the built-in proxy sends an app's requests: `http://host:port/base`.
@@ -132,6 +132,120 @@ pub struct AppSpec {
     two_factor: bool,
     #[serde(default)]
     case_insensitive: bool,
+    /// `[[apps.rules]]`, tried in order before what `allow`/`users` say.
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+/// One `[[apps.rules]]` table as written. Every key is optional to serde
+/// so that a missing `policy` is reported with the app and rule it
+/// belongs to, not as a bare parse error.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    paths: Option<Vec<String>>,
+    methods: Option<Vec<String>>,
+    networks: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    users: Option<Vec<String>>,
+    policy: Option<String>,
+}
+
+impl RuleSpec {
+    /// Validates into a [`Rule`]; an error names the field.
+    fn build(&self) -> Result<Rule, (&'static str, String)> {
+        let list = |field: &'static str, items: &Option<Vec<String>>| match items {
+            Some(v) if v.is_empty() => Err((
+                field,
+                "the list is empty (leave the key out to match any)".to_owned(),
+            )),
+            Some(v) => Ok(v.clone()),
+            None => Ok(Vec::new()),
+        };
+        let paths = list("paths", &self.paths)?;
+        for p in &paths {
+            // A pattern is compared with normalised paths, so one that is
+            // not itself normal (`/a/../b`, `%7e`, `//x`, a query) could
+            // never match what it seems to name: refused, with the form
+            // that would.
+            let normal = Target::parse(p).ok().filter(|t| t.query.is_none());
+            match normal {
+                Some(t) if t.path == *p => {}
+                Some(t) => {
+                    return Err((
+                        "paths",
+                        format!("{p:?} is not in normal form: write {:?}", t.path),
+                    ));
+                }
+                None => {
+                    return Err((
+                        "paths",
+                        format!(
+                            "{p:?} is not a path (it must start with / and have no query, fragment, %2F, .. above the root or control characters)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let methods = list("methods", &self.methods)?;
+        let methods = methods
+            .iter()
+            .map(|m| {
+                let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+                if ok {
+                    Ok(m.to_ascii_uppercase())
+                } else {
+                    Err(("methods", format!("{m:?} is not an HTTP method")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let networks = list("networks", &self.networks)?
+            .iter()
+            .map(|n| super::proxy::parse_network(n).map_err(|e| ("networks", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = |field: &'static str, items: &Option<Vec<String>>| {
+            let v = list(field, items)?;
+            if let Some(bad) = v.iter().find(|n| {
+                n.is_empty()
+                    || n.contains(',')
+                    || n.chars().any(|c| c.is_control() || c.is_whitespace())
+            }) {
+                return Err((field, format!("{bad:?} is not a name")));
+            }
+            Ok(v)
+        };
+        let groups = names("groups", &self.groups)?;
+        let users = names("users", &self.users)?;
+        let policy = match self.policy.as_deref() {
+            Some("bypass") => Policy::Bypass,
+            Some("deny") => Policy::Deny,
+            Some("signed_in") => Policy::SignedIn,
+            Some("two_factor") => Policy::TwoFactor,
+            Some(other) => {
+                return Err((
+                    "policy",
+                    format!("{other:?} is not bypass, deny, signed_in or two_factor"),
+                ));
+            }
+            None => return Err(("policy", "every rule needs one".to_owned())),
+        };
+        if policy == Policy::Bypass && !(groups.is_empty() && users.is_empty()) {
+            // A bypass lets in whoever has not signed in: naming users or
+            // groups on it would promise a limit it cannot keep.
+            return Err((
+                "policy",
+                "a bypass rule lets everyone in, so it cannot name users or groups".to_owned(),
+            ));
+        }
+        Ok(Rule {
+            paths,
+            methods,
+            networks,
+            users,
+            groups,
+            policy,
+        })
+    }
 }
 
 /// Paths gatehouse serves itself; an app prefix may not shadow them.
@@ -158,8 +272,8 @@ const RESERVED: &[&str] = &[
 pub struct AppConfigError {
     /// The app's name (or its position when it has none).
     pub app: String,
-    /// The field.
-    pub field: &'static str,
+    /// The field (`rules[2].paths` for a rule's, counting from 1).
+    pub field: String,
     /// What is wrong.
     pub reason: String,
 }
@@ -173,7 +287,7 @@ impl AppSpec {
     pub fn build(&self) -> Result<App, AppConfigError> {
         let err = |field: &'static str, reason: String| AppConfigError {
             app: self.name.clone(),
-            field,
+            field: field.to_owned(),
             reason,
         };
         if self.name.is_empty()
@@ -270,12 +384,25 @@ impl AppSpec {
             Some(k) if k.len() >= 32 => Some(k.as_bytes().to_vec()),
             Some(_) => return Err(err("identity_key", "must be at least 32 bytes long".into())),
         };
+        let mut rules = Vec::new();
+        for (i, spec) in self.rules.iter().enumerate() {
+            let rule = spec.build().map_err(|(field, reason)| AppConfigError {
+                app: self.name.clone(),
+                field: format!("rules[{}].{field}", i + 1),
+                reason,
+            })?;
+            rules.push(rule);
+        }
+        // The rules first, then what `allow`/`users`/`two_factor` say.
+        let mut legacy = Rules::from_access(&access, self.two_factor);
+        rules.append(&mut legacy.rules);
+        let rules = Rules { rules, ..legacy };
         Ok(App {
             name: self.name.clone(),
             prefix,
             host,
             upstream,
-            rules: Rules::from_access(&access, self.two_factor),
+            rules,
             identity_key,
             case_insensitive: self.case_insensitive,
         })
@@ -315,12 +442,13 @@ impl Apps {
                 folded.iter().any(|outer| p.starts_with(outer.as_str()))
             });
             app.case_insensitive |= inherits;
+            app.rules.fold_case = app.case_insensitive;
         }
         for (i, a) in apps.iter().enumerate() {
             for b in &apps[..i] {
                 let clash = |field: &'static str, what: &str| AppConfigError {
                     app: a.name.clone(),
-                    field,
+                    field: field.to_owned(),
                     reason: format!("{what} is also used by app {:?}", b.name),
                 };
                 if a.name.eq_ignore_ascii_case(&b.name) {
@@ -719,7 +847,7 @@ mod tests {
             app("b", "/apps/Wiki/", insensitive),
         ];
         let e = Apps::new(same, Access::Nobody).expect_err("clash");
-        assert_eq!((e.app.as_str(), e.field), ("b", "prefix"));
+        assert_eq!((e.app.as_str(), e.field.as_str()), ("b", "prefix"));
     }
 
     #[test]
@@ -727,6 +855,70 @@ mod tests {
         let a = spec("name = \"a\"\nhost = \"x.lan\"").build().expect("a");
         let b = spec("name = \"b\"\nhost = \"x.lan\"").build().expect("b");
         let e = Apps::new(vec![a, b], Access::SignedIn).expect_err("clash");
-        assert_eq!((e.app.as_str(), e.field), ("b", "host"));
+        assert_eq!((e.app.as_str(), e.field.as_str()), ("b", "host"));
+    }
+
+    #[test]
+    fn rules_come_before_what_allow_and_users_say() {
+        let app = spec(
+            "name = \"wiki\"\nhost = \"wiki.lan\"\nallow = \"admins\"\ntwo_factor = true\n\
+             [[rules]]\npaths = [\"/api/health\", \"/static/*\"]\npolicy = \"bypass\"\n\
+             [[rules]]\ngroups = [\"ops\"]\nmethods = [\"post\"]\nnetworks = [\"10.0.0.0/8\", \"::1\"]\npolicy = \"signed_in\"\n",
+        )
+        .build()
+        .expect("valid");
+        assert_eq!(app.rules.rules.len(), 3);
+        assert_eq!(app.rules.rules[0].policy, Policy::Bypass);
+        assert_eq!(app.rules.rules[1].methods, ["POST"]);
+        assert_eq!(app.rules.rules[1].networks[1].to_string(), "::1/128");
+        assert_eq!(app.rules.rules[2].groups, [crate::identity::ADMINS]);
+        assert_eq!(app.rules.rules[2].policy, Policy::TwoFactor);
+        assert_eq!(app.rules.default, Policy::Deny);
+    }
+
+    #[test]
+    fn a_bad_rule_is_named_by_its_app_its_place_and_its_field() {
+        let head = "name = \"wiki\"\nhost = \"wiki.lan\"\n[[rules]]\npolicy = \"bypass\"\npaths = [\"/ok\"]\n[[rules]]\n";
+        for (rule, field) in [
+            ("paths = [\"/a\"]", "rules[2].policy"),
+            ("policy = \"open\"", "rules[2].policy"),
+            ("policy = \"bypass\"\ngroups = [\"ops\"]", "rules[2].policy"),
+            ("policy = \"deny\"\npaths = []", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"api\"]", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"/a/../b\"]", "rules[2].paths"),
+            (
+                "policy = \"deny\"\npaths = [\"/%7euser\"]",
+                "rules[2].paths",
+            ),
+            ("policy = \"deny\"\npaths = [\"//a\"]", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"/a?b\"]", "rules[2].paths"),
+            (
+                "policy = \"deny\"\nmethods = [\"GET /\"]",
+                "rules[2].methods",
+            ),
+            (
+                "policy = \"deny\"\nnetworks = [\"10.0.0.0/33\"]",
+                "rules[2].networks",
+            ),
+            (
+                "policy = \"deny\"\nnetworks = [\"intranet\"]",
+                "rules[2].networks",
+            ),
+            ("policy = \"deny\"\ngroups = [\"a,b\"]", "rules[2].groups"),
+            ("policy = \"deny\"\nusers = [\"\"]", "rules[2].users"),
+        ] {
+            let toml = format!("{head}{rule}\n");
+            let e = spec(&toml).build().expect_err(&toml);
+            assert_eq!(
+                (e.app.as_str(), e.field.as_str()),
+                ("wiki", field),
+                "{rule}: {e:?}"
+            );
+        }
+        assert!(
+            toml::from_str::<AppSpec>(&format!("{head}policy = \"deny\"\npath = [\"/a\"]\n"))
+                .is_err(),
+            "an unknown key in a rule is refused"
+        );
     }
 }

@@ -580,7 +580,10 @@ pub static SETTINGS: &[Setting] = &[
         default: Text(""),
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto (and forward-auth X-Forwarded-Host/-Uri/-Method, X-Original-URI) are believed",
         set: Set::List(|d, items| {
-            d.config.trusted_proxies = items.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            d.config.trusted_proxies = items
+                .iter()
+                .map(|s| crate::auth::proxy::parse_network(s))
+                .collect::<Result<_, _>>()?;
             Ok(())
         }),
         show: |c| none_if_empty(c.trusted_proxies.iter().map(ToString::to_string).collect()),

@@ -74,6 +74,7 @@ use std::time::Instant;
 use rouille::{Request, Response};
 
 pub use error::WebError;
+pub use principal::principal_for;
 #[doc(hidden)]
 pub use router::Token as FormToken;
 pub use state::{Health, State, Unhealthy, with_session};

@@ -53,11 +53,18 @@ pub(super) fn of_session(state: &State, session: &Session<'_>) -> Result<Option<
     let user = session
         .user(|id| state.users.find_by_id(id))?
         .filter(|u| !u.disabled);
-    Ok(user.map(|user| Principal {
+    Ok(user.map(|user| principal_for(user, Credential::Session(methods))))
+}
+
+/// The principal of `user`, proved by `credential`: their groups read in
+/// the one place they are. `check-config --explain` builds its asker here
+/// too.
+pub fn principal_for(user: User, credential: Credential) -> Principal {
+    Principal {
         groups: groups_of(&user),
         user,
-        credential: Credential::Session(methods),
-    }))
+        credential,
+    }
 }
 
 /// The groups a user is in: the one place they are read, for the access

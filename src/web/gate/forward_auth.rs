@@ -15,15 +15,15 @@ use crate::web::error::Result;
 use crate::web::state::{State, with_session};
 
 /// The request a forwarding proxy asks about.
-struct Forwarded {
+struct Forwarded<'r> {
     host: Option<String>,
     target: Target,
     /// The path as the proxy reported it, before normalising.
     raw_path: String,
     proto: String,
     /// The original request's method (`X-Forwarded-Method`, else this
-    /// request's own), upper case.
-    method: String,
+    /// request's own; the rules compare it without regard to case).
+    method: &'r str,
 }
 
 /// The headers a forwarding proxy describes the original request with.
@@ -60,13 +60,16 @@ impl Refusal {
 /// fails closed. A forwarded target with no normal form (a `#`, an encoded
 /// slash, `..` above the root, ... see [`crate::auth::path`]) is refused
 /// too: the upstream might read it otherwise than gatehouse would judge it.
-fn forwarded(
+fn forwarded<'r>(
     state: &State,
-    request: &Request,
+    request: &'r Request,
     client: &Client,
-) -> std::result::Result<Forwarded, Refusal> {
+) -> std::result::Result<Forwarded<'r>, Refusal> {
     let peer = request.remote_addr().ip();
-    let trusted = state.trusted_proxies.iter().any(|n| n.contains(peer));
+    let trusted = state
+        .trusted_proxies
+        .iter()
+        .any(|n| crate::auth::proxy::contains(n, peer));
     let untrusted = FORWARD_AUTH_HEADERS
         .iter()
         .find(|h| !trusted && request.header(h).is_some());
@@ -95,9 +98,7 @@ fn forwarded(
         })
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| client.scheme().to_owned());
-    let method = header("X-Forwarded-Method")
-        .map_or(request.method(), str::trim)
-        .to_ascii_uppercase();
+    let method = header("X-Forwarded-Method").map_or(request.method(), str::trim);
     Ok(Forwarded {
         host,
         target,
@@ -112,7 +113,7 @@ fn forward_auth(
     state: &State,
     request: &Request,
     client: &Client,
-    f: impl FnOnce(&Forwarded, Asked) -> Response,
+    f: impl FnOnce(&Forwarded<'_>, Asked) -> Response,
 ) -> Result<Response> {
     let forwarded = match forwarded(state, request, client) {
         Ok(forwarded) => forwarded,
@@ -134,15 +135,7 @@ fn forward_auth(
         None => forwarded.target.path.as_str(),
     };
     with_session(state, request, client, |session| {
-        let asked = ask(
-            state,
-            request,
-            session,
-            app,
-            path,
-            &forwarded.method,
-            client,
-        )?;
+        let asked = ask(state, request, session, app, path, forwarded.method, client)?;
         Ok(f(&forwarded, asked))
     })
 }
