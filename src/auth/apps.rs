@@ -5,8 +5,9 @@
 
 use serde::Deserialize;
 
-use super::access::{Access, Policy, Rule, Rules};
+use super::access::{self, Access, Decision, Policy, Rule, Rules};
 use super::path::{PathError, Target};
+use crate::identity::Principal;
 
 /// Where the built-in proxy sends an app's requests: `http://host:port/base`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,13 @@ pub struct App {
     pub rules: Rules,
     /// Key for the signed identity header, if the upstream checks one.
     pub identity_key: Option<Vec<u8>>,
+    /// A line about it for the start page.
+    pub description: Option<String>,
+    /// Its icon: a path on gatehouse's origin (the pages' security policy
+    /// loads images from there only).
+    pub icon: Option<String>,
+    /// Left off the start page and the API's list of apps.
+    pub hidden: bool,
     /// Whether the prefix matches paths without regard to (ASCII) case:
     /// set for an app whose upstream reads paths so, and (by
     /// [`Apps::new`]) for every app whose prefix lies under such an app's.
@@ -132,6 +140,10 @@ pub struct AppSpec {
     two_factor: bool,
     #[serde(default)]
     case_insensitive: bool,
+    description: Option<String>,
+    icon: Option<String>,
+    #[serde(default)]
+    hidden: bool,
     /// `[[apps.rules]]`, tried in order before what `allow`/`users` say.
     #[serde(default)]
     rules: Vec<RuleSpec>,
@@ -393,6 +405,35 @@ impl AppSpec {
             })?;
             rules.push(rule);
         }
+        let description = match &self.description {
+            Some(d) if d.chars().count() > 200 || d.chars().any(char::is_control) => {
+                return Err(err(
+                    "description",
+                    "must be at most 200 characters, without control characters".into(),
+                ));
+            }
+            d => d.clone(),
+        };
+        let icon = match &self.icon {
+            // Only a path on gatehouse's own origin: the pages' security
+            // policy (`default-src 'self'`) would block any other, and a
+            // `javascript:` or `data:` URL never reaches a page.
+            Some(i)
+                if !i.starts_with('/')
+                    || i.starts_with("//")
+                    || i.len() > 512
+                    || i.bytes()
+                        .any(|b| b.is_ascii_control() || b" \"'<>\\".contains(&b)) =>
+            {
+                return Err(err(
+                    "icon",
+                    format!(
+                        "{i:?} must be a path on gatehouse's origin, like /apps/wiki/favicon.png"
+                    ),
+                ));
+            }
+            i => i.clone(),
+        };
         // The rules first, then what `allow`/`users`/`two_factor` say.
         let mut legacy = Rules::from_access(&access, self.two_factor);
         rules.append(&mut legacy.rules);
@@ -404,6 +445,9 @@ impl AppSpec {
             upstream,
             rules,
             identity_key,
+            description,
+            icon,
+            hidden: self.hidden,
             case_insensitive: self.case_insensitive,
         })
     }
@@ -586,6 +630,30 @@ impl Apps {
     /// matches no app: `default_policy`).
     pub fn rules_for<'a>(&'a self, app: Option<&'a App>) -> &'a Rules {
         app.map_or(&self.default_rules, |a| &a.rules)
+    }
+
+    /// The apps `who` may open from the start page (and the API's list):
+    /// not `hidden`, and open to them at their front page by the one
+    /// access decision (one that still wants a second factor is listed:
+    /// the sign-in asks for it on the way).
+    pub fn open_to<'a>(
+        &'a self,
+        who: &'a Principal,
+        client: std::net::IpAddr,
+    ) -> impl Iterator<Item = &'a App> + 'a {
+        self.apps.iter().filter(move |app| {
+            let target = crate::identity::Target {
+                app: Some(&app.name),
+                path: "/",
+                method: "GET",
+                client,
+            };
+            !app.hidden
+                && matches!(
+                    access::decide(&app.rules, Some(who), &target).decision,
+                    Decision::Allow | Decision::SecondFactor
+                )
+        })
     }
 
     /// Whether `host` belongs to a configured app (for cross-host return URLs).

@@ -10,9 +10,7 @@ use super::router::Route;
 use super::signed_in::viewer;
 use super::state::{State, with_session};
 use super::views::{self, DashboardView};
-use crate::auth::access::{self, Decision};
 use crate::auth::proxy::Client;
-use crate::identity::Target;
 use crate::session::SessionError;
 
 /// The start page.
@@ -28,33 +26,20 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
             Err(SessionError::Gone) => return Ok(see_other("/login?next=/")),
             Err(e) => return Err(e.into()),
         };
-        // An app is listed when the one access decision would let this
-        // user open its front page (a second factor still to give is no
-        // reason to hide it: the sign-in asks for it on the way).
-        let opens = |app: &crate::auth::apps::App| {
-            let target = Target {
-                app: Some(&app.name),
-                path: "/",
-                method: "GET",
-                client: client.ip,
-            };
-            let verdict = access::decide(&app.rules, Some(&who), &target);
-            matches!(verdict.decision, Decision::Allow | Decision::SecondFactor)
-        };
-        let links: Vec<(String, String)> = state
+        let apps: Vec<views::AppLink<'_>> = state
             .apps
-            .all()
-            .iter()
-            .filter(|a| opens(a))
-            .map(|a| (a.name.clone(), a.link()))
+            .open_to(&who, client.ip)
+            .map(|a| views::AppLink {
+                name: &a.name,
+                href: a.link(),
+                description: a.description.as_deref(),
+                icon: a.icon.as_deref(),
+            })
             .collect();
         Ok(html(views::dashboard_page(&DashboardView {
             viewer: viewer(&who.user),
             visits,
-            apps: links
-                .iter()
-                .map(|(name, href)| views::AppLink { name, href })
-                .collect(),
+            apps,
             notice: notice(request),
         })))
     })

@@ -269,3 +269,118 @@ fn check_config_explains_which_rule_decides_and_names_a_bad_rule() {
         "{err}"
     );
 }
+
+/// Apps for the start page: one described with an icon, one hidden, one
+/// for administrators by a rule, one whose front page a rule closes.
+fn my_apps_config(upstream: &Upstream) -> String {
+    format!(
+        r#"
+[[apps]]
+name = "wiki"
+prefix = "/apps/wiki/"
+upstream = "http://{0}"
+description = "Team notes <b>and</b> how-tos"
+icon = "/apps/wiki/favicon.png"
+
+[[apps]]
+name = "backup-api"
+host = "backup.lan"
+hidden = true
+
+[[apps]]
+name = "grafana"
+host = "grafana.lan"
+[[apps.rules]]
+groups = ["admins"]
+policy = "signed_in"
+[[apps.rules]]
+policy = "deny"
+
+[[apps]]
+name = "closed"
+prefix = "/apps/closed/"
+upstream = "http://{0}"
+[[apps.rules]]
+paths = ["/"]
+policy = "deny"
+"#,
+        upstream.addr
+    )
+}
+
+#[test]
+fn the_start_page_and_the_api_list_the_apps_i_may_open_and_only_those() {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn_with_file(&my_apps_config(&upstream), &[]);
+    app.add_user("alice", "correct horse", false);
+    app.add_user("root", "correct horse", true);
+    let names = |b: &Browser| -> Vec<String> {
+        let r = b.get("/api/apps");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        v["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .map(|a| a["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let alice = signed_in(&app, "alice");
+    assert_eq!(names(&alice), ["wiki"]);
+    let root = signed_in(&app, "root");
+    assert_eq!(names(&root), ["wiki", "grafana"]);
+
+    let page = alice.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("href=\"/apps/wiki/\""), "{}", page.body);
+    assert!(
+        page.body.contains("src=\"/apps/wiki/favicon.png\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Team notes &lt;b&gt;and&lt;/b&gt; how-tos"),
+        "the description is text, escaped: {}",
+        page.body
+    );
+    for absent in ["backup", "grafana", "/apps/closed/"] {
+        assert!(!page.body.contains(absent), "{absent}: {}", page.body);
+    }
+    let page = root.get("/");
+    assert!(
+        page.body.contains("href=\"//grafana.lan/\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("backup"), "{}", page.body);
+
+    let full: serde_json::Value = serde_json::from_str(&alice.get("/api/apps").body).expect("json");
+    assert_eq!(
+        full["apps"][0],
+        serde_json::json!({
+            "name": "wiki",
+            "url": "/apps/wiki/",
+            "description": "Team notes <b>and</b> how-tos",
+            "icon": "/apps/wiki/favicon.png",
+        })
+    );
+    assert_eq!(app.browser().get("/api/apps").status, 401);
+}
+
+#[test]
+fn an_icon_must_be_a_path_on_gatehouses_origin() {
+    use crate::cli::{fails, gatehouse};
+    let dir = tempfile::tempdir().expect("dir");
+    for icon in [
+        "https://evil.example/x.png",
+        "//evil.example/x.png",
+        "javascript:alert(1)",
+        "/x\" onerror=\"alert(1)",
+    ] {
+        let toml = format!("[[apps]]\nname = \"wiki\"\nhost = \"wiki.lan\"\nicon = {icon:?}\n");
+        std::fs::write(dir.path().join("gatehouse.toml"), toml).expect("config");
+        let err = fails(&gatehouse(dir.path(), &["check-config"], None));
+        assert!(err.contains("app \"wiki\": invalid icon"), "{icon}: {err}");
+    }
+}
