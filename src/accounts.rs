@@ -164,12 +164,9 @@ fn pending_budget(pending: &Pending) -> String {
     format!("{}:{}", pending.user_id, pending.at)
 }
 
-/// Whether these sign-in methods make two factors.
-pub fn two_factors(methods: &[String]) -> bool {
-    methods
-        .iter()
-        .any(|m| matches!(m.as_str(), "otp" | "passkey" | "recovery"))
-}
+/// Whether these sign-in methods make two factors (said once, in
+/// `identity`, where the access decision reads it too).
+pub use crate::identity::two_factors;
 
 /// Why an account operation did not happen.
 #[derive(Debug, thiserror::Error)]

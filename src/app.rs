@@ -199,7 +199,7 @@ fn server_options(
     // no per-client cap for it.
     let trusted = config.trusted_proxies.clone();
     let uncapped: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync> =
-        Arc::new(move |ip| trusted.iter().any(|n| n.contains(ip)));
+        Arc::new(move |ip| trusted.iter().any(|n| crate::auth::proxy::contains(n, ip)));
     tiny_http::Options {
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,

@@ -1,8 +1,12 @@
 //! Who a user is, as every layer names it: the [`UserId`] the users table
 //! numbers them by, and the [`User`] row with the stamp that binds
-//! sessions to one user. A bottom-layer module so that the
-//! session stores can hand back the user they read with a session (one
-//! joined read) without importing `users`, which sits beside them.
+//! sessions to one user; who is asking (a [`Principal`]: the user, their
+//! groups, how they proved it) and what for (a [`Target`]). A bottom-layer
+//! module so that the session stores can hand back the user they read with
+//! a session (one joined read) without importing `users`, which sits
+//! beside them, and so that `auth/access.rs` decides on plain data.
+
+use std::net::IpAddr;
 
 use crate::clock::Millis;
 
@@ -142,6 +146,83 @@ fn groups_from(joined: &str) -> Vec<String> {
         .collect();
     groups.sort_unstable_by_key(|g| g.to_ascii_lowercase());
     groups
+}
+
+/// Whether sign-in `methods` (`pwd`, `otp`, `passkey`, `recovery`) include
+/// a second factor.
+pub fn two_factors(methods: &[String]) -> bool {
+    methods
+        .iter()
+        .any(|m| matches!(m.as_str(), "otp" | "passkey" | "recovery"))
+}
+
+/// How a [`Principal`] proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A session cookie: the methods it signed in with (`pwd`, `otp`, ...).
+    Session(Vec<String>),
+    /// A personal access token (`Authorization: Bearer`, or as Basic's
+    /// password).
+    Token,
+    /// The account password over `Authorization: Basic`.
+    Basic,
+}
+
+/// Who is asking: a signed-in, enabled user, their groups, and how they
+/// proved it. Built in one place (`web/principal.rs`); `auth/access.rs`
+/// decides on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+    /// The groups the user is in (group names; `admins` for an
+    /// administrator).
+    pub groups: Vec<String>,
+    /// How they proved it.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// Whether they proved it with a second factor: a session that signed
+    /// in with one. A token or Basic request never did (a token is one
+    /// factor, whatever made it).
+    pub fn second_factor(&self) -> bool {
+        match &self.credential {
+            Credential::Session(methods) => two_factors(methods),
+            Credential::Token | Credential::Basic => false,
+        }
+    }
+
+    /// Whether they are in `group` (group names compare without regard to
+    /// ASCII case, as usernames do).
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g.eq_ignore_ascii_case(group))
+    }
+
+    /// How they signed in, as `Remote-Auth-Methods` says it: the session's
+    /// methods (`pwd,otp`), `token`, or `pwd` for Basic.
+    pub fn methods(&self) -> String {
+        match &self.credential {
+            Credential::Session(methods) => methods.join(","),
+            Credential::Token => "token".to_owned(),
+            Credential::Basic => "pwd".to_owned(),
+        }
+    }
+}
+
+/// What a request asks for: the app (by name; `None` for a request that
+/// matches no app), the normalised path (see `auth/path.rs`), the method,
+/// and the client address after `trusted_proxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The app's name, if the request is for one.
+    pub app: Option<&'a str>,
+    /// The normalised path.
+    pub path: &'a str,
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub method: &'a str,
+    /// The client's address.
+    pub client: IpAddr,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! - no file of `src/` depends on itself through others (no import circle),
 //!   from the graph of which file uses which;
 //! - the areas of `web/` (`signin/`, `account/`, `admin/`, `api/`,
-//!   `setup.rs`, `ops.rs`, `dashboard.rs`, `gate.rs`) never import each
+//!   `setup.rs`, `ops.rs`, `dashboard.rs`, `gate/`) never import each
 //!   other, only the shared modules beside them; and `web/views/` imports
 //!   nothing from an area.
 //!
@@ -69,7 +69,7 @@ const RANKS: &[(&str, u8)] = &[
 const SIDEWAYS: &[(&str, &str)] = &[("auth", "session")];
 
 /// The areas of `web/`: a folder or a file each. An area uses the shared
-/// modules of `web/` (`router`, `state`, `signed_in`, `csrf`, `redirects`,
+/// modules of `web/` (`router`, `state`, `principal`, `signed_in`, `csrf`, `redirects`,
 /// `respond`, `paging`, `device`, `totp`, `passkeys`, `views`, `form`,
 /// `error`; the gate its `tunnel`), never another area.
 const AREAS: &[&str] = &[
@@ -865,6 +865,54 @@ mod tests {
             );
         }
         let bad = room_violations(&files);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    /// DESIGN.md, "Who is asking": `auth/access.rs` decides on plain data
+    /// (it uses `identity` alone: no store, no HTTP), a `Principal` is
+    /// built in `web/principal.rs` alone, and no other file reads the old
+    /// inputs of an access decision (the admin flag, an app's rules) to
+    /// decide who may pass.
+    #[test]
+    fn the_access_decision_is_made_in_one_place_on_plain_data() {
+        let files = tree();
+        let code = |path: &str| {
+            let (_, text) = files
+                .iter()
+                .find(|(p, _)| p == path)
+                .unwrap_or_else(|| panic!("{path} is missing"));
+            code_only(text)
+        };
+        let access = code("auth/access.rs");
+        // Its tests may build targets as auth/path.rs does; its code not.
+        let access = access.split("#[cfg(test)]").next().unwrap_or("");
+        let used: BTreeSet<String> = uses(access).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            used,
+            BTreeSet::from(["identity".to_owned()]),
+            "auth/access.rs uses only identity"
+        );
+        assert!(access.contains("pub fn decide("), "auth/access.rs decides");
+        let mut bad = Vec::new();
+        for (path, text) in &files {
+            let code = code_only(text);
+            // Everything below the tests of a file is its tests.
+            let code = code.split("#[cfg(test)]").next().unwrap_or("");
+            let builds_principal = code.contains("Principal {")
+                && !code.contains("struct Principal {")
+                && !code.contains("impl Principal {");
+            if builds_principal && path != "web/principal.rs" {
+                bad.push(format!("{path} builds a Principal (web/principal.rs does)"));
+            }
+            let reads_rules = code.contains(".rules.rules") || code.contains("access::apply");
+            let in_gate = path.starts_with("web/gate/")
+                || matches!(path.as_str(), "web/dashboard.rs" | "web/redirects.rs");
+            if (reads_rules || (in_gate && code.contains("is_admin"))) && path != "auth/access.rs" {
+                bad.push(format!(
+                    "{path} decides who may pass outside auth/access.rs"
+                ));
+            }
+        }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 

@@ -1,35 +1,13 @@
 //! The guarded apps: how each is reached (a path prefix under gatehouse
-//! and/or its own host name), where the built-in proxy sends it, and who may
-//! use it. Plus the default policy for requests that match no app.
+//! and/or its own host name), where the built-in proxy sends it, and the
+//! rules it is guarded by; which app a request belongs to. Routing only:
+//! who may pass is decided in [`super::access`].
 
 use serde::Deserialize;
 
+use super::access::{self, Access, Decision, Policy, Rule, Rules};
 use super::path::{PathError, Target};
-
-/// Who may use an app.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Any signed-in user (the default).
-    SignedIn,
-    /// Administrators only.
-    Admins,
-    /// These users only (names compared without regard to case).
-    Users(Vec<String>),
-    /// Nobody (the `deny` default policy).
-    Nobody,
-}
-
-impl Access {
-    /// Whether a user with this name and admin flag may pass.
-    pub fn allows(&self, username: &str, is_admin: bool) -> bool {
-        match self {
-            Self::SignedIn => true,
-            Self::Admins => is_admin,
-            Self::Users(names) => names.iter().any(|n| n.eq_ignore_ascii_case(username)),
-            Self::Nobody => false,
-        }
-    }
-}
+use crate::identity::Principal;
 
 /// Where the built-in proxy sends an app's requests: `http://host:port/base`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,12 +70,17 @@ pub struct App {
     pub host: Option<String>,
     /// Where the built-in proxy sends it.
     pub upstream: Option<Upstream>,
-    /// Who may use it.
-    pub access: Access,
+    /// Who may use it (see [`super::access::decide`]).
+    pub rules: Rules,
     /// Key for the signed identity header, if the upstream checks one.
     pub identity_key: Option<Vec<u8>>,
-    /// Whether a session must have signed in with a second factor.
-    pub two_factor: bool,
+    /// A line about it for the start page.
+    pub description: Option<String>,
+    /// Its icon: a path on gatehouse's origin (the pages' security policy
+    /// loads images from there only).
+    pub icon: Option<String>,
+    /// Left off the start page and the API's list of apps.
+    pub hidden: bool,
     /// Whether the prefix matches paths without regard to (ASCII) case:
     /// set for an app whose upstream reads paths so, and (by
     /// [`Apps::new`]) for every app whose prefix lies under such an app's.
@@ -118,6 +101,18 @@ impl App {
         };
         let rest = &path[bare.len()..];
         (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
+    }
+
+    /// The path this app sees of a normalised request `path`: what
+    /// follows its prefix (`/` for the prefix itself) when `path` is
+    /// under it, else all of it (the app's own host). Access rules match
+    /// on this, so one rule holds whichever way the app is reached.
+    pub fn path_seen<'p>(&self, path: &'p str) -> &'p str {
+        match self.after_prefix(path) {
+            Some("") => "/",
+            Some(rest) => rest,
+            None => path,
+        }
     }
 
     /// Where the dashboard links to.
@@ -145,6 +140,124 @@ pub struct AppSpec {
     two_factor: bool,
     #[serde(default)]
     case_insensitive: bool,
+    description: Option<String>,
+    icon: Option<String>,
+    #[serde(default)]
+    hidden: bool,
+    /// `[[apps.rules]]`, tried in order before what `allow`/`users` say.
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+/// One `[[apps.rules]]` table as written. Every key is optional to serde
+/// so that a missing `policy` is reported with the app and rule it
+/// belongs to, not as a bare parse error.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    paths: Option<Vec<String>>,
+    methods: Option<Vec<String>>,
+    networks: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    users: Option<Vec<String>>,
+    policy: Option<String>,
+}
+
+impl RuleSpec {
+    /// Validates into a [`Rule`]; an error names the field.
+    fn build(&self) -> Result<Rule, (&'static str, String)> {
+        let list = |field: &'static str, items: &Option<Vec<String>>| match items {
+            Some(v) if v.is_empty() => Err((
+                field,
+                "the list is empty (leave the key out to match any)".to_owned(),
+            )),
+            Some(v) => Ok(v.clone()),
+            None => Ok(Vec::new()),
+        };
+        let paths = list("paths", &self.paths)?;
+        for p in &paths {
+            // A pattern is compared with normalised paths, so one that is
+            // not itself normal (`/a/../b`, `%7e`, `//x`, a query) could
+            // never match what it seems to name: refused, with the form
+            // that would.
+            let normal = Target::parse(p).ok().filter(|t| t.query.is_none());
+            match normal {
+                Some(t) if t.path == *p => {}
+                Some(t) => {
+                    return Err((
+                        "paths",
+                        format!("{p:?} is not in normal form: write {:?}", t.path),
+                    ));
+                }
+                None => {
+                    return Err((
+                        "paths",
+                        format!(
+                            "{p:?} is not a path (it must start with / and have no query, fragment, %2F, .. above the root or control characters)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let methods = list("methods", &self.methods)?;
+        let methods = methods
+            .iter()
+            .map(|m| {
+                let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+                if ok {
+                    Ok(m.to_ascii_uppercase())
+                } else {
+                    Err(("methods", format!("{m:?} is not an HTTP method")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let networks = list("networks", &self.networks)?
+            .iter()
+            .map(|n| super::proxy::parse_network(n).map_err(|e| ("networks", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = |field: &'static str, items: &Option<Vec<String>>| {
+            let v = list(field, items)?;
+            if let Some(bad) = v.iter().find(|n| {
+                n.is_empty()
+                    || n.contains(',')
+                    || n.chars().any(|c| c.is_control() || c.is_whitespace())
+            }) {
+                return Err((field, format!("{bad:?} is not a name")));
+            }
+            Ok(v)
+        };
+        let groups = names("groups", &self.groups)?;
+        let users = names("users", &self.users)?;
+        let policy = match self.policy.as_deref() {
+            Some("bypass") => Policy::Bypass,
+            Some("deny") => Policy::Deny,
+            Some("signed_in") => Policy::SignedIn,
+            Some("two_factor") => Policy::TwoFactor,
+            Some(other) => {
+                return Err((
+                    "policy",
+                    format!("{other:?} is not bypass, deny, signed_in or two_factor"),
+                ));
+            }
+            None => return Err(("policy", "every rule needs one".to_owned())),
+        };
+        if policy == Policy::Bypass && !(groups.is_empty() && users.is_empty()) {
+            // A bypass lets in whoever has not signed in: naming users or
+            // groups on it would promise a limit it cannot keep.
+            return Err((
+                "policy",
+                "a bypass rule lets everyone in, so it cannot name users or groups".to_owned(),
+            ));
+        }
+        Ok(Rule {
+            paths,
+            methods,
+            networks,
+            users,
+            groups,
+            policy,
+        })
+    }
 }
 
 /// Paths gatehouse serves itself; an app prefix may not shadow them.
@@ -168,11 +281,11 @@ const RESERVED: &[&str] = &[
 
 /// A problem with one app's settings: which app, which field, what.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AppError {
+pub struct AppConfigError {
     /// The app's name (or its position when it has none).
     pub app: String,
-    /// The field.
-    pub field: &'static str,
+    /// The field (`rules[2].paths` for a rule's, counting from 1).
+    pub field: String,
     /// What is wrong.
     pub reason: String,
 }
@@ -183,10 +296,10 @@ impl AppSpec {
     /// # Errors
     ///
     /// The first bad field.
-    pub fn build(&self) -> Result<App, AppError> {
-        let err = |field: &'static str, reason: String| AppError {
+    pub fn build(&self) -> Result<App, AppConfigError> {
+        let err = |field: &'static str, reason: String| AppConfigError {
             app: self.name.clone(),
-            field,
+            field: field.to_owned(),
             reason,
         };
         if self.name.is_empty()
@@ -283,14 +396,58 @@ impl AppSpec {
             Some(k) if k.len() >= 32 => Some(k.as_bytes().to_vec()),
             Some(_) => return Err(err("identity_key", "must be at least 32 bytes long".into())),
         };
+        let mut rules = Vec::new();
+        for (i, spec) in self.rules.iter().enumerate() {
+            let rule = spec.build().map_err(|(field, reason)| AppConfigError {
+                app: self.name.clone(),
+                field: format!("rules[{}].{field}", i + 1),
+                reason,
+            })?;
+            rules.push(rule);
+        }
+        let description = match &self.description {
+            Some(d) if d.chars().count() > 200 || d.chars().any(char::is_control) => {
+                return Err(err(
+                    "description",
+                    "must be at most 200 characters, without control characters".into(),
+                ));
+            }
+            d => d.clone(),
+        };
+        let icon = match &self.icon {
+            // Only a path on gatehouse's own origin: the pages' security
+            // policy (`default-src 'self'`) would block any other, and a
+            // `javascript:` or `data:` URL never reaches a page.
+            Some(i)
+                if !i.starts_with('/')
+                    || i.starts_with("//")
+                    || i.len() > 512
+                    || i.bytes()
+                        .any(|b| b.is_ascii_control() || b" \"'<>\\".contains(&b)) =>
+            {
+                return Err(err(
+                    "icon",
+                    format!(
+                        "{i:?} must be a path on gatehouse's origin, like /apps/wiki/favicon.png"
+                    ),
+                ));
+            }
+            i => i.clone(),
+        };
+        // The rules first, then what `allow`/`users`/`two_factor` say.
+        let mut legacy = Rules::from_access(&access, self.two_factor);
+        rules.append(&mut legacy.rules);
+        let rules = Rules { rules, ..legacy };
         Ok(App {
             name: self.name.clone(),
             prefix,
             host,
             upstream,
-            access,
+            rules,
             identity_key,
-            two_factor: self.two_factor,
+            description,
+            icon,
+            hidden: self.hidden,
             case_insensitive: self.case_insensitive,
         })
     }
@@ -300,8 +457,10 @@ impl AppSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Apps {
     apps: Vec<App>,
-    /// For requests that match no app.
+    /// For requests that match no app, as configured.
     pub default: Option<Access>,
+    /// The same as rules.
+    default_rules: Rules,
 }
 
 impl Apps {
@@ -314,7 +473,7 @@ impl Apps {
     /// # Errors
     ///
     /// The first clash.
-    pub fn new(mut apps: Vec<App>, default: Access) -> Result<Self, AppError> {
+    pub fn new(mut apps: Vec<App>, default: Access) -> Result<Self, AppConfigError> {
         let folded: Vec<String> = apps
             .iter()
             .filter(|a| a.case_insensitive)
@@ -327,12 +486,13 @@ impl Apps {
                 folded.iter().any(|outer| p.starts_with(outer.as_str()))
             });
             app.case_insensitive |= inherits;
+            app.rules.fold_case = app.case_insensitive;
         }
         for (i, a) in apps.iter().enumerate() {
             for b in &apps[..i] {
-                let clash = |field: &'static str, what: &str| AppError {
+                let clash = |field: &'static str, what: &str| AppConfigError {
                     app: a.name.clone(),
-                    field,
+                    field: field.to_owned(),
                     reason: format!("{what} is also used by app {:?}", b.name),
                 };
                 if a.name.eq_ignore_ascii_case(&b.name) {
@@ -355,6 +515,7 @@ impl Apps {
         }
         Ok(Self {
             apps,
+            default_rules: Rules::from_access(&default, false),
             default: Some(default),
         })
     }
@@ -455,16 +616,44 @@ impl Apps {
         }
     }
 
-    /// Whether a user may use `app` (or, for `None`, what matches no app).
-    pub fn allows(&self, app: Option<&App>, username: &str, is_admin: bool) -> bool {
-        match app {
-            Some(a) => a.access.allows(username, is_admin),
-            None => self
-                .default
-                .as_ref()
-                .unwrap_or(&Access::SignedIn)
-                .allows(username, is_admin),
-        }
+    /// The path `app` sees of a request [`Apps::for_request`] found it for
+    /// with `host`: all of `path` when the host is the app's, else what
+    /// follows its prefix (see [`App::path_seen`]).
+    pub fn path_seen<'p>(&self, app: &App, host: Option<&str>, path: &'p str) -> &'p str {
+        let by_host = host
+            .and_then(|h| self.by_host(h))
+            .is_some_and(|a| std::ptr::eq(a, app));
+        if by_host { path } else { app.path_seen(path) }
+    }
+
+    /// The rules a request for `app` is decided by (for `None`, what
+    /// matches no app: `default_policy`).
+    pub fn rules_for<'a>(&'a self, app: Option<&'a App>) -> &'a Rules {
+        app.map_or(&self.default_rules, |a| &a.rules)
+    }
+
+    /// The apps `who` may open from the start page (and the API's list):
+    /// not `hidden`, and open to them at their front page by the one
+    /// access decision (one that still wants a second factor is listed:
+    /// the sign-in asks for it on the way).
+    pub fn open_to<'a>(
+        &'a self,
+        who: &'a Principal,
+        client: std::net::IpAddr,
+    ) -> impl Iterator<Item = &'a App> + 'a {
+        self.apps.iter().filter(move |app| {
+            let target = crate::identity::Target {
+                app: Some(&app.name),
+                path: "/",
+                method: "GET",
+                client,
+            };
+            !app.hidden
+                && matches!(
+                    access::decide(&app.rules, Some(who), &target).decision,
+                    Decision::Allow | Decision::SecondFactor
+                )
+        })
     }
 
     /// Whether `host` belongs to a configured app (for cross-host return URLs).
@@ -493,7 +682,10 @@ mod tests {
                 base: "/base".into()
             })
         );
-        assert_eq!(app.access, Access::Users(vec!["alice".into()]));
+        assert_eq!(
+            app.rules,
+            Rules::from_access(&Access::Users(vec!["alice".into()]), false)
+        );
 
         let cases = [
             ("name = \"wiki\"", "prefix"),
@@ -584,9 +776,15 @@ mod tests {
             apps.for_request(Some("other.lan"), &t("/x"), "/x"),
             Ok(None)
         );
-        assert!(!apps.allows(None, "alice", true), "deny by default");
-        assert!(!apps.allows(apps.by_path("/apps/wiki/docs/"), "alice", false));
-        assert!(apps.allows(apps.by_path("/apps/wiki/docs/"), "root", true));
+        assert_eq!(
+            apps.rules_for(None),
+            &Rules::from_access(&Access::Nobody, false),
+            "deny by default"
+        );
+        assert_eq!(
+            apps.rules_for(apps.by_path("/apps/wiki/docs/")),
+            &Rules::from_access(&Access::Admins, false)
+        );
         assert!(apps.is_app_host("wiki.lan"));
         assert!(!apps.is_app_host("evil.example"));
     }
@@ -717,7 +915,7 @@ mod tests {
             app("b", "/apps/Wiki/", insensitive),
         ];
         let e = Apps::new(same, Access::Nobody).expect_err("clash");
-        assert_eq!((e.app.as_str(), e.field), ("b", "prefix"));
+        assert_eq!((e.app.as_str(), e.field.as_str()), ("b", "prefix"));
     }
 
     #[test]
@@ -725,6 +923,70 @@ mod tests {
         let a = spec("name = \"a\"\nhost = \"x.lan\"").build().expect("a");
         let b = spec("name = \"b\"\nhost = \"x.lan\"").build().expect("b");
         let e = Apps::new(vec![a, b], Access::SignedIn).expect_err("clash");
-        assert_eq!((e.app.as_str(), e.field), ("b", "host"));
+        assert_eq!((e.app.as_str(), e.field.as_str()), ("b", "host"));
+    }
+
+    #[test]
+    fn rules_come_before_what_allow_and_users_say() {
+        let app = spec(
+            "name = \"wiki\"\nhost = \"wiki.lan\"\nallow = \"admins\"\ntwo_factor = true\n\
+             [[rules]]\npaths = [\"/api/health\", \"/static/*\"]\npolicy = \"bypass\"\n\
+             [[rules]]\ngroups = [\"ops\"]\nmethods = [\"post\"]\nnetworks = [\"10.0.0.0/8\", \"::1\"]\npolicy = \"signed_in\"\n",
+        )
+        .build()
+        .expect("valid");
+        assert_eq!(app.rules.rules.len(), 3);
+        assert_eq!(app.rules.rules[0].policy, Policy::Bypass);
+        assert_eq!(app.rules.rules[1].methods, ["POST"]);
+        assert_eq!(app.rules.rules[1].networks[1].to_string(), "::1/128");
+        assert_eq!(app.rules.rules[2].groups, [crate::identity::ADMINS]);
+        assert_eq!(app.rules.rules[2].policy, Policy::TwoFactor);
+        assert_eq!(app.rules.default, Policy::Deny);
+    }
+
+    #[test]
+    fn a_bad_rule_is_named_by_its_app_its_place_and_its_field() {
+        let head = "name = \"wiki\"\nhost = \"wiki.lan\"\n[[rules]]\npolicy = \"bypass\"\npaths = [\"/ok\"]\n[[rules]]\n";
+        for (rule, field) in [
+            ("paths = [\"/a\"]", "rules[2].policy"),
+            ("policy = \"open\"", "rules[2].policy"),
+            ("policy = \"bypass\"\ngroups = [\"ops\"]", "rules[2].policy"),
+            ("policy = \"deny\"\npaths = []", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"api\"]", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"/a/../b\"]", "rules[2].paths"),
+            (
+                "policy = \"deny\"\npaths = [\"/%7euser\"]",
+                "rules[2].paths",
+            ),
+            ("policy = \"deny\"\npaths = [\"//a\"]", "rules[2].paths"),
+            ("policy = \"deny\"\npaths = [\"/a?b\"]", "rules[2].paths"),
+            (
+                "policy = \"deny\"\nmethods = [\"GET /\"]",
+                "rules[2].methods",
+            ),
+            (
+                "policy = \"deny\"\nnetworks = [\"10.0.0.0/33\"]",
+                "rules[2].networks",
+            ),
+            (
+                "policy = \"deny\"\nnetworks = [\"intranet\"]",
+                "rules[2].networks",
+            ),
+            ("policy = \"deny\"\ngroups = [\"a,b\"]", "rules[2].groups"),
+            ("policy = \"deny\"\nusers = [\"\"]", "rules[2].users"),
+        ] {
+            let toml = format!("{head}{rule}\n");
+            let e = spec(&toml).build().expect_err(&toml);
+            assert_eq!(
+                (e.app.as_str(), e.field.as_str()),
+                ("wiki", field),
+                "{rule}: {e:?}"
+            );
+        }
+        assert!(
+            toml::from_str::<AppSpec>(&format!("{head}policy = \"deny\"\npath = [\"/a\"]\n"))
+                .is_err(),
+            "an unknown key in a rule is refused"
+        );
     }
 }

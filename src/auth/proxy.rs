@@ -7,70 +7,30 @@
 //! walk straight past the per-IP login throttle.
 
 use std::net::IpAddr;
-use std::str::FromStr;
 
-/// An address range such as `10.0.0.0/8` or `::1/128`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
+/// An address range such as `10.0.0.0/8` or `::1/128` (the `ipnet`
+/// crate's, rather than masks worked out by hand).
+pub use ipnet::IpNet;
+
+/// An address range (`10.0.0.0/8`, `fd00::/8`) or one address (`::1`,
+/// read as `::1/128`), as `trusted_proxies` and a rule's `networks` take
+/// them.
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
 }
 
-impl FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
-        };
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl std::fmt::Display for IpNet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl IpNet {
-    /// Whether `ip` lies in this range (IPv4-mapped IPv6 counts as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
+/// Whether `ip` lies in `net`; an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`,
+/// as a dual-stack socket reports an IPv4 peer) counts as the IPv4
+/// address it carries, so `10.0.0.0/8` holds it.
+pub fn contains(net: &IpNet, ip: IpAddr) -> bool {
+    net.contains(&ip.to_canonical())
 }
 
 /// The client address and scheme of a request, after applying trust.
@@ -102,7 +62,7 @@ pub fn client(
     forwarded_proto: Option<&str>,
     trusted: &[IpNet],
 ) -> Client {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| contains(net, ip));
     if !is_trusted(peer) {
         return Client {
             ip: peer,
@@ -138,7 +98,7 @@ mod tests {
     use super::*;
 
     fn nets(s: &[&str]) -> Vec<IpNet> {
-        s.iter().map(|n| n.parse().expect("net")).collect()
+        s.iter().map(|n| parse_network(n).expect("net")).collect()
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -147,17 +107,18 @@ mod tests {
 
     #[test]
     fn ranges_contain_what_they_should() {
-        let n: IpNet = "10.0.0.0/8".parse().expect("net");
-        assert!(n.contains(ip("10.1.2.3")));
-        assert!(!n.contains(ip("11.0.0.1")));
-        assert!(n.contains(ip("::ffff:10.0.0.1")), "IPv4-mapped");
-        let all: IpNet = "0.0.0.0/0".parse().expect("net");
-        assert!(all.contains(ip("1.2.3.4")));
-        let one: IpNet = "::1".parse().expect("net");
-        assert!(one.contains(ip("::1")));
-        assert!(!one.contains(ip("::2")));
-        for bad in ["", "10.0.0.0/33", "x", "::/129", "1.2.3.4/-1"] {
-            assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
+        let n = parse_network("10.0.0.0/8").expect("net");
+        assert!(contains(&n, ip("10.1.2.3")));
+        assert!(!contains(&n, ip("11.0.0.1")));
+        assert!(contains(&n, ip("::ffff:10.0.0.1")), "IPv4-mapped");
+        let all = parse_network("0.0.0.0/0").expect("net");
+        assert!(contains(&all, ip("1.2.3.4")));
+        let one = parse_network("::1").expect("net");
+        assert_eq!(one.to_string(), "::1/128");
+        assert!(contains(&one, ip("::1")));
+        assert!(!contains(&one, ip("::2")));
+        for bad in ["", "10.0.0.0/33", "x", "::/129", "1.2.3.4/-1", "10.0.0.0/"] {
+            assert!(parse_network(bad).is_err(), "{bad:?}");
         }
     }
 

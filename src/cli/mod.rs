@@ -79,8 +79,9 @@ enum Command {
     /// List and revoke sessions.
     #[command(subcommand)]
     Session(SessionCommand),
-    /// Check the configuration and print the effective settings (secrets masked).
-    CheckConfig(ServeArgs),
+    /// Check the configuration and print the effective settings (secrets
+    /// masked); with --explain, which access rule decides a request and why.
+    CheckConfig(serve::CheckArgs),
     /// Copy the database to FILE, safely while the server runs.
     Backup {
         /// Where to write the copy (must not exist yet).

@@ -23,6 +23,40 @@ pub(super) struct ServeArgs {
     threads: Option<String>,
 }
 
+/// `check-config`'s arguments: the server's, and a request to explain.
+#[derive(clap::Args, Debug)]
+pub(super) struct CheckArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Say which access rule decides a request for URL (`http://wiki.lan/x`,
+    /// or a path under gatehouse such as `/apps/wiki/x`) and why.
+    #[arg(long, value_name = "URL")]
+    explain: Option<String>,
+    /// With --explain: who asks (a user in the database); nobody signed in
+    /// when left out.
+    #[arg(long, value_name = "NAME", requires = "explain")]
+    user: Option<String>,
+    /// With --explain: the request's method.
+    #[arg(
+        long,
+        value_name = "METHOD",
+        requires = "explain",
+        default_value = "GET"
+    )]
+    method: String,
+    /// With --explain: the client's address (after trusted_proxies).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "explain",
+        default_value = "127.0.0.1"
+    )]
+    from: std::net::IpAddr,
+    /// With --explain and --user: the session gave a second factor.
+    #[arg(long, requires = "user")]
+    second_factor: bool,
+}
+
 pub(super) fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     for warning in crate::config::unknown_env(std::env::vars()) {
         crate::logging::line(&warning);
@@ -92,7 +126,8 @@ pub(super) fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
+pub(super) fn check_config(global: &Global, check: &CheckArgs) -> Result<(), CliError> {
+    let args = &check.serve;
     let config = config(
         global,
         &[
@@ -101,6 +136,28 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
         ],
     )?;
     let mut out = std::io::stdout().lock();
+    if let Some(url) = &check.explain {
+        let who = match &check.user {
+            Some(name) => {
+                let (users, _) = super::stores(global)?;
+                let user = users.get_by_name(name)?;
+                let methods = if check.second_factor {
+                    vec!["pwd".to_owned(), "otp".to_owned()]
+                } else {
+                    vec!["pwd".to_owned()]
+                };
+                Some(crate::web::principal_for(
+                    user,
+                    crate::identity::Credential::Session(methods),
+                ))
+            }
+            None => None,
+        };
+        let explained = explain(&config.apps, url, who.as_ref(), &check.method, check.from)
+            .map_err(CliError::Usage)?;
+        writeln!(out, "{explained}")?;
+        return Ok(());
+    }
     writeln!(out, "configuration is valid")?;
     if let Some(warning) = config.ldap.as_ref().and_then(|l| l.warning()) {
         writeln!(out, "{warning}")?;
@@ -112,7 +169,7 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
     for app in config.apps.all() {
         writeln!(
             out,
-            "app {:?}: prefix {}, host {}, upstream {}, access {:?}{}",
+            "app {:?}: prefix {}, host {}, upstream {}, access {}{}",
             app.name,
             app.prefix.as_deref().unwrap_or("-"),
             app.host.as_deref().unwrap_or("-"),
@@ -120,7 +177,7 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
                 "http://{}{}",
                 u.authority, u.base
             )),
-            app.access,
+            app.rules,
             if app.case_insensitive {
                 ", prefix in any case"
             } else {
@@ -151,4 +208,59 @@ pub(super) fn check_config(global: &Global, args: &ServeArgs) -> Result<(), CliE
         )?;
     }
     Ok(())
+}
+
+/// What the access rules make of a request for `url` by `who` (`None`:
+/// nobody signed in): the app, the path it sees, the deciding rule, why.
+///
+/// # Errors
+///
+/// A URL with no normal form, or one that leaves its app.
+fn explain(
+    apps: &crate::auth::apps::Apps,
+    url: &str,
+    who: Option<&crate::identity::Principal>,
+    method: &str,
+    from: std::net::IpAddr,
+) -> Result<String, String> {
+    let (host, path) = match crate::auth::redirect::split_absolute(url) {
+        Some((authority, rest)) if rest.starts_with('/') => (Some(authority), rest.to_owned()),
+        Some((authority, rest)) => (Some(authority), format!("/{rest}")),
+        None => (None, url.to_owned()),
+    };
+    let refused = |e: crate::auth::path::PathError| {
+        format!("{url:?} is refused before any rule: {}", e.message())
+    };
+    let target = crate::auth::path::Target::parse(&path).map_err(refused)?;
+    let raw = path.split('?').next().unwrap_or(&path);
+    let host = host.map(str::to_ascii_lowercase);
+    let app = apps
+        .for_request(host.as_deref(), &target, raw)
+        .map_err(refused)?;
+    let seen = match app {
+        Some(a) => apps.path_seen(a, host.as_deref(), &target.path),
+        None => target.path.as_str(),
+    };
+    let rules = apps.rules_for(app);
+    let verdict = crate::auth::access::decide(
+        rules,
+        who,
+        &crate::identity::Target {
+            app: app.map(|a| a.name.as_str()),
+            path: seen,
+            method,
+            client: from,
+        },
+    );
+    let whom = who.map_or_else(
+        || "nobody signed in".to_owned(),
+        |p| format!("{} (groups: {})", p.user.username, p.groups.join(",")),
+    );
+    let app_name = app.map_or_else(
+        || "no app (default_policy)".to_owned(),
+        |a| format!("app {:?}", a.name),
+    );
+    Ok(format!(
+        "{method} {url} from {from} by {whom}\n{app_name}, path {seen}\nrules: {rules}\n{verdict}"
+    ))
 }

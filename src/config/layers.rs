@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::auth::apps::{Access, AppSpec, Apps};
+use crate::auth::access::Access;
+use crate::auth::apps::{AppSpec, Apps};
 use crate::oidc::{ClientSpec, Clients};
 
 use super::check::tls_files;
@@ -246,7 +247,7 @@ impl Layers {
     }
 
     fn apps(&self, default: Access) -> Result<Apps, ConfigError> {
-        let to_config = |e: crate::auth::apps::AppError| ConfigError::App {
+        let to_config = |e: crate::auth::apps::AppConfigError| ConfigError::App {
             app: e.app,
             field: e.field,
             reason: e.reason,

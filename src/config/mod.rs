@@ -191,7 +191,7 @@ pub enum ConfigError {
         /// The app.
         app: String,
         /// The field.
-        field: &'static str,
+        field: String,
         /// What is wrong.
         reason: String,
     },

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::auth::apps::Access;
+use crate::auth::access::Access;
 use crate::auth::throttle::{Limits, MAX_ENTRIES};
 use crate::oidc::OidcOptions;
 use crate::session::{CookieOptions, SessionOptions};
@@ -461,7 +461,7 @@ pub static SETTINGS: &[Setting] = &[
                 c.apps
                     .default
                     .clone()
-                    .unwrap_or(crate::auth::apps::Access::SignedIn)
+                    .unwrap_or(crate::auth::access::Access::SignedIn)
             )
         },
     },
@@ -580,7 +580,10 @@ pub static SETTINGS: &[Setting] = &[
         default: Text(""),
         help: "addresses/CIDRs whose X-Forwarded-For/-Proto (and forward-auth X-Forwarded-Host/-Uri/-Method, X-Original-URI) are believed",
         set: Set::List(|d, items| {
-            d.config.trusted_proxies = items.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            d.config.trusted_proxies = items
+                .iter()
+                .map(|s| crate::auth::proxy::parse_network(s))
+                .collect::<Result<_, _>>()?;
             Ok(())
         }),
         show: |c| none_if_empty(c.trusted_proxies.iter().map(ToString::to_string).collect()),

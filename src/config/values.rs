@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::apps::Access;
+use crate::auth::access::Access;
 use crate::session::SameSite;
 
 /// A signing secret. Its `Debug` and `Display` never show it.

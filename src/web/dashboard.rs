@@ -4,9 +4,10 @@
 use rouille::{Request, Response};
 
 use super::error::Result;
+use super::principal;
 use super::respond::{html, notice, see_other};
 use super::router::Route;
-use super::signed_in::{current_user, viewer};
+use super::signed_in::viewer;
 use super::state::{State, with_session};
 use super::views::{self, DashboardView};
 use crate::auth::proxy::Client;
@@ -17,7 +18,7 @@ pub(super) const ROUTES: &[Route] = &[Route::at("/").get(get_dashboard)];
 
 fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Response> {
     with_session(state, request, client, |session| {
-        let Some(user) = current_user(state, session)? else {
+        let Some(who) = principal::of_request(state, request, session)? else {
             return Ok(see_other("/login?next=/"));
         };
         let visits = match session.increment("visits", 1) {
@@ -25,20 +26,20 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
             Err(SessionError::Gone) => return Ok(see_other("/login?next=/")),
             Err(e) => return Err(e.into()),
         };
-        let links: Vec<(String, String)> = state
+        let apps: Vec<views::AppLink<'_>> = state
             .apps
-            .all()
-            .iter()
-            .filter(|a| a.access.allows(&user.username, user.is_admin))
-            .map(|a| (a.name.clone(), a.link()))
+            .open_to(&who, client.ip)
+            .map(|a| views::AppLink {
+                name: &a.name,
+                href: a.link(),
+                description: a.description.as_deref(),
+                icon: a.icon.as_deref(),
+            })
             .collect();
         Ok(html(views::dashboard_page(&DashboardView {
-            viewer: viewer(&user),
+            viewer: viewer(&who.user),
             visits,
-            apps: links
-                .iter()
-                .map(|(name, href)| views::AppLink { name, href })
-                .collect(),
+            apps,
             notice: notice(request),
         })))
     })

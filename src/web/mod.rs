@@ -14,7 +14,7 @@
 //! | `setup.rs` | first run (`/setup`) and sign-up (`/register`) |
 //! | `dashboard.rs` | the start page (`/`) |
 //! | `ops.rs` | `/healthz` and `/metrics` |
-//! | `gate.rs` | forward auth (`/auth/verify`, `/auth/forward`) and the built-in reverse proxy (with `tunnel.rs`, its upgraded connections) |
+//! | `gate/` | forward auth (`/auth/verify`, `/auth/forward`), the built-in reverse proxy (with `tunnel.rs`, its upgraded connections), the identity headers both send |
 //!
 //! What the areas share:
 //!
@@ -22,6 +22,7 @@
 //! | --- | --- |
 //! | `router` | the route tables' type and the one dispatch: `405` with `Allow`, fetch metadata, a form's token first |
 //! | `state` | the state every request thread shares, and `with_session` |
+//! | `principal` | who is asking: the one place a request's principal is built |
 //! | `signed_in` | the signed-in user of this request |
 //! | `csrf` | the anonymous and session CSRF checks, the `Origin` check |
 //! | `redirects` | gatehouse's origin, safe `next` targets, where a signed-in user goes |
@@ -55,6 +56,7 @@ pub mod metrics;
 mod ops;
 mod paging;
 mod passkeys;
+mod principal;
 mod redirects;
 mod respond;
 mod router;
@@ -72,6 +74,7 @@ use std::time::Instant;
 use rouille::{Request, Response};
 
 pub use error::WebError;
+pub use principal::principal_for;
 #[doc(hidden)]
 pub use router::Token as FormToken;
 pub use state::{Health, State, Unhealthy, with_session};

@@ -5,12 +5,15 @@
 
 use rouille::Request;
 
+use super::error::Result;
+use super::principal;
 use super::respond::encode;
-use super::signed_in::session_methods;
 use super::state::State;
 use crate::accounts::Subject;
+use crate::auth::access::{self, Decision};
 use crate::auth::proxy::Client;
 use crate::auth::redirect;
+use crate::identity::{Principal, Target};
 use crate::session::Session;
 
 /// gatehouse's own origin as the browser sees it: `public_url`, else the
@@ -38,20 +41,34 @@ pub(super) fn safe_next(state: &State, next: Option<&str>) -> String {
 }
 
 /// Where a signed-in visitor of `/login` goes: to the second step when
-/// `next` leads into an app that needs one this session has not given.
-pub(super) fn signed_in_next(state: &State, session: &Session<'_>, next: &str) -> String {
-    if next_needs_second_factor(state, next)
-        && !crate::accounts::two_factors(&session_methods(session))
-    {
-        format!("/login/second?next={}", encode(next))
-    } else {
-        next.to_owned()
-    }
+/// the one access decision says `next` (a local path or a URL on an app's
+/// host) needs a second factor this session has not given.
+///
+/// # Errors
+///
+/// Store errors.
+pub(super) fn signed_in_next(
+    state: &State,
+    request: &Request,
+    session: &Session<'_>,
+    client: &Client,
+    next: &str,
+) -> Result<String> {
+    let who = principal::of_request(state, request, session)?;
+    Ok(match next_decision(state, who.as_ref(), client, next) {
+        Some(Decision::SecondFactor) => format!("/login/second?next={}", encode(next)),
+        _ => next.to_owned(),
+    })
 }
 
-/// Whether `next` (a local path or a URL on an app's host) leads into an
-/// app that needs a second factor.
-pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
+/// What the access decision makes of a browser's `GET` of `next` (a local
+/// path or a URL on an app's host); `None` when `next` has no normal form.
+fn next_decision(
+    state: &State,
+    who: Option<&Principal>,
+    client: &Client,
+    next: &str,
+) -> Option<Decision> {
     // The browser keeps a fragment to itself: the request it makes has none.
     let next = next.split('#').next().unwrap_or(next);
     // `http://vault.lan?x` is the path `/` of vault.lan, as for the
@@ -61,15 +78,21 @@ pub(super) fn next_needs_second_factor(state: &State, next: &str) -> bool {
         Some((authority, rest)) => (Some(authority), format!("/{rest}")),
         None => (None, next.to_owned()),
     };
-    let Ok(target) = crate::auth::path::Target::parse(&path) else {
-        return false;
-    };
+    let parsed = crate::auth::path::Target::parse(&path).ok()?;
     let raw = path.split('?').next().unwrap_or(&path);
     let host = host.map(str::to_ascii_lowercase);
-    matches!(
-        state.apps.for_request(host.as_deref(), &target, raw),
-        Ok(Some(app)) if app.two_factor
-    )
+    let app = state.apps.for_request(host.as_deref(), &parsed, raw).ok()?;
+    let seen = match app {
+        Some(a) => state.apps.path_seen(a, host.as_deref(), &parsed.path),
+        None => parsed.path.as_str(),
+    };
+    let target = Target {
+        app: app.map(|a| a.name.as_str()),
+        path: seen,
+        method: "GET",
+        client: client.ip,
+    };
+    Some(access::decide(state.apps.rules_for(app), who, &target).decision)
 }
 
 /// Where a second step goes when done: the pending sign-in's `next`, or

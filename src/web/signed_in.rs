@@ -16,7 +16,6 @@ use crate::auth::proxy::Client;
 use crate::auth::redirect;
 use crate::session::{Session, SessionKey};
 use crate::users::User;
-use crate::users::factors::Policy;
 
 pub(super) fn viewer(user: &User) -> Viewer<'_> {
     Viewer {
@@ -25,27 +24,15 @@ pub(super) fn viewer(user: &User) -> Viewer<'_> {
     }
 }
 
-/// The signed-in, enabled user of this session, if any. Read on every
-/// request, so a change of rights applies at once.
+/// The signed-in, enabled user of this session, if any: the user of its
+/// principal (see [`super::principal::of_session`], which says when a
+/// session counts as signed in).
 ///
-/// Rights are read on every request: from the row the store read together
-/// with the session when it can (one read), else from the users table (a
-/// session in Redis); either way only a row with the session's stamp is
-/// its user (see [`Session::user`]).
+/// # Errors
 ///
-/// Under `two_factor = "required"`, a session that signed in without a
-/// second factor (made before the policy was set, or by an older version)
-/// is signed in nowhere: it signs in again, and sets one up first if it
-/// must. Every page, the gate and the API ask here, so none lets it pass.
+/// Store errors.
 pub(super) fn current_user(state: &State, session: &Session<'_>) -> Result<Option<User>> {
-    if state.two_factor == Policy::Required
-        && !crate::accounts::two_factors(&session_methods(session))
-    {
-        return Ok(None);
-    }
-    Ok(session
-        .user(|id| state.users.find_by_id(id))?
-        .filter(|u| !u.disabled))
+    Ok(super::principal::of_session(state, session)?.map(|p| p.user))
 }
 
 /// Runs `f` in the request's session, as [`with_session`] does; a sign-in
@@ -69,17 +56,6 @@ pub(super) fn signing_in(
         finished.committed(&state.guard(), client.ip, via);
     }
     Ok(response)
-}
-
-/// How the session signed in (`pwd`, `otp`, ...); empty when anonymous
-/// or signed in before methods were recorded.
-pub(super) fn session_methods(session: &Session<'_>) -> Vec<String> {
-    if session.user_id().is_none() {
-        return Vec::new();
-    }
-    session
-        .get::<Vec<String>>(crate::accounts::METHODS)
-        .unwrap_or_default()
 }
 
 /// A signed-in visitor: the user and the stored session key.

@@ -103,7 +103,9 @@ impl Drop for Claim {
 /// filtered and carrying the identity) for `user` and answers as the
 /// upstream does: `101` with a connection that relays both ways, or the
 /// upstream's refusal; `429` when the user holds as many tunnels as
-/// allowed.
+/// allowed. A tunnel a `bypass` rule lets through with nobody signed in
+/// (`user` is `None`) is counted against no user: the per-address cap of
+/// the HTTP layer holds it.
 ///
 /// # Errors
 ///
@@ -112,7 +114,7 @@ impl Drop for Claim {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn open(
     tunnels: &Arc<Tunnels>,
-    user: UserId,
+    user: Option<UserId>,
     app: &App,
     method: &str,
     path: &str,
@@ -120,16 +122,22 @@ pub(super) fn open(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, io::Error> {
-    let Some(claim) = tunnels.claim(user) else {
-        crate::logging::line(&format!(
-            "proxy tunnel refused app={} user_id={user} reason=\"the user holds max_connections_per_client tunnels\"",
-            crate::logging::quote(&app.name)
-        ));
-        return Ok(
-            Response::text("too many open connections; close some and retry")
-                .with_status_code(429)
-                .with_additional_header("Retry-After", "5"),
-        );
+    let claim = match user {
+        Some(user) => match tunnels.claim(user) {
+            Some(claim) => Some(claim),
+            None => {
+                crate::logging::line(&format!(
+                    "proxy tunnel refused app={} user_id={user} reason=\"the user holds max_connections_per_client tunnels\"",
+                    crate::logging::quote(&app.name)
+                ));
+                return Ok(
+                    Response::text("too many open connections; close some and retry")
+                        .with_status_code(429)
+                        .with_additional_header("Retry-After", "5"),
+                );
+            }
+        },
+        None => None,
     };
     let upstream = app
         .upstream
@@ -212,7 +220,7 @@ pub(super) fn open(
         upgrade: Some(Box::new(Relay {
             upstream: Some(stream),
             leftover,
-            claim: Some(claim),
+            claim,
             idle: tunnels.idle,
         })),
     })

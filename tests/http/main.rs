@@ -5,6 +5,7 @@ mod helpers;
 mod raw;
 mod slapd;
 
+mod access;
 mod accounts;
 mod api;
 mod attack;

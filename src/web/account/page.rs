@@ -13,8 +13,9 @@ use crate::users::User;
 use crate::web::device::session_rows;
 use crate::web::error::Result;
 use crate::web::paging::{page_param, paged};
+use crate::web::principal::session_methods;
 use crate::web::respond::{html, notice};
-use crate::web::signed_in::{session_methods, signed_in, viewer};
+use crate::web::signed_in::{signed_in, viewer};
 use crate::web::state::{State, with_session};
 use crate::web::views::{self, AccountView, PasskeyRow, TwoFactorView};
 

@@ -14,8 +14,9 @@ use crate::users::password::PasswordError;
 use crate::web::csrf::check_session_csrf;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
+use crate::web::principal::session_methods;
 use crate::web::respond::{capitalise, logged_out, see_other};
-use crate::web::signed_in::{SignedIn, session_methods, signed_in};
+use crate::web::signed_in::{SignedIn, signed_in};
 use crate::web::state::{State, with_session};
 
 use super::reauth::{Asked, confirm_password, person_clicked};

@@ -1,12 +1,14 @@
 //! The JSON API: the same flows as the pages, for front-end code:
 //! signing in and out (`login`), the session and its data (`session`), the
-//! OpenAPI document (`openapi`), the JSON answers and errors (`json`).
+//! apps the user may open (`apps`), the OpenAPI document (`openapi`), the
+//! JSON answers and errors (`json`).
 //!
 //! Every endpoint takes and returns `application/json`; errors are
 //! `{"error": "..."}`. Cross-site requests are refused by `Origin`, and a
 //! body must be declared JSON, which a cross-site HTML form cannot do:
 //! together they stand in for the pages' CSRF tokens.
 
+mod apps;
 mod json;
 mod login;
 mod openapi;
@@ -30,6 +32,7 @@ pub(super) const ROUTES: &[Route] = &[
     Route::at("/api/session/data")
         .patch(session::patch_data)
         .script(),
+    Route::at("/api/apps").get(apps::get_apps).script(),
     Route::at("/api/openapi.yaml")
         .get(openapi::openapi)
         .script(),

@@ -9,7 +9,11 @@ pub struct AppLink<'a> {
     /// Shown name.
     pub name: &'a str,
     /// Where it goes.
-    pub href: &'a str,
+    pub href: String,
+    /// A line about it.
+    pub description: Option<&'a str>,
+    /// Its icon (a path on gatehouse's origin).
+    pub icon: Option<&'a str>,
 }
 
 /// What the dashboard shows.
@@ -47,7 +51,17 @@ pub fn dashboard_page(v: &DashboardView<'_>) -> Markup {
                 } @else {
                     ul id="apps" {
                         @for app in &v.apps {
-                            li { a href=(app.href) { (app.name) } }
+                            li.app {
+                                a href=(app.href) {
+                                    @if let Some(icon) = app.icon {
+                                        img.app-icon src=(icon) alt="" width="24" height="24";
+                                    }
+                                    (app.name)
+                                }
+                                @if let Some(d) = app.description {
+                                    span.muted.app-description { " " (d) }
+                                }
+                            }
                         }
                     }
                 }

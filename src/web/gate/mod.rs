@@ -1,0 +1,95 @@
+//! The gate: forward auth for nginx (`/auth/verify`) and for Caddy and
+//! Traefik (`/auth/forward`), and the built-in reverse proxy that serves
+//! apps under a path prefix or on their own host name.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `forward_auth.rs` | `/auth/verify` and `/auth/forward`: what a trusted proxy says about the original request, and the answer |
+//! | `proxy.rs` | the built-in reverse proxy: which app a request is for, the request forwarded, the answer passed back |
+//! | `identity.rs` | the identity headers both send, built once, and the signed `X-Gatehouse-Identity` |
+//!
+//! Every decision (which app, which nested prefix) is made on the one
+//! normalised target of [`crate::auth::path`]; who may pass is asked of
+//! [`crate::auth::access::decide`] in one place ([`ask`]), and the proxy
+//! forwards exactly the target it was asked about under the app's
+//! configured upstream.
+
+mod forward_auth;
+mod identity;
+mod proxy;
+
+use rouille::{Request, Response};
+
+use super::error::Result;
+use super::principal;
+use super::redirects::origin;
+use super::respond::{encode, html};
+use super::router::Route;
+use super::state::State;
+use super::views;
+use crate::auth::access::{self, Verdict};
+use crate::auth::apps::App;
+use crate::auth::proxy::Client;
+use crate::identity::{Principal, Target};
+use crate::session::Session;
+
+pub use identity::identity_header;
+pub use proxy::client;
+pub(super) use proxy::{proxied_app, proxy};
+
+/// The forward-auth paths (the built-in proxy answers before any route).
+pub(super) const ROUTES: &[Route] = &[
+    Route::at("/auth/verify").get(forward_auth::get_verify),
+    Route::at("/auth/forward").get(forward_auth::get_forward),
+];
+
+/// Who asks, and what the rules make of their request.
+struct Asked {
+    /// The principal, when someone is signed in.
+    who: Option<Principal>,
+    /// The decision, with its reason.
+    verdict: Verdict,
+}
+
+/// Asks the one access decision about a request for `app` (`None`: one
+/// that matches no app): the principal of this request, and `path` (the
+/// path the app sees, normalised) with `method` from `client`.
+///
+/// # Errors
+///
+/// Store errors.
+fn ask(
+    state: &State,
+    request: &Request,
+    session: &Session<'_>,
+    app: Option<&App>,
+    path: &str,
+    method: &str,
+    client: &Client,
+) -> Result<Asked> {
+    let who = principal::of_request(state, request, session)?;
+    let target = Target {
+        app: app.map(|a| a.name.as_str()),
+        path,
+        method,
+        client: client.ip,
+    };
+    let verdict = access::decide(state.apps.rules_for(app), who.as_ref(), &target);
+    Ok(Asked { who, verdict })
+}
+
+/// Where a browser goes to sign in, coming back to `next` afterwards.
+fn login_url(state: &State, request: &Request, client: &Client, next: &str) -> String {
+    let base = origin(state, request, client)
+        .unwrap_or_else(|| format!("{}://localhost", client.scheme()));
+    format!("{base}/login?next={}", encode(next))
+}
+
+/// The page for a signed-in user an app is not open to.
+fn forbidden_page() -> Response {
+    html(views::error_page(
+        403,
+        "You are signed in, but this app is not open to you. Ask an administrator.",
+    ))
+    .with_status_code(403)
+}
