@@ -708,6 +708,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             per_client(config, max_connections),
             config.tunnel_idle_timeout,
         ),
+        forwarding: web::gate::InFlight::new(config.threads),
         proxy_underscore_headers: config.proxy_underscore_headers,
         metrics: web::metrics::Metrics::new(),
         metrics_access: config.metrics.then(|| config.metrics_token.clone()),

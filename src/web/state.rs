@@ -42,6 +42,8 @@ pub struct State {
     /// The proxy's open WebSocket tunnels, counted per user, and their
     /// limits.
     pub tunnels: std::sync::Arc<super::tunnel::Tunnels>,
+    /// The proxied requests waiting on upstreams, and their limits.
+    pub forwarding: std::sync::Arc<super::gate::InFlight>,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
     /// Whether `/metrics` is served, and the bearer token it wants.

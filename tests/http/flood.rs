@@ -414,6 +414,98 @@ fn one_user_holding_quiet_tunnels_cannot_lock_others_out() {
     stop.store(true, Ordering::SeqCst);
 }
 
+/// A hostile pass over issue 22: an upstream that accepts and never
+/// answers held a request thread per proxied request for `proxy_timeout`,
+/// and one signed-in user sending a few hundred such requests left
+/// `/healthz` and `/auth/verify` unanswered for a minute. At most three
+/// quarters of `threads` wait on upstreams at once, and one user at most
+/// half of those: the rest are refused at once (`429`, `503`).
+#[test]
+fn requests_hanging_on_an_upstream_hold_only_some_of_the_threads() {
+    // An upstream that takes every connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = listener.local_addr().expect("addr");
+    let hung = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&hung);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().expect("lock").push(conn);
+        }
+    });
+    let app = proxied(
+        up,
+        &[
+            ("threads", "8"),
+            ("proxy_timeout", "120s"),
+            ("login_queue_timeout", "0s"),
+        ],
+    );
+    let at = addr(&app);
+    let alice = session_of(&app, "alice");
+    let bob = session_of(&app, "bob");
+    // Alice sends 40 requests to the hung app, from several addresses.
+    let mut held = Vec::new();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let waiters: Vec<_> = (0..40u8)
+        .map(|i| {
+            let mut conn = connect_from([127, 0, 0, 20 + i % 8], at).expect("connect");
+            let request = format!(
+                "GET /apps/files/slow{i} HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={alice}\r\n\r\n"
+            );
+            conn.write_all(request.as_bytes()).expect("send");
+            held.push(conn.try_clone().expect("clone"));
+            let refused = Arc::clone(&refused);
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                if let Some(head) = read_head(&mut conn) {
+                    if head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503") {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Most of them are refused at once; the others wait on the upstream.
+    let start = Instant::now();
+    while refused.load(Ordering::SeqCst) < 40 - 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of alice's 40 requests were refused",
+            refused.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Everyone else is served: /healthz, forward auth, and bob's request
+    // to the same app is forwarded (it waits on the upstream too, rather
+    // than being refused).
+    eventually_healthy(BYSTANDER, at, Duration::from_secs(10));
+    assert_eq!(status_from([127, 0, 0, 3], at, "/login"), 200);
+    let mut conn = connect_from([127, 0, 0, 4], at).expect("connect");
+    let request = format!(
+        "GET /apps/files/bob HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={bob}\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).expect("send");
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut byte = [0u8; 1];
+    let early = conn.read(&mut byte);
+    assert!(
+        early.is_err(),
+        "bob's request was answered at once instead of forwarded: {early:?}"
+    );
+    let forwarded = hung.lock().expect("lock").len();
+    assert!(
+        (2..=7).contains(&forwarded),
+        "{forwarded} requests reached the hung upstream"
+    );
+    drop(held);
+    drop(conn);
+    // The upstream gives up: the waiting threads get their error, and the
+    // server stops.
+    hung.lock().expect("lock").clear();
+    shuts_down_within(app, Duration::from_secs(20));
+    drop(waiters);
+}
+
 /// Issue 20, item 2: the idle limit of a tunnel (an hour, hard-coded) is
 /// the setting `tunnel_idle_timeout`.
 #[test]

@@ -7,6 +7,7 @@
 //! | `forward_auth.rs` | `/auth/verify` and `/auth/forward`: what a trusted proxy says about the original request, and the answer |
 //! | `proxy.rs` | the built-in reverse proxy: which app a request is for, the request forwarded, the answer passed back |
 //! | `identity.rs` | the identity headers both send, built once, and the signed `X-Gatehouse-Identity` |
+//! | `inflight.rs` | how many proxied requests may wait on upstreams at once, in all and per user |
 //!
 //! Every decision (which app, which nested prefix) is made on the one
 //! normalised target of [`crate::auth::path`]; who may pass is asked of
@@ -16,6 +17,7 @@
 
 mod forward_auth;
 mod identity;
+mod inflight;
 mod proxy;
 
 use rouille::{Request, Response};
@@ -34,6 +36,7 @@ use crate::identity::{Principal, Target};
 use crate::session::Session;
 
 pub use identity::identity_header;
+pub use inflight::InFlight;
 pub use proxy::client;
 pub(super) use proxy::{proxied_app, proxy};
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use rouille::{Request, Response, ResponseBody};
 
 use super::identity::{self, canonical, is_identity_header};
+use super::inflight::{Asker, Refused};
 use super::{ask, forbidden_page, login_url};
 use crate::auth::access::Decision;
 use crate::auth::apps::App;
@@ -221,10 +222,40 @@ pub(in crate::web) fn proxy(
                 Err(e) => tunnel_failed(app, &e),
             }
         } else {
+            let asker = Asker::of(who.map(|p| p.user.id), client.ip);
+            let _slot = match state.forwarding.claim(asker) {
+                Ok(slot) => slot,
+                Err(refused) => return Ok(too_many_waiting(app, asker, &refused)),
+            };
             forward(state, request, client, app, who, prefix, &rest)?
         };
         Ok(without_own_cookies(state, response))
     })
+}
+
+/// The answer when a request may not wait on an upstream now: `429` for
+/// an asker with as many waiting as one may, `503` when as many wait as
+/// the threads allow; either way soon tried again.
+fn too_many_waiting(app: &App, asker: Asker, refused: &Refused) -> Response {
+    let (status, why) = match refused {
+        Refused::Asker => (
+            429,
+            "too many of your requests are waiting on this app's answers",
+        ),
+        Refused::Full => (503, "too many requests are waiting on apps' answers"),
+    };
+    let who = match asker {
+        Asker::User(id) => format!("user_id={id}"),
+        Asker::Address(ip) => format!("ip={}", crate::logging::ip_text(ip)),
+    };
+    crate::logging::line(&format!(
+        "proxy refused app={} {who} status={status} reason={}",
+        crate::logging::quote(&app.name),
+        crate::logging::quote(why)
+    ));
+    Response::text(why)
+        .with_status_code(status)
+        .with_additional_header("Retry-After", "1")
 }
 
 /// Drops `Set-Cookie` for gatehouse's own cookies (the session cookie,
