@@ -457,10 +457,10 @@ fn requests_hanging_on_an_upstream_hold_only_some_of_the_threads() {
             let refused = Arc::clone(&refused);
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                if let Some(head) = read_head(&mut conn) {
-                    if head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503") {
-                        refused.fetch_add(1, Ordering::SeqCst);
-                    }
+                if let Some(head) = read_head(&mut conn)
+                    && (head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503"))
+                {
+                    refused.fetch_add(1, Ordering::SeqCst);
                 }
             })
         })

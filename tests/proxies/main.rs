@@ -208,11 +208,14 @@ fn start_nginx_with(
         "listen 80;",
         &format!("listen unix:{};", socket.display()),
     );
-    site = swap(
-        &site,
-        "server_name wiki.lan;",
-        &format!("server_name {};", hosts.join(" ")),
-    );
+    // One block per host, as the recipe says (its name is the host
+    // gatehouse judges for); the first is the socket's default server.
+    assert!(site.contains("server_name wiki.lan;"), "the recipe changed");
+    site = hosts
+        .iter()
+        .map(|h| site.replace("server_name wiki.lan;", &format!("server_name {h};")))
+        .collect::<Vec<_>>()
+        .join("\n");
     site = swap(&site, "127.0.0.1:8080", gatehouse);
     site = swap(&site, "127.0.0.1:3000", upstream);
     let d = dir.display();
@@ -623,7 +626,7 @@ fn behind_nginx_a_fragment_never_reaches_an_admins_only_file() {
 fn rules_config() -> String {
     GATEHOUSE_CONFIG.replacen(
         "host = \"wiki.lan\"\n",
-        "host = \"wiki.lan\"\n\n[[apps.rules]]\npaths = [\"/api/health\", \"/static/*\"]\npolicy = \"bypass\"\n\n[[apps.rules]]\npaths = [\"/admin\", \"/admin/*\"]\npolicy = \"deny\"\n\n[[apps.rules]]\npaths = [\"/secure/*\"]\npolicy = \"two_factor\"\n",
+        "host = \"wiki.lan\"\n\n[[apps.rules]]\npaths = [\"/api/health\", \"/static/*\"]\npolicy = \"bypass\"\n\n[[apps.rules]]\npaths = [\"/admin\", \"/admin/*\"]\npolicy = \"deny\"\n\n[[apps.rules]]\npaths = [\"/secure/*\"]\npolicy = \"two_factor\"\n\n[[apps.rules]]\npaths = [\"/intranet/*\"]\nnetworks = [\"10.0.0.0/8\"]\npolicy = \"bypass\"\n\n[[apps.rules]]\npaths = [\"/intranet/*\"]\npolicy = \"deny\"\n",
         1,
     )
 }
@@ -659,6 +662,36 @@ fn check_rules(app: &TestApp, proxy: &Proxy) {
                 r.body
             );
         }
+    }
+    // A client's own X-Forwarded-For never passes a `networks` rule (the
+    // nginx recipe left it in place: a hostile pass reached /intranet/
+    // with `X-Forwarded-For: 10.1.2.3`).
+    for forged in ["10.1.2.3", "10.1.2.3, 127.0.0.1", "127.0.0.1, 10.1.2.3"] {
+        let r = get(
+            proxy,
+            "wiki.lan",
+            "/intranet/x",
+            &[("X-Forwarded-For", forged)],
+        );
+        assert!(
+            !(200..300).contains(&r.status) && !r.body.contains("upstream saw"),
+            "X-Forwarded-For: {forged}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    // A Host no block is named for is judged as the app that serves it,
+    // never by another app's rules or the default policy (the nginx
+    // recipe sent the client's Host: alice reached the wiki's closed
+    // /admin as `Host: anything.lan`).
+    for host in ["anything.lan", "WIKI.lan.", "auth.lan"] {
+        let r = get(proxy, host, "/admin", &[("Cookie", cookie.as_str())]);
+        assert!(
+            !r.body.contains("upstream saw"),
+            "{host}: {} {}",
+            r.status,
+            r.body
+        );
     }
     let page = get(proxy, "wiki.lan", "/page", &[("Cookie", &cookie)]);
     assert_eq!(page.status, 200, "{}", page.body);
