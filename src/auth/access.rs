@@ -244,6 +244,30 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    /// How much it holds back: `Allow` least, `Deny` most. Where a request
+    /// may be read two ways, the stricter reading decides.
+    pub fn strictness(self) -> u8 {
+        match self {
+            Self::Allow => 0,
+            Self::SecondFactor => 1,
+            Self::SignIn => 2,
+            Self::Deny => 3,
+        }
+    }
+}
+
+/// The headers by which frameworks (Rails, Laravel, Express's
+/// method-override, Symfony, many Java ones) let a `GET` or `POST` act as
+/// another method. An upstream that honours one runs that method, so a
+/// request carrying one is judged as both methods, and the stricter
+/// answer stands.
+pub const METHOD_OVERRIDES: &[&str] = &[
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+];
+
 /// Which part of the rules decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecidedBy {

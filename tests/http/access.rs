@@ -201,6 +201,59 @@ fn rules_decide_the_built_in_proxy_as_they_decide_forward_auth() {
     }
 }
 
+/// A method override (`X-HTTP-Method-Override: DELETE` on a `GET`) is
+/// judged as that method too, and the stricter answer stands: an upstream
+/// that honours it must not run a method the rules deny (a hostile pass
+/// reached one past a `methods` rule, through every front door).
+#[test]
+fn a_method_override_is_judged_as_the_method_it_asks_for() {
+    let (app, _up) = wiki();
+    let alice = signed_in(&app, "alice");
+    let cookie = alice.cookie("gatehouse_session").expect("signed in");
+    for header in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+    ] {
+        for value in ["DELETE", "delete", " PUT ", "GET, POST"] {
+            let verify = alice.get_with(
+                "/auth/verify",
+                &[
+                    ("X-Forwarded-Host", "wiki.lan"),
+                    ("X-Forwarded-Uri", "/page"),
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Forwarded-For", "192.0.2.7"),
+                    (header, value),
+                ],
+            );
+            assert_eq!(verify.status, 403, "{header}: {value}: {}", verify.body);
+            let answer = crate::raw::raw(
+                &app,
+                &format!(
+                    "GET /page HTTP/1.1\r\nHost: wiki.lan\r\n{header}: {value}\r\n\
+                     Cookie: gatehouse_session={cookie}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert!(
+                answer.starts_with("HTTP/1.1 403 "),
+                "{header}: {value}: {answer}"
+            );
+        }
+    }
+    // An override to the same method, or to one the rules allow, changes
+    // nothing.
+    let same = alice.get_with(
+        "/auth/verify",
+        &[
+            ("X-Forwarded-Host", "wiki.lan"),
+            ("X-Forwarded-Uri", "/page"),
+            ("X-Forwarded-Method", "GET"),
+            ("X-HTTP-Method-Override", "HEAD"),
+        ],
+    );
+    assert_eq!(same.status, 200, "{}", same.body);
+}
+
 #[test]
 fn a_bypassed_path_sends_no_identity_and_sets_no_cookie() {
     let (app, _up) = wiki();

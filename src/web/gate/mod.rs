@@ -77,7 +77,34 @@ fn ask(
         method,
         client: client.ip,
     };
-    let verdict = access::decide(state.apps.rules_for(app), who.as_ref(), &target);
+    let rules = state.apps.rules_for(app);
+    let mut verdict = access::decide(rules, who.as_ref(), &target);
+    // A method override is judged too, and the stricter answer stands: a
+    // `GET` with `X-HTTP-Method-Override: DELETE` reached an upstream that
+    // honours it past a rule denying `DELETE` (a hostile pass).
+    for name in access::METHOD_OVERRIDES {
+        for value in request
+            .headers()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+        {
+            let other = value.trim().to_ascii_uppercase();
+            if other.is_empty() || other == method {
+                continue;
+            }
+            let as_other = access::decide(
+                rules,
+                who.as_ref(),
+                &Target {
+                    method: &other,
+                    ..target
+                },
+            );
+            if as_other.decision.strictness() > verdict.decision.strictness() {
+                verdict = as_other;
+            }
+        }
+    }
     Ok(Asked { who, verdict })
 }
 
