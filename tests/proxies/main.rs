@@ -644,6 +644,16 @@ fn check_rules(app: &TestApp, proxy: &Proxy) {
             "{path}: {}",
             r.body
         );
+        // Nobody is signed in: no identity reaches the app, not even a
+        // proxy's placeholder text (Caddy's `copy_headers` filled in
+        // `{http.reverse_proxy.header.Remote-User}` for a header missing
+        // from the answer).
+        assert!(
+            !r.body.contains("{http.")
+                && (r.body.contains(" user=-") || r.body.contains(" user= ")),
+            "{path}: {}",
+            r.body
+        );
     }
     for path in [
         "/admin",

@@ -146,9 +146,21 @@ fn forward_auth(
 /// without anyone signed in).
 fn allowed(asked: &Asked) -> Response {
     let mut response = Response::text("ok");
-    if let Some(who) = &asked.who {
-        for (name, value) in identity::headers(who) {
-            response = response.with_additional_header(name, value);
+    match &asked.who {
+        Some(who) => {
+            for (name, value) in identity::headers(who) {
+                response = response.with_additional_header(name, value);
+            }
+        }
+        // Nobody (a `bypass` rule): the same headers, empty. A proxy that
+        // copies them (Caddy's `copy_headers`) otherwise fills in its own
+        // placeholder text, `{http.reverse_proxy.header.Remote-User}`, and
+        // the app saw that as a user's name (a hostile pass); an empty one
+        // is what nginx's recipe sends too.
+        None => {
+            for name in identity::NAMES {
+                response = response.with_additional_header(name, "");
+            }
         }
     }
     response

@@ -13,15 +13,24 @@ use sha2::Sha256;
 use crate::auth::apps::App;
 use crate::identity::Principal;
 
+/// The names of the identity headers, in the order [`headers`] gives them.
+pub(super) const NAMES: [&str; 4] = [
+    "Remote-User",
+    "Remote-Name",
+    "Remote-Groups",
+    "Remote-Auth-Methods",
+];
+
 /// The identity headers for `who`, as forward auth answers them and the
 /// proxy sends them on (names as sent; values never hold a line break: a
 /// username or group name has none).
 pub(super) fn headers(who: &Principal) -> [(&'static str, String); 4] {
+    let [user, name, groups, methods] = NAMES;
     [
-        ("Remote-User", who.user.username.clone()),
-        ("Remote-Name", who.user.username.clone()),
-        ("Remote-Groups", who.groups.join(",")),
-        ("Remote-Auth-Methods", who.methods()),
+        (user, who.user.username.clone()),
+        (name, who.user.username.clone()),
+        (groups, who.groups.join(",")),
+        (methods, who.methods()),
     ]
 }
 
