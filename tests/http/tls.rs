@@ -473,7 +473,13 @@ fn half_done_handshakes_cannot_take_every_slot_and_get_no_plaintext() {
     let (app, _files) = https_app_with_file(
         &pki,
         &toml,
-        &[("max_connections", "32"), ("header_timeout", "30s")],
+        // Threads enough for alice's 8 requests to wait on the slow app at
+        // once (one user may hold half of three quarters of them).
+        &[
+            ("max_connections", "32"),
+            ("header_timeout", "30s"),
+            ("threads", "24"),
+        ],
     );
     app.add_user("alice", "correct horse", false);
     let at = addr(&app);
