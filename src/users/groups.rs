@@ -12,7 +12,7 @@
 //! a check before the change, in another statement, would let both pass.
 //!
 //! A user's groups are read with the user row itself (see
-//! [`crate::identity::USER_COLUMNS`]); [`GroupStore::groups_of`] is the
+//! [`crate::identity::USER_COLUMNS`]); `GroupStore::groups_of` is the
 //! same one indexed range on its own.
 
 mod postgres;

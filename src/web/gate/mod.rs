@@ -11,7 +11,7 @@
 //!
 //! Every decision (which app, which nested prefix) is made on the one
 //! normalised target of [`crate::auth::path`]; who may pass is asked of
-//! [`crate::auth::access::decide`] in one place ([`ask`]), and the proxy
+//! [`crate::auth::access::decide`] in one place (`ask`), and the proxy
 //! forwards exactly the target it was asked about under the app's
 //! configured upstream.
 
