@@ -88,7 +88,10 @@ impl Accounts<'_> {
         // waits with the flood's overflow record (see `auth::throttle`).
         // Wrong names and right ones still get the same answer, in the
         // same time, for a wrong password.
-        let known = self.users.find_by_name(username)?.is_some();
+        // (Only a name that could be a user's is looked up: PostgreSQL
+        // refuses a NUL in text, and no user has one.)
+        let known = crate::users::Username::parse(username).is_ok()
+            && self.users.find_by_name(username)?.is_some();
         let look = guard.throttle.look(username, ip, known)?;
         if let Some(wait) = look.wait {
             return Ok(Checked::Throttled(throttled(guard, username, ip, wait)));
