@@ -34,6 +34,22 @@ pub(super) fn admin(
     }
 }
 
+/// A page of the area: `page` for the signed-in administrator, else the
+/// way to sign in (anonymous) or `403` (anyone else).
+pub(super) fn as_admin(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    page: impl FnOnce(&SignedIn) -> Result<Response>,
+) -> Result<Response> {
+    with_session(state, request, client, |session| {
+        match admin(state, session, request)? {
+            Ok(s) => page(&s),
+            Err(redirect) => Ok(redirect),
+        }
+    })
+}
+
 /// The section of `/admin` an action belongs to.
 pub(super) struct Section {
     /// Its page: where a done action goes, with its notice, and where a

@@ -14,10 +14,10 @@ use crate::users::groups::Group;
 use crate::web::error::{Result, WebError};
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{SignedIn, viewer};
-use crate::web::state::{State, with_session};
+use crate::web::state::State;
 use crate::web::views::{self, GroupRow, GroupsView, MemberRow, MembersView};
 
-use super::act::{Outcome, Section, act, admin, outcome, refused};
+use super::act::{Outcome, Section, act, as_admin, outcome, refused};
 
 /// The groups section: where its actions go back to.
 const GROUPS: Section = Section {
@@ -55,11 +55,8 @@ fn render(
 
 /// `GET /admin/groups`.
 pub(super) fn get_groups(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        match admin(state, session, request)? {
-            Ok(s) => render(state, &s, notice(request), None),
-            Err(redirect) => Ok(redirect),
-        }
+    as_admin(state, request, client, |s| {
+        render(state, s, notice(request), None)
     })
 }
 
@@ -73,11 +70,7 @@ fn named(state: &State, name: Option<&str>) -> Result<Group> {
 
 /// `GET /admin/groups/members?group=NAME`.
 pub(super) fn get_members(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        let s = match admin(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
+    as_admin(state, request, client, |s| {
         let group = named(state, request.get_param("group").as_deref())?;
         let members = state
             .users
@@ -106,11 +99,7 @@ pub(super) fn get_delete_group(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        let s = match admin(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
+    as_admin(state, request, client, |s| {
         let group = named(state, request.get_param("group").as_deref())?;
         let token = csrf::session_token(state.engine().signer(), &s.key);
         Ok(html(views::delete_group_page(

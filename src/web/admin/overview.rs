@@ -9,18 +9,14 @@ use crate::clock;
 use crate::web::error::Result;
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::viewer;
-use crate::web::state::{State, with_session};
+use crate::web::state::State;
 use crate::web::views::{self, OverviewView};
 
-use super::act::admin;
+use super::act::as_admin;
 
 /// `GET /admin`.
 pub(super) fn get_overview(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        let s = match admin(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
+    as_admin(state, request, client, |s| {
         let users = state.users.list()?;
         let summaries = state.users.factors().summaries()?;
         let records = state.engine().store().list(None, clock::now())?;

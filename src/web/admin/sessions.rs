@@ -12,10 +12,10 @@ use crate::web::error::Result;
 use crate::web::paging::{page_param, paged};
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{SignedIn, viewer};
-use crate::web::state::{State, with_session};
+use crate::web::state::State;
 use crate::web::views::{self, SessionsView};
 
-use super::act::{Outcome, Section, act, admin};
+use super::act::{Outcome, Section, act, as_admin};
 
 /// The sessions section: where its actions go back to.
 const SESSIONS: Section = Section {
@@ -52,17 +52,14 @@ fn render(
 
 /// `GET /admin/sessions`.
 pub(super) fn get_sessions(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        match admin(state, session, request)? {
-            Ok(s) => render(
-                state,
-                &s,
-                page_param(request, "page")?,
-                notice(request),
-                None,
-            ),
-            Err(redirect) => Ok(redirect),
-        }
+    as_admin(state, request, client, |s| {
+        render(
+            state,
+            s,
+            page_param(request, "page")?,
+            notice(request),
+            None,
+        )
     })
 }
 

@@ -16,10 +16,10 @@ use crate::web::form::Form;
 use crate::web::paging::{page_param, paged};
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{SignedIn, viewer};
-use crate::web::state::{State, with_session};
+use crate::web::state::State;
 use crate::web::views::{self, UserRow, UsersView};
 
-use super::act::{Outcome, Section, act, admin, outcome, refused};
+use super::act::{Outcome, Section, act, as_admin, outcome, refused};
 
 /// The users section: where its actions go back to.
 const USERS: Section = Section {
@@ -71,17 +71,14 @@ fn render(
 
 /// `GET /admin/users`.
 pub(super) fn get_users(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        match admin(state, session, request)? {
-            Ok(s) => render(
-                state,
-                &s,
-                page_param(request, "page")?,
-                notice(request),
-                None,
-            ),
-            Err(redirect) => Ok(redirect),
-        }
+    as_admin(state, request, client, |s| {
+        render(
+            state,
+            s,
+            page_param(request, "page")?,
+            notice(request),
+            None,
+        )
     })
 }
 
@@ -93,11 +90,7 @@ fn confirm_step(
     client: &Client,
     page: fn(views::Viewer<'_>, &str, &str) -> maud::Markup,
 ) -> Result<Response> {
-    with_session(state, request, client, |session| {
-        let s = match admin(state, session, request)? {
-            Ok(s) => s,
-            Err(redirect) => return Ok(redirect),
-        };
+    as_admin(state, request, client, |s| {
         let name = request.get_param("username").unwrap_or_default();
         let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
         let token = csrf::session_token(state.engine().signer(), &s.key);
