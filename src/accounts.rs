@@ -25,6 +25,9 @@
 //!   enabled administrator (taking them out of `admins`) is refused,
 //!   unless the caller forces it (the box's owner at the command line);
 //!   `users` checks it again in the transaction that makes the change.
+//! - **Credentials without a session** (`accounts/credentials.rs`): a
+//!   personal access token, or the account password over Basic, checked
+//!   and throttled like sign-ins; nothing is stored.
 //! - **Groups** (`accounts/groups.rs`): making, renaming and deleting
 //!   groups and their members; `admins` is kept.
 //! - **Password rules**: checked by `users` when a password is hashed;
@@ -34,7 +37,7 @@
 //! alone, a password confirmed again), `factors` (second factors set up
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
-//! their members). This file keeps the
+//! their members), `credentials` (tokens and Basic). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
 //! This module never sees HTTP: it takes plain values and the session, and
@@ -52,6 +55,7 @@ use crate::session::{SessionError, Store, StoreError};
 use crate::users::{User, UserError, UserId, Users};
 
 mod admin;
+pub mod credentials;
 mod factors;
 pub mod groups;
 mod revoke;

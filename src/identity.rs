@@ -162,8 +162,8 @@ pub enum Credential {
     /// A session cookie: the methods it signed in with (`pwd`, `otp`, ...).
     Session(Vec<String>),
     /// A personal access token (`Authorization: Bearer`, or as Basic's
-    /// password).
-    Token,
+    /// password), and the apps it may reach (empty: all of its user's).
+    Token(Vec<String>),
     /// The account password over `Authorization: Basic`.
     Basic,
 }
@@ -189,8 +189,27 @@ impl Principal {
     pub fn second_factor(&self) -> bool {
         match &self.credential {
             Credential::Session(methods) => two_factors(methods),
-            Credential::Token | Credential::Basic => false,
+            Credential::Token(_) | Credential::Basic => false,
         }
+    }
+
+    /// Whether this credential may be used for the app named `app`
+    /// (`None`: a request for no app): a token only for the apps it
+    /// names, when it names some; anything else everywhere.
+    pub fn reaches(&self, app: Option<&str>) -> bool {
+        match &self.credential {
+            Credential::Token(apps) => {
+                apps.is_empty()
+                    || app.is_some_and(|a| apps.iter().any(|t| t.eq_ignore_ascii_case(a)))
+            }
+            Credential::Session(_) | Credential::Basic => true,
+        }
+    }
+
+    /// Whether it came without a session (a token or Basic): such a
+    /// request is never sent to a sign-in page.
+    pub fn sessionless(&self) -> bool {
+        !matches!(self.credential, Credential::Session(_))
     }
 
     /// Whether they are in `group` (group names compare without regard to
@@ -204,7 +223,7 @@ impl Principal {
     pub fn methods(&self) -> String {
         match &self.credential {
             Credential::Session(methods) => methods.join(","),
-            Credential::Token => "token".to_owned(),
+            Credential::Token(_) => "token".to_owned(),
             Credential::Basic => "pwd".to_owned(),
         }
     }

@@ -85,6 +85,32 @@ pub struct App {
     /// set for an app whose upstream reads paths so, and (by
     /// [`Apps::new`]) for every app whose prefix lies under such an app's.
     pub case_insensitive: bool,
+    /// What `Authorization: Basic` may carry for this app.
+    pub basic_auth: BasicAuth,
+}
+
+/// What an app takes over `Authorization: Basic` (`basic_auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BasicAuth {
+    /// A personal access token as the password (the default).
+    #[default]
+    Token,
+    /// A token, or the account password of a user without a second
+    /// factor.
+    Password,
+    /// Nothing: the header is the app's own, passed on unread.
+    Off,
+}
+
+impl BasicAuth {
+    /// The setting's value as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Password => "password",
+            Self::Off => "off",
+        }
+    }
 }
 
 impl App {
@@ -144,6 +170,7 @@ pub struct AppSpec {
     icon: Option<String>,
     #[serde(default)]
     hidden: bool,
+    basic_auth: Option<String>,
     /// `[[apps.rules]]`, tried in order before what `allow`/`users` say.
     #[serde(default)]
     rules: Vec<RuleSpec>,
@@ -434,6 +461,17 @@ impl AppSpec {
             }
             i => i.clone(),
         };
+        let basic_auth = match self.basic_auth.as_deref() {
+            None | Some("token") => BasicAuth::Token,
+            Some("password") => BasicAuth::Password,
+            Some("off") => BasicAuth::Off,
+            Some(other) => {
+                return Err(err(
+                    "basic_auth",
+                    format!("{other:?} is not one of \"token\", \"password\", \"off\""),
+                ));
+            }
+        };
         // The rules first, then what `allow`/`users`/`two_factor` say.
         let mut legacy = Rules::from_access(&access, self.two_factor);
         rules.append(&mut legacy.rules);
@@ -449,6 +487,7 @@ impl AppSpec {
             icon,
             hidden: self.hidden,
             case_insensitive: self.case_insensitive,
+            basic_auth,
         })
     }
 }

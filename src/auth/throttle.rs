@@ -499,6 +499,34 @@ impl Throttle {
         self.fail_subjects(&[(ip_subject(ip), "ip", Room::Bounded)])
     }
 
+    /// Counts a failed credential that names no one it could be charged to
+    /// (an unknown or expired token) against `ip`: a flood of guessed
+    /// tokens locks its address like a flood of wrong passwords.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn address_failure(&self, ip: IpAddr) -> Result<Vec<Lockout>, StoreError> {
+        self.fail_subjects(&[(ip_subject(ip), "ip", Room::Bounded)])
+    }
+
+    /// How long `ip` must wait before its next attempt, if it is locked
+    /// (what [`Throttle::address_failure`] and every other failure from it
+    /// added up to).
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn address_wait(&self, ip: IpAddr) -> Result<Option<Duration>, StoreError> {
+        let now = self.now();
+        let Some(mut e) = self.records.get(&ip_subject(ip), Room::Bounded, now)? else {
+            return Ok(None);
+        };
+        e.clamp(now, millis(self.limits.max_lockout));
+        Ok(e.locked_at(now)
+            .then(|| Duration::from_millis(u64::try_from(e.locked_until - now).unwrap_or(0))))
+    }
+
     fn fail_subjects(
         &self,
         subjects: &[(String, &'static str, Room)],

@@ -1,6 +1,6 @@
 //! The command line, one file per command group: `serve` and
 //! `check-config` (`serve.rs`), `user ...` (`user.rs`), `group ...` and `user groups` (`group.rs`), `session ...`
-//! (`session.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
+//! (`session.rs`), `token ...` (`token.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
 //! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
 //! ([`Cli`], the options every command takes), [`run`], [`CliError`] and
@@ -14,6 +14,7 @@ mod serve;
 mod session;
 mod store;
 mod tls;
+mod token;
 mod user;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ use oidc::OidcCommand;
 use serve::ServeArgs;
 use session::SessionCommand;
 use tls::TlsCommand;
+use token::TokenCommand;
 use user::UserCommand;
 
 /// gatehouse: a login for small intranet apps.
@@ -79,6 +81,9 @@ enum Command {
     /// List and revoke sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Personal access tokens (for scripts, WebDAV, phone apps).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check the configuration and print the effective settings (secrets
     /// masked); with --explain, which access rule decides a request and why.
     CheckConfig(serve::CheckArgs),
@@ -172,6 +177,10 @@ pub fn run() -> Result<(), CliError> {
         }
         Some(Command::Session(cmd)) => {
             session::session(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Token(cmd)) => {
+            token::token(&cli.global, cmd)?;
             store::checkpoint(&cli.global)
         }
         Some(Command::CheckConfig(args)) => serve::check_config(&cli.global, &args),

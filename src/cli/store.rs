@@ -155,6 +155,10 @@ pub(super) fn migrate_store(global: &Global, from: &Path, sessions: bool) -> Res
             groups.groups.len(),
             groups.members.len()
         )?;
+        // Tokens, after their users; a token copied before is left.
+        let tokens = source_users.tokens().export()?;
+        dest.users.tokens().import(&tokens)?;
+        writeln!(out, "copied {} tokens", tokens.len())?;
     }
     if sessions {
         let live = source_store.list(None, clock::now())?;

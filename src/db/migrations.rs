@@ -186,6 +186,23 @@ const STEPS: &[&str] = &[
      INSERT INTO user_groups (user_id, group_id)
          SELECT id, (SELECT id FROM groups WHERE name = 'admins') FROM users WHERE is_admin;
      ALTER TABLE users DROP COLUMN is_admin;",
+    // 9: personal access tokens (see `users::tokens`): looked up by the
+    // SHA-256 of the token (never stored), listed by user. A token holds
+    // the user's `password_changed_at` as it was when it was made: a new
+    // password ends every token at once, on every instance, with no write
+    // to the tokens.
+    "CREATE TABLE access_tokens (
+         id INTEGER PRIMARY KEY,
+         hash BLOB NOT NULL UNIQUE,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         name TEXT NOT NULL,
+         apps TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER,
+         last_used_at INTEGER,
+         password_at INTEGER NOT NULL
+     );
+     CREATE INDEX access_tokens_by_user ON access_tokens(user_id);",
 ];
 
 /// The schema version this binary writes.

@@ -348,6 +348,9 @@ fn new_recovery_code() -> String {
 pub struct Factors {
     pub(super) db: std::sync::Arc<dyn FactorStore>,
     pub(super) seeds: SeedKey,
+    /// Passwords lately verified over Basic: a user's go when they add a
+    /// second factor.
+    pub(super) basic: std::sync::Arc<super::basic::BasicCache>,
 }
 
 impl Factors {
@@ -423,6 +426,7 @@ impl Factors {
         let sealed = self.seeds.seal(user, &seed)?;
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         self.db.totp_set(user, &sealed, step, crate::clock::now())?;
+        self.basic.forget(user);
         Ok(true)
     }
 
@@ -536,7 +540,9 @@ impl Factors {
                 credential,
                 now: crate::clock::now(),
             },
-        )
+        )?;
+        self.basic.forget(user);
+        Ok(())
     }
 
     /// The passkey with this credential id.

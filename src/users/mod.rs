@@ -4,7 +4,8 @@
 //! Second factors (authenticator codes, recovery codes, passkeys, kept
 //! beside the users) are [`factors`]; the WebAuthn relying party's checks
 //! are [`passkey`]; groups and their members (the admin flag is membership
-//! of `admins`) are [`groups`]; where a user comes from is [`source`], and the
+//! of `admins`) are [`groups`]; personal access tokens are [`tokens`], and the passwords lately
+//! verified over Basic [`basic`]; where a user comes from is [`source`], and the
 //! directory (LDAP) as a source of users is [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
@@ -13,6 +14,7 @@
 
 use std::sync::Arc;
 
+pub mod basic;
 pub mod directory;
 pub mod factors;
 pub mod groups;
@@ -21,6 +23,7 @@ pub mod password;
 mod postgres;
 pub mod source;
 mod sqlite;
+pub mod tokens;
 
 use crate::clock::{self, Millis};
 use crate::db::{DbError, Pool};
@@ -153,6 +156,15 @@ pub enum UserError {
     /// No such group.
     #[error("no such group")]
     NoSuchGroup,
+    /// No such token (or not the caller's).
+    #[error("no such token")]
+    NoSuchToken,
+    /// A token name must be 1 to 64 printable characters.
+    #[error("a token name must be 1 to 64 printable characters, and app names hold no ','")]
+    InvalidTokenName,
+    /// The user holds as many tokens as they may.
+    #[error("no more tokens: revoke one first (at most 50 each)")]
+    TooMany,
     /// Another group has that name (in any case).
     #[error("a group with that name already exists")]
     GroupTaken,
@@ -227,6 +239,8 @@ pub struct Users {
     db: Arc<dyn Backend>,
     sources: Arc<dyn source::SourceStore>,
     groups: Arc<dyn groups::GroupStore>,
+    tokens: tokens::Tokens,
+    basic: Arc<basic::BasicCache>,
     hasher: Arc<Hasher>,
     factors: factors::Factors,
     /// When the dummy hash's cost was last matched to the stored hashes
@@ -242,13 +256,19 @@ impl Users {
     /// Users in the SQLite `pool`, hashing with `hasher`.
     pub fn new(pool: Pool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(sqlite::Sqlite(pool));
+        let basic = Arc::new(basic::BasicCache::new());
         Self {
             sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             groups: Arc::clone(&db) as Arc<dyn groups::GroupStore>,
+            tokens: tokens::Tokens {
+                db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
+            },
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
+                basic: Arc::clone(&basic),
             },
+            basic,
             db,
             hasher,
             dummy_checked: Arc::default(),
@@ -258,13 +278,19 @@ impl Users {
     /// Users in a PostgreSQL database, hashing with `hasher`.
     pub fn postgres(pool: crate::db::postgres::PgPool, hasher: Arc<Hasher>) -> Self {
         let db = Arc::new(postgres::Postgres(pool));
+        let basic = Arc::new(basic::BasicCache::new());
         Self {
             sources: Arc::clone(&db) as Arc<dyn source::SourceStore>,
             groups: Arc::clone(&db) as Arc<dyn groups::GroupStore>,
+            tokens: tokens::Tokens {
+                db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
+            },
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
+                basic: Arc::clone(&basic),
             },
+            basic,
             db,
             hasher,
             dummy_checked: Arc::default(),
@@ -282,6 +308,16 @@ impl Users {
     /// The users' second factors.
     pub fn factors(&self) -> &factors::Factors {
         &self.factors
+    }
+
+    /// The users' personal access tokens.
+    pub fn tokens(&self) -> &tokens::Tokens {
+        &self.tokens
+    }
+
+    /// The passwords lately verified over Basic.
+    pub fn basic_cache(&self) -> &basic::BasicCache {
+        &self.basic
     }
 
     /// The hasher in use.

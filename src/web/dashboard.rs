@@ -18,7 +18,7 @@ pub(super) const ROUTES: &[Route] = &[Route::at("/").get(get_dashboard)];
 
 fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Response> {
     with_session(state, request, client, |session| {
-        let Some(who) = principal::of_request(state, request, session)? else {
+        let Some(who) = principal::of_session(state, session)? else {
             return Ok(see_other("/login?next=/"));
         };
         let visits = match session.increment("visits", 1) {

@@ -4,31 +4,143 @@
 //! that need a signed-in user. `auth/access.rs` then decides what they
 //! may have.
 //!
-//! Today a principal comes from the session cookie. Bearer tokens and
-//! Basic credentials are read in [`of_request`], before the cookie, when
-//! they come: every caller already asks there.
+//! A principal comes from the session cookie; where no session is signed
+//! in, the gate ([`of_request`]) also takes `Authorization: Bearer` with a
+//! personal access token, and `Authorization: Basic` with a token (or,
+//! where the app allows it, the account password) as the password. The
+//! pages and the JSON API take the cookie only ([`of_session`]).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rouille::Request;
 
 use super::error::Result;
 use super::state::State;
+use crate::accounts::credentials::Proved;
+use crate::auth::apps::{App, BasicAuth};
 use crate::identity::{Credential, Principal, User};
 use crate::session::Session;
 use crate::users::factors::Policy;
 
-/// The principal of this request: today the session's (see
-/// [`of_session`]); the place `Authorization: Bearer` and `Basic` are read
-/// from once gatehouse takes them.
+/// Who a gate request is from.
+#[derive(Debug)]
+pub(super) enum Asker {
+    /// No one: no session signed in, and no credentials for gatehouse.
+    Nobody,
+    /// A signed-in session's user, or a token's, or a Basic password's.
+    Someone(Principal),
+    /// Credentials that prove no one (malformed, unknown, expired,
+    /// revoked, a wrong password, a password where only a token will do):
+    /// all alike, so the answer says nothing about which.
+    Refused,
+}
+
+/// The longest `Authorization` value read: a Basic pair of a 64-byte name
+/// and a long passphrase fits, base64 and all.
+const MAX_AUTHORIZATION: usize = 1024;
+
+/// Credentials offered for gatehouse, as read from `Authorization`.
+enum Offered {
+    /// None gatehouse reads (no header, another scheme, or Basic for an
+    /// app with `basic_auth = "off"`).
+    None,
+    Bearer(String),
+    Basic(String, String),
+    /// A header gatehouse should read but cannot: two of them, too long,
+    /// bad base64, no `:`, not UTF-8.
+    Malformed,
+}
+
+/// The credentials of `request`, for `app`.
+fn offered(request: &Request, app: Option<&App>) -> Offered {
+    let mut values = request
+        .headers()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Authorization"))
+        .map(|(_, v)| v);
+    let Some(value) = values.next() else {
+        return Offered::None;
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    let rest = rest.trim_start_matches(' ');
+    let bearer = scheme.eq_ignore_ascii_case("Bearer");
+    let basic = scheme.eq_ignore_ascii_case("Basic");
+    let off = app.is_some_and(|a| a.basic_auth == BasicAuth::Off);
+    if !bearer && (!basic || off) {
+        return Offered::None;
+    }
+    // Two of them could be read two ways (gatehouse one, the app the
+    // other).
+    if values.next().is_some() || value.len() > MAX_AUTHORIZATION {
+        return Offered::Malformed;
+    }
+    if bearer {
+        return Offered::Bearer(rest.to_owned());
+    }
+    let Some(pair) = STANDARD
+        .decode(rest)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return Offered::Malformed;
+    };
+    match pair.split_once(':') {
+        Some((name, secret)) => Offered::Basic(name.to_owned(), secret.to_owned()),
+        None => Offered::Malformed,
+    }
+}
+
+/// Who a gate request for `app` is from: the signed-in session's user if
+/// there is one (the `Authorization` header is then the app's, and passed
+/// on unread), else whoever its `Authorization` header proves.
 ///
 /// # Errors
 ///
-/// Store errors.
+/// Store errors; a busy hasher.
 pub(super) fn of_request(
     state: &State,
-    _request: &Request,
+    request: &Request,
     session: &Session<'_>,
-) -> Result<Option<Principal>> {
-    of_session(state, session)
+    app: Option<&App>,
+    ip: std::net::IpAddr,
+) -> Result<Asker> {
+    if let Some(p) = of_session(state, session)? {
+        return Ok(Asker::Someone(p));
+    }
+    let offered = offered(request, app);
+    if matches!(offered, Offered::None) {
+        return Ok(Asker::Nobody);
+    }
+    let accounts = state.accounts();
+    let guard = state.guard();
+    let now = crate::clock::now();
+    let proved = match offered {
+        Offered::None => return Ok(Asker::Nobody),
+        Offered::Malformed => accounts.check_token(&guard, "", None, ip, now)?,
+        Offered::Bearer(token) => accounts.check_token(&guard, &token, None, ip, now)?,
+        Offered::Basic(name, secret) if secret.starts_with(crate::users::tokens::PREFIX) => {
+            accounts.check_token(&guard, &secret, Some(&name), ip, now)?
+        }
+        Offered::Basic(name, password) => {
+            // Never where every sign-in needs a second factor: a
+            // password alone would be a way round it.
+            if app.is_some_and(|a| a.basic_auth == BasicAuth::Password)
+                && state.two_factor != Policy::Required
+            {
+                accounts.check_basic_password(&guard, &name, &password, ip, now)?
+            } else {
+                // Only a token will do here: refused, and counted, like
+                // a bad one.
+                accounts.check_token(&guard, "", Some(&name), ip, now)?
+            }
+        }
+    };
+    Ok(match proved {
+        Proved::Token(token, user) => {
+            Asker::Someone(principal_for(user, Credential::Token(token.apps)))
+        }
+        Proved::Password(user) => Asker::Someone(principal_for(user, Credential::Basic)),
+        Proved::Nothing => Asker::Refused,
+    })
 }
 
 /// The signed-in, enabled user of this session as a principal, if any.

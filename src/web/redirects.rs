@@ -49,12 +49,11 @@ pub(super) fn safe_next(state: &State, next: Option<&str>) -> String {
 /// Store errors.
 pub(super) fn signed_in_next(
     state: &State,
-    request: &Request,
     session: &Session<'_>,
     client: &Client,
     next: &str,
 ) -> Result<String> {
-    let who = principal::of_request(state, request, session)?;
+    let who = principal::of_session(state, session)?;
     Ok(match next_decision(state, who.as_ref(), client, next) {
         Some(Decision::SecondFactor) => format!("/login/second?next={}", encode(next)),
         _ => next.to_owned(),

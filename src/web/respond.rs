@@ -54,6 +54,7 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "passkey-added" => "The passkey has been added.",
         "passkey-removed" => "The passkey has been removed.",
         "factors-reset" => "The user's second factors were removed and their sessions ended.",
+        "token-revoked" => "The token has been revoked.",
         "group-created" => "The group has been created.",
         "group-renamed" => "The group has been renamed.",
         "group-deleted" => "The group has been deleted.",

@@ -1,12 +1,13 @@
 //! `/account`: the page (`page`), ending one's sessions (`sessions`),
-//! changing one's password (`password`), and one's second factors
-//! (`factors`). This file declares the area's paths; the files beside it
+//! changing one's password (`password`), one's second factors
+//! (`factors`) and one's personal access tokens (`tokens`). This file declares the area's paths; the files beside it
 //! hold the handlers.
 
 mod factors;
 mod page;
 mod password;
 mod sessions;
+mod tokens;
 
 use super::router::{Route, Token};
 
@@ -22,6 +23,8 @@ pub(super) const ROUTES: &[Route] = &[
         .get(factors::get_totp_remove)
         .form(Token::Session, factors::post_totp_remove)
         .token_page(),
+    Route::at("/account/tokens").form(Token::Session, tokens::post_create),
+    Route::at("/account/tokens/revoke").form(Token::Session, tokens::post_revoke),
     Route::at("/account/recovery").form(Token::Session, factors::post_recovery),
     Route::at("/account/passkeys/options")
         .form(Token::Session, factors::post_register_options)

@@ -17,7 +17,7 @@ use crate::web::principal::session_methods;
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{signed_in, viewer};
 use crate::web::state::{State, with_session};
-use crate::web::views::{self, AccountView, PasskeyRow, TwoFactorView};
+use crate::web::views::{self, AccountView, PasskeyRow, TokensView, TwoFactorView};
 
 pub(super) fn render(
     state: &State,
@@ -28,7 +28,24 @@ pub(super) fn render(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response> {
+    render_with_token(state, session, user, key, (page, notice, error), None)
+}
+
+/// The page, with a token just made shown once.
+pub(super) fn render_with_token(
+    state: &State,
+    session: &Session<'_>,
+    user: &User,
+    key: &SessionKey,
+    (page, notice, error): (usize, Option<&str>, Option<&str>),
+    made: Option<String>,
+) -> Result<Response> {
     let now = clock::now();
+    let tokens = TokensView {
+        tokens: state.users.tokens().of_user(user.id)?,
+        apps: state.apps.all().iter().map(|a| a.name.clone()).collect(),
+        made,
+    };
     let factors = state.users.factors();
     let summary = factors.summary(user.id)?;
     let two_factor = TwoFactorView {
@@ -58,6 +75,7 @@ pub(super) fn render(
         error,
         now,
         two_factor,
+        tokens,
     })))
 }
 

@@ -1,6 +1,6 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
 //! the users (`users`), the groups and their members (`groups`), every
-//! session (`sessions`); who may use it and
+//! session (`sessions`), every token (`tokens`); who may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
@@ -11,6 +11,7 @@ mod groups;
 mod overview;
 mod reauth;
 mod sessions;
+mod tokens;
 mod users;
 
 use super::router::{Route, Token};
@@ -53,4 +54,8 @@ pub(super) const ROUTES: &[Route] = &[
         .get(sessions::get_sessions)
         .token_page(),
     Route::at("/admin/sessions/end").form(Token::Session, sessions::post_end_session),
+    Route::at("/admin/tokens")
+        .get(tokens::get_tokens)
+        .token_page(),
+    Route::at("/admin/tokens/revoke").form(Token::Session, tokens::post_revoke),
 ];

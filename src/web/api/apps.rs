@@ -16,7 +16,7 @@ use super::json::json_response;
 pub(super) fn get_apps(state: &State, request: &Request, client: &Client) -> Result<Response> {
     same_origin(state, request)?;
     with_session(state, request, client, |session| {
-        let Some(who) = principal::of_request(state, request, session)? else {
+        let Some(who) = principal::of_session(state, session)? else {
             return Ok(json_response(401, &json!({ "error": "not signed in" })));
         };
         let apps: Vec<_> = state

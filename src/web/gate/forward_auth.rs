@@ -171,6 +171,9 @@ fn allowed(asked: &Asked) -> Response {
 /// app needs), `403` when not allowed. Read-only.
 pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
     forward_auth(state, request, client, |_, asked| {
+        if let Some(refusal) = asked.sessionless_refusal() {
+            return refusal;
+        }
         match asked.verdict.decision {
             Decision::Allow => allowed(&asked),
             Decision::SignIn | Decision::SecondFactor => {
@@ -188,6 +191,9 @@ pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> R
 /// afterwards.
 pub(super) fn get_forward(state: &State, request: &Request, client: &Client) -> Result<Response> {
     forward_auth(state, request, client, |forwarded, asked| {
+        if let Some(refusal) = asked.sessionless_refusal() {
+            return refusal;
+        }
         match asked.verdict.decision {
             Decision::Allow => allowed(&asked),
             Decision::SignIn | Decision::SecondFactor => {

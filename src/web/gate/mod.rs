@@ -23,13 +23,13 @@ mod proxy;
 use rouille::{Request, Response};
 
 use super::error::Result;
-use super::principal;
+use super::principal::{self, Asker};
 use super::redirects::origin;
 use super::respond::{encode, html};
 use super::router::Route;
 use super::state::State;
 use super::views;
-use crate::auth::access::{self, Verdict};
+use crate::auth::access::{self, Decision, Verdict};
 use crate::auth::apps::App;
 use crate::auth::proxy::Client;
 use crate::identity::{Principal, Target};
@@ -52,6 +52,46 @@ struct Asked {
     who: Option<Principal>,
     /// The decision, with its reason.
     verdict: Verdict,
+    /// Credentials came (a token, Basic) that do not let this request
+    /// through: it is answered `401` with a challenge, never sent to a
+    /// sign-in page.
+    challenge: bool,
+}
+
+impl Asked {
+    /// The `401` or `403` for a request whose credentials came without a
+    /// session and do not let it through, if this is one: `401` with the
+    /// challenges for credentials that prove no one here (unknown, bad,
+    /// a token for other apps), `403` for someone the rules keep out (and
+    /// for an app that needs a second factor, which a token or a password
+    /// alone never gives). `None` for a browser's request, which the
+    /// caller answers as it does.
+    fn sessionless_refusal(&self) -> Option<Response> {
+        if self.verdict.decision == Decision::Allow {
+            return None;
+        }
+        if self.challenge {
+            return Some(challenge());
+        }
+        match &self.who {
+            Some(who) if who.sessionless() => Some(
+                Response::text("this token or password may not open this").with_status_code(403),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// `401` asking for a token (or Basic's pair), the same for every reason.
+fn challenge() -> Response {
+    Response::text("a valid token is needed")
+        .with_status_code(401)
+        .with_additional_header("WWW-Authenticate", r#"Bearer realm="gatehouse""#)
+        .with_additional_header(
+            "WWW-Authenticate",
+            r#"Basic realm="gatehouse", charset="UTF-8""#,
+        )
+        .with_additional_header("Cache-Control", "no-store")
 }
 
 /// Asks the one access decision about a request for `app` (`None`: one
@@ -70,7 +110,11 @@ fn ask(
     method: &str,
     client: &Client,
 ) -> Result<Asked> {
-    let who = principal::of_request(state, request, session)?;
+    let (who, refused) = match principal::of_request(state, request, session, app, client.ip)? {
+        Asker::Nobody => (None, false),
+        Asker::Someone(p) => (Some(p), false),
+        Asker::Refused => (None, true),
+    };
     let target = Target {
         app: app.map(|a| a.name.as_str()),
         path,
@@ -105,7 +149,14 @@ fn ask(
             }
         }
     }
-    Ok(Asked { who, verdict })
+    // Someone whose token is for other apps is judged as nobody (see
+    // `access::decide`): asked to authenticate, they get the challenge.
+    let challenge = refused || (who.is_some() && verdict.decision == Decision::SignIn);
+    Ok(Asked {
+        who,
+        verdict,
+        challenge,
+    })
 }
 
 /// Where a browser goes to sign in, coming back to `next` afterwards.

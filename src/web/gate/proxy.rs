@@ -177,6 +177,9 @@ pub(in crate::web) fn proxy(
             request.method(),
             client,
         )?;
+        if let Some(refusal) = asked.sessionless_refusal() {
+            return Ok(refusal);
+        }
         match asked.verdict.decision {
             Decision::Allow => {}
             Decision::SignIn | Decision::SecondFactor => {
@@ -301,7 +304,8 @@ fn set_cookie_name(value: &str) -> &str {
 
 /// The headers an upstream gets: the client's, less hop-by-hop headers,
 /// forged identity headers (in any spelling), names with `_` (unless
-/// allowed) and gatehouse's own cookies, plus the identity and forwarding
+/// allowed), gatehouse's own cookies and the token or password it took,
+/// plus the identity and forwarding
 /// headers gatehouse vouches for.
 fn upstream_headers(
     state: &State,
@@ -338,6 +342,11 @@ fn upstream_headers(
             if !kept.is_empty() {
                 out.push(("Cookie".to_owned(), kept.join("; ")));
             }
+            continue;
+        }
+        // A token or password that gatehouse took is gatehouse's: the
+        // upstream gets the identity headers instead, never the secret.
+        if canonical(name) == "authorization" && who.is_some_and(Principal::sessionless) {
             continue;
         }
         out.push((name.to_owned(), value.to_owned()));

@@ -42,9 +42,7 @@ pub(super) fn get_login(state: &State, request: &Request, client: &Client) -> Re
     let next = safe_next(state, next.as_deref());
     with_session(state, request, client, |session| {
         if current_user(state, session)?.is_some() {
-            return Ok(see_other(&signed_in_next(
-                state, request, session, client, &next,
-            )?));
+            return Ok(see_other(&signed_in_next(state, session, client, &next)?));
         }
         let error = match request.get_param("passkey").as_deref() {
             Some("failed") => Some("That passkey could not sign you in."),
@@ -117,9 +115,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
                 )? {
                     AfterPassword::Finished(done) => {
                         *finished = Some(done);
-                        Ok(see_other(&signed_in_next(
-                            state, request, session, client, &next,
-                        )?))
+                        Ok(see_other(&signed_in_next(state, session, client, &next)?))
                     }
                     AfterPassword::SecondStep => Ok(see_other("/login/second")),
                     AfterPassword::Enrol => Ok(see_other("/login/enrol")),

@@ -25,6 +25,8 @@ pub struct AccountView<'a> {
     pub now: Millis,
     /// The second factors.
     pub two_factor: TwoFactorView,
+    /// Personal access tokens.
+    pub tokens: super::TokensView,
 }
 
 /// `GET /account`.
@@ -63,6 +65,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                 }
             }
             (two_factor_section(&v.two_factor, v.csrf, v.now))
+            (super::tokens_section(&v.tokens, v.csrf, v.now))
         },
     )
 }

@@ -46,6 +46,11 @@ pub const SECTIONS: &[Section] = &[
         label: "Sessions",
         href: "/admin/sessions",
     },
+    Section {
+        id: "tokens",
+        label: "Tokens",
+        href: "/admin/tokens",
+    },
 ];
 
 /// A page of the admin area: the wide layout, the area's heading and

@@ -1,6 +1,7 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
 //! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
-//! area's Groups section), `setup`, `factors`,
+//! area's Groups section), `tokens` (personal access tokens on `/account` and
+//! `/admin/tokens`), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
@@ -20,6 +21,7 @@ mod groups;
 mod layout;
 mod setup;
 mod signin;
+mod tokens;
 
 use maud::{Markup, html};
 
@@ -45,6 +47,7 @@ pub use groups::{
 pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
 pub use signin::{LoginView, login_page, logout_page};
+pub use tokens::{AdminTokensView, TokensView, admin_tokens_page, tokens_section};
 
 /// The signed-in user as pages show them.
 pub struct Viewer<'a> {
@@ -371,6 +374,27 @@ mod tests {
                     }],
                     may_change: true,
                 },
+                tokens: TokensView {
+                    tokens: vec![crate::users::tokens::Token {
+                        id: 1,
+                        user_id: 1,
+                        name: "backup\"><x".into(),
+                        apps: vec!["wiki".into()],
+                        created_at: 0,
+                        expires_at: Some(1),
+                        last_used_at: None,
+                        password_at: 0,
+                    }],
+                    apps: vec!["wiki".into()],
+                    made: Some("ght_x".into()),
+                },
+            }),
+            admin_tokens_page(&AdminTokensView {
+                viewer: viewer(),
+                tokens: Vec::new(),
+                csrf: "t",
+                notice: None,
+                now: 0,
             }),
             second_step_page(&SecondStepView {
                 csrf: "t",
