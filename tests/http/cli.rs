@@ -348,6 +348,15 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
             &["user", "groups", "alice", "--add", "ops", "--add", "admins"],
             None,
         ));
+        // And her tokens.
+        let token = ok(&run(
+            dir.path(),
+            &sqlite,
+            &["token", "create", "alice", "--name", "monitor"],
+            None,
+        ))
+        .trim()
+        .to_owned();
         let (mut child, url, _) = serve_with(dir.path(), &sqlite, false);
         let mut b = Browser::new(&url);
         assert_eq!(b.login("alice", "correct horse").status, 303);
@@ -405,6 +414,7 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
         };
         assert!(moved.contains(copied), "{moved}");
         assert!(moved.contains("copied 1 live sessions"), "{moved}");
+        assert!(moved.contains("copied 1 tokens"), "{moved}");
         let again = ok(&run(
             dir.path(),
             &shared,
@@ -455,6 +465,11 @@ fn migrate_store_moves_users_and_live_sessions_off_sqlite() {
         assert_eq!(verify.status, 200, "to_redis={to_redis}");
         assert_eq!(verify.header("Remote-User"), Some("alice"));
         assert_eq!(verify.header("Remote-Groups"), Some("admins,ops"));
+        let by_token = Browser::new(&b.base).get_with(
+            "/auth/verify",
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(by_token.status, 200, "the token moved: {}", by_token.body);
         assert_eq!(b.get("/admin").status, 200, "still an administrator");
         assert_eq!(b.get("/").text_of("visits").as_deref(), Some("3"));
         let fresh = Browser::new(&b.base);

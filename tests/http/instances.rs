@@ -174,3 +174,50 @@ fn a_second_step_on_the_other_instance_finishes_the_sign_in_and_a_code_counts_on
     let replay = crate::factors::second(&on(&again, &a), "code", &code);
     assert_eq!(replay.status, 401, "a code counts once for every instance");
 }
+
+#[test]
+fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
+    let Some((a, b)) = pair("a_token_revoked_on_one_instance_is_refused_by_the_other_at_once")
+    else {
+        return;
+    };
+    let alice = a.add_user("alice", "correct horse", false);
+    let tokens = a.state().users.tokens();
+    let new = gatehouse::users::tokens::NewToken {
+        name: "script".into(),
+        ..Default::default()
+    };
+    let (token, row) = tokens
+        .create(&alice, &new, gatehouse::clock::now())
+        .expect("token");
+    let ask = |app: &TestApp| {
+        Browser::new(&app.base)
+            .get_with(
+                "/auth/verify",
+                &[("Authorization", &format!("Bearer {token}"))],
+            )
+            .status
+    };
+    assert_eq!(ask(&a), 200);
+    assert_eq!(ask(&b), 200);
+    tokens.revoke(row.id, None).expect("revoke");
+    assert_eq!(ask(&b), 401, "revoked on a, refused by b");
+    // A new password set on b ends a token made on a.
+    let (token2, _) = tokens
+        .create(&alice, &new, gatehouse::clock::now())
+        .expect("token");
+    let ask2 = |app: &TestApp| {
+        Browser::new(&app.base)
+            .get_with(
+                "/auth/verify",
+                &[("Authorization", &format!("Bearer {token2}"))],
+            )
+            .status
+    };
+    assert_eq!(ask2(&b), 200);
+    b.state()
+        .users
+        .set_password(alice.id, "a brand new password")
+        .expect("password");
+    assert_eq!(ask2(&a), 401, "a new password on b ends it on a");
+}

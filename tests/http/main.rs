@@ -40,4 +40,5 @@ mod strict;
 mod threads;
 mod throttle;
 mod tls;
+mod tokens;
 mod watchdog;
