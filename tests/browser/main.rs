@@ -1,6 +1,6 @@
 //! End to end in a real browser: Debian's headless Chromium driven through
 //! chromedriver. First-run setup, the dashboard and its visit counter, the
-//! account page (ending another session), the admin page (its groups
+//! account page (ending another session, making a token), the admin page (its groups
 //! among its sections), and signing out.
 //! Screenshots of the main pages go to `target/screenshots/`.
 //!
@@ -99,6 +99,22 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
         "the other device is still signed in"
     );
 
+    // A token for a script, made on the account page and shown once.
+    b.type_into("#token-name", "backup script");
+    b.click("#token-submit");
+    b.wait_for_path("/account/tokens");
+    let token = b.eval("return document.querySelector('#new-token').value;");
+    let token = token.as_str().expect("the new token").to_owned();
+    assert!(token.starts_with("ght_"), "{token}");
+    b.shots(&shots, "account-token");
+    let script = || {
+        app.browser()
+            .get_with("/auth/verify", &[("Authorization", &format!("Bearer {token}"))])
+            .status
+    };
+    assert_eq!(script(), 200, "the token opens the gate");
+    assert_eq!(b.count("#tokens tbody tr"), 1);
+
     // The admin area: the overview, then each section from its navigation.
     b.click("#nav-admin");
     b.wait_for_path("/admin");
@@ -142,6 +158,15 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
     b.wait_for_path("/admin/sessions");
     assert_eq!(b.count("#sessions tbody tr"), 2);
     b.shots(&shots, "admin-sessions");
+    // Every token, revocable by an administrator.
+    b.click("#admin-nav-tokens");
+    b.wait_for_path("/admin/tokens");
+    assert_eq!(b.count("#tokens tbody tr"), 1);
+    b.shots(&shots, "admin-tokens");
+    b.click("#tokens tbody tr button");
+    b.wait_for_path("/admin/tokens?done=token-revoked");
+    assert_eq!(b.count("#no-tokens"), 1);
+    assert_eq!(script(), 401, "a revoked token is refused at once");
     b.click("#admin-nav-overview");
     b.wait_for_path("/admin");
     assert_eq!(b.text("#count-users"), "2");
