@@ -65,8 +65,10 @@ const RANKS: &[(&str, u8)] = &[
 /// Imports between modules of one rank that the design allows: the guards
 /// of `auth` work on the session layer's keys and cookie options (CSRF
 /// tokens bound to a session, the anonymous token's cookie); the session
-/// layer never reaches into `auth`.
-const SIDEWAYS: &[(&str, &str)] = &[("auth", "session")];
+/// layer never reaches into `auth`. The OpenID Provider asks `auth`'s one
+/// access decision whether a client is open to a user
+/// (`auth::access::client_decision`); `auth` never reaches into `oidc`.
+const SIDEWAYS: &[(&str, &str)] = &[("auth", "session"), ("oidc", "auth")];
 
 /// The areas of `web/`: a folder or a file each. An area uses the shared
 /// modules of `web/` (`router`, `state`, `principal`, `signed_in`, `csrf`, `redirects`,

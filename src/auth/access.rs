@@ -395,6 +395,33 @@ fn decide_on(rules: &Rules, who: Option<&Principal>, target: &Target<'_>, path: 
     apply(rules.default, DecidedBy::Default, who)
 }
 
+/// Whether a user in `groups`, signed in with `methods`, may use an
+/// OpenID Connect client open to `client_groups` (empty: anyone) that
+/// needs a second factor when `two_factor`: `Deny` for someone outside
+/// the client's groups, `SecondFactor` for a sign-in without one, else
+/// `Allow`. The provider asks here at the authorization, at every token
+/// refresh (groups only: the refresh carries no sign-in) and at a device
+/// code's approval, so the rule for a client lives beside the rules for
+/// an app.
+pub fn client_decision(
+    client_groups: &[String],
+    two_factor: bool,
+    groups: &[String],
+    methods: &[String],
+) -> Decision {
+    let member = client_groups.is_empty()
+        || client_groups
+            .iter()
+            .any(|g| groups.iter().any(|h| h.eq_ignore_ascii_case(g)));
+    if !member {
+        Decision::Deny
+    } else if two_factor && !crate::identity::two_factors(methods) {
+        Decision::SecondFactor
+    } else {
+        Decision::Allow
+    }
+}
+
 /// Whether `path` matches `pattern`, where `*` matches any run of
 /// characters (`/` included) and everything else itself (in any ASCII
 /// case when `fold_case`).
@@ -702,5 +729,34 @@ mod tests {
         // A pattern built to backtrack does not take exponential time.
         let long = format!("/{}", "a".repeat(5000));
         assert!(!glob("/*a*a*a*a*a*a*a*b", &long, false));
+    }
+
+    #[test]
+    fn a_client_is_open_to_its_groups_and_asks_for_its_second_factor() {
+        let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let ops = v(&["ops"]);
+        assert_eq!(client_decision(&[], false, &[], &[]), Decision::Allow);
+        assert_eq!(
+            client_decision(&ops, false, &v(&["OPS"]), &[]),
+            Decision::Allow
+        );
+        assert_eq!(
+            client_decision(&ops, false, &v(&["opsx", "op"]), &[]),
+            Decision::Deny
+        );
+        assert_eq!(client_decision(&ops, false, &[], &[]), Decision::Deny);
+        assert_eq!(
+            client_decision(&ops, true, &ops, &v(&["pwd"])),
+            Decision::SecondFactor
+        );
+        assert_eq!(
+            client_decision(&ops, true, &ops, &v(&["pwd", "otp"])),
+            Decision::Allow
+        );
+        // Outside the groups is refused before any second factor is asked.
+        assert_eq!(
+            client_decision(&ops, true, &[], &v(&["pwd"])),
+            Decision::Deny
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::clients::Client;
 use super::keys::Alg;
 use super::store::GrantRow;
 use crate::clock::Millis;
+use crate::identity::two_factors;
 
 /// What the caller knows of the user, for the claims.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,16 +63,6 @@ impl Method {
             Self::Passkey => "hwk",
         }
     }
-}
-
-/// Whether these methods make two factors: the same rule as the sign-in's
-/// (`accounts::two_factors`: a code, a recovery code, or a passkey, which
-/// verifies its user).
-pub fn two_factors(methods: &[String]) -> bool {
-    methods
-        .iter()
-        .filter_map(|m| Method::parse(m))
-        .any(|m| m != Method::Password)
 }
 
 /// The `amr` claim: each method's value once, in the order used, then

@@ -202,15 +202,6 @@ impl Client {
         self.post_logout_redirect_uris.iter().any(|u| u == given)
     }
 
-    /// Whether a member of `groups` may use it (no groups configured: anyone).
-    pub fn allows(&self, groups: &[String]) -> bool {
-        self.groups.is_empty()
-            || self
-                .groups
-                .iter()
-                .any(|g| groups.iter().any(|h| h.eq_ignore_ascii_case(g)))
-    }
-
     /// Whether PKCE is required of this client.
     pub fn pkce_required(&self) -> bool {
         self.is_public() || self.pkce == Pkce::Required
@@ -1052,13 +1043,17 @@ tenant = "lan"
 
     #[test]
     fn only_members_of_the_groups_may_use_a_limited_client() {
+        use crate::auth::access::{Decision, client_decision};
         let c = grafana();
-        assert!(c.allows(&["ops".into()]));
-        assert!(c.allows(&["staff".into(), "Admins".into()]));
-        assert!(!c.allows(&[]));
-        assert!(!c.allows(&["opsx".into(), "admin".into()]));
+        let allows = |c: &Client, groups: &[String]| {
+            client_decision(&c.groups, false, groups, &[]) == Decision::Allow
+        };
+        assert!(allows(&c, &["ops".into()]));
+        assert!(allows(&c, &["staff".into(), "Admins".into()]));
+        assert!(!allows(&c, &[]));
+        assert!(!allows(&c, &["opsx".into(), "admin".into()]));
         let open =
             build("[[clients]]\nid = \"x\"\nredirect_uris = [\"https://a/\"]\n").expect("ok");
-        assert!(open.allows(&[]));
+        assert!(allows(&open, &[]));
     }
 }

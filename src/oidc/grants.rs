@@ -26,13 +26,14 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::claims::{IdToken, Profile, two_factors, userinfo};
+use super::claims::{IdToken, Profile, userinfo};
 use super::clients::Client;
 use super::store::{
     CodeClaim, CodeRow, CodeTake, DevicePoll, DeviceRow, DeviceStatus, GrantId, GrantRow, Hash,
     RefreshTake, TokenKind, TokenRow, join_scopes, split_scopes,
 };
 use super::{DEVICE_CODE_LIFETIME, DEVICE_POLL_INTERVAL, OidcError, Provider, millis, seconds};
+use crate::auth::access;
 use crate::clock::Millis;
 use crate::identity::UserId;
 
@@ -613,19 +614,19 @@ impl Provider {
                 Decision::SignIn
             };
         }
-        if !client.allows(&auth.groups) {
-            return Decision::Refuse;
+        match access::client_decision(
+            &client.groups,
+            client.two_factor,
+            &auth.groups,
+            &auth.methods,
+        ) {
+            access::Decision::Allow => Decision::IssueCode,
+            access::Decision::SecondFactor if authz.prompt_none => Decision::Redirect(
+                OidcError::LoginRequired("this app needs a sign-in with a second factor".into()),
+            ),
+            access::Decision::SecondFactor => Decision::SecondFactor,
+            access::Decision::Deny | access::Decision::SignIn => Decision::Refuse,
         }
-        if client.two_factor && !two_factors(&auth.methods) {
-            return if authz.prompt_none {
-                Decision::Redirect(OidcError::LoginRequired(
-                    "this app needs a sign-in with a second factor".into(),
-                ))
-            } else {
-                Decision::SecondFactor
-            };
-        }
-        Decision::IssueCode
     }
 
     /// Issues a code for `authz` to `auth`, and returns the URL to send
@@ -879,7 +880,9 @@ impl Provider {
                 "the user is disabled or gone".into(),
             ));
         };
-        if !client.allows(&profile.groups) {
+        if access::client_decision(&client.groups, false, &profile.groups, &[])
+            != access::Decision::Allow
+        {
             self.store().grant_delete(&grant.id)?;
             return Err(OidcError::InvalidGrant(
                 "the user may no longer use this client".into(),
@@ -1073,17 +1076,25 @@ impl Provider {
         let Some(client) = self.clients().find(&row.client_id) else {
             return Ok(false);
         };
-        if !client.allows(&auth.groups) {
-            return Err(OidcError::AccessDenied(format!(
-                "this user may not use {}",
-                client.name
-            )));
-        }
-        if client.two_factor && !two_factors(&auth.methods) {
-            return Err(OidcError::AccessDenied(format!(
-                "{} needs a sign-in with a second factor",
-                client.name
-            )));
+        match access::client_decision(
+            &client.groups,
+            client.two_factor,
+            &auth.groups,
+            &auth.methods,
+        ) {
+            access::Decision::Allow => {}
+            access::Decision::SecondFactor => {
+                return Err(OidcError::AccessDenied(format!(
+                    "{} needs a sign-in with a second factor",
+                    client.name
+                )));
+            }
+            access::Decision::Deny | access::Decision::SignIn => {
+                return Err(OidcError::AccessDenied(format!(
+                    "this user may not use {}",
+                    client.name
+                )));
+            }
         }
         let grant = GrantRow {
             id: GrantId::random(),

@@ -109,7 +109,10 @@ fn a_person_sets_up_signs_in_manages_sessions_and_signs_out_in_chromium() {
     b.shots(&shots, "account-token");
     let script = || {
         app.browser()
-            .get_with("/auth/verify", &[("Authorization", &format!("Bearer {token}"))])
+            .get_with(
+                "/auth/verify",
+                &[("Authorization", &format!("Bearer {token}"))],
+            )
             .status
     };
     assert_eq!(script(), 200, "the token opens the gate");
