@@ -462,3 +462,68 @@ fn the_command_line_makes_lists_and_revokes_tokens() {
     let again = gatehouse(d, &["token", "revoke", id], None);
     assert!(!again.status.success());
 }
+
+/// The fenced block of `lang` after `heading` in the README.
+fn readme_block(heading: &str, lang: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let after = readme.split(heading).nth(1).expect("the README section");
+    let fence = format!("```{lang}\n");
+    let block = after.split(&fence).nth(1).expect("the block");
+    block.split("```").next().expect("its end").to_owned()
+}
+
+#[test]
+fn the_readmes_worked_example_holds() {
+    let heading = "## Who may open what";
+    let toml = readme_block(heading, "toml");
+    let app = TestApp::spawn_with_file(&toml, &[("trusted_proxies", "127.0.0.1/32")]);
+    app.add_user("alice", "correct horse", false);
+    let d = app.dir.path();
+    let mut token = String::new();
+    for line in readme_block(heading, "sh").lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        for command in line.split("&&") {
+            let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+            let out = ok(&gatehouse(d, &args, None));
+            if args.first() == Some(&"token") {
+                token = out.trim().to_owned();
+            }
+        }
+    }
+    assert!(token.starts_with("ght_"), "{token}");
+    let ask = |uri: &str, authorization: Option<&str>| {
+        let mut headers = vec![("X-Forwarded-Host", "wiki.lan"), ("X-Forwarded-Uri", uri)];
+        if let Some(a) = authorization {
+            headers.push(("Authorization", a));
+        }
+        Browser::new(&app.base).get_with("/auth/verify", &headers)
+    };
+    let bearer = bearer(&token);
+    assert_eq!(ask("/api/health", None).status, 200, "bypassed");
+    assert_eq!(ask("/page", None).status, 401);
+    let page = ask("/page", Some(&bearer));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("Remote-User"), Some("alice"));
+    assert_eq!(page.header("Remote-Groups"), Some("ops"));
+    assert_eq!(page.header("Remote-Auth-Methods"), Some("token"));
+    let r = ask("/admin/x", Some(&bearer));
+    assert_eq!(
+        r.status, 403,
+        "a token is never a second factor: {}",
+        r.body
+    );
+    // The curl form of the same.
+    assert_eq!(ask("/page", Some(&basic("alice", &token))).status, 200);
+    let explained = ok(&gatehouse(
+        d,
+        &[
+            "check-config",
+            "--explain",
+            "http://wiki.lan/admin/x",
+            "--user",
+            "alice",
+        ],
+        None,
+    ));
+    assert!(explained.contains("rule 2"), "{explained}");
+}
