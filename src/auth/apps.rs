@@ -129,6 +129,16 @@ impl App {
         (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
     }
 
+    /// Whether `path` is under this app's prefix in any ASCII case.
+    fn under_prefix_any_case(&self, path: &str) -> bool {
+        let Some(bare) = self.prefix.as_deref().map(|p| p.trim_end_matches('/')) else {
+            return false;
+        };
+        path.get(..bare.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(bare))
+            && matches!(path.as_bytes().get(bare.len()), None | Some(b'/'))
+    }
+
     /// The path this app sees of a normalised request `path`: what
     /// follows its prefix (`/` for the prefix itself) when `path` is
     /// under it, else all of it (the app's own host). Access rules match
@@ -596,11 +606,28 @@ impl Apps {
     /// than guessed at (`/apps/site/x/../private/` is not let into a nested
     /// `/apps/site/private/` app, `/apps/site/../../admin` not out of one).
     ///
+    /// A path under an app's prefix only in another case (`/apps/VAULT/x`
+    /// for `/apps/vault/`) is refused too: a proxy in front that matches
+    /// paths without regard to case (Caddy's `path` matcher) sends it to
+    /// that app, while gatehouse would judge it by another app's rules or
+    /// the default (a hostile pass let a token, which never gives a second
+    /// factor, through Caddy into a `two_factor` app that way).
+    ///
     /// # Errors
     ///
-    /// [`PathError::LeavesApp`].
+    /// [`PathError::LeavesApp`], [`PathError::OtherCase`].
     pub fn by_target(&self, target: &Target, raw_path: &str) -> Result<Option<&App>, PathError> {
         let found = self.by_path(&target.path);
+        let any_case = self
+            .apps
+            .iter()
+            .filter(|a| a.under_prefix_any_case(&target.path))
+            .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len));
+        if let Some(other) = any_case
+            && !found.is_some_and(|f| std::ptr::eq(f, other))
+        {
+            return Err(PathError::OtherCase);
+        }
         for app in [self.by_path(raw_path), found].into_iter().flatten() {
             if app
                 .prefix

@@ -56,6 +56,9 @@ pub enum PathError {
     Climbs,
     /// `..` above the prefix of the app the path is under.
     LeavesApp,
+    /// Under an app's prefix only in another case (`/apps/VAULT/` for
+    /// `/apps/vault/`).
+    OtherCase,
 }
 
 impl PathError {
@@ -70,6 +73,7 @@ impl PathError {
             Self::Fragment => "the request target contains a #",
             Self::Climbs => "the path climbs above its root",
             Self::LeavesApp => "the path climbs above its app",
+            Self::OtherCase => "the path names an app's prefix in another case",
         }
     }
 }

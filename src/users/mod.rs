@@ -580,7 +580,11 @@ impl Users {
     ///
     /// No such user, or database failures.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<(), UserError> {
-        self.db.set_disabled(id, disabled)
+        self.db.set_disabled(id, disabled)?;
+        if disabled {
+            self.tokens.end_all(id)?;
+        }
+        Ok(())
     }
 
     /// Disables a user; with `keep_admin`, refused when they are the last
@@ -590,7 +594,11 @@ impl Users {
     ///
     /// [`UserError::LastAdministrator`], no such user, or database failures.
     pub fn disable(&self, id: UserId, keep_admin: bool) -> Result<(), UserError> {
-        self.groups.disable_user(id, keep_admin)
+        self.groups.disable_user(id, keep_admin)?;
+        // Their tokens end, as their sessions do (the check refuses a
+        // disabled user's token meanwhile).
+        self.tokens.end_all(id)?;
+        Ok(())
     }
 
     /// Grants (puts in `admins`) or revokes (takes out of it) admin rights,

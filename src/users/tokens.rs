@@ -10,8 +10,9 @@
 //!   random bits needs no slow hash: there is nothing to guess.
 //! - A token may reach every app of its user, or only those it names; it
 //!   may expire. It never counts as a second factor.
-//! - It ends when it is revoked, expires, or its user is disabled, deleted
-//!   (the rows go with the user) or gets a new password: a token keeps the
+//! - It ends when it is revoked, expires, or its user is disabled (their
+//!   tokens are deleted; until then the check refuses a disabled user's),
+//!   deleted (the rows go with the user) or gets a new password: a token keeps the
 //!   user's `password_changed_at` as it was when it was made, and is
 //!   refused once that differs. So a new password ends every token on
 //!   every instance at once, whichever path set it (the account page, the
@@ -155,6 +156,8 @@ pub(super) trait TokenStore: Send + Sync {
     fn all(&self) -> Result<Vec<Listed>, UserError>;
     /// Deletes a token (only `user`'s, when given); whether one went.
     fn delete(&self, id: TokenId, user: Option<UserId>) -> Result<bool, UserError>;
+    /// Deletes every token of `user`; how many went.
+    fn delete_of_user(&self, user: UserId) -> Result<usize, UserError>;
     /// Deletes `user`'s tokens made before their password changed, and
     /// every expired token; how many went.
     fn sweep(&self, now: Millis) -> Result<usize, UserError>;
@@ -259,6 +262,17 @@ impl Tokens {
     pub fn of_user(&self, user: UserId) -> Result<Vec<Token>, UserError> {
         self.sweep_quietly();
         self.db.of_user(user)
+    }
+
+    /// Ends every token of `user` (they were disabled: enabling them
+    /// again does not bring their tokens back, as it does not their
+    /// sessions); how many went.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn end_all(&self, user: UserId) -> Result<usize, UserError> {
+        self.db.delete_of_user(user)
     }
 
     /// Deletes the tokens that can no longer work before a list shows

@@ -211,15 +211,38 @@ fn client(state: &State, request: &Request) -> Client {
     // request came over TLS whatever a proxy's header says, and cookies
     // set on it are always `Secure`.
     let direct_https = state.https || request.is_secure();
+    let forwarded_for = forwarded_for(request);
     let mut client = proxy::client(
         peer,
         direct_https,
-        request.header("X-Forwarded-For"),
+        forwarded_for.as_deref(),
         request.header("X-Forwarded-Proto"),
         &state.trusted_proxies,
     );
     client.https |= state.https;
     client
+}
+
+/// Every `X-Forwarded-For` line of `request`, in order, as one list (RFC
+/// 9110 §5.3): a proxy that adds a line of its own instead of appending to
+/// the client's (HAProxy's `option forwardfor`) put the address it vouches
+/// for in the last line, and reading only the first let a client choose
+/// its own address for the throttle (a hostile pass).
+fn forwarded_for(request: &Request) -> Option<std::borrow::Cow<'_, str>> {
+    let mut lines = request
+        .headers()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
+        .map(|(_, v)| v);
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(std::borrow::Cow::Borrowed(first));
+    };
+    let mut joined = format!("{first},{second}");
+    for line in lines {
+        joined.push(',');
+        joined.push_str(line);
+    }
+    Some(std::borrow::Cow::Owned(joined))
 }
 
 /// Adds `Strict-Transport-Security` when gatehouse itself serves HTTPS

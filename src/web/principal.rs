@@ -60,19 +60,27 @@ fn offered(request: &Request, app: Option<&App>) -> Offered {
     let Some(value) = values.next() else {
         return Offered::None;
     };
-    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-    let rest = rest.trim_start_matches(' ');
+    // Two of them could be read two ways (gatehouse one, the app the
+    // other), whatever their schemes; an empty one is no credential at
+    // all. Either is refused like a bad token, never passed over.
+    if values.next().is_some() || value.trim().is_empty() {
+        return Offered::Malformed;
+    }
+    let value = value.trim_matches(' ');
+    // The scheme ends at the first space; a tab there (`Bearer\tght_...`)
+    // is not HTTP's syntax, but it is still a token offered: refused.
+    let end = value.find([' ', '\t']).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(end);
     let bearer = scheme.eq_ignore_ascii_case("Bearer");
     let basic = scheme.eq_ignore_ascii_case("Basic");
     let off = app.is_some_and(|a| a.basic_auth == BasicAuth::Off);
     if !bearer && (!basic || off) {
         return Offered::None;
     }
-    // Two of them could be read two ways (gatehouse one, the app the
-    // other).
-    if values.next().is_some() || value.len() > MAX_AUTHORIZATION {
+    if rest.starts_with('\t') || value.len() > MAX_AUTHORIZATION {
         return Offered::Malformed;
     }
+    let rest = rest.trim_start_matches(' ');
     if bearer {
         return Offered::Bearer(rest.to_owned());
     }

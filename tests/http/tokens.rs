@@ -212,6 +212,18 @@ fn forward_auth_takes_bearer_and_basic_tokens() {
         // A token never gives the second factor vault needs.
         let r = ask(path, "/apps/vault/", &bearer(&token));
         assert_eq!(r.status, 403, "{path}: {}", r.body);
+        // Nor in another case, which Caddy's `path` matcher sends to the
+        // vault all the same (a hostile pass: it was judged by the default
+        // policy, and passed).
+        for other in ["/apps/VAULT/x", "/apps/Vault", "/APPS/vault/x"] {
+            let r = ask(path, other, &bearer(&token));
+            assert_eq!(r.status, 403, "{path} {other}: {}", r.body);
+            assert!(
+                r.body.contains("another case"),
+                "{path} {other}: {}",
+                r.body
+            );
+        }
     }
     stop.store(true, Ordering::SeqCst);
 }
@@ -271,15 +283,18 @@ fn every_bad_credential_gets_the_same_401() {
         get(&app, "/apps/wiki/", &format!("bEaReR  {good}")).status,
         200
     );
-    // Two headers could be read two ways: refused.
-    let r = Browser::new(&app.base).get_with(
-        "/apps/wiki/",
-        &[
-            ("Authorization", &bearer(&good)),
-            ("Authorization", &bearer(&good)),
-        ],
-    );
-    assert_challenged(&r, "two headers");
+    // Two headers could be read two ways: refused, whatever comes first
+    // (a hostile pass: an empty or a Digest one first hid the token).
+    for first in [bearer(&good), String::new(), "Digest x".into()] {
+        let r = Browser::new(&app.base).get_with(
+            "/apps/wiki/",
+            &[("Authorization", &first), ("Authorization", &bearer(&good))],
+        );
+        assert_challenged(&r, &format!("two headers, first {first:?}"));
+    }
+    // A tab after the scheme is no HTTP, but still a token offered.
+    assert_challenged(&get(&app, "/apps/wiki/", &format!("Bearer\t{good}")), "tab");
+    assert_challenged(&get(&app, "/apps/wiki/", ""), "empty");
     // Another scheme is the app's: a browser without a session is sent
     // to sign in as usual (nothing of gatehouse's was offered).
     let r = get(&app, "/apps/wiki/", "Digest username=\"alice\"");
@@ -325,13 +340,18 @@ fn revoking_a_new_password_or_disabling_the_user_ends_tokens_at_once() {
         .set_password(alice.id, "a brand new password")
         .expect("password");
     assert_challenged(&get(&app, "/apps/wiki/", &bearer(&token)), "new password");
-    // So does disabling the user; enabling them does not bring it back
-    // for a token made before, only for one that was live.
+    // So does disabling the user, through every path; enabling them
+    // again does not bring the tokens back.
     let token = token_for(&app, "bob", &[], None);
     users.set_disabled(bob.id, true).expect("disable");
     assert_challenged(&get(&app, "/apps/wiki/", &bearer(&token)), "disabled");
     users.set_disabled(bob.id, false).expect("enable");
-    assert_eq!(get(&app, "/apps/wiki/", &bearer(&token)).status, 200);
+    assert_challenged(&get(&app, "/apps/wiki/", &bearer(&token)), "enabled again");
+    let token = token_for(&app, "bob", &[], None);
+    users.disable(bob.id, true).expect("disable");
+    users.set_disabled(bob.id, false).expect("enable");
+    assert_challenged(&get(&app, "/apps/wiki/", &bearer(&token)), "enabled again");
+    let bobs = token_for(&app, "bob", &[], None);
     // Deleting the user deletes their tokens.
     users.delete(bob.id).expect("delete");
     assert_challenged(&get(&app, "/apps/wiki/", &bearer(&token)), "deleted");
@@ -400,6 +420,39 @@ fn the_password_over_basic_is_refused_where_every_sign_in_needs_a_second_factor(
         &get(&app, "/apps/books/", &basic("alice", "correct horse")),
         "required",
     );
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn the_address_behind_a_proxy_is_read_from_every_forwarded_line() {
+    let (app, stop) = with_apps(&[
+        ("login_max_failures", "3"),
+        ("trusted_proxies", "127.0.0.1/32"),
+    ]);
+    app.add_user("alice", "correct horse", false);
+    let token = token_for(&app, "alice", &[], None);
+    let from = |lines: &[&str], authorization: &str| {
+        let mut headers = vec![("Authorization", authorization)];
+        headers.extend(lines.iter().map(|l| ("X-Forwarded-For", *l)));
+        Browser::new(&app.base).get_with("/apps/wiki/", &headers)
+    };
+    for i in 0..3 {
+        let bad = format!("Bearer ght_{i:043}");
+        assert_challenged(&from(&["2.2.2.2"], &bad), "guess");
+    }
+    assert_challenged(&from(&["2.2.2.2"], &bearer(&token)), "locked");
+    // A proxy that adds a line of its own (HAProxy) vouches for the last
+    // line: a first line of the client's choosing changes nothing.
+    assert_challenged(
+        &from(&["5.5.5.5", "2.2.2.2"], &bearer(&token)),
+        "a second line",
+    );
+    assert_challenged(
+        &from(&["garbage", "2.2.2.2"], &bearer(&token)),
+        "garbage first",
+    );
+    assert_eq!(from(&["3.3.3.3"], &bearer(&token)).status, 200);
+    assert_eq!(from(&["2.2.2.2", "3.3.3.3"], &bearer(&token)).status, 200);
     stop.store(true, Ordering::SeqCst);
 }
 

@@ -149,6 +149,14 @@ impl TokenStore for Postgres {
         Ok(n > 0)
     }
 
+    fn delete_of_user(&self, user: UserId) -> Result<usize, UserError> {
+        let n = self.client()?.execute_typed(
+            "DELETE FROM access_tokens WHERE user_id = $1",
+            &[(&user, Type::INT8)],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     fn sweep(&self, now: Millis) -> Result<usize, UserError> {
         let n = self.client()?.execute_typed(
             "DELETE FROM access_tokens t USING users u WHERE u.id = t.user_id

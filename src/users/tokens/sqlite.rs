@@ -133,6 +133,13 @@ impl TokenStore for Sqlite {
         Ok(n > 0)
     }
 
+    fn delete_of_user(&self, user: UserId) -> Result<usize, UserError> {
+        Ok(self
+            .0
+            .get()?
+            .execute("DELETE FROM access_tokens WHERE user_id = ?1", [user])?)
+    }
+
     fn sweep(&self, now: Millis) -> Result<usize, UserError> {
         Ok(self.0.get()?.execute(
             "DELETE FROM access_tokens WHERE (expires_at IS NOT NULL AND expires_at <= ?1)
