@@ -606,28 +606,11 @@ impl Apps {
     /// than guessed at (`/apps/site/x/../private/` is not let into a nested
     /// `/apps/site/private/` app, `/apps/site/../../admin` not out of one).
     ///
-    /// A path under an app's prefix only in another case (`/apps/VAULT/x`
-    /// for `/apps/vault/`) is refused too: a proxy in front that matches
-    /// paths without regard to case (Caddy's `path` matcher) sends it to
-    /// that app, while gatehouse would judge it by another app's rules or
-    /// the default (a hostile pass let a token, which never gives a second
-    /// factor, through Caddy into a `two_factor` app that way).
-    ///
     /// # Errors
     ///
-    /// [`PathError::LeavesApp`], [`PathError::OtherCase`].
+    /// [`PathError::LeavesApp`].
     pub fn by_target(&self, target: &Target, raw_path: &str) -> Result<Option<&App>, PathError> {
         let found = self.by_path(&target.path);
-        let any_case = self
-            .apps
-            .iter()
-            .filter(|a| a.under_prefix_any_case(&target.path))
-            .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len));
-        if let Some(other) = any_case
-            && !found.is_some_and(|f| std::ptr::eq(f, other))
-        {
-            return Err(PathError::OtherCase);
-        }
         for app in [self.by_path(raw_path), found].into_iter().flatten() {
             if app
                 .prefix
@@ -667,18 +650,38 @@ impl Apps {
     /// The app a forwarded request is for: by host first, then by its
     /// normalised path (see [`Apps::by_target`]).
     ///
+    /// A path under an app's prefix only in another case (`/apps/VAULT/x`
+    /// for `/apps/vault/`) is refused: the proxy in front routes the
+    /// request, and one that matches paths without regard to case (Caddy's
+    /// `path` matcher) sends it to that app, while gatehouse would judge it
+    /// by another app's rules or the default (a hostile pass let a token,
+    /// which never gives a second factor, through Caddy into a
+    /// `two_factor` app that way). The built-in proxy routes by itself, on
+    /// the prefix as written, so it needs no such refusal.
+    ///
     /// # Errors
     ///
-    /// [`PathError::LeavesApp`].
+    /// [`PathError::LeavesApp`], [`PathError::OtherCase`].
     pub fn for_request(
         &self,
         host: Option<&str>,
         target: &Target,
         raw_path: &str,
     ) -> Result<Option<&App>, PathError> {
-        match host.and_then(|h| self.by_host(h)) {
-            Some(app) => Ok(Some(app)),
-            None => self.by_target(target, raw_path),
+        if let Some(app) = host.and_then(|h| self.by_host(h)) {
+            return Ok(Some(app));
+        }
+        let found = self.by_target(target, raw_path)?;
+        let any_case = self
+            .apps
+            .iter()
+            .filter(|a| a.under_prefix_any_case(&target.path))
+            .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len));
+        match any_case {
+            Some(other) if !found.is_some_and(|f| std::ptr::eq(f, other)) => {
+                Err(PathError::OtherCase)
+            }
+            _ => Ok(found),
         }
     }
 
