@@ -181,7 +181,7 @@ fn split_apps(apps: &str) -> Vec<String> {
         .collect()
 }
 
-/// Users' personal access tokens, over a [`TokenStore`].
+/// Users' personal access tokens, over a `TokenStore` (the statements each database runs).
 #[derive(Clone)]
 pub struct Tokens {
     pub(super) db: Arc<dyn TokenStore>,
