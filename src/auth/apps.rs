@@ -502,6 +502,51 @@ impl AppSpec {
     }
 }
 
+/// `path` as a proxy that matches paths without regard to case may read
+/// it: escapes of bytes past ASCII decoded, and each character whose
+/// lower or upper case is an ASCII letter read as that letter (Go's
+/// `strings.ToLower`, which Caddy's `path` matcher uses, makes `İ` an `i`
+/// and the Kelvin sign `K` a `k`; `ſ` is an `s` in upper case). Prefixes
+/// are ASCII, so this is all a comparison with one needs. A path with
+/// nothing past ASCII comes back as it is.
+fn folded(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') && path.is_ascii() {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => match (hex(h), hex(l)) {
+                (Some(h), Some(l)) if h >= 8 => {
+                    decoded.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => decoded.push(b'%'),
+            },
+            (b, _, _) => decoded.push(b),
+        }
+        i += 1;
+    }
+    let letter = |c: Option<char>| c.filter(char::is_ascii_alphabetic);
+    std::borrow::Cow::Owned(
+        String::from_utf8_lossy(&decoded)
+            .chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    return c;
+                }
+                letter(c.to_lowercase().next())
+                    .or_else(|| letter(c.to_uppercase().next()))
+                    .unwrap_or(c)
+            })
+            .collect(),
+    )
+}
+
 /// All apps and the default policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Apps {
@@ -672,10 +717,11 @@ impl Apps {
             return Ok(Some(app));
         }
         let found = self.by_target(target, raw_path)?;
+        let folded = folded(&target.path);
         let any_case = self
             .apps
             .iter()
-            .filter(|a| a.under_prefix_any_case(&target.path))
+            .filter(|a| a.under_prefix_any_case(&folded))
             .max_by_key(|a| a.prefix.as_ref().map_or(0, String::len));
         match any_case {
             Some(other) if !found.is_some_and(|f| std::ptr::eq(f, other)) => {
@@ -845,6 +891,27 @@ mod tests {
             apps.for_request(Some("other.lan"), &t("/x"), "/x"),
             Ok(None)
         );
+        // A prefix in another case, ASCII or as Caddy's Unicode lower
+        // casing reads it, is refused; what matches as written is not.
+        for other in [
+            "/apps/WIKI/x",
+            "/Apps/wiki",
+            "/apps/w%C4%B0ki/x",
+            "/apps/wi%E2%84%AAi/x",
+            "/apps/wiki/doc%C5%BF/x",
+            "/apps/w%C4%B1ki/",
+        ] {
+            let target = t(other);
+            assert_eq!(
+                apps.for_request(None, &target, other),
+                Err(PathError::OtherCase),
+                "{other}"
+            );
+        }
+        for same in ["/apps/wiki/%C3%A9", "/apps/wiki/docs/x", "/x/%C4%B0"] {
+            let target = t(same);
+            assert!(apps.for_request(None, &target, same).is_ok(), "{same}");
+        }
         assert_eq!(
             apps.rules_for(None),
             &Rules::from_access(&Access::Nobody, false),

@@ -50,6 +50,24 @@ impl Client {
     }
 }
 
+/// One hop of `X-Forwarded-For`: an address, or (as some proxies write
+/// it: Azure's Application Gateway) an address with its port, `1.2.3.4:5`
+/// or `[2001:db8::1]:80`, or a bracketed IPv6 address. Anything else is
+/// no address.
+fn hop_address(hop: &str) -> Result<IpAddr, ()> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if let Ok(with_port) = hop.parse::<std::net::SocketAddr>() {
+        return Ok(with_port.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
+        .ok_or(())
+}
+
 /// Works out the real client from the socket peer and the forwarding
 /// headers, believing the headers only from `trusted` peers.
 ///
@@ -72,7 +90,7 @@ pub fn client(
     let mut ip = peer;
     if let Some(chain) = forwarded_for {
         for hop in chain.rsplit(',') {
-            match hop.trim().parse::<IpAddr>() {
+            match hop_address(hop.trim()) {
                 Ok(hop) => {
                     ip = hop;
                     if !is_trusted(hop) {
@@ -183,5 +201,25 @@ mod tests {
         assert_eq!(c.ip, ip("192.0.2.1"));
         let c = client(ip("127.0.0.1"), false, Some("junk"), None, &trusted);
         assert_eq!(c.ip, ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_hop_with_a_port_or_brackets_is_its_address() {
+        let trusted = nets(&["127.0.0.1"]);
+        for (chain, want) in [
+            ("1.2.3.4:5", "1.2.3.4"),
+            ("[2001:db8::1]:80", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("9.9.9.9, 1.2.3.4:443", "1.2.3.4"),
+            ("1.2.3.4, 127.0.0.1:80", "1.2.3.4"),
+        ] {
+            let c = client(ip("127.0.0.1"), false, Some(chain), None, &trusted);
+            assert_eq!(c.ip, ip(want), "{chain}");
+        }
+        // Garbage is no address: the trusted peer stands.
+        for chain in ["unknown", "1.2.3.4:x", "[1.2.3.4]", ""] {
+            let c = client(ip("127.0.0.1"), false, Some(chain), None, &trusted);
+            assert_eq!(c.ip, ip("127.0.0.1"), "{chain}");
+        }
     }
 }
