@@ -669,7 +669,14 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     private.extend(config.database_path());
     crate::files::warn_if_readable(&private);
     let secrets = secret::signing_secrets(config)?;
-    let users = users.with_seed_key(&secrets);
+    let mut users = users.with_seed_key(&secrets);
+    // Anyone who is not a local user signs in against the directory, when
+    // one is configured (nothing is sent to it until a sign-in needs it).
+    if let Some(settings) = &config.ldap {
+        let directory = crate::users::directory::Directory::new(settings.clone())
+            .map_err(|e| AppError::Setup(format!("the directory: {e}")))?;
+        users = users.with_directory(directory);
+    }
     let signer = Signer::new(secrets);
     users
         .hasher()

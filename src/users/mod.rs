@@ -144,6 +144,10 @@ pub enum UserError {
     /// The database could not be reached; the request may succeed later.
     #[error("user database unavailable: {0}")]
     Unavailable(String),
+    /// The directory could not answer a sign-in (down, slow, refusing the
+    /// service account); local users are not affected.
+    #[error("{0}")]
+    DirectoryUnavailable(String),
     /// No secrets to seal second-factor seeds with.
     #[error("no secrets configured to seal second-factor seeds with")]
     NoSeedKey,
@@ -241,6 +245,8 @@ pub struct Users {
     groups: Arc<dyn groups::GroupStore>,
     tokens: tokens::Tokens,
     basic: Arc<basic::BasicCache>,
+    /// The directory users from it sign in with, if one is configured.
+    directory: Option<Arc<directory::Directory>>,
     hasher: Arc<Hasher>,
     factors: factors::Factors,
     /// When the dummy hash's cost was last matched to the stored hashes
@@ -269,6 +275,7 @@ impl Users {
                 basic: Arc::clone(&basic),
             },
             basic,
+            directory: None,
             db,
             hasher,
             dummy_checked: Arc::default(),
@@ -291,6 +298,7 @@ impl Users {
                 basic: Arc::clone(&basic),
             },
             basic,
+            directory: None,
             db,
             hasher,
             dummy_checked: Arc::default(),
@@ -303,6 +311,19 @@ impl Users {
     pub fn with_seed_key(mut self, secrets: &[Vec<u8>]) -> Self {
         self.factors.seeds = factors::SeedKey::new(secrets);
         self
+    }
+
+    /// The same users, signing in anyone who is not a local user against
+    /// `directory` (see [`Users::authenticate_as`]).
+    #[must_use]
+    pub fn with_directory(mut self, directory: directory::Directory) -> Self {
+        self.directory = Some(Arc::new(directory));
+        self
+    }
+
+    /// The directory users sign in with, if one is configured.
+    pub fn directory(&self) -> Option<&directory::Directory> {
+        self.directory.as_deref()
     }
 
     /// The users' second factors.
@@ -457,6 +478,13 @@ impl Users {
             Ok(name) => self.db.find_with_hash(name.as_str())?,
             Err(_) => None,
         };
+        // Anyone who is not a local user (no row, or a directory user's row
+        // without a hash) signs in against the directory, when there is one.
+        if let Some(dir) = &self.directory
+            && found.as_ref().is_none_or(|(_, hash)| hash.is_empty())
+        {
+            return self.authenticate_in_directory(dir, source, name, password, turn);
+        }
         let Some((user, hash)) = found else {
             let checked = self.hasher.dummy_verify_as(source, password, turn)?;
             return Ok(checked.map(|()| Login::UnknownUser));
@@ -477,6 +505,133 @@ impl Users {
                 Ok(Some(Login::Ok(user)))
             }
         }
+    }
+
+    /// A sign-in against the directory: first the same (dummy) bcrypt a
+    /// local sign-in pays, through the same fair queue and `turn` (so the
+    /// throttle reserves the attempt exactly as for a local password, and
+    /// an answer takes as long whether the name is local, the directory's
+    /// or no one's), then the directory's search and bind. A right
+    /// password makes or updates the user (found by the entry's stable id,
+    /// never by name: see [`Users::upsert_external`]) and sets their
+    /// groups to the directory's, mapped (see [`Users::sync_directory_groups`]).
+    fn authenticate_in_directory(
+        &self,
+        dir: &directory::Directory,
+        source: Source<'_>,
+        name: &str,
+        password: &str,
+        turn: &mut dyn FnMut() -> Turn,
+    ) -> Result<Option<Login>, UserError> {
+        if self
+            .hasher
+            .dummy_verify_as(source, password, turn)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let outcome = dir.authenticate(name, password).map_err(|e| {
+            crate::logging::line(&format!(
+                "directory sign-in failed user={} detail={}",
+                crate::logging::quote(name),
+                crate::logging::quote(&e.to_string())
+            ));
+            UserError::DirectoryUnavailable(
+                "The directory cannot be reached just now, so directory accounts cannot sign \
+                 in. Try again in a moment; if it stays, tell an administrator."
+                    .to_owned(),
+            )
+        })?;
+        let entry = match outcome {
+            directory::Outcome::Ok(entry) => entry,
+            directory::Outcome::UnknownUser => return Ok(Some(Login::UnknownUser)),
+            directory::Outcome::WrongPassword => return Ok(Some(Login::WrongPassword)),
+            directory::Outcome::Disabled => return Ok(Some(Login::Disabled)),
+        };
+        let Ok(username) = Username::parse(&entry.username) else {
+            return Ok(Some(Login::UnknownUser));
+        };
+        let external = source::External {
+            id: &entry.id,
+            username: &username,
+            display_name: entry.display_name.as_deref(),
+            email: entry.email.as_deref(),
+        };
+        let user = match self.upsert_external(source::Source::Ldap, &external) {
+            Ok((user, _)) => user,
+            // A local user holds the name: the directory's entry is not
+            // them, and never signs in as them.
+            Err(UserError::Taken) => {
+                crate::logging::line(&format!(
+                    "directory sign-in refused user={} reason=local_user_has_the_name",
+                    crate::logging::quote(&entry.username)
+                ));
+                return Ok(Some(Login::UnknownUser));
+            }
+            Err(e) => return Err(e),
+        };
+        self.sync_directory_groups(&user, &entry.groups, dir.settings())?;
+        let user = self.find_by_id(user.id)?.ok_or(UserError::NotFound)?;
+        Ok(Some(if user.disabled {
+            Login::Disabled
+        } else {
+            Login::Ok(user)
+        }))
+    }
+
+    /// Makes a directory user's groups the directory's: those `ldap.groups`
+    /// keeps (all, when it names none), made here when missing, and
+    /// `admins` for a member of `ldap.admin_group`; groups they are no
+    /// longer in are left (but the last enabled administrator stays one).
+    /// A directory group whose name cannot be a group name here (a `,` or
+    /// a space in it) is skipped.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn sync_directory_groups(
+        &self,
+        user: &User,
+        directory_groups: &[String],
+        settings: &directory::Settings,
+    ) -> Result<(), UserError> {
+        let mut wanted: Vec<String> = settings
+            .kept_groups(directory_groups)
+            .into_iter()
+            .filter_map(|g| groups::GroupName::parse(g).ok())
+            .filter(|g| !g.is_admins())
+            .map(|g| g.as_str().to_owned())
+            .collect();
+        if settings.is_admin(directory_groups) {
+            wanted.push(ADMINS.to_owned());
+        }
+        for name in &wanted {
+            if user.groups.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let group = match self.find_group(name)? {
+                Some(g) => g,
+                None => match groups::GroupName::parse(name).map(|n| self.create_group(&n)) {
+                    Ok(Ok(g)) => g,
+                    // Made by a sign-in beside this one.
+                    Ok(Err(UserError::GroupTaken)) => self.get_group(name)?,
+                    Ok(Err(e)) | Err(e) => return Err(e),
+                },
+            };
+            self.join_group(&group, user.id)?;
+        }
+        for name in &user.groups {
+            if wanted.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            if let Some(group) = self.find_group(name)? {
+                match self.leave_group(&group, user.id, true) {
+                    Ok(_) | Err(UserError::LastAdministrator) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Hashes `password` again at the server's cost when `hash` has

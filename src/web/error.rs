@@ -41,6 +41,9 @@ pub enum WebError {
     /// A backend (PostgreSQL, Redis) could not be reached (503); logged.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The directory could not answer a directory user's sign-in (503).
+    #[error("directory unavailable")]
+    DirectoryUnavailable,
     /// Something on our side failed (500); logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,6 +72,7 @@ impl From<UserError> for WebError {
         match e {
             UserError::Password(PasswordError::Busy) => Self::Busy,
             UserError::Unavailable(m) => Self::Unavailable(m),
+            UserError::DirectoryUnavailable(_) => Self::DirectoryUnavailable,
             UserError::Db(e) if e.is_unavailable() => Self::Unavailable(e.detail()),
             UserError::Db(e) => Self::Internal(e.detail()),
             e => Self::Internal(e.to_string()),
@@ -101,7 +105,7 @@ impl WebError {
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::Busy | Self::Unavailable(_) => 503,
+            Self::Busy | Self::Unavailable(_) | Self::DirectoryUnavailable => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -122,6 +126,9 @@ impl WebError {
             Self::Unavailable(_) => {
                 "The login service cannot use its storage just now. Try again in a moment."
             }
+            Self::DirectoryUnavailable => {
+                "The directory cannot be reached just now, so directory accounts cannot sign in. Try again in a moment; if it stays, tell an administrator."
+            }
             Self::Internal(_) => "Something went wrong on our side. It has been logged.",
         }
     }
@@ -136,7 +143,7 @@ impl WebError {
             Self::MethodNotAllowed(allow) => {
                 response = response.with_additional_header("Allow", allow);
             }
-            Self::Busy | Self::Unavailable(_) => {
+            Self::Busy | Self::Unavailable(_) | Self::DirectoryUnavailable => {
                 response = response.with_additional_header("Retry-After", "1");
             }
             Self::TooLarge => {

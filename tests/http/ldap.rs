@@ -751,3 +751,84 @@ fn ldap_without_tls_is_warned_about_at_start_and_in_check_config() {
     assert!(!check.contains("warning"), "{check}");
     assert!(check.contains("ldaps://ldap.lan"), "{check}");
 }
+
+#[test]
+fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() {
+    let Some(mut slapd) = Slapd::start("ldap::server_sign_in") else {
+        return;
+    };
+    let mut settings = settings(&slapd, &[("ldap.admin_group", "admins")]);
+    settings.push(("login_max_failures".to_owned(), "100".to_owned()));
+    let app = crate::helpers::TestApp::spawn_in(tempfile::tempdir().expect("dir"), settings);
+    app.add_user("root", "correct horse", true);
+    // A local user named like a directory entry stays the local user.
+    app.add_user("dave", "local horse", false);
+    // Through the sign-in page, with the directory's password: made here
+    // as a directory user, with the directory's groups (admins by
+    // `ldap.admin_group`).
+    let alice = app.browser();
+    assert_eq!(alice.login("alice", "alice-password").status, 303);
+    let verify = alice.get("/auth/verify");
+    assert_eq!(verify.status, 200);
+    assert_eq!(verify.header("Remote-User"), Some("alice"));
+    assert_eq!(verify.header("Remote-Groups"), Some("admins,staff"));
+    let users = &app.state().users;
+    let made = users.get_by_name("alice").expect("made");
+    let profile = users.profile(made.id).expect("read").expect("a profile");
+    assert_eq!(profile.source, Source::Ldap);
+    assert_eq!(profile.display_name.as_deref(), Some("Alice Liddell"));
+    // bob: staff, and "R&D, Europe", which cannot be a group name here.
+    let bob = app.browser();
+    assert_eq!(bob.login("BOB", "bob-password").status, 303);
+    assert_eq!(bob.get("/auth/verify").header("Remote-User"), Some("bob"));
+    assert_eq!(
+        bob.get("/auth/verify").header("Remote-Groups"),
+        Some("staff")
+    );
+    // Wrong passwords and unknown names look alike, and filter
+    // injection finds no one.
+    for (name, password) in [
+        ("alice", "bob-password"),
+        ("nobody", "alice-password"),
+        ("*", "alice-password"),
+        ("alice)(uid=*", "alice-password"),
+        ("twin", "twin-password"),
+    ] {
+        let r = app.browser().login(name, password);
+        assert_eq!(r.status, 401, "{name}: {}", r.body);
+    }
+    // A directory user's name taken by a local user stays the local
+    // user's: the directory's password is no way in as them.
+    assert_eq!(app.browser().login("dave", "dave-password").status, 401);
+    let dave = app.browser();
+    assert_eq!(dave.login("dave", "local horse").status, 303);
+    assert_eq!(dave.get("/auth/verify").header("Remote-Groups"), Some(""));
+    // A directory user's password is the directory's: the account page
+    // says so and sets none here (a local hash would take over from the
+    // directory, its disabling and its password changes).
+    let csrf = alice.get("/account").csrf().expect("csrf");
+    let r = alice.post_form(
+        "/account/password",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("current", "alice-password"),
+            ("password", "a brand new password"),
+            ("password2", "a brand new password"),
+        ],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("directory"), "{}", r.body);
+    assert_eq!(
+        app.browser().login("alice", "a brand new password").status,
+        401
+    );
+    // The directory goes away: directory users get a clear 503, the
+    // local administrator signs in, sessions already made keep working.
+    slapd.stop();
+    let r = app.browser().login("bob", "bob-password");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("directory cannot be reached"), "{}", r.body);
+    assert_eq!(app.browser().login("root", "correct horse").status, 303);
+    assert_eq!(alice.get("/auth/verify").status, 200);
+}

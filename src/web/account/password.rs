@@ -49,6 +49,12 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
             Err(AccountError::User(UserError::Password(e))) if e != PasswordError::Busy => {
                 fail(400, &capitalise(&e.to_string()))
             }
+            // A directory account's password is the directory's.
+            Err(AccountError::User(UserError::External)) => fail(
+                409,
+                "Your password is the directory's (the one you use for the office network): \
+                 change it there, and sign in here with the new one.",
+            ),
             Err(e) => Err(e.into()),
         }
     })

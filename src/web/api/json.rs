@@ -24,7 +24,7 @@ pub fn error_response(e: &WebError) -> Response {
     if let WebError::MethodNotAllowed(allow) = e {
         r = r.with_additional_header("Allow", *allow);
     }
-    if let WebError::Busy | WebError::Unavailable(_) = e {
+    if let WebError::Busy | WebError::Unavailable(_) | WebError::DirectoryUnavailable = e {
         r = r.with_additional_header("Retry-After", "1");
     }
     r
