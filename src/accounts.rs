@@ -37,7 +37,8 @@
 //! alone, a password confirmed again), `factors` (second factors set up
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
-//! their members), `credentials` (tokens and Basic). This file keeps the
+//! their members), `credentials` (tokens and Basic), `directory` (staying in step with the
+//! directory). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
 //! This module never sees HTTP: it takes plain values and the session, and
@@ -56,6 +57,7 @@ use crate::users::{User, UserError, UserId, Users};
 
 mod admin;
 pub mod credentials;
+pub mod directory;
 mod factors;
 pub mod groups;
 mod revoke;

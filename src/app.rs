@@ -524,6 +524,8 @@ pub struct Running {
     certificates: Option<Arc<crate::tls::Certificates>>,
     redirect: Option<(SocketAddr, JoinHandle<()>)>,
     reaper: Reaper,
+    /// The directory sync's thread, when a directory is configured.
+    directory_sync: Option<JoinHandle<()>>,
     state: Arc<web::State>,
     /// Held until the server is gone.
     _lock: DataDirLock,
@@ -618,7 +620,69 @@ impl Running {
             crate::logging::line("redirect thread panicked during shutdown");
         }
         self.reaper.stop();
+        if let Some(sync) = self.directory_sync
+            && sync.join().is_err()
+        {
+            crate::logging::line("directory sync thread panicked during shutdown");
+        }
     }
+}
+
+/// Brings the directory's users in step with it every `interval` (see
+/// [`crate::accounts::directory`]) until `stop`; logs what it did. A
+/// directory that cannot be read changes nothing: the next round tries
+/// again.
+fn start_directory_sync(
+    state: &Arc<web::State>,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    let Some(interval) = state.users.directory().map(|d| d.settings().sync_interval) else {
+        return Ok(None);
+    };
+    let (state, stop) = (Arc::clone(state), Arc::clone(stop));
+    std::thread::Builder::new()
+        .name("gatehouse-ldap-sync".into())
+        .spawn(move || {
+            loop {
+                let due = std::time::Instant::now() + interval;
+                while std::time::Instant::now() < due {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let Some(directory) = state.users.directory() else {
+                    return;
+                };
+                let accounts =
+                    crate::accounts::Accounts::new(&state.users, state.engine().store().as_ref());
+                match accounts.sync_directory(directory, true) {
+                    Ok(report) => {
+                        for c in &report.changed {
+                            crate::logging::line(&format!(
+                                "directory sync user={} change={:?}{}",
+                                crate::logging::quote(&c.username),
+                                c.change,
+                                c.refused
+                                    .as_deref()
+                                    .map(|r| format!(" refused={}", crate::logging::quote(r)))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        crate::logging::line(&format!(
+                            "directory sync users={} changed={}",
+                            report.users,
+                            report.changed.len()
+                        ));
+                    }
+                    Err(e) => crate::logging::line(&format!(
+                        "directory sync failed detail={}",
+                        crate::logging::quote(&e.to_string())
+                    )),
+                }
+            }
+        })
+        .map(Some)
 }
 
 /// Starts gatehouse with `config`.
@@ -771,6 +835,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         crate::logging::line(&format!("reaper deleted={n}"));
     })
     .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+    let directory_sync =
+        start_directory_sync(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()
@@ -790,6 +856,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         certificates,
         redirect,
         reaper,
+        directory_sync,
         state,
         _lock: lock,
     })

@@ -1,9 +1,11 @@
-//! `ldap test` and `ldap sync`: what gatehouse reads from the directory.
+//! `ldap test` (what gatehouse reads from the directory for a name) and
+//! `ldap sync` (the directory's users here brought in step with it).
 
 use std::io::Write;
 
 use clap::Subcommand;
 
+use crate::accounts::directory::SyncChange;
 use crate::app;
 use crate::config::Config;
 use crate::users::Username;
@@ -21,9 +23,14 @@ pub(super) enum LdapCommand {
         /// The name as a user would type it.
         name: String,
     },
-    /// List what a sync would change: the directory's users here whose
-    /// entry is gone or disabled, or whose names changed (changes nothing).
-    Sync,
+    /// Bring the directory's users here in step: disable and sign out
+    /// those whose entry is gone or disabled, update names, e-mail and
+    /// groups (the server does this every `ldap.sync_interval`).
+    Sync {
+        /// Only list what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The directory the configuration names.
@@ -160,59 +167,53 @@ pub(super) fn ldap(global: &Global, cmd: LdapCommand) -> Result<(), CliError> {
             };
             writeln!(out, "gatehouse user: {local}")?;
         }
-        LdapCommand::Sync => {
-            let users =
-                app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?.users;
-            let linked = users.list_by_source(Source::Ldap)?;
-            // (A row without an id has no entry: it shows as gone.)
-            let ids: Vec<String> = linked
-                .iter()
-                .map(|(_, p)| p.external_id.clone().unwrap_or_default())
-                .collect();
-            let entries = directory.find_by_ids(&ids)?;
-            let mut unchanged = 0;
-            let mut lines = Vec::new();
-            for ((user, profile), entry) in linked.iter().zip(&entries) {
-                let change = match entry {
-                    None => "gone from the directory: would be disabled and signed out".to_owned(),
-                    Some(e) if e.disabled => {
+        LdapCommand::Sync { dry_run } => {
+            let backends =
+                app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
+            let accounts = crate::accounts::Accounts::new(&backends.users, &*backends.store);
+            let report = accounts.sync_directory(&directory, !dry_run)?;
+            for c in &report.changed {
+                let what = match (&c.change, dry_run) {
+                    (SyncChange::Gone, true) => {
+                        "gone from the directory: would be disabled and signed out".to_owned()
+                    }
+                    (SyncChange::Gone, false) => {
+                        "gone from the directory: disabled and signed out".to_owned()
+                    }
+                    (SyncChange::Disabled, true) => {
                         "disabled in the directory: would be disabled and signed out".to_owned()
                     }
-                    Some(e) => {
-                        let mut changes = Vec::new();
-                        if e.username != user.username {
-                            changes.push(format!("name -> {}", e.username));
-                        }
-                        if e.display_name != profile.display_name {
-                            changes.push(format!(
-                                "display name -> {}",
-                                e.display_name.as_deref().unwrap_or("(none)")
-                            ));
-                        }
-                        if e.email != profile.email {
-                            changes.push(format!(
-                                "e-mail -> {}",
-                                e.email.as_deref().unwrap_or("(none)")
-                            ));
-                        }
-                        if changes.is_empty() {
-                            unchanged += 1;
-                            continue;
-                        }
+                    (SyncChange::Disabled, false) => {
+                        "disabled in the directory: disabled and signed out".to_owned()
+                    }
+                    (SyncChange::Updated(changes), true) => {
                         format!("would update: {}", changes.join(", "))
                     }
+                    (SyncChange::Updated(changes), false) => {
+                        format!("updated: {}", changes.join(", "))
+                    }
                 };
-                lines.push(format!("{:<24} {change}", user.username));
+                match &c.refused {
+                    Some(why) => writeln!(out, "{:<24} {what}: refused: {why}", c.username)?,
+                    None => writeln!(out, "{:<24} {what}", c.username)?,
+                }
             }
-            for line in &lines {
-                writeln!(out, "{line}")?;
+            let unchanged = report.users - report.changed.len();
+            if dry_run {
+                writeln!(
+                    out,
+                    "{} directory user(s): {} to change, {unchanged} unchanged (nothing was changed: --dry-run)",
+                    report.users,
+                    report.changed.len()
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{} directory user(s): {} changed, {unchanged} unchanged",
+                    report.users,
+                    report.changed.len()
+                )?;
             }
-            writeln!(
-                out,
-                "{} directory user(s): {} to change, {unchanged} unchanged (nothing was changed:                  `ldap sync` only lists for now)",
-                linked.len(),
-                lines.len()
-            )?;
         }
     }
     Ok(())

@@ -196,7 +196,10 @@ pub fn run() -> Result<(), CliError> {
             oidc::rotate_key(&cli.global)?;
             store::checkpoint(&cli.global)
         }
-        Some(Command::Ldap(cmd)) => ldap::ldap(&cli.global, cmd),
+        Some(Command::Ldap(cmd)) => {
+            ldap::ldap(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
     }
 }
 

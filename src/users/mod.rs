@@ -237,6 +237,26 @@ trait Backend: Send + Sync {
     fn export(&self) -> Result<Vec<(User, String)>, UserError>;
 }
 
+/// The gatehouse groups a directory user in `directory_groups` is in:
+/// those `ldap.groups` keeps that can be group names here (not `admins`),
+/// and `admins` for a member of `ldap.admin_group`.
+pub fn directory_groups_wanted(
+    directory_groups: &[String],
+    settings: &directory::Settings,
+) -> Vec<String> {
+    let mut wanted: Vec<String> = settings
+        .kept_groups(directory_groups)
+        .into_iter()
+        .filter_map(|g| groups::GroupName::parse(g).ok())
+        .filter(|g| !g.is_admins())
+        .map(|g| g.as_str().to_owned())
+        .collect();
+    if settings.is_admin(directory_groups) {
+        wanted.push(ADMINS.to_owned());
+    }
+    wanted
+}
+
 /// The users table and the hasher that guards it.
 #[derive(Clone)]
 pub struct Users {
@@ -595,16 +615,7 @@ impl Users {
         directory_groups: &[String],
         settings: &directory::Settings,
     ) -> Result<(), UserError> {
-        let mut wanted: Vec<String> = settings
-            .kept_groups(directory_groups)
-            .into_iter()
-            .filter_map(|g| groups::GroupName::parse(g).ok())
-            .filter(|g| !g.is_admins())
-            .map(|g| g.as_str().to_owned())
-            .collect();
-        if settings.is_admin(directory_groups) {
-            wanted.push(ADMINS.to_owned());
-        }
+        let wanted = directory_groups_wanted(directory_groups, settings);
         for name in &wanted {
             if user.groups.iter().any(|g| g.eq_ignore_ascii_case(name)) {
                 continue;

@@ -614,7 +614,7 @@ fn ldap_sync_lists_users_whose_entry_is_gone_disabled_or_changed() {
         .create(&name("localadmin"), "password1", true)
         .expect("local");
     drop(users);
-    let text = stdout(&gatehouse(dir.path(), &s, &["ldap", "sync"]));
+    let text = stdout(&gatehouse(dir.path(), &s, &["ldap", "sync", "--dry-run"]));
     let row = |who: &str| {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(who))
@@ -628,7 +628,7 @@ fn ldap_sync_lists_users_whose_entry_is_gone_disabled_or_changed() {
     );
     assert!(!text.contains("localadmin"), "{text}");
     assert!(text.contains("3 directory user(s): 3 to change"), "{text}");
-    // It only lists: the users are as they were.
+    // --dry-run only lists: the users are as they were.
     let users = gatehouse::app::open_backends(
         &config(dir.path(), &s),
         gatehouse::db::ForeignWal::MoveAside,
@@ -641,6 +641,69 @@ fn ldap_sync_lists_users_whose_entry_is_gone_disabled_or_changed() {
         users.profile(ghost.id).expect("profile").map(|p| p.source),
         Some(Source::Ldap)
     );
+    drop(users);
+    // Without it, the changes are made: ghost and carol disabled, alice's
+    // display name and groups brought in step (staff; the directory's
+    // "admins" is not gatehouse's without `ldap.admin_group`).
+    let text = stdout(&gatehouse(dir.path(), &s, &["ldap", "sync"]));
+    assert!(
+        row_of(&text, "ghost").contains("disabled and signed out"),
+        "{text}"
+    );
+    assert!(
+        row_of(&text, "carol").contains("disabled and signed out"),
+        "{text}"
+    );
+    assert!(
+        row_of(&text, "alice").contains("updated: display name -> Alice Liddell"),
+        "{text}"
+    );
+    assert!(text.contains("3 directory user(s): 3 changed"), "{text}");
+    let users = gatehouse::app::open_backends(
+        &config(dir.path(), &s),
+        gatehouse::db::ForeignWal::MoveAside,
+    )
+    .expect("backends")
+    .users;
+    assert!(
+        users
+            .find_by_name("ghost")
+            .expect("find")
+            .expect("kept")
+            .disabled
+    );
+    assert!(
+        users
+            .find_by_name("carol")
+            .expect("find")
+            .expect("kept")
+            .disabled
+    );
+    let alice = users.find_by_name("alice").expect("find").expect("kept");
+    assert!(!alice.disabled);
+    assert_eq!(alice.groups, ["staff"]);
+    assert_eq!(
+        users
+            .profile(alice.id)
+            .expect("profile")
+            .and_then(|p| p.display_name)
+            .as_deref(),
+        Some("Alice Liddell")
+    );
+    drop(users);
+    // Again: nothing left to do.
+    let text = stdout(&gatehouse(dir.path(), &s, &["ldap", "sync"]));
+    assert!(
+        text.contains("3 directory user(s): 0 changed, 3 unchanged"),
+        "{text}"
+    );
+}
+
+/// The line of `ldap sync`'s output for `who`.
+fn row_of<'a>(text: &'a str, who: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(who))
+        .unwrap_or_else(|| panic!("no line for {who} in\n{text}"))
 }
 
 #[test]
@@ -831,4 +894,75 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     assert!(r.body.contains("directory cannot be reached"), "{}", r.body);
     assert_eq!(app.browser().login("root", "correct horse").status, 303);
     assert_eq!(alice.get("/auth/verify").status, 200);
+}
+
+/// Not a test: a throw-away directory for a pass by hand (`cargo test
+/// --test http ldap::a_directory_to_try_by_hand -- --ignored --nocapture`):
+/// prints its URLs, the CA file and the service account, and serves
+/// until the file named by `GATEHOUSE_SLAPD_STOP` (default
+/// `/tmp/gatehouse-slapd-stop`) exists.
+#[test]
+#[ignore = "serves a directory for trying by hand"]
+fn a_directory_to_try_by_hand() {
+    let Some(slapd) = Slapd::start("ldap::by_hand") else {
+        return;
+    };
+    let stop = std::env::var("GATEHOUSE_SLAPD_STOP")
+        .unwrap_or_else(|_| "/tmp/gatehouse-slapd-stop".to_owned());
+    println!(
+        "ldap: {}\nldaps: {}\nca_file: {}\nbind_dn: {SERVICE_DN}\nbind_password: {SERVICE_PASSWORD}\nbase_dn: dc=example,dc=org\nusers: alice, bob, carol (locked), twin (x2), dave; password: NAME-password",
+        slapd.ldap_url(),
+        slapd.ldaps_url(),
+        slapd.ca_file.display()
+    );
+    while !std::path::Path::new(&stop).exists() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn the_server_signs_out_a_user_removed_from_the_directory_at_the_next_sync() {
+    let Some(slapd) = Slapd::start("ldap::periodic_sync") else {
+        return;
+    };
+    let mut settings = settings(&slapd, &[("ldap.sync_interval", "1s")]);
+    settings.push(("login_max_failures".to_owned(), "100".to_owned()));
+    let app = crate::helpers::TestApp::spawn_in(tempfile::tempdir().expect("dir"), settings);
+    let alice = app.browser();
+    assert_eq!(alice.login("alice", "alice-password").status, 303);
+    let bob = app.browser();
+    assert_eq!(bob.login("bob", "bob-password").status, 303);
+    let users = &app.state().users;
+    let made = users.get_by_name("alice").expect("made");
+    let (token, _) = users
+        .tokens()
+        .create(
+            &made,
+            &gatehouse::users::tokens::NewToken {
+                name: "script".into(),
+                ..Default::default()
+            },
+            gatehouse::clock::now(),
+        )
+        .expect("token");
+    let by_token = || {
+        crate::helpers::Browser::new(&app.base)
+            .get_with(
+                "/auth/verify",
+                &[("Authorization", &format!("Bearer {token}"))],
+            )
+            .status
+    };
+    assert_eq!(by_token(), 200);
+    slapd.delete("dc=example,dc=org", "uid=alice,ou=people,dc=example,dc=org");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alice.get("/auth/verify").status == 200 {
+        assert!(Instant::now() < deadline, "alice is still signed in");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(by_token(), 401, "her token ended with her sessions");
+    assert!(users.get_by_name("alice").expect("kept").disabled);
+    assert_eq!(alice.login("alice", "alice-password").status, 401);
+    // bob is still in the directory, and still signed in.
+    assert_eq!(bob.get("/auth/verify").status, 200);
 }
