@@ -63,9 +63,10 @@ impl Accounts<'_> {
             .iter()
             .map(|(_, p)| p.external_id.clone().unwrap_or_default())
             .collect();
-        let entries = directory
-            .find_by_ids(&ids)
-            .map_err(|e| crate::users::UserError::DirectoryUnavailable(e.to_string()))?;
+        let entries = directory.find_by_ids(&ids);
+        directory.reached(entries.as_ref().map_or_else(|e| !e.is_outage(), |_| true));
+        let entries =
+            entries.map_err(|e| crate::users::UserError::DirectoryUnavailable(e.to_string()))?;
         let mut report = SyncReport {
             users: linked.len(),
             changed: Vec::new(),

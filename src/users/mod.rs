@@ -550,7 +550,9 @@ impl Users {
         {
             return Ok(None);
         }
-        let outcome = dir.authenticate(name, password).map_err(|e| {
+        let outcome = dir.authenticate(name, password);
+        dir.reached(outcome.as_ref().map_or_else(|e| !e.is_outage(), |_| true));
+        let outcome = outcome.map_err(|e| {
             crate::logging::line(&format!(
                 "directory sign-in failed user={} detail={}",
                 crate::logging::quote(name),

@@ -16,9 +16,15 @@ pub(super) const ROUTES: &[Route] = &[
         .when(|state| state.metrics_access.is_some()),
 ];
 
-/// `GET /healthz`: `ok`, or `503` with what failed.
+/// `GET /healthz`: `ok`, or `503` with what failed. A directory that the
+/// last sign-in or sync could not reach is named, but the answer stays
+/// `200`: local users and signed-in sessions work without it, and a load
+/// balancer must not take gatehouse away from them.
 fn healthz(state: &State, _: &Request, _: &Client) -> Result<Response> {
     Ok(match (state.health)() {
+        Ok(()) if state.users.directory().is_some_and(|d| d.unreachable()) => {
+            Response::text("ok; the directory cannot be reached (see the log)")
+        }
         Ok(()) => Response::text("ok"),
         Err(e) => {
             logging::line(&format!(

@@ -826,6 +826,7 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     app.add_user("root", "correct horse", true);
     // A local user named like a directory entry stays the local user.
     app.add_user("dave", "local horse", false);
+    assert_eq!(app.browser().get("/healthz").body, "ok");
     // Through the sign-in page, with the directory's password: made here
     // as a directory user, with the directory's groups (admins by
     // `ldap.admin_group`).
@@ -892,6 +893,14 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     let r = app.browser().login("bob", "bob-password");
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("directory cannot be reached"), "{}", r.body);
+    // /healthz names it, and stays 200: gatehouse serves local users.
+    let health = app.browser().get("/healthz");
+    assert_eq!(health.status, 200);
+    assert!(
+        health.body.contains("directory cannot be reached"),
+        "{}",
+        health.body
+    );
     assert_eq!(app.browser().login("root", "correct horse").status, 303);
     assert_eq!(alice.get("/auth/verify").status, 200);
 }

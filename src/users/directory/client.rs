@@ -147,6 +147,9 @@ pub struct Directory {
     settings: Arc<Settings>,
     tls: Option<Arc<rustls::ClientConfig>>,
     slots: Arc<Slots>,
+    /// Whether the last sign-in or sync could not reach the directory
+    /// (for `/healthz`).
+    unreachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -184,12 +187,26 @@ impl Directory {
             slots: Arc::new(Slots::new(settings.max_connections)),
             settings: Arc::new(settings),
             tls,
+            unreachable: Arc::default(),
         })
     }
 
     /// The settings in use.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Records whether the directory could be reached by the last
+    /// operation that needed it (a sign-in, a sync).
+    pub fn reached(&self, yes: bool) {
+        self.unreachable
+            .store(!yes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the last operation that needed the directory could not
+    /// reach it.
+    pub fn unreachable(&self) -> bool {
+        self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Checks a sign-in: finds the one entry the name stands for with the
