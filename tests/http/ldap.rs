@@ -822,7 +822,19 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     };
     let mut settings = settings(&slapd, &[("ldap.admin_group", "admins")]);
     settings.push(("login_max_failures".to_owned(), "100".to_owned()));
-    let app = crate::helpers::TestApp::spawn_in(tempfile::tempdir().expect("dir"), settings);
+    // An app that takes passwords over Basic, echoing who it was told.
+    let (upstream, stop_upstream) = crate::helpers::upstream(|request| {
+        rouille::Response::text(request.header("Remote-User").unwrap_or("-").to_owned())
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        format!(
+            "[[apps]]\nname = \"books\"\nprefix = \"/apps/books/\"\nupstream = \"http://{upstream}\"\nbasic_auth = \"password\"\n"
+        ),
+    )
+    .expect("config");
+    let app = crate::helpers::TestApp::spawn_in(dir, settings);
     app.add_user("root", "correct horse", true);
     // A local user named like a directory entry stays the local user.
     app.add_user("dave", "local horse", false);
@@ -861,6 +873,19 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
         let r = app.browser().login(name, password);
         assert_eq!(r.status, 401, "{name}: {}", r.body);
     }
+    // Basic with the directory's password, where the app takes passwords:
+    // bound once, then remembered for a minute.
+    let basic = |name: &str, password: &str| {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+        crate::helpers::Browser::new(&app.base).get_with(
+            "/apps/books/",
+            &[("Authorization", &format!("Basic {pair}"))],
+        )
+    };
+    let r = basic("bob", "bob-password");
+    assert_eq!((r.status, r.body.as_str()), (200, "bob"));
+    assert_eq!(basic("bob", "alice-password").status, 401);
     // A directory user's name taken by a local user stays the local
     // user's: the directory's password is no way in as them.
     assert_eq!(app.browser().login("dave", "dave-password").status, 401);
@@ -903,6 +928,11 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     );
     assert_eq!(app.browser().login("root", "correct horse").status, 303);
     assert_eq!(alice.get("/auth/verify").status, 200);
+    // bob's Basic pair, verified a moment ago, goes on for its minute; a
+    // pair never verified cannot be checked (503, not a wrong password).
+    assert_eq!(basic("bob", "bob-password").status, 200);
+    assert_eq!(basic("alice", "alice-password").status, 503);
+    stop_upstream.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Not a test: a throw-away directory for a pass by hand (`cargo test
