@@ -885,6 +885,23 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     };
     let r = basic("bob", "bob-password");
     assert_eq!((r.status, r.body.as_str()), (200, "bob"));
+    // And the JSON API's sign-in.
+    let api = app.browser();
+    let r = api.send_json(
+        "POST",
+        "/api/login",
+        r#"{"username":"alice","password":"alice-password"}"#,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.get("/auth/verify").header("Remote-User"), Some("alice"));
+    let r = api.send_json(
+        "POST",
+        "/api/login",
+        r#"{"username":"alice","password":"bob-password"}"#,
+        &[],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(basic("bob", "alice-password").status, 401);
     // A directory user's name taken by a local user stays the local
     // user's: the directory's password is no way in as them.
