@@ -127,13 +127,13 @@ pub(super) fn ldap(global: &Global, cmd: LdapCommand) -> Result<(), CliError> {
                 "groups:         {} ({how})",
                 list(entry.groups.iter().map(String::as_str).collect())
             )?;
-            if !s.groups.is_empty() {
-                writeln!(
-                    out,
-                    "groups kept:    {} (ldap.groups)",
-                    list(s.kept_groups(&entry.groups))
-                )?;
-            }
+            // What a sign-in makes of them here: the same function.
+            let here = crate::users::directory_groups_wanted(&entry.groups, s);
+            writeln!(
+                out,
+                "groups here:    {} (ldap.groups, ldap.admin_group; names no group here can have are skipped)",
+                list(here.iter().map(String::as_str).collect())
+            )?;
             writeln!(
                 out,
                 "administrator:  {}",

@@ -543,12 +543,27 @@ impl Users {
         password: &str,
         turn: &mut dyn FnMut() -> Turn,
     ) -> Result<Option<Login>, UserError> {
+        let unreachable = || {
+            UserError::DirectoryUnavailable(
+                "The directory cannot be reached just now, so directory accounts cannot sign \
+                 in. Try again in a moment; if it stays, tell an administrator."
+                    .to_owned(),
+            )
+        };
+        // Just failed: answered at once, before the queue and the
+        // throttle (an outage is no failed attempt).
+        if dir.just_failed() {
+            return Err(unreachable());
+        }
         if self
             .hasher
             .dummy_verify_as(source, password, turn)?
             .is_none()
         {
             return Ok(None);
+        }
+        if dir.just_failed() {
+            return Err(unreachable());
         }
         let outcome = dir.authenticate(name, password);
         dir.reached(outcome.as_ref().map_or_else(|e| !e.is_outage(), |_| true));
@@ -558,11 +573,7 @@ impl Users {
                 crate::logging::quote(name),
                 crate::logging::quote(&e.to_string())
             ));
-            UserError::DirectoryUnavailable(
-                "The directory cannot be reached just now, so directory accounts cannot sign \
-                 in. Try again in a moment; if it stays, tell an administrator."
-                    .to_owned(),
-            )
+            unreachable()
         })?;
         let entry = match outcome {
             directory::Outcome::Ok(entry) => entry,

@@ -853,6 +853,24 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
     let profile = users.profile(made.id).expect("read").expect("a profile");
     assert_eq!(profile.source, Source::Ldap);
     assert_eq!(profile.display_name.as_deref(), Some("Alice Liddell"));
+    // A group named "ad<TAB>mins" (and one "st<DEL>aff"): skipped, never
+    // read as `admins` (a hostile pass became an administrator so).
+    let mut conn = slapd.admin("dc=example,dc=org");
+    for (rdn, cn) in [("evil", "ad\tmins"), ("evil2", "st\u{7f}aff2")] {
+        slapd.add(
+            &mut conn,
+            &format!("description={rdn},ou=groups,dc=example,dc=org"),
+            &[
+                ("objectClass", &[b"groupOfNames".as_slice()]),
+                ("cn", &[cn.as_bytes()]),
+                ("description", &[rdn.as_bytes()]),
+                (
+                    "member",
+                    &[b"uid=bob,ou=people,dc=example,dc=org".as_slice()],
+                ),
+            ],
+        );
+    }
     // bob: staff, and "R&D, Europe", which cannot be a group name here.
     let bob = app.browser();
     assert_eq!(bob.login("BOB", "bob-password").status, 303);
@@ -929,6 +947,21 @@ fn directory_users_sign_in_with_their_groups_and_an_outage_spares_local_users() 
         app.browser().login("alice", "a brand new password").status,
         401
     );
+    // Nor does an administrator's reset (409, said on the page; it was a
+    // 500 before a hostile pass).
+    let root = app.browser();
+    assert_eq!(root.login("root", "correct horse").status, 303);
+    let csrf = root.get("/admin/users").csrf().expect("csrf");
+    let r = root.post_form(
+        "/admin/users/password",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", "a brand new password"),
+        ],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("directory"), "{}", r.body);
     // The directory goes away: directory users get a clear 503, the
     // local administrator signs in, sessions already made keep working.
     slapd.stop();

@@ -142,14 +142,19 @@ pub enum Found {
     Several,
 }
 
+/// How long after a failed operation sign-ins are told at once that the
+/// directory cannot be reached.
+pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(2);
+
 /// The directory as a source of users.
 pub struct Directory {
     settings: Arc<Settings>,
     tls: Option<Arc<rustls::ClientConfig>>,
     slots: Arc<Slots>,
-    /// Whether the last sign-in or sync could not reach the directory
-    /// (for `/healthz`).
-    unreachable: Arc<std::sync::atomic::AtomicBool>,
+    /// When the last operation that needed the directory could not reach
+    /// it, if it could not (for `/healthz`, and to answer at once for a
+    /// moment after: see [`Directory::just_failed`]).
+    unreachable: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -196,17 +201,33 @@ impl Directory {
         &self.settings
     }
 
+    fn outage(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Records whether the directory could be reached by the last
     /// operation that needed it (a sign-in, a sync).
     pub fn reached(&self, yes: bool) {
-        self.unreachable
-            .store(!yes, std::sync::atomic::Ordering::Relaxed);
+        *self.outage() = (!yes).then(Instant::now);
     }
 
     /// Whether the last operation that needed the directory could not
     /// reach it.
     pub fn unreachable(&self) -> bool {
-        self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+        self.outage().is_some()
+    }
+
+    /// Whether an operation failed to reach the directory within the last
+    /// [`RETRY_AFTER_OUTAGE`]: a sign-in is then answered "unreachable" at
+    /// once instead of waiting out the timeouts again (a burst of sign-ins
+    /// during an outage queued for a connection, each waiting its full
+    /// timeout: seconds past `operation_timeout`, a hostile pass found).
+    /// The first after that tries the directory again.
+    pub fn just_failed(&self) -> bool {
+        self.outage()
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER_OUTAGE)
     }
 
     /// Checks a sign-in: finds the one entry the name stands for with the
@@ -512,7 +533,7 @@ impl<'a> Operation<'a> {
             Lookup::MemberOf => values(raw, &s.member_of_attribute)
                 .into_iter()
                 .filter_map(|dn| escape::first_rdn_value(&String::from_utf8(dn.into_owned()).ok()?))
-                .filter_map(|g| clean(&g))
+                .filter_map(|g| exact(&g))
                 .collect(),
             Lookup::Search => self.search_groups(&entry)?,
         };
@@ -546,8 +567,14 @@ impl<'a> Operation<'a> {
         Ok(found
             .iter()
             .filter_map(|g| {
-                first_text(g, &s.group_name_attribute)
-                    .or_else(|| escape::first_rdn_value(&g.dn).and_then(|n| clean(&n)))
+                let named = values(g, &s.group_name_attribute)
+                    .into_iter()
+                    .next()
+                    .map(|v| std::str::from_utf8(&v).ok().and_then(exact));
+                match named {
+                    Some(name) => name,
+                    None => escape::first_rdn_value(&g.dn).and_then(|n| exact(&n)),
+                }
             })
             .collect())
     }
@@ -671,6 +698,22 @@ fn clean(value: &str) -> Option<String> {
         end -= 1;
     }
     Some(kept[..end].to_owned())
+}
+
+/// `value` as a name that decides something (a group's: it may make its
+/// member an administrator), never rewritten: plain spaces around it
+/// dropped, and `None` when it holds a control or bidi-format character
+/// or is empty or longer than [`MAX_VALUE`]. ([`clean`] would make
+/// `ad<TAB>mins` into `admins`: a hostile pass made a user an
+/// administrator with such a group.)
+fn exact(value: &str) -> Option<String> {
+    let kept = value.trim_matches(' ');
+    let fine = !kept.is_empty()
+        && kept.len() <= MAX_VALUE
+        && !kept
+            .chars()
+            .any(|c| c.is_control() || crate::logging::is_format(c));
+    fine.then(|| kept.to_owned())
 }
 
 /// An LDAP result code and text, for a message.
@@ -999,6 +1042,18 @@ mod tests {
         );
         assert_eq!(clean("al\u{202e}ice").as_deref(), Some("alice"));
         assert_eq!(clean("\n\t"), None);
+        // A name that decides something is never rewritten.
+        assert_eq!(exact(" admins ").as_deref(), Some("admins"));
+        for bad in [
+            "ad\tmins",
+            "ad\u{1b}mins",
+            "st\u{7f}aff",
+            "ad\u{202e}mins",
+            "",
+            "   ",
+        ] {
+            assert_eq!(exact(bad), None, "{bad:?}");
+        }
         let long = "é".repeat(MAX_VALUE);
         let kept = clean(&long).expect("kept");
         assert!(kept.len() <= MAX_VALUE && kept.chars().all(|c| c == 'é'));
@@ -1009,5 +1064,18 @@ mod tests {
         let d = directory("ldap://no-such-host.invalid", Duration::from_secs(10), 2);
         let err = d.check().expect_err("no such host");
         assert!(matches!(err, DirectoryError::Unreachable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn after_an_outage_sign_ins_are_told_at_once_for_a_moment() {
+        let d = directory("ldap://127.0.0.1:1", Duration::from_secs(1), 1);
+        assert!(!d.unreachable() && !d.just_failed());
+        d.reached(false);
+        assert!(d.unreachable() && d.just_failed());
+        *d.outage() = Some(Instant::now() - RETRY_AFTER_OUTAGE);
+        assert!(d.unreachable(), "still named by /healthz");
+        assert!(!d.just_failed(), "the next sign-in tries again");
+        d.reached(true);
+        assert!(!d.unreachable());
     }
 }

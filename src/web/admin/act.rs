@@ -132,6 +132,8 @@ fn password_message(e: &UserError) -> Option<String> {
         UserError::Password(p) if *p != PasswordError::Busy => Some(capitalise(&p.to_string())),
         UserError::InvalidName(m) => Some(capitalise(m)),
         UserError::Taken => Some("That username is taken.".to_owned()),
+        // A directory user's password is the directory's.
+        UserError::External => Some(capitalise(&e.to_string())),
         _ => None,
     }
 }
@@ -148,7 +150,7 @@ pub(super) fn outcome<T>(
         Err(AccountError::Refused(why)) => Ok(Outcome::Refused(409, capitalise(&why.to_string()))),
         Err(AccountError::User(e)) => match password_message(&e) {
             Some(m) => Ok(Outcome::Refused(
-                if matches!(e, UserError::Taken) {
+                if matches!(e, UserError::Taken | UserError::External) {
                     409
                 } else {
                     400
