@@ -288,7 +288,15 @@ fn another_user_with_the_id_of(app: &TestApp, name: &str) {
                 .expect("update");
         }
         Some((_, url)) => {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            // gatehouse's own pool: the URL may ask for TLS
+            // (`sslmode=verify-full` with the CA file), as in CI.
+            let ca = std::env::var("GATEHOUSE_TEST_POSTGRES_CA_FILE")
+                .ok()
+                .map(|f| {
+                    gatehouse::tls::client::CaFile::read(std::path::Path::new(&f)).expect("ca")
+                });
+            let pool = gatehouse::db::postgres::open(&url, 1, ca.as_ref()).expect("connect");
+            let mut client = gatehouse::db::postgres::client(&pool).expect("client");
             client
                 .execute(&format!("{sql}$1"), &[&name])
                 .expect("update");

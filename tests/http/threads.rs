@@ -129,8 +129,12 @@ fn few_threads_at_idle_and_none_made_per_kept_alive_request() {
     }
     let after = server.threads();
     let made = after.difference(&idle).count();
+    // One per request would be 300. A few may be made on a busy machine:
+    // a request that arrives before the last one's thread is back waiting
+    // starts one more, which then stays warm (3 were seen while other
+    // suites ran beside this one; the bound was 2).
     assert!(
-        made <= 2,
+        made <= 4,
         "{made} threads made across 300 requests on one connection"
     );
 }
