@@ -113,13 +113,7 @@ impl Accounts<'_> {
         };
         let reason = match login {
             Login::Ok(user) => {
-                let has_factor = match self.users.factors().summary(user.id) {
-                    Ok(summary) => summary.any(),
-                    Err(e) => {
-                        release(guard, reserved);
-                        return Err(e.into());
-                    }
-                };
+                let (has_factor, reserved) = self.has_factor(guard, &user, reserved)?;
                 if has_factor {
                     // The right password, but it is not enough: not a
                     // failure to lock the user out for, and no pass.

@@ -46,13 +46,7 @@ impl Accounts<'_> {
                 // A right password clears the name's failures only when it
                 // is the whole sign-in: else re-entering it between wrong
                 // codes would wash out the count of the second step.
-                let has_factor = match self.users.factors().summary(user.id) {
-                    Ok(summary) => summary.any(),
-                    Err(e) => {
-                        release(guard, reserved);
-                        return Err(e.into());
-                    }
-                };
+                let (has_factor, reserved) = self.has_factor(guard, &user, reserved)?;
                 guard.throttle.passed(reserved, !has_factor)?;
                 return Ok(Attempt::Verified(Verified { user, has_factor }));
             }
@@ -62,6 +56,28 @@ impl Accounts<'_> {
         };
         record_failure(guard, username, ip, reason, Some(reserved), true)?;
         Ok(Attempt::Failed)
+    }
+
+    /// Whether `user`, whose password was right under `reserved`, has a
+    /// second factor; the reservation comes back to be confirmed, or is
+    /// released when the factors cannot be read.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub(super) fn has_factor(
+        &self,
+        guard: &Guard<'_>,
+        user: &User,
+        reserved: Reservation,
+    ) -> Result<(bool, Reservation), AccountError> {
+        match self.users.factors().summary(user.id) {
+            Ok(summary) => Ok((summary.any(), reserved)),
+            Err(e) => {
+                release(guard, reserved);
+                Err(e.into())
+            }
+        }
     }
 
     /// One password check, counted before it runs: a cheap look at the

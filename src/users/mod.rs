@@ -145,7 +145,8 @@ pub enum UserError {
     #[error("user database unavailable: {0}")]
     Unavailable(String),
     /// The directory could not answer a sign-in (down, slow, refusing the
-    /// service account); local users are not affected.
+    /// service account): why, for the log; the page says it in its own
+    /// words. Local users are not affected.
     #[error("{0}")]
     DirectoryUnavailable(String),
     /// No secrets to seal second-factor seeds with.
@@ -543,17 +544,15 @@ impl Users {
         password: &str,
         turn: &mut dyn FnMut() -> Turn,
     ) -> Result<Option<Login>, UserError> {
-        let unreachable = || {
+        let just_failed = || {
             UserError::DirectoryUnavailable(
-                "The directory cannot be reached just now, so directory accounts cannot sign \
-                 in. Try again in a moment; if it stays, tell an administrator."
-                    .to_owned(),
+                "the directory could not be reached a moment ago".into(),
             )
         };
         // Just failed: answered at once, before the queue and the
         // throttle (an outage is no failed attempt).
         if dir.just_failed() {
-            return Err(unreachable());
+            return Err(just_failed());
         }
         if self
             .hasher
@@ -563,7 +562,7 @@ impl Users {
             return Ok(None);
         }
         if dir.just_failed() {
-            return Err(unreachable());
+            return Err(just_failed());
         }
         let outcome = dir.authenticate(name, password);
         dir.reached(outcome.as_ref().map_or_else(|e| !e.is_outage(), |_| true));
@@ -573,7 +572,7 @@ impl Users {
                 crate::logging::quote(name),
                 crate::logging::quote(&e.to_string())
             ));
-            unreachable()
+            UserError::DirectoryUnavailable(e.to_string())
         })?;
         let entry = match outcome {
             directory::Outcome::Ok(entry) => entry,

@@ -143,7 +143,6 @@ pub(super) trait TokenStore: Send + Sync {
         user: &User,
         hash: &[u8; 32],
         new: &NewToken,
-        apps: &str,
         now: Millis,
     ) -> Result<Token, UserError>;
     /// The token stored under `hash` and its user, in one read.
@@ -215,9 +214,7 @@ impl Tokens {
             name: name.to_owned(),
             ..new.clone()
         };
-        let row = self
-            .db
-            .insert(user, &hash(&token), &new, &join_apps(&new.apps), now)?;
+        let row = self.db.insert(user, &hash(&token), &new, now)?;
         Ok((token, row))
     }
 

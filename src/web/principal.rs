@@ -115,9 +115,6 @@ pub(super) fn of_request(
         return Ok(Asker::Someone(p));
     }
     let offered = offered(request, app);
-    if matches!(offered, Offered::None) {
-        return Ok(Asker::Nobody);
-    }
     let accounts = state.accounts();
     let guard = state.guard();
     let now = crate::clock::now();

@@ -3,7 +3,7 @@
 use postgres::types::Type;
 
 use super::super::postgres::Postgres;
-use super::{Listed, MAX_PER_USER, NewToken, Token, TokenId, TokenStore, split_apps};
+use super::{Listed, MAX_PER_USER, NewToken, Token, TokenId, TokenStore, join_apps, split_apps};
 use crate::clock::Millis;
 use crate::identity::JOINED_USER_COLUMNS;
 use crate::users::{User, UserError, UserId};
@@ -34,9 +34,9 @@ impl TokenStore for Postgres {
         user: &User,
         hash: &[u8; 32],
         new: &NewToken,
-        apps: &str,
         now: Millis,
     ) -> Result<Token, UserError> {
+        let apps = join_apps(&new.apps);
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         // The user's row locked: two instances making tokens for one user
@@ -80,7 +80,7 @@ impl TokenStore for Postgres {
             id,
             user_id: user.id,
             name: new.name.clone(),
-            apps: split_apps(apps),
+            apps: new.apps.clone(),
             created_at: now,
             expires_at: new.expires_at,
             last_used_at: None,
@@ -182,7 +182,7 @@ impl TokenStore for Postgres {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         for (t, hash) in tokens {
-            let apps = super::join_apps(&t.apps);
+            let apps = join_apps(&t.apps);
             tx.execute_typed(
                 "INSERT INTO access_tokens (id, hash, user_id, name, apps, created_at,
                      expires_at, last_used_at, password_at)

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::super::sqlite::Sqlite;
-use super::{Listed, MAX_PER_USER, NewToken, Token, TokenId, TokenStore, split_apps};
+use super::{Listed, MAX_PER_USER, NewToken, Token, TokenId, TokenStore, join_apps, split_apps};
 use crate::clock::Millis;
 use crate::identity::JOINED_USER_COLUMNS;
 use crate::users::{User, UserError, UserId};
@@ -35,9 +35,9 @@ impl TokenStore for Sqlite {
         user: &User,
         hash: &[u8; 32],
         new: &NewToken,
-        apps: &str,
         now: Millis,
     ) -> Result<Token, UserError> {
+        let apps = join_apps(&new.apps);
         let mut conn = self.0.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let held: i64 = tx.query_row(
@@ -74,7 +74,7 @@ impl TokenStore for Sqlite {
             id,
             user_id: user.id,
             name: new.name.clone(),
-            apps: split_apps(apps),
+            apps: new.apps.clone(),
             created_at: now,
             expires_at: new.expires_at,
             last_used_at: None,
@@ -172,7 +172,7 @@ impl TokenStore for Sqlite {
                     hash,
                     t.user_id,
                     t.name,
-                    super::join_apps(&t.apps),
+                    join_apps(&t.apps),
                     t.created_at,
                     t.expires_at,
                     t.last_used_at,
