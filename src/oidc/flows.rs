@@ -825,6 +825,39 @@ fn two_redemptions_of_one_code_at_once_give_tokens_at_most_once_and_revoke_them(
 }
 
 #[test]
+fn two_uses_of_one_refresh_token_at_once_rotate_it_at_most_once() {
+    each(|f| {
+        let p = &f.provider;
+        let app = p.clients().find("app").expect("app");
+        for _ in 0..3 {
+            let first =
+                exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("tokens");
+            let r = first.refresh_token.expect("refresh token");
+            let won: Vec<TokenResponse> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| match p.refresh(app, &r, None, profile_ok, now()) {
+                            Ok(t) => Some(t),
+                            Err(e) if is(&e, "invalid_grant") => None,
+                            Err(e) => panic!("{e:?}"),
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .filter_map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            // A reuse revokes the family: what the winner got works no more.
+            assert!(won.len() <= 1, "{} rotations", won.len());
+            for t in &won {
+                assert!(p.userinfo_grant(&t.access_token, now()).is_err());
+            }
+        }
+    });
+}
+
+#[test]
 fn client_authentication_takes_basic_or_post_and_nothing_less() {
     each(|f| {
         let p = &f.provider;

@@ -114,18 +114,6 @@ impl PostgresOidc {
         Ok(crate::db::postgres::client(&self.0)?)
     }
 
-    fn find_grant(
-        client: &mut impl postgres::GenericClient,
-        id: &GrantId,
-    ) -> Result<GrantRow, OidcError> {
-        let id = &id.0[..];
-        let row = client.query_typed_one(
-            &format!("SELECT {GRANT} FROM oidc_grants WHERE id = $1"),
-            &[(&id, Type::BYTEA)],
-        )?;
-        grant(&row, 0)
-    }
-
     fn insert_grant(
         client: &mut impl postgres::GenericClient,
         g: &GrantRow,
@@ -250,12 +238,24 @@ impl Store for PostgresOidc {
     fn code_take(&self, c: &CodeClaim<'_>, now: Millis) -> Result<CodeTake, OidcError> {
         let mut client = self.client()?;
         let h = &c.hash[..];
+        // The code is used and its grant read in one statement: a second
+        // redemption racing this one can revoke the grant only after this
+        // statement, never between the use and the read.
+        let cols = GRANT
+            .split(", ")
+            .map(|c| format!("g.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let taken = client.query_typed_opt(
-            "UPDATE oidc_codes SET used_at = $2 \
-             WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 AND redirect_uri = $4 \
-               AND ((challenge IS NULL AND $5::text IS NULL) OR challenge = $5) \
-               AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3) \
-             RETURNING grant_id",
+            &format!(
+                "WITH used AS (\
+                   UPDATE oidc_codes SET used_at = $2 \
+                   WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 AND redirect_uri = $4 \
+                     AND ((challenge IS NULL AND $5::text IS NULL) OR challenge = $5) \
+                     AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3) \
+                   RETURNING grant_id) \
+                 SELECT {cols} FROM oidc_grants g JOIN used ON g.id = used.grant_id"
+            ),
             &[
                 (&h, Type::BYTEA),
                 (&now, Type::INT8),
@@ -265,8 +265,7 @@ impl Store for PostgresOidc {
             ],
         )?;
         if let Some(row) = taken {
-            let id = grant_id(&row, 0)?;
-            return Ok(CodeTake::Taken(Self::find_grant(&mut **client, &id)?));
+            return Ok(CodeTake::Taken(grant(&row, 0)?));
         }
         let row = client
             .query_typed_opt(
@@ -343,12 +342,21 @@ impl Store for PostgresOidc {
     fn refresh_take(&self, h: &Hash, client: &str, now: Millis) -> Result<RefreshTake, OidcError> {
         let mut conn = self.client()?;
         let hb = &h[..];
+        // Used and its grant read in one statement, as a code.
+        let cols = TOKEN
+            .split(", ")
+            .map(|c| format!("used.{c}"))
+            .chain(GRANT.split(", ").map(|c| format!("g.{c}")))
+            .collect::<Vec<_>>()
+            .join(", ");
         let taken = conn.query_typed_opt(
             &format!(
-                "UPDATE oidc_tokens SET used_at = $2 \
-                 WHERE hash = $1 AND kind = 'refresh' AND used_at IS NULL AND expires_at > $2 \
-                   AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3) \
-                 RETURNING {TOKEN}"
+                "WITH used AS (\
+                   UPDATE oidc_tokens SET used_at = $2 \
+                   WHERE hash = $1 AND kind = 'refresh' AND used_at IS NULL AND expires_at > $2 \
+                     AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3) \
+                   RETURNING {TOKEN}) \
+                 SELECT {cols} FROM used JOIN oidc_grants g ON g.id = used.grant_id"
             ),
             &[
                 (&hb, Type::BYTEA),
@@ -357,9 +365,11 @@ impl Store for PostgresOidc {
             ],
         )?;
         if let Some(row) = taken {
-            let t = token(&row, 0)?;
-            let g = Self::find_grant(&mut **conn, &t.grant_id)?;
-            return Ok(RefreshTake::Taken(Box::new((t, g))));
+            let ntoken = TOKEN.split(", ").count();
+            return Ok(RefreshTake::Taken(Box::new((
+                token(&row, 0)?,
+                grant(&row, ntoken)?,
+            ))));
         }
         drop(conn);
         Ok(classify_refresh(self.token_find(h)?, client, now))
@@ -509,20 +519,24 @@ impl Store for PostgresOidc {
             (&client, Type::TEXT),
             (&now, Type::INT8),
         ];
+        // Collected and its grant read in one statement, so the grant
+        // cannot be revoked between the two.
+        let cols = GRANT
+            .split(", ")
+            .map(|c| format!("g.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let collected = conn.query_typed_opt(
             &format!(
-                "UPDATE oidc_devices SET status = 'used', last_poll_at = $3 \
-                 WHERE {on_time} AND status = 'approved' RETURNING grant_id"
+                "WITH used AS (\
+                   UPDATE oidc_devices SET status = 'used', last_poll_at = $3 \
+                   WHERE {on_time} AND status = 'approved' RETURNING grant_id) \
+                 SELECT {cols} FROM used JOIN oidc_grants g ON g.id = used.grant_id"
             ),
             params,
         )?;
         if let Some(row) = collected {
-            let id: Option<Vec<u8>> = row.try_get(0)?;
-            let id = id
-                .as_deref()
-                .and_then(GrantId::from_slice)
-                .ok_or_else(|| corrupt("approved device without a grant"))?;
-            return Ok(DevicePoll::Approved(Self::find_grant(&mut **conn, &id)?));
+            return Ok(DevicePoll::Approved(grant(&row, 0)?));
         }
         let waited = conn.execute_typed(
             &format!(

@@ -212,8 +212,12 @@ impl Store for SqliteOidc {
     }
 
     fn code_take(&self, c: &CodeClaim<'_>, now: Millis) -> Result<CodeTake, OidcError> {
-        let conn = self.0.get()?;
-        let mut stmt = conn.prepare_cached(
+        let mut conn = self.0.get()?;
+        // The code is used and its grant read in one write transaction: a
+        // second redemption racing this one revokes the grant only after
+        // this one has read it, never between the two.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut stmt = tx.prepare_cached(
             "UPDATE oidc_codes SET used_at = ?2 \
              WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2 AND redirect_uri = ?4 \
                AND ((challenge IS NULL AND ?5 IS NULL) OR challenge = ?5) \
@@ -225,11 +229,14 @@ impl Store for SqliteOidc {
             params![&c.hash[..], now, c.client_id, c.redirect_uri, c.challenge],
             |r| grant_id(r, 0),
         )?;
+        drop(stmt);
         if let Some(id) = taken.first() {
-            return Ok(CodeTake::Taken(Self::find_grant(&conn, id)?));
+            let grant = Self::find_grant(&tx, id)?;
+            tx.commit()?;
+            return Ok(CodeTake::Taken(grant));
         }
         // Why not: read only to say so (nothing is granted from here on).
-        let row = conn
+        let row = tx
             .prepare_cached(
                 "SELECT c.grant_id, c.used_at, c.expires_at, c.redirect_uri, c.challenge, g.client_id \
                  FROM oidc_codes c JOIN oidc_grants g ON g.id = c.grant_id WHERE c.hash = ?1",
@@ -289,19 +296,23 @@ impl Store for SqliteOidc {
     }
 
     fn refresh_take(&self, h: &Hash, client: &str, now: Millis) -> Result<RefreshTake, OidcError> {
-        let conn = self.0.get()?;
-        let mut stmt = conn.prepare_cached(&format!(
+        let mut conn = self.0.get()?;
+        // Used and its grant read in one write transaction, as a code.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut stmt = tx.prepare_cached(&format!(
             "UPDATE oidc_tokens SET used_at = ?2 \
              WHERE hash = ?1 AND kind = 'refresh' AND used_at IS NULL AND expires_at > ?2 \
                AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = ?3) \
              RETURNING {TOKEN}"
         ))?;
         let taken = returning(&mut stmt, params![&h[..], now, client], |r| token(r, 0))?;
+        drop(stmt);
         if let Some(t) = taken.into_iter().next() {
-            let g = Self::find_grant(&conn, &t.grant_id)?;
+            let g = Self::find_grant(&tx, &t.grant_id)?;
+            tx.commit()?;
             return Ok(RefreshTake::Taken(Box::new((t, g))));
         }
-        drop(stmt);
+        drop(tx);
         drop(conn);
         Ok(classify_refresh(self.token_find(h)?, client, now))
     }
@@ -419,7 +430,10 @@ impl Store for SqliteOidc {
     }
 
     fn device_poll(&self, d: &Hash, client: &str, now: Millis) -> Result<DevicePoll, OidcError> {
-        let conn = self.0.get()?;
+        let mut conn = self.0.get()?;
+        // One write transaction, so the grant an approval names cannot be
+        // revoked between the poll that collects it and its read.
+        let conn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let on_time = "device_hash = ?1 AND client_id = ?2 AND expires_at > ?3 \
                        AND (last_poll_at IS NULL OR last_poll_at + interval_ms <= ?3)";
         let mut stmt = conn.prepare_cached(&format!(
@@ -434,8 +448,12 @@ impl Store for SqliteOidc {
                 .as_deref()
                 .and_then(GrantId::from_slice)
                 .ok_or_else(|| OidcError::from(bad(0, "approved without a grant")))?;
-            return Ok(DevicePoll::Approved(Self::find_grant(&conn, &id)?));
+            drop(stmt);
+            let grant = Self::find_grant(&conn, &id)?;
+            conn.commit()?;
+            return Ok(DevicePoll::Approved(grant));
         }
+        drop(stmt);
         let waited = conn.execute(
             &format!(
                 "UPDATE oidc_devices SET last_poll_at = ?3 WHERE {on_time} AND status = 'pending'"
@@ -443,6 +461,7 @@ impl Store for SqliteOidc {
             params![&d[..], client, now],
         )?;
         if waited > 0 {
+            conn.commit()?;
             return Ok(DevicePoll::Pending);
         }
         let row = conn
@@ -458,6 +477,7 @@ impl Store for SqliteOidc {
                 [&d[..]],
             )?;
         }
+        conn.commit()?;
         Ok(poll)
     }
 
