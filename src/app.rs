@@ -625,6 +625,7 @@ impl Running {
         {
             crate::logging::line("directory sync thread panicked during shutdown");
         }
+        crate::logging::flush();
     }
 }
 
@@ -700,6 +701,9 @@ pub fn start(config: &Config) -> Result<Running, AppError> {
 ///
 /// Any [`AppError`].
 pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running, AppError> {
+    if log_requests {
+        crate::logging::write_behind();
+    }
     let shared = matches!(config.database, Database::Postgres(_))
         || matches!(config.session_store, SessionStore::Redis(_));
     if shared && config.secrets.is_empty() {

@@ -166,10 +166,149 @@ pub fn login_message(outcome: &str, username: &str, ip: std::net::IpAddr, extra:
     format!("login {outcome} user={} ip={ip}{extra}", quote(username))
 }
 
-/// Writes one line: the time, then `message`.
+/// Writes one line: the time, then `message` (after any request lines
+/// still waiting, so lines keep their order).
 pub fn line(message: &str) {
-    // Assembled first, so the line goes out in one write; `eprint!` rather
-    // than a raw handle, so test harnesses capture it.
+    let text = assemble(message);
+    if let Some(behind) = behind() {
+        let mut pending = behind.pending();
+        pending.text.push_str(&text);
+        pending.write_out();
+    } else {
+        eprint!("{text}");
+    }
+}
+
+/// Writes a request's line, or holds it a moment to go out with others.
+///
+/// A line per request was one `write` per request: a third of the system
+/// calls a kept-alive `/auth/verify` made beyond receiving and sending
+/// (issue 22). With [`write_behind`] on (the server turns it on), a line
+/// that comes when nothing was written for [`BEHIND`] goes out at once, as
+/// before; one that comes sooner waits, with the others of that moment,
+/// for one `write` at most [`BEHIND`] later. Any other line, and the
+/// server's stop, write what waits first. What a crash can lose is the
+/// request lines of the last [`BEHIND`]; login, error and every other line
+/// are written at once.
+pub fn request_line(message: &str) {
+    let Some(behind) = behind() else {
+        return line(message);
+    };
+    let text = assemble(message);
+    let mut pending = behind.pending();
+    let quiet = pending.text.is_empty() && pending.last_write.is_none_or(|t| t.elapsed() >= BEHIND);
+    if quiet || pending.text.len() + text.len() > BEHIND_MAX {
+        pending.text.push_str(&text);
+        pending.write_out();
+        return;
+    }
+    let first = pending.text.is_empty();
+    pending.text.push_str(&text);
+    if first {
+        drop(pending);
+        behind.wake.notify_one();
+    }
+}
+
+/// How long a request line may wait for others.
+pub const BEHIND: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waiting lines beyond this many bytes are written at once.
+const BEHIND_MAX: usize = 32 * 1024;
+
+/// Turns on [`request_line`]'s write-behind for the rest of the process
+/// (the server does; commands write every line at once). Idempotent.
+pub fn write_behind() {
+    let _ = BEHIND_STATE.get_or_init(|| {
+        let state = Behind {
+            pending: std::sync::Mutex::new(Pending::default()),
+            wake: std::sync::Condvar::new(),
+        };
+        // Without its thread nothing would write what waits: then every
+        // line is written at once.
+        std::thread::Builder::new()
+            .name("gatehouse-log".into())
+            .spawn(|| {
+                // Started from inside the initialisation: waits for its end.
+                if let Some(behind) = BEHIND_STATE.wait() {
+                    behind.run();
+                }
+            })
+            .ok()
+            .map(|_| state)
+    });
+}
+
+/// Writes every request line still waiting (at the server's stop).
+pub fn flush() {
+    if let Some(behind) = behind() {
+        behind.pending().write_out();
+    }
+}
+
+static BEHIND_STATE: std::sync::OnceLock<Option<Behind>> = std::sync::OnceLock::new();
+
+fn behind() -> Option<&'static Behind> {
+    BEHIND_STATE.get().and_then(Option::as_ref)
+}
+
+struct Behind {
+    pending: std::sync::Mutex<Pending>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    text: String,
+    last_write: Option<std::time::Instant>,
+}
+
+impl Pending {
+    /// One `write` of everything waiting; `eprint!` rather than a raw
+    /// handle, so test harnesses capture it.
+    fn write_out(&mut self) {
+        if !self.text.is_empty() {
+            eprint!("{}", self.text);
+            self.text.clear();
+            if self.text.capacity() > 4 * BEHIND_MAX {
+                self.text.shrink_to(BEHIND_MAX);
+            }
+        }
+        self.last_write = Some(std::time::Instant::now());
+    }
+}
+
+impl Behind {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The writer of waiting lines: sleeps until some wait, then until
+    /// [`BEHIND`] after the last write, then writes them.
+    fn run(&self) {
+        loop {
+            let mut pending = self.pending();
+            while pending.text.is_empty() {
+                pending = self
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            let due = pending.last_write.map_or(std::time::Duration::ZERO, |t| {
+                BEHIND.saturating_sub(t.elapsed())
+            });
+            drop(pending);
+            std::thread::sleep(due);
+            self.pending().write_out();
+        }
+    }
+}
+
+/// The line as written: the time, `message`, a newline (and before it, a
+/// warning when the system clock stepped back).
+fn assemble(message: &str) -> String {
     let now = clock::now();
     let mut line = String::with_capacity(message.len() + 26);
     if let Some(back) = clock::take_step_back() {
@@ -184,7 +323,7 @@ pub fn line(message: &str) {
     line.push(' ');
     line.push_str(message);
     line.push('\n');
-    eprint!("{line}");
+    line
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@
 //! | `sqlite` | the SQLite pool and the identity of the file it serves (device, inode, database id) |
 //! | `wal` | which database file a `-wal` belongs to |
 //! | `watch` | the inotify watch on the data directory that tells the pool when to look at the file again |
+//! | `commits` | whether anything was committed to the file since a reader last looked, without a statement |
 //! | `migrations` | the schema, one step per version |
 //! | `checked` | pooled connections to network servers, checked before use after idling |
 //! | `postgres`, `redis` | the pools for shared deployments |
 
 pub mod checked;
+mod commits;
 mod migrations;
 pub mod postgres;
 pub mod redis;
@@ -27,6 +29,7 @@ mod watch;
 use std::path::Path;
 use std::time::Duration;
 
+pub use commits::Commits;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use sqlite::{Manager, Pool, probe_write};
 pub use wal::ForeignWal;

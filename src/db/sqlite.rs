@@ -280,6 +280,23 @@ impl Pool {
         Ok(self.inner.get()?)
     }
 
+    /// What a checkout checks before handing out a connection (the file
+    /// at the path is still the one opened), for a reader that answers
+    /// from what it kept without a connection: it must refuse when a
+    /// checkout would.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Replaced`], as [`Pool::get`].
+    pub fn still_the_file(&self) -> Result<(), DbError> {
+        self.identity.check_at_checkout()
+    }
+
+    /// A watch on this database's commits (see [`super::Commits`]).
+    pub fn commits(&self) -> Option<super::Commits> {
+        super::Commits::watch(&self.identity.path)
+    }
+
     /// The random id stored in the database when it was created.
     pub fn database_id(&self) -> &str {
         &self.identity.database_id

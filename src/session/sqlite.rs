@@ -27,6 +27,50 @@ pub struct SqliteStore {
     /// sleeps 1, 2, 5, 10... ms between retries: under contention (many
     /// requests counting visits at once) a queue on a mutex is far faster.
     writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Signed-in reads kept in memory until the next commit (`None`
+    /// without inotify).
+    kept: Option<std::sync::Arc<Kept>>,
+}
+
+/// Every signed-in request reads its session and user
+/// ([`Store::load_with_user`]): about 21,000 instructions in SQLite and,
+/// on a quiet connection, two `fcntl` for the read lock (issue 22). Those
+/// reads are kept here and answered again until anything is committed to
+/// the file, by this process or any other (a `gatehouse` command, another
+/// server), which [`db::Commits`] tells with one `read` that finds nothing.
+/// Whatever is committed empties the whole store, so a revoked session, a
+/// disabled user, a new password stamp, a changed group or a session's own
+/// save is never answered from before it. Only time changes a kept answer
+/// without a commit (`expires_at > now`), and that is checked on each use.
+struct Kept {
+    commits: db::Commits,
+    entries: std::sync::Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Counts the emptyings: a read that began before one is not kept.
+    generation: u64,
+    /// When a commit was last told (`None`: not since the start).
+    last_commit: Option<std::time::Instant>,
+    map: std::collections::HashMap<SessionKey, (Record, Option<User>)>,
+}
+
+/// How long the file must have been quiet before a read is kept: while
+/// commits keep coming (a busy visit counter) every read would be emptied
+/// again at once, and keeping one costs a turn at SQLite's write lock.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// At most this many sessions are kept (about 600 bytes each); a full
+/// store is emptied and fills again with the sessions in use.
+const KEPT_MAX: usize = 1024;
+
+impl Kept {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 const COLUMNS: &str = "key, user_id, data, created_at, last_seen_at, expires_at, \
@@ -100,10 +144,17 @@ fn data_text(data: &Map<String, Value>) -> String {
 impl SqliteStore {
     /// A store on an existing pool (gatehouse's own database).
     pub fn new(pool: Pool) -> Self {
+        let kept = pool.commits().map(|commits| {
+            std::sync::Arc::new(Kept {
+                commits,
+                entries: std::sync::Mutex::default(),
+            })
+        });
         Self {
             database_id: pool.database_id().into(),
             pool,
             writer: std::sync::Arc::default(),
+            kept,
         }
     }
 
@@ -126,6 +177,57 @@ impl SqliteStore {
     /// The pool this store uses.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The read behind [`Store::load_with_user`]: one indexed statement,
+    /// the session by its key, its user by id, and the two stamps compared
+    /// in the same statement.
+    fn read_with_user(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<(Record, Option<User>)>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&LOAD_WITH_USER)?;
+        stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
+            let r = record(row)?;
+            let user = User::from_joined_row(row, USER_AT)?;
+            Ok((r, user))
+        })
+        .optional()
+        .map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+            e => e.into(),
+        })
+    }
+
+    /// [`SqliteStore::read_with_user`] inside `BEGIN IMMEDIATE`: after
+    /// every commit that was under way when it began is visible. `None`
+    /// when the lock cannot be had.
+    fn read_at_write_lock(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Option<Option<(Record, Option<User>)>> {
+        let _turn = self.write_turn();
+        let mut conn = self.pool.get().ok()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ok()?;
+        let found = tx
+            .prepare_cached(&LOAD_WITH_USER)
+            .and_then(|mut stmt| {
+                stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
+                    let r = record(row)?;
+                    let user = User::from_joined_row(row, USER_AT)?;
+                    Ok((r, user))
+                })
+                .optional()
+            })
+            .ok()?;
+        // Nothing was written: ending it is a rollback either way.
+        tx.rollback().ok()?;
+        Some(found)
     }
 
     fn insert(&self, conn: &rusqlite::Connection, r: &Record) -> rusqlite::Result<()> {
@@ -177,20 +279,53 @@ impl Store for SqliteStore {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<(Record, Option<User>)>, StoreError> {
-        // One indexed read: the session by its key, its user by id, and
-        // the two stamps compared in the same statement.
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(&LOAD_WITH_USER)?;
-        stmt.query_row(params![&key.0[..], now, &*self.database_id], |row| {
-            let r = record(row)?;
-            let user = User::from_joined_row(row, USER_AT)?;
-            Ok((r, user))
-        })
-        .optional()
-        .map_err(|e| match e {
-            rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
-            e => e.into(),
-        })
+        let Some(kept) = &self.kept else {
+            return self.read_with_user(key, now);
+        };
+        // Refused whenever a checkout would be (a replaced file).
+        self.pool.still_the_file()?;
+        let generation = {
+            let mut entries = kept.entries();
+            // Under the lock: whoever is told of a commit empties the
+            // store before anyone else can answer from it.
+            if kept.commits.any_since_last_look() {
+                entries.map.clear();
+                entries.generation += 1;
+                entries.last_commit = Some(std::time::Instant::now());
+            }
+            if let Some((r, u)) = entries.map.get(key)
+                && r.expires_at > now
+            {
+                return Ok(Some((r.clone(), u.clone())));
+            }
+            if entries.last_commit.is_some_and(|t| t.elapsed() < QUIET) {
+                drop(entries);
+                return self.read_with_user(key, now);
+            }
+            entries.generation
+        };
+        // A commit's event is queued when its frames are written, a moment
+        // before readers can see it: a read that follows the event in that
+        // moment would see the file from before the commit, and nothing
+        // more would come to empty it. So a read that is kept is made at
+        // SQLite's write lock, which the committer holds until its commit
+        // is visible. Should that fail (a read-only file), the read is
+        // made as usual and not kept.
+        let Some(found) = self.read_at_write_lock(key, now) else {
+            return self.read_with_user(key, now);
+        };
+        if let Some((r, u)) = &found {
+            let mut entries = kept.entries();
+            // A commit told since the look above may be newer than what
+            // was read, or older: either way this read is not kept.
+            if entries.generation == generation {
+                if entries.map.len() >= KEPT_MAX {
+                    entries.map.clear();
+                }
+                entries.map.insert(*key, (r.clone(), u.clone()));
+            }
+        }
+        Ok(found)
     }
 
     fn save(
@@ -424,6 +559,165 @@ mod tests {
             .expect("load")
             .expect("live");
         assert_eq!(none, None);
+    }
+
+    /// A signed-in session of user 1 in a store with the suite's users,
+    /// read once (so it is kept), and a connection of its own to the file,
+    /// as a `gatehouse` command beside the server would have.
+    fn kept_session() -> (tempfile::TempDir, SqliteStore, Record, rusqlite::Connection) {
+        let (dir, store) = store_with(crate::session::conformance::USERS);
+        assert!(store.kept.is_some(), "inotify is available here");
+        let now = crate::clock::now();
+        let rec = signed_in(
+            crate::session::conformance::record(crate::session::SessionId::generate().key(), now),
+            1,
+        );
+        store.create(&rec).expect("create");
+        for _ in 0..2 {
+            let (loaded, user) = store
+                .load_with_user(&rec.key, now)
+                .expect("load")
+                .expect("live");
+            assert_eq!((loaded, user.map(|u| u.id)), (rec.clone(), Some(1)));
+        }
+        let other = rusqlite::Connection::open(dir.path().join("s.db")).expect("other");
+        (dir, store, rec, other)
+    }
+
+    #[test]
+    fn a_kept_read_never_outlives_a_commit_by_another_process() {
+        let now = crate::clock::now();
+        type Change = fn(&rusqlite::Connection);
+        let cases: [(&str, Change); 4] = [
+            ("the session deleted", |c| {
+                c.execute("DELETE FROM sessions", []).expect("delete");
+            }),
+            ("the user's stamp changed", |c| {
+                c.execute("UPDATE users SET stamp = 'another' WHERE id = 1", [])
+                    .expect("stamp");
+            }),
+            ("the user deleted", |c| {
+                c.execute("DELETE FROM users WHERE id = 1", [])
+                    .expect("user");
+            }),
+            ("the session expired early", |c| {
+                c.execute("UPDATE sessions SET expires_at = 1", [])
+                    .expect("expire");
+            }),
+        ];
+        for (what, change) in cases {
+            let (_dir, store, rec, other) = kept_session();
+            change(&other);
+            assert_eq!(
+                store.load_with_user(&rec.key, now).expect("load"),
+                None,
+                "{what}: answered from before the commit"
+            );
+        }
+        // A change that keeps the session shows at once too.
+        let (_dir, store, rec, other) = kept_session();
+        other
+            .execute("UPDATE users SET disabled = 1 WHERE id = 1", [])
+            .expect("disable");
+        let (_, user) = store
+            .load_with_user(&rec.key, now)
+            .expect("load")
+            .expect("live");
+        assert!(
+            user.expect("user").disabled,
+            "answered from before the commit"
+        );
+    }
+
+    #[test]
+    fn a_kept_read_runs_out_with_time_alone() {
+        let (_dir, store, rec, _other) = kept_session();
+        assert_eq!(
+            store
+                .load_with_user(&rec.key, rec.expires_at)
+                .expect("load"),
+            None
+        );
+        assert!(
+            store
+                .load_with_user(&rec.key, rec.expires_at - 1)
+                .expect("load")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn no_read_after_a_concurrent_revocation_returns_is_answered_from_before_it() {
+        // Readers hammer the kept session while another connection revokes
+        // sessions one after another; once a revocation's statement has
+        // returned, no read that starts after it may find that session.
+        let (dir, store, _, _) = kept_session();
+        let now = crate::clock::now();
+        let keys: Vec<SessionKey> = (0..20)
+            .map(|_| {
+                let rec = signed_in(
+                    crate::session::conformance::record(
+                        crate::session::SessionId::generate().key(),
+                        now,
+                    ),
+                    2,
+                );
+                store.create(&rec).expect("create");
+                rec.key
+            })
+            .collect();
+        let revoked = std::sync::Mutex::new(std::collections::HashSet::new());
+        let done = std::sync::atomic::AtomicBool::new(false);
+        /// Ends the readers however the revoking side ends (a failed
+        /// assertion must not leave them running forever).
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        for key in &keys {
+                            let gone_before = revoked.lock().expect("lock").contains(key);
+                            let found = store.load_with_user(key, now).expect("load");
+                            assert!(
+                                !(gone_before && found.is_some()),
+                                "a revoked session was answered from memory"
+                            );
+                        }
+                    }
+                });
+            }
+            let _done = Done(&done);
+            let other = rusqlite::Connection::open(dir.path().join("s.db")).expect("other");
+            other
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .expect("busy");
+            for key in &keys {
+                // Each revocation comes once the readers keep what they
+                // read again (the file quiet for QUIET), so it has kept
+                // reads to empty.
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while store
+                    .kept
+                    .as_ref()
+                    .is_some_and(|k| k.entries().map.is_empty())
+                {
+                    assert!(
+                        std::time::Instant::now() < end,
+                        "reads are kept between revocations"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other
+                    .execute("DELETE FROM sessions WHERE key = ?1", [&key.0[..]])
+                    .expect("revoke");
+                revoked.lock().expect("lock").insert(*key);
+            }
+        });
     }
 
     #[test]

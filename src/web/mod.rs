@@ -180,7 +180,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
         logging::push_millis(&mut line, started.elapsed());
         line.push_str(" ip=");
         logging::push_ip(&mut line, client.ip);
-        logging::line(&line);
+        logging::request_line(&line);
     }
     response
 }
