@@ -717,8 +717,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         store,
         records,
         health,
-        // The provider's endpoints (web/oidc/, to come) will serve from it.
-        oidc: _,
+        oidc,
     } = open_backends(config, db::ForeignWal::MoveAside)?;
     // Read before anything listens: a bad certificate stops start-up.
     let certificates = match &config.tls {
@@ -741,6 +740,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             .map_err(|e| AppError::Setup(format!("the directory: {e}")))?;
         users = users.with_directory(directory);
     }
+    let provider = provider(config, oidc, &secrets)?;
     let signer = Signer::new(secrets);
     users
         .hasher()
@@ -788,6 +788,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         two_factor: config.two_factor,
         https: config.tls.is_some(),
         hsts: hsts(config),
+        oidc: provider,
     });
     if state
         .users
@@ -860,6 +861,48 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         state,
         _lock: lock,
     })
+}
+
+/// The OpenID Provider, when `public_url` is set: its issuer is
+/// `public_url` as the configuration holds it (every token's `iss`, which
+/// relying parties compare byte for byte), its clients the `[[clients]]`
+/// of the file, its store the one opened beside the users. Without
+/// `public_url` there is no issuer to name, and no provider: its routes
+/// are then no routes at all.
+///
+/// The signing keys of the algorithms the clients use are made (or
+/// opened) here, before anything listens: an RSA key takes a moment to
+/// generate, and the first relying party to read the JWKS must find them.
+///
+/// # Errors
+///
+/// [`AppError::Setup`] when a signing key cannot be made or opened.
+fn provider(
+    config: &Config,
+    store: Arc<dyn crate::oidc::Store>,
+    secrets: &[Vec<u8>],
+) -> Result<Option<crate::oidc::Provider>, AppError> {
+    let Some(issuer) = config.public_url.as_deref() else {
+        return Ok(None);
+    };
+    let provider =
+        crate::oidc::Provider::new(issuer, config.clients.clone(), config.oidc, store, secrets);
+    let mut algs: Vec<crate::oidc::Alg> = vec![crate::oidc::Alg::Rs256];
+    for client in config.clients.all() {
+        if !algs.contains(&client.signing_alg) {
+            algs.push(client.signing_alg);
+        }
+    }
+    provider
+        .keys()
+        .prepare(algs)
+        .map_err(|e| AppError::Setup(format!("OpenID Connect signing keys: {e}")))?;
+    crate::logging::line(&format!(
+        "oidc provider on issuer={} clients={}",
+        crate::logging::quote(issuer),
+        config.clients.all().len()
+    ));
+    Ok(Some(provider))
 }
 
 /// Starts the plain listener of `redirect_http`: every request is answered
