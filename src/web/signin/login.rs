@@ -143,6 +143,9 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
             return Ok(see_other("/login"));
         };
         check_session_csrf(state, &key, &form)?;
+        // Signing out of gatehouse signs out of every OpenID Connect
+        // client this session signed in to: their tokens stop now.
+        crate::web::sso::end(state, session);
         session.destroy()?;
         Ok(logged_out())
     })

@@ -89,3 +89,33 @@ pub fn logout_page(viewer: &Viewer<'_>, csrf: &str) -> Markup {
         },
     )
 }
+
+/// RP-initiated logout without proof of which session it is for (no
+/// `id_token_hint` naming this one): one button, as for `/logout`, so a
+/// link from anywhere cannot sign anyone out. `fields` are the request's
+/// own parameters, carried to the POST.
+pub fn end_session_page(
+    viewer: &Viewer<'_>,
+    csrf: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Markup {
+    layout(
+        "Sign out",
+        Some(viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Sign out?" }
+                p { "An app asks to sign you out. You are signed in as " strong { (viewer.username) } "." }
+                form id="end-session-form" method="post" action=(action) {
+                    (csrf_field(csrf))
+                    input type="hidden" name="confirm" value="yes";
+                    @for (name, value) in fields {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    button type="submit" id="end-session-submit" { "Sign out" }
+                }
+            }
+        },
+    )
+}
