@@ -526,6 +526,8 @@ pub struct Running {
     reaper: Reaper,
     /// The directory sync's thread, when a directory is configured.
     directory_sync: Option<JoinHandle<()>>,
+    /// The OpenID Provider's reaper thread, when the provider is on.
+    oidc_reaper: Option<JoinHandle<()>>,
     state: Arc<web::State>,
     /// Held until the server is gone.
     _lock: DataDirLock,
@@ -625,6 +627,11 @@ impl Running {
         {
             crate::logging::line("directory sync thread panicked during shutdown");
         }
+        if let Some(reaper) = self.oidc_reaper
+            && reaper.join().is_err()
+        {
+            crate::logging::line("oidc reaper thread panicked during shutdown");
+        }
     }
 }
 
@@ -679,6 +686,67 @@ fn start_directory_sync(
                         "directory sync failed detail={}",
                         crate::logging::quote(&e.to_string())
                     )),
+                }
+            }
+        })
+        .map(Some)
+}
+
+/// How many expired OpenID Connect rows one reaper statement deletes:
+/// short batches, so live token requests never wait long behind it.
+const OIDC_REAP_BATCH: usize = 500;
+
+/// Deletes the OpenID Provider's expired codes, tokens, device codes,
+/// grants and retired keys every `interval` until `stop`, in short
+/// batches, as the session reaper does for sessions (a thread of its own:
+/// the session reaper is the session layer's, and knows no provider). A
+/// failure is logged and the next round tries again; it never takes the
+/// server down.
+fn start_oidc_reaper(
+    state: &Arc<web::State>,
+    stop: &Arc<AtomicBool>,
+    interval: Duration,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    if state.oidc.is_none() {
+        return Ok(None);
+    }
+    // A zero interval would spin; a second is as often as it is useful.
+    let interval = interval.max(Duration::from_secs(1));
+    let (state, stop) = (Arc::clone(state), Arc::clone(stop));
+    std::thread::Builder::new()
+        .name("gatehouse-oidc-reaper".into())
+        .spawn(move || {
+            loop {
+                let due = std::time::Instant::now() + interval;
+                while std::time::Instant::now() < due {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let Some(provider) = &state.oidc else {
+                    return;
+                };
+                let mut deleted = 0;
+                loop {
+                    match provider.reap(crate::clock::now(), OIDC_REAP_BATCH) {
+                        Ok(n) => {
+                            deleted += n;
+                            if n < OIDC_REAP_BATCH || stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            crate::logging::line(&format!(
+                                "oidc reaper failed detail={}",
+                                crate::logging::quote(&e.to_string())
+                            ));
+                            break;
+                        }
+                    }
+                }
+                if deleted > 0 {
+                    crate::logging::line(&format!("oidc reaper deleted={deleted}"));
                 }
             }
         })
@@ -838,6 +906,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
     let directory_sync =
         start_directory_sync(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+    let oidc_reaper = start_oidc_reaper(&state, &stop, config.reap_interval)
+        .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()
@@ -858,6 +928,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         redirect,
         reaper,
         directory_sync,
+        oidc_reaper,
         state,
         _lock: lock,
     })

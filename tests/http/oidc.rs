@@ -699,6 +699,33 @@ fn a_wrong_or_prefix_matched_redirect_uri_is_an_error_page_never_a_redirect() {
         assert!(r.header("location").is_none(), "{uri}");
         assert!(r.body.contains("invalid_request"), "{uri}");
     }
+    // A script's request (not a top-level navigation) gets no code, even
+    // from a signed-in browser.
+    let signed = app_code(&app).0;
+    let path = format!(
+        "/oidc/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        enc(APP_CB),
+        challenge()
+    );
+    let scripted = signed.get_with(
+        &path,
+        &[
+            ("Sec-Fetch-Mode", "cors"),
+            ("Sec-Fetch-Dest", "empty"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+    );
+    assert_eq!(scripted.status, 403, "{scripted:?}");
+    assert!(scripted.header("location").is_none());
+    let navigated = signed.get_with(
+        &path,
+        &[
+            ("Sec-Fetch-Mode", "navigate"),
+            ("Sec-Fetch-Dest", "document"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+    );
+    assert_eq!(navigated.status, 303, "{navigated:?}");
     let unknown = code_for(&browser, "nobody", &[("redirect_uri", APP_CB)]);
     assert_eq!(unknown.status, 400);
     assert!(unknown.header("location").is_none());
@@ -841,4 +868,31 @@ fn a_user_outside_the_clients_groups_sees_a_refusal_page_and_no_code() {
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.header("location").is_none());
     assert!(r.body.contains("Ops Console"), "the page names the app");
+}
+
+#[test]
+fn the_reaper_removes_expired_codes() {
+    if !crate::helpers::on_sqlite("the_reaper_removes_expired_codes") {
+        return;
+    }
+    let app = TestApp::spawn_with_file(
+        &config(),
+        &[("oidc.code_lifetime", "1s"), ("reap_interval", "1s")],
+    );
+    app.add_user("alice", "alice-password-1", false);
+    let _ = app_code(&app);
+    let codes = || -> i64 {
+        app.db()
+            .query_row("SELECT count(*) FROM oidc_codes", [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(codes(), 1);
+    let started = std::time::Instant::now();
+    while codes() > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the expired code is still there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

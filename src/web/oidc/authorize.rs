@@ -17,6 +17,7 @@
 use rouille::{Request, Response};
 
 use super::provider;
+use crate::auth::fetch::FetchMetadata;
 use crate::auth::proxy::Client;
 use crate::oidc::grants::{
     Authentication, Authorization, AuthorizationError, AuthorizationRequest, Decision,
@@ -130,6 +131,25 @@ fn authorize(
     form: Result<Form>,
 ) -> Result<Response> {
     let provider = provider(state)?;
+    // Only a top-level navigation (from anywhere: the relying party's
+    // page sends it) is answered. A script on gatehouse's origin (an app
+    // proxied in prefix mode) must not drive the flow with the visitor's
+    // cookie and catch the code on its way (see `auth::fetch`), nor a
+    // frame run it out of the visitor's sight.
+    let meta = FetchMetadata {
+        site: request.header("Sec-Fetch-Site"),
+        mode: request.header("Sec-Fetch-Mode"),
+        dest: request.header("Sec-Fetch-Dest"),
+    };
+    if let Err(why) = meta.check_page() {
+        crate::logging::line(&format!(
+            "oidc authorization refused reason={why:?} (not a top-level navigation)"
+        ));
+        return Ok(refused_page(
+            403,
+            &OidcError::InvalidRequest("only a top-level navigation may ask for a code".into()),
+        ));
+    }
     let form = match form {
         Ok(f) => f,
         Err(e) => {
