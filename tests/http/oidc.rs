@@ -896,3 +896,125 @@ fn the_reaper_removes_expired_codes() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// The real binary, its log (stderr) kept in a file, for the test that
+/// reads the log.
+struct Served {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// Stops the server (SIGTERM, as an operator would) and returns its log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).expect("the log")
+    }
+}
+
+#[test]
+fn codes_tokens_and_secrets_never_reach_the_log() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("gatehouse.toml"), config()).expect("config");
+    crate::cli::ok(&crate::cli::gatehouse(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-password-1\n"),
+    ));
+    let log = dir.path().join("stderr.log");
+    let mut child = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_BCRYPT_COST", "4")
+        .env("GATEHOUSE_LOG_REQUESTS", "true")
+        .envs(crate::helpers::backend_env(dir.path()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let url = first.split_whitespace().last().expect("url").to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    let served = Served { child, log };
+    let app = TestApp {
+        running: None,
+        base: url,
+        dir: tempfile::tempdir().expect("dir"),
+        settings: Vec::new(),
+    };
+
+    let (browser, code) = app_code(&app);
+    let tokens = json(&redeem(&app, &code));
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let id_token = tokens["id_token"].as_str().expect("id token").to_owned();
+    assert_eq!(userinfo(&app, &access).status, 200);
+    post(
+        &app,
+        "/oidc/introspect",
+        &[("token", &access)],
+        Some(("app", APP_SECRET)),
+    );
+    post(
+        &app,
+        "/oidc/revoke",
+        &[("token", &access)],
+        Some(("app", APP_SECRET)),
+    );
+    // A reused code, a wrong secret, a wrong verifier: each logged.
+    assert_eq!(redeem(&app, &code).status, 400);
+    let (_, code2) = app_code(&app);
+    token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code2),
+            ("redirect_uri", APP_CB),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("app", "a-wrong-secret-0123456789-abcdefgh")),
+    );
+    let cookie = browser.cookie("gatehouse_session");
+    browser.get(&format!(
+        "/oidc/end_session?id_token_hint={}",
+        enc(&id_token)
+    ));
+    let log = served.stop();
+
+    assert!(log.contains("oidc provider on"), "{log}");
+    assert!(log.contains("clients=4"), "{log}");
+    assert!(
+        log.contains("oidc client authentication failed client=\"app\""),
+        "{log}"
+    );
+    assert!(log.contains("path=\"/oidc/token\""), "{log}");
+    let mut secrets = vec![
+        code.as_str(),
+        code2.as_str(),
+        access.as_str(),
+        id_token.as_str(),
+        APP_SECRET,
+        "a-wrong-secret-0123456789-abcdefgh",
+        VERIFIER,
+    ];
+    let challenge = challenge();
+    secrets.push(&challenge);
+    if let Some(c) = &cookie {
+        secrets.push(c);
+    }
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}
