@@ -59,6 +59,19 @@ name = "Ops Console"
 secret = "{OPS_SECRET}"
 redirect_uris = ["https://ops.test/cb"]
 groups = ["admins"]
+
+[[clients]]
+id = "tv"
+name = "Living Room TV"
+redirect_uris = ["https://tv.test/cb"]
+device_grant = true
+
+[[clients]]
+id = "ops-tv"
+name = "Ops Wallboard"
+redirect_uris = ["https://wall.test/cb"]
+device_grant = true
+groups = ["admins"]
 "#
     )
 }
@@ -288,7 +301,11 @@ fn discovery_is_read_by_the_library_and_every_endpoint_it_names_is_a_route() {
         assert_ne!(get.status, 500, "{field}");
         assert_ne!(post.status, 500, "{field}");
     }
-    assert!(raw.get("device_authorization_endpoint").is_none());
+    assert_eq!(
+        raw["device_authorization_endpoint"],
+        format!("{ISSUER}/oidc/device_authorization")
+    );
+    assert_eq!(raw["frontchannel_logout_supported"], false);
     // CORS on discovery, JWKS, token and userinfo, with preflight.
     let b = Browser::new(&app.base);
     for path in ["/.well-known/openid-configuration", "/oidc/jwks"] {
@@ -994,7 +1011,7 @@ fn codes_tokens_and_secrets_never_reach_the_log() {
     let log = served.stop();
 
     assert!(log.contains("oidc provider on"), "{log}");
-    assert!(log.contains("clients=4"), "{log}");
+    assert!(log.contains("clients=6"), "{log}");
     assert!(
         log.contains("oidc client authentication failed client=\"app\""),
         "{log}"
@@ -1017,4 +1034,145 @@ fn codes_tokens_and_secrets_never_reach_the_log() {
     for secret in secrets {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }
+}
+
+/// Starts a device authorization for `client`: (device code, user code).
+fn device_start(app: &TestApp, client: &str) -> (String, String) {
+    let r = post(
+        app,
+        "/oidc/device_authorization",
+        &[("client_id", client), ("scope", "openid profile")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = json(&r);
+    assert_eq!(body["verification_uri"], format!("{ISSUER}/device"));
+    (
+        body["device_code"]
+            .as_str()
+            .expect("device code")
+            .to_owned(),
+        body["user_code"].as_str().expect("user code").to_owned(),
+    )
+}
+
+fn device_poll(app: &TestApp, client: &str, device_code: &str) -> Resp {
+    token(
+        app,
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", client),
+            ("device_code", device_code),
+        ],
+        None,
+    )
+}
+
+/// The signed-in browser answers the code at `/device` (`allow` or `deny`).
+fn device_answer(browser: &Browser, user_code: &str, action: &str) -> Resp {
+    let page = browser.get(&format!("/device?user_code={}", enc(user_code)));
+    assert_eq!(page.status, 200, "{page:?}");
+    let csrf = page.csrf().expect("the device page has a token");
+    browser.post_form(
+        "/device",
+        &[
+            ("csrf", &csrf),
+            ("user_code", user_code),
+            ("action", action),
+        ],
+    )
+}
+
+#[test]
+fn the_device_grant_signs_in_a_device_once_the_signed_in_user_allows_it() {
+    let app = spawn();
+    let (device_code, user_code) = device_start(&app, "tv");
+    // A signed-out visitor of the link is sent to sign in, and back.
+    let browser = app.browser();
+    let link = format!("/device?user_code={}", enc(&user_code));
+    let r = browser.get(&link);
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/login?next=")),
+        "{r:?}"
+    );
+    assert_eq!(browser.login("alice", "alice-password-1").status, 303);
+    let page = browser.get(&link);
+    assert_eq!(
+        page.text_of("device-app").as_deref(),
+        Some("Sign in "),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Living Room TV"));
+    // Before the answer: pending, then too fast.
+    assert_oauth_error(
+        &device_poll(&app, "tv", &device_code),
+        400,
+        "authorization_pending",
+    );
+    assert_oauth_error(&device_poll(&app, "tv", &device_code), 400, "slow_down");
+    let done = device_answer(&browser, &user_code, "allow");
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(done.body.contains("id=\"device-done\""));
+    // The device polls again after its interval (5 s, plus 5 for the
+    // slow_down) and gets its tokens, once.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let tokens = device_poll(&app, "tv", &device_code);
+    assert_eq!(tokens.status, 200, "{tokens:?}");
+    let access = json(&tokens)["access_token"]
+        .as_str()
+        .expect("a")
+        .to_owned();
+    assert_eq!(
+        json(&userinfo(&app, &access))["preferred_username"],
+        "alice"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    assert_oauth_error(&device_poll(&app, "tv", &device_code), 400, "invalid_grant");
+    assert_eq!(userinfo(&app, &access).status, 401, "the reuse revoked it");
+}
+
+#[test]
+fn a_declined_unknown_or_forbidden_device_code_gives_the_device_nothing() {
+    let app = spawn();
+    let browser = app.browser();
+    browser.login("alice", "alice-password-1");
+    let (device_code, user_code) = device_start(&app, "tv");
+    assert_eq!(device_answer(&browser, &user_code, "deny").status, 200);
+    assert_oauth_error(&device_poll(&app, "tv", &device_code), 400, "access_denied");
+    // A user outside the client's groups cannot allow it.
+    let (device_code, user_code) = device_start(&app, "ops-tv");
+    let refused = device_answer(&browser, &user_code, "allow");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_oauth_error(
+        &device_poll(&app, "ops-tv", &device_code),
+        400,
+        "authorization_pending",
+    );
+    // An unknown code is a 400 page, and counts against the address.
+    let page = browser.get("/device");
+    let csrf = page.csrf().expect("token");
+    let unknown = browser.post_form(
+        "/device",
+        &[
+            ("csrf", &csrf),
+            ("user_code", "BCDF-GHJK"),
+            ("action", "allow"),
+        ],
+    );
+    assert_eq!(unknown.status, 400, "{unknown:?}");
+    assert!(unknown.body.contains("id=\"device-error\""));
+    // A client without the grant may not start one.
+    let r = post(
+        &app,
+        "/oidc/device_authorization",
+        &[("client_id", "spa")],
+        None,
+    );
+    assert_oauth_error(&r, 400, "unauthorized_client");
+    // Without the session's token the form is refused.
+    let forged = browser.post_form("/device", &[("user_code", &user_code), ("action", "allow")]);
+    assert_eq!(forged.status, 403);
 }

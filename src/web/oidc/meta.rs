@@ -6,30 +6,20 @@ use rouille::{Request, Response};
 
 use super::{error_response, json, provider};
 use crate::auth::proxy::Client;
-use crate::oidc::discovery::DEVICE_GRANT_TYPE;
 use crate::web::error::Result;
 use crate::web::state::State;
 
 /// `GET /.well-known/openid-configuration`.
 ///
-/// The provider's document, less what this server does not route yet:
-/// the device authorization endpoint (and its grant type), whose user
-/// page (`/device`) is not built, and front-channel logout, whose frames
-/// the sign-out page does not render. A relying party that read them
-/// would send users to a `404` or wait for a logout call that never
-/// comes; every endpoint left in the document is a route here.
+/// The provider's document, less front-channel logout: the sign-out page
+/// does not render the clients' logout frames yet, and a relying party
+/// told it is supported would wait for a call that never comes. Every
+/// endpoint the document names is a route here.
 pub(super) fn get_discovery(state: &State, _: &Request, _: &Client) -> Result<Response> {
     let mut doc = provider(state)?.discovery();
     if let Some(map) = doc.as_object_mut() {
-        map.remove("device_authorization_endpoint");
         map.insert("frontchannel_logout_supported".into(), false.into());
         map.insert("frontchannel_logout_session_supported".into(), false.into());
-        if let Some(grants) = map
-            .get_mut("grant_types_supported")
-            .and_then(serde_json::Value::as_array_mut)
-        {
-            grants.retain(|g| g.as_str() != Some(DEVICE_GRANT_TYPE));
-        }
     }
     Ok(json(200, &doc).with_unique_header("Cache-Control", "public, max-age=300"))
 }

@@ -14,6 +14,7 @@
 //! | `revoke.rs` | revocation (RFC 7009) |
 //! | `introspect.rs` | introspection (RFC 7662) |
 //! | `end_session.rs` | RP-initiated logout |
+//! | `device.rs` | the device authorization grant: `device_authorization` and the `/device` page |
 //!
 //! This file holds the routes and what the handlers share: the JSON
 //! answers and errors (`invalid_client` is `401` with `WWW-Authenticate:
@@ -28,6 +29,7 @@
 //! without its query, and the lines here name the client and the error.
 
 mod authorize;
+mod device;
 mod end_session;
 mod introspect;
 mod meta;
@@ -43,13 +45,14 @@ use serde_json::{Value, json};
 
 use super::error::{Result, WebError};
 use super::form::Form;
-use super::router::Route;
+use super::router::{Route, Token};
 use super::state::State;
 use crate::auth::proxy::Client;
 use crate::identity::UserId;
 use crate::logging;
 use crate::oidc::discovery::{
-    AUTHORIZE, DISCOVERY, END_SESSION, INTROSPECT, JWKS, REVOKE, TOKEN, USERINFO,
+    AUTHORIZE, DEVICE, DEVICE_AUTHORIZATION, DISCOVERY, END_SESSION, INTROSPECT, JWKS, REVOKE,
+    TOKEN, USERINFO,
 };
 use crate::oidc::grants::ClientCredentials;
 use crate::oidc::{OidcError, Profile, Provider};
@@ -99,6 +102,16 @@ pub(super) const ROUTES: &[Route] = &[
         .get(end_session::get_end_session)
         .post(end_session::post_end_session)
         .script()
+        .when(provider_on),
+    Route::at(DEVICE_AUTHORIZATION)
+        .post(device::post_device_authorization)
+        .script()
+        .when(provider_on),
+    // The user's page: a signed-in form with the session's token.
+    Route::at(DEVICE)
+        .get(device::get_device)
+        .form(Token::Session, device::post_device)
+        .token_page()
         .when(provider_on),
 ];
 

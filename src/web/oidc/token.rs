@@ -1,14 +1,15 @@
 //! The token endpoint (RFC 6749 §3.2, OpenID Connect Core §3.1.3): a
 //! form-encoded POST from the relying party's server, the client
 //! authenticated (`client_secret_basic` or `client_secret_post`, `none`
-//! for a public client), then one grant: `authorization_code` or
-//! `refresh_token`. The answer, token or error, is never cached.
+//! for a public client), then one grant: `authorization_code`,
+//! `refresh_token` or the device code (RFC 8628 §3.4). The answer, token or error, is never cached.
 
 use rouille::{Request, Response};
 
 use super::{authenticate, error_response, form_of, no_store, profile, provider};
 use crate::auth::proxy::Client;
 use crate::oidc::OidcError;
+use crate::oidc::discovery::DEVICE_GRANT_TYPE;
 use crate::web::error::Result;
 use crate::web::state::State;
 
@@ -29,12 +30,13 @@ pub(super) fn post_token(state: &State, request: &Request, client: &Client) -> R
                 &OidcError::InvalidRequest("grant_type is missing".into()),
             ));
         }
-        Some(g @ ("authorization_code" | "refresh_token")) => g,
+        Some(g @ ("authorization_code" | "refresh_token" | DEVICE_GRANT_TYPE)) => g,
         Some(_) => {
             return Ok(error_response(
                 state,
                 &OidcError::UnsupportedGrantType(
-                    "the grants offered are authorization_code and refresh_token".into(),
+                    "the grants offered are authorization_code, refresh_token and the device code"
+                        .into(),
                 ),
             ));
         }
@@ -57,6 +59,10 @@ pub(super) fn post_token(state: &State, request: &Request, client: &Client) -> R
             ),
             (None, _) => Err(OidcError::InvalidRequest("code is missing".into())),
             (_, None) => Err(OidcError::InvalidRequest("redirect_uri is missing".into())),
+        },
+        DEVICE_GRANT_TYPE => match form.get("device_code") {
+            Some(code) => provider.device_token(relying_party, code, read, now),
+            None => Err(OidcError::InvalidRequest("device_code is missing".into())),
         },
         _ => match form.get("refresh_token") {
             Some(token) => provider.refresh(relying_party, token, form.get("scope"), read, now),

@@ -46,7 +46,7 @@ pub use groups::{
 };
 pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
-pub use signin::{LoginView, end_session_page, login_page, logout_page};
+pub use signin::{DeviceView, LoginView, device_page, end_session_page, login_page, logout_page};
 pub use tokens::{AdminTokensView, TokensView, admin_tokens_page, tokens_section};
 
 /// The signed-in user as pages show them.

@@ -119,3 +119,53 @@ pub fn end_session_page(
         },
     )
 }
+
+/// What `/device` shows.
+pub struct DeviceView<'a> {
+    /// The signed-in user.
+    pub viewer: &'a Viewer<'a>,
+    /// The session's CSRF token.
+    pub csrf: &'a str,
+    /// The code as typed (or filled from the device's link).
+    pub user_code: &'a str,
+    /// The app the code is for, when it is a pending one.
+    pub app: Option<&'a str>,
+    /// An error to show.
+    pub message: Option<&'a str>,
+    /// The outcome, once allowed or declined (no form then).
+    pub done: Option<&'a str>,
+}
+
+/// `/device` (RFC 8628 §3.3): the user types the code their device shows
+/// and allows or declines it. The app is named once the code is known.
+pub fn device_page(v: &DeviceView<'_>) -> Markup {
+    layout(
+        "Sign in a device",
+        Some(v.viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Sign in a device" }
+                @if let Some(done) = v.done {
+                    p id="device-done" { (done) }
+                } @else {
+                    @if let Some(message) = v.message {
+                        p.error id="device-error" { (message) }
+                    }
+                    @if let Some(app) = v.app {
+                        p id="device-app" { "Sign in " strong { (app) } " as " strong { (v.viewer.username) } "?" }
+                    } @else {
+                        p { "Type the code your device shows." }
+                    }
+                    form id="device-form" method="post" action="/device" {
+                        (csrf_field(v.csrf))
+                        label for="user_code" { "Code" }
+                        input type="text" id="user_code" name="user_code" value=(v.user_code)
+                            autocomplete="off" autocapitalize="characters" spellcheck="false" required;
+                        button type="submit" id="device-allow" name="action" value="allow" { "Allow" }
+                        button type="submit" id="device-deny" name="action" value="deny" { "Decline" }
+                    }
+                }
+            }
+        },
+    )
+}
