@@ -1176,3 +1176,27 @@ fn a_declined_unknown_or_forbidden_device_code_gives_the_device_nothing() {
     let forged = browser.post_form("/device", &[("user_code", &user_code), ("action", "allow")]);
     assert_eq!(forged.status, 403);
 }
+
+#[test]
+fn a_request_too_long_to_carry_through_the_sign_in_is_a_page_not_a_lost_user() {
+    let app = spawn();
+    let browser = app.browser();
+    let long = "s".repeat(1000);
+    let r = browser.get(&format!(
+        "/oidc/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&state={long}&nonce={long}",
+        enc(APP_CB)
+    ));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.header("location").is_none());
+    assert!(r.body.contains("too long"), "{}", r.body);
+    // Over the provider's own limit on a parameter, it goes back to the
+    // client with invalid_request.
+    let longer = "s".repeat(1100);
+    let r = browser.get(&format!(
+        "/oidc/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&nonce={longer}",
+        enc(APP_CB)
+    ));
+    assert_eq!(r.status, 303, "{r:?}");
+    let location = r.header("location").expect("location");
+    assert_eq!(param(location, "error").as_deref(), Some("invalid_request"));
+}

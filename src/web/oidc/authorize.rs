@@ -114,6 +114,28 @@ fn again(req: &AuthorizationRequest) -> String {
     url
 }
 
+/// The longest request the sign-in page carries back as its `next` (the
+/// sign-in page's own limit on a local `next`, less room for encoding).
+const MAX_ROUND_TRIP: usize = 2000;
+
+/// Sends the browser to `page` (the sign-in, or its second step) with the
+/// request as `next`, to come back here and finish. A request too long to
+/// carry is refused here as a page, rather than dropped by the sign-in
+/// page's own limit and the user left at the start page, signed in and
+/// lost.
+fn round_trip(page: &str, req: &AuthorizationRequest) -> Response {
+    let next = again(req);
+    if next.len() > MAX_ROUND_TRIP {
+        return refused_page(
+            400,
+            &OidcError::InvalidRequest(
+                "the request is too long to carry through the sign-in".into(),
+            ),
+        );
+    }
+    see_other(&format!("{page}?next={}", encode(&next)))
+}
+
 /// The page for a request that cannot go back to its client.
 fn refused_page(status: u16, e: &OidcError) -> Response {
     html(views::error_page(
@@ -235,19 +257,14 @@ fn decide(
                 Err(e) => Ok(back(e)),
             }
         }
-        Decision::SignIn if auth.is_none() => {
-            Ok(see_other(&format!("/login?next={}", encode(&again(req)))))
-        }
+        Decision::SignIn if auth.is_none() => Ok(round_trip("/login", req)),
         // Signed in, but longer ago than `max_age` allows, or `prompt=login`:
         // the sign-in page would pass a signed-in visitor straight on, so
         // the client is told a fresh sign-in is needed.
         Decision::SignIn => Ok(back(OidcError::LoginRequired(
             "a fresh sign-in is needed; sign out and in again".into(),
         ))),
-        Decision::SecondFactor => Ok(see_other(&format!(
-            "/login/second?next={}",
-            encode(&again(req))
-        ))),
+        Decision::SecondFactor => Ok(round_trip("/login/second", req)),
         Decision::Refuse => {
             let name = provider
                 .clients()
