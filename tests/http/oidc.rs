@@ -61,6 +61,18 @@ redirect_uris = ["https://ops.test/cb"]
 groups = ["admins"]
 
 [[clients]]
+id = "es"
+secret = "{APP_SECRET}"
+redirect_uris = ["https://es.test/cb"]
+signing_alg = "ES256"
+
+[[clients]]
+id = "ed"
+secret = "{APP_SECRET}"
+redirect_uris = ["https://ed.test/cb"]
+signing_alg = "EdDSA"
+
+[[clients]]
 id = "tv"
 name = "Living Room TV"
 redirect_uris = ["https://tv.test/cb"]
@@ -1011,7 +1023,7 @@ fn codes_tokens_and_secrets_never_reach_the_log() {
     let log = served.stop();
 
     assert!(log.contains("oidc provider on"), "{log}");
-    assert!(log.contains("clients=6"), "{log}");
+    assert!(log.contains("clients=8"), "{log}");
     assert!(
         log.contains("oidc client authentication failed client=\"app\""),
         "{log}"
@@ -1199,4 +1211,82 @@ fn a_request_too_long_to_carry_through_the_sign_in_is_a_page_not_a_lost_user() {
     assert_eq!(r.status, 303, "{r:?}");
     let location = r.header("location").expect("location");
     assert_eq!(param(location, "error").as_deref(), Some("invalid_request"));
+}
+
+#[test]
+fn es256_and_eddsa_id_tokens_verify_in_the_library_against_the_jwks() {
+    use openidconnect::core::CoreJwsSigningAlgorithm;
+    let app = spawn();
+    let http = http(&app.base);
+    let browser = app.browser();
+    for (id, alg) in [
+        ("es", CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+        ("ed", CoreJwsSigningAlgorithm::EdDsa),
+    ] {
+        let cb = format!("https://{id}.test/cb");
+        let client = CoreClient::from_provider_metadata(
+            metadata(&app),
+            ClientId::new(id.into()),
+            Some(ClientSecret::new(APP_SECRET.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(cb.clone()).expect("redirect"));
+        let (url, _, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .url();
+        let back = follow(&browser, &local(url.as_str()));
+        let location = back.header("location").expect("location");
+        assert!(location.starts_with(&cb), "{location}");
+        let code = param(location, "code").expect("code");
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .expect("token endpoint")
+            .request(&http)
+            .expect("tokens");
+        let id_token = tokens.id_token().expect("id token");
+        let verifier = client.id_token_verifier().set_allowed_algs([alg.clone()]);
+        id_token
+            .claims(&verifier, &nonce)
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(id_token.signing_alg().expect("alg"), &alg);
+        // Verified with the client's algorithm and no other.
+        let rs256 = client
+            .id_token_verifier()
+            .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
+        assert!(id_token.claims(&rs256, &nonce).is_err());
+    }
+}
+
+#[test]
+fn prompt_none_answers_without_a_page() {
+    let app = spawn();
+    let browser = app.browser();
+    let path = format!(
+        "/oidc/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&state=q&prompt=none",
+        enc(APP_CB)
+    );
+    // Signed out: straight back with login_required, no sign-in page.
+    let r = browser.get(&path);
+    assert_eq!(r.status, 303, "{r:?}");
+    let location = r.header("location").expect("location");
+    assert!(location.starts_with(APP_CB), "{location}");
+    assert_eq!(param(location, "error").as_deref(), Some("login_required"));
+    assert_eq!(param(location, "state").as_deref(), Some("q"));
+    // Signed in: a code at once.
+    browser.login("alice", "alice-password-1");
+    let r = browser.get(&path);
+    let location = r.header("location").expect("location");
+    assert!(param(location, "code").is_some(), "{location}");
+    // A client the user may not use: access_denied, without a page.
+    let r = browser.get(&format!(
+        "/oidc/authorize?client_id=ops&response_type=code&scope=openid&redirect_uri={}&prompt=none",
+        enc("https://ops.test/cb")
+    ));
+    assert_eq!(r.status, 303, "{r:?}");
+    let location = r.header("location").expect("location");
+    assert_eq!(param(location, "error").as_deref(), Some("access_denied"));
+    assert!(param(location, "code").is_none());
 }

@@ -265,6 +265,11 @@ fn decide(
             "a fresh sign-in is needed; sign out and in again".into(),
         ))),
         Decision::SecondFactor => Ok(round_trip("/login/second", req)),
+        // `prompt=none` shows nothing (OpenID Connect Core §3.1.2.1): the
+        // refusal goes back to the client as `access_denied`.
+        Decision::Refuse if authz.prompt_none => Ok(back(OidcError::AccessDenied(
+            "this user may not use this app".into(),
+        ))),
         Decision::Refuse => {
             let name = provider
                 .clients()
