@@ -73,6 +73,12 @@ redirect_uris = ["https://ed.test/cb"]
 signing_alg = "EdDSA"
 
 [[clients]]
+id = "vault"
+secret = "{APP_SECRET}"
+redirect_uris = ["https://vault.test/cb"]
+two_factor = true
+
+[[clients]]
 id = "tv"
 name = "Living Room TV"
 redirect_uris = ["https://tv.test/cb"]
@@ -1023,7 +1029,7 @@ fn codes_tokens_and_secrets_never_reach_the_log() {
     let log = served.stop();
 
     assert!(log.contains("oidc provider on"), "{log}");
-    assert!(log.contains("clients=8"), "{log}");
+    assert!(log.contains("clients=9"), "{log}");
     assert!(
         log.contains("oidc client authentication failed client=\"app\""),
         "{log}"
@@ -1289,4 +1295,83 @@ fn prompt_none_answers_without_a_page() {
     let location = r.header("location").expect("location");
     assert_eq!(param(location, "error").as_deref(), Some("access_denied"));
     assert!(param(location, "code").is_none());
+}
+
+#[test]
+fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() {
+    use crate::factors::{code_at, factor_from_before, second, unix_now};
+    let app = spawn();
+    // A session that signed in with the password alone, before the
+    // authenticator was set up, is sent to the second step, no code.
+    let old = app.browser();
+    assert_eq!(old.login("alice", "alice-password-1").status, 303);
+    let seed = factor_from_before(&app, "alice");
+    let path = format!(
+        "/oidc/authorize?client_id=vault&response_type=code&scope=openid&redirect_uri={}&state=v&nonce=n",
+        enc("https://vault.test/cb")
+    );
+    let r = old.get(&path);
+    assert_eq!(r.status, 303, "{r:?}");
+    let step = r.header("location").expect("location");
+    assert!(step.starts_with("/login/second?next="), "{step}");
+    // A fresh browser: the password, then the code, then back to finish.
+    let b = app.browser();
+    let r = b.get(&path);
+    let location = r.header("location").expect("to sign in").to_owned();
+    let next = percent_encoding::percent_decode_str(
+        location
+            .strip_prefix("/login?next=")
+            .expect("the sign-in page"),
+    )
+    .decode_utf8()
+    .expect("utf-8")
+    .into_owned();
+    let csrf = b.get(&location).csrf().expect("token");
+    let r = b.post_form(
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", "alice-password-1"),
+            ("next", &next),
+        ],
+    );
+    assert_eq!(r.header("location"), Some("/login/second"), "{r:?}");
+    let done = second(&b, "code", &code_at(&seed, unix_now()));
+    assert_eq!(done.status, 303, "{done:?}");
+    let back = follow(&b, done.header("location").expect("back to authorize"));
+    let location = back.header("location").expect("to the client");
+    assert!(location.starts_with("https://vault.test/cb"), "{location}");
+    let code = param(location, "code").expect("code");
+    let tokens = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://vault.test/cb"),
+        ],
+        Some(("vault", APP_SECRET)),
+    );
+    assert_eq!(tokens.status, 200, "{tokens:?}");
+    let id_token = json(&tokens)["id_token"]
+        .as_str()
+        .expect("id token")
+        .to_owned();
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).expect("payload"))
+            .expect("base64"),
+    )
+    .expect("json");
+    let amr: Vec<&str> = payload["amr"]
+        .as_array()
+        .expect("amr")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        amr.contains(&"pwd") && amr.contains(&"otp") && amr.contains(&"mfa"),
+        "{payload}"
+    );
+    assert_eq!(payload["acr"], "mfa", "{payload}");
 }
