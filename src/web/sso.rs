@@ -54,3 +54,24 @@ pub(super) fn end(state: &State, session: &Session<'_>) {
         )),
     }
 }
+
+/// When `next` is an authorization request to this server's provider (the
+/// round trip through the sign-in page), the client's name and the
+/// request's `login_hint`: the sign-in page names the app the password
+/// goes on to, and fills in the username the app suggested. Anything else
+/// (no provider, another path, an unknown client) is `None`.
+pub(super) fn authorization_in(state: &State, next: &str) -> Option<(String, Option<String>)> {
+    let provider = state.oidc.as_ref()?;
+    let query = next
+        .strip_prefix(crate::oidc::discovery::AUTHORIZE)?
+        .strip_prefix('?')?;
+    let form = super::form::Form::parse(query.as_bytes()).ok()?;
+    let client = provider.clients().find(form.get("client_id")?)?;
+    // A hint is only a suggestion, shown in a form field: a username's
+    // length at most, and no control characters.
+    let hint = form
+        .get("login_hint")
+        .filter(|h| h.len() <= 64 && !h.chars().any(char::is_control))
+        .map(str::to_owned);
+    Some((client.name.clone(), hint))
+}

@@ -1375,3 +1375,29 @@ fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() 
     );
     assert_eq!(payload["acr"], "mfa", "{payload}");
 }
+
+#[test]
+fn the_sign_in_page_names_the_app_and_takes_its_login_hint() {
+    let app = spawn();
+    let browser = app.browser();
+    let r = browser.get(&format!(
+        "/oidc/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&login_hint=alice",
+        enc(APP_CB)
+    ));
+    let page = browser.get(r.header("location").expect("to sign in"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"login-app\""), "{}", page.body);
+    assert!(
+        page.body.contains("<strong>The App</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("name=\"username\" value=\"alice\""),
+        "{}",
+        page.body
+    );
+    // An ordinary sign-in names no app.
+    let plain = browser.get("/login?next=/account");
+    assert!(!plain.body.contains("id=\"login-app\""));
+}

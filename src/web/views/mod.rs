@@ -265,6 +265,7 @@ mod tests {
             username: "<b>bob</b>",
             error: Some("bad"),
             registration: false,
+            app: None,
         })
         .into_string();
         assert!(!page.contains("<script>x"));
@@ -280,6 +281,7 @@ mod tests {
             username: "",
             error: None,
             registration: false,
+            app: None,
         })
         .into_string();
         assert_eq!(page.matches("Remember me on this device").count(), 1);
@@ -331,6 +333,7 @@ mod tests {
                 username: "",
                 error: None,
                 registration: true,
+                app: None,
             }),
             dashboard_page(&DashboardView {
                 viewer: viewer(),

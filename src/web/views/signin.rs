@@ -17,6 +17,9 @@ pub struct LoginView<'a> {
     pub error: Option<&'a str>,
     /// Whether to link to the sign-up page.
     pub registration: bool,
+    /// The app being signed in to, when the sign-in is an OpenID Connect
+    /// client's (named so the user knows where the password goes on to).
+    pub app: Option<&'a str>,
 }
 
 /// `GET /login`.
@@ -27,6 +30,9 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
         html! {
             section.card.narrow {
                 h1 { "Sign in" }
+                @if let Some(app) = v.app {
+                    p id="login-app" { "to continue to " strong { (app) } }
+                }
                 @if let Some(e) = v.error {
                     p.error id="login-error" role="alert" { (e) }
                 }
