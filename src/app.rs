@@ -526,6 +526,8 @@ pub struct Running {
     reaper: Reaper,
     /// The directory sync's thread, when a directory is configured.
     directory_sync: Option<JoinHandle<()>>,
+    /// The OpenID Provider's reaper thread, when the provider is on.
+    oidc_reaper: Option<JoinHandle<()>>,
     state: Arc<web::State>,
     /// Held until the server is gone.
     _lock: DataDirLock,
@@ -625,6 +627,11 @@ impl Running {
         {
             crate::logging::line("directory sync thread panicked during shutdown");
         }
+        if let Some(reaper) = self.oidc_reaper
+            && reaper.join().is_err()
+        {
+            crate::logging::line("oidc reaper thread panicked during shutdown");
+        }
         crate::logging::flush();
     }
 }
@@ -686,6 +693,67 @@ fn start_directory_sync(
         .map(Some)
 }
 
+/// How many expired OpenID Connect rows one reaper statement deletes:
+/// short batches, so live token requests never wait long behind it.
+const OIDC_REAP_BATCH: usize = 500;
+
+/// Deletes the OpenID Provider's expired codes, tokens, device codes,
+/// grants and retired keys every `interval` until `stop`, in short
+/// batches, as the session reaper does for sessions (a thread of its own:
+/// the session reaper is the session layer's, and knows no provider). A
+/// failure is logged and the next round tries again; it never takes the
+/// server down.
+fn start_oidc_reaper(
+    state: &Arc<web::State>,
+    stop: &Arc<AtomicBool>,
+    interval: Duration,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    if state.oidc.is_none() {
+        return Ok(None);
+    }
+    // A zero interval would spin; a second is as often as it is useful.
+    let interval = interval.max(Duration::from_secs(1));
+    let (state, stop) = (Arc::clone(state), Arc::clone(stop));
+    std::thread::Builder::new()
+        .name("gatehouse-oidc-reaper".into())
+        .spawn(move || {
+            loop {
+                let due = std::time::Instant::now() + interval;
+                while std::time::Instant::now() < due {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let Some(provider) = &state.oidc else {
+                    return;
+                };
+                let mut deleted = 0;
+                loop {
+                    match provider.reap(crate::clock::now(), OIDC_REAP_BATCH) {
+                        Ok(n) => {
+                            deleted += n;
+                            if n < OIDC_REAP_BATCH || stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            crate::logging::line(&format!(
+                                "oidc reaper failed detail={}",
+                                crate::logging::quote(&e.to_string())
+                            ));
+                            break;
+                        }
+                    }
+                }
+                if deleted > 0 {
+                    crate::logging::line(&format!("oidc reaper deleted={deleted}"));
+                }
+            }
+        })
+        .map(Some)
+}
+
 /// Starts gatehouse with `config`.
 ///
 /// # Errors
@@ -721,8 +789,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         store,
         records,
         health,
-        // The provider's endpoints (web/oidc/, to come) will serve from it.
-        oidc: _,
+        oidc,
     } = open_backends(config, db::ForeignWal::MoveAside)?;
     // Read before anything listens: a bad certificate stops start-up.
     let certificates = match &config.tls {
@@ -745,6 +812,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             .map_err(|e| AppError::Setup(format!("the directory: {e}")))?;
         users = users.with_directory(directory);
     }
+    let provider = provider(config, oidc, &secrets)?;
     let signer = Signer::new(secrets);
     users
         .hasher()
@@ -792,6 +860,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         two_factor: config.two_factor,
         https: config.tls.is_some(),
         hsts: hsts(config),
+        oidc: provider,
     });
     if state
         .users
@@ -841,6 +910,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
     let directory_sync =
         start_directory_sync(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+    let oidc_reaper = start_oidc_reaper(&state, &stop, config.reap_interval)
+        .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()
@@ -861,9 +932,52 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         redirect,
         reaper,
         directory_sync,
+        oidc_reaper,
         state,
         _lock: lock,
     })
+}
+
+/// The OpenID Provider, when `public_url` is set: its issuer is
+/// `public_url` as the configuration holds it (every token's `iss`, which
+/// relying parties compare byte for byte), its clients the `[[clients]]`
+/// of the file, its store the one opened beside the users. Without
+/// `public_url` there is no issuer to name, and no provider: its routes
+/// are then no routes at all.
+///
+/// The signing keys of the algorithms the clients use are made (or
+/// opened) here, before anything listens: an RSA key takes a moment to
+/// generate, and the first relying party to read the JWKS must find them.
+///
+/// # Errors
+///
+/// [`AppError::Setup`] when a signing key cannot be made or opened.
+fn provider(
+    config: &Config,
+    store: Arc<dyn crate::oidc::Store>,
+    secrets: &[Vec<u8>],
+) -> Result<Option<crate::oidc::Provider>, AppError> {
+    let Some(issuer) = config.public_url.as_deref() else {
+        return Ok(None);
+    };
+    let provider =
+        crate::oidc::Provider::new(issuer, config.clients.clone(), config.oidc, store, secrets);
+    let mut algs: Vec<crate::oidc::Alg> = vec![crate::oidc::Alg::Rs256];
+    for client in config.clients.all() {
+        if !algs.contains(&client.signing_alg) {
+            algs.push(client.signing_alg);
+        }
+    }
+    provider
+        .keys()
+        .prepare(algs)
+        .map_err(|e| AppError::Setup(format!("OpenID Connect signing keys: {e}")))?;
+    crate::logging::line(&format!(
+        "oidc provider on issuer={} clients={}",
+        crate::logging::quote(issuer),
+        config.clients.all().len()
+    ));
+    Ok(Some(provider))
 }
 
 /// Starts the plain listener of `redirect_http`: every request is answered

@@ -80,6 +80,7 @@ const AREAS: &[&str] = &[
     "api",
     "dashboard",
     "gate",
+    "oidc",
     "ops",
     "setup",
     "signin",

@@ -14,6 +14,7 @@
 //! | `setup.rs` | first run (`/setup`) and sign-up (`/register`) |
 //! | `dashboard.rs` | the start page (`/`) |
 //! | `ops.rs` | `/healthz` and `/metrics` |
+//! | `oidc/` | the OpenID Provider's endpoints (discovery, JWKS, authorize, token, userinfo, revoke, introspect, end_session), thin over `crate::oidc` |
 //! | `gate/` | forward auth (`/auth/verify`, `/auth/forward`), the built-in reverse proxy (with `tunnel.rs`, its upgraded connections), the identity headers both send |
 //!
 //! What the areas share:
@@ -22,6 +23,7 @@
 //! | --- | --- |
 //! | `router` | the route tables' type and the one dispatch: `405` with `Allow`, fetch metadata, a form's token first |
 //! | `state` | the state every request thread shares, and `with_session` |
+//! | `sso` | the session's `sid` for OpenID Connect clients, and ending their grants at sign-out |
 //! | `principal` | who is asking: the one place a request's principal is built |
 //! | `signed_in` | the signed-in user of this request |
 //! | `csrf` | the anonymous and session CSRF checks, the `Origin` check |
@@ -53,6 +55,7 @@ pub mod form;
 pub mod gate;
 pub mod layer;
 pub mod metrics;
+mod oidc;
 mod ops;
 mod paging;
 mod passkeys;
@@ -63,6 +66,7 @@ mod router;
 mod setup;
 mod signed_in;
 mod signin;
+mod sso;
 mod state;
 mod totp;
 mod tunnel;
@@ -93,6 +97,7 @@ const ROUTES: &[&[router::Route]] = &[
     admin::ROUTES,
     api::ROUTES,
     gate::ROUTES,
+    oidc::ROUTES,
     ops::ROUTES,
     assets::ROUTES,
 ];

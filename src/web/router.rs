@@ -63,6 +63,12 @@ pub(super) struct Route {
     /// Whether the route exists just now (a closed sign-up is no route at
     /// all, for every method: not a form that refuses); `None`: always.
     pub open: Option<fn(&State) -> bool>,
+    /// Whether scripts on any origin may read its answers (CORS with
+    /// `Access-Control-Allow-Origin: *`, never with credentials): the
+    /// OpenID Provider's discovery, JWKS, token and userinfo endpoints,
+    /// which single-page apps call from their own origin. `OPTIONS` is
+    /// then answered as a preflight.
+    pub cors: bool,
 }
 
 impl Route {
@@ -76,6 +82,7 @@ impl Route {
             token: None,
             fetch: Fetch::Page,
             open: None,
+            cors: false,
         }
     }
 
@@ -113,6 +120,14 @@ impl Route {
 
     /// Scripts call it; fetch metadata is not asked.
     pub(super) const fn script(mut self) -> Self {
+        self.fetch = Fetch::Script;
+        self
+    }
+
+    /// Scripts on any origin may read it (see [`Route::cors`]); implies
+    /// [`Route::script`].
+    pub(super) const fn cors(mut self) -> Self {
+        self.cors = true;
         self.fetch = Fetch::Script;
         self
     }
@@ -179,6 +194,48 @@ pub(super) fn route(
     let Some(route) = found.filter(|r| r.open.is_none_or(|open| open(state))) else {
         return Err(WebError::NotFound);
     };
+    if route.cors {
+        if method == "OPTIONS" {
+            return Ok(preflight(route));
+        }
+        return route_to(state, request, client, route, method).map(with_cors);
+    }
+    route_to(state, request, client, route, method)
+}
+
+/// `Access-Control-Allow-Origin: *` on a CORS route's answer. No
+/// `Allow-Credentials`: a script elsewhere reads what it could fetch with
+/// its own credentials (a token, a client secret), never with the
+/// visitor's cookies.
+fn with_cors(response: Response) -> Response {
+    response.with_unique_header("Access-Control-Allow-Origin", "*")
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) of a CORS route: the
+/// methods it takes and the headers a relying party's script sends
+/// (`Authorization` for Basic client credentials and Bearer tokens).
+fn preflight(route: &Route) -> Response {
+    Response::empty_204()
+        .with_unique_header("Access-Control-Allow-Origin", "*")
+        .with_unique_header(
+            "Access-Control-Allow-Methods",
+            format!("{}, OPTIONS", route.allow()),
+        )
+        .with_unique_header(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        )
+        .with_unique_header("Access-Control-Max-Age", "600")
+}
+
+/// Calls the route's handler for `method` (its form token first).
+fn route_to(
+    state: &State,
+    request: &Request,
+    client: &Client,
+    route: &Route,
+    method: &str,
+) -> Result<Response> {
     let handler = match method {
         "GET" | "HEAD" => route.get,
         "POST" => route.post,

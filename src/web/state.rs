@@ -57,6 +57,9 @@ pub struct State {
     pub https: bool,
     /// The `Strict-Transport-Security` value sent over HTTPS, if any.
     pub hsts: Option<String>,
+    /// The OpenID Provider, when `public_url` is set (its endpoints are
+    /// routes only then).
+    pub oidc: Option<crate::oidc::Provider>,
 }
 
 impl State {

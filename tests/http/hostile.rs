@@ -210,8 +210,12 @@ fn every_html_response_carries_the_security_headers() {
 /// outright), and nothing changes.
 #[test]
 fn every_form_route_refuses_a_post_without_its_csrf_token_first() {
-    // With sign-up open, so that `/register` is a form route too.
-    let app = TestApp::spawn_with(&[("allow_registration", "true")]);
+    // With sign-up open, so that `/register` is a form route too, and the
+    // OpenID Provider on (`public_url`), so that `/device` is.
+    let app = TestApp::spawn_with(&[
+        ("allow_registration", "true"),
+        ("public_url", "http://gatehouse.test"),
+    ]);
     app.add_user("root", "correct horse", true);
     app.add_user("bob", "bob's password", false);
     let anonymous = app.browser();

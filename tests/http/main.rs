@@ -30,6 +30,7 @@ mod lists;
 mod login;
 mod names;
 mod navigation;
+mod oidc;
 mod ops;
 mod outage;
 mod privilege;

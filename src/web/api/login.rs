@@ -164,6 +164,7 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
     }
     with_session(state, request, client, |session| {
         let was_signed_in = session.user_id().is_some();
+        crate::web::sso::end(state, session);
         session.destroy()?;
         Ok(json_response(200, &json!({ "signed_out": was_signed_in })))
     })

@@ -63,12 +63,20 @@ fn login_form(
     error: Option<&str>,
 ) -> Response {
     let (token, cookie) = anonymous_csrf(state, request, client);
+    // Signing in for an OpenID Connect client: name it, and take its
+    // `login_hint` for the username unless one was typed.
+    let oidc = crate::web::sso::authorization_in(state, next);
+    let username = match &oidc {
+        Some((_, Some(hint))) if username.is_empty() => hint.as_str(),
+        _ => username,
+    };
     let page = html(views::login_page(&LoginView {
         next,
         csrf: &token,
         username,
         error,
         registration: state.allow_registration,
+        app: oidc.as_ref().map(|(name, _)| name.as_str()),
     }));
     with_csrf_cookie(page, cookie)
 }
@@ -143,6 +151,9 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
             return Ok(see_other("/login"));
         };
         check_session_csrf(state, &key, &form)?;
+        // Signing out of gatehouse signs out of every OpenID Connect
+        // client this session signed in to: their tokens stop now.
+        crate::web::sso::end(state, session);
         session.destroy()?;
         Ok(logged_out())
     })

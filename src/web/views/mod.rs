@@ -46,7 +46,7 @@ pub use groups::{
 };
 pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
-pub use signin::{LoginView, login_page, logout_page};
+pub use signin::{DeviceView, LoginView, device_page, end_session_page, login_page, logout_page};
 pub use tokens::{AdminTokensView, TokensView, admin_tokens_page, tokens_section};
 
 /// The signed-in user as pages show them.
@@ -265,6 +265,7 @@ mod tests {
             username: "<b>bob</b>",
             error: Some("bad"),
             registration: false,
+            app: None,
         })
         .into_string();
         assert!(!page.contains("<script>x"));
@@ -280,6 +281,7 @@ mod tests {
             username: "",
             error: None,
             registration: false,
+            app: None,
         })
         .into_string();
         assert_eq!(page.matches("Remember me on this device").count(), 1);
@@ -331,6 +333,7 @@ mod tests {
                 username: "",
                 error: None,
                 registration: true,
+                app: None,
             }),
             dashboard_page(&DashboardView {
                 viewer: viewer(),

@@ -17,6 +17,9 @@ pub struct LoginView<'a> {
     pub error: Option<&'a str>,
     /// Whether to link to the sign-up page.
     pub registration: bool,
+    /// The app being signed in to, when the sign-in is an OpenID Connect
+    /// client's (named so the user knows where the password goes on to).
+    pub app: Option<&'a str>,
 }
 
 /// `GET /login`.
@@ -27,6 +30,9 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
         html! {
             section.card.narrow {
                 h1 { "Sign in" }
+                @if let Some(app) = v.app {
+                    p id="login-app" { "to continue to " strong { (app) } }
+                }
                 @if let Some(e) = v.error {
                     p.error id="login-error" role="alert" { (e) }
                 }
@@ -84,6 +90,86 @@ pub fn logout_page(viewer: &Viewer<'_>, csrf: &str) -> Markup {
                 form id="logout-form" method="post" action="/logout" {
                     (csrf_field(csrf))
                     button type="submit" id="logout-submit" { "Sign out" }
+                }
+            }
+        },
+    )
+}
+
+/// RP-initiated logout without proof of which session it is for (no
+/// `id_token_hint` naming this one): one button, as for `/logout`, so a
+/// link from anywhere cannot sign anyone out. `fields` are the request's
+/// own parameters, carried to the POST.
+pub fn end_session_page(
+    viewer: &Viewer<'_>,
+    csrf: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Markup {
+    layout(
+        "Sign out",
+        Some(viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Sign out?" }
+                p { "An app asks to sign you out. You are signed in as " strong { (viewer.username) } "." }
+                form id="end-session-form" method="post" action=(action) {
+                    (csrf_field(csrf))
+                    input type="hidden" name="confirm" value="yes";
+                    @for (name, value) in fields {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    button type="submit" id="end-session-submit" { "Sign out" }
+                }
+            }
+        },
+    )
+}
+
+/// What `/device` shows.
+pub struct DeviceView<'a> {
+    /// The signed-in user.
+    pub viewer: &'a Viewer<'a>,
+    /// The session's CSRF token.
+    pub csrf: &'a str,
+    /// The code as typed (or filled from the device's link).
+    pub user_code: &'a str,
+    /// The app the code is for, when it is a pending one.
+    pub app: Option<&'a str>,
+    /// An error to show.
+    pub message: Option<&'a str>,
+    /// The outcome, once allowed or declined (no form then).
+    pub done: Option<&'a str>,
+}
+
+/// `/device` (RFC 8628 §3.3): the user types the code their device shows
+/// and allows or declines it. The app is named once the code is known.
+pub fn device_page(v: &DeviceView<'_>) -> Markup {
+    layout(
+        "Sign in a device",
+        Some(v.viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Sign in a device" }
+                @if let Some(done) = v.done {
+                    p id="device-done" { (done) }
+                } @else {
+                    @if let Some(message) = v.message {
+                        p.error id="device-error" { (message) }
+                    }
+                    @if let Some(app) = v.app {
+                        p id="device-app" { "Sign in " strong { (app) } " as " strong { (v.viewer.username) } "?" }
+                    } @else {
+                        p { "Type the code your device shows." }
+                    }
+                    form id="device-form" method="post" action="/device" {
+                        (csrf_field(v.csrf))
+                        label for="user_code" { "Code" }
+                        input type="text" id="user_code" name="user_code" value=(v.user_code)
+                            autocomplete="off" autocapitalize="characters" spellcheck="false" required;
+                        button type="submit" id="device-allow" name="action" value="allow" { "Allow" }
+                        button type="submit" id="device-deny" name="action" value="deny" { "Decline" }
+                    }
                 }
             }
         },
