@@ -71,13 +71,16 @@ fn a_session_expires_after_the_idle_timeout() {
 
 #[test]
 fn activity_slides_the_idle_expiry_but_not_the_absolute_one() {
-    let app = TestApp::spawn_with(&[("idle_timeout", "1s"), ("absolute_timeout", "3s")]);
+    // Touches are written at most every idle/2 (1 s here): a request every
+    // 300 ms leaves about 700 ms of slack for a slow, loaded machine
+    // before the idle limit could pass between two touches.
+    let app = TestApp::spawn_with(&[("idle_timeout", "2s"), ("absolute_timeout", "5s")]);
     app.add_user("alice", "correct horse", false);
     let b = app.browser();
     b.login("alice", "correct horse");
     let started = Instant::now();
-    // Requests every 300 ms keep the session alive past its 1 s idle limit.
-    while started.elapsed() < Duration::from_millis(2200) {
+    // Requests every 300 ms keep the session alive past its 2 s idle limit.
+    while started.elapsed() < Duration::from_millis(3600) {
         assert_eq!(
             b.get("/auth/verify").status,
             200,
@@ -87,7 +90,7 @@ fn activity_slides_the_idle_expiry_but_not_the_absolute_one() {
         thread::sleep(Duration::from_millis(300));
     }
     // ... but not past the absolute limit.
-    while started.elapsed() < Duration::from_millis(3300) {
+    while started.elapsed() < Duration::from_millis(5300) {
         let _ = b.get("/auth/verify");
         thread::sleep(Duration::from_millis(300));
     }
