@@ -196,6 +196,9 @@ pub enum AccountError {
     /// The request's session could not be changed.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The OpenID Connect grants of ended sessions could not be ended.
+    #[error("ending the apps' tokens: {0}")]
+    Grants(#[from] crate::oidc::OidcError),
 }
 
 /// A rule that refused an operation.
@@ -329,6 +332,7 @@ pub struct Guard<'a> {
 pub struct Accounts<'a> {
     users: &'a Users,
     sessions: &'a dyn Store,
+    grants: &'a dyn crate::oidc::Store,
 }
 
 /// Whose sessions [`Accounts::end_session`] may end.
@@ -351,9 +355,18 @@ pub enum Ended {
 }
 
 impl<'a> Accounts<'a> {
-    /// Account operations on `users`, ending sessions in `sessions`.
-    pub fn new(users: &'a Users, sessions: &'a dyn Store) -> Self {
-        Self { users, sessions }
+    /// Account operations on `users`, ending sessions in `sessions` and,
+    /// with them, the OpenID Connect grants they gave apps in `grants`.
+    pub fn new(
+        users: &'a Users,
+        sessions: &'a dyn Store,
+        grants: &'a dyn crate::oidc::Store,
+    ) -> Self {
+        Self {
+            users,
+            sessions,
+            grants,
+        }
     }
 }
 
@@ -375,12 +388,128 @@ mod tests {
     use crate::session::MemoryStore;
     use crate::users::password::Hasher;
 
-    fn users(dir: &tempfile::TempDir) -> Users {
+    /// Users, and the OpenID Connect grants beside them.
+    fn users(dir: &tempfile::TempDir) -> (Users, crate::oidc::SqliteOidc) {
         let pool = crate::db::open(&dir.path().join("u.db"), 2).expect("open");
-        Users::new(
+        let grants = crate::oidc::SqliteOidc(pool.clone());
+        let users = Users::new(
             pool,
             Arc::new(Hasher::new(4, 2, std::time::Duration::from_secs(10))),
-        )
+        );
+        (users, grants)
+    }
+
+    /// A grant to an app under the session `sid` of `user`, with a live
+    /// access token whose hash is `[n; 32]`.
+    fn granted(grants: &dyn crate::oidc::Store, user: UserId, sid: &str, n: u8) {
+        use crate::oidc::store::{CodeRow, GrantId, GrantRow, TokenKind, TokenRow};
+        let now = crate::clock::now();
+        let grant = GrantRow {
+            id: GrantId::random(),
+            client_id: "app".into(),
+            user_id: user,
+            sid: sid.into(),
+            scopes: "openid".into(),
+            nonce: None,
+            auth_time: now,
+            methods: "pwd".into(),
+            created_at: now,
+            expires_at: now + 60_000,
+        };
+        let code = CodeRow {
+            hash: [n + 100; 32],
+            grant_id: grant.id,
+            redirect_uri: "https://app/cb".into(),
+            challenge: None,
+            expires_at: now + 30_000,
+        };
+        grants.code_create(&grant, &code).expect("grant");
+        let token = TokenRow {
+            hash: [n; 32],
+            grant_id: grant.id,
+            kind: TokenKind::Access,
+            scopes: "openid".into(),
+            created_at: now,
+            expires_at: now + 60_000,
+            used_at: None,
+        };
+        assert!(grants.token_create(&token).expect("token"));
+    }
+
+    fn live(grants: &dyn crate::oidc::Store, n: u8) -> bool {
+        grants.token_find(&[n; 32]).expect("find").is_some()
+    }
+
+    /// A signed-in session of `user` under the OpenID Connect `sid`.
+    fn session_with_sid(store: &MemoryStore, user: &User, sid: &str) -> crate::session::SessionKey {
+        let mut record = crate::session::conformance::record(
+            crate::session::SessionId::generate().key(),
+            crate::clock::now(),
+        );
+        record.user_id = Some(user.id);
+        record.data.insert(
+            crate::session::keys::OIDC_SID.into(),
+            serde_json::Value::String(sid.into()),
+        );
+        store.create(&record).expect("create");
+        record.key
+    }
+
+    #[test]
+    fn ending_sessions_ends_the_grants_they_gave_apps_and_no_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (users, grants) = users(&dir);
+        let store = MemoryStore::new();
+        let accounts = Accounts::new(&users, &store, &grants);
+        let root = accounts
+            .create_user("root", "correct horse", true)
+            .expect("root");
+        let alice = accounts
+            .create_user("alice", "correct horse", false)
+            .expect("alice");
+        let bob = accounts
+            .create_user("bob", "correct horse", false)
+            .expect("bob");
+        let kept = session_with_sid(&store, &alice, "a1");
+        session_with_sid(&store, &alice, "a2");
+        session_with_sid(&store, &bob, "b1");
+        granted(&grants, alice.id, "a1", 1);
+        granted(&grants, alice.id, "a2", 2);
+        // A grant whose session has ended already (signed out elsewhere).
+        granted(&grants, alice.id, "gone", 3);
+        granted(&grants, bob.id, "b1", 4);
+        // "End all others": the kept session's app stays signed in.
+        assert_eq!(accounts.end_sessions(&alice, Some(&kept)).expect("end"), 1);
+        assert!(live(&grants, 1));
+        assert!(!live(&grants, 2) && !live(&grants, 3));
+        assert!(live(&grants, 4), "another user's grant is untouched");
+        // A kept session that never signed in to an app keeps none.
+        let plain = {
+            let mut record = crate::session::conformance::record(
+                crate::session::SessionId::generate().key(),
+                crate::clock::now(),
+            );
+            record.user_id = Some(alice.id);
+            store.create(&record).expect("create");
+            record.key
+        };
+        granted(&grants, alice.id, "a3", 5);
+        accounts.end_sessions(&alice, Some(&plain)).expect("end");
+        assert!(!live(&grants, 1) && !live(&grants, 5));
+        // Disabling ends them all.
+        granted(&grants, bob.id, "b2", 6);
+        accounts.disable(Some(&root), &bob, false).expect("disable");
+        assert!(!live(&grants, 4) && !live(&grants, 6));
+        // So does a reset of the second factors, and a new password set
+        // without a session to keep.
+        granted(&grants, alice.id, "a4", 7);
+        accounts.reset_second_factors(&alice).expect("reset");
+        assert!(!live(&grants, 7));
+        granted(&grants, alice.id, "a5", 8);
+        accounts
+            .set_password(&alice, "another good one", None)
+            .expect("password");
+        assert!(!live(&grants, 8));
     }
 
     fn refusal(result: Result<impl std::fmt::Debug, AccountError>) -> Option<Refusal> {
@@ -394,9 +523,9 @@ mod tests {
     #[test]
     fn the_last_enabled_administrator_is_refused_unless_forced() {
         let dir = tempfile::tempdir().expect("dir");
-        let users = users(&dir);
+        let (users, grants) = users(&dir);
         let store = MemoryStore::new();
-        let accounts = Accounts::new(&users, &store);
+        let accounts = Accounts::new(&users, &store, &grants);
         let root = accounts
             .create_user("root", "correct horse", true)
             .expect("root");
@@ -433,9 +562,9 @@ mod tests {
     #[test]
     fn an_administrator_cannot_disable_or_delete_themselves() {
         let dir = tempfile::tempdir().expect("dir");
-        let users = users(&dir);
+        let (users, grants) = users(&dir);
         let store = MemoryStore::new();
-        let accounts = Accounts::new(&users, &store);
+        let accounts = Accounts::new(&users, &store, &grants);
         let a = accounts.create_user("a", "correct horse", true).expect("a");
         accounts.create_user("b", "correct horse", true).expect("b");
         // Not the last administrator, and still refused: the self rule.
@@ -453,9 +582,9 @@ mod tests {
     #[test]
     fn new_users_follow_the_name_and_password_rules() {
         let dir = tempfile::tempdir().expect("dir");
-        let users = users(&dir);
+        let (users, grants) = users(&dir);
         let store = MemoryStore::new();
-        let accounts = Accounts::new(&users, &store);
+        let accounts = Accounts::new(&users, &store, &grants);
         for (name, password) in [("bad name", "correct horse"), ("carol", "short")] {
             let made = accounts.create_user(name, password, false);
             assert!(matches!(made, Err(AccountError::User(_))), "{made:?}");

@@ -662,8 +662,7 @@ fn start_directory_sync(
                 let Some(directory) = state.users.directory() else {
                     return;
                 };
-                let accounts =
-                    crate::accounts::Accounts::new(&state.users, state.engine().store().as_ref());
+                let accounts = state.accounts();
                 match accounts.sync_directory(directory, true) {
                     Ok(report) => {
                         for c in &report.changed {
@@ -812,7 +811,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             .map_err(|e| AppError::Setup(format!("the directory: {e}")))?;
         users = users.with_directory(directory);
     }
-    let provider = provider(config, oidc, &secrets)?;
+    let provider = provider(config, Arc::clone(&oidc), &secrets)?;
     let signer = Signer::new(secrets);
     users
         .hasher()
@@ -861,6 +860,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         https: config.tls.is_some(),
         hsts: hsts(config),
         oidc: provider,
+        grants: oidc,
     });
     if state
         .users

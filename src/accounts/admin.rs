@@ -63,7 +63,9 @@ impl Accounts<'_> {
         self.users.set_password(target.id, password)?;
         let keep = keep.filter(|s| s.user_id() == Some(target.id));
         let kept_key: Option<SessionKey> = keep.and_then(Session::key);
+        let kept_sid = keep.and_then(|s| s.get::<String>(crate::session::keys::OIDC_SID));
         let ended = self.sessions.delete_by_user(target.id, kept_key.as_ref())?;
+        self.end_grants(target.id, kept_sid.as_deref())?;
         self.end_pending(target.id)?;
         if let Some(session) = keep {
             session.regenerate()?;
@@ -90,6 +92,7 @@ impl Accounts<'_> {
             .disable(target.id, !force)
             .map_err(super::groups::refusal)?;
         let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.end_grants(target.id, None)?;
         // Refused while the user is disabled, but alive again if they are
         // enabled within its five minutes: ended now.
         self.end_pending(target.id)?;

@@ -83,6 +83,7 @@ impl Accounts<'_> {
                 && !two_factors(&methods)
                 && self.sessions.delete(&record.key)?
             {
+                self.end_grants_of(&record)?;
                 ended += 1;
             }
         }
@@ -136,6 +137,7 @@ impl Accounts<'_> {
     pub fn reset_second_factors(&self, target: &User) -> Result<usize, AccountError> {
         self.users.factors().reset(target.id)?;
         let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.end_grants(target.id, None)?;
         // A sign-in that waited at the set-up (with the password only)
         // while the owner set up the factor reset now would otherwise be
         // free to set up its own.

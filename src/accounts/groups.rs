@@ -132,13 +132,21 @@ mod tests {
         let sessions = crate::session::MemoryStore::new();
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = crate::db::open(&dir.path().join("u.db"), 4).expect("open");
+        let grants = crate::oidc::SqliteOidc(pool.clone());
         let users = Users::new(pool, Arc::clone(&hasher));
-        check(&users, &Accounts::new(&users, &sessions as &dyn Store));
+        check(
+            &users,
+            &Accounts::new(&users, &sessions as &dyn Store, &grants),
+        );
         if let Some(url) = crate::db::postgres::test_url() {
             let url = crate::db::postgres::scratch_schema(&url).expect("schema");
             let pool = crate::db::postgres::open_for_tests(&url, 4).expect("open");
+            let grants = crate::oidc::PostgresOidc(pool.clone());
             let users = Users::postgres(pool, hasher);
-            check(&users, &Accounts::new(&users, &sessions as &dyn Store));
+            check(
+                &users,
+                &Accounts::new(&users, &sessions as &dyn Store, &grants),
+            );
         }
     }
 

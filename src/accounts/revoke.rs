@@ -1,7 +1,11 @@
 //! Ending sessions: one, all of a user's (or all but one), and the
-//! sign-ins still waiting for their second step.
+//! sign-ins still waiting for their second step. Every way a session ends
+//! here also ends the OpenID Connect grants it gave apps (their access
+//! and refresh tokens), as signing out does: an app must not stay signed
+//! in on the strength of a session its owner ended.
 
-use crate::session::{Change, Patch, Session, SessionKey, Touch};
+use crate::session::keys::OIDC_SID;
+use crate::session::{Change, Patch, Record, Session, SessionKey, Touch};
 use crate::users::{User, UserId};
 
 use super::*;
@@ -28,12 +32,15 @@ impl Accounts<'_> {
             .iter()
             .find(|r| r.key.handle() == handle)
             .ok_or(AccountError::NoSuchSession)?;
-        if current.key().as_ref() == Some(&target.key) {
+        let ended = if current.key().as_ref() == Some(&target.key) {
             current.destroy()?;
-            return Ok(Ended::This);
-        }
-        self.sessions.delete(&target.key)?;
-        Ok(Ended::Other)
+            Ended::This
+        } else {
+            self.sessions.delete(&target.key)?;
+            Ended::Other
+        };
+        self.end_grants_of(target)?;
+        Ok(ended)
     }
 
     /// Ends every session of `user` but `keep`, and every sign-in of
@@ -47,9 +54,41 @@ impl Accounts<'_> {
         user: &User,
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
+        let keep_sid = match keep {
+            Some(key) => self
+                .sessions
+                .load(key, crate::clock::now())?
+                .and_then(|r| sid_of(&r)),
+            None => None,
+        };
         let ended = self.sessions.delete_by_user(user.id, keep)?;
+        self.end_grants(user.id, keep_sid.as_deref())?;
         self.end_pending(user.id)?;
         Ok(ended)
+    }
+
+    /// Ends the OpenID Connect grants of every session of `user` but the
+    /// one whose `sid` is `keep_sid` (a session that never signed in to an
+    /// app has none: then all of them end). Called after the sessions
+    /// themselves have ended, so no ended session can make a grant after.
+    pub(super) fn end_grants(
+        &self,
+        user: UserId,
+        keep_sid: Option<&str>,
+    ) -> Result<usize, AccountError> {
+        Ok(match keep_sid {
+            Some(sid) => self.grants.grants_delete_for_user_but(user, sid)?,
+            None => self.grants.grants_delete_for_user(user, None)?,
+        })
+    }
+
+    /// Ends the OpenID Connect grants of the session `record` (already
+    /// ended).
+    pub(super) fn end_grants_of(&self, record: &Record) -> Result<(), AccountError> {
+        if let Some(sid) = sid_of(record) {
+            self.grants.grants_delete_for_session(&sid)?;
+        }
+        Ok(())
     }
 
     /// Ends every sign-in of `user` that waits for its second step (or
@@ -92,4 +131,13 @@ impl Accounts<'_> {
         }
         Ok(ended)
     }
+}
+
+/// The `sid` of a session that signed in to an app.
+fn sid_of(record: &Record) -> Option<String> {
+    record
+        .data
+        .get(OIDC_SID)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::throttle::{Lockout, Reservation, Reserve};
 use crate::clock::Millis;
 use crate::logging;
+use crate::session::keys::OIDC_SID;
 use crate::session::{Session, StoreError};
 use crate::users::factors::{CodeCheck, Policy};
 use crate::users::password::{PasswordError, Source, Turn};
@@ -189,7 +190,7 @@ impl Accounts<'_> {
         remember: bool,
     ) -> Result<Finished, AccountError> {
         let now = crate::clock::now();
-        sign_in(
+        self.sign_in(
             session,
             verified.user,
             remember,
@@ -401,7 +402,7 @@ impl Accounts<'_> {
         }
         let typed = subject.pending.as_ref().map(|p| p.at).or(typed);
         session.remove(PENDING)?;
-        sign_in(session, subject.user, remember, methods, typed)
+        self.sign_in(session, subject.user, remember, methods, typed)
     }
 
     /// Signs in with a passkey alone (discoverable, user-verified, checked
@@ -430,7 +431,7 @@ impl Accounts<'_> {
         }
         session.remove(PENDING)?;
         let now = crate::clock::now();
-        let finished = sign_in(
+        let finished = self.sign_in(
             session,
             user,
             remember,
@@ -484,9 +485,14 @@ impl Accounts<'_> {
             pend(session, user, false, next, true)?;
             return Ok(Created::Enrol);
         }
-        session.insert(METHODS, ["pwd"])?;
-        session.insert(REAUTH_AT, crate::clock::now())?;
-        session.login(user, false)?;
+        // Not logged as a sign-in: the sign-up has its own line.
+        let _ = self.sign_in(
+            session,
+            user.clone(),
+            false,
+            vec!["pwd".to_owned()],
+            Some(crate::clock::now()),
+        )?;
         Ok(Created::SignedIn)
     }
 
@@ -565,10 +571,35 @@ pub(super) fn pend(
     Ok(())
 }
 
-/// `user` signed into `session` under a new id with these methods; with
-/// `typed`, the time their password (or passkey) was given, which
-/// [`REAUTH_AT`] keeps.
-pub(super) fn sign_in(
+impl Accounts<'_> {
+    /// `user` signed into `session` under a new id with these methods;
+    /// with `typed`, the time their password (or passkey) was given,
+    /// which [`REAUTH_AT`] keeps.
+    ///
+    /// A sign-in as someone else over a live session replaces the first
+    /// user in this browser as signing out would: the apps they signed in
+    /// to through it lose their tokens, and the new user gets a `sid` of
+    /// their own (never one an app knows as the first user's session).
+    fn sign_in(
+        &self,
+        session: &Session<'_>,
+        user: User,
+        remember: bool,
+        methods: Vec<String>,
+        typed: Option<Millis>,
+    ) -> Result<Finished, AccountError> {
+        if session.user_id() != Some(user.id)
+            && let Some(sid) = session.get::<String>(OIDC_SID)
+        {
+            self.grants.grants_delete_for_session(&sid)?;
+            session.remove(OIDC_SID)?;
+        }
+        signed_in(session, user, remember, methods, typed)
+    }
+}
+
+/// [`Accounts::sign_in`], once the session's `sid` is settled.
+fn signed_in(
     session: &Session<'_>,
     user: User,
     remember: bool,

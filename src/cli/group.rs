@@ -39,8 +39,8 @@ pub(super) enum GroupCommand {
 
 pub(super) fn group(global: &Global, cmd: GroupCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    let (users, store) = stores(global)?;
-    let accounts = Accounts::new(&users, &*store);
+    let (users, store, grants) = stores(global)?;
+    let accounts = Accounts::new(&users, &*store, &*grants);
     match cmd {
         GroupCommand::Add { name } => {
             let group = accounts.create_group(&name)?;
@@ -92,8 +92,8 @@ pub(super) fn user_groups(
     force: bool,
 ) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    let (users, store) = stores(global)?;
-    let accounts = Accounts::new(&users, &*store);
+    let (users, store, grants) = stores(global)?;
+    let accounts = Accounts::new(&users, &*store, &*grants);
     let user = users.get_by_name(name)?;
     for g in add {
         if accounts.add_to_group(g, &user)? {

@@ -170,7 +170,8 @@ pub(super) fn ldap(global: &Global, cmd: LdapCommand) -> Result<(), CliError> {
         LdapCommand::Sync { dry_run } => {
             let backends =
                 app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
-            let accounts = crate::accounts::Accounts::new(&backends.users, &*backends.store);
+            let accounts =
+                crate::accounts::Accounts::new(&backends.users, &*backends.store, &*backends.oidc);
             let report = accounts.sync_directory(&directory, !dry_run)?;
             for c in &report.changed {
                 let what = match (&c.change, dry_run) {

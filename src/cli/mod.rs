@@ -217,11 +217,14 @@ pub(super) fn config(
     )?)
 }
 
-/// The users and the session store of the configured backends.
-pub(super) fn stores(global: &Global) -> Result<(Users, Arc<dyn Store>), CliError> {
+/// The users, the session store, and the OpenID Connect grants (which end
+/// with the sessions that gave them).
+pub(super) type Stores = (Users, Arc<dyn Store>, Arc<dyn crate::oidc::Store>);
+
+pub(super) fn stores(global: &Global) -> Result<Stores, CliError> {
     let config = config(global, &[])?;
     let backends = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
-    Ok((backends.users, backends.store))
+    Ok((backends.users, backends.store, backends.oidc))
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub(super) fn check_config(global: &Global, check: &CheckArgs) -> Result<(), Cli
     if let Some(url) = &check.explain {
         let who = match &check.user {
             Some(name) => {
-                let (users, _) = super::stores(global)?;
+                let (users, _, _) = super::stores(global)?;
                 let user = users.get_by_name(name)?;
                 let methods = if check.second_factor {
                     vec!["pwd".to_owned(), "otp".to_owned()]

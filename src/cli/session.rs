@@ -28,7 +28,7 @@ pub(super) enum SessionCommand {
 }
 
 pub(super) fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliError> {
-    let (users, store) = stores(global)?;
+    let (users, store, grants) = stores(global)?;
     let mut out = std::io::stdout().lock();
     match cmd {
         SessionCommand::List { user } => {
@@ -64,7 +64,7 @@ pub(super) fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliErr
         }
         SessionCommand::Revoke { user } => {
             let user = users.get_by_name(&user)?;
-            let ended = Accounts::new(&users, &*store).end_sessions(&user, None)?;
+            let ended = Accounts::new(&users, &*store, &*grants).end_sessions(&user, None)?;
             writeln!(out, "ended {ended} session(s) of {}", user.username)?;
         }
     }

@@ -62,7 +62,7 @@ fn line(out: &mut impl Write, user: &str, t: &Token) -> std::io::Result<()> {
 
 pub(super) fn token(global: &Global, cmd: TokenCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    let (users, _) = stores(global)?;
+    let (users, _, _) = stores(global)?;
     let now = crate::clock::now();
     match cmd {
         TokenCommand::Create {

@@ -118,13 +118,16 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             password_stdin,
         } => {
             let name = Username::parse(&name)?;
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             if users.find_by_name(name.as_str())?.is_some() {
                 return Err(UserError::Taken.into());
             }
             let password = read_password(password_stdin)?;
-            let user =
-                Accounts::new(&users, &*store).create_user(name.as_str(), &password, admin)?;
+            let user = Accounts::new(&users, &*store, &*grants).create_user(
+                name.as_str(),
+                &password,
+                admin,
+            )?;
             let role = if user.is_admin {
                 "administrator"
             } else {
@@ -133,7 +136,7 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             writeln!(out, "created {role} {}", user.username)?;
         }
         UserCommand::List => {
-            let (users, store) = stores(global)?;
+            let (users, store, _) = stores(global)?;
             let sessions = store.list(None, clock::now())?;
             writeln!(
                 out,
@@ -157,10 +160,11 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             name,
             password_stdin,
         } => {
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let password = read_password(password_stdin)?;
-            let ended = Accounts::new(&users, &*store).set_password(&user, &password, None)?;
+            let ended =
+                Accounts::new(&users, &*store, &*grants).set_password(&user, &password, None)?;
             writeln!(
                 out,
                 "password changed for {}; ended {ended} session(s)",
@@ -168,23 +172,23 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             )?;
         }
         UserCommand::Disable { name, force } => {
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            let ended = Accounts::new(&users, &*store)
+            let ended = Accounts::new(&users, &*store, &*grants)
                 .disable(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "disable"))?;
             writeln!(out, "disabled {}; ended {ended} session(s)", user.username)?;
         }
         UserCommand::Enable { name } => {
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            Accounts::new(&users, &*store).enable(&user)?;
+            Accounts::new(&users, &*store, &*grants).enable(&user)?;
             writeln!(out, "enabled {}", user.username)?;
         }
         UserCommand::Reset2fa { name } => {
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            let ended = Accounts::new(&users, &*store).reset_second_factors(&user)?;
+            let ended = Accounts::new(&users, &*store, &*grants).reset_second_factors(&user)?;
             writeln!(
                 out,
                 "removed the second factors of {}; ended {ended} session(s)",
@@ -192,9 +196,9 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             )?;
         }
         UserCommand::Delete { name, force } => {
-            let (users, store) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            let ended = Accounts::new(&users, &*store)
+            let ended = Accounts::new(&users, &*store, &*grants)
                 .delete(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "delete"))?;
             writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;

@@ -637,6 +637,40 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
             )
             .expect_err("no longer a member");
         assert!(is(&e, "invalid_grant"), "{e}");
+        // Tokens given while a member stop working when the user leaves
+        // the group: userinfo refuses them, introspection calls them
+        // inactive.
+        let code = code_for(f, "admin-tool", "https://tool.lan/cb", &["pwd", "otp"]);
+        let t = p
+            .exchange_code(
+                tool,
+                &code,
+                "https://tool.lan/cb",
+                Some(VERIFIER),
+                profile_ok,
+                now(),
+            )
+            .expect("a member");
+        let outside = Profile {
+            groups: vec!["other".into()],
+            ..alice_profile()
+        };
+        let granted = p.userinfo_grant(&t.access_token, now()).expect("live");
+        p.userinfo(&granted, &alice_profile()).expect("a member");
+        let e = p
+            .userinfo(&granted, &outside)
+            .expect_err("no longer a member");
+        assert!(is(&e, "invalid_token"), "{e}");
+        assert!(matches!(
+            p.introspect(tool, &t.access_token, profile_ok, now())
+                .expect("asked"),
+            Introspection::Active { .. }
+        ));
+        assert_eq!(
+            p.introspect(tool, &t.access_token, |_| Ok(Some(outside.clone())), now())
+                .expect("asked"),
+            Introspection::Inactive
+        );
     });
 }
 
@@ -957,7 +991,7 @@ fn the_device_grant_waits_for_the_user_and_gives_tokens_once() {
         );
         // Declined, and run out.
         let start = p.device_start(tv, None, t0).expect("started");
-        assert!(p.device_deny(&start.user_code, t0).expect("denied"));
+        assert!(p.device_deny(&start.user_code, &[], t0).expect("denied"));
         let e = p
             .device_token(tv, &start.device_code, profile_ok, t0 + 10_000)
             .expect_err("no");
@@ -989,24 +1023,36 @@ fn introspection_and_revocation_answer_only_the_tokens_own_client() {
         let app = p.clients().find("app").expect("app");
         let other = p.clients().find("other").expect("other");
         let t = exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("t");
-        match p.introspect(app, &t.access_token, now()).expect("asked") {
+        match p
+            .introspect(app, &t.access_token, profile_ok, now())
+            .expect("asked")
+        {
             Introspection::Active { client_id, sub, .. } => {
                 assert_eq!(client_id, "app");
                 assert_eq!(sub, p.subject(f.alice).expect("sub"));
             }
             Introspection::Inactive => panic!("active"),
         }
+        // A user who may no longer sign in (disabled) has no live tokens.
         assert_eq!(
-            p.introspect(other, &t.access_token, now()).expect("asked"),
-            Introspection::Inactive
-        );
-        assert_eq!(
-            p.introspect(app, &t.access_token, now() + 3_601_000)
+            p.introspect(app, &t.access_token, |_| Ok(None), now())
                 .expect("asked"),
             Introspection::Inactive
         );
         assert_eq!(
-            p.introspect(app, "forged", now()).expect("asked").to_json(),
+            p.introspect(other, &t.access_token, profile_ok, now())
+                .expect("asked"),
+            Introspection::Inactive
+        );
+        assert_eq!(
+            p.introspect(app, &t.access_token, profile_ok, now() + 3_601_000)
+                .expect("asked"),
+            Introspection::Inactive
+        );
+        assert_eq!(
+            p.introspect(app, "forged", profile_ok, now())
+                .expect("asked")
+                .to_json(),
             json!({"active": false})
         );
         // Another client's revocation does nothing.
@@ -1027,7 +1073,7 @@ fn introspection_and_revocation_answer_only_the_tokens_own_client() {
         p.revoke(app, "nothing").expect("unknown tokens are fine");
         let spa = p.clients().find("spa").expect("spa");
         let e = p
-            .introspect(spa, &t.access_token, now())
+            .introspect(spa, &t.access_token, profile_ok, now())
             .expect_err("public");
         assert!(is(&e, "unauthorized_client"), "{e}");
     });

@@ -880,9 +880,7 @@ impl Provider {
                 "the user is disabled or gone".into(),
             ));
         };
-        if access::client_decision(&client.groups, false, &profile.groups, &[])
-            != access::Decision::Allow
-        {
+        if !may_use(client, &profile) {
             self.store().grant_delete(&grant.id)?;
             return Err(OidcError::InvalidGrant(
                 "the user may no longer use this client".into(),
@@ -1111,16 +1109,37 @@ impl Provider {
         self.store().device_approve(&user_code, &grant, now)
     }
 
-    /// The user declines the device authorization of `typed`.
+    /// The user, in `groups`, declines the device authorization of
+    /// `typed`: only a user who could allow it (one the client admits; a
+    /// second factor is not needed to say no).
     ///
     /// # Errors
     ///
-    /// Database failures.
-    pub fn device_deny(&self, typed: &str, now: Millis) -> Result<bool, OidcError> {
-        match normalise_user_code(typed) {
-            Some(code) => self.store().device_deny(&hash(&code), now),
-            None => Ok(false),
+    /// `access_denied` for a user the client does not admit; database
+    /// failures.
+    pub fn device_deny(
+        &self,
+        typed: &str,
+        groups: &[String],
+        now: Millis,
+    ) -> Result<bool, OidcError> {
+        let Some(code) = normalise_user_code(typed) else {
+            return Ok(false);
+        };
+        let user_code = hash(&code);
+        let Some(row) = self.store().device_find(&user_code, now)? else {
+            return Ok(false);
+        };
+        let Some(client) = self.clients().find(&row.client_id) else {
+            return Ok(false);
+        };
+        if access::client_decision(&client.groups, false, groups, &[]) != access::Decision::Allow {
+            return Err(OidcError::AccessDenied(format!(
+                "this user may not use {}",
+                client.name
+            )));
         }
+        self.store().device_deny(&user_code, now)
     }
 
     /// A device polls (the `urn:ietf:params:oauth:grant-type:device_code`
@@ -1202,13 +1221,21 @@ impl Provider {
             .clients()
             .find(&granted.client_id)
             .ok_or_else(|| OidcError::InvalidToken("the client is gone".into()))?;
+        if !may_use(client, profile) {
+            return Err(OidcError::InvalidToken(
+                "the user may no longer use this client".into(),
+            ));
+        }
         let subject = self.subject(granted.user_id)?;
         Ok(userinfo(&subject, profile, &granted.scopes, client))
     }
 
     /// Introspects `token` for `client` (RFC 7662): active only for a
     /// live token issued to that client (others' tokens are inactive, so
-    /// introspection is no oracle for other clients' tokens).
+    /// introspection is no oracle for other clients' tokens) whose user
+    /// still has a `profile` (not disabled or removed) and may still use
+    /// the client (still in its `groups`): userinfo and refresh refuse
+    /// the others too.
     ///
     /// # Errors
     ///
@@ -1219,6 +1246,7 @@ impl Provider {
         &self,
         client: &Client,
         token: &str,
+        profile: impl FnOnce(UserId) -> Result<Option<Profile>, OidcError>,
         now: Millis,
     ) -> Result<Introspection, OidcError> {
         if client.is_public() {
@@ -1232,7 +1260,11 @@ impl Provider {
         let Some((t, g)) = self.store().token_find(&hash(token))? else {
             return Ok(Introspection::Inactive);
         };
-        if g.client_id != client.id || t.expires_at <= now || t.used_at.is_some() {
+        if g.client_id != client.id
+            || t.expires_at <= now
+            || t.used_at.is_some()
+            || !profile(g.user_id)?.is_some_and(|p| may_use(client, &p))
+        {
             return Ok(Introspection::Inactive);
         }
         Ok(Introspection::Active {
@@ -1330,6 +1362,14 @@ impl Provider {
     pub fn revoke_user(&self, user: UserId, client_id: Option<&str>) -> Result<usize, OidcError> {
         self.store().grants_delete_for_user(user, client_id)
     }
+}
+
+/// Whether the user of `profile` may still use `client` (is in its
+/// `groups`, when it names any): what a token of theirs needs to stay
+/// live after an administrator takes them out of the group. The second
+/// factor was judged at the sign-in that made the grant.
+fn may_use(client: &Client, profile: &Profile) -> bool {
+    access::client_decision(&client.groups, false, &profile.groups, &[]) == access::Decision::Allow
 }
 
 /// The scopes of `asked` that `client` may have: the known ones, less

@@ -417,6 +417,13 @@ impl Store for PostgresOidc {
         )?))
     }
 
+    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError> {
+        Ok(count(self.execute(
+            "DELETE FROM oidc_grants WHERE user_id = $1 AND sid <> $2",
+            &[(&user, Type::INT8), (&keep_sid, Type::TEXT)],
+        )?))
+    }
+
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError> {
         self.client()?
             .query_typed(

@@ -354,6 +354,13 @@ impl Store for SqliteOidc {
         )?)
     }
 
+    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError> {
+        Ok(self.0.get()?.execute(
+            "DELETE FROM oidc_grants WHERE user_id = ?1 AND sid <> ?2",
+            params![user, keep_sid],
+        )?)
+    }
+
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError> {
         let conn = self.0.get()?;
         let mut stmt = conn.prepare_cached(&format!(

@@ -382,6 +382,10 @@ pub trait Store: Send + Sync {
         user: UserId,
         client_id: Option<&str>,
     ) -> Result<usize, OidcError>;
+    /// Deletes every grant of a user but those of the gatehouse session
+    /// `keep_sid` (a new password, "end all others": the session that
+    /// stays keeps its apps); how many.
+    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError>;
     /// A user's live grants, newest first (the apps they signed in to).
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError>;
 
@@ -693,6 +697,46 @@ pub(super) mod conformance {
             1
         );
         assert!(store.grants_for_user(other, now).expect("list").is_empty());
+        // All of a user's grants but one session's: another user's and the
+        // kept session's stay.
+        for (n, (who, sid)) in [(user, "keep"), (user, "x"), (user, "y"), (other, "z")]
+            .into_iter()
+            .enumerate()
+        {
+            let g = grant(who, "app", sid, now);
+            let n = u8::try_from(n).expect("few");
+            store
+                .code_create(
+                    &g,
+                    &CodeRow {
+                        hash: hash(40 + n),
+                        grant_id: g.id,
+                        redirect_uri: "https://app/cb".into(),
+                        challenge: None,
+                        expires_at: now + 1000,
+                    },
+                )
+                .expect("create");
+            assert!(
+                store
+                    .token_create(&token(&g, 50 + n, TokenKind::Access, now))
+                    .expect("token")
+            );
+        }
+        assert_eq!(
+            store.grants_delete_for_user_but(user, "keep").expect("two"),
+            2
+        );
+        assert!(store.token_find(&hash(50)).expect("find").is_some());
+        assert!(store.token_find(&hash(51)).expect("find").is_none());
+        assert!(store.token_find(&hash(52)).expect("find").is_none());
+        assert!(store.token_find(&hash(53)).expect("find").is_some());
+        assert_eq!(
+            store
+                .grants_delete_for_user_but(user, "keep")
+                .expect("none"),
+            0
+        );
     }
 
     fn devices(store: &dyn Store, user: UserId) {

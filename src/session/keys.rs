@@ -30,13 +30,25 @@ pub const TOTP_ENROL: &str = "gatehouse:totp_enrol";
 /// state, good for one try.
 pub const PASSKEY_STATE: &str = "gatehouse:passkey";
 
+/// The session's `sid` for OpenID Connect: the one name every client it
+/// signed in to knows it by (in their ID tokens and logout calls), random
+/// and never the session id. Its grants end when the session does.
+pub const OIDC_SID: &str = "gatehouse:oidc_sid";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_key_is_reserved_and_none_repeats() {
-        let keys = [PENDING, METHODS, REAUTH_AT, TOTP_ENROL, PASSKEY_STATE];
+        let keys = [
+            PENDING,
+            METHODS,
+            REAUTH_AT,
+            TOTP_ENROL,
+            PASSKEY_STATE,
+            OIDC_SID,
+        ];
         for key in keys {
             assert!(key.starts_with(RESERVED_PREFIX), "{key}");
             assert!(key.len() > RESERVED_PREFIX.len(), "{key}");

@@ -86,6 +86,8 @@ impl From<AccountError> for WebError {
             AccountError::User(e) => e.into(),
             AccountError::Store(e) => e.into(),
             AccountError::Session(e) => e.into(),
+            AccountError::Grants(e) if e.is_unavailable() => Self::Unavailable(e.to_string()),
+            AccountError::Grants(e) => Self::Internal(e.to_string()),
             AccountError::NoSuchSession => Self::NotFound,
             AccountError::UsernameTooLong => Self::BadRequest("The username is too long."),
             // Pages show a refusal in place; one that reaches here is a

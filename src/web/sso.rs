@@ -14,8 +14,10 @@ use crate::session::Session;
 /// A value of its own, kept in the session's data, and never the session
 /// id: the id changes at sign-in (a fixation defence) and must never reach
 /// an app, while every token and ID token of one sign-in names one `sid`
-/// for as long as the session lives.
-pub(super) const SID: &str = "oidc_sid";
+/// for as long as the session lives. Under the reserved prefix, so an
+/// app's script cannot write itself another session's `sid` through the
+/// session-data API.
+pub(super) const SID: &str = crate::session::keys::OIDC_SID;
 
 /// The session's `sid`, made and kept on first need (the first code
 /// issued under it): a session that never signs in to a client stores

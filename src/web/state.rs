@@ -60,6 +60,9 @@ pub struct State {
     /// The OpenID Provider, when `public_url` is set (its endpoints are
     /// routes only then).
     pub oidc: Option<crate::oidc::Provider>,
+    /// Where the OpenID Connect grants are kept (with the provider on or
+    /// off): ending a user's sessions ends their apps' tokens too.
+    pub grants: std::sync::Arc<dyn crate::oidc::Store>,
 }
 
 impl State {
@@ -69,8 +72,12 @@ impl State {
     }
 
     /// The account operations, over this server's users and sessions.
-    pub(super) fn accounts(&self) -> Accounts<'_> {
-        Accounts::new(&self.users, self.engine().store().as_ref())
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts::new(
+            &self.users,
+            self.engine().store().as_ref(),
+            self.grants.as_ref(),
+        )
     }
 
     /// What guards password checks here: the throttle, counted in `/metrics`.

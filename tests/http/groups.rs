@@ -134,8 +134,7 @@ fn every_group_of_a_user_reaches_the_headers_and_the_api() {
     let (app, stop) = with_echo();
     let alice = app.add_user("alice", "correct horse", false);
     let state = app.state();
-    let accounts =
-        gatehouse::accounts::Accounts::new(&state.users, state.engine().store().as_ref());
+    let accounts = state.accounts();
     for g in ["ops", "Dev", "a.b-c_d@lan"] {
         accounts.create_group(g).expect("group");
         accounts.add_to_group(g, &alice).expect("member");

@@ -1193,6 +1193,30 @@ fn a_declined_unknown_or_forbidden_device_code_gives_the_device_nothing() {
     // Without the session's token the form is refused.
     let forged = browser.post_form("/device", &[("user_code", &user_code), ("action", "allow")]);
     assert_eq!(forged.status, 403);
+    // Nor can a user outside the client's groups decline it.
+    let refused = device_answer(&browser, &user_code, "deny");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let still = device_poll(&app, "ops-tv", &device_code);
+    assert_eq!(still.status, 400, "{still:?}");
+    assert!(
+        matches!(
+            json(&still)["error"].as_str(),
+            Some("authorization_pending" | "slow_down")
+        ),
+        "still waiting, not declined: {still:?}"
+    );
+    // Codes guessed in the link count like codes typed: soon the address
+    // is told nothing, not even the name of the app of a real code.
+    let locked = (0..20).any(|_| {
+        let r = browser.get("/device?user_code=BCDF-GHJK");
+        assert!(matches!(r.status, 200 | 429), "{r:?}");
+        r.status == 429
+    });
+    assert!(locked, "unknown codes in the link are throttled");
+    let real = browser.get(&format!("/device?user_code={}", enc(&user_code)));
+    assert_eq!(real.status, 429, "{real:?}");
+    assert!(real.header("retry-after").is_some());
+    assert!(!real.body.contains("Ops Wallboard"), "{}", real.body);
 }
 
 #[test]
@@ -1400,4 +1424,134 @@ fn the_sign_in_page_names_the_app_and_takes_its_login_hint() {
     // An ordinary sign-in names no app.
     let plain = browser.get("/login?next=/account");
     assert!(!plain.body.contains("id=\"login-app\""));
+}
+
+fn account_post(b: &Browser, action: &str) -> Resp {
+    let csrf = b.get("/account").csrf().expect("csrf on the account page");
+    b.post_form(action, &[("csrf", csrf.as_str())])
+}
+
+fn admin_post(b: &Browser, action: &str, username: &str) -> Resp {
+    let csrf = b
+        .get("/admin/users")
+        .csrf()
+        .expect("csrf on the admin page");
+    b.post_form(action, &[("csrf", csrf.as_str()), ("username", username)])
+}
+
+fn introspected(app: &TestApp, token: &str) -> bool {
+    let resp = post(
+        app,
+        "/oidc/introspect",
+        &[("token", token)],
+        Some(("app", APP_SECRET)),
+    );
+    assert_eq!(resp.status, 200, "{resp:?}");
+    json(&resp)["active"].as_bool().expect("active")
+}
+
+/// The `sid` claim of an ID token (its signature is checked elsewhere).
+fn sid_of(id_token: &str) -> String {
+    let payload = id_token.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
+    )
+    .expect("JSON");
+    claims["sid"].as_str().expect("sid").to_owned()
+}
+
+#[test]
+fn every_way_a_session_ends_ends_the_tokens_it_gave_apps() {
+    let app = spawn();
+    app.add_user("root", "root-password-1", true);
+    app.add_user("bob", "bob-password-12", false);
+    let admin = app.browser();
+    admin.login("root", "root-password-1");
+    // "End all other sessions" on /account: the other session's app loses
+    // its tokens; this session's app keeps them.
+    let (_elsewhere, code) = app_code(&app);
+    let there = json(&redeem(&app, &code))["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    // (The sign-in form's token, taken before alice signs in here, as a
+    // second tab left at the sign-in page would hold it.)
+    let here = app.browser();
+    let form_token = here.get("/login").csrf().expect("the sign-in form's token");
+    let code = code_for(
+        &here,
+        "app",
+        &[
+            ("redirect_uri", APP_CB),
+            ("code_challenge", &challenge()),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let code = param(code.header("location").expect("back"), "code").expect("code");
+    let tokens = json(&redeem(&app, &code));
+    let kept = tokens["access_token"].as_str().expect("access").to_owned();
+    let alices_sid = sid_of(tokens["id_token"].as_str().expect("id token"));
+    assert!(introspected(&app, &there));
+    assert_eq!(
+        account_post(&here, "/account/sessions/end-others").status,
+        303
+    );
+    assert_eq!(userinfo(&app, &there).status, 401);
+    assert!(!introspected(&app, &there));
+    assert_eq!(userinfo(&app, &kept).status, 200);
+    // Someone else signing in over this session replaces alice in this
+    // browser, as signing out would: her app's tokens end, and bob's ID
+    // tokens name a session of his own.
+    let over = here.post_form(
+        "/login",
+        &[
+            ("csrf", form_token.as_str()),
+            ("username", "bob"),
+            ("password", "bob-password-12"),
+        ],
+    );
+    assert_eq!(over.status, 303, "{over:?}");
+    assert_eq!(
+        json(&here.get("/api/session"))["user"]["name"],
+        "bob",
+        "signed in as bob now"
+    );
+    assert_eq!(userinfo(&app, &kept).status, 401);
+    let bobs = code_for(
+        &here,
+        "app",
+        &[
+            ("redirect_uri", APP_CB),
+            ("code_challenge", &challenge()),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let code = param(bobs.header("location").expect("back"), "code").expect("code");
+    let tokens = json(&redeem(&app, &code));
+    assert_ne!(
+        sid_of(tokens["id_token"].as_str().expect("id token")),
+        alices_sid
+    );
+    // An administrator disabling the user ends every token of theirs, and
+    // enabling them again brings none back.
+    let (_browser, code) = app_code(&app);
+    let access = json(&redeem(&app, &code))["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    assert!(introspected(&app, &access));
+    assert_eq!(
+        admin_post(&admin, "/admin/users/disable", "alice").status,
+        303
+    );
+    assert_eq!(userinfo(&app, &access).status, 401);
+    assert!(!introspected(&app, &access));
+    assert_eq!(
+        admin_post(&admin, "/admin/users/enable", "alice").status,
+        303
+    );
+    assert_eq!(userinfo(&app, &access).status, 401);
+    assert!(!introspected(&app, &access));
 }

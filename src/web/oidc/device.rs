@@ -7,8 +7,9 @@
 //! interval) are the provider's.
 //!
 //! A user code is 8 letters from 20 (about 2^34 codes) and lives ten
-//! minutes; every unknown code typed counts as a failure of the address in
-//! the sign-in throttle, so codes cannot be guessed at speed.
+//! minutes; every unknown code typed (or opened from a link) counts as a
+//! failure of the address in the sign-in throttle, and a throttled address
+//! is told nothing about any code, so codes cannot be guessed at speed.
 
 use rouille::{Request, Response};
 
@@ -62,26 +63,45 @@ pub(super) fn get_device(state: &State, request: &Request, client: &Client) -> R
             Err(to_sign_in) => return Ok(to_sign_in),
         };
         let token = crate::auth::csrf::session_token(state.engine().signer(), &me.key);
-        let pending = if typed.is_empty() {
-            None
-        } else {
-            provider
-                .device_pending(&typed, crate::clock::now())
-                .map_err(server_error)?
+        let view = |status: u16, app: Option<&str>, message: Option<&str>| {
+            page(
+                status,
+                views::device_page(&views::DeviceView {
+                    viewer: &viewer(&me.user),
+                    csrf: &token,
+                    user_code: &typed,
+                    app,
+                    message,
+                    done: None,
+                }),
+            )
         };
-        let message = (!typed.is_empty() && pending.is_none())
-            .then_some("That code is unknown or has expired. Check the code on your device.");
-        Ok(page(
-            200,
-            views::device_page(&views::DeviceView {
-                viewer: &viewer(&me.user),
-                csrf: &token,
-                user_code: &typed,
-                app: pending.as_ref().map(|p| p.client_name.as_str()),
-                message,
-                done: None,
-            }),
-        ))
+        if typed.is_empty() {
+            return Ok(view(200, None, None));
+        }
+        // A code in the link is a guess like one typed into the form: it
+        // names the app only while the address may guess, and an unknown
+        // one counts against it.
+        if let Some(wait) = state
+            .throttle
+            .address_wait(client.ip)
+            .map_err(crate::web::error::WebError::from)?
+        {
+            let (secs, message) = throttled(wait);
+            return Ok(
+                view(429, None, Some(&message)).with_unique_header("Retry-After", secs.to_string())
+            );
+        }
+        match provider
+            .device_pending(&typed, crate::clock::now())
+            .map_err(server_error)?
+        {
+            Some(pending) => Ok(view(200, Some(&pending.client_name), None)),
+            None => {
+                unknown_code(state, client, &me.user.username)?;
+                Ok(view(200, None, Some(UNKNOWN)))
+            }
+        }
     })
 }
 
@@ -134,7 +154,10 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
             };
             provider.device_approve(&typed, &auth, now)
         } else {
-            provider.device_deny(&typed, now)
+            let Some(who) = principal::of_session(state, session)? else {
+                return Ok(answer(403, Some("Sign in again to answer a device."), None));
+            };
+            provider.device_deny(&typed, &who.groups, now)
         };
         match outcome {
             Ok(true) => {
@@ -154,23 +177,8 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
                 ))
             }
             Ok(false) => {
-                // An unknown code counts like a wrong password from this
-                // address: user codes are short, and must not be guessed.
-                let locks = state
-                    .throttle
-                    .address_failure(client.ip)
-                    .map_err(crate::web::error::WebError::from)?;
-                crate::logging::line(&format!(
-                    "oidc device code unknown user={} ip={} locked={}",
-                    crate::logging::quote(&me.user.username),
-                    crate::logging::ip_text(client.ip),
-                    !locks.is_empty()
-                ));
-                Ok(answer(
-                    400,
-                    Some("That code is unknown or has expired. Check the code on your device."),
-                    None,
-                ))
+                unknown_code(state, client, &me.user.username)?;
+                Ok(answer(400, Some(UNKNOWN), None))
             }
             Err(OidcError::AccessDenied(why)) => {
                 crate::logging::line(&format!(
@@ -189,6 +197,25 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
             Err(e) => Err(server_error(e)),
         }
     })
+}
+
+/// What a page says of a code that is not a pending one.
+const UNKNOWN: &str = "That code is unknown or has expired. Check the code on your device.";
+
+/// An unknown code counts like a wrong password from this address: user
+/// codes are short, and must not be guessed.
+fn unknown_code(state: &State, client: &Client, username: &str) -> Result<()> {
+    let locks = state
+        .throttle
+        .address_failure(client.ip)
+        .map_err(crate::web::error::WebError::from)?;
+    crate::logging::line(&format!(
+        "oidc device code unknown user={} ip={} locked={}",
+        crate::logging::quote(username),
+        crate::logging::ip_text(client.ip),
+        !locks.is_empty()
+    ));
+    Ok(())
 }
 
 fn page(status: u16, markup: maud::Markup) -> Response {

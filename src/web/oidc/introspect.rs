@@ -5,7 +5,7 @@
 
 use rouille::{Request, Response};
 
-use super::{authenticate, error_response, form_of, no_store, provider};
+use super::{authenticate, error_response, form_of, no_store, profile, provider};
 use crate::auth::proxy::Client;
 use crate::oidc::OidcError;
 use crate::web::error::Result;
@@ -33,7 +33,12 @@ pub(super) fn post_introspect(
         ));
     };
     Ok(
-        match provider.introspect(relying_party, token, crate::clock::now()) {
+        match provider.introspect(
+            relying_party,
+            token,
+            |user| profile(state, user),
+            crate::clock::now(),
+        ) {
             Ok(answer) => no_store(200, &answer.to_json()),
             Err(e) => error_response(state, &e),
         },
