@@ -175,8 +175,31 @@ pub fn line(message: &str) {
         pending.text.push_str(&text);
         pending.write_out();
     } else {
-        eprint!("{text}");
+        emit(&text);
     }
+}
+
+/// Whether lines go through `eprint!` (see [`to_test_output`]).
+static TEST_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends every line through `eprint!`, which the test harness captures
+/// (and shows with a failing test), for tests that run a server in their
+/// own process. Not for a server: `eprint!` panics when stderr cannot be
+/// written, and a panic in a request is a `500`.
+pub fn to_test_output() {
+    TEST_OUTPUT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes `text` to stderr in one `write`. A log that cannot be written
+/// (its pipe's reader gone, a full disk) loses the line, never the
+/// request that logged it.
+fn emit(text: &str) {
+    if TEST_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{text}");
+        return;
+    }
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Writes a request's line, or holds it a moment to go out with others.
@@ -264,11 +287,10 @@ struct Pending {
 }
 
 impl Pending {
-    /// One `write` of everything waiting; `eprint!` rather than a raw
-    /// handle, so test harnesses capture it.
+    /// One `write` of everything waiting.
     fn write_out(&mut self) {
         if !self.text.is_empty() {
-            eprint!("{}", self.text);
+            emit(&self.text);
             self.text.clear();
             if self.text.capacity() > 4 * BEHIND_MAX {
                 self.text.shrink_to(BEHIND_MAX);

@@ -10,7 +10,7 @@
 //! them. The kernel queues an inotify `IN_MODIFY` for the `-wal` inside
 //! that `write`, so by the time any reader could see a commit, its event is
 //! queued. A look ([`Commits::any_since_last_look`]) reads the queue
-//! without waiting (one `read` that fails with `EAGAIN` when nothing came:
+//! without waiting (to its end: one `read` that fails with `EAGAIN` when nothing came:
 //! one system call, where a statement's read transaction costs SQLite two
 //! `fcntl` on a quiet connection) and says "changed" for anything it cannot
 //! vouch for: an event, an overflowed queue, the `-wal` deleted or moved
@@ -59,8 +59,13 @@ impl Commits {
     /// file itself would go on watching the deleted one while a connection
     /// still holds it open. `None` without inotify: then nothing may be
     /// kept.
+    ///
+    /// SQLite follows symbolic links and keeps the `-wal` beside the file
+    /// they lead to, so that is where the watch goes; a path that cannot
+    /// be resolved gets no watch.
     pub fn watch(path: &Path) -> Option<Commits> {
-        let wal = super::wal::companion(path, "-wal");
+        let path = std::fs::canonicalize(path).ok()?;
+        let wal = super::wal::companion(&path, "-wal");
         let name = wal.file_name()?.to_os_string();
         let dir = match wal.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -105,6 +110,10 @@ impl Commits {
     }
 }
 
+/// How many reads of the queue one look makes at most before it vouches
+/// for nothing (64 KiB of events: about two thousand).
+const MAX_READS: usize = 16;
+
 /// The process's non-blocking inotify instance and, by watch descriptor,
 /// the holders of each watched `-wal`.
 struct Queue {
@@ -126,13 +135,26 @@ fn queue() -> Option<&'static Queue> {
 }
 
 impl Queue {
-    /// Takes what is queued (one `read`; `EAGAIN` when nothing is) and
-    /// marks its holders. Events beyond one buffer stay queued for the next
-    /// look, whose holders are then told once more: never less.
+    /// Takes everything queued (one `read` when nothing is: `EAGAIN`) and
+    /// marks its holders. A commit's event may sit behind any number of
+    /// others' (files made and written in the same directory), so the
+    /// queue is read to its end; a queue longer than [`MAX_READS`] reads
+    /// (a directory this busy) marks every holder instead, and what is
+    /// left is read at the next look.
     fn drain(&self, marks: &mut HashMap<i32, Vec<Weak<Mark>>>) {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
         let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+        let mut reads = 0;
         loop {
+            if reader.is_buffer_empty() {
+                reads += 1;
+                if reads > MAX_READS {
+                    for m in marks.values().flatten().filter_map(Weak::upgrade) {
+                        m.changed.store(true, Ordering::Release);
+                    }
+                    return;
+                }
+            }
             match reader.next() {
                 Ok(event) => {
                     let (wd, flags) = (event.wd(), event.events());
@@ -151,9 +173,6 @@ impl Queue {
                     }
                     return;
                 }
-            }
-            if reader.is_buffer_empty() {
-                return;
             }
         }
     }
@@ -304,6 +323,58 @@ mod tests {
         assert!(commits.any_since_last_look(), "the new -wal's commit");
         commit(&second);
         assert!(commits.any_since_last_look(), "and the next");
+    }
+
+    #[test]
+    fn a_commit_behind_many_other_events_is_seen_at_the_next_look() {
+        let (dir, conn) = database();
+        let commits = Commits::watch(&dir.path().join("t.db")).expect("watch");
+        let _ = commits.any_since_last_look();
+        // Far more than one read's worth of other files' events first.
+        for i in 0..400 {
+            std::fs::write(dir.path().join(format!("other-{i}")), b"x").expect("write");
+        }
+        commit(&conn);
+        assert!(commits.any_since_last_look(), "the commit behind them");
+        // And a queue too long to read in one look vouches for nothing.
+        for i in 0..3000 {
+            std::fs::write(dir.path().join(format!("more-{i}")), b"x").expect("write");
+        }
+        assert!(commits.any_since_last_look(), "too busy to vouch");
+        let mut quiet = false;
+        for _ in 0..10 {
+            quiet = !commits.any_since_last_look();
+            if quiet {
+                break;
+            }
+        }
+        assert!(quiet, "the rest is read at the next looks");
+    }
+
+    #[test]
+    fn a_database_reached_through_a_symbolic_link_is_watched_where_its_wal_is() {
+        let top = tempfile::tempdir().expect("dir");
+        for d in ["data", "elsewhere"] {
+            std::fs::create_dir(top.path().join(d)).expect("mkdir");
+        }
+        let real = top.path().join("elsewhere/real.db");
+        let conn = open(&real);
+        let link = top.path().join("data/t.db");
+        std::os::unix::fs::symlink(&real, &link).expect("link");
+        let through = open(&link);
+        let commits = Commits::watch(&link).expect("watch");
+        let _ = commits.any_since_last_look();
+        commit(&conn);
+        assert!(
+            commits.any_since_last_look(),
+            "a commit to the file the link leads to"
+        );
+        commit(&through);
+        assert!(commits.any_since_last_look(), "and one through the link");
+        assert!(
+            !top.path().join("data/t.db-wal").exists(),
+            "the -wal is beside the file"
+        );
     }
 
     #[test]

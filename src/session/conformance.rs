@@ -526,6 +526,31 @@ fn many_keys_survive_create_and_regenerate<S: Store>(store: &S) {
     let loaded = live(store, &next.key, now);
     assert_eq!(loaded.data.len(), 9000);
     assert_eq!(loaded.data["k8999"], json!(8999));
+    // And as many changes in one save: half the keys removed, the other
+    // half set anew, and as many new ones.
+    let changes = Patch(
+        (0..9000)
+            .map(|i| {
+                let change = if i % 2 == 0 {
+                    Change::Remove
+                } else {
+                    Change::Set(json!(-i))
+                };
+                (format!("k{i}"), change)
+            })
+            .chain((0..4500).map(|i| (format!("n{i}"), Change::Set(json!(i)))))
+            .collect(),
+    );
+    assert!(
+        store
+            .save(&next.key, &changes, touch(now), now)
+            .expect("save")
+    );
+    let loaded = live(store, &next.key, now);
+    assert_eq!(loaded.data.len(), 9000);
+    assert_eq!(loaded.data.get("k0"), None);
+    assert_eq!(loaded.data["k8999"], json!(-8999));
+    assert_eq!(loaded.data["n4499"], json!(4499));
 }
 
 fn odd_keys_round_trip<S: Store>(store: &S) {

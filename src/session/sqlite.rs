@@ -61,9 +61,36 @@ struct Entries {
 /// again at once, and keeping one costs a turn at SQLite's write lock.
 const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// At most this many sessions are kept (about 600 bytes each); a full
-/// store is emptied and fills again with the sessions in use.
+/// At most this many sessions are kept (about 600 bytes each, 2 KiB at
+/// most); a full store is emptied and fills again with the sessions in
+/// use.
 const KEPT_MAX: usize = 1024;
+
+/// Only sessions whose data is at most this large (as JSON) are kept:
+/// gatehouse's own keys take about 200 bytes, and an app that stores more
+/// in its sessions (up to the 16 KiB each may hold) would otherwise make
+/// the store hold 16 MiB, and copy kilobytes on every hit. Larger ones are
+/// read from the file each time, as before there was a store.
+const KEPT_DATA_MAX: usize = 1024;
+
+/// The size of `record`'s data as JSON.
+fn kept_size(record: &Record) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, &record.data) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
 
 impl Kept {
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -102,6 +129,9 @@ static LOAD_WITH_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
          WHERE s.key = ?1 AND s.expires_at > ?2 AND s.database_id = ?3 AND {OWNED}"
     )
 });
+
+/// How many keys one `json_set` or `json_remove` of a save takes.
+const PER_CALL: usize = 100;
 
 /// The JSON path of a top-level key. Keys were checked by `valid_key`, so
 /// they hold no `"` that could end the quoted label early.
@@ -314,7 +344,9 @@ impl Store for SqliteStore {
         let Some(found) = self.read_at_write_lock(key, now) else {
             return self.read_with_user(key, now);
         };
-        if let Some((r, u)) = &found {
+        if let Some((r, u)) = &found
+            && kept_size(r) <= KEPT_DATA_MAX
+        {
             let mut entries = kept.entries();
             // A commit told since the look above may be newer than what
             // was read, or older: either way this read is not kept.
@@ -336,9 +368,13 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn();
-        // Build `json_set(json_remove(data, ?), ?, json(?))...` so the whole
-        // patch lands in one UPDATE against the row as it is now, not as it
-        // was when this request read it.
+        // Build `json_set(json_remove(data, ?, ?, ...), ?, json(?), ...)`
+        // so the whole patch lands in one UPDATE against the row as it is
+        // now, not as it was when this request read it. A patch changes
+        // each key once, so removals and sets commute. Each call takes
+        // [`PER_CALL`] keys at most: one call per key nested a thousand
+        // deep, past SQLite's limit on an expression's depth (a `500` for
+        // a patch of a thousand small keys).
         let mut expr = String::from("data");
         let mut args: Vec<SqlValue> = vec![
             SqlValue::Integer(touch.last_seen_at),
@@ -346,16 +382,36 @@ impl Store for SqliteStore {
             SqlValue::Blob(key.0.to_vec()),
             SqlValue::Integer(now),
         ];
-        for (k, change) in &patch.0 {
-            args.push(SqlValue::Text(path(k)));
-            let n = args.len();
-            expr = match change {
-                Change::Set(v) => {
-                    args.push(SqlValue::Text(v.to_string()));
-                    format!("json_set({expr}, ?{n}, json(?{}))", n + 1)
-                }
-                Change::Remove => format!("json_remove({expr}, ?{n})"),
-            };
+        let removed: Vec<&String> = patch
+            .0
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Remove))
+            .map(|(k, _)| k)
+            .collect();
+        for chunk in removed.chunks(PER_CALL) {
+            let mut call = format!("json_remove({expr}");
+            for k in chunk {
+                args.push(SqlValue::Text(path(k)));
+                call.push_str(&format!(", ?{}", args.len()));
+            }
+            expr = call + ")";
+        }
+        let set: Vec<(&String, &Value)> = patch
+            .0
+            .iter()
+            .filter_map(|(k, c)| match c {
+                Change::Set(v) => Some((k, v)),
+                Change::Remove => None,
+            })
+            .collect();
+        for chunk in set.chunks(PER_CALL) {
+            let mut call = format!("json_set({expr}");
+            for (k, v) in chunk {
+                args.push(SqlValue::Text(path(k)));
+                args.push(SqlValue::Text(v.to_string()));
+                call.push_str(&format!(", ?{}, json(?{})", args.len() - 1, args.len()));
+            }
+            expr = call + ")";
         }
         let sql = format!(
             "UPDATE sessions SET data = {expr}, last_seen_at = ?1, expires_at = MAX(expires_at, ?2) \
@@ -627,6 +683,38 @@ mod tests {
             user.expect("user").disabled,
             "answered from before the commit"
         );
+    }
+
+    #[test]
+    fn a_session_with_much_data_is_read_each_time_not_kept() {
+        let (_dir, store) = store_with(crate::session::conformance::USERS);
+        let now = crate::clock::now();
+        let session = |data: usize| {
+            let mut rec = signed_in(
+                crate::session::conformance::record(
+                    crate::session::SessionId::generate().key(),
+                    now,
+                ),
+                1,
+            );
+            rec.data
+                .insert("notes".into(), Value::String("x".repeat(data)));
+            store.create(&rec).expect("create");
+            rec.key
+        };
+        let (small, large) = (session(100), session(KEPT_DATA_MAX));
+        // The first look is told of the commits above; reads are kept once
+        // the file has been quiet a while.
+        for _ in 0..2 {
+            std::thread::sleep(QUIET * 2);
+            for key in [&small, &large] {
+                store.load_with_user(key, now).expect("load").expect("live");
+            }
+        }
+        let kept = store.kept.as_ref().expect("inotify is available here");
+        let entries = kept.entries();
+        assert!(entries.map.contains_key(&small));
+        assert!(!entries.map.contains_key(&large));
     }
 
     #[test]

@@ -193,6 +193,7 @@ impl TestApp {
     }
 
     pub fn spawn_in(dir: tempfile::TempDir, settings: Vec<(String, String)>) -> Self {
+        gatehouse::logging::to_test_output();
         let config = config(dir.path(), &settings);
         // A restart right after a shutdown can find the data directory's
         // lock still held for a moment: another test's child process, forked

@@ -136,3 +136,50 @@ upstream = "http://127.0.0.1:2"
     assert!(line("private").ends_with(", prefix in any case"), "{text}");
     assert!(!line("wiki").contains("any case"), "{text}");
 }
+
+/// A log nobody can read loses its lines, never the requests that log
+/// them: the server's stderr a pipe whose reader has gone (EPIPE), or a
+/// full device (ENOSPC). Every request still gets its answer.
+#[test]
+fn a_log_that_cannot_be_written_fails_no_request() {
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full");
+    for broken_pipe in [true, false] {
+        let dir = tempfile::tempdir().expect("dir");
+        let stderr = if broken_pipe {
+            std::process::Stdio::piped()
+        } else {
+            match full() {
+                Ok(f) => std::process::Stdio::from(f),
+                Err(_) => continue,
+            }
+        };
+        let mut child = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("GATEHOUSE_DATA", dir.path())
+            .env("GATEHOUSE_BCRYPT_COST", "4")
+            .env("GATEHOUSE_LOG_REQUESTS", "true")
+            .envs(crate::helpers::backend_env(dir.path()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("serve");
+        let (_, url) = crate::raw::served_url(&mut child);
+        // The reader goes away.
+        drop(child.stderr.take());
+        let b = crate::helpers::Browser::new(&url);
+        for i in 0..200 {
+            let r = if i % 20 == 0 {
+                // A failed sign-in: a login line, written at once.
+                b.post_form("/login", &[("username", "nobody"), ("password", "x")])
+            } else {
+                b.get("/healthz")
+            };
+            assert!(
+                r.status < 500,
+                "request {i} (broken pipe {broken_pipe}): {r:?}"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
