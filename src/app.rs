@@ -957,7 +957,7 @@ fn provider(
     store: Arc<dyn crate::oidc::Store>,
     secrets: &[Vec<u8>],
 ) -> Result<Option<crate::oidc::Provider>, AppError> {
-    let Some(issuer) = config.public_url.as_deref() else {
+    let Some(issuer) = config.issuer.as_deref() else {
         return Ok(None);
     };
     let provider =

@@ -51,7 +51,7 @@ mod tests {
         ),
         ("allow_registration", "yes", "true"),
         ("default_policy", "admins", "Admins"),
-        ("public_url", "https://auth.lan/", "https://auth.lan"),
+        ("public_url", "https://auth.lan/", "https://auth.lan/"),
         ("proxy_timeout", "5s", "5s"),
         ("max_connections", "77", "77"),
         ("header_timeout", "11s", "11s"),

@@ -102,8 +102,13 @@ pub struct Config {
     pub metrics: bool,
     /// The bearer token `/metrics` wants, if any.
     pub metrics_token: Option<Secret>,
-    /// gatehouse's external address, if set (no trailing slash).
+    /// gatehouse's external address, if set (no trailing slash: the base
+    /// of the URLs gatehouse makes).
     pub public_url: Option<String>,
+    /// `public_url` exactly as written, trailing slash and all: the
+    /// OpenID Provider's issuer, which relying parties such as Proxmox
+    /// compare byte for byte with the one they were given.
+    pub issuer: Option<String>,
     /// How long the built-in proxy waits for an upstream's answer to start.
     pub proxy_timeout: Duration,
     /// The cap on open client connections (`None`: derived from the
@@ -222,6 +227,7 @@ impl Config {
             metrics: false,
             metrics_token: None,
             public_url: None,
+            issuer: None,
             proxy_timeout: Duration::ZERO,
             max_connections: None,
             header_timeout: Duration::ZERO,

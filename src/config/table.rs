@@ -472,9 +472,10 @@ pub static SETTINGS: &[Setting] = &[
         help: "gatehouse's address as browsers reach it, e.g. `https://auth.lan`; used to send them to the sign-in page from other hosts",
         set: Set::One(|d, s| {
             d.config.public_url = public_url(s)?;
+            d.config.issuer = d.config.public_url.as_ref().map(|_| s.trim().to_owned());
             Ok(())
         }),
-        show: |c| c.public_url.clone().unwrap_or_else(|| "(none)".into()),
+        show: |c| c.issuer.clone().unwrap_or_else(|| "(none)".into()),
     },
     row!(
         "proxy_timeout",

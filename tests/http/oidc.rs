@@ -1555,3 +1555,21 @@ fn every_way_a_session_ends_ends_the_tokens_it_gave_apps() {
     assert_eq!(userinfo(&app, &access).status, 401);
     assert!(!introspected(&app, &access));
 }
+
+#[test]
+fn the_issuer_is_public_url_exactly_as_written() {
+    // Proxmox and others compare the issuer byte for byte with the one
+    // they were given: a trailing slash written stays, and no URL made
+    // from it has a doubled one.
+    let app = TestApp::spawn_with_file(
+        &config().replace(
+            &format!("public_url = \"{ISSUER}\""),
+            &format!("public_url = \"{ISSUER}/\""),
+        ),
+        &[],
+    );
+    let d = json(&app.browser().get("/.well-known/openid-configuration"));
+    assert_eq!(d["issuer"], format!("{ISSUER}/"));
+    assert_eq!(d["token_endpoint"], format!("{ISSUER}/oidc/token"));
+    assert_eq!(d["jwks_uri"], format!("{ISSUER}/oidc/jwks"));
+}
