@@ -157,6 +157,8 @@ pub fn handle(state: &State, request: &Request) -> Response {
             }
             if path_of(request).starts_with("/api/") {
                 api::error_response(&e)
+            } else if oidc::for_programs(path_of(request)) {
+                oidc::program_error(e)
             } else {
                 e.into_response()
             }

@@ -1573,3 +1573,28 @@ fn the_issuer_is_public_url_exactly_as_written() {
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/oidc/token"));
     assert_eq!(d["jwks_uri"], format!("{ISSUER}/oidc/jwks"));
 }
+
+#[test]
+fn endpoints_for_programs_answer_every_refusal_in_json() {
+    let app = spawn();
+    let big = "x".repeat(70 * 1024);
+    for path in ["/oidc/token", "/oidc/introspect", "/oidc/revoke"] {
+        let r = post(&app, path, &[("token", &big)], Some(("app", APP_SECRET)));
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        assert_oauth_error(&r, 413, "invalid_request");
+    }
+    let r = app.browser().get("/oidc/token");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert!(
+        r.header("allow").is_some_and(|a| a.contains("POST")),
+        "{r:?}"
+    );
+    assert_oauth_error(&r, 405, "invalid_request");
+    // Pages stay pages.
+    let r = app.browser().post_form("/oidc/authorize", &[("x", &big)]);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{r:?}"
+    );
+}

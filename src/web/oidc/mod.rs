@@ -134,6 +134,49 @@ fn no_store(status: u16, value: &Value) -> Response {
         .with_unique_header("Pragma", "no-cache")
 }
 
+/// Whether `path` is one of the provider's endpoints for programs (not
+/// pages): their errors are JSON, whatever went wrong.
+pub(super) fn for_programs(path: &str) -> bool {
+    [
+        TOKEN,
+        USERINFO,
+        REVOKE,
+        INTROSPECT,
+        DEVICE_AUTHORIZATION,
+        JWKS,
+        DISCOVERY,
+    ]
+    .contains(&path)
+}
+
+/// A request refused before its handler (too large, a wrong method or
+/// media type, a server fault) at an endpoint [`for_programs`]: the same
+/// status and headers as the page, with an RFC 6749 §5.2 error body,
+/// which is what a relying party's library reads.
+pub(super) fn program_error(e: WebError) -> Response {
+    let status = e.status();
+    let code = match status {
+        500 => "server_error",
+        503 => "temporarily_unavailable",
+        _ => "invalid_request",
+    };
+    let description = e.public_message().to_owned();
+    let page = e.into_response();
+    let mut response = no_store(
+        status,
+        &json!({"error": code, "error_description": description}),
+    );
+    for (name, value) in page.headers {
+        if ["Allow", "Retry-After", "Connection"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            response = response.with_additional_header(name, value);
+        }
+    }
+    response
+}
+
 /// The JSON error answer for `e` (RFC 6749 §5.2): `invalid_client` is
 /// `401` with a `WWW-Authenticate: Basic` challenge, `invalid_token`
 /// `401` with a Bearer one (RFC 6750 §3.1), a server fault `500` (`503`
