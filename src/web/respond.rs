@@ -39,6 +39,7 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "registered" => "Your account is ready. Welcome!",
         "session-ended" => "The session has been ended.",
         "others-ended" => "You have been signed out everywhere else.",
+        "app-signed-out" => "You have been signed out of the app.",
         "password-changed" => {
             "Your password has been changed, and your other sessions were signed out."
         }

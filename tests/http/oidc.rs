@@ -43,6 +43,7 @@ secret = "{APP_SECRET}"
 redirect_uris = ["{APP_CB}"]
 offline_access = true
 post_logout_redirect_uris = ["https://app.test/bye"]
+launch_url = "https://app.test/home"
 
 [[clients]]
 id = "other"
@@ -59,6 +60,7 @@ name = "Ops Console"
 secret = "{OPS_SECRET}"
 redirect_uris = ["https://ops.test/cb"]
 groups = ["admins"]
+launch_url = "https://ops.test/home"
 
 [[clients]]
 id = "es"
@@ -1596,5 +1598,60 @@ fn endpoints_for_programs_answer_every_refusal_in_json() {
         r.header("content-type")
             .is_some_and(|c| c.starts_with("text/html")),
         "{r:?}"
+    );
+}
+
+#[test]
+fn the_account_page_lists_the_apps_signed_in_to_and_signs_out_of_each() {
+    let app = spawn();
+    let (browser, code) = app_code(&app);
+    let access = json(&redeem(&app, &code))["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let page = browser.get("/account");
+    assert!(page.body.contains("id=\"apps\""), "{}", page.body);
+    assert!(page.body.contains("The App"), "{}", page.body);
+    // Another user cannot sign alice out of it: their own grants only.
+    app.add_user("bob", "bob-password-12", false);
+    let bob = app.browser();
+    bob.login("bob", "bob-password-12");
+    assert!(!bob.get("/account").body.contains("id=\"apps\""));
+    let csrf = bob.get("/account").csrf().expect("token");
+    bob.post_form(
+        "/account/apps/sign-out",
+        &[("csrf", &csrf), ("client", "app")],
+    );
+    assert_eq!(userinfo(&app, &access).status, 200);
+    // Without the session's token nothing happens.
+    let forged = browser.post_form("/account/apps/sign-out", &[("client", "app")]);
+    assert_eq!(forged.status, 403);
+    assert_eq!(userinfo(&app, &access).status, 200);
+    let csrf = page.csrf().expect("token");
+    let out = browser.post_form(
+        "/account/apps/sign-out",
+        &[("csrf", &csrf), ("client", "app")],
+    );
+    assert_eq!(out.status, 303, "{out:?}");
+    assert_eq!(userinfo(&app, &access).status, 401);
+    let page = browser.get("/account");
+    assert!(!page.body.contains("id=\"apps\""), "{}", page.body);
+    assert_eq!(
+        browser.get("/auth/verify").status,
+        200,
+        "still signed in to gatehouse"
+    );
+    // The start page links to the apps with a launch URL that alice may
+    // use, and not to the others.
+    let start = browser.get("/");
+    assert!(
+        start.body.contains("https://app.test/home"),
+        "{}",
+        start.body
+    );
+    assert!(
+        !start.body.contains("https://ops.test/home"),
+        "{}",
+        start.body
     );
 }

@@ -1,4 +1,5 @@
-//! `/account`: the page (`page`), ending one's sessions (`sessions`),
+//! `/account`: the page (`page`), ending one's sessions and signing out
+//! of apps (`sessions`),
 //! changing one's password (`password`), one's second factors
 //! (`factors`) and one's personal access tokens (`tokens`). This file declares the area's paths; the files beside it
 //! hold the handlers.
@@ -16,6 +17,7 @@ pub(super) const ROUTES: &[Route] = &[
     Route::at("/account").get(page::get_account).token_page(),
     Route::at("/account/sessions/end").form(Token::Session, sessions::post_end_session),
     Route::at("/account/sessions/end-others").form(Token::Session, sessions::post_end_others),
+    Route::at("/account/apps/sign-out").form(Token::Session, sessions::post_app_sign_out),
     Route::at("/account/password").form(Token::Session, password::post_password),
     Route::at("/account/totp").form(Token::Session, factors::post_totp_start),
     Route::at("/account/totp/confirm").form(Token::Session, factors::post_totp_confirm),

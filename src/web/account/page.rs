@@ -17,7 +17,7 @@ use crate::web::principal::session_methods;
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{signed_in, viewer};
 use crate::web::state::{State, with_session};
-use crate::web::views::{self, AccountView, PasskeyRow, TokensView, TwoFactorView};
+use crate::web::views::{self, AccountView, AppRow, PasskeyRow, TokensView, TwoFactorView};
 
 pub(super) fn render(
     state: &State,
@@ -76,6 +76,7 @@ pub(super) fn render_with_token(
         now,
         two_factor,
         tokens,
+        apps: apps(state, user, now)?,
     })))
 }
 
@@ -94,4 +95,40 @@ pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> 
             Err(redirect) => Ok(redirect),
         }
     })
+}
+
+/// The OpenID Connect clients `user` holds live tokens of, the newest
+/// sign-in of each (none without the provider, and none of a client no
+/// longer configured).
+fn apps(state: &State, user: &User, now: clock::Millis) -> Result<Vec<AppRow>> {
+    let Some(provider) = &state.oidc else {
+        return Ok(Vec::new());
+    };
+    let grants = provider
+        .store()
+        .grants_for_user(user.id, now)
+        .map_err(oidc_error)?;
+    let mut rows: Vec<AppRow> = Vec::new();
+    for g in grants {
+        if rows.iter().any(|r| r.client_id == g.client_id) {
+            continue;
+        }
+        if let Some(client) = provider.clients().find(&g.client_id) {
+            rows.push(AppRow {
+                client_id: g.client_id,
+                name: client.name.clone(),
+                since: g.created_at,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// A provider failure on the account page.
+pub(super) fn oidc_error(e: crate::oidc::OidcError) -> crate::web::error::WebError {
+    if e.is_unavailable() {
+        crate::web::error::WebError::Unavailable(e.to_string())
+    } else {
+        crate::web::error::WebError::Internal(e.to_string())
+    }
 }

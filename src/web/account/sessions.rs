@@ -37,3 +37,31 @@ pub(super) fn post_end_others(
         Ok(see_other("/account?done=others-ended"))
     })
 }
+
+/// `POST /account/apps/sign-out`: ends every grant of one app (an OpenID
+/// Connect client) the user signed in to: its tokens stop working, and
+/// it asks the user to sign in again. Another user's grants, and other
+/// apps', are untouched; an app the user holds nothing of is no error.
+pub(super) fn post_app_sign_out(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    signed_in_form(state, request, client, |_, s, form| {
+        let Some(provider) = &state.oidc else {
+            return Err(crate::web::error::WebError::NotFound);
+        };
+        let app = form.get("client").unwrap_or("");
+        let ended = provider
+            .revoke_user(s.user.id, Some(app))
+            .map_err(super::page::oidc_error)?;
+        if ended > 0 {
+            crate::logging::line(&format!(
+                "oidc app signed out user={} client={}",
+                crate::logging::quote(&s.user.username),
+                crate::logging::quote(app)
+            ));
+        }
+        Ok(see_other("/account?done=app-signed-out"))
+    })
+}

@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 
 use super::factors::{TwoFactorView, two_factor_section};
-use super::{Pager, SessionRow, Viewer, csrf_field, layout, messages, pager, sessions_table};
+use super::{Pager, SessionRow, Viewer, csrf_field, layout, messages, pager, sessions_table, when};
 use crate::clock::Millis;
 
 /// What the account page shows.
@@ -27,6 +27,20 @@ pub struct AccountView<'a> {
     pub two_factor: TwoFactorView,
     /// Personal access tokens.
     pub tokens: super::TokensView,
+    /// The apps signed in to through gatehouse (OpenID Connect), newest
+    /// first.
+    pub apps: Vec<AppRow>,
+}
+
+/// An app (an OpenID Connect client) the user signed in to, and holds
+/// tokens of.
+pub struct AppRow {
+    /// The client's id (what the form sends).
+    pub client_id: String,
+    /// What people call it.
+    pub name: String,
+    /// When the latest sign-in to it was.
+    pub since: Millis,
 }
 
 /// `GET /account`.
@@ -62,6 +76,30 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                     input type="password" id="password2" name="password2" autocomplete="new-password" minlength="8" required;
                     p.muted { "Changing it signs you out everywhere else." }
                     button type="submit" id="password-submit" { "Change password" }
+                }
+            }
+            @if !v.apps.is_empty() {
+                section.card id="apps" {
+                    h2 { "Apps you signed in to" }
+                    table {
+                        thead { tr { th { "App" } th { "Signed in" } th {} } }
+                        tbody {
+                            @for a in &v.apps {
+                                tr.app-row {
+                                    td.app-name { (a.name) }
+                                    td { (when(a.since, v.now)) }
+                                    td {
+                                        form method="post" action="/account/apps/sign-out" {
+                                            (csrf_field(v.csrf))
+                                            input type="hidden" name="client" value=(a.client_id);
+                                            button.danger type="submit" { "Sign out of it" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p.muted { "Signing out of an app here ends what it holds from gatehouse: it asks you to sign in again." }
                 }
             }
             (two_factor_section(&v.two_factor, v.csrf, v.now))

@@ -28,7 +28,7 @@ use maud::{Markup, html};
 use crate::clock::Millis;
 use crate::logging::rfc3339;
 
-pub use account::{AccountView, account_page};
+pub use account::{AccountView, AppRow, account_page};
 pub use admin::{
     ConfirmView, OverviewView, SECTIONS, Section, SessionsView, UserRow, UsersView,
     confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
@@ -391,6 +391,11 @@ mod tests {
                     apps: vec!["wiki".into()],
                     made: Some("ght_x".into()),
                 },
+                apps: vec![AppRow {
+                    client_id: "graf\"><x".into(),
+                    name: "Grafana\"><x".into(),
+                    since: 0,
+                }],
             }),
             admin_tokens_page(&AdminTokensView {
                 viewer: viewer(),
