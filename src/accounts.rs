@@ -301,6 +301,9 @@ pub enum Purpose {
     ChangePassword,
     /// An administrator confirms their password before an admin action.
     AdminAction,
+    /// A signed-in user gives their password again because an app asked
+    /// for a fresh sign-in (OpenID Connect `prompt=login` or `max_age`).
+    SignInAgain,
 }
 
 /// Counts sign-in events for `/metrics`; `web` implements it, and the

@@ -523,8 +523,10 @@ impl Accounts<'_> {
                 // step's codes, confirm its password (with new passwords
                 // that do not match, so nothing changes), and guess on.
                 guard.throttle.passed(reserved, false)?;
-                if purpose == Purpose::AdminAction {
-                    log(username, "reauth", ip, "");
+                match purpose {
+                    Purpose::AdminAction => log(username, "reauth", ip, ""),
+                    Purpose::SignInAgain => log(username, "reauth", ip, " for=app"),
+                    Purpose::ChangePassword => {}
                 }
                 Ok(Check::Confirmed)
             }
@@ -532,6 +534,7 @@ impl Accounts<'_> {
                 let reason = match purpose {
                     Purpose::ChangePassword => "wrong_current_password",
                     Purpose::AdminAction => "wrong_confirm_password",
+                    Purpose::SignInAgain => "wrong_reauth_password",
                 };
                 record_failure(guard, username, ip, reason, Some(reserved), true)?;
                 Ok(Check::Wrong)

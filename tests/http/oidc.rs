@@ -1655,3 +1655,92 @@ fn the_account_page_lists_the_apps_signed_in_to_and_signs_out_of_each() {
         start.body
     );
 }
+
+/// The `auth_time` claim of an ID token.
+fn auth_time_of(id_token: &str) -> i64 {
+    let payload = id_token.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
+    )
+    .expect("JSON");
+    claims["auth_time"].as_i64().expect("auth_time")
+}
+
+#[test]
+fn prompt_login_and_max_age_ask_a_signed_in_user_for_the_password_again() {
+    let app = spawn();
+    let (browser, code) = app_code(&app);
+    let first = auth_time_of(json(&redeem(&app, &code))["id_token"].as_str().expect("id"));
+    // Seconds: the next sign-in must be later than the first.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for extra in [("prompt", "login"), ("max_age", "0")] {
+        let asked = browser.get(&format!(
+            "/oidc/authorize?client_id=app&response_type=code&scope=openid\
+             &redirect_uri={}&code_challenge={}&code_challenge_method=S256&{}={}",
+            enc(APP_CB),
+            challenge(),
+            extra.0,
+            extra.1
+        ));
+        assert_eq!(asked.status, 303, "{extra:?}: {asked:?}");
+        let to = asked.header("location").expect("somewhere").to_owned();
+        assert!(to.starts_with("/oidc/reauth?next="), "{extra:?}: {to}");
+        let page = browser.get(&to);
+        assert_eq!(page.status, 200, "{page:?}");
+        assert!(page.body.contains("id=\"reauth-app\""), "{}", page.body);
+        assert!(page.body.contains("The App"), "{}", page.body);
+        let csrf = page.csrf().expect("token");
+        let next = {
+            let at = page
+                .body
+                .find("name=\"next\" value=\"")
+                .expect("next field");
+            let rest = &page.body[at + "name=\"next\" value=\"".len()..];
+            rest[..rest.find('"').expect("end")].replace("&amp;", "&")
+        };
+        assert!(
+            !next.contains("prompt=login") && !next.contains("max_age"),
+            "{next}"
+        );
+        let wrong = browser.post_form(
+            "/oidc/reauth",
+            &[
+                ("csrf", &csrf),
+                ("next", &next),
+                ("reauth_password", "not it"),
+            ],
+        );
+        assert_eq!(wrong.status, 403, "{wrong:?}");
+        let forged = browser.post_form(
+            "/oidc/reauth",
+            &[("next", &next), ("reauth_password", "alice-password-1")],
+        );
+        assert_eq!(forged.status, 403, "no token, nothing");
+        let right = browser.post_form(
+            "/oidc/reauth",
+            &[
+                ("csrf", &csrf),
+                ("next", &next),
+                ("reauth_password", "alice-password-1"),
+            ],
+        );
+        assert_eq!(right.status, 303, "{right:?}");
+        let back = follow(&browser, right.header("location").expect("back"));
+        let location = back.header("location").expect("to the app");
+        assert!(location.starts_with(APP_CB), "{location}");
+        let code = param(location, "code").expect("a code");
+        let again = auth_time_of(json(&redeem(&app, &code))["id_token"].as_str().expect("id"));
+        assert!(again > first, "{extra:?}: auth_time {again} after {first}");
+    }
+    // The page goes nowhere but an authorization request of a known app.
+    for next in [
+        "/admin",
+        "https://evil.test/",
+        "/oidc/authorize?client_id=nope",
+    ] {
+        let r = browser.get(&format!("/oidc/reauth?next={}", enc(next)));
+        assert_eq!(r.status, 400, "{next}: {r:?}");
+    }
+}

@@ -72,8 +72,11 @@ fn parameters(form: &Form) -> AuthorizationRequest {
 }
 
 /// The request again as a GET of this endpoint, for the sign-in page's
-/// `next` (a POSTed request comes back as a GET; `prompt=login` is left
-/// out, or the sign-in it asked for would be asked for again).
+/// `next` (a POSTed request comes back as a GET). `prompt=login` and
+/// `max_age` are left out: the round trip is the fresh sign-in they ask
+/// for (a sign-in, a second step, or the password again), which the ID
+/// token's `auth_time` then shows; kept, they would ask for it again (with
+/// `max_age=0`, for ever).
 fn again(req: &AuthorizationRequest) -> String {
     let fields = [
         ("client_id", &req.client_id),
@@ -84,7 +87,6 @@ fn again(req: &AuthorizationRequest) -> String {
         ("nonce", &req.nonce),
         ("code_challenge", &req.code_challenge),
         ("code_challenge_method", &req.code_challenge_method),
-        ("max_age", &req.max_age),
         ("login_hint", &req.login_hint),
         ("response_mode", &req.response_mode),
     ];
@@ -223,7 +225,7 @@ fn decide(
         // Filled in below, once a code is to be issued (a session that
         // is only asked about stores nothing new).
         sid: String::new(),
-        auth_time: session.record().created_at,
+        auth_time: auth_time(session),
         methods: principal::session_methods(session),
         groups: p.groups,
     });
@@ -259,11 +261,9 @@ fn decide(
         }
         Decision::SignIn if auth.is_none() => Ok(round_trip("/login", req)),
         // Signed in, but longer ago than `max_age` allows, or `prompt=login`:
-        // the sign-in page would pass a signed-in visitor straight on, so
-        // the client is told a fresh sign-in is needed.
-        Decision::SignIn => Ok(back(OidcError::LoginRequired(
-            "a fresh sign-in is needed; sign out and in again".into(),
-        ))),
+        // the password again (the sign-in page would pass a signed-in
+        // visitor straight on), and back here without `prompt=login`.
+        Decision::SignIn => Ok(round_trip("/oidc/reauth", req)),
         Decision::SecondFactor => Ok(round_trip("/login/second", req)),
         // `prompt=none` shows nothing (OpenID Connect Core §3.1.2.1): the
         // refusal goes back to the client as `access_denied`.
@@ -289,4 +289,16 @@ fn decide(
         }
         Decision::Redirect(e) => Ok(back(e)),
     }
+}
+
+/// When the session's user last authenticated: signed in (the session's
+/// sign-in time, renewed by a second step), or gave their password again
+/// for an app that asked (`REAUTH_AT`, see `reauth.rs`), whichever is
+/// later.
+pub(super) fn auth_time(session: &crate::session::Session<'_>) -> crate::clock::Millis {
+    let signed_in = session.record().created_at;
+    session
+        .get::<crate::clock::Millis>(crate::accounts::REAUTH_AT)
+        .filter(|&at| at <= crate::clock::now())
+        .map_or(signed_in, |at| at.max(signed_in))
 }

@@ -148,7 +148,7 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
             let auth = Authentication {
                 user_id: who.user.id,
                 sid: sso::sid(session)?,
-                auth_time: session.record().created_at,
+                auth_time: super::authorize::auth_time(session),
                 methods: principal::session_methods(session),
                 groups: who.groups,
             };

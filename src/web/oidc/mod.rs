@@ -15,6 +15,7 @@
 //! | `introspect.rs` | introspection (RFC 7662) |
 //! | `end_session.rs` | RP-initiated logout |
 //! | `device.rs` | the device authorization grant: `device_authorization` and the `/device` page |
+//! | `reauth.rs` | the password again, for an app that asks for a fresh sign-in (`prompt=login`, `max_age`) |
 //!
 //! This file holds the routes and what the handlers share: the JSON
 //! answers and errors (`invalid_client` is `401` with `WWW-Authenticate:
@@ -33,6 +34,7 @@ mod device;
 mod end_session;
 mod introspect;
 mod meta;
+mod reauth;
 mod revoke;
 mod token;
 mod userinfo;
@@ -106,6 +108,12 @@ pub(super) const ROUTES: &[Route] = &[
     Route::at(DEVICE_AUTHORIZATION)
         .post(device::post_device_authorization)
         .script()
+        .when(provider_on),
+    // An app asked for a fresh sign-in: the password again.
+    Route::at("/oidc/reauth")
+        .get(reauth::get_reauth)
+        .form(Token::Session, reauth::post_reauth)
+        .token_page()
         .when(provider_on),
     // The user's page: a signed-in form with the session's token.
     Route::at(DEVICE)

@@ -46,7 +46,10 @@ pub use groups::{
 };
 pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
-pub use signin::{DeviceView, LoginView, device_page, end_session_page, login_page, logout_page};
+pub use signin::{
+    DeviceView, LoginView, ReauthView, device_page, end_session_page, login_page, logout_page,
+    reauth_page,
+};
 pub use tokens::{AdminTokensView, TokensView, admin_tokens_page, tokens_section};
 
 /// The signed-in user as pages show them.
@@ -353,6 +356,13 @@ mod tests {
                 username: "",
                 error: Some("e"),
                 setup_token: None,
+            }),
+            reauth_page(&ReauthView {
+                viewer: &viewer(),
+                app: "Grafana\"><x",
+                next: "/oidc/authorize?client_id=a\"><x",
+                csrf: "t",
+                error: Some("e"),
             }),
             account_page(&AccountView {
                 viewer: viewer(),

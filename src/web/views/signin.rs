@@ -175,3 +175,45 @@ pub fn device_page(v: &DeviceView<'_>) -> Markup {
         },
     )
 }
+
+/// What the fresh-sign-in page shows.
+pub struct ReauthView<'a> {
+    /// The signed-in user.
+    pub viewer: &'a Viewer<'a>,
+    /// The app that asked for it.
+    pub app: &'a str,
+    /// The authorization request to go on with.
+    pub next: &'a str,
+    /// The session's CSRF token.
+    pub csrf: &'a str,
+    /// An error to show.
+    pub error: Option<&'a str>,
+}
+
+/// `/oidc/reauth`: an app asked for a fresh sign-in (`prompt=login`, or
+/// a `max_age` the sign-in is older than); the signed-in user gives their
+/// password again, and goes on to the app.
+pub fn reauth_page(v: &ReauthView<'_>) -> Markup {
+    layout(
+        "Sign in again",
+        Some(v.viewer),
+        html! {
+            section.card.narrow {
+                h1 { "Sign in again" }
+                p id="reauth-app" { strong { (v.app) } " asks you to give your password again." }
+                @if let Some(e) = v.error {
+                    p.error id="reauth-error" role="alert" { (e) }
+                }
+                form id="reauth-form" method="post" action="/oidc/reauth" {
+                    (csrf_field(v.csrf))
+                    input type="hidden" name="next" value=(v.next);
+                    input type="text" name="username" value=(v.viewer.username) autocomplete="username" hidden;
+                    label for="reauth-password" { "Password for " (v.viewer.username) }
+                    input type="password" id="reauth-password" name="reauth_password" autocomplete="current-password" required autofocus;
+                    button type="submit" id="reauth-submit" { "Continue" }
+                }
+                p { a href="/" { "Cancel" } }
+            }
+        },
+    )
+}
