@@ -1,12 +1,16 @@
 //! The documented recipes, run for real: Debian's nginx and Caddy in front
-//! of gatehouse and an upstream app, each driven with the same cases.
+//! of gatehouse and an upstream app, each driven with the same cases; and
+//! Debian's Apache with mod_auth_openidc signing in through gatehouse's
+//! OpenID Provider (`apache`).
 //!
 //! The recipes in `docs/recipes/` are used as written, with only the
 //! addresses swapped for this test's (gatehouse's port, the upstream's port,
 //! and a Unix socket for the proxy to listen on, so no port is guessed).
-//! Without `nginx` or `caddy` installed a case says it was skipped, except
-//! under CI (`CI` set), where it fails: CI installs both.
+//! Without `nginx`, `caddy` or `apache2` (and its mod_auth_openidc)
+//! installed a case says it was skipped, except under CI (`CI` set), where
+//! it fails: CI installs them all.
 
+mod apache;
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
