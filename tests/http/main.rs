@@ -35,6 +35,7 @@ mod ops;
 mod outage;
 mod privilege;
 mod queue;
+mod recipes;
 mod rules;
 mod sessions;
 mod strict;
