@@ -68,6 +68,20 @@ pub(super) enum UserCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Show a local user's display name and e-mail address, and with
+    /// --display-name or --email set them ("" clears one). An address set
+    /// here is one an administrator vouches for: apps are told it is
+    /// verified.
+    Profile {
+        /// Username.
+        name: String,
+        /// The name apps show (up to 64 characters).
+        #[arg(long, value_name = "TEXT")]
+        display_name: Option<String>,
+        /// The e-mail address.
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
+    },
     /// Show a user's groups, and with --add or --remove change them.
     /// Taking the last enabled administrator out of `admins` is refused
     /// unless --force.
@@ -202,6 +216,52 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
                 .delete(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "delete"))?;
             writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;
+        }
+        UserCommand::Profile {
+            name,
+            display_name,
+            email,
+        } => {
+            let (users, _, _) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            let mut profile = users
+                .profile(user.id)?
+                .ok_or(crate::users::UserError::NotFound)?;
+            if (display_name.is_some() || email.is_some())
+                && profile.source != crate::users::source::Source::Local
+            {
+                return Err(CliError::Usage(format!(
+                    "{} comes from the directory: their names are the directory's",
+                    user.username
+                )));
+            }
+            if display_name.is_some() || email.is_some() {
+                let given = |new: Option<String>, old: Option<String>| match new {
+                    Some(s) if s.trim().is_empty() => None,
+                    Some(s) => Some(s),
+                    None => old,
+                };
+                let d = given(display_name, profile.display_name.clone());
+                let e = given(email, profile.email.clone());
+                profile = users.set_names(user.id, d.as_deref(), e.as_deref(), true)?;
+            }
+            writeln!(
+                out,
+                "display name: {}",
+                profile.display_name.as_deref().unwrap_or("-")
+            )?;
+            let vouched = if profile.email_vouched() {
+                " (verified)"
+            } else if profile.email.is_some() {
+                " (not verified: the user typed it)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "e-mail: {}{vouched}",
+                profile.email.as_deref().unwrap_or("-")
+            )?;
         }
         UserCommand::Groups {
             name,

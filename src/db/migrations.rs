@@ -203,6 +203,13 @@ const STEPS: &[&str] = &[
          password_at INTEGER NOT NULL
      );
      CREATE INDEX access_tokens_by_user ON access_tokens(user_id);",
+    // 10: whether a local user's e-mail address was set by an
+    // administrator (vouched for) or typed by the user on their account
+    // page (not checked: gatehouse sends no mail). An app that links
+    // accounts by a verified address must never be handed one a user
+    // typed. A directory user's address is the directory's, vouched for
+    // whatever this says.
+    "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this binary writes.

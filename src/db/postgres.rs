@@ -233,6 +233,8 @@ const STEPS: &[&str] = &[
          password_at BIGINT NOT NULL
      );
      CREATE INDEX access_tokens_by_user ON access_tokens (user_id);",
+    // 8: who vouches for a user's e-mail address (see the SQLite step 10).
+    "ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT false;",
 ];
 
 /// The schema version this binary writes.

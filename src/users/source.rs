@@ -61,6 +61,10 @@ pub struct Profile {
     pub display_name: Option<String>,
     /// The e-mail address.
     pub email: Option<String>,
+    /// Whether an administrator set the address (a directory user's is
+    /// the directory's: see [`Profile::email_vouched`]); `false` when the
+    /// user typed it themselves, which nothing checked.
+    pub email_verified: bool,
 }
 
 impl Profile {
@@ -71,7 +75,14 @@ impl Profile {
             external_id: None,
             display_name: None,
             email: None,
+            email_verified: false,
         }
+    }
+
+    /// Whether the e-mail address is vouched for: by the directory it
+    /// came from, or by the administrator who set it.
+    pub fn email_vouched(&self) -> bool {
+        self.email.is_some() && (self.source != Source::Local || self.email_verified)
     }
 }
 
@@ -158,6 +169,47 @@ impl Users {
         self.sources.set_profile(id, profile)
     }
 
+    /// Sets a local user's display name and e-mail address (`None`:
+    /// none). `by_admin`: an administrator sets them, and a new address
+    /// then counts as verified; one a user typed on their own page does
+    /// not (nothing sent mail to it). An address that stays the same
+    /// keeps what it was. A directory user's names are the directory's.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::InvalidName`] for a display name or address that is
+    /// not one (see [`display_name`] and [`email`]),
+    /// [`UserError::External`] for a directory user, no such user, or
+    /// database failures.
+    pub fn set_names(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        email_address: Option<&str>,
+        by_admin: bool,
+    ) -> Result<Profile, UserError> {
+        let display_name = display_name.map(self::display_name).transpose()?;
+        let email_address = email_address.map(email).transpose()?;
+        let mut profile = self.sources.profile(id)?.ok_or(UserError::NotFound)?;
+        if profile.source != Source::Local {
+            return Err(UserError::External);
+        }
+        // An address that stays the same keeps what it was: vouched for
+        // (a user saving their page again with it), or not (an
+        // administrator changing only the display name vouches for
+        // nothing).
+        let verified = match &email_address {
+            None => false,
+            Some(a) if profile.email.as_deref() == Some(a) => profile.email_verified,
+            Some(_) => by_admin,
+        };
+        profile.display_name = display_name;
+        profile.email = email_address;
+        profile.email_verified = verified;
+        self.sources.set_profile(id, &profile)?;
+        Ok(profile)
+    }
+
     /// Makes the user `user` stands for in `source`, or brings their name,
     /// display name and e-mail up to date: found by the source's stable
     /// id, never by name. New users are not administrators, have no local
@@ -222,6 +274,53 @@ impl Users {
     }
 }
 
+/// A display name as given: trimmed; 1 to 64 characters, no control
+/// characters (it goes into ID tokens, headers' neighbours and pages).
+///
+/// # Errors
+///
+/// [`UserError::InvalidName`] otherwise.
+pub fn display_name(s: &str) -> Result<String, UserError> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+        return Err(UserError::InvalidName(
+            "a display name is 1 to 64 characters, without control characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// An e-mail address as given: trimmed; at most 254 bytes, one `@` with
+/// something on both sides and a dot after it, no spaces, controls,
+/// quotes or angle brackets. Not checked for delivery: gatehouse sends no
+/// mail.
+///
+/// # Errors
+///
+/// [`UserError::InvalidName`] otherwise.
+pub fn email(s: &str) -> Result<String, UserError> {
+    let s = s.trim();
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "\"<>(),;:[]\\".contains(c);
+    let ok = s.len() <= 254
+        && !s.chars().any(bad)
+        && s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(UserError::InvalidName(
+            "that is not an e-mail address like alice@example.org",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -274,6 +373,7 @@ mod tests {
                     external_id: Some("id-1".into()),
                     display_name: Some("Alice Liddell".into()),
                     email: Some("alice@example.org".into()),
+                    email_verified: false,
                 })
             );
             let (again, change) = u
@@ -420,6 +520,89 @@ mod tests {
     }
 
     #[test]
+    fn names_are_checked_and_only_an_administrators_address_is_verified() {
+        each(|u| {
+            let alice = u.create(&name("alice"), "password1", false).expect("alice");
+            for bad in ["", "a\u{7}b", &"x".repeat(65)] {
+                assert!(
+                    u.set_names(alice.id, Some(bad), None, true).is_err(),
+                    "{bad:?}"
+                );
+            }
+            for bad in [
+                "alice",
+                "@lan.test",
+                "a@",
+                "a@lan",
+                "a b@lan.test",
+                "a@@lan.test",
+                "<a@lan.test>",
+                "a@lan..test",
+                "a@lan\ntest",
+                "a\"@lan.test",
+            ] {
+                assert!(
+                    u.set_names(alice.id, None, Some(bad), true).is_err(),
+                    "{bad:?}"
+                );
+            }
+            let p = u
+                .set_names(
+                    alice.id,
+                    Some(" Alice Liddell "),
+                    Some("alice@lan.test"),
+                    false,
+                )
+                .expect("names");
+            assert_eq!(p.display_name.as_deref(), Some("Alice Liddell"));
+            assert!(!p.email_vouched(), "typed by the user");
+            // An administrator changing only the name vouches for nothing.
+            let p = u
+                .set_names(alice.id, Some("Alice"), Some("alice@lan.test"), true)
+                .expect("by an admin");
+            assert!(!p.email_vouched());
+            let p = u
+                .set_names(alice.id, Some("Alice"), Some("alice@example.org"), true)
+                .expect("by an admin");
+            assert!(p.email_vouched());
+            // Saved again by the user with the same address: still vouched.
+            let p = u
+                .set_names(alice.id, None, Some("alice@example.org"), false)
+                .expect("again");
+            assert!(p.email_vouched() && p.display_name.is_none());
+            // A new address the user typed is not.
+            let p = u
+                .set_names(alice.id, None, Some("other@lan.test"), false)
+                .expect("new");
+            assert!(!p.email_vouched());
+            assert_eq!(u.profile(alice.id).expect("p"), Some(p));
+            // A directory user's names are the directory's.
+            let bob = name("bob");
+            let (dir_user, _) = u
+                .upsert_external(
+                    Source::Ldap,
+                    &External {
+                        id: "b-1",
+                        username: &bob,
+                        display_name: None,
+                        email: Some("bob@lan.test"),
+                    },
+                )
+                .expect("bob");
+            assert!(matches!(
+                u.set_names(dir_user.id, Some("Bob"), None, true),
+                Err(UserError::External)
+            ));
+            assert!(
+                u.profile(dir_user.id)
+                    .expect("p")
+                    .expect("bob")
+                    .email_vouched()
+            );
+        });
+    }
+
+    #[test]
     fn a_profile_moves_with_its_user() {
         each(|u| {
             let local = u.create(&name("frank"), "password1", false).expect("local");
@@ -427,7 +610,8 @@ mod tests {
                 source: Source::Ldap,
                 external_id: Some("f-id".into()),
                 display_name: Some("Frank".into()),
-                email: None,
+                email: Some("frank@example.org".into()),
+                email_verified: true,
             };
             u.import_profile(local.id, &moved).expect("import");
             assert_eq!(u.profile(local.id).expect("p"), Some(moved));

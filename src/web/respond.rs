@@ -40,6 +40,8 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "session-ended" => "The session has been ended.",
         "others-ended" => "You have been signed out everywhere else.",
         "app-signed-out" => "You have been signed out of the app.",
+        "profile-saved" => "Your name and address have been saved.",
+        "names-saved" => "The user's name and address have been saved.",
         "password-changed" => {
             "Your password has been changed, and your other sessions were signed out."
         }

@@ -556,3 +556,57 @@ fn oidc_rotate_key_makes_new_keys_and_check_config_never_shows_a_client_secret()
     let err = fails(&gatehouse(dir.path(), &["check-config"], None));
     assert!(err.contains("client \"x\": invalid redirect_uris"), "{err}");
 }
+
+#[test]
+fn user_profile_shows_and_sets_a_users_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    ok(&gatehouse(
+        d,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("correct horse\n"),
+    ));
+    let shown = ok(&gatehouse(d, &["user", "profile", "alice"], None));
+    assert!(
+        shown.contains("display name: -") && shown.contains("e-mail: -"),
+        "{shown}"
+    );
+    let set = ok(&gatehouse(
+        d,
+        &[
+            "user",
+            "profile",
+            "alice",
+            "--display-name",
+            "Alice Liddell",
+            "--email",
+            "alice@lan.test",
+        ],
+        None,
+    ));
+    assert!(set.contains("display name: Alice Liddell"), "{set}");
+    assert!(set.contains("e-mail: alice@lan.test (verified)"), "{set}");
+    // One at a time: the other stays.
+    let renamed = ok(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--display-name", "Alice"],
+        None,
+    ));
+    assert!(
+        renamed.contains("e-mail: alice@lan.test (verified)"),
+        "{renamed}"
+    );
+    let refused = fails(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--email", "not an address"],
+        None,
+    ));
+    assert!(refused.contains("e-mail address"), "{refused}");
+    let cleared = ok(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--email", ""],
+        None,
+    ));
+    assert!(cleared.contains("e-mail: -"), "{cleared}");
+    fails(&gatehouse(d, &["user", "profile", "nobody"], None));
+}

@@ -756,6 +756,7 @@ fn migrate_store_keeps_where_directory_users_come_from() {
             external_id: Some("id-of-hanna".into()),
             display_name: Some("Hanna".into()),
             email: Some("hanna@example.org".into()),
+            email_verified: false,
         })
     );
     assert_eq!(

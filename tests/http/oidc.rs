@@ -1744,3 +1744,76 @@ fn prompt_login_and_max_age_ask_a_signed_in_user_for_the_password_again() {
         assert_eq!(r.status, 400, "{next}: {r:?}");
     }
 }
+
+#[test]
+fn apps_are_told_the_name_and_address_and_whether_an_administrator_vouched_for_it() {
+    let app = spawn();
+    app.add_user("root", "root-password-1", true);
+    let browser = app.browser();
+    browser.login("alice", "alice-password-1");
+    let claims = |browser: &Browser| {
+        let r = follow(
+            browser,
+            &format!(
+                "/oidc/authorize?client_id=app&response_type=code&scope={}&redirect_uri={}\
+                 &code_challenge={}&code_challenge_method=S256",
+                enc("openid profile email"),
+                enc(APP_CB),
+                challenge()
+            ),
+        );
+        let code = param(r.header("location").expect("back"), "code").expect("code");
+        let access = json(&redeem(&app, &code))["access_token"]
+            .as_str()
+            .expect("access")
+            .to_owned();
+        json(&userinfo(&app, &access))
+    };
+    let before = claims(&browser);
+    assert_eq!(
+        before["name"], "alice",
+        "the username when there is no name"
+    );
+    assert!(before.get("email").is_none(), "{before}");
+    // Typed by alice: apps are told it is not verified.
+    let csrf = browser.get("/account").csrf().expect("token");
+    let saved = browser.post_form(
+        "/account/profile",
+        &[
+            ("csrf", &csrf),
+            ("display_name", "Alice Liddell"),
+            ("email", "alice@lan.test"),
+        ],
+    );
+    assert_eq!(saved.status, 303, "{saved:?}");
+    let typed = claims(&browser);
+    assert_eq!(typed["name"], "Alice Liddell");
+    assert_eq!(typed["email"], "alice@lan.test");
+    assert_eq!(typed["email_verified"], false);
+    let bad = browser.post_form(
+        "/account/profile",
+        &[("csrf", &csrf), ("email", "not an address")],
+    );
+    assert_eq!(bad.status, 400, "{bad:?}");
+    // Set by an administrator: verified.
+    let admin = app.browser();
+    admin.login("root", "root-password-1");
+    let csrf = admin.get("/admin/users").csrf().expect("token");
+    let set = admin.post_form(
+        "/admin/users/names",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("display_name", "Alice Liddell"),
+            ("email", "alice@example.org"),
+        ],
+    );
+    assert_eq!(set.status, 303, "{set:?}");
+    let vouched = claims(&browser);
+    assert_eq!(vouched["email"], "alice@example.org");
+    assert_eq!(vouched["email_verified"], true);
+    // Without the session's token, nothing changes.
+    let forged = browser.post_form("/account/profile", &[("email", "evil@lan.test")]);
+    assert_eq!(forged.status, 403);
+    assert_eq!(claims(&browser)["email"], "alice@example.org");
+}

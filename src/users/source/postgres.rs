@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::users::{User, UserError, UserId};
 
 const COLUMNS: &str = crate::identity::USER_COLUMNS;
-const PROFILE: &str = "source, external_id, display_name, email";
+const PROFILE: &str = "source, external_id, display_name, email, email_verified";
 
 /// A profile in the columns of [`PROFILE`], starting at `first`.
 fn profile(row: &postgres::Row, first: usize) -> Result<Profile, UserError> {
@@ -18,6 +18,7 @@ fn profile(row: &postgres::Row, first: usize) -> Result<Profile, UserError> {
         external_id: row.try_get(first + 1)?,
         display_name: row.try_get(first + 2)?,
         email: row.try_get(first + 3)?,
+        email_verified: row.try_get(first + 4)?,
     })
 }
 
@@ -126,14 +127,15 @@ impl SourceStore for Postgres {
 
     fn set_profile(&self, id: UserId, p: &Profile) -> Result<(), UserError> {
         changed(self.client()?.execute_typed(
-            "UPDATE users SET source = $2, external_id = $3, display_name = $4, email = $5 \
-             WHERE id = $1",
+            "UPDATE users SET source = $2, external_id = $3, display_name = $4, email = $5, \
+             email_verified = $6 WHERE id = $1",
             &[
                 (&id, Type::INT8),
                 (&p.source.as_str(), Type::TEXT),
                 (&p.external_id, Type::TEXT),
                 (&p.display_name, Type::TEXT),
                 (&p.email, Type::TEXT),
+                (&p.email_verified, Type::BOOL),
             ],
         )?)
     }

@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::users::{User, UserError, UserId};
 
 const COLUMNS: &str = crate::identity::USER_COLUMNS;
-const PROFILE: &str = "source, external_id, display_name, email";
+const PROFILE: &str = "source, external_id, display_name, email, email_verified";
 
 /// A profile in the columns of [`PROFILE`], starting at `first`.
 fn profile(row: &Row<'_>, first: usize) -> Result<Profile, UserError> {
@@ -18,6 +18,7 @@ fn profile(row: &Row<'_>, first: usize) -> Result<Profile, UserError> {
         external_id: row.get(first + 1)?,
         display_name: row.get(first + 2)?,
         email: row.get(first + 3)?,
+        email_verified: row.get(first + 4)?,
     })
 }
 
@@ -150,14 +151,15 @@ impl SourceStore for Sqlite {
             .0
             .get()?
             .execute(
-                "UPDATE users SET source = ?2, external_id = ?3, display_name = ?4, email = ?5 \
-                 WHERE id = ?1",
+                "UPDATE users SET source = ?2, external_id = ?3, display_name = ?4, email = ?5, \
+                 email_verified = ?6 WHERE id = ?1",
                 params![
                     id,
                     p.source.as_str(),
                     p.external_id,
                     p.display_name,
-                    p.email
+                    p.email,
+                    p.email_verified
                 ],
             )
             .map_err(taken)?;

@@ -1,12 +1,14 @@
 //! `/account`: the page (`page`), ending one's sessions and signing out
 //! of apps (`sessions`),
-//! changing one's password (`password`), one's second factors
+//! changing one's password (`password`), one's display name and e-mail
+//! address (`profile`), one's second factors
 //! (`factors`) and one's personal access tokens (`tokens`). This file declares the area's paths; the files beside it
 //! hold the handlers.
 
 mod factors;
 mod page;
 mod password;
+mod profile;
 mod sessions;
 mod tokens;
 
@@ -19,6 +21,7 @@ pub(super) const ROUTES: &[Route] = &[
     Route::at("/account/sessions/end-others").form(Token::Session, sessions::post_end_others),
     Route::at("/account/apps/sign-out").form(Token::Session, sessions::post_app_sign_out),
     Route::at("/account/password").form(Token::Session, password::post_password),
+    Route::at("/account/profile").form(Token::Session, profile::post_profile),
     Route::at("/account/totp").form(Token::Session, factors::post_totp_start),
     Route::at("/account/totp/confirm").form(Token::Session, factors::post_totp_confirm),
     Route::at("/account/totp/remove")

@@ -17,7 +17,9 @@ use crate::web::principal::session_methods;
 use crate::web::respond::{html, notice};
 use crate::web::signed_in::{signed_in, viewer};
 use crate::web::state::{State, with_session};
-use crate::web::views::{self, AccountView, AppRow, PasskeyRow, TokensView, TwoFactorView};
+use crate::web::views::{
+    self, AccountView, AppRow, NamesView, PasskeyRow, TokensView, TwoFactorView,
+};
 
 pub(super) fn render(
     state: &State,
@@ -77,6 +79,7 @@ pub(super) fn render_with_token(
         two_factor,
         tokens,
         apps: apps(state, user, now)?,
+        names: names(state, user)?,
     })))
 }
 
@@ -94,6 +97,20 @@ pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> 
             ),
             Err(redirect) => Ok(redirect),
         }
+    })
+}
+
+/// The names apps are told.
+fn names(state: &State, user: &User) -> Result<NamesView> {
+    let profile = state
+        .users
+        .profile(user.id)?
+        .unwrap_or_else(crate::users::source::Profile::local);
+    Ok(NamesView {
+        vouched: profile.email_vouched(),
+        directory: profile.source != crate::users::source::Source::Local,
+        display_name: profile.display_name,
+        email: profile.email,
     })
 }
 

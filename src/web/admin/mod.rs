@@ -24,6 +24,7 @@ pub(super) const ROUTES: &[Route] = &[
         .form(Token::Session, users::post_create)
         .token_page(),
     Route::at("/admin/users/password").form(Token::Session, users::post_password),
+    Route::at("/admin/users/names").form(Token::Session, users::post_names),
     Route::at("/admin/users/disable").form(Token::Session, users::post_disable),
     Route::at("/admin/users/enable").form(Token::Session, users::post_enable),
     Route::at("/admin/users/grant-admin").form(Token::Session, users::post_grant_admin),

@@ -17,7 +17,15 @@ use crate::web::state::State;
 use crate::web::views::{self, ConfirmView};
 
 /// The fields an admin form may carry through the confirmation page.
-const CARRIED: &[&str] = &["username", "password", "admin", "handle", "confirm"];
+const CARRIED: &[&str] = &[
+    "username",
+    "password",
+    "admin",
+    "handle",
+    "confirm",
+    "display_name",
+    "email",
+];
 
 /// Whether a person's click (or key press) may have started this request.
 ///

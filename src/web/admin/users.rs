@@ -47,16 +47,25 @@ fn render(
     let (page_users, pager) = paged(users.iter().collect(), page);
     let rows = page_users
         .into_iter()
-        .map(|u| UserRow {
-            username: u.username.clone(),
-            is_admin: u.is_admin,
-            disabled: u.disabled,
-            created_at: u.created_at,
-            sessions: per_user.get(&u.id).copied().unwrap_or(0),
-            is_viewer: u.id == s.user.id,
-            factors: summaries.get(&u.id).map(describe).unwrap_or_default(),
+        .map(|u| {
+            let profile = state
+                .users
+                .profile(u.id)?
+                .unwrap_or_else(crate::users::source::Profile::local);
+            Ok(UserRow {
+                username: u.username.clone(),
+                is_admin: u.is_admin,
+                disabled: u.disabled,
+                created_at: u.created_at,
+                sessions: per_user.get(&u.id).copied().unwrap_or(0),
+                is_viewer: u.id == s.user.id,
+                factors: summaries.get(&u.id).map(describe).unwrap_or_default(),
+                directory: profile.source != crate::users::source::Source::Local,
+                display_name: profile.display_name,
+                email: profile.email,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let token = csrf::session_token(state.engine().signer(), &s.key);
     Ok(html(views::users_page(&UsersView {
         viewer: viewer(&s.user),
@@ -151,6 +160,22 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
                 accounts.set_password(target, form.get("password").unwrap_or(""), Some(session))
             }),
             "password-reset",
+        )
+    })
+}
+
+/// `POST /admin/users/names`: a local user's display name and e-mail
+/// address (empty: none); a new address is one the administrator vouches
+/// for.
+pub(super) fn post_names(state: &State, request: &Request, client: &Client) -> Result<Response> {
+    on_user(state, request, client, |_, _, target, form| {
+        let given = |field: &str| form.get(field).map(str::trim).filter(|v| !v.is_empty());
+        outcome(
+            state
+                .users
+                .set_names(target.id, given("display_name"), given("email"), true)
+                .map_err(crate::accounts::AccountError::from),
+            "names-saved",
         )
     })
 }

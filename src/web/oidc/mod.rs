@@ -394,11 +394,22 @@ fn profile(state: &State, user: UserId) -> std::result::Result<Option<Profile>, 
         crate::users::UserError::Db(db) => OidcError::Db(db),
         other => OidcError::Key(format!("reading the user: {other}")),
     })?;
-    Ok(found.filter(|u| !u.disabled).map(|u| Profile {
-        username: u.username.clone(),
-        name: None,
-        email: None,
-        email_verified: false,
-        groups: u.groups.clone(),
+    let Some(user) = found.filter(|u| !u.disabled) else {
+        return Ok(None);
+    };
+    let names = state.users.profile(user.id).map_err(|e| match e {
+        crate::users::UserError::Db(db) => OidcError::Db(db),
+        other => OidcError::Key(format!("reading the user: {other}")),
+    })?;
+    let vouched = names
+        .as_ref()
+        .is_some_and(crate::users::source::Profile::email_vouched);
+    let (name, email) = names.map_or((None, None), |p| (p.display_name, p.email));
+    Ok(Some(Profile {
+        username: user.username,
+        name,
+        email,
+        email_verified: vouched,
+        groups: user.groups,
     }))
 }

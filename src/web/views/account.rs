@@ -30,6 +30,21 @@ pub struct AccountView<'a> {
     /// The apps signed in to through gatehouse (OpenID Connect), newest
     /// first.
     pub apps: Vec<AppRow>,
+    /// The display name and e-mail address apps are told.
+    pub names: NamesView,
+}
+
+/// The account page's names.
+pub struct NamesView {
+    /// The display name, if any.
+    pub display_name: Option<String>,
+    /// The e-mail address, if any.
+    pub email: Option<String>,
+    /// Whether the address is vouched for (an administrator or the
+    /// directory set it).
+    pub vouched: bool,
+    /// A directory user's names are the directory's (no form).
+    pub directory: bool,
 }
 
 /// An app (an OpenID Connect client) the user signed in to, and holds
@@ -60,6 +75,29 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                     form method="post" action="/account/sessions/end-others" {
                         (csrf_field(v.csrf))
                         button.danger type="submit" id="end-others" { "Sign out everywhere else (" (others) ")" }
+                    }
+                }
+            }
+            section.card id="profile" {
+                h2 { "Name and e-mail" }
+                @if v.names.directory {
+                    p { "Name: " (v.names.display_name.as_deref().unwrap_or("-")) }
+                    p { "E-mail: " (v.names.email.as_deref().unwrap_or("-")) }
+                    p.muted { "These are the directory's: change them there." }
+                } @else {
+                    form id="profile-form" method="post" action="/account/profile" {
+                        (csrf_field(v.csrf))
+                        label for="display_name" { "Display name" }
+                        input type="text" id="display_name" name="display_name" maxlength="64"
+                            autocomplete="name" value=(v.names.display_name.as_deref().unwrap_or(""));
+                        label for="email" { "E-mail address" }
+                        input type="email" id="email" name="email" maxlength="254"
+                            autocomplete="email" value=(v.names.email.as_deref().unwrap_or(""));
+                        @if v.names.email.is_some() && !v.names.vouched {
+                            p.muted id="email-unverified" { "Apps are told this address is not verified; an administrator can vouch for it." }
+                        }
+                        p.muted { "What the apps you sign in to through gatehouse are told." }
+                        button type="submit" id="profile-submit" { "Save" }
                     }
                 }
             }

@@ -157,6 +157,12 @@ pub struct UserRow {
     pub is_viewer: bool,
     /// Second factors: "authenticator", "2 passkeys", ...; empty for none.
     pub factors: Vec<String>,
+    /// The display name apps are told.
+    pub display_name: Option<String>,
+    /// The e-mail address apps are told.
+    pub email: Option<String>,
+    /// A directory user (names are the directory's: no form).
+    pub directory: bool,
 }
 
 /// What the users page shows.
@@ -250,6 +256,22 @@ pub fn users_page(v: &UsersView<'_>) -> Markup {
                                             }
                                             a.button.small.danger href={ "/admin/users/delete?username=" (u.username) }
                                                 id={ "delete-" (u.username) } { "Delete…" }
+                                        }
+                                        @if !u.directory {
+                                            details.names {
+                                                summary { "Name and e-mail" }
+                                                form method="post" action="/admin/users/names" {
+                                                    (csrf_field(v.csrf))
+                                                    input type="hidden" name="username" value=(u.username);
+                                                    label for={ "name-" (u.username) } { "Display name" }
+                                                    input type="text" id={ "name-" (u.username) } name="display_name" maxlength="64"
+                                                        value=(u.display_name.as_deref().unwrap_or(""));
+                                                    label for={ "email-" (u.username) } { "E-mail address (apps are told it is verified)" }
+                                                    input type="email" id={ "email-" (u.username) } name="email" maxlength="254"
+                                                        value=(u.email.as_deref().unwrap_or(""));
+                                                    button.small type="submit" { "Save" }
+                                                }
+                                            }
                                         }
                                         details.reset {
                                             summary { "Set a new password" }

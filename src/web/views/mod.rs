@@ -28,7 +28,7 @@ use maud::{Markup, html};
 use crate::clock::Millis;
 use crate::logging::rfc3339;
 
-pub use account::{AccountView, AppRow, account_page};
+pub use account::{AccountView, AppRow, NamesView, account_page};
 pub use admin::{
     ConfirmView, OverviewView, SECTIONS, Section, SessionsView, UserRow, UsersView,
     confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
@@ -406,6 +406,12 @@ mod tests {
                     name: "Grafana\"><x".into(),
                     since: 0,
                 }],
+                names: NamesView {
+                    display_name: Some("A\"><x".into()),
+                    email: Some("a\"><x@lan.test".into()),
+                    vouched: false,
+                    directory: false,
+                },
             }),
             admin_tokens_page(&AdminTokensView {
                 viewer: viewer(),
@@ -454,6 +460,9 @@ mod tests {
                     sessions: 1,
                     is_viewer: true,
                     factors: vec!["1 passkey".into()],
+                    display_name: Some("A\"><x".into()),
+                    email: Some("a\"><x@lan.test".into()),
+                    directory: false,
                 }],
                 pager: Pager {
                     page: 1,
