@@ -125,6 +125,9 @@ pub struct Engine {
     /// Where sessions are kept between requests: the one place where the
     /// server-side store and the cookie store differ.
     keeping: Box<dyn Keeping>,
+    /// Cookies that verified, with their ids and keys (see
+    /// [`super::verified`]); it lives and dies with `signer`.
+    verified: super::verified::Verified,
 }
 
 impl Engine {
@@ -135,6 +138,7 @@ impl Engine {
             signer,
             options,
             keeping: Box::new(InStore),
+            verified: super::verified::Verified::new(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Engine {
             signer: Signer::new(secrets.to_vec()),
             options,
             keeping: Box::new(InCookie(Sealer::new(secrets))),
+            verified: super::verified::Verified::new(),
         }
     }
 
@@ -170,18 +175,30 @@ impl Engine {
     /// A cookie with a bad signature is dropped here, before any store read.
     /// At most four same-named cookies are tried, so a header stuffed with
     /// copies cannot make one request cost many signature checks.
-    fn session_ids<'h>(&'h self, cookie_header: &'h str) -> impl Iterator<Item = SessionId> + 'h {
+    fn session_ids<'h>(
+        &'h self,
+        cookie_header: &'h str,
+    ) -> impl Iterator<Item = (SessionId, SessionKey)> + 'h {
         cookie::find(cookie_header, &self.options.cookie.name)
             .take(4)
-            .filter_map(|v| self.signer.verify(COOKIE_CONTEXT, v))
-            .filter_map(SessionId::parse)
+            .filter_map(|v| {
+                if let Some(known) = self.verified.get(v) {
+                    return Some(known);
+                }
+                let id = SessionId::parse(self.signer.verify(COOKIE_CONTEXT, v)?)?;
+                let key = id.key();
+                self.verified.put(v, &id, key);
+                Some((id, key))
+            })
     }
 
     /// The keys of the verified session ids in a `Cookie` header (at most
     /// four), without a store read: what a session-bound CSRF token can be
     /// checked against before the session is loaded.
     pub fn cookie_keys(&self, cookie_header: &str) -> Vec<SessionKey> {
-        self.session_ids(cookie_header).map(|id| id.key()).collect()
+        self.session_ids(cookie_header)
+            .map(|(_, key)| key)
+            .collect()
     }
 
     /// The session a request belongs to; a new, empty one when its cookie
@@ -614,8 +631,8 @@ impl Keeping for InStore {
         header: &str,
         now: Millis,
     ) -> Result<Option<Loaded>, StoreError> {
-        for id in engine.session_ids(header) {
-            if let Some((record, user)) = engine.store.load_with_user(&id.key(), now)? {
+        for (id, key) in engine.session_ids(header) {
+            if let Some((record, user)) = engine.store.load_with_user(&key, now)? {
                 return Ok(Some((record, Some(id), user)));
             }
         }

@@ -31,6 +31,7 @@ mod redis;
 mod sealed;
 mod sqlite;
 mod store;
+mod verified;
 
 pub use cookie::{CookieOptions, SameSite};
 pub use engine::{Engine, RequestInfo, Session, SessionError, SessionOptions};
