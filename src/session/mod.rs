@@ -17,6 +17,7 @@
 //! | `sealed` | the cookie store: the whole session sealed into the cookie |
 //! | `conformance` | the suite every store passes |
 //! | `engine` | the [`Engine`]: a request's cookie to a [`Session`], and back |
+//! | `verified` | cookies that verified before, kept with their ids and keys |
 //! | `reaper` | the thread that deletes expired sessions |
 
 pub mod conformance;
