@@ -153,6 +153,7 @@ fn signed_in(user: UserId, methods: &[&str]) -> Authentication {
         sid: "sid-of-alices-session".into(),
         auth_time: now() - 5_000,
         methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        proved: None,
         groups: vec!["admins".into(), "staff".into()],
     }
 }

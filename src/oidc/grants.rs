@@ -205,8 +205,14 @@ pub struct Authentication {
     pub sid: String,
     /// When they signed in.
     pub auth_time: Millis,
-    /// How (the session's methods: `pwd`, `otp`, `passkey`, `recovery`).
+    /// How (the session's methods: `pwd`, `otp`, `passkey`, `recovery`):
+    /// what the client's `two_factor` is judged on.
     pub methods: Vec<String>,
+    /// What the moment at `auth_time` proved, when that is less than the
+    /// session's `methods`: a password given again for a fresh sign-in
+    /// (`prompt=login`, `max_age`). The ID token's `amr` and `acr` say
+    /// this, never more than was given then.
+    pub proved: Option<Vec<String>>,
     /// Their groups' names.
     pub groups: Vec<String>,
 }
@@ -580,6 +586,30 @@ impl Provider {
         })
     }
 
+    /// Whether the request wants a fresh sign-in: `prompt=login`, or
+    /// `max_age` (`max_age=0` is `prompt=login`, OpenID Connect Core
+    /// §3.1.2.1).
+    pub fn wants_fresh(authz: &Authorization) -> bool {
+        authz.prompt_login || authz.max_age.is_some()
+    }
+
+    /// Whether an authentication at `auth_time` is fresh enough for
+    /// `authz`: since `requested_at` for `prompt=login` and `max_age=0`
+    /// (the moment the request first asked: the caller keeps it across the
+    /// sign-in's round trip), within `max_age` seconds of `now` otherwise.
+    pub fn fresh_enough(
+        authz: &Authorization,
+        auth_time: Millis,
+        requested_at: Millis,
+        now: Millis,
+    ) -> bool {
+        let since_request = authz.prompt_login || authz.max_age == Some(0);
+        let too_old = authz.max_age.filter(|&max| max > 0).is_some_and(|max| {
+            now.saturating_sub(auth_time) > millis(std::time::Duration::from_secs(max))
+        });
+        !too_old && !(since_request && auth_time < requested_at)
+    }
+
     /// What `auth` still needs for `authz` (`None`: nobody is signed in).
     /// `requested_at` is when the request first arrived: with
     /// `prompt=login`, a sign-in before it does not count (the caller
@@ -602,10 +632,7 @@ impl Provider {
                 Decision::SignIn
             };
         };
-        let too_old = authz.max_age.is_some_and(|max| {
-            now.saturating_sub(auth.auth_time) > millis(std::time::Duration::from_secs(max))
-        });
-        if too_old || (authz.prompt_login && auth.auth_time < requested_at) {
+        if !Self::fresh_enough(authz, auth.auth_time, requested_at, now) {
             return if authz.prompt_none {
                 Decision::Redirect(OidcError::LoginRequired(
                     "the sign-in is older than max_age".into(),
@@ -661,7 +688,7 @@ impl Provider {
             scopes: join_scopes(&authz.scopes),
             nonce: authz.nonce.clone(),
             auth_time: auth.auth_time,
-            methods: auth.methods.join(","),
+            methods: auth.proved.as_ref().unwrap_or(&auth.methods).join(","),
             created_at: now,
             expires_at,
         };
@@ -1102,7 +1129,7 @@ impl Provider {
             scopes: row.scopes,
             nonce: None,
             auth_time: auth.auth_time,
-            methods: auth.methods.join(","),
+            methods: auth.proved.as_ref().unwrap_or(&auth.methods).join(","),
             created_at: now,
             expires_at: row.expires_at,
         };

@@ -35,6 +35,12 @@ pub const PASSKEY_STATE: &str = "gatehouse:passkey";
 /// and never the session id. Its grants end when the session does.
 pub const OIDC_SID: &str = "gatehouse:oidc_sid";
 
+/// An OpenID Connect request that asked for a fresh sign-in
+/// (`prompt=login`, `max_age`): when it first asked, and its fingerprint,
+/// kept across the round trip to the sign-in so a sign-in since then, and
+/// only one, answers it.
+pub const OIDC_FRESH: &str = "gatehouse:oidc_fresh";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,14 +275,16 @@ impl Users {
 }
 
 /// A display name as given: trimmed; 1 to 64 characters, no control
-/// characters (it goes into ID tokens, headers' neighbours and pages).
+/// characters and none of the invisible ones that change how a name
+/// looks (direction overrides, zero-width characters), which would let
+/// one name pass for another in an app.
 ///
 /// # Errors
 ///
 /// [`UserError::InvalidName`] otherwise.
 pub fn display_name(s: &str) -> Result<String, UserError> {
     let s = s.trim();
-    if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > 64 || s.chars().any(|c| c.is_control() || invisible(c)) {
         return Err(UserError::InvalidName(
             "a display name is 1 to 64 characters, without control characters",
         ));
@@ -290,17 +292,36 @@ pub fn display_name(s: &str) -> Result<String, UserError> {
     Ok(s.to_owned())
 }
 
-/// An e-mail address as given: trimmed; at most 254 bytes, one `@` with
-/// something on both sides and a dot after it, no spaces, controls,
-/// quotes or angle brackets. Not checked for delivery: gatehouse sends no
-/// mail.
+/// Characters that change how text looks without being seen: the
+/// directional marks, embeddings, overrides and isolates, zero-width
+/// spaces and joiners, the word joiner and invisible operators, the byte
+/// order mark, the soft hyphen.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// An e-mail address as given: trimmed; printable ASCII (lookalike
+/// letters from other scripts would let one address pass for another), at
+/// most 254 bytes, one `@` with something on both sides and a dot after
+/// it, no spaces, quotes or angle brackets. Not checked for delivery:
+/// gatehouse sends no mail.
 ///
 /// # Errors
 ///
 /// [`UserError::InvalidName`] otherwise.
 pub fn email(s: &str) -> Result<String, UserError> {
     let s = s.trim();
-    let bad = |c: char| c.is_whitespace() || c.is_control() || "\"<>(),;:[]\\".contains(c);
+    let bad = |c: char| !c.is_ascii_graphic() || "\"<>(),;:[]\\".contains(c);
     let ok = s.len() <= 254
         && !s.chars().any(bad)
         && s.split_once('@').is_some_and(|(local, domain)| {
@@ -523,7 +544,14 @@ mod tests {
     fn names_are_checked_and_only_an_administrators_address_is_verified() {
         each(|u| {
             let alice = u.create(&name("alice"), "password1", false).expect("alice");
-            for bad in ["", "a\u{7}b", &"x".repeat(65)] {
+            for bad in [
+                "",
+                "a\u{7}b",
+                &"x".repeat(65),
+                "e\u{202e}nimda",
+                "ad\u{200b}min",
+                "\u{feff}",
+            ] {
                 assert!(
                     u.set_names(alice.id, Some(bad), None, true).is_err(),
                     "{bad:?}"
@@ -540,6 +568,8 @@ mod tests {
                 "a@lan..test",
                 "a@lan\ntest",
                 "a\"@lan.test",
+                "a\u{202e}@b.c",
+                "\u{430}dmin@example.org",
             ] {
                 assert!(
                     u.set_names(alice.id, None, Some(bad), true).is_err(),

@@ -950,6 +950,7 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
              DROP INDEX users_by_external_id; ALTER TABLE users DROP COLUMN source; \
              ALTER TABLE users DROP COLUMN external_id; \
              ALTER TABLE users DROP COLUMN display_name; ALTER TABLE users DROP COLUMN email; \
+             ALTER TABLE users DROP COLUMN email_verified; \
              DROP TABLE passkeys; DROP TABLE recovery_codes; DROP TABLE totp; \
              DROP TABLE meta; ALTER TABLE sessions DROP COLUMN database_id; \
              ALTER TABLE users DROP COLUMN stamp; ALTER TABLE sessions DROP COLUMN user_stamp; \

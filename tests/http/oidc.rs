@@ -1400,6 +1400,54 @@ fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() 
         "{payload}"
     );
     assert_eq!(payload["acr"], "mfa", "{payload}");
+    // With prompt=login, the password given again is all that is fresh:
+    // the ID token says `pwd` alone, never a second factor it did not see.
+    let r = b.get(&format!("{path}&prompt=login"));
+    let to = r.header("location").expect("to the password").to_owned();
+    assert!(to.starts_with("/oidc/reauth?next="), "{to}");
+    let page = b.get(&to);
+    let next = {
+        let at = page
+            .body
+            .find("name=\"next\" value=\"")
+            .expect("next field");
+        let rest = &page.body[at + "name=\"next\" value=\"".len()..];
+        rest[..rest.find('"').expect("end")].replace("&amp;", "&")
+    };
+    let again = b.post_form(
+        "/oidc/reauth",
+        &[
+            ("csrf", &page.csrf().expect("token")),
+            ("next", &next),
+            ("reauth_password", "alice-password-1"),
+        ],
+    );
+    let back = follow(&b, again.header("location").expect("back"));
+    let code = param(back.header("location").expect("to the client"), "code").expect("code");
+    let tokens = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://vault.test/cb"),
+        ],
+        Some(("vault", APP_SECRET)),
+    );
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(
+                json(&tokens)["id_token"]
+                    .as_str()
+                    .expect("id token")
+                    .split('.')
+                    .nth(1)
+                    .expect("payload"),
+            )
+            .expect("base64"),
+    )
+    .expect("json");
+    assert_eq!(payload["amr"], serde_json::json!(["pwd"]), "{payload}");
+    assert_eq!(payload["acr"], "pwd", "{payload}");
 }
 
 #[test]
@@ -1700,9 +1748,15 @@ fn prompt_login_and_max_age_ask_a_signed_in_user_for_the_password_again() {
             let rest = &page.body[at + "name=\"next\" value=\"".len()..];
             rest[..rest.find('"').expect("end")].replace("&amp;", "&")
         };
+        // The request itself, opened again without the password (its URL
+        // copied out of the address bar), is sent to give it: no code.
+        let copied = browser.get(&next);
+        assert_eq!(copied.status, 303, "{copied:?}");
         assert!(
-            !next.contains("prompt=login") && !next.contains("max_age"),
-            "{next}"
+            copied
+                .header("location")
+                .is_some_and(|l| l.starts_with("/oidc/reauth?next=")),
+            "{extra:?}: {copied:?}"
         );
         let wrong = browser.post_form(
             "/oidc/reauth",

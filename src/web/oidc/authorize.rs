@@ -72,11 +72,9 @@ fn parameters(form: &Form) -> AuthorizationRequest {
 }
 
 /// The request again as a GET of this endpoint, for the sign-in page's
-/// `next` (a POSTed request comes back as a GET). `prompt=login` and
-/// `max_age` are left out: the round trip is the fresh sign-in they ask
-/// for (a sign-in, a second step, or the password again), which the ID
-/// token's `auth_time` then shows; kept, they would ask for it again (with
-/// `max_age=0`, for ever).
+/// `next` (a POSTed request comes back as a GET), every parameter kept:
+/// `prompt=login` and `max_age` too, which the moment kept in the session
+/// (see [`Fresh`]) answers when the request comes back.
 fn again(req: &AuthorizationRequest) -> String {
     let fields = [
         ("client_id", &req.client_id),
@@ -87,6 +85,7 @@ fn again(req: &AuthorizationRequest) -> String {
         ("nonce", &req.nonce),
         ("code_challenge", &req.code_challenge),
         ("code_challenge_method", &req.code_challenge_method),
+        ("max_age", &req.max_age),
         ("login_hint", &req.login_hint),
         ("response_mode", &req.response_mode),
     ];
@@ -106,7 +105,7 @@ fn again(req: &AuthorizationRequest) -> String {
         .as_deref()
         .unwrap_or("")
         .split(' ')
-        .filter(|p| !p.is_empty() && *p != "login")
+        .filter(|p| !p.is_empty())
         .collect();
     if !prompts.is_empty() {
         url.push(sep);
@@ -220,14 +219,49 @@ fn decide(
 ) -> Result<Response> {
     let now = crate::clock::now();
     let who = principal::of_session(state, session)?;
-    let auth = who.map(|p| Authentication {
-        user_id: p.user.id,
-        // Filled in below, once a code is to be issued (a session that
-        // is only asked about stores nothing new).
-        sid: String::new(),
-        auth_time: auth_time(session),
-        methods: principal::session_methods(session),
-        groups: p.groups,
+    // A request that wants a fresh sign-in (`prompt=login`, `max_age`)
+    // counts one from the moment it first asked: that moment is kept in
+    // the session, with the request's fingerprint, across the round trip
+    // to the sign-in (or the password again) and back. The same request
+    // opened again without that round trip (its URL copied out of the
+    // address bar) finds no sign-in since, and is sent to give one.
+    let fresh = Provider::wants_fresh(authz).then(|| fingerprint(req));
+    let requested_at = match (&fresh, session.get::<Fresh>(OIDC_FRESH)) {
+        (Some(this), Some(kept)) if kept.request == *this && kept.at <= now => kept.at,
+        _ => now,
+    };
+    let auth = who.map(|p| {
+        let signed_in = session.record().created_at;
+        // The sign-in, and how it was made, when that is fresh enough;
+        // else the password given again since (`/oidc/reauth`), which is
+        // all that moment proves: the ID token's `amr` then says `pwd`
+        // alone.
+        let again = session
+            .get::<crate::clock::Millis>(crate::accounts::REAUTH_AT)
+            .filter(|&at| at <= now && at > signed_in);
+        let (auth_time, proved) = match again {
+            Some(at)
+                if fresh.is_some()
+                    && !Provider::fresh_enough(authz, signed_in, requested_at, now)
+                    && Provider::fresh_enough(authz, at, requested_at, now) =>
+            {
+                (at, Some(vec!["pwd".to_owned()]))
+            }
+            _ => (signed_in, None),
+        };
+        Authentication {
+            user_id: p.user.id,
+            // Filled in below, once a code is to be issued (a session that
+            // is only asked about stores nothing new).
+            sid: String::new(),
+            auth_time,
+            // The client's `two_factor` is judged on the session, as the
+            // gate judges apps; the ID token says only what `auth_time`
+            // proved.
+            methods: principal::session_methods(session),
+            proved,
+            groups: p.groups,
+        }
     });
     let back = |error: OidcError| {
         AuthorizationError::Redirect {
@@ -238,15 +272,15 @@ fn decide(
         .redirect_url(provider.issuer())
         .map_or_else(|| see_other("/"), |url| see_other(&url))
     };
-    // `prompt=login` counts a sign-in from this request on; the sign-in
-    // page's round trip drops it from the request it comes back with.
-    let requested_at = now;
     match provider.decide(authz, auth.as_ref(), requested_at, now) {
         Decision::IssueCode => {
             let Some(mut auth) = auth else {
                 return Ok(back(OidcError::LoginRequired("nobody is signed in".into())));
             };
             auth.sid = sso::sid(session)?;
+            if fresh.is_some() {
+                session.remove(OIDC_FRESH)?;
+            }
             match provider.issue_code(authz, &auth, requested_at, now) {
                 Ok(url) => Ok(see_other(&url)),
                 Err(e @ (OidcError::Db(_) | OidcError::Key(_))) => {
@@ -259,11 +293,23 @@ fn decide(
                 Err(e) => Ok(back(e)),
             }
         }
-        Decision::SignIn if auth.is_none() => Ok(round_trip("/login", req)),
-        // Signed in, but longer ago than `max_age` allows, or `prompt=login`:
-        // the password again (the sign-in page would pass a signed-in
-        // visitor straight on), and back here without `prompt=login`.
-        Decision::SignIn => Ok(round_trip("/oidc/reauth", req)),
+        Decision::SignIn => {
+            if let Some(request) = fresh {
+                session.insert(OIDC_FRESH, Fresh { at: now, request })?;
+            }
+            // Signed out: the sign-in. Signed in, but longer ago than
+            // `max_age` allows, or before a `prompt=login`: the password
+            // again (the sign-in page would pass a signed-in visitor
+            // straight on).
+            Ok(round_trip(
+                if auth.is_none() {
+                    "/login"
+                } else {
+                    "/oidc/reauth"
+                },
+                req,
+            ))
+        }
         Decision::SecondFactor => Ok(round_trip("/login/second", req)),
         // `prompt=none` shows nothing (OpenID Connect Core §3.1.2.1): the
         // refusal goes back to the client as `access_denied`.
@@ -291,14 +337,21 @@ fn decide(
     }
 }
 
-/// When the session's user last authenticated: signed in (the session's
-/// sign-in time, renewed by a second step), or gave their password again
-/// for an app that asked (`REAUTH_AT`, see `reauth.rs`), whichever is
-/// later.
-pub(super) fn auth_time(session: &crate::session::Session<'_>) -> crate::clock::Millis {
-    let signed_in = session.record().created_at;
-    session
-        .get::<crate::clock::Millis>(crate::accounts::REAUTH_AT)
-        .filter(|&at| at <= crate::clock::now())
-        .map_or(signed_in, |at| at.max(signed_in))
+/// A request that wants a fresh sign-in, as the session keeps it across
+/// the round trip: when it first asked, and its fingerprint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Fresh {
+    at: crate::clock::Millis,
+    request: String,
+}
+
+/// The session data key of [`Fresh`].
+const OIDC_FRESH: &str = crate::session::keys::OIDC_FRESH;
+
+/// A request's fingerprint: SHA-256 of all its parameters, as the round
+/// trip carries them.
+fn fingerprint(req: &AuthorizationRequest) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(again(req)))
 }

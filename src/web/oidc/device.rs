@@ -148,8 +148,9 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
             let auth = Authentication {
                 user_id: who.user.id,
                 sid: sso::sid(session)?,
-                auth_time: super::authorize::auth_time(session),
+                auth_time: session.record().created_at,
                 methods: principal::session_methods(session),
+                proved: None,
                 groups: who.groups,
             };
             provider.device_approve(&typed, &auth, now)

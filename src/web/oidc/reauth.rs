@@ -84,7 +84,9 @@ pub(super) fn post_reauth(state: &State, request: &Request, client: &Client) -> 
 fn checked(state: &State, next: &str) -> Result<(String, String)> {
     let refuse = || WebError::BadRequest("This page is reached from an app's sign-in.");
     let provider = provider(state)?;
-    if next.len() > MAX_NEXT || next.chars().any(char::is_control) {
+    // ASCII only: the request comes back in a `Location`, which carries
+    // nothing else (a request's own values arrive percent-encoded).
+    if next.len() > MAX_NEXT || !next.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(refuse());
     }
     let query = next
