@@ -607,7 +607,8 @@ impl Provider {
         let too_old = authz.max_age.filter(|&max| max > 0).is_some_and(|max| {
             now.saturating_sub(auth_time) > millis(std::time::Duration::from_secs(max))
         });
-        !too_old && !(since_request && auth_time < requested_at)
+        let before_request = since_request && auth_time < requested_at;
+        !(too_old || before_request)
     }
 
     /// What `auth` still needs for `authz` (`None`: nobody is signed in).
