@@ -115,6 +115,22 @@ pub fn form_routes() -> impl Iterator<Item = (&'static str, FormToken)> {
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
+/// The policy of the pages whose forms send the browser on, by redirects,
+/// to an app or an OpenID Connect client (the sign-in, its second step and
+/// enrolment, `/oidc/reauth`, `/oidc/end_session`): browsers hold
+/// `form-action` against every redirect a form's answer leads to, so
+/// `'self'` would stop the sign-in short of the app.
+const CSP_SENDS_ON: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The paths of those pages.
+const SENDS_ON: &[&str] = &[
+    "/login",
+    "/login/second",
+    "/login/enrol",
+    "/oidc/reauth",
+    "/oidc/end_session",
+];
+
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
@@ -167,7 +183,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
     let response = if proxied {
         response
     } else {
-        with_security_headers(response)
+        with_security_headers(response, SENDS_ON.contains(&path_of(request)))
     };
     let response = with_hsts(state, response);
     state
@@ -332,7 +348,7 @@ fn host_without_port(header: &str) -> Option<&str> {
     Some(host)
 }
 
-fn with_security_headers(mut response: Response) -> Response {
+fn with_security_headers(mut response: Response, sends_on: bool) -> Response {
     let has =
         |r: &Response, name: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     if !has(&response, "Cache-Control") {
@@ -348,7 +364,10 @@ fn with_security_headers(mut response: Response) -> Response {
         .any(|(k, v)| k.eq_ignore_ascii_case("Content-Type") && v.starts_with("text/html"));
     if html {
         response = response
-            .with_additional_header("Content-Security-Policy", CSP)
+            .with_additional_header(
+                "Content-Security-Policy",
+                if sends_on { CSP_SENDS_ON } else { CSP },
+            )
             .with_additional_header("Referrer-Policy", "same-origin")
             .with_additional_header("X-Frame-Options", "DENY");
     }

@@ -1,7 +1,8 @@
 //! End to end in a real browser: Debian's headless Chromium driven through
 //! chromedriver. First-run setup, the dashboard and its visit counter, the
 //! account page (ending another session, making a token), the admin page (its groups
-//! among its sections), and signing out.
+//! among its sections), and signing out; signing in to an OpenID Connect
+//! client (password, passkey) and landing back at it with a code.
 //! Screenshots of the main pages go to `target/screenshots/`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
@@ -12,6 +13,7 @@
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod oidc;
 mod passkeys;
 mod same_origin;
 mod webdriver;
@@ -213,6 +215,30 @@ fn a_passkey_registers_signs_in_as_second_step_and_alone_in_chromium() {
         return;
     }
     passkeys::a_passkey_registers_signs_in_as_second_step_and_alone(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &screenshots(),
+    );
+}
+
+#[test]
+fn a_password_sign_in_to_an_oidc_client_lands_back_with_a_code_in_chromium() {
+    if !browser_installed() {
+        return;
+    }
+    oidc::a_password_sign_in_lands_back_at_the_client_with_a_code(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &screenshots(),
+    );
+}
+
+#[test]
+fn a_passkey_sign_in_to_an_oidc_client_lands_back_with_a_code_in_chromium() {
+    if !browser_installed() {
+        return;
+    }
+    oidc::a_passkey_sign_in_lands_back_at_the_client_with_a_code(
         CHROMEDRIVER,
         CHROMIUM,
         &screenshots(),
