@@ -330,25 +330,16 @@ mod tests {
         let (dir, conn) = database();
         let commits = Commits::watch(&dir.path().join("t.db")).expect("watch");
         let _ = commits.any_since_last_look();
-        // Far more than one read's worth of other files' events first.
+        // Far more than one read's worth of other files' events first
+        // (about 25 KiB: less than a look reads at most).
         for i in 0..400 {
             std::fs::write(dir.path().join(format!("other-{i}")), b"x").expect("write");
         }
         commit(&conn);
         assert!(commits.any_since_last_look(), "the commit behind them");
-        // And a queue too long to read in one look vouches for nothing.
-        for i in 0..3000 {
-            std::fs::write(dir.path().join(format!("more-{i}")), b"x").expect("write");
-        }
-        assert!(commits.any_since_last_look(), "too busy to vouch");
-        let mut quiet = false;
-        for _ in 0..10 {
-            quiet = !commits.any_since_last_look();
-            if quiet {
-                break;
-            }
-        }
-        assert!(quiet, "the rest is read at the next looks");
+        // (A queue longer than MAX_READS reads marks every holder of the
+        // process, so it is not made here: the other tests' holders share
+        // the one queue, and would be told of commits that never were.)
     }
 
     #[test]
