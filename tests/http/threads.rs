@@ -158,8 +158,11 @@ fn load_that_comes_back_after_a_pause_finds_its_threads_warm() {
     std::thread::sleep(Duration::from_secs(7));
     burst();
     let made = server.threads().difference(&warm).count();
+    // Dropped while idle, all 16 would be made again. A busy machine (CI
+    // runs other suites beside this one) can answer the second burst with
+    // more at once than the first, and make a few more (4 were seen).
     assert!(
-        made <= 2,
+        made <= 6,
         "{made} threads made anew when the same load came back after a pause"
     );
 }
