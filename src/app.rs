@@ -651,14 +651,7 @@ fn start_directory_sync(
     std::thread::Builder::new()
         .name("gatehouse-ldap-sync".into())
         .spawn(move || {
-            loop {
-                let due = std::time::Instant::now() + interval;
-                while std::time::Instant::now() < due {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+            while wait_unless_stopped(&stop, interval) {
                 let Some(directory) = state.users.directory() else {
                     return;
                 };
@@ -692,6 +685,20 @@ fn start_directory_sync(
         .map(Some)
 }
 
+/// Waits `interval`, looking at `stop` every 100 ms: `false` once it is
+/// set (the caller's thread then ends, so shutdown never waits a whole
+/// interval), `true` when the interval is over.
+fn wait_unless_stopped(stop: &AtomicBool, interval: Duration) -> bool {
+    let due = std::time::Instant::now() + interval;
+    while std::time::Instant::now() < due {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 /// How many expired OpenID Connect rows one reaper statement deletes:
 /// short batches, so live token requests never wait long behind it.
 const OIDC_REAP_BATCH: usize = 500;
@@ -716,14 +723,7 @@ fn start_oidc_reaper(
     std::thread::Builder::new()
         .name("gatehouse-oidc-reaper".into())
         .spawn(move || {
-            loop {
-                let due = std::time::Instant::now() + interval;
-                while std::time::Instant::now() < due {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+            while wait_unless_stopped(&stop, interval) {
                 let Some(provider) = &state.oidc else {
                     return;
                 };

@@ -1063,13 +1063,7 @@ impl Provider {
         typed: &str,
         now: Millis,
     ) -> Result<Option<PendingDevice>, OidcError> {
-        let Some(code) = normalise_user_code(typed) else {
-            return Ok(None);
-        };
-        let Some(row) = self.store().device_find(&hash(&code), now)? else {
-            return Ok(None);
-        };
-        let Some(client) = self.clients().find(&row.client_id) else {
+        let Some((_, row, client)) = self.device_found(typed, now)? else {
             return Ok(None);
         };
         Ok(Some(PendingDevice {
@@ -1077,6 +1071,31 @@ impl Provider {
             client_name: client.name.clone(),
             scopes: split_scopes(&row.scopes),
         }))
+    }
+
+    /// The pending device authorization a user typed the code of: its
+    /// code's hash, its row and its client (`None` for a code of the wrong
+    /// shape, an unknown or expired one, or a client no longer configured).
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    fn device_found(
+        &self,
+        typed: &str,
+        now: Millis,
+    ) -> Result<Option<(Hash, DeviceRow, &Client)>, OidcError> {
+        let Some(code) = normalise_user_code(typed) else {
+            return Ok(None);
+        };
+        let user_code = hash(&code);
+        let Some(row) = self.store().device_find(&user_code, now)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .clients()
+            .find(&row.client_id)
+            .map(|client| (user_code, row, client)))
     }
 
     /// The signed-in user approves the device authorization of `typed`.
@@ -1092,14 +1111,7 @@ impl Provider {
         auth: &Authentication,
         now: Millis,
     ) -> Result<bool, OidcError> {
-        let Some(code) = normalise_user_code(typed) else {
-            return Ok(false);
-        };
-        let user_code = hash(&code);
-        let Some(row) = self.store().device_find(&user_code, now)? else {
-            return Ok(false);
-        };
-        let Some(client) = self.clients().find(&row.client_id) else {
+        let Some((user_code, row, client)) = self.device_found(typed, now)? else {
             return Ok(false);
         };
         match access::client_decision(
@@ -1151,14 +1163,7 @@ impl Provider {
         groups: &[String],
         now: Millis,
     ) -> Result<bool, OidcError> {
-        let Some(code) = normalise_user_code(typed) else {
-            return Ok(false);
-        };
-        let user_code = hash(&code);
-        let Some(row) = self.store().device_find(&user_code, now)? else {
-            return Ok(false);
-        };
-        let Some(client) = self.clients().find(&row.client_id) else {
+        let Some((user_code, _, client)) = self.device_found(typed, now)? else {
             return Ok(false);
         };
         if access::client_decision(&client.groups, false, groups, &[]) != access::Decision::Allow {

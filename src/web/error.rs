@@ -49,6 +49,20 @@ pub enum WebError {
     Internal(String),
 }
 
+impl WebError {
+    /// A provider failure on a page (the database or the signing keys):
+    /// `503` when a backend is away, else `500`; logged by the one error
+    /// mapping. Not for a client's mistake, which the provider's own
+    /// answer names.
+    pub fn provider_fault(e: crate::oidc::OidcError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+}
+
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {

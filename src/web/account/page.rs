@@ -124,7 +124,7 @@ fn apps(state: &State, user: &User, now: clock::Millis) -> Result<Vec<AppRow>> {
     let grants = provider
         .store()
         .grants_for_user(user.id, now)
-        .map_err(oidc_error)?;
+        .map_err(crate::web::error::WebError::provider_fault)?;
     let mut rows: Vec<AppRow> = Vec::new();
     for g in grants {
         if rows.iter().any(|r| r.client_id == g.client_id) {
@@ -139,13 +139,4 @@ fn apps(state: &State, user: &User, now: clock::Millis) -> Result<Vec<AppRow>> {
         }
     }
     Ok(rows)
-}
-
-/// A provider failure on the account page.
-pub(super) fn oidc_error(e: crate::oidc::OidcError) -> crate::web::error::WebError {
-    if e.is_unavailable() {
-        crate::web::error::WebError::Unavailable(e.to_string())
-    } else {
-        crate::web::error::WebError::Internal(e.to_string())
-    }
 }

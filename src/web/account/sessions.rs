@@ -54,7 +54,7 @@ pub(super) fn post_app_sign_out(
         let app = form.get("client").unwrap_or("");
         let ended = provider
             .revoke_user(s.user.id, Some(app))
-            .map_err(super::page::oidc_error)?;
+            .map_err(crate::web::error::WebError::provider_fault)?;
         if ended > 0 {
             crate::logging::line(&format!(
                 "oidc app signed out user={} client={}",

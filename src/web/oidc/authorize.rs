@@ -283,13 +283,7 @@ fn decide(
             }
             match provider.issue_code(authz, &auth, requested_at, now) {
                 Ok(url) => Ok(see_other(&url)),
-                Err(e @ (OidcError::Db(_) | OidcError::Key(_))) => {
-                    if e.is_unavailable() {
-                        Err(WebError::Unavailable(e.to_string()))
-                    } else {
-                        Err(WebError::Internal(e.to_string()))
-                    }
-                }
+                Err(e @ (OidcError::Db(_) | OidcError::Key(_))) => Err(WebError::provider_fault(e)),
                 Err(e) => Ok(back(e)),
             }
         }

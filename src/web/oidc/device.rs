@@ -13,12 +13,12 @@
 
 use rouille::{Request, Response};
 
-use super::{authenticate, error_response, form_of, no_store, provider};
+use super::{error_response, form_and_client, no_store, provider};
 use crate::auth::proxy::Client;
 use crate::oidc::OidcError;
 use crate::oidc::grants::Authentication;
 use crate::web::csrf::check_session_csrf;
-use crate::web::error::Result;
+use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::principal;
 use crate::web::respond::{html, throttled};
@@ -35,12 +35,8 @@ pub(super) fn post_device_authorization(
     client: &Client,
 ) -> Result<Response> {
     let provider = provider(state)?;
-    let form = match form_of(state, request) {
-        Ok(f) => f,
-        Err(r) => return Ok(r),
-    };
-    let relying_party = match authenticate(state, provider, request, &form, client) {
-        Ok(c) => c,
+    let (form, relying_party) = match form_and_client(state, provider, request, client) {
+        Ok(found) => found,
         Err(r) => return Ok(r),
     };
     Ok(
@@ -94,7 +90,7 @@ pub(super) fn get_device(state: &State, request: &Request, client: &Client) -> R
         }
         match provider
             .device_pending(&typed, crate::clock::now())
-            .map_err(server_error)?
+            .map_err(WebError::provider_fault)?
         {
             Some(pending) => Ok(view(200, Some(&pending.client_name), None)),
             None => {
@@ -195,7 +191,7 @@ pub(super) fn post_device(state: &State, request: &Request, client: &Client) -> 
                     None,
                 ))
             }
-            Err(e) => Err(server_error(e)),
+            Err(e) => Err(WebError::provider_fault(e)),
         }
     })
 }
@@ -223,13 +219,4 @@ fn page(status: u16, markup: maud::Markup) -> Response {
     html(markup)
         .with_status_code(status)
         .with_unique_header("Cache-Control", "no-store")
-}
-
-/// A provider failure on a page: logged by the one error mapping.
-fn server_error(e: OidcError) -> crate::web::error::WebError {
-    if e.is_unavailable() {
-        crate::web::error::WebError::Unavailable(e.to_string())
-    } else {
-        crate::web::error::WebError::Internal(e.to_string())
-    }
 }

@@ -306,6 +306,20 @@ fn credentials(
 /// that keeps failing waits (`429` with `Retry-After`) before its next
 /// try, so client secrets cannot be guessed at speed. Each failure is
 /// logged with the client id it named and why, never the secret.
+/// A client's request to an endpoint for programs other than the token
+/// endpoint: its form, and the client it authenticates as (a response
+/// already made when either fails).
+fn form_and_client<'p>(
+    state: &State,
+    provider: &'p Provider,
+    request: &Request,
+    client: &Client,
+) -> std::result::Result<(Form, &'p crate::oidc::Client), Response> {
+    let form = form_of(state, request)?;
+    let relying_party = authenticate(state, provider, request, &form, client)?;
+    Ok((form, relying_party))
+}
+
 fn authenticate<'p>(
     state: &State,
     provider: &'p Provider,

@@ -5,7 +5,7 @@
 
 use rouille::{Request, Response};
 
-use super::{authenticate, error_response, form_of, provider};
+use super::{error_response, form_and_client, provider};
 use crate::auth::proxy::Client;
 use crate::oidc::OidcError;
 use crate::web::error::Result;
@@ -14,12 +14,8 @@ use crate::web::state::State;
 /// `POST` the revocation endpoint.
 pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> Result<Response> {
     let provider = provider(state)?;
-    let form = match form_of(state, request) {
-        Ok(f) => f,
-        Err(r) => return Ok(r),
-    };
-    let relying_party = match authenticate(state, provider, request, &form, client) {
-        Ok(c) => c,
+    let (form, relying_party) = match form_and_client(state, provider, request, client) {
+        Ok(found) => found,
         Err(r) => return Ok(r),
     };
     let Some(token) = form.get("token") else {
