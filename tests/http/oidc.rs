@@ -419,12 +419,7 @@ fn a_code_flow_with_pkce_through_the_sign_in_page_gives_a_verified_id_token_and_
             .is_err()
     );
     let raw = id_token.to_string();
-    let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw.split('.').nth(1).expect("payload"))
-            .expect("base64"),
-    )
-    .expect("json");
+    let payload = claims_of(&raw);
     assert!(
         payload["sid"].as_str().is_some_and(|s| !s.is_empty()),
         "{payload}"
@@ -1383,12 +1378,7 @@ fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() 
         .as_str()
         .expect("id token")
         .to_owned();
-    let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(id_token.split('.').nth(1).expect("payload"))
-            .expect("base64"),
-    )
-    .expect("json");
+    let payload = claims_of(&id_token);
     let amr: Vec<&str> = payload["amr"]
         .as_array()
         .expect("amr")
@@ -1406,14 +1396,7 @@ fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() 
     let to = r.header("location").expect("to the password").to_owned();
     assert!(to.starts_with("/oidc/reauth?next="), "{to}");
     let page = b.get(&to);
-    let next = {
-        let at = page
-            .body
-            .find("name=\"next\" value=\"")
-            .expect("next field");
-        let rest = &page.body[at + "name=\"next\" value=\"".len()..];
-        rest[..rest.find('"').expect("end")].replace("&amp;", "&")
-    };
+    let next = field_value(&page, "next");
     let again = b.post_form(
         "/oidc/reauth",
         &[
@@ -1433,19 +1416,7 @@ fn a_client_that_needs_a_second_factor_gets_a_code_only_after_the_second_step() 
         ],
         Some(("vault", APP_SECRET)),
     );
-    let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(
-                json(&tokens)["id_token"]
-                    .as_str()
-                    .expect("id token")
-                    .split('.')
-                    .nth(1)
-                    .expect("payload"),
-            )
-            .expect("base64"),
-    )
-    .expect("json");
+    let payload = claims_of(json(&tokens)["id_token"].as_str().expect("id token"));
     assert_eq!(payload["amr"], serde_json::json!(["pwd"]), "{payload}");
     assert_eq!(payload["acr"], "pwd", "{payload}");
 }
@@ -1500,16 +1471,29 @@ fn introspected(app: &TestApp, token: &str) -> bool {
     json(&resp)["active"].as_bool().expect("active")
 }
 
-/// The `sid` claim of an ID token (its signature is checked elsewhere).
-fn sid_of(id_token: &str) -> String {
+/// The claims of an ID token, read without checking its signature (the
+/// tests that verify it use the relying-party library).
+fn claims_of(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).expect("payload");
-    let claims: Value = serde_json::from_slice(
+    serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
             .expect("base64"),
     )
-    .expect("JSON");
-    claims["sid"].as_str().expect("sid").to_owned()
+    .expect("JSON")
+}
+
+/// The `sid` claim of an ID token.
+fn sid_of(id_token: &str) -> String {
+    claims_of(id_token)["sid"].as_str().expect("sid").to_owned()
+}
+
+/// The value of the hidden form field `name` on a page.
+fn field_value(page: &Resp, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.body.find(&marker).expect("the field");
+    let rest = &page.body[at + marker.len()..];
+    rest[..rest.find('"').expect("its end")].replace("&amp;", "&")
 }
 
 #[test]
@@ -1706,14 +1690,9 @@ fn the_account_page_lists_the_apps_signed_in_to_and_signs_out_of_each() {
 
 /// The `auth_time` claim of an ID token.
 fn auth_time_of(id_token: &str) -> i64 {
-    let payload = id_token.split('.').nth(1).expect("payload");
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64"),
-    )
-    .expect("JSON");
-    claims["auth_time"].as_i64().expect("auth_time")
+    claims_of(id_token)["auth_time"]
+        .as_i64()
+        .expect("auth_time")
 }
 
 #[test]
@@ -1740,14 +1719,7 @@ fn prompt_login_and_max_age_ask_a_signed_in_user_for_the_password_again() {
         assert!(page.body.contains("id=\"reauth-app\""), "{}", page.body);
         assert!(page.body.contains("The App"), "{}", page.body);
         let csrf = page.csrf().expect("token");
-        let next = {
-            let at = page
-                .body
-                .find("name=\"next\" value=\"")
-                .expect("next field");
-            let rest = &page.body[at + "name=\"next\" value=\"".len()..];
-            rest[..rest.find('"').expect("end")].replace("&amp;", "&")
-        };
+        let next = field_value(&page, "next");
         // The request itself, opened again without the password (its URL
         // copied out of the address bar), is sent to give it: no code.
         let copied = browser.get(&next);
