@@ -9,6 +9,7 @@ use clap::Subcommand;
 use crate::accounts::{AccountError, Accounts, Refusal};
 use crate::clock;
 use crate::logging::rfc3339;
+use crate::users::source::Vouch;
 use crate::users::{User, UserError, Username};
 
 use super::{CliError, Global, stores};
@@ -69,9 +70,10 @@ pub(super) enum UserCommand {
         force: bool,
     },
     /// Show a local user's display name and e-mail address, and with
-    /// --display-name or --email set them ("" clears one). An address set
-    /// here is one an administrator vouches for: apps are told it is
-    /// verified.
+    /// --display-name or --email set them ("" clears one). A new address
+    /// set here is one an administrator vouches for (apps are told it is
+    /// verified); --verified true|false says so of the address, new or
+    /// the one the user typed.
     Profile {
         /// Username.
         name: String,
@@ -81,6 +83,9 @@ pub(super) enum UserCommand {
         /// The e-mail address.
         #[arg(long, value_name = "ADDRESS")]
         email: Option<String>,
+        /// Whether the address was checked (apps are told it is verified).
+        #[arg(long, value_name = "BOOL")]
+        verified: Option<bool>,
     },
     /// Show a user's groups, and with --add or --remove change them.
     /// Taking the last enabled administrator out of `admins` is refused
@@ -221,21 +226,21 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             name,
             display_name,
             email,
+            verified,
         } => {
             let (users, _, _) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let mut profile = users
                 .profile(user.id)?
                 .ok_or(crate::users::UserError::NotFound)?;
-            if (display_name.is_some() || email.is_some())
-                && profile.source != crate::users::source::Source::Local
-            {
+            let changes = display_name.is_some() || email.is_some() || verified.is_some();
+            if changes && profile.source != crate::users::source::Source::Local {
                 return Err(CliError::Usage(format!(
                     "{} comes from the directory: their names are the directory's",
                     user.username
                 )));
             }
-            if display_name.is_some() || email.is_some() {
+            if changes {
                 let given = |new: Option<String>, old: Option<String>| match new {
                     Some(s) if s.trim().is_empty() => None,
                     Some(s) => Some(s),
@@ -243,7 +248,8 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
                 };
                 let d = given(display_name, profile.display_name.clone());
                 let e = given(email, profile.email.clone());
-                profile = users.set_names(user.id, d.as_deref(), e.as_deref(), true)?;
+                let vouch = verified.map_or(Vouch::Admin, Vouch::Checked);
+                profile = users.set_names(user.id, d.as_deref(), e.as_deref(), vouch)?;
             }
             writeln!(
                 out,
@@ -253,7 +259,7 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let vouched = if profile.email_vouched() {
                 " (verified)"
             } else if profile.email.is_some() {
-                " (not verified: the user typed it)"
+                " (not verified)"
             } else {
                 ""
             };

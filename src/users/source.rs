@@ -15,6 +15,24 @@ use crate::clock::{self, Millis};
 
 use super::{User, UserError, UserId, Username, Users};
 
+/// Who sets an e-mail address, and so whether apps are told it is
+/// verified (`email_verified`). Nothing here sends mail: only a person
+/// who checked the address can vouch for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vouch {
+    /// The user typed it on their own page: a new address is not
+    /// verified; one that stays the same keeps what it was (saving the
+    /// page again changes nothing).
+    User,
+    /// An administrator set it (`gatehouse user profile`): a new address
+    /// is verified; one that stays the same keeps what it was (changing
+    /// only the display name vouches for nothing).
+    Admin,
+    /// An administrator says whether the address, new or the one the
+    /// user typed, was checked (the admin page's box, `--verified`).
+    Checked(bool),
+}
+
 /// Where a user comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -170,10 +188,9 @@ impl Users {
     }
 
     /// Sets a local user's display name and e-mail address (`None`:
-    /// none). `by_admin`: an administrator sets them, and a new address
-    /// then counts as verified; one a user typed on their own page does
-    /// not (nothing sent mail to it). An address that stays the same
-    /// keeps what it was. A directory user's names are the directory's.
+    /// none); `vouch` says who sets them and so whether apps are told the
+    /// address is verified (see [`Vouch`]). A directory user's names are
+    /// the directory's.
     ///
     /// # Errors
     ///
@@ -186,7 +203,7 @@ impl Users {
         id: UserId,
         display_name: Option<&str>,
         email_address: Option<&str>,
-        by_admin: bool,
+        vouch: Vouch,
     ) -> Result<Profile, UserError> {
         let display_name = display_name.map(self::display_name).transpose()?;
         let email_address = email_address.map(email).transpose()?;
@@ -194,14 +211,13 @@ impl Users {
         if profile.source != Source::Local {
             return Err(UserError::External);
         }
-        // An address that stays the same keeps what it was: vouched for
-        // (a user saving their page again with it), or not (an
-        // administrator changing only the display name vouches for
-        // nothing).
-        let verified = match &email_address {
-            None => false,
-            Some(a) if profile.email.as_deref() == Some(a) => profile.email_verified,
-            Some(_) => by_admin,
+        let kept = email_address.is_some() && profile.email == email_address;
+        let verified = match (&email_address, vouch) {
+            (None, _) => false,
+            (Some(_), Vouch::Checked(checked)) => checked,
+            (Some(_), Vouch::User | Vouch::Admin) if kept => profile.email_verified,
+            (Some(_), Vouch::User) => false,
+            (Some(_), Vouch::Admin) => true,
         };
         profile.display_name = display_name;
         profile.email = email_address;
@@ -553,7 +569,8 @@ mod tests {
                 "\u{feff}",
             ] {
                 assert!(
-                    u.set_names(alice.id, Some(bad), None, true).is_err(),
+                    u.set_names(alice.id, Some(bad), None, Vouch::Admin)
+                        .is_err(),
                     "{bad:?}"
                 );
             }
@@ -572,7 +589,8 @@ mod tests {
                 "\u{430}dmin@example.org",
             ] {
                 assert!(
-                    u.set_names(alice.id, None, Some(bad), true).is_err(),
+                    u.set_names(alice.id, None, Some(bad), Vouch::Admin)
+                        .is_err(),
                     "{bad:?}"
                 );
             }
@@ -581,28 +599,58 @@ mod tests {
                     alice.id,
                     Some(" Alice Liddell "),
                     Some("alice@lan.test"),
-                    false,
+                    Vouch::User,
                 )
                 .expect("names");
             assert_eq!(p.display_name.as_deref(), Some("Alice Liddell"));
             assert!(!p.email_vouched(), "typed by the user");
             // An administrator changing only the name vouches for nothing.
             let p = u
-                .set_names(alice.id, Some("Alice"), Some("alice@lan.test"), true)
+                .set_names(
+                    alice.id,
+                    Some("Alice"),
+                    Some("alice@lan.test"),
+                    Vouch::Admin,
+                )
                 .expect("by an admin");
             assert!(!p.email_vouched());
+            // An administrator who checked the address the user typed
+            // vouches for it, and can take that back.
             let p = u
-                .set_names(alice.id, Some("Alice"), Some("alice@example.org"), true)
+                .set_names(
+                    alice.id,
+                    Some("Alice"),
+                    Some("alice@lan.test"),
+                    Vouch::Checked(true),
+                )
+                .expect("checked");
+            assert!(p.email_vouched());
+            let p = u
+                .set_names(
+                    alice.id,
+                    Some("Alice"),
+                    Some("alice@lan.test"),
+                    Vouch::Checked(false),
+                )
+                .expect("unchecked");
+            assert!(!p.email_vouched());
+            let p = u
+                .set_names(
+                    alice.id,
+                    Some("Alice"),
+                    Some("alice@example.org"),
+                    Vouch::Admin,
+                )
                 .expect("by an admin");
             assert!(p.email_vouched());
             // Saved again by the user with the same address: still vouched.
             let p = u
-                .set_names(alice.id, None, Some("alice@example.org"), false)
+                .set_names(alice.id, None, Some("alice@example.org"), Vouch::User)
                 .expect("again");
             assert!(p.email_vouched() && p.display_name.is_none());
             // A new address the user typed is not.
             let p = u
-                .set_names(alice.id, None, Some("other@lan.test"), false)
+                .set_names(alice.id, None, Some("other@lan.test"), Vouch::User)
                 .expect("new");
             assert!(!p.email_vouched());
             assert_eq!(u.profile(alice.id).expect("p"), Some(p));
@@ -620,7 +668,7 @@ mod tests {
                 )
                 .expect("bob");
             assert!(matches!(
-                u.set_names(dir_user.id, Some("Bob"), None, true),
+                u.set_names(dir_user.id, Some("Bob"), None, Vouch::Admin),
                 Err(UserError::External)
             ));
             assert!(

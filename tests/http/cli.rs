@@ -596,6 +596,30 @@ fn user_profile_shows_and_sets_a_users_names() {
         renamed.contains("e-mail: alice@lan.test (verified)"),
         "{renamed}"
     );
+    // The administrator takes the word back, and gives it again.
+    let unchecked = ok(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--verified", "false"],
+        None,
+    ));
+    assert!(
+        unchecked.contains("e-mail: alice@lan.test (not verified)"),
+        "{unchecked}"
+    );
+    let checked = ok(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--verified", "true"],
+        None,
+    ));
+    assert!(
+        checked.contains("e-mail: alice@lan.test (verified)"),
+        "{checked}"
+    );
+    fails(&gatehouse(
+        d,
+        &["user", "profile", "alice", "--verified", "maybe"],
+        None,
+    ));
     let refused = fails(&gatehouse(
         d,
         &["user", "profile", "alice", "--email", "not an address"],

@@ -1821,20 +1821,39 @@ fn apps_are_told_the_name_and_address_and_whether_an_administrator_vouched_for_i
         &[("csrf", &csrf), ("email", "not an address")],
     );
     assert_eq!(bad.status, 400, "{bad:?}");
-    // Set by an administrator: verified.
+    // An administrator who checked the address the user typed says so
+    // (the box on the admin page), without changing it.
     let admin = app.browser();
     admin.login("root", "root-password-1");
-    let csrf = admin.get("/admin/users").csrf().expect("token");
-    let set = admin.post_form(
-        "/admin/users/names",
-        &[
-            ("csrf", &csrf),
+    let page = admin.get("/admin/users");
+    assert!(
+        page.body
+            .contains(r#"id="verified-alice" name="verified" value="1">"#),
+        "unchecked box: {}",
+        page.body
+    );
+    let csrf = page.csrf().expect("token");
+    let names = |email: &str, verified: bool| {
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
             ("username", "alice"),
             ("display_name", "Alice Liddell"),
-            ("email", "alice@example.org"),
-        ],
-    );
-    assert_eq!(set.status, 303, "{set:?}");
+            ("email", email),
+        ];
+        if verified {
+            form.push(("verified", "1"));
+        }
+        let set = admin.post_form("/admin/users/names", &form);
+        assert_eq!(set.status, 303, "{set:?}");
+    };
+    names("alice@lan.test", true);
+    let vouched = claims(&browser);
+    assert_eq!(vouched["email"], "alice@lan.test");
+    assert_eq!(vouched["email_verified"], true);
+    // Set by an administrator, box ticked: verified; left unticked: not.
+    names("alice@example.org", false);
+    assert_eq!(claims(&browser)["email_verified"], false);
+    names("alice@example.org", true);
     let vouched = claims(&browser);
     assert_eq!(vouched["email"], "alice@example.org");
     assert_eq!(vouched["email_verified"], true);

@@ -7,6 +7,7 @@ use rouille::{Request, Response};
 
 use crate::auth::proxy::Client;
 use crate::users::UserError;
+use crate::users::source::Vouch;
 use crate::web::error::Result;
 use crate::web::respond::{capitalise, see_other};
 use crate::web::signed_in::signed_in_form;
@@ -17,10 +18,12 @@ use super::page::render;
 pub(super) fn post_profile(state: &State, request: &Request, client: &Client) -> Result<Response> {
     signed_in_form(state, request, client, |session, s, form| {
         let given = |field: &str| form.get(field).map(str::trim).filter(|v| !v.is_empty());
-        match state
-            .users
-            .set_names(s.user.id, given("display_name"), given("email"), false)
-        {
+        match state.users.set_names(
+            s.user.id,
+            given("display_name"),
+            given("email"),
+            Vouch::User,
+        ) {
             Ok(_) => Ok(see_other("/account?done=profile-saved")),
             Err(UserError::External) => Ok(render(
                 state,

@@ -11,6 +11,7 @@ use crate::auth::proxy::Client;
 use crate::clock;
 use crate::session::Session;
 use crate::users::User;
+use crate::users::source::Vouch;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::paging::{page_param, paged};
@@ -63,6 +64,7 @@ fn render(
                 directory: profile.source != crate::users::source::Source::Local,
                 display_name: profile.display_name,
                 email: profile.email,
+                email_verified: profile.email_verified,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -165,15 +167,21 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
 }
 
 /// `POST /admin/users/names`: a local user's display name and e-mail
-/// address (empty: none); a new address is one the administrator vouches
-/// for.
+/// address (empty: none); the box says whether the administrator checked
+/// the address (apps are told it is verified), new or the one the user
+/// typed.
 pub(super) fn post_names(state: &State, request: &Request, client: &Client) -> Result<Response> {
     on_user(state, request, client, |_, _, target, form| {
         let given = |field: &str| form.get(field).map(str::trim).filter(|v| !v.is_empty());
         outcome(
             state
                 .users
-                .set_names(target.id, given("display_name"), given("email"), true)
+                .set_names(
+                    target.id,
+                    given("display_name"),
+                    given("email"),
+                    Vouch::Checked(form.get("verified").is_some()),
+                )
                 .map_err(crate::accounts::AccountError::from),
             "names-saved",
         )

@@ -161,6 +161,8 @@ pub struct UserRow {
     pub display_name: Option<String>,
     /// The e-mail address apps are told.
     pub email: Option<String>,
+    /// Whether apps are told the address is verified.
+    pub email_verified: bool,
     /// A directory user (names are the directory's: no form).
     pub directory: bool,
 }
@@ -266,9 +268,14 @@ pub fn users_page(v: &UsersView<'_>) -> Markup {
                                                     label for={ "name-" (u.username) } { "Display name" }
                                                     input type="text" id={ "name-" (u.username) } name="display_name" maxlength="64"
                                                         value=(u.display_name.as_deref().unwrap_or(""));
-                                                    label for={ "email-" (u.username) } { "E-mail address (apps are told it is verified)" }
+                                                    label for={ "email-" (u.username) } { "E-mail address" }
                                                     input type="email" id={ "email-" (u.username) } name="email" maxlength="254"
                                                         value=(u.email.as_deref().unwrap_or(""));
+                                                    label.check for={ "verified-" (u.username) } {
+                                                        input type="checkbox" id={ "verified-" (u.username) } name="verified" value="1"
+                                                            checked[u.email_verified];
+                                                        " Checked by an administrator: apps are told it is verified"
+                                                    }
                                                     button.small type="submit" { "Save" }
                                                 }
                                             }

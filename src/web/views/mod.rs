@@ -462,6 +462,7 @@ mod tests {
                     factors: vec!["1 passkey".into()],
                     display_name: Some("A\"><x".into()),
                     email: Some("a\"><x@lan.test".into()),
+                    email_verified: true,
                     directory: false,
                 }],
                 pager: Pager {
