@@ -229,6 +229,22 @@ impl<'a> Registry<'a> {
         })
     }
 
+    /// A stored client, as listed (`None`: no client of this id was made
+    /// here).
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn find_stored(&self, id: &str) -> Result<Option<Stored>, OidcError> {
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Ok(None);
+        }
+        Ok(self.store.client_find(id)?.map(|row| Stored {
+            shadowed: self.configured.find(&row.id).is_some(),
+            row,
+        }))
+    }
+
     /// Every client in use: the file's, then the stored ones the file
     /// does not hide (a stored one that no longer passes the rules is
     /// left out, and logged).
