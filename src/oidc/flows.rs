@@ -625,7 +625,7 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
         let tool = p.clients().find("admin-tool").expect("tool");
         let e = p
             .exchange_code(
-                &tool,
+                tool,
                 &code,
                 "https://tool.lan/cb",
                 Some(VERIFIER),
@@ -645,7 +645,7 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
         let code = code_for(f, "admin-tool", "https://tool.lan/cb", &["pwd", "otp"]);
         let t = p
             .exchange_code(
-                &tool,
+                tool,
                 &code,
                 "https://tool.lan/cb",
                 Some(VERIFIER),
