@@ -941,7 +941,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
 /// The OpenID Provider, when `public_url` is set: its issuer is
 /// `public_url` as the configuration holds it (every token's `iss`, which
 /// relying parties compare byte for byte), its clients the `[[clients]]`
-/// of the file, its store the one opened beside the users. Without
+/// of the file and those made on `/admin` (read from the store when a
+/// request names one), its store the one opened beside the users. Without
 /// `public_url` there is no issuer to name, and no provider: its routes
 /// are then no routes at all.
 ///
@@ -963,17 +964,35 @@ fn provider(
     let provider =
         crate::oidc::Provider::new(issuer, config.clients.clone(), config.oidc, store, secrets);
     let mut algs: Vec<crate::oidc::Alg> = vec![crate::oidc::Alg::Rs256];
-    for client in config.clients.all() {
-        if !algs.contains(&client.signing_alg) {
-            algs.push(client.signing_alg);
+    let mut add = |alg: crate::oidc::Alg| {
+        if !algs.contains(&alg) {
+            algs.push(alg);
         }
+    };
+    for client in config.clients.all() {
+        add(client.signing_alg);
     }
+    // And those of the clients made on `/admin` (when the store cannot be
+    // read now, their keys are made at their first sign-in).
+    let made = match provider.registry().all() {
+        Ok(all) => {
+            let made = all.len() - config.clients.all().len();
+            all.iter().for_each(|c| add(c.signing_alg));
+            made
+        }
+        Err(e) => {
+            crate::logging::line(&format!(
+                "oidc clients made on /admin not read at start: {e}"
+            ));
+            0
+        }
+    };
     provider
         .keys()
         .prepare(algs)
         .map_err(|e| AppError::Setup(format!("OpenID Connect signing keys: {e}")))?;
     crate::logging::line(&format!(
-        "oidc provider on issuer={} clients={}",
+        "oidc provider on issuer={} clients={} made_on_admin={made}",
         crate::logging::quote(issuer),
         config.clients.all().len()
     ));

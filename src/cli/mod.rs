@@ -152,6 +152,9 @@ pub enum CliError {
     /// The OpenID Provider failed.
     #[error(transparent)]
     Oidc(#[from] crate::oidc::OidcError),
+    /// An OpenID Connect client could not be made, changed or deleted.
+    #[error(transparent)]
+    Client(#[from] crate::oidc::RegistryError),
     /// The directory could not answer.
     #[error(transparent)]
     Directory(#[from] crate::users::directory::DirectoryError),
@@ -194,6 +197,10 @@ pub fn run() -> Result<(), CliError> {
         }
         Some(Command::Oidc(OidcCommand::RotateKey)) => {
             oidc::rotate_key(&cli.global)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Oidc(OidcCommand::Client(cmd))) => {
+            oidc::client(&cli.global, cmd)?;
             store::checkpoint(&cli.global)
         }
         Some(Command::Ldap(cmd)) => {

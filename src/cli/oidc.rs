@@ -1,10 +1,17 @@
-//! `oidc rotate-key`: new signing keys for the OpenID Provider.
+//! `oidc ...`: the OpenID Provider from the box. `oidc rotate-key` makes
+//! new signing keys; `oidc client create|list|rotate-secret|delete`
+//! manages the clients an administrator makes (kept in the configured
+//! database, the same ones `/admin/clients` shows): a secret is printed
+//! once, when it is made; only its hash is kept. Clients of
+//! gatehouse.toml are listed, and changed in the file.
 
 use std::io::Write;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::app::{self, AppError};
+use crate::config::Config;
+use crate::oidc::{Alg, NewClient, Pkce, Registry};
 
 use super::{CliError, Global, config};
 
@@ -14,6 +21,75 @@ pub(super) enum OidcCommand {
     /// in the JWKS until the ID tokens they signed have expired. Running
     /// servers switch within a minute.
     RotateKey,
+    /// The clients made by an administrator (kept in the database; those
+    /// of gatehouse.toml are changed in the file).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ClientCommand {
+    /// Make a client and print its secret (once: only its hash is kept).
+    Create(CreateArgs),
+    /// List every client: those of gatehouse.toml and those made here.
+    List,
+    /// Give a client made here a new secret, printed once; the old one is
+    /// refused from now on, by every running server.
+    RotateSecret {
+        /// The client id.
+        id: String,
+    },
+    /// Delete a client made here; every sign-in it holds ends (its codes,
+    /// access and refresh tokens stop working at once).
+    Delete {
+        /// The client id.
+        id: String,
+    },
+}
+
+/// What `oidc client create` takes: what `[[clients]]` takes, less the
+/// extra claims and the logout settings.
+#[derive(Args, Debug)]
+pub(super) struct CreateArgs {
+    /// The client id the app insists on (default: a random one).
+    #[arg(long)]
+    id: Option<String>,
+    /// The name people see (default: the id).
+    #[arg(long)]
+    name: Option<String>,
+    /// A redirect URI, matched exactly (http://127.0.0.1 and
+    /// http://[::1] ones on any port); repeat for more.
+    #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+    redirect_uris: Vec<String>,
+    /// A public client (a browser or phone app): no secret, PKCE always
+    /// required.
+    #[arg(long)]
+    public: bool,
+    /// Only members of this group may use it; repeat for more (default:
+    /// anyone signed in).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Only with a sign-in that used a second factor.
+    #[arg(long)]
+    two_factor: bool,
+    /// Whether a confidential client must use PKCE.
+    #[arg(long, value_name = "RULE", default_value = "optional", value_parser = ["optional", "required"])]
+    pkce: String,
+    /// How its ID tokens are signed.
+    #[arg(long, value_name = "ALG", default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+    signing_alg: String,
+    /// Where the start page's "my apps" links to.
+    #[arg(long, value_name = "URL")]
+    launch_url: Option<String>,
+    /// It may have refresh tokens (asked for with `offline_access`).
+    #[arg(long)]
+    offline_access: bool,
+    /// Name, e-mail and groups from userinfo only, not in the ID token.
+    #[arg(long)]
+    lean_id_token: bool,
+    /// It may use the device authorization grant.
+    #[arg(long)]
+    device_grant: bool,
 }
 
 /// `oidc rotate-key`: new signing keys, sealed with the same secrets the
@@ -32,5 +108,118 @@ pub(super) fn rotate_key(global: &Global) -> Result<(), CliError> {
         "the previous keys stay published for {} (oidc.id_token_lifetime) and a few minutes more",
         crate::config::format_duration(config.oidc.id_token_lifetime)
     )?;
+    Ok(())
+}
+
+impl CreateArgs {
+    fn new_client(self) -> NewClient {
+        NewClient {
+            id: self.id.unwrap_or_default(),
+            name: self.name.unwrap_or_default(),
+            redirect_uris: self.redirect_uris,
+            public: self.public,
+            groups: self.groups,
+            two_factor: self.two_factor,
+            pkce: if self.pkce == "required" {
+                Pkce::Required
+            } else {
+                Pkce::Optional
+            },
+            signing_alg: Alg::parse(&self.signing_alg).unwrap_or(Alg::Rs256),
+            offline_access: self.offline_access,
+            claims_in_id_token: !self.lean_id_token,
+            device_grant: self.device_grant,
+            launch_url: self.launch_url,
+        }
+    }
+}
+
+/// Makes the signing key of `alg` now (as a server does at start), so the
+/// JWKS a relying party reads first has it; a key that cannot be made
+/// here is made by the server at the first sign-in.
+fn prepare_key(config: &Config, store: std::sync::Arc<dyn crate::oidc::Store>, alg: Alg) {
+    let made = app::secret::signing_secrets(config)
+        .map_err(|e| e.to_string())
+        .and_then(|secrets| {
+            crate::oidc::KeyRing::new(store, &secrets, config.oidc.id_token_lifetime)
+                .prepare([alg])
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = made {
+        eprintln!(
+            "note: the {} signing key is made at the first sign-in ({e})",
+            alg.as_str()
+        );
+    }
+}
+
+/// `oidc client ...`, on the configured database.
+pub(super) fn client(global: &Global, cmd: ClientCommand) -> Result<(), CliError> {
+    let config = config(global, &[])?;
+    let backends = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
+    let registry = Registry::new(&config.clients, backends.oidc.as_ref());
+    let mut out = std::io::stdout().lock();
+    let now = crate::clock::now();
+    match cmd {
+        ClientCommand::Create(args) => {
+            let created = registry.create(&args.new_client(), now)?;
+            prepare_key(&config, backends.oidc.clone(), created.client.signing_alg);
+            writeln!(out, "client id: {}", created.client.id)?;
+            match created.secret {
+                Some(secret) => {
+                    writeln!(out, "client secret: {secret}")?;
+                    writeln!(
+                        out,
+                        "copy the secret now: it is not shown again (only its hash is kept)"
+                    )?;
+                }
+                None => writeln!(out, "a public client: no secret, PKCE required")?,
+            }
+        }
+        ClientCommand::List => {
+            let listing = registry.list()?;
+            let kind = |public: bool| if public { "public" } else { "confidential" };
+            for c in listing.configured {
+                writeln!(
+                    out,
+                    "{:<32} {:<13} {:<26} {:<24} {}",
+                    c.id,
+                    kind(c.is_public()),
+                    "gatehouse.toml",
+                    c.name,
+                    c.redirect_uris.join(" ")
+                )?;
+            }
+            for s in listing.stored {
+                let r = &s.row;
+                writeln!(
+                    out,
+                    "{:<32} {:<13} {:<26} {:<24} {}",
+                    r.id,
+                    kind(r.secret_hash.is_none()),
+                    if s.shadowed {
+                        "made here (hidden by toml)"
+                    } else {
+                        "made here"
+                    },
+                    r.name,
+                    r.redirect_uris.join(" ")
+                )?;
+            }
+        }
+        ClientCommand::RotateSecret { id } => {
+            let secret = registry.rotate_secret(&id, now)?;
+            writeln!(out, "client id: {id}")?;
+            writeln!(out, "client secret: {secret}")?;
+            writeln!(
+                out,
+                "the old secret is refused from now on; copy this one now: it is not shown again"
+            )?;
+        }
+        ClientCommand::Delete { id } => {
+            registry.delete(&id)?;
+            writeln!(out, "deleted client {id}: every sign-in it held has ended")?;
+        }
+    }
     Ok(())
 }

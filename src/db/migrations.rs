@@ -210,6 +210,27 @@ const STEPS: &[&str] = &[
     // typed. A directory user's address is the directory's, vouched for
     // whatever this says.
     "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;",
+    // OpenID Connect clients made on `/admin/clients` or with `gatehouse
+    // oidc client create` (those of gatehouse.toml are not stored): read
+    // by id on each request that names one, so every instance sees a new,
+    // rotated or deleted client at once. The secret is kept as its
+    // SHA-256 (NULL: a public client); the lists are JSON arrays.
+    "CREATE TABLE oidc_clients (
+         id TEXT PRIMARY KEY NOT NULL,
+         name TEXT NOT NULL,
+         secret_hash BLOB,
+         redirect_uris TEXT NOT NULL,
+         allowed_groups TEXT NOT NULL,
+         two_factor INTEGER NOT NULL,
+         pkce_required INTEGER NOT NULL,
+         signing_alg TEXT NOT NULL,
+         offline_access INTEGER NOT NULL,
+         claims_in_id_token INTEGER NOT NULL,
+         device_grant INTEGER NOT NULL,
+         launch_url TEXT,
+         created_at INTEGER NOT NULL,
+         secret_set_at INTEGER
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.

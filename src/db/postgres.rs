@@ -235,6 +235,24 @@ const STEPS: &[&str] = &[
      CREATE INDEX access_tokens_by_user ON access_tokens (user_id);",
     // 8: who vouches for a user's e-mail address (see the SQLite step 10).
     "ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT false;",
+    // OpenID Connect clients made by an administrator (see the SQLite
+    // step of the same name).
+    "CREATE TABLE oidc_clients (
+         id TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         secret_hash BYTEA,
+         redirect_uris TEXT NOT NULL,
+         allowed_groups TEXT NOT NULL,
+         two_factor BOOLEAN NOT NULL,
+         pkce_required BOOLEAN NOT NULL,
+         signing_alg TEXT NOT NULL,
+         offline_access BOOLEAN NOT NULL,
+         claims_in_id_token BOOLEAN NOT NULL,
+         device_grant BOOLEAN NOT NULL,
+         launch_url TEXT,
+         created_at BIGINT NOT NULL,
+         secret_set_at BIGINT
+     );",
 ];
 
 /// The schema version this binary writes.

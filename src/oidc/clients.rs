@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::keys::Alg;
+use super::store::ClientRow;
 
 /// Whether a confidential client must use PKCE (public clients always must).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,6 +560,43 @@ fn check_claim_value(v: &Value) -> Result<(), String> {
 }
 
 impl ClientSpec {
+    /// The settings of a client an administrator made (kept in the
+    /// database, see `registry.rs`), as the file would give them: its
+    /// secret in the `sha256:<hex>` form, so it is checked exactly as a
+    /// configured client's hashed secret is, and [`build`](Self::build)
+    /// validates it by the same rules.
+    pub(super) fn from_row(row: &ClientRow) -> Self {
+        let hex = |h: &[u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Self {
+            id: row.id.clone(),
+            secret: row
+                .secret_hash
+                .as_ref()
+                .map(|h| format!("sha256:{}", hex(h))),
+            redirect_uris: row.redirect_uris.clone(),
+            name: Some(row.name.clone()),
+            groups: row.groups.clone(),
+            two_factor: row.two_factor,
+            // A public client always needs PKCE: leave it to the default.
+            pkce: (row.secret_hash.is_some()).then(|| {
+                if row.pkce_required {
+                    "required".to_owned()
+                } else {
+                    "optional".to_owned()
+                }
+            }),
+            signing_alg: Some(row.signing_alg.clone()),
+            claims_in_id_token: Some(row.claims_in_id_token),
+            offline_access: row.offline_access,
+            device_grant: row.device_grant,
+            claims: ClaimSpecs::default(),
+            launch_url: row.launch_url.clone(),
+            frontchannel_logout_uri: None,
+            backchannel_logout_uri: None,
+            post_logout_redirect_uris: Vec::new(),
+        }
+    }
+
     /// Validates into a [`Client`].
     ///
     /// # Errors

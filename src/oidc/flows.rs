@@ -223,7 +223,7 @@ fn exchange(f: &Fixture, code: &str) -> Result<TokenResponse, OidcError> {
         .authenticate_client(&creds("app", APP_SECRET))
         .expect("authenticated");
     p.exchange_code(
-        app,
+        &app,
         code,
         "https://app.lan/cb",
         Some(VERIFIER),
@@ -244,7 +244,7 @@ fn a_code_flow_with_pkce_gives_an_id_token_an_independent_verifier_accepts() {
             .authorization(&request("app", "https://app.lan/cb"))
             .expect("valid");
         assert!(matches!(
-            p.decide(&authz, None, now(), now()),
+            p.decide(&authz, None, now(), now()).expect("decide"),
             Decision::SignIn
         ));
         let code = code_for(f, "app", "https://app.lan/cb", &["pwd", "otp"]);
@@ -342,7 +342,7 @@ fn es256_and_eddsa_clients_get_tokens_signed_so_and_lean_tokens_when_asked() {
             .expect("a public client by its id");
         let tokens = p
             .exchange_code(
-                spa,
+                &spa,
                 &code,
                 "http://127.0.0.1:49152/cb",
                 Some(VERIFIER),
@@ -374,7 +374,7 @@ fn es256_and_eddsa_clients_get_tokens_signed_so_and_lean_tokens_when_asked() {
             .expect("client_secret_post");
         let tokens = p
             .exchange_code(
-                tool,
+                &tool,
                 &code,
                 "https://tool.lan/cb",
                 Some(VERIFIER),
@@ -425,6 +425,7 @@ fn a_code_is_bound_to_its_client_redirect_uri_and_verifier_and_a_mismatch_uses_n
         let other = p
             .authenticate_client(&creds("other", OTHER_SECRET))
             .expect("other");
+        let other = &*other;
         let app = p.clients().find("app").expect("app");
         for (client, redirect, verifier) in [
             (other, "https://app.lan/cb", Some(VERIFIER)),
@@ -596,7 +597,7 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
         let mut bob = signed_in(f.bob, &["pwd", "otp"]);
         bob.groups = vec!["staff".into()];
         assert!(matches!(
-            p.decide(&authz, Some(&bob), 0, now()),
+            p.decide(&authz, Some(&bob), 0, now()).expect("decide"),
             Decision::Refuse
         ));
         let e = p.issue_code(&authz, &bob, 0, now()).expect_err("no code");
@@ -604,7 +605,7 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
         // In the group, but with the password alone: a second factor first.
         let alice = signed_in(f.alice, &["pwd"]);
         assert!(matches!(
-            p.decide(&authz, Some(&alice), 0, now()),
+            p.decide(&authz, Some(&alice), 0, now()).expect("decide"),
             Decision::SecondFactor
         ));
         assert!(p.issue_code(&authz, &alice, 0, now()).is_err());
@@ -612,11 +613,11 @@ fn a_user_outside_the_clients_groups_is_refused_and_gets_no_code() {
         silent.prompt = Some("none".into());
         let silent = p.authorization(&silent).expect("valid");
         assert!(matches!(
-            p.decide(&silent, Some(&alice), 0, now()),
+            p.decide(&silent, Some(&alice), 0, now()).expect("decide"),
             Decision::Redirect(OidcError::LoginRequired(_))
         ));
         assert!(matches!(
-            p.decide(&silent, None, 0, now()),
+            p.decide(&silent, None, 0, now()).expect("decide"),
             Decision::Redirect(OidcError::LoginRequired(_))
         ));
         // A user removed from the group between code and token gets nothing.
@@ -684,7 +685,7 @@ fn max_age_and_prompt_login_send_the_user_to_sign_in_again() {
         let authz = p.authorization(&req).expect("valid");
         let auth = signed_in(f.alice, &["pwd"]);
         assert!(matches!(
-            p.decide(&authz, Some(&auth), 0, now()),
+            p.decide(&authz, Some(&auth), 0, now()).expect("decide"),
             Decision::SignIn
         ));
         req.max_age = Some("-1".into());
@@ -693,11 +694,12 @@ fn max_age_and_prompt_login_send_the_user_to_sign_in_again() {
         req.prompt = Some("login".into());
         let authz = p.authorization(&req).expect("valid");
         assert!(matches!(
-            p.decide(&authz, Some(&auth), now(), now()),
+            p.decide(&authz, Some(&auth), now(), now()).expect("decide"),
             Decision::SignIn
         ));
         assert!(matches!(
-            p.decide(&authz, Some(&auth), auth.auth_time - 1, now()),
+            p.decide(&authz, Some(&auth), auth.auth_time - 1, now())
+                .expect("decide"),
             Decision::IssueCode
         ));
         req.prompt = Some("none login".into());

@@ -20,6 +20,8 @@
 //! Codes, tokens and device codes are 256 random bits, base64url; only
 //! their SHA-256 is stored (they are too random for a hash to be reversed).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -471,8 +473,8 @@ impl Provider {
             .as_deref()
             .ok_or_else(|| show(OidcError::InvalidRequest("client_id is missing".into())))?;
         let client = self
-            .clients()
-            .find(client_id)
+            .client(client_id)
+            .map_err(show)?
             .ok_or_else(|| show(OidcError::InvalidClient("unknown client_id".into())))?;
         let given = req
             .redirect_uri
@@ -527,7 +529,7 @@ impl Provider {
                 "the openid scope is required".into(),
             )));
         }
-        let scopes = grantable(client, asked.iter().copied());
+        let scopes = grantable(&client, asked.iter().copied());
         let challenge = match (
             req.code_challenge.as_deref(),
             req.code_challenge_method.as_deref(),
@@ -616,45 +618,55 @@ impl Provider {
     /// `prompt=login`, a sign-in before it does not count (the caller
     /// carries it across the sign-in, or the request would loop).
     /// `consent` needs nothing: the administrator configured the client.
+    ///
+    /// # Errors
+    ///
+    /// Database failures (reading a client made on `/admin`).
     pub fn decide(
         &self,
         authz: &Authorization,
         auth: Option<&Authentication>,
         requested_at: Millis,
         now: Millis,
-    ) -> Decision {
-        let Some(client) = self.clients().find(&authz.client_id) else {
-            return Decision::Refuse;
+    ) -> Result<Decision, OidcError> {
+        // Read again: the client may have been deleted since the request
+        // was checked (on this instance or another).
+        let Some(client) = self.client(&authz.client_id)? else {
+            return Ok(Decision::Refuse);
         };
         let Some(auth) = auth else {
-            return if authz.prompt_none {
+            return Ok(if authz.prompt_none {
                 Decision::Redirect(OidcError::LoginRequired("nobody is signed in".into()))
             } else {
                 Decision::SignIn
-            };
+            });
         };
         if !Self::fresh_enough(authz, auth.auth_time, requested_at, now) {
-            return if authz.prompt_none {
+            return Ok(if authz.prompt_none {
                 Decision::Redirect(OidcError::LoginRequired(
                     "the sign-in is older than max_age".into(),
                 ))
             } else {
                 Decision::SignIn
-            };
+            });
         }
-        match access::client_decision(
-            &client.groups,
-            client.two_factor,
-            &auth.groups,
-            &auth.methods,
-        ) {
-            access::Decision::Allow => Decision::IssueCode,
-            access::Decision::SecondFactor if authz.prompt_none => Decision::Redirect(
-                OidcError::LoginRequired("this app needs a sign-in with a second factor".into()),
-            ),
-            access::Decision::SecondFactor => Decision::SecondFactor,
-            access::Decision::Deny | access::Decision::SignIn => Decision::Refuse,
-        }
+        Ok(
+            match access::client_decision(
+                &client.groups,
+                client.two_factor,
+                &auth.groups,
+                &auth.methods,
+            ) {
+                access::Decision::Allow => Decision::IssueCode,
+                access::Decision::SecondFactor if authz.prompt_none => {
+                    Decision::Redirect(OidcError::LoginRequired(
+                        "this app needs a sign-in with a second factor".into(),
+                    ))
+                }
+                access::Decision::SecondFactor => Decision::SecondFactor,
+                access::Decision::Deny | access::Decision::SignIn => Decision::Refuse,
+            },
+        )
     }
 
     /// Issues a code for `authz` to `auth`, and returns the URL to send
@@ -673,7 +685,7 @@ impl Provider {
         now: Millis,
     ) -> Result<String, OidcError> {
         if !matches!(
-            self.decide(authz, Some(auth), requested_at, now),
+            self.decide(authz, Some(auth), requested_at, now)?,
             Decision::IssueCode
         ) {
             return Err(OidcError::AccessDenied(
@@ -722,7 +734,10 @@ impl Provider {
     /// [`OidcError::InvalidRequest`] for two methods at once;
     /// [`OidcError::InvalidClient`] for anything else that fails (the
     /// caller throttles and logs these).
-    pub fn authenticate_client(&self, creds: &ClientCredentials) -> Result<&Client, OidcError> {
+    pub fn authenticate_client(
+        &self,
+        creds: &ClientCredentials,
+    ) -> Result<Cow<'_, Client>, OidcError> {
         let (id, secret) = match (&creds.basic, &creds.client_secret) {
             (Some(_), Some(_)) => {
                 return Err(OidcError::InvalidRequest(
@@ -746,8 +761,7 @@ impl Provider {
             }
         };
         let client = self
-            .clients()
-            .find(id)
+            .client(id)?
             .ok_or_else(|| OidcError::InvalidClient("unknown client".into()))?;
         match (client.is_public(), secret) {
             (true, None) => Ok(client),
@@ -1084,7 +1098,7 @@ impl Provider {
         &self,
         typed: &str,
         now: Millis,
-    ) -> Result<Option<(Hash, DeviceRow, &Client)>, OidcError> {
+    ) -> Result<Option<(Hash, DeviceRow, Cow<'_, Client>)>, OidcError> {
         let Some(code) = normalise_user_code(typed) else {
             return Ok(None);
         };
@@ -1093,8 +1107,7 @@ impl Provider {
             return Ok(None);
         };
         Ok(self
-            .clients()
-            .find(&row.client_id)
+            .client(&row.client_id)?
             .map(|client| (user_code, row, client)))
     }
 
@@ -1251,16 +1264,15 @@ impl Provider {
     /// configured; database failures.
     pub fn userinfo(&self, granted: &Granted, profile: &Profile) -> Result<Value, OidcError> {
         let client = self
-            .clients()
-            .find(&granted.client_id)
+            .client(&granted.client_id)?
             .ok_or_else(|| OidcError::InvalidToken("the client is gone".into()))?;
-        if !may_use(client, profile) {
+        if !may_use(&client, profile) {
             return Err(OidcError::InvalidToken(
                 "the user may no longer use this client".into(),
             ));
         }
         let subject = self.subject(granted.user_id)?;
-        Ok(userinfo(&subject, profile, &granted.scopes, client))
+        Ok(userinfo(&subject, profile, &granted.scopes, &client))
     }
 
     /// Introspects `token` for `client` (RFC 7662): active only for a
@@ -1347,12 +1359,16 @@ impl Provider {
     /// Database failures.
     pub fn end_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
         let ended = self.store().grants_delete_for_session(sid)?;
-        Ok(ended
-            .iter()
-            .filter_map(|id| self.clients().find(id))
-            .filter_map(|c| c.frontchannel_logout_uri.as_deref())
-            .map(|uri| with_query(uri, &[("iss", self.issuer()), ("sid", sid)]))
-            .collect())
+        let mut urls = Vec::new();
+        for id in &ended {
+            if let Some(uri) = self
+                .client(id)?
+                .and_then(|c| c.frontchannel_logout_uri.clone())
+            {
+                urls.push(with_query(&uri, &[("iss", self.issuer()), ("sid", sid)]));
+            }
+        }
+        Ok(urls)
     }
 
     /// Where `end_session` may send the browser afterwards: the
@@ -1376,7 +1392,8 @@ impl Provider {
             (None, Some(b)) => b,
             (None, None) => return None,
         };
-        let client = self.clients().find(id)?;
+        // A store that fails sends nobody anywhere: gatehouse's own page.
+        let client = self.client(id).ok().flatten()?;
         if !client.post_logout_redirect_uri(post_logout_redirect_uri) {
             return None;
         }

@@ -1,5 +1,5 @@
 //! The OpenID Provider's state and rules: the clients configured in
-//! `gatehouse.toml`, the signing keys, ID tokens and their claims,
+//! `gatehouse.toml` and those made on `/admin`, the signing keys, ID tokens and their claims,
 //! authorization codes, access and refresh tokens, device codes, and the
 //! discovery document. No HTTP types: the endpoints (`web/oidc/`) parse a
 //! request, call one function of [`Provider`] and turn its answer (or its
@@ -9,6 +9,7 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `clients.rs` | `[[clients]]`: parsing, validation, redirect URI matching, client secrets, extra claims |
+//! | `registry.rs` | the clients an administrator makes (stored), found beside the file's: create, rotate the secret, delete |
 //! | `keys.rs` | signing keys (generated on first use, sealed in the database, rotated) and the JWKS |
 //! | `claims.rs` | ID token and userinfo claims: `sub`, `amr`, `acr`, `at_hash`, profile and extra claims |
 //! | `grants.rs` | the rules: authorization requests, codes with PKCE, tokens, refresh rotation, device codes, introspection, revocation |
@@ -27,6 +28,7 @@ pub mod discovery;
 pub mod grants;
 pub mod keys;
 mod postgres;
+pub mod registry;
 mod sqlite;
 pub mod store;
 
@@ -41,6 +43,7 @@ pub use grants::{
 };
 pub use keys::{Alg, KeyRing};
 pub use postgres::PostgresOidc;
+pub use registry::{Created, NewClient, Registry, RegistryError};
 pub use sqlite::SqliteOidc;
 pub use store::Store;
 
@@ -229,7 +232,9 @@ impl Provider {
         &self.issuer
     }
 
-    /// The configured clients.
+    /// The clients of `gatehouse.toml` (those made on `/admin` are found
+    /// with [`client`](Self::client) and listed by
+    /// [`registry`](Self::registry)).
     pub fn clients(&self) -> &Clients {
         &self.clients
     }

@@ -10,8 +10,9 @@ use postgres::types::{ToSql, Type};
 use super::OidcError;
 use super::sqlite::{classify_code, classify_device, classify_refresh};
 use super::store::{
-    CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus, GrantId,
-    GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow,
+    ClientRow, CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus,
+    GrantId, GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow, from_json_list,
+    to_json_list,
 };
 use crate::clock::Millis;
 use crate::db::DbError;
@@ -27,6 +28,9 @@ const TOKEN: &str = "hash, grant_id, kind, scopes, created_at, expires_at, used_
 const DEVICE: &str = "device_hash, user_code_hash, client_id, scopes, created_at, expires_at, \
                       interval_ms, last_poll_at, status, grant_id";
 const KEY: &str = "kid, alg, sealed, public_jwk, created_at, retired_at, published_until";
+const CLIENT: &str = "id, name, secret_hash, redirect_uris, allowed_groups, two_factor, \
+                      pkce_required, signing_alg, offline_access, claims_in_id_token, \
+                      device_grant, launch_url, created_at, secret_set_at";
 
 /// The SQLSTATE of a unique-constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -106,6 +110,33 @@ fn key(row: &Row) -> Result<KeyRow, OidcError> {
         created_at: row.try_get(4)?,
         retired_at: row.try_get(5)?,
         published_until: row.try_get(6)?,
+    })
+}
+
+fn client(row: &Row) -> Result<ClientRow, OidcError> {
+    let list = |i: usize| -> Result<Vec<String>, OidcError> {
+        let text: String = row.try_get(i)?;
+        from_json_list(&text).ok_or_else(|| corrupt("client list"))
+    };
+    let secret: Option<Vec<u8>> = row.try_get(2)?;
+    Ok(ClientRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        secret_hash: match secret {
+            None => None,
+            Some(b) => Some(b.try_into().map_err(|_| corrupt("client secret hash"))?),
+        },
+        redirect_uris: list(3)?,
+        groups: list(4)?,
+        two_factor: row.try_get(5)?,
+        pkce_required: row.try_get(6)?,
+        signing_alg: row.try_get(7)?,
+        offline_access: row.try_get(8)?,
+        claims_in_id_token: row.try_get(9)?,
+        device_grant: row.try_get(10)?,
+        launch_url: row.try_get(11)?,
+        created_at: row.try_get(12)?,
+        secret_set_at: row.try_get(13)?,
     })
 }
 
@@ -594,6 +625,92 @@ impl Store for PostgresOidc {
             total += count(client.execute_typed(sql, &[(&now, Type::INT8), (&limit, Type::INT8)])?);
         }
         Ok(total)
+    }
+
+    fn client_create(&self, c: &ClientRow) -> Result<bool, OidcError> {
+        let secret = c.secret_hash.as_ref().map(|h| &h[..]);
+        let (uris, groups) = (to_json_list(&c.redirect_uris), to_json_list(&c.groups));
+        Ok(self.execute(
+            &format!(
+                "INSERT INTO oidc_clients ({CLIENT}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            &[
+                (&c.id, Type::TEXT),
+                (&c.name, Type::TEXT),
+                (&secret, Type::BYTEA),
+                (&uris, Type::TEXT),
+                (&groups, Type::TEXT),
+                (&c.two_factor, Type::BOOL),
+                (&c.pkce_required, Type::BOOL),
+                (&c.signing_alg, Type::TEXT),
+                (&c.offline_access, Type::BOOL),
+                (&c.claims_in_id_token, Type::BOOL),
+                (&c.device_grant, Type::BOOL),
+                (&c.launch_url, Type::TEXT),
+                (&c.created_at, Type::INT8),
+                (&c.secret_set_at, Type::INT8),
+            ],
+        )? == 1)
+    }
+
+    fn client_find(&self, id: &str) -> Result<Option<ClientRow>, OidcError> {
+        self.client()?
+            .query_typed_opt(
+                &format!("SELECT {CLIENT} FROM oidc_clients WHERE id = $1"),
+                &[(&id, Type::TEXT)],
+            )?
+            .as_ref()
+            .map(client)
+            .transpose()
+    }
+
+    fn client_list(&self) -> Result<Vec<ClientRow>, OidcError> {
+        // `COLLATE "C"`: ordered by bytes, as SQLite orders them.
+        self.client()?
+            .query_typed(
+                &format!("SELECT {CLIENT} FROM oidc_clients ORDER BY id COLLATE \"C\""),
+                &[],
+            )?
+            .iter()
+            .map(client)
+            .collect()
+    }
+
+    fn client_set_secret(&self, id: &str, h: &Hash, now: Millis) -> Result<bool, OidcError> {
+        let h = &h[..];
+        Ok(self.execute(
+            "UPDATE oidc_clients SET secret_hash = $2, secret_set_at = $3 \
+             WHERE id = $1 AND secret_hash IS NOT NULL",
+            &[(&id, Type::TEXT), (&h, Type::BYTEA), (&now, Type::INT8)],
+        )? == 1)
+    }
+
+    fn client_delete(&self, id: &str, end_grants: bool) -> Result<bool, OidcError> {
+        let mut conn = self.client()?;
+        let mut tx = conn.transaction()?;
+        if tx.execute_typed(
+            "DELETE FROM oidc_clients WHERE id = $1",
+            &[(&id, Type::TEXT)],
+        )? == 0
+        {
+            return Ok(false);
+        }
+        if end_grants {
+            // Codes, tokens and device approvals go with their grant (ON
+            // DELETE CASCADE); a device still waiting has no grant.
+            tx.execute_typed(
+                "DELETE FROM oidc_grants WHERE client_id = $1",
+                &[(&id, Type::TEXT)],
+            )?;
+            tx.execute_typed(
+                "DELETE FROM oidc_devices WHERE client_id = $1",
+                &[(&id, Type::TEXT)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 }
 

@@ -7,8 +7,9 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::OidcError;
 use super::store::{
-    CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus, GrantId,
-    GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow,
+    ClientRow, CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus,
+    GrantId, GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow, from_json_list,
+    to_json_list,
 };
 use crate::clock::Millis;
 use crate::db::{Pool, returning};
@@ -23,6 +24,9 @@ const TOKEN: &str = "hash, grant_id, kind, scopes, created_at, expires_at, used_
 const DEVICE: &str = "device_hash, user_code_hash, client_id, scopes, created_at, expires_at, \
                       interval_ms, last_poll_at, status, grant_id";
 const KEY: &str = "kid, alg, sealed, public_jwk, created_at, retired_at, published_until";
+const CLIENT: &str = "id, name, secret_hash, redirect_uris, allowed_groups, two_factor, \
+                      pkce_required, signing_alg, offline_access, claims_in_id_token, \
+                      device_grant, launch_url, created_at, secret_set_at";
 
 fn bad(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -99,6 +103,33 @@ fn key(row: &Row<'_>) -> rusqlite::Result<KeyRow> {
         created_at: row.get(4)?,
         retired_at: row.get(5)?,
         published_until: row.get(6)?,
+    })
+}
+
+fn client(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
+    let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(i)?;
+        from_json_list(&text).ok_or_else(|| bad(i, "client list"))
+    };
+    let secret: Option<Vec<u8>> = row.get(2)?;
+    Ok(ClientRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: match secret {
+            None => None,
+            Some(b) => Some(b.try_into().map_err(|_| bad(2, "hash length"))?),
+        },
+        redirect_uris: list(3)?,
+        groups: list(4)?,
+        two_factor: row.get(5)?,
+        pkce_required: row.get(6)?,
+        signing_alg: row.get(7)?,
+        offline_access: row.get(8)?,
+        claims_in_id_token: row.get(9)?,
+        device_grant: row.get(10)?,
+        launch_url: row.get(11)?,
+        created_at: row.get(12)?,
+        secret_set_at: row.get(13)?,
     })
 }
 
@@ -506,6 +537,73 @@ impl Store for SqliteOidc {
             total += conn.prepare_cached(sql)?.execute(params![now, limit(n)])?;
         }
         Ok(total)
+    }
+
+    fn client_create(&self, c: &ClientRow) -> Result<bool, OidcError> {
+        let n = self.0.get()?.execute(
+            &format!(
+                "INSERT INTO oidc_clients ({CLIENT}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            params![
+                c.id,
+                c.name,
+                c.secret_hash.as_ref().map(|h| &h[..]),
+                to_json_list(&c.redirect_uris),
+                to_json_list(&c.groups),
+                c.two_factor,
+                c.pkce_required,
+                c.signing_alg,
+                c.offline_access,
+                c.claims_in_id_token,
+                c.device_grant,
+                c.launch_url,
+                c.created_at,
+                c.secret_set_at
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn client_find(&self, id: &str) -> Result<Option<ClientRow>, OidcError> {
+        let conn = self.0.get()?;
+        Ok(conn
+            .prepare_cached(&format!("SELECT {CLIENT} FROM oidc_clients WHERE id = ?1"))?
+            .query_row([id], client)
+            .optional()?)
+    }
+
+    fn client_list(&self) -> Result<Vec<ClientRow>, OidcError> {
+        let conn = self.0.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {CLIENT} FROM oidc_clients ORDER BY id"))?;
+        let rows = stmt.query_map([], client)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn client_set_secret(&self, id: &str, h: &Hash, now: Millis) -> Result<bool, OidcError> {
+        Ok(self.0.get()?.execute(
+            "UPDATE oidc_clients SET secret_hash = ?2, secret_set_at = ?3 \
+             WHERE id = ?1 AND secret_hash IS NOT NULL",
+            params![id, &h[..], now],
+        )? == 1)
+    }
+
+    fn client_delete(&self, id: &str, end_grants: bool) -> Result<bool, OidcError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if tx.execute("DELETE FROM oidc_clients WHERE id = ?1", [id])? == 0 {
+            return Ok(false);
+        }
+        if end_grants {
+            // The codes, tokens and device approvals of each grant go with
+            // it (ON DELETE CASCADE); a device still waiting has no grant.
+            tx.execute("DELETE FROM oidc_grants WHERE client_id = ?1", [id])?;
+            tx.execute("DELETE FROM oidc_devices WHERE client_id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 }
 

@@ -288,6 +288,66 @@ pub enum DevicePoll {
     Unknown,
 }
 
+/// An OpenID Connect client an administrator made (on `/admin/clients`
+/// or with `gatehouse oidc client create`), as stored: every instance on
+/// the database reads it from here, so a new, rotated or deleted client
+/// is seen everywhere at the next request. Only the SHA-256 of its secret
+/// is kept (the secret is 256 random bits: too random for a fast hash to
+/// give it away); the lists are JSON arrays of strings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    /// The `client_id`.
+    pub id: String,
+    /// The name people see.
+    pub name: String,
+    /// SHA-256 of the secret; `None` for a public client.
+    pub secret_hash: Option<Hash>,
+    /// The registered redirect URIs, exactly as given.
+    pub redirect_uris: Vec<String>,
+    /// The groups whose members may use it; empty: anyone signed in.
+    pub groups: Vec<String>,
+    /// Whether a sign-in with a second factor is needed.
+    pub two_factor: bool,
+    /// Whether PKCE is required (always, for a public client).
+    pub pkce_required: bool,
+    /// The ID token signing algorithm (`RS256`, `ES256`, `EdDSA`).
+    pub signing_alg: String,
+    /// Whether it may have refresh tokens.
+    pub offline_access: bool,
+    /// Whether the profile claims go in the ID token too.
+    pub claims_in_id_token: bool,
+    /// Whether it may use the device authorization grant.
+    pub device_grant: bool,
+    /// Where "my apps" links to.
+    pub launch_url: Option<String>,
+    /// When it was made.
+    pub created_at: Millis,
+    /// When its secret was made or last rotated (`None`: public).
+    pub secret_set_at: Option<Millis>,
+}
+
+impl fmt::Debug for ClientRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret's hash.
+        f.debug_struct("ClientRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("public", &self.secret_hash.is_none())
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A list of strings as stored (a JSON array).
+pub(super) fn to_json_list(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// A stored JSON array of strings back as a list (`None`: not one).
+pub(super) fn from_json_list(s: &str) -> Option<Vec<String>> {
+    serde_json::from_str(s).ok()
+}
+
 /// A signing key as stored: the private key sealed, the public JWK in the
 /// clear.
 #[derive(Clone, PartialEq, Eq)]
@@ -416,6 +476,22 @@ pub trait Store: Send + Sync {
     /// Deletes up to `limit` of each kind of expired row (tokens, codes,
     /// device codes, grants, retired keys past publication); how many.
     fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, OidcError>;
+
+    /// Stores a client an administrator made; `false` (nothing stored)
+    /// when its id is taken.
+    fn client_create(&self, client: &ClientRow) -> Result<bool, OidcError>;
+    /// A stored client by id (compared exactly).
+    fn client_find(&self, id: &str) -> Result<Option<ClientRow>, OidcError>;
+    /// Every stored client, by id.
+    fn client_list(&self) -> Result<Vec<ClientRow>, OidcError>;
+    /// Replaces a confidential client's secret hash; `false` when there
+    /// is no such client or it is public (no secret to replace).
+    fn client_set_secret(&self, id: &str, hash: &Hash, now: Millis) -> Result<bool, OidcError>;
+    /// Deletes a stored client, and with `end_grants` in the same
+    /// transaction every grant given to that id (its codes, access and
+    /// refresh tokens with them) and its device authorizations; `false`
+    /// when there was no such client (then nothing is deleted).
+    fn client_delete(&self, id: &str, end_grants: bool) -> Result<bool, OidcError>;
 }
 
 /// Scopes as stored: space-separated, as OAuth writes them.
@@ -476,6 +552,7 @@ pub(super) mod conformance {
         subjects(store, user, other);
         keys(store);
         reaping(store, user);
+        clients(store, user);
     }
 
     fn codes(store: &dyn Store, user: UserId) {
@@ -932,5 +1009,148 @@ pub(super) mod conformance {
             .map(|k| k.kid)
             .collect();
         assert_eq!(kids, ["k3", "k4"]);
+    }
+
+    /// A stored client for the checks (and for `registry`'s tests).
+    pub fn client_row(id: &str, secret: Option<Hash>, now: Millis) -> ClientRow {
+        ClientRow {
+            id: id.to_owned(),
+            name: format!("{id} app"),
+            secret_hash: secret,
+            redirect_uris: vec!["https://app/cb".into(), "app.native:/cb".into()],
+            groups: vec!["ops".into()],
+            two_factor: true,
+            pkce_required: secret.is_none(),
+            signing_alg: "ES256".into(),
+            offline_access: true,
+            claims_in_id_token: false,
+            device_grant: false,
+            launch_url: Some("https://app/".into()),
+            created_at: now,
+            secret_set_at: secret.map(|_| now),
+        }
+    }
+
+    /// A grant of `client` with a code and an access token (`n`: the
+    /// token's hash).
+    fn granted(store: &dyn Store, user: UserId, client: &str, n: u8, now: Millis) -> GrantRow {
+        let g = grant(user, client, "sid-f", now);
+        store
+            .code_create(
+                &g,
+                &CodeRow {
+                    hash: hash(n + 100),
+                    grant_id: g.id,
+                    redirect_uri: "https://app/cb".into(),
+                    challenge: None,
+                    expires_at: now + 1000,
+                },
+            )
+            .expect("create");
+        assert!(
+            store
+                .token_create(&token(&g, n, TokenKind::Refresh, now))
+                .expect("token")
+        );
+        g
+    }
+
+    fn clients(store: &dyn Store, user: UserId) {
+        let now = 6_000_000;
+        let made = client_row("made", Some(hash(60)), now);
+        assert!(store.client_create(&made).expect("create"));
+        let twice = ClientRow {
+            name: "another".into(),
+            ..made.clone()
+        };
+        assert!(!store.client_create(&twice).expect("an id is made once"));
+        assert_eq!(store.client_find("made").expect("find"), Some(made.clone()));
+        for near in ["Made", "made ", " made", "mad", ""] {
+            assert_eq!(store.client_find(near).expect("find"), None, "{near:?}");
+        }
+        // Any printable id, kept exactly.
+        let odd = client_row("Ünïcode 'id' \"x\" %20;--", None, now);
+        assert!(store.client_create(&odd).expect("create"));
+        assert_eq!(store.client_find(&odd.id).expect("find"), Some(odd.clone()));
+        let ids: Vec<String> = store
+            .client_list()
+            .expect("list")
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        // By bytes, on either database: `m` before `Ü`.
+        assert_eq!(ids, ["made".to_owned(), odd.id.clone()]);
+
+        // A new secret for a confidential client; a public one has none.
+        assert!(
+            store
+                .client_set_secret("made", &hash(61), now + 5)
+                .expect("rotate")
+        );
+        let rotated = store.client_find("made").expect("find").expect("there");
+        assert_eq!(rotated.secret_hash, Some(hash(61)));
+        assert_eq!(rotated.secret_set_at, Some(now + 5));
+        assert_eq!(rotated.created_at, now);
+        assert!(
+            !store
+                .client_set_secret(&odd.id, &hash(62), now)
+                .expect("public")
+        );
+        assert_eq!(
+            store
+                .client_find(&odd.id)
+                .expect("find")
+                .expect("there")
+                .secret_hash,
+            None
+        );
+        assert!(
+            !store
+                .client_set_secret("nobody", &hash(62), now)
+                .expect("unknown")
+        );
+
+        // Deleting a client ends its grants (codes, tokens) and device
+        // authorizations, and nobody else's.
+        let mine = granted(store, user, "made", 63, now);
+        let theirs = granted(store, user, "neighbour", 64, now);
+        let waiting = DeviceRow {
+            device_hash: hash(65),
+            user_code_hash: hash(66),
+            client_id: "made".into(),
+            scopes: "openid".into(),
+            created_at: now,
+            expires_at: now + 600_000,
+            interval_ms: 5000,
+            last_poll_at: None,
+            status: DeviceStatus::Pending,
+            grant_id: None,
+        };
+        assert!(store.device_create(&waiting).expect("device"));
+        assert!(store.client_delete("made", true).expect("delete"));
+        assert_eq!(store.client_find("made").expect("find"), None);
+        assert!(store.token_find(&hash(63)).expect("find").is_none());
+        assert!(!store.grant_delete(&mine.id).expect("gone with the client"));
+        assert_eq!(store.device_find(&hash(66), now).expect("find"), None);
+        assert!(store.token_find(&hash(64)).expect("find").is_some());
+        assert!(!store.client_delete("made", true).expect("twice"));
+        assert!(!store.client_delete("neighbour", true).expect("not stored"));
+        assert!(
+            store.token_find(&hash(64)).expect("find").is_some(),
+            "nothing is ended for an id that is not stored"
+        );
+
+        // Without `end_grants` (a stored client an id in gatehouse.toml
+        // hides): the row goes, the configured client's grants stay.
+        assert!(
+            store
+                .client_create(&client_row("neighbour", Some(hash(67)), now))
+                .expect("create")
+        );
+        assert!(store.client_delete("neighbour", false).expect("delete"));
+        assert!(store.token_find(&hash(64)).expect("find").is_some());
+        store.grant_delete(&theirs.id).expect("delete");
+        assert!(store.client_delete(&odd.id, true).expect("delete"));
+        assert!(store.client_list().expect("list").is_empty());
     }
 }

@@ -26,6 +26,16 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
             Err(SessionError::Gone) => return Ok(see_other("/login?next=/")),
             Err(e) => return Err(e.into()),
         };
+        // The apps that sign in through gatehouse (OpenID Connect clients,
+        // the file's and those made on `/admin`) with a launch URL, when
+        // this user may use them.
+        let clients = match &state.oidc {
+            Some(provider) => provider
+                .registry()
+                .all()
+                .map_err(super::error::WebError::provider_fault)?,
+            None => Vec::new(),
+        };
         let mut apps: Vec<views::AppLink<'_>> = state
             .apps
             .open_to(&who, client.ip)
@@ -36,28 +46,22 @@ fn get_dashboard(state: &State, request: &Request, client: &Client) -> Result<Re
                 icon: a.icon.as_deref(),
             })
             .collect();
-        // The apps that sign in through gatehouse (OpenID Connect clients)
-        // with a launch URL, when this user may use them.
-        if let Some(provider) = &state.oidc {
-            apps.extend(
-                provider
-                    .clients()
-                    .all()
-                    .iter()
-                    .filter(|c| {
-                        crate::auth::access::client_decision(&c.groups, false, &who.groups, &[])
-                            == crate::auth::access::Decision::Allow
+        apps.extend(
+            clients
+                .iter()
+                .filter(|c| {
+                    crate::auth::access::client_decision(&c.groups, false, &who.groups, &[])
+                        == crate::auth::access::Decision::Allow
+                })
+                .filter_map(|c| {
+                    Some(views::AppLink {
+                        name: &c.name,
+                        href: c.launch_url.clone()?,
+                        description: None,
+                        icon: None,
                     })
-                    .filter_map(|c| {
-                        Some(views::AppLink {
-                            name: &c.name,
-                            href: c.launch_url.clone()?,
-                            description: None,
-                            icon: None,
-                        })
-                    }),
-            );
-        }
+                }),
+        );
         Ok(html(views::dashboard_page(&DashboardView {
             viewer: viewer(&who.user),
             visits,

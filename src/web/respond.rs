@@ -63,6 +63,7 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
         "group-deleted" => "The group has been deleted.",
         "member-added" => "The user has been added to the group.",
         "member-removed" => "The user has been taken out of the group.",
+        "client-deleted" => "The client has been deleted, and every sign-in it held has ended.",
         _ => return None,
     })
 }

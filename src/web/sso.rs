@@ -68,7 +68,7 @@ pub(super) fn authorization_in(state: &State, next: &str) -> Option<(String, Opt
         .strip_prefix(crate::oidc::discovery::AUTHORIZE)?
         .strip_prefix('?')?;
     let form = super::form::Form::parse(query.as_bytes()).ok()?;
-    let client = provider.clients().find(form.get("client_id")?)?;
+    let client = provider.client(form.get("client_id")?).ok().flatten()?;
     // A hint is only a suggestion, shown in a form field: a username's
     // length at most, and no control characters.
     let hint = form

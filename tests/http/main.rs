@@ -31,6 +31,7 @@ mod login;
 mod names;
 mod navigation;
 mod oidc;
+mod oidc_clients;
 mod ops;
 mod outage;
 mod privilege;

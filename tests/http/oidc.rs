@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::helpers::{Browser, Resp, TestApp, enc};
 
-const ISSUER: &str = "http://gatehouse.test";
+pub(crate) const ISSUER: &str = "http://gatehouse.test";
 const APP_SECRET: &str = "app-secret-0123456789-abcdefghijkl";
 const OTHER_SECRET: &str = "other-secret-0123456789-abcdefghij";
 const OPS_SECRET: &str = "ops-secret-0123456789-abcdefghijklm";
@@ -103,7 +103,7 @@ fn spawn() -> TestApp {
 }
 
 #[derive(Debug)]
-struct HttpError(String);
+pub(crate) struct HttpError(String);
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +115,7 @@ impl std::error::Error for HttpError {}
 
 /// The relying party's HTTP client: ureq, with the issuer's address sent
 /// to the test server.
-fn http(base: &str) -> impl Fn(HttpRequest) -> Result<HttpResponse, HttpError> {
+pub(crate) fn http(base: &str) -> impl Fn(HttpRequest) -> Result<HttpResponse, HttpError> {
     let base = base.to_owned();
     let agent = crate::helpers::agent();
     move |req: HttpRequest| {
@@ -146,7 +146,7 @@ fn http(base: &str) -> impl Fn(HttpRequest) -> Result<HttpResponse, HttpError> {
     }
 }
 
-fn metadata(app: &TestApp) -> CoreProviderMetadata {
+pub(crate) fn metadata(app: &TestApp) -> CoreProviderMetadata {
     CoreProviderMetadata::discover(
         &IssuerUrl::new(ISSUER.to_owned()).expect("issuer"),
         &http(&app.base),
@@ -155,14 +155,14 @@ fn metadata(app: &TestApp) -> CoreProviderMetadata {
 }
 
 /// The path (and query) of a URL under the issuer.
-fn local(url: &str) -> String {
+pub(crate) fn local(url: &str) -> String {
     url.strip_prefix(ISSUER)
         .unwrap_or_else(|| panic!("{url} is not under the issuer"))
         .to_owned()
 }
 
 /// A query parameter of a URL.
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     Url::parse(url)
         .expect("url")
         .query_pairs()
@@ -174,7 +174,7 @@ fn param(url: &str, name: &str) -> Option<String> {
 /// page when signed out (posting the form, `next` and all), and back,
 /// until gatehouse sends the browser away from itself. Returns that
 /// last answer (a redirect to the client, or a page).
-fn follow(browser: &Browser, path: &str) -> Resp {
+pub(crate) fn follow(browser: &Browser, path: &str) -> Resp {
     let mut at = path.to_owned();
     for _ in 0..6 {
         let resp = browser.get(&at);
@@ -224,7 +224,12 @@ fn token(app: &TestApp, fields: &[(&str, &str)], basic: Option<(&str, &str)>) ->
     post(app, "/oidc/token", fields, basic)
 }
 
-fn post(app: &TestApp, path: &str, fields: &[(&str, &str)], basic: Option<(&str, &str)>) -> Resp {
+pub(crate) fn post(
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Resp {
     let b = Browser::new(&app.base);
     let header =
         basic.map(|(id, secret)| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
@@ -235,12 +240,12 @@ fn post(app: &TestApp, path: &str, fields: &[(&str, &str)], basic: Option<(&str,
     b.post_form_with(path, fields, &headers)
 }
 
-fn json(resp: &Resp) -> Value {
+pub(crate) fn json(resp: &Resp) -> Value {
     serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("{e}: {resp:?}"))
 }
 
 #[track_caller]
-fn assert_oauth_error(resp: &Resp, status: u16, error: &str) {
+pub(crate) fn assert_oauth_error(resp: &Resp, status: u16, error: &str) {
     assert_eq!(resp.status, status, "{resp:?}");
     assert_eq!(json(resp)["error"], error, "{resp:?}");
     assert!(!resp.body.contains("access_token"), "{resp:?}");
@@ -1473,7 +1478,7 @@ fn introspected(app: &TestApp, token: &str) -> bool {
 
 /// The claims of an ID token, read without checking its signature (the
 /// tests that verify it use the relying-party library).
-fn claims_of(id_token: &str) -> Value {
+pub(crate) fn claims_of(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).expect("payload");
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

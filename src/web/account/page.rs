@@ -130,7 +130,10 @@ fn apps(state: &State, user: &User, now: clock::Millis) -> Result<Vec<AppRow>> {
         if rows.iter().any(|r| r.client_id == g.client_id) {
             continue;
         }
-        if let Some(client) = provider.clients().find(&g.client_id) {
+        if let Some(client) = provider
+            .client(&g.client_id)
+            .map_err(crate::web::error::WebError::provider_fault)?
+        {
             rows.push(AppRow {
                 client_id: g.client_id,
                 name: client.name.clone(),

@@ -68,6 +68,10 @@ pub(super) enum Outcome {
     Refused(u16, String),
     /// The admin ended their own session.
     SignedOut,
+    /// Answered by the action's own page: one that shows a secret the one
+    /// time it exists (never carried in a URL), or a form shown again
+    /// with what was typed and why it was refused.
+    Page(Response),
 }
 
 pub(super) fn refused(status: u16, message: &str) -> Outcome {
@@ -114,6 +118,7 @@ pub(super) fn act(
             Outcome::Done(code) => Ok(see_other(&format!("{}?done={code}", section.path))),
             Outcome::DoneAt(page, code) => Ok(see_other(&format!("{page}&done={code}"))),
             Outcome::SignedOut => Ok(logged_out()),
+            Outcome::Page(page) => Ok(page),
             Outcome::Refused(status, message) => {
                 // Re-read: the action may have changed the admin themselves.
                 match admin(state, session, request) {

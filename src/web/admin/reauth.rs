@@ -25,6 +25,19 @@ const CARRIED: &[&str] = &[
     "confirm",
     "display_name",
     "email",
+    // `/admin/clients`.
+    "client_id",
+    "client_name",
+    "redirect_uris",
+    "client_type",
+    "allowed_groups",
+    "two_factor",
+    "pkce",
+    "signing_alg",
+    "launch_url",
+    "offline_access",
+    "claims_in_id_token",
+    "device_grant",
 ];
 
 /// Whether a person's click (or key press) may have started this request.

@@ -188,6 +188,10 @@ fn authorize(
     let req = parameters(&form);
     let authz = match provider.authorization(&req) {
         Ok(a) => a,
+        // A store that fails is no bad request.
+        Err(AuthorizationError::Show(e @ (OidcError::Db(_) | OidcError::Key(_)))) => {
+            return Err(WebError::provider_fault(e));
+        }
         Err(AuthorizationError::Show(e)) => {
             crate::logging::line(&format!(
                 "oidc authorization refused client={} error={}",
@@ -272,7 +276,10 @@ fn decide(
         .redirect_url(provider.issuer())
         .map_or_else(|| see_other("/"), |url| see_other(&url))
     };
-    match provider.decide(authz, auth.as_ref(), requested_at, now) {
+    let decision = provider
+        .decide(authz, auth.as_ref(), requested_at, now)
+        .map_err(WebError::provider_fault)?;
+    match decision {
         Decision::IssueCode => {
             let Some(mut auth) = auth else {
                 return Ok(back(OidcError::LoginRequired("nobody is signed in".into())));
@@ -311,9 +318,10 @@ fn decide(
             "this user may not use this app".into(),
         ))),
         Decision::Refuse => {
-            let name = provider
-                .clients()
-                .find(&authz.client_id)
+            // The name the refusal shows: the client was read just now.
+            let client = provider.client(&authz.client_id).ok().flatten();
+            let name = client
+                .as_ref()
                 .map_or(authz.client_id.as_str(), |c| c.name.as_str());
             crate::logging::line(&format!(
                 "oidc access refused client={} user_id={}",

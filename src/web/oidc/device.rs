@@ -40,7 +40,7 @@ pub(super) fn post_device_authorization(
         Err(r) => return Ok(r),
     };
     Ok(
-        match provider.device_start(relying_party, form.get("scope"), crate::clock::now()) {
+        match provider.device_start(&relying_party, form.get("scope"), crate::clock::now()) {
             Ok(started) => no_store(200, &started.to_json()),
             Err(e) => error_response(state, &e),
         },

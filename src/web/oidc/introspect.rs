@@ -30,7 +30,7 @@ pub(super) fn post_introspect(
     };
     Ok(
         match provider.introspect(
-            relying_party,
+            &relying_party,
             token,
             |user| profile(state, user),
             crate::clock::now(),

@@ -39,6 +39,8 @@ mod revoke;
 mod token;
 mod userinfo;
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
@@ -314,7 +316,7 @@ fn form_and_client<'p>(
     provider: &'p Provider,
     request: &Request,
     client: &Client,
-) -> std::result::Result<(Form, &'p crate::oidc::Client), Response> {
+) -> std::result::Result<(Form, Cow<'p, crate::oidc::Client>), Response> {
     let form = form_of(state, request)?;
     let relying_party = authenticate(state, provider, request, &form, client)?;
     Ok((form, relying_party))
@@ -326,7 +328,7 @@ fn authenticate<'p>(
     request: &Request,
     form: &Form,
     client: &Client,
-) -> std::result::Result<&'p crate::oidc::Client, Response> {
+) -> std::result::Result<Cow<'p, crate::oidc::Client>, Response> {
     match state.throttle.address_wait(client.ip) {
         Ok(Some(wait)) => {
             state.metrics.throttled();

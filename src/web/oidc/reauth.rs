@@ -96,7 +96,7 @@ fn checked(state: &State, next: &str) -> Result<(String, String)> {
     let form = Form::parse(query.as_bytes()).map_err(|_| refuse())?;
     let client = form
         .get("client_id")
-        .and_then(|id| provider.clients().find(id))
+        .and_then(|id| provider.client(id).ok().flatten())
         .ok_or_else(refuse)?;
     Ok((next.to_owned(), client.name.clone()))
 }

@@ -25,7 +25,7 @@ pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> 
         ));
     };
     // `token_type_hint` is only a hint (§2.1): the token says what it is.
-    Ok(match provider.revoke(relying_party, token) {
+    Ok(match provider.revoke(&relying_party, token) {
         Ok(()) => Response::empty_204()
             .with_status_code(200)
             .with_unique_header("Cache-Control", "no-store"),

@@ -50,7 +50,7 @@ pub(super) fn post_token(state: &State, request: &Request, client: &Client) -> R
     let answer = match grant_type {
         "authorization_code" => match (form.get("code"), form.get("redirect_uri")) {
             (Some(code), Some(redirect_uri)) => provider.exchange_code(
-                relying_party,
+                &relying_party,
                 code,
                 redirect_uri,
                 form.get("code_verifier"),
@@ -61,11 +61,11 @@ pub(super) fn post_token(state: &State, request: &Request, client: &Client) -> R
             (_, None) => Err(OidcError::InvalidRequest("redirect_uri is missing".into())),
         },
         DEVICE_GRANT_TYPE => match form.get("device_code") {
-            Some(code) => provider.device_token(relying_party, code, read, now),
+            Some(code) => provider.device_token(&relying_party, code, read, now),
             None => Err(OidcError::InvalidRequest("device_code is missing".into())),
         },
         _ => match form.get("refresh_token") {
-            Some(token) => provider.refresh(relying_party, token, form.get("scope"), read, now),
+            Some(token) => provider.refresh(&relying_party, token, form.get("scope"), read, now),
             None => Err(OidcError::InvalidRequest("refresh_token is missing".into())),
         },
     };

@@ -51,6 +51,11 @@ pub const SECTIONS: &[Section] = &[
         label: "Tokens",
         href: "/admin/tokens",
     },
+    Section {
+        id: "clients",
+        label: "Clients",
+        href: "/admin/clients",
+    },
 ];
 
 /// A page of the admin area: the wide layout, the area's heading and

@@ -1,6 +1,6 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
 //! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
-//! area's Groups section), `tokens` (personal access tokens on `/account` and
+//! area's Groups section), `clients` (its OpenID Connect clients), `tokens` (personal access tokens on `/account` and
 //! `/admin/tokens`), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
@@ -13,6 +13,7 @@
 
 mod account;
 mod admin;
+mod clients;
 mod confirm;
 mod dashboard;
 mod errors;
@@ -33,6 +34,10 @@ pub use admin::{
     ConfirmView, OverviewView, SECTIONS, Section, SessionsView, UserRow, UsersView,
     confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
     users_page,
+};
+pub use clients::{
+    ClientForm, ClientItem, ClientsView, Shown, clients_page, delete_client_page,
+    rotate_client_page,
 };
 pub use confirm::{ConfirmStep, confirm_step_page};
 pub use dashboard::{AppLink, DashboardView, dashboard_page};
