@@ -25,6 +25,12 @@ const CARRIED: &[&str] = &[
     "confirm",
     "display_name",
     "email",
+    "verified",
+    // `/admin/groups`: a group's name, the group a change is to.
+    "name",
+    "group",
+    // `/admin/tokens`: the token to revoke.
+    "id",
     // `/admin/clients`.
     "client_id",
     "client_name",
