@@ -235,6 +235,18 @@ const STEPS: &[&str] = &[
      CREATE INDEX access_tokens_by_user ON access_tokens (user_id);",
     // 8: who vouches for a user's e-mail address (see the SQLite step 10).
     "ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT false;",
+    // 9: back-channel logout notices waiting to be sent (see the SQLite
+    // step 11).
+    "CREATE TABLE oidc_logouts (
+         client_id TEXT NOT NULL,
+         sid TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         next_at BIGINT NOT NULL,
+         attempts BIGINT NOT NULL DEFAULT 0,
+         PRIMARY KEY (client_id, sid)
+     );
+     CREATE INDEX oidc_logouts_by_next ON oidc_logouts (next_at);",
 ];
 
 /// The schema version this binary writes.

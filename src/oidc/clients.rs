@@ -65,10 +65,17 @@ pub struct Client {
     pub claims: Vec<(String, ExtraClaim)>,
     /// Where "my apps" links to.
     pub launch_url: Option<String>,
-    /// Called (in a hidden frame) when the user signs out.
+    /// Loaded in a hidden frame of the signed-out page when the user
+    /// signs out (OpenID Connect Front-Channel Logout 1.0).
     pub frontchannel_logout_uri: Option<String>,
-    /// Told (server to server) when the user signs out.
+    /// Whether the frame's URL carries `iss` and `sid` (default: yes).
+    pub frontchannel_logout_session_required: bool,
+    /// Sent a logout token (server to server) whenever a session that
+    /// signed in to it ends (OpenID Connect Back-Channel Logout 1.0).
     pub backchannel_logout_uri: Option<String>,
+    /// Whether the client needs `sid` in the logout token (default: yes;
+    /// gatehouse always sends it, so either value is met).
+    pub backchannel_logout_session_required: bool,
     /// Where `end_session` may send the browser afterwards (exact match).
     pub post_logout_redirect_uris: Vec<String>,
 }
@@ -324,7 +331,9 @@ pub struct ClientSpec {
     claims: ClaimSpecs,
     launch_url: Option<String>,
     frontchannel_logout_uri: Option<String>,
+    frontchannel_logout_session_required: Option<bool>,
     backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: Option<bool>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
 }
@@ -530,6 +539,111 @@ fn check_web_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An `http(s)` URL's scheme, host and port, each as written (`None` for
+/// anything else); the port is `None` when none is written.
+fn web_parts(url: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let port = authority[end + 1..].strip_prefix(':');
+        if !(authority[end + 1..].is_empty() || port.is_some()) {
+            return None;
+        }
+        return Some((scheme, &authority[..=end], port));
+    }
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (scheme, host, Some(port)),
+        None => (scheme, authority, None),
+    })
+}
+
+/// The origin of an `http(s)` URL (`https://app.lan`,
+/// `http://127.0.0.1:8080`), lower-cased, its default port left out: the
+/// source a `Content-Security-Policy` names to let a page frame it.
+/// `None` for a URL a policy cannot name exactly (see
+/// [`check_logout_uri`], which lets no other through).
+pub fn web_origin(url: &str) -> Option<String> {
+    let (scheme, host, port) = web_parts(url)?;
+    let scheme = scheme.to_ascii_lowercase();
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !host_ok {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u16 = p
+                .parse()
+                .ok()
+                .filter(|n| *n > 0 && p.bytes().all(|b| b.is_ascii_digit()))?;
+            let default = if scheme == "https" { 443 } else { 80 };
+            (n != default).then_some(n)
+        }
+    };
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// Whether `host` (as a URL writes it) is this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a front- or back-channel logout URI: an absolute `https` URL, or
+/// `http` only to this machine (loopback) or to a host the client's own
+/// redirect URIs reach over `http` (an app served without TLS anyway).
+/// A logout token sent, or a frame loaded, over plain HTTP to anywhere
+/// else could be read or answered by whoever is on the way. The host must
+/// be a name or an IPv4 address (letters, digits, `-`, `.`): the
+/// signed-out page's `Content-Security-Policy` names the origin, and a
+/// policy can name no other (no IPv6 literal, nothing that would end the
+/// directive).
+///
+/// # Errors
+///
+/// What is wrong, as a sentence.
+pub fn check_logout_uri(uri: &str, redirect_uris: &[String]) -> Result<(), String> {
+    check_web_url(uri)?;
+    let Some((scheme, host, _)) = web_parts(uri) else {
+        return Err(format!("{uri:?} must be an http:// or https:// URL"));
+    };
+    if web_origin(uri).is_none() {
+        return Err(format!(
+            "{uri:?}: the host must be a name or an IPv4 address (letters, digits, '-', '.') \
+             with a port of 1 to 65535, so the signed-out page's Content-Security-Policy \
+             can name it"
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("http") && !is_loopback_host(host) {
+        let same_host_http = redirect_uris.iter().any(|r| {
+            web_parts(r).is_some_and(|(s, h, _)| {
+                s.eq_ignore_ascii_case("http") && h.eq_ignore_ascii_case(host)
+            })
+        });
+        if !same_host_http {
+            return Err(format!(
+                "{uri:?} must use https:// (http:// only to this machine, or to a host the \
+                 client's redirect_uris reach over http:// too)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_claim_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 64
@@ -639,13 +753,15 @@ impl ClientSpec {
             check_claim_name(claim).map_err(bad)?;
             claims.push((claim.clone(), extra_claim(spec).map_err(bad)?));
         }
+        if let Some(url) = &self.launch_url {
+            check_web_url(url).map_err(|r| err("launch_url", r))?;
+        }
         for (field, url) in [
-            ("launch_url", &self.launch_url),
             ("frontchannel_logout_uri", &self.frontchannel_logout_uri),
             ("backchannel_logout_uri", &self.backchannel_logout_uri),
         ] {
             if let Some(url) = url {
-                check_web_url(url).map_err(|r| err(field, r))?;
+                check_logout_uri(url, &self.redirect_uris).map_err(|r| err(field, r))?;
             }
         }
         Ok(Client {
@@ -663,7 +779,13 @@ impl ClientSpec {
             claims,
             launch_url: self.launch_url.clone(),
             frontchannel_logout_uri: self.frontchannel_logout_uri.clone(),
+            frontchannel_logout_session_required: self
+                .frontchannel_logout_session_required
+                .unwrap_or(true),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: self
+                .backchannel_logout_session_required
+                .unwrap_or(true),
             post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
         })
     }
