@@ -162,7 +162,7 @@ fn local(url: &str) -> String {
 }
 
 /// A query parameter of a URL.
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     Url::parse(url)
         .expect("url")
         .query_pairs()
@@ -174,7 +174,7 @@ fn param(url: &str, name: &str) -> Option<String> {
 /// page when signed out (posting the form, `next` and all), and back,
 /// until gatehouse sends the browser away from itself. Returns that
 /// last answer (a redirect to the client, or a page).
-fn follow(browser: &Browser, path: &str) -> Resp {
+pub(crate) fn follow(browser: &Browser, path: &str) -> Resp {
     let mut at = path.to_owned();
     for _ in 0..6 {
         let resp = browser.get(&at);
@@ -325,7 +325,8 @@ fn discovery_is_read_by_the_library_and_every_endpoint_it_names_is_a_route() {
         raw["device_authorization_endpoint"],
         format!("{ISSUER}/oidc/device_authorization")
     );
-    assert_eq!(raw["frontchannel_logout_supported"], false);
+    assert_eq!(raw["frontchannel_logout_supported"], true);
+    assert_eq!(raw["backchannel_logout_supported"], true);
     // CORS on discovery, JWKS, token and userinfo, with preflight.
     let b = Browser::new(&app.base);
     for path in ["/.well-known/openid-configuration", "/oidc/jwks"] {
@@ -1473,7 +1474,7 @@ fn introspected(app: &TestApp, token: &str) -> bool {
 
 /// The claims of an ID token, read without checking its signature (the
 /// tests that verify it use the relying-party library).
-fn claims_of(id_token: &str) -> Value {
+pub(crate) fn claims_of(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).expect("payload");
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -1484,7 +1485,7 @@ fn claims_of(id_token: &str) -> Value {
 }
 
 /// The `sid` claim of an ID token.
-fn sid_of(id_token: &str) -> String {
+pub(crate) fn sid_of(id_token: &str) -> String {
     claims_of(id_token)["sid"].as_str().expect("sid").to_owned()
 }
 
