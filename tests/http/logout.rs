@@ -578,6 +578,24 @@ fn ended_sessions_new_passwords_and_removed_users_post_logout_tokens() {
 }
 
 #[test]
+fn a_command_run_beside_the_server_has_its_notices_sent_by_the_server() {
+    let rp = Rp::start();
+    let app = spawn(&rp);
+    let browser = app.browser();
+    let tokens = sign_in_to(&app.base, &browser, "rp");
+    let out = crate::cli::ok(&crate::cli::gatehouse(
+        app.dir.path(),
+        &["user", "disable", "alice"],
+        None,
+    ));
+    assert!(out.contains("disabled alice"), "{out}");
+    // Queued in the database by the command, found by the server's
+    // senders on their next look.
+    let posted = rp.wait_for_tokens(1);
+    assert_logout_token(&app.base, &posted[0], "rp", id_token(&tokens));
+}
+
+#[test]
 fn a_client_that_never_answers_delays_no_sign_out_and_holds_no_threads() {
     if !crate::helpers::on_sqlite(
         "a_client_that_never_answers_delays_no_sign_out_and_holds_no_threads",
