@@ -1153,6 +1153,80 @@ tenant = "lan"
     }
 
     #[test]
+    fn logout_uris_are_https_or_http_only_to_loopback_or_an_http_redirect_host() {
+        let https = vec!["https://app.lan/cb".to_owned()];
+        let http = vec!["http://app.lan:8080/cb".to_owned()];
+        for ok in [
+            ("https://app.lan/logout?x=1", &https),
+            ("https://APP.lan:8443/logout", &https),
+            ("http://127.0.0.1:9000/logout", &https),
+            ("http://127.1.2.3/logout", &https),
+            ("http://localhost:9000/logout", &https),
+            ("http://app.lan/logout", &http),
+            ("http://App.Lan:9999/logout", &http),
+        ] {
+            assert_eq!(check_logout_uri(ok.0, ok.1), Ok(()), "{}", ok.0);
+        }
+        for bad in [
+            ("http://app.lan/logout", &https),
+            ("http://other.lan/logout", &http),
+            ("http://127.0.0.1.evil.lan/logout", &https),
+            ("http://[::1]:9000/logout", &https),
+            ("https://[2001:db8::1]/logout", &https),
+            ("https://app_1.lan/logout", &https),
+            ("https://app.lan:0/logout", &https),
+            ("https://app.lan:65536/logout", &https),
+            ("https://app.lan:+443/logout", &https),
+            ("https://app.lan;frame-src*/logout", &https),
+            ("https://app.lan /logout", &https),
+            ("https://app.lan/logout#x", &https),
+            ("https://user@app.lan/logout", &https),
+            ("app.lan/logout", &https),
+            ("ftp://app.lan/logout", &https),
+            ("javascript:alert(1)", &https),
+            ("", &https),
+        ] {
+            assert!(check_logout_uri(bad.0, bad.1).is_err(), "{}", bad.0);
+        }
+    }
+
+    #[test]
+    fn a_logout_uris_origin_is_what_a_content_security_policy_names() {
+        for (uri, origin) in [
+            ("https://App.LAN/logout?x=1", "https://app.lan"),
+            ("https://app.lan:443/logout", "https://app.lan"),
+            ("https://app.lan:8443", "https://app.lan:8443"),
+            ("http://127.0.0.1:80/x", "http://127.0.0.1"),
+            ("HTTP://127.0.0.1:9000?x", "http://127.0.0.1:9000"),
+        ] {
+            assert_eq!(web_origin(uri).as_deref(), Some(origin), "{uri}");
+        }
+        for uri in [
+            "https://[::1]/x",
+            "https://a b/x",
+            "https://a.lan:x/",
+            "app://a/x",
+        ] {
+            assert_eq!(web_origin(uri), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_logout_session_flags_default_to_true() {
+        let base = "[[clients]]\nid = \"x\"\nredirect_uris = [\"https://a/\"]\n";
+        let c = build(base).expect("valid");
+        assert!(c.frontchannel_logout_session_required);
+        assert!(c.backchannel_logout_session_required);
+        let c = build(&format!(
+            "{base}frontchannel_logout_uri = \"https://a/fc\"\nfrontchannel_logout_session_required = false\nbackchannel_logout_uri = \"https://a/bc\"\nbackchannel_logout_session_required = false\n"
+        ))
+        .expect("valid");
+        assert!(!c.frontchannel_logout_session_required);
+        assert!(!c.backchannel_logout_session_required);
+        assert_eq!(c.backchannel_logout_uri.as_deref(), Some("https://a/bc"));
+    }
+
+    #[test]
     fn ids_are_unique_and_found_exactly() {
         let a = grafana();
         let e = Clients::new(vec![a.clone(), a.clone()]).expect_err("twice");
