@@ -336,6 +336,9 @@ pub struct Accounts<'a> {
     users: &'a Users,
     sessions: &'a dyn Store,
     grants: &'a dyn crate::oidc::Store,
+    /// Rung when grants end, to send the back-channel logout notices now
+    /// (without it, a running server's senders find them within seconds).
+    bell: Option<&'a crate::oidc::logout::Bell>,
 }
 
 /// Whose sessions [`Accounts::end_session`] may end.
@@ -369,7 +372,16 @@ impl<'a> Accounts<'a> {
             users,
             sessions,
             grants,
+            bell: None,
         }
+    }
+
+    /// The same, ringing `bell` whenever grants end (the server's
+    /// provider's: its back-channel logout senders then go at once).
+    #[must_use]
+    pub fn with_bell(mut self, bell: Option<&'a crate::oidc::logout::Bell>) -> Self {
+        self.bell = bell;
+        self
     }
 }
 

@@ -528,6 +528,8 @@ pub struct Running {
     directory_sync: Option<JoinHandle<()>>,
     /// The OpenID Provider's reaper thread, when the provider is on.
     oidc_reaper: Option<JoinHandle<()>>,
+    /// The back-channel logout senders, when a client takes notices.
+    backchannel: Vec<JoinHandle<()>>,
     state: Arc<web::State>,
     /// Held until the server is gone.
     _lock: DataDirLock,
@@ -632,6 +634,7 @@ impl Running {
         {
             crate::logging::line("oidc reaper thread panicked during shutdown");
         }
+        stop_backchannel(&self.state, self.backchannel);
         crate::logging::flush();
     }
 }
@@ -751,6 +754,64 @@ fn start_oidc_reaper(
             }
         })
         .map(Some)
+}
+
+/// How many threads send back-channel logout notices: a client that
+/// never answers holds one of them (one notice per client is in flight),
+/// the other serves everyone else.
+const BACKCHANNEL_SENDERS: usize = 2;
+
+/// How long shutdown waits for a sender in the middle of a delivery.
+const BACKCHANNEL_STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Starts the back-channel logout senders (see [`crate::oidc::logout`]),
+/// when the provider is on and a client registered a
+/// `backchannel_logout_uri` (without one, what is queued is reaped).
+fn start_backchannel(
+    state: &Arc<web::State>,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let Some(provider) = &state.oidc else {
+        return Ok(Vec::new());
+    };
+    if !provider
+        .clients()
+        .all()
+        .iter()
+        .any(|c| c.backchannel_logout_uri.is_some())
+    {
+        return Ok(Vec::new());
+    }
+    let sender = Arc::new(crate::oidc::logout::Sender::new(provider.clone()));
+    (0..BACKCHANNEL_SENDERS)
+        .map(|n| {
+            let (sender, stop) = (Arc::clone(&sender), Arc::clone(stop));
+            std::thread::Builder::new()
+                .name(format!("gatehouse-oidc-logout-{n}"))
+                .spawn(move || sender.run(&stop))
+        })
+        .collect()
+}
+
+/// Wakes the senders to see the stop, and waits a moment for them. One
+/// still waiting on a client's answer (at most its timeout) is left to
+/// end by itself: what it was sending stays queued, and is sent again
+/// once its lease ends.
+fn stop_backchannel(state: &web::State, senders: Vec<JoinHandle<()>>) {
+    if let Some(provider) = &state.oidc {
+        provider.bell().ring();
+    }
+    let deadline = std::time::Instant::now() + BACKCHANNEL_STOP_WAIT;
+    for sender in senders {
+        while !sender.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !sender.is_finished() {
+            crate::logging::line("oidc backchannel sender still waiting on a client; left to end");
+        } else if sender.join().is_err() {
+            crate::logging::line("oidc backchannel sender panicked during shutdown");
+        }
+    }
 }
 
 /// Starts gatehouse with `config`.
@@ -912,6 +973,8 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         start_directory_sync(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
     let oidc_reaper = start_oidc_reaper(&state, &stop, config.reap_interval)
         .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+    let backchannel =
+        start_backchannel(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
 
     let stop_flag = Arc::clone(&stop);
     let server = std::thread::Builder::new()
@@ -933,6 +996,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         reaper,
         directory_sync,
         oidc_reaper,
+        backchannel,
         state,
         _lock: lock,
     })

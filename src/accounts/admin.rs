@@ -122,8 +122,11 @@ impl Accounts<'_> {
     ) -> Result<usize, AccountError> {
         self.refuse_removal(actor, target, force, Refusal::DeleteSelf)?;
         // Sessions first: a store outside the users' database (Redis) has no
-        // cascade to take them with the user.
+        // cascade to take them with the user. The grants too, before the
+        // cascade would take them in silence: their ending queues the
+        // back-channel logout notices, with the `sub` that goes with the user.
         let ended = self.sessions.delete_by_user(target.id, None)?;
+        self.end_grants(target.id, None)?;
         self.end_pending(target.id)?;
         self.users
             .remove(target.id, !force)

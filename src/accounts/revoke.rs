@@ -2,7 +2,8 @@
 //! sign-ins still waiting for their second step. Every way a session ends
 //! here also ends the OpenID Connect grants it gave apps (their access
 //! and refresh tokens), as signing out does: an app must not stay signed
-//! in on the strength of a session its owner ended.
+//! in on the strength of a session its owner ended. The apps that asked
+//! to be told (a `backchannel_logout_uri`) are sent a logout token.
 
 use crate::session::keys::OIDC_SID;
 use crate::session::{Change, Patch, Record, Session, SessionKey, Touch};
@@ -76,19 +77,33 @@ impl Accounts<'_> {
         user: UserId,
         keep_sid: Option<&str>,
     ) -> Result<usize, AccountError> {
-        Ok(match keep_sid {
-            Some(sid) => self.grants.grants_delete_for_user_but(user, sid)?,
-            None => self.grants.grants_delete_for_user(user, None)?,
-        })
+        let now = crate::clock::now();
+        let ended = match keep_sid {
+            Some(sid) => self.grants.grants_delete_for_user_but(user, sid, now)?,
+            None => self.grants.grants_delete_for_user(user, None, now)?,
+        };
+        self.grants_ended();
+        Ok(ended)
     }
 
     /// Ends the OpenID Connect grants of the session `record` (already
     /// ended).
     pub(super) fn end_grants_of(&self, record: &Record) -> Result<(), AccountError> {
         if let Some(sid) = sid_of(record) {
-            self.grants.grants_delete_for_session(&sid)?;
+            self.grants
+                .grants_delete_for_session(&sid, crate::clock::now())?;
+            self.grants_ended();
         }
         Ok(())
+    }
+
+    /// Wakes the back-channel logout senders, when there are any: the
+    /// statements that ended grants queued a notice for each client told
+    /// of it (see `oidc::logout`).
+    pub(super) fn grants_ended(&self) {
+        if let Some(bell) = self.bell {
+            bell.ring();
+        }
     }
 
     /// Ends every sign-in of `user` that waits for its second step (or

@@ -594,7 +594,9 @@ impl Accounts<'_> {
         if session.user_id() != Some(user.id)
             && let Some(sid) = session.get::<String>(OIDC_SID)
         {
-            self.grants.grants_delete_for_session(&sid)?;
+            self.grants
+                .grants_delete_for_session(&sid, crate::clock::now())?;
+            self.grants_ended();
             session.remove(OIDC_SID)?;
         }
         signed_in(session, user, remember, methods, typed)

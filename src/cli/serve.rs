@@ -206,6 +206,26 @@ pub(super) fn check_config(global: &Global, check: &CheckArgs) -> Result<(), Cli
             client.pkce,
             client.signing_alg.as_str(),
         )?;
+        for (kind, uri, session) in [
+            (
+                "frontchannel",
+                &client.frontchannel_logout_uri,
+                client.frontchannel_logout_session_required,
+            ),
+            (
+                "backchannel",
+                &client.backchannel_logout_uri,
+                client.backchannel_logout_session_required,
+            ),
+        ] {
+            if let Some(uri) = uri {
+                writeln!(
+                    out,
+                    "client {:?}: {kind}_logout_uri {uri}, {kind}_logout_session_required {session}",
+                    client.id
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -210,7 +210,7 @@ const STEPS: &[&str] = &[
     // typed. A directory user's address is the directory's, vouched for
     // whatever this says.
     "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;",
-    // OpenID Connect clients made on `/admin/clients` or with `gatehouse
+    // 11: OpenID Connect clients made on `/admin/clients` or with `gatehouse
     // oidc client create` (those of gatehouse.toml are not stored): read
     // by id on each request that names one, so every instance sees a new,
     // rotated or deleted client at once. The secret is kept as its
@@ -231,6 +231,20 @@ const STEPS: &[&str] = &[
          created_at INTEGER NOT NULL,
          secret_set_at INTEGER
      ) WITHOUT ROWID;",
+    // 12: back-channel logout notices waiting to be sent (OpenID Connect
+    // Back-Channel Logout 1.0): one per client and ended session, queued
+    // with the grants' end, holding the user's `sub` (no reference to the
+    // user: the notice of a deleted user's sessions must outlive them).
+    "CREATE TABLE oidc_logouts (
+         client_id TEXT NOT NULL,
+         sid TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         next_at INTEGER NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (client_id, sid)
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_logouts_by_next ON oidc_logouts(next_at);",
 ];
 
 /// The schema version this binary writes.

@@ -235,7 +235,7 @@ const STEPS: &[&str] = &[
      CREATE INDEX access_tokens_by_user ON access_tokens (user_id);",
     // 8: who vouches for a user's e-mail address (see the SQLite step 10).
     "ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT false;",
-    // OpenID Connect clients made by an administrator (see the SQLite
+    // 9: OpenID Connect clients made by an administrator (see the SQLite
     // step of the same name).
     "CREATE TABLE oidc_clients (
          id TEXT PRIMARY KEY,
@@ -253,6 +253,18 @@ const STEPS: &[&str] = &[
          created_at BIGINT NOT NULL,
          secret_set_at BIGINT
      );",
+    // 10: back-channel logout notices waiting to be sent (see the SQLite
+    // step 12).
+    "CREATE TABLE oidc_logouts (
+         client_id TEXT NOT NULL,
+         sid TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         next_at BIGINT NOT NULL,
+         attempts BIGINT NOT NULL DEFAULT 0,
+         PRIMARY KEY (client_id, sid)
+     );
+     CREATE INDEX oidc_logouts_by_next ON oidc_logouts (next_at);",
 ];
 
 /// The schema version this binary writes.

@@ -66,10 +66,17 @@ pub struct Client {
     pub claims: Vec<(String, ExtraClaim)>,
     /// Where "my apps" links to.
     pub launch_url: Option<String>,
-    /// Called (in a hidden frame) when the user signs out.
+    /// Loaded in a hidden frame of the signed-out page when the user
+    /// signs out (OpenID Connect Front-Channel Logout 1.0).
     pub frontchannel_logout_uri: Option<String>,
-    /// Told (server to server) when the user signs out.
+    /// Whether the frame's URL carries `iss` and `sid` (default: yes).
+    pub frontchannel_logout_session_required: bool,
+    /// Sent a logout token (server to server) whenever a session that
+    /// signed in to it ends (OpenID Connect Back-Channel Logout 1.0).
     pub backchannel_logout_uri: Option<String>,
+    /// Whether the client needs `sid` in the logout token (default: yes;
+    /// gatehouse always sends it, so either value is met).
+    pub backchannel_logout_session_required: bool,
     /// Where `end_session` may send the browser afterwards (exact match).
     pub post_logout_redirect_uris: Vec<String>,
 }
@@ -325,7 +332,9 @@ pub struct ClientSpec {
     claims: ClaimSpecs,
     launch_url: Option<String>,
     frontchannel_logout_uri: Option<String>,
+    frontchannel_logout_session_required: Option<bool>,
     backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: Option<bool>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
 }
@@ -531,6 +540,111 @@ fn check_web_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An `http(s)` URL's scheme, host and port, each as written (`None` for
+/// anything else); the port is `None` when none is written.
+fn web_parts(url: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let port = authority[end + 1..].strip_prefix(':');
+        if !(authority[end + 1..].is_empty() || port.is_some()) {
+            return None;
+        }
+        return Some((scheme, &authority[..=end], port));
+    }
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (scheme, host, Some(port)),
+        None => (scheme, authority, None),
+    })
+}
+
+/// The origin of an `http(s)` URL (`https://app.lan`,
+/// `http://127.0.0.1:8080`), lower-cased, its default port left out: the
+/// source a `Content-Security-Policy` names to let a page frame it.
+/// `None` for a URL a policy cannot name exactly (see
+/// [`check_logout_uri`], which lets no other through).
+pub fn web_origin(url: &str) -> Option<String> {
+    let (scheme, host, port) = web_parts(url)?;
+    let scheme = scheme.to_ascii_lowercase();
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !host_ok {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u16 = p
+                .parse()
+                .ok()
+                .filter(|n| *n > 0 && p.bytes().all(|b| b.is_ascii_digit()))?;
+            let default = if scheme == "https" { 443 } else { 80 };
+            (n != default).then_some(n)
+        }
+    };
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// Whether `host` (as a URL writes it) is this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a front- or back-channel logout URI: an absolute `https` URL, or
+/// `http` only to this machine (loopback) or to a host the client's own
+/// redirect URIs reach over `http` (an app served without TLS anyway).
+/// A logout token sent, or a frame loaded, over plain HTTP to anywhere
+/// else could be read or answered by whoever is on the way. The host must
+/// be a name or an IPv4 address (letters, digits, `-`, `.`): the
+/// signed-out page's `Content-Security-Policy` names the origin, and a
+/// policy can name no other (no IPv6 literal, nothing that would end the
+/// directive).
+///
+/// # Errors
+///
+/// What is wrong, as a sentence.
+pub fn check_logout_uri(uri: &str, redirect_uris: &[String]) -> Result<(), String> {
+    check_web_url(uri)?;
+    let Some((scheme, host, _)) = web_parts(uri) else {
+        return Err(format!("{uri:?} must be an http:// or https:// URL"));
+    };
+    if web_origin(uri).is_none() {
+        return Err(format!(
+            "{uri:?}: the host must be a name or an IPv4 address (letters, digits, '-', '.') \
+             with a port of 1 to 65535, so the signed-out page's Content-Security-Policy \
+             can name it"
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("http") && !is_loopback_host(host) {
+        let same_host_http = redirect_uris.iter().any(|r| {
+            web_parts(r).is_some_and(|(s, h, _)| {
+                s.eq_ignore_ascii_case("http") && h.eq_ignore_ascii_case(host)
+            })
+        });
+        if !same_host_http {
+            return Err(format!(
+                "{uri:?} must use https:// (http:// only to this machine, or to a host the \
+                 client's redirect_uris reach over http:// too)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_claim_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 64
@@ -592,7 +706,9 @@ impl ClientSpec {
             claims: ClaimSpecs::default(),
             launch_url: row.launch_url.clone(),
             frontchannel_logout_uri: None,
+            frontchannel_logout_session_required: None,
             backchannel_logout_uri: None,
+            backchannel_logout_session_required: None,
             post_logout_redirect_uris: Vec::new(),
         }
     }
@@ -677,13 +793,15 @@ impl ClientSpec {
             check_claim_name(claim).map_err(bad)?;
             claims.push((claim.clone(), extra_claim(spec).map_err(bad)?));
         }
+        if let Some(url) = &self.launch_url {
+            check_web_url(url).map_err(|r| err("launch_url", r))?;
+        }
         for (field, url) in [
-            ("launch_url", &self.launch_url),
             ("frontchannel_logout_uri", &self.frontchannel_logout_uri),
             ("backchannel_logout_uri", &self.backchannel_logout_uri),
         ] {
             if let Some(url) = url {
-                check_web_url(url).map_err(|r| err(field, r))?;
+                check_logout_uri(url, &self.redirect_uris).map_err(|r| err(field, r))?;
             }
         }
         Ok(Client {
@@ -701,7 +819,13 @@ impl ClientSpec {
             claims,
             launch_url: self.launch_url.clone(),
             frontchannel_logout_uri: self.frontchannel_logout_uri.clone(),
+            frontchannel_logout_session_required: self
+                .frontchannel_logout_session_required
+                .unwrap_or(true),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: self
+                .backchannel_logout_session_required
+                .unwrap_or(true),
             post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
         })
     }
@@ -1066,6 +1190,80 @@ tenant = "lan"
                 .expect("a client")
                 .try_into();
         assert!(unknown.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn logout_uris_are_https_or_http_only_to_loopback_or_an_http_redirect_host() {
+        let https = vec!["https://app.lan/cb".to_owned()];
+        let http = vec!["http://app.lan:8080/cb".to_owned()];
+        for ok in [
+            ("https://app.lan/logout?x=1", &https),
+            ("https://APP.lan:8443/logout", &https),
+            ("http://127.0.0.1:9000/logout", &https),
+            ("http://127.1.2.3/logout", &https),
+            ("http://localhost:9000/logout", &https),
+            ("http://app.lan/logout", &http),
+            ("http://App.Lan:9999/logout", &http),
+        ] {
+            assert_eq!(check_logout_uri(ok.0, ok.1), Ok(()), "{}", ok.0);
+        }
+        for bad in [
+            ("http://app.lan/logout", &https),
+            ("http://other.lan/logout", &http),
+            ("http://127.0.0.1.evil.lan/logout", &https),
+            ("http://[::1]:9000/logout", &https),
+            ("https://[2001:db8::1]/logout", &https),
+            ("https://app_1.lan/logout", &https),
+            ("https://app.lan:0/logout", &https),
+            ("https://app.lan:65536/logout", &https),
+            ("https://app.lan:+443/logout", &https),
+            ("https://app.lan;frame-src*/logout", &https),
+            ("https://app.lan /logout", &https),
+            ("https://app.lan/logout#x", &https),
+            ("https://user@app.lan/logout", &https),
+            ("app.lan/logout", &https),
+            ("ftp://app.lan/logout", &https),
+            ("javascript:alert(1)", &https),
+            ("", &https),
+        ] {
+            assert!(check_logout_uri(bad.0, bad.1).is_err(), "{}", bad.0);
+        }
+    }
+
+    #[test]
+    fn a_logout_uris_origin_is_what_a_content_security_policy_names() {
+        for (uri, origin) in [
+            ("https://App.LAN/logout?x=1", "https://app.lan"),
+            ("https://app.lan:443/logout", "https://app.lan"),
+            ("https://app.lan:8443", "https://app.lan:8443"),
+            ("http://127.0.0.1:80/x", "http://127.0.0.1"),
+            ("HTTP://127.0.0.1:9000?x", "http://127.0.0.1:9000"),
+        ] {
+            assert_eq!(web_origin(uri).as_deref(), Some(origin), "{uri}");
+        }
+        for uri in [
+            "https://[::1]/x",
+            "https://a b/x",
+            "https://a.lan:x/",
+            "app://a/x",
+        ] {
+            assert_eq!(web_origin(uri), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_logout_session_flags_default_to_true() {
+        let base = "[[clients]]\nid = \"x\"\nredirect_uris = [\"https://a/\"]\n";
+        let c = build(base).expect("valid");
+        assert!(c.frontchannel_logout_session_required);
+        assert!(c.backchannel_logout_session_required);
+        let c = build(&format!(
+            "{base}frontchannel_logout_uri = \"https://a/fc\"\nfrontchannel_logout_session_required = false\nbackchannel_logout_uri = \"https://a/bc\"\nbackchannel_logout_session_required = false\n"
+        ))
+        .expect("valid");
+        assert!(!c.frontchannel_logout_session_required);
+        assert!(!c.backchannel_logout_session_required);
+        assert_eq!(c.backchannel_logout_uri.as_deref(), Some("https://a/bc"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! Connect Discovery 1.0 §3): every field the specification requires, and
 //! what gatehouse offers: the authorization code flow only, PKCE S256,
 //! `client_secret_basic`, `client_secret_post` and `none`, RS256, ES256
-//! and EdDSA, revocation, introspection, the device grant, RP-initiated
-//! and front-channel logout. The endpoints' paths are declared here, once,
+//! and EdDSA, revocation, introspection, the device grant, RP-initiated,
+//! front-channel and back-channel logout (both with `sid`). The endpoints' paths are declared here, once,
 //! for `web/oidc/` to route.
 
 use serde_json::{Value, json};
@@ -104,7 +104,8 @@ impl Provider {
             "authorization_response_iss_parameter_supported": true,
             "frontchannel_logout_supported": true,
             "frontchannel_logout_session_supported": true,
-            "backchannel_logout_supported": false,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         })
     }
 }

@@ -802,11 +802,14 @@ fn signing_out_ends_every_token_of_the_session_and_names_the_logout_uris() {
     each(|f| {
         let p = &f.provider;
         let tokens = exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("t");
-        let urls = p.end_session("sid-of-alices-session").expect("signed out");
+        let frames = p.end_session("sid-of-alices-session").expect("signed out");
+        assert_eq!(frames.len(), 1, "{frames:?}");
         assert_eq!(
-            urls,
-            ["https://app.lan/logout?iss=https%3A%2F%2Fauth.lan&sid=sid-of-alices-session"]
+            frames[0].url,
+            "https://app.lan/logout?iss=https%3A%2F%2Fauth.lan&sid=sid-of-alices-session"
         );
+        assert_eq!(frames[0].origin, "https://app.lan");
+        assert_eq!(frames[0].client_name, "app");
         assert!(p.userinfo_grant(&tokens.access_token, now()).is_err());
         let app = p.clients().find("app").expect("app");
         assert!(
@@ -828,6 +831,223 @@ fn signing_out_ends_every_token_of_the_session_and_names_the_logout_uris() {
         exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("t");
         assert_eq!(p.revoke_user(f.alice, Some("app")).expect("revoked"), 1);
     });
+}
+
+#[test]
+fn an_ended_session_queues_a_logout_token_that_verifies_and_never_passes_for_an_id_token() {
+    each(|f| {
+        let p = &f.provider;
+        let t = exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("t");
+        let id_claims = testing::verify_independently(
+            &t.id_token.expect("id"),
+            &p.keys().jwks().expect("jwks"),
+        );
+        p.end_session("sid-of-alices-session").expect("signed out");
+        let at = now();
+        let row = p
+            .store()
+            .logout_claim(at, at + 30_000, &[])
+            .expect("claim")
+            .expect("queued with the grants' end");
+        assert_eq!(
+            (row.client_id.as_str(), row.sid.as_str()),
+            ("app", "sid-of-alices-session")
+        );
+        assert_eq!(json!(row.subject), id_claims["sub"], "the ID token's sub");
+        let app = p.clients().find("app").expect("app");
+        let token = p
+            .logout_token(app, &row.subject, &row.sid, at)
+            .expect("signed");
+        let claims = testing::verify_independently(&token, &p.keys().jwks().expect("jwks"));
+        use base64::Engine as _;
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').next().expect("header"))
+                .expect("b64"),
+        )
+        .expect("json");
+        assert_eq!(header["typ"], "logout+jwt");
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(claims["iss"], ISSUER);
+        assert_eq!(claims["aud"], "app");
+        assert_eq!(claims["sub"], id_claims["sub"]);
+        assert_eq!(claims["sid"], "sid-of-alices-session");
+        assert_eq!(claims["sid"], id_claims["sid"]);
+        assert_eq!(
+            claims["events"],
+            json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+        );
+        assert!(claims.get("nonce").is_none(), "{claims}");
+        let iat = claims["iat"].as_i64().expect("iat");
+        assert_eq!(iat, at / 1000);
+        assert_eq!(claims["exp"].as_i64().expect("exp"), iat + 120);
+        assert_eq!(claims["jti"].as_str().expect("jti").len(), 22);
+        let again = p
+            .logout_token(app, &row.subject, &row.sid, at)
+            .expect("signed");
+        assert_ne!(
+            testing::verify_independently(&again, &p.keys().jwks().expect("jwks"))["jti"],
+            claims["jti"],
+            "a fresh jti each time"
+        );
+        // Cross-JWT confusion: a logout token is no `id_token_hint`.
+        assert!(p.keys().verify(&token).is_err());
+        // The grants' other ends queue notices too; the account page's
+        // revocation of one app among them.
+        exchange(f, &code_for(f, "app", "https://app.lan/cb", &["pwd"])).expect("t");
+        p.store()
+            .logout_delete(&row.client_id, &row.sid)
+            .expect("sent");
+        assert_eq!(p.revoke_user(f.alice, Some("app")).expect("revoked"), 1);
+        assert!(
+            p.store()
+                .logout_claim(now(), now() + 30_000, &[])
+                .expect("claim")
+                .is_some()
+        );
+    });
+}
+
+/// A provider whose clients' back-channel URIs are a stub's at `port`.
+fn backchannel_provider(port: u16) -> (tempfile::TempDir, Provider, UserId) {
+    #[derive(Deserialize)]
+    struct File {
+        clients: Vec<ClientSpec>,
+    }
+    let file: File = toml::from_str(&format!(
+        r#"
+[[clients]]
+id = "told"
+secret = "{APP_SECRET}"
+redirect_uris = ["https://told.lan/cb"]
+backchannel_logout_uri = "http://127.0.0.1:{port}/backchannel"
+signing_alg = "EdDSA"
+
+[[clients]]
+id = "quiet"
+secret = "{APP_SECRET}"
+redirect_uris = ["https://quiet.lan/cb"]
+"#
+    ))
+    .expect("TOML");
+    let clients = Clients::new(
+        file.clients
+            .iter()
+            .map(|c| c.build().expect("valid"))
+            .collect(),
+    )
+    .expect("unique");
+    let (dir, pool) = testing::sqlite_pool();
+    let alice = testing::user(&pool, "alice");
+    let p = Provider::new(
+        ISSUER,
+        clients,
+        OidcOptions::default(),
+        Arc::new(super::SqliteOidc(pool)),
+        &[b"a server secret of at least 32 bytes".to_vec()],
+    );
+    (dir, p, alice)
+}
+
+/// A grant of `user` to `client` under `sid` (as a code would make it).
+fn grant_to(p: &Provider, user: UserId, client: &str, sid: &str) {
+    let g = super::store::GrantRow {
+        id: super::store::GrantId::random(),
+        client_id: client.into(),
+        user_id: user,
+        sid: sid.into(),
+        scopes: "openid".into(),
+        nonce: None,
+        auth_time: now(),
+        methods: "pwd".into(),
+        created_at: now(),
+        expires_at: now() + 60_000,
+    };
+    let code = super::store::CodeRow {
+        hash: crate::crypto::random_bytes(),
+        grant_id: g.id,
+        redirect_uri: "https://told.lan/cb".into(),
+        challenge: None,
+        expires_at: now() + 60_000,
+    };
+    p.store().code_create(&g, &code).expect("grant");
+}
+
+#[test]
+fn the_sender_posts_the_token_retries_a_failure_twice_and_drops_a_refusal() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let status = Arc::new(AtomicU16::new(200));
+    let (port, seen) = testing::stub_client(Arc::clone(&status));
+    let (_dir, p, alice) = backchannel_provider(port);
+    let sub = p.subject(alice).expect("sub");
+    let sender = super::logout::Sender::new(p.clone());
+    assert!(!sender.deliver_one().expect("nothing queued"));
+    // Sent: one form POST with the token, and the notice is done.
+    grant_to(&p, alice, "told", "s1");
+    grant_to(&p, alice, "quiet", "s1");
+    p.end_session("s1").expect("ended");
+    assert!(sender.deliver_one().expect("one"));
+    assert!(sender.deliver_one().expect("the other"));
+    assert!(!sender.deliver_one().expect("none left"));
+    assert_eq!(p.store().logout_next().expect("next"), None);
+    {
+        let seen = seen.lock().expect("seen");
+        assert_eq!(seen.len(), 1, "the client without a URI is told nothing");
+        let (head, body) = &seen[0];
+        assert!(head.starts_with("POST /backchannel HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-www-form-urlencoded"),
+            "{head}"
+        );
+        let token = body.strip_prefix("logout_token=").expect("one field");
+        assert!(!token.contains('&'));
+        let claims = testing::verify_independently(token, &p.keys().jwks().expect("jwks"));
+        assert_eq!(claims["sub"], json!(sub));
+        assert_eq!(claims["aud"], "told");
+        assert_eq!(claims["sid"], "s1");
+    }
+    // A 5xx is tried again later, twice, then given up.
+    status.store(503, Ordering::SeqCst);
+    grant_to(&p, alice, "told", "s2");
+    p.end_session("s2").expect("ended");
+    for attempt in 1..=3 {
+        let before = now();
+        assert!(sender.deliver_one().expect("tried"), "attempt {attempt}");
+        match p.store().logout_next().expect("next") {
+            Some(at) if attempt < 3 => {
+                let wait = if attempt == 1 { 5_000 } else { 30_000 };
+                assert!(at >= before + wait && at <= now() + wait, "{attempt}: {at}");
+                assert!(!sender.deliver_one().expect("not due yet"));
+                p.store().logout_retry("told", "s2", now()).expect("due");
+            }
+            None if attempt == 3 => {}
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+    }
+    assert_eq!(seen.lock().expect("seen").len(), 4);
+    // A 4xx (the client refused the token) is not tried again.
+    status.store(400, Ordering::SeqCst);
+    grant_to(&p, alice, "told", "s3");
+    p.end_session("s3").expect("ended");
+    assert!(sender.deliver_one().expect("tried"));
+    assert_eq!(p.store().logout_next().expect("next"), None);
+    assert_eq!(seen.lock().expect("seen").len(), 5);
+    // A client that is not there (nothing listens): tried again later.
+    drop(seen);
+    let (_dir, p, alice) = backchannel_provider(closed_port());
+    p.subject(alice).expect("sub");
+    grant_to(&p, alice, "told", "s4");
+    p.end_session("s4").expect("ended");
+    let sender = super::logout::Sender::new(p.clone());
+    assert!(sender.deliver_one().expect("tried"));
+    assert!(p.store().logout_next().expect("next").is_some());
+}
+
+/// A loopback port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 #[test]

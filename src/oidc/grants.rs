@@ -13,9 +13,9 @@
 //! - `device_authorization` and `/device`: [`Provider::device_start`],
 //!   [`Provider::device_pending`], [`Provider::device_approve`],
 //!   [`Provider::device_deny`].
-//! - `userinfo`, `introspect`, `revoke`, `end_session`:
-//!   [`Provider::userinfo`], [`Provider::introspect`],
-//!   [`Provider::revoke`], [`Provider::end_session`].
+//! - `userinfo`, `introspect`, `revoke`: [`Provider::userinfo`],
+//!   [`Provider::introspect`], [`Provider::revoke`] (`end_session`'s
+//!   [`Provider::end_session`] is `logout.rs`'s).
 //!
 //! Codes, tokens and device codes are 256 random bits, base64url; only
 //! their SHA-256 is stored (they are too random for a hash to be reversed).
@@ -1348,29 +1348,6 @@ impl Provider {
         Ok(())
     }
 
-    /// Ends every grant of the gatehouse session `sid` (sign-out, or
-    /// `end_session`): their tokens stop working at once. Returns the
-    /// front-channel logout URLs of the clients that had one (OpenID
-    /// Connect Front-Channel Logout 1.0: `iss` and `sid` added) of the
-    /// clients the session had signed in to.
-    ///
-    /// # Errors
-    ///
-    /// Database failures.
-    pub fn end_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
-        let ended = self.store().grants_delete_for_session(sid)?;
-        let mut urls = Vec::new();
-        for id in &ended {
-            if let Some(uri) = self
-                .client(id)?
-                .and_then(|c| c.frontchannel_logout_uri.clone())
-            {
-                urls.push(with_query(&uri, &[("iss", self.issuer()), ("sid", sid)]));
-            }
-        }
-        Ok(urls)
-    }
-
     /// Where `end_session` may send the browser afterwards: the
     /// `post_logout_redirect_uri` when it is registered (exactly) for the
     /// client named by `client_id` or by the `aud` of `id_token_hint` (a
@@ -1404,13 +1381,18 @@ impl Provider {
     }
 
     /// Ends a user's grants: all (password change, disable), or one
-    /// client's (revoked from the account page). Returns how many.
+    /// client's (revoked from the account page); the clients that take
+    /// back-channel logout notices are told. Returns how many.
     ///
     /// # Errors
     ///
     /// Database failures.
     pub fn revoke_user(&self, user: UserId, client_id: Option<&str>) -> Result<usize, OidcError> {
-        self.store().grants_delete_for_user(user, client_id)
+        let n = self
+            .store()
+            .grants_delete_for_user(user, client_id, crate::clock::now())?;
+        self.bell().ring();
+        Ok(n)
     }
 }
 

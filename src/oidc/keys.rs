@@ -107,8 +107,23 @@ impl SigningKey {
     ///
     /// [`OidcError::Key`] when signing fails.
     pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, OidcError> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// `claims` as a signed JWT with the `typ` header `typ` (a logout
+    /// token is `logout+jwt`, so it can never pass for an ID token).
+    ///
+    /// # Errors
+    ///
+    /// [`OidcError::Key`] when signing fails.
+    pub fn sign_typed<T: serde::Serialize>(
+        &self,
+        claims: &T,
+        typ: &str,
+    ) -> Result<String, OidcError> {
         let mut header = jsonwebtoken::Header::new(self.alg.jwt());
         header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, &self.key)
             .map_err(|e| OidcError::Key(format!("signing with {}: {e}", self.kid)))
     }
@@ -450,8 +465,9 @@ impl KeyRing {
     }
 
     /// The claims of `token` if one of the published keys signed it (its
-    /// `kid` and `alg` must name that key); expiry, audience and issuer
-    /// are not checked (`end_session` accepts an expired `id_token_hint`).
+    /// `kid` and `alg` must name that key) as an ID token (`typ` `JWT`);
+    /// expiry, audience and issuer are not checked (`end_session` accepts
+    /// an expired `id_token_hint`).
     ///
     /// # Errors
     ///
@@ -460,6 +476,15 @@ impl KeyRing {
     pub fn verify(&self, token: &str) -> Result<Value, OidcError> {
         let invalid = |why: &str| OidcError::InvalidToken(format!("the token {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("is malformed"))?;
+        // Only what was signed as an ID token: a logout token
+        // (`logout+jwt`) a client received must not serve as a hint.
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(invalid("is not an ID token"));
+        }
         let kid = header.kid.ok_or_else(|| invalid("has no kid"))?;
         let jwk = self
             .with_cache(false, |c| {

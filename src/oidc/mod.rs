@@ -13,6 +13,7 @@
 //! | `keys.rs` | signing keys (generated on first use, sealed in the database, rotated) and the JWKS |
 //! | `claims.rs` | ID token and userinfo claims: `sub`, `amr`, `acr`, `at_hash`, profile and extra claims |
 //! | `grants.rs` | the rules: authorization requests, codes with PKCE, tokens, refresh rotation, device codes, introspection, revocation |
+//! | `logout.rs` | telling clients a session ended: front-channel frames, back-channel logout tokens and their sender |
 //! | `store.rs` | the [`Store`] trait the rules run on; `sqlite.rs` and `postgres.rs` implement it |
 //! | `discovery.rs` | `/.well-known/openid-configuration` |
 //! | `flows.rs`, `testing.rs` | (tests) the flows end to end on the real stores, and their helpers |
@@ -27,6 +28,7 @@ pub mod clients;
 pub mod discovery;
 pub mod grants;
 pub mod keys;
+pub mod logout;
 mod postgres;
 pub mod registry;
 mod sqlite;
@@ -63,6 +65,11 @@ pub const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// How often a device may poll the token endpoint (RFC 8628 §3.2
 /// `interval`); each `slow_down` adds five seconds (§3.5).
 pub const DEVICE_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a back-channel logout notice may wait to be sent: one older
+/// (queued while no provider ran, or by a command beside a server that
+/// has none) is dropped unsent, and the reaper removes it.
+pub const LOGOUT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// The provider's lifetimes, as the settings give them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +201,7 @@ pub struct Provider {
     options: OidcOptions,
     store: Arc<dyn Store>,
     keys: KeyRing,
+    bell: logout::Bell,
 }
 
 impl std::fmt::Debug for Provider {
@@ -224,7 +232,14 @@ impl Provider {
             options,
             store,
             keys,
+            bell: logout::Bell::default(),
         }
+    }
+
+    /// What wakes the back-channel logout senders (rung whenever grants
+    /// end in this process).
+    pub fn bell(&self) -> &logout::Bell {
+        &self.bell
     }
 
     /// The issuer, as every token names it.

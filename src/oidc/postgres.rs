@@ -8,11 +8,11 @@ use postgres::Row;
 use postgres::types::{ToSql, Type};
 
 use super::OidcError;
-use super::sqlite::{classify_code, classify_device, classify_refresh};
+use super::sqlite::{classify_code, classify_device, classify_refresh, queue_logouts};
 use super::store::{
     ClientRow, CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus,
-    GrantId, GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow, from_json_list,
-    to_json_list,
+    GrantId, GrantRow, Hash, KeyRow, LogoutRow, RefreshTake, Store, TokenKind, TokenRow,
+    from_json_list, to_json_list,
 };
 use crate::clock::Millis;
 use crate::db::DbError;
@@ -422,9 +422,14 @@ impl Store for PostgresOidc {
         )? > 0)
     }
 
-    fn grants_delete_for_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
-        let mut clients = self
-            .client()?
+    fn grants_delete_for_session(&self, sid: &str, now: Millis) -> Result<Vec<String>, OidcError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.execute_typed(
+            &queue_logouts("g.sid = $1", "$2"),
+            &[(&sid, Type::TEXT), (&now, Type::INT8)],
+        )?;
+        let mut clients = tx
             .query_typed(
                 "DELETE FROM oidc_grants WHERE sid = $1 RETURNING client_id",
                 &[(&sid, Type::TEXT)],
@@ -432,6 +437,7 @@ impl Store for PostgresOidc {
             .iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
         clients.sort();
         clients.dedup();
         Ok(clients)
@@ -440,19 +446,52 @@ impl Store for PostgresOidc {
     fn grants_delete_for_user(
         &self,
         user: UserId,
-        client: Option<&str>,
+        client_id: Option<&str>,
+        now: Millis,
     ) -> Result<usize, OidcError> {
-        Ok(count(self.execute(
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.execute_typed(
+            &queue_logouts(
+                "g.user_id = $1 AND ($2::text IS NULL OR g.client_id = $2)",
+                "$3",
+            ),
+            &[
+                (&user, Type::INT8),
+                (&client_id, Type::TEXT),
+                (&now, Type::INT8),
+            ],
+        )?;
+        let n = tx.execute_typed(
             "DELETE FROM oidc_grants WHERE user_id = $1 AND ($2::text IS NULL OR client_id = $2)",
-            &[(&user, Type::INT8), (&client, Type::TEXT)],
-        )?))
+            &[(&user, Type::INT8), (&client_id, Type::TEXT)],
+        )?;
+        tx.commit()?;
+        Ok(count(n))
     }
 
-    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError> {
-        Ok(count(self.execute(
+    fn grants_delete_for_user_but(
+        &self,
+        user: UserId,
+        keep_sid: &str,
+        now: Millis,
+    ) -> Result<usize, OidcError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.execute_typed(
+            &queue_logouts("g.user_id = $1 AND g.sid <> $2", "$3"),
+            &[
+                (&user, Type::INT8),
+                (&keep_sid, Type::TEXT),
+                (&now, Type::INT8),
+            ],
+        )?;
+        let n = tx.execute_typed(
             "DELETE FROM oidc_grants WHERE user_id = $1 AND sid <> $2",
             &[(&user, Type::INT8), (&keep_sid, Type::TEXT)],
-        )?))
+        )?;
+        tx.commit()?;
+        Ok(count(n))
     }
 
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError> {
@@ -605,10 +644,73 @@ impl Store for PostgresOidc {
         Ok(poll)
     }
 
+    fn logout_next(&self) -> Result<Option<Millis>, OidcError> {
+        Ok(self
+            .client()?
+            .query_typed_one("SELECT min(next_at) FROM oidc_logouts", &[])?
+            .try_get(0)?)
+    }
+
+    fn logout_claim(
+        &self,
+        now: Millis,
+        until: Millis,
+        busy: &[String],
+    ) -> Result<Option<LogoutRow>, OidcError> {
+        // SKIP LOCKED: instances claiming at once take different rows; the
+        // due check outside the subquery is re-read after a row lock, so
+        // of two that picked the same row the second takes nothing.
+        let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
+        let rows = self.client()?.query_typed(
+            "UPDATE oidc_logouts SET next_at = $2, attempts = attempts + 1 \
+             WHERE (client_id, sid) = (SELECT client_id, sid FROM oidc_logouts \
+                 WHERE next_at <= $1 AND NOT (client_id = ANY($3)) \
+                 ORDER BY next_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               AND next_at <= $1 \
+             RETURNING client_id, sid, subject, attempts, created_at",
+            &[
+                (&now, Type::INT8),
+                (&until, Type::INT8),
+                (&busy, Type::TEXT_ARRAY),
+            ],
+        )?;
+        rows.first()
+            .map(|r| {
+                Ok(LogoutRow {
+                    client_id: r.try_get(0)?,
+                    sid: r.try_get(1)?,
+                    subject: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn logout_retry(&self, client: &str, sid: &str, at: Millis) -> Result<(), OidcError> {
+        self.execute(
+            "UPDATE oidc_logouts SET next_at = $3 WHERE client_id = $1 AND sid = $2",
+            &[(&client, Type::TEXT), (&sid, Type::TEXT), (&at, Type::INT8)],
+        )?;
+        Ok(())
+    }
+
+    fn logout_delete(&self, client: &str, sid: &str) -> Result<bool, OidcError> {
+        Ok(self.execute(
+            "DELETE FROM oidc_logouts WHERE client_id = $1 AND sid = $2",
+            &[(&client, Type::TEXT), (&sid, Type::TEXT)],
+        )? > 0)
+    }
+
     fn delete_expired(&self, now: Millis, n: usize) -> Result<usize, OidcError> {
         let mut client = self.client()?;
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut total = 0;
+        let stale = now.saturating_sub(super::millis(super::LOGOUT_MAX_AGE));
+        let mut total = count(client.execute_typed(
+            "DELETE FROM oidc_logouts WHERE (client_id, sid) IN (SELECT client_id, sid \
+             FROM oidc_logouts WHERE created_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[(&stale, Type::INT8), (&limit, Type::INT8)],
+        )?);
         // SKIP LOCKED: instances reaping at once take different rows.
         for sql in [
             "DELETE FROM oidc_tokens WHERE hash IN (SELECT hash FROM oidc_tokens \

@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::OidcError;
 use super::store::{
     ClientRow, CodeClaim, CodeRow, CodeState, CodeTake, DevicePoll, DeviceRow, DeviceStatus,
-    GrantId, GrantRow, Hash, KeyRow, RefreshTake, Store, TokenKind, TokenRow, from_json_list,
-    to_json_list,
+    GrantId, GrantRow, Hash, KeyRow, LogoutRow, RefreshTake, Store, TokenKind, TokenRow,
+    from_json_list, to_json_list,
 };
 use crate::clock::Millis;
 use crate::db::{Pool, returning};
@@ -364,11 +364,16 @@ impl Store for SqliteOidc {
             > 0)
     }
 
-    fn grants_delete_for_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
-        let conn = self.0.get()?;
+    fn grants_delete_for_session(&self, sid: &str, now: Millis) -> Result<Vec<String>, OidcError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&queue_logouts("g.sid = ?1", "?2"))?
+            .execute(params![sid, now])?;
         let mut stmt =
-            conn.prepare_cached("DELETE FROM oidc_grants WHERE sid = ?1 RETURNING client_id")?;
+            tx.prepare_cached("DELETE FROM oidc_grants WHERE sid = ?1 RETURNING client_id")?;
         let mut clients = returning(&mut stmt, [sid], |r| r.get::<_, String>(0))?;
+        drop(stmt);
+        tx.commit()?;
         clients.sort();
         clients.dedup();
         Ok(clients)
@@ -378,18 +383,39 @@ impl Store for SqliteOidc {
         &self,
         user: UserId,
         client: Option<&str>,
+        now: Millis,
     ) -> Result<usize, OidcError> {
-        Ok(self.0.get()?.execute(
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&queue_logouts(
+            "g.user_id = ?1 AND (?2 IS NULL OR g.client_id = ?2)",
+            "?3",
+        ))?
+        .execute(params![user, client, now])?;
+        let n = tx.execute(
             "DELETE FROM oidc_grants WHERE user_id = ?1 AND (?2 IS NULL OR client_id = ?2)",
             params![user, client],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
-    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError> {
-        Ok(self.0.get()?.execute(
+    fn grants_delete_for_user_but(
+        &self,
+        user: UserId,
+        keep_sid: &str,
+        now: Millis,
+    ) -> Result<usize, OidcError> {
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&queue_logouts("g.user_id = ?1 AND g.sid <> ?2", "?3"))?
+            .execute(params![user, keep_sid, now])?;
+        let n = tx.execute(
             "DELETE FROM oidc_grants WHERE user_id = ?1 AND sid <> ?2",
             params![user, keep_sid],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError> {
@@ -519,9 +545,72 @@ impl Store for SqliteOidc {
         Ok(poll)
     }
 
+    fn logout_next(&self) -> Result<Option<Millis>, OidcError> {
+        Ok(self
+            .0
+            .get()?
+            .prepare_cached("SELECT min(next_at) FROM oidc_logouts")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    fn logout_claim(
+        &self,
+        now: Millis,
+        until: Millis,
+        busy: &[String],
+    ) -> Result<Option<LogoutRow>, OidcError> {
+        let busy = serde_json::to_string(busy).map_err(|e| {
+            OidcError::Db(crate::db::DbError::Invalid(format!("busy clients: {e}")))
+        })?;
+        let conn = self.0.get()?;
+        // The due check is repeated outside the subquery: of two senders
+        // that picked the same row, the second finds it not due any more.
+        let mut stmt = conn.prepare_cached(
+            "UPDATE oidc_logouts SET next_at = ?2, attempts = attempts + 1 \
+             WHERE (client_id, sid) = (SELECT client_id, sid FROM oidc_logouts \
+                 WHERE next_at <= ?1 AND client_id NOT IN (SELECT value FROM json_each(?3)) \
+                 ORDER BY next_at LIMIT 1) \
+               AND next_at <= ?1 \
+             RETURNING client_id, sid, subject, attempts, created_at",
+        )?;
+        let rows = returning(&mut stmt, params![now, until, busy], |r| {
+            Ok(LogoutRow {
+                client_id: r.get(0)?,
+                sid: r.get(1)?,
+                subject: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn logout_retry(&self, client: &str, sid: &str, at: Millis) -> Result<(), OidcError> {
+        self.0.get()?.execute(
+            "UPDATE oidc_logouts SET next_at = ?3 WHERE client_id = ?1 AND sid = ?2",
+            params![client, sid, at],
+        )?;
+        Ok(())
+    }
+
+    fn logout_delete(&self, client: &str, sid: &str) -> Result<bool, OidcError> {
+        Ok(self.0.get()?.execute(
+            "DELETE FROM oidc_logouts WHERE client_id = ?1 AND sid = ?2",
+            params![client, sid],
+        )? > 0)
+    }
+
     fn delete_expired(&self, now: Millis, n: usize) -> Result<usize, OidcError> {
         let conn = self.0.get()?;
-        let mut total = 0;
+        let mut total = conn
+            .prepare_cached(
+                "DELETE FROM oidc_logouts WHERE (client_id, sid) IN \
+                 (SELECT client_id, sid FROM oidc_logouts WHERE created_at <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![
+                now.saturating_sub(super::millis(super::LOGOUT_MAX_AGE)),
+                limit(n)
+            ])?;
         for sql in [
             "DELETE FROM oidc_tokens WHERE hash IN \
              (SELECT hash FROM oidc_tokens WHERE expires_at <= ?1 LIMIT ?2)",
@@ -605,6 +694,22 @@ impl Store for SqliteOidc {
         tx.commit()?;
         Ok(true)
     }
+}
+
+/// The statement that queues a back-channel logout notice for each client
+/// and session of the grants `condition` (on `g`, the grants) selects,
+/// whose user has a `sub` (one who never had an ID token has no session at
+/// any app to end); `now` is the parameter holding the time. The same
+/// text serves both databases (their placeholders differ only in the
+/// caller's `condition` and `now`).
+pub(super) fn queue_logouts(condition: &str, now: &str) -> String {
+    format!(
+        "INSERT INTO oidc_logouts (client_id, sid, subject, created_at, next_at, attempts) \
+         SELECT DISTINCT g.client_id, g.sid, s.subject, {now}, {now}, 0 \
+         FROM oidc_grants g JOIN oidc_subjects s ON s.user_id = g.user_id \
+         WHERE {condition} \
+         ON CONFLICT DO NOTHING"
+    )
 }
 
 /// Why a code was not redeemed, from its row, shared by both stores.

@@ -348,6 +348,26 @@ pub(super) fn from_json_list(s: &str) -> Option<Vec<String>> {
     serde_json::from_str(s).ok()
 }
 
+/// A back-channel logout notice waiting to be sent (OpenID Connect
+/// Back-Channel Logout 1.0): one client to be told that one session of one
+/// user ended. Queued by the statement that ends the grants, in its
+/// transaction, with the user's `sub` as it was then: the notice outlives
+/// the grant, the session and even the user, and is sent by whichever
+/// instance gets to it (a `gatehouse` command's are sent by the server).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutRow {
+    /// The client to tell.
+    pub client_id: String,
+    /// The gatehouse session that ended (`sid`).
+    pub sid: String,
+    /// The user's subject identifier (`sub`).
+    pub subject: String,
+    /// How many times it has been claimed for sending, this one included.
+    pub attempts: i64,
+    /// When it was queued.
+    pub created_at: Millis,
+}
+
 /// A signing key as stored: the private key sealed, the public JWK in the
 /// clear.
 #[derive(Clone, PartialEq, Eq)]
@@ -434,18 +454,27 @@ pub trait Store: Send + Sync {
     /// Deletes a grant and everything hanging off it; `false` when gone.
     fn grant_delete(&self, id: &GrantId) -> Result<bool, OidcError>;
     /// Deletes every grant of a gatehouse session (signing out); the
-    /// clients they were given to (each once).
-    fn grants_delete_for_session(&self, sid: &str) -> Result<Vec<String>, OidcError>;
+    /// clients they were given to (each once). Each ending queues a
+    /// back-channel logout notice ([`LogoutRow`], one per client and
+    /// session, for a user who has a `sub`) in the same transaction; so do
+    /// the two below.
+    fn grants_delete_for_session(&self, sid: &str, now: Millis) -> Result<Vec<String>, OidcError>;
     /// Deletes every grant of a user, or only those of one client; how many.
     fn grants_delete_for_user(
         &self,
         user: UserId,
         client_id: Option<&str>,
+        now: Millis,
     ) -> Result<usize, OidcError>;
     /// Deletes every grant of a user but those of the gatehouse session
     /// `keep_sid` (a new password, "end all others": the session that
     /// stays keeps its apps); how many.
-    fn grants_delete_for_user_but(&self, user: UserId, keep_sid: &str) -> Result<usize, OidcError>;
+    fn grants_delete_for_user_but(
+        &self,
+        user: UserId,
+        keep_sid: &str,
+        now: Millis,
+    ) -> Result<usize, OidcError>;
     /// A user's live grants, newest first (the apps they signed in to).
     fn grants_for_user(&self, user: UserId, now: Millis) -> Result<Vec<GrantRow>, OidcError>;
 
@@ -473,8 +502,27 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> Result<DevicePoll, OidcError>;
 
+    /// When the soonest queued logout notice is due, if any is queued (a
+    /// read: the sender's idle look costs no write).
+    fn logout_next(&self) -> Result<Option<Millis>, OidcError>;
+    /// Claims the soonest due logout notice (`next_at <= now`) of a client
+    /// not in `busy`: in one statement its attempts grow by one and it is
+    /// not due again before `until`, so no other sender (here or on
+    /// another instance) takes it meanwhile; `None` when none is due.
+    fn logout_claim(
+        &self,
+        now: Millis,
+        until: Millis,
+        busy: &[String],
+    ) -> Result<Option<LogoutRow>, OidcError>;
+    /// Makes a claimed notice due again at `at` (a failed send to retry).
+    fn logout_retry(&self, client_id: &str, sid: &str, at: Millis) -> Result<(), OidcError>;
+    /// Deletes a notice (sent, or given up); `false` when it was gone.
+    fn logout_delete(&self, client_id: &str, sid: &str) -> Result<bool, OidcError>;
+
     /// Deletes up to `limit` of each kind of expired row (tokens, codes,
-    /// device codes, grants, retired keys past publication); how many.
+    /// device codes, grants, retired keys past publication, logout notices
+    /// queued before `now - LOGOUT_MAX_AGE`); how many.
     fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize, OidcError>;
 
     /// Stores a client an administrator made; `false` (nothing stored)
@@ -549,6 +597,7 @@ pub(super) mod conformance {
         codes(store, user);
         tokens(store, user, other);
         devices(store, user);
+        logouts(store, user, other);
         subjects(store, user, other);
         keys(store);
         reaping(store, user);
@@ -742,7 +791,9 @@ pub(super) mod conformance {
         let a2 = token(&g2, 14, TokenKind::Access, now);
         assert!(store.token_create(&a2).expect("create"));
         assert_eq!(
-            store.grants_delete_for_session("sid-b").expect("sign out"),
+            store
+                .grants_delete_for_session("sid-b", now)
+                .expect("sign out"),
             ["app"]
         );
         assert!(store.token_find(&access.hash).expect("find").is_none());
@@ -763,13 +814,13 @@ pub(super) mod conformance {
         assert!(!store.token_delete(&a2.hash).expect("gone"));
         assert_eq!(
             store
-                .grants_delete_for_user(other, Some("nope"))
+                .grants_delete_for_user(other, Some("nope"), now)
                 .expect("none"),
             0
         );
         assert_eq!(
             store
-                .grants_delete_for_user(other, Some("app"))
+                .grants_delete_for_user(other, Some("app"), now)
                 .expect("one"),
             1
         );
@@ -801,7 +852,9 @@ pub(super) mod conformance {
             );
         }
         assert_eq!(
-            store.grants_delete_for_user_but(user, "keep").expect("two"),
+            store
+                .grants_delete_for_user_but(user, "keep", now)
+                .expect("two"),
             2
         );
         assert!(store.token_find(&hash(50)).expect("find").is_some());
@@ -810,10 +863,138 @@ pub(super) mod conformance {
         assert!(store.token_find(&hash(53)).expect("find").is_some());
         assert_eq!(
             store
-                .grants_delete_for_user_but(user, "keep")
+                .grants_delete_for_user_but(user, "keep", now)
                 .expect("none"),
             0
         );
+    }
+
+    /// A grant of `user` to `client` under `sid`, with a code.
+    fn granted(store: &dyn Store, user: UserId, client: &str, sid: &str, n: u8, now: Millis) {
+        let g = grant(user, client, sid, now);
+        let code = CodeRow {
+            hash: hash(n),
+            grant_id: g.id,
+            redirect_uri: "https://app/cb".into(),
+            challenge: None,
+            expires_at: now + 1000,
+        };
+        store.code_create(&g, &code).expect("create");
+    }
+
+    fn logouts(store: &dyn Store, user: UserId, other: UserId) {
+        let now = 5_000_000;
+        // Anything queued by the checks before is cleared first.
+        store.delete_expired(Millis::MAX / 2, 1000).expect("clear");
+        assert_eq!(store.logout_next().expect("next"), None);
+        assert_eq!(store.subject(user, "s-first").expect("sub"), "s-first");
+        // Two grants of one client under one session make one notice; a
+        // user who never had a `sub` (no ID token) makes none.
+        granted(store, user, "app", "sid-1", 60, now);
+        granted(store, user, "app", "sid-1", 61, now);
+        granted(store, user, "crm", "sid-1", 62, now);
+        granted(store, user, "app", "sid-2", 63, now);
+        granted(store, other, "app", "sid-o", 64, now);
+        assert_eq!(
+            store.grants_delete_for_session("sid-1", now).expect("end"),
+            ["app", "crm"]
+        );
+        assert_eq!(
+            store.grants_delete_for_session("sid-o", now).expect("end"),
+            ["app"]
+        );
+        assert_eq!(store.logout_next().expect("next"), Some(now));
+        assert_eq!(
+            store
+                .logout_claim(now - 1, now + 30_000, &[])
+                .expect("claim"),
+            None,
+            "not due yet"
+        );
+        let first = store
+            .logout_claim(now, now + 30_000, &[])
+            .expect("claim")
+            .expect("one due");
+        assert_eq!(first.sid, "sid-1");
+        assert_eq!(first.subject, "s-first");
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.created_at, now);
+        // A client being sent to is skipped; the other's notice is next.
+        let second = store
+            .logout_claim(now, now + 30_000, std::slice::from_ref(&first.client_id))
+            .expect("claim")
+            .expect("the other");
+        assert_ne!(second.client_id, first.client_id);
+        assert_eq!(second.sid, "sid-1");
+        // Both are claimed: nothing more until the lease ends.
+        assert_eq!(
+            store.logout_claim(now, now + 30_000, &[]).expect("claim"),
+            None
+        );
+        assert_eq!(store.logout_next().expect("next"), Some(now + 30_000));
+        // A failed one is due again when said, one attempt more.
+        store
+            .logout_retry(&first.client_id, &first.sid, now + 10)
+            .expect("retry");
+        let again = store
+            .logout_claim(now + 10, now + 40_000, &[])
+            .expect("claim")
+            .expect("due again");
+        assert_eq!(
+            (again.client_id.as_str(), again.attempts),
+            (first.client_id.as_str(), 2)
+        );
+        assert!(
+            store
+                .logout_delete(&again.client_id, &again.sid)
+                .expect("sent")
+        );
+        assert!(
+            !store
+                .logout_delete(&again.client_id, &again.sid)
+                .expect("gone")
+        );
+        // The other ways grants end queue notices too, the kept session's
+        // excepted.
+        granted(store, user, "app", "sid-3", 65, now);
+        assert_eq!(
+            store
+                .grants_delete_for_user_but(user, "sid-2", now + 1)
+                .expect("end"),
+            1
+        );
+        let third = store
+            .logout_claim(
+                now + 1,
+                now + 30_000,
+                std::slice::from_ref(&second.client_id),
+            )
+            .expect("claim")
+            .expect("sid-3's");
+        assert_eq!(
+            (third.client_id.as_str(), third.sid.as_str()),
+            ("app", "sid-3")
+        );
+        assert_eq!(
+            store
+                .grants_delete_for_user(user, Some("app"), now + 2)
+                .expect("end"),
+            1
+        );
+        let fourth = store
+            .logout_claim(now + 2, now + 30_000, &[])
+            .expect("claim")
+            .expect("sid-2's");
+        assert_eq!(
+            (fourth.client_id.as_str(), fourth.sid.as_str()),
+            ("app", "sid-2")
+        );
+        // Notices older than their age limit are reaped.
+        let stale = now + super::super::millis(super::super::LOGOUT_MAX_AGE);
+        assert_eq!(store.delete_expired(stale - 1, 100).expect("reap"), 0);
+        assert_eq!(store.delete_expired(stale, 100).expect("reap"), 1);
+        assert_eq!(store.delete_expired(stale + 2, 100).expect("reap"), 2);
+        assert_eq!(store.logout_next().expect("next"), None);
     }
 
     fn devices(store: &dyn Store, user: UserId) {
@@ -1033,7 +1214,13 @@ pub(super) mod conformance {
 
     /// A grant of `client` with a code and an access token (`n`: the
     /// token's hash).
-    fn granted(store: &dyn Store, user: UserId, client: &str, n: u8, now: Millis) -> GrantRow {
+    fn granted_with_token(
+        store: &dyn Store,
+        user: UserId,
+        client: &str,
+        n: u8,
+        now: Millis,
+    ) -> GrantRow {
         let g = grant(user, client, "sid-f", now);
         store
             .code_create(
@@ -1112,8 +1299,8 @@ pub(super) mod conformance {
 
         // Deleting a client ends its grants (codes, tokens) and device
         // authorizations, and nobody else's.
-        let mine = granted(store, user, "made", 63, now);
-        let theirs = granted(store, user, "neighbour", 64, now);
+        let mine = granted_with_token(store, user, "made", 63, now);
+        let theirs = granted_with_token(store, user, "neighbour", 64, now);
         let waiting = DeviceRow {
             device_hash: hash(65),
             user_code_hash: hash(66),

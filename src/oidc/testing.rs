@@ -107,3 +107,49 @@ pub fn verify_independently(token: &str, jwks: &Value) -> Value {
     }
     claims
 }
+
+/// What a stub relying party's back-channel endpoint saw: each request's
+/// head and body, as text.
+pub type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A stub relying party on 127.0.0.1 answering every request with
+/// `status` (changeable while it runs); returns its port and what it saw.
+/// It lives as long as the test process (a thread blocked in `accept`).
+pub fn stub_client(status: Arc<std::sync::atomic::AtomicU16>) -> (u16, Seen) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Seen = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .expect("log")
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, seen)
+}

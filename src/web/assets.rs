@@ -13,6 +13,7 @@ pub(super) const ROUTES: &[Route] = &[Route::at("/assets/*").get(get_asset)];
 const STYLE: &[u8] = include_bytes!("../../assets/style.css");
 const ICON: &[u8] = include_bytes!("../../assets/icon.svg");
 const PASSKEY: &[u8] = include_bytes!("../../assets/passkey.js");
+const SIGNED_OUT: &[u8] = include_bytes!("../../assets/signed-out.js");
 
 /// `GET /assets/<name>`.
 fn get_asset(_: &State, request: &Request, _: &Client) -> Result<Response> {
@@ -27,6 +28,7 @@ fn get(name: &str) -> Option<Response> {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "icon.svg" => (ICON, "image/svg+xml"),
         "passkey.js" => (PASSKEY, "text/javascript; charset=utf-8"),
+        "signed-out.js" => (SIGNED_OUT, "text/javascript; charset=utf-8"),
         _ => return None,
     };
     Some(

@@ -122,6 +122,15 @@ const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self
 /// `'self'` would stop the sign-in short of the app.
 const CSP_SENDS_ON: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The policy of the signed-out page that loads the clients'
+/// front-channel logout frames: [`CSP`] with `frame-src` naming exactly
+/// `origins` (each checked when the client was read: a scheme, a host of
+/// letters, digits, `-` and `.`, a port), on that one response; every
+/// other page may frame nothing but itself.
+fn csp_with_frames(origins: &[&str]) -> String {
+    format!("{CSP}; frame-src {}", origins.join(" "))
+}
+
 /// The paths of those pages.
 const SENDS_ON: &[&str] = &[
     "/login",
@@ -363,11 +372,15 @@ fn with_security_headers(mut response: Response, sends_on: bool) -> Response {
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("Content-Type") && v.starts_with("text/html"));
     if html {
-        response = response
-            .with_additional_header(
+        // A handler that set its own policy (the signed-out page, which
+        // frames the clients' logout URIs) chose it from [`CSP`].
+        if !has(&response, "Content-Security-Policy") {
+            response = response.with_additional_header(
                 "Content-Security-Policy",
                 if sends_on { CSP_SENDS_ON } else { CSP },
-            )
+            );
+        }
+        response = response
             .with_additional_header("Referrer-Policy", "same-origin")
             .with_additional_header("X-Frame-Options", "DENY");
     }

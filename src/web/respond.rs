@@ -13,10 +13,14 @@ pub(super) fn see_other(location: &str) -> Response {
     Response::redirect_303(location.to_owned())
 }
 
+/// What the browser is told to drop once its session ended
+/// (`Clear-Site-Data`): what it kept for this site.
+pub(super) const LOGGED_OUT_CLEARS: &str = "\"cookies\", \"storage\"";
+
 /// The answer after this browser's session ended: back to the sign-in page,
 /// with the browser told to drop what it kept for this site.
 pub(super) fn logged_out() -> Response {
-    see_other("/login").with_additional_header("Clear-Site-Data", "\"cookies\", \"storage\"")
+    see_other("/login").with_additional_header("Clear-Site-Data", LOGGED_OUT_CLEARS)
 }
 
 /// Everything but RFC 3986's unreserved characters is encoded.

@@ -78,6 +78,7 @@ impl State {
             self.engine().store().as_ref(),
             self.grants.as_ref(),
         )
+        .with_bell(self.oidc.as_ref().map(crate::oidc::Provider::bell))
     }
 
     /// What guards password checks here: the throttle, counted in `/metrics`.

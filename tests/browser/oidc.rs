@@ -3,7 +3,10 @@
 //! (which names the app), signs in with the password or with a passkey
 //! alone, and lands back at the client's redirect URI with a code, the
 //! same `state` and `iss`. The client (a tiny listener the test runs) then
-//! redeems the code at the token endpoint for an ID token.
+//! redeems the code at the token endpoint for an ID token. Signing out of
+//! gatehouse then loads the client's front-channel logout URI (with `iss`
+//! and `sid`) in a hidden frame of the signed-out page, and the browser
+//! goes on to the sign-in page.
 //!
 //! The browser follows gatehouse's redirects to `public_url`, so the server
 //! listens on a port picked beforehand and `public_url` is
@@ -65,17 +68,28 @@ impl Client {
         format!("http://{}/cb", self.addr)
     }
 
+    fn frontchannel_logout_uri(&self) -> String {
+        format!("http://{}/front", self.addr)
+    }
+
     /// Waits for the browser's request to the redirect URI and returns its
     /// query parameters.
     fn callback(&self, b: &Driver) -> Vec<(String, String)> {
+        self.request_to("/cb", b)
+    }
+
+    /// Waits for the browser's request to `path` and returns its query
+    /// parameters.
+    fn request_to(&self, path: &str, b: &Driver) -> Vec<(String, String)> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let start = format!("GET {path}?");
         loop {
             let line = self
                 .requests
                 .lock()
                 .expect("requests")
                 .iter()
-                .find(|l| l.starts_with("GET /cb?"))
+                .find(|l| l.starts_with(&start))
                 .cloned();
             if let Some(line) = line {
                 let target = line.split(' ').nth(1).expect("a request target");
@@ -86,7 +100,7 @@ impl Client {
             }
             assert!(
                 Instant::now() < deadline,
-                "the client got no callback; the browser is at {}",
+                "the client got no request to {path}; the browser is at {}",
                 b.url()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -138,8 +152,9 @@ fn spawn(client: &Client) -> (TestApp, String) {
     let issuer = format!("http://localhost:{port}");
     let toml = format!(
         "public_url = \"{issuer}\"\n\n[[clients]]\nid = \"wiki\"\nname = \"The Wiki\"\n\
-         secret = \"{SECRET}\"\nredirect_uris = [\"{}\"]\n",
-        client.redirect_uri()
+         secret = \"{SECRET}\"\nredirect_uris = [\"{}\"]\nfrontchannel_logout_uri = \"{}\"\n",
+        client.redirect_uri(),
+        client.frontchannel_logout_uri()
     );
     let app = TestApp::spawn_with_file(&toml, &[("listen", &format!("127.0.0.1:{port}"))]);
     app.add_user("alice", "correct horse", false);
@@ -232,6 +247,25 @@ pub fn a_password_sign_in_lands_back_at_the_client_with_a_code(
     let claims = redeem(&app, &issuer, &client, &b, "s-password");
     assert!(b.url().starts_with(&client.redirect_uri()), "{}", b.url());
     assert_eq!(amr(&claims), ["pwd"], "{claims}");
+
+    // Signing out of gatehouse signs the browser out of the client too
+    // (front-channel logout): the signed-out page loads the client's
+    // logout URI in a hidden frame, `iss` and `sid` added (its policy lets
+    // it frame exactly that origin), and goes on to the sign-in page once
+    // the frame has loaded, before its three seconds are up.
+    b.goto(&format!("{issuer}/logout"));
+    b.wait_for("#logout-submit");
+    let started = Instant::now();
+    b.click("#logout-submit");
+    let front = client.request_to("/front", &b);
+    assert_eq!(param(&front, "iss"), Some(issuer.as_str()), "{front:?}");
+    assert_eq!(param(&front, "sid"), claims["sid"].as_str(), "{front:?}");
+    b.wait_for_path("/login");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "the signed-out page went on after {took:?}, not when its frame loaded"
+    );
 }
 
 pub fn a_passkey_sign_in_lands_back_at_the_client_with_a_code(

@@ -28,6 +28,7 @@ mod ldap;
 mod library;
 mod lists;
 mod login;
+mod logout;
 mod names;
 mod navigation;
 mod oidc;

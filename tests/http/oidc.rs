@@ -330,7 +330,8 @@ fn discovery_is_read_by_the_library_and_every_endpoint_it_names_is_a_route() {
         raw["device_authorization_endpoint"],
         format!("{ISSUER}/oidc/device_authorization")
     );
-    assert_eq!(raw["frontchannel_logout_supported"], false);
+    assert_eq!(raw["frontchannel_logout_supported"], true);
+    assert_eq!(raw["backchannel_logout_supported"], true);
     // CORS on discovery, JWKS, token and userinfo, with preflight.
     let b = Browser::new(&app.base);
     for path in ["/.well-known/openid-configuration", "/oidc/jwks"] {
@@ -1489,7 +1490,7 @@ pub(crate) fn claims_of(id_token: &str) -> Value {
 }
 
 /// The `sid` claim of an ID token.
-fn sid_of(id_token: &str) -> String {
+pub(crate) fn sid_of(id_token: &str) -> String {
     claims_of(id_token)["sid"].as_str().expect("sid").to_owned()
 }
 

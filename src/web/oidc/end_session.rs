@@ -1,10 +1,12 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): a
 //! relying party sends the browser here to sign the user out. The
 //! gatehouse session ends, and with it the grants of every client it
-//! signed in to (their tokens stop working at once); the browser then
-//! goes to the `post_logout_redirect_uri` only when the client named
-//! (by `client_id` or the hint's `aud`) registered it exactly, else to
-//! the sign-in page.
+//! signed in to (their tokens stop working at once; those that asked are
+//! sent a logout token); the browser then goes to the
+//! `post_logout_redirect_uri` only when the client named (by `client_id`
+//! or the hint's `aud`) registered it exactly, else to the sign-in page,
+//! by way of the signed-out page when clients registered front-channel
+//! logout URIs (it loads them in hidden frames first).
 //!
 //! Signing out is a state change a link from anywhere must not make:
 //! it happens at once only when `id_token_hint` is an ID token gatehouse
@@ -15,11 +17,13 @@ use rouille::{Request, Response};
 
 use super::provider;
 use crate::auth::proxy::Client;
+use crate::oidc::logout::FrontChannel;
 use crate::web::csrf::check_session_csrf;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
-use crate::web::respond::{html, logged_out, see_other};
+use crate::web::respond::{LOGGED_OUT_CLEARS, html, see_other};
 use crate::web::signed_in::{current_user, viewer};
+use crate::web::sso::signed_out;
 use crate::web::state::{State, with_session};
 use crate::web::{sso, views};
 
@@ -78,9 +82,13 @@ fn end_session(
         .and_then(|c| c.get("sid"))
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    let done = |target: &Option<String>| match target {
-        Some(url) => see_other(url).with_additional_header("Clear-Site-Data", "\"cookies\""),
-        None => logged_out(),
+    // Where the browser goes once signed out: the client's page (told to
+    // drop only the cookies: its storage is the client's business), or
+    // the sign-in page; by way of the signed-out page when clients are
+    // to be told in the browser (front-channel logout).
+    let done = |target: &Option<String>, frames: &[FrontChannel]| match target {
+        Some(url) => signed_out(frames, url, "\"cookies\""),
+        None => signed_out(frames, "/login", LOGGED_OUT_CLEARS),
     };
     with_session(state, request, client, |session| {
         let Some(user) = current_user(state, session)? else {
@@ -116,8 +124,8 @@ fn end_session(
             crate::logging::quote(&user.username),
             crate::logging::quote(form.get("client_id").unwrap_or("-"))
         ));
-        sso::end(state, session);
+        let frames = sso::end(state, session);
         session.destroy()?;
-        Ok(done(&target))
+        Ok(done(&target, &frames))
     })
 }

@@ -9,18 +9,10 @@ use crate::auth::proxy::Client;
 use crate::web::error::Result;
 use crate::web::state::State;
 
-/// `GET /.well-known/openid-configuration`.
-///
-/// The provider's document, less front-channel logout: the sign-out page
-/// does not render the clients' logout frames yet, and a relying party
-/// told it is supported would wait for a call that never comes. Every
-/// endpoint the document names is a route here.
+/// `GET /.well-known/openid-configuration`: the provider's document.
+/// Every endpoint it names is a route here.
 pub(super) fn get_discovery(state: &State, _: &Request, _: &Client) -> Result<Response> {
-    let mut doc = provider(state)?.discovery();
-    if let Some(map) = doc.as_object_mut() {
-        map.insert("frontchannel_logout_supported".into(), false.into());
-        map.insert("frontchannel_logout_session_supported".into(), false.into());
-    }
+    let doc = provider(state)?.discovery();
     Ok(json(200, &doc).with_unique_header("Cache-Control", "public, max-age=300"))
 }
 

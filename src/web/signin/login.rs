@@ -13,7 +13,7 @@ use crate::web::csrf::{
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::redirects::{safe_next, signed_in_next};
-use crate::web::respond::{html, logged_out, see_other, throttled};
+use crate::web::respond::{LOGGED_OUT_CLEARS, html, see_other, throttled};
 use crate::web::signed_in::{current_user, signing_in, viewer};
 use crate::web::state::{State, with_session};
 use crate::web::views::{self, LoginView};
@@ -152,9 +152,15 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
         };
         check_session_csrf(state, &key, &form)?;
         // Signing out of gatehouse signs out of every OpenID Connect
-        // client this session signed in to: their tokens stop now.
-        crate::web::sso::end(state, session);
+        // client this session signed in to: their tokens stop now, and
+        // those that asked are told (in the background, or by the frames
+        // of the signed-out page).
+        let frames = crate::web::sso::end(state, session);
         session.destroy()?;
-        Ok(logged_out())
+        Ok(crate::web::sso::signed_out(
+            &frames,
+            "/login",
+            LOGGED_OUT_CLEARS,
+        ))
     })
 }

@@ -8,16 +8,33 @@ use super::Viewer;
 
 /// The shared layout.
 pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
-    frame(title, viewer, false, body)
+    frame(title, viewer, false, None, body)
 }
 
 /// The shared layout with a wide main column, for pages of wide tables
 /// (the admin area).
 pub fn wide_layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
-    frame(title, viewer, true, body)
+    frame(title, viewer, true, None, body)
 }
 
-fn frame(title: &str, viewer: Option<&Viewer<'_>>, wide: bool, body: Markup) -> Markup {
+/// The shared layout with `head` added to the head (a page that moves on
+/// by itself: its `meta http-equiv="refresh"`).
+pub fn layout_with_head(
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    head: Markup,
+    body: Markup,
+) -> Markup {
+    frame(title, viewer, false, Some(head), body)
+}
+
+fn frame(
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    wide: bool,
+    head: Option<Markup>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -28,6 +45,9 @@ fn frame(title: &str, viewer: Option<&Viewer<'_>>, wide: bool, body: Markup) -> 
                 title { (title) " · gatehouse" }
                 link rel="stylesheet" href="/assets/style.css";
                 link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+                @if let Some(head) = head {
+                    (head)
+                }
             }
             body {
                 header.top {

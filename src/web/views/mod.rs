@@ -53,7 +53,7 @@ pub use layout::{layout, wide_layout};
 pub use setup::{NewUserView, register_page, setup_page};
 pub use signin::{
     DeviceView, LoginView, ReauthView, device_page, end_session_page, login_page, logout_page,
-    reauth_page,
+    reauth_page, signed_out_page,
 };
 pub use tokens::{AdminTokensView, TokensView, admin_tokens_page, tokens_section};
 

@@ -3,6 +3,7 @@
 
 use maud::{Markup, html};
 
+use super::layout::layout_with_head;
 use super::{PasskeyForm, Viewer, csrf_field, layout, or, passkey_form, passkey_script};
 
 /// What the login page shows.
@@ -121,6 +122,40 @@ pub fn end_session_page(
                     }
                     button type="submit" id="end-session-submit" { "Sign out" }
                 }
+            }
+        },
+    )
+}
+
+/// How long the signed-out page waits before it moves on without its
+/// script (the script moves on as soon as every frame has loaded, and
+/// after three seconds at most).
+const SIGNED_OUT_REFRESH_SECONDS: u32 = 5;
+
+/// The page after a sign-out that signed out of apps with front-channel
+/// logout (OpenID Connect Front-Channel Logout 1.0): each app's logout
+/// URL, `(name, url)`, loads in a hidden frame, then the browser goes on
+/// to `next` (`/login`, or the app's `post_logout_redirect_uri`): the
+/// script (`/assets/signed-out.js`, loaded before the frames so it sees
+/// each one load) goes when all have loaded or after three seconds; the
+/// refresh goes after five without it; the link is for whoever is
+/// quicker.
+pub fn signed_out_page(frames: &[(&str, &str)], next: &str) -> Markup {
+    let refresh = format!("{SIGNED_OUT_REFRESH_SECONDS}; url={next}");
+    layout_with_head(
+        "Signed out",
+        None,
+        html! { meta http-equiv="refresh" content=(refresh); },
+        html! {
+            script src="/assets/signed-out.js" {}
+            section.card.narrow id="signed-out" {
+                h1 { "You are signed out" }
+                p { "Signing you out of your apps as well\u{2026}" }
+                @for (n, (name, url)) in frames.iter().enumerate() {
+                    iframe.frontchannel id=(format!("frontchannel-{n}")) src=(url)
+                        title=(format!("Signing out of {name}")) hidden {}
+                }
+                p { a href=(next) id="signed-out-continue" { "Continue" } }
             }
         },
     )
