@@ -39,7 +39,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::groups::GroupId;
-use super::{ADMINS, User, UserError, UserId, Username, Users};
+use super::{User, UserError, UserId, Username, Users};
 use crate::clock::Millis;
 
 /// How long a link's token is: 32 bytes in base64url.
@@ -424,7 +424,11 @@ impl Users {
     /// `admins` among the groups, or a named user with more than one use;
     /// [`UserError::NoSuchGroup`]; [`UserError::Taken`] for a named user
     /// who exists; database failures.
-    pub fn create_invite(&self, new: &NewInvite, now: Millis) -> Result<(String, Invite), UserError> {
+    pub fn create_invite(
+        &self,
+        new: &NewInvite,
+        now: Millis,
+    ) -> Result<(String, Invite), UserError> {
         if new.uses == 0 || new.uses > MAX_USES {
             return Err(UserError::InvalidLink(
                 "an invite may be used 1 to 1000 times",
@@ -436,9 +440,7 @@ impl Users {
             ));
         }
         if new.expires_at <= now || new.expires_at - now > MAX_INVITE_FOR {
-            return Err(UserError::InvalidLink(
-                "an invite expires within 90 days",
-            ));
+            return Err(UserError::InvalidLink("an invite expires within 90 days"));
         }
         let mut ids = Vec::new();
         for name in &new.groups {
@@ -577,9 +579,7 @@ impl Users {
         now: Millis,
     ) -> Result<(String, ResetLink), UserError> {
         if expires_at <= now || expires_at - now > MAX_RESET_FOR {
-            return Err(UserError::InvalidLink(
-                "a reset link expires within 7 days",
-            ));
+            return Err(UserError::InvalidLink("a reset link expires within 7 days"));
         }
         if self
             .sources
@@ -795,11 +795,6 @@ fn signin_key(secret: &str) -> Option<[u8; 32]> {
     normalise_code(secret).map(|c| hash(&c))
 }
 
-/// Whether `name` is `admins` (never an invite's group).
-pub fn is_admins(name: &str) -> bool {
-    name.eq_ignore_ascii_case(ADMINS)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -837,8 +832,16 @@ mod tests {
             assert_eq!(normalise_code(&typed).as_deref(), Some(normal.as_str()));
         }
         for bad in [
-            "", "BCDF", "BCDF-GHJKM", "BCDF-GHJ0", "BCDF-GHJO", "BCDF-GHJ1", "BCDF-GHJL",
-            "BCDF-GHJA", "BCDF\u{0}GHJK", "ＢCDF-GHJK",
+            "",
+            "BCDF",
+            "BCDF-GHJKM",
+            "BCDF-GHJ0",
+            "BCDF-GHJO",
+            "BCDF-GHJ1",
+            "BCDF-GHJL",
+            "BCDF-GHJA",
+            "BCDF\u{0}GHJK",
+            "ＢCDF-GHJK",
         ] {
             assert!(normalise_code(bad).is_none(), "{bad:?}");
         }
@@ -891,10 +894,7 @@ mod tests {
             else {
                 panic!("ann not made");
             };
-            assert_eq!(
-                users.groups_of(a).expect("groups"),
-                vec!["ops".to_owned()]
-            );
+            assert_eq!(users.groups_of(a).expect("groups"), vec!["ops".to_owned()]);
             // A taken name spends no use.
             assert_eq!(
                 users
@@ -931,13 +931,14 @@ mod tests {
     fn an_invite_never_names_admins_or_an_unknown_group_or_odd_uses() {
         each(|users| {
             let now = crate::clock::now();
-            let new = |uses: u32, groups: &[&str], user: Option<&str>, expires_at: Millis| NewInvite {
-                created_by: String::new(),
-                expires_at,
-                uses,
-                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-                user: user.map(name),
-            };
+            let new =
+                |uses: u32, groups: &[&str], user: Option<&str>, expires_at: Millis| NewInvite {
+                    created_by: String::new(),
+                    expires_at,
+                    uses,
+                    groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                    user: user.map(name),
+                };
             for bad in [
                 new(1, &["admins"], None, now + DAY),
                 new(1, &["Admins"], None, now + DAY),
@@ -976,7 +977,9 @@ mod tests {
                 crate::users::Login::Ok(_)
             ));
             assert_eq!(
-                users.redeem_invite(&token, None, "password2").expect("again"),
+                users
+                    .redeem_invite(&token, None, "password2")
+                    .expect("again"),
                 Redeemed::Unusable
             );
             // One whose user set a password otherwise is no longer usable.
@@ -984,7 +987,9 @@ mod tests {
             let eve = users.get_by_name("eve").expect("eve");
             users.set_password(eve.id, "password9").expect("set");
             assert_eq!(
-                users.redeem_invite(&token, None, "password2").expect("late"),
+                users
+                    .redeem_invite(&token, None, "password2")
+                    .expect("late"),
                 Redeemed::Unusable
             );
             // Its user name is taken already: nothing is made.
@@ -1062,18 +1067,41 @@ mod tests {
             let methods = vec!["pwd".to_owned(), "otp".to_owned()];
             let by_code = users.create_signin_link(&bob, &methods, now).expect("one");
             let by_link = users.create_signin_link(&bob, &methods, now).expect("two");
-            assert!(users.find_signin_link(&by_code.code, now).expect("find").is_some());
+            assert!(
+                users
+                    .find_signin_link(&by_code.code, now)
+                    .expect("find")
+                    .is_some()
+            );
             let (link, user) = users
                 .redeem_signin_link(&by_code.code.to_lowercase(), "192.0.2.7", "Firefox\nx")
                 .expect("use")
                 .expect("works");
             assert_eq!((user.id, link.methods.clone()), (bob.id, methods.clone()));
-            assert!(users.redeem_signin_link(&by_code.code, "ip", "ua").expect("again").is_none());
-            assert!(users.redeem_signin_link(&by_code.token, "ip", "ua").expect("token").is_none());
-            assert!(users.redeem_signin_link(&by_link.token, "ip", "ua").expect("link").is_some());
+            assert!(
+                users
+                    .redeem_signin_link(&by_code.code, "ip", "ua")
+                    .expect("again")
+                    .is_none()
+            );
+            assert!(
+                users
+                    .redeem_signin_link(&by_code.token, "ip", "ua")
+                    .expect("token")
+                    .is_none()
+            );
+            assert!(
+                users
+                    .redeem_signin_link(&by_link.token, "ip", "ua")
+                    .expect("link")
+                    .is_some()
+            );
             let listed = users.signin_links(bob.id).expect("list");
             assert_eq!(listed.len(), 2);
-            let used = listed.iter().find(|l| l.id == by_code.link.id).expect("kept");
+            let used = listed
+                .iter()
+                .find(|l| l.id == by_code.link.id)
+                .expect("kept");
             assert_eq!(used.used_ip.as_deref(), Some("192.0.2.7"));
             assert_eq!(used.used_agent.as_deref(), Some("Firefoxx"));
             // At most a few unused at once; a used one cannot be revoked.

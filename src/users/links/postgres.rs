@@ -110,7 +110,11 @@ impl LinkStore for Postgres {
                         "INSERT INTO users (username, password_hash, created_at,
                              password_changed_at, stamp) VALUES ($1, '', $2, $2, $3)
                          RETURNING id",
-                        &[(&name, Type::TEXT), (&now, Type::INT8), (&stamp, Type::TEXT)],
+                        &[
+                            (&name, Type::TEXT),
+                            (&now, Type::INT8),
+                            (&stamp, Type::TEXT),
+                        ],
                     )?
                     .try_get(0)?;
                 join_groups(&mut tx, id, groups)?;

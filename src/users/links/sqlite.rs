@@ -112,7 +112,13 @@ impl LinkStore for Sqlite {
                         params![name, now, stamp],
                         |r| r.get(0),
                     )
-                    .map_err(|e| if taken(&e) { UserError::Taken } else { e.into() })?;
+                    .map_err(|e| {
+                        if taken(&e) {
+                            UserError::Taken
+                        } else {
+                            e.into()
+                        }
+                    })?;
                 join_groups(&tx, id, groups)?;
                 Some((id, name.to_owned()))
             }
@@ -388,7 +394,13 @@ impl LinkStore for Sqlite {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| if taken(&e) { UserError::Taken } else { e.into() })?;
+            .map_err(|e| {
+                if taken(&e) {
+                    UserError::Taken
+                } else {
+                    e.into()
+                }
+            })?;
         let id = id.ok_or(UserError::NotFound)?;
         tx.commit()?;
         Ok(SigninLink {

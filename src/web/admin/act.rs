@@ -68,6 +68,9 @@ pub(super) enum Outcome {
     Refused(u16, String),
     /// The admin ended their own session.
     SignedOut,
+    /// Done, answered with this page rather than a redirect: it shows
+    /// something once (a link just made), which must never be in a URL.
+    Page(Response),
 }
 
 pub(super) fn refused(status: u16, message: &str) -> Outcome {
@@ -114,6 +117,7 @@ pub(super) fn act(
             Outcome::Done(code) => Ok(see_other(&format!("{}?done={code}", section.path))),
             Outcome::DoneAt(page, code) => Ok(see_other(&format!("{page}&done={code}"))),
             Outcome::SignedOut => Ok(logged_out()),
+            Outcome::Page(page) => Ok(page),
             Outcome::Refused(status, message) => {
                 // Re-read: the action may have changed the admin themselves.
                 match admin(state, session, request) {

@@ -1,6 +1,7 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
 //! the users (`users`), the groups and their members (`groups`), every
-//! session (`sessions`), every token (`tokens`); who may use it and
+//! session (`sessions`), every token (`tokens`), invites (`invites`);
+//! who may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
@@ -8,6 +9,7 @@
 
 mod act;
 mod groups;
+mod invites;
 mod overview;
 mod reauth;
 mod sessions;
@@ -59,4 +61,14 @@ pub(super) const ROUTES: &[Route] = &[
         .get(tokens::get_tokens)
         .token_page(),
     Route::at("/admin/tokens/revoke").form(Token::Session, tokens::post_revoke),
+    Route::at("/admin/invites")
+        .get(invites::get_invites)
+        .form(Token::Session, invites::post_create)
+        .token_page(),
+    Route::at("/admin/invites/revoke").form(Token::Session, invites::post_revoke),
+    Route::at("/admin/users/reset-link")
+        .get(users::get_reset_link)
+        .form(Token::Session, users::post_reset_link)
+        .token_page(),
+    Route::at("/admin/users/reset-link/revoke").form(Token::Session, users::post_revoke_reset_link),
 ];

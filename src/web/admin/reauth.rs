@@ -25,6 +25,10 @@ const CARRIED: &[&str] = &[
     "confirm",
     "display_name",
     "email",
+    "uses",
+    "expires",
+    "groups",
+    "new_factor",
 ];
 
 /// Whether a person's click (or key press) may have started this request.
