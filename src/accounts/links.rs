@@ -115,6 +115,7 @@ impl Accounts<'_> {
         ip: IpAddr,
         via: &str,
     ) -> Result<(), AccountError> {
+        // audit: signin_failed (reason unknown_link, the kind of link in `via`)
         guard.counters.login("unknown_link");
         log(
             "-",

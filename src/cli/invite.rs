@@ -125,7 +125,7 @@ pub(super) fn invite(global: &Global, cmd: InviteCommand) -> Result<(), CliError
                 user,
             };
             let (token, invite) = users.create_invite(&new, now)?;
-            // audit: invite_created (by the command line)
+            // audit: invite_created by the command line (and user_created with --user)
             let (url, known) = address(&config, &format!("/invite/{token}"));
             writeln!(out, "{url}")?;
             say_path_only(known);

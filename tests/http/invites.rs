@@ -377,6 +377,48 @@ fn use_reset(b: &Browser, path: &str, password: &str) -> Resp {
     )
 }
 
+/// A live OpenID Connect grant of `user` to an app, as a sign-in to it
+/// leaves.
+fn granted(app: &TestApp, user: &gatehouse::users::User) {
+    use gatehouse::oidc::store::{CodeRow, GrantId, GrantRow, TokenKind, TokenRow};
+    let now = gatehouse::clock::now();
+    let grant = GrantRow {
+        id: GrantId::random(),
+        client_id: "wiki".into(),
+        user_id: user.id,
+        sid: "a-session".into(),
+        scopes: "openid".into(),
+        nonce: None,
+        auth_time: now,
+        methods: "pwd".into(),
+        created_at: now,
+        expires_at: now + 60_000,
+    };
+    let code = CodeRow {
+        hash: [7; 32],
+        grant_id: grant.id,
+        redirect_uri: "https://wiki.lan/cb".into(),
+        challenge: None,
+        expires_at: now + 30_000,
+    };
+    let grants = &app.state().grants;
+    grants.code_create(&grant, &code).expect("grant");
+    let token = TokenRow {
+        hash: ACCESS,
+        grant_id: grant.id,
+        kind: TokenKind::Access,
+        scopes: "openid".into(),
+        created_at: now,
+        expires_at: now + 60_000,
+        used_at: None,
+    };
+    assert!(grants.token_create(&token).expect("token"));
+    assert!(grants.token_find(&ACCESS).expect("find").is_some());
+}
+
+/// The hash of the access token [`granted`] stores.
+const ACCESS: [u8; 32] = [9; 32];
+
 fn bearer(app: &TestApp, token: &str) -> u16 {
     app.browser()
         .get_with(
@@ -407,6 +449,8 @@ fn a_reset_link_works_once_and_ends_the_other_sessions_and_tokens() {
         .expect("token")
         .0;
     assert_eq!(bearer(&app, &token), 200);
+    // An app bob signed in to through gatehouse (an OpenID Connect grant).
+    granted(&app, &bob);
     let path = make_reset_link(&root, "bob", &[("expires", "1h")]);
     // The users page says one waits, without the link.
     let users = root.get("/admin/users");
@@ -446,6 +490,14 @@ fn a_reset_link_works_once_and_ends_the_other_sessions_and_tokens() {
     // The laptop's session and the token ended; the old password too.
     assert_redirects_to(&laptop.get("/account"), "/login?next=%2Faccount");
     assert_eq!(bearer(&app, &token), 401);
+    assert!(
+        app.state()
+            .grants
+            .token_find(&ACCESS)
+            .expect("find")
+            .is_none(),
+        "the apps' tokens ended"
+    );
     assert_eq!(app.browser().login("bob", "bobs old password").status, 401);
     assert_eq!(app.browser().login("bob", "bobs new password").status, 303);
     // Once only.
@@ -547,6 +599,54 @@ fn a_reset_link_for_a_lost_phone_keeps_the_old_factor_until_a_new_one_is_set() {
     assert_eq!(second(&other, "recovery", &old_codes[0]).status, 401);
     // The step the set-up used is spent: the next one (skew) signs in.
     assert_redirects_to(&second(&other, "code", &code_at(&new_seed, t + 30)), "/");
+}
+
+#[test]
+fn a_reset_link_asks_for_the_users_second_factor_and_no_link_signs_in_as_someone_else() {
+    let (app, root) = with_root(&[]);
+    app.add_user("bob", "bobs old password", false);
+    let b = app.browser();
+    b.login("bob", "bobs old password");
+    let (seed, _) = enrol(&b);
+    // root signed in with the password alone: may not make one for bob,
+    // who has a second factor (as root may not set bob's password).
+    let page = root.get("/admin/users/reset-link?username=bob");
+    assert!(page.body.contains("id=\"reset-link-new-factor\""));
+    let csrf = page.csrf().expect("csrf");
+    let refused = root.post_form(
+        "/admin/users/reset-link",
+        &[
+            ("csrf", &csrf),
+            ("username", "bob"),
+            ("expires", "1h"),
+            ("new_factor", "1"),
+        ],
+    );
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(!refused.body.contains("new-reset-link"));
+    // The box's owner may; whoever uses the link still meets bob's
+    // factor: the new password alone signs in nowhere.
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &["user", "reset-link", "bob"],
+        None,
+    ));
+    let path = path_of(out.trim(), "/reset/");
+    let user = app.browser();
+    assert_redirects_to(
+        &use_reset(&user, &path, "bobs new password"),
+        "/login/second",
+    );
+    assert_eq!(user.get("/api/session").status, 401);
+    assert_eq!(user.get("/account").status, 303);
+    assert_redirects_to(
+        &second(&user, "code", &code_at(&seed, unix_now())),
+        "/?done=password-set",
+    );
+    let session: serde_json::Value =
+        serde_json::from_str(&user.get("/api/session").body).expect("json");
+    assert_eq!(session["user"]["name"], "bob");
+    assert_eq!(session["methods"], serde_json::json!(["pwd", "otp"]));
 }
 
 /// The password step for `name` with `password`: on to the second step.

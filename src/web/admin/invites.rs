@@ -112,7 +112,7 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
         };
         match state.users.create_invite(&new, clock::now()) {
             Ok((token, _)) => {
-                // audit: invite_created
+                // audit: invite_created (and user_created when it names a user)
                 let url = format!(
                     "{}/invite/{token}",
                     origin(state, request, client).unwrap_or_default()
