@@ -393,11 +393,30 @@ fn split_methods(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// How often the lists sweep what can no longer be used (every lookup
+/// checks expiry and use itself: this only keeps the tables small).
+const SWEEP_EVERY: Millis = 60 * 1000;
+
+/// When this process last swept the links (Unix milliseconds).
+static SWEPT_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 impl Users {
     /// Deletes the links that can no longer be used before a list shows
-    /// them; a failure (a read-only database) only leaves them listed.
+    /// them, at most once a [`SWEEP_EVERY`] (the account page lists a
+    /// user's sign-in links on every view: no write each time); a failure
+    /// (a read-only database) only leaves them listed.
     fn sweep_links_quietly(&self) {
-        if let Err(e) = self.links.sweep(crate::clock::now()) {
+        use std::sync::atomic::Ordering;
+        let now = crate::clock::now();
+        let last = SWEPT_AT.load(Ordering::Relaxed);
+        if (0..SWEEP_EVERY).contains(&(now - last))
+            || SWEPT_AT
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.links.sweep(now) {
             crate::logging::line(&format!(
                 "link sweep failed detail={}",
                 crate::logging::quote(&e.to_string())
@@ -1116,6 +1135,34 @@ mod tests {
                 users.revoke_signin_link(by_code.link.id, bob.id),
                 Err(UserError::NoSuchLink)
             ));
+        });
+    }
+
+    #[test]
+    fn the_sweep_deletes_what_can_no_longer_be_used() {
+        each(|users| {
+            let bob = users.create(&name("bob"), "password1", false).expect("bob");
+            let now = crate::clock::now();
+            invite(users, 1, &[], None);
+            users
+                .create_reset_link(&bob, "", now + RESET_FOR, false, now)
+                .expect("reset");
+            let used = users.create_signin_link(&bob, &[], now).expect("one");
+            users.create_signin_link(&bob, &[], now).expect("two");
+            users
+                .redeem_signin_link(&used.code, "ip", "ua")
+                .expect("use")
+                .expect("used");
+            // An hour on: the reset link and the unused sign-in link go;
+            // the used one is kept for the account page.
+            assert_eq!(users.sweep_links(now + RESET_FOR + 1).expect("sweep"), 2);
+            assert_eq!(users.links.signin_of_user(bob.id).expect("list").len(), 1);
+            assert_eq!(users.links.invites().expect("list").len(), 1);
+            // Past every expiry and the time used ones are kept: none left.
+            assert_eq!(users.sweep_links(now + KEEP_USED + DAY).expect("sweep"), 2);
+            assert!(users.links.signin_of_user(bob.id).expect("list").is_empty());
+            assert!(users.links.invites().expect("list").is_empty());
+            assert!(users.links.resets().expect("list").is_empty());
         });
     }
 }

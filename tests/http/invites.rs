@@ -798,6 +798,17 @@ fn a_sign_in_link_signs_in_as_its_maker_did_and_no_better() {
         session["methods"],
         serde_json::json!(["pwd", "otp", "link"])
     );
+    // A session that gave no second factor, of a user who has one (set
+    // up elsewhere since it signed in), makes none: it would sign the new
+    // device in as less than the user is.
+    app.add_user("carol", "correct horse", false);
+    let carol = app.browser();
+    carol.login("carol", "correct horse");
+    crate::factors::factor_from_before(&app, "carol");
+    let csrf = carol.get("/account").csrf().expect("csrf");
+    let refused = carol.post_form("/account/signin-links", &[("csrf", &csrf)]);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(!refused.body.contains("new-signin-code"));
     // A new password ends a link not yet used.
     let (code, _) = make_signin_link(&laptop);
     let alice = app.state().users.get_by_name("alice").expect("alice");

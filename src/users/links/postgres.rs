@@ -57,6 +57,10 @@ fn reset(row: &postgres::Row) -> Result<ResetLink, UserError> {
 const SIGNIN: &str = "id, user_id, methods, created_at, expires_at, password_at, used_at, \
      used_ip, used_agent";
 
+/// [`SIGNIN`] of the link `s` in a statement that joins its user.
+const SIGNIN_S: &str = "s.id, s.user_id, s.methods, s.created_at, s.expires_at, s.password_at, \
+     s.used_at, s.used_ip, s.used_agent";
+
 fn signin(row: &postgres::Row) -> Result<SigninLink, UserError> {
     Ok(SigninLink {
         id: row.try_get(0)?,
@@ -490,9 +494,12 @@ impl LinkStore for Postgres {
         self.client()?
             .query_typed_opt(
                 &format!(
-                    "UPDATE signin_links SET used_at = $2, used_ip = $3, used_agent = $4
-                     WHERE (hash = $1 OR code_hash = $1) AND used_at IS NULL AND expires_at > $2
-                     RETURNING {SIGNIN}"
+                    "UPDATE signin_links s SET used_at = $2, used_ip = $3, used_agent = $4
+                     FROM users u
+                     WHERE u.id = s.user_id AND s.password_at = u.password_changed_at
+                         AND (s.hash = $1 OR s.code_hash = $1) AND s.used_at IS NULL
+                         AND s.expires_at > $2
+                     RETURNING {SIGNIN_S}"
                 ),
                 &[
                     (&&hash[..], Type::BYTEA),

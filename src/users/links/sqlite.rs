@@ -450,6 +450,8 @@ impl LinkStore for Sqlite {
         let mut stmt = conn.prepare_cached(&format!(
             "UPDATE signin_links SET used_at = ?2, used_ip = ?3, used_agent = ?4
              WHERE (hash = ?1 OR code_hash = ?1) AND used_at IS NULL AND expires_at > ?2
+                 AND password_at = (SELECT password_changed_at FROM users
+                                    WHERE users.id = signin_links.user_id)
              RETURNING {SIGNIN}"
         ))?;
         Ok(stmt
