@@ -463,7 +463,10 @@ impl Users {
         }
         let mut ids = Vec::new();
         for name in &new.groups {
-            let group = self.get_group(name)?;
+            // Only a name that could be a group's is looked up (PostgreSQL
+            // refuses a NUL in text, and no group has one).
+            let name = super::groups::GroupName::parse(name).map_err(|_| UserError::NoSuchGroup)?;
+            let group = self.get_group(name.as_str())?;
             if group.is_admins() {
                 return Err(UserError::InvalidLink(
                     "an invite never makes an administrator: make them one once they have signed in",

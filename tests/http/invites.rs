@@ -264,6 +264,19 @@ fn an_invite_refuses_admins_and_bad_fields_on_the_page_without_a_500() {
         );
         assert!(r.body.contains("id=\"error\""), "{fields:?}");
     }
+    // A NUL (which PostgreSQL refuses in text) is no name: 4xx, not 500.
+    let r = make_invite_answer(
+        &root,
+        &[("uses", "1"), ("expires", "7d"), ("groups", "a\0b")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(root.get("/admin/users/reset-link?username=%00").status, 404);
+    let csrf = root.get("/admin/users").csrf().expect("csrf");
+    let r = root.post_form(
+        "/admin/users/reset-link",
+        &[("csrf", &csrf), ("username", "\0"), ("expires", "1h")],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
     assert!(
         root.get("/admin/invites")
             .body

@@ -99,6 +99,16 @@ pub(super) fn get_users(state: &State, request: &Request, client: &Client) -> Re
     })
 }
 
+/// The user a form or a query names (404 for no such user). Only a name
+/// that could be a user's is looked up: PostgreSQL refuses a NUL in text
+/// (a `500` once), and no user has one.
+fn named_user(state: &State, name: &str) -> Result<User> {
+    if crate::users::Username::parse(name).is_err() {
+        return Err(WebError::NotFound);
+    }
+    state.users.find_by_name(name)?.ok_or(WebError::NotFound)
+}
+
 /// The confirm step of an action that cannot be undone, for the user the
 /// query names (404 for no such user).
 fn confirm_step(
@@ -109,7 +119,7 @@ fn confirm_step(
 ) -> Result<Response> {
     as_admin(state, request, client, |s| {
         let name = request.get_param("username").unwrap_or_default();
-        let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
+        let target = named_user(state, &name)?;
         let token = csrf::session_token(state.engine().signer(), &s.key);
         Ok(html(page(viewer(&s.user), &target.username, &token)))
     })
@@ -151,10 +161,7 @@ fn on_user(
     action: impl FnOnce(&Session<'_>, &SignedIn, &User, &Form) -> Result<Outcome>,
 ) -> Result<Response> {
     act(state, request, client, &USERS, |session, s, form| {
-        let target = state
-            .users
-            .find_by_name(form.get("username").unwrap_or(""))?
-            .ok_or(WebError::NotFound)?;
+        let target = named_user(state, form.get("username").unwrap_or(""))?;
         action(session, s, &target, form)
     })
 }
@@ -306,8 +313,7 @@ pub(super) fn get_reset_link(
 ) -> Result<Response> {
     as_admin(state, request, client, |s| {
         let name = request.get_param("username").unwrap_or_default();
-        let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
-        reset_link_page(state, s, &target, None)
+        reset_link_page(state, s, &named_user(state, &name)?, None)
     })
 }
 

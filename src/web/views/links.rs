@@ -172,6 +172,7 @@ pub fn link_page(v: &LinkView<'_>) -> Markup {
             section.card.narrow {
                 h1 { "Sign in as " span id="link-name" { (v.username) } "?" }
                 p { "This signs this browser in once, as the account that made the link." }
+                p.muted { "Use it only if you made it yourself: whoever made it owns what you do here once signed in." }
                 form id="link-form" method="post" action=(v.action) {
                     (csrf_field(v.csrf))
                     button type="submit" id="link-submit" { "Sign in on this device" }
