@@ -1179,3 +1179,42 @@ fn with_env(dir: &std::path::Path, (k, v): (&str, &str), args: &[&str]) -> std::
         .output()
         .expect("run gatehouse")
 }
+
+#[test]
+fn each_link_route_answers_another_method_with_405_and_its_allow_header() {
+    let app = TestApp::spawn();
+    let b = app.browser();
+    let mut wrong = Vec::new();
+    for path in [
+        "/invite/x",
+        "/reset/x",
+        "/login/link/x",
+        "/login/code",
+        "/admin/invites",
+        "/admin/users/reset-link",
+    ] {
+        let r = b.send_json("PUT", path, "{}", &[]);
+        if r.status != 405 || r.header("allow") != Some("GET, HEAD, POST") {
+            wrong.push(format!("PUT {path}: {} {:?}", r.status, r.header("allow")));
+        }
+    }
+    for path in [
+        "/admin/invites/revoke",
+        "/admin/users/reset-link/revoke",
+        "/account/signin-links",
+        "/account/signin-links/revoke",
+    ] {
+        let r = b.get(path);
+        if r.status != 405 || r.header("allow") != Some("POST") {
+            wrong.push(format!("GET {path}: {} {:?}", r.status, r.header("allow")));
+        }
+    }
+    // The prefixes alone are no route.
+    for path in ["/invite", "/reset", "/login/link", "/invites/x"] {
+        let r = b.get(path);
+        if r.status != 404 {
+            wrong.push(format!("GET {path}: {}", r.status));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
