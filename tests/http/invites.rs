@@ -1218,3 +1218,93 @@ fn each_link_route_answers_another_method_with_405_and_its_allow_header() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The hidden fields of the password step's form, and its password.
+fn through_password_step(step: &Resp, password: &str) -> Vec<(String, String)> {
+    let form = &step.body[step.body.find("id=\"reauth-form\"").expect("form")..];
+    let form = &form[..form.find("</form>").expect("end")];
+    let mut fields = Vec::new();
+    for (i, m) in form.match_indices("<input type=\"hidden\" name=\"") {
+        let rest = &form[i + m.len()..];
+        let name = &rest[..rest.find('"').expect("name")];
+        let rest = &rest[rest.find("value=\"").expect("value") + 7..];
+        let value = &rest[..rest.find('"').expect("end")];
+        fields.push((name.to_owned(), value.replace("&amp;", "&")));
+    }
+    fields.push(("reauth_password".into(), password.into()));
+    fields
+}
+
+#[test]
+fn the_admin_link_forms_keep_their_fields_through_the_password_step() {
+    // A click no person made meets the password step every time: what the
+    // form asked for must be what is done after it.
+    const SCRIPTED: &[(&str, &str)] = &[
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "document"),
+    ];
+    let (app, root) = with_root(&[]);
+    app.add_user("bob", "correct horse", false);
+    app.state()
+        .users
+        .create_group(&gatehouse::users::groups::GroupName::parse("ops").expect("name"))
+        .expect("group");
+    let through = |from: &str, action: &str, fields: &[(&str, &str)]| {
+        let token = root.get(from).csrf().expect("csrf");
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        let step = root.post_form_with(action, &all, SCRIPTED);
+        assert_eq!(step.status, 200, "{action}: {step:?}");
+        assert!(step.body.contains("id=\"reauth-form\""), "{action}");
+        let again = through_password_step(&step, "correct horse");
+        let again: Vec<(&str, &str)> = again
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        root.post_form_with(action, &again, SCRIPTED)
+    };
+    let made = through(
+        "/admin/invites",
+        "/admin/invites",
+        &[
+            ("uses", "3"),
+            ("expires", "30d"),
+            ("groups", "ops"),
+            ("username", ""),
+        ],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    value_of(&made, "new-invite");
+    let listed = app.state().users.invites().expect("list");
+    assert_eq!(listed.len(), 1);
+    let invite = &listed[0].invite;
+    assert_eq!(
+        (invite.uses, listed[0].group_names.clone()),
+        (3, vec!["ops".to_owned()])
+    );
+    assert!(invite.expires_at - gatehouse::clock::now() > 29 * 24 * 3_600_000);
+    let id = invite.id.to_string();
+    let revoked = through("/admin/invites", "/admin/invites/revoke", &[("id", &id)]);
+    assert_redirects_to(&revoked, "/admin/invites?done=invite-revoked");
+    assert!(app.state().users.invites().expect("list").is_empty());
+
+    let made = through(
+        "/admin/users/reset-link?username=bob",
+        "/admin/users/reset-link",
+        &[("username", "bob"), ("expires", "4h"), ("new_factor", "1")],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    value_of(&made, "new-reset-link");
+    let links = app.state().users.reset_links().expect("list");
+    assert_eq!(links.len(), 1);
+    assert!(links[0].new_factor && links[0].username == "bob");
+    assert!(links[0].expires_at - gatehouse::clock::now() > 3 * 3_600_000);
+    let revoked = through(
+        "/admin/users",
+        "/admin/users/reset-link/revoke",
+        &[("username", "bob")],
+    );
+    assert_redirects_to(&revoked, "/admin/users?done=reset-link-revoked");
+    assert!(app.state().users.reset_links().expect("list").is_empty());
+}

@@ -25,6 +25,9 @@ const CARRIED: &[&str] = &[
     "confirm",
     "display_name",
     "email",
+    // `/admin/invites`, a user's reset link: the invite to revoke, what a
+    // new one is made with.
+    "id",
     "uses",
     "expires",
     "groups",
