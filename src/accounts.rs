@@ -38,7 +38,8 @@
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
 //! their members), `credentials` (tokens and Basic), `directory` (staying in step with the
-//! directory). This file keeps the
+//! directory), `links` (invites, reset links, sign-in links for a new
+//! device). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
 //! This module never sees HTTP: it takes plain values and the session, and
@@ -60,6 +61,7 @@ pub mod credentials;
 pub mod directory;
 mod factors;
 pub mod groups;
+pub mod links;
 mod revoke;
 mod signin;
 
@@ -98,6 +100,11 @@ pub struct Pending {
     /// id (empty in one from before stamps: it resolves to no one).
     #[serde(default)]
     pub user_stamp: String,
+    /// Made by a reset link that asks for a new second factor (a lost
+    /// phone): the user sets one up although they have some, and those
+    /// go once the new one is set.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// A proof offered as the second step.

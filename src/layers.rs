@@ -80,6 +80,7 @@ const AREAS: &[&str] = &[
     "api",
     "dashboard",
     "gate",
+    "links",
     "oidc",
     "ops",
     "setup",

@@ -26,10 +26,15 @@ impl Accounts<'_> {
         self.may_add_factor(session, &subject)?;
         let factors = self.users.factors();
         let user = subject.user.id;
+        let replacing = subject.pending.as_ref().is_some_and(|p| p.replace);
         if !factors.confirm_totp(user, sealed, code)? {
             return Ok(None);
         }
-        let codes = self.recovery_codes_if_none(user)?;
+        let codes = if replacing {
+            self.drop_old_factors(user, Kept::Totp)?
+        } else {
+            self.recovery_codes_if_none(user)?
+        };
         let finished = self.complete(session, subject, "otp", None)?;
         self.end_password_only(user, session.key().as_ref())?;
         Ok(Some(Enabled { finished, codes }))
@@ -51,10 +56,15 @@ impl Accounts<'_> {
     ) -> Result<Enabled, AccountError> {
         self.may_add_factor(session, &subject)?;
         let user = subject.user.id;
+        let replacing = subject.pending.as_ref().is_some_and(|p| p.replace);
         self.users
             .factors()
             .add_passkey(user, credential_id, name, credential)?;
-        let codes = self.recovery_codes_if_none(user)?;
+        let codes = if replacing {
+            self.drop_old_factors(user, Kept::Passkey(credential_id))?
+        } else {
+            self.recovery_codes_if_none(user)?
+        };
         let finished = self.complete(session, subject, "passkey", None)?;
         self.end_password_only(user, session.key().as_ref())?;
         Ok(Enabled { finished, codes })
@@ -109,7 +119,10 @@ impl Accounts<'_> {
         // did.
         let has = self.users.factors().summary(subject.user.id)?.any();
         let allowed = match &subject.pending {
-            Some(p) => p.enrol && !has,
+            // A reset link's pending sign-in sets up a factor in place of
+            // the ones the user has (lost); nothing else that is pending
+            // adds one beside them.
+            Some(p) => p.enrol && (!has || p.replace),
             None => !has || two_factors(&session.get::<Vec<String>>(METHODS).unwrap_or_default()),
         };
         if allowed {
@@ -117,6 +130,25 @@ impl Accounts<'_> {
         } else {
             Err(AccountError::Refused(Refusal::SecondStepFirst))
         }
+    }
+
+    /// Removes every second factor of `user` but the one `kept`, just
+    /// set up in place of lost ones (a reset link's new factor), and gives
+    /// them new recovery codes (the old ones may have been lost with the
+    /// phone). Only now, once the new factor is in force: a reset that is
+    /// abandoned half-way leaves the user what they had.
+    fn drop_old_factors(&self, user: UserId, kept: Kept<'_>) -> Result<Vec<String>, AccountError> {
+        let factors = self.users.factors();
+        if !matches!(kept, Kept::Totp) {
+            factors.remove_totp(user)?;
+        }
+        for passkey in factors.passkeys(user)? {
+            if !matches!(kept, Kept::Passkey(id) if id == passkey.credential_id.as_slice()) {
+                factors.remove_passkey(user, passkey.id)?;
+            }
+        }
+        // audit: factor_reset (old factors replaced through a reset link)
+        Ok(factors.new_recovery_codes(user)?)
     }
 
     pub(super) fn recovery_codes_if_none(&self, user: UserId) -> Result<Vec<String>, AccountError> {
@@ -144,4 +176,14 @@ impl Accounts<'_> {
         self.end_pending(target.id)?;
         Ok(ended)
     }
+}
+
+/// The second factor a reset link's sign-in just set up, which stays when
+/// the others go.
+#[derive(Clone, Copy)]
+enum Kept<'a> {
+    /// The authenticator app (there is one at most).
+    Totp,
+    /// The passkey with this credential id.
+    Passkey(&'a [u8]),
 }

@@ -552,8 +552,8 @@ pub(super) fn pend(
     next: &str,
     enrol: bool,
 ) -> Result<(), AccountError> {
-    session.insert(
-        PENDING,
+    pend_as(
+        session,
         Pending {
             user_id: user.id,
             remember,
@@ -563,8 +563,14 @@ pub(super) fn pend(
             enrol,
             password_set_at: user.password_changed_at,
             user_stamp: user.stamp.clone(),
+            replace: false,
         },
-    )?;
+    )
+}
+
+/// Stores `pending` in `session`, under a new id (see [`pend`]).
+pub(super) fn pend_as(session: &Session<'_>, pending: Pending) -> Result<(), AccountError> {
+    session.insert(PENDING, pending)?;
     // A new id now, not only when the sign-in completes: a session id
     // planted in this browser (from a sibling host under the cookie's
     // domain, or over plain HTTP) must not carry the pending sign-in, or
@@ -583,7 +589,7 @@ impl Accounts<'_> {
     /// user in this browser as signing out would: the apps they signed in
     /// to through it lose their tokens, and the new user gets a `sid` of
     /// their own (never one an app knows as the first user's session).
-    fn sign_in(
+    pub(super) fn sign_in(
         &self,
         session: &Session<'_>,
         user: User,

@@ -1,6 +1,7 @@
 //! The command line, one file per command group: `serve` and
 //! `check-config` (`serve.rs`), `user ...` (`user.rs`), `group ...` and `user groups` (`group.rs`), `session ...`
-//! (`session.rs`), `token ...` (`token.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
+//! (`session.rs`), `token ...` (`token.rs`), `invite ...` and the link a
+//! command prints (`invite.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
 //! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
 //! ([`Cli`], the options every command takes), [`run`], [`CliError`] and
@@ -8,6 +9,7 @@
 //! flag has a `GATEHOUSE_*` environment twin.
 
 mod group;
+mod invite;
 mod ldap;
 mod oidc;
 mod serve;
@@ -29,6 +31,7 @@ use crate::session::{Store, StoreError};
 use crate::users::{UserError, Users};
 
 use group::GroupCommand;
+use invite::InviteCommand;
 use ldap::LdapCommand;
 use oidc::OidcCommand;
 use serve::ServeArgs;
@@ -84,6 +87,9 @@ enum Command {
     /// Personal access tokens (for scripts, WebDAV, phone apps).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Invite links that make accounts.
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Check the configuration and print the effective settings (secrets
     /// masked); with --explain, which access rule decides a request and why.
     CheckConfig(serve::CheckArgs),
@@ -184,6 +190,10 @@ pub fn run() -> Result<(), CliError> {
         }
         Some(Command::Token(cmd)) => {
             token::token(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Invite(cmd)) => {
+            invite::invite(&cli.global, cmd)?;
             store::checkpoint(&cli.global)
         }
         Some(Command::CheckConfig(args)) => serve::check_config(&cli.global, &args),

@@ -59,6 +59,24 @@ pub(super) enum UserCommand {
         /// Username.
         name: String,
     },
+    /// Make a reset link for a user and print it (once): with it they set
+    /// a new password themselves, which ends all their sessions and
+    /// tokens. A new link replaces an older one.
+    #[command(name = "reset-link")]
+    ResetLink {
+        /// Username.
+        name: String,
+        /// When it stops working, from now (default 1h; at most 7d).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// They also set up a new second factor (a lost phone); their old
+        /// ones go once it is set.
+        #[arg(long)]
+        new_factor: bool,
+        /// Revoke the user's waiting reset link instead.
+        #[arg(long, conflicts_with_all = ["expires", "new_factor"])]
+        revoke: bool,
+    },
     /// Delete a user and all their sessions. Refused for the last
     /// enabled administrator unless --force.
     Delete {
@@ -203,6 +221,42 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let user = users.get_by_name(&name)?;
             Accounts::new(&users, &*store, &*grants).enable(&user)?;
             writeln!(out, "enabled {}", user.username)?;
+        }
+        UserCommand::ResetLink {
+            name,
+            expires,
+            new_factor,
+            revoke,
+        } => {
+            let config = super::config(global, &[])?;
+            let (users, _, _) = stores(global)?;
+            let user = users.get_by_name(&name)?;
+            if revoke {
+                users.revoke_reset_link(user.id)?;
+                // audit: reset_link_revoked (by the command line)
+                writeln!(out, "revoked the reset link of {}", user.username)?;
+                return Ok(());
+            }
+            let now = clock::now();
+            let expires_at = match expires {
+                Some(e) => super::invite::from_now(&e, now)?,
+                None => now.saturating_add(crate::users::links::RESET_FOR),
+            };
+            let (token, link) = users.create_reset_link(&user, "", expires_at, new_factor, now)?;
+            // audit: reset_link_created (by the command line)
+            let (url, known) = super::invite::address(&config, &format!("/reset/{token}"));
+            writeln!(out, "{url}")?;
+            super::invite::say_path_only(known);
+            eprintln!(
+                "reset link for {} made, until {}{}; it is shown only this once",
+                user.username,
+                rfc3339(link.expires_at),
+                if link.new_factor {
+                    ", with a new second factor"
+                } else {
+                    ""
+                }
+            );
         }
         UserCommand::Reset2fa { name } => {
             let (users, store, grants) = stores(global)?;

@@ -245,6 +245,50 @@ const STEPS: &[&str] = &[
          PRIMARY KEY (client_id, sid)
      ) WITHOUT ROWID;
      CREATE INDEX oidc_logouts_by_next ON oidc_logouts(next_at);",
+    // 13: links that stand in for e-mail (see `users::links`), each looked up
+    // by the SHA-256 of its token (never stored): invites (uses counted
+    // down in the statement that takes one; preset groups as their ids;
+    // optionally for a user made with it, who has no password yet), reset
+    // links (one per user: a new one replaces the old), and sign-in links
+    // for a new device (a link and a short code, used once; kept a while
+    // after use so the account page can say where they were used). Reset
+    // and sign-in links keep the user's `password_changed_at`: a new
+    // password ends them, as it ends tokens.
+    "CREATE TABLE invites (
+         id INTEGER PRIMARY KEY,
+         hash BLOB NOT NULL UNIQUE,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         uses INTEGER NOT NULL,
+         used INTEGER NOT NULL DEFAULT 0,
+         groups TEXT NOT NULL DEFAULT '',
+         user_id INTEGER REFERENCES users(id) ON DELETE CASCADE
+     );
+     CREATE TABLE reset_links (
+         id INTEGER PRIMARY KEY,
+         hash BLOB NOT NULL UNIQUE,
+         user_id INTEGER NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         new_factor INTEGER NOT NULL DEFAULT 0,
+         password_at INTEGER NOT NULL
+     );
+     CREATE TABLE signin_links (
+         id INTEGER PRIMARY KEY,
+         hash BLOB NOT NULL UNIQUE,
+         code_hash BLOB NOT NULL UNIQUE,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         methods TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         password_at INTEGER NOT NULL,
+         used_at INTEGER,
+         used_ip TEXT,
+         used_agent TEXT
+     );
+     CREATE INDEX signin_links_by_user ON signin_links(user_id);",
 ];
 
 /// The schema version this binary writes.

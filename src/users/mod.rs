@@ -5,7 +5,8 @@
 //! beside the users) are [`factors`]; the WebAuthn relying party's checks
 //! are [`passkey`]; groups and their members (the admin flag is membership
 //! of `admins`) are [`groups`]; personal access tokens are [`tokens`], and the passwords lately
-//! verified over Basic [`basic`]; where a user comes from is [`source`], and the
+//! verified over Basic [`basic`]; invites, reset links and sign-in links for a
+//! new device are [`links`]; where a user comes from is [`source`], and the
 //! directory (LDAP) as a source of users is [`directory`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
@@ -18,6 +19,7 @@ pub mod basic;
 pub mod directory;
 pub mod factors;
 pub mod groups;
+pub mod links;
 pub mod passkey;
 pub mod password;
 mod postgres;
@@ -179,6 +181,12 @@ pub enum UserError {
     /// The user comes from the directory, which keeps their password.
     #[error("this user's password is kept by the directory; change it there")]
     External,
+    /// No such invite, reset link or sign-in link (or not the caller's).
+    #[error("no such link")]
+    NoSuchLink,
+    /// A link's settings break a rule; the message says which.
+    #[error("{0}")]
+    InvalidLink(&'static str),
 }
 
 impl From<rusqlite::Error> for UserError {
@@ -265,6 +273,7 @@ pub struct Users {
     sources: Arc<dyn source::SourceStore>,
     groups: Arc<dyn groups::GroupStore>,
     tokens: tokens::Tokens,
+    links: Arc<dyn links::LinkStore>,
     basic: Arc<basic::BasicCache>,
     /// The directory users from it sign in with, if one is configured.
     directory: Option<Arc<directory::Directory>>,
@@ -290,6 +299,7 @@ impl Users {
             tokens: tokens::Tokens {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
+            links: Arc::clone(&db) as Arc<dyn links::LinkStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -313,6 +323,7 @@ impl Users {
             tokens: tokens::Tokens {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
+            links: Arc::clone(&db) as Arc<dyn links::LinkStore>,
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),

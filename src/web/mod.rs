@@ -12,6 +12,7 @@
 //! | `admin/` | `/admin`: users, every session, the password an action asks for again |
 //! | `api/` | the JSON API (`/api/...`) and its OpenAPI document |
 //! | `setup.rs` | first run (`/setup`) and sign-up (`/register`) |
+//! | `links/` | the pages links that stand in for e-mail open: invites (`/invite/<token>`), reset links (`/reset/<token>`), sign-in links for a new device (`/login/link/<token>`, `/login/code`) |
 //! | `dashboard.rs` | the start page (`/`) |
 //! | `ops.rs` | `/healthz` and `/metrics` |
 //! | `oidc/` | the OpenID Provider's endpoints (discovery, JWKS, authorize, token, userinfo, revoke, introspect, end_session), thin over `crate::oidc` |
@@ -54,6 +55,7 @@ pub mod error;
 pub mod form;
 pub mod gate;
 pub mod layer;
+mod links;
 pub mod metrics;
 mod oidc;
 mod ops;
@@ -92,6 +94,7 @@ use crate::logging;
 const ROUTES: &[&[router::Route]] = &[
     signin::ROUTES,
     setup::ROUTES,
+    links::ROUTES,
     dashboard::ROUTES,
     account::ROUTES,
     admin::ROUTES,
@@ -140,6 +143,51 @@ const SENDS_ON: &[&str] = &[
     "/oidc/end_session",
 ];
 
+/// The paths whose last segment is a secret (a link's token): their
+/// answers carry `Referrer-Policy: no-referrer` (a link on the page, or a
+/// redirect, must not hand the token to another site, or to another page
+/// here), and every log line names them without the token.
+const TOKEN_PATHS: &[&str] = &["/invite/", "/reset/", "/login/link/"];
+
+/// The token path `path` is under, if any; matched without regard to case
+/// on the path as routed (decoded) and as sent, so no spelling of a
+/// token's path puts the token in the log.
+fn token_path(path: &str) -> Option<&'static str> {
+    TOKEN_PATHS.iter().copied().find(|prefix| {
+        path.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
+}
+
+/// `path` as log lines name it: a token path without its token.
+pub(super) fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match token_path(path) {
+        Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}[token]")),
+        None => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+/// The token path `request` is under, as sent or as routed (decoded:
+/// only a path with a `%` can differ, so the common one is not decoded).
+fn request_token_path(request: &Request) -> Option<&'static str> {
+    let sent = path_of(request);
+    token_path(sent).or_else(|| {
+        sent.contains('%')
+            .then(|| token_path(&request.url()))
+            .flatten()
+    })
+}
+
+/// `request`'s path as log lines name it (see [`logged_path`]): a request
+/// whose path is, or decodes to, a token path is named by that path,
+/// tokenless.
+fn path_for_log(request: &Request) -> std::borrow::Cow<'_, str> {
+    match request_token_path(request) {
+        Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}[token]")),
+        None => std::borrow::Cow::Borrowed(path_of(request)),
+    }
+}
+
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
@@ -166,7 +214,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
                     state.metrics.db_error();
                     logging::line(&format!(
                         "error path={} detail={}",
-                        logging::quote(path_of(request)),
+                        logging::quote(&path_for_log(request)),
                         logging::quote(detail)
                     ));
                 }
@@ -174,7 +222,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
                     state.metrics.db_error();
                     logging::line(&format!(
                         "backend unavailable path={} detail={}",
-                        logging::quote(path_of(request)),
+                        logging::quote(&path_for_log(request)),
                         logging::quote(detail)
                     ));
                 }
@@ -194,6 +242,11 @@ pub fn handle(state: &State, request: &Request) -> Response {
     } else {
         with_security_headers(response, SENDS_ON.contains(&path_of(request)))
     };
+    let response = if !proxied && request_token_path(request).is_some() {
+        response.with_unique_header("Referrer-Policy", "no-referrer")
+    } else {
+        response
+    };
     let response = with_hsts(state, response);
     state
         .metrics
@@ -205,7 +258,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
         line.push_str("request method=");
         logging::push_quoted(&mut line, request.method());
         line.push_str(" path=");
-        logging::push_quoted(&mut line, path_of(request));
+        logging::push_quoted(&mut line, &path_for_log(request));
         line.push_str(" status=");
         logging::push_number(&mut line, u64::from(response.status_code));
         line.push_str(" ms=");

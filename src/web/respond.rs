@@ -41,6 +41,10 @@ pub(super) fn notice(request: &Request) -> Option<&'static str> {
     Some(match request.get_param("done")?.as_str() {
         "welcome" => "Your administrator account is ready. Welcome!",
         "registered" => "Your account is ready. Welcome!",
+        "password-set" => "Your new password is set, and you were signed out everywhere else.",
+        "invite-revoked" => "The invite has been revoked.",
+        "reset-link-revoked" => "The reset link has been revoked.",
+        "signin-link-revoked" => "The sign-in link has been revoked.",
         "session-ended" => "The session has been ended.",
         "others-ended" => "You have been signed out everywhere else.",
         "app-signed-out" => "You have been signed out of the app.",

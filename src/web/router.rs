@@ -326,7 +326,7 @@ fn check_fetch_metadata(request: &Request, path: &str, fetch: Option<Fetch>) -> 
         logging::line(&format!(
             "refused request method={} path={} reason={why:?} sec_fetch_site={} sec_fetch_mode={} sec_fetch_dest={}",
             logging::quote(request.method()),
-            logging::quote(path),
+            logging::quote(&super::logged_path(path)),
             logging::quote(meta.site.unwrap_or("-")),
             logging::quote(meta.mode.unwrap_or("-")),
             logging::quote(meta.dest.unwrap_or("-")),

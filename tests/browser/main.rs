@@ -2,7 +2,8 @@
 //! chromedriver. First-run setup, the dashboard and its visit counter, the
 //! account page (ending another session, making a token), the admin page (its groups
 //! among its sections), and signing out; signing in to an OpenID Connect
-//! client (password, passkey) and landing back at it with a code.
+//! client (password, passkey) and landing back at it with a code; an
+//! invite from the admin page to a signed-in new user with a passkey.
 //! Screenshots of the main pages go to `target/screenshots/`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
@@ -13,6 +14,7 @@
 #[path = "../http/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod invites;
 mod oidc;
 mod passkeys;
 mod same_origin;
@@ -239,6 +241,18 @@ fn a_passkey_sign_in_to_an_oidc_client_lands_back_with_a_code_in_chromium() {
         return;
     }
     oidc::a_passkey_sign_in_lands_back_at_the_client_with_a_code(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &screenshots(),
+    );
+}
+
+#[test]
+fn an_invite_leads_from_the_admin_page_to_a_signed_in_user_with_a_passkey_in_chromium() {
+    if !browser_installed() {
+        return;
+    }
+    invites::an_invite_leads_from_the_admin_page_to_a_signed_in_user_with_a_passkey(
         CHROMEDRIVER,
         CHROMIUM,
         &screenshots(),

@@ -24,6 +24,7 @@ mod gate;
 mod groups;
 mod hostile;
 mod instances;
+mod invites;
 mod ldap;
 mod library;
 mod lists;

@@ -2,10 +2,12 @@
 //! of apps (`sessions`),
 //! changing one's password (`password`), one's display name and e-mail
 //! address (`profile`), one's second factors
-//! (`factors`) and one's personal access tokens (`tokens`). This file declares the area's paths; the files beside it
-//! hold the handlers.
+//! (`factors`), one's personal access tokens (`tokens`) and sign-in
+//! links for a new device (`links`). This file declares the area's paths;
+//! the files beside it hold the handlers.
 
 mod factors;
+mod links;
 mod page;
 mod password;
 mod profile;
@@ -30,6 +32,8 @@ pub(super) const ROUTES: &[Route] = &[
         .token_page(),
     Route::at("/account/tokens").form(Token::Session, tokens::post_create),
     Route::at("/account/tokens/revoke").form(Token::Session, tokens::post_revoke),
+    Route::at("/account/signin-links").form(Token::Session, links::post_create),
+    Route::at("/account/signin-links/revoke").form(Token::Session, links::post_revoke),
     Route::at("/account/recovery").form(Token::Session, factors::post_recovery),
     Route::at("/account/passkeys/options")
         .form(Token::Session, factors::post_register_options)

@@ -18,7 +18,8 @@ use crate::web::respond::{html, notice};
 use crate::web::signed_in::{signed_in, viewer};
 use crate::web::state::{State, with_session};
 use crate::web::views::{
-    self, AccountView, AppRow, NamesView, PasskeyRow, TokensView, TwoFactorView,
+    self, AccountView, AppRow, NamesView, PasskeyRow, SigninLinkRow, SigninLinksView, TokensView,
+    TwoFactorView,
 };
 
 pub(super) fn render(
@@ -39,14 +40,42 @@ pub(super) fn render_with_token(
     session: &Session<'_>,
     user: &User,
     key: &SessionKey,
+    messages: (usize, Option<&str>, Option<&str>),
+    made: Option<String>,
+) -> Result<Response> {
+    render_with_made(state, session, user, key, messages, made, None)
+}
+
+/// The page, with a token or a sign-in link (its code, its address, its
+/// expiry) just made shown once.
+pub(super) fn render_with_made(
+    state: &State,
+    session: &Session<'_>,
+    user: &User,
+    key: &SessionKey,
     (page, notice, error): (usize, Option<&str>, Option<&str>),
     made: Option<String>,
+    made_link: Option<(String, String, clock::Millis)>,
 ) -> Result<Response> {
     let now = clock::now();
     let tokens = TokensView {
         tokens: state.users.tokens().of_user(user.id)?,
         apps: state.apps.all().iter().map(|a| a.name.clone()).collect(),
         made,
+    };
+    let signin_links = SigninLinksView {
+        links: state
+            .users
+            .signin_links(user.id)?
+            .into_iter()
+            .map(|link| SigninLinkRow {
+                device: link
+                    .used_at
+                    .map(|_| crate::web::device::device(link.used_agent.as_deref())),
+                link,
+            })
+            .collect(),
+        made: made_link,
     };
     let factors = state.users.factors();
     let summary = factors.summary(user.id)?;
@@ -80,6 +109,7 @@ pub(super) fn render_with_token(
         tokens,
         apps: apps(state, user, now)?,
         names: names(state, user)?,
+        signin_links,
     })))
 }
 

@@ -68,9 +68,10 @@ pub(super) enum Outcome {
     Refused(u16, String),
     /// The admin ended their own session.
     SignedOut,
-    /// Answered by the action's own page: one that shows a secret the one
-    /// time it exists (never carried in a URL), or a form shown again
-    /// with what was typed and why it was refused.
+    /// Answered by the action's own page: one that shows something the
+    /// one time it exists (a secret, a link just made: never carried in a
+    /// URL), or a form shown again with what was typed and why it was
+    /// refused.
     Page(Response),
 }
 

@@ -1,7 +1,7 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
 //! the users (`users`), the groups and their members (`groups`), every
 //! session (`sessions`), every token (`tokens`), the OpenID Connect
-//! clients (`clients`); who may use it and
+//! clients (`clients`), invites (`invites`); who may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
@@ -10,6 +10,7 @@
 mod act;
 mod clients;
 mod groups;
+mod invites;
 mod overview;
 mod reauth;
 mod sessions;
@@ -73,4 +74,14 @@ pub(super) const ROUTES: &[Route] = &[
         .get(clients::get_delete)
         .form(Token::Session, clients::post_delete)
         .token_page(),
+    Route::at("/admin/invites")
+        .get(invites::get_invites)
+        .form(Token::Session, invites::post_create)
+        .token_page(),
+    Route::at("/admin/invites/revoke").form(Token::Session, invites::post_revoke),
+    Route::at("/admin/users/reset-link")
+        .get(users::get_reset_link)
+        .form(Token::Session, users::post_reset_link)
+        .token_page(),
+    Route::at("/admin/users/reset-link/revoke").form(Token::Session, users::post_revoke_reset_link),
 ];

@@ -44,6 +44,12 @@ const CARRIED: &[&str] = &[
     "offline_access",
     "claims_in_id_token",
     "device_grant",
+    // `/admin/invites`, a user's reset link: the invite to revoke, what a
+    // new one is made with.
+    "uses",
+    "expires",
+    "groups",
+    "new_factor",
 ];
 
 /// Whether a person's click (or key press) may have started this request.

@@ -1,7 +1,8 @@
 //! `/admin/users`: every user, a page at a time, with what an
 //! administrator may do to one (a new password, disable and enable,
 //! administrator rights, removing their second factors and deleting them,
-//! each after a confirm step); and creating one. The rules (the last
+//! each after a confirm step, a reset link with which they set a new
+//! password themselves); and creating one. The rules (the last
 //! administrator, who may override whose factors) are `accounts`'.
 
 use rouille::{Request, Response};
@@ -15,10 +16,10 @@ use crate::users::source::Vouch;
 use crate::web::error::{Result, WebError};
 use crate::web::form::Form;
 use crate::web::paging::{page_param, paged};
-use crate::web::respond::{html, notice};
+use crate::web::respond::{capitalise, html, notice};
 use crate::web::signed_in::{SignedIn, viewer};
 use crate::web::state::State;
-use crate::web::views::{self, UserRow, UsersView};
+use crate::web::views::{self, ResetLinkView, UserRow, UsersView};
 
 use super::act::{Outcome, Section, act, as_admin, outcome, refused};
 
@@ -45,6 +46,12 @@ fn render(
         }
     }
     let summaries = state.users.factors().summaries()?;
+    let resets: std::collections::HashMap<_, _> = state
+        .users
+        .reset_links()?
+        .into_iter()
+        .map(|r| (r.user_id, r.expires_at))
+        .collect();
     let (page_users, pager) = paged(users.iter().collect(), page);
     let rows = page_users
         .into_iter()
@@ -65,6 +72,7 @@ fn render(
                 display_name: profile.display_name,
                 email: profile.email,
                 email_verified: profile.email_verified,
+                reset_link: resets.get(&u.id).copied(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -93,6 +101,16 @@ pub(super) fn get_users(state: &State, request: &Request, client: &Client) -> Re
     })
 }
 
+/// The user a form or a query names (404 for no such user). Only a name
+/// that could be a user's is looked up: PostgreSQL refuses a NUL in text
+/// (a `500` once), and no user has one.
+fn named_user(state: &State, name: &str) -> Result<User> {
+    if crate::users::Username::parse(name).is_err() {
+        return Err(WebError::NotFound);
+    }
+    state.users.find_by_name(name)?.ok_or(WebError::NotFound)
+}
+
 /// The confirm step of an action that cannot be undone, for the user the
 /// query names (404 for no such user).
 fn confirm_step(
@@ -103,7 +121,7 @@ fn confirm_step(
 ) -> Result<Response> {
     as_admin(state, request, client, |s| {
         let name = request.get_param("username").unwrap_or_default();
-        let target = state.users.find_by_name(&name)?.ok_or(WebError::NotFound)?;
+        let target = named_user(state, &name)?;
         let token = csrf::session_token(state.engine().signer(), &s.key);
         Ok(html(page(viewer(&s.user), &target.username, &token)))
     })
@@ -145,10 +163,7 @@ fn on_user(
     action: impl FnOnce(&Session<'_>, &SignedIn, &User, &Form) -> Result<Outcome>,
 ) -> Result<Response> {
     act(state, request, client, &USERS, |session, s, form| {
-        let target = state
-            .users
-            .find_by_name(form.get("username").unwrap_or(""))?
-            .ok_or(WebError::NotFound)?;
+        let target = named_user(state, form.get("username").unwrap_or(""))?;
         action(session, s, &target, form)
     })
 }
@@ -277,4 +292,111 @@ fn describe(s: &crate::users::factors::Summary) -> Vec<String> {
         out.push(format!("{} recovery codes", s.recovery_left));
     }
     out
+}
+
+/// The reset-link page for `target`, with a link just made shown once.
+fn reset_link_page(
+    state: &State,
+    s: &SignedIn,
+    target: &User,
+    made: Option<(&str, clock::Millis, bool)>,
+) -> Result<Response> {
+    let token = csrf::session_token(state.engine().signer(), &s.key);
+    Ok(html(views::reset_link_page(&ResetLinkView {
+        viewer: viewer(&s.user),
+        username: &target.username,
+        has_factor: state.users.factors().summary(target.id)?.any(),
+        csrf: &token,
+        made,
+        now: clock::now(),
+    })))
+}
+
+/// `GET /admin/users/reset-link?username=...`: the form for a reset link
+/// (404 for no such user).
+pub(super) fn get_reset_link(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    as_admin(state, request, client, |s| {
+        let name = request.get_param("username").unwrap_or_default();
+        reset_link_page(state, s, &named_user(state, &name)?, None)
+    })
+}
+
+/// The expiries the reset-link form offers.
+fn reset_expiry(value: Option<&str>) -> Option<clock::Millis> {
+    const MINUTE: clock::Millis = 60 * 1000;
+    let minutes = match value.unwrap_or("1h") {
+        "15m" => 15,
+        "1h" => 60,
+        "4h" => 4 * 60,
+        "24h" => 24 * 60,
+        _ => return None,
+    };
+    Some(clock::now().saturating_add(minutes * MINUTE))
+}
+
+/// `POST /admin/users/reset-link`: a reset link for the user (replacing
+/// theirs), shown once. Whoever may set the user's password here may make
+/// one: for a user with a second factor, an administrator who gave one.
+pub(super) fn post_reset_link(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    on_user(state, request, client, |session, s, target, form| {
+        if let Err(e) = state.accounts().may_override(session, target) {
+            return outcome(Err::<(), _>(e), "");
+        }
+        let Some(expires_at) = reset_expiry(form.get("expires")) else {
+            return Ok(refused(400, "The expiry is not one the form offers."));
+        };
+        let new_factor = form.get("new_factor").is_some_and(|v| !v.is_empty());
+        let made = state.users.create_reset_link(
+            target,
+            &s.user.username,
+            expires_at,
+            new_factor,
+            clock::now(),
+        );
+        match made {
+            Ok((token, link)) => {
+                // audit: reset_link_created
+                let url = format!(
+                    "{}/reset/{token}",
+                    crate::web::redirects::origin(state, request, client).unwrap_or_default()
+                );
+                Ok(Outcome::Page(reset_link_page(
+                    state,
+                    s,
+                    target,
+                    Some((&url, link.expires_at, link.new_factor)),
+                )?))
+            }
+            Err(crate::users::UserError::InvalidLink(m)) => Ok(refused(400, &capitalise(m))),
+            Err(crate::users::UserError::NotFound) => Ok(refused(
+                409,
+                "The user's password changed meanwhile: make the link again.",
+            )),
+            Err(e) => outcome(Err::<(), _>(e.into()), ""),
+        }
+    })
+}
+
+/// `POST /admin/users/reset-link/revoke`: the user's waiting reset link.
+pub(super) fn post_revoke_reset_link(
+    state: &State,
+    request: &Request,
+    client: &Client,
+) -> Result<Response> {
+    on_user(state, request, client, |_, _, target, _| {
+        match state.users.revoke_reset_link(target.id) {
+            // audit: reset_link_revoked
+            Ok(()) => Ok(Outcome::Done("reset-link-revoked")),
+            Err(crate::users::UserError::NoSuchLink) => Err(WebError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    })
 }

@@ -32,6 +32,8 @@ pub struct AccountView<'a> {
     pub apps: Vec<AppRow>,
     /// The display name and e-mail address apps are told.
     pub names: NamesView,
+    /// Sign-in links for a new device.
+    pub signin_links: super::SigninLinksView,
 }
 
 /// The account page's names.
@@ -142,6 +144,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
             }
             (two_factor_section(&v.two_factor, v.csrf, v.now))
             (super::tokens_section(&v.tokens, v.csrf, v.now))
+            (super::signin_links_section(&v.signin_links, v.csrf, v.now))
         },
     )
 }

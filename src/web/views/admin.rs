@@ -56,6 +56,11 @@ pub const SECTIONS: &[Section] = &[
         label: "Clients",
         href: "/admin/clients",
     },
+    Section {
+        id: "invites",
+        label: "Invites",
+        href: "/admin/invites",
+    },
 ];
 
 /// A page of the admin area: the wide layout, the area's heading and
@@ -170,6 +175,8 @@ pub struct UserRow {
     pub email_verified: bool,
     /// A directory user (names are the directory's: no form).
     pub directory: bool,
+    /// When their reset link expires, if one is waiting.
+    pub reset_link: Option<Millis>,
 }
 
 /// What the users page shows.
@@ -263,6 +270,20 @@ pub fn users_page(v: &UsersView<'_>) -> Markup {
                                             }
                                             a.button.small.danger href={ "/admin/users/delete?username=" (u.username) }
                                                 id={ "delete-" (u.username) } { "Delete…" }
+                                            @if !u.directory {
+                                                a.button.small.secondary href={ "/admin/users/reset-link?username=" (u.username) }
+                                                    id={ "reset-link-" (u.username) } { "Reset link…" }
+                                            }
+                                        }
+                                        @if let Some(until) = u.reset_link {
+                                            p.muted.reset-link-waiting {
+                                                "A reset link waits until " (when(until, v.now)) ". "
+                                                form.inline method="post" action="/admin/users/reset-link/revoke" {
+                                                    (csrf_field(v.csrf))
+                                                    input type="hidden" name="username" value=(u.username);
+                                                    button.small.danger type="submit" id={ "revoke-reset-link-" (u.username) } { "Revoke it" }
+                                                }
+                                            }
                                         }
                                         @if !u.directory {
                                             details.names {

@@ -1,7 +1,8 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
 //! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
 //! area's Groups section), `clients` (its OpenID Connect clients), `tokens` (personal access tokens on `/account` and
-//! `/admin/tokens`), `setup`, `factors`,
+//! `/admin/tokens`), `links` (invites, reset links, sign-in links for a new
+//! device), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
@@ -20,6 +21,7 @@ mod errors;
 mod factors;
 mod groups;
 mod layout;
+mod links;
 mod setup;
 mod signin;
 mod tokens;
@@ -50,6 +52,11 @@ pub use groups::{
     GroupRow, GroupsView, MemberRow, MembersView, delete_group_page, groups_page, members_page,
 };
 pub use layout::{layout, wide_layout};
+pub use links::{
+    AdminInvitesView, CodeView, InviteView, LinkView, ResetLinkView, ResetView, SigninLinkRow,
+    SigninLinksView, admin_invites_page, code_page, invite_page, link_gone_page, link_page,
+    reset_link_page, reset_page, signin_links_section,
+};
 pub use setup::{NewUserView, register_page, setup_page};
 pub use signin::{
     DeviceView, LoginView, ReauthView, device_page, end_session_page, login_page, logout_page,
@@ -417,6 +424,79 @@ mod tests {
                     vouched: false,
                     directory: false,
                 },
+                signin_links: SigninLinksView {
+                    links: vec![SigninLinkRow {
+                        link: crate::users::links::SigninLink {
+                            id: 1,
+                            user_id: 1,
+                            methods: vec!["pwd".into()],
+                            created_at: 0,
+                            expires_at: 1,
+                            password_at: 0,
+                            used_at: Some(0),
+                            used_ip: Some("192.0.2.1\"><x".into()),
+                            used_agent: Some("x\"><x".into()),
+                        },
+                        device: Some("Firefox\"><x".into()),
+                    }],
+                    made: Some(("BCDF-GHJK".into(), "/login/link/t\"><x".into(), 1)),
+                },
+            }),
+            invite_page(&InviteView {
+                csrf: "t",
+                action: "/invite/t\"><x",
+                username: "b\"><x",
+                preset: Some("c\"><x"),
+                groups: &["ops\"><x".to_owned()],
+                error: Some("e"),
+            }),
+            reset_page(&ResetView {
+                csrf: "t",
+                action: "/reset/t",
+                username: "b\"><x",
+                new_factor: true,
+                error: Some("e"),
+            }),
+            code_page(&CodeView {
+                csrf: "t",
+                code: "b\"><x",
+                error: Some("e"),
+            }),
+            link_page(&LinkView {
+                csrf: "t",
+                action: "/login/link/t",
+                username: "b\"><x",
+            }),
+            link_gone_page("Invitation", "gone"),
+            admin_invites_page(&AdminInvitesView {
+                viewer: viewer(),
+                invites: vec![crate::users::links::ListedInvite {
+                    invite: crate::users::links::Invite {
+                        id: 1,
+                        created_by: "a\"><x".into(),
+                        created_at: 0,
+                        expires_at: 1,
+                        uses: 3,
+                        used: 1,
+                        groups: vec![2],
+                        user: Some((3, "b\"><x".into())),
+                    },
+                    group_names: vec!["ops\"><x".into()],
+                }],
+                groups: vec!["ops".into()],
+                csrf: "t",
+                notice: None,
+                error: Some("e"),
+                made: Some("/invite/t\"><x"),
+                now: 0,
+            }),
+            reset_link_page(&ResetLinkView {
+                viewer: viewer(),
+                username: "b\"><x",
+                has_factor: true,
+                csrf: "t",
+                made: Some(("/reset/t\"><x", 1, true)),
+                now: 0,
             }),
             admin_tokens_page(&AdminTokensView {
                 viewer: viewer(),
@@ -469,6 +549,7 @@ mod tests {
                     email: Some("a\"><x@lan.test".into()),
                     email_verified: true,
                     directory: false,
+                    reset_link: Some(1),
                 }],
                 pager: Pager {
                     page: 1,

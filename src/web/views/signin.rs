@@ -70,6 +70,7 @@ pub fn login_page(v: &LoginView<'_>) -> Markup {
                     label: "Sign in with a passkey",
                     secondary: true,
                 }))
+                p.muted { "Signed in on another device? " a href="/login/code" id="code-link" { "Sign in with a code from it" } }
                 @if v.registration {
                     p.muted { "No account yet? " a href="/register" id="register-link" { "Sign up" } }
                 }
