@@ -6,7 +6,8 @@
 //! are [`passkey`]; groups and their members (the admin flag is membership
 //! of `admins`) are [`groups`]; personal access tokens are [`tokens`], and the passwords lately
 //! verified over Basic [`basic`]; where a user comes from is [`source`], and the
-//! directory (LDAP) as a source of users is [`directory`].
+//! directory (LDAP) as a source of users is [`directory`]; the audit log of
+//! security events, kept beside the users, is [`audit`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name
@@ -14,6 +15,7 @@
 
 use std::sync::Arc;
 
+pub mod audit;
 pub mod basic;
 pub mod directory;
 pub mod factors;
@@ -265,6 +267,7 @@ pub struct Users {
     sources: Arc<dyn source::SourceStore>,
     groups: Arc<dyn groups::GroupStore>,
     tokens: tokens::Tokens,
+    audit: audit::Audit,
     basic: Arc<basic::BasicCache>,
     /// The directory users from it sign in with, if one is configured.
     directory: Option<Arc<directory::Directory>>,
@@ -290,6 +293,7 @@ impl Users {
             tokens: tokens::Tokens {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
+            audit: audit::Audit::new(Arc::clone(&db) as Arc<dyn audit::AuditStore>),
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -313,6 +317,7 @@ impl Users {
             tokens: tokens::Tokens {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
+            audit: audit::Audit::new(Arc::clone(&db) as Arc<dyn audit::AuditStore>),
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -355,6 +360,11 @@ impl Users {
     /// The users' personal access tokens.
     pub fn tokens(&self) -> &tokens::Tokens {
         &self.tokens
+    }
+
+    /// The audit log, in the same database.
+    pub fn audit(&self) -> &audit::Audit {
+        &self.audit
     }
 
     /// The passwords lately verified over Basic.
