@@ -40,6 +40,34 @@ impl Accounts<'_> {
             Ended::Other
         };
         self.end_grants_of(target)?;
+        // Whose it was, by name (an anonymous one is no one's); and who
+        // ended it: its user, or an administrator.
+        let whose = match target.user_id {
+            Some(id) => self.users.find_by_id(id)?.map(|u| u.username),
+            None => None,
+        };
+        let by = match (owner, &whose) {
+            (Owner::User(_), _) => "self",
+            (Owner::Anyone, Some(w))
+                if self
+                    .actor
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(w)) =>
+            {
+                "self"
+            }
+            (Owner::Anyone, _) => "admin",
+        };
+        let this = if ended == Ended::This {
+            " this=yes"
+        } else {
+            ""
+        };
+        self.record(
+            Kind::SessionEnded,
+            whose.as_deref(),
+            format!("by={by} count=1 session={}{this}", target.key.handle()),
+        );
         Ok(ended)
     }
 
@@ -64,6 +92,17 @@ impl Accounts<'_> {
         let ended = self.sessions.delete_by_user(user.id, keep)?;
         self.end_grants(user.id, keep_sid.as_deref())?;
         self.end_pending(user.id)?;
+        let by = match &self.actor {
+            Some(a) if a.eq_ignore_ascii_case(&user.username) => "self",
+            Some(_) => "admin",
+            None => "owner",
+        };
+        let which = if keep.is_some() { "others" } else { "all" };
+        self.record(
+            Kind::SessionEnded,
+            Some(&user.username),
+            format!("by={by} count={ended} which={which}"),
+        );
         Ok(ended)
     }
 
