@@ -37,7 +37,8 @@
 //! alone, a password confirmed again), `factors` (second factors set up
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
-//! their members), `credentials` (tokens and Basic), `directory` (staying in step with the
+//! their members), `credentials` (tokens and Basic), `tokens` (tokens made
+//! and revoked), `directory` (staying in step with the
 //! directory). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
@@ -277,9 +278,10 @@ pub struct Finished {
     /// What the audit log records once it is committed: a sign-in or a
     /// second step, and the method that finished it.
     kind: Kind,
-    method: String,
-    audit: crate::users::audit::Audit,
-    origin: Origin,
+    method: &'static str,
+    /// Where the audit log is, and where the sign-in came from (boxed: a
+    /// `Finished` travels in every sign-in's answer).
+    trail: Box<(crate::users::audit::Audit, Origin)>,
 }
 
 impl std::fmt::Debug for Finished {
@@ -308,8 +310,9 @@ impl Finished {
         let methods = format!(" methods={}{via}", self.methods.join(","));
         log(&self.user.username, "ok", ip, &methods);
         let name = Some(self.user.username.as_str());
-        self.audit.record(
-            &self.origin,
+        let (audit, origin) = &*self.trail;
+        audit.record(
+            origin,
             &Event::ok(self.kind, name, name).detail(format!(
                 "method={} methods={}",
                 self.method,

@@ -423,7 +423,7 @@ impl Accounts<'_> {
         &self,
         session: &Session<'_>,
         subject: Subject,
-        method: &str,
+        method: &'static str,
         typed: Option<Millis>,
     ) -> Result<Finished, AccountError> {
         let (remember, mut methods) = match &subject.pending {
@@ -663,7 +663,7 @@ impl Accounts<'_> {
         remember: bool,
         methods: Vec<String>,
         typed: Option<Millis>,
-        (kind, method): (Kind, &str),
+        (kind, method): (Kind, &'static str),
     ) -> Result<Finished, AccountError> {
         if session.user_id() != Some(user.id)
             && let Some(sid) = session.get::<String>(OIDC_SID)
@@ -680,9 +680,8 @@ impl Accounts<'_> {
             user,
             methods,
             kind,
-            method: method.to_owned(),
-            audit: self.users.audit().clone(),
-            origin: self.origin.clone(),
+            method,
+            trail: Box::new((self.users.audit().clone(), self.origin.clone())),
         })
     }
 }

@@ -2,11 +2,12 @@
 //! `check-config` (`serve.rs`), `user ...` (`user.rs`), `group ...` and `user groups` (`group.rs`), `session ...`
 //! (`session.rs`), `token ...` (`token.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
-//! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
+//! (`oidc.rs`), `ldap ...` (`ldap.rs`), `audit` (`audit.rs`). This file holds what they share: the parsed command line
 //! ([`Cli`], the options every command takes), [`run`], [`CliError`] and
 //! the configuration a command works with. Output is for people; every
 //! flag has a `GATEHOUSE_*` environment twin.
 
+mod audit;
 mod group;
 mod ldap;
 mod oidc;
@@ -112,6 +113,9 @@ enum Command {
     /// The directory (LDAP, Active Directory) users sign in with.
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// Show the audit log (sign-ins, sign-outs, changes to accounts),
+    /// newest first.
+    Audit(audit::AuditArgs),
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
         /// The backup to restore.
@@ -198,6 +202,10 @@ pub fn run() -> Result<(), CliError> {
         }
         Some(Command::Ldap(cmd)) => {
             ldap::ldap(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Audit(args)) => {
+            audit::audit(&cli.global, &args)?;
             store::checkpoint(&cli.global)
         }
     }

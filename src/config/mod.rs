@@ -58,6 +58,7 @@ pub use layers::{Layers, unknown_env};
 pub use table::{DEFAULT_BCRYPT_COST, Fallback, SETTINGS, Setting, env_name};
 pub use values::{
     Database, Secret, SessionStore, format_duration, mask_password, parse_bool, parse_duration,
+    parse_instant,
 };
 
 /// Everything gatehouse runs with, validated.

@@ -1,12 +1,14 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
 //! the users (`users`), the groups and their members (`groups`), every
-//! session (`sessions`), every token (`tokens`); who may use it and
+//! session (`sessions`), every token (`tokens`), the audit log
+//! (`audit`); who may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
 //! the files beside it hold the handlers.
 
 mod act;
+mod audit;
 mod groups;
 mod overview;
 mod reauth;
@@ -59,4 +61,6 @@ pub(super) const ROUTES: &[Route] = &[
         .get(tokens::get_tokens)
         .token_page(),
     Route::at("/admin/tokens/revoke").form(Token::Session, tokens::post_revoke),
+    Route::at("/admin/audit").get(audit::get_audit).token_page(),
+    Route::at("/admin/audit.jsonl").get(audit::get_audit_jsonl),
 ];

@@ -32,6 +32,8 @@ pub struct AccountView<'a> {
     pub apps: Vec<AppRow>,
     /// The display name and e-mail address apps are told.
     pub names: NamesView,
+    /// The user's recent activity (they are its subject), newest first.
+    pub activity: Vec<super::AuditRow>,
 }
 
 /// The account page's names.
@@ -78,6 +80,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                     }
                 }
             }
+            (super::activity_section(&v.activity, v.viewer.username, v.now))
             section.card id="profile" {
                 h2 { "Name and e-mail" }
                 @if v.names.directory {

@@ -51,6 +51,11 @@ pub const SECTIONS: &[Section] = &[
         label: "Tokens",
         href: "/admin/tokens",
     },
+    Section {
+        id: "audit",
+        label: "Audit log",
+        href: "/admin/audit",
+    },
 ];
 
 /// A page of the admin area: the wide layout, the area's heading and

@@ -1,7 +1,8 @@
 //! HTML views: pure functions from plain data to maud `Markup`, one file
 //! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
 //! area's Groups section), `tokens` (personal access tokens on `/account` and
-//! `/admin/tokens`), `setup`, `factors`,
+//! `/admin/tokens`), `audit` (`/admin/audit` and the account page's recent
+//! activity), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
@@ -13,6 +14,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod confirm;
 mod dashboard;
 mod errors;
@@ -34,6 +36,7 @@ pub use admin::{
     confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
     users_page,
 };
+pub use audit::{AuditFilterView, AuditRow, AuditView, activity_section, audit_page};
 pub use confirm::{ConfirmStep, confirm_step_page};
 pub use dashboard::{AppLink, DashboardView, dashboard_page};
 pub use errors::error_page;
@@ -317,6 +320,21 @@ mod tests {
 
     #[test]
     fn pages_carry_no_inline_script_or_style() {
+        let audit_rows = || {
+            vec![AuditRow {
+                id: 7,
+                at: 0,
+                kind: "sign_in\"><x".into(),
+                label: "Sign-in".into(),
+                outcome: "failed".into(),
+                actor: Some("root\"><x".into()),
+                subject: Some("<script>alert(1)</script>".into()),
+                ip: "::1".into(),
+                device: "curl".into(),
+                user_agent: "curl/8\" onmouseover=\"x".into(),
+                detail: "reason=<b>x</b>".into(),
+            }]
+        };
         let rows = || {
             vec![SessionRow {
                 handle: "h".into(),
@@ -412,6 +430,24 @@ mod tests {
                     vouched: false,
                     directory: false,
                 },
+                activity: audit_rows(),
+            }),
+            audit_page(&AuditView {
+                viewer: viewer(),
+                rows: audit_rows(),
+                filter: AuditFilterView {
+                    user: "a\"><script>x</script>".into(),
+                    kind: "sign_in".into(),
+                    outcome: "failed".into(),
+                    since: "1d\"><x".into(),
+                    until: String::new(),
+                },
+                kinds: vec![("sign_in", "Sign-in")],
+                outcomes: vec!["ok", "failed"],
+                older: Some("/admin/audit?after=1-2&user=%22".into()),
+                newest: Some("/admin/audit".into()),
+                export: "/admin/audit.jsonl?user=%22".into(),
+                now: 0,
             }),
             admin_tokens_page(&AdminTokensView {
                 viewer: viewer(),
