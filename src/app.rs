@@ -638,6 +638,9 @@ impl Running {
             crate::logging::line("redirect thread panicked during shutdown");
         }
         self.reaper.stop();
+        // Failures a flood kept out of the audit log since the reaper's
+        // last round are counted before the server goes.
+        self.state.users.audit().flush();
         if let Some(sync) = self.directory_sync
             && sync.join().is_err()
         {

@@ -19,8 +19,8 @@
 //!   many addresses, failures are also let through a budget of their own
 //!   ([`FLOOD_BURST`], then [`FLOOD_RATE`] a second, per process); what
 //!   the budget turns away is counted and written as one
-//!   [`Kind::NotRecorded`] row (the log lines keep every attempt for
-//!   fail2ban). Successes are what people do, and are all recorded, but a
+//!   [`Kind::NotRecorded`] row each reaper round (the log lines keep
+//!   every attempt for fail2ban). Successes are what people do, and are all recorded, but a
 //!   credential that comes with every request (a token, Basic) is recorded
 //!   once an hour per user, method and address ([`Audit::record_quietly`]).
 //! - **Never a failed action, never a silent loss.** A record that cannot
@@ -722,18 +722,14 @@ impl Audit {
     /// what it said) and `false` comes back; nothing else happens: the
     /// event's action stands.
     pub fn record(&self, origin: &Origin, event: &Event<'_>) -> bool {
-        if event.outcome == Outcome::Failed {
-            let (admitted, dropped) = {
-                let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-                let admitted = gate.admit(Instant::now());
-                (admitted, if admitted { gate.take_dropped() } else { 0 })
-            };
-            if !admitted {
-                return false;
-            }
-            if dropped > 0 {
-                self.write_dropped(dropped);
-            }
+        if event.outcome == Outcome::Failed
+            && !self
+                .gate
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(Instant::now())
+        {
+            return false;
         }
         self.write(origin, event)
     }
@@ -751,8 +747,10 @@ impl Audit {
         fresh && self.record(origin, event)
     }
 
-    /// Writes the count of failures the flood budget turned away, if any
-    /// (the reaper calls it, so a flood that stops is still counted).
+    /// Writes the count of failures the flood budget turned away since the
+    /// last call, if any, as one row: the reaper calls it each round, and
+    /// the server as it stops, so a flood costs one row a round however
+    /// long it lasts.
     pub fn flush(&self) {
         let dropped = self
             .gate
