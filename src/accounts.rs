@@ -433,16 +433,21 @@ impl<'a> Accounts<'a> {
         self
     }
 
-    /// Records `kind`, done by this caller's actor to `subject`.
-    fn record(&self, kind: Kind, subject: Option<&str>, detail: String) {
+    /// Records `kind`, done by this caller's actor ([`by`](Self::by)) to
+    /// `subject`, from its origin ([`at`](Self::at)), with a short
+    /// `key=value` detail: the one call a feature that is no operation
+    /// here needs (an invite made, a client revoked, a reset link used).
+    /// A row that cannot be written is logged; the caller goes on.
+    pub fn record(&self, kind: Kind, subject: Option<&str>, detail: String) {
         self.users.audit().record(
             &self.origin,
             &Event::ok(kind, self.actor.as_deref(), subject).detail(detail),
         );
     }
 
-    /// Records a refused `kind` on `subject` (a name as typed, if any).
-    fn record_failed(&self, kind: Kind, subject: Option<&str>, detail: String) {
+    /// Records a refused `kind` on `subject` (a name as typed, if any),
+    /// by no one known; the detail says why (`reason=...`).
+    pub fn record_failed(&self, kind: Kind, subject: Option<&str>, detail: String) {
         self.users
             .audit()
             .record(&self.origin, &Event::failed(kind, subject, detail));

@@ -40,12 +40,13 @@ impl Accounts<'_> {
             Ended::Other
         };
         self.end_grants_of(target)?;
-        // Whose it was, by name (an anonymous one is no one's); and who
-        // ended it: its user, or an administrator.
-        let whose = match target.user_id {
-            Some(id) => self.users.find_by_id(id)?.map(|u| u.username),
-            None => None,
-        };
+        // Whose it was, by name (an anonymous one is no one's; a name that
+        // cannot be read now leaves the row without one rather than fail
+        // what is done); and who ended it: its user, or an administrator.
+        let whose = target
+            .user_id
+            .and_then(|id| self.users.find_by_id(id).ok().flatten())
+            .map(|u| u.username);
         let by = match (owner, &whose) {
             (Owner::User(_), _) => "self",
             (Owner::Anyone, Some(w))

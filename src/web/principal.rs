@@ -115,6 +115,11 @@ pub(super) fn of_request(
         return Ok(Asker::Someone(p));
     }
     let offered = offered(request, app);
+    if matches!(offered, Offered::None) {
+        return Ok(Asker::Nobody);
+    }
+    // Credentials came: what they prove (or not) is recorded with where
+    // they came from.
     let accounts = state.accounts().at(crate::users::audit::Origin::request(
         ip,
         request.header("User-Agent"),

@@ -1550,3 +1550,69 @@ fn a_flood_of_bad_credentials_neither_slows_the_gate_nor_grows_the_table_past_it
         "checking a cookie records nothing"
     );
 }
+
+#[test]
+fn an_audit_row_that_cannot_be_written_is_logged_and_the_action_stands() {
+    use std::process::Stdio;
+    if !crate::helpers::on_sqlite("audit::an_audit_row_that_cannot_be_written") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    ok(&gatehouse(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        Some("correct horse\n"),
+    ));
+    // From now on the audit table refuses every row, as a full disk
+    // would (the rest of the file still takes writes).
+    rusqlite::Connection::open(dir.path().join("gatehouse.db"))
+        .expect("open")
+        .execute_batch(
+            "CREATE TRIGGER audit_full BEFORE INSERT ON audit \
+             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .expect("trigger");
+    let mut child = crate::helpers::command(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_DATA", dir.path())
+        .env("GATEHOUSE_BCRYPT_COST", "4")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let (_, url) = crate::raw::served_url(&mut child);
+    let log = crate::raw::collect_log(&mut child);
+    let b = Browser::new(&url);
+    // The actions stand: a wrong password is the usual 401, the right one
+    // signs in, signing out signs out.
+    assert_eq!(b.login("alice", "wrong").status, 401);
+    assert_redirects_to(&b.login("alice", "correct horse"), "/");
+    assert_eq!(b.get("/auth/verify").status, 200);
+    assert_redirects_to(&b.logout(), "/login");
+    assert_eq!(b.get("/auth/verify").status, 401);
+    // And each lost row is logged with what it said.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for needle in [
+        "audit not recorded kind=sign_in outcome=failed actor=\"-\" subject=\"alice\"",
+        "audit not recorded kind=sign_in outcome=ok actor=\"alice\" subject=\"alice\"",
+        "audit not recorded kind=sign_out outcome=ok",
+    ] {
+        while !log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(needle) && l.contains("disk is full"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "not logged: {needle}\n{:?}",
+                log.lock().expect("log")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
