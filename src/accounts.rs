@@ -37,10 +37,18 @@
 //! alone, a password confirmed again), `factors` (second factors set up
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
-//! their members), `credentials` (tokens and Basic), `directory` (staying in step with the
+//! their members), `credentials` (tokens and Basic), `tokens` (tokens made
+//! and revoked), `directory` (staying in step with the
 //! directory), `links` (invites, reset links, sign-in links for a new
 //! device). This file keeps the
 //! types they share and [`Accounts`] itself.
+//!
+//! - **The audit log**: each operation records what it did in
+//!   [`crate::users::audit`], with who asked ([`Accounts::by`]) and where
+//!   from ([`Accounts::at`]: the request's address and user agent, or the
+//!   command line); sign-in failures are recorded where the throttle has
+//!   already let the attempt through, so a flood adds no more rows than it
+//!   gets checks.
 //!
 //! This module never sees HTTP: it takes plain values and the session, and
 //! returns plain results; `web` and `cli` turn them into responses and
@@ -54,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::throttle::Throttle;
 use crate::clock::Millis;
 use crate::session::{SessionError, Store, StoreError};
+use crate::users::audit::{Event, Kind, Origin, Outcome};
 use crate::users::{User, UserError, UserId, Users};
 
 mod admin;
@@ -64,6 +73,7 @@ pub mod groups;
 pub mod links;
 mod revoke;
 mod signin;
+mod tokens;
 
 use signin::log;
 
@@ -256,6 +266,8 @@ pub struct Verified {
     user: User,
     /// Whether the user has a second factor (read once, at the check).
     has_factor: bool,
+    /// Who checked the password: `password` (gatehouse) or `directory`.
+    method: &'static str,
 }
 
 impl Verified {
@@ -266,11 +278,28 @@ impl Verified {
 }
 
 /// A sign-in whose session is set; [`committed`](Self::committed) logs it.
-#[derive(Debug)]
 #[must_use = "log the sign-in once its session is stored"]
 pub struct Finished {
     user: User,
     methods: Vec<String>,
+    /// What the audit log records once it is committed: a sign-in or a
+    /// second step, and the method that finished it.
+    kind: Kind,
+    method: &'static str,
+    /// Where the audit log is, and where the sign-in came from (boxed: a
+    /// `Finished` travels in every sign-in's answer).
+    trail: Box<(crate::users::audit::Audit, Origin)>,
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished")
+            .field("user", &self.user)
+            .field("methods", &self.methods)
+            .field("kind", &self.kind)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Finished {
@@ -279,13 +308,24 @@ impl Finished {
         &self.user
     }
 
-    /// Counts and logs `login ok`. Called once the new session is stored,
-    /// not before: a sign-in that could not be committed is no "login ok".
-    /// `via` is appended to the log line (`""`, or `" via=api"`).
+    /// Counts and logs `login ok`, and records it in the audit log. Called
+    /// once the new session is stored, not before: a sign-in that could
+    /// not be committed is no "login ok". `via` is appended to the log line
+    /// (`""`, or `" via=api"`).
     pub fn committed(self, guard: &Guard<'_>, ip: IpAddr, via: &str) -> User {
         guard.counters.login("ok");
         let methods = format!(" methods={}{via}", self.methods.join(","));
         log(&self.user.username, "ok", ip, &methods);
+        let name = Some(self.user.username.as_str());
+        let (audit, origin) = &*self.trail;
+        audit.record(
+            origin,
+            &Event::ok(self.kind, name, name).detail(format!(
+                "method={} methods={}",
+                self.method,
+                self.methods.join(",")
+            )),
+        );
         self.user
     }
 }
@@ -346,6 +386,10 @@ pub struct Accounts<'a> {
     /// Rung when grants end, to send the back-channel logout notices now
     /// (without it, a running server's senders find them within seconds).
     bell: Option<&'a crate::oidc::logout::Bell>,
+    /// Where the operations come from, for the audit log.
+    origin: Origin,
+    /// Who asks for them (a signed-in user's name), for the audit log.
+    actor: Option<String>,
 }
 
 /// Whose sessions [`Accounts::end_session`] may end.
@@ -380,6 +424,8 @@ impl<'a> Accounts<'a> {
             sessions,
             grants,
             bell: None,
+            origin: Origin::default(),
+            actor: None,
         }
     }
 
@@ -389,6 +435,69 @@ impl<'a> Accounts<'a> {
     pub fn with_bell(mut self, bell: Option<&'a crate::oidc::logout::Bell>) -> Self {
         self.bell = bell;
         self
+    }
+
+    /// The same operations, recorded in the audit log as coming from
+    /// `origin` (a request's address and user agent, the command line).
+    #[must_use]
+    pub fn at(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// The same operations, recorded as asked for by `actor`.
+    #[must_use]
+    pub fn by(mut self, actor: &User) -> Self {
+        self.actor = Some(actor.username.clone());
+        self
+    }
+
+    /// Records `kind`, done by this caller's actor ([`by`](Self::by)) to
+    /// `subject`, from its origin ([`at`](Self::at)), with a short
+    /// `key=value` detail: the one call a feature that is no operation
+    /// here needs (an invite made, a client revoked, a reset link used).
+    /// A row that cannot be written is logged; the caller goes on.
+    pub fn record(&self, kind: Kind, subject: Option<&str>, detail: String) {
+        self.users.audit().record(
+            &self.origin,
+            &Event::ok(kind, self.actor.as_deref(), subject).detail(detail),
+        );
+    }
+
+    /// Records a refused `kind` on `subject` (a name as typed, if any),
+    /// by no one known; the detail says why (`reason=...`).
+    pub fn record_failed(&self, kind: Kind, subject: Option<&str>, detail: String) {
+        self.users
+            .audit()
+            .record(&self.origin, &Event::failed(kind, subject, detail));
+    }
+
+    /// Records `event` from this caller's origin, for the callers that do
+    /// what no operation here does (signing out): the one way in besides
+    /// the operations.
+    pub fn record_event(&self, event: &Event<'_>) {
+        self.users.audit().record(&self.origin, event);
+    }
+
+    /// Records that `user` signed out (the caller ended the session).
+    pub fn signed_out(&self, user: &User) {
+        let name = Some(user.username.as_str());
+        self.record_event(&Event::ok(Kind::SignOut, name, name));
+    }
+
+    /// The outcome kind `Pending` for a sign-in whose second step is owed.
+    fn record_pending(&self, user: &User, method: &str, then: &str) {
+        let name = Some(user.username.as_str());
+        self.users.audit().record(
+            &self.origin,
+            &Event {
+                kind: Kind::SignIn,
+                outcome: Outcome::Pending,
+                actor: None,
+                subject: name,
+                detail: format!("method={method} then={then}"),
+            },
+        );
     }
 }
 

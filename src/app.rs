@@ -582,15 +582,22 @@ impl Running {
     }
 
     /// Reads the certificate and key again (on `SIGHUP`) and serves them
-    /// to new connections, logging the outcome; `Ok(None)` without HTTPS.
-    /// A bad new file keeps the old certificate.
+    /// to new connections, logging the outcome and recording it in the
+    /// audit log (`config_reloaded`); `Ok(None)` without HTTPS. A bad new
+    /// file keeps the old certificate.
     ///
     /// # Errors
     ///
     /// Why the new files were refused.
     pub fn reload_tls(&self) -> Result<Option<String>, crate::tls::TlsError> {
+        use crate::users::audit::{Event, Kind, Origin};
+        let record = |event: Event<'_>| {
+            let origin = Origin::server().via("sighup");
+            self.state.users.audit().record(&origin, &event);
+        };
         let Some(certs) = &self.certificates else {
             crate::logging::line("reload: no certificate to reload (plain HTTP)");
+            record(Event::ok(Kind::ConfigReloaded, None, None).detail("tls=none"));
             return Ok(None);
         };
         match certs.reload() {
@@ -599,6 +606,10 @@ impl Running {
                     "tls reloaded cert={} sha256={print}",
                     crate::logging::quote(&certs.files().cert.display().to_string())
                 ));
+                record(
+                    Event::ok(Kind::ConfigReloaded, None, None)
+                        .detail(format!("tls=reloaded sha256={print}")),
+                );
                 Ok(Some(print))
             }
             Err(e) => {
@@ -606,6 +617,11 @@ impl Running {
                     "tls reload refused, keeping the old certificate sha256={}: {}",
                     certs.fingerprint(),
                     crate::logging::quote(&e.to_string())
+                ));
+                record(Event::failed(
+                    Kind::ConfigReloaded,
+                    None,
+                    format!("tls=refused kept_sha256={}", certs.fingerprint()),
                 ));
                 Err(e)
             }
@@ -624,6 +640,9 @@ impl Running {
             crate::logging::line("redirect thread panicked during shutdown");
         }
         self.reaper.stop();
+        // Failures a flood kept out of the audit log since the reaper's
+        // last round are counted before the server goes.
+        self.state.users.audit().flush();
         if let Some(sync) = self.directory_sync
             && sync.join().is_err()
         {
@@ -658,7 +677,9 @@ fn start_directory_sync(
                 let Some(directory) = state.users.directory() else {
                     return;
                 };
-                let accounts = state.accounts();
+                let accounts = state
+                    .accounts()
+                    .at(crate::users::audit::Origin::server().via("directory_sync"));
                 match accounts.sync_directory(directory, true) {
                     Ok(report) => {
                         for c in &report.changed {
@@ -700,6 +721,26 @@ fn wait_unless_stopped(stop: &AtomicBool, interval: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     true
+}
+
+/// The reaper's round for the audit log: the count of failures a flood
+/// kept out is written, then the rows older than `retention` go, in short
+/// batches (see [`crate::users::audit::Audit::trim`]). A failure is
+/// logged and the next round tries again.
+fn trim_audit(
+    audit: &crate::users::audit::Audit,
+    retention: Duration,
+    go_on: &mut dyn FnMut() -> bool,
+) {
+    audit.flush();
+    match audit.trim(crate::clock::now(), retention, go_on) {
+        Ok(0) => {}
+        Ok(n) => crate::logging::line(&format!("reaper audit_deleted={n}")),
+        Err(e) => crate::logging::line(&format!(
+            "reaper audit trim failed detail={}",
+            crate::logging::quote(&e.to_string())
+        )),
+    }
 }
 
 /// How many expired OpenID Connect rows one reaper statement deletes:
@@ -964,10 +1005,17 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
     };
 
     let reaper_state = Arc::clone(&state);
-    let reaper = Reaper::start(store, config.reap_interval, move |n| {
-        reaper_state.metrics.reaped(n);
-        crate::logging::line(&format!("reaper deleted={n}"));
-    })
+    let audit = state.users.audit().clone();
+    let retention = config.audit_retention;
+    let reaper = Reaper::start_with(
+        store,
+        config.reap_interval,
+        move |n| {
+            reaper_state.metrics.reaped(n);
+            crate::logging::line(&format!("reaper deleted={n}"));
+        },
+        move |go_on| trim_audit(&audit, retention, go_on),
+    )
     .inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
     let directory_sync =
         start_directory_sync(&state, &stop).inspect_err(|_| stop.store(true, Ordering::SeqCst))?;

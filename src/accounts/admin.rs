@@ -41,7 +41,14 @@ impl Accounts<'_> {
         is_admin: bool,
     ) -> Result<User, AccountError> {
         let name = Username::parse(name)?;
-        Ok(self.users.create(&name, password, is_admin)?)
+        let user = self.users.create(&name, password, is_admin)?;
+        let role = if is_admin { "admin" } else { "user" };
+        self.record(
+            Kind::UserCreated,
+            Some(&user.username),
+            format!("role={role}"),
+        );
+        Ok(user)
     }
 
     /// Sets `target`'s password (the password rules apply) and ends their
@@ -70,6 +77,11 @@ impl Accounts<'_> {
         if let Some(session) = keep {
             session.regenerate()?;
         }
+        self.record(
+            Kind::PasswordChanged,
+            Some(&target.username),
+            format!("sessions_ended={ended}"),
+        );
         Ok(ended)
     }
 
@@ -96,6 +108,11 @@ impl Accounts<'_> {
         // Refused while the user is disabled, but alive again if they are
         // enabled within its five minutes: ended now.
         self.end_pending(target.id)?;
+        self.record(
+            Kind::UserDisabled,
+            Some(&target.username),
+            format!("sessions_ended={ended}"),
+        );
         Ok(ended)
     }
 
@@ -105,7 +122,9 @@ impl Accounts<'_> {
     ///
     /// No such user, or a database failure.
     pub fn enable(&self, target: &User) -> Result<(), AccountError> {
-        Ok(self.users.set_disabled(target.id, false)?)
+        self.users.set_disabled(target.id, false)?;
+        self.record(Kind::UserEnabled, Some(&target.username), String::new());
+        Ok(())
     }
 
     /// Deletes `target` and all their sessions; returns how many sessions
@@ -131,6 +150,11 @@ impl Accounts<'_> {
         self.users
             .remove(target.id, !force)
             .map_err(super::groups::refusal)?;
+        self.record(
+            Kind::UserDeleted,
+            Some(&target.username),
+            format!("sessions_ended={ended}"),
+        );
         Ok(ended)
     }
 
@@ -140,7 +164,9 @@ impl Accounts<'_> {
     ///
     /// No such user, or a database failure.
     pub fn grant_admin(&self, target: &User) -> Result<(), AccountError> {
-        Ok(self.users.set_admin(target.id, true)?)
+        self.users.set_admin(target.id, true)?;
+        self.record(Kind::UserPromoted, Some(&target.username), String::new());
+        Ok(())
     }
 
     /// Takes `target`'s administrator rights; refused for the last enabled
@@ -163,6 +189,7 @@ impl Accounts<'_> {
         if let Some(session) = session.filter(|s| s.user_id() == Some(target.id)) {
             session.regenerate()?;
         }
+        self.record(Kind::UserDemoted, Some(&target.username), String::new());
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use super::signin::{Checked, log, log_lock, release};
 use super::{AccountError, Accounts, Guard};
 use crate::clock::Millis;
+use crate::users::audit::{Event, Kind};
 use crate::users::tokens::Token;
 use crate::users::{Login, User, Username};
 
@@ -62,6 +63,7 @@ impl Accounts<'_> {
         let reason = match found {
             Some((token, user)) => {
                 if name.is_none_or(|n| n.eq_ignore_ascii_case(&user.username)) {
+                    self.used_without_session(&user, "token", &format!(" token={}", token.id));
                     return Ok(Proved::Token(token, user));
                 }
                 "token_of_another_user"
@@ -70,6 +72,7 @@ impl Accounts<'_> {
         };
         guard.counters.login(reason);
         log(who, "failed", ip, &format!(" reason={reason} via=token"));
+        self.record_failed(Kind::SignIn, name, format!("method=token reason={reason}"));
         for lock in guard.throttle.address_failure(ip)? {
             log_lock(who, ip, &lock);
         }
@@ -104,6 +107,7 @@ impl Accounts<'_> {
                 && user.password_changed_at == password_at
                 && user.username.eq_ignore_ascii_case(name)
             {
+                self.used_without_session(&user, "basic", "");
                 return Ok(Proved::Password(user));
             }
         }
@@ -125,10 +129,16 @@ impl Accounts<'_> {
                         ip,
                         " reason=second_factor_needed via=basic (use a token)",
                     );
+                    self.record_failed(
+                        Kind::SignIn,
+                        Some(name),
+                        "method=basic reason=second_factor_needed".to_owned(),
+                    );
                     return Ok(Proved::Nothing);
                 }
                 guard.throttle.passed(reserved, true)?;
                 cache.put(name, password, &user, now);
+                self.used_without_session(&user, "basic", "");
                 return Ok(Proved::Password(user));
             }
             Login::UnknownUser => "unknown_user",
@@ -148,6 +158,11 @@ impl Accounts<'_> {
     ) -> Result<Proved, AccountError> {
         guard.counters.login(reason);
         log(name, "failed", ip, &format!(" reason={reason} via=basic"));
+        self.record_failed(
+            Kind::SignIn,
+            Some(name),
+            format!("method=basic reason={reason}"),
+        );
         let locks = match reserved {
             Some(r) => guard.throttle.failed(r)?,
             None => guard.throttle.address_failure(ip)?,
@@ -156,5 +171,23 @@ impl Accounts<'_> {
             log_lock(name, ip, &lock);
         }
         Ok(Proved::Nothing)
+    }
+
+    /// Records a request let in by a token or Basic: once an hour per
+    /// user, method and address (see
+    /// [`crate::users::audit::Audit::record_quietly`]), since these come
+    /// with every request a script makes.
+    fn used_without_session(&self, user: &crate::users::User, method: &str, extra: &str) {
+        let name = Some(user.username.as_str());
+        let ip = self
+            .origin
+            .ip
+            .map_or_else(|| "-".to_owned(), crate::logging::ip_text);
+        let key = format!("{method}:{}:{ip}{extra}", user.id);
+        self.users.audit().record_quietly(
+            &self.origin,
+            &Event::ok(Kind::SignIn, name, name).detail(format!("method={method}{extra}")),
+            &key,
+        );
     }
 }

@@ -35,8 +35,10 @@ impl Accounts<'_> {
         } else {
             self.recovery_codes_if_none(user)?
         };
+        let name = subject.user.username.clone();
         let finished = self.complete(session, subject, "otp", None)?;
-        self.end_password_only(user, session.key().as_ref())?;
+        let ended = self.end_password_only(user, session.key().as_ref())?;
+        self.record_factor(&name, "totp", &codes, ended);
         Ok(Some(Enabled { finished, codes }))
     }
 
@@ -65,9 +67,73 @@ impl Accounts<'_> {
         } else {
             self.recovery_codes_if_none(user)?
         };
+        let who = subject.user.username.clone();
         let finished = self.complete(session, subject, "passkey", None)?;
-        self.end_password_only(user, session.key().as_ref())?;
+        let ended = self.end_password_only(user, session.key().as_ref())?;
+        self.record_factor(&who, &format!("passkey name={}", name), &codes, ended);
         Ok(Enabled { finished, codes })
+    }
+
+    /// Records a second factor `what` added by `user` themselves.
+    fn record_factor(&self, user: &str, what: &str, codes: &[String], ended: usize) {
+        let codes = if codes.is_empty() {
+            ""
+        } else {
+            " recovery_codes=new"
+        };
+        self.users.audit().record(
+            &self.origin,
+            &Event::ok(Kind::FactorAdded, Some(user), Some(user))
+                .detail(format!("factor={what}{codes} sessions_ended={ended}")),
+        );
+    }
+
+    /// Turns off `user`'s authenticator app (they asked, from a session
+    /// that may change their factors).
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn remove_totp(&self, user: &User) -> Result<(), AccountError> {
+        self.users.factors().remove_totp(user.id)?;
+        self.record_removed(user, "factor=totp");
+        Ok(())
+    }
+
+    /// Removes `user`'s passkey `id`; false when they have no such one.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn remove_passkey(&self, user: &User, id: i64) -> Result<bool, AccountError> {
+        let removed = self.users.factors().remove_passkey(user.id, id)?;
+        if removed {
+            self.record_removed(user, &format!("factor=passkey id={id}"));
+        }
+        Ok(removed)
+    }
+
+    /// Ten new recovery codes for `user`, replacing any left; shown once.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn new_recovery_codes(&self, user: &User) -> Result<Vec<String>, AccountError> {
+        let codes = self.users.factors().new_recovery_codes(user.id)?;
+        let name = Some(user.username.as_str());
+        self.users.audit().record(
+            &self.origin,
+            &Event::ok(Kind::FactorAdded, name, name).detail("factor=recovery_codes"),
+        );
+        Ok(codes)
+    }
+
+    fn record_removed(&self, user: &User, detail: &str) {
+        let name = Some(user.username.as_str());
+        self.users.audit().record(
+            &self.origin,
+            &Event::ok(Kind::FactorRemoved, name, name).detail(detail),
+        );
     }
 
     /// Ends `user`'s sessions, but `keep`, that signed in without a second
@@ -174,6 +240,11 @@ impl Accounts<'_> {
         // while the owner set up the factor reset now would otherwise be
         // free to set up its own.
         self.end_pending(target.id)?;
+        self.record(
+            Kind::FactorsReset,
+            Some(&target.username),
+            format!("sessions_ended={ended}"),
+        );
         Ok(ended)
     }
 }

@@ -13,6 +13,7 @@ use crate::users::groups::{Group, GroupName};
 use crate::users::{User, UserError};
 
 use super::{AccountError, Accounts, Refusal};
+use crate::users::audit::Kind;
 
 /// A rule the users layer kept, as the refusal the caller shows; other
 /// errors as they are.
@@ -52,7 +53,9 @@ impl Accounts<'_> {
     /// A bad name, [`UserError::GroupTaken`], or database failures.
     pub fn create_group(&self, name: &str) -> Result<Group, AccountError> {
         let name = GroupName::parse(name)?;
-        Ok(self.users.create_group(&name)?)
+        let group = self.users.create_group(&name)?;
+        self.record(Kind::GroupCreated, None, format!("group={}", group.name));
+        Ok(group)
     }
 
     /// Renames the group `from` to `to`; `admins` keeps its name.
@@ -64,7 +67,13 @@ impl Accounts<'_> {
     pub fn rename_group(&self, from: &str, to: &str) -> Result<(), AccountError> {
         let to = GroupName::parse(to)?;
         let group = self.users.get_group(from)?;
-        self.users.rename_group(&group, &to).map_err(refusal)
+        self.users.rename_group(&group, &to).map_err(refusal)?;
+        self.record(
+            Kind::GroupRenamed,
+            None,
+            format!("group={} name={}", group.name, to.as_str()),
+        );
+        Ok(())
     }
 
     /// Deletes the group `name` and its memberships; `admins` is kept.
@@ -74,7 +83,13 @@ impl Accounts<'_> {
     /// [`Refusal::BuiltinGroup`], no such group, or database failures.
     pub fn delete_group(&self, name: &str) -> Result<(), AccountError> {
         let group = self.users.get_group(name)?;
-        self.users.delete_group(&group).map_err(refusal)
+        self.users.delete_group(&group).map_err(refusal)?;
+        self.record(
+            Kind::GroupDeleted,
+            None,
+            format!("group={} members={}", group.name, group.members),
+        );
+        Ok(())
     }
 
     /// Puts `target` in the group `name`; false when they were in it.
@@ -84,7 +99,21 @@ impl Accounts<'_> {
     /// No such group or user, or database failures.
     pub fn add_to_group(&self, name: &str, target: &User) -> Result<bool, AccountError> {
         let group = self.users.get_group(name)?;
-        Ok(self.users.join_group(&group, target.id)?)
+        let joined = self.users.join_group(&group, target.id)?;
+        if joined {
+            // Into `admins` is a promotion, and filed as one.
+            let kind = if group.is_admins() {
+                Kind::UserPromoted
+            } else {
+                Kind::GroupMemberAdded
+            };
+            self.record(
+                kind,
+                Some(&target.username),
+                format!("group={}", group.name),
+            );
+        }
+        Ok(joined)
     }
 
     /// Takes `target` out of the group `name`; false when they were not in
@@ -111,6 +140,18 @@ impl Accounts<'_> {
         let own = session.filter(|s| left && group.is_admins() && s.user_id() == Some(target.id));
         if let Some(session) = own {
             session.regenerate()?;
+        }
+        if left {
+            let kind = if group.is_admins() {
+                Kind::UserDemoted
+            } else {
+                Kind::GroupMemberRemoved
+            };
+            self.record(
+                kind,
+                Some(&target.username),
+                format!("group={}", group.name),
+            );
         }
         Ok(left)
     }

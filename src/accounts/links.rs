@@ -231,7 +231,14 @@ impl Accounts<'_> {
             pend(session, &user, false, NEXT_RESET, true)?;
             return Ok(Some(AfterReset::Enrol));
         }
-        let finished = self.sign_in(session, user, false, vec!["pwd".to_owned()], Some(now))?;
+        let finished = self.sign_in(
+            session,
+            user,
+            false,
+            vec!["pwd".to_owned()],
+            Some(now),
+            (Kind::SignIn, "reset_link"),
+        )?;
         Ok(Some(AfterReset::Finished(finished)))
     }
 
@@ -295,7 +302,7 @@ impl Accounts<'_> {
         session.remove(PENDING)?;
         session.remove(REAUTH_AT)?;
         // audit: signin_link_used (the sign-in itself: login ok via=link)
-        let finished = self.sign_in(session, user, false, methods, None)?;
+        let finished = self.sign_in(session, user, false, methods, None, (Kind::SignIn, "link"))?;
         Ok(LinkSignIn::Finished(finished))
     }
 }

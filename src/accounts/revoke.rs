@@ -41,6 +41,35 @@ impl Accounts<'_> {
             Ended::Other
         };
         self.end_grants_of(target)?;
+        // Whose it was, by name (an anonymous one is no one's; a name that
+        // cannot be read now leaves the row without one rather than fail
+        // what is done); and who ended it: its user, or an administrator.
+        let whose = target
+            .user_id
+            .and_then(|id| self.users.find_by_id(id).ok().flatten())
+            .map(|u| u.username);
+        let by = match (owner, &whose) {
+            (Owner::User(_), _) => "self",
+            (Owner::Anyone, Some(w))
+                if self
+                    .actor
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(w)) =>
+            {
+                "self"
+            }
+            (Owner::Anyone, _) => "admin",
+        };
+        let this = if ended == Ended::This {
+            " this=yes"
+        } else {
+            ""
+        };
+        self.record(
+            Kind::SessionEnded,
+            whose.as_deref(),
+            format!("by={by} count=1 session={}{this}", target.key.handle()),
+        );
         Ok(ended)
     }
 
@@ -65,6 +94,17 @@ impl Accounts<'_> {
         let ended = self.sessions.delete_by_user(user.id, keep)?;
         self.end_grants(user.id, keep_sid.as_deref())?;
         self.end_pending(user.id)?;
+        let by = match &self.actor {
+            Some(a) if a.eq_ignore_ascii_case(&user.username) => "self",
+            Some(_) => "admin",
+            None => "owner",
+        };
+        let which = if keep.is_some() { "others" } else { "all" };
+        self.record(
+            Kind::SessionEnded,
+            Some(&user.username),
+            format!("by={by} count={ended} which={which}"),
+        );
         Ok(ended)
     }
 

@@ -49,14 +49,38 @@ impl Accounts<'_> {
                 // codes would wash out the count of the second step.
                 let (has_factor, reserved) = self.has_factor(guard, &user, reserved)?;
                 guard.throttle.passed(reserved, !has_factor)?;
-                return Ok(Attempt::Verified(Verified { user, has_factor }));
+                let method = self.password_method(&user);
+                return Ok(Attempt::Verified(Verified {
+                    user,
+                    has_factor,
+                    method,
+                }));
             }
             Login::UnknownUser => "unknown_user",
             Login::WrongPassword => "wrong_password",
             Login::Disabled => "disabled",
         };
         record_failure(guard, username, ip, reason, Some(reserved), true)?;
+        self.record_failed(
+            Kind::SignIn,
+            Some(username),
+            format!("method=password reason={reason}"),
+        );
         Ok(Attempt::Failed)
+    }
+
+    /// Who checked `user`'s right password, for the audit log: the
+    /// directory for a user who comes from it, else gatehouse. Read only
+    /// where a directory is configured; a profile that cannot be read
+    /// says `password` rather than fail a sign-in over a detail.
+    fn password_method(&self, user: &User) -> &'static str {
+        if self.users.directory().is_none() {
+            return "password";
+        }
+        match self.users.profile(user.id) {
+            Ok(Some(p)) if p.source == crate::users::source::Source::Ldap => "directory",
+            _ => "password",
+        }
     }
 
     /// Whether `user`, whose password was right under `reserved`, has a
@@ -196,6 +220,7 @@ impl Accounts<'_> {
             remember,
             vec!["pwd".to_owned()],
             Some(now),
+            (Kind::SignIn, verified.method),
         )
     }
 
@@ -222,6 +247,8 @@ impl Accounts<'_> {
             ));
         }
         pend(session, &verified.user, remember, next, !has)?;
+        let then = if has { "second_step" } else { "enrol" };
+        self.record_pending(&verified.user, verified.method, then);
         Ok(if has {
             AfterPassword::SecondStep
         } else {
@@ -352,6 +379,15 @@ impl Accounts<'_> {
                 Some(reserved),
                 true,
             )?;
+            let reason = match proof {
+                Proof::Passkey(_) => "wrong_passkey",
+                Proof::Code(_) | Proof::Recovery(_) => "wrong_code",
+            };
+            self.record_failed(
+                Kind::SecondStep,
+                Some(&user.username),
+                format!("method={} reason={reason}", proof.method()),
+            );
             if let Some(mut pending) = subject.pending {
                 pending.attempts += 1;
                 if pending.attempts >= PENDING_ATTEMPTS {
@@ -387,7 +423,7 @@ impl Accounts<'_> {
         &self,
         session: &Session<'_>,
         subject: Subject,
-        method: &str,
+        method: &'static str,
         typed: Option<Millis>,
     ) -> Result<Finished, AccountError> {
         let (remember, mut methods) = match &subject.pending {
@@ -402,7 +438,14 @@ impl Accounts<'_> {
         }
         let typed = subject.pending.as_ref().map(|p| p.at).or(typed);
         session.remove(PENDING)?;
-        self.sign_in(session, subject.user, remember, methods, typed)
+        self.sign_in(
+            session,
+            subject.user,
+            remember,
+            methods,
+            typed,
+            (Kind::SecondStep, method),
+        )
     }
 
     /// Signs in with a passkey alone (discoverable, user-verified, checked
@@ -427,6 +470,11 @@ impl Accounts<'_> {
         }
         if user.disabled {
             record_failure(guard, &user.username, ip, "disabled", None, true)?;
+            self.record_failed(
+                Kind::SignIn,
+                Some(&user.username),
+                "method=passkey reason=disabled".to_owned(),
+            );
             return Ok(Step::Wrong);
         }
         session.remove(PENDING)?;
@@ -437,6 +485,7 @@ impl Accounts<'_> {
             remember,
             vec!["passkey".to_owned()],
             Some(now),
+            (Kind::SignIn, "passkey"),
         )?;
         Ok(Step::Finished(finished, None))
     }
@@ -454,14 +503,13 @@ impl Accounts<'_> {
         ip: IpAddr,
     ) -> Result<(), AccountError> {
         let name = user.map_or("-", |u| u.username.as_str());
-        Ok(record_failure(
-            guard,
-            name,
-            ip,
-            "wrong_passkey",
-            None,
-            user.is_some(),
-        )?)
+        record_failure(guard, name, ip, "wrong_passkey", None, user.is_some())?;
+        self.record_failed(
+            Kind::SignIn,
+            user.map(|u| u.username.as_str()),
+            "method=passkey reason=wrong_passkey".to_owned(),
+        );
+        Ok(())
     }
 
     /// Signs a user created this moment (first-run setup, self-registration)
@@ -485,13 +533,15 @@ impl Accounts<'_> {
             pend(session, user, false, next, true)?;
             return Ok(Created::Enrol);
         }
-        // Not logged as a sign-in: the sign-up has its own line.
+        // Not logged as a sign-in: the sign-up has its own line (and the
+        // audit log its `user_created`).
         let _ = self.sign_in(
             session,
             user.clone(),
             false,
             vec!["pwd".to_owned()],
             Some(crate::clock::now()),
+            (Kind::SignIn, "password"),
         )?;
         Ok(Created::SignedIn)
     }
@@ -523,9 +573,24 @@ impl Accounts<'_> {
                 // step's codes, confirm its password (with new passwords
                 // that do not match, so nothing changes), and guess on.
                 guard.throttle.passed(reserved, false)?;
+                let name = Some(username.as_str());
+                let confirmed = |what: &str| {
+                    self.users.audit().record(
+                        &self.origin,
+                        &Event::ok(Kind::PasswordConfirmed, name, name)
+                            .detail(format!("for={what}")),
+                    );
+                };
                 match purpose {
-                    Purpose::AdminAction => log(username, "reauth", ip, ""),
-                    Purpose::SignInAgain => log(username, "reauth", ip, " for=app"),
+                    Purpose::AdminAction => {
+                        log(username, "reauth", ip, "");
+                        confirmed("admin");
+                    }
+                    Purpose::SignInAgain => {
+                        log(username, "reauth", ip, " for=app");
+                        confirmed("app");
+                    }
+                    // The new password it leads to is what is recorded.
                     Purpose::ChangePassword => {}
                 }
                 Ok(Check::Confirmed)
@@ -537,6 +602,11 @@ impl Accounts<'_> {
                     Purpose::SignInAgain => "wrong_reauth_password",
                 };
                 record_failure(guard, username, ip, reason, Some(reserved), true)?;
+                self.record_failed(
+                    Kind::PasswordConfirmed,
+                    Some(username),
+                    format!("reason={reason}"),
+                );
                 Ok(Check::Wrong)
             }
         }
@@ -589,6 +659,9 @@ impl Accounts<'_> {
     /// user in this browser as signing out would: the apps they signed in
     /// to through it lose their tokens, and the new user gets a `sid` of
     /// their own (never one an app knows as the first user's session).
+    ///
+    /// `(kind, method)` is what the audit log records once the sign-in is
+    /// committed: a sign-in or a second step, and how it was finished.
     pub(super) fn sign_in(
         &self,
         session: &Session<'_>,
@@ -596,6 +669,7 @@ impl Accounts<'_> {
         remember: bool,
         methods: Vec<String>,
         typed: Option<Millis>,
+        (kind, method): (Kind, &'static str),
     ) -> Result<Finished, AccountError> {
         if session.user_id() != Some(user.id)
             && let Some(sid) = session.get::<String>(OIDC_SID)
@@ -605,24 +679,19 @@ impl Accounts<'_> {
             self.grants_ended();
             session.remove(OIDC_SID)?;
         }
-        signed_in(session, user, remember, methods, typed)
+        session.insert(METHODS, &methods)?;
+        if let Some(at) = typed {
+            session.insert(REAUTH_AT, at)?;
+        }
+        session.login(&user, remember)?;
+        Ok(Finished {
+            user,
+            methods,
+            kind,
+            method,
+            trail: Box::new((self.users.audit().clone(), self.origin.clone())),
+        })
     }
-}
-
-/// [`Accounts::sign_in`], once the session's `sid` is settled.
-fn signed_in(
-    session: &Session<'_>,
-    user: User,
-    remember: bool,
-    methods: Vec<String>,
-    typed: Option<Millis>,
-) -> Result<Finished, AccountError> {
-    session.insert(METHODS, &methods)?;
-    if let Some(at) = typed {
-        session.insert(REAUTH_AT, at)?;
-    }
-    session.login(&user, remember)?;
-    Ok(Finished { user, methods })
 }
 
 /// Writes one login event line (never a password).

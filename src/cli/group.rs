@@ -10,6 +10,7 @@ use clap::Subcommand;
 use crate::accounts::{AccountError, Accounts, Refusal};
 use crate::logging::rfc3339;
 use crate::users::User;
+use crate::users::audit::Origin;
 
 use super::{CliError, Global, stores};
 
@@ -40,7 +41,7 @@ pub(super) enum GroupCommand {
 pub(super) fn group(global: &Global, cmd: GroupCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let (users, store, grants) = stores(global)?;
-    let accounts = Accounts::new(&users, &*store, &*grants);
+    let accounts = Accounts::new(&users, &*store, &*grants).at(Origin::cli());
     match cmd {
         GroupCommand::Add { name } => {
             let group = accounts.create_group(&name)?;
@@ -93,7 +94,7 @@ pub(super) fn user_groups(
 ) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let (users, store, grants) = stores(global)?;
-    let accounts = Accounts::new(&users, &*store, &*grants);
+    let accounts = Accounts::new(&users, &*store, &*grants).at(Origin::cli());
     let user = users.get_by_name(name)?;
     for g in add {
         if accounts.add_to_group(g, &user)? {

@@ -171,7 +171,8 @@ pub(super) fn ldap(global: &Global, cmd: LdapCommand) -> Result<(), CliError> {
             let backends =
                 app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
             let accounts =
-                crate::accounts::Accounts::new(&backends.users, &*backends.store, &*backends.oidc);
+                crate::accounts::Accounts::new(&backends.users, &*backends.store, &*backends.oidc)
+                    .at(crate::users::audit::Origin::cli());
             let report = accounts.sync_directory(&directory, !dry_run)?;
             for c in &report.changed {
                 let what = match (&c.change, dry_run) {

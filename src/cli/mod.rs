@@ -3,11 +3,12 @@
 //! (`session.rs`), `token ...` (`token.rs`), `invite ...` and the link a
 //! command prints (`invite.rs`), `backup`, `restore`, `migrate-store` and the checkpoint
 //! after a change (`store.rs`), `tls ...` (`tls.rs`), `oidc ...`
-//! (`oidc.rs`), `ldap ...` (`ldap.rs`). This file holds what they share: the parsed command line
+//! (`oidc.rs`), `ldap ...` (`ldap.rs`), `audit` (`audit.rs`). This file holds what they share: the parsed command line
 //! ([`Cli`], the options every command takes), [`run`], [`CliError`] and
 //! the configuration a command works with. Output is for people; every
 //! flag has a `GATEHOUSE_*` environment twin.
 
+mod audit;
 mod group;
 mod invite;
 mod ldap;
@@ -118,6 +119,9 @@ enum Command {
     /// The directory (LDAP, Active Directory) users sign in with.
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// Show the audit log (sign-ins, sign-outs, changes to accounts),
+    /// newest first.
+    Audit(audit::AuditArgs),
     /// Replace the database with the backup in FILE (stop the server first).
     Restore {
         /// The backup to restore.
@@ -215,6 +219,10 @@ pub fn run() -> Result<(), CliError> {
         }
         Some(Command::Ldap(cmd)) => {
             ldap::ldap(&cli.global, cmd)?;
+            store::checkpoint(&cli.global)
+        }
+        Some(Command::Audit(args)) => {
+            audit::audit(&cli.global, &args)?;
             store::checkpoint(&cli.global)
         }
     }

@@ -8,6 +8,7 @@ use crate::accounts::Accounts;
 use crate::clock;
 use crate::logging::rfc3339;
 use crate::users::User;
+use crate::users::audit::Origin;
 
 use super::{CliError, Global, stores};
 
@@ -64,7 +65,9 @@ pub(super) fn session(global: &Global, cmd: SessionCommand) -> Result<(), CliErr
         }
         SessionCommand::Revoke { user } => {
             let user = users.get_by_name(&user)?;
-            let ended = Accounts::new(&users, &*store, &*grants).end_sessions(&user, None)?;
+            let ended = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
+                .end_sessions(&user, None)?;
             writeln!(out, "ended {ended} session(s) of {}", user.username)?;
         }
     }

@@ -6,7 +6,9 @@ use std::io::Write;
 
 use clap::Subcommand;
 
+use crate::accounts::Accounts;
 use crate::logging::rfc3339;
+use crate::users::audit::Origin;
 use crate::users::tokens::{NewToken, Token};
 
 use super::{CliError, Global, stores};
@@ -62,7 +64,8 @@ fn line(out: &mut impl Write, user: &str, t: &Token) -> std::io::Result<()> {
 
 pub(super) fn token(global: &Global, cmd: TokenCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    let (users, _, _) = stores(global)?;
+    let (users, store, grants) = stores(global)?;
+    let accounts = Accounts::new(&users, &*store, &*grants).at(Origin::cli());
     let now = crate::clock::now();
     match cmd {
         TokenCommand::Create {
@@ -80,7 +83,7 @@ pub(super) fn token(global: &Global, cmd: TokenCommand) -> Result<(), CliError> 
                 }
                 None => None,
             };
-            let (secret, t) = users.tokens().create(
+            let (secret, t) = accounts.create_token(
                 &user,
                 &NewToken {
                     name,
@@ -116,7 +119,7 @@ pub(super) fn token(global: &Global, cmd: TokenCommand) -> Result<(), CliError> 
             }
         }
         TokenCommand::Revoke { id } => {
-            users.tokens().revoke(id, None)?;
+            accounts.revoke_token(id, None)?;
             writeln!(out, "revoked token {id}")?;
         }
     }

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use crate::accounts::{AccountError, Accounts, Refusal};
 use crate::clock;
 use crate::logging::rfc3339;
+use crate::users::audit::Origin;
 use crate::users::source::Vouch;
 use crate::users::{User, UserError, Username};
 
@@ -160,11 +161,9 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
                 return Err(UserError::Taken.into());
             }
             let password = read_password(password_stdin)?;
-            let user = Accounts::new(&users, &*store, &*grants).create_user(
-                name.as_str(),
-                &password,
-                admin,
-            )?;
+            let user = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
+                .create_user(name.as_str(), &password, admin)?;
             let role = if user.is_admin {
                 "administrator"
             } else {
@@ -200,8 +199,9 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let password = read_password(password_stdin)?;
-            let ended =
-                Accounts::new(&users, &*store, &*grants).set_password(&user, &password, None)?;
+            let ended = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
+                .set_password(&user, &password, None)?;
             writeln!(
                 out,
                 "password changed for {}; ended {ended} session(s)",
@@ -212,6 +212,7 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let ended = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
                 .disable(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "disable"))?;
             writeln!(out, "disabled {}; ended {ended} session(s)", user.username)?;
@@ -219,7 +220,9 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
         UserCommand::Enable { name } => {
             let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            Accounts::new(&users, &*store, &*grants).enable(&user)?;
+            Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
+                .enable(&user)?;
             writeln!(out, "enabled {}", user.username)?;
         }
         UserCommand::ResetLink {
@@ -261,7 +264,9 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
         UserCommand::Reset2fa { name } => {
             let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
-            let ended = Accounts::new(&users, &*store, &*grants).reset_second_factors(&user)?;
+            let ended = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
+                .reset_second_factors(&user)?;
             writeln!(
                 out,
                 "removed the second factors of {}; ended {ended} session(s)",
@@ -272,6 +277,7 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
             let ended = Accounts::new(&users, &*store, &*grants)
+                .at(Origin::cli())
                 .delete(None, &user, force)
                 .map_err(|e| last_admin(e, &user, "delete"))?;
             writeln!(out, "deleted {}; ended {ended} session(s)", user.username)?;

@@ -50,6 +50,7 @@ impl Config {
                 session.remember_absolute_timeout,
             ),
             ("reap_interval", self.reap_interval),
+            ("audit_retention", self.audit_retention),
             ("login_window", self.login.window),
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),

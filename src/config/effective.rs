@@ -39,6 +39,7 @@ mod tests {
         ("remember_absolute_timeout", "3d", "3d"),
         ("touch_interval", "1500ms", "1500ms"),
         ("reap_interval", "2m", "2m"),
+        ("audit_retention", "30d", "30d"),
         ("cookie.name", "sid", "sid"),
         ("cookie.domain", ".Example.LAN", "example.lan"),
         ("cookie.path", "/app", "/app"),

@@ -58,6 +58,7 @@ pub use layers::{Layers, unknown_env};
 pub use table::{DEFAULT_BCRYPT_COST, Fallback, SETTINGS, Setting, env_name};
 pub use values::{
     Database, Secret, SessionStore, format_duration, mask_password, parse_bool, parse_duration,
+    parse_instant,
 };
 
 /// Everything gatehouse runs with, validated.
@@ -88,6 +89,8 @@ pub struct Config {
     pub session: SessionOptions,
     /// Reap interval.
     pub reap_interval: Duration,
+    /// How long the audit log keeps a row.
+    pub audit_retention: Duration,
     /// Configured secrets; empty means use `<data>/secret`.
     pub secrets: Vec<Secret>,
     /// Proxies whose forwarding headers are believed.
@@ -219,6 +222,7 @@ impl Config {
             bcrypt_cost: 4,
             session: SessionOptions::default(),
             reap_interval: Duration::ZERO,
+            audit_retention: Duration::ZERO,
             secrets: Vec::new(),
             trusted_proxies: Vec::new(),
             allow_registration: false,

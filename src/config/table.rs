@@ -359,6 +359,12 @@ pub static SETTINGS: &[Setting] = &[
         "how often expired sessions are deleted",
         duration!(reap_interval)
     ),
+    row!(
+        "audit_retention",
+        Derived(|| format_duration(crate::users::audit::DEFAULT_RETENTION)),
+        "how long the audit log (sign-ins, changes) keeps a row; the reaper trims older ones",
+        duration!(audit_retention)
+    ),
     Setting {
         name: "cookie.name",
         env_twin: None,

@@ -153,6 +153,79 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is longer than ten years"))
 }
 
+/// A point in time as a filter takes it (`gatehouse audit --since`, the
+/// audit page): a duration ago from `now` (`90s`, `12h`, `30d`, as
+/// [`parse_duration`] reads it), or a UTC date and time, `2026-01-31`,
+/// `2026-01-31T12:00`, `2026-01-31T12:00:30` (a space for the `T`, and a
+/// `Z` at the end, are taken too). Strict: anything else is refused, and
+/// the message does not repeat the text.
+///
+/// # Errors
+///
+/// Text of neither shape, or a date that does not exist.
+pub fn parse_instant(s: &str, now: crate::clock::Millis) -> Result<crate::clock::Millis, String> {
+    const BAD: &str = "is neither a duration ago (1d, 12h) nor a UTC date and time (2026-01-31, 2026-01-31T12:00)";
+    let s = s.trim_matches(' ');
+    if s.len() > 32 {
+        return Err(BAD.to_owned());
+    }
+    if !s.contains(['-', ':']) {
+        let d = parse_duration(s).map_err(|_| BAD.to_owned())?;
+        return Ok(now.saturating_sub(crate::clock::millis(d)));
+    }
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = match s.split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let number = |t: &str, len: usize| -> Option<i64> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(BAD.to_owned());
+    };
+    let (y, m, d) = match (number(y, 4), number(m, 2), number(d, 2)) {
+        (Some(y), Some(m), Some(d)) => (y, m, d),
+        _ => return Err(BAD.to_owned()),
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(BAD.to_owned()),
+    };
+    if !(1970..=9999).contains(&y) || !(1..=days_in).contains(&d) {
+        return Err(BAD.to_owned());
+    }
+    let mut hms = [0i64; 3];
+    if let Some(time) = time {
+        let fields: Vec<&str> = time.split(':').collect();
+        if !(2..=3).contains(&fields.len()) {
+            return Err(BAD.to_owned());
+        }
+        for (slot, (field, max)) in hms.iter_mut().zip(fields.iter().zip([23, 59, 59])) {
+            *slot = number(field, 2)
+                .filter(|v| *v <= max)
+                .ok_or_else(|| BAD.to_owned())?;
+        }
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400) + hms[0] * 3600 + hms[1] * 60 + hms[2]) * 1000)
+}
+
 /// Writes a duration the way the config reads it, in the largest exact unit.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -435,6 +508,60 @@ pub(super) fn none_if_empty(items: Vec<String>) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_instant_is_a_duration_ago_or_a_utc_date_and_nothing_else() {
+        let now = 1_800_000_000_000;
+        assert_eq!(super::parse_instant("1d", now), Ok(now - 86_400_000));
+        assert_eq!(super::parse_instant("90s", now), Ok(now - 90_000));
+        assert_eq!(super::parse_instant("1970-01-01", now), Ok(0));
+        assert_eq!(
+            super::parse_instant("2026-01-31", now),
+            Ok(1_769_817_600_000)
+        );
+        assert_eq!(
+            super::parse_instant("2026-01-31T12:00", now),
+            Ok(1_769_817_600_000 + 12 * 3_600_000)
+        );
+        assert_eq!(
+            super::parse_instant("2026-01-31 12:00:30Z", now),
+            Ok(1_769_817_600_000 + 12 * 3_600_000 + 30_000)
+        );
+        assert_eq!(
+            super::parse_instant("2024-02-29", now),
+            Ok(1_709_164_800_000)
+        );
+        for bad in [
+            "",
+            "d",
+            "1",
+            "-1d",
+            "1x",
+            "2023-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-32",
+            "2026-1-5",
+            "20260131",
+            "2026-01-31T24:00",
+            "2026-01-31T12:60",
+            "2026-01-31T12",
+            "2026-01-31T12:00:00:00",
+            "1969-12-31",
+            "99999-01-01",
+            "2026-01-31T1a:00",
+            "' OR 1=1 --",
+            "２０２６-０１-３１",
+            "1d; DROP TABLE audit",
+            "99999999999999999999999999d",
+            "1e9d",
+        ] {
+            assert!(super::parse_instant(bad, now).is_err(), "{bad:?}");
+        }
+        let long = "1".repeat(10_000) + "d";
+        let message = super::parse_instant(&long, now).expect_err("long");
+        assert!(!message.contains("1111"), "the text is not echoed");
+    }
     use super::*;
 
     #[test]

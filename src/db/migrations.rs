@@ -289,6 +289,28 @@ const STEPS: &[&str] = &[
          used_agent TEXT
      );
      CREATE INDEX signin_links_by_user ON signin_links(user_id);",
+    // 14: the audit log (see `users::audit`): one row per security event,
+    // kept for `audit_retention`. Names are kept as text, not user ids: a
+    // row outlives its user, and an id can come to name someone else. The
+    // name columns are NOCASE so a user's rows are found in any case;
+    // every index ends in time order (SQLite adds the rowid), so a page
+    // of the newest rows of a user, a kind or a time range is read in
+    // index order, never sorted whole.
+    "CREATE TABLE audit (
+         id INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         outcome TEXT NOT NULL,
+         actor TEXT COLLATE NOCASE,
+         subject TEXT COLLATE NOCASE,
+         ip TEXT,
+         user_agent TEXT,
+         detail TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX audit_by_time ON audit(at);
+     CREATE INDEX audit_by_subject ON audit(subject, at);
+     CREATE INDEX audit_by_actor ON audit(actor, at);
+     CREATE INDEX audit_by_kind ON audit(kind, at);",
 ];
 
 /// The schema version this binary writes.

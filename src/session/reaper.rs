@@ -1,4 +1,6 @@
-//! The reaper: a background thread that deletes expired sessions.
+//! The reaper: a background thread that deletes expired sessions, and then
+//! does whatever other clearing up its owner gives it (the server trims
+//! its audit log there).
 //!
 //! It deletes in short batches, each its own statement, so a live request
 //! never waits behind one long delete; it logs a failure and tries again at
@@ -35,6 +37,24 @@ impl Reaper {
         interval: Duration,
         on_deleted: impl Fn(usize) + Send + 'static,
     ) -> std::io::Result<Self> {
+        Self::start_with(store, interval, on_deleted, |_| {})
+    }
+
+    /// Like [`start`](Self::start), and after the sessions each round runs
+    /// `chores`, which does its own work in short batches and calls the
+    /// function it is given between them: `false` means stop now (the
+    /// reaper is being stopped), after a short pause that gives writers a
+    /// turn.
+    ///
+    /// # Errors
+    ///
+    /// When the thread cannot be spawned.
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        interval: Duration,
+        on_deleted: impl Fn(usize) + Send + 'static,
+        mut chores: impl FnMut(&mut dyn FnMut() -> bool) + Send + 'static,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("gatehouse-reaper".into())
@@ -64,6 +84,18 @@ impl Reaper {
                             Err(RecvTimeoutError::Timeout) => {}
                             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                         }
+                    }
+                    let mut stopping = false;
+                    chores(&mut || {
+                        stopping = stopping
+                            || !matches!(
+                                stopped.recv_timeout(Duration::from_millis(5)),
+                                Err(RecvTimeoutError::Timeout)
+                            );
+                        !stopping
+                    });
+                    if stopping {
+                        return;
                     }
                 }
             })?;

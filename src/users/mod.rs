@@ -7,7 +7,8 @@
 //! of `admins`) are [`groups`]; personal access tokens are [`tokens`], and the passwords lately
 //! verified over Basic [`basic`]; invites, reset links and sign-in links for a
 //! new device are [`links`]; where a user comes from is [`source`], and the
-//! directory (LDAP) as a source of users is [`directory`].
+//! directory (LDAP) as a source of users is [`directory`]; the audit log of
+//! security events, kept beside the users, is [`audit`].
 //!
 //! Usernames are ASCII so that SQLite's `NOCASE` collation (and `lower()` in
 //! PostgreSQL) makes them unique without regard to case, exactly; the name
@@ -15,6 +16,7 @@
 
 use std::sync::Arc;
 
+pub mod audit;
 pub mod basic;
 pub mod directory;
 pub mod factors;
@@ -274,6 +276,7 @@ pub struct Users {
     groups: Arc<dyn groups::GroupStore>,
     tokens: tokens::Tokens,
     links: Arc<dyn links::LinkStore>,
+    audit: audit::Audit,
     basic: Arc<basic::BasicCache>,
     /// The directory users from it sign in with, if one is configured.
     directory: Option<Arc<directory::Directory>>,
@@ -300,6 +303,7 @@ impl Users {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
             links: Arc::clone(&db) as Arc<dyn links::LinkStore>,
+            audit: audit::Audit::new(Arc::clone(&db) as Arc<dyn audit::AuditStore>),
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -324,6 +328,7 @@ impl Users {
                 db: Arc::clone(&db) as Arc<dyn tokens::TokenStore>,
             },
             links: Arc::clone(&db) as Arc<dyn links::LinkStore>,
+            audit: audit::Audit::new(Arc::clone(&db) as Arc<dyn audit::AuditStore>),
             factors: factors::Factors {
                 db: Arc::clone(&db) as Arc<dyn factors::FactorStore>,
                 seeds: factors::SeedKey::new(&[]),
@@ -366,6 +371,11 @@ impl Users {
     /// The users' personal access tokens.
     pub fn tokens(&self) -> &tokens::Tokens {
         &self.tokens
+    }
+
+    /// The audit log, in the same database.
+    pub fn audit(&self) -> &audit::Audit {
+        &self.audit
     }
 
     /// The passwords lately verified over Basic.

@@ -1,9 +1,10 @@
 //! The device a session was made on, read loosely from its user agent
-//! ("Firefox on Linux"), and the session rows the account and admin lists
-//! show.
+//! ("Firefox on Linux"), and the session rows and audit rows the account
+//! and admin lists show.
 
-use super::views::SessionRow;
+use super::views::{AuditRow, SessionRow};
 use crate::session::{Record, SessionKey};
+use crate::users::audit::{Entry, label_of};
 
 /// "Firefox on Linux", read loosely from a User-Agent.
 pub(super) fn device(user_agent: Option<&str>) -> String {
@@ -69,6 +70,29 @@ pub(super) fn session_rows(
             last_seen_at: r.last_seen_at,
             current: &r.key == current,
             persistent: r.persistent,
+        })
+        .collect()
+}
+
+/// Rows for an audit table.
+pub(super) fn audit_rows(entries: &[Entry]) -> Vec<AuditRow> {
+    entries
+        .iter()
+        .map(|e| AuditRow {
+            id: e.id,
+            at: e.at,
+            kind: e.kind.clone(),
+            label: label_of(&e.kind).to_owned(),
+            outcome: e.outcome.clone(),
+            actor: e.actor.clone(),
+            subject: e.subject.clone(),
+            ip: e.ip.clone().unwrap_or_else(|| "-".to_owned()),
+            device: match (&e.user_agent, &e.ip) {
+                (None, None) => "-".to_owned(),
+                (ua, _) => device(ua.as_deref()),
+            },
+            user_agent: e.user_agent.clone().unwrap_or_default(),
+            detail: e.detail.clone(),
         })
         .collect()
 }

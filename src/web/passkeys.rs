@@ -150,7 +150,7 @@ pub(super) fn register(
             &subject,
             Some("/account?done=passkey-added#two-factor"),
         );
-        let enabled = match state.accounts().enable_passkey(
+        let enabled = match state.accounts_for(request, client).enable_passkey(
             session,
             subject,
             &new.credential_id,

@@ -115,7 +115,15 @@ pub(super) fn of_request(
         return Ok(Asker::Someone(p));
     }
     let offered = offered(request, app);
-    let accounts = state.accounts();
+    if matches!(offered, Offered::None) {
+        return Ok(Asker::Nobody);
+    }
+    // Credentials came: what they prove (or not) is recorded with where
+    // they came from.
+    let accounts = state.accounts().at(crate::users::audit::Origin::request(
+        ip,
+        request.header("User-Agent"),
+    ));
     let guard = state.guard();
     let now = crate::clock::now();
     let proved = match offered {

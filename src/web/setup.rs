@@ -111,24 +111,25 @@ fn create_and_sign_in(
             ));
         }
     };
-    let user: User = match state
-        .accounts()
-        .create_user(name.as_str(), &password, admin)
-    {
-        Ok(u) => u,
-        Err(AccountError::User(UserError::Taken)) => {
-            return Ok(new_user_error(
-                state,
-                request,
-                client,
-                form,
-                409,
-                "That username is taken.",
-                setup,
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let user: User =
+        match state
+            .accounts_for(request, client)
+            .create_user(name.as_str(), &password, admin)
+        {
+            Ok(u) => u,
+            Err(AccountError::User(UserError::Taken)) => {
+                return Ok(new_user_error(
+                    state,
+                    request,
+                    client,
+                    form,
+                    409,
+                    "That username is taken.",
+                    setup,
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
     logging::line(&logging::login_message(
         "created",
         &user.username,

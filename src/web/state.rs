@@ -10,6 +10,7 @@ use crate::auth::proxy::{Client, IpNet};
 use crate::auth::throttle::Throttle;
 use crate::session::{Engine, RequestInfo, Session};
 use crate::users::Users;
+use crate::users::audit::Origin;
 
 /// Everything a handler may use; shared by all request threads.
 pub struct State {
@@ -71,7 +72,9 @@ impl State {
         self.sessions.engine()
     }
 
-    /// The account operations, over this server's users and sessions.
+    /// The account operations, over this server's users and sessions,
+    /// for what records nothing (reads, checks); see
+    /// [`accounts_for`](Self::accounts_for).
     pub fn accounts(&self) -> Accounts<'_> {
         Accounts::new(
             &self.users,
@@ -81,6 +84,13 @@ impl State {
         .with_bell(self.oidc.as_ref().map(crate::oidc::Provider::bell))
     }
 
+    /// The account operations for `request`: what they change is recorded
+    /// in the audit log with its address and user agent (and, given
+    /// [`Accounts::by`], who asked).
+    pub fn accounts_for(&self, request: &Request, client: &Client) -> Accounts<'_> {
+        self.accounts().at(origin(request, client))
+    }
+
     /// What guards password checks here: the throttle, counted in `/metrics`.
     pub(super) fn guard(&self) -> Guard<'_> {
         Guard {
@@ -88,6 +98,12 @@ impl State {
             counters: &self.metrics,
         }
     }
+}
+
+/// Where `request` comes from, as the audit log records it: the client's
+/// address (after `trusted_proxies`) and its user agent.
+pub fn origin(request: &Request, client: &Client) -> Origin {
+    Origin::request(client.ip, request.header("User-Agent"))
 }
 
 /// Checks that the backends answer, for `/healthz`; `Err` says what failed.

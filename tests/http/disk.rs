@@ -943,7 +943,7 @@ fn a_migration_on_a_full_disk_changes_nothing_and_runs_once_there_is_space() {
     {
         let conn = rusqlite::Connection::open(d.join("gatehouse.db")).expect("open");
         conn.execute_batch(
-            "DROP TABLE oidc_clients; DROP TABLE oidc_logouts; DROP TABLE invites; DROP TABLE reset_links; DROP TABLE signin_links; \
+            "DROP TABLE audit; DROP TABLE oidc_clients; DROP TABLE oidc_logouts; DROP TABLE invites; DROP TABLE reset_links; DROP TABLE signin_links; \
              DROP TABLE access_tokens; DROP TABLE user_groups; DROP TABLE groups; \
              ALTER TABLE users ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0; \
              DROP TABLE oidc_devices; DROP TABLE oidc_tokens; DROP TABLE oidc_codes; \

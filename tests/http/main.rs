@@ -9,6 +9,7 @@ mod access;
 mod accounts;
 mod api;
 mod attack;
+mod audit;
 mod backend_tls;
 mod backup;
 mod bursts;

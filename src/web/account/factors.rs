@@ -158,7 +158,7 @@ pub(super) fn post_totp_confirm(
         let sealed = session.get::<String>(TOTP_ENROL).unwrap_or_default();
         let code = form.get("code").unwrap_or("");
         match state
-            .accounts()
+            .accounts_for(request, client)
             .enable_totp(session, subject, &sealed, code)?
         {
             Some(Enabled { finished: _, codes }) => {
@@ -187,7 +187,9 @@ pub(super) fn post_totp_remove(
     client: &Client,
 ) -> Result<Response> {
     changing_factors(state, request, client, |_, subject, _| {
-        state.users.factors().remove_totp(subject.user.id)?;
+        state
+            .accounts_for(request, client)
+            .remove_totp(&subject.user)?;
         Ok(see_other("/account?done=totp-removed#two-factor"))
     })
 }
@@ -195,7 +197,9 @@ pub(super) fn post_totp_remove(
 /// `POST /account/recovery`: ten new recovery codes, shown once.
 pub(super) fn post_recovery(state: &State, request: &Request, client: &Client) -> Result<Response> {
     changing_factors(state, request, client, |_, subject, _| {
-        let codes = state.users.factors().new_recovery_codes(subject.user.id)?;
+        let codes = state
+            .accounts_for(request, client)
+            .new_recovery_codes(&subject.user)?;
         Ok(codes_or_next(
             Some(&subject.user),
             &codes,
@@ -215,7 +219,10 @@ pub(super) fn post_passkey_remove(
             .get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(WebError::BadRequest("No such passkey."))?;
-        if state.users.factors().remove_passkey(subject.user.id, id)? {
+        if state
+            .accounts_for(request, client)
+            .remove_passkey(&subject.user, id)?
+        {
             Ok(see_other("/account?done=passkey-removed#two-factor"))
         } else {
             Err(WebError::NotFound)

@@ -110,7 +110,25 @@ pub(super) fn render_with_made(
         apps: apps(state, user, now)?,
         names: names(state, user)?,
         signin_links,
+        activity: activity(state, user)?,
     })))
+}
+
+/// How many of their own events the account page shows.
+const ACTIVITY: usize = 20;
+
+/// `user`'s latest events: those they are the subject of (their sign-ins,
+/// failed attempts on their name, changes to their account, by whomever),
+/// since their account was made: a name used before by another account
+/// brings none of that one's.
+fn activity(state: &State, user: &User) -> Result<Vec<crate::web::views::AuditRow>> {
+    let filter = crate::users::audit::Filter {
+        subject: Some(user.username.clone()),
+        since: Some(user.created_at),
+        ..crate::users::audit::Filter::default()
+    };
+    let rows = state.users.audit().page(&filter, ACTIVITY)?;
+    Ok(crate::web::device::audit_rows(&rows))
 }
 
 pub(super) fn get_account(state: &State, request: &Request, client: &Client) -> Result<Response> {

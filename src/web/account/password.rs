@@ -22,7 +22,7 @@ pub(super) fn post_password(state: &State, request: &Request, client: &Client) -
                     .with_status_code(status),
             )
         };
-        let accounts = state.accounts();
+        let accounts = state.accounts_for(request, client).by(&s.user);
         let current = form.get("current").unwrap_or("");
         match accounts.confirm_password(
             &state.guard(),

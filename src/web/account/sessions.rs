@@ -18,7 +18,8 @@ pub(super) fn post_end_session(
     signed_in_form(state, request, client, |session, s, form| {
         let handle = form.get("handle").unwrap_or("");
         match state
-            .accounts()
+            .accounts_for(request, client)
+            .by(&s.user)
             .end_session(session, Owner::User(s.user.id), handle)?
         {
             Ended::This => Ok(logged_out()),
@@ -33,7 +34,10 @@ pub(super) fn post_end_others(
     client: &Client,
 ) -> Result<Response> {
     signed_in_form(state, request, client, |_, s, _| {
-        state.accounts().end_sessions(&s.user, Some(&s.key))?;
+        state
+            .accounts_for(request, client)
+            .by(&s.user)
+            .end_sessions(&s.user, Some(&s.key))?;
         Ok(see_other("/account?done=others-ended"))
     })
 }

@@ -4,6 +4,7 @@
 use rouille::{Request, Response};
 
 use super::page::render_with_token;
+use crate::accounts::AccountError;
 use crate::auth::proxy::Client;
 use crate::clock;
 use crate::users::UserError;
@@ -50,9 +51,10 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
         let page = |notice, error, made| {
             render_with_token(state, session, &s.user, &s.key, (1, notice, error), made)
         };
-        match state.users.tokens().create(&s.user, &new, clock::now()) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match accounts.create_token(&s.user, &new, clock::now()) {
             Ok((token, _)) => page(Some("Your token has been made."), None, Some(token)),
-            Err(e @ (UserError::InvalidTokenName | UserError::TooMany)) => {
+            Err(AccountError::User(e @ (UserError::InvalidTokenName | UserError::TooMany))) => {
                 let message = crate::web::respond::capitalise(&e.to_string());
                 Ok(page(None, Some(&message), None)?.with_status_code(400))
             }
@@ -69,9 +71,10 @@ pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> 
             .get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(WebError::NotFound)?;
-        match state.users.tokens().revoke(id, Some(s.user.id)) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match accounts.revoke_token(id, Some(&s.user)) {
             Ok(()) => Ok(see_other("/account?done=token-revoked")),
-            Err(UserError::NoSuchToken) => Err(WebError::NotFound),
+            Err(AccountError::User(UserError::NoSuchToken)) => Err(WebError::NotFound),
             Err(e) => Err(e.into()),
         }
     })

@@ -112,7 +112,8 @@ pub(super) fn act(
             back: section.path,
             clicked: person_clicked(request),
         };
-        if let Some(page) = confirm_password(state, session, &s, &form, client, &asked)? {
+        if let Some(page) = confirm_password(state, session, &s, &form, (request, client), &asked)?
+        {
             return Ok(page);
         }
         match action(session, &s, &form)? {

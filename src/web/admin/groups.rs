@@ -130,10 +130,11 @@ fn group_outcome<T>(
 
 /// `POST /admin/groups`: a new group.
 pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &GROUPS, |_, _, form| {
+    act(state, request, client, &GROUPS, |_, s, form| {
         group_outcome(
             state
-                .accounts()
+                .accounts_for(request, client)
+                .by(&s.user)
                 .create_group(form.get("name").unwrap_or("")),
             "group-created",
         )
@@ -142,12 +143,15 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
 
 /// `POST /admin/groups/rename`.
 pub(super) fn post_rename(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &GROUPS, |_, _, form| {
+    act(state, request, client, &GROUPS, |_, s, form| {
         group_outcome(
-            state.accounts().rename_group(
-                form.get("group").unwrap_or(""),
-                form.get("name").unwrap_or(""),
-            ),
+            state
+                .accounts_for(request, client)
+                .by(&s.user)
+                .rename_group(
+                    form.get("group").unwrap_or(""),
+                    form.get("name").unwrap_or(""),
+                ),
             "group-renamed",
         )
     })
@@ -155,11 +159,12 @@ pub(super) fn post_rename(state: &State, request: &Request, client: &Client) -> 
 
 /// `POST /admin/groups/delete`, from the confirm step only.
 pub(super) fn post_delete(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &GROUPS, |_, _, form| {
+    act(state, request, client, &GROUPS, |_, s, form| {
         if form.get("confirm") == Some("yes") {
             group_outcome(
                 state
-                    .accounts()
+                    .accounts_for(request, client)
+                    .by(&s.user)
                     .delete_group(form.get("group").unwrap_or("")),
                 "group-deleted",
             )
@@ -176,18 +181,20 @@ fn on_member(
     client: &Client,
     done: &'static str,
     change: impl FnOnce(
+        &crate::accounts::Accounts<'_>,
         &crate::session::Session<'_>,
         &Group,
         &crate::users::User,
     ) -> std::result::Result<bool, AccountError>,
 ) -> Result<Response> {
-    act(state, request, client, &GROUPS, |session, _, form| {
+    act(state, request, client, &GROUPS, |session, s, form| {
         let group = named(state, form.get("group"))?;
         let target = state
             .users
             .find_by_name(form.get("username").unwrap_or(""))?
             .ok_or(WebError::NotFound)?;
-        match group_outcome(change(session, &group, &target), done)? {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match group_outcome(change(&accounts, session, &group, &target), done)? {
             Outcome::Done(code) => Ok(Outcome::DoneAt(
                 format!("/admin/groups/members?group={}", group.name),
                 code,
@@ -204,7 +211,7 @@ pub(super) fn post_add(state: &State, request: &Request, client: &Client) -> Res
         request,
         client,
         "member-added",
-        |_, group, target| state.accounts().add_to_group(&group.name, target),
+        |accounts, _, group, target| accounts.add_to_group(&group.name, target),
     )
 }
 
@@ -216,10 +223,8 @@ pub(super) fn post_remove(state: &State, request: &Request, client: &Client) -> 
         request,
         client,
         "member-removed",
-        |session, group, target| {
-            state
-                .accounts()
-                .remove_from_group(&group.name, target, Some(session), false)
+        |accounts, session, group, target| {
+            accounts.remove_from_group(&group.name, target, Some(session), false)
         },
     )
 }

@@ -1,13 +1,15 @@
 //! `/admin`, an area with its own navigation: the overview (`overview`),
 //! the users (`users`), the groups and their members (`groups`), every
 //! session (`sessions`), every token (`tokens`), the OpenID Connect
-//! clients (`clients`), invites (`invites`); who may use it and
+//! clients (`clients`), invites (`invites`), the audit log (`audit`); who
+//! may use it and
 //! what every action passes first (`act`), and the password an action
 //! asks for again (`reauth`). Administrators only; the last enabled
 //! administrator cannot be removed. This file declares the area's paths;
 //! the files beside it hold the handlers.
 
 mod act;
+mod audit;
 mod clients;
 mod groups;
 mod invites;
@@ -84,4 +86,6 @@ pub(super) const ROUTES: &[Route] = &[
         .form(Token::Session, users::post_reset_link)
         .token_page(),
     Route::at("/admin/users/reset-link/revoke").form(Token::Session, users::post_revoke_reset_link),
+    Route::at("/admin/audit").get(audit::get_audit).token_page(),
+    Route::at("/admin/audit.jsonl").get(audit::get_audit_jsonl),
 ];

@@ -102,7 +102,7 @@ pub(super) fn confirm_password(
     session: &Session<'_>,
     s: &SignedIn,
     form: &Form,
-    client: &Client,
+    (request, client): (&Request, &Client),
     asked: &Asked<'_>,
 ) -> Result<Option<Response>> {
     let (path, clicked) = (asked.action, asked.clicked);
@@ -136,7 +136,7 @@ pub(super) fn confirm_password(
     let Some(password) = form.get(REAUTH_FIELD) else {
         return Ok(Some(page(200, None)));
     };
-    let check = state.accounts().confirm_password(
+    let check = state.accounts_for(request, client).confirm_password(
         &state.guard(),
         &s.user,
         password,

@@ -69,11 +69,12 @@ pub(super) fn post_end_session(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    act(state, request, client, &SESSIONS, |session, _, form| {
+    act(state, request, client, &SESSIONS, |session, s, form| {
         let handle = form.get("handle").unwrap_or("");
         Ok(
             match state
-                .accounts()
+                .accounts_for(request, client)
+                .by(&s.user)
                 .end_session(session, Owner::Anyone, handle)?
             {
                 Ended::This => Outcome::SignedOut,

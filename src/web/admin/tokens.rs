@@ -2,6 +2,7 @@
 
 use rouille::{Request, Response};
 
+use crate::accounts::AccountError;
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock;
@@ -40,14 +41,15 @@ pub(super) fn get_tokens(state: &State, request: &Request, client: &Client) -> R
 
 /// `POST /admin/tokens/revoke`: anyone's token.
 pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &TOKENS, |_, _, form| {
+    act(state, request, client, &TOKENS, |_, s, form| {
         let id = form
             .get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(WebError::NotFound)?;
-        match state.users.tokens().revoke(id, None) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match accounts.revoke_token(id, None) {
             Ok(()) => Ok(Outcome::Done("token-revoked")),
-            Err(UserError::NoSuchToken) => Err(WebError::NotFound),
+            Err(AccountError::User(UserError::NoSuchToken)) => Err(WebError::NotFound),
             Err(e) => Err(e.into()),
         }
     })

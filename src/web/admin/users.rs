@@ -143,9 +143,9 @@ pub(super) fn get_reset_2fa(state: &State, request: &Request, client: &Client) -
 
 /// `POST /admin/users`: a new user.
 pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &USERS, |_, _, form| {
+    act(state, request, client, &USERS, |_, s, form| {
         let is_admin = form.get("admin").is_some_and(|v| !v.is_empty());
-        let created = state.accounts().create_user(
+        let created = admin_accounts(state, request, client, s).create_user(
             form.get("username").unwrap_or(""),
             form.get("password").unwrap_or(""),
             is_admin,
@@ -170,8 +170,8 @@ fn on_user(
 
 /// `POST /admin/users/password`: a new password; their sessions end.
 pub(super) fn post_password(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    on_user(state, request, client, |session, _, target, form| {
-        let accounts = state.accounts();
+    on_user(state, request, client, |session, s, target, form| {
+        let accounts = admin_accounts(state, request, client, s);
         outcome(
             accounts.may_override(session, target).and_then(|()| {
                 accounts.set_password(target, form.get("password").unwrap_or(""), Some(session))
@@ -207,7 +207,7 @@ pub(super) fn post_names(state: &State, request: &Request, client: &Client) -> R
 pub(super) fn post_disable(state: &State, request: &Request, client: &Client) -> Result<Response> {
     on_user(state, request, client, |_, s, target, _| {
         outcome(
-            state.accounts().disable(Some(&s.user), target, false),
+            admin_accounts(state, request, client, s).disable(Some(&s.user), target, false),
             "user-disabled",
         )
     })
@@ -215,8 +215,11 @@ pub(super) fn post_disable(state: &State, request: &Request, client: &Client) ->
 
 /// `POST /admin/users/enable`.
 pub(super) fn post_enable(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    on_user(state, request, client, |_, _, target, _| {
-        outcome(state.accounts().enable(target), "user-enabled")
+    on_user(state, request, client, |_, s, target, _| {
+        outcome(
+            admin_accounts(state, request, client, s).enable(target),
+            "user-enabled",
+        )
     })
 }
 
@@ -226,8 +229,11 @@ pub(super) fn post_grant_admin(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    on_user(state, request, client, |_, _, target, _| {
-        outcome(state.accounts().grant_admin(target), "admin-granted")
+    on_user(state, request, client, |_, s, target, _| {
+        outcome(
+            admin_accounts(state, request, client, s).grant_admin(target),
+            "admin-granted",
+        )
     })
 }
 
@@ -237,9 +243,9 @@ pub(super) fn post_revoke_admin(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    on_user(state, request, client, |session, _, target, _| {
+    on_user(state, request, client, |session, s, target, _| {
         outcome(
-            state.accounts().revoke_admin(target, Some(session)),
+            admin_accounts(state, request, client, s).revoke_admin(target, Some(session)),
             "admin-revoked",
         )
     })
@@ -252,8 +258,8 @@ pub(super) fn post_reset_2fa(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    on_user(state, request, client, |session, _, target, _| {
-        let accounts = state.accounts();
+    on_user(state, request, client, |session, s, target, _| {
+        let accounts = admin_accounts(state, request, client, s);
         outcome(
             accounts
                 .may_override(session, target)
@@ -268,13 +274,24 @@ pub(super) fn post_delete(state: &State, request: &Request, client: &Client) -> 
     on_user(state, request, client, |_, s, target, form| {
         if form.get("confirm") == Some("yes") {
             outcome(
-                state.accounts().delete(Some(&s.user), target, false),
+                admin_accounts(state, request, client, s).delete(Some(&s.user), target, false),
                 "user-deleted",
             )
         } else {
             Ok(refused(400, "Deleting a user needs the confirm step."))
         }
     })
+}
+
+/// The account operations for an administrator's action, recorded as
+/// theirs, from this request.
+fn admin_accounts<'s>(
+    state: &'s State,
+    request: &Request,
+    client: &Client,
+    s: &SignedIn,
+) -> crate::accounts::Accounts<'s> {
+    state.accounts_for(request, client).by(&s.user)
 }
 
 /// What the admin list says of a user's second factors.

@@ -28,7 +28,7 @@ struct LoginBody {
 pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> Result<Response> {
     same_origin(state, request)?;
     let body: LoginBody = json_body(request)?;
-    let (accounts, guard) = (state.accounts(), state.guard());
+    let (accounts, guard) = (api_accounts(state, request, client), state.guard());
     match accounts.attempt_sign_in(&guard, &body.username, &body.password, client.ip) {
         Err(AccountError::UsernameTooLong) => Err(WebError::BadRequest("the username is too long")),
         Err(e) => Err(e.into()),
@@ -88,6 +88,17 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     }
 }
 
+/// The account operations for an API request (recorded `via=api`).
+fn api_accounts<'s>(
+    state: &'s State,
+    request: &Request,
+    client: &Client,
+) -> crate::accounts::Accounts<'s> {
+    state
+        .accounts()
+        .at(crate::web::state::origin(request, client).via("api"))
+}
+
 fn signed_in_json(user: &User, session: &crate::session::Session<'_>) -> Value {
     let record = session.record();
     json!({
@@ -118,7 +129,7 @@ pub(super) fn post_login_second(
         (None, Some(code)) => Proof::Recovery(code),
         _ => return Err(WebError::BadRequest("give one of code and recovery_code")),
     };
-    let (accounts, guard) = (state.accounts(), state.guard());
+    let (accounts, guard) = (api_accounts(state, request, client), state.guard());
     let response = signing_in(state, request, client, " via=api", |session, finished| {
         Ok(
             match accounts.second_step(&guard, session, client.ip, proof)? {
@@ -164,8 +175,12 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
     }
     with_session(state, request, client, |session| {
         let was_signed_in = session.user_id().is_some();
+        let user = crate::web::signed_in::current_user(state, session)?;
         crate::web::sso::end(state, session);
         session.destroy()?;
+        if let Some(user) = user {
+            api_accounts(state, request, client).signed_out(&user);
+        }
         Ok(json_response(200, &json!({ "signed_out": was_signed_in })))
     })
 }

@@ -126,6 +126,10 @@ fn end_session(
         ));
         let frames = sso::end(state, session);
         session.destroy()?;
+        state
+            .accounts()
+            .at(crate::web::state::origin(request, client).via("oidc"))
+            .signed_out(&user);
         Ok(done(&target, &frames))
     })
 }

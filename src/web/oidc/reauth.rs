@@ -50,7 +50,7 @@ pub(super) fn post_reauth(state: &State, request: &Request, client: &Client) -> 
         check_session_csrf(state, &me.key, &form)?;
         let (next, app) = checked(state, form.get("next").unwrap_or(""))?;
         let password = form.get("reauth_password").unwrap_or("");
-        let check = state.accounts().confirm_password(
+        let check = state.accounts_for(request, client).confirm_password(
             &state.guard(),
             &me.user,
             password,

@@ -64,7 +64,7 @@ pub(super) fn post_enrol(state: &State, request: &Request, client: &Client) -> R
         let next = next_of(state, &subject, None);
         let sealed = session.get::<String>(TOTP_ENROL).unwrap_or_default();
         match state
-            .accounts()
+            .accounts_for(request, client)
             .enable_totp(session, subject, &sealed, code)?
         {
             Some(Enabled { finished: f, codes }) => {

@@ -88,7 +88,7 @@ pub(super) fn post_login(state: &State, request: &Request, client: &Client) -> R
     let password = form.get("password").unwrap_or("");
     let remember = form.get("remember").is_some_and(|v| !v.is_empty());
     let next = safe_next(state, form.get("next"));
-    let (accounts, guard) = (state.accounts(), state.guard());
+    let (accounts, guard) = (state.accounts_for(request, client), state.guard());
     match accounts.attempt_sign_in(&guard, username, password, client.ip) {
         Err(AccountError::UsernameTooLong) => {
             Err(WebError::BadRequest("The username is too long."))
@@ -151,12 +151,16 @@ pub(super) fn post_logout(state: &State, request: &Request, client: &Client) -> 
             return Ok(see_other("/login"));
         };
         check_session_csrf(state, &key, &form)?;
+        let user = current_user(state, session)?;
         // Signing out of gatehouse signs out of every OpenID Connect
         // client this session signed in to: their tokens stop now, and
         // those that asked are told (in the background, or by the frames
         // of the signed-out page).
         let frames = crate::web::sso::end(state, session);
         session.destroy()?;
+        if let Some(user) = user {
+            state.accounts_for(request, client).signed_out(&user);
+        }
         Ok(crate::web::sso::signed_out(
             &frames,
             "/login",

@@ -82,14 +82,15 @@ fn signin_ceremonies(state: &State, request: &Request) -> Vec<Vec<u8>> {
 
 /// The user and stored passkey an assertion names, verified against one
 /// of the `ceremonies` (and that passkey not used since that ceremony
-/// began); `None` when it does not verify, then logged and counted
-/// against `ip` when given (a second step counts its own failure).
+/// began); `None` when it does not verify, then logged, counted against
+/// the address and recorded when `failed_from` gives the request (a second
+/// step counts its own failure).
 pub(super) fn verified_passkey(
     state: &State,
     rp: &RelyingParty,
     ceremonies: &[Vec<u8>],
     response: &str,
-    ip: Option<std::net::IpAddr>,
+    failed_from: Option<(&Request, &Client)>,
 ) -> Result<Option<StoredPasskey>> {
     let factors = state.users.factors();
     let named = passkey::credential_of(response).ok();
@@ -129,8 +130,10 @@ pub(super) fn verified_passkey(
     // Counted against the address only: a credential id is no secret
     // (a second step lists them), so a failure naming one must not lock
     // its owner out.
-    if let Some(ip) = ip {
-        state.accounts().passkey_failed(&state.guard(), None, ip)?;
+    if let Some((request, client)) = failed_from {
+        state
+            .accounts_for(request, client)
+            .passkey_failed(&state.guard(), None, client.ip)?;
     }
     Ok(None)
 }
@@ -167,24 +170,25 @@ pub(super) fn post_signin_passkey(
     let ceremonies = signin_ceremonies(state, request);
     // Verified before the session is touched: a failed answer stores
     // nothing either.
-    let Some(stored) = verified_passkey(state, &rp, &ceremonies, response, Some(client.ip))? else {
+    let Some(stored) =
+        verified_passkey(state, &rp, &ceremonies, response, Some((request, client)))?
+    else {
         return Ok(see_other("/login?passkey=failed").with_additional_header("Set-Cookie", clear));
     };
-    let answer =
-        signing_in(state, request, client, "", |session, finished| match state
-            .accounts()
-            .sign_in_passkey(&guard, session, stored.user_id, remember, client.ip)?
-        {
-            Step::Finished(done, _) => {
-                *finished = Some(done);
-                Ok(see_other(&next))
-            }
-            Step::Throttled(wait) => {
-                let (secs, _) = throttled(wait);
-                Ok(see_other("/login?passkey=throttled")
-                    .with_additional_header("Retry-After", secs.to_string()))
-            }
-            Step::Wrong | Step::Expired => Ok(see_other("/login?passkey=failed")),
-        })?;
+    let answer = signing_in(state, request, client, "", |session, finished| match state
+        .accounts_for(request, client)
+        .sign_in_passkey(&guard, session, stored.user_id, remember, client.ip)?
+    {
+        Step::Finished(done, _) => {
+            *finished = Some(done);
+            Ok(see_other(&next))
+        }
+        Step::Throttled(wait) => {
+            let (secs, _) = throttled(wait);
+            Ok(see_other("/login?passkey=throttled")
+                .with_additional_header("Retry-After", secs.to_string()))
+        }
+        Step::Wrong | Step::Expired => Ok(see_other("/login?passkey=failed")),
+    })?;
     Ok(answer.with_additional_header("Set-Cookie", clear))
 }

@@ -102,7 +102,7 @@ fn second_step_in(
     proof: Proof<'_>,
     finished: &mut Option<Finished>,
 ) -> Result<Response> {
-    let accounts = state.accounts();
+    let accounts = state.accounts_for(request, client);
     let Some(subject) = accounts.subject(session)? else {
         return Ok(see_other("/login"));
     };

@@ -34,6 +34,8 @@ pub struct AccountView<'a> {
     pub names: NamesView,
     /// Sign-in links for a new device.
     pub signin_links: super::SigninLinksView,
+    /// The user's recent activity (they are its subject), newest first.
+    pub activity: Vec<super::AuditRow>,
 }
 
 /// The account page's names.
@@ -80,6 +82,7 @@ pub fn account_page(v: &AccountView<'_>) -> Markup {
                     }
                 }
             }
+            (super::activity_section(&v.activity, v.viewer.username, v.now))
             section.card id="profile" {
                 h2 { "Name and e-mail" }
                 @if v.names.directory {

@@ -61,6 +61,11 @@ pub const SECTIONS: &[Section] = &[
         label: "Invites",
         href: "/admin/invites",
     },
+    Section {
+        id: "audit",
+        label: "Audit log",
+        href: "/admin/audit",
+    },
 ];
 
 /// A page of the admin area: the wide layout, the area's heading and

@@ -2,7 +2,8 @@
 //! per area (`signin`, `dashboard`, `account`, `admin`, `groups` (the admin
 //! area's Groups section), `clients` (its OpenID Connect clients), `tokens` (personal access tokens on `/account` and
 //! `/admin/tokens`), `links` (invites, reset links, sign-in links for a new
-//! device), `setup`, `factors`,
+//! device), `audit` (`/admin/audit` and the account page's recent
+//! activity), `setup`, `factors`,
 //! `errors`, and `confirm`, the confirm step before what cannot be undone)
 //! in the shared `layout`; this file holds the partials they
 //! share (messages, the CSRF field, the pager, the sessions table, the
@@ -14,6 +15,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod clients;
 mod confirm;
 mod dashboard;
@@ -37,6 +39,7 @@ pub use admin::{
     confirm_password_page, delete_user_page, overview_page, reset_factors_page, sessions_page,
     users_page,
 };
+pub use audit::{AuditFilterView, AuditRow, AuditView, activity_section, audit_page};
 pub use clients::{
     ClientForm, ClientItem, ClientsView, Shown, clients_page, delete_client_page,
     rotate_client_page,
@@ -329,6 +332,21 @@ mod tests {
 
     #[test]
     fn pages_carry_no_inline_script_or_style() {
+        let audit_rows = || {
+            vec![AuditRow {
+                id: 7,
+                at: 0,
+                kind: "sign_in\"><x".into(),
+                label: "Sign-in".into(),
+                outcome: "failed".into(),
+                actor: Some("root\"><x".into()),
+                subject: Some("<script>alert(1)</script>".into()),
+                ip: "::1".into(),
+                device: "curl".into(),
+                user_agent: "curl/8\" onmouseover=\"x".into(),
+                detail: "reason=<b>x</b>".into(),
+            }]
+        };
         let rows = || {
             vec![SessionRow {
                 handle: "h".into(),
@@ -441,6 +459,7 @@ mod tests {
                     }],
                     made: Some(("BCDF-GHJK".into(), "/login/link/t\"><x".into(), 1)),
                 },
+                activity: audit_rows(),
             }),
             invite_page(&InviteView {
                 csrf: "t",
@@ -496,6 +515,23 @@ mod tests {
                 has_factor: true,
                 csrf: "t",
                 made: Some(("/reset/t\"><x", 1, true)),
+                now: 0,
+            }),
+            audit_page(&AuditView {
+                viewer: viewer(),
+                rows: audit_rows(),
+                filter: AuditFilterView {
+                    user: "a\"><script>x</script>".into(),
+                    kind: "sign_in".into(),
+                    outcome: "failed".into(),
+                    since: "1d\"><x".into(),
+                    until: String::new(),
+                },
+                kinds: vec![("sign_in", "Sign-in")],
+                outcomes: vec!["ok", "failed"],
+                older: Some("/admin/audit?after=1-2&user=%22".into()),
+                newest: Some("/admin/audit".into()),
+                export: "/admin/audit.jsonl?user=%22".into(),
                 now: 0,
             }),
             admin_tokens_page(&AdminTokensView {
