@@ -360,6 +360,13 @@ impl Sender {
                     crate::logging::quote(&why)
                 ));
                 store.logout_delete(&row.client_id, &row.sid)?;
+                // Its other notices wait too (the given-up one is gone).
+                let last = RETRY_AFTER.last().copied().unwrap_or(POLL);
+                store.logout_retry(
+                    &row.client_id,
+                    &row.sid,
+                    clock::now().saturating_add(millis(last)),
+                )?;
             }
         }
         Ok(true)

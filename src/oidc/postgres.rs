@@ -689,7 +689,8 @@ impl Store for PostgresOidc {
 
     fn logout_retry(&self, client: &str, sid: &str, at: Millis) -> Result<(), OidcError> {
         self.execute(
-            "UPDATE oidc_logouts SET next_at = $3 WHERE client_id = $1 AND sid = $2",
+            "UPDATE oidc_logouts SET next_at = $3 \
+             WHERE client_id = $1 AND (sid = $2 OR next_at < $3)",
             &[(&client, Type::TEXT), (&sid, Type::TEXT), (&at, Type::INT8)],
         )?;
         Ok(())

@@ -587,7 +587,8 @@ impl Store for SqliteOidc {
 
     fn logout_retry(&self, client: &str, sid: &str, at: Millis) -> Result<(), OidcError> {
         self.0.get()?.execute(
-            "UPDATE oidc_logouts SET next_at = ?3 WHERE client_id = ?1 AND sid = ?2",
+            "UPDATE oidc_logouts SET next_at = ?3 \
+             WHERE client_id = ?1 AND (sid = ?2 OR next_at < ?3)",
             params![client, sid, at],
         )?;
         Ok(())

@@ -515,7 +515,11 @@ pub trait Store: Send + Sync {
         until: Millis,
         busy: &[String],
     ) -> Result<Option<LogoutRow>, OidcError>;
-    /// Makes a claimed notice due again at `at` (a failed send to retry).
+    /// Makes a claimed notice due again at `at` (a failed send to retry),
+    /// and every other notice of that client due before then waits until
+    /// `at` too: a client that did not answer is not tried again at once
+    /// with its next notice (two that hang would hold every sender while
+    /// the clients that answer wait behind them).
     fn logout_retry(&self, client_id: &str, sid: &str, at: Millis) -> Result<(), OidcError>;
     /// Deletes a notice (sent, or given up); `false` when it was gone.
     fn logout_delete(&self, client_id: &str, sid: &str) -> Result<bool, OidcError>;
@@ -954,6 +958,44 @@ pub(super) mod conformance {
                 .logout_delete(&again.client_id, &again.sid)
                 .expect("gone")
         );
+        // A client that failed one notice is not tried at once with its
+        // next: its other due notices wait for the retry too (two that
+        // hang would otherwise hold every sender).
+        granted(store, user, "app", "sid-4", 66, now);
+        granted(store, user, "app", "sid-5", 67, now);
+        store
+            .grants_delete_for_session("sid-4", now + 5)
+            .expect("end");
+        store
+            .grants_delete_for_session("sid-5", now + 5)
+            .expect("end");
+        let failed = store
+            .logout_claim(now + 5, now + 30_000, &[])
+            .expect("claim")
+            .expect("one of app's");
+        assert_eq!(failed.client_id, "app");
+        store
+            .logout_retry(&failed.client_id, &failed.sid, now + 100)
+            .expect("retry");
+        assert_eq!(
+            store
+                .logout_claim(now + 5, now + 30_000, &[])
+                .expect("claim"),
+            None,
+            "app's other notice waits for the retry"
+        );
+        for _ in 0..2 {
+            let later = store
+                .logout_claim(now + 100, now + 30_000, &[])
+                .expect("claim")
+                .expect("due at the retry");
+            assert_eq!(later.client_id, "app");
+            assert!(
+                store
+                    .logout_delete(&later.client_id, &later.sid)
+                    .expect("sent")
+            );
+        }
         // The other ways grants end queue notices too, the kept session's
         // excepted.
         granted(store, user, "app", "sid-3", 65, now);
