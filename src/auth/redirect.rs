@@ -10,7 +10,9 @@ const MAX_LEN: usize = 2048;
 
 /// `next` if it is a safe local path, else `None`.
 pub fn local_path(next: &str) -> Option<&str> {
-    if next.is_empty() || next.len() > MAX_LEN || !next.starts_with('/') {
+    // Not ASCII: no header can carry it (the answer would go without its
+    // `Location`); a browser sends such a path percent-encoded.
+    if next.is_empty() || next.len() > MAX_LEN || !next.starts_with('/') || !next.is_ascii() {
         return None;
     }
     if next
@@ -53,6 +55,7 @@ pub fn target(next: Option<&str>, allowed_host: impl Fn(&str) -> bool) -> &str {
         return "/";
     };
     if next.len() > MAX_LEN
+        || !next.is_ascii()
         || next
             .chars()
             .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
@@ -131,6 +134,9 @@ mod tests {
             "evil.example",
             "/x%5c",
             "/x%7f",
+            // No header carries it: the answer would have no `Location`.
+            "/\u{e9}",
+            "/wiki/Caf\u{e9}",
         ] {
             assert_eq!(local_path(bad), None, "{bad:?}");
             assert_eq!(or_root(Some(bad)), "/");

@@ -477,6 +477,13 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("{uri:?} contains spaces or control characters"));
     }
+    // The answer's `Location` header carries it: ASCII only (a browser
+    // sends such an address percent-encoded, its host in punycode).
+    if !uri.is_ascii() {
+        return Err(format!(
+            "{uri:?} must be ASCII: percent-encode other characters (RFC 3986), a host in punycode"
+        ));
+    }
     if uri.contains('#') {
         return Err(format!(
             "{uri:?} has a fragment (#), which redirect URIs may not have"
@@ -1111,6 +1118,8 @@ tenant = "lan"
             "https://user@host/cb",
             "https://host/a b",
             "https://host/\ncb",
+            "https://app.test/\u{e9}",
+            "https://b\u{fc}cher.lan/cb",
             "1app:/cb",
             "app:",
         ] {

@@ -733,7 +733,9 @@ impl Store for PostgresOidc {
     fn client_create(&self, c: &ClientRow) -> Result<bool, OidcError> {
         let secret = c.secret_hash.as_ref().map(|h| &h[..]);
         let (uris, groups) = (to_json_list(&c.redirect_uris), to_json_list(&c.groups));
-        Ok(self.execute(
+        let mut conn = self.client()?;
+        let mut tx = conn.transaction()?;
+        let made = tx.execute_typed(
             &format!(
                 "INSERT INTO oidc_clients ({CLIENT}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -755,7 +757,15 @@ impl Store for PostgresOidc {
                 (&c.created_at, Type::INT8),
                 (&c.secret_set_at, Type::INT8),
             ],
-        )? == 1)
+        )? == 1;
+        if made {
+            // A sign-in under way while a client of this id was deleted may
+            // have made a grant after the delete: the new client inherits
+            // nothing (see the SQLite store's `forget_grants_of`).
+            forget_grants_of(&mut tx, &c.id)?;
+        }
+        tx.commit()?;
+        Ok(made)
     }
 
     fn client_find(&self, id: &str) -> Result<Option<ClientRow>, OidcError> {
@@ -801,20 +811,26 @@ impl Store for PostgresOidc {
             return Ok(false);
         }
         if end_grants {
-            // Codes, tokens and device approvals go with their grant (ON
-            // DELETE CASCADE); a device still waiting has no grant.
-            tx.execute_typed(
-                "DELETE FROM oidc_grants WHERE client_id = $1",
-                &[(&id, Type::TEXT)],
-            )?;
-            tx.execute_typed(
-                "DELETE FROM oidc_devices WHERE client_id = $1",
-                &[(&id, Type::TEXT)],
-            )?;
+            forget_grants_of(&mut tx, id)?;
         }
         tx.commit()?;
         Ok(true)
     }
+}
+
+/// Deletes every grant of the client `id` (their codes, tokens and device
+/// approvals go with them: ON DELETE CASCADE) and its waiting device
+/// codes, which have no grant.
+fn forget_grants_of(tx: &mut postgres::Transaction<'_>, id: &str) -> Result<(), OidcError> {
+    tx.execute_typed(
+        "DELETE FROM oidc_grants WHERE client_id = $1",
+        &[(&id, Type::TEXT)],
+    )?;
+    tx.execute_typed(
+        "DELETE FROM oidc_devices WHERE client_id = $1",
+        &[(&id, Type::TEXT)],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,6 +40,14 @@ pub const MAX_ID_LEN: usize = 255;
 /// it is read on every request that names it.
 pub const MAX_LISTED: usize = 20;
 
+/// The most bytes of redirect URIs one client made here lists (all of
+/// them together): the list page and every start page show them.
+pub const MAX_URI_BYTES: usize = 4096;
+
+/// The most clients made here: every start page reads them all (for the
+/// launch links), and the admin page lists them.
+pub const MAX_CLIENTS: usize = 100;
+
 /// What an administrator asks for: what `[[clients]]` takes, less the
 /// extra claims and the logout settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,8 +302,44 @@ impl<'a> Registry<'a> {
                 "must not start or end with spaces (an app would never send them)".into(),
             ));
         }
+        // Characters that show as nothing, or turn the text around: an id
+        // or name that looks like another client's (`Grafana` and
+        // `Grafana` with a zero-width space) on the page and in the
+        // command line's list.
+        for (field, text) in [("id", &id), ("name", &new.name)] {
+            if text.chars().any(crate::logging::is_format) {
+                return Err(invalid(
+                    field,
+                    "must not contain invisible or direction-changing characters".into(),
+                ));
+            }
+        }
+        if new
+            .groups
+            .iter()
+            .any(|g| g.chars().any(crate::logging::is_format))
+        {
+            return Err(invalid(
+                "groups",
+                "must not contain invisible or direction-changing characters".into(),
+            ));
+        }
         if self.configured.find(&id).is_some() {
             return Err(RegistryError::Configured(id));
+        }
+        if new.redirect_uris.iter().map(String::len).sum::<usize>() > MAX_URI_BYTES {
+            return Err(invalid(
+                "redirect_uris",
+                format!("are more than {MAX_URI_BYTES} bytes together"),
+            ));
+        }
+        if self.store.client_list()?.len() >= MAX_CLIENTS {
+            return Err(invalid(
+                "id",
+                format!(
+                    "cannot be made: there are {MAX_CLIENTS} clients made here already (delete one, or configure clients in gatehouse.toml)"
+                ),
+            ));
         }
         if new.redirect_uris.len() > MAX_LISTED {
             return Err(invalid(
@@ -312,8 +356,10 @@ impl<'a> Registry<'a> {
         let secret = (!new.public).then(new_secret);
         let row = ClientRow {
             id: id.clone(),
+            // An id longer than a name may be names the client by its
+            // first 100 characters.
             name: if new.name.is_empty() {
-                id.clone()
+                id.chars().take(100).collect()
             } else {
                 new.name.clone()
             },
@@ -491,6 +537,26 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_clients_are_made_and_a_long_id_names_its_client() {
+        let (_dir, store) = store();
+        let file = configured();
+        let r = Registry::new(&file, &store);
+        let long = "x".repeat(MAX_ID_LEN);
+        let made = r.create(&new(&long), 1).expect("a 255-byte id");
+        assert_eq!(made.client.name.chars().count(), 100);
+        for i in 1..MAX_CLIENTS {
+            r.create(&new(&format!("c{i}")), 1).expect("room");
+        }
+        match r.create(&new("one-more"), 1) {
+            Err(RegistryError::Invalid(e)) => assert_eq!(e.field, "id"),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.find_stored("one-more").expect("find").is_none());
+        r.delete("c1").expect("delete");
+        r.create(&new("one-more"), 1).expect("room again");
+    }
+
+    #[test]
     fn an_empty_id_gets_a_random_one_and_a_public_client_no_secret() {
         let (_dir, store) = store();
         let file = configured();
@@ -574,6 +640,36 @@ mod tests {
                     ..new("a")
                 },
                 "redirect_uris",
+            ),
+            (
+                NewClient {
+                    redirect_uris: vec![format!("https://x/{}", "a".repeat(1100)); 4],
+                    ..new("a")
+                },
+                "redirect_uris",
+            ),
+            (
+                NewClient {
+                    redirect_uris: vec!["https://app.test/\u{e9}".into()],
+                    ..new("a")
+                },
+                "redirect_uris",
+            ),
+            (new("Grafana\u{200b}"), "id"),
+            (new("Graf\u{202e}ana"), "id"),
+            (
+                NewClient {
+                    name: "Grafana\u{2060}".into(),
+                    ..new("a")
+                },
+                "name",
+            ),
+            (
+                NewClient {
+                    groups: vec!["ad\u{200d}mins".into()],
+                    ..new("a")
+                },
+                "groups",
             ),
             (
                 NewClient {

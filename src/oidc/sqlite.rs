@@ -630,7 +630,9 @@ impl Store for SqliteOidc {
     }
 
     fn client_create(&self, c: &ClientRow) -> Result<bool, OidcError> {
-        let n = self.0.get()?.execute(
+        let mut conn = self.0.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             &format!(
                 "INSERT INTO oidc_clients ({CLIENT}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
@@ -653,6 +655,10 @@ impl Store for SqliteOidc {
                 c.secret_set_at
             ],
         )?;
+        if n == 1 {
+            forget_grants_of(&tx, &c.id)?;
+        }
+        tx.commit()?;
         Ok(n == 1)
     }
 
@@ -687,14 +693,23 @@ impl Store for SqliteOidc {
             return Ok(false);
         }
         if end_grants {
-            // The codes, tokens and device approvals of each grant go with
-            // it (ON DELETE CASCADE); a device still waiting has no grant.
-            tx.execute("DELETE FROM oidc_grants WHERE client_id = ?1", [id])?;
-            tx.execute("DELETE FROM oidc_devices WHERE client_id = ?1", [id])?;
+            forget_grants_of(&tx, id)?;
         }
         tx.commit()?;
         Ok(true)
     }
+}
+
+/// Deletes every grant of the client `id` and its waiting device codes: a
+/// deleted client's, and a new client's of the same id (a sign-in that
+/// was under way while the old one was deleted may have made a grant
+/// after the delete: it must not come back to life with the new client).
+/// The codes, tokens and device approvals of each grant go with it (ON
+/// DELETE CASCADE); a device still waiting has no grant.
+fn forget_grants_of(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM oidc_grants WHERE client_id = ?1", [id])?;
+    tx.execute("DELETE FROM oidc_devices WHERE client_id = ?1", [id])?;
+    Ok(())
 }
 
 /// The statement that queues a back-channel logout notice for each client

@@ -1369,16 +1369,23 @@ pub(super) mod conformance {
             "nothing is ended for an id that is not stored"
         );
 
-        // Without `end_grants` (a stored client an id in gatehouse.toml
-        // hides): the row goes, the configured client's grants stay.
+        // A new client inherits nothing of an earlier one of its id (a
+        // grant a sign-in made while the old one was being deleted, or a
+        // client that left gatehouse.toml): its grants end as it is made.
         assert!(
             store
                 .client_create(&client_row("neighbour", Some(hash(67)), now))
                 .expect("create")
         );
+        assert!(store.token_find(&hash(64)).expect("find").is_none());
+        assert!(!store.grant_delete(&theirs.id).expect("gone"));
+
+        // Without `end_grants` (a stored client an id in gatehouse.toml
+        // hides): the row goes, the configured client's grants stay.
+        let configured = granted_with_token(store, user, "neighbour", 68, now);
         assert!(store.client_delete("neighbour", false).expect("delete"));
-        assert!(store.token_find(&hash(64)).expect("find").is_some());
-        store.grant_delete(&theirs.id).expect("delete");
+        assert!(store.token_find(&hash(68)).expect("find").is_some());
+        store.grant_delete(&configured.id).expect("delete");
         assert!(store.client_delete(&odd.id, true).expect("delete"));
         assert!(store.client_list().expect("list").is_empty());
     }
