@@ -38,9 +38,10 @@
 //! and reset), `admin` (user administration and the last administrator),
 //! `revoke` (ending sessions and pending sign-ins), `groups` (groups and
 //! their members), `credentials` (tokens and Basic), `tokens` (tokens made
-//! and revoked), `directory` (staying in step with the
+//! and revoked), `clients` (OpenID Connect clients made, given a new
+//! secret, deleted), `directory` (staying in step with the
 //! directory), `links` (invites, reset links, sign-in links for a new
-//! device). This file keeps the
+//! device: made, used, revoked). This file keeps the
 //! types they share and [`Accounts`] itself.
 //!
 //! - **The audit log**: each operation records what it did in
@@ -66,6 +67,7 @@ use crate::users::audit::{Event, Kind, Origin, Outcome};
 use crate::users::{User, UserError, UserId, Users};
 
 mod admin;
+mod clients;
 pub mod credentials;
 pub mod directory;
 mod factors;
@@ -455,7 +457,7 @@ impl<'a> Accounts<'a> {
     /// Records `kind`, done by this caller's actor ([`by`](Self::by)) to
     /// `subject`, from its origin ([`at`](Self::at)), with a short
     /// `key=value` detail: the one call a feature that is no operation
-    /// here needs (an invite made, a client revoked, a reset link used).
+    /// here needs.
     /// A row that cannot be written is logged; the caller goes on.
     pub fn record(&self, kind: Kind, subject: Option<&str>, detail: String) {
         self.users.audit().record(

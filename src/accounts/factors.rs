@@ -31,7 +31,7 @@ impl Accounts<'_> {
             return Ok(None);
         }
         let codes = if replacing {
-            self.drop_old_factors(user, Kept::Totp)?
+            self.drop_old_factors(&subject.user, Kept::Totp)?
         } else {
             self.recovery_codes_if_none(user)?
         };
@@ -63,7 +63,7 @@ impl Accounts<'_> {
             .factors()
             .add_passkey(user, credential_id, name, credential)?;
         let codes = if replacing {
-            self.drop_old_factors(user, Kept::Passkey(credential_id))?
+            self.drop_old_factors(&subject.user, Kept::Passkey(credential_id))?
         } else {
             self.recovery_codes_if_none(user)?
         };
@@ -202,19 +202,35 @@ impl Accounts<'_> {
     /// set up in place of lost ones (a reset link's new factor), and gives
     /// them new recovery codes (the old ones may have been lost with the
     /// phone). Only now, once the new factor is in force: a reset that is
-    /// abandoned half-way leaves the user what they had.
-    fn drop_old_factors(&self, user: UserId, kept: Kept<'_>) -> Result<Vec<String>, AccountError> {
+    /// abandoned half-way leaves the user what they had. Recorded as the
+    /// user's factors reset, by them, through the link (the new factor is
+    /// recorded as added by the caller).
+    fn drop_old_factors(&self, owner: &User, kept: Kept<'_>) -> Result<Vec<String>, AccountError> {
         let factors = self.users.factors();
+        let user = owner.id;
         if !matches!(kept, Kept::Totp) {
             factors.remove_totp(user)?;
         }
+        let mut passkeys = 0;
         for passkey in factors.passkeys(user)? {
             if !matches!(kept, Kept::Passkey(id) if id == passkey.credential_id.as_slice()) {
                 factors.remove_passkey(user, passkey.id)?;
+                passkeys += 1;
             }
         }
-        // audit: factor_reset (old factors replaced through a reset link)
-        Ok(factors.new_recovery_codes(user)?)
+        let codes = factors.new_recovery_codes(user)?;
+        let name = Some(owner.username.as_str());
+        let kept = match kept {
+            Kept::Totp => "totp",
+            Kept::Passkey(_) => "passkey",
+        };
+        self.users.audit().record(
+            &self.origin,
+            &Event::ok(Kind::FactorsReset, name, name).detail(format!(
+                "through=reset_link kept={kept} passkeys_removed={passkeys} recovery_codes=new"
+            )),
+        );
+        Ok(codes)
     }
 
     pub(super) fn recovery_codes_if_none(&self, user: UserId) -> Result<Vec<String>, AccountError> {

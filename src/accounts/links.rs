@@ -26,6 +26,15 @@
 //!   so it is exactly as good as the maker's and never better. It
 //!   carries no recent password: an administrator's action or an app's
 //!   `prompt=login` asks for the password again.
+//! - **The audit log**: a link made or revoked is recorded as done by the
+//!   caller's actor (an administrator, the command line, the user) to
+//!   the user it is for; a link used, as done by that user: an invite's
+//!   account as a sign-up is (`user_created`, by no one), a named user's
+//!   first password as `password_changed` with `first=yes`, a reset
+//!   link's as `password_reset` (and the factors a new one replaced as
+//!   `factors_reset`); a link or code that does not work as a failed
+//!   sign-in (`reason=unknown_link`), once the throttle let it through
+//!   and within the log's flood budget. Never a token or a code.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -33,7 +42,7 @@ use std::time::Duration;
 use crate::clock::Millis;
 use crate::session::{Session, SessionKey};
 use crate::users::factors::Policy;
-use crate::users::links::{MadeSignin, Redeemed};
+use crate::users::links::{Invite, LinkId, MadeSignin, NewInvite, Redeemed, ResetLink};
 use crate::users::{User, Username};
 
 use super::signin::{log, log_lock, pend, pend_as};
@@ -115,13 +124,19 @@ impl Accounts<'_> {
         ip: IpAddr,
         via: &str,
     ) -> Result<(), AccountError> {
-        // audit: signin_failed (reason unknown_link, the kind of link in `via`)
         guard.counters.login("unknown_link");
         log(
             "-",
             "failed",
             ip,
             &format!(" reason=unknown_link via={via}"),
+        );
+        // Let through the throttle (the caller asked `link_wait` first),
+        // then the log's flood budget.
+        self.record_failed(
+            Kind::SignIn,
+            None,
+            format!("method={via} reason=unknown_link"),
         );
         for lock in guard.throttle.address_failure(ip)? {
             log_lock("-", ip, &lock);
@@ -148,6 +163,9 @@ impl Accounts<'_> {
         ip: IpAddr,
     ) -> Result<Accepted, AccountError> {
         let name = name.map(Username::parse).transpose()?;
+        // Which invite it is, for the audit log: read before its use is
+        // taken (the use itself is taken, or not, in one transaction).
+        let invite = self.users.find_invite(token, crate::clock::now())?;
         let id = match self.users.redeem_invite(token, name.as_ref(), password)? {
             Redeemed::Done(id) => id,
             Redeemed::Unusable => return Ok(Accepted::Unusable),
@@ -157,7 +175,7 @@ impl Accounts<'_> {
             .users
             .find_by_id(id)?
             .ok_or(crate::users::UserError::NotFound)?;
-        // audit: user_created (through an invite; a named user's: password_set)
+        self.record_invite_used(&user, invite.as_ref(), name.is_none());
         log(&user.username, "created", ip, " via=invite");
         let created = self.sign_in_created(session, &user, NEXT_CREATED, policy)?;
         Ok(Accepted::Done(user, created))
@@ -180,10 +198,24 @@ impl Accounts<'_> {
         policy: Policy,
         ip: IpAddr,
     ) -> Result<Option<AfterReset>, AccountError> {
+        // Which link it is, for the audit log: read before it is used.
+        let link = self
+            .users
+            .find_reset_link(token, crate::clock::now())?
+            .map(|(link, _)| link);
         let Some((user, new_factor)) = self.users.redeem_reset_link(token, password)? else {
             return Ok(None);
         };
-        // audit: password_reset (through a reset link)
+        // Recorded once the password is set (committed), before what it
+        // ends: the user, through the link an administrator gave them.
+        let name = Some(user.username.as_str());
+        let about = link.as_ref().map_or_else(String::new, |l| {
+            format!("link={} made_by={} ", l.id, made_by(&l.created_by))
+        });
+        self.record_event(
+            &Event::ok(Kind::PasswordReset, name, name)
+                .detail(format!("{about}new_factor={}", yes_no(new_factor))),
+        );
         log(
             &user.username,
             "password_reset",
@@ -265,8 +297,16 @@ impl Accounts<'_> {
         if !two_factors(&methods) && self.users.factors().summary(user.id)?.any() {
             return Err(AccountError::Refused(Refusal::SecondStepFirst));
         }
-        // audit: signin_link_created
-        Ok(self.users.create_signin_link(user, &methods, now)?)
+        let made = self.users.create_signin_link(user, &methods, now)?;
+        let name = Some(user.username.as_str());
+        self.record_event(
+            &Event::ok(Kind::SigninLinkCreated, name, name).detail(format!(
+                "link={} methods={}",
+                made.link.id,
+                made.link.methods.join(",")
+            )),
+        );
+        Ok(made)
     }
 
     /// Signs `session` in with the sign-in link whose token or code is
@@ -301,8 +341,161 @@ impl Accounts<'_> {
         // sign-in here left must not count as one.
         session.remove(PENDING)?;
         session.remove(REAUTH_AT)?;
-        // audit: signin_link_used (the sign-in itself: login ok via=link)
+        // Recorded by `Finished::committed` as a sign-in, method `link`.
         let finished = self.sign_in(session, user, false, methods, None, (Kind::SignIn, "link"))?;
         Ok(LinkSignIn::Finished(finished))
     }
+}
+
+impl Accounts<'_> {
+    /// Revokes `user`'s unused sign-in link `id` (their own only).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::users::UserError::NoSuchLink`] (also for another user's);
+    /// database failures.
+    pub fn revoke_signin_link(&self, id: LinkId, user: &User) -> Result<(), AccountError> {
+        self.users.revoke_signin_link(id, user.id)?;
+        let name = Some(user.username.as_str());
+        self.record_event(
+            &Event::ok(Kind::SigninLinkRevoked, name, name).detail(format!("link={id}")),
+        );
+        Ok(())
+    }
+
+    /// Makes an invite (see [`crate::users::Users::create_invite`]): its
+    /// token, shown once, and its row. Recorded as made by this caller's
+    /// actor; an invite that names a user makes them now, recorded too.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::users::Users::create_invite`].
+    pub fn create_invite(
+        &self,
+        new: &NewInvite,
+        now: Millis,
+    ) -> Result<(String, Invite), AccountError> {
+        let (token, invite) = self.users.create_invite(new, now)?;
+        let named = invite.user.as_ref().map(|(_, name)| name.as_str());
+        if named.is_some() {
+            self.record(
+                Kind::UserCreated,
+                named,
+                format!("role=user invite={}", invite.id),
+            );
+        }
+        let groups = if new.groups.is_empty() {
+            "-".to_owned()
+        } else {
+            new.groups.join(",")
+        };
+        self.record(
+            Kind::InviteCreated,
+            named,
+            format!(
+                "invite={} uses={} groups={groups} expires={}",
+                invite.id,
+                invite.uses,
+                crate::logging::rfc3339(invite.expires_at)
+            ),
+        );
+        Ok((token, invite))
+    }
+
+    /// Revokes invite `id`; recorded with the user it names, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::users::UserError::NoSuchLink`]; database failures.
+    pub fn revoke_invite(&self, id: LinkId) -> Result<(), AccountError> {
+        let named = self
+            .users
+            .invites()?
+            .into_iter()
+            .find(|l| l.invite.id == id)
+            .and_then(|l| l.invite.user.map(|(_, name)| name));
+        self.users.revoke_invite(id)?;
+        self.record(
+            Kind::InviteRevoked,
+            named.as_deref(),
+            format!("invite={id}"),
+        );
+        Ok(())
+    }
+
+    /// Makes a reset link for `user` (replacing theirs), made by
+    /// `created_by` (empty: the command line): its token, shown once, and
+    /// its row. Recorded as done by this caller's actor to `user`.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::users::Users::create_reset_link`].
+    pub fn create_reset_link(
+        &self,
+        user: &User,
+        created_by: &str,
+        expires_at: Millis,
+        new_factor: bool,
+        now: Millis,
+    ) -> Result<(String, ResetLink), AccountError> {
+        let (token, link) = self
+            .users
+            .create_reset_link(user, created_by, expires_at, new_factor, now)?;
+        self.record(
+            Kind::ResetLinkCreated,
+            Some(&user.username),
+            format!(
+                "link={} expires={} new_factor={}",
+                link.id,
+                crate::logging::rfc3339(link.expires_at),
+                yes_no(link.new_factor)
+            ),
+        );
+        Ok((token, link))
+    }
+
+    /// Revokes `user`'s reset link.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::users::UserError::NoSuchLink`]; database failures.
+    pub fn revoke_reset_link(&self, user: &User) -> Result<(), AccountError> {
+        self.users.revoke_reset_link(user.id)?;
+        self.record(Kind::ResetLinkRevoked, Some(&user.username), String::new());
+        Ok(())
+    }
+
+    /// Records an invite used by `user`: the account it made (or, for a
+    /// named user, `named`, their first password), and the use.
+    fn record_invite_used(&self, user: &User, invite: Option<&Invite>, named: bool) {
+        let name = Some(user.username.as_str());
+        let about = invite.map_or_else(String::new, |i| {
+            format!("invite={} made_by={}", i.id, made_by(&i.created_by))
+        });
+        if named {
+            self.record_event(
+                &Event::ok(Kind::PasswordChanged, name, name).detail(format!("first=yes {about}")),
+            );
+        } else {
+            // As a sign-up: no one made it but the invitee, with the invite.
+            self.record_event(
+                &Event::ok(Kind::UserCreated, None, name).detail(format!("role=user {about}")),
+            );
+        }
+        self.record_event(&Event::ok(Kind::InviteUsed, name, name).detail(about));
+    }
+}
+
+/// Who made a link, as the audit log's detail says it: their name, or
+/// `(cli)` for the command line (no username has parentheses).
+fn made_by(created_by: &str) -> &str {
+    if created_by.is_empty() {
+        "(cli)"
+    } else {
+        created_by
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }

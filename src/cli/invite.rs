@@ -7,9 +7,11 @@ use std::io::Write;
 
 use clap::Subcommand;
 
+use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::logging::rfc3339;
 use crate::users::Username;
+use crate::users::audit::Origin;
 use crate::users::links::{INVITE_FOR, ListedInvite, NewInvite};
 
 use super::{CliError, Global, config, stores};
@@ -99,7 +101,9 @@ fn line(out: &mut impl Write, l: &ListedInvite) -> std::io::Result<()> {
 pub(super) fn invite(global: &Global, cmd: InviteCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let config = config(global, &[])?;
-    let (users, _, _) = stores(global)?;
+    let (users, store, grants) = stores(global)?;
+    // What changes is recorded in the audit log as the command line's.
+    let accounts = Accounts::new(&users, &*store, &*grants).at(Origin::cli());
     let now = crate::clock::now();
     match cmd {
         InviteCommand::Create {
@@ -124,8 +128,7 @@ pub(super) fn invite(global: &Global, cmd: InviteCommand) -> Result<(), CliError
                     .collect(),
                 user,
             };
-            let (token, invite) = users.create_invite(&new, now)?;
-            // audit: invite_created by the command line (and user_created with --user)
+            let (token, invite) = accounts.create_invite(&new, now)?;
             let (url, known) = address(&config, &format!("/invite/{token}"));
             writeln!(out, "{url}")?;
             say_path_only(known);
@@ -147,8 +150,7 @@ pub(super) fn invite(global: &Global, cmd: InviteCommand) -> Result<(), CliError
             }
         }
         InviteCommand::Revoke { id } => {
-            users.revoke_invite(id)?;
-            // audit: invite_revoked (by the command line)
+            accounts.revoke_invite(id)?;
             writeln!(out, "revoked invite {id}")?;
         }
     }

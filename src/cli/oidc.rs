@@ -9,9 +9,11 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+use crate::accounts::Accounts;
 use crate::app::{self, AppError};
 use crate::config::Config;
 use crate::oidc::{Alg, NewClient, Pkce, Registry};
+use crate::users::audit::Origin;
 
 use super::{CliError, Global, config};
 
@@ -158,11 +160,14 @@ pub(super) fn client(global: &Global, cmd: ClientCommand) -> Result<(), CliError
     let config = config(global, &[])?;
     let backends = app::open_backends(&config, app::foreign_wal_for_command(&config.data_dir))?;
     let registry = Registry::new(&config.clients, backends.oidc.as_ref());
+    // What changes is recorded in the audit log as the command line's.
+    let accounts =
+        Accounts::new(&backends.users, &*backends.store, &*backends.oidc).at(Origin::cli());
     let mut out = std::io::stdout().lock();
     let now = crate::clock::now();
     match cmd {
         ClientCommand::Create(args) => {
-            let created = registry.create(&args.new_client(), now)?;
+            let created = accounts.create_client(&registry, &args.new_client(), now)?;
             prepare_key(&config, backends.oidc.clone(), created.client.signing_alg);
             writeln!(out, "client id: {}", created.client.id)?;
             match created.secret {
@@ -208,7 +213,7 @@ pub(super) fn client(global: &Global, cmd: ClientCommand) -> Result<(), CliError
             }
         }
         ClientCommand::RotateSecret { id } => {
-            let secret = registry.rotate_secret(&id, now)?;
+            let secret = accounts.rotate_client_secret(&registry, &id, now)?;
             writeln!(out, "client id: {id}")?;
             writeln!(out, "client secret: {secret}")?;
             writeln!(
@@ -217,7 +222,7 @@ pub(super) fn client(global: &Global, cmd: ClientCommand) -> Result<(), CliError
             )?;
         }
         ClientCommand::Delete { id } => {
-            registry.delete(&id)?;
+            accounts.delete_client(&registry, &id)?;
             writeln!(out, "deleted client {id}: every sign-in it held has ended")?;
         }
     }

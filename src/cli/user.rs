@@ -232,11 +232,11 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
             revoke,
         } => {
             let config = super::config(global, &[])?;
-            let (users, _, _) = stores(global)?;
+            let (users, store, grants) = stores(global)?;
             let user = users.get_by_name(&name)?;
+            let accounts = Accounts::new(&users, &*store, &*grants).at(Origin::cli());
             if revoke {
-                users.revoke_reset_link(user.id)?;
-                // audit: reset_link_revoked (by the command line)
+                accounts.revoke_reset_link(&user)?;
                 writeln!(out, "revoked the reset link of {}", user.username)?;
                 return Ok(());
             }
@@ -245,8 +245,8 @@ pub(super) fn user(global: &Global, cmd: UserCommand) -> Result<(), CliError> {
                 Some(e) => super::invite::from_now(&e, now)?,
                 None => now.saturating_add(crate::users::links::RESET_FOR),
             };
-            let (token, link) = users.create_reset_link(&user, "", expires_at, new_factor, now)?;
-            // audit: reset_link_created (by the command line)
+            let (token, link) =
+                accounts.create_reset_link(&user, "", expires_at, new_factor, now)?;
             let (url, known) = super::invite::address(&config, &format!("/reset/{token}"));
             writeln!(out, "{url}")?;
             super::invite::say_path_only(known);

@@ -446,24 +446,19 @@ impl Provider {
         self.registry().find(id)
     }
 
-    /// [`Registry::create`], and the signing key of the client's
-    /// algorithm made now (as the file's are at start), so the JWKS a
-    /// relying party reads first already has it. A key that cannot be
-    /// made now is made at the first sign-in (and the failure logged).
-    ///
-    /// # Errors
-    ///
-    /// As [`Registry::create`].
-    pub fn create_client(&self, new: &NewClient, now: Millis) -> Result<Created, RegistryError> {
-        let created = self.registry().create(new, now)?;
-        if let Err(e) = self.keys().prepare([created.client.signing_alg]) {
+    /// Makes the signing key of `client`'s algorithm now (as the file's
+    /// are at start), so the JWKS a relying party reads first already has
+    /// it: called once a client is made ([`Registry::create`]). A key that
+    /// cannot be made now is made at the first sign-in (and the failure
+    /// logged).
+    pub fn prepare_client_key(&self, client: &Client) {
+        if let Err(e) = self.keys().prepare([client.signing_alg]) {
             crate::logging::line(&format!(
                 "oidc key alg={} for client={} not made yet: {e}",
-                created.client.signing_alg.as_str(),
-                crate::logging::quote(&created.client.id)
+                client.signing_alg.as_str(),
+                crate::logging::quote(&client.id)
             ));
         }
-        Ok(created)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The audit log: one row per security event (a sign-in and how it went, a
 //! second step, a sign-out, a session ended, a password or a second factor
-//! changed, a user, group, token, client or invite made or changed, the
+//! changed, a user, group, token, client, invite or link made or changed, the
 //! configuration reloaded), with when, what, how it came out, who did it,
 //! to whom, from which address and user agent, and a short detail. Kept in
 //! the users' database (SQLite, or PostgreSQL shared by every instance;
@@ -96,7 +96,8 @@ pub enum Kind {
     /// Sessions ended by their user (one, or all others) or an
     /// administrator.
     SessionEnded,
-    /// A password set: by its user, an administrator or the command line.
+    /// A password set: by its user, an administrator or the command line;
+    /// or a named user's first, through their invite (`first=yes`).
     PasswordChanged,
     /// A password set through a reset link.
     PasswordReset,
@@ -104,12 +105,18 @@ pub enum Kind {
     ResetLinkCreated,
     /// A reset link revoked.
     ResetLinkRevoked,
+    /// A sign-in link for a new device made by its user.
+    SigninLinkCreated,
+    /// A sign-in link for a new device revoked by its user.
+    SigninLinkRevoked,
     /// A second factor added (an authenticator, a passkey, new recovery
     /// codes).
     FactorAdded,
     /// A second factor removed by its user.
     FactorRemoved,
-    /// Every second factor of a user removed by an administrator.
+    /// Every second factor of a user removed by an administrator; or
+    /// those a new one replaced, through a reset link that asked for one
+    /// (`through=reset_link`).
     FactorsReset,
     /// A user made.
     UserCreated,
@@ -167,6 +174,8 @@ impl Kind {
         Kind::PasswordReset,
         Kind::ResetLinkCreated,
         Kind::ResetLinkRevoked,
+        Kind::SigninLinkCreated,
+        Kind::SigninLinkRevoked,
         Kind::FactorAdded,
         Kind::FactorRemoved,
         Kind::FactorsReset,
@@ -205,6 +214,8 @@ impl Kind {
             Self::PasswordReset => "password_reset",
             Self::ResetLinkCreated => "reset_link_created",
             Self::ResetLinkRevoked => "reset_link_revoked",
+            Self::SigninLinkCreated => "signin_link_created",
+            Self::SigninLinkRevoked => "signin_link_revoked",
             Self::FactorAdded => "factor_added",
             Self::FactorRemoved => "factor_removed",
             Self::FactorsReset => "factors_reset",
@@ -249,6 +260,8 @@ impl Kind {
             Self::PasswordReset => "Password reset",
             Self::ResetLinkCreated => "Reset link made",
             Self::ResetLinkRevoked => "Reset link revoked",
+            Self::SigninLinkCreated => "Sign-in link made",
+            Self::SigninLinkRevoked => "Sign-in link revoked",
             Self::FactorAdded => "Second factor added",
             Self::FactorRemoved => "Second factor removed",
             Self::FactorsReset => "Second factors reset",

@@ -1119,45 +1119,767 @@ fn a_configuration_reload_is_recorded_and_read_at_the_command_line() {
     let _ = child.wait();
 }
 
+/// The value of `key=` in `event`'s detail.
+fn detail_of(event: &Value, key: &str) -> String {
+    let prefix = format!("{key}=");
+    s(event, "detail")
+        .split(' ')
+        .find_map(|w| w.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {event}"))
+        .to_owned()
+}
+
+/// The value of the `<input>` whose id is `id`, unescaped.
+fn shown(page: &Resp, id: &str) -> String {
+    let at = page
+        .body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {}", page.body));
+    let rest = &page.body[at..];
+    let rest = &rest[rest.find("value=\"").expect("a value") + "value=\"".len()..];
+    rest[..rest.find('"').expect("its end")]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The path of a link (from `prefix` on) in `text`.
+fn link_path(text: &str, prefix: &str) -> String {
+    let at = text.find(prefix).unwrap_or_else(|| panic!("{text}"));
+    text[at..].trim().to_owned()
+}
+
+/// Asserts no row of the log holds `secret` (a link's token, a code, a
+/// client's secret).
+#[track_caller]
+fn nowhere_in_the_log(admin: &Browser, secret: &str) {
+    let all = admin.get("/admin/audit.jsonl");
+    assert_eq!(all.status, 200);
+    assert!(!all.body.contains(secret), "{secret} in {}", all.body);
+}
+
+/// Makes an invite on `/admin/invites` with `fields`: its path.
+fn make_invite(root: &Browser, fields: &[(&str, &str)]) -> String {
+    let csrf = root.get("/admin/invites").csrf().expect("csrf");
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    let made = root.post_form("/admin/invites", &all);
+    assert_eq!(made.status, 200, "{}", made.body);
+    link_path(&shown(&made, "new-invite"), "/invite/")
+}
+
+/// Uses invite `path` in `b`, as `name` (not read for a named user's).
+fn use_invite(b: &Browser, path: &str, name: &str, password: &str) -> Resp {
+    let csrf = b.get(path).csrf().expect("csrf on the invite page");
+    b.post_form(
+        path,
+        &[
+            ("csrf", &csrf),
+            ("username", name),
+            ("password", password),
+            ("password2", password),
+        ],
+    )
+}
+
 #[test]
-fn kinds_for_reset_links_clients_and_invites_are_recorded_through_the_api_they_will_call() {
-    use gatehouse::users::audit::{Event, Kind, Origin};
+fn invites_are_recorded_made_used_and_revoked_by_whoever_did_it() {
     let (app, root) = with_root(&[]);
-    let audit = app.state().users.audit();
-    let origin = Origin::request("192.0.2.9".parse().expect("ip"), Some("Firefox/140"));
-    for kind in [
-        Kind::PasswordReset,
-        Kind::ResetLinkCreated,
-        Kind::ResetLinkRevoked,
-        Kind::ClientCreated,
-        Kind::ClientChanged,
-        Kind::ClientRevoked,
-        Kind::InviteCreated,
-        Kind::InviteRevoked,
-        Kind::InviteUsed,
-    ] {
-        assert!(audit.record(
-            &origin,
-            &Event::ok(kind, Some("root"), Some("alice")).detail("link=1")
-        ));
-        let page = root.get(&format!("/admin/audit?kind={}", kind.as_str()));
-        assert_eq!(page.status, 200, "{}", page.body);
-        assert!(
-            page.body
-                .contains(&format!("data-kind=\"{}\"", kind.as_str())),
-            "{}",
-            page.body
+    ok(&gatehouse(app.dir.path(), &["group", "add", "dev"], None));
+    // Made on the page: root did it, for no one yet.
+    let path = make_invite(
+        &root,
+        &[("uses", "2"), ("expires", "7d"), ("groups", "dev")],
+    );
+    let token = path.trim_start_matches("/invite/").to_owned();
+    let made = newest(&root, "invite_created");
+    assert_event(
+        &made,
+        "invite_created",
+        "ok",
+        (Some("root"), None),
+        &["uses=2", "groups=dev", "expires=20"],
+    );
+    let id = detail_of(&made, "invite");
+    // Used: the account it made (as a sign-up: no one behind it but the
+    // invitee) and the use, from the invitee's address and browser.
+    let invitee = browser_as(&app, "InviteeBrowser/3");
+    assert_redirects_to(
+        &use_invite(&invitee, &path, "newbie", "long enough"),
+        "/?done=registered",
+    );
+    let created = newest(&root, "user_created");
+    assert_event(
+        &created,
+        "user_created",
+        "ok",
+        (None, Some("newbie")),
+        &["role=user", &format!("invite={id}"), "made_by=root"],
+    );
+    assert_eq!(s(&created, "user_agent"), "InviteeBrowser/3");
+    let used = newest(&root, "invite_used");
+    assert_event(
+        &used,
+        "invite_used",
+        "ok",
+        (Some("newbie"), Some("newbie")),
+        &[&format!("invite={id}"), "made_by=root"],
+    );
+    assert_eq!(s(&used, "ip"), "127.0.0.1");
+    assert_eq!(s(&used, "user_agent"), "InviteeBrowser/3");
+    // A name taken, or a password refused, is no use: nothing recorded.
+    assert_eq!(
+        use_invite(&app.browser(), &path, "newbie", "long enough").status,
+        409
+    );
+    assert_eq!(
+        use_invite(&app.browser(), &path, "other", "short").status,
+        400
+    );
+    assert_eq!(of_kind(&root, "invite_used").len(), 1);
+    // Revoked on the page.
+    let csrf = root.get("/admin/invites").csrf().expect("csrf");
+    assert_redirects_to(
+        &root.post_form("/admin/invites/revoke", &[("csrf", &csrf), ("id", &id)]),
+        "/admin/invites?done=invite-revoked",
+    );
+    assert_event(
+        &newest(&root, "invite_revoked"),
+        "invite_revoked",
+        "ok",
+        (Some("root"), None),
+        &[&format!("invite={id}")],
+    );
+    // Revoked again: not found, nothing recorded.
+    assert_eq!(
+        root.post_form("/admin/invites/revoke", &[("csrf", &csrf), ("id", &id)])
+            .status,
+        404
+    );
+    assert_eq!(of_kind(&root, "invite_revoked").len(), 1);
+    nowhere_in_the_log(&root, &token);
+
+    // For a named user: dan is made at once, by root; the invite is for
+    // him; using it sets his first password.
+    let path = make_invite(
+        &root,
+        &[("uses", "1"), ("expires", "1d"), ("username", "dan")],
+    );
+    assert_event(
+        &newest(&root, "user_created"),
+        "user_created",
+        "ok",
+        (Some("root"), Some("dan")),
+        &["role=user", "invite="],
+    );
+    let made = newest(&root, "invite_created");
+    assert_event(
+        &made,
+        "invite_created",
+        "ok",
+        (Some("root"), Some("dan")),
+        &["uses=1", "groups=-"],
+    );
+    let id = detail_of(&made, "invite");
+    assert_redirects_to(
+        &use_invite(&app.browser(), &path, "", "dans password"),
+        "/?done=registered",
+    );
+    assert_event(
+        &newest(&root, "password_changed"),
+        "password_changed",
+        "ok",
+        (Some("dan"), Some("dan")),
+        &["first=yes", &format!("invite={id}"), "made_by=root"],
+    );
+    assert_event(
+        &newest(&root, "invite_used"),
+        "invite_used",
+        "ok",
+        (Some("dan"), Some("dan")),
+        &[&format!("invite={id}")],
+    );
+    assert_eq!(
+        events(&root, "kind=user_created&user=dan").len(),
+        1,
+        "made once, by root"
+    );
+
+    // At the command line: the box's owner, no one named.
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &["invite", "create", "--user", "erin", "--expires", "1d"],
+        None,
+    ));
+    let erin_path = link_path(&out, "/invite/");
+    let cli_made = cli_events(&app, &["--kind", "invite_created", "--limit", "1"]);
+    assert_event(
+        &cli_made[0],
+        "invite_created",
+        "ok",
+        (None, Some("erin")),
+        &["uses=1", "via=cli"],
+    );
+    assert_event(
+        &cli_events(&app, &["--kind", "user_created", "--limit", "1"])[0],
+        "user_created",
+        "ok",
+        (None, Some("erin")),
+        &["role=user", "via=cli"],
+    );
+    let erin_invite = detail_of(&cli_made[0], "invite");
+    ok(&gatehouse(
+        app.dir.path(),
+        &["invite", "revoke", &erin_invite],
+        None,
+    ));
+    assert_event(
+        &cli_events(&app, &["--kind", "invite_revoked", "--limit", "1"])[0],
+        "invite_revoked",
+        "ok",
+        (None, Some("erin")),
+        &[&format!("invite={erin_invite}"), "via=cli"],
+    );
+    assert_eq!(app.browser().get(&erin_path).status, 404);
+    // An invite the command line made says so when used.
+    let out = ok(&gatehouse(app.dir.path(), &["invite", "create"], None));
+    assert_redirects_to(
+        &use_invite(
+            &app.browser(),
+            &link_path(&out, "/invite/"),
+            "frank",
+            "long enough",
+        ),
+        "/?done=registered",
+    );
+    assert_event(
+        &newest(&root, "invite_used"),
+        "invite_used",
+        "ok",
+        (Some("frank"), Some("frank")),
+        &["made_by=(cli)"],
+    );
+}
+
+#[test]
+fn reset_links_are_recorded_made_used_and_revoked_with_the_password_they_set() {
+    let (app, root) = with_root(&[]);
+    app.add_user("alice", "correct horse", false);
+    let make = |expires: &str| {
+        let csrf = root
+            .get("/admin/users/reset-link?username=alice")
+            .csrf()
+            .expect("csrf");
+        let made = root.post_form(
+            "/admin/users/reset-link",
+            &[("csrf", &csrf), ("username", "alice"), ("expires", expires)],
         );
-        assert!(page.body.contains(kind.label()), "{}", kind.label());
-        assert_event(
-            &newest(&root, kind.as_str()),
-            kind.as_str(),
-            "ok",
-            (Some("root"), Some("alice")),
-            &["link=1"],
+        assert_eq!(made.status, 200, "{}", made.body);
+        link_path(&shown(&made, "new-reset-link"), "/reset/")
+    };
+    // Made on the page: root did it, to alice.
+    let path = make("1h");
+    let made = newest(&root, "reset_link_created");
+    assert_event(
+        &made,
+        "reset_link_created",
+        "ok",
+        (Some("root"), Some("alice")),
+        &["link=", "expires=20", "new_factor=no"],
+    );
+    // Revoked on the page.
+    assert_redirects_to(
+        &admin_post(
+            &root,
+            "/admin/users/reset-link/revoke",
+            &[("username", "alice")],
+        ),
+        "/admin/users?done=reset-link-revoked",
+    );
+    assert_event(
+        &newest(&root, "reset_link_revoked"),
+        "reset_link_revoked",
+        "ok",
+        (Some("root"), Some("alice")),
+        &[],
+    );
+    assert_eq!(app.browser().get(&path).status, 404);
+    // Nothing to revoke: not found, nothing recorded.
+    assert_eq!(
+        admin_post(
+            &root,
+            "/admin/users/reset-link/revoke",
+            &[("username", "alice")],
+        )
+        .status,
+        404
+    );
+    assert_eq!(of_kind(&root, "reset_link_revoked").len(), 1);
+    nowhere_in_the_log(&root, path.trim_start_matches("/reset/"));
+
+    // Made at the command line, used by alice's browser: the new
+    // password (by alice, through the link the box's owner made), then
+    // the sign-in it gives.
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &["user", "reset-link", "alice", "--expires", "15m"],
+        None,
+    ));
+    let path = link_path(&out, "/reset/");
+    let by_cli = cli_events(&app, &["--kind", "reset_link_created", "--limit", "1"]);
+    assert_event(
+        &by_cli[0],
+        "reset_link_created",
+        "ok",
+        (None, Some("alice")),
+        &["new_factor=no", "via=cli"],
+    );
+    let link = detail_of(&by_cli[0], "link");
+    let phone = browser_as(&app, "AlicesPhone/9");
+    let csrf = phone.get(&path).csrf().expect("csrf");
+    assert_redirects_to(
+        &phone.post_form(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "a new horse"),
+                ("password2", "a new horse"),
+            ],
+        ),
+        "/?done=password-set",
+    );
+    let reset = newest(&root, "password_reset");
+    assert_event(
+        &reset,
+        "password_reset",
+        "ok",
+        (Some("alice"), Some("alice")),
+        &[&format!("link={link}"), "made_by=(cli)", "new_factor=no"],
+    );
+    assert_eq!(s(&reset, "user_agent"), "AlicesPhone/9");
+    assert_eq!(s(&reset, "ip"), "127.0.0.1");
+    let signed = newest(&root, "sign_in");
+    assert_event(
+        &signed,
+        "sign_in",
+        "ok",
+        (Some("alice"), Some("alice")),
+        &["method=reset_link", "methods=pwd"],
+    );
+    assert_eq!(s(&signed, "user_agent"), "AlicesPhone/9");
+    // Used again: refused, nothing more recorded.
+    assert_eq!(phone.get(&path).status, 404);
+    assert_eq!(of_kind(&root, "password_reset").len(), 1);
+    nowhere_in_the_log(&root, path.trim_start_matches("/reset/"));
+    // Revoked at the command line.
+    ok(&gatehouse(
+        app.dir.path(),
+        &["user", "reset-link", "alice"],
+        None,
+    ));
+    ok(&gatehouse(
+        app.dir.path(),
+        &["user", "reset-link", "alice", "--revoke"],
+        None,
+    ));
+    assert_event(
+        &cli_events(&app, &["--kind", "reset_link_revoked", "--limit", "1"])[0],
+        "reset_link_revoked",
+        "ok",
+        (None, Some("alice")),
+        &["via=cli"],
+    );
+}
+
+#[test]
+fn factors_replaced_through_a_reset_link_are_recorded_reset_then_added() {
+    let (app, root) = with_root(&[]);
+    app.add_user("bob", "correct horse", false);
+    let b = app.browser();
+    b.login("bob", "correct horse");
+    enrol(&b);
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &["user", "reset-link", "bob", "--new-factor"],
+        None,
+    ));
+    assert_event(
+        &newest(&root, "reset_link_created"),
+        "reset_link_created",
+        "ok",
+        (None, Some("bob")),
+        &["new_factor=yes", "via=cli"],
+    );
+    let path = link_path(&out, "/reset/");
+    let phone = browser_as(&app, "BobsNewPhone/1");
+    let csrf = phone.get(&path).csrf().expect("csrf");
+    assert_redirects_to(
+        &phone.post_form(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "bobs new password"),
+                ("password2", "bobs new password"),
+            ],
+        ),
+        "/login/enrol",
+    );
+    assert_event(
+        &newest(&root, "password_reset"),
+        "password_reset",
+        "ok",
+        (Some("bob"), Some("bob")),
+        &["new_factor=yes", "made_by=(cli)"],
+    );
+    // The old factor stays until the new one is set: nothing reset yet.
+    assert_eq!(of_kind(&root, "factors_reset").len(), 0);
+    let page = phone.get("/login/enrol");
+    let (_, seed) = crate::factors::secret_of(&page);
+    let csrf = page.csrf().expect("csrf");
+    let set = phone.post_form(
+        "/login/enrol",
+        &[("csrf", &csrf), ("code", &code_at(&seed, unix_now()))],
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    let bobs = events(&root, "user=bob");
+    let kinds: Vec<&str> = bobs.iter().map(|e| s(e, "kind")).collect();
+    let reset_at = kinds
+        .iter()
+        .position(|k| *k == "factors_reset")
+        .unwrap_or_else(|| panic!("{kinds:?}"));
+    assert_event(
+        &bobs[reset_at],
+        "factors_reset",
+        "ok",
+        (Some("bob"), Some("bob")),
+        &["through=reset_link", "kept=totp", "recovery_codes=new"],
+    );
+    assert_eq!(s(&bobs[reset_at], "user_agent"), "BobsNewPhone/1");
+    // The new factor is recorded added, after the old ones went.
+    let added_at = kinds
+        .iter()
+        .position(|k| *k == "factor_added")
+        .expect("factor_added");
+    assert!(added_at < reset_at, "{kinds:?}");
+    assert_event(
+        &bobs[added_at],
+        "factor_added",
+        "ok",
+        (Some("bob"), Some("bob")),
+        &["factor=totp"],
+    );
+}
+
+#[test]
+fn sign_in_links_are_recorded_made_revoked_used_and_guessed() {
+    let (app, root) = with_root(&[]);
+    app.add_user("alice", "correct horse", false);
+    let laptop = browser_as(&app, "AlicesLaptop/2");
+    laptop.login("alice", "correct horse");
+    let make = || {
+        let made = account_post(&laptop, "/account/signin-links", &[]);
+        assert_eq!(made.status, 200, "{}", made.body);
+        let code = made.text_of("new-signin-code").expect("a code");
+        (
+            code,
+            link_path(&shown(&made, "new-signin-link"), "/login/link/"),
+        )
+    };
+    let (first_code, _) = make();
+    let made = newest(&root, "signin_link_created");
+    assert_event(
+        &made,
+        "signin_link_created",
+        "ok",
+        (Some("alice"), Some("alice")),
+        &["link=", "methods=pwd"],
+    );
+    assert_eq!(s(&made, "user_agent"), "AlicesLaptop/2");
+    let id = detail_of(&made, "link");
+    // The page shows the new kinds by their labels.
+    let page = root.get("/admin/audit?kind=signin_link_created");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("data-kind=\"signin_link_created\""));
+    assert!(page.body.contains("Sign-in link made"), "{}", page.body);
+    // Revoked by alice.
+    assert_redirects_to(
+        &account_post(&laptop, "/account/signin-links/revoke", &[("id", &id)]),
+        "/account?done=signin-link-revoked",
+    );
+    assert_event(
+        &newest(&root, "signin_link_revoked"),
+        "signin_link_revoked",
+        "ok",
+        (Some("alice"), Some("alice")),
+        &[&format!("link={id}")],
+    );
+    assert!(
+        root.get("/admin/audit?kind=signin_link_revoked")
+            .body
+            .contains("Sign-in link revoked")
+    );
+    // Someone else's, or gone: not found, nothing recorded.
+    app.add_user("mallory", "correct horse", false);
+    let mallory = app.browser();
+    mallory.login("mallory", "correct horse");
+    let (code, path) = make();
+    let theirs = detail_of(&newest(&root, "signin_link_created"), "link");
+    assert_eq!(
+        account_post(&mallory, "/account/signin-links/revoke", &[("id", &theirs)]).status,
+        404
+    );
+    assert_eq!(of_kind(&root, "signin_link_revoked").len(), 1);
+    // Used by its code on another device: the sign-in, as alice, by link.
+    let tablet = browser_as(&app, "AlicesTablet/5");
+    let csrf = tablet.get("/login/code").csrf().expect("csrf");
+    assert_redirects_to(
+        &tablet.post_form("/login/code", &[("csrf", &csrf), ("code", &code)]),
+        "/",
+    );
+    let signed = newest(&root, "sign_in");
+    assert_event(
+        &signed,
+        "sign_in",
+        "ok",
+        (Some("alice"), Some("alice")),
+        &["method=link", "methods=pwd,link"],
+    );
+    assert_eq!(s(&signed, "user_agent"), "AlicesTablet/5");
+    assert_eq!(s(&signed, "ip"), "127.0.0.1");
+    for secret in [&first_code, &code, path.trim_start_matches("/login/link/")] {
+        nowhere_in_the_log(&root, secret);
+    }
+
+    // Guesses: each link or code that does not work is a failed sign-in
+    // with its reason and which kind of link, by no one known; once the
+    // address is throttled, no more rows.
+    let guesser = browser_as(&app, "Guesser/0");
+    let forged = "A".repeat(43);
+    assert_eq!(guesser.get(&format!("/invite/{forged}")).status, 404);
+    assert_eq!(guesser.get(&format!("/reset/{forged}")).status, 404);
+    let csrf = guesser.get("/login/code").csrf().expect("csrf");
+    let mut answered = vec![404, 404];
+    for _ in 0..8 {
+        answered.push(
+            guesser
+                .post_form("/login/code", &[("csrf", &csrf), ("code", "BCDF-GHJK")])
+                .status,
         );
     }
-    // The filter offers every kind.
+    let refused = answered.iter().filter(|s| **s != 429).count();
+    assert!(answered.contains(&429), "throttled at last: {answered:?}");
+    let failed = events(&root, "kind=sign_in&outcome=failed");
+    let guesses: Vec<&Value> = failed
+        .iter()
+        .filter(|e| s(e, "detail").contains("reason=unknown_link"))
+        .collect();
+    assert_eq!(guesses.len(), refused, "{guesses:?}");
+    for g in &guesses {
+        assert_event(
+            g,
+            "sign_in",
+            "failed",
+            (None, None),
+            &["reason=unknown_link"],
+        );
+        assert_eq!(s(g, "user_agent"), "Guesser/0");
+    }
+    let methods: Vec<String> = guesses.iter().map(|g| detail_of(g, "method")).collect();
+    assert_eq!(
+        methods.last().map(String::as_str),
+        Some("invite"),
+        "{methods:?}"
+    );
+    assert!(methods.contains(&"reset_link".to_owned()), "{methods:?}");
+    assert_eq!(methods[0], "link", "{methods:?}");
+}
+
+#[test]
+fn openid_clients_are_recorded_made_given_a_new_secret_and_deleted() {
+    let app = TestApp::spawn_with_file(&format!("public_url = \"{}\"\n", crate::oidc::ISSUER), &[]);
+    app.add_user("root", "correct horse", true);
+    let root = browser_as(&app, "RootsBrowser/1");
+    assert_redirects_to(&root.login("root", "correct horse"), "/");
+    let submit = |action: &str, fields: &[(&str, &str)]| {
+        let csrf = root.get("/admin/clients").csrf().expect("csrf");
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        root.post_form(action, &all)
+    };
+    let made = submit(
+        "/admin/clients",
+        &[
+            ("client_id", "wiki"),
+            ("client_name", "The Wiki"),
+            ("redirect_uris", "https://wiki.test/cb"),
+            ("client_type", "confidential"),
+            ("pkce", "optional"),
+            ("signing_alg", "RS256"),
+        ],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    let secret = shown(&made, "made-client-secret");
+    let created = newest(&root, "client_created");
+    assert_event(
+        &created,
+        "client_created",
+        "ok",
+        (Some("root"), None),
+        &["client=wiki", "type=confidential"],
+    );
+    assert_eq!(s(&created, "user_agent"), "RootsBrowser/1");
+    // Refused (a bad redirect URI): nothing made, nothing recorded.
+    let refused = submit(
+        "/admin/clients",
+        &[
+            ("client_id", "bad"),
+            ("redirect_uris", "https://x/*"),
+            ("client_type", "public"),
+            ("pkce", "required"),
+            ("signing_alg", "RS256"),
+        ],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(of_kind(&root, "client_created").len(), 1);
+    // A new secret.
+    let rotated = submit(
+        "/admin/clients/rotate",
+        &[("client_id", "wiki"), ("confirm", "yes")],
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new_secret = shown(&rotated, "made-client-secret");
+    assert_event(
+        &newest(&root, "client_changed"),
+        "client_changed",
+        "ok",
+        (Some("root"), None),
+        &["client=wiki", "change=secret"],
+    );
+    // Deleted.
+    assert_redirects_to(
+        &submit(
+            "/admin/clients/delete",
+            &[("client_id", "wiki"), ("confirm", "yes")],
+        ),
+        "/admin/clients?done=client-deleted",
+    );
+    assert_event(
+        &newest(&root, "client_revoked"),
+        "client_revoked",
+        "ok",
+        (Some("root"), None),
+        &["client=wiki"],
+    );
+    // Gone: not found, nothing more recorded.
+    assert_eq!(
+        submit(
+            "/admin/clients/delete",
+            &[("client_id", "wiki"), ("confirm", "yes")],
+        )
+        .status,
+        404
+    );
+    assert_eq!(of_kind(&root, "client_revoked").len(), 1);
+    nowhere_in_the_log(&root, &secret);
+    nowhere_in_the_log(&root, &new_secret);
+
+    // At the command line, with an id that is more than one word (quoted,
+    // so it cannot read as more fields).
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &[
+            "oidc",
+            "client",
+            "create",
+            "--id",
+            "cli app change=none",
+            "--redirect-uri",
+            "https://cli.test/cb",
+        ],
+        None,
+    ));
+    let cli_secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret: "))
+        .expect("a secret")
+        .to_owned();
+    assert_event(
+        &cli_events(&app, &["--kind", "client_created", "--limit", "1"])[0],
+        "client_created",
+        "ok",
+        (None, None),
+        &[
+            "client=\"cli app change=none\"",
+            "type=confidential",
+            "via=cli",
+        ],
+    );
+    let out = ok(&gatehouse(
+        app.dir.path(),
+        &["oidc", "client", "rotate-secret", "cli app change=none"],
+        None,
+    ));
+    let cli_new = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret: "))
+        .expect("a secret")
+        .to_owned();
+    assert_event(
+        &cli_events(&app, &["--kind", "client_changed", "--limit", "1"])[0],
+        "client_changed",
+        "ok",
+        (None, None),
+        &["client=\"cli app change=none\"", "change=secret", "via=cli"],
+    );
+    // A public client has no secret to rotate: refused, not recorded.
+    ok(&gatehouse(
+        app.dir.path(),
+        &[
+            "oidc",
+            "client",
+            "create",
+            "--id",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://spa.test/cb",
+        ],
+        None,
+    ));
+    fails(&gatehouse(
+        app.dir.path(),
+        &["oidc", "client", "rotate-secret", "spa"],
+        None,
+    ));
+    assert_eq!(of_kind(&root, "client_changed").len(), 2);
+    assert_event(
+        &newest(&root, "client_created"),
+        "client_created",
+        "ok",
+        (None, None),
+        &["client=spa", "type=public", "via=cli"],
+    );
+    ok(&gatehouse(
+        app.dir.path(),
+        &["oidc", "client", "delete", "cli app change=none"],
+        None,
+    ));
+    assert_event(
+        &cli_events(&app, &["--kind", "client_revoked", "--limit", "1"])[0],
+        "client_revoked",
+        "ok",
+        (None, None),
+        &["client=\"cli app change=none\"", "via=cli"],
+    );
+    nowhere_in_the_log(&root, &cli_secret);
+    nowhere_in_the_log(&root, &cli_new);
+}
+
+#[test]
+fn the_filter_offers_every_kind() {
+    use gatehouse::users::audit::Kind;
+    let (_app, root) = with_root(&[]);
     let page = root.get("/admin/audit");
     for kind in Kind::ALL {
         assert!(
@@ -1166,6 +1888,9 @@ fn kinds_for_reset_links_clients_and_invites_are_recorded_through_the_api_they_w
             "{}",
             kind.as_str()
         );
+    }
+    for kind in ["signin_link_created", "signin_link_revoked"] {
+        assert_eq!(root.get(&format!("/admin/audit?kind={kind}")).status, 200);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Sign-in links for a new device on `/account`: make one (its code and
 //! address shown once, on the page the form answers with: never in a
-//! URL), revoke one not yet used.
+//! URL), revoke one not yet used; each recorded in the audit log.
 
 use rouille::{Request, Response};
 
@@ -25,7 +25,7 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
             )
         };
         match state
-            .accounts()
+            .accounts_for(request, client)
             .make_signin_link(session, &s.user, clock::now())
         {
             Ok(made) => {
@@ -61,10 +61,12 @@ pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> 
             .get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(WebError::NotFound)?;
-        match state.users.revoke_signin_link(id, s.user.id) {
-            // audit: signin_link_revoked
+        match state
+            .accounts_for(request, client)
+            .revoke_signin_link(id, &s.user)
+        {
             Ok(()) => Ok(see_other("/account?done=signin-link-revoked")),
-            Err(UserError::NoSuchLink) => Err(WebError::NotFound),
+            Err(AccountError::User(UserError::NoSuchLink)) => Err(WebError::NotFound),
             Err(e) => Err(e.into()),
         }
     })

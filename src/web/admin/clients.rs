@@ -5,7 +5,8 @@
 //! is refused at once), or deletes one (every grant, code and token it
 //! holds ends), each of the last two after a confirm step. The rules are
 //! `oidc::registry`'s; every action passes `act` (the session's token, a
-//! second factor where there is one, a recent password).
+//! second factor where there is one, a recent password); each is recorded
+//! in the audit log as the administrator's (`accounts::clients`).
 
 use rouille::{Request, Response};
 
@@ -256,8 +257,12 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
             Ok(n) => n,
             Err(why) => return again(400, why),
         };
-        let created = match provider.create_client(&new, clock::now()) {
-            Ok(c) => c,
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        let created = match accounts.create_client(&provider.registry(), &new, clock::now()) {
+            Ok(c) => {
+                provider.prepare_client_key(&c.client);
+                c
+            }
             Err(e) => {
                 let (status, message) = refusal(e)?;
                 return again(status, &capitalise(&message));
@@ -322,7 +327,8 @@ pub(super) fn post_rotate(state: &State, request: &Request, client: &Client) -> 
             return Ok(refused(400, "A new secret needs the confirm step."));
         }
         let id = form.get("client_id").unwrap_or("");
-        let secret = match provider.registry().rotate_secret(id, clock::now()) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        let secret = match accounts.rotate_client_secret(&provider.registry(), id, clock::now()) {
             Ok(secret) => secret,
             Err(e) => {
                 let (status, message) = refusal(e)?;
@@ -375,7 +381,8 @@ pub(super) fn post_delete(state: &State, request: &Request, client: &Client) -> 
             return Ok(refused(400, "Deleting a client needs the confirm step."));
         }
         let id = form.get("client_id").unwrap_or("");
-        if let Err(e) = provider.registry().delete(id) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        if let Err(e) = accounts.delete_client(&provider.registry(), id) {
             let (status, message) = refusal(e)?;
             return Ok(refused(status, &message));
         }

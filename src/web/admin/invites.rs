@@ -1,9 +1,11 @@
 //! `/admin/invites`: every invite (who made it, uses left, expiry),
 //! revocable, and the form that makes one; its link is shown once, on the
-//! page the form answers with.
+//! page the form answers with. Both are recorded in the audit log as the
+//! administrator's (`accounts::links`).
 
 use rouille::{Request, Response};
 
+use crate::accounts::AccountError;
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock;
@@ -110,9 +112,9 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
             groups,
             user,
         };
-        match state.users.create_invite(&new, clock::now()) {
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match accounts.create_invite(&new, clock::now()) {
             Ok((token, _)) => {
-                // audit: invite_created (and user_created when it names a user)
                 let url = format!(
                     "{}/invite/{token}",
                     origin(state, request, client).unwrap_or_default()
@@ -125,11 +127,15 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
                     Some(&url),
                 )?))
             }
-            Err(UserError::InvalidLink(m) | UserError::InvalidName(m)) => {
+            Err(AccountError::User(UserError::InvalidLink(m) | UserError::InvalidName(m))) => {
                 Ok(refused(400, &capitalise(m)))
             }
-            Err(UserError::NoSuchGroup) => Ok(refused(400, "There is no such group.")),
-            Err(UserError::Taken) => Ok(refused(409, "That username is taken.")),
+            Err(AccountError::User(UserError::NoSuchGroup)) => {
+                Ok(refused(400, "There is no such group."))
+            }
+            Err(AccountError::User(UserError::Taken)) => {
+                Ok(refused(409, "That username is taken."))
+            }
             Err(e) => Err(e.into()),
         }
     })
@@ -137,15 +143,15 @@ pub(super) fn post_create(state: &State, request: &Request, client: &Client) -> 
 
 /// `POST /admin/invites/revoke`.
 pub(super) fn post_revoke(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    act(state, request, client, &INVITES, |_, _, form| {
+    act(state, request, client, &INVITES, |_, s, form| {
         let id = form
             .get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or(WebError::NotFound)?;
-        match state.users.revoke_invite(id) {
-            // audit: invite_revoked
+        let accounts = state.accounts_for(request, client).by(&s.user);
+        match accounts.revoke_invite(id) {
             Ok(()) => Ok(Outcome::Done("invite-revoked")),
-            Err(UserError::NoSuchLink) => Err(WebError::NotFound),
+            Err(AccountError::User(UserError::NoSuchLink)) => Err(WebError::NotFound),
             Err(e) => Err(e.into()),
         }
     })

@@ -7,6 +7,7 @@
 
 use rouille::{Request, Response};
 
+use crate::accounts::AccountError;
 use crate::auth::csrf;
 use crate::auth::proxy::Client;
 use crate::clock;
@@ -371,7 +372,7 @@ pub(super) fn post_reset_link(
             return Ok(refused(400, "The expiry is not one the form offers."));
         };
         let new_factor = form.get("new_factor").is_some_and(|v| !v.is_empty());
-        let made = state.users.create_reset_link(
+        let made = admin_accounts(state, request, client, s).create_reset_link(
             target,
             &s.user.username,
             expires_at,
@@ -380,7 +381,6 @@ pub(super) fn post_reset_link(
         );
         match made {
             Ok((token, link)) => {
-                // audit: reset_link_created
                 let url = format!(
                     "{}/reset/{token}",
                     crate::web::redirects::origin(state, request, client).unwrap_or_default()
@@ -392,12 +392,14 @@ pub(super) fn post_reset_link(
                     Some((&url, link.expires_at, link.new_factor)),
                 )?))
             }
-            Err(crate::users::UserError::InvalidLink(m)) => Ok(refused(400, &capitalise(m))),
-            Err(crate::users::UserError::NotFound) => Ok(refused(
+            Err(AccountError::User(crate::users::UserError::InvalidLink(m))) => {
+                Ok(refused(400, &capitalise(m)))
+            }
+            Err(AccountError::User(crate::users::UserError::NotFound)) => Ok(refused(
                 409,
                 "The user's password changed meanwhile: make the link again.",
             )),
-            Err(e) => outcome(Err::<(), _>(e.into()), ""),
+            Err(e) => outcome(Err::<(), _>(e), ""),
         }
     })
 }
@@ -408,12 +410,15 @@ pub(super) fn post_revoke_reset_link(
     request: &Request,
     client: &Client,
 ) -> Result<Response> {
-    on_user(state, request, client, |_, _, target, _| {
-        match state.users.revoke_reset_link(target.id) {
-            // audit: reset_link_revoked
+    on_user(
+        state,
+        request,
+        client,
+        |_, s, target, _| match admin_accounts(state, request, client, s).revoke_reset_link(target)
+        {
             Ok(()) => Ok(Outcome::Done("reset-link-revoked")),
-            Err(crate::users::UserError::NoSuchLink) => Err(WebError::NotFound),
+            Err(AccountError::User(crate::users::UserError::NoSuchLink)) => Err(WebError::NotFound),
             Err(e) => Err(e.into()),
-        }
-    })
+        },
+    )
 }

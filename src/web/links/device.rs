@@ -62,7 +62,7 @@ fn sign_in(
         request,
         client,
         " via=link",
-        |session, finished| match state.accounts().sign_in_with_link(
+        |session, finished| match state.accounts_for(request, client).sign_in_with_link(
             &state.guard(),
             session,
             secret,
@@ -102,7 +102,7 @@ pub(super) fn post_code(state: &State, request: &Request, client: &Client) -> Re
 
 /// `GET /login/link/<token>`: who it signs in, and one button.
 pub(super) fn get_link(state: &State, request: &Request, client: &Client) -> Result<Response> {
-    let accounts = state.accounts();
+    let accounts = state.accounts_for(request, client);
     let guard = state.guard();
     if let Some(wait) = accounts.link_wait(&guard, client.ip, "link")? {
         return Ok(too_many(WHAT, wait));
@@ -136,7 +136,7 @@ pub(super) fn post_link(state: &State, request: &Request, client: &Client) -> Re
     check_anonymous_csrf(state, request, &form)?;
     let token = token_in(request, PREFIX);
     if !crate::users::links::well_formed(&token) {
-        let accounts = state.accounts();
+        let accounts = state.accounts_for(request, client);
         let guard = state.guard();
         if let Some(wait) = accounts.link_wait(&guard, client.ip, "link")? {
             return Ok(too_many(WHAT, wait));

@@ -28,7 +28,7 @@ fn live_invite(
     request: &Request,
     client: &Client,
 ) -> Result<std::result::Result<(String, Invite), Response>> {
-    let accounts = state.accounts();
+    let accounts = state.accounts_for(request, client);
     let guard = state.guard();
     if let Some(wait) = accounts.link_wait(&guard, client.ip, "invite")? {
         return Ok(Err(too_many(WHAT, wait)));
@@ -126,7 +126,7 @@ pub(super) fn post_invite(state: &State, request: &Request, client: &Client) -> 
         return refuse(409, "That username is taken.");
     }
     with_session(state, request, client, |session| {
-        let accepted = state.accounts().accept_invite(
+        let accepted = state.accounts_for(request, client).accept_invite(
             session,
             &token,
             name.as_ref().map(Username::as_str),

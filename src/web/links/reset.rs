@@ -30,7 +30,7 @@ fn live_link(
     request: &Request,
     client: &Client,
 ) -> Result<std::result::Result<(String, ResetLink, User), Response>> {
-    let accounts = state.accounts();
+    let accounts = state.accounts_for(request, client);
     let guard = state.guard();
     if let Some(wait) = accounts.link_wait(&guard, client.ip, "reset_link")? {
         return Ok(Err(too_many(WHAT, wait)));
@@ -105,7 +105,7 @@ pub(super) fn post_reset(state: &State, request: &Request, client: &Client) -> R
         client,
         " via=reset_link",
         |session, finished| {
-            match state.accounts().reset_with_link(
+            match state.accounts_for(request, client).reset_with_link(
                 session,
                 &token,
                 password,
