@@ -481,10 +481,19 @@ impl<'a> Accounts<'a> {
         self.users.audit().record(&self.origin, event);
     }
 
-    /// Records that `user` signed out (the caller ended the session).
+    /// Records that `user` signed out (the caller ended the session), and
+    /// ends their sign-in links that wait: a link carries the factors of
+    /// the session that made it, which may be the one that ended.
     pub fn signed_out(&self, user: &User) {
         let name = Some(user.username.as_str());
         self.record_event(&Event::ok(Kind::SignOut, name, name));
+        if let Err(e) = self.users.end_signin_links(user.id) {
+            crate::logging::line(&format!(
+                "sign-in links not ended user={} detail={}",
+                crate::logging::quote(&user.username),
+                crate::logging::quote(&e.to_string())
+            ));
+        }
     }
 
     /// The outcome kind `Pending` for a sign-in whose second step is owed.

@@ -148,6 +148,10 @@ impl Accounts<'_> {
         user: UserId,
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
+        // A sign-in link that waits carries the factors of the session
+        // that made it: made before the factor, it would sign another
+        // browser in without one.
+        self.users.end_signin_links(user)?;
         let mut ended = 0;
         for record in self.sessions.list(Some(user), crate::clock::now())? {
             let methods: Vec<String> = record

@@ -5,7 +5,7 @@
 //!
 //! - **Guessing**: every token or code that does not work counts as a
 //!   failure of the address in the sign-in throttle, and a throttled
-//!   address is told nothing about any link ([`Accounts::link_wait`],
+//!   address is told nothing about any link ([`Accounts::link_attempt`],
 //!   [`Accounts::link_failed`]); tokens are 256 bits, but sign-in codes
 //!   are short.
 //! - **Invites** sign the new account in as self-registration does: under
@@ -39,7 +39,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::auth::throttle::Reserve;
 use crate::clock::Millis;
+use crate::logging;
 use crate::session::{Session, SessionKey};
 use crate::users::factors::Policy;
 use crate::users::links::{Invite, LinkId, MadeSignin, NewInvite, Redeemed, ResetLink};
@@ -86,21 +88,72 @@ pub enum LinkSignIn {
     Throttled(Duration),
 }
 
+/// A link or code from an address, let through the throttle: one of the
+/// attempts the address may have checked at once (a slot reserved before
+/// the check, as a password's is: a burst from one address, or across
+/// instances, gets no more checked than the limit). Given to
+/// [`Accounts::link_failed`] when the link does not work; dropped
+/// otherwise, which frees the slot.
+#[must_use = "a link that does not work is given to `link_failed`"]
+pub struct LinkAttempt<'g> {
+    throttle: &'g crate::auth::throttle::Throttle,
+    reservation: Option<crate::auth::throttle::Reservation>,
+}
+
+impl std::fmt::Debug for LinkAttempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkAttempt").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LinkAttempt<'_> {
+    fn drop(&mut self) {
+        if let Some(reserved) = self.reservation.take()
+            && let Err(e) = self.throttle.release(reserved)
+        {
+            // Best effort: what cannot be released lapses.
+            logging::line(&format!(
+                "throttle release failed detail={}",
+                logging::quote(&e.to_string())
+            ));
+        }
+    }
+}
+
+/// Whether a link or code from an address may be looked at.
+#[derive(Debug)]
+pub enum LinkTurn<'g> {
+    /// It may: its slot, for [`Accounts::link_failed`] if it does not work.
+    Go(LinkAttempt<'g>),
+    /// The address is throttled (or has as many being checked as it may):
+    /// wait this long.
+    Wait(Duration),
+}
+
 impl Accounts<'_> {
-    /// How long `ip` must wait before a link or code from it is looked at,
-    /// if it is throttled (logged and counted).
+    /// Whether a link or code from `ip` may be looked at: a slot of the
+    /// address's attempts, or how long to wait (logged and counted).
     ///
     /// # Errors
     ///
     /// Throttle-store failures.
-    pub fn link_wait(
+    pub fn link_attempt<'g>(
         &self,
-        guard: &Guard<'_>,
+        guard: &Guard<'g>,
         ip: IpAddr,
         via: &str,
-    ) -> Result<Option<Duration>, AccountError> {
-        let Some(wait) = guard.throttle.address_wait(ip)? else {
-            return Ok(None);
+    ) -> Result<LinkTurn<'g>, AccountError> {
+        let wait = match guard.throttle.reserve_address(ip)? {
+            Reserve::Granted(reserved) => {
+                return Ok(LinkTurn::Go(LinkAttempt {
+                    throttle: guard.throttle,
+                    reservation: Some(reserved),
+                }));
+            }
+            Reserve::Locked(wait) => wait,
+            // As many from the address as it may have are being checked:
+            // one of them may lock it.
+            Reserve::Full | Reserve::Spent => Duration::from_secs(1),
         };
         guard.counters.throttled();
         log(
@@ -109,11 +162,12 @@ impl Accounts<'_> {
             ip,
             &format!(" via={via} retry_after={}", wait.as_secs().max(1)),
         );
-        Ok(Some(wait))
+        Ok(LinkTurn::Wait(wait))
     }
 
     /// A link or code from `ip` that did not work: a failure of the
-    /// address, as a wrong password is (never the token in the log).
+    /// address, as a wrong password is (never the token in the log),
+    /// counted on the slot `attempt` reserved.
     ///
     /// # Errors
     ///
@@ -121,6 +175,7 @@ impl Accounts<'_> {
     pub fn link_failed(
         &self,
         guard: &Guard<'_>,
+        mut attempt: LinkAttempt<'_>,
         ip: IpAddr,
         via: &str,
     ) -> Result<(), AccountError> {
@@ -131,15 +186,17 @@ impl Accounts<'_> {
             ip,
             &format!(" reason=unknown_link via={via}"),
         );
-        // Let through the throttle (the caller asked `link_wait` first),
-        // then the log's flood budget.
+        // Let through the throttle (the attempt holds its slot), then the
+        // log's flood budget.
         self.record_failed(
             Kind::SignIn,
             None,
             format!("method={via} reason=unknown_link"),
         );
-        for lock in guard.throttle.address_failure(ip)? {
-            log_lock("-", ip, &lock);
+        if let Some(reserved) = attempt.reservation.take() {
+            for lock in guard.throttle.failed(reserved)? {
+                log_lock("-", ip, &lock);
+            }
         }
         Ok(())
     }
@@ -325,16 +382,18 @@ impl Accounts<'_> {
         ip: IpAddr,
         agent: &str,
     ) -> Result<LinkSignIn, AccountError> {
-        if let Some(wait) = self.link_wait(guard, ip, "link")? {
-            return Ok(LinkSignIn::Throttled(wait));
-        }
+        let attempt = match self.link_attempt(guard, ip, "link")? {
+            LinkTurn::Go(attempt) => attempt,
+            LinkTurn::Wait(wait) => return Ok(LinkSignIn::Throttled(wait)),
+        };
         let redeemed =
             self.users
                 .redeem_signin_link(secret, &crate::logging::ip_text(ip), agent)?;
         let Some((link, user)) = redeemed else {
-            self.link_failed(guard, ip, "link")?;
+            self.link_failed(guard, attempt, ip, "link")?;
             return Ok(LinkSignIn::Unknown);
         };
+        drop(attempt);
         let mut methods = link.methods;
         methods.push("link".to_owned());
         // No password was given in this browser: a moment some earlier

@@ -158,6 +158,9 @@ impl Accounts<'_> {
     /// that is nothing else is deleted; one signed in as someone keeps that
     /// sign-in and loses only the pending one.
     pub(super) fn end_pending(&self, user: UserId) -> Result<usize, AccountError> {
+        // A sign-in link that waits is a sign-in that waits too (with the
+        // factors of the session that made it).
+        self.users.end_signin_links(user)?;
         let now = crate::clock::now();
         let mut ended = 0;
         for record in self.sessions.list(None, now)? {

@@ -598,6 +598,22 @@ impl Throttle {
         self.reserve_as(username, ip, true, budget)
     }
 
+    /// Counts an attempt from `ip` that names no user (an invite's, reset
+    /// link's or sign-in link's token, a sign-in code) before it is
+    /// checked: one slot on the address's record, taken atomically, as
+    /// [`reserve`](Self::reserve) takes one on a name's and an address's.
+    /// A burst from one address (or on several instances) gets no more
+    /// checked than the limit; then [`Throttle::failed`] or
+    /// [`Throttle::release`] it.
+    ///
+    /// # Errors
+    ///
+    /// The store's failures.
+    pub fn reserve_address(&self, ip: IpAddr) -> Result<Reserve, StoreError> {
+        let (_, ip_room) = rooms(false);
+        self.reserve_holds(vec![Hold::new(ip_subject(ip), "ip", None, ip_room)])
+    }
+
     fn reserve_as(
         &self,
         username: &str,
@@ -618,6 +634,11 @@ impl Throttle {
                 Room::Bounded,
             ));
         }
+        self.reserve_holds(holds)
+    }
+
+    /// Takes a slot on each of `holds` in turn, or none.
+    fn reserve_holds(&self, holds: Vec<Hold>) -> Result<Reserve, StoreError> {
         let id = u64::from_le_bytes(crate::crypto::random_bytes::<8>());
         let mut taken = Reservation {
             id,

@@ -66,13 +66,20 @@ pub const SIGNIN_FOR: Millis = 5 * 60 * 1000;
 /// How many unused sign-in links one user may hold at once.
 pub const MAX_SIGNIN_LINKS: usize = 5;
 
+/// The most sign-in links one user makes in a day (used or not): each
+/// used one is kept [`KEEP_USED`] and shown on the account page.
+pub const MAX_SIGNIN_LINKS_A_DAY: usize = 20;
+
+/// The most of a user's sign-in links the account page lists (newest).
+pub const LISTED_SIGNIN_LINKS: usize = 20;
+
 /// How long a used sign-in link is kept, to be shown on the account page.
 pub const KEEP_USED: Millis = 30 * DAY;
 
 /// The longest user agent kept with a used sign-in link.
 const MAX_AGENT: usize = 256;
 
-const DAY: Millis = 24 * 60 * 60 * 1000;
+pub(super) const DAY: Millis = 24 * 60 * 60 * 1000;
 
 /// The sign-in code's alphabet: consonants but `L`, and the digits but
 /// `0` and `1`, so nothing in it reads as anything else in it, and no word
@@ -348,10 +355,12 @@ pub(super) trait LinkStore: Send + Sync {
     ) -> Result<SigninLink, UserError>;
     /// The sign-in link whose token or code hashes to `hash`.
     fn signin_find(&self, hash: &[u8; 32]) -> Result<Option<SigninLink>, UserError>;
-    /// `user`'s sign-in links, newest first.
+    /// `user`'s newest [`LISTED_SIGNIN_LINKS`] sign-in links, newest first.
     fn signin_of_user(&self, user: UserId) -> Result<Vec<SigninLink>, UserError>;
     /// Deletes `user`'s unused sign-in link `id`; whether one went.
     fn signin_delete(&self, id: LinkId, user: UserId) -> Result<bool, UserError>;
+    /// Deletes every unused sign-in link of `user`; how many went.
+    fn signin_delete_unused(&self, user: UserId) -> Result<usize, UserError>;
     /// Marks the live sign-in link whose token or code hashes to `hash`
     /// used, at `now` from `ip` with `agent`, in the statement that checks
     /// it is unused: the link as it was, or `None`.
@@ -792,6 +801,19 @@ impl Users {
     pub fn signin_links(&self, user: UserId) -> Result<Vec<SigninLink>, UserError> {
         self.sweep_links_quietly();
         self.links.signin_of_user(user)
+    }
+
+    /// Ends every sign-in link of `user` that waits to be used: a link
+    /// carries the factors of the session that made it, so it ends with
+    /// that session (a sign-out) and with everything that ends all of a
+    /// user's sessions (ending the others, a second factor set up or
+    /// reset, disabling). How many ended.
+    ///
+    /// # Errors
+    ///
+    /// Database failures.
+    pub fn end_signin_links(&self, user: UserId) -> Result<usize, UserError> {
+        self.links.signin_delete_unused(user)
     }
 
     /// Revokes `user`'s unused sign-in link `id`.

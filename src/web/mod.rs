@@ -188,6 +188,47 @@ fn path_for_log(request: &Request) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The words of the token paths ([`TOKEN_PATHS`]).
+const TOKEN_WORDS: &[&[u8]] = &[b"invite", b"reset", b"link"];
+
+/// Where in `path` a token path's word first shows, however the path is
+/// spelt (`//invite/..`, `/./login/link/..`, `/x/../reset/..`,
+/// `/invite;x/..`, `/%2Finvite/..`): the end of the word.
+fn token_word_end(path: &str) -> Option<usize> {
+    let bytes = path.as_bytes();
+    (0..bytes.len())
+        .filter_map(|i| {
+            TOKEN_WORDS.iter().find_map(|word| {
+                let end = i + word.len();
+                bytes
+                    .get(i..end)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(word))
+                    .then_some(end)
+            })
+        })
+        .next()
+}
+
+/// `request`'s path as the request log names it: as [`path_for_log`],
+/// and for an answer of gatehouse's own that found no route (`400`,
+/// `404`) under any other spelling of a token path, cut after the word
+/// (`//invite[token]`): such a path routes nowhere, so its token shows
+/// nothing but what was sent, and must not reach the log either.
+fn path_for_request_log(
+    request: &Request,
+    proxied: bool,
+    status: u16,
+) -> std::borrow::Cow<'_, str> {
+    let path = path_for_log(request);
+    if proxied || !matches!(status, 400 | 404) || matches!(path, std::borrow::Cow::Owned(_)) {
+        return path;
+    }
+    match token_word_end(&path) {
+        Some(end) => std::borrow::Cow::Owned(format!("{}[token]", &path[..end])),
+        None => path,
+    }
+}
+
 /// Answers one request: route, map errors, add security headers, log.
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
@@ -242,7 +283,11 @@ pub fn handle(state: &State, request: &Request) -> Response {
     } else {
         with_security_headers(response, SENDS_ON.contains(&path_of(request)))
     };
-    let response = if !proxied && request_token_path(request).is_some() {
+    let response = if !proxied
+        && (request_token_path(request).is_some()
+            || (matches!(response.status_code, 400 | 404)
+                && token_word_end(path_of(request)).is_some()))
+    {
         response.with_unique_header("Referrer-Policy", "no-referrer")
     } else {
         response
@@ -258,7 +303,10 @@ pub fn handle(state: &State, request: &Request) -> Response {
         line.push_str("request method=");
         logging::push_quoted(&mut line, request.method());
         line.push_str(" path=");
-        logging::push_quoted(&mut line, &path_for_log(request));
+        logging::push_quoted(
+            &mut line,
+            &path_for_request_log(request, proxied, response.status_code),
+        );
         line.push_str(" status=");
         logging::push_number(&mut line, u64::from(response.status_code));
         line.push_str(" ms=");

@@ -8,8 +8,9 @@ use postgres::types::Type;
 
 use super::super::postgres::Postgres;
 use super::{
-    Invite, KEEP_USED, LinkId, LinkStore, MAX_SIGNIN_LINKS, Redeemed, ResetLink, SIGNIN_FOR,
-    SigninLink, join_ids, split_ids, split_methods,
+    DAY, Invite, KEEP_USED, LISTED_SIGNIN_LINKS, LinkId, LinkStore, MAX_SIGNIN_LINKS,
+    MAX_SIGNIN_LINKS_A_DAY, Redeemed, ResetLink, SIGNIN_FOR, SigninLink, join_ids, split_ids,
+    split_methods,
 };
 use crate::clock::Millis;
 use crate::users::groups::GroupId;
@@ -75,18 +76,25 @@ fn signin(row: &postgres::Row) -> Result<SigninLink, UserError> {
     })
 }
 
-/// Puts `user` in each of `groups` that still exists (never `admins`).
+/// Puts `user` in each of `groups` that still exists (never `admins`):
+/// made no later than `made_at`, the invite's making (see the SQLite
+/// store's: there a deleted group's id is given again).
 fn join_groups(
     tx: &mut postgres::Transaction<'_>,
     user: UserId,
     groups: &[GroupId],
+    made_at: Millis,
 ) -> Result<(), UserError> {
     for group in groups {
         tx.execute_typed(
             "INSERT INTO user_groups (user_id, group_id)
-             SELECT $1, id FROM groups WHERE id = $2 AND name <> 'admins'
+             SELECT $1, id FROM groups WHERE id = $2 AND name <> 'admins' AND created_at <= $3
              ON CONFLICT DO NOTHING",
-            &[(&user, Type::INT8), (group, Type::INT8)],
+            &[
+                (&user, Type::INT8),
+                (group, Type::INT8),
+                (&made_at, Type::INT8),
+            ],
         )?;
     }
     Ok(())
@@ -121,7 +129,7 @@ impl LinkStore for Postgres {
                         ],
                     )?
                     .try_get(0)?;
-                join_groups(&mut tx, id, groups)?;
+                join_groups(&mut tx, id, groups, now)?;
                 Some((id, name.to_owned()))
             }
             None => None,
@@ -203,13 +211,14 @@ impl LinkStore for Postgres {
         let taken_use = tx.query_typed_opt(
             "UPDATE invites SET used = used + 1
              WHERE hash = $1 AND used < uses AND expires_at > $2 AND user_id IS NULL
-             RETURNING groups",
+             RETURNING groups, created_at",
             &[(&&hash[..], Type::BYTEA), (&now, Type::INT8)],
         )?;
         let Some(row) = taken_use else {
             return Ok(Redeemed::Unusable);
         };
         let groups: String = row.try_get(0)?;
+        let made_at: Millis = row.try_get(1)?;
         // A taken name is the unique index's refusal: the transaction is
         // dropped, and the rollback gives the use back.
         let made = tx.query_typed_one(
@@ -227,7 +236,7 @@ impl LinkStore for Postgres {
             Err(UserError::Taken) => return Ok(Redeemed::Taken),
             Err(e) => return Err(e),
         };
-        join_groups(&mut tx, id, &split_ids(&groups))?;
+        join_groups(&mut tx, id, &split_ids(&groups), made_at)?;
         tx.commit()?;
         Ok(Redeemed::Done(id))
     }
@@ -250,9 +259,13 @@ impl LinkStore for Postgres {
             return Ok(Redeemed::Unusable);
         };
         let user: UserId = row.try_get(0)?;
+        // Not for a user made an administrator meanwhile (see the SQLite
+        // store's).
         let set = tx.execute_typed(
             "UPDATE users SET password_hash = $2, password_changed_at = $3
-             WHERE id = $1 AND password_hash = '' AND NOT disabled AND source = 'local'",
+             WHERE id = $1 AND password_hash = '' AND NOT disabled AND source = 'local'
+               AND NOT EXISTS (SELECT 1 FROM user_groups ug JOIN groups g ON g.id = ug.group_id
+                               WHERE ug.user_id = users.id AND lower(g.name) = 'admins')",
             &[
                 (&user, Type::INT8),
                 (&password_hash, Type::TEXT),
@@ -425,6 +438,18 @@ impl LinkStore for Postgres {
                 "you have 5 sign-in links waiting: revoke one first",
             ));
         }
+        let since = now - DAY;
+        let today: i64 = tx
+            .query_typed_one(
+                "SELECT count(*) FROM signin_links WHERE user_id = $1 AND created_at > $2",
+                &[(&user.id, Type::INT8), (&since, Type::INT8)],
+            )?
+            .try_get(0)?;
+        if usize::try_from(today).unwrap_or(usize::MAX) >= MAX_SIGNIN_LINKS_A_DAY {
+            return Err(UserError::InvalidLink(
+                "you made 20 sign-in links in the last day: try again tomorrow",
+            ));
+        }
         let expires_at = now + SIGNIN_FOR;
         let id: LinkId = tx
             .query_typed_one(
@@ -469,8 +494,13 @@ impl LinkStore for Postgres {
     fn signin_of_user(&self, user: UserId) -> Result<Vec<SigninLink>, UserError> {
         self.client()?
             .query_typed(
-                &format!("SELECT {SIGNIN} FROM signin_links WHERE user_id = $1 ORDER BY id DESC"),
-                &[(&user, Type::INT8)],
+                &format!(
+                    "SELECT {SIGNIN} FROM signin_links WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+                ),
+                &[
+                    (&user, Type::INT8),
+                    (&(LISTED_SIGNIN_LINKS as i64), Type::INT8),
+                ],
             )?
             .iter()
             .map(signin)
@@ -482,6 +512,14 @@ impl LinkStore for Postgres {
             "DELETE FROM signin_links WHERE id = $1 AND user_id = $2 AND used_at IS NULL",
             &[(&id, Type::INT8), (&user, Type::INT8)],
         )? > 0)
+    }
+
+    fn signin_delete_unused(&self, user: UserId) -> Result<usize, UserError> {
+        let n = self.client()?.execute_typed(
+            "DELETE FROM signin_links WHERE user_id = $1 AND used_at IS NULL",
+            &[(&user, Type::INT8)],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn signin_redeem(

@@ -8,8 +8,9 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::super::sqlite::Sqlite;
 use super::{
-    Invite, KEEP_USED, LinkId, LinkStore, MAX_SIGNIN_LINKS, Redeemed, ResetLink, SIGNIN_FOR,
-    SigninLink, join_ids, split_ids, split_methods,
+    DAY, Invite, KEEP_USED, LISTED_SIGNIN_LINKS, LinkId, LinkStore, MAX_SIGNIN_LINKS,
+    MAX_SIGNIN_LINKS_A_DAY, Redeemed, ResetLink, SIGNIN_FOR, SigninLink, join_ids, split_ids,
+    split_methods,
 };
 use crate::clock::Millis;
 use crate::users::groups::GroupId;
@@ -72,17 +73,21 @@ fn taken(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// Puts `user` in each of `groups` that still exists (never `admins`).
+/// Puts `user` in each of `groups` that still exists (never `admins`):
+/// made no later than `made_at`, the invite's making. SQLite gives a
+/// deleted group's id to the next group made, which the invite never
+/// named.
 fn join_groups(
     tx: &rusqlite::Transaction<'_>,
     user: UserId,
     groups: &[GroupId],
+    made_at: Millis,
 ) -> rusqlite::Result<()> {
     for group in groups {
         tx.execute(
             "INSERT OR IGNORE INTO user_groups (user_id, group_id)
-             SELECT ?1, id FROM groups WHERE id = ?2 AND name <> 'admins'",
-            params![user, group],
+             SELECT ?1, id FROM groups WHERE id = ?2 AND name <> 'admins' AND created_at <= ?3",
+            params![user, group, made_at],
         )?;
     }
     Ok(())
@@ -119,7 +124,7 @@ impl LinkStore for Sqlite {
                             e.into()
                         }
                     })?;
-                join_groups(&tx, id, groups)?;
+                join_groups(&tx, id, groups, now)?;
                 Some((id, name.to_owned()))
             }
             None => None,
@@ -187,16 +192,16 @@ impl LinkStore for Sqlite {
     ) -> Result<Redeemed, UserError> {
         let mut conn = self.0.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let taken_use: Option<String> = tx
+        let taken_use: Option<(String, Millis)> = tx
             .query_row(
                 "UPDATE invites SET used = used + 1
                  WHERE hash = ?1 AND used < uses AND expires_at > ?2 AND user_id IS NULL
-                 RETURNING groups",
+                 RETURNING groups, created_at",
                 params![&hash[..], now],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(groups) = taken_use else {
+        let Some((groups, made_at)) = taken_use else {
             return Ok(Redeemed::Unusable);
         };
         let id: UserId = match tx.query_row(
@@ -210,7 +215,7 @@ impl LinkStore for Sqlite {
             Err(e) if taken(&e) => return Ok(Redeemed::Taken),
             Err(e) => return Err(e.into()),
         };
-        join_groups(&tx, id, &split_ids(&groups))?;
+        join_groups(&tx, id, &split_ids(&groups), made_at)?;
         tx.commit()?;
         Ok(Redeemed::Done(id))
     }
@@ -236,10 +241,14 @@ impl LinkStore for Sqlite {
             return Ok(Redeemed::Unusable);
         };
         // Only a first password: a user who has one (set by an
-        // administrator meanwhile) is no longer this invite's to set.
+        // administrator meanwhile) is no longer this invite's to set; nor
+        // is one made an administrator meanwhile (a leaked link must never
+        // make an administrator).
         let set = tx.execute(
             "UPDATE users SET password_hash = ?2, password_changed_at = ?3
-             WHERE id = ?1 AND password_hash = '' AND NOT disabled AND source = 'local'",
+             WHERE id = ?1 AND password_hash = '' AND NOT disabled AND source = 'local'
+               AND NOT EXISTS (SELECT 1 FROM user_groups ug JOIN groups g ON g.id = ug.group_id
+                               WHERE ug.user_id = users.id AND g.name = 'admins')",
             params![user, password_hash, now],
         )?;
         if set == 0 {
@@ -375,6 +384,16 @@ impl LinkStore for Sqlite {
                 "you have 5 sign-in links waiting: revoke one first",
             ));
         }
+        let today: i64 = tx.query_row(
+            "SELECT count(*) FROM signin_links WHERE user_id = ?1 AND created_at > ?2",
+            params![user.id, now - DAY],
+            |r| r.get(0),
+        )?;
+        if usize::try_from(today).unwrap_or(usize::MAX) >= MAX_SIGNIN_LINKS_A_DAY {
+            return Err(UserError::InvalidLink(
+                "you made 20 sign-in links in the last day: try again tomorrow",
+            ));
+        }
         let expires_at = now + SIGNIN_FOR;
         let id: Option<LinkId> = tx
             .query_row(
@@ -427,9 +446,11 @@ impl LinkStore for Sqlite {
     fn signin_of_user(&self, user: UserId) -> Result<Vec<SigninLink>, UserError> {
         let conn = self.0.get()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SIGNIN} FROM signin_links WHERE user_id = ?1 ORDER BY id DESC"
+            "SELECT {SIGNIN} FROM signin_links WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2"
         ))?;
-        Ok(stmt.query_map([user], signin)?.collect::<Result<_, _>>()?)
+        Ok(stmt
+            .query_map(params![user, LISTED_SIGNIN_LINKS as i64], signin)?
+            .collect::<Result<_, _>>()?)
     }
 
     fn signin_delete(&self, id: LinkId, user: UserId) -> Result<bool, UserError> {
@@ -437,6 +458,13 @@ impl LinkStore for Sqlite {
             "DELETE FROM signin_links WHERE id = ?1 AND user_id = ?2 AND used_at IS NULL",
             params![id, user],
         )? > 0)
+    }
+
+    fn signin_delete_unused(&self, user: UserId) -> Result<usize, UserError> {
+        Ok(self.0.get()?.execute(
+            "DELETE FROM signin_links WHERE user_id = ?1 AND used_at IS NULL",
+            [user],
+        )?)
     }
 
     fn signin_redeem(

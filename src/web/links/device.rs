@@ -7,7 +7,7 @@
 use rouille::{Request, Response};
 
 use super::{gone, token_in, too_many};
-use crate::accounts::links::LinkSignIn;
+use crate::accounts::links::{LinkSignIn, LinkTurn};
 use crate::auth::proxy::Client;
 use crate::web::csrf::{anonymous_csrf, check_anonymous_csrf, with_csrf_cookie};
 use crate::web::error::Result;
@@ -104,9 +104,10 @@ pub(super) fn post_code(state: &State, request: &Request, client: &Client) -> Re
 pub(super) fn get_link(state: &State, request: &Request, client: &Client) -> Result<Response> {
     let accounts = state.accounts_for(request, client);
     let guard = state.guard();
-    if let Some(wait) = accounts.link_wait(&guard, client.ip, "link")? {
-        return Ok(too_many(WHAT, wait));
-    }
+    let attempt = match accounts.link_attempt(&guard, client.ip, "link")? {
+        LinkTurn::Go(attempt) => attempt,
+        LinkTurn::Wait(wait) => return Ok(too_many(WHAT, wait)),
+    };
     let token = token_in(request, PREFIX);
     // Only a link's token opens this page: a code goes to `/login/code`.
     let found = if crate::users::links::well_formed(&token) {
@@ -115,7 +116,7 @@ pub(super) fn get_link(state: &State, request: &Request, client: &Client) -> Res
         None
     };
     let Some((_, user)) = found else {
-        accounts.link_failed(&guard, client.ip, "link")?;
+        accounts.link_failed(&guard, attempt, client.ip, "link")?;
         return Ok(gone(WHAT, GONE));
     };
     let (csrf, cookie) = anonymous_csrf(state, request, client);
@@ -138,10 +139,11 @@ pub(super) fn post_link(state: &State, request: &Request, client: &Client) -> Re
     if !crate::users::links::well_formed(&token) {
         let accounts = state.accounts_for(request, client);
         let guard = state.guard();
-        if let Some(wait) = accounts.link_wait(&guard, client.ip, "link")? {
-            return Ok(too_many(WHAT, wait));
-        }
-        accounts.link_failed(&guard, client.ip, "link")?;
+        let attempt = match accounts.link_attempt(&guard, client.ip, "link")? {
+            LinkTurn::Go(attempt) => attempt,
+            LinkTurn::Wait(wait) => return Ok(too_many(WHAT, wait)),
+        };
+        accounts.link_failed(&guard, attempt, client.ip, "link")?;
         return Ok(gone(WHAT, GONE));
     }
     sign_in(

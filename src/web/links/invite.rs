@@ -5,6 +5,7 @@
 use rouille::{Request, Response};
 
 use super::{gone, token_in, too_many};
+use crate::accounts::links::LinkTurn;
 use crate::accounts::{AccountError, Created, links::Accepted};
 use crate::auth::proxy::Client;
 use crate::users::links::Invite;
@@ -30,14 +31,15 @@ fn live_invite(
 ) -> Result<std::result::Result<(String, Invite), Response>> {
     let accounts = state.accounts_for(request, client);
     let guard = state.guard();
-    if let Some(wait) = accounts.link_wait(&guard, client.ip, "invite")? {
-        return Ok(Err(too_many(WHAT, wait)));
-    }
+    let attempt = match accounts.link_attempt(&guard, client.ip, "invite")? {
+        LinkTurn::Go(attempt) => attempt,
+        LinkTurn::Wait(wait) => return Ok(Err(too_many(WHAT, wait))),
+    };
     let token = token_in(request, PREFIX);
     match state.users.find_invite(&token, crate::clock::now())? {
         Some(invite) => Ok(Ok((token, invite))),
         None => {
-            accounts.link_failed(&guard, client.ip, "invite")?;
+            accounts.link_failed(&guard, attempt, client.ip, "invite")?;
             Ok(Err(gone(WHAT, GONE)))
         }
     }

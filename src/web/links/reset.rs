@@ -7,7 +7,7 @@ use rouille::{Request, Response};
 
 use super::{gone, token_in, too_many};
 use crate::accounts::AccountError;
-use crate::accounts::links::AfterReset;
+use crate::accounts::links::{AfterReset, LinkTurn};
 use crate::auth::proxy::Client;
 use crate::users::links::ResetLink;
 use crate::users::password::PasswordError;
@@ -32,14 +32,15 @@ fn live_link(
 ) -> Result<std::result::Result<(String, ResetLink, User), Response>> {
     let accounts = state.accounts_for(request, client);
     let guard = state.guard();
-    if let Some(wait) = accounts.link_wait(&guard, client.ip, "reset_link")? {
-        return Ok(Err(too_many(WHAT, wait)));
-    }
+    let attempt = match accounts.link_attempt(&guard, client.ip, "reset_link")? {
+        LinkTurn::Go(attempt) => attempt,
+        LinkTurn::Wait(wait) => return Ok(Err(too_many(WHAT, wait))),
+    };
     let token = token_in(request, PREFIX);
     match state.users.find_reset_link(&token, crate::clock::now())? {
         Some((link, user)) => Ok(Ok((token, link, user))),
         None => {
-            accounts.link_failed(&guard, client.ip, "reset_link")?;
+            accounts.link_failed(&guard, attempt, client.ip, "reset_link")?;
             Ok(Err(gone(WHAT, GONE)))
         }
     }
