@@ -279,6 +279,22 @@ impl Verified {
     }
 }
 
+/// `key=value` for an audit row's detail: the value as it is when it is
+/// one plain word, else quoted (a name a user or an administrator typed
+/// may hold spaces, `=` or quotes, which must not read as more fields:
+/// a token named `x via=cli` must not look made by the command line).
+pub(crate) fn field(key: &str, value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=');
+    if plain {
+        format!("{key}={value}")
+    } else {
+        format!("{key}={}", crate::logging::quote(value))
+    }
+}
+
 /// A sign-in whose session is set; [`committed`](Self::committed) logs it.
 #[must_use = "log the sign-in once its session is stored"]
 pub struct Finished {
@@ -472,6 +488,26 @@ impl<'a> Accounts<'a> {
         self.users
             .audit()
             .record(&self.origin, &Event::failed(kind, subject, detail));
+    }
+
+    /// Records a refused `kind` on the account `name` (one that exists),
+    /// always: its own throttle bounds such failures, so a flood of
+    /// unknown names cannot keep them out (see
+    /// [`Audit::record_on_account`](crate::users::audit::Audit::record_on_account)).
+    pub fn record_failed_on(&self, kind: Kind, name: &str, detail: String) {
+        self.users
+            .audit()
+            .record_on_account(&self.origin, &Event::failed(kind, Some(name), detail));
+    }
+
+    /// [`record_failed_on`](Self::record_failed_on) when `reason` names
+    /// an account that exists, else [`record_failed`](Self::record_failed).
+    fn record_sign_in_failure(&self, kind: Kind, name: &str, reason: &str, detail: String) {
+        if reason.starts_with("unknown") {
+            self.record_failed(kind, Some(name), detail);
+        } else {
+            self.record_failed_on(kind, name, detail);
+        }
     }
 
     /// Records `event` from this caller's origin, for the callers that do

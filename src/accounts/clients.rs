@@ -69,19 +69,9 @@ impl Accounts<'_> {
     }
 }
 
-/// `client=ID` for the detail: the id as it is when it is one plain word,
-/// else quoted (an id may hold spaces, `=` or quotes, which must not read
-/// as more fields).
+/// `client=ID` for the detail (see [`super::field`]).
 fn client_field(id: &str) -> String {
-    let plain = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=');
-    if plain {
-        format!("client={id}")
-    } else {
-        format!("client={}", crate::logging::quote(id))
-    }
+    super::field("client", id)
 }
 
 #[cfg(test)]

@@ -129,9 +129,9 @@ impl Accounts<'_> {
                         ip,
                         " reason=second_factor_needed via=basic (use a token)",
                     );
-                    self.record_failed(
+                    self.record_failed_on(
                         Kind::SignIn,
-                        Some(name),
+                        name,
                         "method=basic reason=second_factor_needed".to_owned(),
                     );
                     return Ok(Proved::Nothing);
@@ -158,9 +158,10 @@ impl Accounts<'_> {
     ) -> Result<Proved, AccountError> {
         guard.counters.login(reason);
         log(name, "failed", ip, &format!(" reason={reason} via=basic"));
-        self.record_failed(
+        self.record_sign_in_failure(
             Kind::SignIn,
-            Some(name),
+            name,
+            reason,
             format!("method=basic reason={reason}"),
         );
         let locks = match reserved {

@@ -70,7 +70,12 @@ impl Accounts<'_> {
         let who = subject.user.username.clone();
         let finished = self.complete(session, subject, "passkey", None)?;
         let ended = self.end_password_only(user, session.key().as_ref())?;
-        self.record_factor(&who, &format!("passkey name={}", name), &codes, ended);
+        self.record_factor(
+            &who,
+            &format!("passkey {}", super::field("name", name)),
+            &codes,
+            ended,
+        );
         Ok(Enabled { finished, codes })
     }
 

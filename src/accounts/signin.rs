@@ -61,9 +61,10 @@ impl Accounts<'_> {
             Login::Disabled => "disabled",
         };
         record_failure(guard, username, ip, reason, Some(reserved), true)?;
-        self.record_failed(
+        self.record_sign_in_failure(
             Kind::SignIn,
-            Some(username),
+            username,
+            reason,
             format!("method=password reason={reason}"),
         );
         Ok(Attempt::Failed)
@@ -383,9 +384,9 @@ impl Accounts<'_> {
                 Proof::Passkey(_) => "wrong_passkey",
                 Proof::Code(_) | Proof::Recovery(_) => "wrong_code",
             };
-            self.record_failed(
+            self.record_failed_on(
                 Kind::SecondStep,
-                Some(&user.username),
+                &user.username,
                 format!("method={} reason={reason}", proof.method()),
             );
             if let Some(mut pending) = subject.pending {
@@ -470,9 +471,9 @@ impl Accounts<'_> {
         }
         if user.disabled {
             record_failure(guard, &user.username, ip, "disabled", None, true)?;
-            self.record_failed(
+            self.record_failed_on(
                 Kind::SignIn,
-                Some(&user.username),
+                &user.username,
                 "method=passkey reason=disabled".to_owned(),
             );
             return Ok(Step::Wrong);
@@ -602,9 +603,9 @@ impl Accounts<'_> {
                     Purpose::SignInAgain => "wrong_reauth_password",
                 };
                 record_failure(guard, username, ip, reason, Some(reserved), true)?;
-                self.record_failed(
+                self.record_failed_on(
                     Kind::PasswordConfirmed,
-                    Some(username),
+                    username,
                     format!("reason={reason}"),
                 );
                 Ok(Check::Wrong)

@@ -32,7 +32,12 @@ impl Accounts<'_> {
         self.record(
             Kind::TokenCreated,
             Some(&user.username),
-            format!("token={} name={} apps={apps}", token.id, token.name),
+            format!(
+                "token={} {} {}",
+                token.id,
+                super::field("name", &token.name),
+                super::field("apps", &apps)
+            ),
         );
         Ok((secret, token))
     }

@@ -747,6 +747,15 @@ impl Audit {
         self.write(origin, event)
     }
 
+    /// Records a failure on an account that exists, past the flood
+    /// budget: such failures are bounded already, by the account's own
+    /// throttle (`login_max_failures` a window per name), and a flood of
+    /// unknown names from many addresses must not keep a real brute force
+    /// on a real account out of the log (and off its owner's page).
+    pub fn record_on_account(&self, origin: &Origin, event: &Event<'_>) -> bool {
+        self.write(origin, event)
+    }
+
     /// Records `event` unless an event under `key` was recorded by this
     /// process within [`QUIET_FOR`]: for credentials that come with every
     /// request (a token, Basic at the gate), whose every use would
@@ -1187,11 +1196,25 @@ mod tests {
             // What the budget refilled while the rows were written.
             let refilled = (started.elapsed().as_secs_f64() * FLOOD_RATE).ceil() as usize;
             assert!(refilled < 50, "the writes took too long to test the budget");
-            // Successes are not held back.
+            // Successes are not held back, nor failures on an account that
+            // exists (its own throttle bounds them): a flood of unknown
+            // names must not hide a brute force on a real one.
             assert!(audit.record(&origin(), &Event::ok(Kind::SignOut, Some("a"), Some("a"))));
+            assert!(audit.record_on_account(
+                &origin(),
+                &Event::failed(Kind::SignIn, Some("bob"), "reason=wrong_password".into()),
+            ));
             audit.flush();
             let rows = all(audit, Filter::default());
-            let failed = rows.iter().filter(|r| r.kind == "sign_in").count();
+            assert!(
+                rows.iter()
+                    .any(|r| r.subject.as_deref() == Some("bob") && r.kind == "sign_in"),
+                "the failure on bob was recorded past the budget"
+            );
+            let failed = rows
+                .iter()
+                .filter(|r| r.kind == "sign_in" && r.subject.as_deref() != Some("bob"))
+                .count();
             assert!(failed <= FLOOD_BURST as usize + refilled, "{failed}");
             let summary = rows
                 .iter()

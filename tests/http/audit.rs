@@ -436,7 +436,9 @@ fn tokens_are_recorded_made_used_once_an_hour_refused_and_revoked() {
         "token_created",
         "ok",
         (Some("alice"), Some("alice")),
-        &["name=backup script", "apps=*"],
+        // A name of more than one word is quoted: it cannot read as more
+        // fields (`x via=cli`).
+        &["name=\"backup script\"", "apps=*"],
     );
     assert!(
         !created.to_string().contains(&token),
