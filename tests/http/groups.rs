@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use crate::cli::{fails, gatehouse, ok};
-use crate::helpers::{Browser, TestApp, assert_redirects_to};
+use crate::helpers::{
+    Browser, SCRIPTED_CLICK, TestApp, assert_redirects_to, through_password_step,
+};
 
 /// `gatehouse ARGS` on `dir`'s data, as the box's owner runs it.
 fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -367,33 +369,12 @@ fn an_admin_manages_groups_and_members() {
     assert!(app.state().users.find_group("x").expect("find").is_none());
 }
 
-/// The hidden fields of the password step's form, and its password.
-fn through_password_step(step: &crate::helpers::Resp, password: &str) -> Vec<(String, String)> {
-    let form = &step.body[step.body.find("id=\"reauth-form\"").expect("form")..];
-    let form = &form[..form.find("</form>").expect("end")];
-    let mut fields = Vec::new();
-    for (i, m) in form.match_indices("<input type=\"hidden\" name=\"") {
-        let rest = &form[i + m.len()..];
-        let name = &rest[..rest.find('"').expect("name")];
-        let rest = &rest[rest.find("value=\"").expect("value") + 7..];
-        let value = &rest[..rest.find('"').expect("end")];
-        fields.push((name.to_owned(), value.replace("&amp;", "&")));
-    }
-    fields.push(("reauth_password".into(), password.into()));
-    fields
-}
-
 #[test]
 fn every_admin_form_keeps_its_fields_through_the_password_step() {
     // A click no person made (a script's) meets the password step: what
     // the form asked for must still be done after it (the group's name,
     // the group a member joins, the token to revoke, the address's box
     // were dropped, and the action failed or did something else).
-    const SCRIPTED: &[(&str, &str)] = &[
-        ("Sec-Fetch-Site", "same-origin"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
     let app = TestApp::spawn();
     app.add_user("root", "correct horse", true);
     app.add_user("carol", "correct horse", false);
@@ -428,7 +409,7 @@ fn every_admin_form_keeps_its_fields_through_the_password_step() {
         let token = csrf(&root, from);
         let mut all = vec![("csrf", token.as_str())];
         all.extend_from_slice(fields);
-        let step = root.post_form_with(action, &all, SCRIPTED);
+        let step = root.post_form_with(action, &all, SCRIPTED_CLICK);
         assert_eq!(step.status, 200, "{action}: {step:?}");
         assert!(step.body.contains("id=\"reauth-form\""), "{action}");
         let again = through_password_step(&step, "correct horse");
@@ -436,7 +417,7 @@ fn every_admin_form_keeps_its_fields_through_the_password_step() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let done = root.post_form_with(action, &again, SCRIPTED);
+        let done = root.post_form_with(action, &again, SCRIPTED_CLICK);
         assert_eq!(done.status, 303, "{action}: {done:?}");
     }
     let users = &app.state().users;

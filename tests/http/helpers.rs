@@ -548,3 +548,29 @@ where
     });
     (addr, stop)
 }
+
+/// What Chromium sends when a script calls `click()` on a button of a
+/// gatehouse page it opened with `window.open`: a navigation, but no
+/// person; an admin action so started always meets the password step.
+pub const SCRIPTED_CLICK: &[(&str, &str)] = &[
+    ("Sec-Fetch-Site", "same-origin"),
+    ("Sec-Fetch-Mode", "navigate"),
+    ("Sec-Fetch-Dest", "document"),
+];
+
+/// The hidden fields of the password step's form in `step`, and
+/// `password` as its answer: what the browser sends back.
+pub fn through_password_step(step: &Resp, password: &str) -> Vec<(String, String)> {
+    let form = &step.body[step.body.find("id=\"reauth-form\"").expect("form")..];
+    let form = &form[..form.find("</form>").expect("end")];
+    let mut fields = Vec::new();
+    for (i, m) in form.match_indices("<input type=\"hidden\" name=\"") {
+        let rest = &form[i + m.len()..];
+        let name = &rest[..rest.find('"').expect("name")];
+        let rest = &rest[rest.find("value=\"").expect("value") + 7..];
+        let value = &rest[..rest.find('"').expect("end")];
+        fields.push((name.to_owned(), value.replace("&amp;", "&")));
+    }
+    fields.push(("reauth_password".into(), password.into()));
+    fields
+}

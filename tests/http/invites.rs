@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use crate::cli::{fails, gatehouse, ok};
 use crate::factors::{code_at, enrol, password_step, second, secret_of, unix_now};
-use crate::helpers::{Browser, Resp, TestApp, assert_redirects_to};
+use crate::helpers::{
+    Browser, Resp, SCRIPTED_CLICK, TestApp, assert_redirects_to, through_password_step,
+};
 
 /// The value of the input whose id is `id`.
 fn value_of(page: &Resp, id: &str) -> String {
@@ -1260,31 +1262,10 @@ fn each_link_route_answers_another_method_with_405_and_its_allow_header() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// The hidden fields of the password step's form, and its password.
-fn through_password_step(step: &Resp, password: &str) -> Vec<(String, String)> {
-    let form = &step.body[step.body.find("id=\"reauth-form\"").expect("form")..];
-    let form = &form[..form.find("</form>").expect("end")];
-    let mut fields = Vec::new();
-    for (i, m) in form.match_indices("<input type=\"hidden\" name=\"") {
-        let rest = &form[i + m.len()..];
-        let name = &rest[..rest.find('"').expect("name")];
-        let rest = &rest[rest.find("value=\"").expect("value") + 7..];
-        let value = &rest[..rest.find('"').expect("end")];
-        fields.push((name.to_owned(), value.replace("&amp;", "&")));
-    }
-    fields.push(("reauth_password".into(), password.into()));
-    fields
-}
-
 #[test]
 fn the_admin_link_forms_keep_their_fields_through_the_password_step() {
     // A click no person made meets the password step every time: what the
     // form asked for must be what is done after it.
-    const SCRIPTED: &[(&str, &str)] = &[
-        ("Sec-Fetch-Site", "same-origin"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
     let (app, root) = with_root(&[]);
     app.add_user("bob", "correct horse", false);
     app.state()
@@ -1295,7 +1276,7 @@ fn the_admin_link_forms_keep_their_fields_through_the_password_step() {
         let token = root.get(from).csrf().expect("csrf");
         let mut all = vec![("csrf", token.as_str())];
         all.extend_from_slice(fields);
-        let step = root.post_form_with(action, &all, SCRIPTED);
+        let step = root.post_form_with(action, &all, SCRIPTED_CLICK);
         assert_eq!(step.status, 200, "{action}: {step:?}");
         assert!(step.body.contains("id=\"reauth-form\""), "{action}");
         let again = through_password_step(&step, "correct horse");
@@ -1303,7 +1284,7 @@ fn the_admin_link_forms_keep_their_fields_through_the_password_step() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        root.post_form_with(action, &again, SCRIPTED)
+        root.post_form_with(action, &again, SCRIPTED_CLICK)
     };
     let made = through(
         "/admin/invites",

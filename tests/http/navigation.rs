@@ -2,7 +2,7 @@
 //! app): fetch metadata decides what is a person's navigation, and admin
 //! actions want the password again after `admin_reauth`.
 
-use crate::helpers::{Resp, TestApp, assert_redirects_to};
+use crate::helpers::{Resp, SCRIPTED_CLICK, TestApp, assert_redirects_to};
 
 /// What Chromium sends for a `fetch()` from a page on the same origin.
 const FETCH: &[(&str, &str)] = &[
@@ -394,14 +394,6 @@ fn a_script_cannot_write_itself_a_confirmation_through_the_api() {
     let resp = admin.send_json("PATCH", "/api/session/data", "{\"theme\": \"dark\"}", &[]);
     assert_eq!(resp.status, 200);
 }
-
-/// What Chromium sends when a script calls `click()` on a button of a
-/// gatehouse page it opened with `window.open`: a navigation, but no person.
-const SCRIPTED_CLICK: &[(&str, &str)] = &[
-    ("Sec-Fetch-Site", "same-origin"),
-    ("Sec-Fetch-Mode", "navigate"),
-    ("Sec-Fetch-Dest", "document"),
-];
 
 #[test]
 fn a_scripted_click_gets_the_password_page_even_right_after_sign_in() {

@@ -15,7 +15,9 @@ use openidconnect::{
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::helpers::{Browser, Resp, TestApp, backend, backend_settings, enc};
+use crate::helpers::{
+    Browser, Resp, SCRIPTED_CLICK, TestApp, backend, backend_settings, enc, through_password_step,
+};
 use crate::oidc::{ISSUER, assert_oauth_error, follow, http, json, local, metadata, param, post};
 
 const GRAFANA_SECRET: &str = "grafana-secret-0123456789-abcdefgh";
@@ -552,35 +554,20 @@ fn only_an_administrator_with_the_pages_token_may_make_change_or_delete_a_client
 
     // A script's click (a navigation no person started) meets the password
     // step, which carries the whole form through.
-    const SCRIPTED: &[(&str, &str)] = &[
-        ("Sec-Fetch-Site", "same-origin"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
     let csrf = root.get("/admin/clients").csrf().expect("token");
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend(fields("carried", "https://a.test/cb\r\nhttps://b.test/cb"));
     all.push(("allowed_groups", "admins\r\nops"));
-    let step = root.post_form_with("/admin/clients", &all, SCRIPTED);
+    let step = root.post_form_with("/admin/clients", &all, SCRIPTED_CLICK);
     assert_eq!(step.status, 200, "{step:?}");
     assert!(step.body.contains("id=\"reauth-form\""));
     assert_eq!(stored(&app), ["wiki"], "nothing made without the password");
-    let mut again: Vec<(String, String)> = Vec::new();
-    let form = &step.body[step.body.find("id=\"reauth-form\"").expect("form")..];
-    let form = &form[..form.find("</form>").expect("end")];
-    for (i, m) in form.match_indices("<input type=\"hidden\" name=\"") {
-        let rest = &form[i + m.len()..];
-        let name = &rest[..rest.find('"').expect("name")];
-        let rest = &rest[rest.find("value=\"").expect("value") + 7..];
-        let value = &rest[..rest.find('"').expect("end")];
-        again.push((name.to_owned(), value.replace("&amp;", "&")));
-    }
-    again.push(("reauth_password".into(), ROOT.into()));
+    let again = through_password_step(&step, ROOT);
     let borrowed: Vec<(&str, &str)> = again
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let made = root.post_form_with("/admin/clients", &borrowed, SCRIPTED);
+    let made = root.post_form_with("/admin/clients", &borrowed, SCRIPTED_CLICK);
     assert_eq!(made.status, 200, "{made:?}");
     assert_eq!(input(&made, "made-client-id").as_deref(), Some("carried"));
     let listing = app
