@@ -17,6 +17,7 @@ use crate::users::Users;
 use crate::users::password::Hasher;
 use crate::web::{self, Health, Unhealthy};
 
+pub mod slots;
 pub mod watchdog;
 
 /// Why the server could not start.
@@ -980,8 +981,18 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
     }
 
+    // Each request is answered on the thread of the connection that read
+    // it, in one of the slots (see `slots.rs`); rouille's server is the
+    // listener, and its pool is left for requests that reach its queue
+    // (none do with `serve` set).
+    let slots = Arc::new(slots::Slots::new(request_threads(
+        config,
+        state.users.hasher(),
+    )));
+    let mut options = server_options(config, &limit, tls);
+    options.serve = Some(serve_in_slots(&state, &slots));
     let handler_state = Arc::clone(&state);
-    let server = tiny_http::with_options(server_options(config, &limit, tls), || {
+    let server = tiny_http::with_options(options, || {
         rouille::Server::new(config.listen, move |request| {
             web::handle(&handler_state, request)
         })
@@ -990,7 +1001,7 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         addr: config.listen,
         reason: e.to_string(),
     })?
-    .pool_size(request_threads(config, state.users.hasher()));
+    .pool_size(1);
     let addr = server.server_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let redirect = match config.redirect_http {
@@ -1031,8 +1042,10 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             while !stop_flag.load(Ordering::SeqCst) {
                 server.poll_timeout(Duration::from_millis(50));
             }
-            // No new requests are taken from here on; let the ones already
-            // handed to the pool finish and answer before the listener goes.
+            // No new requests start from here on (one read now is answered
+            // 503 and its connection closed); let the ones under way finish
+            // and answer before the listener goes.
+            slots.close_and_wait();
             server.join();
         })?;
     Ok(Running {
@@ -1047,6 +1060,25 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         backchannel,
         state,
         _lock: lock,
+    })
+}
+
+/// What answers a request on its connection's thread: gatehouse's handler
+/// in one of `slots`, or, once they are closed for shutdown, a `503` that
+/// ends the connection.
+fn serve_in_slots(state: &Arc<web::State>, slots: &Arc<slots::Slots>) -> tiny_http::Serve {
+    let (state, slots) = (Arc::clone(state), Arc::clone(slots));
+    let handler = move |request: &rouille::Request| web::handle(&state, request);
+    Arc::new(move |request: tiny_http::Request| match slots.take() {
+        Some(_slot) => rouille::serve(&handler, request),
+        None => {
+            let mut stopping =
+                tiny_http::Response::from_string("shutting down, retry\n").with_status_code(503);
+            if let Ok(retry) = tiny_http::Header::from_bytes(&b"Retry-After"[..], &b"1"[..]) {
+                stopping.add_header(retry);
+            }
+            let _ = request.respond_and_close(stopping);
+        }
     })
 }
 

@@ -114,7 +114,7 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 // gatehouse patch: settings rouille has no way to pass (see options.rs).
-pub use options::{with_options, Options};
+pub use options::{with_options, Options, Serve};
 
 mod client;
 mod common;
@@ -475,6 +475,7 @@ fn accept_loop(
         };
         let accepted = std::time::Instant::now();
         let messages = messages.clone();
+        let serve = options.serve.clone();
         #[cfg(feature = "ssl-rustls")]
         let tls = tls.clone();
         let mut conn = Some((sock, slot));
@@ -521,8 +522,21 @@ fn accept_loop(
             // answer before reading the next request (upstream's TLS stream
             // deadlocked otherwise; ssl/rustls.rs reads without holding a
             // lock).
-            for rq in client {
-                messages.push(rq.into());
+            // gatehouse patch: with `Options::serve`, each request is
+            // answered here, on the thread that read it: no hand-off to the
+            // thread taking requests from the queue and on to one of a pool,
+            // and back (three thread switches a request).
+            match &serve {
+                Some(serve) => {
+                    for rq in client {
+                        serve(rq);
+                    }
+                }
+                None => {
+                    for rq in client {
+                        messages.push(rq.into());
+                    }
+                }
             }
         }));
         if let Err(e) = spawned {

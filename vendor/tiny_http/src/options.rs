@@ -47,7 +47,16 @@ pub struct Options {
     /// connection refused at the cap), one line each, at most one a second
     /// per kind.
     pub log: fn(&str),
+    /// When set, each request is handed to this on the thread of the
+    /// connection that read it, which reads that connection's next request
+    /// once this returns (and the answer is written or handed back to it:
+    /// see `Request::respond`). Unset, requests go to the queue that
+    /// `Server::recv` takes them from, for other threads to answer.
+    pub serve: Option<Serve>,
 }
+
+/// What [`Options::serve`] holds.
+pub type Serve = Arc<dyn Fn(crate::Request) + Send + Sync>;
 
 fn log_warning(line: &str) {
     log::warn!("{line}");
@@ -64,6 +73,7 @@ impl std::fmt::Debug for Options {
             .field("max_connections_per_client", &self.max_connections_per_client)
             .field("uncapped", &self.uncapped.is_some())
             .field("read_ahead_memory", &self.read_ahead_memory)
+            .field("serve", &self.serve.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +92,7 @@ impl Default for Options {
             #[cfg(feature = "ssl-rustls")]
             tls: None,
             log: log_warning,
+            serve: None,
         }
     }
 }

@@ -714,6 +714,16 @@ impl Request {
         res
     }
 
+    /// gatehouse patch: sends `response` as the connection's last answer
+    /// (`Connection: close`): the connection reads no further request.
+    pub fn respond_and_close<R>(self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read + Send + 'static,
+    {
+        self.close_connection(CLOSE);
+        self.respond(response.with_connection_close())
+    }
+
     /// gatehouse patch: writes the answer as far as the client takes it at
     /// once, and at most its first piece (`PIECE`, 16 KiB) of body; a
     /// client too slow for that (a write finds no room for
