@@ -5,7 +5,7 @@ alternating twice: wrk -t2 -c64 -d5s, requests/s and server CPU per request (fro
     benches/https.py GATEHOUSE_BIN [OTHER_BIN...]
 """
 import sys, os, json, subprocess, tempfile, signal, time, urllib.request, ssl, re
-sys.path.insert(0, "/work/wt/hotpath/benches")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import instructions as I
 def run(binary, tls):
     data = tempfile.mkdtemp()

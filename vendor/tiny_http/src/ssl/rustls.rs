@@ -103,8 +103,13 @@ impl Shared {
 /// not yet decrypted, bytes.
 pub(crate) struct RustlsStream {
     shared: Arc<Shared>,
+    /// gatehouse patch: bytes `start..end` are received and not yet fed
+    /// to rustls; the buffer is zeroed once, when first read into (it was
+    /// grown and zeroed by a record's length on every read of the socket,
+    /// 18 KiB of `memset` a request).
     received: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl RustlsStream {
@@ -141,8 +146,8 @@ impl RustlsStream {
 
     /// Hands the bytes received so far to rustls, as far as it takes them.
     fn feed(&mut self, tls: &mut rustls::ServerConnection) -> io::Result<()> {
-        while self.start < self.received.len() && tls.wants_read() {
-            let mut rest = &self.received[self.start..];
+        while self.start < self.end && tls.wants_read() {
+            let mut rest = &self.received[self.start..self.end];
             let n = tls.read_tls(&mut rest)?;
             self.start += n;
             if let Err(e) = tls.process_new_packets() {
@@ -152,9 +157,9 @@ impl RustlsStream {
                 break;
             }
         }
-        if self.start == self.received.len() {
-            self.received.clear();
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
         }
         Ok(())
     }
@@ -164,8 +169,9 @@ impl Clone for RustlsStream {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            received: self.received[self.start..].to_vec(),
+            received: self.received[self.start..self.end].to_vec(),
             start: 0,
+            end: self.end - self.start,
         }
     }
 }
@@ -198,18 +204,26 @@ impl Read for RustlsStream {
             }
             self.shared.flush_tls_if_room()?;
             // Nothing to hand out: wait for more records, holding no lock.
-            if self.received.len() - self.start >= RECORD {
+            if self.end - self.start >= RECORD {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "TLS records rustls would not take",
                 ));
             }
-            let have = self.received.len();
-            self.received.resize(have + RECORD, 0);
-            let got = read_some(&self.shared.sock, &mut self.received[have..]);
+            // Room for a whole record after what waits: what waits moves to
+            // the front when the tail is short, and the buffer is made (or
+            // grown, for a clone's leftovers) to a record past it.
+            if self.received.len() - self.end < RECORD && self.start > 0 {
+                self.received.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.received.len() < self.end + RECORD {
+                self.received.resize(self.end + RECORD, 0);
+            }
+            let got = read_some(&self.shared.sock, &mut self.received[self.end..]);
             match got {
                 Ok(0) => {
-                    self.received.truncate(have);
                     let mut tls = lock(&self.shared.tls);
                     // Tells rustls the peer is gone: `reader` then answers
                     // end of file after a close_notify, else an error.
@@ -220,11 +234,8 @@ impl Read for RustlsStream {
                         Err(e) => Err(e),
                     };
                 }
-                Ok(n) => self.received.truncate(have + n),
-                Err(e) => {
-                    self.received.truncate(have);
-                    return Err(e);
-                }
+                Ok(n) => self.end += n,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -361,6 +372,7 @@ pub(crate) fn handshake(
         }),
         received: Vec::new(),
         start: 0,
+        end: 0,
     })
 }
 
