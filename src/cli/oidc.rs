@@ -50,7 +50,7 @@ pub(super) enum ClientCommand {
 }
 
 /// What `oidc client create` takes: what `[[clients]]` takes, less the
-/// extra claims and the logout settings.
+/// extra claims.
 #[derive(Args, Debug)]
 pub(super) struct CreateArgs {
     /// The client id the app insists on (default: a random one).
@@ -92,6 +92,29 @@ pub(super) struct CreateArgs {
     /// It may use the device authorization grant.
     #[arg(long)]
     device_grant: bool,
+    /// The page the signed-out page loads in a hidden frame (Front-Channel
+    /// Logout): https, or http to 127.0.0.1/localhost or a host of an
+    /// http redirect URI.
+    #[arg(long, value_name = "URI")]
+    frontchannel_logout_uri: Option<String>,
+    /// Whether that page is given `iss` and `sid` (default: true; give
+    /// `=false` for an app that wants neither).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    frontchannel_logout_session_required: bool,
+    /// Where a logout token is POSTed when a session that signed in to it
+    /// ends (Back-Channel Logout), by the front-channel URI's rules.
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
+    /// Whether the app needs `sid` in the logout token (default: true; it
+    /// is always sent).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    backchannel_logout_session_required: bool,
+    /// Where `end_session` may send the browser after signing out, matched
+    /// exactly (checked as redirect URIs are); repeat for more.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
 }
 
 /// `oidc rotate-key`: new signing keys, sealed with the same secrets the
@@ -132,6 +155,11 @@ impl CreateArgs {
             claims_in_id_token: !self.lean_id_token,
             device_grant: self.device_grant,
             launch_url: self.launch_url,
+            frontchannel_logout_uri: self.frontchannel_logout_uri,
+            frontchannel_logout_session_required: self.frontchannel_logout_session_required,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
         }
     }
 }

@@ -311,6 +311,15 @@ const STEPS: &[&str] = &[
      CREATE INDEX audit_by_subject ON audit(subject, at);
      CREATE INDEX audit_by_actor ON audit(actor, at);
      CREATE INDEX audit_by_kind ON audit(kind, at);",
+    // The logout settings of a client an administrator made (as
+    // `[[clients]]` takes them): the front- and back-channel logout URIs
+    // (NULL: none), whether each wants `iss` and `sid` (default yes, as
+    // the file's), and the post-logout redirect URIs (a JSON array).
+    "ALTER TABLE oidc_clients ADD COLUMN frontchannel_logout_uri TEXT;
+     ALTER TABLE oidc_clients ADD COLUMN frontchannel_logout_session_required INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE oidc_clients ADD COLUMN backchannel_logout_uri TEXT;
+     ALTER TABLE oidc_clients ADD COLUMN backchannel_logout_session_required INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE oidc_clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The schema version this binary writes.

@@ -319,6 +319,13 @@ const STEPS: &[&str] = &[
      CREATE INDEX audit_by_subject ON audit (lower(subject), at, id);
      CREATE INDEX audit_by_actor ON audit (lower(actor), at, id);
      CREATE INDEX audit_by_kind ON audit (kind, at, id);",
+    // The logout settings of a client an administrator made (see the
+    // SQLite step that adds them).
+    "ALTER TABLE oidc_clients ADD COLUMN frontchannel_logout_uri TEXT;
+     ALTER TABLE oidc_clients ADD COLUMN frontchannel_logout_session_required BOOLEAN NOT NULL DEFAULT true;
+     ALTER TABLE oidc_clients ADD COLUMN backchannel_logout_uri TEXT;
+     ALTER TABLE oidc_clients ADD COLUMN backchannel_logout_session_required BOOLEAN NOT NULL DEFAULT true;
+     ALTER TABLE oidc_clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The schema version this binary writes.

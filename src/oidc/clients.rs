@@ -712,11 +712,11 @@ impl ClientSpec {
             device_grant: row.device_grant,
             claims: ClaimSpecs::default(),
             launch_url: row.launch_url.clone(),
-            frontchannel_logout_uri: None,
-            frontchannel_logout_session_required: None,
-            backchannel_logout_uri: None,
-            backchannel_logout_session_required: None,
-            post_logout_redirect_uris: Vec::new(),
+            frontchannel_logout_uri: row.frontchannel_logout_uri.clone(),
+            frontchannel_logout_session_required: Some(row.frontchannel_logout_session_required),
+            backchannel_logout_uri: row.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: Some(row.backchannel_logout_session_required),
+            post_logout_redirect_uris: row.post_logout_redirect_uris.clone(),
         }
     }
 

@@ -112,11 +112,23 @@ impl Provider {
 
     /// The front-channel logout frames for the clients `ended` (those the
     /// ended session `sid` had signed in to), for those that registered a
-    /// `frontchannel_logout_uri`.
+    /// `frontchannel_logout_uri`: the file's and those made by an
+    /// administrator (a client the store cannot give now is left out, and
+    /// logged: the session has ended either way).
     fn front_channels(&self, ended: &[String], sid: &str) -> Vec<FrontChannel> {
         ended
             .iter()
-            .filter_map(|id| self.clients().find(id))
+            .filter_map(|id| match self.client(id) {
+                Ok(c) => c,
+                Err(e) => {
+                    crate::logging::line(&format!(
+                        "oidc frontchannel logout left out client={} detail={}",
+                        crate::logging::quote(id),
+                        crate::logging::quote(&e.to_string())
+                    ));
+                    None
+                }
+            })
             .filter_map(|c| {
                 let uri = c.frontchannel_logout_uri.as_deref()?;
                 let origin = web_origin(uri)?;
@@ -374,8 +386,12 @@ impl Sender {
 
     /// Signs and POSTs the logout token of `row` (never logged).
     fn deliver(&self, row: &LogoutRow, now: Millis) -> Outcome {
-        let Some(client) = self.provider.clients().find(&row.client_id) else {
-            return Outcome::Nothing;
+        // The file's clients and those made by an administrator; a store
+        // that cannot say now is tried again later.
+        let client = match self.provider.client(&row.client_id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Outcome::Nothing,
+            Err(e) => return Outcome::Failed(e.to_string()),
         };
         let Some(uri) = client.backchannel_logout_uri.as_deref() else {
             return Outcome::Nothing;
@@ -385,7 +401,7 @@ impl Sender {
         }
         let token = match self
             .provider
-            .logout_token(client, &row.subject, &row.sid, now)
+            .logout_token(&client, &row.subject, &row.sid, now)
         {
             Ok(t) => t,
             Err(e) => return Outcome::Failed(e.to_string()),

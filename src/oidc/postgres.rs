@@ -30,7 +30,10 @@ const DEVICE: &str = "device_hash, user_code_hash, client_id, scopes, created_at
 const KEY: &str = "kid, alg, sealed, public_jwk, created_at, retired_at, published_until";
 const CLIENT: &str = "id, name, secret_hash, redirect_uris, allowed_groups, two_factor, \
                       pkce_required, signing_alg, offline_access, claims_in_id_token, \
-                      device_grant, launch_url, created_at, secret_set_at";
+                      device_grant, launch_url, created_at, secret_set_at, \
+                      frontchannel_logout_uri, frontchannel_logout_session_required, \
+                      backchannel_logout_uri, backchannel_logout_session_required, \
+                      post_logout_redirect_uris";
 
 /// The SQLSTATE of a unique-constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -137,6 +140,11 @@ fn client(row: &Row) -> Result<ClientRow, OidcError> {
         launch_url: row.try_get(11)?,
         created_at: row.try_get(12)?,
         secret_set_at: row.try_get(13)?,
+        frontchannel_logout_uri: row.try_get(14)?,
+        frontchannel_logout_session_required: row.try_get(15)?,
+        backchannel_logout_uri: row.try_get(16)?,
+        backchannel_logout_session_required: row.try_get(17)?,
+        post_logout_redirect_uris: list(18)?,
     })
 }
 
@@ -733,12 +741,14 @@ impl Store for PostgresOidc {
     fn client_create(&self, c: &ClientRow) -> Result<bool, OidcError> {
         let secret = c.secret_hash.as_ref().map(|h| &h[..]);
         let (uris, groups) = (to_json_list(&c.redirect_uris), to_json_list(&c.groups));
+        let post_logout = to_json_list(&c.post_logout_redirect_uris);
         let mut conn = self.client()?;
         let mut tx = conn.transaction()?;
         let made = tx.execute_typed(
             &format!(
                 "INSERT INTO oidc_clients ({CLIENT}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15, $16, $17, $18, $19) \
                  ON CONFLICT (id) DO NOTHING"
             ),
             &[
@@ -756,6 +766,11 @@ impl Store for PostgresOidc {
                 (&c.launch_url, Type::TEXT),
                 (&c.created_at, Type::INT8),
                 (&c.secret_set_at, Type::INT8),
+                (&c.frontchannel_logout_uri, Type::TEXT),
+                (&c.frontchannel_logout_session_required, Type::BOOL),
+                (&c.backchannel_logout_uri, Type::TEXT),
+                (&c.backchannel_logout_session_required, Type::BOOL),
+                (&post_logout, Type::TEXT),
             ],
         )? == 1;
         if made {

@@ -14,8 +14,9 @@
 //!   refused at once.
 //! - **The same rules as the file**: a stored client is validated by
 //!   [`ClientSpec::build`] (redirect URIs matched exactly, custom schemes
-//!   and loopback ones on any port, nothing else relaxed), with bounds on
-//!   how many redirect URIs and groups it lists.
+//!   and loopback ones on any port, nothing else relaxed; logout URIs
+//!   `https`, or `http` only where the file allows it), with bounds on how
+//!   many redirect URIs, post-logout redirect URIs and groups it lists.
 //! - **Secrets**: 256 random bits, base64url; only their SHA-256 is
 //!   stored, and checked as a configured `sha256:` secret is.
 
@@ -36,12 +37,14 @@ use crate::db::DbError;
 /// The longest client id (as for a client of the file).
 pub const MAX_ID_LEN: usize = 255;
 
-/// The most redirect URIs (and, apart, groups) a client made here lists:
-/// it is read on every request that names it.
+/// The most redirect URIs (and, apart, post-logout redirect URIs and
+/// groups) a client made here lists: it is read on every request that
+/// names it.
 pub const MAX_LISTED: usize = 20;
 
-/// The most bytes of redirect URIs one client made here lists (all of
-/// them together): the list page and every start page show them.
+/// The most bytes of URIs one client made here lists (its redirect URIs,
+/// post-logout redirect URIs and logout URIs, all together): the list
+/// page and every start page show them.
 pub const MAX_URI_BYTES: usize = 4096;
 
 /// The most clients made here: every start page reads them all (for the
@@ -49,7 +52,7 @@ pub const MAX_URI_BYTES: usize = 4096;
 pub const MAX_CLIENTS: usize = 100;
 
 /// What an administrator asks for: what `[[clients]]` takes, less the
-/// extra claims and the logout settings.
+/// extra claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewClient {
     /// The `client_id`; empty: a random one.
@@ -78,11 +81,27 @@ pub struct NewClient {
     pub device_grant: bool,
     /// Where "my apps" links to.
     pub launch_url: Option<String>,
+    /// The page the signed-out page loads in a hidden frame (Front-Channel
+    /// Logout): `https`, or `http` to loopback or a host of an `http`
+    /// redirect URI.
+    pub frontchannel_logout_uri: Option<String>,
+    /// Whether that page is given `iss` and `sid` (the file's default: yes).
+    pub frontchannel_logout_session_required: bool,
+    /// Where a logout token is POSTed when a session ends (Back-Channel
+    /// Logout), by the same rules as the front-channel URI.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the client needs `sid` in the logout token (the file's
+    /// default: yes; it is always sent).
+    pub backchannel_logout_session_required: bool,
+    /// Where `end_session` may send the browser afterwards, matched
+    /// exactly (checked as redirect URIs are).
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl Default for NewClient {
     /// The file's defaults: confidential, PKCE optional, RS256, claims in
-    /// the ID token, no refresh tokens, no device grant.
+    /// the ID token, no refresh tokens, no device grant, no logout URIs
+    /// (`iss` and `sid` wanted when one is given).
     fn default() -> Self {
         Self {
             id: String::new(),
@@ -97,6 +116,11 @@ impl Default for NewClient {
             claims_in_id_token: true,
             device_grant: false,
             launch_url: None,
+            frontchannel_logout_uri: None,
+            frontchannel_logout_session_required: true,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: true,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 }
@@ -327,11 +351,33 @@ impl<'a> Registry<'a> {
         if self.configured.find(&id).is_some() {
             return Err(RegistryError::Configured(id));
         }
-        if new.redirect_uris.iter().map(String::len).sum::<usize>() > MAX_URI_BYTES {
-            return Err(invalid(
-                "redirect_uris",
-                format!("are more than {MAX_URI_BYTES} bytes together"),
-            ));
+        // Every URI counts: the field named is the one that takes the
+        // total over.
+        let mut bytes = 0usize;
+        for (field, uris) in [
+            ("redirect_uris", new.redirect_uris.iter().collect::<Vec<_>>()),
+            (
+                "post_logout_redirect_uris",
+                new.post_logout_redirect_uris.iter().collect(),
+            ),
+            (
+                "frontchannel_logout_uri",
+                new.frontchannel_logout_uri.iter().collect(),
+            ),
+            (
+                "backchannel_logout_uri",
+                new.backchannel_logout_uri.iter().collect(),
+            ),
+        ] {
+            bytes = bytes.saturating_add(uris.iter().map(|u| u.len()).sum::<usize>());
+            if bytes > MAX_URI_BYTES {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "bring the client's URIs (redirect, post-logout redirect and logout URIs) to more than {MAX_URI_BYTES} bytes together"
+                    ),
+                ));
+            }
         }
         if self.store.client_list()?.len() >= MAX_CLIENTS {
             return Err(invalid(
@@ -344,6 +390,12 @@ impl<'a> Registry<'a> {
         if new.redirect_uris.len() > MAX_LISTED {
             return Err(invalid(
                 "redirect_uris",
+                format!("lists more than {MAX_LISTED} URIs"),
+            ));
+        }
+        if new.post_logout_redirect_uris.len() > MAX_LISTED {
+            return Err(invalid(
+                "post_logout_redirect_uris",
                 format!("lists more than {MAX_LISTED} URIs"),
             ));
         }
@@ -373,6 +425,11 @@ impl<'a> Registry<'a> {
             claims_in_id_token: new.claims_in_id_token,
             device_grant: new.device_grant,
             launch_url: new.launch_url.clone(),
+            frontchannel_logout_uri: new.frontchannel_logout_uri.clone(),
+            frontchannel_logout_session_required: new.frontchannel_logout_session_required,
+            backchannel_logout_uri: new.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: new.backchannel_logout_session_required,
+            post_logout_redirect_uris: new.post_logout_redirect_uris.clone(),
             created_at: now,
             secret_set_at: secret.as_ref().map(|_| now),
         };

@@ -26,7 +26,10 @@ const DEVICE: &str = "device_hash, user_code_hash, client_id, scopes, created_at
 const KEY: &str = "kid, alg, sealed, public_jwk, created_at, retired_at, published_until";
 const CLIENT: &str = "id, name, secret_hash, redirect_uris, allowed_groups, two_factor, \
                       pkce_required, signing_alg, offline_access, claims_in_id_token, \
-                      device_grant, launch_url, created_at, secret_set_at";
+                      device_grant, launch_url, created_at, secret_set_at, \
+                      frontchannel_logout_uri, frontchannel_logout_session_required, \
+                      backchannel_logout_uri, backchannel_logout_session_required, \
+                      post_logout_redirect_uris";
 
 fn bad(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -130,6 +133,11 @@ fn client(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
         launch_url: row.get(11)?,
         created_at: row.get(12)?,
         secret_set_at: row.get(13)?,
+        frontchannel_logout_uri: row.get(14)?,
+        frontchannel_logout_session_required: row.get(15)?,
+        backchannel_logout_uri: row.get(16)?,
+        backchannel_logout_session_required: row.get(17)?,
+        post_logout_redirect_uris: list(18)?,
     })
 }
 
@@ -635,7 +643,8 @@ impl Store for SqliteOidc {
         let n = tx.execute(
             &format!(
                 "INSERT INTO oidc_clients ({CLIENT}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 ?15, ?16, ?17, ?18, ?19) \
                  ON CONFLICT (id) DO NOTHING"
             ),
             params![
@@ -652,7 +661,12 @@ impl Store for SqliteOidc {
                 c.device_grant,
                 c.launch_url,
                 c.created_at,
-                c.secret_set_at
+                c.secret_set_at,
+                c.frontchannel_logout_uri,
+                c.frontchannel_logout_session_required,
+                c.backchannel_logout_uri,
+                c.backchannel_logout_session_required,
+                to_json_list(&c.post_logout_redirect_uris)
             ],
         )?;
         if n == 1 {

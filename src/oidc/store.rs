@@ -320,6 +320,16 @@ pub struct ClientRow {
     pub device_grant: bool,
     /// Where "my apps" links to.
     pub launch_url: Option<String>,
+    /// The page the signed-out page loads in a hidden frame.
+    pub frontchannel_logout_uri: Option<String>,
+    /// Whether that page is given `iss` and `sid`.
+    pub frontchannel_logout_session_required: bool,
+    /// Where a logout token is POSTed when a session ends.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the logout token must carry `sid` (it always does).
+    pub backchannel_logout_session_required: bool,
+    /// Where `end_session` may send the browser afterwards, exactly.
+    pub post_logout_redirect_uris: Vec<String>,
     /// When it was made.
     pub created_at: Millis,
     /// When its secret was made or last rotated (`None`: public).
@@ -1249,6 +1259,11 @@ pub(super) mod conformance {
             claims_in_id_token: false,
             device_grant: false,
             launch_url: Some("https://app/".into()),
+            frontchannel_logout_uri: Some("https://app/fc?x=1".into()),
+            frontchannel_logout_session_required: false,
+            backchannel_logout_uri: Some("https://app/bc".into()),
+            backchannel_logout_session_required: true,
+            post_logout_redirect_uris: vec!["https://app/bye".into(), "app.native:/bye".into()],
             created_at: now,
             secret_set_at: secret.map(|_| now),
         }
@@ -1298,7 +1313,15 @@ pub(super) mod conformance {
             assert_eq!(store.client_find(near).expect("find"), None, "{near:?}");
         }
         // Any printable id, kept exactly.
-        let odd = client_row("Ünïcode 'id' \"x\" %20;--", None, now);
+        // No logout settings: nothing stored for them, nothing read back.
+        let odd = ClientRow {
+            frontchannel_logout_uri: None,
+            frontchannel_logout_session_required: true,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            post_logout_redirect_uris: Vec::new(),
+            ..client_row("Ünïcode 'id' \"x\" %20;--", None, now)
+        };
         assert!(store.client_create(&odd).expect("create"));
         assert_eq!(store.client_find(&odd.id).expect("find"), Some(odd.clone()));
         let ids: Vec<String> = store

@@ -62,6 +62,11 @@ fn configured_item(c: &crate::oidc::Client) -> ClientItem {
         offline_access: c.offline_access,
         device_grant: c.device_grant,
         launch_url: c.launch_url.clone(),
+        frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+        frontchannel_logout_session_required: c.frontchannel_logout_session_required,
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        backchannel_logout_session_required: c.backchannel_logout_session_required,
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         created_at: None,
         secret_set_at: None,
         shadowed: false,
@@ -82,6 +87,11 @@ fn stored_item(s: Stored) -> ClientItem {
         offline_access: r.offline_access,
         device_grant: r.device_grant,
         launch_url: r.launch_url,
+        frontchannel_logout_uri: r.frontchannel_logout_uri,
+        frontchannel_logout_session_required: r.frontchannel_logout_session_required,
+        backchannel_logout_uri: r.backchannel_logout_uri,
+        backchannel_logout_session_required: r.backchannel_logout_session_required,
+        post_logout_redirect_uris: r.post_logout_redirect_uris,
         created_at: Some(r.created_at),
         secret_set_at: r.secret_set_at,
         shadowed: s.shadowed,
@@ -160,6 +170,11 @@ fn typed(form: &Form) -> ClientForm {
         offline_access: ticked("offline_access"),
         claims_in_id_token: ticked("claims_in_id_token"),
         device_grant: ticked("device_grant"),
+        frontchannel_logout_uri: text("frontchannel_logout_uri"),
+        frontchannel_logout_session_required: ticked("frontchannel_logout_session_required"),
+        backchannel_logout_uri: text("backchannel_logout_uri"),
+        backchannel_logout_session_required: ticked("backchannel_logout_session_required"),
+        post_logout_redirect_uris: text("post_logout_redirect_uris"),
     }
 }
 
@@ -185,7 +200,10 @@ fn new_client(f: &ClientForm) -> std::result::Result<NewClient, &'static str> {
             .map(str::to_owned)
             .collect()
     };
-    let launch_url = f.launch_url.trim();
+    let optional = |text: &str| {
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    };
     Ok(NewClient {
         id: f.id.trim().to_owned(),
         name: f.name.trim().to_owned(),
@@ -198,7 +216,12 @@ fn new_client(f: &ClientForm) -> std::result::Result<NewClient, &'static str> {
         offline_access: f.offline_access,
         claims_in_id_token: f.claims_in_id_token,
         device_grant: f.device_grant,
-        launch_url: (!launch_url.is_empty()).then(|| launch_url.to_owned()),
+        launch_url: optional(&f.launch_url),
+        frontchannel_logout_uri: optional(&f.frontchannel_logout_uri),
+        frontchannel_logout_session_required: f.frontchannel_logout_session_required,
+        backchannel_logout_uri: optional(&f.backchannel_logout_uri),
+        backchannel_logout_session_required: f.backchannel_logout_session_required,
+        post_logout_redirect_uris: lines(&f.post_logout_redirect_uris, &[]),
     })
 }
 
@@ -210,6 +233,9 @@ fn label(field: &str) -> &str {
         "redirect_uris" => "Redirect URIs",
         "groups" => "Groups",
         "launch_url" => "Launch URL",
+        "frontchannel_logout_uri" => "Front-channel logout URI",
+        "backchannel_logout_uri" => "Back-channel logout URI",
+        "post_logout_redirect_uris" => "Post-logout redirect URIs",
         "pkce" => "PKCE",
         "signing_alg" => "Signing algorithm",
         other => other,

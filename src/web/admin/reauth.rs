@@ -44,6 +44,11 @@ const CARRIED: &[&str] = &[
     "offline_access",
     "claims_in_id_token",
     "device_grant",
+    "frontchannel_logout_uri",
+    "frontchannel_logout_session_required",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
+    "post_logout_redirect_uris",
     // `/admin/invites`, a user's reset link: the invite to revoke, what a
     // new one is made with.
     "uses",

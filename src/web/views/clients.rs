@@ -34,6 +34,16 @@ pub struct ClientItem {
     pub device_grant: bool,
     /// Where "my apps" links to.
     pub launch_url: Option<String>,
+    /// The page the signed-out page frames.
+    pub frontchannel_logout_uri: Option<String>,
+    /// That page is given `iss` and `sid`.
+    pub frontchannel_logout_session_required: bool,
+    /// Where logout tokens are POSTed.
+    pub backchannel_logout_uri: Option<String>,
+    /// It needs `sid` in the logout token.
+    pub backchannel_logout_session_required: bool,
+    /// Where `end_session` may send the browser.
+    pub post_logout_redirect_uris: Vec<String>,
     /// When it was made here (`None`: a client of gatehouse.toml).
     pub created_at: Option<Millis>,
     /// When its secret was made or last rotated.
@@ -70,6 +80,16 @@ pub struct ClientForm {
     pub claims_in_id_token: bool,
     /// May use the device grant.
     pub device_grant: bool,
+    /// Front-channel logout URI.
+    pub frontchannel_logout_uri: String,
+    /// `iss` and `sid` given to it.
+    pub frontchannel_logout_session_required: bool,
+    /// Back-channel logout URI.
+    pub backchannel_logout_uri: String,
+    /// `sid` needed in the logout token.
+    pub backchannel_logout_session_required: bool,
+    /// Post-logout redirect URIs, one per line.
+    pub post_logout_redirect_uris: String,
 }
 
 impl Default for ClientForm {
@@ -87,6 +107,11 @@ impl Default for ClientForm {
             offline_access: false,
             claims_in_id_token: true,
             device_grant: false,
+            frontchannel_logout_uri: String::new(),
+            frontchannel_logout_session_required: true,
+            backchannel_logout_uri: String::new(),
+            backchannel_logout_session_required: true,
+            post_logout_redirect_uris: String::new(),
         }
     }
 }
@@ -155,6 +180,28 @@ fn client_row(c: &ClientItem, now: Millis, actions: bool) -> Markup {
             td {
                 @for uri in &c.redirect_uris { code { (uri) } br; }
             }
+            td.logout {
+                @if let Some(uri) = &c.frontchannel_logout_uri {
+                    span.muted { "front-channel" }
+                    @if !c.frontchannel_logout_session_required { " " span.badge.muted { "no iss/sid" } }
+                    br;
+                    code.frontchannel { (uri) } br;
+                }
+                @if let Some(uri) = &c.backchannel_logout_uri {
+                    span.muted { "back-channel" }
+                    @if !c.backchannel_logout_session_required { " " span.badge.muted { "sid not needed" } }
+                    br;
+                    code.backchannel { (uri) } br;
+                }
+                @if !c.post_logout_redirect_uris.is_empty() {
+                    span.muted { "after sign-out" } br;
+                    @for uri in &c.post_logout_redirect_uris { code.post-logout { (uri) } br; }
+                }
+                @if c.frontchannel_logout_uri.is_none() && c.backchannel_logout_uri.is_none()
+                    && c.post_logout_redirect_uris.is_empty() {
+                    span.muted { "none" }
+                }
+            }
             td {
                 @if c.groups.is_empty() { span.muted { "anyone signed in" } } @else { (c.groups.join(", ")) }
             }
@@ -193,6 +240,7 @@ fn clients_table(id: &str, clients: &[ClientItem], now: Millis, actions: bool) -
                         th scope="col" { "Client" }
                         th scope="col" { "Kind" }
                         th scope="col" { "Redirect URIs" }
+                        th scope="col" { "Logout" }
                         th scope="col" { "Groups" }
                         @if actions {
                             th scope="col" { "Made" }
@@ -322,6 +370,25 @@ pub fn clients_page(v: &ClientsView<'_>) -> Markup {
                         label.check {
                             input type="checkbox" name="device_grant" value="1" checked[f.device_grant];
                             "May use the device grant (TVs, command-line tools)"
+                        }
+                        fieldset {
+                            legend { "Logout (optional)" }
+                            label for="client-frontchannel-logout-uri" { "Front-channel logout URI: loaded in a hidden frame on the signed-out page (https; http only to 127.0.0.1, localhost or a host of an http redirect URI)" }
+                            input type="text" id="client-frontchannel-logout-uri" name="frontchannel_logout_uri" maxlength="2000"
+                                autocomplete="off" autocapitalize="none" value=(f.frontchannel_logout_uri);
+                            label.check {
+                                input type="checkbox" name="frontchannel_logout_session_required" value="1" checked[f.frontchannel_logout_session_required];
+                                "Give it iss and sid (session required)"
+                            }
+                            label for="client-backchannel-logout-uri" { "Back-channel logout URI: a logout token is POSTed here when a session ends (same rules)" }
+                            input type="text" id="client-backchannel-logout-uri" name="backchannel_logout_uri" maxlength="2000"
+                                autocomplete="off" autocapitalize="none" value=(f.backchannel_logout_uri);
+                            label.check {
+                                input type="checkbox" name="backchannel_logout_session_required" value="1" checked[f.backchannel_logout_session_required];
+                                "It needs sid in the logout token (session required)"
+                            }
+                            label for="client-post-logout-redirect-uris" { "Post-logout redirect URIs, one per line: where end_session may send the browser afterwards (matched exactly)" }
+                            textarea id="client-post-logout-redirect-uris" name="post_logout_redirect_uris" rows="2" { (f.post_logout_redirect_uris) }
                         }
                         button type="submit" id="create-client-submit" { "Make client" }
                     }
