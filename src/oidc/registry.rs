@@ -355,7 +355,10 @@ impl<'a> Registry<'a> {
         // total over.
         let mut bytes = 0usize;
         for (field, uris) in [
-            ("redirect_uris", new.redirect_uris.iter().collect::<Vec<_>>()),
+            (
+                "redirect_uris",
+                new.redirect_uris.iter().collect::<Vec<_>>(),
+            ),
             (
                 "post_logout_redirect_uris",
                 new.post_logout_redirect_uris.iter().collect(),
@@ -754,6 +757,67 @@ mod tests {
                 },
                 "launch_url",
             ),
+            (
+                NewClient {
+                    frontchannel_logout_uri: Some("https://app.lan/logout#x".into()),
+                    ..new("a")
+                },
+                "frontchannel_logout_uri",
+            ),
+            (
+                NewClient {
+                    frontchannel_logout_uri: Some("app.native:/logout".into()),
+                    ..new("a")
+                },
+                "frontchannel_logout_uri",
+            ),
+            (
+                NewClient {
+                    backchannel_logout_uri: Some("http://app.lan/logout".into()),
+                    ..new("a")
+                },
+                "backchannel_logout_uri",
+            ),
+            (
+                NewClient {
+                    post_logout_redirect_uris: vec!["https://app.lan/bye#x".into()],
+                    ..new("a")
+                },
+                "post_logout_redirect_uris",
+            ),
+            (
+                NewClient {
+                    post_logout_redirect_uris: vec!["https://x/".into(); MAX_LISTED + 1],
+                    ..new("a")
+                },
+                "post_logout_redirect_uris",
+            ),
+            // Every URI counts toward MAX_URI_BYTES; the one that takes
+            // the total over is named.
+            (
+                NewClient {
+                    redirect_uris: vec![format!("https://x/{}", "a".repeat(1000)); 4],
+                    post_logout_redirect_uris: vec![format!("https://x/{}", "a".repeat(100))],
+                    ..new("a")
+                },
+                "post_logout_redirect_uris",
+            ),
+            (
+                NewClient {
+                    redirect_uris: vec![format!("https://x/{}", "a".repeat(1000)); 4],
+                    frontchannel_logout_uri: Some(format!("https://x/{}", "a".repeat(100))),
+                    ..new("a")
+                },
+                "frontchannel_logout_uri",
+            ),
+            (
+                NewClient {
+                    redirect_uris: vec![format!("https://x/{}", "a".repeat(1000)); 4],
+                    backchannel_logout_uri: Some(format!("https://x/{}", "a".repeat(100))),
+                    ..new("a")
+                },
+                "backchannel_logout_uri",
+            ),
         ];
         for (bad, field) in cases {
             match r.create(&bad, 1) {
@@ -793,6 +857,51 @@ mod tests {
                 .redirect_uri("app.immich:///oauth-callback/")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_made_clients_logout_settings_are_kept_and_used_as_the_files_are() {
+        let (_dir, store) = store();
+        let file = configured();
+        let r = Registry::new(&file, &store);
+        let made = r
+            .create(
+                &NewClient {
+                    redirect_uris: vec!["http://app.lan/cb".into()],
+                    frontchannel_logout_uri: Some("http://app.lan/fc".into()),
+                    frontchannel_logout_session_required: false,
+                    backchannel_logout_uri: Some("https://app.lan/bc".into()),
+                    post_logout_redirect_uris: vec![
+                        "https://app.lan/bye".into(),
+                        "app.native:/bye".into(),
+                    ],
+                    ..new("app")
+                },
+                1,
+            )
+            .expect("http to a host of an http redirect URI, as the file");
+        let found = r.find("app").expect("find").expect("there");
+        assert_eq!(
+            found.frontchannel_logout_uri,
+            made.client.frontchannel_logout_uri
+        );
+        assert_eq!(
+            found.frontchannel_logout_uri.as_deref(),
+            Some("http://app.lan/fc")
+        );
+        assert!(!found.frontchannel_logout_session_required);
+        assert_eq!(
+            found.backchannel_logout_uri.as_deref(),
+            Some("https://app.lan/bc")
+        );
+        assert!(found.backchannel_logout_session_required);
+        assert!(found.post_logout_redirect_uri("app.native:/bye"));
+        assert!(!found.post_logout_redirect_uri("https://app.lan/bye/"));
+        // None given: none kept, `iss` and `sid` wanted as the file's are.
+        let plain = r.create(&new("plain"), 1).expect("made").client;
+        assert!(plain.frontchannel_logout_uri.is_none() && plain.backchannel_logout_uri.is_none());
+        assert!(plain.post_logout_redirect_uris.is_empty());
+        assert!(plain.frontchannel_logout_session_required);
     }
 
     #[test]

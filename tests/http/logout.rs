@@ -6,6 +6,9 @@
 //! that verifies against the JWKS and says who; a client that accepts and
 //! never answers delays no sign-out and holds no threads; a client without
 //! these URIs gets nothing; a URI that is not allowed stops check-config.
+//! A client made on `/admin/clients` (through the password step) or with
+//! `gatehouse oidc client create` is told the same ways, and sent on to
+//! its own post-logout redirect URIs only.
 
 use std::io::Read as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -193,6 +196,11 @@ fn spawn(rp: &Rp) -> TestApp {
 /// Signs `browser` in to `client` (as alice, through the sign-in page
 /// when needed) and redeems the code: the token response.
 fn sign_in_to(base: &str, browser: &Browser, client: &str) -> Value {
+    sign_in_with(base, browser, client, SECRET)
+}
+
+/// [`sign_in_to`] a client whose secret is `secret`.
+fn sign_in_with(base: &str, browser: &Browser, client: &str, secret: &str) -> Value {
     let redirect = format!("https://{client}.test/cb");
     let resp = follow(
         browser,
@@ -204,7 +212,7 @@ fn sign_in_to(base: &str, browser: &Browser, client: &str) -> Value {
     let location = resp.header("location").expect("back to the client");
     assert!(location.starts_with(&redirect), "{location}");
     let code = param(location, "code").expect("a code");
-    let basic = format!("Basic {}", STANDARD.encode(format!("{client}:{SECRET}")));
+    let basic = format!("Basic {}", STANDARD.encode(format!("{client}:{secret}")));
     let tokens = Browser::new(base).post_form_with(
         "/oidc/token",
         &[
@@ -779,4 +787,235 @@ fn a_logout_uri_that_is_not_allowed_is_refused_by_check_config() {
         let shown = ok(&gatehouse(dir.path(), &["check-config"], None));
         assert!(shown.contains("logout_uri"), "{client}: {shown}");
     }
+}
+
+/// The value of the `<input>` with this `id` on a page.
+fn input(resp: &Resp, id: &str) -> Option<String> {
+    let at = resp.body.find(&format!("id=\"{id}\""))?;
+    let rest = &resp.body[at..];
+    let rest = &rest[rest.find("value=\"")? + "value=\"".len()..];
+    Some(rest[..rest.find('"')?].replace("&amp;", "&"))
+}
+
+/// Makes a client on `/admin/clients` as root, started by a script's
+/// click so the password step is asked for and its carried fields are
+/// what makes the client: its secret, as shown.
+fn make_on_admin(app: &TestApp, fields: &[(&str, &str)]) -> String {
+    use crate::helpers::{SCRIPTED_CLICK, through_password_step};
+    app.add_user("root", "root-password-1", true);
+    let root = app.browser();
+    assert_eq!(root.login("root", "root-password-1").status, 303);
+    let csrf = root.get("/admin/clients").csrf().expect("the page's token");
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    let step = root.post_form_with("/admin/clients", &all, SCRIPTED_CLICK);
+    assert_eq!(step.status, 200, "{step:?}");
+    assert!(step.body.contains("id=\"reauth-form\""), "{step:?}");
+    let again = through_password_step(&step, "root-password-1");
+    let again: Vec<(&str, &str)> = again
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let made = root.post_form_with("/admin/clients", &again, SCRIPTED_CLICK);
+    assert_eq!(made.status, 200, "{made:?}");
+    assert_eq!(
+        input(&made, "made-client-id").as_deref(),
+        fields
+            .iter()
+            .find(|(k, _)| *k == "client_id")
+            .map(|(_, v)| *v)
+    );
+    // The list shows its logout settings.
+    for (k, v) in fields {
+        if k.contains("logout_uri") || *k == "post_logout_redirect_uris" {
+            for line in v.lines() {
+                assert!(made.body.contains(line.trim()), "{k}: {line} not listed");
+            }
+        }
+    }
+    input(&made, "made-client-secret").expect("the secret is shown")
+}
+
+#[test]
+fn a_client_made_on_the_admin_page_is_framed_sent_a_logout_token_and_redirected() {
+    let rp = Rp::start();
+    let app = spawn(&rp);
+    let front = format!("http://127.0.0.1:{}/front-made?x=1", rp.port);
+    let back = format!("http://127.0.0.1:{}/back", rp.port);
+    let secret = make_on_admin(
+        &app,
+        &[
+            ("client_id", "made"),
+            ("client_name", "Made App"),
+            ("redirect_uris", "https://made.test/cb"),
+            ("client_type", "confidential"),
+            ("pkce", "optional"),
+            ("signing_alg", "RS256"),
+            ("claims_in_id_token", "1"),
+            ("frontchannel_logout_uri", &front),
+            ("frontchannel_logout_session_required", "1"),
+            ("backchannel_logout_uri", &back),
+            ("backchannel_logout_session_required", "1"),
+            (
+                "post_logout_redirect_uris",
+                "https://made.test/bye\r\nhttps://made.test/bye2",
+            ),
+        ],
+    );
+    // Signing out frames its front-channel URI (with `iss` and `sid`),
+    // lets the page frame its origin, and posts it a logout token.
+    let browser = app.browser();
+    let tokens = sign_in_with(&app.base, &browser, "made", &secret);
+    let sid = claims_of(id_token(&tokens))["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let page = browser.logout();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(
+        frames(&page),
+        [format!("{front}&iss={ISSUER_IN_QUERY}&sid={sid}")]
+    );
+    assert_eq!(
+        csp_headers(&page),
+        [format!("{CSP}; frame-src http://127.0.0.1:{}", rp.port)]
+    );
+    let posted = rp.wait_for_tokens(1);
+    assert_logout_token(&app.base, &posted[0], "made", id_token(&tokens));
+    // end_session sends the browser on to a URI it registered (the
+    // second line of the box), with `state`.
+    let browser = app.browser();
+    let tokens = sign_in_with(&app.base, &browser, "made", &secret);
+    let id = id_token(&tokens).to_owned();
+    let page = browser.get(&format!(
+        "/oidc/end_session?id_token_hint={}&post_logout_redirect_uri={}&state=s1",
+        enc(&id),
+        enc("https://made.test/bye2")
+    ));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(frames(&page).len(), 1);
+    assert!(
+        page.body
+            .contains("<a href=\"https://made.test/bye2?state=s1\" id=\"signed-out-continue\">"),
+        "{}",
+        page.body
+    );
+    let posted = rp.wait_for_tokens(2);
+    assert_logout_token(&app.base, &posted[1], "made", &id);
+    // Never to one it did not register (nor to the file's client's):
+    // gatehouse's own page instead.
+    for other in [
+        "https://made.test/other",
+        "https://made.test/bye/",
+        "https://rp.test/bye",
+    ] {
+        let browser = app.browser();
+        let tokens = sign_in_with(&app.base, &browser, "made", &secret);
+        let page = browser.get(&format!(
+            "/oidc/end_session?id_token_hint={}&post_logout_redirect_uri={}",
+            enc(id_token(&tokens)),
+            enc(other)
+        ));
+        assert_eq!(page.status, 200, "{other}: {page:?}");
+        assert!(!page.body.contains(other), "{other}");
+        assert!(
+            page.body
+                .contains("<a href=\"/login\" id=\"signed-out-continue\">"),
+            "{other}"
+        );
+        assert_eq!(browser.get("/").status, 303, "{other}: signed out");
+    }
+    rp.wait_for_tokens(5);
+}
+
+#[test]
+fn a_client_made_with_the_command_line_is_framed_sent_a_logout_token_and_redirected() {
+    let rp = Rp::start();
+    let app = spawn(&rp);
+    let front = format!("http://localhost:{}/front-cli", rp.port);
+    let back = format!("http://127.0.0.1:{}/back", rp.port);
+    let out = crate::cli::ok(&crate::cli::gatehouse(
+        app.dir.path(),
+        &[
+            "oidc",
+            "client",
+            "create",
+            "--id",
+            "cli",
+            "--redirect-uri",
+            "https://cli.test/cb",
+            "--frontchannel-logout-uri",
+            &front,
+            "--frontchannel-logout-session-required=false",
+            "--backchannel-logout-uri",
+            &back,
+            "--backchannel-logout-session-required",
+            "--post-logout-redirect-uri",
+            "https://cli.test/bye",
+            "--post-logout-redirect-uri",
+            "cli.native:/bye",
+        ],
+        None,
+    ));
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret: "))
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .to_owned();
+    let row = app
+        .state()
+        .oidc
+        .as_ref()
+        .expect("provider")
+        .registry()
+        .find_stored("cli")
+        .expect("find")
+        .expect("made");
+    assert!(!row.row.frontchannel_logout_session_required);
+    assert!(row.row.backchannel_logout_session_required);
+    assert_eq!(
+        row.row.post_logout_redirect_uris,
+        ["https://cli.test/bye", "cli.native:/bye"]
+    );
+    // Framed as registered (it asked for no `iss` and `sid`), told by
+    // the back channel.
+    let browser = app.browser();
+    let tokens = sign_in_with(&app.base, &browser, "cli", &secret);
+    let page = browser.logout();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(frames(&page), [front.clone()]);
+    assert_eq!(
+        csp_headers(&page),
+        [format!("{CSP}; frame-src http://localhost:{}", rp.port)]
+    );
+    let posted = rp.wait_for_tokens(1);
+    assert_logout_token(&app.base, &posted[0], "cli", id_token(&tokens));
+    // Its post-logout redirect URIs, and only those.
+    let browser = app.browser();
+    let tokens = sign_in_with(&app.base, &browser, "cli", &secret);
+    let page = browser.get(&format!(
+        "/oidc/end_session?id_token_hint={}&post_logout_redirect_uri={}",
+        enc(id_token(&tokens)),
+        enc("cli.native:/bye")
+    ));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body
+            .contains("<a href=\"cli.native:/bye\" id=\"signed-out-continue\">"),
+        "{}",
+        page.body
+    );
+    let browser = app.browser();
+    let tokens = sign_in_with(&app.base, &browser, "cli", &secret);
+    let page = browser.get(&format!(
+        "/oidc/end_session?id_token_hint={}&post_logout_redirect_uri={}",
+        enc(id_token(&tokens)),
+        enc("https://cli.test/elsewhere")
+    ));
+    assert!(
+        page.body
+            .contains("<a href=\"/login\" id=\"signed-out-continue\">"),
+        "{page:?}"
+    );
+    rp.wait_for_tokens(3);
 }

@@ -1017,3 +1017,152 @@ fn a_client_made_on_one_instance_is_used_changed_and_ended_on_the_other_at_once(
     assert_eq!(userinfo(&b, &access).status, 401);
     assert!(!token_stored(&b, &refresh_token));
 }
+
+#[test]
+fn bad_logout_uris_are_refused_with_a_clear_error_on_the_page_and_by_the_cli() {
+    let app = spawn();
+    let root = admin(&app);
+    let long = format!("https://wiki.test/{}", "a".repeat(1100));
+    let many = vec!["https://wiki.test/bye"; 21].join("\n");
+    let four_long = vec![long.as_str(); 4].join("\n");
+    let cases: Vec<(&str, &str, &str)> = vec![
+        (
+            "frontchannel_logout_uri",
+            "https://wiki.test/logout#x",
+            "Front-channel logout URI:",
+        ),
+        (
+            "frontchannel_logout_uri",
+            "ftp://wiki.test/logout",
+            "Front-channel logout URI:",
+        ),
+        (
+            "frontchannel_logout_uri",
+            "javascript:alert(1)",
+            "Front-channel logout URI:",
+        ),
+        (
+            "frontchannel_logout_uri",
+            "wiki.native:/logout",
+            "Front-channel logout URI:",
+        ),
+        // Plain HTTP to a host no http redirect URI names.
+        (
+            "frontchannel_logout_uri",
+            "http://wiki.test/logout",
+            "Front-channel logout URI:",
+        ),
+        (
+            "backchannel_logout_uri",
+            "https://wiki.test/logout#x",
+            "Back-channel logout URI:",
+        ),
+        (
+            "backchannel_logout_uri",
+            "data:text/html,x",
+            "Back-channel logout URI:",
+        ),
+        (
+            "backchannel_logout_uri",
+            "http://other.test/logout",
+            "Back-channel logout URI:",
+        ),
+        (
+            "backchannel_logout_uri",
+            "https://user@wiki.test/logout",
+            "Back-channel logout URI:",
+        ),
+        (
+            "post_logout_redirect_uris",
+            "https://wiki.test/bye#x",
+            "Post-logout redirect URIs:",
+        ),
+        (
+            "post_logout_redirect_uris",
+            "https://wiki.test/bye\njavascript:alert(1)",
+            "Post-logout redirect URIs:",
+        ),
+        (
+            "post_logout_redirect_uris",
+            "https://*.wiki.test/bye",
+            "Post-logout redirect URIs:",
+        ),
+        (
+            "post_logout_redirect_uris",
+            &many,
+            "Post-logout redirect URIs:",
+        ),
+        // Over-long: the URIs together, and one on its own.
+        (
+            "post_logout_redirect_uris",
+            &four_long,
+            "Post-logout redirect URIs:",
+        ),
+    ];
+    for (field, bad, said) in &cases {
+        let mut all = fields("wiki", "https://wiki.test/cb");
+        all.push((field, bad));
+        let resp = submit(&root, "/admin/clients", &all);
+        assert_eq!(resp.status, 400, "{field} {bad:?}: {resp:?}");
+        let error = resp.text_of("error").expect("an error is shown");
+        assert!(error.starts_with(said), "{field} {bad:?}: {error}");
+        assert!(input(&resp, "made-client-secret").is_none());
+    }
+    // Redirect URIs and logout URIs count together.
+    let three_long = vec![long.as_str(); 3].join("\n");
+    let mut all = fields("wiki", &three_long);
+    all.push(("backchannel_logout_uri", &long));
+    let resp = submit(&root, "/admin/clients", &all);
+    assert_eq!(resp.status, 400, "{resp:?}");
+    let error = resp.text_of("error").expect("an error");
+    assert!(error.starts_with("Back-channel logout URI:"), "{error}");
+    assert!(error.contains("4096 bytes"), "{error}");
+    assert!(stored(&app).is_empty(), "nothing made");
+
+    // The command line refuses the same, naming the field.
+    use crate::cli::{fails, gatehouse};
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("gatehouse.toml"), config()).expect("config");
+    let flag = |field: &str| match field {
+        "frontchannel_logout_uri" => "--frontchannel-logout-uri",
+        "backchannel_logout_uri" => "--backchannel-logout-uri",
+        _ => "--post-logout-redirect-uri",
+    };
+    for (field, bad, _) in cases.iter().filter(|(_, bad, _)| !bad.contains('\n')) {
+        let err = fails(&gatehouse(
+            dir.path(),
+            &[
+                "oidc",
+                "client",
+                "create",
+                "--id",
+                "wiki",
+                "--redirect-uri",
+                "https://wiki.test/cb",
+                flag(field),
+                bad,
+            ],
+            None,
+        ));
+        assert!(err.contains(&format!("invalid {field}")), "{bad:?}: {err}");
+    }
+    let mut args = vec![
+        "oidc",
+        "client",
+        "create",
+        "--id",
+        "wiki",
+        "--redirect-uri",
+        "https://wiki.test/cb",
+    ];
+    for _ in 0..4 {
+        args.extend(["--post-logout-redirect-uri", long.as_str()]);
+    }
+    let err = fails(&gatehouse(dir.path(), &args, None));
+    assert!(
+        err.contains("invalid post_logout_redirect_uris") && err.contains("4096 bytes"),
+        "{err}"
+    );
+    let listed = crate::cli::ok(&gatehouse(dir.path(), &["oidc", "client", "list"], None));
+    assert!(!listed.contains("wiki"), "{listed}");
+}
