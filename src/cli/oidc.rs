@@ -32,7 +32,7 @@ pub(super) enum OidcCommand {
 #[derive(Subcommand, Debug)]
 pub(super) enum ClientCommand {
     /// Make a client and print its secret (once: only its hash is kept).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List every client: those of gatehouse.toml and those made here.
     List,
     /// Give a client made here a new secret, printed once; the old one is
@@ -137,7 +137,7 @@ pub(super) fn rotate_key(global: &Global) -> Result<(), CliError> {
 }
 
 impl CreateArgs {
-    fn new_client(self) -> NewClient {
+    fn new_client(self: Box<Self>) -> NewClient {
         NewClient {
             id: self.id.unwrap_or_default(),
             name: self.name.unwrap_or_default(),

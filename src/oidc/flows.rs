@@ -1487,3 +1487,55 @@ fn the_reaper_removes_what_ran_out() {
         assert!(p.store().token_find(&hash).expect("find").is_none());
     });
 }
+
+#[test]
+fn a_made_clients_logout_uris_are_used_and_one_the_store_cannot_give_is_tried_later() {
+    use std::sync::atomic::AtomicU16;
+    let (port, seen) = testing::stub_client(Arc::new(AtomicU16::new(200)));
+    let (_dir, p, alice) = backchannel_provider(port);
+    p.subject(alice).expect("sub");
+    // A client made by an administrator with both URIs: framed and told
+    // as the file's are.
+    p.registry()
+        .create(
+            &super::NewClient {
+                id: "made".into(),
+                redirect_uris: vec!["https://made.lan/cb".into()],
+                frontchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/front")),
+                backchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/backchannel")),
+                ..super::NewClient::default()
+            },
+            now(),
+        )
+        .expect("made");
+    grant_to(&p, alice, "made", "s1");
+    let frames = p.end_session("s1").expect("ended");
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(
+        frames[0]
+            .url
+            .starts_with(&format!("http://127.0.0.1:{port}/front?iss=")),
+        "{frames:?}"
+    );
+    let sender = super::logout::Sender::new(p.clone());
+    assert!(sender.deliver_one().expect("tried"));
+    assert_eq!(seen.lock().expect("seen").len(), 1);
+    assert_eq!(p.store().logout_next().expect("next"), None, "sent");
+    // A stored row that no longer passes the rules (edited by hand): the
+    // store cannot give the client. The session still ends, its frame is
+    // left out (logged), and its notice waits for a later try.
+    let mut row = super::store::conformance::client_row("broken", Some([7; 32]), now());
+    row.redirect_uris = vec!["javascript:alert(1)".into()];
+    row.frontchannel_logout_uri = Some(format!("http://127.0.0.1:{port}/front"));
+    row.backchannel_logout_uri = Some(format!("http://127.0.0.1:{port}/backchannel"));
+    assert!(p.store().client_create(&row).expect("row"));
+    assert!(p.client("broken").is_err());
+    grant_to(&p, alice, "broken", "s2");
+    assert_eq!(p.end_session("s2").expect("ended"), []);
+    assert!(sender.deliver_one().expect("tried"));
+    assert!(
+        p.store().logout_next().expect("next").is_some(),
+        "tried again later"
+    );
+    assert_eq!(seen.lock().expect("seen").len(), 1, "nothing sent");
+}

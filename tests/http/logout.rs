@@ -983,7 +983,7 @@ fn a_client_made_with_the_command_line_is_framed_sent_a_logout_token_and_redirec
     let tokens = sign_in_with(&app.base, &browser, "cli", &secret);
     let page = browser.logout();
     assert_eq!(page.status, 200, "{page:?}");
-    assert_eq!(frames(&page), [front.clone()]);
+    assert_eq!(frames(&page), std::slice::from_ref(&front));
     assert_eq!(
         csp_headers(&page),
         [format!("{CSP}; frame-src http://localhost:{}", rp.port)]

@@ -1024,7 +1024,7 @@ fn bad_logout_uris_are_refused_with_a_clear_error_on_the_page_and_by_the_cli() {
     let root = admin(&app);
     let long = format!("https://wiki.test/{}", "a".repeat(1100));
     let many = vec!["https://wiki.test/bye"; 21].join("\n");
-    let four_long = vec![long.as_str(); 4].join("\n");
+    let four_long = [long.as_str(); 4].join("\n");
     let cases: Vec<(&str, &str, &str)> = vec![
         (
             "frontchannel_logout_uri",
@@ -1109,7 +1109,7 @@ fn bad_logout_uris_are_refused_with_a_clear_error_on_the_page_and_by_the_cli() {
         assert!(input(&resp, "made-client-secret").is_none());
     }
     // Redirect URIs and logout URIs count together.
-    let three_long = vec![long.as_str(); 3].join("\n");
+    let three_long = [long.as_str(); 3].join("\n");
     let mut all = fields("wiki", &three_long);
     all.push(("backchannel_logout_uri", &long));
     let resp = submit(&root, "/admin/clients", &all);
