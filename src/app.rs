@@ -1045,7 +1045,13 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
             // No new requests start from here on (one read now is answered
             // 503 and its connection closed); let the ones under way finish
             // and answer before the listener goes.
-            slots.close_and_wait();
+            let left = slots.close_and_wait(SHUTDOWN_GRACE);
+            if left > 0 {
+                crate::logging::line(&format!(
+                    "shutdown: {left} requests still under way after {}s, stopping without them",
+                    SHUTDOWN_GRACE.as_secs()
+                ));
+            }
             server.join();
         })?;
     Ok(Running {
@@ -1062,6 +1068,12 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         _lock: lock,
     })
 }
+
+/// How long shutdown waits for the requests under way: a request bounded
+/// by the server's own limits ends well within it, and one that goes at a
+/// client's pace (a proxied upload trickled a byte at a time, each read
+/// allowed `body_timeout`) does not hold the server up past it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What answers a request on its connection's thread: gatehouse's handler
 /// in one of `slots`, or, once they are closed for shutdown, a `503` that

@@ -30,6 +30,9 @@ pub struct Slots {
     closed: AtomicBool,
     lock: Mutex<()>,
     freed: Condvar,
+    /// Attempts that found every slot taken (for tests).
+    #[cfg(test)]
+    missed: AtomicUsize,
 }
 
 /// A slot held: given back when dropped (also when its handler panics).
@@ -56,6 +59,8 @@ impl Slots {
             closed: AtomicBool::new(false),
             lock: Mutex::new(()),
             freed: Condvar::new(),
+            #[cfg(test)]
+            missed: AtomicUsize::new(0),
         }
     }
 
@@ -66,7 +71,7 @@ impl Slots {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
             }
-            if self.busy.fetch_add(1, Ordering::SeqCst) < self.limit {
+            if self.try_take() {
                 let slot = Slot(self);
                 // Closed meanwhile: shutdown may already have seen no
                 // request under way, so this one must not start.
@@ -75,9 +80,32 @@ impl Slots {
                 }
                 return Some(slot);
             }
-            self.give_back();
             self.wait_for_one();
         }
+    }
+
+    /// Takes a free slot if there is one. The count never goes past the
+    /// limit, not even for a moment, and a taker that finds none wakes
+    /// nobody: counting up and back down woke the next waiter, which
+    /// failed and woke the next, and a full house spun every waiting
+    /// thread on the processors (a hostile pass: 30 waiters took a whole
+    /// core).
+    fn try_take(&self) -> bool {
+        let mut busy = self.busy.load(Ordering::SeqCst);
+        while busy < self.limit {
+            match self.busy.compare_exchange_weak(
+                busy,
+                busy + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => busy = now,
+            }
+        }
+        #[cfg(test)]
+        self.missed.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Sleeps until a slot may be free (or the slots close).
@@ -96,6 +124,7 @@ impl Slots {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Gives a slot back and wakes one waiter, if any.
     fn give_back(&self) {
         self.busy.fetch_sub(1, Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst) > 0 {
@@ -105,14 +134,21 @@ impl Slots {
     }
 
     /// Closes the slots (no request starts from now on) and waits until
-    /// every request under way has answered.
-    pub fn close_and_wait(&self) {
+    /// every request under way has answered, for `grace` at most; the
+    /// requests still under way then (e.g. a proxied upload a client
+    /// trickles) are counted in the answer, and end with the process.
+    pub fn close_and_wait(&self, grace: Duration) -> usize {
         self.closed.store(true, Ordering::SeqCst);
         {
             let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.freed.notify_all();
         }
-        while self.busy.load(Ordering::SeqCst) > 0 {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let busy = self.busy.load(Ordering::SeqCst);
+            if busy == 0 || std::time::Instant::now() >= deadline {
+                return busy;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -189,14 +225,49 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let closer = {
             let slots = Arc::clone(&slots);
-            std::thread::spawn(move || slots.close_and_wait())
+            std::thread::spawn(move || slots.close_and_wait(Duration::from_secs(10)))
         };
         // The waiter is refused, not served, and closing waits for `held`.
         assert!(!waiter.join().expect("waiter"));
         std::thread::sleep(Duration::from_millis(30));
         assert!(!closer.is_finished(), "closed with a request under way");
         drop(held);
-        closer.join().expect("closer");
+        assert_eq!(closer.join().expect("closer"), 0);
         assert!(slots.take().is_none());
+    }
+
+    #[test]
+    fn closing_waits_no_longer_than_the_grace() {
+        let slots = Slots::new(2);
+        let _held = slots.take().expect("open");
+        let started = std::time::Instant::now();
+        assert_eq!(slots.close_and_wait(Duration::from_millis(50)), 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A hostile pass: with every slot held, waiters woke each other in a
+    /// ring (each failed attempt counted up, back down, and woke the next)
+    /// and spun. Now a waiter looks again only when a slot is given back or
+    /// its recheck comes: a few times each in 300 ms, not thousands.
+    #[test]
+    fn waiters_for_a_full_house_sleep_instead_of_waking_each_other() {
+        let slots = Arc::new(Slots::new(4));
+        let held: Vec<_> = (0..4).map(|_| slots.take().expect("open")).collect();
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let slots = Arc::clone(&slots);
+                std::thread::spawn(move || slots.take().is_some())
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let missed = slots.missed.load(Ordering::Relaxed);
+        assert!(
+            missed <= 20 * 8,
+            "{missed} failed attempts by 20 waiters in 300 ms"
+        );
+        drop(held);
+        for w in waiters {
+            assert!(w.join().expect("waiter"));
+        }
     }
 }

@@ -422,16 +422,7 @@ fn one_user_holding_quiet_tunnels_cannot_lock_others_out() {
 /// half of those: the rest are refused at once (`429`, `503`).
 #[test]
 fn requests_hanging_on_an_upstream_hold_only_some_of_the_threads() {
-    // An upstream that takes every connection and never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let up = listener.local_addr().expect("addr");
-    let hung = Arc::new(Mutex::new(Vec::new()));
-    let keep = Arc::clone(&hung);
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            keep.lock().expect("lock").push(conn);
-        }
-    });
+    let (up, hung) = hung_upstream();
     let app = proxied(
         up,
         &[
@@ -504,6 +495,133 @@ fn requests_hanging_on_an_upstream_hold_only_some_of_the_threads() {
     hung.lock().expect("lock").clear();
     shuts_down_within(app, Duration::from_secs(20));
     drop(waiters);
+}
+
+/// An upstream that takes every connection and never reads or answers;
+/// the connections are kept until the list it returns is cleared.
+fn hung_upstream() -> (SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = listener.local_addr().expect("addr");
+    let hung = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&hung);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().expect("lock").push(conn);
+        }
+    });
+    (up, hung)
+}
+
+/// A hostile pass: opening a WebSocket through the proxy waits for the
+/// upstream's `101` (up to `proxy_timeout`) on a request thread, and was
+/// not counted with the other requests waiting on upstreams: one user
+/// sending upgrade requests to a hung app took every request thread.
+/// Openings now count like any proxied request.
+#[test]
+fn websocket_openings_hanging_on_an_upstream_hold_only_some_of_the_threads() {
+    let (up, hung) = hung_upstream();
+    let app = proxied(
+        up,
+        &[
+            ("threads", "8"),
+            ("proxy_timeout", "120s"),
+            ("login_queue_timeout", "0s"),
+        ],
+    );
+    let at = addr(&app);
+    let alice = session_of(&app, "alice");
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut held = Vec::new();
+    let waiters: Vec<_> = (0..40u8)
+        .map(|i| {
+            let mut conn = connect_from([127, 0, 0, 20 + i % 8], at).expect("connect");
+            let handshake = format!(
+                "GET /apps/files/socket{i} HTTP/1.1\r\nHost: {at}\r\nConnection: Upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Cookie: gatehouse_session={alice}\r\n\r\n"
+            );
+            conn.write_all(handshake.as_bytes()).expect("send");
+            held.push(conn.try_clone().expect("clone"));
+            let refused = Arc::clone(&refused);
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                if let Some(head) = read_head(&mut conn)
+                    && (head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503"))
+                {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while refused.load(Ordering::SeqCst) < 40 - 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of alice's 40 WebSocket openings were refused",
+            refused.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eventually_healthy(BYSTANDER, at, Duration::from_secs(10));
+    assert_eq!(status_from([127, 0, 0, 3], at, "/login"), 200);
+    let opened = hung.lock().expect("lock").len();
+    assert!(
+        (1..=3).contains(&opened),
+        "{opened} openings reached the hung upstream"
+    );
+    drop(held);
+    hung.lock().expect("lock").clear();
+    shuts_down_within(app, Duration::from_secs(20));
+    drop(waiters);
+}
+
+/// A hostile pass: a proxied upload that a client trickles (past the
+/// 64 KiB read with the head, then a byte every two seconds, each read
+/// within `body_timeout`) held its request for as long as the client
+/// liked, and shutdown waited for it for ever. Shutdown now waits for the
+/// requests under way for a grace of 10 s at most.
+#[test]
+fn shutdown_does_not_wait_for_a_proxied_upload_a_client_trickles() {
+    let (up, hung) = hung_upstream();
+    let app = proxied(up, &[("body_timeout", "3s")]);
+    let at = addr(&app);
+    let alice = session_of(&app, "alice");
+    let mut conn = connect_from(ATTACKER, at).expect("connect");
+    let head = format!(
+        "POST /apps/files/upload HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={alice}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 200000\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).expect("send head");
+    conn.write_all(&vec![b'x'; 70 * 1024])
+        .expect("send the first 70 KiB");
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        let mut conn = conn.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if conn.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+    };
+    // The request is under way: it reached the upstream.
+    let start = Instant::now();
+    while hung.lock().expect("lock").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the upload never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    shuts_down_within(app, Duration::from_secs(15));
+    stop.store(true, Ordering::SeqCst);
+    drop(conn);
+    let _ = trickle.join();
 }
 
 /// Issue 20, item 2: the idle limit of a tunnel (an hour, hard-coded) is

@@ -206,6 +206,14 @@ pub(in crate::web) fn proxy(
             Decision::Deny => return Ok(forbidden_page()),
         }
         let who = asked.who.as_ref();
+        // Waiting on the upstream (for an answer, or for the head of a
+        // WebSocket's `101`) holds a request thread: an asker may hold only
+        // some of them. Once a tunnel is open it runs on threads of its own.
+        let asker = Asker::of(who.map(|p| p.user.id), client.ip);
+        let _slot = match state.forwarding.claim(asker) {
+            Ok(slot) => slot,
+            Err(refused) => return Ok(too_many_waiting(app, asker, &refused)),
+        };
         let response = if let Some(protocol) = upgrade_protocol(request) {
             // Cross-site WebSocket hijacking: a page elsewhere must not
             // open the app's socket with the user's cookie.
@@ -225,11 +233,6 @@ pub(in crate::web) fn proxy(
                 Err(e) => tunnel_failed(app, &e),
             }
         } else {
-            let asker = Asker::of(who.map(|p| p.user.id), client.ip);
-            let _slot = match state.forwarding.claim(asker) {
-                Ok(slot) => slot,
-                Err(refused) => return Ok(too_many_waiting(app, asker, &refused)),
-            };
             forward(state, request, client, app, who, prefix, &rest)?
         };
         Ok(without_own_cookies(state, response))
