@@ -60,13 +60,7 @@ finally:
         srv.wait(timeout=30)
     except subprocess.TimeoutExpired:
         srv.kill()
-calls = {}
-for line in open(out):
-    f = line.split()
-    if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-        calls[f[-1]] = int(f[3])
-    elif len(f) >= 4 and f[-1].isidentifier() and f[2].isdigit():
-        calls[f[-1]] = int(f[2])
+calls = I.strace_calls(out)
 threads = calls.get("clone3", 0) + calls.get("clone", 0)
 other = sum(v for k, v in calls.items() if k not in ("futex", "total"))
 top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if k != "total")

@@ -55,6 +55,18 @@ def hammer(port, path, n, cookie=None):
     return ok
 
 
+def strace_calls(out):
+    """The calls per system call name in an `strace -c -o out` summary."""
+    calls = {}
+    for line in open(out):
+        f = line.split()
+        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
+            calls[f[-1]] = int(f[3])
+        elif len(f) >= 4 and f[-1].isidentifier() and f[2].isdigit():
+            calls[f[-1]] = int(f[2])
+    return calls
+
+
 def callgrind_total(out):
     for line in open(out):
         if line.startswith("summary:") or line.startswith("totals:"):

@@ -6,7 +6,7 @@ kept alive on both sides, against /auth/verify on the same server in the same ru
 
 gatehouse runs with threads = 192, so that one user's 64 connections are not refused by the
 proxy's cap on one user's requests waiting on upstreams (3/8 of `threads`). UPSTREAM_BIN is the bare rouille peer (benches/peers/rouille-bare, which answers "ok" to
-everything); it listens on PORT. Prints, for `wrk -t2 -c64 -d5s` on each path, twice
+everything); it listens on PORT. Prints, for `wrk -t2 -c16 -d5s` (CONNECTIONS) on each path, twice
 alternating: requests/s and gatehouse's CPU per request (from /proc/PID/stat); then, with strace,
 the system calls gatehouse makes per proxied request over 1,000 on one kept-alive connection.
 """
@@ -38,9 +38,14 @@ def ticks():
     return int(f[11]) + int(f[12])
 
 
+# The proxy keeps at most 32 idle connections to an upstream: more clients at once than that and
+# upstream connections are made and dropped as the load shifts. 16 is a busy small office.
+CONNECTIONS = os.environ.get("CONNECTIONS", "16")
+
+
 def wrk(path, cookie):
     t0 = ticks()
-    out = subprocess.run(["wrk", "-t2", "-c64", "-d5s", "-H", f"Cookie: {cookie}", f"http://127.0.0.1:{port}{path}"],
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d5s", "-H", f"Cookie: {cookie}", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True).stdout
     used = (ticks() - t0) / os.sysconf("SC_CLK_TCK")
     total = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
@@ -79,12 +84,6 @@ finally:
         srv.wait(timeout=30)
     except subprocess.TimeoutExpired:
         srv.kill()
-calls = {}
-for line in open(out):
-    f = line.split()
-    if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-        calls[f[-1]] = int(f[3])
-    elif len(f) >= 4 and f[-1].isidentifier() and f[2].isdigit():
-        calls[f[-1]] = int(f[2])
+calls = I.strace_calls(out)
 per = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if k != "total")
 print(f"{ok} of {n} proxied requests answered 200; system calls per proxied request: {per}")

@@ -376,6 +376,46 @@ fn tunnel(from: [u8; 4], at: SocketAddr, session: &str) -> (Option<TcpStream>, u
     (Some(conn), status)
 }
 
+/// Sends `n` requests (`request(i)`) from eight addresses, each on its own
+/// connection, and waits until all but `waiting` of them are answered
+/// `429` or `503`: the connections (to hold) and their reader threads.
+fn mostly_refused(
+    at: SocketAddr,
+    n: u8,
+    waiting: usize,
+    what: &str,
+    request: impl Fn(u8) -> String,
+) -> (Vec<TcpStream>, Vec<JoinHandle<()>>) {
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut held = Vec::new();
+    let waiters = (0..n)
+        .map(|i| {
+            let mut conn = connect_from([127, 0, 0, 20 + i % 8], at).expect("connect");
+            conn.write_all(request(i).as_bytes()).expect("send");
+            held.push(conn.try_clone().expect("clone"));
+            let refused = Arc::clone(&refused);
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                if let Some(head) = read_head(&mut conn)
+                    && (head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503"))
+                {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while refused.load(Ordering::SeqCst) < usize::from(n) - waiting {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of the {n} {what} were refused",
+            refused.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (held, waiters)
+}
+
 /// Issue 20, item 2: a signed-in user holding 64 quiet WebSocket tunnels
 /// through the proxy (closed only after an hour idle) locked everyone
 /// else out at `max_connections = 64`. A user's tunnels count against
@@ -435,37 +475,12 @@ fn requests_hanging_on_an_upstream_hold_only_some_of_the_threads() {
     let alice = session_of(&app, "alice");
     let bob = session_of(&app, "bob");
     // Alice sends 40 requests to the hung app, from several addresses.
-    let mut held = Vec::new();
-    let refused = Arc::new(AtomicUsize::new(0));
-    let waiters: Vec<_> = (0..40u8)
-        .map(|i| {
-            let mut conn = connect_from([127, 0, 0, 20 + i % 8], at).expect("connect");
-            let request = format!(
-                "GET /apps/files/slow{i} HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={alice}\r\n\r\n"
-            );
-            conn.write_all(request.as_bytes()).expect("send");
-            held.push(conn.try_clone().expect("clone"));
-            let refused = Arc::clone(&refused);
-            std::thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                if let Some(head) = read_head(&mut conn)
-                    && (head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503"))
-                {
-                    refused.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
     // Most of them are refused at once; the others wait on the upstream.
-    let start = Instant::now();
-    while refused.load(Ordering::SeqCst) < 40 - 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "only {} of alice's 40 requests were refused",
-            refused.load(Ordering::SeqCst)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (held, waiters) = mostly_refused(at, 40, 3, "requests", |i| {
+        format!(
+            "GET /apps/files/slow{i} HTTP/1.1\r\nHost: t\r\nCookie: gatehouse_session={alice}\r\n\r\n"
+        )
+    });
     // Everyone else is served: /healthz, forward auth, and bob's request
     // to the same app is forwarded (it waits on the upstream too, rather
     // than being refused).
@@ -530,39 +545,14 @@ fn websocket_openings_hanging_on_an_upstream_hold_only_some_of_the_threads() {
     );
     let at = addr(&app);
     let alice = session_of(&app, "alice");
-    let refused = Arc::new(AtomicUsize::new(0));
-    let mut held = Vec::new();
-    let waiters: Vec<_> = (0..40u8)
-        .map(|i| {
-            let mut conn = connect_from([127, 0, 0, 20 + i % 8], at).expect("connect");
-            let handshake = format!(
-                "GET /apps/files/socket{i} HTTP/1.1\r\nHost: {at}\r\nConnection: Upgrade\r\n\
-                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Cookie: gatehouse_session={alice}\r\n\r\n"
-            );
-            conn.write_all(handshake.as_bytes()).expect("send");
-            held.push(conn.try_clone().expect("clone"));
-            let refused = Arc::clone(&refused);
-            std::thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                if let Some(head) = read_head(&mut conn)
-                    && (head.starts_with("HTTP/1.1 429") || head.starts_with("HTTP/1.1 503"))
-                {
-                    refused.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    let start = Instant::now();
-    while refused.load(Ordering::SeqCst) < 40 - 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "only {} of alice's 40 WebSocket openings were refused",
-            refused.load(Ordering::SeqCst)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (held, waiters) = mostly_refused(at, 40, 3, "WebSocket openings", |i| {
+        format!(
+            "GET /apps/files/socket{i} HTTP/1.1\r\nHost: {at}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Cookie: gatehouse_session={alice}\r\n\r\n"
+        )
+    });
     eventually_healthy(BYSTANDER, at, Duration::from_secs(10));
     assert_eq!(status_from([127, 0, 0, 3], at, "/login"), 200);
     let opened = hung.lock().expect("lock").len();
