@@ -566,111 +566,120 @@ pub fn serve<F>(handler: &F, request: tiny_http::Request)
 where
     F: Fn(&Request) -> Response,
 {
-        // Small helper struct that makes it possible to put
-        // a `tiny_http::Request` inside a `Box<Read>`.
-        struct RequestRead(Arc<Mutex<Option<tiny_http::Request>>>);
-        impl Read for RequestRead {
-            #[inline]
-            fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-                self.0
-                    .lock()
-                    .unwrap()
-                    .as_mut()
-                    .unwrap()
-                    .as_reader()
-                    .read(buf)
-            }
-        }
-
-        // Building the `Request` object.
-        let tiny_http_request;
-        let rouille_request = {
-            let url = request.url().to_owned();
-            let method = request.method().as_str().to_owned();
-            let headers = request
-                .headers()
-                .iter()
-                .map(|h| (h.field.to_string(), h.value.clone().into()))
-                .collect();
-            let remote_addr = request.remote_addr().copied();
-
-            tiny_http_request = Arc::new(Mutex::new(Some(request)));
-            let data = Arc::new(Mutex::new(Some(
-                Box::new(RequestRead(tiny_http_request.clone())) as Box<_>,
-            )));
-
-            Request {
-                url,
-                method,
-                headers,
-                https: false,
-                data,
-                remote_addr,
-            }
-        };
-
-        // Calling the handler ; this most likely takes a lot of time.
-        // If the handler panics, we build a dummy response.
-        let mut rouille_response = {
-            // We don't use the `rouille_request` anymore after the panic, so it's ok to assert
-            // it's unwind safe.
-            let rouille_request = AssertUnwindSafe(rouille_request);
-            // gatehouse patch: as `Server` asserts of the handler it keeps.
-            let handler = AssertUnwindSafe(handler);
-            let res = panic::catch_unwind(move || {
-                let rouille_request = rouille_request;
-                handler(&rouille_request)
-            });
-
-            match res {
-                Ok(r) => r,
-                Err(_) => Response::html(
-                    "<h1>Internal Server Error</h1>\
-                                    <p>An internal error has occurred on the server.</p>",
-                )
-                .with_status_code(500),
-            }
-        };
-
-        // writing the response
-        let (res_data, res_len) = rouille_response.data.into_reader_and_size();
-        let mut response = tiny_http::Response::empty(rouille_response.status_code)
-            .with_data(res_data, res_len);
-
-        let mut upgrade_header = "".into();
-
-        for (key, value) in rouille_response.headers {
-            if key.eq_ignore_ascii_case("Content-Length") {
-                continue;
-            }
-
-            if key.eq_ignore_ascii_case("Upgrade") {
-                upgrade_header = value;
-                continue;
-            }
-
-            if let Ok(header) = tiny_http::Header::from_bytes(key.as_bytes(), value.as_bytes())
-            {
-                response.add_header(header);
-            } else {
-                // TODO: ?
-            }
-        }
-
-        if let Some(ref mut upgrade) = rouille_response.upgrade {
-            let trq = tiny_http_request.lock().unwrap().take().unwrap();
-            let socket = trq.upgrade(&upgrade_header, response);
-            upgrade.build(socket);
-        } else {
-            // We don't really care if we fail to send the response to the client, as there's
-            // nothing we can do anyway.
-            let _ = tiny_http_request
+    // Small helper struct that makes it possible to put
+    // a `tiny_http::Request` inside a `Box<Read>`.
+    struct RequestRead(Arc<Mutex<Option<tiny_http::Request>>>);
+    impl Read for RequestRead {
+        #[inline]
+        fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+            // gatehouse patch: no panics (upstream unwrapped both): a lock
+            // poisoned by a handler's panic is taken anyway, and a request
+            // already answered has no more body.
+            match self
+                .0
                 .lock()
-                .unwrap()
-                .take()
-                .unwrap()
-                .respond(response);
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+            {
+                Some(request) => request.as_reader().read(buf),
+                None => Ok(0),
+            }
         }
+    }
+
+    // Building the `Request` object.
+    let tiny_http_request;
+    let rouille_request = {
+        let url = request.url().to_owned();
+        let method = request.method().as_str().to_owned();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|h| (h.field.to_string(), h.value.clone().into()))
+            .collect();
+        let remote_addr = request.remote_addr().copied();
+
+        tiny_http_request = Arc::new(Mutex::new(Some(request)));
+        let data = Arc::new(Mutex::new(Some(
+            Box::new(RequestRead(tiny_http_request.clone())) as Box<_>,
+        )));
+
+        Request {
+            url,
+            method,
+            headers,
+            https: false,
+            data,
+            remote_addr,
+        }
+    };
+
+    // Calling the handler ; this most likely takes a lot of time.
+    // If the handler panics, we build a dummy response.
+    let mut rouille_response = {
+        // We don't use the `rouille_request` anymore after the panic, so it's ok to assert
+        // it's unwind safe.
+        let rouille_request = AssertUnwindSafe(rouille_request);
+        // gatehouse patch: as `Server` asserts of the handler it keeps.
+        let handler = AssertUnwindSafe(handler);
+        let res = panic::catch_unwind(move || {
+            let rouille_request = rouille_request;
+            handler(&rouille_request)
+        });
+
+        match res {
+            Ok(r) => r,
+            Err(_) => Response::html(
+                "<h1>Internal Server Error</h1>\
+                                <p>An internal error has occurred on the server.</p>",
+            )
+            .with_status_code(500),
+        }
+    };
+
+    // writing the response
+    let (res_data, res_len) = rouille_response.data.into_reader_and_size();
+    let mut response = tiny_http::Response::empty(rouille_response.status_code)
+        .with_data(res_data, res_len);
+
+    let mut upgrade_header = "".into();
+
+    for (key, value) in rouille_response.headers {
+        if key.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+
+        if key.eq_ignore_ascii_case("Upgrade") {
+            upgrade_header = value;
+            continue;
+        }
+
+        if let Ok(header) = tiny_http::Header::from_bytes(key.as_bytes(), value.as_bytes())
+        {
+            response.add_header(header);
+        } else {
+            // TODO: ?
+        }
+    }
+
+    // gatehouse patch: no panics (upstream unwrapped both): the request is
+    // taken out even from a lock a handler's panic poisoned; it is always
+    // there (nothing else takes it), and if not there is nothing to answer.
+    let Some(trq) = tiny_http_request
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
+        return;
+    };
+    if let Some(ref mut upgrade) = rouille_response.upgrade {
+        let socket = trq.upgrade(&upgrade_header, response);
+        upgrade.build(socket);
+    } else {
+        // We don't really care if we fail to send the response to the client, as there's
+        // nothing we can do anyway.
+        let _ = trq.respond(response);
+    }
 }
 
 /// Trait for objects that can take ownership of a raw connection to the client data.
