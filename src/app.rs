@@ -989,13 +989,14 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
         config,
         state.users.hasher(),
     )));
+    let handler = {
+        let state = Arc::clone(&state);
+        Arc::new(move |request: &rouille::Request| web::handle(&state, request))
+    };
     let mut options = server_options(config, &limit, tls);
-    options.serve = Some(serve_in_slots(&state, &slots));
-    let handler_state = Arc::clone(&state);
+    options.serve = Some(serve_in_slots(Arc::clone(&handler), &slots));
     let server = tiny_http::with_options(options, || {
-        rouille::Server::new(config.listen, move |request| {
-            web::handle(&handler_state, request)
-        })
+        rouille::Server::new(config.listen, move |request| handler(request))
     })
     .map_err(|e| AppError::Listen {
         addr: config.listen,
@@ -1075,14 +1076,16 @@ pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running
 /// allowed `body_timeout`) does not hold the server up past it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What answers a request on its connection's thread: gatehouse's handler
-/// in one of `slots`, or, once they are closed for shutdown, a `503` that
-/// ends the connection.
-fn serve_in_slots(state: &Arc<web::State>, slots: &Arc<slots::Slots>) -> tiny_http::Serve {
-    let (state, slots) = (Arc::clone(state), Arc::clone(slots));
-    let handler = move |request: &rouille::Request| web::handle(&state, request);
+/// What answers a request on its connection's thread: `handler` (the one
+/// rouille's server also holds) in one of `slots`, or, once they are closed
+/// for shutdown, a `503` that ends the connection.
+fn serve_in_slots<H>(handler: Arc<H>, slots: &Arc<slots::Slots>) -> tiny_http::Serve
+where
+    H: Fn(&rouille::Request) -> rouille::Response + Send + Sync + 'static,
+{
+    let slots = Arc::clone(slots);
     Arc::new(move |request: tiny_http::Request| match slots.take() {
-        Some(_slot) => rouille::serve(&handler, request),
+        Some(_slot) => rouille::serve(&*handler, request),
         None => {
             let mut stopping =
                 tiny_http::Response::from_string("shutting down, retry\n").with_status_code(503);

@@ -526,16 +526,10 @@ fn accept_loop(
             // answered here, on the thread that read it: no hand-off to the
             // thread taking requests from the queue and on to one of a pool,
             // and back (three thread switches a request).
-            match &serve {
-                Some(serve) => {
-                    for rq in client {
-                        serve(rq);
-                    }
-                }
-                None => {
-                    for rq in client {
-                        messages.push(rq.into());
-                    }
+            for rq in client {
+                match &serve {
+                    Some(serve) => serve(rq),
+                    None => messages.push(rq.into()),
                 }
             }
         }));
