@@ -253,6 +253,13 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
 
+    /// A thread that takes a slot of `slots` (waiting for one) and lets it
+    /// go at once: whether it got one.
+    fn waiter(slots: &Arc<Slots>) -> std::thread::JoinHandle<bool> {
+        let slots = Arc::clone(slots);
+        std::thread::spawn(move || slots.take().is_some())
+    }
+
     #[test]
     fn never_more_than_the_limit_at_once_and_every_taker_served() {
         let slots = Arc::new(Slots::new(3));
@@ -291,10 +298,7 @@ mod tests {
     fn a_waiter_gets_the_slot_given_back() {
         let slots = Arc::new(Slots::new(1));
         let held = slots.take().expect("open");
-        let waiter = {
-            let slots = Arc::clone(&slots);
-            std::thread::spawn(move || slots.take().is_some())
-        };
+        let waiter = waiter(&slots);
         std::thread::sleep(Duration::from_millis(30));
         assert!(!waiter.is_finished(), "took a slot that was held");
         drop(held);
@@ -305,10 +309,7 @@ mod tests {
     fn closing_refuses_new_takers_wakes_waiters_and_waits_for_those_under_way() {
         let slots = Arc::new(Slots::new(1));
         let held = slots.take().expect("open");
-        let waiter = {
-            let slots = Arc::clone(&slots);
-            std::thread::spawn(move || slots.take().is_some())
-        };
+        let waiter = waiter(&slots);
         std::thread::sleep(Duration::from_millis(30));
         let closer = {
             let slots = Arc::clone(&slots);
@@ -397,12 +398,7 @@ mod tests {
     fn waiters_for_a_full_house_sleep_instead_of_waking_each_other() {
         let slots = Arc::new(Slots::new(4));
         let held: Vec<_> = (0..4).map(|_| slots.take().expect("open")).collect();
-        let waiters: Vec<_> = (0..20)
-            .map(|_| {
-                let slots = Arc::clone(&slots);
-                std::thread::spawn(move || slots.take().is_some())
-            })
-            .collect();
+        let waiters: Vec<_> = (0..20).map(|_| waiter(&slots)).collect();
         std::thread::sleep(Duration::from_millis(300));
         let missed = slots.missed.load(Ordering::Relaxed);
         assert!(
