@@ -9,7 +9,7 @@ more. Prints `clone3/clone per 2000 requests N; non-futex syscalls per request X
 installed, runs `wrk -t2 -c64 -d5s` on /auth/verify (signed in) and prints the threads (from
 /proc/PID/task) at idle, right after the run and 6 s later, and the RSS at idle and at its peak.
 """
-import json, os, re, signal, subprocess, sys, tempfile, time, urllib.request
+import os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import instructions as I
 
@@ -24,20 +24,11 @@ srv = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--dat
 out = os.path.join(data, "strace.txt")
 try:
     I.wait_up(port, "/healthz")
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/login",
-                                 data=json.dumps({"username": "alice", "password": "correct horse battery"}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    cookie = urllib.request.urlopen(req, timeout=30).headers["Set-Cookie"].split(";")[0]
+    cookie = I.login(port)
     I.hammer(port, "/auth/verify", 100, cookie)
     idle_threads = len(os.listdir(f"/proc/{srv.pid}/task"))
-    st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(srv.pid)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
     n = 2000
-    ok = I.hammer(port, "/auth/verify", n, cookie)
-    time.sleep(0.3)
-    st.send_signal(signal.SIGINT)
-    st.wait(timeout=30)
+    ok, calls = I.strace_hammer(srv.pid, out, port, "/auth/verify", n, cookie)
     time.sleep(1.0)
 
     def status(key):
@@ -60,7 +51,6 @@ finally:
         srv.wait(timeout=30)
     except subprocess.TimeoutExpired:
         srv.kill()
-calls = I.strace_calls(out)
 threads = calls.get("clone3", 0) + calls.get("clone", 0)
 other = sum(v for k, v in calls.items() if k not in ("futex", "total"))
 top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if k != "total")

@@ -55,6 +55,27 @@ def hammer(port, path, n, cookie=None):
     return ok
 
 
+def login(port):
+    """Signs alice in through the JSON API: her session cookie (`name=value`)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/login",
+                                 data=json.dumps({"username": "alice", "password": "correct horse battery"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    r = urllib.request.urlopen(req, timeout=30)
+    return r.headers["Set-Cookie"].split(";")[0]
+
+
+def strace_hammer(pid, out, port, path, n, cookie):
+    """`hammer` under `strace -f -c -o out` attached to `pid`: the 200s, and the calls counted."""
+    st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    ok = hammer(port, path, n, cookie)
+    time.sleep(0.3)
+    st.send_signal(signal.SIGINT)
+    st.wait(timeout=30)
+    return ok, strace_calls(out)
+
+
 def strace_calls(out):
     """The calls per system call name in an `strace -c -o out` summary."""
     calls = {}
@@ -99,13 +120,6 @@ def gatehouse(binary):
     env = dict(os.environ, GATEHOUSE_BCRYPT_COST="4")
     subprocess.run([binary, "user", "add", "alice", "--password-stdin", "--data", data], input="correct horse battery\n",
                    text=True, env=env, check=True, capture_output=True)
-
-    def login(port):
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/login",
-                                     data=json.dumps({"username": "alice", "password": "correct horse battery"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        r = urllib.request.urlopen(req, timeout=30)
-        return r.headers["Set-Cookie"].split(";")[0]
 
     totals = []
     for n in (N1, N2):

@@ -10,7 +10,7 @@ everything); it listens on PORT. Prints, for `wrk -t2 -c16 -d5s` (CONNECTIONS) o
 alternating: requests/s and gatehouse's CPU per request (from /proc/PID/stat); then, with strace,
 the system calls gatehouse makes per proxied request over 1,000 on one kept-alive connection.
 """
-import json, os, signal, subprocess, sys, tempfile, time, urllib.request
+import os, signal, subprocess, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import instructions as I
 
@@ -57,10 +57,7 @@ def wrk(path, cookie):
 try:
     I.wait_up(up_port, "/")
     I.wait_up(port, "/healthz")
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/login",
-                                 data=json.dumps({"username": "alice", "password": "correct horse battery"}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    cookie = urllib.request.urlopen(req, timeout=30).headers["Set-Cookie"].split(";")[0]
+    cookie = I.login(port)
     assert I.hammer(port, "/apps/bare/page", 100, cookie) == 100, "the proxied page did not answer 200"
     print("| path | req/s | gatehouse CPU µs/req | errors |")
     print("| --- | --: | --: | --- |")
@@ -69,14 +66,8 @@ try:
             rate, cpu, errors = wrk(path, cookie)
             print(f"| {path} | {rate:,.0f} | {cpu:.1f} | {'; '.join(errors) or 'none'} |")
     out = os.path.join(data, "strace.txt")
-    st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(srv.pid)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
     n = 1000
-    ok = I.hammer(port, "/apps/bare/page", n, cookie)
-    time.sleep(0.3)
-    st.send_signal(signal.SIGINT)
-    st.wait(timeout=30)
+    ok, calls = I.strace_hammer(srv.pid, out, port, "/apps/bare/page", n, cookie)
 finally:
     srv.send_signal(signal.SIGTERM)
     up.kill()
@@ -84,6 +75,5 @@ finally:
         srv.wait(timeout=30)
     except subprocess.TimeoutExpired:
         srv.kill()
-calls = I.strace_calls(out)
 per = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if k != "total")
 print(f"{ok} of {n} proxied requests answered 200; system calls per proxied request: {per}")
