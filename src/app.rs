@@ -310,6 +310,7 @@ pub fn foreign_wal_for_command(dir: &std::path::Path) -> db::ForeignWal {
 ///
 /// When the data directory cannot be created, or a backend cannot be
 /// reached or migrated.
+#[inline]
 pub fn open_backends(config: &Config, foreign_wal: db::ForeignWal) -> Result<Backends, AppError> {
     crate::files::create_private_dir(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
@@ -861,6 +862,7 @@ fn stop_backchannel(state: &web::State, senders: Vec<JoinHandle<()>>) {
 /// # Errors
 ///
 /// Any [`AppError`].
+#[inline]
 pub fn start(config: &Config) -> Result<Running, AppError> {
     start_with_logging(config, config.log_requests)
 }
@@ -870,6 +872,10 @@ pub fn start(config: &Config) -> Result<Running, AppError> {
 /// # Errors
 ///
 /// Any [`AppError`].
+// `#[inline]`, as are the request path's functions: compiled in the crate
+// that calls it, the executable's, built for speed (docs/ARCHITECTURE.md,
+// "Two packages").
+#[inline]
 pub fn start_with_logging(config: &Config, log_requests: bool) -> Result<Running, AppError> {
     if log_requests {
         crate::logging::write_behind();
@@ -1079,6 +1085,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// What answers a request on its connection's thread: `handler` (the one
 /// rouille's server also holds) in one of `slots`, or, once they are closed
 /// for shutdown, a `503` that ends the connection.
+#[inline]
 fn serve_in_slots<H>(handler: Arc<H>, slots: &Arc<slots::Slots>) -> tiny_http::Serve
 where
     H: Fn(&rouille::Request) -> rouille::Response + Send + Sync + 'static,

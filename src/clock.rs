@@ -25,6 +25,7 @@ pub type Millis = i64;
 pub const STEP_BACK: Millis = 2_000;
 
 /// The system's wall clock, as it is.
+#[inline]
 fn system_now() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -42,6 +43,7 @@ struct Anchor {
 /// One reading of the step-resistant clock: the time to use, the anchor
 /// to keep, and whether the system clock is behind by a step. Pure, so the
 /// rule is tested without touching the real clock.
+#[inline]
 fn steady(anchor: Option<Anchor>, system: Millis, mono: Millis) -> (Millis, Anchor, bool) {
     let fresh = Anchor { mono, wall: system };
     let Some(a) = anchor else {
@@ -74,6 +76,7 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 /// Milliseconds on the monotonic clock since this process first asked.
+#[inline]
 fn monotonic_now() -> Millis {
     millis(ORIGIN.elapsed())
 }
@@ -83,6 +86,7 @@ fn monotonic_now() -> Millis {
 /// first seen, is kept for [`take_step_back`]: the log reports it with its
 /// next line (the clock does not write to the log itself, which reads the
 /// clock: the bottom helpers import in one direction only).
+#[inline]
 pub fn now() -> Millis {
     let mono = monotonic_now();
     let system = system_now();

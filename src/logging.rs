@@ -24,6 +24,7 @@ pub fn rfc3339(ms: clock::Millis) -> String {
 
 /// Appends `ms` as RFC 3339 UTC to `out`, without `format!` (this runs for
 /// every request's log line).
+#[inline]
 fn push_rfc3339(out: &mut String, ms: clock::Millis) {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -54,6 +55,7 @@ fn push_rfc3339(out: &mut String, ms: clock::Millis) {
 }
 
 /// Appends the last `width` decimal digits of `n`, zero-padded.
+#[inline]
 fn push_digits(out: &mut String, n: i64, width: u32) {
     for place in (0..width).rev() {
         let d = n.div_euclid(10_i64.pow(place)).rem_euclid(10);
@@ -62,6 +64,7 @@ fn push_digits(out: &mut String, n: i64, width: u32) {
 }
 
 /// Appends `n` in decimal.
+#[inline]
 pub fn push_number(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -81,6 +84,7 @@ pub fn push_number(out: &mut String, mut n: u64) {
 /// Appends `ip` as `Display` writes it; an IPv4 address (nearly every
 /// request's) without the formatting machinery, which cost about 1,300
 /// instructions per request line.
+#[inline]
 pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
@@ -98,6 +102,7 @@ pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
 }
 
 /// `ip` as text (see [`push_ip`]).
+#[inline]
 pub fn ip_text(ip: std::net::IpAddr) -> String {
     let mut out = String::with_capacity(15);
     push_ip(&mut out, ip);
@@ -106,6 +111,7 @@ pub fn ip_text(ip: std::net::IpAddr) -> String {
 
 /// Appends `d` in milliseconds with one decimal, rounded (`12.3`), without
 /// formatting a float.
+#[inline]
 pub fn push_millis(out: &mut String, d: std::time::Duration) {
     let tenths = (d.as_micros() + 50) / 100;
     push_number(out, u64::try_from(tenths / 10).unwrap_or(u64::MAX));
@@ -124,6 +130,7 @@ pub fn quote(value: &str) -> String {
 /// Unicode format characters that change how text around them is shown:
 /// bidi marks, embeddings, overrides and isolates, zero-width characters,
 /// the byte order mark.
+#[inline]
 pub fn is_format(c: char) -> bool {
     matches!(
         c,
@@ -139,6 +146,7 @@ pub fn is_format(c: char) -> bool {
 }
 
 /// Appends `value` to `out` as [`quote`] would write it.
+#[inline]
 pub fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars().take(128) {
@@ -193,6 +201,7 @@ pub fn to_test_output() {
 /// Writes `text` to stderr in one `write`. A log that cannot be written
 /// (its pipe's reader gone, a full disk) loses the line, never the
 /// request that logged it.
+#[inline]
 fn emit(text: &str) {
     if TEST_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
         eprint!("{text}");
@@ -213,6 +222,7 @@ fn emit(text: &str) {
 /// server's stop, write what waits first. What a crash can lose is the
 /// request lines of the last [`BEHIND`]; login, error and every other line
 /// are written at once.
+#[inline]
 pub fn request_line(message: &str) {
     let Some(behind) = behind() else {
         return line(message);
@@ -271,6 +281,7 @@ pub fn flush() {
 
 static BEHIND_STATE: std::sync::OnceLock<Option<Behind>> = std::sync::OnceLock::new();
 
+#[inline]
 fn behind() -> Option<&'static Behind> {
     BEHIND_STATE.get().and_then(Option::as_ref)
 }
@@ -301,6 +312,7 @@ impl Pending {
 }
 
 impl Behind {
+    #[inline]
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending
             .lock()
@@ -330,6 +342,7 @@ impl Behind {
 
 /// The line as written: the time, `message`, a newline (and before it, a
 /// warning when the system clock stepped back).
+#[inline]
 fn assemble(message: &str) -> String {
     let now = clock::now();
     let mut line = String::with_capacity(message.len() + 26);

@@ -1,5 +1,9 @@
 //! The `gatehouse` executable: run the command line, print the error chain,
 //! pick the exit code.
+//!
+//! The library is built for size and this crate for speed; the request
+//! path, `#[inline]` from `cli::run` down, is compiled here
+//! (docs/ARCHITECTURE.md, "Two packages").
 
 use std::process::ExitCode;
 

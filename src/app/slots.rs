@@ -60,6 +60,7 @@ struct Waiter {
 pub struct Slot<'a>(&'a Slots);
 
 impl Drop for Slot<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.give_back();
     }
@@ -85,12 +86,14 @@ impl Slots {
         }
     }
 
+    #[inline]
     fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes a slot, waiting in turn while all are held; `None` once the
     /// slots are closed.
+    #[inline]
     pub fn take(&self) -> Option<Slot<'_>> {
         if self.closed.load(Ordering::SeqCst) {
             return None;
@@ -112,6 +115,7 @@ impl Slots {
 
     /// Takes a free slot if there is one; the count never goes past the
     /// limit, not even for a moment.
+    #[inline]
     fn try_take(&self) -> bool {
         let mut busy = self.busy.load(Ordering::SeqCst);
         while busy < self.limit {

@@ -313,6 +313,7 @@ impl fmt::Display for Verdict {
 ///
 /// A path with `;` is decided twice, as it is and as a Java server reads
 /// it, and the stricter verdict stands (see the module docs).
+#[inline]
 pub fn decide(rules: &Rules, who: Option<&Principal>, target: &Target<'_>) -> Verdict {
     let first = decide_on(rules, who, target, target.path);
     if !target.path.contains(';') {
@@ -366,6 +367,7 @@ fn without_parameters(path: &str) -> Option<String> {
     Some(joined)
 }
 
+#[inline]
 fn decide_on(rules: &Rules, who: Option<&Principal>, target: &Target<'_>, path: &str) -> Verdict {
     // A token made for other apps proves nothing here: the request is
     // judged as anonymous (a bypass still lets it through; anything else
@@ -457,6 +459,7 @@ pub fn glob(pattern: &str, path: &str, fold_case: bool) -> bool {
 }
 
 /// What `policy` makes of `who`.
+#[inline]
 fn apply(policy: Policy, by: DecidedBy, who: Option<&Principal>) -> Verdict {
     let (decision, why) = match (policy, who) {
         (Policy::Bypass, _) => (Decision::Allow, "open to everyone, signed in or not"),

@@ -625,6 +625,7 @@ impl Apps {
     /// A fully qualified name's trailing dot (`wiki.lan.`) names the same
     /// host: a front proxy that sends `wiki.lan.` on to the wiki must not
     /// have it judged by `default_policy` instead of the wiki's rule.
+    #[inline]
     pub fn by_host(&self, host: &str) -> Option<&App> {
         let host = host.trim().to_ascii_lowercase();
         let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
@@ -638,6 +639,7 @@ impl Apps {
     /// without its trailing slash also matches, so `/apps/wiki` finds wiki.
     /// Prefixes match case-sensitively, as most upstreams read paths,
     /// unless the app says `case_insensitive` (see [`App::after_prefix`]).
+    #[inline]
     pub fn by_path(&self, path: &str) -> Option<&App> {
         self.apps
             .iter()
@@ -654,6 +656,7 @@ impl Apps {
     /// # Errors
     ///
     /// [`PathError::LeavesApp`].
+    #[inline]
     pub fn by_target(&self, target: &Target, raw_path: &str) -> Result<Option<&App>, PathError> {
         let found = self.by_path(&target.path);
         for app in [self.by_path(raw_path), found].into_iter().flatten() {
@@ -707,6 +710,7 @@ impl Apps {
     /// # Errors
     ///
     /// [`PathError::LeavesApp`], [`PathError::OtherCase`].
+    #[inline]
     pub fn for_request(
         &self,
         host: Option<&str>,

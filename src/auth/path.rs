@@ -105,6 +105,7 @@ impl Target {
     /// # Errors
     ///
     /// The target has no normal form; the caller answers `400`.
+    #[inline]
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         // A fragment is never part of a request target; one that arrives
         // anyway is cut off by some readers and kept by others, and a `..`
@@ -155,6 +156,7 @@ impl Target {
     }
 
     /// The path and query, as forwarded.
+    #[inline]
     pub fn path_and_query(&self) -> String {
         match &self.query {
             Some(q) => format!("{}?{q}", self.path),
@@ -165,6 +167,7 @@ impl Target {
     /// Whether a `..` took the path above `prefix` (like `/apps/wiki/`) at
     /// some point, even if it came back under it: such a path is refused
     /// rather than guessed at.
+    #[inline]
     pub fn climbs_above(&self, prefix: &str) -> bool {
         let depth = prefix.split('/').filter(|s| !s.is_empty()).count();
         self.floor.is_some_and(|f| f < depth)
@@ -172,6 +175,7 @@ impl Target {
 
     /// Whether the path is `prefix` (`/apps/wiki/`) or under it, or is the
     /// prefix without its trailing slash (`/apps/wiki`).
+    #[inline]
     pub fn is_under(&self, prefix: &str) -> bool {
         self.path.starts_with(prefix) || self.path == prefix.trim_end_matches('/')
     }
@@ -179,14 +183,17 @@ impl Target {
 
 /// Characters a path segment carries as they are (RFC 3986 `pchar` less
 /// `%`, which is handled on its own).
+#[inline]
 fn is_pchar(b: u8) -> bool {
     is_unreserved(b) || b"!$&'()*+,;=:@".contains(&b)
 }
 
+#[inline]
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~".contains(&b)
 }
 
+#[inline]
 fn hex(b: u8) -> Option<u8> {
     char::from(b)
         .to_digit(16)
@@ -194,6 +201,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// The byte that the `%XX` escape starting at `bytes[at]` stands for.
+#[inline]
 fn escaped_byte(bytes: &[u8], at: usize) -> Result<u8, PathError> {
     let (Some(hi), Some(lo)) = (
         bytes.get(at + 1).copied().and_then(hex),
@@ -204,6 +212,7 @@ fn escaped_byte(bytes: &[u8], at: usize) -> Result<u8, PathError> {
     Ok(hi << 4 | lo)
 }
 
+#[inline]
 fn push_escaped(out: &mut String, b: u8) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.push('%');
@@ -211,6 +220,7 @@ fn push_escaped(out: &mut String, b: u8) {
     out.push(char::from(HEX[usize::from(b & 15)]));
 }
 
+#[inline]
 fn decode_segment(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
@@ -248,6 +258,7 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+#[inline]
 fn encode_query(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());

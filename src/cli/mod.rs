@@ -175,6 +175,10 @@ pub enum CliError {
 /// # Errors
 ///
 /// Any failure, for `main` to print.
+// `#[inline]` here and down to `app::start_with_logging`: the executable's
+// crate, built for speed, compiles the request path (docs/ARCHITECTURE.md,
+// "Two packages").
+#[inline]
 pub fn run() -> Result<(), CliError> {
     let cli = Cli::parse();
     match cli.command {

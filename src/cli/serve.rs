@@ -57,6 +57,7 @@ pub(super) struct CheckArgs {
     second_factor: bool,
 }
 
+#[inline]
 pub(super) fn serve(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
     for warning in crate::config::unknown_env(std::env::vars()) {
         crate::logging::line(&warning);

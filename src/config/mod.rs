@@ -876,9 +876,11 @@ mod readme {
     #[test]
     fn the_built_in_proxy_recipe_is_a_valid_config() {
         let dir = tempfile::tempdir().expect("dir");
-        let recipe =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/recipes/gatehouse.toml");
-        let c = Config::load(dir.path(), Some(&recipe), Vec::new(), &[]).expect("the recipe loads");
+        let recipe = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/recipes/gatehouse.toml"
+        ));
+        let c = Config::load(dir.path(), Some(recipe), Vec::new(), &[]).expect("the recipe loads");
         assert_eq!(c.apps.all().len(), 3);
         assert_eq!(c.session.cookie.domain.as_deref(), Some("lan"));
     }

@@ -100,6 +100,7 @@ impl Commits {
 
     /// Whether anything may have been committed since the previous look
     /// (or since [`Commits::watch`], for the first).
+    #[inline]
     pub fn any_since_last_look(&self) -> bool {
         let Some(queue) = queue() else {
             return true;
@@ -121,6 +122,7 @@ struct Queue {
     marks: Mutex<HashMap<i32, Vec<Weak<Mark>>>>,
 }
 
+#[inline]
 fn queue() -> Option<&'static Queue> {
     static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
     QUEUE

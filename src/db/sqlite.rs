@@ -115,6 +115,7 @@ impl Identity {
     /// At a checkout: [`Identity::check`], unless the watch saw no change
     /// to the path since it was last found to be the file, less than
     /// [`LOOK_EVERY`] ago (then no system call).
+    #[inline]
     fn check_at_checkout(&self) -> Result<(), DbError> {
         let fresh = self.watch.quiet()
             && !self.broken.load(Ordering::Acquire)
@@ -288,6 +289,7 @@ impl Pool {
     /// # Errors
     ///
     /// [`DbError::Replaced`], as [`Pool::get`].
+    #[inline]
     pub fn still_the_file(&self) -> Result<(), DbError> {
         self.identity.check_at_checkout()
     }

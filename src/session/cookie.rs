@@ -8,6 +8,7 @@
 ///
 /// Malformed pairs are skipped. Browsers can send the same name twice (for
 /// example one cookie for `/` and one for a sub-path), so callers try each.
+#[inline]
 pub fn find<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     header.split(';').filter_map(move |pair| {
         let (k, v) = pair.split_once('=')?;

@@ -69,6 +69,7 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    #[inline]
     fn limits(&self, persistent: bool) -> (Millis, Millis) {
         if persistent {
             (
@@ -80,6 +81,7 @@ impl SessionOptions {
         }
     }
 
+    #[inline]
     fn touch_interval_for(&self, persistent: bool) -> Millis {
         let (idle, _) = self.limits(persistent);
         millis(self.touch_interval).min(idle / 2)
@@ -132,6 +134,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine on `store`, signing cookies with `signer`.
+    #[inline]
     pub fn new(store: Arc<dyn Store>, signer: Signer, options: SessionOptions) -> Self {
         Self {
             store,
@@ -175,6 +178,7 @@ impl Engine {
     /// A cookie with a bad signature is dropped here, before any store read.
     /// At most four same-named cookies are tried, so a header stuffed with
     /// copies cannot make one request cost many signature checks.
+    #[inline]
     fn session_ids<'h>(
         &'h self,
         cookie_header: &'h str,
@@ -207,6 +211,7 @@ impl Engine {
     /// # Errors
     ///
     /// Only store failures: a bad cookie is "no session", not an error.
+    #[inline]
     pub fn start(&self, request: RequestInfo<'_>) -> Result<Session<'_>, StoreError> {
         let now = clock::now();
         let loaded = match request.cookie_header {
@@ -240,6 +245,7 @@ impl Engine {
     /// # Errors
     ///
     /// Store failures; the response must then not claim success.
+    #[inline]
     pub fn finish(&self, session: Session<'_>) -> Result<Option<String>, StoreError> {
         let inner = session
             .inner
@@ -265,6 +271,7 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn touch(&self, record: &Record, now: Millis) -> Touch {
         let (idle, _) = self.options.limits(record.persistent);
         Touch {
@@ -348,6 +355,7 @@ pub struct Session<'e> {
 }
 
 impl Session<'_> {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -360,6 +368,7 @@ impl Session<'_> {
     }
 
     /// The signed-in user, if any.
+    #[inline]
     pub fn user_id(&self) -> Option<UserId> {
         let inner = self.lock();
         match inner.status {
@@ -371,6 +380,7 @@ impl Session<'_> {
     /// The signed-in user's row as read with the session at the start of
     /// this request, when the store read it (see [`Store::load_with_user`])
     /// and the session still belongs to that user.
+    #[inline]
     pub fn principal(&self) -> Option<User> {
         let inner = self.lock();
         match (&inner.principal, inner.status) {
@@ -427,6 +437,7 @@ impl Session<'_> {
     }
 
     /// The value at `key`, if present and of type `T`.
+    #[inline]
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let inner = self.lock();
         let value = match inner.patch.0.get(key) {
@@ -625,6 +636,7 @@ type Loaded = (Record, Option<SessionId>, Option<User>);
 struct InStore;
 
 impl Keeping for InStore {
+    #[inline]
     fn load(
         &self,
         engine: &Engine,
@@ -639,6 +651,7 @@ impl Keeping for InStore {
         Ok(None)
     }
 
+    #[inline]
     fn finish(
         &self,
         engine: &Engine,
@@ -768,6 +781,7 @@ impl Keeping for InStore {
 struct InCookie(Sealer);
 
 impl Keeping for InCookie {
+    #[inline]
     fn load(
         &self,
         engine: &Engine,
@@ -783,6 +797,7 @@ impl Keeping for InCookie {
 
     /// The session is sealed into the cookie whenever it changed, is new,
     /// is due a touch, or `rolling` is on.
+    #[inline]
     fn finish(
         &self,
         engine: &Engine,
@@ -873,6 +888,7 @@ impl Keeping for InCookie {
 
 /// Whether `user` is the one `record` was signed in as: the same id and
 /// the same stamp (a stamp is never empty; see [`crate::identity::new_stamp`]).
+#[inline]
 fn owns(record: &Record, user: &User) -> bool {
     record.user_id == Some(user.id)
         && !user.stamp.is_empty()

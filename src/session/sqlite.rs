@@ -74,6 +74,7 @@ const KEPT_MAX: usize = 1024;
 const KEPT_DATA_MAX: usize = 1024;
 
 /// The size of `record`'s data as JSON.
+#[inline]
 fn kept_size(record: &Record) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
@@ -93,6 +94,7 @@ fn kept_size(record: &Record) -> usize {
 }
 
 impl Kept {
+    #[inline]
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
@@ -304,6 +306,7 @@ impl Store for SqliteStore {
             })
     }
 
+    #[inline]
     fn load_with_user(
         &self,
         key: &SessionKey,

@@ -48,6 +48,7 @@ impl Verified {
     }
 
     /// The id and key of `cookie`, when it verified before.
+    #[inline]
     pub(super) fn get(&self, cookie: &str) -> Option<(SessionId, SessionKey)> {
         let hash = self.hasher.hash_one(cookie);
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -60,6 +61,7 @@ impl Verified {
     }
 
     /// Keeps `cookie`, which has just verified as `id`.
+    #[inline]
     pub(super) fn put(&self, cookie: &str, id: &SessionId, key: SessionKey) {
         let hash = self.hasher.hash_one(cookie);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);

@@ -152,6 +152,7 @@ const TOKEN_PATHS: &[&str] = &["/invite/", "/reset/", "/login/link/"];
 /// The token path `path` is under, if any; matched without regard to case
 /// on the path as routed (decoded) and as sent, so no spelling of a
 /// token's path puts the token in the log.
+#[inline]
 fn token_path(path: &str) -> Option<&'static str> {
     TOKEN_PATHS.iter().copied().find(|prefix| {
         path.get(..prefix.len())
@@ -160,6 +161,7 @@ fn token_path(path: &str) -> Option<&'static str> {
 }
 
 /// `path` as log lines name it: a token path without its token.
+#[inline]
 pub(super) fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
     match token_path(path) {
         Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}[token]")),
@@ -169,6 +171,7 @@ pub(super) fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The token path `request` is under, as sent or as routed (decoded:
 /// only a path with a `%` can differ, so the common one is not decoded).
+#[inline]
 fn request_token_path(request: &Request) -> Option<&'static str> {
     let sent = path_of(request);
     token_path(sent).or_else(|| {
@@ -181,6 +184,7 @@ fn request_token_path(request: &Request) -> Option<&'static str> {
 /// `request`'s path as log lines name it (see [`logged_path`]): a request
 /// whose path is, or decodes to, a token path is named by that path,
 /// tokenless.
+#[inline]
 fn path_for_log(request: &Request) -> std::borrow::Cow<'_, str> {
     match request_token_path(request) {
         Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}[token]")),
@@ -194,6 +198,7 @@ const TOKEN_WORDS: &[&[u8]] = &[b"invite", b"reset", b"link"];
 /// Where in `path` a token path's word first shows, however the path is
 /// spelt (`//invite/..`, `/./login/link/..`, `/x/../reset/..`,
 /// `/invite;x/..`, `/%2Finvite/..`): the end of the word.
+#[inline]
 fn token_word_end(path: &str) -> Option<usize> {
     let bytes = path.as_bytes();
     (0..bytes.len())
@@ -214,6 +219,7 @@ fn token_word_end(path: &str) -> Option<usize> {
 /// `404`) under any other spelling of a token path, cut after the word
 /// (`//invite[token]`): such a path routes nowhere, so its token shows
 /// nothing but what was sent, and must not reach the log either.
+#[inline]
 fn path_for_request_log(
     request: &Request,
     proxied: bool,
@@ -230,6 +236,7 @@ fn path_for_request_log(
 }
 
 /// Answers one request: route, map errors, add security headers, log.
+#[inline]
 pub fn handle(state: &State, request: &Request) -> Response {
     let started = Instant::now();
     let client = client(state, request);
@@ -325,6 +332,7 @@ pub const WATCHDOG_USER_AGENT: &str = "gatehouse-watchdog";
 /// over loopback every few seconds: not logged, or it would be most of the
 /// journal. Only that path from a loopback address, so the exemption hides
 /// nothing a client elsewhere does.
+#[inline]
 fn is_watchdog_probe(request: &Request) -> bool {
     request.url() == "/healthz"
         && request.remote_addr().ip().is_loopback()
@@ -332,11 +340,13 @@ fn is_watchdog_probe(request: &Request) -> bool {
 }
 
 /// The request path without the query string (which may carry tokens).
+#[inline]
 fn path_of(request: &Request) -> &str {
     let raw = request.raw_url();
     raw.split_once('?').map_or(raw, |(p, _)| p)
 }
 
+#[inline]
 fn client(state: &State, request: &Request) -> Client {
     let peer: IpAddr = request.remote_addr().ip();
     // rouille 3.6 builds every `Request` with `https: false`, even over
@@ -361,6 +371,7 @@ fn client(state: &State, request: &Request) -> Client {
 /// the client's (HAProxy's `option forwardfor`) put the address it vouches
 /// for in the last line, and reading only the first let a client choose
 /// its own address for the throttle (a hostile pass).
+#[inline]
 fn forwarded_for(request: &Request) -> Option<std::borrow::Cow<'_, str>> {
     let mut lines = request
         .headers()
@@ -381,6 +392,7 @@ fn forwarded_for(request: &Request) -> Option<std::borrow::Cow<'_, str>> {
 /// Adds `Strict-Transport-Security` when gatehouse itself serves HTTPS
 /// (behind a proxy that terminates TLS, the proxy sends its own). A
 /// proxied app's own header is left as it is.
+#[inline]
 fn with_hsts(state: &State, response: Response) -> Response {
     let Some(value) = &state.hsts else {
         return response;
@@ -432,6 +444,7 @@ pub fn redirect_to_https(request: &Request, public_url: Option<&str>, https_port
 /// The host part of a `Host` header when it is a plain name, an IPv4
 /// address or a bracketed IPv6 address (a redirect must not carry anything
 /// a client could use to break out of the URL).
+#[inline]
 fn host_without_port(header: &str) -> Option<&str> {
     let header = header.trim();
     let host = if header.starts_with('[') {
@@ -458,6 +471,7 @@ fn host_without_port(header: &str) -> Option<&str> {
     Some(host)
 }
 
+#[inline]
 fn with_security_headers(mut response: Response, sends_on: bool) -> Response {
     let has =
         |r: &Response, name: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));

@@ -52,6 +52,7 @@ enum Offered {
 }
 
 /// The credentials of `request`, for `app`.
+#[inline]
 fn offered(request: &Request, app: Option<&App>) -> Offered {
     let mut values = request
         .headers()
@@ -104,6 +105,7 @@ fn offered(request: &Request, app: Option<&App>) -> Offered {
 /// # Errors
 ///
 /// Store errors; a busy hasher.
+#[inline]
 pub(super) fn of_request(
     state: &State,
     request: &Request,
@@ -170,6 +172,7 @@ pub(super) fn of_request(
 /// # Errors
 ///
 /// Store errors.
+#[inline]
 pub(super) fn of_session(state: &State, session: &Session<'_>) -> Result<Option<Principal>> {
     let methods = session_methods(session);
     if state.two_factor == Policy::Required && !crate::identity::two_factors(&methods) {
@@ -184,6 +187,7 @@ pub(super) fn of_session(state: &State, session: &Session<'_>) -> Result<Option<
 /// The principal of `user`, proved by `credential`: their groups read in
 /// the one place they are. `check-config --explain` builds its asker here
 /// too.
+#[inline]
 pub fn principal_for(user: User, credential: Credential) -> Principal {
     Principal {
         groups: groups_of(&user),
@@ -196,12 +200,14 @@ pub fn principal_for(user: User, credential: Credential) -> Principal {
 /// decision, `Remote-Groups` and the signed identity header alike. They
 /// come with the user's row (read with the session in one statement), so
 /// a change applies on the user's next request.
+#[inline]
 fn groups_of(user: &User) -> Vec<String> {
     user.groups.clone()
 }
 
 /// How the session signed in (`pwd`, `otp`, ...); empty when anonymous
 /// or signed in before methods were recorded.
+#[inline]
 pub(super) fn session_methods(session: &Session<'_>) -> Vec<String> {
     if session.user_id().is_none() {
         return Vec::new();

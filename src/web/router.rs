@@ -156,6 +156,7 @@ impl Route {
         }
     }
 
+    #[inline]
     fn matches(&self, path: &str) -> bool {
         match self.path.strip_suffix('*') {
             Some(prefix) => path.starts_with(prefix),
@@ -166,6 +167,7 @@ impl Route {
 
 /// The route for `path` in `tables`: the one that names it exactly, else
 /// the first whose prefix it starts with.
+#[inline]
 pub(super) fn find<'t>(tables: &[&'t [Route]], path: &str) -> Option<&'t Route> {
     let all = || tables.iter().flat_map(|t| t.iter());
     all()
@@ -181,6 +183,7 @@ pub(super) fn find<'t>(tables: &[&'t [Route]], path: &str) -> Option<&'t Route> 
 /// table has (or one closed just now), `405` for a method the route does
 /// not take, [`WebError::Csrf`] for a form without its token; else
 /// whatever the handler returns.
+#[inline]
 pub(super) fn route(
     state: &State,
     request: &Request,
@@ -207,6 +210,7 @@ pub(super) fn route(
 /// `Allow-Credentials`: a script elsewhere reads what it could fetch with
 /// its own credentials (a token, a client secret), never with the
 /// visitor's cookies.
+#[inline]
 fn with_cors(response: Response) -> Response {
     response.with_unique_header("Access-Control-Allow-Origin", "*")
 }
@@ -229,6 +233,7 @@ fn preflight(route: &Route) -> Response {
 }
 
 /// Calls the route's handler for `method` (its form token first).
+#[inline]
 fn route_to(
     state: &State,
     request: &Request,
@@ -274,6 +279,7 @@ fn route_to(
 ///
 /// [`WebError::Csrf`] for a missing or wrong token, and those of reading
 /// and parsing the form.
+#[inline]
 fn token_first(state: &State, request: &Request, token: Token) -> Result<Request> {
     let body = Form::body_of(request)?;
     let submitted = Form::parse(&body)?;
@@ -305,6 +311,7 @@ fn token_first(state: &State, request: &Request, token: Token) -> Result<Request
 ///
 /// `fetch` is the route's rule; a path no table has is a page (a POST to
 /// it is refused as any other script's form POST), except under `/api/`.
+#[inline]
 fn check_fetch_metadata(request: &Request, path: &str, fetch: Option<Fetch>) -> Result<()> {
     let meta = FetchMetadata {
         site: request.header("Sec-Fetch-Site"),

@@ -41,6 +41,7 @@ struct Refusal(String);
 impl Refusal {
     /// The answer: `403`, the one refusal nginx's `auth_request` passes on
     /// as it is (any status but `2xx`, `401` and `403` becomes a `500`).
+    #[inline]
     fn response(&self, request: &Request) -> Response {
         crate::logging::line(&format!(
             "forward auth refused peer={} reason={}",
@@ -60,6 +61,7 @@ impl Refusal {
 /// fails closed. A forwarded target with no normal form (a `#`, an encoded
 /// slash, `..` above the root, ... see [`crate::auth::path`]) is refused
 /// too: the upstream might read it otherwise than gatehouse would judge it.
+#[inline]
 fn forwarded<'r>(
     state: &State,
     request: &'r Request,
@@ -111,6 +113,7 @@ fn forwarded<'r>(
 }
 
 /// Runs `f` with the forwarded target and what the rules make of it.
+#[inline]
 fn forward_auth(
     state: &State,
     request: &Request,
@@ -144,6 +147,7 @@ fn forward_auth(
 
 /// `200` with the identity headers (none for a request let through
 /// without anyone signed in).
+#[inline]
 fn allowed(asked: &Asked) -> Response {
     let mut response = Response::text("ok");
     match &asked.who {
@@ -169,6 +173,7 @@ fn allowed(asked: &Asked) -> Response {
 /// `GET /auth/verify`: nginx `auth_request`. `200` with the identity
 /// headers, `401` when not signed in (or without the second factor the
 /// app needs), `403` when not allowed. Read-only.
+#[inline]
 pub(super) fn get_verify(state: &State, request: &Request, client: &Client) -> Result<Response> {
     forward_auth(state, request, client, |_, asked| {
         if let Some(refusal) = asked.sessionless_refusal() {

@@ -24,6 +24,7 @@ pub(super) const NAMES: [&str; 4] = [
 /// The identity headers for `who`, as forward auth answers them and the
 /// proxy sends them on (names as sent; values never hold a line break: a
 /// username or group name has none).
+#[inline]
 pub(super) fn headers(who: &Principal) -> [(&'static str, String); 4] {
     let [user, name, groups, methods] = NAMES;
     [

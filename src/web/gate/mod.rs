@@ -66,6 +66,7 @@ impl Asked {
     /// for an app that needs a second factor, which a token or a password
     /// alone never gives). `None` for a browser's request, which the
     /// caller answers as it does.
+    #[inline]
     fn sessionless_refusal(&self) -> Option<Response> {
         if self.verdict.decision == Decision::Allow {
             return None;
@@ -101,6 +102,7 @@ fn challenge() -> Response {
 /// # Errors
 ///
 /// Store errors.
+#[inline]
 fn ask(
     state: &State,
     request: &Request,
