@@ -76,9 +76,7 @@ pub fn push_number(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// Appends `ip` as `Display` writes it; an IPv4 address (nearly every
@@ -149,7 +147,20 @@ pub fn is_format(c: char) -> bool {
 #[inline]
 pub fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
-    for c in value.chars().take(128) {
+    // Printable ASCII but a quote or backslash (most of most values) goes
+    // as it is, at once; one byte is one character there.
+    let plain = value
+        .bytes()
+        .take(128)
+        .take_while(|&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+        .count();
+    out.push_str(value.get(..plain).unwrap_or_default());
+    for c in value
+        .get(plain..)
+        .unwrap_or_default()
+        .chars()
+        .take(128 - plain)
+    {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -420,5 +431,46 @@ mod tests {
         assert_eq!(quote("\u{200b}bob"), "\"\\u{200b}bob\"");
         assert_eq!(quote("\u{2066}x\u{2069}"), "\"\\u{2066}x\\u{2069}\"");
         assert_eq!(quote("\u{85}x"), "\"\\u{85}x\"");
+    }
+
+    /// The quoting as it was before printable ASCII went at once.
+    fn quoted_a_character_at_a_time(value: &str) -> String {
+        let mut out = String::from("\"");
+        for c in value.chars().take(128) {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() || is_format(c) => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn a_plain_start_is_cut_and_escaped_like_the_rest() {
+        for value in [
+            "x".repeat(127) + "\"tail",
+            "x".repeat(128) + "\"",
+            "x".repeat(126) + "é\u{202e}zz",
+            "plain then \\ and \u{7f}".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(
+                quote(&value),
+                quoted_a_character_at_a_time(&value),
+                "{value:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quoting_is_the_same_as_a_character_at_a_time(value in "\\PC{0,200}|[ -~]{0,200}|[ -~]{0,140}\\PC{0,20}") {
+            proptest::prop_assert_eq!(quote(&value), quoted_a_character_at_a_time(&value));
+        }
     }
 }
