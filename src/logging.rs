@@ -155,12 +155,15 @@ pub fn push_quoted(out: &mut String, value: &str) {
         .take_while(|&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
         .count();
     out.push_str(value.get(..plain).unwrap_or_default());
-    for c in value
-        .get(plain..)
-        .unwrap_or_default()
-        .chars()
-        .take(128 - plain)
-    {
+    push_escaped_chars(out, value.get(plain..).unwrap_or_default(), 128 - plain);
+    out.push('"');
+}
+
+/// Appends the first `limit` characters of `value` with quotes,
+/// backslashes, controls and format characters escaped.
+#[inline]
+fn push_escaped_chars(out: &mut String, value: &str, limit: usize) {
+    for c in value.chars().take(limit) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -173,7 +176,6 @@ pub fn push_quoted(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 /// The message of a login event line: `login <outcome> user="..." ip=... <extra>`.
@@ -433,19 +435,11 @@ mod tests {
         assert_eq!(quote("\u{85}x"), "\"\\u{85}x\"");
     }
 
-    /// The quoting as it was before printable ASCII went at once.
+    /// The quoting a character at a time, as all of a value went before
+    /// its printable ASCII start went at once.
     fn quoted_a_character_at_a_time(value: &str) -> String {
         let mut out = String::from("\"");
-        for c in value.chars().take(128) {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() || is_format(c) => {
-                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
+        push_escaped_chars(&mut out, value, 128);
         out.push('"');
         out
     }
